@@ -1,0 +1,108 @@
+"""The ``fs`` command. Each command group lives in its own module; this file wires them and turns
+errors into one line and an exit code: 0 ok, 1 error, 2 usage (3 is reserved for ``fs parity``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from cli import registry_cmds
+from cli.state import State
+
+app = typer.Typer(
+    name="fs",
+    help="fs: the payments feature platform on Feast (Delta offline store, Redis online store, Kafka ingest).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    repo: Annotated[
+        str | None,
+        typer.Option("--repo", envvar="FS_REPO", help="Feature repo folder (default: ./feature_repo, or $FS_REPO)."),
+    ] = None,
+    env: Annotated[
+        str,
+        typer.Option("--env", envvar="FS_ENV", help="Environment: dev (default), or an overlay in <repo>/envs/<env>.yaml."),
+    ] = "dev",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")] = 0,
+) -> None:
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = State(repo=repo, env=env, as_json=as_json, verbose=verbose)
+
+
+registry_cmds.register(app)
+
+
+def _optional_groups() -> None:
+    """Command groups added by later modules; each is its own module exposing ``app``."""
+    import importlib
+
+    for name, module in (
+        ("ingest", "cli.ingest_cmds"),
+        ("backfill", "cli.backfill_cmds"),
+        ("parity", "cli.parity_cmds"),
+        ("catalog", "cli.catalog_cmds"),
+        ("monitor", "cli.monitor_cmds"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        app.add_typer(mod.app, name=name)
+        if hasattr(mod, "register"):
+            mod.register(app)
+
+
+_optional_groups()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fs`` console script; returns the exit code.
+
+    Typer handles usage errors itself (exit 2). Everything else that escapes a command becomes one
+    line on stderr and exit 1; ``FS_DEBUG=1`` re-raises for the traceback.
+    """
+    from fs.errors import FsError
+
+    debug = os.environ.get("FS_DEBUG") == "1"
+    try:
+        typer.main.get_command(app).main(args=argv, prog_name="fs", standalone_mode=True)
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except FsError as e:
+        if debug:
+            raise
+        for line in str(e).splitlines():  # PolicyError: one line per problem
+            typer.echo(f"error: {line}", err=True)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as e:  # the last line of defence: one line, no traceback unless asked
+        if debug:
+            raise
+        typer.echo(f"error: {type(e).__name__}: {e} (run with FS_DEBUG=1 for the traceback)", err=True)
+    return 1
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

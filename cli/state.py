@@ -1,0 +1,32 @@
+"""Global options shared by every command, and the lazily built ``Platform``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cli.output import Output
+
+
+@dataclass
+class State:
+    repo: str | None = None
+    env: str = "dev"
+    as_json: bool = False
+    verbose: int = 0
+    _platform: object = field(default=None, repr=False)
+
+    @property
+    def out(self) -> Output:
+        return Output(self.as_json)
+
+    @property
+    def platform(self):
+        if self._platform is None:
+            from fs.platform import Platform
+
+            self._platform = Platform(self.repo, env=self.env)
+        return self._platform
+
+
+def state(ctx) -> State:
+    return ctx.find_root().obj

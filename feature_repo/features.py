@@ -1,0 +1,175 @@
+"""Payments / fraud feature repo: the one repo the demo, the docs and the tests share.
+
+Metadata convention (enforced by `fs apply`, see fs/policy.py):
+- every feature view: ``owner`` (email), ``description``, tags ``team``, ``tier`` and ``freshness_sla``;
+- every feature: a ``description`` and a ``pii`` tag: ``none`` / ``pseudonymous`` / ``pii``.
+"""
+
+from datetime import timedelta
+
+import pandas as pd
+from feast import Entity, FeatureService, FeatureView, Field, PushSource, RequestSource
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Bool, Float64, Int32, Int64, String
+from feast.value_type import ValueType
+
+from plugins.delta import DeltaSource
+
+RISK_TEAM = "risk-ml@payments.example"
+FRAUD_TEAM = "fraud-ml@payments.example"
+
+
+def _f(name, dtype, description, pii="none"):
+    return Field(name=name, dtype=dtype, description=description, tags={"pii": pii})
+
+
+# --- entities -------------------------------------------------------------------------------
+customer = Entity(
+    name="customer",
+    join_keys=["customer_id"],
+    value_type=ValueType.INT64,
+    description="A card holder (pseudonymous id; no direct identifiers).",
+    owner=FRAUD_TEAM,
+    tags={"pii": "pseudonymous"},
+)
+merchant = Entity(
+    name="merchant",
+    join_keys=["merchant_id"],
+    value_type=ValueType.INT64,
+    description="An acquiring merchant account.",
+    owner=RISK_TEAM,
+    tags={"pii": "none"},
+)
+
+# --- merchant risk: daily batch ---------------------------------------------------------------
+merchant_risk_source = DeltaSource(
+    name="merchant_risk_daily_source",
+    path="data/merchant_risk_daily",
+    timestamp_field="event_timestamp",
+    created_timestamp_column="created_at",
+    description="Daily merchant risk statistics computed by the nightly risk job.",
+    owner=RISK_TEAM,
+)
+
+merchant_risk_daily = FeatureView(
+    name="merchant_risk_daily",
+    entities=[merchant],
+    ttl=timedelta(days=2),
+    schema=[
+        _f("chargeback_rate_30d", Float64, "Chargebacks / settled transactions over the last 30 days."),
+        _f("approval_rate_1d", Float64, "Approved / attempted authorisations over the last day."),
+        _f("txn_volume_1d", Int64, "Number of authorisation attempts over the last day."),
+        _f("txn_amount_1d", Float64, "Sum of attempted amounts (USD) over the last day."),
+        _f("avg_ticket_1d", Float64, "Mean attempted amount (USD) over the last day."),
+        _f("distinct_customers_1d", Int64, "Distinct card holders seen over the last day."),
+    ],
+    source=merchant_risk_source,
+    online=True,
+    description="Daily merchant risk statistics (chargebacks, approvals, volume).",
+    owner=RISK_TEAM,
+    tags={"team": "risk", "tier": "1", "freshness_sla": "36h"},
+)
+
+# --- customer profile (PII) -------------------------------------------------------------------
+customer_profile_source = DeltaSource(
+    name="customer_profile_source",
+    path="data/customer_profile",
+    timestamp_field="event_timestamp",
+    created_timestamp_column="created_at",
+    description="Customer profile snapshots from the KYC service.",
+    owner=FRAUD_TEAM,
+)
+
+customer_profile = FeatureView(
+    name="customer_profile",
+    entities=[customer],
+    ttl=timedelta(days=365),
+    schema=[
+        _f("country", String, "ISO 3166 country of residence.", pii="pseudonymous"),
+        _f("email_domain", String, "Domain part of the customer's e-mail address.", pii="pii"),
+        _f("account_age_days", Int64, "Days since the account was opened."),
+        _f("kyc_level", Int32, "KYC verification level (0 none .. 3 full)."),
+        _f("is_verified", Bool, "Whether the customer passed identity verification."),
+    ],
+    source=customer_profile_source,
+    online=True,
+    description="Customer profile attributes from KYC, including PII-classified fields.",
+    owner=FRAUD_TEAM,
+    tags={"team": "fraud", "tier": "2", "freshness_sla": "7d"},
+)
+
+# --- customer transaction aggregates: stream (push) with a Delta batch source behind it --------
+customer_txn_batch_source = DeltaSource(
+    name="customer_txn_aggregates_batch",
+    path="data/customer_txn_aggregates",
+    timestamp_field="event_timestamp",
+    created_timestamp_column="created_at",
+    description="Offline copy of the streaming customer transaction aggregates.",
+    owner=FRAUD_TEAM,
+)
+
+customer_txn_push = PushSource(
+    name="customer_txn_push",
+    batch_source=customer_txn_batch_source,
+    description="Stream path: the Kafka ingestor pushes customer transaction aggregates here.",
+    owner=FRAUD_TEAM,
+)
+
+customer_txn_aggregates = FeatureView(
+    name="customer_txn_aggregates",
+    entities=[customer],
+    ttl=timedelta(days=1),
+    schema=[
+        _f("txn_count_10m", Int64, "Transactions in the last 10 minutes."),
+        _f("txn_count_1h", Int64, "Transactions in the last hour."),
+        _f("txn_count_24h", Int64, "Transactions in the last 24 hours."),
+        _f("txn_amount_10m", Float64, "Sum of amounts (USD) in the last 10 minutes."),
+        _f("txn_amount_1h", Float64, "Sum of amounts (USD) in the last hour."),
+        _f("txn_amount_24h", Float64, "Sum of amounts (USD) in the last 24 hours."),
+        _f("avg_amount_24h", Float64, "Mean amount (USD) in the last 24 hours."),
+    ],
+    source=customer_txn_push,
+    online=True,
+    description="Rolling transaction counts and sums per customer, fed by the payments stream.",
+    owner=FRAUD_TEAM,
+    tags={"team": "fraud", "tier": "1", "freshness_sla": "15m"},
+)
+
+# --- on-demand: the current payment relative to the customer's 24h average --------------------
+transaction_request = RequestSource(
+    name="transaction_request",
+    schema=[Field(name="amount", dtype=Float64, description="Amount (USD) of the payment being scored.")],
+)
+
+
+@on_demand_feature_view(
+    sources=[customer_txn_aggregates, transaction_request],
+    schema=[
+        _f("amount_to_avg_24h_ratio", Float64, "Payment amount divided by the customer's 24h mean amount."),
+        _f("amount_above_avg_24h", Bool, "Whether the payment is above the customer's 24h mean amount."),
+    ],
+    description="Payment amount relative to the customer's 24-hour average.",
+    owner=FRAUD_TEAM,
+    tags={"team": "fraud", "tier": "1", "freshness_sla": "15m"},
+)
+def txn_amount_vs_history(inputs: pd.DataFrame) -> pd.DataFrame:
+    avg = inputs["avg_amount_24h"].astype("float64")
+    amount = inputs["amount"].astype("float64")
+    out = pd.DataFrame(index=inputs.index)
+    out["amount_to_avg_24h_ratio"] = (amount / avg.where(avg > 0)).fillna(0.0)
+    out["amount_above_avg_24h"] = (amount > avg.fillna(float("inf"))).astype(bool)
+    return out
+
+
+fraud_model_v1 = FeatureService(
+    name="fraud_model_v1",
+    features=[
+        merchant_risk_daily,
+        customer_profile[["country", "account_age_days", "kyc_level", "is_verified"]],
+        customer_txn_aggregates,
+        txn_amount_vs_history,
+    ],
+    description="Features of the card fraud scoring model, version 1.",
+    owner=FRAUD_TEAM,
+    tags={"team": "fraud", "tier": "1"},
+)

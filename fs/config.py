@@ -1,0 +1,115 @@
+"""Loading a feature repo's configuration for one environment.
+
+``feature_store.yaml`` is the dev configuration. ``--env staging|prod`` deep-merges
+``envs/<env>.yaml`` over it. ``${VAR}`` references are filled from the environment; a missing
+variable is an error that names the variable (its value is never printed).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from feast.repo_config import RepoConfig
+from pydantic import ValidationError
+
+from fs.errors import ConfigError
+
+DEFAULT_ENV = "dev"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def resolve_repo(repo: str | os.PathLike | None) -> Path:
+    """The repo folder: the argument, else ``$FS_REPO``, else ``./feature_repo``."""
+    path = Path(repo or os.environ.get("FS_REPO") or "feature_repo").expanduser().resolve()
+    if not (path / "feature_store.yaml").is_file():
+        raise ConfigError(
+            f"no feature repo at {path} (feature_store.yaml not found)",
+            hint="pass --repo PATH or set FS_REPO",
+        )
+    return path
+
+
+def available_envs(repo: Path) -> list[str]:
+    return [DEFAULT_ENV] + sorted(p.stem for p in (repo / "envs").glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"malformed YAML in {where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"malformed {path}: expected a mapping at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _expand(value: Any, source: Path) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, source) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"environment variable {name} is not set (referenced by {source})",
+            hint=f"export {name}=... before running this command",
+        )
+
+    return _VAR.sub(sub, value)
+
+
+def raw_config(repo: Path, env: str = DEFAULT_ENV) -> dict[str, Any]:
+    """The merged, variable-expanded configuration dict for ``env``."""
+    data = _read_yaml(repo / "feature_store.yaml")
+    source = repo / "feature_store.yaml"
+    if env != DEFAULT_ENV:
+        overlay = repo / "envs" / f"{env}.yaml"
+        if not overlay.is_file():
+            raise ConfigError(
+                f"unknown environment {env!r} for repo {repo}",
+                hint=f"choose one of: {', '.join(available_envs(repo))}",
+            )
+        data = _merge(data, _read_yaml(overlay))
+        source = overlay
+    return _expand(data, source)
+
+
+def load_config(repo: Path, env: str = DEFAULT_ENV) -> RepoConfig:
+    """A Feast ``RepoConfig`` for ``repo`` in environment ``env``."""
+    data = raw_config(repo, env)
+    try:
+        config = RepoConfig(**data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ConfigError(
+            f"invalid configuration for env {env!r} in {repo}/feature_store.yaml: {where}: {first.get('msg')}"
+        ) from None
+    except Exception as e:  # Feast raises plain errors for unknown store types etc.
+        raise ConfigError(f"invalid configuration for env {env!r} in {repo}: {e}") from None
+    config.repo_path = repo
+    return config

@@ -1,0 +1,110 @@
+"""The platform's one exception hierarchy.
+
+Every error a user can see derives from ``FsError`` and carries a one-line message that says
+what was wrong, where, and (``hint``) the next command to run. The CLI prints ``str(err)`` on one
+line and exits 1; ``FS_DEBUG=1`` adds the traceback.
+
+Transient errors (worth a retry with backoff) mix in ``TransientError``; everything else is
+terminal. Retry loops decide by type, never by parsing messages::
+
+    FsError
+    ├── ConfigError            bad feature_store.yaml, unknown --env, missing repo, bad settings
+    ├── PolicyError            feature metadata policy violated at apply (one line per problem)
+    ├── RepoError              a registry object (view, feature, source) is missing or wrong
+    ├── OfflineStoreError
+    │   ├── SourceNotFoundError     Delta table/path does not exist
+    │   ├── SchemaMismatchError     view schema vs Delta columns/types
+    │   └── EntityDataFrameError    entity_df lacks a join key or timestamp column
+    ├── OnlineStoreError
+    │   ├── OnlineStoreUnavailable  (transient) Redis unreachable / timed out
+    │   └── OnlineWriteError        wrong value types, unknown features
+    ├── IngestError
+    │   └── BrokerUnavailable       (transient) Kafka unreachable
+    ├── BackfillError
+    │   └── LeaseHeldError          another run holds the view's lease
+    ├── ParityError
+    └── ValidationFailed        a data-quality gate rejected data
+"""
+
+from __future__ import annotations
+
+
+class FsError(Exception):
+    """Base of every user-facing platform error."""
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(message if not hint else f"{message} — {hint}")
+
+
+class TransientError(FsError):
+    """Mixin meaning: the same call may succeed later (retry with backoff)."""
+
+
+class ConfigError(FsError):
+    pass
+
+
+class PolicyError(FsError):
+    """Carries every problem found, one line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems), hint=None)
+
+
+class RepoError(FsError):
+    pass
+
+
+class OfflineStoreError(FsError):
+    pass
+
+
+class SourceNotFoundError(OfflineStoreError):
+    pass
+
+
+class SchemaMismatchError(OfflineStoreError):
+    pass
+
+
+class EntityDataFrameError(OfflineStoreError):
+    pass
+
+
+class OnlineStoreError(FsError):
+    pass
+
+
+class OnlineStoreUnavailable(OnlineStoreError, TransientError):
+    pass
+
+
+class OnlineWriteError(OnlineStoreError):
+    pass
+
+
+class IngestError(FsError):
+    pass
+
+
+class BrokerUnavailable(IngestError, TransientError):
+    pass
+
+
+class BackfillError(FsError):
+    pass
+
+
+class LeaseHeldError(BackfillError):
+    pass
+
+
+class ParityError(FsError):
+    pass
+
+
+class ValidationFailed(FsError):
+    pass

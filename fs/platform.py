@@ -1,0 +1,219 @@
+"""``Platform``: the one entry object for notebooks, the CLI and CI.
+
+    from fs import Platform
+    p = Platform("feature_repo", env="dev")
+    p.apply()
+    p.materialize("2026-11-01", "2026-11-02")
+    training = p.store.get_historical_features(entity_df, features=...).to_df()
+
+Every method returns a typed result and never prints; the CLI renders results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+
+from fs import policy, repo as repo_mod
+from fs.config import DEFAULT_ENV, load_config, resolve_repo
+from fs.errors import ConfigError, PolicyError, RepoError
+from fs.locks import registry_lock
+from fs.timeutil import chunks, parse_time
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (label, done, total)
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # create | update | delete
+    kind: str  # Entity, FeatureView, ...
+    name: str
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    changes: list[Change]
+    infra_changes: list[Change]
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes and not self.infra_changes
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    plan: PlanResult
+    applied: bool
+
+
+@dataclass
+class MaterializeResult:
+    start: datetime
+    end: datetime
+    views: list[str]
+    chunks_done: int = 0
+    chunk_results: list[dict] = field(default_factory=list)
+
+
+def _changes(diffs) -> list[Change]:
+    from feast.diff.registry_diff import TransitionType
+
+    names = {TransitionType.CREATE: "create", TransitionType.UPDATE: "update", TransitionType.DELETE: "delete"}
+    out = []
+    for d in diffs:
+        if d.transition_type not in names:
+            continue
+        kind = getattr(d, "feast_object_type", None) or getattr(d, "infra_object_type", "")
+        details = tuple(
+            f"{p.property_name}: {p.val_existing} -> {p.val_declared}"
+            for p in getattr(d, "feast_object_property_diffs", None) or getattr(d, "infra_object_property_diffs", [])
+        )
+        out.append(Change(names[d.transition_type], getattr(kind, "value", str(kind)), d.name, details))
+    return out
+
+
+class Platform:
+    """A feature repo in one environment: its Feast store plus the platform's operations."""
+
+    def __init__(self, repo: str | os.PathLike | None = None, env: str = DEFAULT_ENV):
+        self.repo_path: Path = resolve_repo(repo)
+        self.env = env
+        self.config = load_config(self.repo_path, env)
+
+    @property
+    def project(self) -> str:
+        return self.config.project
+
+    @cached_property
+    def store(self):
+        """The Feast ``FeatureStore`` for this repo and environment."""
+        from feast import FeatureStore
+
+        try:
+            store = FeatureStore(config=self.config, repo_path=str(self.repo_path))
+            store.registry  # noqa: B018 - connects now, so an unreachable registry fails here, clearly
+        except Exception as e:
+            raise _registry_error(self.config, e) from e
+        return store
+
+    # -- registry ------------------------------------------------------------------------------
+    def definitions(self):
+        """The repo's parsed Feast objects (``RepoContents``), checked against the metadata policy."""
+        contents = repo_mod.parse(self.repo_path)
+        if not any(p.name == self.project for p in contents.projects):
+            from feast.project import Project
+
+            contents.projects.append(Project(name=self.project, description=""))
+        problems = policy.check_repo(contents)
+        if problems:
+            raise PolicyError(problems)
+        return contents
+
+    def plan(self) -> PlanResult:
+        """What ``apply`` would change in the registry and the stores; changes nothing."""
+        contents = self.definitions()
+        try:
+            registry_diff, infra_diff, _ = self.store.plan(contents)
+        except (ConfigError, RepoError):
+            raise
+        except Exception as e:
+            raise RepoError(f"plan failed for repo {self.repo_path}: {e}") from e
+        return PlanResult(_changes(registry_diff.feast_object_diffs), _changes(infra_diff.infra_object_diffs))
+
+    def apply(self) -> ApplyResult:
+        """Register the repo's definitions and create/remove online tables, under a registry lock."""
+        from feast.repo_operations import extract_objects_for_apply_delete
+
+        contents = self.definitions()
+        with registry_lock(self.config):
+            self.store.refresh_registry() if self.config.registry.registry_type == "sql" else None
+            plan = self.plan()
+            to_apply, to_delete, _, _ = extract_objects_for_apply_delete(self.project, self.store.registry, contents)
+            try:
+                self.store.apply(to_apply, objects_to_delete=to_delete, partial=False)
+            except Exception as e:
+                raise RepoError(f"apply failed for repo {self.repo_path}: {e}") from e
+        log.info("applied %d registry changes", len(plan.changes))
+        return ApplyResult(plan=plan, applied=True)
+
+    # -- materialization ---------------------------------------------------------------------
+    def _view_names(self, views: list[str] | None) -> list[str]:
+        known = [v.name for v in self.store.list_feature_views() if v.online]
+        if not known:
+            raise RepoError("no online feature views registered", hint="run `fs apply` first")
+        if not views:
+            return known
+        unknown = sorted(set(views) - set(known))
+        if unknown:
+            raise RepoError(f"unknown feature view(s): {', '.join(unknown)}", hint=f"known: {', '.join(known)}")
+        return list(views)
+
+    def materialize(
+        self,
+        start: str | datetime,
+        end: str | datetime,
+        views: list[str] | None = None,
+        chunk: timedelta = timedelta(days=1),
+        progress: Progress | None = None,
+    ) -> MaterializeResult:
+        """Load ``[start, end)`` of each view's offline data into the online store, one chunk at a time."""
+        start_dt, end_dt = parse_time(start), parse_time(end)
+        if end_dt <= start_dt:
+            raise ConfigError(f"materialize: end {end_dt.isoformat()} is not after start {start_dt.isoformat()}")
+        names = self._view_names(views)
+        pieces = chunks(start_dt, end_dt, chunk)
+        result = MaterializeResult(start_dt, end_dt, names)
+        total = len(pieces) * len(names)
+        for name in names:
+            for a, b in pieces:
+                self.store.materialize(a, b, feature_views=[name])
+                result.chunks_done += 1
+                result.chunk_results.append({"view": name, "start": a.isoformat(), "end": b.isoformat()})
+                if progress:
+                    progress(name, result.chunks_done, total)
+        return result
+
+    def materialize_incremental(
+        self, end: str | datetime, views: list[str] | None = None, progress: Progress | None = None
+    ) -> MaterializeResult:
+        """Materialize each view from where its last run ended (or its TTL window) up to ``end``."""
+        end_dt = parse_time(end)
+        names = self._view_names(views)
+        result = MaterializeResult(end_dt, end_dt, names)
+        for i, name in enumerate(names, 1):
+            self.store.materialize_incremental(end_dt, feature_views=[name])
+            result.chunks_done += 1
+            if progress:
+                progress(name, i, len(names))
+        return result
+
+    def teardown(self) -> None:
+        """Remove this project's online data and registry entries (offline Delta tables stay)."""
+        self.store.teardown()
+
+
+def _registry_error(config, err: Exception) -> Exception:
+    if isinstance(err, (ConfigError, RepoError)):
+        return err
+    reg = config.registry
+    if reg.registry_type == "sql":
+        from sqlalchemy.engine import make_url
+
+        try:
+            url = make_url(reg.path)
+            where = f"{url.host or 'local socket'}:{url.port or ''}/{url.database or ''}"
+        except Exception:
+            where = "(unparseable URL)"
+        return ConfigError(
+            f"cannot reach the SQL registry database at {where}: {type(err).__name__}",
+            hint="check FS_REGISTRY_URL and that the database is up",
+        )
+    return ConfigError(f"cannot open the registry ({reg.registry_type}) for {config.repo_path}: {err}")

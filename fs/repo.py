@@ -1,0 +1,37 @@
+"""Reading a feature repo's Python definitions (Feast's parser, made safe to call from a library)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from fs.errors import RepoError
+
+
+@contextlib.contextmanager
+def _inside(repo: Path):
+    # Feast imports repo files as top-level modules relative to the working directory.
+    old_cwd, old_path = os.getcwd(), list(sys.path)
+    os.chdir(repo)
+    sys.path.insert(0, str(repo))
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
+
+
+def parse(repo: Path):
+    """The repo's Feast objects (``RepoContents``); one clear error if a definition file fails."""
+    from feast.repo_operations import parse_repo
+
+    with _inside(repo):
+        try:
+            return parse_repo(repo)
+        except Exception as e:  # a user's Python file: anything can go wrong in it
+            raise RepoError(
+                f"could not load feature definitions from {repo}: {type(e).__name__}: {e}",
+                hint="fix the definition file, then run `fs plan`",
+            ) from e

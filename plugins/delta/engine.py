@@ -1,0 +1,112 @@
+"""Spark sessions for the Delta offline store (and for anyone else who needs Spark).
+
+One code path, three engines:
+
+* **embedded** (default): a Sail Spark Connect server started in this process on first use and
+  reused for the life of the process;
+* **remote**: any Spark Connect endpoint named by ``spark_remote: sc://host:port`` in the config;
+* **user session**: a ``SparkSession`` handed in with :func:`use_spark_session` (Databricks notebook,
+  classic ``delta-spark`` cluster). It wins over the config until cleared with ``use_spark_session(None)``.
+
+Public, stable helpers: :func:`get_spark`, :func:`get_engine`, :func:`use_spark_session`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from fs.errors import OfflineStoreError
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_sail_server: Any = None  # pysail.spark.SparkConnectServer, started lazily
+_sessions: dict[tuple, SparkSession] = {}
+_user_session: SparkSession | None = None
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Spark session plus what the store may assume about it.
+
+    ``local_files`` is true when the Spark server shares this machine's file system (embedded Sail),
+    so bulk data can move as parquet files in a temp folder instead of through the Connect channel
+    (which is ~200k rows/s).
+    """
+
+    spark: SparkSession
+    local_files: bool
+
+
+def use_spark_session(session: SparkSession | None) -> None:
+    """Make every Delta store in this process use ``session`` (``None`` goes back to the config)."""
+    global _user_session
+    with _lock:
+        _user_session = session
+
+
+def get_spark(repo_config: Any = None) -> SparkSession:
+    """The Spark session for ``repo_config`` (a Feast ``RepoConfig``; ``None`` means embedded Sail)."""
+    return get_engine(repo_config).spark
+
+
+def get_engine(repo_config: Any = None) -> Engine:
+    """The :class:`Engine` for ``repo_config``: user session, else ``spark_remote``, else embedded Sail."""
+    store_cfg = getattr(repo_config, "offline_store", None)
+    remote = getattr(store_cfg, "spark_remote", None)
+    conf = dict(getattr(store_cfg, "spark_conf", None) or {})
+    with _lock:
+        if _user_session is not None:
+            return Engine(_user_session, local_files=_is_classic_local(_user_session))
+        key = (remote, tuple(sorted(conf.items())))
+        session = _sessions.get(key)
+        if session is None:
+            url = remote or _embedded_url()
+            session = _connect(url, conf)
+            _sessions[key] = session
+        return Engine(session, local_files=remote is None)
+
+
+def _embedded_url() -> str:
+    global _sail_server
+    if _sail_server is None:
+        # Sail logs every session at INFO to stderr; keep it quiet unless the user asked otherwise.
+        os.environ.setdefault("RUST_LOG", "warn")
+        from pysail.spark import SparkConnectServer
+
+        server = SparkConnectServer(ip="127.0.0.1", port=0)
+        server.start(background=True)
+        _sail_server = server
+        logger.info("started embedded Sail Spark Connect server on %s:%s", *server.listening_address)
+    host, port = _sail_server.listening_address
+    return f"sc://{host}:{port}"
+
+
+def _connect(url: str, conf: dict[str, str]) -> SparkSession:
+    try:
+        # create() (not getOrCreate) so two configs with different spark_conf get separate sessions.
+        session = SparkSession.builder.remote(url).create()
+        # Timestamps are instants; a UTC session keeps naive values and string literals unambiguous.
+        session.conf.set("spark.sql.session.timeZone", "UTC")
+        for name, value in conf.items():
+            session.conf.set(name, value)
+    except Exception as exc:  # pyspark raises several unrelated types for connection problems
+        raise OfflineStoreError(
+            f"cannot open a Spark Connect session at {url}: {exc}".splitlines()[0],
+            hint="check offline_store.spark_remote in feature_store.yaml",
+        ) from exc
+    return session
+
+
+def _is_classic_local(session: SparkSession) -> bool:
+    """True for a classic (JVM) session with a ``local[...]`` master: it sees our file system."""
+    try:
+        return session.sparkContext.master.startswith("local")
+    except Exception:  # Spark Connect sessions have no sparkContext
+        return False

@@ -1,0 +1,162 @@
+"""``DeltaRetrievalJob``: a lazily evaluated Spark query plus how to bring its result home.
+
+Results come back as Arrow. With an engine that shares our file system (embedded Sail, classic
+``local[*]``) Spark writes parquet into a private temp folder and pyarrow reads it: measured several
+times faster than pulling rows through the Spark Connect channel (~200k rows/s). Remote engines
+use ``toArrow()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.saved_dataset import SavedDatasetStorage
+from pyspark.sql import DataFrame
+
+from fs.errors import OfflineStoreError
+from plugins.delta.engine import Engine
+from plugins.delta.retrieval import ROW_ID
+
+logger = logging.getLogger(__name__)
+
+
+class Staging:
+    """A private temp folder that lives as long as the job (Spark reads the entity frame from it)."""
+
+    def __init__(self, root: str | None):
+        if root:
+            os.makedirs(root, exist_ok=True)
+        self.path = tempfile.mkdtemp(prefix="fs-delta-", dir=root)
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.path, True)
+
+    def new_path(self, stem: str) -> str:
+        return os.path.join(self.path, f"{stem}-{uuid.uuid4().hex[:8]}")
+
+
+class DeltaRetrievalJob(RetrievalJob):
+    """Result of a Delta offline store call; nothing runs until ``to_*`` or ``persist``.
+
+    ``source_versions`` maps each source name to the Delta version this job reads (``None`` for
+    catalog tables): pass it to :func:`plugins.delta.offline_store.pinned_versions` to replay the
+    retrieval on exactly the same data.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        build: Callable[[], DataFrame],
+        staging: Staging | None,
+        *,
+        full_feature_names: bool = False,
+        on_demand_feature_views: list[OnDemandFeatureView] | None = None,
+        metadata: RetrievalMetadata | None = None,
+        source_versions: dict[str, int | None] | None = None,
+        column_types: dict[str, pa.DataType] | None = None,
+        repo_config: Any = None,
+    ):
+        self._engine = engine
+        self._build = build
+        self._staging = staging
+        self._full_feature_names = full_feature_names
+        self._odfvs = on_demand_feature_views or []
+        self._metadata = metadata
+        self.source_versions = dict(source_versions or {})
+        self._column_types = column_types or {}
+        self._repo_config = repo_config
+
+    @property
+    def full_feature_names(self) -> bool:
+        return self._full_feature_names
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return self._odfvs
+
+    @property
+    def metadata(self) -> RetrievalMetadata | None:
+        return self._metadata
+
+    def to_spark_df(self) -> DataFrame:
+        """The result as a Spark DataFrame (no on-demand transformations; rows unordered)."""
+        frame = self._build()
+        return frame.drop(ROW_ID) if ROW_ID in frame.columns else frame
+
+    def to_sql(self) -> str:
+        raise NotImplementedError("the Delta store builds DataFrames, not SQL; use to_spark_df()")
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        table = self._collect(self._build())
+        if ROW_ID in table.column_names:
+            # Entity rows come back in their original order (Spark does not keep it).
+            table = table.take(pc.sort_indices(table[ROW_ID])).drop_columns([ROW_ID])
+        return _normalise(table, self._column_types)
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        return to_pandas(self._to_arrow_internal(timeout))
+
+    def to_df(self, validation_reference: Any = None, timeout: int | None = None) -> pd.DataFrame:
+        """As Feast's, but integer/bool columns with nulls stay integer/bool (pandas nullable dtypes)."""
+        return to_pandas(self.to_arrow(validation_reference=validation_reference, timeout=timeout))
+
+    def persist(self, storage: SavedDatasetStorage, allow_overwrite: bool = False, timeout: int | None = None):
+        """Write the result to the saved dataset's Delta table, recording the source versions read."""
+        from plugins.delta.storage import SavedDatasetDeltaStorage, write_saved_dataset
+
+        if not isinstance(storage, SavedDatasetDeltaStorage):
+            raise OfflineStoreError(
+                f"the Delta store persists to SavedDatasetDeltaStorage, got {type(storage).__name__}"
+            )
+        write_saved_dataset(
+            self.to_arrow(timeout=timeout), storage, self._repo_config, self.source_versions, allow_overwrite
+        )
+
+    def _collect(self, frame: DataFrame) -> pa.Table:
+        if not (self._engine.local_files and self._staging):
+            return frame.toArrow()
+        out = self._staging.new_path("result")
+        frame.write.mode("overwrite").parquet(out)
+        files = [f for f in os.listdir(out) if f.endswith(".parquet")]
+        if not files:  # an empty result may be written as no file at all
+            return frame.toArrow()
+        try:
+            return pq.read_table(out)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _normalise(table: pa.Table, column_types: dict[str, pa.DataType]) -> pa.Table:
+    """UTC timestamps everywhere; feature columns cast to the feature views' declared types."""
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp("us", tz="UTC"))
+        elif name in column_types and column.type != column_types[name]:
+            column = column.cast(column_types[name])
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas keeping int/bool columns with nulls as ``Int64``/``boolean`` (not float/object)."""
+    frame = table.to_pandas(coerce_temporal_nanoseconds=True)
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if column.null_count and (pa.types.is_integer(column.type) or pa.types.is_boolean(column.type)):
+            nullable = pd.ArrowDtype(column.type).numpy_dtype  # e.g. int32 -> Int32 below
+            dtype = pd.BooleanDtype() if pa.types.is_boolean(column.type) else pd.api.types.pandas_dtype(
+                nullable.name.capitalize().replace("Uint", "UInt")
+            )
+            frame[name] = column.to_pandas(types_mapper={column.type: dtype}.get)
+    return frame.reset_index(drop=True)

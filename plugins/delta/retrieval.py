@@ -1,0 +1,226 @@
+"""Point-in-time join in the Spark DataFrame API (runs unchanged on Sail, Spark Connect and classic Spark).
+
+For every feature view, and every distinct (join keys, entity timestamp) pair of the entity frame,
+pick the feature row with
+
+    same join keys  AND  feature_ts <= entity_ts  AND  feature_ts >= entity_ts - ttl   (ttl > 0 only)
+                    [AND created_ts <= entity_ts   when filter_by_created_timestamp]
+
+with the largest ``feature_ts``, ties broken by the largest ``created_ts`` (a null created timestamp
+loses). Both TTL bounds are inclusive, as in Feast's file/dask store. Rows with a null feature
+timestamp or a null join key never match. The winners are left-joined back onto the entity frame, so
+every entity row survives (duplicates included) with nulls where nothing matched.
+
+Formulation: equi-join on keys + range filter + ``row_number()``; on Sail this measured ~5x faster
+than a union + window ``max(struct)`` formulation (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+from feast.feature_view import FeatureView
+from feast.type_map import feast_value_type_to_pa
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from fs.errors import SchemaMismatchError
+from plugins.delta.source import DeltaSource
+
+ROW_ID = "__fs_row"
+_ENTITY_TS = "__fs_ets"
+_TS = "__fs_ts"
+_CREATED = "__fs_created"
+_RANK = "__fs_rank"
+
+
+def col(name: str):
+    """A column by exact name (dots and spaces in names are not struct access)."""
+    return F.col(f"`{name}`")
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """What one feature view contributes to a retrieval, in source and output column names."""
+
+    name: str  # projection name (the prefix of full feature names)
+    source: DeltaSource
+    join_keys: tuple[str, ...]  # entity-frame column names
+    source_keys: tuple[str, ...]  # matching source columns
+    timestamp_field: str
+    created_timestamp_column: str | None
+    features: tuple[tuple[str, str], ...]  # (source column, output column)
+    output_types: tuple[tuple[str, pa.DataType], ...]  # output column -> Arrow type of the feature schema
+    ttl: timedelta | None  # None = unbounded
+    date_partition_column: str | None
+
+
+def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) -> ViewPlan:
+    """Translate a Feast feature view + requested feature names into source/output column names."""
+    source = view.batch_source
+    reverse = {v: k for k, v in (source.field_mapping or {}).items()}
+    join_keys, source_keys = [], []
+    for entity_column in view.entity_columns:
+        join_keys.append(view.projection.join_key_map.get(entity_column.name, entity_column.name))
+        source_keys.append(reverse.get(entity_column.name, entity_column.name))
+    prefix = view.projection.name_to_use()
+    fields = {f.name: f for f in view.features}
+    outputs = [(f"{prefix}__{f}" if full_feature_names else f) for f in features]
+    ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
+    created = source.created_timestamp_column
+    return ViewPlan(
+        name=prefix,
+        source=source,
+        join_keys=tuple(join_keys),
+        source_keys=tuple(source_keys),
+        timestamp_field=reverse.get(source.timestamp_field, source.timestamp_field),
+        created_timestamp_column=reverse.get(created, created) if created else None,
+        features=tuple((reverse.get(f, f), out) for f, out in zip(features, outputs, strict=True)),
+        output_types=tuple(
+            (out, feast_value_type_to_pa(fields[f].dtype.to_value_type()))
+            for f, out in zip(features, outputs, strict=True)
+        ),
+        ttl=ttl,
+        date_partition_column=source.date_partition_column or None,
+    )
+
+
+_COMPATIBLE = {
+    # Feast value type name -> Delta/Spark types that read back into it without loss.
+    "INT32": {"int", "smallint", "tinyint"},
+    "INT64": {"bigint", "int", "smallint", "tinyint"},
+    "FLOAT": {"float"},
+    "DOUBLE": {"double", "float", "decimal"},
+    "STRING": {"string"},
+    "BOOL": {"boolean"},
+    "BYTES": {"binary"},
+    "UNIX_TIMESTAMP": {"timestamp", "date"},
+}
+
+
+def check_schema(view: FeatureView, plan: ViewPlan, columns: dict[str, str]) -> None:
+    """Raise ``SchemaMismatchError`` naming the first view column the Delta table cannot serve."""
+    where = f"feature view {view.name!r} (source {plan.source.name!r})"
+    needed = [*plan.source_keys, plan.timestamp_field]
+    if plan.created_timestamp_column:
+        needed.append(plan.created_timestamp_column)
+    for name in needed:
+        if name not in columns:
+            raise SchemaMismatchError(
+                f"{where}: column {name!r} is missing from the Delta table (has {sorted(columns)})"
+            )
+    for name in (plan.timestamp_field, plan.created_timestamp_column):
+        if name and columns[name] not in ("timestamp", "date"):
+            raise SchemaMismatchError(f"{where}: {name!r} is {columns[name]}, expected a timestamp")
+    fields = {f.name: f for f in view.features}
+    reverse = {v: k for k, v in (plan.source.field_mapping or {}).items()}
+    for feature, field in fields.items():
+        column = reverse.get(feature, feature)
+        if column not in columns:
+            raise SchemaMismatchError(f"{where}: feature {feature!r} has no Delta column {column!r}")
+        expected = field.dtype.to_value_type().name
+        actual = columns[column]
+        base = "decimal" if actual.startswith("decimal") else actual
+        if expected in _COMPATIBLE and base not in _COMPATIBLE[expected]:
+            raise SchemaMismatchError(
+                f"{where}: feature {feature!r} is {field.dtype} in the view but {actual} in Delta"
+            )
+        if expected.endswith("_LIST") and not actual.startswith("array<"):
+            raise SchemaMismatchError(
+                f"{where}: feature {feature!r} is {field.dtype} in the view but {actual} in Delta"
+            )
+
+
+def feature_rows(
+    frame: DataFrame,
+    plan: ViewPlan,
+    key_names: list[str],
+    lower: datetime | None,
+    upper: datetime | None,
+) -> DataFrame:
+    """The view's source rows in internal names, pruned to ``[lower, upper]`` event time."""
+    if plan.date_partition_column:
+        # Prune whole partitions first; the exact bounds below still decide row by row.
+        if lower is not None:
+            frame = frame.where(col(plan.date_partition_column) >= F.lit(lower.date().isoformat()))
+        if upper is not None:
+            frame = frame.where(col(plan.date_partition_column) <= F.lit(upper.date().isoformat()))
+    columns = [col(s).alias(k) for s, k in zip(plan.source_keys, key_names, strict=True)]
+    columns.append(col(plan.timestamp_field).cast("timestamp").alias(_TS))
+    if plan.created_timestamp_column:
+        columns.append(col(plan.created_timestamp_column).cast("timestamp").alias(_CREATED))
+    else:
+        columns.append(F.lit(None).cast("timestamp").alias(_CREATED))
+    columns += [col(s).alias(out) for s, out in plan.features]
+    rows = frame.select(*columns).where(F.col(_TS).isNotNull())
+    if lower is not None:
+        rows = rows.where(F.col(_TS) >= F.lit(lower))
+    if upper is not None:
+        rows = rows.where(F.col(_TS) <= F.lit(upper))
+    return rows
+
+
+def point_in_time_join(
+    entity: DataFrame,
+    entity_ts: str,
+    plans: list[ViewPlan],
+    frames: dict[str, DataFrame],
+    ts_range: tuple[datetime, datetime],
+    filter_by_created_timestamp: bool,
+) -> DataFrame:
+    """``entity`` with every plan's output columns appended (see module docstring for semantics).
+
+    ``frames`` maps plan name -> the Spark frame of its source; ``ts_range`` bounds the entity
+    timestamps (UTC) and is only used to prune source rows.
+    """
+    result = entity
+    for plan in plans:
+        keys = [f"__fs_k{i}" for i in range(len(plan.join_keys))]
+        lower = ts_range[0] - plan.ttl if plan.ttl else None
+        rows = feature_rows(frames[plan.name], plan, keys, lower, ts_range[1])
+        wanted = entity.select(
+            *[col(j).alias(k) for j, k in zip(plan.join_keys, keys, strict=True)],
+            col(entity_ts).alias(_ENTITY_TS),
+        ).distinct()
+        matched = wanted.join(rows, on=keys, how="inner").where(F.col(_TS) <= F.col(_ENTITY_TS))
+        if plan.ttl:
+            seconds = int(plan.ttl.total_seconds())
+            matched = matched.where(F.col(_TS) >= F.col(_ENTITY_TS) - F.expr(f"INTERVAL {seconds} SECONDS"))
+        if filter_by_created_timestamp and plan.created_timestamp_column:
+            matched = matched.where(F.col(_CREATED) <= F.col(_ENTITY_TS))
+        order = Window.partitionBy(*keys, _ENTITY_TS).orderBy(
+            F.col(_TS).desc(), F.col(_CREATED).desc_nulls_last()
+        )
+        best = (
+            matched.withColumn(_RANK, F.row_number().over(order))
+            .where(F.col(_RANK) == 1)
+            .select(
+                *[F.col(k).alias(j) for k, j in zip(keys, plan.join_keys, strict=True)],
+                F.col(_ENTITY_TS).alias(entity_ts),
+                *[col(out) for _, out in plan.features],
+            )
+        )
+        result = result.join(best, on=[*plan.join_keys, entity_ts], how="left")
+    return result
+
+
+def latest_rows(rows: DataFrame, key_names: list[str]) -> DataFrame:
+    """One row per key: the largest event timestamp, then the largest created timestamp."""
+    order = Window.partitionBy(*[col(k) for k in key_names]).orderBy(
+        F.col(_TS).desc(), F.col(_CREATED).desc_nulls_last()
+    )
+    return rows.withColumn(_RANK, F.row_number().over(order)).where(F.col(_RANK) == 1).drop(_RANK)
+
+
+def rename_internal(rows: DataFrame, timestamp_field: str, created: str | None) -> DataFrame:
+    """Give the internal timestamp columns their source names back (drop a synthetic created col)."""
+    rows = rows.withColumnRenamed(_TS, timestamp_field)
+    return rows.withColumnRenamed(_CREATED, created) if created else rows.drop(_CREATED)
+
+
+def typed_schema(plans: list[ViewPlan]) -> dict[str, Any]:
+    """Output column -> Arrow type, for casting results to the feature views' declared types."""
+    return {out: t for plan in plans for out, t in plan.output_types}
