@@ -17,6 +17,8 @@ terminal. Retry loops decide by type, never by parsing messages::
     │   └── EntityDataFrameError    entity_df lacks a join key or timestamp column
     ├── OnlineStoreError
     │   ├── OnlineStoreUnavailable  (transient) Redis unreachable / timed out
+    │   ├── OnlineAccessDenied      authentication failed or ACL forbids the key/command
+    │   ├── UnknownFeatureError     a read asked for a feature the view does not have
     │   └── OnlineWriteError        wrong value types, unknown features
     ├── IngestError
     │   └── BrokerUnavailable       (transient) Kafka unreachable
@@ -83,6 +85,14 @@ class OnlineStoreUnavailable(OnlineStoreError, TransientError):
 
 
 class OnlineWriteError(OnlineStoreError):
+    pass
+
+
+class OnlineAccessDenied(OnlineStoreError):
+    pass
+
+
+class UnknownFeatureError(OnlineStoreError):
     pass
 
 

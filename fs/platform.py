@@ -133,6 +133,7 @@ class Platform:
         from feast.repo_operations import extract_objects_for_apply_delete
 
         contents = self.definitions()
+        self._validate_sources(contents)
         with registry_lock(self.config):
             self.store.refresh_registry() if self.config.registry.registry_type == "sql" else None
             plan = self.plan()
@@ -143,6 +144,22 @@ class Platform:
                 raise RepoError(f"apply failed for repo {self.repo_path}: {e}") from e
         log.info("applied %d registry changes", len(plan.changes))
         return ApplyResult(plan=plan, applied=True)
+
+    def _validate_sources(self, contents) -> None:
+        """Every batch source must exist and be readable before anything is registered."""
+        for view in contents.feature_views:
+            source = view.batch_source
+            if source is None:
+                continue
+            try:
+                source.validate(self.config)
+            except Exception as e:
+                if isinstance(e, ConfigError | RepoError) or type(e).__module__.startswith("fs."):
+                    raise
+                raise RepoError(
+                    f"feature view {view.name!r}: source {source.name!r} is not readable: {e}",
+                    hint="create the table (e.g. `fs demo` writes the example data) or fix its path",
+                ) from e
 
     # -- materialization ---------------------------------------------------------------------
     def _view_names(self, views: list[str] | None) -> list[str]:

@@ -111,7 +111,9 @@ class DeltaRetrievalJob(RetrievalJob):
         """As Feast's, but integer/bool columns with nulls stay integer/bool (pandas nullable dtypes)."""
         return to_pandas(self.to_arrow(validation_reference=validation_reference, timeout=timeout))
 
-    def persist(self, storage: SavedDatasetStorage, allow_overwrite: bool = False, timeout: int | None = None):
+    def persist(
+        self, storage: SavedDatasetStorage, allow_overwrite: bool = False, timeout: int | None = None
+    ):
         """Write the result to the saved dataset's Delta table, recording the source versions read."""
         from plugins.delta.storage import SavedDatasetDeltaStorage, write_saved_dataset
 
@@ -155,8 +157,10 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     for name, column in zip(table.column_names, table.columns, strict=True):
         if column.null_count and (pa.types.is_integer(column.type) or pa.types.is_boolean(column.type)):
             nullable = pd.ArrowDtype(column.type).numpy_dtype  # e.g. int32 -> Int32 below
-            dtype = pd.BooleanDtype() if pa.types.is_boolean(column.type) else pd.api.types.pandas_dtype(
-                nullable.name.capitalize().replace("Uint", "UInt")
+            dtype = (
+                pd.BooleanDtype()
+                if pa.types.is_boolean(column.type)
+                else pd.api.types.pandas_dtype(nullable.name.capitalize().replace("Uint", "UInt"))
             )
             frame[name] = column.to_pandas(types_mapper={column.type: dtype}.get)
     return frame.reset_index(drop=True)

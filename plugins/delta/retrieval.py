@@ -207,20 +207,6 @@ def point_in_time_join(
     return result
 
 
-def latest_rows(rows: DataFrame, key_names: list[str]) -> DataFrame:
-    """One row per key: the largest event timestamp, then the largest created timestamp."""
-    order = Window.partitionBy(*[col(k) for k in key_names]).orderBy(
-        F.col(_TS).desc(), F.col(_CREATED).desc_nulls_last()
-    )
-    return rows.withColumn(_RANK, F.row_number().over(order)).where(F.col(_RANK) == 1).drop(_RANK)
-
-
-def rename_internal(rows: DataFrame, timestamp_field: str, created: str | None) -> DataFrame:
-    """Give the internal timestamp columns their source names back (drop a synthetic created col)."""
-    rows = rows.withColumnRenamed(_TS, timestamp_field)
-    return rows.withColumnRenamed(_CREATED, created) if created else rows.drop(_CREATED)
-
-
 def typed_schema(plans: list[ViewPlan]) -> dict[str, Any]:
     """Output column -> Arrow type, for casting results to the feature views' declared types."""
     return {out: t for plan in plans for out, t in plan.output_types}

@@ -122,7 +122,9 @@ class DeltaSource(DataSource):
         )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, DeltaSource) and super().__eq__(other) and self._options() == other._options()
+        return (
+            isinstance(other, DeltaSource) and super().__eq__(other) and self._options() == other._options()
+        )
 
     def __hash__(self) -> int:
         return super().__hash__()

@@ -101,7 +101,11 @@ def delta_schema(source: Any, repo_config: Any = None) -> list[tuple[str, str]]:
                 hint="check the DeltaSource table name and the Spark catalog",
             ) from exc
         return [(f.name, f.dataType.simpleString()) for f in schema.fields]
-    table = open_table(source, repo_config)
+    return schema_of(open_table(source, repo_config))
+
+
+def schema_of(table: DeltaTable) -> list[tuple[str, str]]:
+    """``(column, spark simple type)`` pairs of an open delta-rs table."""
     return [(f.name, _spark_type(f.type)) for f in table.schema().fields]
 
 

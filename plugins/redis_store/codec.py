@@ -1,0 +1,166 @@
+"""Value encoding: one JSON array per (entity, feature view) row.
+
+    [event_us, created_us, schema_fp, v1, v2, ..., vn]      (features in view order)
+
+Why JSON: the stdlib decoder is C, handles exact float round trips (repr), NaN/inf, big ints,
+and a whole MGET reply decodes in ONE ``json.loads`` call by joining the replies into one
+array, so a 100-entity read does no per-value Python work for scalar types. The two leading
+integers let the write script compare timestamps with a cheap pattern match.
+
+Scalar and list types of int32/int64/float/double/string/bool are stored as JSON natives
+(identity to what Feast returns in ``to_dict``). Every other Feast type is stored as the
+base64 of its serialized ``ValueProto`` and decoded per value (correct, slower).
+
+``schema_fp`` (crc32 of the ordered ``name:type`` list) lets a reader detect rows written
+under an older schema; writers register each fingerprint's field list in ``<ns>_schemas``
+so such rows are remapped by name instead of misread by position.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from feast import FeatureView
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+from feast.value_type import ValueType
+
+from fs.errors import OnlineWriteError
+
+_NATIVE = {
+    ValueType.INT32, ValueType.INT64, ValueType.FLOAT, ValueType.DOUBLE, ValueType.STRING, ValueType.BOOL,
+    ValueType.INT32_LIST, ValueType.INT64_LIST, ValueType.FLOAT_LIST, ValueType.DOUBLE_LIST,
+    ValueType.STRING_LIST, ValueType.BOOL_LIST,
+}  # fmt: skip
+
+# Arrow types accepted per native Feast type; anything else is a type error on write.
+_ARROW_OK = {
+    ValueType.INT32: (pa.types.is_integer,),
+    ValueType.INT64: (pa.types.is_integer,),
+    ValueType.FLOAT: (pa.types.is_floating, pa.types.is_integer),
+    ValueType.DOUBLE: (pa.types.is_floating, pa.types.is_integer),
+    ValueType.STRING: (pa.types.is_string, pa.types.is_large_string),
+    ValueType.BOOL: (pa.types.is_boolean,),
+}
+_ARROW_CAST = {ValueType.INT32: pa.int32(), ValueType.INT64: pa.int64(), ValueType.FLOAT: pa.float32(),
+               ValueType.DOUBLE: pa.float64(), ValueType.STRING: pa.string(), ValueType.BOOL: pa.bool_()}
+
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=True, ensure_ascii=False).encode
+
+HEADER = 3  # event_us, created_us, schema_fp
+
+
+def _proto_field(vt: ValueType) -> str:
+    return vt.name.lower() + "_val"
+
+
+def _parse_proto(b64: str | None, vt: ValueType):
+    if b64 is None:
+        return None
+    proto = ValueProto()
+    proto.ParseFromString(base64.b64decode(b64))
+    return feast_value_type_to_python_type(proto, vt)
+
+
+class ViewCodec:
+    """Encoding of one feature view's rows; built once per view definition and cached."""
+
+    def __init__(self, view: FeatureView):
+        self.view_name = view.name
+        self.names: list[str] = [f.name for f in view.features]
+        self.types: list[ValueType] = [f.dtype.to_value_type() for f in view.features]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.native = [t in _NATIVE for t in self.types]
+        self.fields = [_proto_field(t) for t in self.types]
+        self.schema_json = _dumps([[n, t.name] for n, t in zip(self.names, self.types, strict=True)])
+        self.fingerprint = zlib.crc32(self.schema_json.encode())
+        self._remaps: dict[int, list[int | None]] = {}
+
+    # --- writes -------------------------------------------------------------------------
+    def values_from_protos(self, values: Mapping[str, ValueProto]) -> list:
+        """Feature values in view order from Feast's ``{name: ValueProto}``; missing -> null."""
+        out = [None] * len(self.names)
+        for name, proto in values.items():
+            i = self.index.get(name)
+            if i is None:
+                raise OnlineWriteError(f"feature view {self.view_name!r} has no feature {name!r}",
+                                       hint="run `fs apply` if the view definition changed")
+            which = proto.WhichOneof("val")
+            if which is None or which == "null_val":
+                continue
+            if which != self.fields[i]:
+                raise OnlineWriteError(
+                    f"feature {self.view_name}:{name} is {self.types[i].name}, got a {which} value")
+            if self.native[i]:
+                v = getattr(proto, which)
+                out[i] = list(v.val) if hasattr(v, "val") else v
+            else:
+                out[i] = base64.b64encode(proto.SerializeToString()).decode("ascii")
+        return out
+
+    def columns_from_arrow(self, table: pa.Table) -> list[list]:
+        """Feature columns (view order) as Python lists, type-checked and cast like Feast would."""
+        cols = []
+        for name, vt, native in zip(self.names, self.types, self.native, strict=True):
+            if name not in table.column_names:
+                cols.append([None] * table.num_rows)
+                continue
+            col = table.column(name)
+            if native and vt in _ARROW_OK:
+                if not any(ok(col.type) for ok in _ARROW_OK[vt]):
+                    raise OnlineWriteError(f"feature {self.view_name}:{name} is {vt.name}, got arrow type {col.type}")
+                try:
+                    # FLOAT rounds through float32 so Arrow and protobuf writes store the same value.
+                    cols.append(pc.cast(col, _ARROW_CAST[vt], safe=True).to_pylist())
+                except pa.ArrowInvalid as e:
+                    raise OnlineWriteError(f"feature {self.view_name}:{name}: {e}") from None
+            elif native:  # list types: Feast's converter checks the elements
+                i = self.index[name]
+                protos = python_values_to_proto_values(col.to_pylist(), vt)
+                cols.append([self._native_from_proto(p, i) for p in protos])
+            else:
+                protos = python_values_to_proto_values(col.to_pylist(), vt)
+                cols.append([None if p.WhichOneof("val") in (None, "null_val")
+                             else base64.b64encode(p.SerializeToString()).decode("ascii") for p in protos])
+        return cols
+
+    def _native_from_proto(self, proto: ValueProto, i: int):
+        which = proto.WhichOneof("val")
+        if which is None or which == "null_val":
+            return None
+        if which != self.fields[i]:
+            raise OnlineWriteError(f"feature {self.view_name}:{self.names[i]} is {self.types[i].name}, got {which}")
+        return list(getattr(proto, which).val)
+
+    def encode(self, event_us: int, created_us: int, values: Sequence) -> str:
+        return _dumps([event_us, created_us, self.fingerprint, *values])
+
+    # --- reads --------------------------------------------------------------------------
+    def decoder(self, i: int):
+        """Per-value decoder for feature ``i`` (None when the stored JSON is already the value)."""
+        if self.native[i]:
+            return None
+        vt = self.types[i]
+        return lambda v: _parse_proto(v, vt)
+
+    def remap(self, fingerprint: int, old_schema_json: str) -> list[int | None]:
+        """Position in a row of schema ``fingerprint`` for each current feature (None if absent or retyped)."""
+        out = self._remaps.get(fingerprint)
+        if out is None:
+            old = {n: (pos, t) for pos, (n, t) in enumerate(json.loads(old_schema_json))}
+            out = []
+            for n, t in zip(self.names, self.types, strict=True):
+                pos, old_t = old.get(n, (None, None))
+                out.append(pos if old_t == t.name else None)
+            self._remaps[fingerprint] = out
+        return out
+
+
+def to_proto(values: list, vt: ValueType) -> list[ValueProto]:
+    """Python values (as returned to users) to ValueProtos, the way Feast converts them."""
+    return python_values_to_proto_values(values, vt)

@@ -1,0 +1,121 @@
+"""The read path shared by Feast's API and the fast API: keys -> one MGET -> columns.
+
+All requested views for all entities go out as ONE command (standalone/Sentinel) or one MGET
+per hash slot in one pipeline (Cluster: an entity's views share a slot, so one round trip per
+node). The replies are joined into one JSON array and decoded by a single ``json.loads``; rows
+are then transposed with ``zip``, so scalar features cost no per-value Python work.
+
+TTL is enforced at read time with the offline meaning: a row whose event time is older than
+``now - ttl`` is not served (status OUTSIDE_MAX_AGE), even if Redis has not expired the key yet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from feast import FeatureView
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+from fs.errors import UnknownFeatureError
+from plugins.redis_store.codec import HEADER, ViewCodec
+from plugins.redis_store.keys import KeyLayout, token_fn
+
+PRESENT = FieldStatus.PRESENT
+NOT_FOUND = FieldStatus.NOT_FOUND
+OUTSIDE_MAX_AGE = FieldStatus.OUTSIDE_MAX_AGE
+
+
+class ViewRead:
+    """A compiled read of some features of one view (built once per request shape, cached)."""
+
+    def __init__(self, layout: KeyLayout, view: FeatureView, codec: ViewCodec, features: Sequence[str] | None,
+                 join_key_map: Mapping[str, str] | None = None):
+        self.view_name = view.name
+        self.codec = codec
+        self.features = list(features) if features is not None else list(codec.names)
+        unknown = [f for f in self.features if f not in codec.index]
+        if unknown:
+            raise UnknownFeatureError(f"feature view {view.name!r} has no feature(s) {', '.join(unknown)}",
+                                      hint=f"known: {', '.join(codec.names)}")
+        types = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
+        self.join_keys = sorted(types)
+        join_key_map = join_key_map or {}
+        self.request_columns = tuple(join_key_map.get(jk, jk) for jk in self.join_keys)
+        self.tokens = [token_fn(jk, types[jk]) for jk in self.join_keys]
+        self.before, self.after = layout.view_affixes(view.name)
+        self.positions = [HEADER + codec.index[f] for f in self.features]
+        self.decoders = [codec.decoder(codec.index[f]) for f in self.features]
+        self.types = [codec.types[codec.index[f]] for f in self.features]
+        self.ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else 0
+        self.empty_row = [None] * (HEADER + len(codec.names))
+
+
+@dataclass
+class ViewResult:
+    values: list[list]  # one list per requested feature, one value per entity row
+    statuses: list[int]
+    event_us: list[int]  # 0 where not found
+
+
+def build_keys(layout: KeyLayout, reads: Sequence[ViewRead], columns: Mapping[str, Sequence]) -> list[str]:
+    """Keys in (view, entity row) order; entity tags are computed once per join-key set."""
+    keys: list[str] = []
+    tags_by_cols: dict[tuple, list[str]] = {}
+    for r in reads:
+        tags = tags_by_cols.get(r.request_columns)
+        if tags is None:
+            try:
+                cols = [columns[c] for c in r.request_columns]
+            except KeyError as e:
+                raise UnknownFeatureError(f"entity rows lack join key {e.args[0]!r} needed by {r.view_name!r}") from None
+            tags = tags_by_cols[r.request_columns] = layout.entity_tags(r.join_keys, r.tokens, cols)
+        before, after = r.before, r.after
+        keys.extend([before + t + after for t in tags])
+    return keys
+
+
+def decode(reads: Sequence[ViewRead], replies: Sequence[bytes | None], n: int,
+           old_schema: Callable[[str, int], str | None], now_us: int | None = None) -> list[ViewResult]:
+    """Turn MGET replies (``build_keys`` order) into per-view columns with statuses."""
+    if n == 0:
+        return [ViewResult([[] for _ in r.features], [], []) for r in reads]
+    rows = json.loads(b"[" + b",".join([x or b"null" for x in replies]) + b"]")
+    now_us = time.time_ns() // 1000 if now_us is None else now_us
+    results = []
+    for v, r in enumerate(reads):
+        part = rows[v * n:(v + 1) * n]
+        statuses = [PRESENT] * n
+        event_us = [0] * n
+        cutoff = now_us - r.ttl_us if r.ttl_us else None
+        fp = r.codec.fingerprint
+        empty = r.empty_row
+        for i, row in enumerate(part):
+            if row is None:
+                statuses[i] = NOT_FOUND
+                part[i] = empty
+                continue
+            event_us[i] = row[0]
+            if cutoff is not None and row[0] < cutoff:
+                statuses[i] = OUTSIDE_MAX_AGE
+                part[i] = empty
+            elif row[2] != fp:
+                part[i] = _remap(r, row, old_schema)
+        cols = list(zip(*part, strict=True))
+        values = []
+        for pos, dec in zip(r.positions, r.decoders, strict=True):
+            col = cols[pos]
+            values.append(list(col) if dec is None else [None if x is None else dec(x) for x in col])
+        results.append(ViewResult(values, statuses, event_us))
+    return results
+
+
+def _remap(r: ViewRead, row: list, old_schema: Callable[[str, int], str | None]) -> list:
+    """A row written under another schema, rearranged by feature name (unknown -> null)."""
+    schema_json = old_schema(r.view_name, row[2])
+    if schema_json is None:
+        return r.empty_row
+    positions = r.codec.remap(row[2], schema_json)
+    return row[:HEADER] + [None if p is None else row[HEADER + p] for p in positions]

@@ -1,0 +1,53 @@
+import pytest
+
+from fs.config import load_config, raw_config, resolve_repo
+from fs.errors import ConfigError
+
+
+def test_dev_config_uses_file_registry_and_platform_stores(example_repo):
+    config = load_config(example_repo)
+    assert config.project == "payments"
+    assert config.registry.registry_type == "file"
+    assert config.offline_store.type == "plugins.delta.offline_store.DeltaOfflineStore"
+    assert str(config.repo_path) == str(example_repo)
+
+
+def test_staging_overlay_takes_urls_from_environment(example_repo, monkeypatch):
+    monkeypatch.setenv("FS_REGISTRY_URL", "postgresql+psycopg://u:s3cret@db.internal:5432/reg")
+    monkeypatch.setenv("FS_REDIS_URL", "redis://cache.internal:6379")
+    data = raw_config(example_repo, "staging")
+    assert data["registry"]["registry_type"] == "sql"
+    assert data["registry"]["path"] == "postgresql+psycopg://u:s3cret@db.internal:5432/reg"
+    # the overlay is merged, not substituted: base keys survive
+    assert data["project"] == "payments"
+    assert data["offline_store"]["type"].endswith("DeltaOfflineStore")
+
+
+def test_missing_environment_variable_is_named_but_never_valued(example_repo, monkeypatch):
+    monkeypatch.delenv("FS_REGISTRY_URL", raising=False)
+    monkeypatch.setenv("FS_REDIS_URL", "redis://:topsecret@cache:6379")
+    with pytest.raises(ConfigError) as err:
+        raw_config(example_repo, "staging")
+    assert "FS_REGISTRY_URL" in str(err.value)
+    assert "topsecret" not in str(err.value)
+
+
+def test_unknown_env_lists_the_known_ones(example_repo):
+    with pytest.raises(ConfigError, match=r"unknown environment 'qa'.*dev, prod, staging"):
+        raw_config(example_repo, "qa")
+
+
+def test_malformed_yaml_names_file_and_line(example_repo):
+    (example_repo / "feature_store.yaml").write_text("project: payments\nregistry: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"malformed YAML in .*feature_store.yaml:\d+"):
+        load_config(example_repo)
+
+
+def test_missing_repo_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="no feature repo at"):
+        resolve_repo(tmp_path / "nowhere")
+
+
+def test_repo_from_environment_variable(example_repo, monkeypatch):
+    monkeypatch.setenv("FS_REPO", str(example_repo))
+    assert resolve_repo(None) == example_repo.resolve()
