@@ -53,8 +53,14 @@ def materialize(
     end: Annotated[str, typer.Argument(help="End of the range, exclusive (same formats as START).")],
     views: ViewsOpt = None,
     chunk_hours: Annotated[int, typer.Option("--chunk-hours", min=1, help="Chunk size in hours.")] = 24,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip chunks the backfill ledger records as done (after a crash).")
+    ] = False,
 ) -> None:
-    """Load feature values with event times in [START, END) from the offline store into the online store."""
+    """Load feature values with event times in [START, END) from the offline store into the online store.
+
+    Chunked and recorded in the backfill ledger (`fs backfill status`); one run per view at a time;
+    values older than what the online store holds (e.g. fresher stream values) are skipped."""
     st = state(ctx)
     with st.out.progress() as bar:
         task = bar.add_task("materialize", total=None)
@@ -62,13 +68,16 @@ def materialize(
         def tick(label: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=f"materialize {label}")
 
-        result = st.platform.materialize(start, end, views, chunk=timedelta(hours=chunk_hours), progress=tick)
+        result = st.platform.materialize(
+            start, end, views, chunk=timedelta(hours=chunk_hours), progress=tick, resume=resume
+        )
     if st.as_json:
         st.out.json(result)
     else:
         st.out.text(
             f"Materialized {len(result.views)} view(s) over [{result.start.isoformat()}, {result.end.isoformat()}) "
-            f"in {result.chunks_done} chunk(s)."
+            f"in {result.chunks_done} chunk(s) ({result.chunks_skipped} already done): "
+            f"{result.rows_written} row(s) written, {result.rows_skipped} skipped (newer value online or expired)."
         )
 
 
@@ -89,7 +98,11 @@ def materialize_incremental(
     if st.as_json:
         st.out.json(result)
     else:
-        st.out.text(f"Materialized {len(result.views)} view(s) up to {result.end.isoformat()}.")
+        st.out.text(
+            f"Materialized {len(result.views)} view(s) from their watermarks up to {result.end.isoformat()} "
+            f"in {result.chunks_done} chunk(s): {result.rows_written} row(s) written, "
+            f"{result.rows_skipped} skipped (newer value online or expired)."
+        )
 
 
 def teardown(

@@ -180,15 +180,21 @@ def to_arrow(df: pd.DataFrame):
 
 
 def write_tables(data: Dataset, data_dir: str | Path, mode: str = "overwrite") -> dict[str, int]:
-    """Write each feature table as a Delta table under ``data_dir``; returns rows written per table."""
+    """Write each feature table as a Delta table under ``data_dir``; returns rows written per table.
+
+    The raw payments are written too, as ``data_dir/payments``: the input the repo's batch
+    definitions (feature_repo/backfills.py) recompute the feature tables from.
+    """
     from deltalake import write_deltalake
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    schema_mode = "overwrite" if mode == "overwrite" else None
     written = {}
     for name, df in data.tables().items():
-        write_deltalake(str(data_dir / name), to_arrow(df), mode=mode, schema_mode="overwrite" if mode == "overwrite" else None)
+        write_deltalake(str(data_dir / name), to_arrow(df), mode=mode, schema_mode=schema_mode)
         written[name] = len(df)
+    write_deltalake(str(data_dir / "payments"), to_arrow(data.payments), mode=mode, schema_mode=schema_mode)
     return written
 
 

@@ -21,7 +21,8 @@ terminal. Retry loops decide by type, never by parsing messages::
     │   ├── UnknownFeatureError     a read asked for a feature the view does not have
     │   └── OnlineWriteError        wrong value types, unknown features
     ├── IngestError
-    │   └── BrokerUnavailable       (transient) Kafka unreachable
+    │   ├── BrokerUnavailable       (transient) Kafka unreachable
+    │   └── SinkUnavailable         (transient) an ingest write target (online store, Delta) failed
     ├── BackfillError
     │   └── LeaseHeldError          another run holds the view's lease
     ├── ParityError
@@ -101,6 +102,10 @@ class IngestError(FsError):
 
 
 class BrokerUnavailable(IngestError, TransientError):
+    pass
+
+
+class SinkUnavailable(IngestError, TransientError):
     pass
 
 

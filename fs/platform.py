@@ -23,7 +23,7 @@ from fs import policy, repo as repo_mod
 from fs.config import DEFAULT_ENV, load_config, resolve_repo
 from fs.errors import ConfigError, PolicyError, RepoError
 from fs.locks import registry_lock
-from fs.timeutil import chunks, parse_time
+from fs.timeutil import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,11 @@ class MaterializeResult:
     views: list[str]
     chunks_done: int = 0
     chunk_results: list[dict] = field(default_factory=list)
+    """Per chunk: view, start, end, status, rows_in, rows_written, rows_skipped (newer value online)."""
+    chunks_skipped: int = 0
+    """Chunks not rerun because the ledger records them as done (``resume=True``)."""
+    rows_written: int = 0
+    rows_skipped: int = 0
 
 
 def _changes(diffs) -> list[Change]:
@@ -180,41 +185,73 @@ class Platform:
         views: list[str] | None = None,
         chunk: timedelta = timedelta(days=1),
         progress: Progress | None = None,
+        resume: bool = False,
     ) -> MaterializeResult:
-        """Load ``[start, end)`` of each view's offline data into the online store, one chunk at a time."""
+        """Load ``[start, end)`` of each view's offline data into the online store, one chunk at a time.
+
+        Chunks are recorded in the backfill ledger under a per-view lease (a concurrent run on the same
+        view is refused); online writes are event-time ordered, so fresher stream values survive.
+        ``resume`` skips chunks the ledger already records as done. Raises ``BackfillError`` if a
+        chunk fails (earlier chunks stay committed and recorded).
+        """
+        from backfill.runner import Backfiller
+
         start_dt, end_dt = parse_time(start), parse_time(end)
         if end_dt <= start_dt:
             raise ConfigError(f"materialize: end {end_dt.isoformat()} is not after start {start_dt.isoformat()}")
         names = self._view_names(views)
-        pieces = chunks(start_dt, end_dt, chunk)
-        result = MaterializeResult(start_dt, end_dt, names)
-        total = len(pieces) * len(names)
-        for name in names:
-            for a, b in pieces:
-                self.store.materialize(a, b, feature_views=[name])
-                result.chunks_done += 1
-                result.chunk_results.append({"view": name, "start": a.isoformat(), "end": b.isoformat()})
-                if progress:
-                    progress(name, result.chunks_done, total)
-        return result
+        runs = Backfiller(self).materialize(
+            names, start_dt, end_dt, chunk=chunk, resume=resume, progress=_chunk_progress(progress)
+        )
+        return _materialize_result(start_dt, end_dt, names, runs)
 
     def materialize_incremental(
         self, end: str | datetime, views: list[str] | None = None, progress: Progress | None = None
     ) -> MaterializeResult:
-        """Materialize each view from where its last run ended (or its TTL window) up to ``end``."""
+        """Materialize each view from its watermark up to ``end``, in chunks.
+
+        The watermark is the end of the view's last completed chunk in the ledger (it moves only after a
+        chunk succeeded, so a crashed run resumes from there); without one, Feast's last materialization
+        end, else ``end - ttl``.
+        """
+        from backfill.runner import Backfiller
+
         end_dt = parse_time(end)
         names = self._view_names(views)
-        result = MaterializeResult(end_dt, end_dt, names)
-        for i, name in enumerate(names, 1):
-            self.store.materialize_incremental(end_dt, feature_views=[name])
-            result.chunks_done += 1
-            if progress:
-                progress(name, i, len(names))
-        return result
+        runs = Backfiller(self).materialize_incremental(names, end_dt, progress=_chunk_progress(progress))
+        start_dt = min((r.plan.start for r in runs), default=end_dt)
+        return _materialize_result(start_dt, end_dt, names, runs)
 
     def teardown(self) -> None:
         """Remove this project's online data and registry entries (offline Delta tables stay)."""
         self.store.teardown()
+
+
+def _chunk_progress(progress: Progress | None):
+    """Adapt the ``(label, done, total)`` callback to the backfill runner's per-chunk events."""
+    if progress is None:
+        return None
+
+    def on_event(ev) -> None:
+        progress(f"{ev.view} {ev.interval.start:%Y-%m-%d %H:%M} {ev.stage}", ev.chunks_done, ev.chunks_total)
+
+    return on_event
+
+
+def _materialize_result(start: datetime, end: datetime, names: list[str], runs) -> MaterializeResult:
+    result = MaterializeResult(start, end, names)
+    for run in runs:
+        result.chunks_skipped += len(run.plan.chunks) - len(run.plan.to_run)
+        for c in run.chunks:
+            result.chunks_done += 1
+            result.rows_written += c.rows_written
+            result.rows_skipped += c.rows_skipped
+            result.chunk_results.append(
+                {"view": run.plan.view, "start": c.interval.start.isoformat(), "end": c.interval.end.isoformat(),
+                 "status": c.status.value, "rows_in": c.rows_in, "rows_written": c.rows_written,
+                 "rows_skipped": c.rows_skipped}
+            )  # fmt: skip
+    return result
 
 
 def _registry_error(config, err: Exception) -> Exception:

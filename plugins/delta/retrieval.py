@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-from feast.feature_view import FeatureView
+from feast.feature_view import DUMMY_ENTITY_NAME, FeatureView
 from feast.type_map import feast_value_type_to_pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from fs.errors import SchemaMismatchError
+from fs.errors import RepoError, SchemaMismatchError
 from plugins.delta.source import DeltaSource
 
 ROW_ID = "__fs_row"
@@ -61,6 +61,9 @@ class ViewPlan:
 def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) -> ViewPlan:
     """Translate a Feast feature view + requested feature names into source/output column names."""
     source = view.batch_source
+    if view.entities and view.entities != [DUMMY_ENTITY_NAME] and not view.entity_columns:
+        # Feast fills entity_columns at apply; an unapplied view would silently join on nothing.
+        raise RepoError(f"feature view {view.name!r} has no entity columns", hint="run `fs apply` first")
     reverse = {v: k for k, v in (source.field_mapping or {}).items()}
     join_keys, source_keys = [], []
     for entity_column in view.entity_columns:

@@ -83,6 +83,10 @@ class BatchWriter:
         self._schemas_key = schemas_key
         self._registered: set[tuple[str, int]] = set()
 
+    def forget(self, view_name: str | None) -> None:
+        """Re-register schemas after their view (None: every view) was deleted."""
+        self._registered = {s for s in self._registered if view_name is not None and s[0] != view_name}
+
     def _groups(self, batch: PreparedBatch):
         if self._cluster:
             by_slot: dict[int, list[int]] = {}

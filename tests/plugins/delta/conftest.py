@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
-import pytest
-from deltalake import write_deltalake
-from feast.infra.registry.registry import Registry
-from feast.repo_config import RegistryConfig, RepoConfig
+# pytest puts tests/ on sys.path, where tests/plugins/ is a namespace package that shadows the real
+# top-level `plugins` (the editable install's finder runs after plain path entries). Putting the repo
+# root first restores it; pyproject's `pythonpath = ["."]` would do the same for every area.
+_ROOT = str(Path(__file__).resolve().parents[3])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
-from plugins.delta.engine import Engine, get_engine
-from plugins.delta.offline_store import DeltaOfflineStoreConfig
+import pytest  # noqa: E402
+from delta_helpers import make_config  # noqa: E402
+from feast.infra.registry.registry import Registry  # noqa: E402
+from feast.repo_config import RepoConfig  # noqa: E402
+
+from plugins.delta.engine import Engine, get_engine  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     """The embedded Sail engine, started once and shared by every test (as in production)."""
     return get_engine(None)
-
-
-def make_config(repo: Path, project: str = "delta_test", online: dict | None = None) -> RepoConfig:
-    repo.mkdir(parents=True, exist_ok=True)
-    return RepoConfig(
-        project=project,
-        provider="local",
-        registry=RegistryConfig(path=str(repo / "registry.db"), cache_ttl_seconds=0),
-        offline_store=DeltaOfflineStoreConfig(),
-        online_store=online or {"type": "sqlite", "path": str(repo / "online.db")},
-        repo_path=repo,
-        entity_key_serialization_version=3,
-    )
 
 
 @pytest.fixture
@@ -42,13 +34,3 @@ def config(tmp_path: Path, engine: Engine) -> RepoConfig:
 @pytest.fixture
 def registry(config: RepoConfig) -> Registry:
     return Registry(config.project, config.registry, repo_path=config.repo_path)
-
-
-def write_table(path: Path | str, df: pd.DataFrame, mode: str = "overwrite") -> None:
-    """Write a Delta table with microsecond UTC timestamps (what Spark can read)."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    columns = [
-        c.cast(pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(c.type) else c for c in table.columns
-    ]
-    table = pa.table(columns, names=table.column_names)
-    write_deltalake(str(path), table, mode=mode, schema_mode="overwrite" if mode == "overwrite" else None)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from delta_helpers import write_table
+from delta_reference import point_in_time
 from feast import Entity, FeatureView, Field
 from feast.types import Bool, Float64, Int64, String
 from feast.value_type import ValueType
@@ -14,8 +16,6 @@ from hypothesis import strategies as st
 
 from plugins.delta import DeltaSource
 from plugins.delta.offline_store import DeltaOfflineStore
-from tests.plugins.delta.conftest import write_table
-from tests.plugins.delta.reference import point_in_time
 
 BASE = datetime(2024, 3, 1, tzinfo=UTC)
 customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
@@ -28,14 +28,23 @@ def views(ttl_a: timedelta | None, ttl_b: timedelta | None) -> tuple[FeatureView
         name="a",
         entities=[customer],
         ttl=ttl_a,
-        schema=[Field(name="a_int", dtype=Int64), Field(name="a_float", dtype=Float64)],
+        schema=[
+            Field(name="customer_id", dtype=Int64),
+            Field(name="a_int", dtype=Int64),
+            Field(name="a_float", dtype=Float64),
+        ],
         source=DeltaSource(name="a_src", path="a", timestamp_field="ts", created_timestamp_column="created"),
     )
     b = FeatureView(
         name="b",
         entities=[merchant, terminal],  # multi-column join key
         ttl=ttl_b,
-        schema=[Field(name="b_str", dtype=String), Field(name="b_bool", dtype=Bool)],
+        schema=[
+            Field(name="merchant_id", dtype=Int64),
+            Field(name="terminal", dtype=String),
+            Field(name="b_str", dtype=String),
+            Field(name="b_bool", dtype=Bool),
+        ],
         source=DeltaSource(
             name="b_src",
             path="b",
@@ -72,18 +81,31 @@ zones = st.sampled_from([None, "UTC", "America/Sao_Paulo", "Asia/Kolkata"])
 def frames(a, b):
     fa = pd.DataFrame(
         [
-            {"customer_id": k, "ts": minutes(t), "created": minutes(c), "a_int": v, "a_float": None if v is None else v / 2}
+            {
+                "customer_id": k,
+                "ts": minutes(t),
+                "created": minutes(c),
+                "a_int": v,
+                "a_float": None if v is None else v / 2,
+            }
             for k, t, c, v in a
         ],
         columns=["customer_id", "ts", "created", "a_int", "a_float"],
     ).astype({"customer_id": "int64", "a_int": "Int64", "a_float": "float64"})
     fb = pd.DataFrame(
         [
-            {"merchant_id": m, "terminal": term, "event_ts": minutes(t), "created_at": minutes(c), "b_string": f"s{t}", "b_bool": flag}
+            {
+                "merchant_id": m,
+                "terminal": term,
+                "event_ts": minutes(t),
+                "created_at": minutes(c),
+                "b_string": f"s{t}",
+                "b_bool": flag,
+            }
             for m, term, t, c, flag in b
         ],
         columns=["merchant_id", "terminal", "event_ts", "created_at", "b_string", "b_bool"],
-    ).astype({"merchant_id": "int64", "b_bool": "bool"})
+    ).astype({"merchant_id": "int64", "terminal": "string", "b_string": "string", "b_bool": "bool"})
     # Exact duplicates of (key, event ts, created ts) have no defined winner in any store: drop them.
     fa = fa.drop_duplicates(["customer_id", "ts", "created"])
     fb = fb.drop_duplicates(["merchant_id", "terminal", "event_ts", "created_at"])
@@ -135,7 +157,9 @@ def test_matches_reference(config, registry, a, b, ents, ttl_a, ttl_b, zone, by_
     assert (result["event_timestamp"] == pd.to_datetime(entity_df["event_timestamp"], utc=True)).all()
     assert result["a_int"].dtype.name in ("int64", "Int64")
 
-    exp_a = point_in_time(entity_df, "event_timestamp", fa, ["customer_id"], ["a_int", "a_float"], ttl_a, by_created)
+    exp_a = point_in_time(
+        entity_df, "event_timestamp", fa, ["customer_id"], ["a_int", "a_float"], ttl_a, by_created
+    )
     exp_b = point_in_time(
         entity_df,
         "event_timestamp",
@@ -156,12 +180,20 @@ def test_ttl_lower_bound_is_inclusive(config, registry, offset, found):
     ttl = timedelta(hours=1)
     entity_ts = BASE + timedelta(hours=5)
     fa = pd.DataFrame(
-        {"customer_id": [1], "ts": [entity_ts - ttl - offset], "created": [pd.NaT], "a_int": [7], "a_float": [1.0]}
+        {
+            "customer_id": [1],
+            "ts": [entity_ts - ttl - offset],
+            "created": [pd.NaT],
+            "a_int": [7],
+            "a_float": [1.0],
+        }
     )
     write_table(config.repo_path / "a", fa)
     va, _ = views(ttl, None)
     entity_df = pd.DataFrame({"customer_id": [1], "event_timestamp": [entity_ts]})
-    job = DeltaOfflineStore.get_historical_features(config, [va], ["a:a_int"], entity_df, registry, config.project)
+    job = DeltaOfflineStore.get_historical_features(
+        config, [va], ["a:a_int"], entity_df, registry, config.project
+    )
     value = job.to_df()["a_int"].iloc[0]
     assert (value == 7) if found else pd.isna(value)
 
@@ -175,7 +207,9 @@ def test_upper_bound_is_the_entity_timestamp(config, registry, offset, found):
     write_table(config.repo_path / "a", fa)
     va, _ = views(timedelta(hours=1), None)
     entity_df = pd.DataFrame({"customer_id": [1], "event_timestamp": [entity_ts]})
-    job = DeltaOfflineStore.get_historical_features(config, [va], ["a:a_int"], entity_df, registry, config.project)
+    job = DeltaOfflineStore.get_historical_features(
+        config, [va], ["a:a_int"], entity_df, registry, config.project
+    )
     value = job.to_df()["a_int"].iloc[0]
     assert (value == 7) if found else pd.isna(value)
 
@@ -195,7 +229,9 @@ def test_late_arriving_row_wins_only_with_a_later_created_timestamp(config, regi
     write_table(config.repo_path / "a", fa)
     va, _ = views(None, None)
     entity_df = pd.DataFrame({"customer_id": [1, 1], "event_timestamp": [t, t + timedelta(days=1, hours=1)]})
-    latest = DeltaOfflineStore.get_historical_features(config, [va], ["a:a_int"], entity_df, registry, config.project)
+    latest = DeltaOfflineStore.get_historical_features(
+        config, [va], ["a:a_int"], entity_df, registry, config.project
+    )
     assert latest.to_df()["a_int"].tolist() == [2, 2]
     as_known = DeltaOfflineStore.get_historical_features(
         config, [va], ["a:a_int"], entity_df, registry, config.project, filter_by_created_timestamp=True

@@ -1,0 +1,137 @@
+"""Per-view leases in Redis: one materialization or backfill of a view at a time, across machines.
+
+A lease is one key ``<namespace>_fs:lease:<view>`` holding the holder's description, set with
+``PX`` = the lease TTL. The holder's heartbeat thread extends it every third of the TTL; a killed
+holder stops extending, the key expires, and the next run takes over. Acquire, extend and release
+are Lua scripts that compare the stored token first, so a run can never extend or release a lease
+another run took over after it stalled; it notices at its next heartbeat and stops before its next
+chunk commits (``check``). The stream ingestor takes no lease: event-time-ordered online writes
+make it safe beside any run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+
+from fs.errors import BackfillError, LeaseHeldError
+
+log = logging.getLogger(__name__)
+
+_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return cur end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def describe_self(run_id: str) -> str:
+    """``user@host pid N run R``: who holds a lease (shown to the run that is refused)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()} pid {os.getpid()} run {run_id}"
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    view: str
+    holder: str
+    ttl_ms: int
+
+
+class LeaseStore:
+    """Leases of one project in one Redis (the online store's server and tenant prefix)."""
+
+    def __init__(self, client, namespace: str, ttl_seconds: float):
+        self._client = client
+        self._namespace = namespace
+        self.ttl_ms = int(ttl_seconds * 1000)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._extend = client.register_script(_EXTEND)
+        self._release = client.register_script(_RELEASE)
+
+    def key(self, view: str) -> str:
+        return f"{self._namespace}_fs:lease:{view}"
+
+    def holder(self, view: str) -> LeaseInfo | None:
+        raw = self._client.get(self.key(view))
+        if raw is None:
+            return None
+        return LeaseInfo(view, json.loads(raw)["holder"], int(self._client.pttl(self.key(view))))
+
+    def acquire(self, view: str, holder: str) -> Lease:
+        token = json.dumps({"holder": holder, "token": uuid.uuid4().hex})
+        current = self._acquire(keys=[self.key(view)], args=[token, self.ttl_ms])
+        if current is not None:
+            other = json.loads(current)["holder"]
+            raise LeaseHeldError(
+                f"feature view {view!r} is being materialized/backfilled by {other}",
+                hint=f"wait for it, or if that process is dead retry after its lease expires "
+                f"(at most {self.ttl_ms // 1000}s); `fs backfill status {view}` shows the holder",
+            )
+        return Lease(self, view, holder, token)
+
+
+class Lease:
+    """A held lease; a context manager that heartbeats until released."""
+
+    def __init__(self, store: LeaseStore, view: str, holder: str, token: str):
+        self.store, self.view, self.holder = store, view, holder
+        self._token = token
+        self._lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{view}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        interval = self.store.ttl_ms / 3000
+        while not self._stop.wait(interval):
+            try:
+                ok = self.store._extend(keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms])
+            except Exception as e:  # Redis blip: keep trying until the lease would have expired
+                log.warning("lease heartbeat for %s failed: %s", self.view, e)
+                continue
+            if not ok:
+                self._lost = True
+                log.error("lease on %s was lost (expired and taken over)", self.view)
+                return
+
+    def check(self) -> None:
+        """Raise if another run took the lease over; called before every chunk commit."""
+        if self._lost:
+            raise BackfillError(
+                f"lost the lease on feature view {self.view!r} (this run stalled longer than the lease TTL "
+                "and another run took over); stopped before committing",
+                hint=f"check `fs backfill status {self.view}`, then rerun with --resume",
+            )
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.store._release(keys=[self.store.key(self.view)], args=[self._token])
+        except Exception as e:  # the key expires by itself; never mask the run's own outcome
+            log.warning("could not release the lease on %s: %s", self.view, e)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

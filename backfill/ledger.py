@@ -1,0 +1,182 @@
+"""The ledger: an append-only Delta table of every chunk state change, per view and target.
+
+Why a Delta table (and not the Feast registry): every chunk writes two entries (``running``, then how
+it ended); the file registry rewrites one protobuf blob per change and serialises writers, while a
+Delta append is one small, atomic, conflict-free commit that lives next to the data it describes
+(local disk in dev, object storage in prod) and keeps its own history. See docs/backfill.md.
+
+The state of a chunk is its latest entry; "done" coverage is the union of done chunks, so runs with
+different chunk sizes still recognise each other's work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from backfill.intervals import merge, subtract
+from backfill.model import Kind, LedgerEntry, Status, Target, ViewStatus
+from fs.errors import BackfillError
+
+log = logging.getLogger(__name__)
+
+_TS = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("view", pa.string()),
+        ("target", pa.string()),
+        ("kind", pa.string()),
+        ("start", _TS),
+        ("end", _TS),
+        ("status", pa.string()),
+        ("holder", pa.string()),
+        ("recorded_at", _TS),
+        ("rows_in", pa.int64()),
+        ("rows_written", pa.int64()),
+        ("rows_skipped", pa.int64()),
+        ("source_version", pa.int64()),
+        ("target_version", pa.int64()),
+        ("validation", pa.string()),
+        ("message", pa.string()),
+    ]
+)
+_COMPACT_AT_FILES = 200
+
+
+class Ledger:
+    def __init__(self, location: str):
+        self.location = location
+        self._lock = threading.Lock()  # parallel chunk workers share one ledger
+
+    # -- writes --------------------------------------------------------------------------------
+    def record(self, entries: Iterable[LedgerEntry]) -> None:
+        rows = [_row(e) for e in entries]
+        if not rows:
+            return
+        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        with self._lock:
+            for attempt in range(5):
+                try:
+                    write_deltalake(self.location, table, mode="append")
+                    return
+                except (CommitFailedError, DeltaError) as e:  # a concurrent first commit or append race
+                    if attempt == 4:
+                        raise BackfillError(f"cannot write the backfill ledger at {self.location}: {e}") from e
+                    time.sleep(0.05 * 2**attempt)
+
+    def compact(self) -> None:
+        """Fold the many one-row files into few (called after runs; ledger reads stay fast)."""
+        try:
+            table = DeltaTable(self.location)
+            if len(table.file_uris()) < _COMPACT_AT_FILES:
+                return
+            table.optimize.compact()
+            table.create_checkpoint()
+        except TableNotFoundError:
+            return
+        except (CommitFailedError, DeltaError) as e:  # a concurrent append won; compact next time
+            log.info("ledger compaction skipped: %s", e)
+
+    # -- reads ---------------------------------------------------------------------------------
+    def entries(self, view: str | None = None, target: Target | None = None) -> list[LedgerEntry]:
+        """Entries in recording order (optionally of one view / target)."""
+        try:
+            dataset = DeltaTable(self.location).to_pyarrow_dataset()
+        except TableNotFoundError:
+            return []
+        expr = None
+        if view is not None:
+            expr = pc.field("view") == view
+        if target is not None:
+            t = pc.field("target") == target.value
+            expr = t if expr is None else expr & t
+        table = dataset.to_table(filter=expr).sort_by([("recorded_at", "ascending")])
+        return [_entry(r) for r in table.to_pylist()]
+
+    def views(self) -> list[str]:
+        return sorted({e.view for e in self.entries()})
+
+    def latest(self, view: str, target: Target, kinds: set[Kind] | None = None) -> list[LedgerEntry]:
+        """The latest entry of each distinct chunk ``[start, end)`` (optionally among ``kinds``)."""
+        last: dict[tuple[datetime, datetime], LedgerEntry] = {}
+        for e in self.entries(view, target):
+            if kinds is None or e.kind in kinds:
+                last[(e.start, e.end)] = e
+        return sorted(last.values(), key=lambda e: (e.start, e.end))
+
+    def status(self, view: str, target: Target) -> ViewStatus:
+        chunks = self.latest(view, target)
+        done = merge(e.interval for e in chunks if e.status == Status.DONE)
+        # A failed chunk later covered by a done one (e.g. a rerun with another chunk size) is settled.
+        pending = tuple(e for e in chunks if e.status != Status.DONE and subtract(e.interval, done))
+        history = self.entries(view, target)
+        mark = None
+        if target == Target.ONLINE:
+            mark = _watermark(self.latest(view, target, {Kind.MATERIALIZE, Kind.INCREMENTAL}))
+        return ViewStatus(view, target, tuple(done), pending, mark, history[-1] if history else None)
+
+
+def _watermark(chunks: list[LedgerEntry]) -> datetime | None:
+    """End of the latest materialization, pulled back to the first unfinished chunk before it.
+
+    Only successful chunks move it; a hole left by a failed, rejected or interrupted chunk keeps it
+    at the hole, so the next incremental run starts there (resume from the last completed chunk).
+    Backfills do not move it: re-writing history says nothing about what is new.
+    """
+    done = merge(e.interval for e in chunks if e.status == Status.DONE)
+    if not done:
+        return None
+    mark = done[-1].end
+    holes = [e.start for e in chunks if e.status != Status.DONE and e.start < mark and subtract(e.interval, done)]
+    return min([mark, *holes])
+
+
+def _row(e: LedgerEntry) -> dict:
+    return {
+        "run_id": e.run_id,
+        "view": e.view,
+        "target": e.target.value,
+        "kind": e.kind.value,
+        "start": e.start,
+        "end": e.end,
+        "status": e.status.value,
+        "holder": e.holder,
+        "recorded_at": e.recorded_at,
+        "rows_in": e.rows_in,
+        "rows_written": e.rows_written,
+        "rows_skipped": e.rows_skipped,
+        "source_version": e.source_version,
+        "target_version": e.target_version,
+        "validation": e.validation,
+        "message": e.message,
+    }
+
+
+def _entry(r: dict) -> LedgerEntry:
+    return LedgerEntry(
+        run_id=r["run_id"],
+        view=r["view"],
+        target=Target(r["target"]),
+        kind=Kind(r["kind"]),
+        start=r["start"],
+        end=r["end"],
+        status=Status(r["status"]),
+        holder=r["holder"],
+        recorded_at=r["recorded_at"],
+        rows_in=r["rows_in"] or 0,
+        rows_written=r["rows_written"] or 0,
+        rows_skipped=r["rows_skipped"] or 0,
+        source_version=r["source_version"],
+        target_version=r["target_version"],
+        validation=r["validation"],
+        message=r["message"] or "",
+    )

@@ -1,0 +1,373 @@
+"""``Backfiller``: plans and runs chunked, resumable, leased backfills and materializations.
+
+    from fs import Platform
+    from backfill import Backfiller
+    bf = Backfiller(Platform("feature_repo"))
+    plan = bf.plan("customer_txn_aggregates", "2026-11-01", "2026-11-08", to="both")
+    result = bf.run(plan, parallel=2)
+
+Per chunk: ledger ``running`` -> compute (recompute offline, or pull the latest rows) -> checks ->
+commit (Delta range replace, then event-time-ordered online write) -> ledger ``done``. A crash
+leaves ``running`` as the chunk's last entry; ``--resume`` (and the incremental watermark) starts
+again from it. Library code: returns typed results and never prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+
+from backfill import offline, online
+from backfill.definitions import BatchDefinition, load_repo
+from backfill.lease import Lease, LeaseStore, describe_self
+from backfill.ledger import Ledger
+from backfill.model import (
+    BackfillPlan,
+    BackfillResult,
+    ChunkResult,
+    Interval,
+    Kind,
+    LedgerEntry,
+    PlannedChunk,
+    Status,
+    Target,
+    ViewStatus,
+)
+from backfill.plan import build_plan
+from backfill.settings import load_settings
+from backfill.validation import ChunkCheck, run_checks
+from fs.errors import BackfillError, RepoError
+from fs.observability import span
+from fs.timeutil import parse_time, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    view: str
+    target: Target
+    interval: Interval
+    stage: str  # compute | validate | commit | done | failed | rejected
+    chunks_done: int
+    chunks_total: int
+
+
+Progress = Callable[[ProgressEvent], None]
+STAGES = ("compute", "validate", "commit", "done")
+
+TARGETS = {"online": (Target.ONLINE,), "offline": (Target.OFFLINE,), "both": (Target.OFFLINE, Target.ONLINE)}
+
+
+class Backfiller:
+    """Backfills and ledger-tracked materializations for one ``Platform`` (repo + environment)."""
+
+    def __init__(self, platform, checks: Sequence[ChunkCheck] = ()):
+        self.platform = platform
+        self.settings = load_settings(platform.config)
+        self.ledger = Ledger(self.settings.ledger_location(platform.repo_path))
+        self._checks = tuple(checks)
+        self._commit_lock = threading.Lock()  # Delta commits of one table are serialised
+
+    @property
+    def store(self):
+        return self.platform.store
+
+    @cached_property
+    def leases(self) -> LeaseStore:
+        client, namespace = online.lease_client(self.store)
+        return LeaseStore(client, namespace, self.settings.lease_ttl_seconds)
+
+    @cached_property
+    def _repo(self):
+        return load_repo(self.platform.repo_path)
+
+    @property
+    def checks(self) -> tuple[ChunkCheck, ...]:
+        return self._checks + self._repo.checks
+
+    def definition(self, view: str) -> BatchDefinition:
+        found = self._repo.definitions.get(view)
+        if found is None:
+            raise RepoError(
+                f"feature view {view!r} has no batch definition, so it cannot be recomputed offline",
+                hint="add one to backfills.py in the feature repo (see docs/backfill.md), or use --to online",
+            )
+        return found
+
+    def _view(self, name: str):
+        try:
+            return self.store.get_feature_view(name)
+        except Exception as e:  # Feast raises FeatureViewNotFoundException
+            known = ", ".join(v.name for v in self.store.list_feature_views())
+            raise RepoError(f"unknown feature view {name!r}", hint=f"known: {known or 'none (run `fs apply`)'}") from e
+
+    # -- planning --------------------------------------------------------------------------------
+    def plan(
+        self,
+        view: str,
+        start: str | datetime,
+        end: str | datetime,
+        *,
+        to: str = "both",
+        chunk: timedelta | None = None,
+        resume: bool = False,
+        kind: Kind = Kind.BACKFILL,
+    ) -> BackfillPlan:
+        """What a run would do: chunks per target, which are done, estimated source rows."""
+        if to not in TARGETS:
+            raise BackfillError(f"--to must be online, offline or both, not {to!r}")
+        targets = TARGETS[to]
+        fv = self._view(view)
+        definition = self.definition(view) if Target.OFFLINE in targets else None
+        start_dt, end_dt = parse_time(start), parse_time(end)
+        holder = self.leases.holder(view)
+
+        def estimate(target: Target, iv: Interval) -> int | None:
+            if target == Target.OFFLINE and definition is not None:
+                name = next(iter(definition.inputs))
+                window = Interval(iv.start - definition.lookback, iv.end)
+                return offline.estimate_rows(definition.location(name), definition.input_timestamp, window)
+            location = _source_location(fv, self.store.config)
+            return offline.estimate_rows(location, fv.batch_source.timestamp_field, iv) if location else None
+
+        return build_plan(
+            self.ledger, view, kind, targets, start_dt, end_dt, chunk or self.settings.chunk_size,
+            resume=resume, estimate=estimate, definition=definition.describe if definition else None,
+            lease_holder=holder.holder if holder else None,
+        )  # fmt: skip
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self, plan: BackfillPlan, *, parallel: int = 1, progress: Progress | None = None) -> BackfillResult:
+        """Run the plan's chunks under the view's lease; returns per-chunk results (never raises for
+        a failed chunk: the failure is recorded and the result says so)."""
+        run_id = uuid.uuid4().hex[:12]
+        holder = describe_self(run_id)
+        result = BackfillResult(plan, run_id)
+        started = time.monotonic()
+        with span("fs.backfill", view=plan.view, kind=plan.kind.value), self.leases.acquire(plan.view, holder) as lease:
+            job = _Job(self, plan, run_id, holder, lease, result, progress)
+            job.execute(max(1, parallel))
+        result.seconds = time.monotonic() - started
+        self.ledger.compact()
+        log.info("%s %s: %d chunk(s) in %.1fs", plan.kind.value, plan.view, len(result.chunks), result.seconds)
+        return result
+
+    def materialize(
+        self,
+        views: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        chunk: timedelta | None = None,
+        resume: bool = False,
+        progress: Progress | None = None,
+    ) -> list[BackfillResult]:
+        """Offline -> online for ``[start, end)`` per view, chunked and recorded; raises on failure."""
+        return [
+            self._materialize_view(name, start, end, Kind.MATERIALIZE, chunk, resume, progress) for name in views
+        ]
+
+    def materialize_incremental(
+        self, views: Sequence[str], end: datetime, *, chunk: timedelta | None = None, progress: Progress | None = None
+    ) -> list[BackfillResult]:
+        """Each view from its watermark (the end of its last completed chunk) up to ``end``."""
+        results = []
+        for name in views:
+            view = self._view(name)
+            start = self.watermark(view) or end - (view.ttl or timedelta(weeks=52))
+            if start >= end:
+                log.info("%s is up to date (watermark %s)", name, start.isoformat())
+                continue
+            results.append(self._materialize_view(name, start, end, Kind.INCREMENTAL, chunk, False, progress))
+        return results
+
+    def _materialize_view(self, name, start, end, kind, chunk, resume, progress) -> BackfillResult:
+        plan = self.plan(name, start, end, to="online", chunk=chunk, resume=resume, kind=kind)
+        result = self.run(plan, progress=progress)
+        if not result.ok:
+            bad = next(c for c in result.chunks if c.status != Status.DONE)
+            raise BackfillError(
+                f"materialization of {name!r} stopped: chunk {bad.interval} {bad.status.value}: {bad.message}",
+                hint="fix the cause, then rerun `fs materialize-incremental` (or `fs materialize ... --resume`)",
+            )
+        if result.chunks:
+            # Keep Feast's own record in step, but only after the work succeeded.
+            self.store.registry.apply_materialization(self._view(name), self.store.project, plan.start, plan.end)
+        return result
+
+    def status(self, view: str | None = None) -> list[ViewStatus]:
+        """Ledger state per view and target (all views with ledger entries when ``view`` is None)."""
+        views = [view] if view else self.ledger.views()
+        out = []
+        for name in views:
+            holder = self.leases.holder(name)
+            for target in Target:
+                st = self.ledger.status(name, target)
+                if st.last is None and view is None:
+                    continue
+                out.append(_with_holder(st, holder.holder if holder else None))
+        return out
+
+    def watermark(self, view) -> datetime | None:
+        """Where the next incremental run of ``view`` starts (ledger first, then Feast's registry)."""
+        mark = self.ledger.status(view.name, Target.ONLINE).watermark
+        if mark is not None:
+            return mark
+        return parse_time(view.most_recent_end_time) if view.most_recent_end_time else None
+
+
+def _with_holder(st: ViewStatus, holder: str | None) -> ViewStatus:
+    return ViewStatus(st.view, st.target, st.done, st.pending, st.watermark, st.last, holder)
+
+
+def _source_location(fv, config) -> str | None:
+    from plugins.delta.source import DeltaSource
+    from plugins.delta.tables import resolve_location
+
+    source = fv.batch_source
+    return resolve_location(source, config) if isinstance(source, DeltaSource) and source.path else None
+
+
+class _Job:
+    """One run: executes chunks (optionally in parallel) and records each state change."""
+
+    def __init__(self, bf: Backfiller, plan: BackfillPlan, run_id: str, holder: str, lease: Lease,
+                 result: BackfillResult, progress: Progress | None):  # fmt: skip
+        self.bf, self.plan, self.run_id, self.holder, self.lease = bf, plan, run_id, holder, lease
+        self.result = result
+        self.progress = progress
+        self.view = bf._view(plan.view)
+        self.definition = bf.definition(plan.view) if Target.OFFLINE in plan.targets else None
+        self.location = _source_location(self.view, bf.store.config)
+        self._lock = threading.Lock()
+        self._done = 0
+        self._total = len(plan.to_run)
+
+    def execute(self, parallel: int) -> None:
+        # Chunks that share an interval run together (offline first, then online from the same rows).
+        by_interval: dict[Interval, list[PlannedChunk]] = {}
+        for c in self.plan.to_run:
+            by_interval.setdefault(c.interval, []).append(c)
+        groups = sorted(by_interval.items())
+        if parallel == 1:
+            for iv, chunks in groups:
+                if not self._chunk(iv, chunks):
+                    break
+            return
+        stop = threading.Event()
+        with ThreadPoolExecutor(parallel, thread_name_prefix="backfill") as pool:
+
+            def task(iv, chunks):
+                if not stop.is_set() and not self._chunk(iv, chunks):
+                    stop.set()
+
+            futures = [pool.submit(task, iv, chunks) for iv, chunks in groups]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for f in futures:
+                f.result()
+
+    # -- one chunk ---------------------------------------------------------------------------------
+    def _entry(self, target: Target, iv: Interval, status: Status, r: ChunkResult | None = None) -> LedgerEntry:
+        r = r or ChunkResult(target, iv, status)
+        return LedgerEntry(
+            run_id=self.run_id, view=self.plan.view, target=target, kind=self.plan.kind, start=iv.start,
+            end=iv.end, status=status, holder=self.holder, recorded_at=utcnow(), rows_in=r.rows_in,
+            rows_written=r.rows_written, rows_skipped=r.rows_skipped, source_version=r.source_version,
+            target_version=r.target_version, validation=r.validation, message=r.message[:2000],
+        )  # fmt: skip
+
+    def _tick(self, target: Target, iv: Interval, stage: str) -> None:
+        if self.progress:
+            self.progress(ProgressEvent(self.plan.view, target, iv, stage, self._done, self._total))
+
+    def _finish(self, r: ChunkResult) -> None:
+        self.bf.ledger.record([self._entry(r.target, r.interval, r.status, r)])
+        with self._lock:
+            self.result.chunks.append(r)
+            self._done += 1
+        self._tick(r.target, r.interval, r.status.value if r.status != Status.DONE else "done")
+
+    def _chunk(self, iv: Interval, chunks: list[PlannedChunk]) -> bool:
+        """Run one interval for its targets; False stops the run (a failure, not a rejection)."""
+        targets = [c.target for c in chunks]
+        self.bf.ledger.record([self._entry(t, iv, Status.RUNNING) for t in targets])
+        current = targets[0]
+        started = time.monotonic()
+        try:
+            with span("fs.backfill.chunk", view=self.plan.view, start=iv.start.isoformat()):
+                rows, version = None, None
+                if Target.OFFLINE in targets:
+                    current = Target.OFFLINE
+                    r, rows = self._offline(iv)
+                    version = r.target_version
+                    r.seconds = time.monotonic() - started
+                    self._finish(r)
+                    if r.status != Status.DONE:
+                        for t in targets[1:]:
+                            self._finish(ChunkResult(t, iv, r.status, message="offline chunk " + r.status.value))
+                        return True
+                if Target.ONLINE in targets:
+                    current = Target.ONLINE
+                    started = time.monotonic()
+                    r = self._online(iv, rows, version)
+                    r.seconds = time.monotonic() - started
+                    self._finish(r)
+        except Exception as e:
+            log.exception("chunk %s of %s failed", iv, self.plan.view)
+            message = f"{type(e).__name__}: {e}".splitlines()[0]
+            for t in targets[targets.index(current):]:
+                self._finish(ChunkResult(t, iv, Status.FAILED, message=message, seconds=time.monotonic() - started))
+            return False
+        return True
+
+    def _validate(self, target: Target, iv: Interval, data) -> tuple[str | None, str]:
+        self._tick(target, iv, "validate")
+        verdict = run_checks(self.bf.checks, self.plan.view, iv, data)
+        return verdict.status, verdict.details
+
+    def _offline(self, iv: Interval):
+        view = self.view
+        ts_field = view.batch_source.timestamp_field
+        self._tick(Target.OFFLINE, iv, "compute")
+        computed = offline.compute(self.definition, iv, ts_field)
+        data = computed.data
+        r = ChunkResult(Target.OFFLINE, iv, Status.DONE, rows_in=data.num_rows, source_version=computed.source_version)
+        r.validation, r.message = self._validate(Target.OFFLINE, iv, data)
+        if r.validation == "fail":
+            r.status = Status.REJECTED
+            return r, None
+        self._tick(Target.OFFLINE, iv, "commit")
+        meta = {"fs.backfill.run": self.run_id, "fs.backfill.chunk": str(iv)}
+        with self.bf._commit_lock:
+            self.lease.check()
+            r.target_version = offline.replace_range(self.location, data, ts_field, iv, view.name, meta)
+        r.rows_written = data.num_rows
+        keys = [c.name for c in view.entity_columns]
+        latest = offline.latest_per_key(data, keys, ts_field, view.batch_source.created_timestamp_column or None)
+        return r, latest
+
+    def _online(self, iv: Interval, rows, offline_version: int | None):
+        store = self.bf.store
+        source_version = offline_version  # rows just committed offline: that version is the source
+        self._tick(Target.ONLINE, iv, "compute")
+        if rows is None:
+            pulled = online.pull_latest(store, self.view, iv)
+            rows, source_version = pulled.data, pulled.source_version
+        r = ChunkResult(Target.ONLINE, iv, Status.DONE, rows_in=rows.num_rows, source_version=source_version)
+        r.validation, r.message = self._validate(Target.ONLINE, iv, rows)
+        if r.validation == "fail":
+            r.status = Status.REJECTED
+            return r
+        self._tick(Target.ONLINE, iv, "commit")
+        self.lease.check()
+        written = online.write(store, self.view, rows)
+        r.rows_written, r.rows_skipped = written.written, written.skipped
+        return r

@@ -1,0 +1,59 @@
+"""``backfill:`` section of feature_store.yaml (optional; every field has a default).
+
+    backfill:
+      ledger_path: s3://bucket/fs/_ledger   # default: data/_fs/ledger inside the repo
+      lease_ttl_seconds: 120
+      chunk: 1d
+
+Feast keeps unknown top-level sections of ``feature_store.yaml`` as extras, so the section travels
+with the env overlays (``envs/<env>.yaml``) like everything else.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fs.errors import ConfigError
+from fs.metadata import parse_duration
+
+
+class BackfillSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ledger_path: str = "data/_fs/ledger"
+    """Delta table of the ledger; a relative path is inside the feature repo folder."""
+
+    lease_ttl_seconds: int = Field(default=120, ge=5)
+    """A run's lease expires this long after its last heartbeat (heartbeats every third of it), so a
+    killed run blocks the view for at most this long."""
+
+    chunk: str = "1d"
+    """Default chunk size (``6h``, ``1d``, ``7d``): one ledger entry and one Delta commit per chunk."""
+
+    @field_validator("chunk")
+    @classmethod
+    def _chunk(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def chunk_size(self) -> timedelta:
+        return parse_duration(self.chunk)
+
+    def ledger_location(self, repo_path: Path) -> str:
+        if "://" in self.ledger_path or Path(self.ledger_path).is_absolute():
+            return self.ledger_path
+        return str(Path(repo_path) / self.ledger_path)
+
+
+def load_settings(repo_config) -> BackfillSettings:
+    raw = (getattr(repo_config, "model_extra", None) or {}).get("backfill") or {}
+    try:
+        return BackfillSettings(**raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ConfigError(f"invalid backfill.{where} in feature_store.yaml: {first.get('msg')}") from None

@@ -1,0 +1,141 @@
+"""``fs backfill``: chunked, resumable, leased backfills and the ledger's status.
+
+    fs backfill VIEW --start 2026-11-01 --end 2026-11-08 [--to both] [--chunk 1d] [--dry-run] [--resume] [--parallel N]
+    fs backfill status [VIEW]
+
+``fs backfill VIEW ...`` is short for ``fs backfill run VIEW ...``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from cli.state import state
+from fs.metadata import parse_duration
+
+
+class _RunByDefault(TyperGroup):
+    """Treat an unknown first word as a view name: ``fs backfill VIEW`` runs ``fs backfill run VIEW``."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(
+    cls=_RunByDefault,
+    no_args_is_help=True,
+    help=(
+        "Backfill a feature view (`fs backfill VIEW --start S --end E`, short for `fs backfill run`) "
+        "or show the ledger (`fs backfill status [VIEW]`). Chunks are recorded in the ledger, runs on "
+        "one view are exclusive (a lease), online writes never overwrite fresher stream values."
+    ),
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout (same as `fs --json`).")]
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    view: Annotated[str, typer.Argument(help="Feature view to backfill.")],
+    start: Annotated[str, typer.Option("--start", help="Range start, inclusive (2026-11-01, ISO 8601 with offset, -7d). UTC if no offset.")],
+    end: Annotated[str, typer.Option("--end", help="Range end, exclusive (same formats).")],
+    to: Annotated[str, typer.Option("--to", help="online | offline | both. Offline recomputes the range from the view's batch definition (backfills.py) and replaces it in the view's Delta table; online then writes the range's latest values.")] = "both",
+    chunk: Annotated[str | None, typer.Option("--chunk", help="Chunk size (6h, 1d, 7d; default backfill.chunk, 1d). Chunks align to the UTC grid.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (chunks, which are done, estimated source rows) and write nothing.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip chunks the ledger records as done (continue an interrupted run).")] = False,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="Chunks computed at once (Delta commits stay one at a time).")] = 1,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Recompute and/or reload [START, END) of VIEW, chunk by chunk (exit 1 if a chunk failed or was rejected)."""
+    from backfill.runner import Backfiller
+
+    st = state(ctx)
+    out = _out(st, as_json)
+    bf = Backfiller(st.platform)
+    plan = bf.plan(view, start, end, to=to, chunk=parse_duration(chunk) if chunk else None, resume=resume)
+    if dry_run:
+        return out.json({"plan": plan}) if out.as_json else _render_plan(out, plan)
+    with out.progress() as bar:
+        overall = bar.add_task(f"backfill {view}", total=len(plan.to_run))
+        current = bar.add_task("chunk", total=4)
+
+        def tick(ev) -> None:
+            bar.update(overall, completed=ev.chunks_done)
+            step = {"compute": 1, "validate": 2, "commit": 3}.get(ev.stage, 4)
+            bar.update(current, completed=step, description=f"{ev.target.value} {ev.interval.start:%Y-%m-%d %H:%M} {ev.stage}")
+
+        result = bf.run(plan, parallel=parallel, progress=tick)
+    if out.as_json:
+        out.json({"plan": plan, "result": result, "ok": result.ok})
+    else:
+        _render_result(out, result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    view: Annotated[str | None, typer.Argument(help="Feature view (default: every view in the ledger).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What the ledger records per view and target: done ranges, unfinished chunks, watermark, lease holder."""
+    from backfill.runner import Backfiller
+
+    st = state(ctx)
+    out = _out(st, as_json)
+    rows = Backfiller(st.platform).status(view)
+    if out.as_json:
+        return out.json(rows)
+    if not rows:
+        return out.text("The ledger is empty: nothing has been materialized or backfilled through fs yet.")
+    out.table(
+        "Backfill ledger",
+        ["view", "target", "done", "unfinished", "watermark", "last", "lease"],
+        [
+            [s.view, s.target.value, "\n".join(str(i) for i in s.done) or "-",
+             "\n".join(f"{e.interval} {e.status.value}" for e in s.pending) or "-",
+             s.watermark.isoformat() if s.watermark else "-",
+             f"{s.last.kind.value} {s.last.status.value} {s.last.recorded_at:%Y-%m-%d %H:%M:%S} by {s.last.holder}" if s.last else "-",
+             s.lease_holder or "free"]
+            for s in rows
+        ],
+    )  # fmt: skip
+
+
+def _out(st, as_json: bool):
+    from cli.output import Output
+
+    return Output(st.as_json or as_json)
+
+
+def _render_plan(out, plan) -> None:
+    rows = [
+        [c.target.value, str(c.interval), "done" if c.done else "-", "run" if c.will_run else "skip",
+         "?" if c.estimated_rows is None else f"{c.estimated_rows:,}"]
+        for c in plan.chunks
+    ]  # fmt: skip
+    title = f"Plan: {plan.kind.value} {plan.view} [{plan.start.isoformat()}, {plan.end.isoformat()}) ({plan.definition or 'online only'})"
+    out.table(title, ["target", "chunk", "ledger", "action", "est. source rows"], rows)
+    if plan.lease_holder:
+        out.text(f"[yellow]The view is leased by {plan.lease_holder}: a run now would be refused.[/yellow]")
+    out.text(f"{len(plan.to_run)} of {len(plan.chunks)} chunk(s) would run. Nothing was written (--dry-run).")
+
+
+def _render_result(out, result) -> None:
+    rows = [
+        [c.target.value, str(c.interval), c.status.value, c.rows_in, c.rows_written, c.rows_skipped,
+         c.validation or "", f"{c.seconds:.1f}s", c.message]
+        for c in result.chunks
+    ]  # fmt: skip
+    out.table(f"Backfill {result.plan.view} (run {result.run_id})",
+              ["target", "chunk", "status", "rows in", "written", "skipped (newer/expired)", "checks", "time", "message"],
+              rows)  # fmt: skip
+    verdict = "done" if result.ok else "[red]incomplete[/red] — fix the cause, then rerun with --resume"
+    out.text(f"{len(result.chunks)} chunk result(s) in {result.seconds:.1f}s: {verdict}.")

@@ -1,0 +1,89 @@
+"""The platform's Prometheus metrics, all on ``fs.observability.REGISTRY``, and its span names.
+
+Every area imports its metrics from here, so one scrape shows the whole platform and
+``docs/observability.md`` has one list to match. Label values come from small fixed sets (view
+and feature *names*, topics, fixed status words) — never entity keys or feature values.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from fs.observability import REGISTRY
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_JOB_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
+
+# -- serving ----------------------------------------------------------------------------------
+SERVING_LATENCY = Histogram(
+    "fs_serving_request_seconds", "Feature server request latency.", ["endpoint", "status"],
+    buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+)
+ONLINE_READ_LATENCY = Histogram(
+    "fs_online_read_seconds", "Online store read latency per call (SDK or server).", ["store"],
+    buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+)
+PII_READS_DENIED = Counter(
+    "fs_pii_reads_denied_total", "Online reads refused for lack of a PII grant.", ["path"], registry=REGISTRY,
+)
+
+# -- ingest -----------------------------------------------------------------------------------
+INGEST_EVENTS = Counter(
+    "fs_ingest_events_total", "Stream events by outcome (written, skipped_stale, dead_lettered, invalid).",
+    ["topic", "outcome"], registry=REGISTRY,
+)
+INGEST_LAG_SECONDS = Gauge(
+    "fs_ingest_lag_seconds", "Now minus the event time of the newest event processed.", ["topic"], registry=REGISTRY,
+)
+INGEST_CONSUMER_LAG = Gauge(
+    "fs_ingest_consumer_lag_messages", "Messages behind the partition high watermark.", ["topic"], registry=REGISTRY,
+)
+
+# -- materialization and backfill ---------------------------------------------------------------
+JOB_DURATION = Histogram(
+    "fs_job_duration_seconds", "Duration of one materialization or backfill chunk.", ["kind", "view"],
+    buckets=_JOB_BUCKETS, registry=REGISTRY,
+)
+JOB_ROWS = Counter(
+    "fs_job_rows_total", "Rows handled by materialization/backfill (written, skipped_stale, rejected).",
+    ["kind", "view", "outcome"], registry=REGISTRY,
+)
+
+# -- freshness --------------------------------------------------------------------------------
+FRESHNESS_AGE = Gauge(
+    "fs_freshness_age_seconds", "Age of the newest data of a view.", ["view", "store"], registry=REGISTRY,
+)
+FRESHNESS_SLA = Gauge("fs_freshness_sla_seconds", "A view's freshness SLA.", ["view"], registry=REGISTRY)
+FRESHNESS_BREACH = Gauge(
+    "fs_freshness_breach", "1 if the view's newest data is older than its SLA.", ["view", "store"], registry=REGISTRY,
+)
+
+# -- parity -----------------------------------------------------------------------------------
+PARITY_CHECKED = Counter("fs_parity_checked_total", "Values compared offline vs online.", ["view"], registry=REGISTRY)
+PARITY_MISMATCHED = Counter(
+    "fs_parity_mismatched_total", "Values that differ offline vs online.", ["view"], registry=REGISTRY,
+)
+PARITY_MATCH_RATIO = Gauge(
+    "fs_parity_match_ratio", "Share of values equal offline and online in the last check.", ["view"], registry=REGISTRY,
+)
+
+# -- data quality -----------------------------------------------------------------------------
+VALIDATION_RUNS = Counter(
+    "fs_validation_runs_total", "Validation runs by outcome (passed, warned, rejected).",
+    ["view", "origin", "outcome"], registry=REGISTRY,
+)
+VALIDATION_FAILED_CHECKS = Counter(
+    "fs_validation_failed_checks_total", "Failed expectations.", ["view", "origin"], registry=REGISTRY,
+)
+DRIFT_SCORE = Gauge(
+    "fs_drift_score", "Last drift score of a feature (metric: psi or ks).", ["view", "feature", "metric"],
+    registry=REGISTRY,
+)
+
+# -- OpenTelemetry span names (use with fs.observability.span) -----------------------------------
+SPAN_MATERIALIZE = "fs.materialize"
+SPAN_BACKFILL = "fs.backfill.chunk"
+SPAN_INGEST = "fs.ingest.batch"
+SPAN_HISTORICAL = "fs.retrieval.historical"
+SPAN_ONLINE = "fs.retrieval.online"
+SPAN_VALIDATE = "fs.validate"

@@ -1,0 +1,262 @@
+"""``check``: sample entity keys, read them online, compute offline what online should hold, compare.
+
+    from fs import Platform
+    from parity import check
+    report = check(Platform("feature_repo").store, views=["customer_txn_aggregates"], sample=1000, seed=7)
+    report.verdict            # "ok" | "breach"
+
+Everything is evaluated at one instant ``as_of`` (default: now): the sample window, the offline
+cut-off and the ttl applied to online rows. See ``parity.classify`` for the classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fs.errors import ParityError
+from fs.observability import span
+from fs.timeutil import parse_time, utcnow
+from parity.classify import ABSENT, COMPARE, SERVED, Outcome, RowSides, classify_rows
+from parity.compare import Tolerances, compare_column
+from parity.expected import EVENT_TS, expected_rows
+from parity.online import OnlineRows, read_online, to_us
+from parity.report import MASK, Example, FeatureStats, ParityReport, Timings, ViewReport
+from parity.sampling import default_lookback, keys_for_view, read_entities, sample_keys
+from parity.spark_io import SparkIO, ViewSource, view_source
+from parity.targets import Target, resolve
+from plugins.delta.engine import get_engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Aligned:
+    """One view's sample with both sides lined up by key position."""
+
+    keys: pa.Table
+    online: OnlineRows
+    offline_present: np.ndarray
+    offline_us: np.ndarray
+    offline_values: dict[str, list]
+
+
+def check(
+    store,
+    *,
+    views: list[str] | None = None,
+    feature_service: str | None = None,
+    sample: int = 1000,
+    entities: str | Path | pa.Table | None = None,
+    seed: int = 0,
+    as_of: str | datetime | None = None,
+    tolerances: Tolerances | None = None,
+    max_mismatch_rate: float = 0.0,
+    allowed_lag: timedelta | None = None,
+    lookback: timedelta | None = None,
+    examples: int = 5,
+) -> ParityReport:
+    """Check online against offline for the given views (default: every online view).
+
+    ``entities`` (a file path or an Arrow table with join-key columns) replaces sampling.
+    ``allowed_lag`` (default: each view's ``freshness_sla`` tag) is how far the offline copy of a
+    stream write may trail the online one. ``lookback`` (default: the view's ttl) bounds which keys
+    are sampled. ``max_mismatch_rate`` is the share of non-tolerated mismatches a view may have.
+    """
+    if sample < 1:
+        raise ParityError(f"sample must be at least 1, got {sample}")
+    if not 0.0 <= max_mismatch_rate <= 1.0:
+        raise ParityError(f"max_mismatch_rate must be within [0, 1], got {max_mismatch_rate}")
+    started = time.perf_counter()
+    as_of_dt = parse_time(as_of) if as_of is not None else utcnow()
+    tolerances = tolerances or Tolerances()
+    targets, skipped = resolve(store, views, feature_service, allowed_lag)
+    entity_table = read_entities(entities) if isinstance(entities, str | Path) else entities
+    io = SparkIO(get_engine(store.config), store.config)
+    clock = {"sampling": 0.0, "online": 0.0, "offline": 0.0, "compare": 0.0}
+    reports = []
+    with span("parity.check", views=",".join(t.name for t in targets)):
+        for target in targets:
+            t0 = time.perf_counter()
+            src = view_source(target, store.config)
+            if entity_table is None:
+                keys = sample_keys(io, src, as_of_dt, sample, seed, lookback or default_lookback(src))
+            else:
+                keys = keys_for_view(entity_table, src)
+            t1 = time.perf_counter()
+            online = read_online(store, target, keys, as_of_dt)
+            t2 = time.perf_counter()
+            expected = expected_rows(io, src, keys, as_of_dt)
+            t3 = time.perf_counter()
+            aligned = _align(keys, online, expected, target)
+            report = _compare_view(src, aligned, as_of_dt, tolerances, examples)
+            report.breach = report.total().breach_rate > max_mismatch_rate
+            reports.append(report)
+            t4 = time.perf_counter()
+            for phase, dt in zip(clock, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                clock[phase] += dt
+            log.info(
+                "parity %s: %d entities, %d breaching", target.name, keys.num_rows, report.total().breaching
+            )
+    timings = Timings(
+        clock["sampling"], clock["online"], clock["offline"], clock["compare"], time.perf_counter() - started
+    )
+    return ParityReport(as_of_dt, seed, None if entity_table is not None else sample, max_mismatch_rate,
+                        reports, timings, skipped)  # fmt: skip
+
+
+def _align(keys: pa.Table, online: OnlineRows, expected: pa.Table, target: Target) -> _Aligned:
+    """Position of each sampled key's offline row (keys without one get ``offline_present=False``)."""
+    n = keys.num_rows
+    if len(target.join_keys) == 1:
+        k = target.join_keys[0]
+        pos = pc.index_in(keys[k], value_set=expected[k]).to_numpy(zero_copy_only=False)
+    else:
+        index = {
+            row: i
+            for i, row in enumerate(zip(*[expected[k].to_pylist() for k in target.join_keys], strict=True))
+        }
+        rows = zip(*[keys[k].to_pylist() for k in target.join_keys], strict=True)
+        pos = np.array([index.get(row, np.nan) for row in rows], dtype=float)
+    present = ~np.isnan(pos) if pos.dtype.kind == "f" else np.ones(n, dtype=bool)
+    take = np.where(present, np.nan_to_num(pos), 0).astype(np.int64)
+    event_us = (
+        expected[EVENT_TS].cast(pa.int64()).to_numpy(zero_copy_only=False)
+        if expected.num_rows
+        else np.zeros(0, np.int64)
+    )
+    offline_us = np.where(present, event_us[take] if expected.num_rows else 0, 0).astype(np.int64)
+    offline_values = {}
+    for f in target.features:
+        column = expected[f].to_pylist()
+        offline_values[f] = [column[j] if ok else None for j, ok in zip(take, present, strict=True)]
+    return _Aligned(keys, online, present, offline_us, offline_values)
+
+
+def _compare_view(
+    src: ViewSource, a: _Aligned, as_of: datetime, tolerances: Tolerances, max_examples: int
+) -> ViewReport:
+    target = src.target
+    ttl_us = int(target.ttl.total_seconds() * 1e6) if target.ttl else None
+    lag_us = int(target.allowed_lag.total_seconds() * 1e6)
+    as_of_us = to_us(as_of)
+    sides = RowSides(a.online.state, a.online.event_us, a.offline_present, a.offline_us)
+    row_class, tolerated = classify_rows(sides, as_of_us, ttl_us, lag_us)
+    compare_rows = np.flatnonzero(row_class == COMPARE)
+    stats, candidates = [], []
+    for feature, vt in zip(target.features, target.types, strict=True):
+        outcome = row_class.copy()
+        score = np.zeros(len(outcome))
+        if len(compare_rows):
+            codes, scores = compare_column(vt, a.online.values[feature], a.offline_values[feature], compare_rows,
+                                           tolerances.for_feature(target.name, feature))  # fmt: skip
+            outcome[compare_rows] = codes
+            score[compare_rows] = scores
+        # Row-level classes rank by the timestamp gap: the most out-of-date rows first.
+        gap = np.abs(a.online.event_us - a.offline_us).astype(float)
+        score = np.where(row_class == COMPARE, score, gap)
+        s = FeatureStats(feature, vt.name, feature in target.sensitive, compared=len(outcome))
+        for o in Outcome:
+            if o is not Outcome.MATCHED:
+                s.counts[o.label] = int(np.count_nonzero(outcome == o))
+        s.tolerated = int(np.count_nonzero(tolerated & (outcome != Outcome.MATCHED)))
+        stats.append(s)
+        for o in np.unique(outcome[outcome != Outcome.MATCHED]):
+            rows = np.flatnonzero(outcome == o)
+            worst = rows[np.argsort(-score[rows], kind="stable")[:max_examples]]
+            candidates.extend((int(o), -float(score[i]), int(i), feature) for i in worst)
+    report = ViewReport(
+        view=target.name,
+        entities=a.keys.num_rows,
+        ttl_s=target.ttl.total_seconds() if target.ttl else None,
+        allowed_lag_s=target.allowed_lag.total_seconds(),
+        delta_version=src.version,
+        features=stats,
+    )
+    report.examples = _examples(target, a, candidates, as_of_us, ttl_us, lag_us, max_examples)
+    return report
+
+
+def _examples(target: Target, a: _Aligned, candidates, as_of_us, ttl_us, lag_us, limit: int) -> list[Example]:
+    """The worst ``limit`` examples per class, one per entity where possible."""
+    out: list[Example] = []
+    per_class: dict[int, list] = {}
+    for c in sorted(candidates):
+        per_class.setdefault(c[0], []).append(c)
+    key_columns = {k: a.keys[k].to_pylist() for k in target.join_keys}
+    for code, items in per_class.items():
+        seen_rows: set[int] = set()
+        picked = [c for c in items if not (c[2] in seen_rows or seen_rows.add(c[2]))][:limit]
+        for _, _, i, feature in picked:
+            out.append(_example(target, a, Outcome(code), i, feature, key_columns, as_of_us, ttl_us, lag_us))
+    return out
+
+
+def _example(
+    target, a: _Aligned, outcome: Outcome, i: int, feature: str, key_columns, as_of_us, ttl_us, lag_us
+) -> Example:
+    sensitive = feature in target.sensitive
+    on_state = int(a.online.state[i])
+    on_value = a.online.values[feature][i] if on_state == SERVED else None
+    off_value = a.offline_values[feature][i] if a.offline_present[i] else None
+    on_us = int(a.online.event_us[i]) if on_state != ABSENT else None
+    off_us = int(a.offline_us[i]) if a.offline_present[i] else None
+    return Example(
+        view=target.name,
+        feature=feature,
+        outcome=outcome.label,
+        entity={k: v[i] for k, v in key_columns.items()},
+        online_value=MASK if sensitive and on_value is not None else on_value,
+        offline_value=MASK if sensitive and off_value is not None else off_value,
+        online_ts=_dt(on_us),
+        offline_ts=_dt(off_us),
+        detail=_detail(outcome, on_state, on_us, off_us, on_value, target.types[target.features.index(feature)].name,
+                       as_of_us, ttl_us, lag_us),
+    )  # fmt: skip
+
+
+def _dt(us: int | None) -> datetime | None:
+    return None if us is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def _span(us: int) -> str:
+    seconds = abs(us) // 1_000_000
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    return "".join(parts) or f"{seconds}s"
+
+
+def _detail(outcome: Outcome, on_state, on_us, off_us, on_value, dtype: str, as_of_us, ttl_us, lag_us) -> str:
+    """One line explaining the class; never contains a feature value."""
+    lag = _span(lag_us) if lag_us else "0s"
+    if outcome is Outcome.MISSING_ONLINE:
+        return "offline has a live row; online has none (never written, deleted or evicted)"
+    if outcome is Outcome.MISSING_OFFLINE:
+        if off_us is None:
+            return (
+                f"online event {_span(as_of_us - on_us)} old is not in the offline table (allowed lag {lag})"
+            )
+        return f"online event {_span(on_us - off_us)} newer than offline, older than the allowed lag {lag}"
+    if outcome is Outcome.ONLINE_STALE:
+        held = " (and past its ttl)" if on_state != SERVED else ""
+        return f"online row{held} is {_span(off_us - on_us)} older than the newest offline row"
+    if outcome is Outcome.ONLINE_AHEAD:
+        ahead = f"{_span(on_us - off_us)} newer than offline" if off_us is not None else "not yet offline"
+        return f"online event {ahead}, within the allowed lag {lag}"
+    if outcome is Outcome.TTL_EXPIRED:
+        if on_state == SERVED:
+            return f"online served a value {_span(as_of_us - ttl_us - on_us)} past the ttl {_span(ttl_us)}"
+        newest = max(x for x in (on_us, off_us) if x is not None)
+        return f"newest value is {_span(as_of_us - ttl_us - newest)} past the ttl {_span(ttl_us)}: both sides serve null"
+    if outcome is Outcome.TYPE_MISMATCH:
+        return f"online value is a {type(on_value).__name__}, the feature is {dtype}"
+    return "same event on both sides, different values"

@@ -1,0 +1,94 @@
+"""Why an online value differs from the offline one: one class per (entity, feature).
+
+Timestamps decide the class; values are compared only when both sides hold the same event. The
+decision, for the online row (served / held but past ttl / absent) and the newest offline row at
+``as_of`` (live / past ttl / absent)::
+
+    online served, event older than as_of - ttl  -> ttl_expired      online served a value the ttl forbids
+    online served, offline live, same event      -> compare values   matched | value_mismatch | type_mismatch
+    online served, offline live, older event     -> online_stale     materialization/stream write missing
+    online served, newer event than offline      -> online_ahead     if within the allowed lag (in flight)
+                                                    missing_offline  otherwise (the offline write was lost)
+    online not served, offline live              -> online_stale     if online holds an older, expired row
+                                                    missing_online   otherwise
+    online not served, offline past ttl          -> ttl_expired      both sides null: tolerated
+    nothing on either side                       -> matched          both sides agree there is no value
+
+Tolerated outcomes (``online_ahead``; ``ttl_expired`` with nothing served) are counted and shown
+but do not count towards a breach: training would have seen the same, or the offline copy will
+catch up within the allowed lag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+
+class Outcome(IntEnum):
+    """Per (entity, feature) outcome; ``MATCHED`` is not a mismatch, every other member is."""
+
+    MATCHED = 0
+    MISSING_ONLINE = 1
+    MISSING_OFFLINE = 2
+    ONLINE_STALE = 3
+    ONLINE_AHEAD = 4
+    TTL_EXPIRED = 5
+    VALUE_MISMATCH = 6
+    TYPE_MISMATCH = 7
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+MISMATCH_CLASSES = tuple(o for o in Outcome if o is not Outcome.MATCHED)
+COMPARE = -1  # row-level marker: same event on both sides, the values decide
+
+# Online read states (see parity.online).
+SERVED, HELD_EXPIRED, ABSENT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class RowSides:
+    """Aligned per-entity arrays for one view (microsecond timestamps, UTC)."""
+
+    online_state: np.ndarray  # int8: SERVED | HELD_EXPIRED | ABSENT
+    online_us: np.ndarray  # int64; meaningful unless ABSENT
+    offline_present: np.ndarray  # bool: any offline row at or before as_of
+    offline_us: np.ndarray  # int64; meaningful where offline_present
+
+
+def classify_rows(
+    sides: RowSides, as_of_us: int, ttl_us: int | None, allowed_lag_us: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-level classes (``COMPARE`` where values decide) and the tolerated mask."""
+    on_state, on_us = sides.online_state, sides.online_us
+    off_present, off_us = sides.offline_present, sides.offline_us
+    served = on_state == SERVED
+    held = on_state == HELD_EXPIRED
+    cutoff = as_of_us - ttl_us if ttl_us else None
+    off_live = off_present & (off_us >= cutoff) if cutoff is not None else off_present.copy()
+    on_past_ttl = served & (on_us < cutoff) if cutoff is not None else np.zeros_like(served)
+    # The offline copy of a stream write may lag by up to the allowed lag; later than that it is lost.
+    in_flight = on_us >= as_of_us - allowed_lag_us
+    newer_online = served & (~off_live | (on_us > off_us))
+
+    out = np.full(len(on_state), Outcome.MATCHED, dtype=np.int8)
+    tolerated = np.zeros(len(on_state), dtype=bool)
+    # Later assignments win, so the list runs from the least to the most specific condition.
+    both_expired = ~served & ~off_live & (off_present | held)
+    out[both_expired] = Outcome.TTL_EXPIRED
+    tolerated[both_expired] = True
+    out[~served & off_live] = Outcome.MISSING_ONLINE
+    out[~served & off_live & held & (on_us < off_us)] = Outcome.ONLINE_STALE
+    out[served & off_live & (on_us < off_us)] = Outcome.ONLINE_STALE
+    out[served & off_live & (on_us == off_us)] = COMPARE
+    out[newer_online & in_flight] = Outcome.ONLINE_AHEAD
+    tolerated[newer_online & in_flight] = True
+    out[newer_online & ~in_flight] = Outcome.MISSING_OFFLINE
+    out[on_past_ttl] = Outcome.TTL_EXPIRED
+    tolerated[on_past_ttl] = False
+    return out, tolerated

@@ -1,0 +1,51 @@
+"""What the online store should hold at ``as_of``, computed offline.
+
+Per sampled entity: the newest offline row with ``event_ts <= as_of`` (ties broken by the newest
+created timestamp, a null one losing) — the row materialization and the point-in-time join pick.
+The row is returned whatever its age, with its event time, so the classifier can tell "past ttl"
+(both stores should serve nothing) from "never there". The ttl test itself is in
+``parity.classify`` and uses the offline store's inclusive bound: live iff
+``event_ts >= as_of - ttl``, the same bound the Redis store applies at read time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from parity.spark_io import SparkIO, ViewSource
+from plugins.delta.retrieval import col
+
+EVENT_TS = "__fs_event_ts"
+CREATED_TS = "__fs_created_ts"
+
+
+def expected_rows(io: SparkIO, src: ViewSource, keys: pa.Table, as_of: datetime) -> pa.Table:
+    """Join keys, ``EVENT_TS``, ``CREATED_TS`` and the target's features; at most one row per key."""
+    plan = src.plan
+    ts = col(plan.timestamp_field).cast("timestamp")
+    created = (
+        col(plan.created_timestamp_column).cast("timestamp")
+        if plan.created_timestamp_column
+        else F.lit(None).cast("timestamp")
+    )
+    rows = (
+        io.read(src)
+        .select(
+            *[col(s).alias(k) for s, k in zip(plan.source_keys, plan.join_keys, strict=True)],
+            ts.alias(EVENT_TS),
+            created.alias(CREATED_TS),
+            *[col(s).alias(out) for s, out in plan.features],
+        )
+        .where(F.col(EVENT_TS).isNotNull() & (F.col(EVENT_TS) <= F.lit(as_of)))
+    )
+    wanted = io.upload(keys)
+    rows = rows.join(wanted, on=list(plan.join_keys), how="left_semi")
+    newest = Window.partitionBy(*[col(k) for k in plan.join_keys]).orderBy(
+        F.col(EVENT_TS).desc(), F.col(CREATED_TS).desc_nulls_last()
+    )
+    best = rows.withColumn("__fs_rank", F.row_number().over(newest)).where("__fs_rank = 1").drop("__fs_rank")
+    return io.collect(best, column_types=dict(plan.output_types))

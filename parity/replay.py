@@ -1,0 +1,294 @@
+"""Replay parity: the same window of raw events through the stream path and the batch path.
+
+    report = replay(events, stream=stream_path(hook), batch=datagen.customer_aggregates,
+                    keys=["customer_id"], features={"txn_count_1h": ValueType.INT64, ...})
+
+Both paths are callables ``events frame -> rows frame``; rows are matched on the join keys plus the
+event time, and features are compared with the same typed rules as ``fs parity check``. Run it
+before shipping a new stream feature: a difference here becomes an online/offline mismatch later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from feast.value_type import ValueType
+
+from fs.errors import ParityError
+from parity.classify import Outcome
+from parity.compare import Tolerances, compare_column
+from parity.report import MASK
+
+Path_ = Callable[[pd.DataFrame], pd.DataFrame]
+STREAM_ONLY, BATCH_ONLY = "stream_only", "batch_only"
+
+
+@dataclass
+class ReplayFeature:
+    feature: str
+    dtype: str
+    compared: int = 0
+    value_mismatch: int = 0
+    type_mismatch: int = 0
+
+    @property
+    def matched(self) -> int:
+        return self.compared - self.value_mismatch - self.type_mismatch
+
+
+@dataclass
+class ReplayExample:
+    feature: str
+    outcome: str
+    entity: dict
+    event_timestamp: str
+    stream_value: object
+    batch_value: object
+
+
+@dataclass
+class ReplayReport:
+    view: str
+    events: int
+    stream_rows: int
+    batch_rows: int
+    stream_only: int
+    batch_only: int
+    features: list[ReplayFeature]
+    examples: list[ReplayExample] = field(default_factory=list)
+    max_mismatch_rate: float = 0.0
+    stream_path: str = ""
+
+    @property
+    def mismatch_rate(self) -> float:
+        rows = max(self.stream_rows, self.batch_rows, 1)
+        values = sum(f.compared for f in self.features) or 1
+        return max(
+            (self.stream_only + self.batch_only) / rows,
+            sum(f.value_mismatch + f.type_mismatch for f in self.features) / values,
+        )
+
+    @property
+    def breach(self) -> bool:
+        return self.mismatch_rate > self.max_mismatch_rate
+
+    @property
+    def verdict(self) -> str:
+        return "breach" if self.breach else "ok"
+
+    def to_dict(self) -> dict:
+        return {
+            "verdict": self.verdict, "view": self.view, "stream_path": self.stream_path, "events": self.events, "stream_rows": self.stream_rows,
+            "batch_rows": self.batch_rows, "stream_only": self.stream_only, "batch_only": self.batch_only,
+            "mismatch_rate": self.mismatch_rate, "max_mismatch_rate": self.max_mismatch_rate,
+            "features": [{**vars(f), "matched": f.matched} for f in self.features],
+            "examples": [vars(e) for e in self.examples],
+        }  # fmt: skip
+
+
+def stream_path(
+    hook_factory: Callable[[], Callable[[dict], object]], event_time: str = "event_timestamp"
+) -> Path_:
+    """The stream path of an ingest hook: one fresh instance, records in event-time order.
+
+    ``hook_factory`` is ``TransformFactory.new`` of the Kafka ingestor or a hook class; a plain
+    function hook is wrapped as ``lambda: fn``. The last row per (keys, event time) wins, as the
+    final state of the stream for that instant.
+    """
+
+    def run(events: pd.DataFrame) -> pd.DataFrame:
+        hook = hook_factory()
+        rows: list[dict] = []
+        ordered = events.sort_values(event_time, kind="stable")
+        for record in ordered.to_dict("records"):
+            record[event_time] = pd.Timestamp(record[event_time]).to_pydatetime()
+            out = hook(record)
+            if out is None:
+                continue
+            rows.extend(out if isinstance(out, list) else [out])
+        return pd.DataFrame(rows)
+
+    return run
+
+
+def replay(
+    events: pd.DataFrame,
+    *,
+    stream: Path_,
+    batch: Path_,
+    view: str,
+    keys: list[str],
+    features: dict[str, ValueType],
+    event_time: str = "event_timestamp",
+    tolerances: Tolerances | None = None,
+    sensitive: Iterable[str] = (),
+    max_mismatch_rate: float = 0.0,
+    examples: int = 5,
+) -> ReplayReport:
+    tolerances = tolerances or Tolerances()
+    sensitive = set(sensitive)
+    s_rows, b_rows = (
+        _rows(stream(events), "stream", keys, event_time),
+        _rows(batch(events), "batch", keys, event_time),
+    )
+    on = [*keys, event_time]
+    merged = s_rows.merge(b_rows, on=on, how="outer", suffixes=("__s", "__b"), indicator=True)
+    both = np.flatnonzero((merged["_merge"] == "both").to_numpy())
+    report = ReplayReport(
+        view=view, events=len(events), stream_rows=len(s_rows), batch_rows=len(b_rows),
+        stream_only=int((merged["_merge"] == "left_only").sum()), batch_only=int((merged["_merge"] == "right_only").sum()),
+        features=[], max_mismatch_rate=max_mismatch_rate,
+    )  # fmt: skip
+    for side, label in (("left_only", STREAM_ONLY), ("right_only", BATCH_ONLY)):
+        for i in np.flatnonzero((merged["_merge"] == side).to_numpy())[:examples]:
+            report.examples.append(_example(merged, int(i), keys, event_time, "*", label, sensitive))
+    for name, vt in features.items():
+        s_col, b_col = _column(merged, f"{name}__s"), _column(merged, f"{name}__b")
+        codes, scores = compare_column(vt, s_col, b_col, both, tolerances.for_feature(view, name))
+        stats = ReplayFeature(name, vt.name, compared=len(both),
+                              value_mismatch=int(np.count_nonzero(codes == Outcome.VALUE_MISMATCH)),
+                              type_mismatch=int(np.count_nonzero(codes == Outcome.TYPE_MISMATCH)))  # fmt: skip
+        report.features.append(stats)
+        bad = np.flatnonzero(codes != Outcome.MATCHED)
+        for j in bad[np.argsort(-scores[bad], kind="stable")][:examples]:
+            label = Outcome(int(codes[j])).label
+            report.examples.append(_example(merged, int(both[j]), keys, event_time, name, label, sensitive))
+    return report
+
+
+def _rows(frame: pd.DataFrame, side: str, keys: list[str], event_time: str) -> pd.DataFrame:
+    missing = [c for c in [*keys, event_time] if c not in frame.columns]
+    if missing:
+        raise ParityError(f"the {side} path produced no column(s) {', '.join(missing)}")
+    frame = frame.copy()
+    frame[event_time] = pd.to_datetime(frame[event_time], utc=True).dt.floor("us")
+    return frame.drop_duplicates([*keys, event_time], keep="last").reset_index(drop=True)
+
+
+def _column(merged: pd.DataFrame, name: str) -> list:
+    if name not in merged.columns:
+        return [None] * len(merged)
+    # Python scalars, so the comparison sees int/float/str/bool as a consumer would (NaN stays NaN).
+    return [None if v is pd.NA or v is None else v for v in merged[name].astype(object).tolist()]
+
+
+def _example(merged, i, keys, event_time, feature, outcome, sensitive) -> ReplayExample:
+    row = merged.iloc[i]
+    s_val = row.get(f"{feature}__s") if feature != "*" else None
+    b_val = row.get(f"{feature}__b") if feature != "*" else None
+    if feature in sensitive:
+        s_val, b_val = MASK, MASK
+    return ReplayExample(feature, outcome, {k: _plain(row[k]) for k in keys}, row[event_time].isoformat(),
+                         _plain(s_val), _plain(b_val))  # fmt: skip
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def stream_transform(repo: str | Path, view) -> tuple[Callable[[], Callable[[dict], object]], str]:
+    """The ingestor's transformation feeding ``view`` (from ``ingest.yaml``), else the reference one.
+
+    Returns the hook factory and where it came from (for the report).
+    """
+    from plugins.kafka_ingest.config import load_ingest_config
+    from plugins.kafka_ingest.transform import load_transform
+
+    push = getattr(view.stream_source, "name", None)
+    if (Path(repo) / "ingest.yaml").is_file():
+        for spec in load_ingest_config(repo).topics:
+            if spec.push_source == push and spec.transform:
+                return load_transform(
+                    Path(repo), spec.transform
+                ).new, f"ingest.yaml topic {spec.topic}: {spec.transform}"
+    if view.name == "customer_txn_aggregates":
+        from parity.stream_reference import CustomerTxnAggregates
+
+        return CustomerTxnAggregates, "parity.stream_reference.CustomerTxnAggregates"
+    raise ParityError(
+        f"no stream transformation feeds view {view.name!r}",
+        hint="declare one in ingest.yaml (topics[].transform) or pass --transform file.py:Name",
+    )
+
+
+# The batch definition of each stream-fed view: the computation its offline table is built with.
+BATCH_DEFINITIONS: dict[str, Path_] = {}
+
+
+def _batch_definition(view: str) -> Path_:
+    if not BATCH_DEFINITIONS:
+        from fs.datagen import customer_aggregates
+
+        BATCH_DEFINITIONS["customer_txn_aggregates"] = customer_aggregates
+    try:
+        return BATCH_DEFINITIONS[view]
+    except KeyError:
+        raise ParityError(
+            f"no batch definition registered for view {view!r}",
+            hint="add it to parity.replay.BATCH_DEFINITIONS",
+        ) from None
+
+
+def read_events(path: str | Path) -> pd.DataFrame:
+    """Raw events from parquet, CSV or JSON lines (the Kafka message fields, one row per event)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParityError(f"events file {path} not found")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix in (".json", ".jsonl", ".ndjson"):
+        return pd.read_json(path, lines=True)
+    return pd.read_csv(path)
+
+
+def replay_view(
+    platform,
+    view_name: str,
+    *,
+    events: str | Path | pd.DataFrame | None = None,
+    transform: str | None = None,
+    customers: int = 500,
+    days: int = 2,
+    seed: int = 7,
+    tolerances: Tolerances | None = None,
+    max_mismatch_rate: float = 0.0,
+    examples: int = 5,
+) -> ReplayReport:
+    """Replay parity for a registered view: its stream transformation vs its batch definition.
+
+    Events default to a seeded synthetic window from ``fs.datagen``; ``transform`` (``file.py:Name``
+    in the repo) overrides the transformation declared in ``ingest.yaml``.
+    """
+    from fs.datagen import generate
+    from fs.metadata import sensitive_features
+
+    try:
+        view = platform.store.get_feature_view(view_name)
+    except Exception as e:  # Feast's FeatureViewNotFoundException
+        raise ParityError(f"unknown feature view {view_name!r}", hint="run `fs apply` first") from e
+    if transform:
+        from plugins.kafka_ingest.transform import load_transform
+
+        factory, origin = load_transform(Path(platform.repo_path), transform).new, transform
+    else:
+        factory, origin = stream_transform(platform.repo_path, view)
+    if isinstance(events, pd.DataFrame):
+        frame = events
+    elif events is not None:
+        frame = read_events(events)
+    else:
+        frame = generate(
+            seed=seed, customers=customers, merchants=max(1, customers // 10), days=days
+        ).payments
+    report = replay(
+        frame, stream=stream_path(factory), batch=_batch_definition(view_name), view=view_name,
+        keys=[c.name for c in view.entity_columns], features={f.name: f.dtype.to_value_type() for f in view.features},
+        tolerances=tolerances, sensitive=sensitive_features(view), max_mismatch_rate=max_mismatch_rate,
+        examples=examples,
+    )  # fmt: skip
+    report.stream_path = origin
+    return report

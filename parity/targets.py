@@ -1,0 +1,96 @@
+"""Which feature views and features a parity check covers, resolved from the Feast registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from feast import FeatureView
+from feast.value_type import ValueType
+
+from fs.errors import RepoError
+from fs.metadata import freshness_sla, sensitive_features
+
+
+@dataclass(frozen=True)
+class Target:
+    view: FeatureView
+    features: tuple[str, ...]
+    types: tuple[ValueType, ...]
+    sensitive: frozenset[str]
+    join_keys: tuple[str, ...]
+    allowed_lag: timedelta
+
+    @property
+    def name(self) -> str:
+        return self.view.name
+
+    @property
+    def ttl(self) -> timedelta | None:
+        ttl = self.view.ttl
+        return ttl if ttl and ttl.total_seconds() > 0 else None
+
+
+def _target(view: FeatureView, features: list[str] | None, allowed_lag: timedelta | None) -> Target:
+    fields = {f.name: f for f in view.features}
+    names = list(features) if features else list(fields)
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise RepoError(f"feature view {view.name!r} has no feature(s) {', '.join(unknown)}")
+    if not view.entity_columns:
+        raise RepoError(f"feature view {view.name!r} has no entity: parity samples entity keys")
+    # Default lag for the offline copy of stream writes: the view's freshness SLA.
+    lag = allowed_lag if allowed_lag is not None else (freshness_sla(view) or timedelta(0))
+    return Target(
+        view=view,
+        features=tuple(names),
+        types=tuple(fields[n].dtype.to_value_type() for n in names),
+        sensitive=frozenset(sensitive_features(view)),
+        join_keys=tuple(c.name for c in view.entity_columns),
+        allowed_lag=lag,
+    )
+
+
+def resolve(
+    store,
+    views: list[str] | None = None,
+    feature_service: str | None = None,
+    allowed_lag: timedelta | None = None,
+) -> tuple[list[Target], dict[str, str]]:
+    """Targets to check plus ``{name: reason}`` for requested things that cannot be checked."""
+    if views and feature_service:
+        raise RepoError("pass either views or a feature service, not both")
+    registry_views = {v.name: v for v in store.list_feature_views()}
+    skipped: dict[str, str] = {}
+    if feature_service:
+        try:
+            service = store.get_feature_service(feature_service)
+        except Exception as e:  # Feast raises FeatureServiceNotFoundException
+            raise RepoError(
+                f"unknown feature service {feature_service!r}",
+                hint="list them with `feast feature-services list`",
+            ) from e
+        targets = []
+        for proj in service.feature_view_projections:
+            view = registry_views.get(proj.name)
+            if view is None:
+                skipped[proj.name] = "on-demand view: computed at request time, nothing stored to compare"
+                continue
+            targets.append(_target(view, [f.name for f in proj.features], allowed_lag))
+        return [t for t in targets if t.view.online] or _none(feature_service), skipped
+    names = views or [n for n, v in registry_views.items() if v.online]
+    unknown = sorted(set(names) - set(registry_views))
+    if unknown:
+        raise RepoError(
+            f"unknown feature view(s): {', '.join(unknown)}",
+            hint=f"known: {', '.join(sorted(registry_views))}",
+        )
+    offline_only = [n for n in names if not registry_views[n].online]
+    for n in offline_only:
+        skipped[n] = "not an online view"
+    targets = [_target(registry_views[n], None, allowed_lag) for n in names if n not in offline_only]
+    return targets or _none("the registry"), skipped
+
+
+def _none(where: str) -> list[Target]:
+    raise RepoError(f"no online feature views to check in {where}", hint="run `fs apply` first")

@@ -1,0 +1,241 @@
+"""Ingest declarations kept in the feature repo: ``<repo>/ingest.yaml``.
+
+    kafka:
+      bootstrap_servers: ${FS_KAFKA_BOOTSTRAP:-127.0.0.1:9092}
+      group_id: fs-ingest-payments
+    dead_letter_topic: payments.dlq
+    topics:
+      - topic: payments
+        push_source: customer_txn_push
+        format: json
+        fields: {customer_id: int, amount: float, event_timestamp: timestamp}
+        event_time_field: event_timestamp
+        transform: stream_transforms.py:CustomerTxnAggregates
+        targets: both
+
+``${VAR}`` / ``${VAR:-default}`` are expanded from the environment like feature_store.yaml;
+``envs/<env>.yaml`` may carry an ``ingest:`` section that is deep-merged over this file.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fs.config import _expand, _merge, _read_yaml
+from fs.errors import ConfigError
+from fs.metadata import parse_duration
+
+FILE_NAME = "ingest.yaml"
+FieldType = Literal["int", "float", "string", "bool", "timestamp"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Model):
+    """How to reach the brokers and join the consumer group."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated ``host:port`` list."""
+
+    group_id: str = "fs-ingest"
+    """Consumer group; run more ``fs ingest run`` processes with the same group to scale out."""
+
+    client_id: str = "fs-ingest"
+    """Client id reported to the brokers (shows up in broker logs and quotas)."""
+
+    session_timeout_ms: int = 10_000
+    """A member that sends no heartbeat for this long is removed from the group."""
+
+    heartbeat_interval_ms: int = 3_000
+    """Heartbeat period (background thread); well under ``session_timeout_ms``."""
+
+    max_poll_interval_ms: int = 300_000
+    """Longest allowed gap between polls, including a slow flush, before the member is evicted."""
+
+    fetch_max_bytes: int = 16 * 1024 * 1024
+    """Upper bound of one fetch response: with ``max_poll_records`` this bounds prefetch memory."""
+
+    max_poll_records: int = 2_000
+    """Records returned by one poll."""
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """Transport security."""
+
+    sasl_mechanism: str | None = None
+    """SASL mechanism (PLAIN, SCRAM-SHA-256, ...) when using SASL."""
+
+    sasl_username_env: str | None = None
+    """Name of the environment variable holding the SASL username."""
+
+    sasl_password_env: str | None = None
+    """Name of the environment variable holding the SASL password (never put secrets in the file)."""
+
+
+class BatchSettings(_Model):
+    """When buffered rows are written, and how much may be buffered."""
+
+    online_max_rows: int = Field(5_000, gt=0)
+    """Write to the online store once this many rows are pending..."""
+
+    online_interval_ms: int = Field(100, ge=0)
+    """... or once the oldest pending row waited this long (drives freshness)."""
+
+    offline_max_rows: int = Field(50_000, gt=0)
+    """Append to Delta once this many rows are buffered..."""
+
+    offline_interval_ms: int = Field(5_000, ge=0)
+    """... or once the oldest buffered row waited this long. Offsets are committed after it."""
+
+    max_buffered_rows: int = Field(200_000, gt=0)
+    """Stop fetching while this many rows wait for a target (bounded memory whatever the lag)."""
+
+
+class RetrySettings(_Model):
+    """Retries of a failing write (transient errors only) and the circuit breaker around them."""
+
+    attempts: int = Field(4, ge=1)
+    """Attempts per write before it counts as one failure of the target."""
+
+    backoff_base_ms: int = Field(100, ge=0)
+    """First retry delay; doubles per attempt, full jitter."""
+
+    backoff_max_ms: int = Field(5_000, ge=0)
+    """Largest retry delay."""
+
+    breaker_failures: int = Field(3, ge=1)
+    """Consecutive failed writes that open the breaker (fetching stops, health reports degraded)."""
+
+    breaker_reset_ms: int = Field(5_000, ge=0)
+    """How long the breaker stays open before one probe write (half-open)."""
+
+    drain_timeout_ms: int = Field(30_000, ge=0)
+    """On SIGTERM, how long to keep trying to write and commit what is buffered."""
+
+
+class TopicSpec(_Model):
+    """One topic feeding one Feast push source."""
+
+    topic: str
+    """Kafka topic name."""
+
+    push_source: str
+    """Feast PushSource the rows belong to (its feature views and its batch source are the targets)."""
+
+    format: Literal["json", "avro"] = "json"
+    """Message encoding: JSON objects, or Avro binary (schemaless) with ``avro_schema``."""
+
+    avro_schema: str | None = None
+    """Path of the ``.avsc`` writer schema (relative to the repo) when ``format: avro``."""
+
+    fields: dict[str, FieldType] = Field(default_factory=dict)
+    """Required message fields and their types (after ``field_mapping``). Empty: the feature view's
+    join keys, features and the event-time field, which only works without a ``transform``."""
+
+    field_mapping: dict[str, str] = Field(default_factory=dict)
+    """Message field name -> name used by ``fields``, the transform and the feature view."""
+
+    event_time_field: str = "event_timestamp"
+    """Field with the event time: ISO 8601 string, or epoch number in ``epoch_unit``."""
+
+    epoch_unit: Literal["s", "ms", "us"] = "ms"
+    """Unit of numeric event times."""
+
+    max_future: str = "5m"
+    """Events whose time is further than this ahead of the ingestor's clock are dead-lettered."""
+
+    targets: Literal["online", "offline", "both"] = "both"
+    """Where rows go: the online store, the push source's Delta batch source, or both."""
+
+    transform: str | None = None
+    """``file.py:name`` in the repo. A function ``(record) -> row | list[row] | None`` or a class whose
+    instances are such callables (one instance per partition, so it may keep rolling state)."""
+
+    @field_validator("max_future")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _avro_needs_schema(self) -> TopicSpec:
+        if self.format == "avro" and not self.avro_schema:
+            raise ValueError(f"topic {self.topic!r}: format avro needs avro_schema")
+        return self
+
+    @property
+    def max_future_delta(self) -> timedelta:
+        return parse_duration(self.max_future)
+
+    @property
+    def online(self) -> bool:
+        return self.targets in ("online", "both")
+
+    @property
+    def offline(self) -> bool:
+        return self.targets in ("offline", "both")
+
+
+class IngestConfig(_Model):
+    """Everything ``fs ingest run`` needs besides the feature store itself."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    """Broker connection and consumer-group settings."""
+
+    topics: list[TopicSpec]
+    """Topics to consume; each feeds one push source."""
+
+    dead_letter_topic: str = "fs.dead-letter"
+    """Where undecodable or invalid messages go, with the original bytes and a reason header."""
+
+    batch: BatchSettings = BatchSettings()
+    """Batching and buffering limits."""
+
+    retry: RetrySettings = RetrySettings()
+    """Retry, circuit-breaker and drain settings."""
+
+    http_port: int | None = None
+    """Serve ``/metrics`` (Prometheus) and ``/health`` on this loopback port (None: off)."""
+
+    @model_validator(mode="after")
+    def _unique_topics(self) -> IngestConfig:
+        names = [t.topic for t in self.topics]
+        if len(names) != len(set(names)):
+            raise ValueError("each topic may be declared once")
+        if self.dead_letter_topic in names:
+            raise ValueError("dead_letter_topic must not be one of the consumed topics")
+        return self
+
+    def select(self, topics: list[str] | None) -> IngestConfig:
+        """This config restricted to ``topics`` (all when empty)."""
+        if not topics:
+            return self
+        unknown = sorted(set(topics) - {t.topic for t in self.topics})
+        if unknown:
+            raise ConfigError(f"topic(s) not declared in {FILE_NAME}: {', '.join(unknown)}",
+                              hint=f"declared: {', '.join(t.topic for t in self.topics)}")
+        return self.model_copy(update={"topics": [t for t in self.topics if t.topic in topics]})
+
+
+def load_ingest_config(repo: str | Path, env: str = "dev", overrides: dict | None = None) -> IngestConfig:
+    """Read ``<repo>/ingest.yaml`` (plus the env overlay's ``ingest:`` section and ``overrides``)."""
+    repo = Path(repo)
+    path = repo / FILE_NAME
+    if not path.is_file():
+        raise ConfigError(f"no {FILE_NAME} in {repo}", hint="declare the topics to ingest, see docs/ingest.md")
+    data = _read_yaml(path)
+    overlay = repo / "envs" / f"{env}.yaml"
+    if env != "dev" and overlay.is_file():
+        data = _merge(data, _read_yaml(overlay).get("ingest") or {})
+    data = _merge(data, overrides or {})
+    try:
+        return IngestConfig(**_expand(data, path))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ConfigError(f"invalid {path}: {where}: {first.get('msg')}") from None

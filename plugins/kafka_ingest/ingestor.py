@@ -1,0 +1,409 @@
+"""``Ingestor``: a Kafka consumer-group member that feeds push sources online and offline.
+
+    ingestor = Ingestor(Platform("feature_repo"), load_ingest_config("feature_repo"))
+    stats = ingestor.run()            # until stop() / SIGTERM; returns IngestStats
+
+Delivery (docs/ingest.md): offsets are committed only after every row of the records below them is
+written to every target of their topic and their dead letters are acknowledged. Online writes are
+idempotent (event-time ordered); Delta appends are exactly-once (sinks.OfflineSink). So a crash at
+any point replays at most the uncommitted records, and the replay changes nothing already written.
+
+Rebalances are eager (kafka-python): on revocation what is buffered is dropped (the next owner
+replays it, harmlessly); assignment starts clean, replaying ``lookback`` of history through
+stateful transforms first so their aggregates come out as if nothing had happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from fs.errors import TransientError
+from fs.observability import span
+from plugins.kafka_ingest import metrics as m
+from plugins.kafka_ingest.config import IngestConfig
+from plugins.kafka_ingest.deadletter import DeadLetters
+from plugins.kafka_ingest.decode import BadRecord
+from plugins.kafka_ingest.pipeline import Buffer, TopicPipeline
+from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker, with_retries
+from plugins.kafka_ingest.server import serve
+from plugins.kafka_ingest.transform import Hook
+
+log = logging.getLogger(__name__)
+_IDLE_POLL_MS = 200
+_LAG_EVERY_S = 1.0
+
+
+@dataclass
+class _Partition:
+    pipe: TopicPipeline
+    hook: Hook | None
+    warm_until: int = -1  # offsets below this only rebuild transform state
+    warm_since_ms: int = 0  # during warm-up, records with older broker timestamps are skipped
+    committed: int = -1  # next offset committed to Kafka
+    online_done: int = -1  # last offset whose rows are in the online store
+    offline_done: int = -1  # last offset whose rows are in Delta
+    position: int = 0  # next offset to process (for the lag gauge)
+
+    def done(self) -> int:
+        spec = self.pipe.spec
+        marks = ([self.online_done] if spec.online else []) + ([self.offline_done] if spec.offline else [])
+        return min(marks)
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str  # starting | ok | degraded | stopped
+    breakers: dict[str, str]
+    assigned: int
+    last_poll_age_s: float | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "ok"
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, ingestor: Ingestor):
+        self._ingestor = ingestor
+
+    def on_partitions_revoked(self, revoked):
+        self._ingestor._on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned):
+        self._ingestor._on_assigned(assigned)
+
+
+def kafka_client_kwargs(config: IngestConfig) -> dict:
+    """Connection settings shared by the consumer, the dead-letter producer and admin reads."""
+    import os
+
+    k = config.kafka
+    kw: dict = {"bootstrap_servers": k.bootstrap_servers.split(","), "client_id": k.client_id,
+                "security_protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        kw["sasl_mechanism"] = k.sasl_mechanism
+        kw["sasl_plain_username"] = os.environ.get(k.sasl_username_env or "", "")
+        kw["sasl_plain_password"] = os.environ.get(k.sasl_password_env or "", "")
+    return kw
+
+
+class Ingestor:
+    def __init__(self, platform, config: IngestConfig):
+        self.config = config
+        self.platform = platform
+        store = platform.store
+        group = config.kafka.group_id
+        self.pipes = {t.topic: TopicPipeline(t, Path(platform.repo_path), store, group) for t in config.topics}
+        self.stats = m.IngestStats()
+        r = config.retry
+        self.breakers = {t: CircuitBreaker(t, r.breaker_failures, r.breaker_reset_ms / 1000) for t in ("online", "offline")}
+        self._parts: dict[TopicPartition, _Partition] = {}
+        self._new: set[TopicPartition] = set()  # assigned by the last rebalance, not set up yet
+        self._stop = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+        self._dlq: DeadLetters | None = None
+        self._paused = False
+        self._last_poll: float | None = None
+        self._running = False
+        self._http = None
+        self.http_port: int | None = None  # bound port of /metrics and /health while running
+
+    # -- public API ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to drain (write and commit what is buffered) and return. Thread-safe."""
+        self._stop.set()
+
+    def health(self) -> Health:
+        if not self._running:
+            status = "stopped" if self._last_poll else "starting"
+        elif any(b.state is not BreakerState.CLOSED for b in self.breakers.values()):
+            status = "degraded"
+        else:
+            status = "ok" if self._parts else "starting"
+        age = time.monotonic() - self._last_poll if self._last_poll else None
+        return Health(status, {k: b.state.name.lower() for k, b in self.breakers.items()}, len(self._parts), age)
+
+    def run(self, duration_s: float | None = None, install_signal_handlers: bool = False) -> m.IngestStats:
+        """Consume until ``stop()``, SIGTERM/SIGINT (if handlers are installed) or ``duration_s``."""
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop())
+        kw = kafka_client_kwargs(self.config)
+        k, b = self.config.kafka, self.config.batch
+        self._dlq = DeadLetters(KafkaProducer(acks="all", linger_ms=5, **kw), self.config.dead_letter_topic)
+        self._consumer = KafkaConsumer(
+            group_id=k.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=k.heartbeat_interval_ms,
+            max_poll_interval_ms=k.max_poll_interval_ms, fetch_max_bytes=k.fetch_max_bytes,
+            max_partition_fetch_bytes=min(k.fetch_max_bytes, 4 * 1024 * 1024), max_poll_records=k.max_poll_records,
+            **kw)
+        self._consumer.subscribe(list(self.pipes), listener=_Listener(self))
+        if self.config.http_port is not None:
+            self._http = serve(self, self.config.http_port)
+            self.http_port = self._http.server_address[1]
+        self._running = True
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        log.info("ingestor started: group=%s topics=%s", k.group_id, ",".join(self.pipes))
+        next_lag = 0.0
+        try:
+            while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                self._backpressure(b.max_buffered_rows)
+                batch = self._consumer.poll(timeout_ms=_IDLE_POLL_MS)
+                self._last_poll = time.monotonic()
+                if self._new:
+                    self._set_up_partitions(batch)
+                now = datetime.now(UTC)
+                for tp, records in batch.items():
+                    self._process(tp, records, now)
+                self._flush(force=False)
+                if self._last_poll >= next_lag:
+                    self._report_lag()
+                    next_lag = self._last_poll + _LAG_EVERY_S
+            self._drain()
+        finally:
+            self._running = False
+            self._close()
+        log.info("ingestor stopped: %s", {k: v for k, v in self.stats.to_dict().items() if v})
+        return self.stats
+
+    # -- the per-record path ----------------------------------------------------------------------
+    def _process(self, tp: TopicPartition, records: list, now: datetime) -> None:
+        part = self._parts.get(tp)
+        if part is None:  # revoked in this very poll
+            return
+        pipe, hook = part.pipe, part.hook
+        topic = tp.topic
+        consumed = 0
+        dead = self._dlq
+        for rec in records:
+            offset = rec.offset
+            if offset < part.warm_until:
+                if rec.timestamp >= part.warm_since_ms:
+                    try:
+                        pipe.rows(pipe.decoder(rec.value, now), hook)
+                    except BadRecord:
+                        pass
+                continue
+            consumed += 1
+            try:
+                rows = pipe.rows(pipe.decoder(rec.value, now), hook)
+            except BadRecord as e:
+                dead.send(rec, e)
+                self.stats.dead_lettered[e.reason] += 1
+                m.DEAD_LETTERED.labels(topic, e.reason).inc()
+                log.debug("dead-lettered %s[%d]@%d: %s", topic, tp.partition, offset, e)
+                rows = []
+            pipe.buffer(tp, offset, rows)
+        part.position = records[-1].offset + 1
+        if consumed:
+            self.stats.consumed += consumed
+            m.CONSUMED.labels(topic).inc(consumed)
+
+    # -- writes and commits -------------------------------------------------------------------------
+    def _write(self, target: str, fn):
+        """Run ``fn`` under the target's retries and breaker; None when it did not succeed."""
+        breaker = self.breakers[target]
+        if not breaker.allow():
+            return None
+        r = self.config.retry
+        attempts = 1 if breaker.state is BreakerState.HALF_OPEN else r.attempts
+
+        def retried(e):
+            self.stats.write_retries += 1
+            m.RETRIES.labels(target).inc()
+            log.info("retrying %s write after %s", target, type(e).__name__)
+
+        start = time.perf_counter()
+        try:
+            with span(f"fs.ingest.write_{target}"):
+                result = with_retries(fn, attempts=attempts, base_s=r.backoff_base_ms / 1000,
+                                      cap_s=r.backoff_max_ms / 1000, on_retry=retried)
+        except TransientError as e:
+            before = breaker.opened
+            breaker.failure()
+            self.stats.breaker_opened += breaker.opened - before
+            log.warning("%s write failed: %s", target, e.message)
+            return None
+        finally:
+            m.BREAKER.labels(target).set(breaker.state.value)
+        breaker.success()
+        m.BREAKER.labels(target).set(breaker.state.value)
+        m.BATCH_SECONDS.labels(target).observe(time.perf_counter() - start)
+        return result
+
+    def _flush(self, force: bool) -> bool:
+        """Write due buffers, then commit what every target has; True if nothing is left pending."""
+        b = self.config.batch
+        now = time.monotonic()
+        clean = True
+        for pipe in self.pipes.values():
+            if pipe.online and (force or pipe.online_buffer.due(b.online_max_rows, b.online_interval_ms / 1000, now)):
+                clean &= self._flush_online(pipe)
+            if pipe.offline and (force or pipe.offline_buffer.due(b.offline_max_rows, b.offline_interval_ms / 1000, now)):
+                clean &= self._flush_offline(pipe)
+            clean &= not pipe.online_buffer.through and not pipe.offline_buffer.through
+        self._commit()
+        return clean
+
+    def _flush_online(self, pipe: TopicPipeline) -> bool:
+        buf = pipe.online_buffer
+        if buf.rows:
+            when = datetime.now(UTC)
+            result = self._write("online", lambda: pipe.online.write(buf.rows, when))
+            if result is None:
+                return False
+            written_at = time.time()
+            event_col, topic = pipe.event_col, pipe.spec.topic
+            fresh = m.FRESHNESS.labels(topic)
+            for row in buf.rows:
+                age = written_at - row[event_col].timestamp()
+                fresh.observe(age)
+                self.stats.freshness_s.append(age)
+            self.stats.written_online += result.written
+            self.stats.skipped_stale += result.skipped_stale
+            self.stats.online_batches += 1
+            m.WRITTEN.labels(topic, "online").inc(result.written)
+            m.SKIPPED_STALE.labels(topic).inc(result.skipped_stale)
+        self._mark(buf.take(), "online_done")
+        return True
+
+    def _flush_offline(self, pipe: TopicPipeline) -> bool:
+        buf = pipe.offline_buffer
+        if buf.rows:
+            when = datetime.now(UTC)
+            result = self._write("offline", lambda: pipe.offline.append(buf.rows, buf.origins, buf.through, when))
+            if result is None:
+                return False
+            topic = pipe.spec.topic
+            self.stats.written_offline += result.written
+            self.stats.skipped_duplicate += result.skipped_duplicate
+            self.stats.offline_commits += 1 if result.written else 0
+            m.WRITTEN.labels(topic, "offline").inc(result.written)
+            m.SKIPPED_DUPLICATE.labels(topic).inc(result.skipped_duplicate)
+        self._mark(buf.take(), "offline_done")
+        return True
+
+    def _mark(self, taken: Buffer, attr: str) -> None:
+        for tp, offset in taken.through.items():
+            part = self._parts.get(tp)
+            if part is not None:
+                setattr(part, attr, offset)
+
+    def _commit(self, only: set | None = None) -> None:
+        offsets = {}
+        for tp, part in self._parts.items():
+            nxt = part.done() + 1
+            if nxt > part.committed and (only is None or tp in only):
+                offsets[tp] = OffsetAndMetadata(nxt, "", -1)
+        if not offsets:
+            return
+        try:
+            # Dead letters must be durable before the offsets that skip their records.
+            self._dlq.flush(timeout_s=10)
+            self._consumer.commit(offsets)
+        except CommitFailedError:
+            log.warning("offset commit rejected (group rebalanced); the new owner replays from the last commit")
+            return
+        except (KafkaError, TransientError) as e:
+            log.warning("offset commit failed, will retry: %s", type(e).__name__)
+            return
+        for tp, om in offsets.items():
+            self._parts[tp].committed = om.offset
+        self.stats.offset_commits += 1
+
+    def _drain(self) -> None:
+        """After a stop request: keep writing and committing until clean or the drain timeout."""
+        deadline = time.monotonic() + self.config.retry.drain_timeout_ms / 1000
+        while not self._flush(force=True):
+            if time.monotonic() >= deadline:
+                log.warning("drain timed out: uncommitted records will be replayed by the next run")
+                return
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    # -- flow control and rebalances -----------------------------------------------------------------
+    def _backpressure(self, max_rows: int) -> None:
+        """Stop fetching (but keep polling, so the member stays in the group) while a breaker is
+        open or too many rows wait; resume when both clear."""
+        blocked = any(b.state is BreakerState.OPEN for b in self.breakers.values()) or any(
+            p.pending() >= max_rows for p in self.pipes.values())
+        assigned = self._consumer.assignment()
+        if blocked and not self._paused and assigned:
+            self._consumer.pause(*assigned)
+            self._paused = True
+            log.warning("fetching paused (breaker open or %d rows buffered)", max_rows)
+        elif not blocked and self._paused:
+            self._consumer.resume(*self._consumer.paused())
+            self._paused = False
+            log.info("fetching resumed")
+
+    def _on_revoked(self, revoked) -> None:
+        # Runs on kafka-python's IO thread (no blocking calls allowed) while the main thread waits
+        # in poll(): drop what is buffered. The next owner replays it from the last commit; online
+        # writes are idempotent and Delta appends skip offsets already recorded, so nothing doubles.
+        if revoked:
+            self.stats.rebalances += 1
+        for pipe in self.pipes.values():
+            pipe.clear()
+        self._parts.clear()
+        self._new.clear()
+        self._paused = False
+
+    def _on_assigned(self, assigned) -> None:
+        self._new.update(assigned)  # set up by the main thread right after poll() returns
+
+    def _set_up_partitions(self, batch: dict) -> None:
+        """Partition state for newly assigned partitions; stateful transforms first replay history."""
+        consumer = self._consumer
+        now_ms = int(time.time() * 1000)
+        tps = sorted(self._new)
+        self._new.clear()
+        for tp in tps:
+            pipe = self.pipes[tp.topic]
+            part = _Partition(pipe, pipe.new_hook())
+            committed = consumer.committed(tp)
+            if committed is None:  # a new group starts at the earliest offset (nothing skipped)
+                part.committed = 0
+            else:
+                part.committed = part.position = committed
+                part.online_done = part.offline_done = committed - 1
+                if pipe.transform is not None and pipe.transform.stateful and committed > 0:
+                    part.warm_until = committed
+                    lookback = pipe.transform.lookback
+                    part.warm_since_ms = now_ms - int(lookback.total_seconds() * 1000) if lookback else 0
+                    consumer.seek_to_beginning(tp)
+                    batch.pop(tp, None)  # fetched from the committed offset: refetched after the replay
+            self._parts[tp] = part
+        log.info("assigned %d partition(s): %s", len(tps), ", ".join(f"{t.topic}[{t.partition}]" for t in tps))
+
+    def _report_lag(self) -> None:
+        # The high watermark of the last fetch response (end_offsets() may under-report on some brokers).
+        for tp, part in self._parts.items():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                m.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - part.position))
+
+    def _close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        for tp in self._parts:
+            try:
+                m.LAG.remove(tp.topic, str(tp.partition))
+            except KeyError:
+                pass
+        self._parts.clear()
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+        if self._dlq is not None:
+            self._dlq.close()

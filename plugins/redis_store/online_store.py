@@ -1,0 +1,509 @@
+"""Feast online store on Redis: fast reads, per-view TTL, event-time-ordered writes, tenant
+prefixes, Redis Cluster. Layout in keys.py, encoding in codec.py, docs in docs/online_store.md.
+
+    online_store:
+      type: plugins.redis_store.online_store.RedisOnlineStore
+      url: rediss://redis.internal:6380/0     # omit in dev: embedded Valkey under data/valkey
+      password_env: FS_REDIS_PASSWORD
+      key_prefix: acme                          # tenant prefix (ACL: ~acme:*)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from feast import Entity, FeatureService, FeatureView, RepoConfig, utils
+from feast.infra.online_stores.online_store import OnlineStore
+from feast.infra.supported_async_methods import SupportedAsyncMethods
+from feast.online_response import OnlineResponse
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.repo_config import FeastConfigBaseModel
+from feast.type_map import feast_value_type_to_python_type
+from feast.value_type import ValueType
+from pydantic import Field, StrictStr
+
+from fs.errors import ConfigError, OnlineWriteError
+from plugins.redis_store import embedded
+from plugins.redis_store.codec import ViewCodec, to_proto
+from plugins.redis_store.connection import Endpoint, connect, translated
+from plugins.redis_store.keys import KeyLayout
+from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
+from plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, feature_vector
+from plugins.redis_store.writer import BatchWriter, WriteResult, prepare
+
+logger = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ROWS_PER_SEND = 20_000  # rows encoded and sent per pipeline: bounds client memory on big writes
+
+
+class RedisOnlineStoreConfig(FeastConfigBaseModel):
+    """Online store config for the fs Redis store."""
+
+    type: Literal["plugins.redis_store.online_store.RedisOnlineStore"] = (
+        "plugins.redis_store.online_store.RedisOnlineStore")
+    """Online store type selector."""
+
+    url: StrictStr | None = None
+    """``redis://`` or ``rediss://`` (TLS) URL with db number; ``${VAR}`` is expanded by Feast.
+    In cluster mode a startup node, in sentinel mode a sentinel. Unset: embedded Valkey (dev)."""
+
+    mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
+    """Deployment: a single server (or a proxy), Redis Cluster, or Sentinel-managed primary."""
+
+    extra_nodes: list[StrictStr] = Field(default_factory=list)
+    """More ``host:port`` startup nodes (cluster) or sentinels (sentinel)."""
+
+    sentinel_master: StrictStr = "mymaster"
+    """Sentinel service name of the primary."""
+
+    username_env: StrictStr | None = None
+    """Name of the environment variable holding the ACL username (overrides the URL's)."""
+
+    password_env: StrictStr | None = None
+    """Name of the environment variable holding the password (overrides the URL's)."""
+
+    key_prefix: StrictStr = "fs"
+    """Tenant prefix of every key: ``<key_prefix>:<project>:...``."""
+
+    embedded_dir: StrictStr | None = None
+    """Data directory of the embedded Valkey; default ``<repo>/data/valkey``."""
+
+    max_connections: int = 64
+    """Connection pool size per client (per node in cluster mode)."""
+
+    socket_timeout_s: float = 1.0
+    """Per-command socket timeout."""
+
+    connect_timeout_s: float = 1.0
+    """TCP connect timeout."""
+
+    health_check_interval_s: int = 30
+    """PING idle connections older than this before use (0 disables)."""
+
+    retry_attempts: int = 3
+    """Retries of a command after a connection error or timeout (all commands are idempotent)."""
+
+    retry_backoff_base_s: float = 0.01
+    """First retry delay; doubles per attempt, with jitter."""
+
+    retry_backoff_cap_s: float = 0.5
+    """Maximum retry delay."""
+
+    write_batch_size: int = 500
+    """Rows per write-script call (one pipeline carries all calls of a batch)."""
+
+    delete_scan_count: int = 1000
+    """SCAN COUNT hint when deleting a view's or project's keys (bounds the work per server call)."""
+
+
+class _State:
+    """Clients and caches for one (config, project); created lazily, reused for every call."""
+
+    def __init__(self, config: RepoConfig):
+        cfg: RedisOnlineStoreConfig = config.online_store
+        self.cfg = cfg
+        if cfg.url:
+            url, mode = cfg.url, cfg.mode
+        else:
+            if cfg.mode != "standalone":
+                raise ConfigError(f"online_store.mode {cfg.mode} needs online_store.url")
+            data_dir = cfg.embedded_dir or Path(config.repo_path or ".") / "data" / "valkey"
+            url, mode = embedded.ensure_server(data_dir), "standalone"
+        extra = tuple((h, int(p)) for h, p in (n.rsplit(":", 1) for n in cfg.extra_nodes))
+        self.endpoint = Endpoint(url, mode, extra, cfg.sentinel_master)
+        self.cluster = mode == "cluster"
+        self.layout = KeyLayout(cfg.key_prefix, config.project)
+        self.client = connect(self.endpoint, cfg)
+        self.writer = BatchWriter(self.client, self.endpoint, cluster=self.cluster,
+                                  batch_size=cfg.write_batch_size, schemas_key=self.layout.schemas_key)
+        self._async: tuple[asyncio.AbstractEventLoop, Any, BatchWriter] | None = None
+        self._codecs: dict[int, tuple[FeatureView, ViewCodec]] = {}
+        self._schemas: dict[tuple[str, int], str | None] = {}
+        self.plans: dict[int, tuple[object, _FeastPlan | None]] = {}
+
+    def codec(self, view: FeatureView) -> ViewCodec:
+        hit = self._codecs.get(id(view))
+        if hit is not None and hit[0] is view:
+            return hit[1]
+        if len(self._codecs) > 1024:  # registry refreshes create new view objects
+            self._codecs.clear()
+        codec = ViewCodec(view)
+        self._codecs[id(view)] = (view, codec)
+        return codec
+
+    def async_client(self) -> tuple[Any, BatchWriter]:
+        """The asyncio client of the running loop (redis.asyncio connections are loop-bound)."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            client = connect(self.endpoint, self.cfg, asyncio=True)
+            writer = BatchWriter(client, self.endpoint, cluster=self.cluster,
+                                 batch_size=self.cfg.write_batch_size, schemas_key=self.layout.schemas_key)
+            self._async = (loop, client, writer)
+        return self._async[1], self._async[2]
+
+    def old_schema(self, view_name: str, fingerprint: int) -> str | None:
+        """Field list of an older schema (rare: only rows written before a schema change)."""
+        key = (view_name, fingerprint)
+        if key not in self._schemas:
+            with translated(self.endpoint):
+                raw = self.client.hget(self.layout.schemas_key, f"{view_name}:{fingerprint}")
+            self._schemas[key] = raw.decode() if raw is not None else None
+        return self._schemas[key]
+
+    def mget(self, keys: list[str]) -> list:
+        if not keys:
+            return []
+        with translated(self.endpoint):
+            return self.client.mget_nonatomic(keys) if self.cluster else self.client.mget(keys)
+
+    async def mget_async(self, keys: list[str]) -> list:
+        if not keys:
+            return []
+        client, _ = self.async_client()
+        with translated(self.endpoint):
+            return await (client.mget_nonatomic(keys) if self.cluster else client.mget(keys))
+
+    def read(self, reads: Sequence[ViewRead], columns: Mapping[str, Sequence], n: int) -> list[ViewResult]:
+        return decode(reads, self.mget(build_keys(self.layout, reads, columns)), n, self.old_schema)
+
+    async def read_async(self, reads, columns, n) -> list[ViewResult]:
+        replies = await self.mget_async(build_keys(self.layout, reads, columns))
+        return decode(reads, replies, n, self.old_schema)
+
+
+class _FeastPlan:
+    """A compiled ``get_online_features`` request shape (features + full_feature_names)."""
+
+    def __init__(self, state: _State, grouped_refs, entity_name_to_join_key_map, entity_type_map,
+                 join_keys_set, full_feature_names: bool):
+        self.reads: list[ViewRead] = []
+        self.names: list[list[str]] = []
+        self.feature_types: dict[str, ValueType] = {}
+        for view, features in grouped_refs:
+            read = ViewRead(state.layout, view, state.codec(view), features, view.projection.join_key_map)
+            self.reads.append(read)
+            prefix = view.projection.name_to_use() + "__"
+            names = [prefix + f if full_feature_names else f for f in features]
+            self.names.append(names)
+            for f, name, vt in zip(features, names, read.types, strict=True):
+                self.feature_types[f] = self.feature_types[prefix + f] = vt
+                self.feature_types[name] = vt
+        self.join_keys_set = join_keys_set
+        self.entity_name_to_join_key_map = entity_name_to_join_key_map
+        self.entity_type_map = entity_type_map
+
+    def entity_columns(self, entity_rows) -> tuple[dict[str, list], int] | None:
+        """Column-wise entity rows keyed by join key; None if values are protos (Feast's path)."""
+        if isinstance(entity_rows, list):
+            if not entity_rows:
+                return {}, 0
+            keys = list(entity_rows[0])
+            cols = {k: [row[k] for row in entity_rows] for k in keys}
+        else:
+            cols = {k: v if isinstance(v, list) else list(v if not hasattr(v, "val") else v.val)
+                    for k, v in entity_rows.items()}
+        out: dict[str, list] = {}
+        n = None
+        for k, values in cols.items():
+            jk = k if k in self.join_keys_set else self.entity_name_to_join_key_map.get(k)
+            if jk is None:
+                continue
+            if values and isinstance(values[0], ValueProto):
+                return None
+            if n is not None and len(values) != n:
+                raise ValueError("All entity rows must have the same number of values.")
+            n = len(values)
+            out[jk] = values
+        return out, n or 0
+
+    def response(self, columns: dict[str, list], n: int, results: list[ViewResult]) -> ColumnarOnlineResponse:
+        out: dict[str, list] = {}
+        meta: dict[str, tuple] = {}
+        for jk, values in columns.items():
+            vt = self.entity_type_map.get(jk, ValueType.UNKNOWN)
+            out[jk] = [int(v) for v in values] if vt in (ValueType.INT64, ValueType.INT32) else list(values)
+            meta[jk] = entity_meta(vt, n)
+        for read, names, result in zip(self.reads, self.names, results, strict=True):
+            for name, vt, values in zip(names, read.types, result.values, strict=True):
+                out[name] = values
+                meta[name] = (vt, result.statuses, result.event_us)
+        return ColumnarOnlineResponse(out, meta, self.feature_types)
+
+
+class RedisOnlineStore(OnlineStore):
+    """Redis online store; see module docstring and docs/online_store.md."""
+
+    def __init__(self):
+        self._state: _State | None = None
+        self._state_key: tuple | None = None
+
+    @property
+    def async_supported(self) -> SupportedAsyncMethods:
+        return SupportedAsyncMethods(read=True, write=True)
+
+    def state(self, config: RepoConfig) -> _State:
+        key = (config.project, id(config.online_store))
+        if self._state is None or self._state_key != key:
+            self._state = _State(config)
+            self._state_key = key
+        return self._state
+
+    # --- writes: one API for materialize, push and the ingestor ----------------------------
+    def write_batch(self, config: RepoConfig, table: FeatureView,
+                    data: Sequence[tuple[EntityKeyProto, Mapping[str, ValueProto], datetime, datetime | None]],
+                    ) -> WriteResult:
+        """Write Feast-shaped rows; older events than stored ones are skipped (see WriteResult)."""
+        state = self.state(config)
+        result = WriteResult()
+        for start in range(0, len(data), _ROWS_PER_SEND):
+            result += state.writer.write(self._prepare_protos(state, table, data[start:start + _ROWS_PER_SEND]))
+        return result
+
+    async def write_batch_async(self, config: RepoConfig, table: FeatureView, data) -> WriteResult:
+        state = self.state(config)
+        _, writer = state.async_client()
+        result = WriteResult()
+        for start in range(0, len(data), _ROWS_PER_SEND):
+            result += await writer.write_async(self._prepare_protos(state, table, data[start:start + _ROWS_PER_SEND]))
+        return result
+
+    def write_arrow(self, config: RepoConfig, table: FeatureView, data: pa.Table | pa.RecordBatch,
+                    event_column: str | None = None, created_column: str | None = None) -> WriteResult:
+        """Write an Arrow table/batch with join-key, feature and timestamp columns (feature names
+        already mapped). Timestamp columns default to the view's batch source's."""
+        state = self.state(config)
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        result = WriteResult()
+        for start in range(0, data.num_rows, _ROWS_PER_SEND):
+            chunk = data.slice(start, _ROWS_PER_SEND)
+            result += state.writer.write(self._prepare_arrow(state, table, chunk, event_column, created_column))
+        return result
+
+    def online_write_batch(self, config: RepoConfig, table: FeatureView, data, progress: Callable | None) -> None:
+        result = self.write_batch(config, table, data)
+        logger.debug("online write %s: %s", table.name, result)
+        if progress:
+            progress(len(data))
+
+    async def online_write_batch_async(self, config: RepoConfig, table: FeatureView, data,
+                                       progress: Callable | None) -> None:
+        result = await self.write_batch_async(config, table, data)
+        logger.debug("online write %s: %s", table.name, result)
+        if progress:
+            progress(len(data))
+
+    @staticmethod
+    def _prepare_protos(state: _State, table: FeatureView, data):
+        codec = state.codec(table)
+        read = ViewRead(state.layout, table, codec, [])
+        columns: dict[str, list] = {jk: [] for jk in read.join_keys}
+        event_us, created_us, rows = [], [], []
+        for entity_key, values, event_ts, created_ts in data:
+            found = dict(zip(entity_key.join_keys, entity_key.entity_values, strict=True))
+            for jk, col in columns.items():
+                proto = found.get(jk)
+                if proto is None:
+                    raise OnlineWriteError(f"entity key for {table.name!r} lacks join key {jk!r}")
+                col.append(getattr(proto, proto.WhichOneof("val")))
+            event_us.append(_micros(event_ts))
+            created_us.append(_micros(created_ts) if created_ts is not None else 0)
+            rows.append(codec.values_from_protos(values))
+        keys = build_keys(state.layout, [read], columns)
+        return prepare(codec, read.ttl_us, keys, event_us, created_us, rows)
+
+    @staticmethod
+    def _prepare_arrow(state: _State, table: FeatureView, data: pa.Table, event_column, created_column):
+        codec = state.codec(table)
+        read = ViewRead(state.layout, table, codec, [])
+        source = table.batch_source
+        event_column = event_column or source.timestamp_field
+        created_column = created_column or source.created_timestamp_column or None
+        missing = [c for c in (*read.join_keys, event_column) if c not in data.column_names]
+        if missing:
+            raise OnlineWriteError(f"rows for {table.name!r} lack column(s) {', '.join(missing)}")
+        columns = {jk: data.column(jk).to_pylist() for jk in read.join_keys}
+        event_us = _arrow_micros(data.column(event_column))
+        if created_column and created_column in data.column_names:
+            created_us = [0 if v is None else v for v in _arrow_micros(data.column(created_column))]
+        else:
+            created_us = [0] * data.num_rows
+        if None in event_us:
+            raise OnlineWriteError(f"rows for {table.name!r} have null {event_column}")
+        rows = list(zip(*codec.columns_from_arrow(data), strict=True)) if codec.names else [()] * data.num_rows
+        keys = build_keys(state.layout, [read], columns)
+        return prepare(codec, read.ttl_us, keys, event_us, created_us, rows)
+
+    # --- reads ----------------------------------------------------------------------------
+    def _plan(self, state: _State, registry, project, features, full_feature_names) -> _FeastPlan | None:
+        ctx = utils._get_cached_request_context(registry, project, features, full_feature_names)
+        hit = state.plans.get(id(ctx))
+        if hit is not None and hit[0] is ctx:
+            return hit[1]
+        (_, odfvs, name_to_jk, type_map, join_keys_set, grouped_refs, _, _, entityless) = ctx
+        plan = None
+        # ODFVs, entityless views and versioned reads keep Feast's generic path.
+        if not odfvs and not entityless and all(v.projection.version_tag is None for v, _ in grouped_refs):
+            plan = _FeastPlan(state, grouped_refs, name_to_jk, type_map, join_keys_set, full_feature_names)
+        if len(state.plans) > 256:
+            state.plans.clear()
+        state.plans[id(ctx)] = (ctx, plan)
+        return plan
+
+    def get_online_features(self, config: RepoConfig, features: list[str] | FeatureService, entity_rows,
+                            registry, project: str, full_feature_names: bool = False,
+                            include_feature_view_version_metadata: bool = False) -> OnlineResponse:
+        state = self.state(config)
+        plan = None if include_feature_view_version_metadata else self._plan(
+            state, registry, project, features, full_feature_names)
+        entity = plan.entity_columns(entity_rows) if plan else None
+        if entity is None:
+            return super().get_online_features(config, features, entity_rows, registry, project,
+                                               full_feature_names, include_feature_view_version_metadata)
+        columns, n = entity
+        return plan.response(columns, n, state.read(plan.reads, columns, n))
+
+    async def get_online_features_async(self, config: RepoConfig, features, entity_rows, registry,
+                                        project: str, full_feature_names: bool = False,
+                                        include_feature_view_version_metadata: bool = False) -> OnlineResponse:
+        state = self.state(config)
+        plan = None if include_feature_view_version_metadata else self._plan(
+            state, registry, project, features, full_feature_names)
+        entity = plan.entity_columns(entity_rows) if plan else None
+        if entity is None:
+            return await super().get_online_features_async(
+                config, features, entity_rows, registry, project, full_feature_names,
+                include_feature_view_version_metadata)
+        columns, n = entity
+        return plan.response(columns, n, await state.read_async(plan.reads, columns, n))
+
+    def _generic_reads(self, state, grouped_refs, join_key_values):
+        reads = [ViewRead(state.layout, v, state.codec(v), f, v.projection.join_key_map) for v, f in grouped_refs]
+        n = len(next(iter(join_key_values.values()), []))
+        columns = {k: [feast_value_type_to_python_type(p) for p in vals] for k, vals in join_key_values.items()}
+        return reads, columns, n
+
+    @staticmethod
+    def _append_results(response, grouped_refs, reads, results, full_feature_names, with_version):
+        for (view, _), read, result in zip(grouped_refs, reads, results, strict=True):
+            prefix = view.projection.name_to_use() + "__" if full_feature_names else ""
+            response.metadata.feature_names.val.extend(prefix + f for f in read.features)
+            for vt, values in zip(read.types, result.values, strict=True):
+                response.results.append(feature_vector(values, vt, result.statuses, result.event_us))
+            if with_version:
+                meta = response.metadata.feature_view_metadata.add()
+                meta.name = view.projection.name_alias or view.projection.name
+                meta.version = getattr(view, "current_version_number", 0) or 0
+
+    def _read_features_per_fv(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map,
+                              online_features_response, full_feature_names, include_feature_view_version_metadata):
+        """Feast's generic path (ODFVs, proto entity values): still one round trip for all views."""
+        state = self.state(config)
+        reads, columns, n = self._generic_reads(state, grouped_refs, join_key_values)
+        self._append_results(online_features_response, grouped_refs, reads, state.read(reads, columns, n),
+                             full_feature_names, include_feature_view_version_metadata)
+
+    async def _read_features_per_fv_async(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map,
+                                          online_features_response, full_feature_names,
+                                          include_feature_view_version_metadata):
+        state = self.state(config)
+        reads, columns, n = self._generic_reads(state, grouped_refs, join_key_values)
+        results = await state.read_async(reads, columns, n)
+        self._append_results(online_features_response, grouped_refs, reads, results,
+                             full_feature_names, include_feature_view_version_metadata)
+
+    def _online_read_rows(self, state, table, entity_keys, requested_features):
+        read = ViewRead(state.layout, table, state.codec(table), requested_features)
+        columns: dict[str, list] = {jk: [] for jk in read.join_keys}
+        for ek in entity_keys:
+            found = dict(zip(ek.join_keys, ek.entity_values, strict=True))
+            for jk, col in columns.items():
+                col.append(feast_value_type_to_python_type(found[jk]))
+        return read, columns, len(entity_keys)
+
+    @staticmethod
+    def _rows_out(read: ViewRead, result: ViewResult):
+        protos = [to_proto(values, vt) for values, vt in zip(result.values, read.types, strict=True)]
+        out = []
+        for i, status in enumerate(result.statuses):
+            if status != PRESENT:
+                out.append((None, None))
+                continue
+            ts = datetime.fromtimestamp(result.event_us[i] / 1_000_000, tz=UTC)
+            out.append((ts, {f: protos[j][i] for j, f in enumerate(read.features)}))
+        return out
+
+    def online_read(self, config: RepoConfig, table: FeatureView, entity_keys: list[EntityKeyProto],
+                    requested_features: list[str] | None = None):
+        state = self.state(config)
+        read, columns, n = self._online_read_rows(state, table, entity_keys, requested_features)
+        return self._rows_out(read, state.read([read], columns, n)[0])
+
+    async def online_read_async(self, config: RepoConfig, table: FeatureView, entity_keys: list[EntityKeyProto],
+                                requested_features: list[str] | None = None):
+        state = self.state(config)
+        read, columns, n = self._online_read_rows(state, table, entity_keys, requested_features)
+        return self._rows_out(read, (await state.read_async([read], columns, n))[0])
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def update(self, config: RepoConfig, tables_to_delete: Sequence[FeatureView],
+               tables_to_keep: Sequence[FeatureView], entities_to_delete: Sequence[Entity],
+               entities_to_keep: Sequence[Entity], partial: bool):
+        state = self.state(config)
+        for table in tables_to_delete:
+            deleted = self._delete_matching(state, state.layout.view_pattern(table.name))
+            with translated(state.endpoint):
+                stale = [f for f in state.client.hkeys(state.layout.schemas_key)
+                         if f.decode().rsplit(":", 1)[0] == table.name]
+                if stale:
+                    state.client.hdel(state.layout.schemas_key, *stale)
+            state.writer.forget(table.name)
+            logger.info("deleted %d online rows of feature view %s", deleted, table.name)
+
+    def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]):
+        state = self.state(config)
+        deleted = self._delete_matching(state, state.layout.project_pattern())
+        logger.info("teardown deleted %d online keys of project %s", deleted, config.project)
+        state.writer.forget(None)
+
+    @staticmethod
+    def _delete_matching(state: _State, pattern: str) -> int:
+        """SCAN (incremental, COUNT-bounded, on every primary) + UNLINK per page: never blocks
+        the server for long, unlike KEYS or one huge DEL."""
+        deleted = 0
+        page: list[bytes] = []
+        with translated(state.endpoint):
+            for key in state.client.scan_iter(match=pattern, count=state.cfg.delete_scan_count):
+                page.append(key)
+                if len(page) >= state.cfg.delete_scan_count:
+                    deleted += state.client.unlink(*page)
+                    page.clear()
+            if page:
+                deleted += state.client.unlink(*page)
+        return deleted
+
+
+def _micros(ts: datetime) -> int:
+    """Exact microseconds since the epoch; naive datetimes are UTC (Feast's convention)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _arrow_micros(col: pa.ChunkedArray) -> list:
+    if not pa.types.is_timestamp(col.type):
+        raise OnlineWriteError(f"timestamp column has arrow type {col.type}, expected a timestamp")
+    if col.type.tz is None:
+        col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
+    # ns -> us truncates (the store keeps microseconds, like the Delta tables).
+    return pc.cast(col, pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64()).to_pylist()

@@ -1,0 +1,134 @@
+"""Parity fixtures: real Delta tables (written by delta-rs, read by embedded Sail) and the machine's
+Redis at 127.0.0.1:6379 under a unique key prefix per test, cleaned up afterwards.
+
+One session repo holds the data and the registry; each test gets a ``Stores`` whose online store is a
+fresh key prefix loaded with exactly what materialization would write (every offline row, through
+the store's event-time-ordered batch write), so tests can damage it independently.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:  # tests/plugins/ would otherwise shadow the top-level `plugins` package
+    sys.path.insert(0, _ROOT)
+
+import pytest  # noqa: E402
+import redis  # noqa: E402
+from feast import FeatureService, FeatureStore  # noqa: E402
+
+from fs import datagen  # noqa: E402
+from fs.config import load_config  # noqa: E402
+from plugins.delta.engine import get_engine  # noqa: E402
+from plugins.redis_store.reader import ViewRead, build_keys  # noqa: E402
+from tests.conftest import copy_example_repo  # noqa: E402
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+VIEWS = ("merchant_risk_daily", "customer_profile", "customer_txn_aggregates")
+PREFIX_VAR = "FS_PARITY_TEST_PREFIX"
+
+STORE_YAML = f"""\
+project: paritytest
+provider: local
+registry:
+  registry_type: file
+  path: data/registry.db
+  cache_ttl_seconds: 0
+offline_store:
+  type: plugins.delta.offline_store.DeltaOfflineStore
+online_store:
+  type: plugins.redis_store.online_store.RedisOnlineStore
+  url: {REDIS_URL}
+  key_prefix: ${{{PREFIX_VAR}:-paritybase}}
+entity_key_serialization_version: 3
+"""
+
+
+@dataclass
+class Stores:
+    """A Feast store on a private key prefix plus helpers to damage its online side."""
+
+    store: FeatureStore
+    data: datagen.Dataset
+    prefix: str
+
+    @property
+    def online(self):
+        return self.store._get_provider().online_store
+
+    def view(self, name: str):
+        return self.store.get_feature_view(name)
+
+    def key(self, view: str, **entity) -> str:
+        state = self.online.state(self.store.config)
+        read = ViewRead(state.layout, self.view(view), state.codec(self.view(view)), [])
+        return build_keys(state.layout, [read], {k: [v] for k, v in entity.items()})[0]
+
+    def write(self, view: str, frame) -> None:
+        self.online.write_arrow(self.store.config, self.view(view), datagen.to_arrow(frame))
+
+    def client(self) -> redis.Redis:
+        return self.online.state(self.store.config).client
+
+
+@pytest.fixture(scope="session")
+def parity_repo(tmp_path_factory) -> tuple[Path, datagen.Dataset]:
+    """The example repo with seeded Delta tables ending this hour and its views applied."""
+    get_engine(None)  # start Sail once for the session
+    repo = copy_example_repo(tmp_path_factory.mktemp("parity"))
+    (repo / "feature_store.yaml").write_text(STORE_YAML)
+    data = datagen.generate(seed=11, customers=300, merchants=30, days=3)
+    datagen.write_tables(data, repo / "data")
+    sys.path.insert(0, str(repo))
+    try:
+        import features as defs
+    finally:
+        sys.path.remove(str(repo))
+    sys.modules.pop("features", None)
+    core = FeatureService(
+        name="fraud_core",
+        features=[defs.merchant_risk_daily, defs.customer_profile[["country", "kyc_level"]], defs.customer_txn_aggregates],
+    )
+    store = FeatureStore(config=load_config(repo), repo_path=str(repo))
+    # The repo's on-demand view and fraud_model_v1 are left out: parity never reads them.
+    store.apply([defs.customer, defs.merchant, defs.merchant_risk_daily, defs.customer_profile,
+                 defs.customer_txn_aggregates, core])  # fmt: skip
+    return repo, data
+
+
+def _stores(repo: Path, data: datagen.Dataset, prefix: str) -> Stores:
+    config = load_config(repo)  # key_prefix comes from $FS_PARITY_TEST_PREFIX
+    assert config.online_store.key_prefix == prefix
+    stores = Stores(FeatureStore(config=config, repo_path=str(repo)), data, prefix)
+    for name in VIEWS:  # what materialization writes: every row, the newest event per key wins
+        stores.write(name, data.tables()[name])
+    return stores
+
+
+@pytest.fixture
+def stores(parity_repo, monkeypatch) -> Stores:
+    repo, data = parity_repo
+    prefix = f"paritytest{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv(PREFIX_VAR, prefix)  # the CLI (which reads feature_store.yaml) sees the same prefix
+    s = _stores(repo, data, prefix)
+    yield s
+    s.online.teardown(s.store.config, [], [])
+
+
+def newest(frame, key: str, value):
+    """The newest row of one entity in a datagen table, as a one-row frame (dtypes kept)."""
+    rows = frame[frame[key] == value].sort_values(["event_timestamp", "created_at"])
+    return rows.iloc[[-1]].reset_index(drop=True)
+
+
+def changed(row, **columns):
+    """A copy of a one-row frame with some columns set."""
+    out = row.copy()
+    for name, value in columns.items():
+        out[name] = [value]
+    return out

@@ -1,0 +1,186 @@
+"""End-to-end parity checks on real Delta tables (Sail) and the machine's Redis: each class is injected
+on purpose and must be detected and classified; a healthy system reports nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from conftest import changed, newest
+
+from fs.timeutil import utcnow
+from parity import check
+from parity.report import MASK, write_prometheus
+
+pytestmark = pytest.mark.redis
+
+
+def _profile_customer(stores, snapshots: int) -> int:
+    """A customer with exactly ``snapshots`` profile rows."""
+    counts = stores.data.customer_profile.groupby("customer_id").size()
+    return int(counts[counts == snapshots].index[0])
+
+
+def _only(report, view):
+    (v,) = [v for v in report.views if v.view == view]
+    return v
+
+
+def test_healthy_system_reports_zero_mismatches(stores):
+    report = check(stores.store, sample=100, seed=3)
+    assert {v.view for v in report.views} == {"merchant_risk_daily", "customer_profile", "customer_txn_aggregates"}
+    for v in report.views:
+        total = v.total()
+        assert v.entities > 0
+        assert total.mismatched == 0, (v.view, total.counts)
+        assert not v.examples
+    assert report.verdict == "ok"
+
+
+def test_feature_service_selects_its_features(stores):
+    report = check(stores.store, feature_service="fraud_core", sample=20)
+    assert [f.feature for f in _only(report, "customer_profile").features] == ["country", "kyc_level"]
+
+
+def test_deleted_key_is_missing_online(stores):
+    customer = _profile_customer(stores, 1)
+    stores.client().delete(stores.key("customer_profile", customer_id=customer))
+    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer, customer + 1]}))
+    total = _only(report, "customer_profile").total()
+    assert total.counts["missing_online"] == 5 and total.mismatched == 5
+    assert report.verdict == "breach"
+    (example,) = _only(report, "customer_profile").examples
+    assert example.entity == {"customer_id": customer} and example.online_ts is None and example.offline_ts
+
+
+def test_older_online_row_is_online_stale(stores):
+    customer = _profile_customer(stores, 2)
+    rows = stores.data.customer_profile
+    older = rows[rows.customer_id == customer].sort_values("event_timestamp").iloc[[0]]
+    stores.client().delete(stores.key("customer_profile", customer_id=customer))
+    stores.write("customer_profile", older)  # a materialization that stopped before the KYC upgrade
+    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
+    view = _only(report, "customer_profile")
+    assert view.total().counts["online_stale"] == 5
+    example = view.examples[0]
+    assert example.online_ts < example.offline_ts
+    assert "older than the newest offline row" in example.detail
+
+
+def test_changed_value_is_value_mismatch_and_pii_is_masked(stores, tmp_path):
+    customer = _profile_customer(stores, 1)
+    row = newest(stores.data.customer_profile, "customer_id", customer)
+    offline_domain = row.email_domain.iloc[0]
+    # Same event, later created_at: the store accepts it as a correction of that event.
+    bad = changed(row, kyc_level=(int(row.kyc_level.iloc[0]) + 1) % 4, email_domain="canary-leak.example",
+                  created_at=row.created_at.iloc[0] + timedelta(seconds=5))  # fmt: skip
+    stores.write("customer_profile", bad)
+    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
+    view = _only(report, "customer_profile")
+    by_feature = {f.feature: f for f in view.features}
+    assert by_feature["kyc_level"].counts["value_mismatch"] == 1
+    assert by_feature["email_domain"].counts["value_mismatch"] == 1
+    assert by_feature["country"].mismatched == 0
+    shown = {e.feature: e for e in view.examples}
+    assert shown.get("kyc_level") or shown.get("email_domain")
+    for e in view.examples:
+        if e.feature in ("email_domain", "country"):
+            assert e.online_value == MASK and e.offline_value == MASK
+    text = json.dumps(report.to_dict(), default=str) + "\n".join(report.example_lines()) + str(report.summary_rows())
+    assert "canary-leak.example" not in text and offline_domain not in text
+
+
+def test_wrong_python_type_online_is_type_mismatch(stores):
+    customer = _profile_customer(stores, 1)
+    row = newest(stores.data.customer_profile, "customer_id", customer)
+    state = stores.online.state(stores.store.config)
+    codec = state.codec(stores.view("customer_profile"))
+    values = [row[name].iloc[0] for name in codec.names]
+    values = [v.item() if hasattr(v, "item") else v for v in values]
+    values[codec.index["account_age_days"]] = "1200"  # a writer that serialised an int as a string
+    ev = int(row.event_timestamp.iloc[0].value // 1000)
+    stores.client().set(stores.key("customer_profile", customer_id=customer), codec.encode(ev, ev, values))
+    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
+    by_feature = {f.feature: f for f in _only(report, "customer_profile").features}
+    assert by_feature["account_age_days"].counts["type_mismatch"] == 1
+    assert sum(f.mismatched for f in by_feature.values()) == 1
+
+
+def test_held_back_offline_copy_is_online_ahead_within_lag_and_missing_offline_after(stores):
+    customers = stores.data.customer_txn_aggregates
+    active = int(customers.customer_id.iloc[-1])
+    row = newest(customers, "customer_id", active)
+    now = utcnow()
+    # The stream wrote online; the offline sink has not landed it yet (held back).
+    stores.write("customer_txn_aggregates", changed(row, event_timestamp=pd.Timestamp(now), created_at=pd.Timestamp(now),
+                                                    txn_count_10m=99))  # fmt: skip
+    ghost = changed(row, customer_id=987654321, event_timestamp=pd.Timestamp(now - timedelta(hours=3)),
+                    created_at=pd.Timestamp(now - timedelta(hours=3)))  # fmt: skip
+    stores.write("customer_txn_aggregates", ghost)  # online only, three hours ago: the offline write was lost
+    keys = pa.table({"customer_id": [active, 987654321]})
+    report = check(stores.store, views=["customer_txn_aggregates"], entities=keys, as_of=now + timedelta(seconds=1))
+    view = _only(report, "customer_txn_aggregates")
+    total = view.total()
+    assert total.counts["online_ahead"] == 7 and total.counts["missing_offline"] == 7
+    assert total.tolerated == 7 and total.breaching == 7
+    assert view.allowed_lag_s == 15 * 60  # the view's freshness_sla
+    # A wider allowed lag turns the lost write into lag as well.
+    relaxed = check(stores.store, views=["customer_txn_aggregates"], entities=keys, as_of=now + timedelta(seconds=1),
+                    allowed_lag=timedelta(hours=4))  # fmt: skip
+    assert _only(relaxed, "customer_txn_aggregates").total().counts["online_ahead"] == 14
+    assert relaxed.verdict == "ok"
+
+
+def test_expired_ttl_is_ttl_expired_and_tolerated(stores):
+    merchants = pa.table({"merchant_id": sorted(stores.data.merchant_risk_daily.merchant_id.unique().tolist())[:10]})
+    later = utcnow() + timedelta(days=3)  # past merchant_risk_daily's 2-day ttl for every row
+    report = check(stores.store, views=["merchant_risk_daily"], entities=merchants, as_of=later)
+    total = _only(report, "merchant_risk_daily").total()
+    assert total.counts["ttl_expired"] == total.compared == 10 * 6
+    assert total.breaching == 0 and report.verdict == "ok"
+    assert "both sides serve null" in _only(report, "merchant_risk_daily").examples[0].detail
+
+
+def test_threshold_decides_the_verdict(stores):
+    customer = _profile_customer(stores, 1)
+    stores.client().delete(stores.key("customer_profile", customer_id=customer))
+    keys = pa.table({"customer_id": list(range(1, 101))})
+    assert check(stores.store, views=["customer_profile"], entities=keys, max_mismatch_rate=0.05).verdict == "ok"
+    assert check(stores.store, views=["customer_profile"], entities=keys, max_mismatch_rate=0.0).verdict == "breach"
+
+
+def test_prometheus_textfile_has_rates_and_no_entity_labels(stores, tmp_path):
+    report = check(stores.store, views=["merchant_risk_daily"], sample=10)
+    path = tmp_path / "parity.prom"
+    write_prometheus(report, str(path))
+    text = path.read_text()
+    assert 'fs_parity_mismatch_rate{class="value_mismatch",feature="txn_volume_1d",view="merchant_risk_daily"} 0.0' in text
+    assert 'fs_parity_breach{view="merchant_risk_daily"} 0.0' in text
+    assert "merchant_id" not in text
+
+
+def test_expected_values_match_the_offline_stores_point_in_time_join(stores):
+    """Parity's 'what online should hold' is what training reads: Feast's historical retrieval at as_of."""
+    as_of = utcnow()
+    report = check(stores.store, views=["customer_profile", "customer_txn_aggregates"], sample=50, seed=5, as_of=as_of)
+    assert report.verdict == "ok"
+    from parity.expected import EVENT_TS, expected_rows
+    from parity.sampling import sample_keys
+    from parity.spark_io import SparkIO, view_source
+    from parity.targets import resolve
+    from plugins.delta.engine import get_engine
+
+    io = SparkIO(get_engine(stores.store.config), stores.store.config)
+    for target in resolve(stores.store, ["customer_txn_aggregates"])[0]:
+        src = view_source(target, stores.store.config)
+        keys = sample_keys(io, src, as_of, 50, 5, timedelta(days=1))
+        ours = expected_rows(io, src, keys, as_of).to_pandas()
+        ours = ours[ours[EVENT_TS] >= as_of - target.ttl].sort_values("customer_id").reset_index(drop=True)
+        entity_df = pd.DataFrame({"customer_id": keys["customer_id"].to_pylist(), "event_timestamp": as_of})
+        refs = [f"{target.name}:{f}" for f in target.features]
+        theirs = stores.store.get_historical_features(entity_df, refs).to_df().dropna(subset=list(target.features))
+        theirs = theirs.sort_values("customer_id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(ours[list(target.features)], theirs[list(target.features)], check_dtype=False)
