@@ -56,6 +56,12 @@ class Ledger:
     def __init__(self, location: str):
         self.location = location
         self._lock = threading.Lock()  # parallel chunk workers share one ledger
+        self._table: DeltaTable | None = None  # kept open: re-reading the log per append is the cost
+
+    def _open(self) -> DeltaTable | str:
+        if self._table is None and DeltaTable.is_deltatable(self.location):
+            self._table = DeltaTable(self.location)
+        return self._table if self._table is not None else self.location
 
     # -- writes --------------------------------------------------------------------------------
     def record(self, entries: Iterable[LedgerEntry]) -> None:
@@ -66,9 +72,10 @@ class Ledger:
         with self._lock:
             for attempt in range(5):
                 try:
-                    write_deltalake(self.location, table, mode="append")
+                    write_deltalake(self._open(), table, mode="append")
                     return
                 except (CommitFailedError, DeltaError) as e:  # a concurrent first commit or append race
+                    self._table = None
                     if attempt == 4:
                         raise BackfillError(f"cannot write the backfill ledger at {self.location}: {e}") from e
                     time.sleep(0.05 * 2**attempt)

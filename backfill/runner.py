@@ -350,6 +350,8 @@ class _Job:
             self.lease.check()
             r.target_version = offline.replace_range(self.location, data, ts_field, iv, view.name, meta)
         r.rows_written = data.num_rows
+        if Target.ONLINE not in self.plan.targets:
+            return r, None
         keys = [c.name for c in view.entity_columns]
         latest = offline.latest_per_key(data, keys, ts_field, view.batch_source.created_timestamp_column or None)
         return r, latest

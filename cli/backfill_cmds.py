@@ -61,6 +61,8 @@ def run(
     plan = bf.plan(view, start, end, to=to, chunk=parse_duration(chunk) if chunk else None, resume=resume)
     if dry_run:
         return out.json({"plan": plan}) if out.as_json else _render_plan(out, plan)
+    if not plan.to_run and not out.as_json:
+        return out.text(f"Nothing to do: all {len(plan.chunks)} chunk(s) are done in the ledger (--resume).")
     with out.progress() as bar:
         overall = bar.add_task(f"backfill {view}", total=len(plan.to_run))
         current = bar.add_task("chunk", total=4)
@@ -96,17 +98,21 @@ def status(
     if not rows:
         return out.text("The ledger is empty: nothing has been materialized or backfilled through fs yet.")
     out.table(
-        "Backfill ledger",
+        "Backfill ledger (UTC)",
         ["view", "target", "done", "unfinished", "watermark", "last", "lease"],
         [
-            [s.view, s.target.value, "\n".join(str(i) for i in s.done) or "-",
-             "\n".join(f"{e.interval} {e.status.value}" for e in s.pending) or "-",
-             s.watermark.isoformat() if s.watermark else "-",
-             f"{s.last.kind.value} {s.last.status.value} {s.last.recorded_at:%Y-%m-%d %H:%M:%S} by {s.last.holder}" if s.last else "-",
+            [s.view, s.target.value, "\n".join(_short(i) for i in s.done) or "-",
+             "\n".join(f"{_short(e.interval)} {e.status.value}" for e in s.pending) or "-",
+             f"{s.watermark:%Y-%m-%d %H:%M}" if s.watermark else "-",
+             f"{s.last.kind.value} {s.last.status.value}\n{s.last.recorded_at:%Y-%m-%d %H:%M:%S}\n{s.last.holder}" if s.last else "-",
              s.lease_holder or "free"]
             for s in rows
         ],
     )  # fmt: skip
+
+
+def _short(iv) -> str:
+    return f"[{iv.start:%Y-%m-%d %H:%M}, {iv.end:%Y-%m-%d %H:%M})"
 
 
 def _out(st, as_json: bool):

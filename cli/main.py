@@ -71,6 +71,18 @@ def _optional_groups() -> None:
 _optional_groups()
 
 
+def _one_line(text: str, limit: int = 400) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _error_lines(err) -> list[str]:
+    """A PolicyError reports one line per problem; anything else is squeezed onto one line."""
+    from fs.errors import PolicyError
+
+    return list(err.problems) if isinstance(err, PolicyError) else [_one_line(str(err))]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fs`` console script; returns the exit code.
 
@@ -88,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except FsError as e:
         if debug:
             raise
-        for line in str(e).splitlines():  # PolicyError: one line per problem
+        for line in _error_lines(e):
             typer.echo(f"error: {line}", err=True)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -96,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the last line of defence: one line, no traceback unless asked
         if debug:
             raise
-        typer.echo(f"error: {type(e).__name__}: {e} (run with FS_DEBUG=1 for the traceback)", err=True)
+        typer.echo(f"error: {_one_line(f'{type(e).__name__}: {e}')} (FS_DEBUG=1 shows the traceback)", err=True)
     return 1
 
 

@@ -30,7 +30,9 @@ def _default(obj: Any):
 class Output:
     def __init__(self, as_json: bool = False):
         self.as_json = as_json
-        self.console = Console(highlight=False)
+        # Piped output (CI logs, `| less`) gets wide lines instead of Rich's 80-column default.
+        width = None if sys.stdout.isatty() else 160
+        self.console = Console(highlight=False, width=width)
         self.err = Console(stderr=True, highlight=False)
 
     def json(self, payload: Any) -> None:

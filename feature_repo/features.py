@@ -13,6 +13,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
+from fs.metadata import feature_meta
 from plugins.delta import DeltaSource
 
 RISK_TEAM = "risk-ml@payments.example"
@@ -142,15 +143,20 @@ transaction_request = RequestSource(
 )
 
 
+# Feast 0.67 cannot apply on-demand fields that carry descriptions or tags (it compares them to the
+# bare fields it infers), so their metadata lives in the view's tags: see fs.metadata.feature_meta.
 @on_demand_feature_view(
     sources=[customer_txn_aggregates, transaction_request],
-    schema=[
-        _f("amount_to_avg_24h_ratio", Float64, "Payment amount divided by the customer's 24h mean amount."),
-        _f("amount_above_avg_24h", Bool, "Whether the payment is above the customer's 24h mean amount."),
-    ],
+    schema=[Field(name="amount_to_avg_24h_ratio", dtype=Float64), Field(name="amount_above_avg_24h", dtype=Bool)],
     description="Payment amount relative to the customer's 24-hour average.",
     owner=FRAUD_TEAM,
-    tags={"team": "fraud", "tier": "1", "freshness_sla": "15m"},
+    tags={
+        "team": "fraud",
+        "tier": "1",
+        "freshness_sla": "15m",
+        **feature_meta("amount_to_avg_24h_ratio", "Payment amount divided by the customer's 24h mean amount.", "none"),
+        **feature_meta("amount_above_avg_24h", "Whether the payment is above the customer's 24h mean amount.", "none"),
+    },
 )
 def txn_amount_vs_history(inputs: pd.DataFrame) -> pd.DataFrame:
     avg = inputs["avg_amount_24h"].astype("float64")

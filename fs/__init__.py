@@ -1,5 +1,12 @@
 """fs: a production feature platform on Feast. Start with ``fs.Platform``."""
 
-from fs.platform import Platform
-
 __all__ = ["Platform"]
+
+
+def __getattr__(name: str):
+    # Lazy: importing Feast costs seconds; `fs --help` and small helpers should not pay for it.
+    if name == "Platform":
+        from fs.platform import Platform
+
+        return Platform
+    raise AttributeError(name)

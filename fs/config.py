@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from feast.repo_config import RepoConfig
-from pydantic import ValidationError
 
 from fs.errors import ConfigError
 
@@ -98,8 +96,11 @@ def raw_config(repo: Path, env: str = DEFAULT_ENV) -> dict[str, Any]:
     return _expand(data, source)
 
 
-def load_config(repo: Path, env: str = DEFAULT_ENV) -> RepoConfig:
+def load_config(repo: Path, env: str = DEFAULT_ENV):
     """A Feast ``RepoConfig`` for ``repo`` in environment ``env``."""
+    from feast.repo_config import RepoConfig
+    from pydantic import ValidationError
+
     data = raw_config(repo, env)
     try:
         config = RepoConfig(**data)

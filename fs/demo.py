@@ -31,6 +31,12 @@ ONLINE_FEATURES = [
 ]
 
 
+TRAINING_PREVIEW = [
+    "customer_id", "merchant_id", "event_timestamp", "amount", "is_fraud", "chargeback_rate_30d",
+    "kyc_level", "txn_count_24h", "avg_amount_24h", "amount_to_avg_24h_ratio",
+]
+
+
 @dataclass
 class DemoResult:
     tables: dict[str, int]
@@ -45,7 +51,9 @@ class DemoResult:
             {"table": list(self.tables), "rows": list(self.tables.values())}
         )
         yield "Online features for 5 customers (feature service fraud_model_v1, Redis)", self.online
-        yield "Point-in-time training frame (Delta offline store on Spark), first 10 rows", self.training.head(10)
+        yield "Point-in-time training frame (Delta offline store on Spark), latest 10 rows", self.training[
+            [c for c in TRAINING_PREVIEW if c in self.training.columns]
+        ].tail(10)
         if self.stream_after is not None:
             yield "Stream-fed features before the Kafka stream", self.stream_before
             yield "... and after (same customers, read online)", self.stream_after

@@ -24,17 +24,42 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNIT[m.group(2)]: int(m.group(1))})
 
 
-def pii_class(field) -> str:
-    return (field.tags or {}).get("pii", "")
+def feature_tag_key(feature: str, key: str) -> str:
+    """View-level tag carrying a feature's metadata, for views whose fields cannot carry it.
+
+    Feast 0.67 compares an on-demand view's declared fields to the fields it infers by running the
+    UDF, description and tags included, so on-demand features must be declared bare; their
+    description and PII class live in the view's tags under ``feature.<name>.<key>``.
+    """
+    return f"feature.{feature}.{key}"
 
 
-def is_sensitive(field) -> bool:
+def feature_meta(feature: str, description: str, pii: str) -> dict[str, str]:
+    """The view tags that describe one on-demand feature (see ``feature_tag_key``)."""
+    return {feature_tag_key(feature, "description"): description, feature_tag_key(feature, "pii"): pii}
+
+
+def _meta(field, view, key: str, own: str | None) -> str:
+    if own:
+        return own
+    return ((view.tags or {}) if view is not None else {}).get(feature_tag_key(field.name, key), "")
+
+
+def pii_class(field, view=None) -> str:
+    return _meta(field, view, "pii", (field.tags or {}).get("pii"))
+
+
+def field_description(field, view=None) -> str:
+    return _meta(field, view, "description", field.description)
+
+
+def is_sensitive(field, view=None) -> bool:
     """True for features whose values must never appear in clear in logs, metrics or reports."""
-    return pii_class(field) in ("pii", "pseudonymous")
+    return pii_class(field, view) in ("pii", "pseudonymous")
 
 
 def sensitive_features(view) -> set[str]:
-    return {f.name for f in view.features if is_sensitive(f)}
+    return {f.name for f in view.features if is_sensitive(f, view)}
 
 
 def freshness_sla(view) -> timedelta | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fs.metadata import PII_CLASSES, parse_duration
+from fs.metadata import PII_CLASSES, field_description, parse_duration, pii_class
 
 
 def check_view(view) -> list[str]:
@@ -29,10 +29,10 @@ def check_view(view) -> list[str]:
             problems.append(f"{where}: tag 'freshness_sla': {e}")
     for field in view.features:
         fwhere = f"{where} feature {field.name!r}"
-        if not field.description:
+        if not field_description(field, view):
             problems.append(f"{fwhere}: missing description")
-        pii = (field.tags or {}).get("pii")
-        if pii is None:
+        pii = pii_class(field, view)
+        if not pii:
             problems.append(f"{fwhere}: missing tag 'pii' (one of {', '.join(PII_CLASSES)})")
         elif pii not in PII_CLASSES:
             problems.append(f"{fwhere}: tag 'pii'={pii!r} is not one of {', '.join(PII_CLASSES)}")

@@ -133,10 +133,8 @@ def _align(keys: pa.Table, online: OnlineRows, expected: pa.Table, target: Targe
         else np.zeros(0, np.int64)
     )
     offline_us = np.where(present, event_us[take] if expected.num_rows else 0, 0).astype(np.int64)
-    offline_values = {}
-    for f in target.features:
-        column = expected[f].to_pylist()
-        offline_values[f] = [column[j] if ok else None for j, ok in zip(take, present, strict=True)]
+    rows = pa.array(take, mask=~present)  # a null index takes a null: keys without an offline row
+    offline_values = {f: expected[f].take(rows).to_pylist() for f in target.features}
     return _Aligned(keys, online, present, offline_us, offline_values)
 
 

@@ -119,6 +119,9 @@ def compare_column(
     """
     on = [online[i] for i in rows]
     off = [offline[i] for i in rows]
+    fast = _vectorised(value_type, on, off, tol)
+    if fast is not None:
+        return fast
     ok = _type_ok(value_type)
     out = np.full(len(rows), Outcome.MATCHED, dtype=np.int8)
     score = np.zeros(len(rows))
@@ -138,6 +141,45 @@ def compare_column(
             out[j] = Outcome.VALUE_MISMATCH
             score[j] = _relative(a, b) if value_type in _INT else 1.0
     return out, score
+
+
+def _vectorised(
+    value_type: ValueType, on: list, off: list, tol: Tolerance
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The common case in numpy: no nulls on either side and every online value of an allowed type.
+
+    Returns None when a value needs the per-value rules above (nulls, wrong types, huge ints).
+    """
+    if None in on or None in off:
+        return None
+    types = set(map(type, on))
+    try:
+        if value_type in _FLOAT and types <= {float, int}:
+            a, b = np.array(on, dtype=np.float64), np.array(off, dtype=np.float64)
+            nan_a, nan_b = np.isnan(a), np.isnan(b)
+            with np.errstate(invalid="ignore"):
+                diff = np.abs(a - b)
+                scale = np.maximum(np.abs(a), np.abs(b))
+                close = (a == b) | (diff <= tol.abs_tol) | (diff <= tol.rel_tol * scale)
+                score = np.where(nan_a ^ nan_b, np.inf, diff / np.maximum(scale, 1e-12))
+            equal = np.where(nan_a | nan_b, nan_a & nan_b, close)
+        elif value_type in _INT and types <= {int}:
+            a, b = np.array(on, dtype=np.int64), np.array(off, dtype=np.int64)
+            equal = a == b
+            with np.errstate(invalid="ignore", divide="ignore"):
+                score = np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), 1)
+        elif value_type == ValueType.STRING and types <= {str}:
+            equal = np.array(on, dtype=object) == np.array(off, dtype=object)
+            score = np.ones(len(on))
+        elif value_type == ValueType.BOOL and types <= {bool}:
+            equal = np.array(on, dtype=bool) == np.array(off, dtype=bool)
+            score = np.ones(len(on))
+        else:
+            return None
+    except OverflowError:  # an int beyond int64: the per-value path handles it
+        return None
+    out = np.where(equal, Outcome.MATCHED, Outcome.VALUE_MISMATCH).astype(np.int8)
+    return out, np.where(equal, 0.0, score)
 
 
 def _relative(a, b) -> float:

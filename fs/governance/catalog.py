@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fs.errors import RepoError
-from fs.metadata import pii_class
+from fs.metadata import field_description, pii_class
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Catalog:
 
 def _features(view) -> list[FeatureInfo]:
     return [
-        FeatureInfo(f.name, str(f.dtype), f.description or "", pii_class(f) or "unclassified", dict(f.tags or {}))
+        FeatureInfo(f.name, str(f.dtype), field_description(f, view), pii_class(f, view) or "unclassified", dict(f.tags or {}))
         for f in view.features
     ]
 

@@ -1,8 +1,9 @@
-"""The platform's Prometheus metrics, all on ``fs.observability.REGISTRY``, and its span names.
+"""Platform metrics on ``fs.observability.REGISTRY``: serving, materialization/backfill jobs,
+freshness, data quality and drift. (Ingest keeps its own in ``plugins/kafka_ingest/metrics.py`` on
+the same registry; parity exports per run.) ``docs/observability.md`` lists every metric and span.
 
-Every area imports its metrics from here, so one scrape shows the whole platform and
-``docs/observability.md`` has one list to match. Label values come from small fixed sets (view
-and feature *names*, topics, fixed status words) — never entity keys or feature values.
+Label values come from small fixed sets (view and feature *names*, fixed status words) — never
+entity keys or feature values. Backfill/materialization: import ``JOB_DURATION`` and ``JOB_ROWS``.
 """
 
 from __future__ import annotations
@@ -19,24 +20,8 @@ SERVING_LATENCY = Histogram(
     "fs_serving_request_seconds", "Feature server request latency.", ["endpoint", "status"],
     buckets=_LATENCY_BUCKETS, registry=REGISTRY,
 )
-ONLINE_READ_LATENCY = Histogram(
-    "fs_online_read_seconds", "Online store read latency per call (SDK or server).", ["store"],
-    buckets=_LATENCY_BUCKETS, registry=REGISTRY,
-)
 PII_READS_DENIED = Counter(
-    "fs_pii_reads_denied_total", "Online reads refused for lack of a PII grant.", ["path"], registry=REGISTRY,
-)
-
-# -- ingest -----------------------------------------------------------------------------------
-INGEST_EVENTS = Counter(
-    "fs_ingest_events_total", "Stream events by outcome (written, skipped_stale, dead_lettered, invalid).",
-    ["topic", "outcome"], registry=REGISTRY,
-)
-INGEST_LAG_SECONDS = Gauge(
-    "fs_ingest_lag_seconds", "Now minus the event time of the newest event processed.", ["topic"], registry=REGISTRY,
-)
-INGEST_CONSUMER_LAG = Gauge(
-    "fs_ingest_consumer_lag_messages", "Messages behind the partition high watermark.", ["topic"], registry=REGISTRY,
+    "fs_pii_reads_denied_total", "Online reads refused by a permission check (path: sdk or server).", ["path"], registry=REGISTRY,
 )
 
 # -- materialization and backfill ---------------------------------------------------------------
@@ -58,15 +43,6 @@ FRESHNESS_BREACH = Gauge(
     "fs_freshness_breach", "1 if the view's newest data is older than its SLA.", ["view", "store"], registry=REGISTRY,
 )
 
-# -- parity -----------------------------------------------------------------------------------
-PARITY_CHECKED = Counter("fs_parity_checked_total", "Values compared offline vs online.", ["view"], registry=REGISTRY)
-PARITY_MISMATCHED = Counter(
-    "fs_parity_mismatched_total", "Values that differ offline vs online.", ["view"], registry=REGISTRY,
-)
-PARITY_MATCH_RATIO = Gauge(
-    "fs_parity_match_ratio", "Share of values equal offline and online in the last check.", ["view"], registry=REGISTRY,
-)
-
 # -- data quality -----------------------------------------------------------------------------
 VALIDATION_RUNS = Counter(
     "fs_validation_runs_total", "Validation runs by outcome (passed, warned, rejected).",
@@ -80,10 +56,5 @@ DRIFT_SCORE = Gauge(
     registry=REGISTRY,
 )
 
-# -- OpenTelemetry span names (use with fs.observability.span) -----------------------------------
-SPAN_MATERIALIZE = "fs.materialize"
-SPAN_BACKFILL = "fs.backfill.chunk"
-SPAN_INGEST = "fs.ingest.batch"
-SPAN_HISTORICAL = "fs.retrieval.historical"
-SPAN_ONLINE = "fs.retrieval.online"
+# -- OpenTelemetry span (with fs.observability.span) ------------------------------------------
 SPAN_VALIDATE = "fs.validate"

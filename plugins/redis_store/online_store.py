@@ -128,7 +128,7 @@ class _State:
         self._async: tuple[asyncio.AbstractEventLoop, Any, BatchWriter] | None = None
         self._codecs: dict[int, tuple[FeatureView, ViewCodec]] = {}
         self._schemas: dict[tuple[str, int], str | None] = {}
-        self.plans: dict[int, tuple[object, _FeastPlan | None]] = {}
+        self.plans: dict[int, tuple[object, ReadPlan | None]] = {}
 
     def codec(self, view: FeatureView) -> ViewCodec:
         hit = self._codecs.get(id(view))
@@ -180,7 +180,7 @@ class _State:
         return decode(reads, replies, n, self.old_schema)
 
 
-class _FeastPlan:
+class ReadPlan:
     """A compiled ``get_online_features`` request shape (features + full_feature_names)."""
 
     def __init__(self, state: _State, grouped_refs, entity_name_to_join_key_map, entity_type_map,
@@ -344,7 +344,7 @@ class RedisOnlineStore(OnlineStore):
         return prepare(codec, read.ttl_us, keys, event_us, created_us, rows)
 
     # --- reads ----------------------------------------------------------------------------
-    def _plan(self, state: _State, registry, project, features, full_feature_names) -> _FeastPlan | None:
+    def _plan(self, state: _State, registry, project, features, full_feature_names) -> ReadPlan | None:
         ctx = utils._get_cached_request_context(registry, project, features, full_feature_names)
         hit = state.plans.get(id(ctx))
         if hit is not None and hit[0] is ctx:
@@ -353,7 +353,7 @@ class RedisOnlineStore(OnlineStore):
         plan = None
         # ODFVs, entityless views and versioned reads keep Feast's generic path.
         if not odfvs and not entityless and all(v.projection.version_tag is None for v, _ in grouped_refs):
-            plan = _FeastPlan(state, grouped_refs, name_to_jk, type_map, join_keys_set, full_feature_names)
+            plan = ReadPlan(state, grouped_refs, name_to_jk, type_map, join_keys_set, full_feature_names)
         if len(state.plans) > 256:
             state.plans.clear()
         state.plans[id(ctx)] = (ctx, plan)

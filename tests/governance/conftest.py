@@ -11,7 +11,8 @@ import pytest
 import redis
 import yaml
 
-from fs import datagen, repo as repo_mod
+from fs import datagen
+from fs import repo as repo_mod
 from fs.platform import Platform
 from tests.conftest import copy_example_repo
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 _ROOT = str(Path(__file__).resolve().parents[2])
@@ -92,7 +91,11 @@ def parity_repo(tmp_path_factory) -> tuple[Path, datagen.Dataset]:
     sys.modules.pop("features", None)
     core = FeatureService(
         name="fraud_core",
-        features=[defs.merchant_risk_daily, defs.customer_profile[["country", "kyc_level"]], defs.customer_txn_aggregates],
+        features=[
+            defs.merchant_risk_daily,
+            defs.customer_profile[["country", "kyc_level"]],
+            defs.customer_txn_aggregates,
+        ],
     )
     store = FeatureStore(config=load_config(repo), repo_path=str(repo))
     # The repo's on-demand view and fraud_model_v1 are left out: parity never reads them.

@@ -51,22 +51,33 @@ def repo(tmp_path_factory, engine):
     data = datagen.generate(seed=7, customers=40, merchants=8, days=3, end=END)
     datagen.write_tables(data, path / "data")
     mod = _load_features(path)
+
     # The ODFV is re-declared here with plain output fields: Feast's apply-time inference compares
     # Field objects including description/tags, which the repo's annotated ODFV schema does not survive.
     @on_demand_feature_view(
         sources=[mod.customer_txn_aggregates, mod.transaction_request],
-        schema=[Field(name="amount_to_avg_24h_ratio", dtype=Float64), Field(name="amount_above_avg_24h", dtype=Bool)],
+        schema=[
+            Field(name="amount_to_avg_24h_ratio", dtype=Float64),
+            Field(name="amount_above_avg_24h", dtype=Bool),
+        ],
     )
     def ratio(inputs: pd.DataFrame) -> pd.DataFrame:
         out = pd.DataFrame(index=inputs.index)
         avg = inputs["avg_amount_24h"].astype("float64")
         out["amount_to_avg_24h_ratio"] = (inputs["amount"].astype("float64") / avg.where(avg > 0)).fillna(0.0)
-        out["amount_above_avg_24h"] = (inputs["amount"].astype("float64") > avg.fillna(float("inf"))).astype(bool)
+        out["amount_above_avg_24h"] = (inputs["amount"].astype("float64") > avg.fillna(float("inf"))).astype(
+            bool
+        )
         return out
 
     service = FeatureService(
         name="fraud_test",
-        features=[mod.merchant_risk_daily, mod.customer_profile[["country", "kyc_level"]], mod.customer_txn_aggregates, ratio],
+        features=[
+            mod.merchant_risk_daily,
+            mod.customer_profile[["country", "kyc_level"]],
+            mod.customer_txn_aggregates,
+            ratio,
+        ],
     )
     store = FeatureStore(config=make_config(path, project="payments"))
     store.apply(
@@ -142,7 +153,9 @@ def test_date_range_mode_returns_latest_per_entity(repo):
     result = store.get_historical_features(
         features=["customer_txn_aggregates:txn_count_24h"], end_date=end.to_pydatetime()
     ).to_df()
-    window = data.customer_txn_aggregates[data.customer_txn_aggregates["event_timestamp"] >= end - timedelta(days=1)]
+    window = data.customer_txn_aggregates[
+        data.customer_txn_aggregates["event_timestamp"] >= end - timedelta(days=1)
+    ]
     assert sorted(result["customer_id"]) == sorted(window["customer_id"].unique())
     assert (result["event_timestamp"] == end).all()
 
@@ -174,7 +187,9 @@ def test_push_to_offline_then_retrieve(repo):
     )
     store.push("customer_txn_push", pushed, to=PushMode.OFFLINE)
     entity_df = pd.DataFrame({"customer_id": [999_001], "event_timestamp": [ts + timedelta(minutes=1)]})
-    result = store.get_historical_features(entity_df, features=["customer_txn_aggregates:txn_count_1h"]).to_df()
+    result = store.get_historical_features(
+        entity_df, features=["customer_txn_aggregates:txn_count_1h"]
+    ).to_df()
     assert result["txn_count_1h"].tolist() == [7]
 
 
@@ -225,7 +240,9 @@ def test_pull_latest_dedups_per_key(repo):
 def test_missing_table_names_the_path(repo, tmp_path):
     store, _, _ = repo
     view = store.get_feature_view("customer_profile")
-    view.batch_source = DeltaSource(name="gone", path=str(tmp_path / "nope"), timestamp_field="event_timestamp")
+    view.batch_source = DeltaSource(
+        name="gone", path=str(tmp_path / "nope"), timestamp_field="event_timestamp"
+    )
     entity_df = pd.DataFrame({"customer_id": [1], "event_timestamp": [END]})
     with pytest.raises(SourceNotFoundError, match="nope"):
         DeltaOfflineStore.get_historical_features(
@@ -243,7 +260,9 @@ def test_missing_join_key_is_named(repo):
 def test_missing_timestamp_column_is_named(repo):
     store, _, _ = repo
     with pytest.raises(EntityDataFrameError, match="event_timestamp"):
-        store.get_historical_features(pd.DataFrame({"customer_id": [1]}), features=["customer_profile:country"])
+        store.get_historical_features(
+            pd.DataFrame({"customer_id": [1]}), features=["customer_profile:country"]
+        )
 
 
 def test_view_type_not_matching_delta_is_named(repo):
@@ -259,7 +278,12 @@ def test_view_type_not_matching_delta_is_named(repo):
     entity_df = pd.DataFrame({"merchant_id": [1], "event_timestamp": [END]})
     with pytest.raises(SchemaMismatchError, match="'chargeback_rate_30d' is String in the view but double"):
         DeltaOfflineStore.get_historical_features(
-            store.config, [wrong], ["merchant_risk_daily:chargeback_rate_30d"], entity_df, store.registry, "payments"
+            store.config,
+            [wrong],
+            ["merchant_risk_daily:chargeback_rate_30d"],
+            entity_df,
+            store.registry,
+            "payments",
         )
 
 

@@ -6,7 +6,11 @@ same parquet files; the join logic under test is identical.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +22,7 @@ from test_delta_point_in_time import BASE, views
 from plugins.delta import retrieval
 
 pytestmark = [pytest.mark.spark_classic, pytest.mark.slow]
+HERE = Path(__file__).resolve().parent
 
 
 def _write(path, df: pd.DataFrame) -> str:
@@ -62,7 +67,9 @@ def _data(tmp_path):
             "event_timestamp": minute(200),
         }
     )
-    return {name: _write(tmp_path / f"{name}.parquet", df) for name, df in (("a", a), ("b", b), ("e", entity))}, entity
+    return {
+        name: _write(tmp_path / f"{name}.parquet", df) for name, df in (("a", a), ("b", b), ("e", entity))
+    }, entity
 
 
 def _run(spark, paths, entity: pd.DataFrame) -> pd.DataFrame:
@@ -81,28 +88,50 @@ def _run(spark, paths, entity: pd.DataFrame) -> pd.DataFrame:
         (ts.min().to_pydatetime(), ts.max().to_pydatetime()),
         filter_by_created_timestamp=False,
     )
-    return out.toPandas().sort_values("label").reset_index(drop=True)[["label", "a_int", "a_float", "b_str", "b_bool"]]
+    return (
+        out.toPandas()
+        .sort_values("label")
+        .reset_index(drop=True)[["label", "a_int", "a_float", "b_str", "b_bool"]]
+    )
 
 
-def test_classic_spark_and_sail_agree(tmp_path, engine, monkeypatch):
+def _classic_main(data_dir: str, out: str) -> None:
+    """Child process: run the join on classic local Spark and write the rows to ``out``."""
     from pyspark.sql import SparkSession
 
+    paths = {name: str(Path(data_dir) / f"{name}.parquet") for name in ("a", "b", "e")}
+    entity = pd.read_parquet(paths["e"])
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    _run(spark, paths, entity).to_parquet(out)
+    spark.stop()
+
+
+def test_classic_spark_and_sail_agree(tmp_path, engine):
     paths, entity = _data(tmp_path)
-    with monkeypatch.context() as patch:
-        # PySpark picks Connect vs classic per call from this variable, which the Sail session set.
-        patch.delenv("SPARK_CONNECT_MODE_ENABLED", raising=False)
-        classic = (
-            SparkSession.builder.master("local[2]")
-            .config("spark.api.mode", "classic")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.shuffle.partitions", "4")
-            .getOrCreate()
-        )
-        try:
-            on_classic = _run(classic, paths, entity)
-        finally:
-            classic.stop()
+    out = tmp_path / "classic.parquet"
+    # A separate interpreter: the JVM gateway does not start reliably next to a live gRPC (Connect)
+    # client, and PySpark switches Connect/classic per process.
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parents[2]), env.get("PYTHONPATH", "")])
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import {Path(__file__).stem} as m; m._classic_main({str(tmp_path)!r}, {str(out)!r})",
+        ],
+        env=env,
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    on_classic = pd.read_parquet(out)
     on_sail = _run(engine.spark, paths, entity)
     assert on_classic["a_int"].notna().sum() > 20  # the data actually exercises matches
     pd.testing.assert_frame_equal(on_classic, on_sail, check_dtype=False)

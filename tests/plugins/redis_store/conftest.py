@@ -128,7 +128,7 @@ def customer_rows() -> pd.DataFrame:
 class Repo:
     """A Feast repo on a temp dir: parquet sources, a push source, an ODFV, this store."""
 
-    def __init__(self, tmp: Path, online: dict, project: str | None = None):
+    def __init__(self, tmp: Path, online: dict, project: str | None = None, batch_engine: dict | None = None):
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.project = project or "t" + uuid.uuid4().hex[:10]
@@ -166,7 +166,7 @@ class Repo:
         self.config = RepoConfig(
             project=self.project, registry=str(tmp / "registry.db"), provider="local",
             online_store=self.online, offline_store={"type": "file"}, entity_key_serialization_version=3,
-            repo_path=str(tmp))
+            repo_path=str(tmp), **({"batch_engine": batch_engine} if batch_engine else {}))
         self.store = FeatureStore(config=self.config)
         self.store.apply([self.customer, self.merchant, self.txn, self.profile, self.pair, self.odfv])
 

@@ -1,0 +1,164 @@
+"""Backfill benchmark: 10M rows over 30 days into customer_txn_aggregates' Delta table.
+
+    .venv/bin/python tests/benchmarks/bench_backfill.py [--quick] [--no-write]
+
+Real Delta tables, the embedded Sail engine, the machine's Redis (leases only; unique key prefix).
+Offline target only. Two definitions of the same view, each run as one 30-day chunk (the baseline,
+measured in the same process) and as 30 daily chunks:
+
+* ``copy``: rows already computed, read from a staging Delta table (no lookback): the platform's own
+  per-chunk cost (read, filter, checks, Delta range replace, ledger) — the chunking overhead goal.
+* ``recompute``: the repo's real definition (rolling windows from raw payments, 24h lookback): each
+  daily chunk also re-reads and re-aggregates the previous day, an inherent cost of windowed recompute.
+
+Each timed run starts from an empty target table. Writes the ``backfill`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+VIEW = "customer_txn_aggregates"
+END = datetime(2026, 10, 1, tzinfo=UTC)
+DAYS = 30
+REDIS_URL = "redis://127.0.0.1:6379/11"
+
+COPY_DEFINITION = '''
+from backfill.definitions import python_definition
+
+@python_definition("customer_txn_aggregates", inputs={"staged": "data/staged_aggregates"})
+def customer_txn_aggregates(ctx):
+    return ctx.frames["staged"]
+'''
+
+
+def _repo(work: Path, rows: int) -> tuple[Path, str]:
+    from fs import datagen
+    from tests.conftest import copy_example_repo
+
+    repo = copy_example_repo(work)
+    prefix = f"bfbench{uuid.uuid4().hex[:8]}"
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["online_store"].update(url=REDIS_URL, key_prefix=prefix)
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    customers = max(100, rows // (3 * DAYS))
+    t = time.perf_counter()
+    data = datagen.generate(seed=3, customers=customers, merchants=500, days=DAYS, end=END)
+    datagen.write_tables(data, repo / "data")
+    from deltalake import WriterProperties, write_deltalake
+
+    # Time-ordered with 64k-row groups, like a compacted production table: a chunk reads its day only.
+    write_deltalake(
+        str(repo / "data" / "staged_aggregates"),
+        datagen.to_arrow(data.customer_txn_aggregates.sort_values("event_timestamp")),
+        writer_properties=WriterProperties(max_row_group_size=65_536),
+    )
+    print(f"generated {len(data.customer_txn_aggregates):,} aggregate rows in {time.perf_counter() - t:.1f}s")
+    return repo, prefix
+
+
+def _timed_run(platform, definition: str | None, chunk: timedelta) -> tuple[float, int, int]:
+    from backfill.runner import Backfiller
+
+    repo = platform.repo_path
+    (repo / "backfills.py").write_text(definition or (ROOT / "feature_repo" / "backfills.py").read_text())
+    shutil.rmtree(repo / "data" / VIEW, ignore_errors=True)
+    shutil.rmtree(repo / "data" / "_fs", ignore_errors=True)
+    bf = Backfiller(platform)
+    plan = bf.plan(VIEW, END - timedelta(days=DAYS), END, to="offline", chunk=chunk)
+    t = time.perf_counter()
+    result = bf.run(plan)
+    seconds = time.perf_counter() - t
+    assert result.ok, [c.message for c in result.chunks if c.message]
+    return seconds, result.rows_written(result.plan.targets[0]), len(result.chunks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1M rows instead of 10M")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    rows = 1_000_000 if args.quick else 10_000_000
+
+    from fs.platform import Platform
+    from tests.backfill.conftest import apply_views
+
+    work = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+    prefix = None
+    try:
+        repo, prefix = _repo(work, rows)
+        platform = Platform(repo)
+        apply_views(platform)
+        _timed_run(platform, COPY_DEFINITION, timedelta(days=1))  # warm-up: Spark, imports, caches
+        results = {}
+        for name, definition in (("copy", COPY_DEFINITION), ("recompute", None)):
+            for label, chunk in (("single", timedelta(days=36500)), ("daily", timedelta(days=1))):
+                seconds, written, chunks = _timed_run(platform, definition, chunk)
+                results[(name, label)] = (seconds, written, chunks)
+                print(f"{name:9} {label:6} {chunks:3} chunk(s) {written:>11,} rows {seconds:7.1f}s "
+                      f"{written / seconds:>10,.0f} rows/s")  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if prefix:
+            client = redis.Redis.from_url(REDIS_URL)
+            for key in client.scan_iter(match=f"{prefix}:*"):
+                client.delete(key)
+    section = _section(results, rows, args.quick)
+    print(section)
+    if not args.no_write:
+        _write(section)
+
+
+def _section(results: dict, rows: int, quick: bool) -> str:
+    lines = [
+        f"### Backfill ({'--quick, ' if quick else ''}{rows / 1e6:.0f}M target rows over {DAYS} days, offline target)",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on this machine (2 shared cores), embedded Sail, delta-rs commits, "
+        "ledger in Delta, lease in the machine's Redis. Baseline: the same definition as one 30-day chunk, same run.",
+        "",
+        "| definition | chunks | rows | seconds | rows/s | vs single chunk |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("copy", "recompute"):
+        base = results[(name, "single")][0]
+        for label in ("single", "daily"):
+            seconds, written, chunks = results[(name, label)]
+            ratio = "1.00 (baseline)" if label == "single" else f"{seconds / base:.2f} ({(seconds / base - 1) * 100:+.0f}%)"
+            lines.append(f"| {name} | {chunks} | {written:,} | {seconds:.1f} | {written / seconds:,.0f} | {ratio} |")
+    lines += [
+        "",
+        "`copy` isolates the platform's per-chunk cost (goal: daily chunks within 15% of one chunk). "
+        "`recompute` runs the repo's real definition: with a 24h lookback each daily chunk re-reads and "
+        "re-aggregates the previous day, so its extra cost is about lookback/chunk of the compute; use "
+        "`--chunk 7d` for windowed definitions when throughput matters more than restart granularity.",
+    ]
+    return "\n".join(lines)
+
+
+def _write(section: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = "<!-- backfill:start -->", "<!-- backfill:end -->"
+    block = f"{start}\n{section}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

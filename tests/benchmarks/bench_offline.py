@@ -1,0 +1,263 @@
+"""Benchmark: Delta offline store (embedded Sail) vs Feast's file store vs a hand-written DuckDB ASOF JOIN.
+
+    .venv/bin/python tests/benchmarks/bench_offline.py [--quick] [--no-write]
+
+Same generated data for all three: 3 feature views (4 features each) over one entity key, feature
+rows split evenly across the views, entity rows spread over the last 20 of 30 days. Each measurement
+runs in its own process (peak RSS is that process's), after a warm-up, and reports wall time of
+``get_historical_features(...).to_arrow()`` (or the DuckDB query to Arrow). Results go to the
+``offline`` section of docs/benchmarks.md with ratios to the baselines measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import re
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+VIEWS = ("v0", "v1", "v2")
+FEATURES = ("f0", "f1", "f2", "f3")
+KEYS = 100_000
+END = datetime(2024, 6, 1, tzinfo=UTC)
+TTL = timedelta(days=7)
+FILE_STORE_MAX_FEATURE_ROWS = 1_000_000  # Feast's dask store needs minutes and tens of GB beyond this
+
+
+def _ts(rng, n: int, days: int) -> pa.Array:
+    seconds = rng.integers(0, days * 86400, n)
+    micros = (int((END - timedelta(days=days)).timestamp()) + seconds) * 1_000_000
+    return pa.array(micros, pa.timestamp("us", tz="UTC"))
+
+
+def generate(folder: Path, entity_rows: int, feature_rows: int) -> None:
+    from deltalake import write_deltalake
+
+    rng = np.random.default_rng(42)
+    per_view = feature_rows // len(VIEWS)
+    for view in VIEWS:
+        ts = _ts(rng, per_view, 30)
+        table = pa.table(
+            {
+                "customer_id": rng.integers(0, KEYS, per_view),
+                "event_timestamp": ts,
+                "created": ts,
+                **{f"{view}_{f}": rng.random(per_view) for f in FEATURES},
+            }
+        )
+        write_deltalake(str(folder / f"{view}_delta"), table, mode="overwrite")
+        pq.write_table(table, folder / f"{view}.parquet")
+    entity = pa.table(
+        {"customer_id": rng.integers(0, KEYS, entity_rows), "event_timestamp": _ts(rng, entity_rows, 20)}
+    )
+    pq.write_table(entity, folder / "entity.parquet")
+
+
+def _views(source_for):
+    from feast import Entity, FeatureView, Field
+    from feast.types import Float64, Int64
+    from feast.value_type import ValueType
+
+    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+    views = [
+        FeatureView(
+            name=view,
+            entities=[customer],
+            ttl=TTL,
+            schema=[
+                Field(name="customer_id", dtype=Int64),
+                *[Field(name=f"{view}_{f}", dtype=Float64) for f in FEATURES],
+            ],
+            source=source_for(view),
+        )
+        for view in VIEWS
+    ]
+    refs = [f"{v}:{v}_{f}" for v in VIEWS for f in FEATURES]
+    return customer, views, refs
+
+
+def _store(folder: Path, offline: dict | object, source_for):
+    from feast import FeatureStore
+    from feast.repo_config import RegistryConfig, RepoConfig
+
+    repo = Path(tempfile.mkdtemp(dir=folder))
+    config = RepoConfig(
+        project="bench",
+        provider="local",
+        registry=RegistryConfig(path=str(repo / "registry.db")),
+        offline_store=offline,
+        online_store={"type": "sqlite", "path": str(repo / "online.db")},
+        repo_path=repo,
+        entity_key_serialization_version=3,
+    )
+    store = FeatureStore(config=config)
+    customer, views, refs = _views(source_for)
+    store.apply([customer, *views])
+    return store, refs
+
+
+def run_delta(folder: Path) -> int:
+    from plugins.delta import DeltaSource
+    from plugins.delta.engine import get_spark
+    from plugins.delta.offline_store import DeltaOfflineStoreConfig
+
+    store, refs = _store(
+        folder,
+        DeltaOfflineStoreConfig(),
+        lambda v: DeltaSource(
+            name=v,
+            path=str(folder / f"{v}_delta"),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created",
+        ),
+    )
+    get_spark(store.config).range(1).count()  # warm-up: engine start is not part of the query
+    entity = pq.read_table(folder / "entity.parquet").to_pandas()
+    return _timed(lambda: store.get_historical_features(entity, refs).to_arrow().num_rows)
+
+
+def run_file(folder: Path) -> int:
+    from feast import FileSource
+
+    store, refs = _store(
+        folder,
+        {"type": "file"},
+        lambda v: FileSource(
+            name=v,
+            path=str(folder / f"{v}.parquet"),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created",
+        ),
+    )
+    entity = pq.read_table(folder / "entity.parquet").to_pandas()
+    return _timed(lambda: store.get_historical_features(entity, refs).to_arrow().num_rows)
+
+
+def run_duckdb(folder: Path) -> int:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    select, joins = ["e.*"], []
+    for i, v in enumerate(VIEWS):
+        cols = ", ".join(f"{v}_{f}" for f in FEATURES)
+        select += [
+            f"CASE WHEN t{i}.event_timestamp >= e.event_timestamp - INTERVAL {TTL.days} DAY THEN t{i}.{v}_{f} END AS {v}_{f}"
+            for f in FEATURES
+        ]
+        joins.append(
+            f"ASOF LEFT JOIN (SELECT customer_id, event_timestamp, {cols} FROM '{folder / f'{v}.parquet'}') t{i} "
+            f"ON e.customer_id = t{i}.customer_id AND e.event_timestamp >= t{i}.event_timestamp"
+        )
+    sql = f"SELECT {', '.join(select)} FROM '{folder / 'entity.parquet'}' e " + " ".join(joins)
+    con.execute("SELECT 1").fetchall()
+    return _timed(lambda: con.execute(sql).to_arrow_table().num_rows)
+
+
+def _timed(fn) -> int:
+    start = time.perf_counter()
+    rows = fn()
+    _timed.result = (time.perf_counter() - start, rows)  # type: ignore[attr-defined]
+    return rows
+
+
+def _child(name: str, folder: str, queue) -> None:
+    runner = {"delta": run_delta, "file": run_file, "duckdb": run_duckdb}[name]
+    runner(Path(folder))
+    seconds, rows = _timed.result  # type: ignore[attr-defined]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((seconds, rows, peak_mb))
+
+
+def measure(name: str, folder: Path) -> tuple[float, int, float]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(name, str(folder), queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{name} benchmark process failed with exit code {proc.exitcode}")
+    return queue.get()
+
+
+def write_section(lines: list[str]) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = "<!-- offline:start -->\n" + "\n".join(lines) + "\n<!-- offline:end -->"
+    pattern = re.compile(r"<!-- offline:start -->.*?<!-- offline:end -->", re.S)
+    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
+    parser.add_argument("--no-write", action="store_true", help="print, do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    sizes = (
+        [(10_000, 100_000)]
+        if args.quick
+        else [(100_000, 1_000_000), (1_000_000, 10_000_000), (1_000_000, 20_000_000)]
+    )
+
+    rows_out = []
+    for entity_rows, feature_rows in sizes:
+        folder = Path(tempfile.mkdtemp(prefix="bench-offline-"))
+        try:
+            generate(folder, entity_rows, feature_rows)
+            results = {"delta": measure("delta", folder), "duckdb": measure("duckdb", folder)}
+            if feature_rows <= FILE_STORE_MAX_FEATURE_ROWS:
+                results["file"] = measure("file", folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        # Feast's file store drops entity rows whose only candidates fall outside the TTL; the other two keep all.
+        assert results["delta"][1] == results["duckdb"][1] == entity_rows, f"row counts differ: {results}"
+        delta_s = results["delta"][0]
+        file_cell = ratio_file = "not run"
+        if "file" in results:
+            file_cell = (
+                f"{results['file'][0]:.2f} s / {results['file'][2]:.0f} MB ({results['file'][1]:,} rows)"
+            )
+            ratio_file = f"{results['file'][0] / delta_s:.1f}x faster"
+        row = (
+            f"| {entity_rows:,} | {feature_rows:,} | {delta_s:.2f} s / {results['delta'][2]:.0f} MB "
+            f"| {results['duckdb'][0]:.2f} s / {results['duckdb'][2]:.0f} MB | {file_cell} "
+            f"| {delta_s / results['duckdb'][0]:.2f}x | {ratio_file} |"
+        )
+        print(row, flush=True)
+        rows_out.append(row)
+
+    lines = [
+        "## Offline store: point-in-time retrieval (bench_offline.py)",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}; shared 2-core machine, "
+        "other work running: compare the ratios, not the absolute times.",
+        "3 feature views x 4 features, one int64 key (100k distinct), TTL 7 days; feature rows are the total",
+        "over the 3 views. Time = `get_historical_features(...).to_arrow()` after engine warm-up; memory = peak",
+        "RSS of the process running the query (for the Delta store it includes the embedded Sail engine).",
+        "",
+        "| entity rows | feature rows | Delta store (Sail) | DuckDB ASOF JOIN | Feast file store | Delta / DuckDB | vs file store |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *rows_out,
+        "",
+        f"Feast's file (dask) store is only run up to {FILE_STORE_MAX_FEATURE_ROWS:,} feature rows.",
+    ]
+    if not args.no_write:
+        write_section(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""``fs parity check`` through the real CLI: exit codes, JSON, and no PII in any output."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from conftest import changed, newest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+pytestmark = pytest.mark.redis
+
+
+def _run(repo, *args):
+    return CliRunner().invoke(app, ["--repo", str(repo), "parity", "check", *args])
+
+
+def test_healthy_check_exits_zero_with_json(stores, parity_repo):
+    result = _run(parity_repo[0], "--sample", "30", "--seed", "4", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["verdict"] == "ok" and len(payload["views"]) == 3
+
+
+def test_breach_exits_three_and_masks_pii_in_both_outputs(stores, parity_repo, tmp_path):
+    profile = stores.data.customer_profile
+    customer = int(profile.customer_id.value_counts().index[-1])
+    row = newest(profile, "customer_id", customer)
+    secret = row.email_domain.iloc[0]
+    stores.write("customer_profile", changed(row, email_domain="canary-leak.example", country="QQ",
+                                             created_at=row.created_at.iloc[0] + timedelta(seconds=1)))  # fmt: skip
+    entities = tmp_path / "entities.csv"
+    entities.write_text(f"customer_id\n{customer}\n")
+    prom = tmp_path / "parity.prom"
+    human = _run(
+        parity_repo[0], "--views", "customer_profile", "--entities", str(entities), "--prom-file", str(prom)
+    )
+    machine = _run(parity_repo[0], "--views", "customer_profile", "--entities", str(entities), "--json")
+    assert human.exit_code == 3 and machine.exit_code == 3, human.output
+    assert "value_mismatch" in human.stdout and "BREACH" in human.stdout and "<masked>" in human.stdout
+    payload = json.loads(machine.stdout)
+    assert payload["views"][0]["total"]["counts"]["value_mismatch"] == 2
+    assert {e["online_value"] for e in payload["views"][0]["examples"]} == {"<masked>"}
+    for text in (human.stdout, machine.stdout, prom.read_text()):
+        assert "canary-leak.example" not in text and secret not in text and "QQ" not in text
+
+
+def test_errors_are_one_line_exit_one(stores, parity_repo, capsys):
+    from cli.main import main
+
+    assert main(["--repo", str(parity_repo[0]), "parity", "check", "--views", "no_such_view"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown feature view(s): no_such_view" in err[0]
+
+
+def test_replay_command_renders_json(parity_repo):
+    args = ["--repo", str(parity_repo[0]), "parity", "replay", "--customers", "40", "--days", "1", "--json",
+            "--tolerance", "avg_amount_24h:abs=0.0002"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["verdict"] == "ok" and payload["stream_rows"] == payload["batch_rows"] > 0

@@ -1,0 +1,105 @@
+"""Unit rules: typed comparison, tolerances, and the classification matrix (no servers)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from feast.value_type import ValueType as V
+
+from parity.classify import ABSENT, COMPARE, HELD_EXPIRED, SERVED, Outcome, RowSides, classify_rows
+from parity.compare import Tolerance, Tolerances, compare_column
+
+M, VM, TM = Outcome.MATCHED, Outcome.VALUE_MISMATCH, Outcome.TYPE_MISMATCH
+
+
+def _cmp(vt, online, offline, tol=Tolerance()):
+    codes, _ = compare_column(vt, online, offline, np.arange(len(online)), tol)
+    return [Outcome(int(c)) for c in codes]
+
+
+def test_ints_strings_bools_are_exact_and_typed():
+    assert _cmp(V.INT64, [1, 2, None, True, "3"], [1, 3, None, 1, 3]) == [M, VM, M, TM, TM]
+    assert _cmp(V.STRING, ["NG", "KE", None, 5], ["NG", "ke", "GH", "5"]) == [M, VM, VM, TM]
+    assert _cmp(V.BOOL, [True, False, 1], [True, True, True]) == [M, VM, TM]
+
+
+def test_floats_use_absolute_or_relative_tolerance():
+    tol = Tolerance(abs_tol=0.01, rel_tol=0.0)
+    assert _cmp(V.DOUBLE, [1.0, 1.005, 1.02, 3], [1.0, 1.0, 1.0, 3.0], tol) == [M, M, VM, M]
+    rel = Tolerance(abs_tol=0.0, rel_tol=1e-3)
+    assert _cmp(V.DOUBLE, [1000.5, 1002.0], [1000.0, 1000.0], rel) == [M, VM]
+    assert _cmp(V.DOUBLE, ["1.0"], [1.0]) == [TM]
+
+
+def test_null_and_nan_are_explicit():
+    nan = math.nan
+    assert _cmp(V.DOUBLE, [None, nan, nan, None, 1.0, math.inf], [None, nan, 1.0, nan, None, math.inf]) == [
+        M, M, VM, VM, VM, M]  # fmt: skip
+    assert _cmp(V.DOUBLE, [None, nan], [nan, None], Tolerance(nan_is_null=True)) == [M, M]
+
+
+def test_tolerance_specs_parse_with_overrides():
+    t = Tolerances.parse(
+        ["rel=1e-6", "avg_amount_24h:abs=0.001", "merchant_risk_daily.txn_amount_1d:abs=0.5,rel=0"]
+    )
+    assert t.default == Tolerance(abs_tol=1e-9, rel_tol=1e-6)
+    assert t.for_feature("customer_txn_aggregates", "avg_amount_24h").abs_tol == 0.001
+    assert t.for_feature("merchant_risk_daily", "txn_amount_1d") == Tolerance(0.5, 0.0)
+    assert t.for_feature("merchant_risk_daily", "avg_ticket_1d") == t.default
+    for bad in ["abs", "abs=x", "foo=1", "abs=-1"]:
+        with pytest.raises(ValueError):
+            Tolerances.parse([bad])
+
+
+HOUR = 3_600_000_000
+NOW = 1_000 * HOUR
+TTL = 24 * HOUR
+LAG = HOUR // 4
+
+
+def _classify(on_state, on_us, off_present, off_us):
+    sides = RowSides(np.array([on_state], np.int8), np.array([on_us], np.int64),
+                     np.array([off_present]), np.array([off_us], np.int64))  # fmt: skip
+    out, tolerated = classify_rows(sides, NOW, TTL, LAG)
+    return int(out[0]), bool(tolerated[0])
+
+
+@pytest.mark.parametrize(
+    ("online", "offline", "expected"),
+    [
+        ((SERVED, NOW - HOUR), (True, NOW - HOUR), (COMPARE, False)),
+        ((SERVED, NOW - 2 * HOUR), (True, NOW - HOUR), (Outcome.ONLINE_STALE, False)),
+        ((HELD_EXPIRED, NOW - 30 * HOUR), (True, NOW - HOUR), (Outcome.ONLINE_STALE, False)),
+        ((ABSENT, 0), (True, NOW - HOUR), (Outcome.MISSING_ONLINE, False)),
+        ((SERVED, NOW - 60_000_000), (True, NOW - HOUR), (Outcome.ONLINE_AHEAD, True)),
+        ((SERVED, NOW - 60_000_000), (False, 0), (Outcome.ONLINE_AHEAD, True)),
+        ((SERVED, NOW - 2 * HOUR), (True, NOW - 3 * HOUR), (Outcome.MISSING_OFFLINE, False)),
+        ((SERVED, NOW - 2 * HOUR), (False, 0), (Outcome.MISSING_OFFLINE, False)),
+        ((SERVED, NOW - 30 * HOUR), (True, NOW - 30 * HOUR), (Outcome.TTL_EXPIRED, False)),
+        ((HELD_EXPIRED, NOW - 30 * HOUR), (True, NOW - 30 * HOUR), (Outcome.TTL_EXPIRED, True)),
+        ((ABSENT, 0), (True, NOW - 30 * HOUR), (Outcome.TTL_EXPIRED, True)),
+        ((ABSENT, 0), (False, 0), (Outcome.MATCHED, False)),
+    ],
+)
+def test_classification_matrix(online, offline, expected):
+    assert _classify(*online, *offline) == (int(expected[0]), expected[1])
+
+
+def test_no_ttl_means_nothing_expires():
+    sides = RowSides(
+        np.array([SERVED], np.int8), np.array([1], np.int64), np.array([True]), np.array([1], np.int64)
+    )
+    out, _ = classify_rows(sides, NOW, None, LAG)
+    assert out[0] == COMPARE
+
+
+def test_vectorised_path_agrees_with_the_per_value_rules():
+    """No nulls and valid types take the numpy path; it must give the same answers."""
+    nan = math.nan
+    tol = Tolerance(abs_tol=0.01, rel_tol=0.0)
+    assert _cmp(V.DOUBLE, [1.0, 1.005, 1.02, 3, nan, nan], [1.0, 1.0, 1.0, 3.0, nan, 2.0], tol) == [M, M, VM, M, M, VM]
+    assert _cmp(V.INT64, [1, 2, 2**40], [1, 3, 2**40]) == [M, VM, M]
+    assert _cmp(V.STRING, ["NG", "KE"], ["NG", "ke"]) == [M, VM]
+    assert _cmp(V.BOOL, [True, False], [True, True]) == [M, VM]

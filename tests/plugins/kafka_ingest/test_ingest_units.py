@@ -1,0 +1,161 @@
+"""Server-free parts: config, decoding and validation, transform loading, retries and the breaker."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from fs.errors import ConfigError, OnlineStoreUnavailable, OnlineWriteError
+from plugins.kafka_ingest.config import IngestConfig, TopicSpec, load_ingest_config
+from plugins.kafka_ingest.decode import BadRecord, RecordDecoder
+from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker, with_retries
+from plugins.kafka_ingest.transform import load_transform
+from tests.conftest import EXAMPLE_REPO
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+FIELDS = {"customer_id": "int", "amount": "float", "event_timestamp": "timestamp"}
+
+
+def _decoder(**spec) -> RecordDecoder:
+    return RecordDecoder(TopicSpec(topic="t", push_source="p", **spec), FIELDS, EXAMPLE_REPO)
+
+
+def _reason(decoder, value) -> str:
+    with pytest.raises(BadRecord) as e:
+        decoder(value, NOW)
+    return e.value.reason
+
+
+def test_valid_json_is_mapped_and_its_event_time_parsed():
+    d = _decoder(field_mapping={"cust": "customer_id", "ts": "event_timestamp"}, event_time_field="event_timestamp")
+    rec = d(json.dumps({"cust": 7, "amount": 3, "ts": "2026-11-01T13:00:00+01:00"}).encode(), NOW)
+    assert rec == {"customer_id": 7, "amount": 3, "event_timestamp": datetime(2026, 11, 1, 12, tzinfo=UTC)}
+
+
+def test_numeric_event_times_use_the_configured_unit():
+    d = _decoder(epoch_unit="s")
+    rec = d(json.dumps({"customer_id": 1, "amount": 1.5, "event_timestamp": NOW.timestamp()}).encode(), NOW)
+    assert rec["event_timestamp"] == NOW
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (b"\x00\x01", "undecodable"),
+    (None, "undecodable"),
+    (b"[1, 2]", "undecodable"),
+    (b'{"amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "missing_field"),
+    (b'{"customer_id": "7", "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "wrong_type"),
+    (b'{"customer_id": true, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "wrong_type"),
+    (b'{"customer_id": 7, "amount": 1.0}', "missing_field"),
+    (b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "soon"}', "bad_timestamp"),
+    (b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "2026-11-01T13:00:00Z"}', "future_timestamp"),
+])
+def test_bad_messages_get_a_reason(value, reason):
+    assert _reason(_decoder(max_future="5m"), value) == reason
+
+
+def test_reason_details_never_carry_values():
+    with pytest.raises(BadRecord) as e:
+        _decoder()(b'{"customer_id": "secret-4111", "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', NOW)
+    assert "secret" not in e.value.detail and "customer_id" in e.value.detail
+
+
+def test_avro_messages_decode_with_the_schema_file(tmp_path):
+    fastavro = pytest.importorskip("fastavro")
+    import io
+
+    schema = {"type": "record", "name": "Payment", "fields": [
+        {"name": "customer_id", "type": "long"}, {"name": "amount", "type": "double"},
+        {"name": "event_timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+    (tmp_path / "payment.avsc").write_text(json.dumps(schema))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema),
+                               {"customer_id": 3, "amount": 9.5, "event_timestamp": NOW - timedelta(minutes=1)})
+    spec = TopicSpec(topic="t", push_source="p", format="avro", avro_schema="payment.avsc")
+    d = RecordDecoder(spec, FIELDS, tmp_path)
+    assert d(buf.getvalue(), NOW) == {"customer_id": 3, "amount": 9.5, "event_timestamp": NOW - timedelta(minutes=1)}
+    assert _reason(d, b"\xff") == "undecodable"
+
+
+def test_the_example_repo_config_loads_and_env_vars_expand(monkeypatch):
+    monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", "broker-a:9092,broker-b:9092")
+    config = load_ingest_config(EXAMPLE_REPO)
+    assert config.kafka.bootstrap_servers == "broker-a:9092,broker-b:9092"
+    assert config.topics[0].push_source == "customer_txn_push" and config.topics[0].online and config.topics[0].offline
+    assert config.select(["payments"]) == config
+    with pytest.raises(ConfigError, match="not declared"):
+        config.select(["nope"])
+
+
+def test_config_mistakes_are_one_line_errors(tmp_path):
+    (tmp_path / "ingest.yaml").write_text(yaml.safe_dump({"topics": [{"topic": "a", "push_source": "p", "colour": 1}]}))
+    with pytest.raises(ConfigError, match=r"topics\.0\.colour"):
+        load_ingest_config(tmp_path)
+    with pytest.raises(ConfigError, match="no ingest.yaml"):
+        load_ingest_config(tmp_path / "missing")
+    with pytest.raises(ValueError, match="avro_schema"):
+        IngestConfig(topics=[{"topic": "a", "push_source": "p", "format": "avro"}])
+
+
+def test_transforms_load_from_the_repo_and_classes_are_stateful():
+    factory = load_transform(EXAMPLE_REPO, "stream_transforms.py:CustomerTxnAggregates")
+    assert factory.stateful and factory.lookback == timedelta(hours=24)
+    a, b = factory.new(), factory.new()
+    assert a is not b
+    pay = {"customer_id": 1, "amount": 10.0, "event_timestamp": NOW}
+    assert a(pay)["txn_count_24h"] == 1 and a(dict(pay, event_timestamp=NOW + timedelta(seconds=1)))["txn_count_24h"] == 2
+    assert b(pay)["txn_count_24h"] == 1
+    with pytest.raises(ConfigError, match="no function or class"):
+        load_transform(EXAMPLE_REPO, "stream_transforms.py:nope")
+    with pytest.raises(ConfigError, match="file.py:name"):
+        load_transform(EXAMPLE_REPO, "../fs/datagen.py")
+
+
+def test_late_events_are_aggregated_as_of_their_own_time():
+    agg = load_transform(EXAMPLE_REPO, "stream_transforms.py:CustomerTxnAggregates").new()
+    for minutes in (0, 30, 50):
+        agg({"customer_id": 1, "amount": 1.0, "event_timestamp": NOW + timedelta(minutes=minutes)})
+    late = agg({"customer_id": 1, "amount": 2.0, "event_timestamp": NOW + timedelta(minutes=35)})
+    assert (late["txn_count_10m"], late["txn_count_1h"], late["txn_amount_1h"]) == (2, 3, 4.0)
+    after = agg({"customer_id": 1, "amount": 1.0, "event_timestamp": NOW + timedelta(minutes=55)})
+    assert after["txn_count_1h"] == 5 and after["txn_count_10m"] == 2
+
+
+def test_retries_back_off_on_transient_errors_only():
+    calls, sleeps = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OnlineStoreUnavailable("down")
+        return "ok"
+
+    assert with_retries(flaky, attempts=4, base_s=0.1, cap_s=1, sleep=sleeps.append) == "ok"
+    assert len(sleeps) == 2 and all(0 <= s <= 0.2 for s in sleeps)
+    with pytest.raises(OnlineStoreUnavailable):
+        with_retries(lambda: (_ for _ in ()).throw(OnlineStoreUnavailable("down")), attempts=2, base_s=0, cap_s=0,
+                     sleep=lambda s: None)
+    terminal = []
+    with pytest.raises(OnlineWriteError):
+        with_retries(lambda: terminal.append(1) or (_ for _ in ()).throw(OnlineWriteError("bad")),
+                     attempts=5, base_s=0, cap_s=0, sleep=lambda s: None)
+    assert len(terminal) == 1
+
+
+def test_breaker_opens_half_opens_and_closes():
+    now = [0.0]
+    b = CircuitBreaker("online", failures=2, reset_s=5, clock=lambda: now[0])
+    b.failure()
+    assert b.allow() and b.state is BreakerState.CLOSED
+    b.failure()
+    assert b.state is BreakerState.OPEN and not b.allow() and b.opened == 1
+    now[0] = 5
+    assert b.allow() and b.state is BreakerState.HALF_OPEN
+    b.failure()  # a failed probe re-opens at once
+    assert b.state is BreakerState.OPEN and not b.allow()
+    now[0] = 10
+    assert b.allow()
+    b.success()
+    assert b.state is BreakerState.CLOSED and b.opened == 1
