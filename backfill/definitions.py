@@ -73,22 +73,34 @@ def _lookback(value: str | timedelta) -> timedelta:
 
 
 def python_definition(
-    view: str, *, inputs: dict[str, str], lookback: str | timedelta = "0s", input_timestamp: str = "event_timestamp"
+    view: str,
+    *,
+    inputs: dict[str, str],
+    lookback: str | timedelta = "0s",
+    input_timestamp: str = "event_timestamp",
 ) -> Callable[[Callable[[BatchContext], Any]], BatchDefinition]:
     """Decorator: ``fn(ctx) -> pandas.DataFrame | pyarrow.Table`` recomputes ``view``."""
 
     def wrap(fn: Callable[[BatchContext], Any]) -> BatchDefinition:
-        return BatchDefinition(view, dict(inputs), _lookback(lookback), function=fn, input_timestamp=input_timestamp)
+        return BatchDefinition(
+            view, dict(inputs), _lookback(lookback), function=fn, input_timestamp=input_timestamp
+        )
 
     return wrap
 
 
 def sql_definition(
-    view: str, *, inputs: dict[str, str], query: str, lookback: str | timedelta = "0s",
+    view: str,
+    *,
+    inputs: dict[str, str],
+    query: str,
+    lookback: str | timedelta = "0s",
     input_timestamp: str = "event_timestamp",
 ) -> BatchDefinition:
     """A Spark SQL query over the inputs (registered as temp views under their names)."""
-    return BatchDefinition(view, dict(inputs), _lookback(lookback), query=query, input_timestamp=input_timestamp)
+    return BatchDefinition(
+        view, dict(inputs), _lookback(lookback), query=query, input_timestamp=input_timestamp
+    )
 
 
 @dataclass(frozen=True)

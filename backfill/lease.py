@@ -104,7 +104,9 @@ class Lease:
         interval = self.store.ttl_ms / 3000
         while not self._stop.wait(interval):
             try:
-                ok = self.store._extend(keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms])
+                ok = self.store._extend(
+                    keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms]
+                )
             except Exception as e:  # Redis blip: keep trying until the lease would have expired
                 log.warning("lease heartbeat for %s failed: %s", self.view, e)
                 continue

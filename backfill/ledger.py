@@ -77,7 +77,9 @@ class Ledger:
                 except (CommitFailedError, DeltaError) as e:  # a concurrent first commit or append race
                     self._table = None
                     if attempt == 4:
-                        raise BackfillError(f"cannot write the backfill ledger at {self.location}: {e}") from e
+                        raise BackfillError(
+                            f"cannot write the backfill ledger at {self.location}: {e}"
+                        ) from e
                     time.sleep(0.05 * 2**attempt)
 
     def compact(self) -> None:
@@ -143,7 +145,9 @@ def _watermark(chunks: list[LedgerEntry]) -> datetime | None:
     if not done:
         return None
     mark = done[-1].end
-    holes = [e.start for e in chunks if e.status != Status.DONE and e.start < mark and subtract(e.interval, done)]
+    holes = [
+        e.start for e in chunks if e.status != Status.DONE and e.start < mark and subtract(e.interval, done)
+    ]
     return min([mark, *holes])
 
 

@@ -40,7 +40,9 @@ def ts_literal(value: datetime) -> str:
 
 def range_predicate(column: str, interval: Interval) -> str:
     if not _IDENT.match(column):
-        raise BackfillError(f"timestamp column {column!r} is not a plain identifier; cannot build a range predicate")
+        raise BackfillError(
+            f"timestamp column {column!r} is not a plain identifier; cannot build a range predicate"
+        )
     return f"{column} >= '{ts_literal(interval.start)}' AND {column} < '{ts_literal(interval.end)}'"
 
 
@@ -53,7 +55,10 @@ def _open(location: str, what: str) -> DeltaTable:
 def compute(definition: BatchDefinition, interval: Interval, ts_field: str, engine=None) -> Computed:
     """The definition's rows for ``interval`` (read window widened by the lookback)."""
     read_from = interval.start - definition.lookback
-    tables = {name: _open(definition.location(name), f"input {name!r} of {definition.view}") for name in definition.inputs}
+    tables = {
+        name: _open(definition.location(name), f"input {name!r} of {definition.view}")
+        for name in definition.inputs
+    }
     versions = {name: t.version() for name, t in tables.items()}
     if definition.query:
         out = _compute_sql(definition, tables, versions, read_from, interval.end, engine)
@@ -94,7 +99,9 @@ def _compute_sql(definition, tables, versions, start, end, engine) -> pa.Table:
             spark.read.format("delta")
             .option("versionAsOf", versions[name])  # read what the ledger records
             .load(definition.location(name))
-            .where(f"{column} >= TIMESTAMP '{ts_literal(start)}' AND {column} < TIMESTAMP '{ts_literal(end)}'")
+            .where(
+                f"{column} >= TIMESTAMP '{ts_literal(start)}' AND {column} < TIMESTAMP '{ts_literal(end)}'"
+            )
         )
         frame.createOrReplaceTempView(name)
     staging = Staging(None) if engine.local_files else None
@@ -145,7 +152,11 @@ def replace_range(
     table = DeltaTable(location)
     fitted = conform(data, pa.schema(table.schema().to_arrow()), view)
     write_deltalake(
-        table, fitted, mode="overwrite", predicate=range_predicate(ts_field, interval), commit_properties=props
+        table,
+        fitted,
+        mode="overwrite",
+        predicate=range_predicate(ts_field, interval),
+        commit_properties=props,
     )
     return table.version()
 
@@ -171,7 +182,10 @@ def estimate_rows(location: str, column: str, interval: Interval) -> int | None:
     start, end = pd.Timestamp(interval.start), pd.Timestamp(interval.end)
     total = 0.0
     for n, lo, hi in zip(
-        actions["num_records"].to_pylist(), actions[lo_name].to_pylist(), actions[hi_name].to_pylist(), strict=True
+        actions["num_records"].to_pylist(),
+        actions[lo_name].to_pylist(),
+        actions[hi_name].to_pylist(),
+        strict=True,
     ):
         if lo is None or hi is None:
             return None

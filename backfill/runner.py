@@ -107,7 +107,9 @@ class Backfiller:
             return self.store.get_feature_view(name)
         except Exception as e:  # Feast raises FeatureViewNotFoundException
             known = ", ".join(v.name for v in self.store.list_feature_views())
-            raise RepoError(f"unknown feature view {name!r}", hint=f"known: {known or 'none (run `fs apply`)'}") from e
+            raise RepoError(
+                f"unknown feature view {name!r}", hint=f"known: {known or 'none (run `fs apply`)'}"
+            ) from e
 
     # -- planning --------------------------------------------------------------------------------
     def plan(
@@ -145,19 +147,26 @@ class Backfiller:
         )  # fmt: skip
 
     # -- running ---------------------------------------------------------------------------------
-    def run(self, plan: BackfillPlan, *, parallel: int = 1, progress: Progress | None = None) -> BackfillResult:
+    def run(
+        self, plan: BackfillPlan, *, parallel: int = 1, progress: Progress | None = None
+    ) -> BackfillResult:
         """Run the plan's chunks under the view's lease; returns per-chunk results (never raises for
         a failed chunk: the failure is recorded and the result says so)."""
         run_id = uuid.uuid4().hex[:12]
         holder = describe_self(run_id)
         result = BackfillResult(plan, run_id)
         started = time.monotonic()
-        with span("fs.backfill", view=plan.view, kind=plan.kind.value), self.leases.acquire(plan.view, holder) as lease:
+        with (
+            span("fs.backfill", view=plan.view, kind=plan.kind.value),
+            self.leases.acquire(plan.view, holder) as lease,
+        ):
             job = _Job(self, plan, run_id, holder, lease, result, progress)
             job.execute(max(1, parallel))
         result.seconds = time.monotonic() - started
         self.ledger.compact()
-        log.info("%s %s: %d chunk(s) in %.1fs", plan.kind.value, plan.view, len(result.chunks), result.seconds)
+        log.info(
+            "%s %s: %d chunk(s) in %.1fs", plan.kind.value, plan.view, len(result.chunks), result.seconds
+        )
         return result
 
     def materialize(
@@ -172,11 +181,17 @@ class Backfiller:
     ) -> list[BackfillResult]:
         """Offline -> online for ``[start, end)`` per view, chunked and recorded; raises on failure."""
         return [
-            self._materialize_view(name, start, end, Kind.MATERIALIZE, chunk, resume, progress) for name in views
+            self._materialize_view(name, start, end, Kind.MATERIALIZE, chunk, resume, progress)
+            for name in views
         ]
 
     def materialize_incremental(
-        self, views: Sequence[str], end: datetime, *, chunk: timedelta | None = None, progress: Progress | None = None
+        self,
+        views: Sequence[str],
+        end: datetime,
+        *,
+        chunk: timedelta | None = None,
+        progress: Progress | None = None,
     ) -> list[BackfillResult]:
         """Each view from its watermark (the end of its last completed chunk) up to ``end``."""
         results = []
@@ -200,7 +215,9 @@ class Backfiller:
             )
         if result.chunks:
             # Keep Feast's own record in step, but only after the work succeeded.
-            self.store.registry.apply_materialization(self._view(name), self.store.project, plan.start, plan.end)
+            self.store.registry.apply_materialization(
+                self._view(name), self.store.project, plan.start, plan.end
+            )
         return result
 
     def status(self, view: str | None = None) -> list[ViewStatus]:
@@ -275,7 +292,9 @@ class _Job:
                 f.result()
 
     # -- one chunk ---------------------------------------------------------------------------------
-    def _entry(self, target: Target, iv: Interval, status: Status, r: ChunkResult | None = None) -> LedgerEntry:
+    def _entry(
+        self, target: Target, iv: Interval, status: Status, r: ChunkResult | None = None
+    ) -> LedgerEntry:
         r = r or ChunkResult(target, iv, status)
         return LedgerEntry(
             run_id=self.run_id, view=self.plan.view, target=target, kind=self.plan.kind, start=iv.start,
@@ -312,7 +331,9 @@ class _Job:
                     self._finish(r)
                     if r.status != Status.DONE:
                         for t in targets[1:]:
-                            self._finish(ChunkResult(t, iv, r.status, message="offline chunk " + r.status.value))
+                            self._finish(
+                                ChunkResult(t, iv, r.status, message="offline chunk " + r.status.value)
+                            )
                         return True
                 if Target.ONLINE in targets:
                     current = Target.ONLINE
@@ -323,8 +344,10 @@ class _Job:
         except Exception as e:
             log.exception("chunk %s of %s failed", iv, self.plan.view)
             message = f"{type(e).__name__}: {e}".splitlines()[0]
-            for t in targets[targets.index(current):]:
-                self._finish(ChunkResult(t, iv, Status.FAILED, message=message, seconds=time.monotonic() - started))
+            for t in targets[targets.index(current) :]:
+                self._finish(
+                    ChunkResult(t, iv, Status.FAILED, message=message, seconds=time.monotonic() - started)
+                )
             return False
         return True
 
@@ -339,7 +362,9 @@ class _Job:
         self._tick(Target.OFFLINE, iv, "compute")
         computed = offline.compute(self.definition, iv, ts_field)
         data = computed.data
-        r = ChunkResult(Target.OFFLINE, iv, Status.DONE, rows_in=data.num_rows, source_version=computed.source_version)
+        r = ChunkResult(
+            Target.OFFLINE, iv, Status.DONE, rows_in=data.num_rows, source_version=computed.source_version
+        )
         r.validation, r.message = self._validate(Target.OFFLINE, iv, data)
         if r.validation == "fail":
             r.status = Status.REJECTED
@@ -353,7 +378,9 @@ class _Job:
         if Target.ONLINE not in self.plan.targets:
             return r, None
         keys = [c.name for c in view.entity_columns]
-        latest = offline.latest_per_key(data, keys, ts_field, view.batch_source.created_timestamp_column or None)
+        latest = offline.latest_per_key(
+            data, keys, ts_field, view.batch_source.created_timestamp_column or None
+        )
         return r, latest
 
     def _online(self, iv: Interval, rows, offline_version: int | None):

@@ -36,7 +36,9 @@ app = typer.Typer(
     ),
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout (same as `fs --json`).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Machine-readable JSON on stdout (same as `fs --json`).")
+]
 
 
 @app.command("run")
@@ -70,7 +72,11 @@ def run(
         def tick(ev) -> None:
             bar.update(overall, completed=ev.chunks_done)
             step = {"compute": 1, "validate": 2, "commit": 3}.get(ev.stage, 4)
-            bar.update(current, completed=step, description=f"{ev.target.value} {ev.interval.start:%Y-%m-%d %H:%M} {ev.stage}")
+            bar.update(
+                current,
+                completed=step,
+                description=f"{ev.target.value} {ev.interval.start:%Y-%m-%d %H:%M} {ev.stage}",
+            )
 
         result = bf.run(plan, parallel=parallel, progress=tick)
     if out.as_json:
@@ -84,7 +90,9 @@ def run(
 @app.command("status")
 def status(
     ctx: typer.Context,
-    view: Annotated[str | None, typer.Argument(help="Feature view (default: every view in the ledger).")] = None,
+    view: Annotated[
+        str | None, typer.Argument(help="Feature view (default: every view in the ledger).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What the ledger records per view and target: done ranges, unfinished chunks, watermark, lease holder."""

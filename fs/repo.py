@@ -10,9 +10,23 @@ from pathlib import Path
 from fs.errors import RepoError
 
 
+def _forget_repo_modules(repo: Path) -> None:
+    """Drop modules imported from a repo folder, so a second parse in the same process (tests,
+    notebooks after an edit, another repo with a ``features.py``) reads the files again."""
+    root = str(repo.resolve())
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None) or ""
+        if file.startswith(root + os.sep):
+            del sys.modules[name]
+    for path in repo.glob("**/*.py"):
+        name = ".".join(path.relative_to(repo).with_suffix("").parts)
+        sys.modules.pop(name, None)
+
+
 @contextlib.contextmanager
 def _inside(repo: Path):
     # Feast imports repo files as top-level modules relative to the working directory.
+    _forget_repo_modules(repo)
     old_cwd, old_path = os.getcwd(), list(sys.path)
     os.chdir(repo)
     sys.path.insert(0, str(repo))

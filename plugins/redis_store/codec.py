@@ -47,8 +47,14 @@ _ARROW_OK = {
     ValueType.STRING: (pa.types.is_string, pa.types.is_large_string),
     ValueType.BOOL: (pa.types.is_boolean,),
 }
-_ARROW_CAST = {ValueType.INT32: pa.int32(), ValueType.INT64: pa.int64(), ValueType.FLOAT: pa.float32(),
-               ValueType.DOUBLE: pa.float64(), ValueType.STRING: pa.string(), ValueType.BOOL: pa.bool_()}
+_ARROW_CAST = {
+    ValueType.INT32: pa.int32(),
+    ValueType.INT64: pa.int64(),
+    ValueType.FLOAT: pa.float32(),
+    ValueType.DOUBLE: pa.float64(),
+    ValueType.STRING: pa.string(),
+    ValueType.BOOL: pa.bool_(),
+}
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=True, ensure_ascii=False).encode
 
@@ -88,14 +94,17 @@ class ViewCodec:
         for name, proto in values.items():
             i = self.index.get(name)
             if i is None:
-                raise OnlineWriteError(f"feature view {self.view_name!r} has no feature {name!r}",
-                                       hint="run `fs apply` if the view definition changed")
+                raise OnlineWriteError(
+                    f"feature view {self.view_name!r} has no feature {name!r}",
+                    hint="run `fs apply` if the view definition changed",
+                )
             which = proto.WhichOneof("val")
             if which is None or which == "null_val":
                 continue
             if which != self.fields[i]:
                 raise OnlineWriteError(
-                    f"feature {self.view_name}:{name} is {self.types[i].name}, got a {which} value")
+                    f"feature {self.view_name}:{name} is {self.types[i].name}, got a {which} value"
+                )
             if self.native[i]:
                 v = getattr(proto, which)
                 out[i] = list(v.val) if hasattr(v, "val") else v
@@ -113,7 +122,9 @@ class ViewCodec:
             col = table.column(name)
             if native and vt in _ARROW_OK:
                 if not any(ok(col.type) for ok in _ARROW_OK[vt]):
-                    raise OnlineWriteError(f"feature {self.view_name}:{name} is {vt.name}, got arrow type {col.type}")
+                    raise OnlineWriteError(
+                        f"feature {self.view_name}:{name} is {vt.name}, got arrow type {col.type}"
+                    )
                 try:
                     # FLOAT rounds through float32 so Arrow and protobuf writes store the same value.
                     cols.append(pc.cast(col, _ARROW_CAST[vt], safe=True).to_pylist())
@@ -125,8 +136,14 @@ class ViewCodec:
                 cols.append([self._native_from_proto(p, i) for p in protos])
             else:
                 protos = python_values_to_proto_values(col.to_pylist(), vt)
-                cols.append([None if p.WhichOneof("val") in (None, "null_val")
-                             else base64.b64encode(p.SerializeToString()).decode("ascii") for p in protos])
+                cols.append(
+                    [
+                        None
+                        if p.WhichOneof("val") in (None, "null_val")
+                        else base64.b64encode(p.SerializeToString()).decode("ascii")
+                        for p in protos
+                    ]
+                )
         return cols
 
     def _native_from_proto(self, proto: ValueProto, i: int):
@@ -134,7 +151,9 @@ class ViewCodec:
         if which is None or which == "null_val":
             return None
         if which != self.fields[i]:
-            raise OnlineWriteError(f"feature {self.view_name}:{self.names[i]} is {self.types[i].name}, got {which}")
+            raise OnlineWriteError(
+                f"feature {self.view_name}:{self.names[i]} is {self.types[i].name}, got {which}"
+            )
         return list(getattr(proto, which).val)
 
     def encode(self, event_us: int, created_us: int, values: Sequence) -> str:

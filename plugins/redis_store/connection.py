@@ -76,8 +76,11 @@ def connect(endpoint: Endpoint, cfg, *, asyncio: bool = False):
         sentinel_mod = aredis.sentinel if asyncio else redis.sentinel
         ssl = parts.scheme == "rediss"
         db = int(parts.path.lstrip("/") or 0)
-        sentinel = sentinel_mod.Sentinel(sentinels, ssl=ssl, sentinel_kwargs={
-            k: v for k, v in kw.items() if k in ("username", "password", "socket_timeout")})
+        sentinel = sentinel_mod.Sentinel(
+            sentinels,
+            ssl=ssl,
+            sentinel_kwargs={k: v for k, v in kw.items() if k in ("username", "password", "socket_timeout")},
+        )
         return sentinel.master_for(endpoint.sentinel_master, db=db, ssl=ssl, retry=retry, **kw)
     raise ConfigError(f"online_store.mode must be standalone, cluster or sentinel, got {endpoint.mode!r}")
 
@@ -86,14 +89,20 @@ def translate(exc: BaseException, endpoint: Endpoint) -> OnlineStoreError:
     """Map a redis-py exception to the platform hierarchy, naming the host but no credentials."""
     where = endpoint.describe
     if isinstance(exc, redis.AuthenticationError | redis.AuthenticationWrongNumberOfArgsError):
-        return OnlineAccessDenied(f"Redis at {where} rejected the credentials",
-                                  hint="check online_store.username_env / password_env")
+        return OnlineAccessDenied(
+            f"Redis at {where} rejected the credentials",
+            hint="check online_store.username_env / password_env",
+        )
     if isinstance(exc, redis.exceptions.NoPermissionError):
-        return OnlineAccessDenied(f"Redis at {where} denied access by ACL: {exc}",
-                                  hint="the user's ACL must allow ~<key_prefix>:* and the store's commands")
+        return OnlineAccessDenied(
+            f"Redis at {where} denied access by ACL: {exc}",
+            hint="the user's ACL must allow ~<key_prefix>:* and the store's commands",
+        )
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        return OnlineStoreUnavailable(f"Redis at {where} is unreachable ({type(exc).__name__}: {exc})",
-                                      hint=f"check the server (redis-cli -u <url> ping); {where}")
+        return OnlineStoreUnavailable(
+            f"Redis at {where} is unreachable ({type(exc).__name__}: {exc})",
+            hint=f"check the server (redis-cli -u <url> ping); {where}",
+        )
     return OnlineStoreError(f"Redis at {where} failed: {type(exc).__name__}: {exc}")
 
 

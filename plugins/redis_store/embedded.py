@@ -34,8 +34,9 @@ _HOST = "127.0.0.1"
 
 def _alive(port: int, data_dir: Path) -> bool:
     """A server answers on ``port`` AND serves ``data_dir`` (the port may have been reused)."""
-    client = redis.Redis(host=_HOST, port=port, socket_timeout=0.5, socket_connect_timeout=0.5,
-                         retry=Retry(NoBackoff(), 0))  # a probe: redis-py's default retries take seconds
+    client = redis.Redis(
+        host=_HOST, port=port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )  # a probe: redis-py's default retries take seconds
     try:
         return client.config_get("dir").get("dir") == str(data_dir)
     except redis.RedisError:
@@ -78,16 +79,38 @@ def ensure_server(data_dir: str | Path, timeout_s: float = 10.0) -> str:
             return f"redis://{_HOST}:{state['port']}/0"
         port = _free_port(state["port"] if state else None)
         subprocess.run(
-            [str(get_binary_path()), "--bind", _HOST, "--port", str(port), "--dir", str(data_dir),
-             "--daemonize", "yes", "--pidfile", str(data_dir / "valkey.pid"), "--logfile", "valkey.log",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "yes"],
-            check=True, cwd=data_dir, stdout=subprocess.DEVNULL,
+            [
+                str(get_binary_path()),
+                "--bind",
+                _HOST,
+                "--port",
+                str(port),
+                "--dir",
+                str(data_dir),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(data_dir / "valkey.pid"),
+                "--logfile",
+                "valkey.log",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--protected-mode",
+                "yes",
+            ],
+            check=True,
+            cwd=data_dir,
+            stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s
         while not _alive(port, data_dir):
             if time.monotonic() > deadline:
-                raise OnlineStoreUnavailable(f"embedded Valkey in {data_dir} did not start on port {port}",
-                                             hint=f"see {data_dir / 'valkey.log'}")
+                raise OnlineStoreUnavailable(
+                    f"embedded Valkey in {data_dir} did not start on port {port}",
+                    hint=f"see {data_dir / 'valkey.log'}",
+                )
             time.sleep(0.02)
         pid = int((data_dir / "valkey.pid").read_text())
         (data_dir / _STATE).write_text(json.dumps({"port": port, "pid": pid}))

@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 class RedisArrowEngineConfig(FeastConfigBaseModel):
     """Batch engine config for Arrow materialization into the fs Redis store."""
 
-    type: Literal["plugins.redis_store.engine.RedisArrowEngine"] = "plugins.redis_store.engine.RedisArrowEngine"
+    type: Literal["plugins.redis_store.engine.RedisArrowEngine"] = (
+        "plugins.redis_store.engine.RedisArrowEngine"
+    )
     """Batch engine type selector."""
 
     batch_rows: int = 50_000
@@ -72,18 +74,28 @@ class RedisArrowEngine(ComputeEngine):
     def __init__(self, *, repo_config, offline_store, online_store, batch_rows: int = 50_000, **kwargs):
         super().__init__(repo_config=repo_config, offline_store=offline_store, online_store=online_store)
         if not isinstance(online_store, RedisOnlineStore):
-            raise ConfigError("batch_engine RedisArrowEngine needs online_store type "
-                              "plugins.redis_store.online_store.RedisOnlineStore")
+            raise ConfigError(
+                "batch_engine RedisArrowEngine needs online_store type "
+                "plugins.redis_store.online_store.RedisOnlineStore"
+            )
         self.batch_rows = batch_rows
 
-    def update(self, project: str, views_to_delete: Sequence[FeatureView], views_to_keep: Sequence[FeatureView],
-               entities_to_delete: Sequence[Entity], entities_to_keep: Sequence[Entity]):
+    def update(
+        self,
+        project: str,
+        views_to_delete: Sequence[FeatureView],
+        views_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+    ):
         """Nothing to provision: the engine runs in-process."""
 
     def teardown_infra(self, project: str, fvs: Sequence[FeatureView], entities: Sequence[Entity]):
         """Nothing to tear down (the online store owns the data)."""
 
-    def _materialize_one(self, registry: BaseRegistry, task: MaterializationTask, **kwargs) -> MaterializationJob:
+    def _materialize_one(
+        self, registry: BaseRegistry, task: MaterializationTask, **kwargs
+    ) -> MaterializationJob:
         view = task.feature_view
         job_id = f"{view.name}-{task.start_time}-{task.end_time}"
         try:
@@ -100,9 +112,15 @@ class RedisArrowEngine(ComputeEngine):
         join_keys, features, ts_col, created_col = utils._get_column_names(view, entities)
         source = view.batch_source
         job = self.offline_store.pull_latest_from_table_or_query(
-            config=self.repo_config, data_source=source, join_key_columns=join_keys,
-            feature_name_columns=features, timestamp_field=ts_col, created_timestamp_column=created_col,
-            start_date=task.start_time, end_date=task.end_time)
+            config=self.repo_config,
+            data_source=source,
+            join_key_columns=join_keys,
+            feature_name_columns=features,
+            timestamp_field=ts_col,
+            created_timestamp_column=created_col,
+            start_date=task.start_time,
+            end_date=task.end_time,
+        )
         table = job.to_arrow()
         if source.field_mapping:
             table = utils._run_pyarrow_field_mapping(table, source.field_mapping)

@@ -17,14 +17,18 @@ import pyarrow as pa
 from feast import FeatureService, FeatureStore, utils
 
 from fs.errors import ConfigError
-from plugins.redis_store.online_store import RedisOnlineStore, ReadPlan
+from plugins.redis_store.online_store import ReadPlan, RedisOnlineStore
 
 
 class FastReader:
-    def __init__(self, store: FeatureStore, features: list[str] | FeatureService, full_feature_names: bool = False):
+    def __init__(
+        self, store: FeatureStore, features: list[str] | FeatureService, full_feature_names: bool = False
+    ):
         online = store._get_provider().online_store
         if not isinstance(online, RedisOnlineStore):
-            raise ConfigError(f"FastReader needs the fs Redis online store, the repo uses {type(online).__name__}")
+            raise ConfigError(
+                f"FastReader needs the fs Redis online store, the repo uses {type(online).__name__}"
+            )
         self._store = store
         self._online = online
         self._features = features
@@ -34,16 +38,22 @@ class FastReader:
     def refresh(self) -> None:
         """Re-resolve the features against the registry (after an apply)."""
         store = self._store
-        ctx = utils._get_cached_request_context(store.registry, store.project, self._features,
-                                                self._full_feature_names)
+        ctx = utils._get_cached_request_context(
+            store.registry, store.project, self._features, self._full_feature_names
+        )
         (_, odfvs, name_to_jk, type_map, join_keys_set, grouped_refs, _, _, entityless) = ctx
         if odfvs or entityless:
-            raise ConfigError("FastReader serves feature views with entities; on-demand views need "
-                              "FeatureStore.get_online_features")
+            raise ConfigError(
+                "FastReader serves feature views with entities; on-demand views need "
+                "FeatureStore.get_online_features"
+            )
         self._state = self._online.state(store.config)
-        self._plan = ReadPlan(self._state, grouped_refs, name_to_jk, type_map, join_keys_set,
-                                self._full_feature_names)
-        self._outputs = [(name, i, j) for i, names in enumerate(self._plan.names) for j, name in enumerate(names)]
+        self._plan = ReadPlan(
+            self._state, grouped_refs, name_to_jk, type_map, join_keys_set, self._full_feature_names
+        )
+        self._outputs = [
+            (name, i, j) for i, names in enumerate(self._plan.names) for j, name in enumerate(names)
+        ]
 
     def read(self, entities: Mapping[str, Sequence]) -> dict[str, list]:
         """Feature values per output name, one per entity row (column-wise ``entities`` by join key)."""

@@ -55,8 +55,10 @@ def token_fn(join_key: str, value_type: ValueType) -> Callable[[object], str]:
     """The canonical token function for a join key; values of the wrong type raise."""
     fn = _TOKENS.get(value_type)
     if fn is None:
-        raise ConfigError(f"join key {join_key!r} has type {value_type.name}; the Redis store supports "
-                          "INT32, INT64, STRING and BYTES entity keys")
+        raise ConfigError(
+            f"join key {join_key!r} has type {value_type.name}; the Redis store supports "
+            "INT32, INT64, STRING and BYTES entity keys"
+        )
 
     def checked(value):
         try:
@@ -79,7 +81,9 @@ class KeyLayout:
         self.namespace = f"{prefix}:{project}:"
         self.schemas_key = self.namespace + "_schemas"
 
-    def entity_tags(self, join_keys: Sequence[str], tokens: Sequence[Callable], columns: Sequence[list]) -> list[str]:
+    def entity_tags(
+        self, join_keys: Sequence[str], tokens: Sequence[Callable], columns: Sequence[list]
+    ) -> list[str]:
         """Hash-tag bodies for entity rows given column-wise; join keys must be sorted."""
         if len(join_keys) == 1:
             head, fn = join_keys[0] + "=", tokens[0]

@@ -49,7 +49,8 @@ class RedisOnlineStoreConfig(FeastConfigBaseModel):
     """Online store config for the fs Redis store."""
 
     type: Literal["plugins.redis_store.online_store.RedisOnlineStore"] = (
-        "plugins.redis_store.online_store.RedisOnlineStore")
+        "plugins.redis_store.online_store.RedisOnlineStore"
+    )
     """Online store type selector."""
 
     url: StrictStr | None = None
@@ -123,8 +124,13 @@ class _State:
         self.cluster = mode == "cluster"
         self.layout = KeyLayout(cfg.key_prefix, config.project)
         self.client = connect(self.endpoint, cfg)
-        self.writer = BatchWriter(self.client, self.endpoint, cluster=self.cluster,
-                                  batch_size=cfg.write_batch_size, schemas_key=self.layout.schemas_key)
+        self.writer = BatchWriter(
+            self.client,
+            self.endpoint,
+            cluster=self.cluster,
+            batch_size=cfg.write_batch_size,
+            schemas_key=self.layout.schemas_key,
+        )
         self._async: tuple[asyncio.AbstractEventLoop, Any, BatchWriter] | None = None
         self._codecs: dict[int, tuple[FeatureView, ViewCodec]] = {}
         self._schemas: dict[tuple[str, int], str | None] = {}
@@ -145,8 +151,13 @@ class _State:
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
             client = connect(self.endpoint, self.cfg, asyncio=True)
-            writer = BatchWriter(client, self.endpoint, cluster=self.cluster,
-                                 batch_size=self.cfg.write_batch_size, schemas_key=self.layout.schemas_key)
+            writer = BatchWriter(
+                client,
+                self.endpoint,
+                cluster=self.cluster,
+                batch_size=self.cfg.write_batch_size,
+                schemas_key=self.layout.schemas_key,
+            )
             self._async = (loop, client, writer)
         return self._async[1], self._async[2]
 
@@ -177,14 +188,22 @@ class _State:
 
     async def read_async(self, reads, columns, n) -> list[ViewResult]:
         replies = await self.mget_async(build_keys(self.layout, reads, columns))
+        # old_schema is a sync HGET, made at most once per (view, old fingerprint) per process.
         return decode(reads, replies, n, self.old_schema)
 
 
 class ReadPlan:
     """A compiled ``get_online_features`` request shape (features + full_feature_names)."""
 
-    def __init__(self, state: _State, grouped_refs, entity_name_to_join_key_map, entity_type_map,
-                 join_keys_set, full_feature_names: bool):
+    def __init__(
+        self,
+        state: _State,
+        grouped_refs,
+        entity_name_to_join_key_map,
+        entity_type_map,
+        join_keys_set,
+        full_feature_names: bool,
+    ):
         self.reads: list[ViewRead] = []
         self.names: list[list[str]] = []
         self.feature_types: dict[str, ValueType] = {}
@@ -209,8 +228,10 @@ class ReadPlan:
             keys = list(entity_rows[0])
             cols = {k: [row[k] for row in entity_rows] for k in keys}
         else:
-            cols = {k: v if isinstance(v, list) else list(v if not hasattr(v, "val") else v.val)
-                    for k, v in entity_rows.items()}
+            cols = {
+                k: v if isinstance(v, list) else list(v if not hasattr(v, "val") else v.val)
+                for k, v in entity_rows.items()
+            }
         out: dict[str, list] = {}
         n = None
         for k, values in cols.items():
@@ -258,14 +279,19 @@ class RedisOnlineStore(OnlineStore):
         return self._state
 
     # --- writes: one API for materialize, push and the ingestor ----------------------------
-    def write_batch(self, config: RepoConfig, table: FeatureView,
-                    data: Sequence[tuple[EntityKeyProto, Mapping[str, ValueProto], datetime, datetime | None]],
-                    ) -> WriteResult:
+    def write_batch(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: Sequence[tuple[EntityKeyProto, Mapping[str, ValueProto], datetime, datetime | None]],
+    ) -> WriteResult:
         """Write Feast-shaped rows; older events than stored ones are skipped (see WriteResult)."""
         state = self.state(config)
         result = WriteResult()
         for start in range(0, len(data), _ROWS_PER_SEND):
-            result += state.writer.write(self._prepare_protos(state, table, data[start:start + _ROWS_PER_SEND]))
+            result += state.writer.write(
+                self._prepare_protos(state, table, data[start : start + _ROWS_PER_SEND])
+            )
         return result
 
     async def write_batch_async(self, config: RepoConfig, table: FeatureView, data) -> WriteResult:
@@ -273,11 +299,19 @@ class RedisOnlineStore(OnlineStore):
         _, writer = state.async_client()
         result = WriteResult()
         for start in range(0, len(data), _ROWS_PER_SEND):
-            result += await writer.write_async(self._prepare_protos(state, table, data[start:start + _ROWS_PER_SEND]))
+            result += await writer.write_async(
+                self._prepare_protos(state, table, data[start : start + _ROWS_PER_SEND])
+            )
         return result
 
-    def write_arrow(self, config: RepoConfig, table: FeatureView, data: pa.Table | pa.RecordBatch,
-                    event_column: str | None = None, created_column: str | None = None) -> WriteResult:
+    def write_arrow(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: pa.Table | pa.RecordBatch,
+        event_column: str | None = None,
+        created_column: str | None = None,
+    ) -> WriteResult:
         """Write an Arrow table/batch with join-key, feature and timestamp columns (feature names
         already mapped). Timestamp columns default to the view's batch source's."""
         state = self.state(config)
@@ -286,17 +320,22 @@ class RedisOnlineStore(OnlineStore):
         result = WriteResult()
         for start in range(0, data.num_rows, _ROWS_PER_SEND):
             chunk = data.slice(start, _ROWS_PER_SEND)
-            result += state.writer.write(self._prepare_arrow(state, table, chunk, event_column, created_column))
+            result += state.writer.write(
+                self._prepare_arrow(state, table, chunk, event_column, created_column)
+            )
         return result
 
-    def online_write_batch(self, config: RepoConfig, table: FeatureView, data, progress: Callable | None) -> None:
+    def online_write_batch(
+        self, config: RepoConfig, table: FeatureView, data, progress: Callable | None
+    ) -> None:
         result = self.write_batch(config, table, data)
         logger.debug("online write %s: %s", table.name, result)
         if progress:
             progress(len(data))
 
-    async def online_write_batch_async(self, config: RepoConfig, table: FeatureView, data,
-                                       progress: Callable | None) -> None:
+    async def online_write_batch_async(
+        self, config: RepoConfig, table: FeatureView, data, progress: Callable | None
+    ) -> None:
         result = await self.write_batch_async(config, table, data)
         logger.debug("online write %s: %s", table.name, result)
         if progress:
@@ -339,7 +378,9 @@ class RedisOnlineStore(OnlineStore):
             created_us = [0] * data.num_rows
         if None in event_us:
             raise OnlineWriteError(f"rows for {table.name!r} have null {event_column}")
-        rows = list(zip(*codec.columns_from_arrow(data), strict=True)) if codec.names else [()] * data.num_rows
+        rows = (
+            list(zip(*codec.columns_from_arrow(data), strict=True)) if codec.names else [()] * data.num_rows
+        )
         keys = build_keys(state.layout, [read], columns)
         return prepare(codec, read.ttl_us, keys, event_us, created_us, rows)
 
@@ -359,37 +400,74 @@ class RedisOnlineStore(OnlineStore):
         state.plans[id(ctx)] = (ctx, plan)
         return plan
 
-    def get_online_features(self, config: RepoConfig, features: list[str] | FeatureService, entity_rows,
-                            registry, project: str, full_feature_names: bool = False,
-                            include_feature_view_version_metadata: bool = False) -> OnlineResponse:
+    def get_online_features(
+        self,
+        config: RepoConfig,
+        features: list[str] | FeatureService,
+        entity_rows,
+        registry,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ) -> OnlineResponse:
         state = self.state(config)
-        plan = None if include_feature_view_version_metadata else self._plan(
-            state, registry, project, features, full_feature_names)
+        plan = (
+            None
+            if include_feature_view_version_metadata
+            else self._plan(state, registry, project, features, full_feature_names)
+        )
         entity = plan.entity_columns(entity_rows) if plan else None
         if entity is None:
-            return super().get_online_features(config, features, entity_rows, registry, project,
-                                               full_feature_names, include_feature_view_version_metadata)
+            return super().get_online_features(
+                config,
+                features,
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
         columns, n = entity
         return plan.response(columns, n, state.read(plan.reads, columns, n))
 
-    async def get_online_features_async(self, config: RepoConfig, features, entity_rows, registry,
-                                        project: str, full_feature_names: bool = False,
-                                        include_feature_view_version_metadata: bool = False) -> OnlineResponse:
+    async def get_online_features_async(
+        self,
+        config: RepoConfig,
+        features,
+        entity_rows,
+        registry,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ) -> OnlineResponse:
         state = self.state(config)
-        plan = None if include_feature_view_version_metadata else self._plan(
-            state, registry, project, features, full_feature_names)
+        plan = (
+            None
+            if include_feature_view_version_metadata
+            else self._plan(state, registry, project, features, full_feature_names)
+        )
         entity = plan.entity_columns(entity_rows) if plan else None
         if entity is None:
             return await super().get_online_features_async(
-                config, features, entity_rows, registry, project, full_feature_names,
-                include_feature_view_version_metadata)
+                config,
+                features,
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
         columns, n = entity
         return plan.response(columns, n, await state.read_async(plan.reads, columns, n))
 
     def _generic_reads(self, state, grouped_refs, join_key_values):
-        reads = [ViewRead(state.layout, v, state.codec(v), f, v.projection.join_key_map) for v, f in grouped_refs]
+        reads = [
+            ViewRead(state.layout, v, state.codec(v), f, v.projection.join_key_map) for v, f in grouped_refs
+        ]
         n = len(next(iter(join_key_values.values()), []))
-        columns = {k: [feast_value_type_to_python_type(p) for p in vals] for k, vals in join_key_values.items()}
+        columns = {
+            k: [feast_value_type_to_python_type(p) for p in vals] for k, vals in join_key_values.items()
+        }
         return reads, columns, n
 
     @staticmethod
@@ -404,22 +482,49 @@ class RedisOnlineStore(OnlineStore):
                 meta.name = view.projection.name_alias or view.projection.name
                 meta.version = getattr(view, "current_version_number", 0) or 0
 
-    def _read_features_per_fv(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map,
-                              online_features_response, full_feature_names, include_feature_view_version_metadata):
+    def _read_features_per_fv(
+        self,
+        config,
+        grouped_refs,
+        join_key_values,
+        entity_name_to_join_key_map,
+        online_features_response,
+        full_feature_names,
+        include_feature_view_version_metadata,
+    ):
         """Feast's generic path (ODFVs, proto entity values): still one round trip for all views."""
         state = self.state(config)
         reads, columns, n = self._generic_reads(state, grouped_refs, join_key_values)
-        self._append_results(online_features_response, grouped_refs, reads, state.read(reads, columns, n),
-                             full_feature_names, include_feature_view_version_metadata)
+        self._append_results(
+            online_features_response,
+            grouped_refs,
+            reads,
+            state.read(reads, columns, n),
+            full_feature_names,
+            include_feature_view_version_metadata,
+        )
 
-    async def _read_features_per_fv_async(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map,
-                                          online_features_response, full_feature_names,
-                                          include_feature_view_version_metadata):
+    async def _read_features_per_fv_async(
+        self,
+        config,
+        grouped_refs,
+        join_key_values,
+        entity_name_to_join_key_map,
+        online_features_response,
+        full_feature_names,
+        include_feature_view_version_metadata,
+    ):
         state = self.state(config)
         reads, columns, n = self._generic_reads(state, grouped_refs, join_key_values)
         results = await state.read_async(reads, columns, n)
-        self._append_results(online_features_response, grouped_refs, reads, results,
-                             full_feature_names, include_feature_view_version_metadata)
+        self._append_results(
+            online_features_response,
+            grouped_refs,
+            reads,
+            results,
+            full_feature_names,
+            include_feature_view_version_metadata,
+        )
 
     def _online_read_rows(self, state, table, entity_keys, requested_features):
         read = ViewRead(state.layout, table, state.codec(table), requested_features)
@@ -442,28 +547,47 @@ class RedisOnlineStore(OnlineStore):
             out.append((ts, {f: protos[j][i] for j, f in enumerate(read.features)}))
         return out
 
-    def online_read(self, config: RepoConfig, table: FeatureView, entity_keys: list[EntityKeyProto],
-                    requested_features: list[str] | None = None):
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ):
         state = self.state(config)
         read, columns, n = self._online_read_rows(state, table, entity_keys, requested_features)
         return self._rows_out(read, state.read([read], columns, n)[0])
 
-    async def online_read_async(self, config: RepoConfig, table: FeatureView, entity_keys: list[EntityKeyProto],
-                                requested_features: list[str] | None = None):
+    async def online_read_async(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ):
         state = self.state(config)
         read, columns, n = self._online_read_rows(state, table, entity_keys, requested_features)
         return self._rows_out(read, (await state.read_async([read], columns, n))[0])
 
     # --- lifecycle ------------------------------------------------------------------------
-    def update(self, config: RepoConfig, tables_to_delete: Sequence[FeatureView],
-               tables_to_keep: Sequence[FeatureView], entities_to_delete: Sequence[Entity],
-               entities_to_keep: Sequence[Entity], partial: bool):
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ):
         state = self.state(config)
         for table in tables_to_delete:
             deleted = self._delete_matching(state, state.layout.view_pattern(table.name))
             with translated(state.endpoint):
-                stale = [f for f in state.client.hkeys(state.layout.schemas_key)
-                         if f.decode().rsplit(":", 1)[0] == table.name]
+                stale = [
+                    f
+                    for f in state.client.hkeys(state.layout.schemas_key)
+                    if f.decode().rsplit(":", 1)[0] == table.name
+                ]
                 if stale:
                     state.client.hdel(state.layout.schemas_key, *stale)
             state.writer.forget(table.name)

@@ -31,15 +31,23 @@ OUTSIDE_MAX_AGE = FieldStatus.OUTSIDE_MAX_AGE
 class ViewRead:
     """A compiled read of some features of one view (built once per request shape, cached)."""
 
-    def __init__(self, layout: KeyLayout, view: FeatureView, codec: ViewCodec, features: Sequence[str] | None,
-                 join_key_map: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        layout: KeyLayout,
+        view: FeatureView,
+        codec: ViewCodec,
+        features: Sequence[str] | None,
+        join_key_map: Mapping[str, str] | None = None,
+    ):
         self.view_name = view.name
         self.codec = codec
         self.features = list(features) if features is not None else list(codec.names)
         unknown = [f for f in self.features if f not in codec.index]
         if unknown:
-            raise UnknownFeatureError(f"feature view {view.name!r} has no feature(s) {', '.join(unknown)}",
-                                      hint=f"known: {', '.join(codec.names)}")
+            raise UnknownFeatureError(
+                f"feature view {view.name!r} has no feature(s) {', '.join(unknown)}",
+                hint=f"known: {', '.join(codec.names)}",
+            )
         types = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
         self.join_keys = sorted(types)
         join_key_map = join_key_map or {}
@@ -70,15 +78,22 @@ def build_keys(layout: KeyLayout, reads: Sequence[ViewRead], columns: Mapping[st
             try:
                 cols = [columns[c] for c in r.request_columns]
             except KeyError as e:
-                raise UnknownFeatureError(f"entity rows lack join key {e.args[0]!r} needed by {r.view_name!r}") from None
+                raise UnknownFeatureError(
+                    f"entity rows lack join key {e.args[0]!r} needed by {r.view_name!r}"
+                ) from None
             tags = tags_by_cols[r.request_columns] = layout.entity_tags(r.join_keys, r.tokens, cols)
         before, after = r.before, r.after
         keys.extend([before + t + after for t in tags])
     return keys
 
 
-def decode(reads: Sequence[ViewRead], replies: Sequence[bytes | None], n: int,
-           old_schema: Callable[[str, int], str | None], now_us: int | None = None) -> list[ViewResult]:
+def decode(
+    reads: Sequence[ViewRead],
+    replies: Sequence[bytes | None],
+    n: int,
+    old_schema: Callable[[str, int], str | None],
+    now_us: int | None = None,
+) -> list[ViewResult]:
     """Turn MGET replies (``build_keys`` order) into per-view columns with statuses."""
     if n == 0:
         return [ViewResult([[] for _ in r.features], [], []) for r in reads]
@@ -86,7 +101,7 @@ def decode(reads: Sequence[ViewRead], replies: Sequence[bytes | None], n: int,
     now_us = time.time_ns() // 1000 if now_us is None else now_us
     results = []
     for v, r in enumerate(reads):
-        part = rows[v * n:(v + 1) * n]
+        part = rows[v * n : (v + 1) * n]
         statuses = [PRESENT] * n
         event_us = [0] * n
         cutoff = now_us - r.ttl_us if r.ttl_us else None

@@ -22,14 +22,19 @@ def feature_vector(values: list, vt: ValueType, statuses: list[int], event_us: l
     else:
         stamps = [Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000) for us in event_us]
     return GetOnlineFeaturesResponse.FeatureVector(
-        values=python_values_to_proto_values(values, vt), statuses=statuses, event_timestamps=stamps)
+        values=python_values_to_proto_values(values, vt), statuses=statuses, event_timestamps=stamps
+    )
 
 
 class ColumnarOnlineResponse(OnlineResponse):
     """Columns in output order; ``meta[name] = (type, statuses, event_us)`` (event_us None for entity columns)."""
 
-    def __init__(self, columns: dict[str, list], meta: dict[str, tuple[ValueType, list[int], list[int] | None]],
-                 feature_types: dict[str, ValueType]):
+    def __init__(
+        self,
+        columns: dict[str, list],
+        meta: dict[str, tuple[ValueType, list[int], list[int] | None]],
+        feature_types: dict[str, ValueType],
+    ):
         self._columns = columns
         self._meta = meta
         self._feature_types = feature_types

@@ -37,8 +37,11 @@ class WriteResult:
         return self.written + self.skipped_stale + self.skipped_expired
 
     def __add__(self, other: WriteResult) -> WriteResult:
-        return WriteResult(self.written + other.written, self.skipped_stale + other.skipped_stale,
-                           self.skipped_expired + other.skipped_expired)
+        return WriteResult(
+            self.written + other.written,
+            self.skipped_stale + other.skipped_stale,
+            self.skipped_expired + other.skipped_expired,
+        )
 
 
 @dataclass
@@ -52,8 +55,15 @@ class PreparedBatch:
     codec: ViewCodec
 
 
-def prepare(codec: ViewCodec, ttl_us: int, keys: list[str], event_us: list[int], created_us: list[int],
-            rows: list[list], now_us: int | None = None) -> PreparedBatch:
+def prepare(
+    codec: ViewCodec,
+    ttl_us: int,
+    keys: list[str],
+    event_us: list[int],
+    created_us: list[int],
+    rows: list[list],
+    now_us: int | None = None,
+) -> PreparedBatch:
     """Encode rows; rows already older than the ttl are dropped here (they could never be served)."""
     out_keys, out_exp, out_payloads = [], [], []
     encode = codec.encode
@@ -98,7 +108,7 @@ class BatchWriter:
         size = self._batch_size
         for idx in groups:
             for start in range(0, len(idx), size):
-                chunk = idx[start:start + size]
+                chunk = idx[start : start + size]
                 args = []
                 for i in chunk:
                     args.append(batch.expire_ms[i])

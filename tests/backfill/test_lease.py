@@ -50,7 +50,9 @@ def test_second_acquire_is_refused_naming_the_holder_and_release_frees_it(store)
 
 def test_a_killed_holder_blocks_only_until_its_lease_expires(store):
     leases, namespace = store
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, REDIS_URL, namespace], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, REDIS_URL, namespace], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "held"
         os.kill(proc.pid, signal.SIGKILL)

@@ -50,9 +50,13 @@ def test_rerun_replaces_the_range_without_duplicates_and_parallel_matches(make_r
     version = DeltaTable(str(platform.repo_path / "data" / VIEW)).version()
     second = bf.run(bf.plan(VIEW, start, end, to="offline"), parallel=3)
     assert second.ok and offline_rows(platform).equals(after_first)
-    assert DeltaTable(str(platform.repo_path / "data" / VIEW)).version() == version + 3  # one commit per chunk
+    assert (
+        DeltaTable(str(platform.repo_path / "data" / VIEW)).version() == version + 3
+    )  # one commit per chunk
     resumed = bf.run(bf.plan(VIEW, start, end, to="offline", resume=True))
-    assert resumed.chunks == [] and DeltaTable(str(platform.repo_path / "data" / VIEW)).version() == version + 3
+    assert (
+        resumed.chunks == [] and DeltaTable(str(platform.repo_path / "data" / VIEW)).version() == version + 3
+    )
 
 
 def test_sql_definition_recomputes_merchant_risk_and_dry_run_writes_nothing(make_repo):
@@ -110,7 +114,9 @@ def test_backfill_never_overwrites_fresher_stream_values(make_repo):
     values = online_values(platform, customers)
     assert all(v > 1000.0 for v in values["txn_amount_24h"])  # every streamed customer kept its newer value
     others = online_values(platform, range(41, 151))
-    assert any(v is not None and v < 1000.0 for v in others["txn_amount_24h"])  # the backfill did write the rest
+    assert any(
+        v is not None and v < 1000.0 for v in others["txn_amount_24h"]
+    )  # the backfill did write the rest
 
 
 def test_second_run_is_refused_while_the_view_is_leased(make_repo):
@@ -156,8 +162,12 @@ def test_warn_checks_commit_and_record_strict_checks_reject(make_repo):
     start, end = day_range(1)
     table = platform.repo_path / "data" / VIEW
     version = DeltaTable(str(table)).version()
-    warn = ChunkCheck(lambda v, iv, data: ValidationOutcome(False, f"{data.num_rows} rows looked odd"), mode="warn")
-    result = Backfiller(platform, checks=[warn]).run(Backfiller(platform).plan(VIEW, start, end, to="offline"))
+    warn = ChunkCheck(
+        lambda v, iv, data: ValidationOutcome(False, f"{data.num_rows} rows looked odd"), mode="warn"
+    )
+    result = Backfiller(platform, checks=[warn]).run(
+        Backfiller(platform).plan(VIEW, start, end, to="offline")
+    )
     assert result.ok and {c.validation for c in result.chunks} == {"warn"}
     assert "looked odd" in Backfiller(platform).ledger.latest(VIEW, Target.OFFLINE)[0].message
     strict = ChunkCheck(lambda v, iv, data: False, mode="strict")

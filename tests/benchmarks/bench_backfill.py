@@ -36,13 +36,13 @@ END = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 30
 REDIS_URL = "redis://127.0.0.1:6379/11"
 
-COPY_DEFINITION = '''
+COPY_DEFINITION = """
 from backfill.definitions import python_definition
 
 @python_definition("customer_txn_aggregates", inputs={"staged": "data/staged_aggregates"})
 def customer_txn_aggregates(ctx):
     return ctx.frames["staged"]
-'''
+"""
 
 
 def _repo(work: Path, rows: int) -> tuple[Path, str]:
@@ -136,8 +136,14 @@ def _section(results: dict, rows: int, quick: bool) -> str:
         base = results[(name, "single")][0]
         for label in ("single", "daily"):
             seconds, written, chunks = results[(name, label)]
-            ratio = "1.00 (baseline)" if label == "single" else f"{seconds / base:.2f} ({(seconds / base - 1) * 100:+.0f}%)"
-            lines.append(f"| {name} | {chunks} | {written:,} | {seconds:.1f} | {written / seconds:,.0f} | {ratio} |")
+            ratio = (
+                "1.00 (baseline)"
+                if label == "single"
+                else f"{seconds / base:.2f} ({(seconds / base - 1) * 100:+.0f}%)"
+            )
+            lines.append(
+                f"| {name} | {chunks} | {written:,} | {seconds:.1f} | {written / seconds:,.0f} | {ratio} |"
+            )
     lines += [
         "",
         "`copy` isolates the platform's per-chunk cost (goal: daily chunks within 15% of one chunk). "

@@ -164,7 +164,7 @@ def run_duckdb(folder: Path) -> int:
         )
     sql = f"SELECT {', '.join(select)} FROM '{folder / 'entity.parquet'}' e " + " ".join(joins)
     con.execute("SELECT 1").fetchall()
-    return _timed(lambda: con.execute(sql).to_arrow_table().num_rows)
+    return _timed(lambda: con.sql(sql).to_arrow_table().num_rows)
 
 
 def _timed(fn) -> int:

@@ -35,7 +35,12 @@ def _produce_slowly(repo, events, per_s: float) -> threading.Thread:
 
 
 def _delta_count(repo) -> int:
-    rows = repo.delta_rows()
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        rows = repo.delta_rows()
+    except TableNotFoundError:  # the first commit is being written right now
+        return 0
     return 0 if rows is None else len(rows)
 
 

@@ -55,14 +55,45 @@ def cluster_url(tmp_path_factory):
             if p + 10000 < 65535 and p not in ports:
                 ports.append(p)
         for p in ports:
-            procs.append(subprocess.Popen(
-                ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", f"nodes-{p}.conf", "--dir", str(work), "--save", "",
-                 "--appendonly", "no"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "redis-server",
+                        "--port",
+                        str(p),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        f"nodes-{p}.conf",
+                        "--dir",
+                        str(work),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ],
+                    cwd=work,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         for p in ports:
             _wait(lambda p=p: redis.Redis(port=p).ping())
-        subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{p}" for p in ports],
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+        )
         for p in ports:
             _wait(lambda p=p: redis.Redis(port=p).cluster("info")["cluster_state"] == "ok")
         yield f"redis://127.0.0.1:{ports[0]}"
@@ -135,26 +166,54 @@ class Repo:
         self.online = {"type": STORE_TYPE, **online}
         path = tmp / "customers.parquet"
         customer_rows().to_parquet(path)
-        src = FileSource(name="customers_src", path=str(path), timestamp_field="event_timestamp",
-                         created_timestamp_column="created")
+        src = FileSource(
+            name="customers_src",
+            path=str(path),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created",
+        )
         self.customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
         self.merchant = Entity(name="merchant", join_keys=["merchant_id"], value_type=ValueType.STRING)
         self.push_source = PushSource(name="txn_push", batch_source=src)
         self.txn = FeatureView(
-            name="txn", entities=[self.customer], ttl=timedelta(days=1), source=self.push_source,
-            schema=[Field(name="customer_id", dtype=Int64), Field(name="amount", dtype=Float64),
-                    Field(name="count", dtype=Int64), Field(name="country", dtype=String),
-                    Field(name="ratio", dtype=Float32), Field(name="flag", dtype=Bool),
-                    Field(name="level", dtype=Int32), Field(name="tags", dtype=Array(Int64)),
-                    Field(name="seen_at", dtype=UnixTimestamp)])
+            name="txn",
+            entities=[self.customer],
+            ttl=timedelta(days=1),
+            source=self.push_source,
+            schema=[
+                Field(name="customer_id", dtype=Int64),
+                Field(name="amount", dtype=Float64),
+                Field(name="count", dtype=Int64),
+                Field(name="country", dtype=String),
+                Field(name="ratio", dtype=Float32),
+                Field(name="flag", dtype=Bool),
+                Field(name="level", dtype=Int32),
+                Field(name="tags", dtype=Array(Int64)),
+                Field(name="seen_at", dtype=UnixTimestamp),
+            ],
+        )
         self.profile = FeatureView(
-            name="profile", entities=[self.customer], ttl=None, source=src,
-            schema=[Field(name="customer_id", dtype=Int64), Field(name="count", dtype=Int64),
-                    Field(name="country", dtype=String)])
+            name="profile",
+            entities=[self.customer],
+            ttl=None,
+            source=src,
+            schema=[
+                Field(name="customer_id", dtype=Int64),
+                Field(name="count", dtype=Int64),
+                Field(name="country", dtype=String),
+            ],
+        )
         self.pair = FeatureView(
-            name="pair", entities=[self.customer, self.merchant], ttl=timedelta(seconds=2), source=src,
-            schema=[Field(name="customer_id", dtype=Int64), Field(name="merchant_id", dtype=String),
-                    Field(name="amount", dtype=Float64)])
+            name="pair",
+            entities=[self.customer, self.merchant],
+            ttl=timedelta(seconds=2),
+            source=src,
+            schema=[
+                Field(name="customer_id", dtype=Int64),
+                Field(name="merchant_id", dtype=String),
+                Field(name="amount", dtype=Float64),
+            ],
+        )
 
         request = RequestSource(name="req", schema=[Field(name="pay", dtype=Float64)])
 
@@ -164,9 +223,15 @@ class Repo:
 
         self.odfv = pay_vs_amount
         self.config = RepoConfig(
-            project=self.project, registry=str(tmp / "registry.db"), provider="local",
-            online_store=self.online, offline_store={"type": "file"}, entity_key_serialization_version=3,
-            repo_path=str(tmp), **({"batch_engine": batch_engine} if batch_engine else {}))
+            project=self.project,
+            registry=str(tmp / "registry.db"),
+            provider="local",
+            online_store=self.online,
+            offline_store={"type": "file"},
+            entity_key_serialization_version=3,
+            repo_path=str(tmp),
+            **({"batch_engine": batch_engine} if batch_engine else {}),
+        )
         self.store = FeatureStore(config=self.config)
         self.store.apply([self.customer, self.merchant, self.txn, self.profile, self.pair, self.odfv])
 

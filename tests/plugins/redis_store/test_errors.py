@@ -33,13 +33,20 @@ def test_unknown_feature_in_online_read(tmp_path):
 def test_unreachable_names_host_not_credentials(tmp_path, monkeypatch):
     port = _closed_port()
     monkeypatch.setenv("FS_TEST_REDIS_PASSWORD", "s3cret-pw")
-    online = {"url": f"redis://svc-user:url-pw@127.0.0.1:{port}/0", "password_env": "FS_TEST_REDIS_PASSWORD",
-              "retry_attempts": 2, "retry_backoff_base_s": 0.001, "connect_timeout_s": 0.2}
+    online = {
+        "url": f"redis://svc-user:url-pw@127.0.0.1:{port}/0",
+        "password_env": "FS_TEST_REDIS_PASSWORD",
+        "retry_attempts": 2,
+        "retry_backoff_base_s": 0.001,
+        "connect_timeout_s": 0.2,
+    }
     repo = Repo(tmp_path, online)
     with pytest.raises(OnlineStoreUnavailable) as err:
         repo.store.get_online_features(["profile:count"], {"customer_id": [1]})
     msg = str(err.value)
-    assert f"127.0.0.1:{port}" in msg and "s3cret" not in msg and "url-pw" not in msg and "svc-user" not in msg
+    assert (
+        f"127.0.0.1:{port}" in msg and "s3cret" not in msg and "url-pw" not in msg and "svc-user" not in msg
+    )
     assert isinstance(err.value, TransientError)
 
 

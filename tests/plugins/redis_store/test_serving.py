@@ -22,8 +22,16 @@ from tests.plugins.redis_store.conftest import MACHINE_URL, NOW, Repo
 
 pytestmark = pytest.mark.redis
 
-FEATURES = ["txn:amount", "txn:count", "txn:country", "txn:ratio", "txn:flag", "txn:level", "txn:tags",
-            "profile:count"]
+FEATURES = [
+    "txn:amount",
+    "txn:count",
+    "txn:country",
+    "txn:ratio",
+    "txn:flag",
+    "txn:level",
+    "txn:tags",
+    "profile:count",
+]
 ROWS = {"customer_id": [1, 2, 7, 999]}
 
 
@@ -39,15 +47,30 @@ def test_feature_server_returns_what_get_online_features_returns(tmp_path):
     repo = Repo(tmp_path, {"url": MACHINE_URL})
     repo.materialize()
     expected = repo.store.get_online_features(FEATURES, ROWS, full_feature_names=True).to_dict()
-    (repo.tmp / "feature_store.yaml").write_text(yaml.safe_dump({
-        "project": repo.project, "registry": str(repo.tmp / "registry.db"), "provider": "local",
-        "online_store": repo.online, "offline_store": {"type": "file"}, "entity_key_serialization_version": 3}))
+    (repo.tmp / "feature_store.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "project": repo.project,
+                "registry": str(repo.tmp / "registry.db"),
+                "provider": "local",
+                "online_store": repo.online,
+                "offline_store": {"type": "file"},
+                "entity_key_serialization_version": 3,
+            }
+        )
+    )
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "feast.cli.cli", "-c", str(repo.tmp), "serve", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "feast.cli.cli", "-c", str(repo.tmp), "serve", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
-        body = _post_when_up(f"http://127.0.0.1:{port}/get-online-features",
-                             {"features": FEATURES, "entities": ROWS, "full_feature_names": True}, server)
+        body = _post_when_up(
+            f"http://127.0.0.1:{port}/get-online-features",
+            {"features": FEATURES, "entities": ROWS, "full_feature_names": True},
+            server,
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -61,15 +84,18 @@ def test_feature_server_returns_what_get_online_features_returns(tmp_path):
 
 def _post_when_up(url: str, payload: dict, server: subprocess.Popen, timeout_s: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout_s
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
     while True:
         try:
             with urllib.request.urlopen(request, timeout=5) as resp:
                 return json.loads(resp.read())
         except (urllib.error.URLError, ConnectionError):
             if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"feast serve did not answer: {server.stderr.read().decode()[-2000:]}") from None
+                raise AssertionError(
+                    f"feast serve did not answer: {server.stderr.read().decode()[-2000:]}"
+                ) from None
             time.sleep(0.25)
 
 
@@ -78,17 +104,23 @@ def test_same_values_as_feast_stock_redis_store(tmp_path):
     try:
         ours.materialize()
         stock_config = RepoConfig(
-            project=ours.project + "stock", registry=str(tmp_path / "stock.db"), provider="local",
+            project=ours.project + "stock",
+            registry=str(tmp_path / "stock.db"),
+            provider="local",
             online_store={"type": "redis", "connection_string": "127.0.0.1:6379,db=9"},
-            offline_store={"type": "file"}, entity_key_serialization_version=3, repo_path=str(tmp_path))
+            offline_store={"type": "file"},
+            entity_key_serialization_version=3,
+            repo_path=str(tmp_path),
+        )
         stock = FeatureStore(config=stock_config)
         stock.apply([ours.customer, ours.merchant, ours.txn, ours.profile])
         stock.materialize(NOW - timedelta(days=2), NOW + timedelta(seconds=1), ["txn", "profile"])
         features = FEATURES + ["txn:seen_at"]
         try:
             for with_ts in (False, True):
-                assert ours.store.get_online_features(features, ROWS, True).to_dict(with_ts) == \
-                    stock.get_online_features(features, ROWS, True).to_dict(with_ts)
+                assert ours.store.get_online_features(features, ROWS, True).to_dict(
+                    with_ts
+                ) == stock.get_online_features(features, ROWS, True).to_dict(with_ts)
         finally:
             stock.teardown()
     finally:

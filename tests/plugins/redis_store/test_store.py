@@ -10,11 +10,20 @@ import pytest
 import redis
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
-from tests.plugins.redis_store.conftest import NOW, N_CUSTOMERS, customer_rows, raw_client
+from tests.plugins.redis_store.conftest import N_CUSTOMERS, NOW, customer_rows, raw_client
 
 pytestmark = pytest.mark.redis
 
-TXN = ["txn:amount", "txn:count", "txn:country", "txn:ratio", "txn:flag", "txn:level", "txn:tags", "txn:seen_at"]
+TXN = [
+    "txn:amount",
+    "txn:count",
+    "txn:country",
+    "txn:ratio",
+    "txn:flag",
+    "txn:level",
+    "txn:tags",
+    "txn:seen_at",
+]
 
 
 def _expected(ids):
@@ -48,7 +57,9 @@ def test_materialize_then_get_online_features(repo):
     ids = [1, 2, 7, N_CUSTOMERS, 999]
     got = repo.store.get_online_features(TXN, [{"customer_id": i} for i in ids]).to_dict()
     assert got == _expected(ids)
-    statuses = repo.store.get_online_features(["txn:amount"], [{"customer_id": 1}, {"customer_id": 999}]).proto
+    statuses = repo.store.get_online_features(
+        ["txn:amount"], [{"customer_id": 1}, {"customer_id": 999}]
+    ).proto
     assert list(statuses.results[1].statuses) == [FieldStatus.PRESENT, FieldStatus.NOT_FOUND]
 
 
@@ -57,8 +68,9 @@ def test_many_views_one_round_trip(repo, backend):
     client = raw_client(backend)
     before = _mget_calls(client)
     ids = list(range(1, 11))
-    got = repo.store.get_online_features(TXN + ["profile:count", "profile:country"],
-                                         {"customer_id": ids}, full_feature_names=True).to_dict()
+    got = repo.store.get_online_features(
+        TXN + ["profile:count", "profile:country"], {"customer_id": ids}, full_feature_names=True
+    ).to_dict()
     assert got["profile__count"] == ids and got["txn__amount"] == [i * 1.5 for i in ids]
     calls = sum(_mget_calls(client).values()) - sum(before.values())
     if backend.get("mode") == "cluster":
@@ -79,10 +91,21 @@ def _mget_calls(client) -> dict:
 
 def test_push_is_ordered_by_event_time(repo):
     def push(amount, minutes_ago):
-        df = pd.DataFrame({"customer_id": [5], "amount": [amount], "count": [1], "country": ["x"],
-                           "ratio": [0.5], "flag": [True], "level": [1], "tags": [[1]],
-                           "seen_at": [NOW], "event_timestamp": [NOW - timedelta(minutes=minutes_ago)],
-                           "created": [NOW]})
+        df = pd.DataFrame(
+            {
+                "customer_id": [5],
+                "amount": [amount],
+                "count": [1],
+                "country": ["x"],
+                "ratio": [0.5],
+                "flag": [True],
+                "level": [1],
+                "tags": [[1]],
+                "seen_at": [NOW],
+                "event_timestamp": [NOW - timedelta(minutes=minutes_ago)],
+                "created": [NOW],
+            }
+        )
         repo.store.push("txn_push", df)
 
     def amount():
@@ -106,8 +129,9 @@ def test_async_read_path_matches_sync(repo):
 
 def test_odfv_generic_path(repo):
     repo.materialize()
-    got = repo.store.get_online_features(["txn:amount", "pay_vs_amount:pay_ratio"],
-                                         {"customer_id": [2, 4], "pay": [6.0, 3.0]}).to_dict()
+    got = repo.store.get_online_features(
+        ["txn:amount", "pay_vs_amount:pay_ratio"], {"customer_id": [2, 4], "pay": [6.0, 3.0]}
+    ).to_dict()
     assert got["amount"] == [3.0, 6.0] and got["pay_ratio"] == [2.0, 0.5]
 
 
@@ -142,25 +166,33 @@ def test_fast_reader_matches_feast_api(repo):
     repo.materialize()
     features = TXN + ["profile:count"]
     ids = [1, 2, 7, 999]
-    expected = repo.store.get_online_features(features, {"customer_id": ids}, full_feature_names=True).to_dict()
+    expected = repo.store.get_online_features(
+        features, {"customer_id": ids}, full_feature_names=True
+    ).to_dict()
     expected.pop("customer_id")
     reader = FastReader(repo.store, features, full_feature_names=True)
     assert reader.read({"customer_id": ids}) == expected
     assert asyncio.run(reader.read_async({"customer_id": ids})) == expected
-    assert reader.read_arrow({"customer_id": ids}).column("txn__amount").to_pylist() == expected["txn__amount"]
+    assert (
+        reader.read_arrow({"customer_id": ids}).column("txn__amount").to_pylist() == expected["txn__amount"]
+    )
 
 
 def test_arrow_engine_materializes_the_same_rows(tmp_path, backend):
     from tests.plugins.redis_store.conftest import Repo
 
-    repo = Repo(tmp_path, backend, batch_engine={"type": "plugins.redis_store.engine.RedisArrowEngine",
-                                                 "batch_rows": 7})
+    repo = Repo(
+        tmp_path,
+        backend,
+        batch_engine={"type": "plugins.redis_store.engine.RedisArrowEngine", "batch_rows": 7},
+    )
     try:
         repo.materialize()
         ids = [1, 2, 7, N_CUSTOMERS, 999]
         assert repo.store.get_online_features(TXN, {"customer_id": ids}).to_dict() == _expected(ids)
-        job = repo.store._get_provider().batch_engine.materialize(
-            repo.store.registry, _task(repo))[0]  # re-running the same window changes nothing
+        job = repo.store._get_provider().batch_engine.materialize(repo.store.registry, _task(repo))[
+            0
+        ]  # re-running the same window changes nothing
         assert (job.result.written, job.result.skipped_stale) == (0, N_CUSTOMERS)
     finally:
         repo.close()
@@ -169,5 +201,9 @@ def test_arrow_engine_materializes_the_same_rows(tmp_path, backend):
 def _task(repo):
     from feast.infra.common.materialization_job import MaterializationTask
 
-    return MaterializationTask(project=repo.project, feature_view=repo.store.get_feature_view("txn"),
-                               start_time=NOW - timedelta(days=2), end_time=NOW + timedelta(seconds=1))
+    return MaterializationTask(
+        project=repo.project,
+        feature_view=repo.store.get_feature_view("txn"),
+        start_time=NOW - timedelta(days=2),
+        end_time=NOW + timedelta(seconds=1),
+    )

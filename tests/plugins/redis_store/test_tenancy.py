@@ -17,8 +17,9 @@ from tests.plugins.redis_store.conftest import MACHINE_URL, NOW, STORE_TYPE, Rep
 pytestmark = pytest.mark.redis
 
 # The command set docs/online_store.md recommends for a tenant's service user.
-TENANT_COMMANDS = ("-@all +get +mget +set +evalsha +script|load +hget +hsetnx +hkeys +hdel +scan +unlink "
-                   "+ping +select")
+TENANT_COMMANDS = (
+    "-@all +get +mget +set +evalsha +script|load +hget +hsetnx +hkeys +hdel +scan +unlink +ping +select"
+)
 
 
 @pytest.fixture
@@ -28,16 +29,29 @@ def tenants(monkeypatch):
     made = {}
     for name in ("acme", "globex"):
         user, prefix, pw = f"fs_test_{name}_{suffix}", f"{name}{suffix}", uuid.uuid4().hex
-        admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{pw}", f"~{prefix}:*", "resetchannels",
-                              *TENANT_COMMANDS.split())
+        admin.execute_command(
+            "ACL",
+            "SETUSER",
+            user,
+            "reset",
+            "on",
+            f">{pw}",
+            f"~{prefix}:*",
+            "resetchannels",
+            *TENANT_COMMANDS.split(),
+        )
         monkeypatch.setenv(f"FS_TEST_{name.upper()}_USER", user)
         monkeypatch.setenv(f"FS_TEST_{name.upper()}_PW", pw)
-        made[name] = {"url": MACHINE_URL, "key_prefix": prefix, "username_env": f"FS_TEST_{name.upper()}_USER",
-                      "password_env": f"FS_TEST_{name.upper()}_PW"}
+        made[name] = {
+            "url": MACHINE_URL,
+            "key_prefix": prefix,
+            "username_env": f"FS_TEST_{name.upper()}_USER",
+            "password_env": f"FS_TEST_{name.upper()}_PW",
+        }
     yield made
     for name in made:
         admin.execute_command("ACL", "DELUSER", f"fs_test_{name}_{suffix}")
-    for name, cfg in made.items():
+    for cfg in made.values():
         for key in admin.scan_iter(match=cfg["key_prefix"] + ":*"):
             admin.unlink(key)
 
@@ -50,9 +64,14 @@ def test_tenant_cannot_read_or_write_another_tenants_keys(tmp_path, tenants):
     # globex's credentials pointed at acme's prefix: every read and write is refused by Redis
     intruder = dict(tenants["globex"], key_prefix=tenants["acme"]["key_prefix"])
     spy_store = type(acme.online_store)()
-    spy_config = RepoConfig(project="shared", registry=str(tmp_path / "acme" / "registry.db"), provider="local",
-                            online_store={"type": STORE_TYPE, **intruder}, offline_store={"type": "file"},
-                            entity_key_serialization_version=3)
+    spy_config = RepoConfig(
+        project="shared",
+        registry=str(tmp_path / "acme" / "registry.db"),
+        provider="local",
+        online_store={"type": STORE_TYPE, **intruder},
+        offline_store={"type": "file"},
+        entity_key_serialization_version=3,
+    )
     key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=3)])
     with pytest.raises(OnlineAccessDenied, match="ACL"):
         spy_store.online_read(spy_config, acme.profile, [key], ["count"])
@@ -60,8 +79,9 @@ def test_tenant_cannot_read_or_write_another_tenants_keys(tmp_path, tenants):
         spy_store.write_batch(spy_config, acme.profile, [(key, {"count": Value(int64_val=666)}, NOW, None)])
 
     # and with raw redis-py the same user cannot touch acme's keys
-    raw = redis.Redis.from_url(MACHINE_URL, username=os.environ["FS_TEST_GLOBEX_USER"],
-                            password=os.environ["FS_TEST_GLOBEX_PW"])
+    raw = redis.Redis.from_url(
+        MACHINE_URL, username=os.environ["FS_TEST_GLOBEX_USER"], password=os.environ["FS_TEST_GLOBEX_PW"]
+    )
     acme_key = f"{tenants['acme']['key_prefix']}:shared:{{customer_id=3}}:profile"
     for attempt in (lambda: raw.get(acme_key), lambda: raw.set(acme_key, "x"), lambda: raw.unlink(acme_key)):
         with pytest.raises(redis.exceptions.NoPermissionError):

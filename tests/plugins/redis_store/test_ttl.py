@@ -16,8 +16,9 @@ pytestmark = pytest.mark.redis
 
 
 def pair_row(cid: int, mid: str, amount: float, event_ts: datetime):
-    key = EntityKey(join_keys=["customer_id", "merchant_id"],
-                    entity_values=[Value(int64_val=cid), Value(string_val=mid)])
+    key = EntityKey(
+        join_keys=["customer_id", "merchant_id"], entity_values=[Value(int64_val=cid), Value(string_val=mid)]
+    )
     return key, {"amount": Value(double_val=amount)}, event_ts, None
 
 
@@ -30,7 +31,9 @@ def test_short_ttl_expires_reads_and_keys(repo, backend):
     """pair has ttl=2s: a row 1.5s old is served, then neither served nor kept."""
     client = raw_client(backend)
     now = datetime.now(UTC)
-    res = repo.online_store.write_batch(repo.config, repo.pair, [pair_row(1, "m:{1}", 3.5, now - timedelta(seconds=1.5))])
+    res = repo.online_store.write_batch(
+        repo.config, repo.pair, [pair_row(1, "m:{1}", 3.5, now - timedelta(seconds=1.5))]
+    )
     assert res.written == 1
     assert read_pair(repo, 1, "m:{1}") == (3.5, FieldStatus.PRESENT)
     key = f"fs:{repo.project}:{{customer_id=1,merchant_id=m%3A%7B1%7D}}:pair"
@@ -45,7 +48,9 @@ def test_read_time_check_does_not_trust_key_expiry(repo, backend):
     """Even if the key outlives the ttl (clock skew, PERSIST), an old row is not served."""
     client = raw_client(backend)
     now = datetime.now(UTC)
-    repo.online_store.write_batch(repo.config, repo.pair, [pair_row(2, "m2", 1.0, now - timedelta(seconds=1.8))])
+    repo.online_store.write_batch(
+        repo.config, repo.pair, [pair_row(2, "m2", 1.0, now - timedelta(seconds=1.8))]
+    )
     key = f"fs:{repo.project}:{{customer_id=2,merchant_id=m2}}:pair"
     client.persist(key)
     time.sleep(0.3)
@@ -67,7 +72,8 @@ def test_no_ttl_means_no_expiry_and_views_expire_independently(repo, backend):
     assert 0 < txn_ttl <= 86_400_000
     # a newer write to profile does not touch txn's lifetime
     key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=1)])
-    repo.online_store.write_batch(repo.config, repo.profile,
-                                  [(key, {"count": Value(int64_val=5)}, datetime.now(UTC), None)])
+    repo.online_store.write_batch(
+        repo.config, repo.profile, [(key, {"count": Value(int64_val=5)}, datetime.now(UTC), None)]
+    )
     assert abs(client.pttl(ns + "txn") - txn_ttl) < 5_000
     assert client.pttl(ns + "profile") == -1

@@ -24,13 +24,18 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)  # future events: nothing expires during t
 def row(cid: int, amount: float, ev_s: int, ct_s: int | None = None):
     key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=cid)])
     ct = None if ct_s is None else T0 + timedelta(seconds=ct_s)
-    return key, {"count": Value(int64_val=int(amount)), "country": Value(string_val=str(amount))}, \
-        T0 + timedelta(seconds=ev_s), ct
+    return (
+        key,
+        {"count": Value(int64_val=int(amount)), "country": Value(string_val=str(amount))},
+        T0 + timedelta(seconds=ev_s),
+        ct,
+    )
 
 
 def read(repo, ids):
-    return repo.store.get_online_features(["profile:count", "profile:country"],
-                                          {"customer_id": list(ids)}).to_dict()["count"]
+    return repo.store.get_online_features(
+        ["profile:count", "profile:country"], {"customer_id": list(ids)}
+    ).to_dict()["count"]
 
 
 def test_ordering_rules(repo):
@@ -38,8 +43,12 @@ def test_ordering_rules(repo):
     assert store.write_batch(cfg, fv, [row(1, 10, ev_s=10), row(2, 20, ev_s=10)]) == WriteResult(2, 0, 0)
     assert store.write_batch(cfg, fv, [row(1, 5, ev_s=5)]) == WriteResult(0, 1, 0)  # older: no-op
     assert store.write_batch(cfg, fv, [row(1, 10, ev_s=10)]) == WriteResult(0, 1, 0)  # redelivery
-    assert store.write_batch(cfg, fv, [row(2, 21, ev_s=10, ct_s=1)]) == WriteResult(1, 0, 0)  # same ev, later ct
-    assert store.write_batch(cfg, fv, [row(2, 19, ev_s=10, ct_s=0)]) == WriteResult(0, 1, 0)  # same ev, older ct
+    assert store.write_batch(cfg, fv, [row(2, 21, ev_s=10, ct_s=1)]) == WriteResult(
+        1, 0, 0
+    )  # same ev, later ct
+    assert store.write_batch(cfg, fv, [row(2, 19, ev_s=10, ct_s=0)]) == WriteResult(
+        0, 1, 0
+    )  # same ev, older ct
     # out-of-order rows inside one batch end at the newest
     assert store.write_batch(cfg, fv, [row(3, 3, ev_s=3), row(3, 1, ev_s=1), row(3, 2, ev_s=2)]).written == 1
     assert read(repo, [1, 2, 3]) == [10, 21, 3]
@@ -61,9 +70,13 @@ def test_arrow_write_api(repo):
 def test_wrong_value_type_and_unknown_feature_are_rejected(repo):
     key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=1)])
     with pytest.raises(OnlineWriteError, match="INT64, got a string_val"):
-        repo.online_store.write_batch(repo.config, repo.profile, [(key, {"count": Value(string_val="x")}, T0, None)])
+        repo.online_store.write_batch(
+            repo.config, repo.profile, [(key, {"count": Value(string_val="x")}, T0, None)]
+        )
     with pytest.raises(OnlineWriteError, match="no feature 'nope'"):
-        repo.online_store.write_batch(repo.config, repo.profile, [(key, {"nope": Value(int64_val=1)}, T0, None)])
+        repo.online_store.write_batch(
+            repo.config, repo.profile, [(key, {"nope": Value(int64_val=1)}, T0, None)]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +87,12 @@ def machine_repo(tmp_path_factory):
 
 
 events = st.lists(
-    st.tuples(st.integers(1, 4), st.integers(0, 20), st.integers(0, 3), st.integers(0, 2)),  # cid, ev, ct, writer
-    min_size=1, max_size=40)
+    st.tuples(
+        st.integers(1, 4), st.integers(0, 20), st.integers(0, 3), st.integers(0, 2)
+    ),  # cid, ev, ct, writer
+    min_size=1,
+    max_size=40,
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -88,13 +105,14 @@ def test_random_interleavings_end_in_newest_event(machine_repo, events, batch, d
     # value encodes (ev, ct) so the winner is checkable; ids are offset per example run
     rows = [(cid, ev * 10 + ct, ev, ct, w) for cid, ev, ct, w in events]
     queues = {w: [r for r in rows if r[4] == w] for w in range(3)}
-    batches = {w: [q[i:i + batch] for i in range(0, len(q), batch)] for w, q in queues.items()}
+    batches = {w: [q[i : i + batch] for i in range(0, len(q), batch)] for w, q in queues.items()}
     order = data.draw(st.permutations([w for w, bs in batches.items() for _ in bs]))
     written = 0
     for w in order:
         chunk = batches[w].pop(0)
         written += repo.online_store.write_batch(
-            repo.config, repo.profile, [row(cid, v, ev_s=ev, ct_s=ct) for cid, v, ev, ct, _ in chunk]).written
+            repo.config, repo.profile, [row(cid, v, ev_s=ev, ct_s=ct) for cid, v, ev, ct, _ in chunk]
+        ).written
     cids = sorted({r[0] for r in rows})
     expected = [max((ev, ct) for c, _, ev, ct, _ in rows if c == cid) for cid in cids]
     assert read(repo, cids) == [ev * 10 + ct for ev, ct in expected]
@@ -108,8 +126,9 @@ def test_concurrent_writers_end_in_newest_event(machine_repo):
     def writer(offset: int):
         for ev in range(offset, 300, 4):  # each writer owns every 4th event, sent newest-first half the time
             seq = [ev] if ev % 8 else [ev, ev - 4]
-            repo.online_store.write_batch(repo.config, repo.profile,
-                                          [row(cid, e, ev_s=e) for e in seq if e >= 0 for cid in (1, 2)])
+            repo.online_store.write_batch(
+                repo.config, repo.profile, [row(cid, e, ev_s=e) for e in seq if e >= 0 for cid in (1, 2)]
+            )
 
     threads = [threading.Thread(target=writer, args=(o,)) for o in range(4)]
     for t in threads:
