@@ -76,8 +76,8 @@ def get_engine(repo_config: Any = None) -> Engine:
 def _embedded_url() -> str:
     global _sail_server
     if _sail_server is None:
-        # Sail logs every session at INFO to stderr; keep it quiet unless the user asked otherwise.
-        os.environ.setdefault("RUST_LOG", "warn")
+        # Sail logs sessions at INFO and task aborts at exit at WARN to stderr; keep it quiet unless asked.
+        os.environ.setdefault("RUST_LOG", "error")
         from pysail.spark import SparkConnectServer
 
         server = SparkConnectServer(ip="127.0.0.1", port=0)

@@ -110,6 +110,8 @@ class Ingestor:
         r = config.retry
         self.breakers = {t: CircuitBreaker(t, r.breaker_failures, r.breaker_reset_ms / 1000) for t in ("online", "offline")}
         self._parts: dict[TopicPartition, _Partition] = {}
+        self._rebalance_lock = threading.Lock()
+        self._revoked = False  # set by the listener, applied by the main thread
         self._new: set[TopicPartition] = set()  # assigned by the last rebalance, not set up yet
         self._stop = threading.Event()
         self._consumer: KafkaConsumer | None = None
@@ -163,8 +165,7 @@ class Ingestor:
                 self._backpressure(b.max_buffered_rows)
                 batch = self._consumer.poll(timeout_ms=_IDLE_POLL_MS)
                 self._last_poll = time.monotonic()
-                if self._new:
-                    self._set_up_partitions(batch)
+                self._apply_rebalance(batch)
                 now = datetime.now(UTC)
                 for tp, records in batch.items():
                     self._process(tp, records, now)
@@ -351,27 +352,38 @@ class Ingestor:
             self._paused = False
             log.info("fetching resumed")
 
+    # kafka-python 3 calls the listener on its IO thread, possibly while this thread is between polls:
+    # the callbacks only record what happened; the main thread applies it right after poll() returns,
+    # so buffers and partition state are never changed under a flush.
     def _on_revoked(self, revoked) -> None:
-        # Runs on kafka-python's IO thread (no blocking calls allowed) while the main thread waits
-        # in poll(): drop what is buffered. The next owner replays it from the last commit; online
-        # writes are idempotent and Delta appends skip offsets already recorded, so nothing doubles.
-        if revoked:
-            self.stats.rebalances += 1
-        for pipe in self.pipes.values():
-            pipe.clear()
-        self._parts.clear()
-        self._new.clear()
-        self._paused = False
+        with self._rebalance_lock:
+            self._revoked = self._revoked or bool(revoked)
+            self._new = set()
 
     def _on_assigned(self, assigned) -> None:
-        self._new.update(assigned)  # set up by the main thread right after poll() returns
+        with self._rebalance_lock:
+            self._new = set(assigned)
 
-    def _set_up_partitions(self, batch: dict) -> None:
+    def _apply_rebalance(self, batch: dict) -> None:
+        with self._rebalance_lock:
+            revoked, new = self._revoked, self._new
+            self._revoked, self._new = False, set()
+        if revoked:
+            # Drop what is buffered: the next owner replays it from the last commit; online writes are
+            # idempotent and Delta appends skip offsets already recorded, so nothing doubles.
+            self.stats.rebalances += 1
+            for pipe in self.pipes.values():
+                pipe.clear()
+            self._parts.clear()
+            self._paused = False
+        if new:
+            self._set_up_partitions(new, batch)
+
+    def _set_up_partitions(self, assigned: set, batch: dict) -> None:
         """Partition state for newly assigned partitions; stateful transforms first replay history."""
         consumer = self._consumer
         now_ms = int(time.time() * 1000)
-        tps = sorted(self._new)
-        self._new.clear()
+        tps = sorted(assigned)
         for tp in tps:
             pipe = self.pipes[tp.topic]
             part = _Partition(pipe, pipe.new_hook())

@@ -12,7 +12,6 @@ import redis
 import yaml
 
 from fs import datagen
-from fs import repo as repo_mod
 from fs.platform import Platform
 from tests.conftest import copy_example_repo
 
@@ -33,11 +32,7 @@ def gov(tmp_path_factory):
     data = datagen.generate(seed=11, customers=300, merchants=30, days=6)
     datagen.write_tables(data, repo / "data")
     platform = Platform(repo)
-    # The example repo's on-demand view does not pass Feast 0.67's inference (declared fields carry
-    # descriptions/tags the inferred ones lack), so register everything else directly.
-    contents = repo_mod.parse(repo)
-    platform.store.apply([*contents.entities, *contents.data_sources, *contents.feature_views,
-                          *contents.feature_services])
+    platform.apply()
     end = datagen.default_end() + timedelta(seconds=1)
     platform.store.materialize(end - timedelta(days=7), end, feature_views=["customer_profile", "merchant_risk_daily"])
     platform.data = data

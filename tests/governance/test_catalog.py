@@ -10,7 +10,9 @@ from fs.governance.catalog import build_catalog, write_docs
 
 def test_catalog_reports_governance_metadata(gov):
     cat = build_catalog(gov.store)
-    assert [v.name for v in cat.views] == ["customer_profile", "customer_txn_aggregates", "merchant_risk_daily"]
+    assert [v.name for v in cat.views] == ["customer_profile", "customer_txn_aggregates", "merchant_risk_daily",
+                                           "txn_amount_vs_history"]
+    assert cat.view("txn_amount_vs_history").kind == "on_demand"
     profile = cat.view("customer_profile")
     assert profile.owner == "fraud-ml@payments.example" and profile.team == "fraud" and profile.tier == "2"
     assert profile.freshness_sla == "7d" and profile.ttl_seconds == 365 * 86400
@@ -29,7 +31,8 @@ def test_docs_pages_are_written_and_stale_pages_removed(gov, tmp_path):
     (tmp_path / "handwritten.md").write_text("# notes\n")
     written = write_docs(build_catalog(gov.store), tmp_path)
     names = sorted(p.name for p in written)
-    assert names == ["customer_profile.md", "customer_txn_aggregates.md", "index.md", "merchant_risk_daily.md"]
+    assert names == ["customer_profile.md", "customer_txn_aggregates.md", "index.md", "merchant_risk_daily.md",
+                     "txn_amount_vs_history.md"]
     assert not (tmp_path / "old_view.md").exists() and (tmp_path / "handwritten.md").exists()
     page = (tmp_path / "customer_profile.md").read_text()
     assert "| `email_domain` | String | pii |" in page and "| freshness SLA | 7d |" in page

@@ -101,7 +101,8 @@ def test_feature_server_refuses_ungranted_callers(gov, feature_server):
     email = {"features": ["customer_profile:email_domain"], "entities": entities}
     assert _read(feature_server, "analyst-token", email).status_code == 403
     assert _read(feature_server, "fraud-model-token", email).status_code == 403
-    service = {"feature_service": "fraud_model_v1", "entities": {**entities, "merchant_id": [1, 2, 3]}}
+    service = {"feature_service": "fraud_model_v1",
+               "entities": {**entities, "merchant_id": [1, 2, 3], "amount": [10.0, 20.0, 30.0]}}
     assert _read(feature_server, "analyst-token", service).status_code == 403
 
     ok = _read(feature_server, "kyc-token", email)
@@ -112,6 +113,8 @@ def test_feature_server_refuses_ungranted_callers(gov, feature_server):
     country = {"features": ["customer_profile:country"], "entities": entities}
     assert _read(feature_server, "fraud-model-token", country).status_code == 403
     assert _read(feature_server, "kyc-token", country).status_code == 200
+    served = _read(feature_server, "fraud-model-token", service)  # the service selects country only
+    assert served.status_code == 200, served.text
     merchant = {"features": ["merchant_risk_daily:txn_volume_1d"], "entities": {"merchant_id": [1, 2]}}
     assert _read(feature_server, "analyst-token", merchant).status_code == 200
     assert _read(feature_server, "stranger-token", merchant).status_code == 403

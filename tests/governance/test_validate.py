@@ -100,4 +100,4 @@ def test_offline_window_and_cli(gov, capsys):
     assert main(["--repo", repo, "--json", "validate", "--list", "--limit", "2"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
     assert main(["--repo", repo, "validate", "txn_amount_vs_history"]) == 1
-    assert "unknown feature view" in capsys.readouterr().err
+    assert "on-demand feature view" in capsys.readouterr().err
