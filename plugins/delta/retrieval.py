@@ -180,34 +180,123 @@ def point_in_time_join(
     timestamps (UTC) and is only used to prune source rows.
     """
     result = entity
-    for plan in plans:
-        keys = [f"__fs_k{i}" for i in range(len(plan.join_keys))]
+    for index, plan in enumerate(plans):
         lower = ts_range[0] - plan.ttl if plan.ttl else None
-        rows = feature_rows(frames[plan.name], plan, keys, lower, ts_range[1])
-        wanted = entity.select(
-            *[col(j).alias(k) for j, k in zip(plan.join_keys, keys, strict=True)],
-            col(entity_ts).alias(_ENTITY_TS),
-        ).distinct()
-        matched = wanted.join(rows, on=keys, how="inner").where(F.col(_TS) <= F.col(_ENTITY_TS))
-        if plan.ttl:
-            seconds = int(plan.ttl.total_seconds())
-            matched = matched.where(F.col(_TS) >= F.col(_ENTITY_TS) - F.expr(f"INTERVAL {seconds} SECONDS"))
         if filter_by_created_timestamp and plan.created_timestamp_column:
-            matched = matched.where(F.col(_CREATED) <= F.col(_ENTITY_TS))
-        order = Window.partitionBy(*keys, _ENTITY_TS).orderBy(
-            F.col(_TS).desc(), F.col(_CREATED).desc_nulls_last()
-        )
-        best = (
-            matched.withColumn(_RANK, F.row_number().over(order))
-            .where(F.col(_RANK) == 1)
-            .select(
-                *[F.col(k).alias(j) for k, j in zip(keys, plan.join_keys, strict=True)],
-                F.col(_ENTITY_TS).alias(entity_ts),
-                *[col(out) for _, out in plan.features],
-            )
-        )
-        result = result.join(best, on=[*plan.join_keys, entity_ts], how="left")
+            result = _candidate_join(result, entity_ts, plan, frames[plan.name], lower, ts_range[1])
+        else:
+            result = _interval_join(result, entity_ts, plan, frames[plan.name], lower, ts_range[1], index)
     return result
+
+
+def _interval_join(
+    entity: DataFrame,
+    entity_ts: str,
+    plan: ViewPlan,
+    frame: DataFrame,
+    lower: datetime | None,
+    upper: datetime | None,
+    index: int,
+) -> DataFrame:
+    """ASOF join through validity intervals: no per-entity-row candidate set, no ranking of it.
+
+    Per key, sort the feature rows by (event ts, created ts nulls first); row *i* is the answer for
+    every entity time in ``[ts_i, ts_{i+1})`` (one ``lead()`` window). A row tied with a later one
+    gets the empty interval ``[ts, ts)``, so the tie-break winner is the last of the sort order. The
+    intervals of a key are disjoint, so a left join of the entity rows on key + "entity time inside
+    the interval" + TTL yields exactly one row per entity row: entity duplicates need no de-duplication
+    and nothing has to be joined back. With a TTL the equi-join also matches a time bucket of TTL
+    width (intervals clipped to the TTL span at most two buckets), so each entity row only meets the
+    feature rows of its own and the previous TTL window, however long the history is.
+    """
+    prefix = f"__fs_v{index}_"
+    keys = [f"{prefix}k{i}" for i in range(len(plan.join_keys))]
+    ts, nts, bucket = f"{prefix}ts", f"{prefix}nts", f"{prefix}b"
+    rows = feature_rows(frame, plan, keys, lower, upper)
+    order = Window.partitionBy(*keys).orderBy(F.col(_TS).asc(), F.col(_CREATED).asc_nulls_first())
+    intervals = rows.select(
+        *keys,
+        F.col(_TS).alias(ts),
+        F.lead(F.col(_TS)).over(order).alias(nts),
+        *[col(out) for _, out in plan.features],
+    )
+    ets = col(entity_ts)
+    condition = [col(j) == F.col(k) for j, k in zip(plan.join_keys, keys, strict=True)]
+    condition += [F.col(ts) <= ets, F.col(nts).isNull() | (ets < F.col(nts))]
+    left = entity
+    import os
+    if plan.ttl and not os.environ.get("FS_NOBUCKET"):
+        seconds = int(plan.ttl.total_seconds())
+        width = F.lit(seconds)
+        # An interval serves entity times in [ts, min(nts, ts + ttl)] (both TTL bounds inclusive).
+        last = F.least(
+            F.coalesce(F.col(nts), F.col(ts) + F.expr(f"INTERVAL {seconds} SECONDS")),
+            F.col(ts) + F.expr(f"INTERVAL {seconds} SECONDS"),
+        )
+        intervals = intervals.withColumn(
+            bucket,
+            F.explode(
+                F.sequence(F.floor(F.unix_seconds(F.col(ts)) / width), F.floor(F.unix_seconds(last) / width))
+            ),
+        )
+        left = entity.withColumn(bucket, F.floor(F.unix_seconds(ets) / width))
+        condition += [
+            F.col(f"{prefix}eb") == F.col(bucket),
+            F.col(ts) >= ets - F.expr(f"INTERVAL {seconds} SECONDS"),
+        ]
+        left = left.withColumnRenamed(bucket, f"{prefix}eb")
+    if plan.ttl and os.environ.get("FS_NOBUCKET"):
+        seconds = int(plan.ttl.total_seconds())
+        condition += [F.col(ts) >= ets - F.expr(f"INTERVAL {seconds} SECONDS")]
+    joined = left.join(intervals, on=_and(condition), how="left")
+    return joined.drop(*keys, ts, nts, bucket, f"{prefix}eb")
+
+
+def _and(conditions: list[Any]) -> Any:
+    result = conditions[0]
+    for condition in conditions[1:]:
+        result = result & condition
+    return result
+
+
+def _candidate_join(
+    entity: DataFrame,
+    entity_ts: str,
+    plan: ViewPlan,
+    frame: DataFrame,
+    lower: datetime | None,
+    upper: datetime | None,
+) -> DataFrame:
+    """Join every in-TTL candidate, rank with ``row_number()``, join the winners back.
+
+    Used with ``filter_by_created_timestamp``: the created-time filter depends on the entity time, so
+    a feature row's validity is not an interval of entity times and :func:`_interval_join` cannot apply.
+    """
+    keys = [f"__fs_k{i}" for i in range(len(plan.join_keys))]
+    rows = feature_rows(frame, plan, keys, lower, upper)
+    wanted = entity.select(
+        *[col(j).alias(k) for j, k in zip(plan.join_keys, keys, strict=True)],
+        col(entity_ts).alias(_ENTITY_TS),
+    ).distinct()
+    matched = wanted.join(rows, on=keys, how="inner").where(F.col(_TS) <= F.col(_ENTITY_TS))
+    if plan.ttl:
+        seconds = int(plan.ttl.total_seconds())
+        matched = matched.where(F.col(_TS) >= F.col(_ENTITY_TS) - F.expr(f"INTERVAL {seconds} SECONDS"))
+    if plan.created_timestamp_column:
+        matched = matched.where(F.col(_CREATED) <= F.col(_ENTITY_TS))
+    order = Window.partitionBy(*keys, _ENTITY_TS).orderBy(
+        F.col(_TS).desc(), F.col(_CREATED).desc_nulls_last()
+    )
+    best = (
+        matched.withColumn(_RANK, F.row_number().over(order))
+        .where(F.col(_RANK) == 1)
+        .select(
+            *[F.col(k).alias(j) for k, j in zip(keys, plan.join_keys, strict=True)],
+            F.col(_ENTITY_TS).alias(entity_ts),
+            *[col(out) for _, out in plan.features],
+        )
+    )
+    return entity.join(best, on=[*plan.join_keys, entity_ts], how="left")
 
 
 def typed_schema(plans: list[ViewPlan]) -> dict[str, Any]:

@@ -298,6 +298,8 @@ class Ingestor:
         return True
 
     def _mark(self, taken: Buffer, attr: str) -> None:
+        log.debug("%s through %s (%d rows)", attr, {f"{t.topic}[{t.partition}]": o for t, o in taken.through.items()},
+                  len(taken.rows))
         for tp, offset in taken.through.items():
             part = self._parts.get(tp)
             if part is not None:
@@ -326,6 +328,7 @@ class Ingestor:
         for tp, om in offsets.items():
             self._parts[tp].committed = om.offset
         self.stats.offset_commits += 1
+        log.debug("committed %s", {f"{tp.topic}[{tp.partition}]": om.offset for tp, om in offsets.items()})
 
     def _drain(self) -> None:
         """After a stop request: keep writing and committing until clean or the drain timeout."""
@@ -400,6 +403,7 @@ class Ingestor:
                     consumer.seek_to_beginning(tp)
                     batch.pop(tp, None)  # fetched from the committed offset: refetched after the replay
             self._parts[tp] = part
+            log.debug("set up %s[%d]: committed %s, replay below %d", tp.topic, tp.partition, committed, part.warm_until)
         log.info("assigned %d partition(s): %s", len(tps), ", ".join(f"{t.topic}[{t.partition}]" for t in tps))
 
     def _report_lag(self) -> None:

@@ -61,6 +61,34 @@ _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=True, ensure_ascii=Fa
 HEADER = 3  # event_us, created_us, schema_fp
 
 
+_INTEGRAL = r"^-?[0-9]+$"
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'  # what json.dumps(ensure_ascii=False) escapes
+
+
+def _json_floats(col):
+    """float64 -> JSON text equal in value and type to ``json.dumps`` (Python ``repr``).
+
+    Arrow prints the shortest round-trip digits (exactly the same double when parsed) but writes
+    integral values without a fraction (``3``: would decode as an int) and ``nan``/``inf``."""
+    text = pc.cast(col, pa.string())
+    text = pc.if_else(
+        pc.match_substring_regex(text, _INTEGRAL), pc.binary_join_element_wise(text, ".0", ""), text
+    )
+    if pc.any(pc.is_nan(col)).as_py():
+        text = pc.if_else(pc.is_nan(col), "NaN", text)
+    if pc.any(pc.is_inf(col)).as_py():
+        text = pc.if_else(pc.is_inf(col), pc.if_else(pc.greater(col, 0), "Infinity", "-Infinity"), text)
+    return text
+
+
+def _json_strings(col):
+    """Strings -> JSON string literals; only columns holding a character JSON escapes pay the
+    per-value path (rare: quotes, backslashes, control characters)."""
+    if pc.any(pc.match_substring_regex(col, _NEEDS_ESCAPE)).as_py():
+        return pa.array([None if v is None else _dumps(v) for v in col.to_pylist()], pa.string())
+    return pc.binary_join_element_wise('"', col, '"', "")
+
+
 def _proto_field(vt: ValueType) -> str:
     return vt.name.lower() + "_val"
 
@@ -114,37 +142,61 @@ class ViewCodec:
 
     def columns_from_arrow(self, table: pa.Table) -> list[list]:
         """Feature columns (view order) as Python lists, type-checked and cast like Feast would."""
-        cols = []
-        for name, vt, native in zip(self.names, self.types, self.native, strict=True):
-            if name not in table.column_names:
-                cols.append([None] * table.num_rows)
-                continue
-            col = table.column(name)
-            if native and vt in _ARROW_OK:
-                if not any(ok(col.type) for ok in _ARROW_OK[vt]):
-                    raise OnlineWriteError(
-                        f"feature {self.view_name}:{name} is {vt.name}, got arrow type {col.type}"
-                    )
-                try:
-                    # FLOAT rounds through float32 so Arrow and protobuf writes store the same value.
-                    cols.append(pc.cast(col, _ARROW_CAST[vt], safe=True).to_pylist())
-                except pa.ArrowInvalid as e:
-                    raise OnlineWriteError(f"feature {self.view_name}:{name}: {e}") from None
-            elif native:  # list types: Feast's converter checks the elements
-                i = self.index[name]
-                protos = python_values_to_proto_values(col.to_pylist(), vt)
-                cols.append([self._native_from_proto(p, i) for p in protos])
-            else:
-                protos = python_values_to_proto_values(col.to_pylist(), vt)
-                cols.append(
-                    [
-                        None
-                        if p.WhichOneof("val") in (None, "null_val")
-                        else base64.b64encode(p.SerializeToString()).decode("ascii")
-                        for p in protos
-                    ]
-                )
-        return cols
+        return [self._column_values(table, i) for i in range(len(self.names))]
+
+    def _checked_cast(self, col: pa.ChunkedArray, i: int) -> pa.ChunkedArray:
+        """A native scalar column type-checked and cast to its Feast type's Arrow type."""
+        name, vt = self.names[i], self.types[i]
+        if not any(ok(col.type) for ok in _ARROW_OK[vt]):
+            raise OnlineWriteError(f"feature {self.view_name}:{name} is {vt.name}, got arrow type {col.type}")
+        try:
+            # FLOAT rounds through float32 so Arrow and protobuf writes store the same value.
+            return pc.cast(col, _ARROW_CAST[vt], safe=True)
+        except pa.ArrowInvalid as e:
+            raise OnlineWriteError(f"feature {self.view_name}:{name}: {e}") from None
+
+    def _column_values(self, table: pa.Table, i: int) -> list:
+        name, vt = self.names[i], self.types[i]
+        if name not in table.column_names:
+            return [None] * table.num_rows
+        col = table.column(name)
+        if vt in _ARROW_OK:
+            return self._checked_cast(col, i).to_pylist()
+        protos = python_values_to_proto_values(col.to_pylist(), vt)
+        if self.native[i]:  # list types: Feast's converter checks the elements
+            return [self._native_from_proto(p, i) for p in protos]
+        return [
+            None
+            if p.WhichOneof("val") in (None, "null_val")
+            else base64.b64encode(p.SerializeToString()).decode("ascii")
+            for p in protos
+        ]
+
+    def _json_column(self, table: pa.Table, i: int) -> pa.Array | pa.ChunkedArray | str:
+        """Feature ``i`` as JSON text per row (``null`` for missing), built by Arrow compute for
+        scalar types; other types go through the per-value path."""
+        name, vt = self.names[i], self.types[i]
+        if name not in table.column_names:
+            return "null"
+        if vt not in _ARROW_OK:
+            values = self._column_values(table, i)
+            text = pa.array([None if v is None else _dumps(v) for v in values], pa.string())
+        elif vt in (ValueType.FLOAT, ValueType.DOUBLE):
+            text = _json_floats(self._checked_cast(table.column(name), i).cast(pa.float64()))
+        elif vt == ValueType.STRING:
+            text = _json_strings(self._checked_cast(table.column(name), i))
+        else:  # integers -> decimal, bool -> true/false: Arrow's text is already JSON
+            text = pc.cast(self._checked_cast(table.column(name), i), pa.string())
+        return pc.fill_null(text, "null") if text.null_count else text
+
+    def encode_arrow(self, table: pa.Table, event_us: pa.Array, created_us: pa.Array) -> pa.Array:
+        """Rows of ``table`` encoded exactly as ``encode`` would (same JSON values and types),
+        as one Arrow string array built column-wise: no per-value Python for scalar features."""
+        parts = [pc.cast(event_us, pa.string()), pc.cast(created_us, pa.string()), str(self.fingerprint)]
+        parts += [self._json_column(table, i) for i in range(len(self.names))]
+        body = pc.binary_join_element_wise(*parts, ",")
+        out = pc.binary_join_element_wise("[", body, "]", "")
+        return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
     def _native_from_proto(self, proto: ValueProto, i: int):
         which = proto.WhichOneof("val")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Sequence
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from feast.value_type import ValueType
 
 from fs.errors import ConfigError, OnlineStoreError
@@ -41,6 +43,23 @@ def _bytes_token(value) -> str:
     if isinstance(value, bytes | bytearray):
         return "0x" + bytes(value).hex()
     raise TypeError
+
+
+def _arrow_tokens(col: pa.ChunkedArray, value_type: ValueType):
+    """Tokens of a whole column computed by Arrow (same text as the per-value functions), or
+    None when the column needs the per-value path (nulls, other types, bytes: it raises there)."""
+    if col.null_count:
+        return None
+    if value_type in (ValueType.INT32, ValueType.INT64) and pa.types.is_integer(col.type):
+        return pc.cast(col, pa.string())
+    if value_type == ValueType.STRING and (
+        pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+    ):
+        text = col.cast(pa.string())
+        for c in "%{}:,=":  # '%' first, like str.translate of _ESCAPE
+            text = pc.replace_substring(text, c, f"%{ord(c):02X}")
+        return text
+    return None
 
 
 _TOKENS: dict[ValueType, Callable[[object], str]] = {
@@ -92,6 +111,28 @@ class KeyLayout:
             ",".join(f"{jk}={fn(v)}" for jk, fn, v in zip(join_keys, tokens, row, strict=True))
             for row in zip(*columns, strict=True)
         ]
+
+    def arrow_keys(
+        self,
+        view_name: str,
+        join_keys: Sequence[str],
+        value_types: Sequence[ValueType],
+        tokens: Sequence[Callable],
+        columns: Sequence[pa.ChunkedArray],
+    ) -> list[str]:
+        """Keys of one view for entity columns given as Arrow (join keys sorted); the same keys as
+        ``entity_tags`` + ``view_affixes``, built column-wise."""
+        parts = [_arrow_tokens(c, vt) for c, vt in zip(columns, value_types, strict=True)]
+        before, after = self.view_affixes(view_name)
+        if not parts or any(p is None for p in parts):
+            tags = self.entity_tags(join_keys, tokens, [c.to_pylist() for c in columns])
+            return [before + t + after for t in tags]
+        if len(columns[0]) == 0:
+            return []
+        named = [pc.binary_join_element_wise(jk + "=", p, "") for jk, p in zip(join_keys, parts, strict=True)]
+        return pc.binary_join_element_wise(
+            before, pc.binary_join_element_wise(*named, ","), after, ""
+        ).to_pylist()
 
     def view_affixes(self, view_name: str) -> tuple[str, str]:
         """``(before, after)`` so that ``before + tag + after`` is the key of an entity's row."""

@@ -37,7 +37,7 @@ from plugins.redis_store.connection import Endpoint, connect, translated
 from plugins.redis_store.keys import KeyLayout
 from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
 from plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, feature_vector
-from plugins.redis_store.writer import BatchWriter, WriteResult, prepare
+from plugins.redis_store.writer import BatchWriter, WriteResult, prepare, prepare_arrow
 
 logger = logging.getLogger(__name__)
 
@@ -370,19 +370,19 @@ class RedisOnlineStore(OnlineStore):
         missing = [c for c in (*read.join_keys, event_column) if c not in data.column_names]
         if missing:
             raise OnlineWriteError(f"rows for {table.name!r} lack column(s) {', '.join(missing)}")
-        columns = {jk: data.column(jk).to_pylist() for jk in read.join_keys}
         event_us = _arrow_micros(data.column(event_column))
-        if created_column and created_column in data.column_names:
-            created_us = [0 if v is None else v for v in _arrow_micros(data.column(created_column))]
-        else:
-            created_us = [0] * data.num_rows
-        if None in event_us:
+        if event_us.null_count:
             raise OnlineWriteError(f"rows for {table.name!r} have null {event_column}")
-        rows = (
-            list(zip(*codec.columns_from_arrow(data), strict=True)) if codec.names else [()] * data.num_rows
-        )
-        keys = build_keys(state.layout, [read], columns)
-        return prepare(codec, read.ttl_us, keys, event_us, created_us, rows)
+        if created_column and created_column in data.column_names:
+            created_us = pc.fill_null(_arrow_micros(data.column(created_column)), 0)
+        else:
+            created_us = pa.nulls(data.num_rows, pa.int64()).fill_null(0)
+
+        def keys_of(rows: pa.Table) -> list[str]:
+            columns = [rows.column(jk) for jk in read.join_keys]
+            return state.layout.arrow_keys(table.name, read.join_keys, read.key_types, read.tokens, columns)
+
+        return prepare_arrow(codec, read.ttl_us, keys_of, data, event_us, created_us)
 
     # --- reads ----------------------------------------------------------------------------
     def _plan(self, state: _State, registry, project, features, full_feature_names) -> ReadPlan | None:
@@ -624,10 +624,12 @@ def _micros(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _arrow_micros(col: pa.ChunkedArray) -> list:
+def _arrow_micros(col: pa.ChunkedArray) -> pa.Array:
+    """int64 microseconds since the epoch of a timestamp column (naive = UTC)."""
     if not pa.types.is_timestamp(col.type):
         raise OnlineWriteError(f"timestamp column has arrow type {col.type}, expected a timestamp")
     if col.type.tz is None:
         col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
     # ns -> us truncates (the store keeps microseconds, like the Delta tables).
-    return pc.cast(col, pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64()).to_pylist()
+    out = pc.cast(col, pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64())
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out

@@ -52,6 +52,7 @@ class ViewRead:
         self.join_keys = sorted(types)
         join_key_map = join_key_map or {}
         self.request_columns = tuple(join_key_map.get(jk, jk) for jk in self.join_keys)
+        self.key_types = [types[jk] for jk in self.join_keys]
         self.tokens = [token_fn(jk, types[jk]) for jk in self.join_keys]
         self.before, self.after = layout.view_affixes(view.name)
         self.positions = [HEADER + codec.index[f] for f in self.features]

@@ -1,9 +1,13 @@
 """The one batch-write path (materialize, push, ingestor): event-time-ordered, atomic per key.
 
-Rows become ``EVALSHA writes.lua`` calls of up to ``batch_size`` keys (grouped by hash slot in
-Cluster mode), all sent in one pipeline: one round trip per batch (per node in Cluster), no
-read-then-write from the client. The script is idempotent, so a batch is retried whole on
-NOSCRIPT (after loading the script) and by redis-py on connection errors.
+Rows become ``EVALSHA writes.lua`` calls of up to ``batch_size`` keys each (KEYS = the rows'
+keys, ARGV = the view's ttl then the encoded rows; grouped by hash slot in Cluster mode), all
+sent in one pipeline: one round trip per batch (per node in Cluster), no read-then-write from
+the client. The script is idempotent, so a batch is retried whole on NOSCRIPT (after loading
+the script) and by redis-py on connection errors.
+
+Arrow input (``prepare_arrow``) is encoded column-wise by Arrow compute: keys, JSON rows and
+the ttl filter cost no per-value Python for scalar features.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 from redis.crc import key_slot
 
@@ -46,13 +52,18 @@ class WriteResult:
 
 @dataclass
 class PreparedBatch:
-    """Keys, expiry (ms, 0 = none) and encoded rows of one view, ready to send."""
+    """Keys and encoded rows of one view, ready to send; the script derives each key's expiry
+    from its row's event time and ``ttl_us`` (0 = none)."""
 
     keys: list[str]
-    expire_ms: list[int]
     payloads: list[str]
+    ttl_us: int
     expired: int
     codec: ViewCodec
+
+
+def _cutoff(ttl_us: int, now_us: int | None) -> int:
+    return (time.time_ns() // 1000 if now_us is None else now_us) - ttl_us
 
 
 def prepare(
@@ -65,21 +76,42 @@ def prepare(
     now_us: int | None = None,
 ) -> PreparedBatch:
     """Encode rows; rows already older than the ttl are dropped here (they could never be served)."""
-    out_keys, out_exp, out_payloads = [], [], []
     encode = codec.encode
     if ttl_us:
-        cutoff = (time.time_ns() // 1000 if now_us is None else now_us) - ttl_us
-        for key, ev, ct, row in zip(keys, event_us, created_us, rows, strict=True):
-            if ev < cutoff:
-                continue
-            out_keys.append(key)
-            out_exp.append(-(-(ev + ttl_us) // 1000))  # ceil: never expire before the ttl elapses
-            out_payloads.append(encode(ev, ct, row))
+        cutoff = _cutoff(ttl_us, now_us)
+        kept = [
+            (key, encode(ev, ct, row))
+            for key, ev, ct, row in zip(keys, event_us, created_us, rows, strict=True)
+            if ev >= cutoff
+        ]
+        out_keys, out_payloads = [k for k, _ in kept], [p for _, p in kept]
     else:
         out_keys = list(keys)
-        out_exp = [0] * len(keys)
         out_payloads = [encode(ev, ct, row) for ev, ct, row in zip(event_us, created_us, rows, strict=True)]
-    return PreparedBatch(out_keys, out_exp, out_payloads, len(keys) - len(out_keys), codec)
+    return PreparedBatch(out_keys, out_payloads, ttl_us, len(keys) - len(out_keys), codec)
+
+
+def prepare_arrow(
+    codec: ViewCodec,
+    ttl_us: int,
+    keys_of,
+    table: pa.Table,
+    event_us: pa.Array,
+    created_us: pa.Array,
+    now_us: int | None = None,
+) -> PreparedBatch:
+    """Like ``prepare`` for Arrow columns (int64 microseconds); ``keys_of(table)`` gives the keys."""
+    n = table.num_rows
+    if ttl_us and n:
+        alive = pc.greater_equal(event_us, _cutoff(ttl_us, now_us))
+        if not pc.all(alive).as_py():
+            table, event_us, created_us = (
+                table.filter(alive),
+                event_us.filter(alive),
+                created_us.filter(alive),
+            )
+    payloads = codec.encode_arrow(table, event_us, created_us).to_pylist()
+    return PreparedBatch(keys_of(table), payloads, ttl_us, n - table.num_rows, codec)
 
 
 class BatchWriter:
@@ -98,22 +130,19 @@ class BatchWriter:
         self._registered = {s for s in self._registered if view_name is not None and s[0] != view_name}
 
     def _groups(self, batch: PreparedBatch):
-        if self._cluster:
-            by_slot: dict[int, list[int]] = {}
-            for i, k in enumerate(batch.keys):
-                by_slot.setdefault(key_slot(k.encode()), []).append(i)
-            groups = list(by_slot.values())
-        else:
-            groups = [range(len(batch.keys))]
-        size = self._batch_size
-        for idx in groups:
+        """(keys, rows) per script call: chunks of ``batch_size`` keys of one slot, in row order."""
+        keys, payloads, size = batch.keys, batch.payloads, self._batch_size
+        if not self._cluster:
+            for start in range(0, len(keys), size):
+                yield keys[start : start + size], payloads[start : start + size]
+            return
+        by_slot: dict[int, list[int]] = {}
+        for i, k in enumerate(keys):
+            by_slot.setdefault(key_slot(k.encode()), []).append(i)
+        for idx in by_slot.values():
             for start in range(0, len(idx), size):
                 chunk = idx[start : start + size]
-                args = []
-                for i in chunk:
-                    args.append(batch.expire_ms[i])
-                    args.append(batch.payloads[i])
-                yield [batch.keys[i] for i in chunk], args
+                yield [keys[i] for i in chunk], [payloads[i] for i in chunk]
 
     def _fill(self, pipe, batch: PreparedBatch) -> int:
         schema = (batch.codec.view_name, batch.codec.fingerprint)
@@ -121,8 +150,9 @@ class BatchWriter:
         if schema not in self._registered:
             pipe.hsetnx(self._schemas_key, f"{schema[0]}:{schema[1]}", batch.codec.schema_json)
             extra = 1
-        for keys, args in self._groups(batch):
-            pipe.execute_command("EVALSHA", WRITE_SHA, len(keys), *keys, *args)
+        ttl = batch.ttl_us
+        for keys, rows in self._groups(batch):
+            pipe.execute_command("EVALSHA", WRITE_SHA, len(keys), *keys, ttl, *rows)
         return extra
 
     def _result(self, batch: PreparedBatch, replies: list, extra: int) -> WriteResult:

@@ -1,30 +1,41 @@
 -- Event-time-ordered upsert of (entity, feature view) rows; one call per batch of keys that
--- share a slot. KEYS[i]: row key. ARGV[2i-1]: absolute expiry in ms (0 = none).
--- ARGV[2i]: encoded row "[event_us,created_us,...]".
+-- share a slot (standalone: any keys). KEYS[i]: row key. ARGV[1]: the view's ttl in
+-- microseconds (0 = none). ARGV[i + 1]: encoded row "[event_us,created_us,...]" for KEYS[i].
 -- A row is written only if (event_us, created_us) is strictly greater than the stored one, so
--- older events and redeliveries are no-ops and retries of a whole batch are safe.
--- Returns the number of rows written.
+-- older events and redeliveries are no-ops and retries of a whole batch are safe. Rows are
+-- applied in order, so a key present twice in one call ends at the greater of its rows.
+-- A written key expires at ceil((event_us + ttl) / 1000) ms (PXAT), the instant it stops
+-- being served. Returns the number of rows written.
+local ttl = tonumber(ARGV[1])
+local match, tonumber, call = string.match, tonumber, redis.call
+local pattern = '^%[(%-?%d+),(%-?%d+),'
 local written = 0
 for i = 1, #KEYS do
-  local row = ARGV[2 * i]
-  local ev, ct = string.match(row, '^%[(%-?%d+),(%-?%d+),')
-  ev, ct = tonumber(ev), tonumber(ct)
+  local row = ARGV[i + 1]
+  local ev, ct = match(row, pattern)
+  if not ev then
+    return redis.error_reply('fs: row to write has an unknown format')
+  end
   local newer = true
-  local old = redis.call('GET', KEYS[i])
+  local old = call('GET', KEYS[i])
   if old then
-    local oev, oct = string.match(old, '^%[(%-?%d+),(%-?%d+),')
+    local oev, oct = match(old, pattern)
     if not oev then
       return redis.error_reply('fs: stored online row has an unknown format')
     end
-    oev, oct = tonumber(oev), tonumber(oct)
-    newer = ev > oev or (ev == oev and ct > oct)
+    -- integers are canonical decimals, so equal strings are equal numbers (redelivery: no
+    -- number parsing at all); microsecond times are far below 2^53, exact as Lua numbers
+    if ev == oev then
+      newer = ct ~= oct and tonumber(ct) > tonumber(oct)
+    else
+      newer = tonumber(ev) > tonumber(oev)
+    end
   end
   if newer then
-    local exp = tonumber(ARGV[2 * i - 1])
-    if exp > 0 then
-      redis.call('SET', KEYS[i], row, 'PXAT', exp)
+    if ttl > 0 then
+      call('SET', KEYS[i], row, 'PXAT', string.format('%d', math.ceil((tonumber(ev) + ttl) / 1000)))
     else
-      redis.call('SET', KEYS[i], row)
+      call('SET', KEYS[i], row)
     end
     written = written + 1
   end
