@@ -42,7 +42,7 @@ from backfill.model import (
 )
 from backfill.plan import build_plan
 from backfill.settings import load_settings
-from backfill.validation import ChunkCheck, run_checks
+from backfill.validation import ChunkCheck, expectation_checks, run_checks
 from fs.errors import BackfillError, RepoError
 from fs.observability import span
 from fs.timeutil import parse_time, utcnow
@@ -89,9 +89,9 @@ class Backfiller:
     def _repo(self):
         return load_repo(self.platform.repo_path)
 
-    @property
+    @cached_property
     def checks(self) -> tuple[ChunkCheck, ...]:
-        return self._checks + self._repo.checks
+        return self._checks + self._repo.checks + expectation_checks(self.store)
 
     def definition(self, view: str) -> BatchDefinition:
         found = self._repo.definitions.get(view)

@@ -77,3 +77,29 @@ def run_checks(checks: Sequence[ChunkCheck], view: str, interval: Interval, data
     if warned:
         return Verdict("warn", "; ".join(warned))
     return Verdict("pass")
+
+
+def expectation_checks(store) -> tuple[ChunkCheck, ...]:
+    """The repo's Great Expectations gates as chunk checks: one per view whose suite sets
+    ``meta.gate`` (``strict`` rejects the chunk, ``warn`` commits it and records the failure)."""
+    from fs.governance import expectations
+
+    checks = []
+    for fv in store.list_feature_views():
+        suite = expectations.load_suite(store.repo_path, fv.name)
+        if suite is None or suite.gate is None:
+            continue
+        checks.append(ChunkCheck(_gx_check(store, suite.gate), mode=suite.gate, views=(fv.name,), name="expectations"))
+    return tuple(checks)
+
+
+def _gx_check(store, mode: str) -> Check:
+    def check(view: str, interval: Interval, data: pa.Table) -> ValidationOutcome:
+        from fs.governance.validate import gate
+
+        if data.num_rows == 0:  # a chunk with no events (e.g. a partial first day): nothing to judge
+            return ValidationOutcome(passed=True, details="no rows")
+        result = gate(store, view, data, mode=mode, origin="backfill", window=(interval.start, interval.end))
+        return ValidationOutcome(passed=result.outcome == "passed", details=result.summary())
+
+    return check

@@ -45,6 +45,14 @@ class Suite:
     def drift(self) -> dict:
         return dict(self.meta.get("drift") or {})
 
+    @property
+    def gate(self) -> str | None:
+        """How writers gate on this suite: ``strict``, ``warn``, or None (validate on demand only)."""
+        mode = self.meta.get("gate")
+        if mode not in (None, "strict", "warn"):
+            raise ConfigError(f"suite {self.path}: meta.gate must be 'strict' or 'warn', got {mode!r}")
+        return mode
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -400,7 +400,9 @@ class Ingestor:
                     part.warm_until = committed
                     lookback = pipe.transform.lookback
                     part.warm_since_ms = now_ms - int(lookback.total_seconds() * 1000) if lookback else 0
-                    consumer.seek_to_beginning(tp)
+                    # A plain seek sets the position now (seek_to_beginning's asynchronous reset can be
+                    # lost in a rebalance); past retention, auto_offset_reset=earliest finds the log start.
+                    consumer.seek(tp, 0)
                     batch.pop(tp, None)  # fetched from the committed offset: refetched after the replay
             self._parts[tp] = part
             log.debug("set up %s[%d]: committed %s, replay below %d", tp.topic, tp.partition, committed, part.warm_until)

@@ -99,8 +99,9 @@ class RedisOnlineStoreConfig(FeastConfigBaseModel):
     retry_backoff_cap_s: float = 0.5
     """Maximum retry delay."""
 
-    write_batch_size: int = 500
-    """Rows per write-script call (one pipeline carries all calls of a batch)."""
+    write_batch_size: int = 200
+    """Rows per write-script call (one pipeline carries all calls of a batch). Throughput is flat
+    from ~100 to ~1000 rows; smaller calls block the server for less time (~1.5 ms at 200)."""
 
     delete_scan_count: int = 1000
     """SCAN COUNT hint when deleting a view's or project's keys (bounds the work per server call)."""

@@ -47,7 +47,9 @@ def _counts(repo, ids):
 @pytest.mark.redis
 def test_one_batch_orders_duplicates_and_counts_stale_rows(repo):
     store, cfg, fv = repo.online_store, repo.config, repo.profile
-    assert store.write_arrow(cfg, fv, _table([1, 2, 3], [10, 20, 30], [10, 10, 10], [0, 0, 0])) == WriteResult(3, 0, 0)
+    assert store.write_arrow(
+        cfg, fv, _table([1, 2, 3], [10, 20, 30], [10, 10, 10], [0, 0, 0])
+    ) == WriteResult(3, 0, 0)
     batch = _table(
         # 1: older (stale); 2: newer; 3: redelivery; 4 twice, newest first; 5 twice, newest last;
         # 6 three times, equal event time decided by created time
