@@ -11,8 +11,12 @@ loses). Both TTL bounds are inclusive, as in Feast's file/dask store. Rows with 
 timestamp or a null join key never match. The winners are left-joined back onto the entity frame, so
 every entity row survives (duplicates included) with nulls where nothing matched.
 
-Formulation: equi-join on keys + range filter + ``row_number()``; on Sail this measured ~5x faster
-than a union + window ``max(struct)`` formulation (see docs/benchmarks.md).
+Formulation (measured on Sail, see docs/offline_store.md "Performance"): each feature row becomes a
+validity interval ``[ts, next ts of the same key)`` with one ``lead()`` window, and the entity rows are
+left-joined on keys (+ a TTL-wide time bucket) with "entity time inside the interval" in the join
+condition -- at most one match per entity row, so no per-entity-row candidate set is built, ranked
+or joined back. ``filter_by_created_timestamp`` makes validity depend on the entity time; that case
+keeps the candidate join + ``row_number()`` formulation.
 """
 
 from __future__ import annotations
@@ -211,7 +215,7 @@ def _interval_join(
     """
     prefix = f"__fs_v{index}_"
     keys = [f"{prefix}k{i}" for i in range(len(plan.join_keys))]
-    ts, nts, bucket = f"{prefix}ts", f"{prefix}nts", f"{prefix}b"
+    ts, nts, bucket, entity_bucket = (f"{prefix}{n}" for n in ("ts", "nts", "b", "eb"))
     rows = feature_rows(frame, plan, keys, lower, upper)
     order = Window.partitionBy(*keys).orderBy(F.col(_TS).asc(), F.col(_CREATED).asc_nulls_first())
     intervals = rows.select(
@@ -223,33 +227,30 @@ def _interval_join(
     ets = col(entity_ts)
     condition = [col(j) == F.col(k) for j, k in zip(plan.join_keys, keys, strict=True)]
     condition += [F.col(ts) <= ets, F.col(nts).isNull() | (ets < F.col(nts))]
+    # Tie losers have empty intervals: drop them before the join.
+    intervals = intervals.where(F.col(nts).isNull() | (F.col(nts) > F.col(ts)))
     left = entity
-    import os
-    if plan.ttl and not os.environ.get("FS_NOBUCKET"):
+    if plan.ttl:
         seconds = int(plan.ttl.total_seconds())
-        width = F.lit(seconds)
-        # An interval serves entity times in [ts, min(nts, ts + ttl)] (both TTL bounds inclusive).
-        last = F.least(
-            F.coalesce(F.col(nts), F.col(ts) + F.expr(f"INTERVAL {seconds} SECONDS")),
-            F.col(ts) + F.expr(f"INTERVAL {seconds} SECONDS"),
+        span = F.expr(f"INTERVAL {seconds} SECONDS")
+        # An interval serves entity times in [ts, min(nts, ts + ttl)] (both TTL bounds inclusive), so
+        # it touches the bucket of ts and at most the next one.
+        last = F.least(F.coalesce(F.col(nts), F.col(ts) + span), F.col(ts) + span)
+        width = max(seconds, 1)
+        first_bucket, last_bucket = _bucket(F.col(ts), width), _bucket(last, width)
+        buckets = F.when(last_bucket > first_bucket, F.array(first_bucket, last_bucket)).otherwise(
+            F.array(first_bucket)
         )
-        intervals = intervals.withColumn(
-            bucket,
-            F.explode(
-                F.sequence(F.floor(F.unix_seconds(F.col(ts)) / width), F.floor(F.unix_seconds(last) / width))
-            ),
-        )
-        left = entity.withColumn(bucket, F.floor(F.unix_seconds(ets) / width))
-        condition += [
-            F.col(f"{prefix}eb") == F.col(bucket),
-            F.col(ts) >= ets - F.expr(f"INTERVAL {seconds} SECONDS"),
-        ]
-        left = left.withColumnRenamed(bucket, f"{prefix}eb")
-    if plan.ttl and os.environ.get("FS_NOBUCKET"):
-        seconds = int(plan.ttl.total_seconds())
-        condition += [F.col(ts) >= ets - F.expr(f"INTERVAL {seconds} SECONDS")]
+        intervals = intervals.withColumn(bucket, F.explode(buckets))
+        left = entity.withColumn(entity_bucket, _bucket(ets, width))
+        condition += [F.col(entity_bucket) == F.col(bucket), F.col(ts) >= ets - span]
     joined = left.join(intervals, on=_and(condition), how="left")
-    return joined.drop(*keys, ts, nts, bucket, f"{prefix}eb")
+    return joined.drop(*keys, ts, nts, bucket, entity_bucket)
+
+
+def _bucket(timestamp: Any, seconds: int) -> Any:
+    """Index of the ``seconds``-wide time bucket of ``timestamp`` (monotonic in the timestamp)."""
+    return F.floor(F.unix_seconds(timestamp) / F.lit(seconds)).cast("long")
 
 
 def _and(conditions: list[Any]) -> Any:

@@ -43,14 +43,13 @@ log = logging.getLogger(__name__)
 _IDLE_POLL_MS = 200
 _LAG_EVERY_S = 1.0
 _COMMIT_TIMEOUT_MS = 5_000
+_WARM_IDLE_S = 10
 
 
 @dataclass
 class _Partition:
     pipe: TopicPipeline
     hook: Hook | None
-    warm_until: int = -1  # offsets below this only rebuild transform state
-    warm_since_ms: int = 0  # during warm-up, records with older broker timestamps are skipped
     committed: int = -1  # next offset committed to Kafka
     online_done: int = -1  # last offset whose rows are in the online store
     offline_done: int = -1  # last offset whose rows are in Delta
@@ -191,13 +190,6 @@ class Ingestor:
         dead = self._dlq
         for rec in records:
             offset = rec.offset
-            if offset < part.warm_until:
-                if rec.timestamp >= part.warm_since_ms:
-                    try:
-                        pipe.rows(pipe.decoder(rec.value, now), hook)
-                    except BadRecord:
-                        pass
-                continue
             consumed += 1
             try:
                 rows = pipe.rows(pipe.decoder(rec.value, now), hook)
@@ -383,30 +375,69 @@ class Ingestor:
             self._set_up_partitions(new, batch)
 
     def _set_up_partitions(self, assigned: set, batch: dict) -> None:
-        """Partition state for newly assigned partitions; stateful transforms first replay history."""
-        consumer = self._consumer
-        now_ms = int(time.time() * 1000)
+        """Partition state for newly assigned partitions; stateful transforms first replay history.
+
+        Every partition restarts at its committed offset: kafka-python keeps the fetch position of a
+        partition that stays assigned across an eager rebalance, but its buffered rows were dropped,
+        so continuing from there would leave a gap. Records this poll returned for it are refetched.
+        """
         tps = sorted(assigned)
+        warm: dict[TopicPartition, tuple[_Partition, int]] = {}
         for tp in tps:
             pipe = self.pipes[tp.topic]
             part = _Partition(pipe, pipe.new_hook())
-            committed = consumer.committed(tp)
+            committed = self._consumer.committed(tp)
+            # Offset 0 below the log start falls back to auto_offset_reset=earliest.
+            self._consumer.seek(tp, committed or 0)
+            batch.pop(tp, None)
             if committed is None:  # a new group starts at the earliest offset (nothing skipped)
                 part.committed = 0
             else:
                 part.committed = part.position = committed
                 part.online_done = part.offline_done = committed - 1
                 if pipe.transform is not None and pipe.transform.stateful and committed > 0:
-                    part.warm_until = committed
-                    lookback = pipe.transform.lookback
-                    part.warm_since_ms = now_ms - int(lookback.total_seconds() * 1000) if lookback else 0
-                    # A plain seek sets the position now (seek_to_beginning's asynchronous reset can be
-                    # lost in a rebalance); past retention, auto_offset_reset=earliest finds the log start.
-                    consumer.seek(tp, 0)
-                    batch.pop(tp, None)  # fetched from the committed offset: refetched after the replay
+                    warm[tp] = (part, committed)
             self._parts[tp] = part
-            log.debug("set up %s[%d]: committed %s, replay below %d", tp.topic, tp.partition, committed, part.warm_until)
+        if warm:
+            self._warm_up(warm)
         log.info("assigned %d partition(s): %s", len(tps), ", ".join(f"{t.topic}[{t.partition}]" for t in tps))
+
+    def _warm_up(self, warm: dict) -> None:
+        """Replay ``[log start, committed)`` of each partition through its fresh transform, writing
+        nothing. A separate group-less reader does it, so the member's own positions stay at the
+        committed offsets. Records older (broker timestamp) than the transform's lookback are skipped."""
+        reader = KafkaConsumer(enable_auto_commit=False, max_poll_records=self.config.kafka.max_poll_records,
+                               fetch_max_wait_ms=self.config.kafka.fetch_max_wait_ms,
+                               **kafka_client_kwargs(self.config))
+        now, now_ms = datetime.now(UTC), int(time.time() * 1000)
+        try:
+            reader.assign(list(warm))
+            reader.seek_to_beginning(*warm)
+            left = {tp for tp, (_, until) in warm.items() if reader.position(tp) < until}
+            replayed, idle_since = 0, time.monotonic()
+            while left and time.monotonic() - idle_since < _WARM_IDLE_S:
+                for tp, records in reader.poll(timeout_ms=500).items():
+                    part, until = warm[tp]
+                    lookback = part.pipe.transform.lookback
+                    since_ms = now_ms - int(lookback.total_seconds() * 1000) if lookback else 0
+                    for rec in records:
+                        if rec.offset >= until:
+                            left.discard(tp)
+                            break
+                        if rec.timestamp >= since_ms:
+                            try:
+                                part.pipe.rows(part.pipe.decoder(rec.value, now), part.hook)
+                            except BadRecord:
+                                pass
+                        replayed += 1
+                    if records and records[-1].offset + 1 >= until:
+                        left.discard(tp)
+                    idle_since = time.monotonic()
+            if left:
+                log.warning("warm-up of %d partition(s) stopped early: no data for %ds", len(left), _WARM_IDLE_S)
+            log.info("warm-up replayed %d record(s) into stateful transforms", replayed)
+        finally:
+            reader.close(autocommit=False)
 
     def _report_lag(self) -> None:
         # The high watermark of the last fetch response (end_offsets() may under-report on some brokers).

@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
-from fs import datagen, repo as repo_mod  # noqa: E402
+from fs import datagen  # noqa: E402
+from fs import repo as repo_mod  # noqa: E402
 from fs.platform import Platform  # noqa: E402
 from plugins.kafka_ingest import Ingestor, load_ingest_config  # noqa: E402
 from plugins.kafka_ingest.broker import EmbeddedBroker  # noqa: E402

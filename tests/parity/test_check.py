@@ -9,7 +9,7 @@ from datetime import timedelta
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import changed, newest
+from tests.parity.conftest import changed, newest
 
 from fs.timeutil import utcnow
 from parity import check

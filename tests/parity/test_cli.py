@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from conftest import changed, newest
+from tests.parity.conftest import changed, newest
 from typer.testing import CliRunner
 
 from cli.main import app

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from delta_helpers import make_config, write_table
-from delta_reference import point_in_time
+from tests.plugins.delta.delta_helpers import make_config, write_table
+from tests.plugins.delta.delta_reference import point_in_time
 from feast import FeatureService, FeatureStore, FeatureView, Field
 from feast.data_source import PushMode
 from feast.on_demand_feature_view import on_demand_feature_view

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from delta_helpers import write_table
-from delta_reference import point_in_time
+from tests.plugins.delta.delta_helpers import write_table
+from tests.plugins.delta.delta_reference import point_in_time
 from feast import Entity, FeatureView, Field
 from feast.types import Bool, Float64, Int64, String
 from feast.value_type import ValueType

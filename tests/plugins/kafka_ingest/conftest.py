@@ -4,24 +4,19 @@ example repo per test (its own Redis key prefix, its own Delta tables), producer
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# tests/plugins/ would shadow the top-level `plugins` package (see tests/plugins/delta/conftest.py).
+import pytest
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from tests.conftest import copy_example_repo
+
 ROOT_DIR = Path(__file__).resolve().parents[3]
-_ROOT = str(ROOT_DIR)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-import pytest  # noqa: E402
-import yaml  # noqa: E402
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
-
-from tests.conftest import copy_example_repo  # noqa: E402
 
 # Fast group joins on tansu: short session/heartbeat, and a short rebalance timeout (= max poll interval).
 FAST_KAFKA = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "max_poll_interval_ms": 10000}
@@ -65,7 +60,8 @@ class StreamRepo:
     """A repo copy with the stream view applied, an empty offline table, and its own topics."""
 
     def __init__(self, root: Path, broker, redis_url: str):
-        from fs import datagen, repo as repo_mod
+        from fs import datagen
+        from fs import repo as repo_mod
         from fs.platform import Platform
 
         self.path = copy_example_repo(root)

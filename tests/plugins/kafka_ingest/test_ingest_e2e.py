@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from conftest import Running, assert_exactly_once, payments, produce
 
 from plugins.kafka_ingest import Ingestor
 from plugins.kafka_ingest.deadletter import read_dead_letters
+from tests.plugins.kafka_ingest.conftest import Running, assert_exactly_once, payments, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

@@ -14,10 +14,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import ROOT_DIR, Running, StreamRepo, assert_exactly_once, payments, produce
 
 from fs.platform import Platform
 from plugins.kafka_ingest import Ingestor
+from tests.plugins.kafka_ingest.conftest import (
+    ROOT_DIR,
+    Running,
+    StreamRepo,
+    assert_exactly_once,
+    payments,
+    produce,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
@@ -69,7 +76,7 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(stream_repo):
         before = _delta_count(stream_repo)
         proc = _start_cli(stream_repo)
         try:
-            _wait(lambda: _delta_count(stream_repo) > before, 60, "progress before the kill")
+            _wait(lambda before=before: _delta_count(stream_repo) > before, 60, "progress before the kill")
             time.sleep(rng.uniform(0.0, 0.4))
         finally:
             proc.kill()
