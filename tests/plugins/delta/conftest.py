@@ -8,13 +8,9 @@ from pathlib import Path
 # pytest puts tests/ on sys.path, where tests/plugins/ is a namespace package that shadows the real
 # top-level `plugins` (the editable install's finder runs after plain path entries). Putting the repo
 # root first restores it; pyproject's `pythonpath = ["."]` would do the same for every area.
-# The helper modules next to this file are imported by plain name (`from delta_helpers import ...`),
-# which only works without an __init__.py here; put this folder on the path so both layouts work.
 _ROOT = str(Path(__file__).resolve().parents[3])
-_HERE = str(Path(__file__).resolve().parent)
-for _path in (_HERE, _ROOT):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 import pytest  # noqa: E402
 from tests.plugins.delta.delta_helpers import make_config  # noqa: E402
