@@ -36,7 +36,7 @@ def available_envs(repo: Path) -> list[str]:
     return [DEFAULT_ENV] + sorted(p.stem for p in (repo / "envs").glob("*.yaml"))
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -48,21 +48,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in overlay.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
-def _expand(value: Any, source: Path) -> Any:
+def expand_env(value: Any, source: Path) -> Any:
     if isinstance(value, dict):
-        return {k: _expand(v, source) for k, v in value.items()}
+        return {k: expand_env(v, source) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, source) for v in value]
+        return [expand_env(v, source) for v in value]
     if not isinstance(value, str):
         return value
 
@@ -82,7 +82,7 @@ def _expand(value: Any, source: Path) -> Any:
 
 def raw_config(repo: Path, env: str = DEFAULT_ENV) -> dict[str, Any]:
     """The merged, variable-expanded configuration dict for ``env``."""
-    data = _read_yaml(repo / "feature_store.yaml")
+    data = read_yaml(repo / "feature_store.yaml")
     source = repo / "feature_store.yaml"
     if env != DEFAULT_ENV:
         overlay = repo / "envs" / f"{env}.yaml"
@@ -91,9 +91,9 @@ def raw_config(repo: Path, env: str = DEFAULT_ENV) -> dict[str, Any]:
                 f"unknown environment {env!r} for repo {repo}",
                 hint=f"choose one of: {', '.join(available_envs(repo))}",
             )
-        data = _merge(data, _read_yaml(overlay))
+        data = merge(data, read_yaml(overlay))
         source = overlay
-    return _expand(data, source)
+    return expand_env(data, source)
 
 
 def load_config(repo: Path, env: str = DEFAULT_ENV):

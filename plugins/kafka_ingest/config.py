@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fs.config import _expand, _merge, _read_yaml
+from fs.config import expand_env, merge, read_yaml
 from fs.errors import ConfigError
 from fs.metadata import parse_duration
 
@@ -231,13 +231,13 @@ def load_ingest_config(repo: str | Path, env: str = "dev", overrides: dict | Non
     path = repo / FILE_NAME
     if not path.is_file():
         raise ConfigError(f"no {FILE_NAME} in {repo}", hint="declare the topics to ingest, see docs/ingest.md")
-    data = _read_yaml(path)
+    data = read_yaml(path)
     overlay = repo / "envs" / f"{env}.yaml"
     if env != "dev" and overlay.is_file():
-        data = _merge(data, _read_yaml(overlay).get("ingest") or {})
-    data = _merge(data, overrides or {})
+        data = merge(data, read_yaml(overlay).get("ingest") or {})
+    data = merge(data, overrides or {})
     try:
-        return IngestConfig(**_expand(data, path))
+        return IngestConfig(**expand_env(data, path))
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
