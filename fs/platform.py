@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
-from fs import policy, repo as repo_mod
+from fs import policy
+from fs import repo as repo_mod
 from fs.config import DEFAULT_ENV, load_config, resolve_repo
 from fs.errors import ConfigError, PolicyError, RepoError
 from fs.locks import registry_lock

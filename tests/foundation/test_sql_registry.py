@@ -38,7 +38,7 @@ def test_two_concurrent_applies_leave_a_consistent_registry(example_repo, regist
     cmd = [sys.executable, "-m", "cli.main", "--repo", str(example_repo), "--env", "staging", "--json", "apply"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
-    for out, err, code in results:
+    for _out, err, code in results:
         assert code == 0, err
 
     from fs.platform import Platform

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pandas as pd
 import pyarrow as pa
 import pytest
-from tests.parity.conftest import changed, newest
 
 from fs.timeutil import utcnow
 from parity import check
 from parity.report import MASK, write_prometheus
+from tests.parity.conftest import changed, newest
 
 pytestmark = pytest.mark.redis
 

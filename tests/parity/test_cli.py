@@ -6,10 +6,10 @@ import json
 from datetime import timedelta
 
 import pytest
-from tests.parity.conftest import changed, newest
 from typer.testing import CliRunner
 
 from cli.main import app
+from tests.parity.conftest import changed, newest
 
 pytestmark = pytest.mark.redis
 
