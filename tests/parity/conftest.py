@@ -13,19 +13,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # tests/plugins/ would otherwise shadow the top-level `plugins` package
-    sys.path.insert(0, _ROOT)
+import pytest
+import redis
+from feast import FeatureService, FeatureStore
 
-import pytest  # noqa: E402
-import redis  # noqa: E402
-from feast import FeatureService, FeatureStore  # noqa: E402
-
-from fs import datagen  # noqa: E402
-from fs.config import load_config  # noqa: E402
-from plugins.delta.engine import get_engine  # noqa: E402
-from plugins.redis_store.reader import ViewRead, build_keys  # noqa: E402
-from tests.conftest import copy_example_repo  # noqa: E402
+from fs import datagen
+from fs.config import load_config
+from plugins.delta.engine import get_engine
+from plugins.redis_store.reader import ViewRead, build_keys
+from tests.conftest import copy_example_repo
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 VIEWS = ("merchant_risk_daily", "customer_profile", "customer_txn_aggregates")

@@ -10,8 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from tests.plugins.delta.delta_helpers import make_config, write_table
-from tests.plugins.delta.delta_reference import point_in_time
 from feast import FeatureService, FeatureStore, FeatureView, Field
 from feast.data_source import PushMode
 from feast.on_demand_feature_view import on_demand_feature_view
@@ -22,6 +20,8 @@ from fs.errors import EntityDataFrameError, SchemaMismatchError, SourceNotFoundE
 from plugins.delta import DeltaSource
 from plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
 from plugins.delta.storage import SavedDatasetDeltaStorage, recorded_source_versions
+from tests.plugins.delta.delta_helpers import make_config, write_table
+from tests.plugins.delta.delta_reference import point_in_time
 
 ROOT = Path(__file__).resolve().parents[3]
 END = datetime(2026, 11, 1, tzinfo=UTC)

@@ -6,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from tests.plugins.delta.delta_helpers import write_table
-from tests.plugins.delta.delta_reference import point_in_time
 from feast import Entity, FeatureView, Field
 from feast.types import Bool, Float64, Int64, String
 from feast.value_type import ValueType
@@ -16,6 +14,8 @@ from hypothesis import strategies as st
 
 from plugins.delta import DeltaSource
 from plugins.delta.offline_store import DeltaOfflineStore
+from tests.plugins.delta.delta_helpers import write_table
+from tests.plugins.delta.delta_reference import point_in_time
 
 BASE = datetime(2024, 3, 1, tzinfo=UTC)
 customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)

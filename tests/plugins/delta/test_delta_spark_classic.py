@@ -17,9 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_delta_point_in_time import BASE, views
 
 from plugins.delta import retrieval
+from tests.plugins.delta.test_delta_point_in_time import BASE, views
 
 pytestmark = [pytest.mark.spark_classic, pytest.mark.slow]
 HERE = Path(__file__).resolve().parent
