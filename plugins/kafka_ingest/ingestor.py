@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
@@ -33,7 +34,6 @@ from fs.observability import span
 from plugins.kafka_ingest import metrics as m
 from plugins.kafka_ingest.config import IngestConfig
 from plugins.kafka_ingest.deadletter import DeadLetters
-from plugins.kafka_ingest.decode import BadRecord
 from plugins.kafka_ingest.pipeline import Buffer, TopicPipeline
 from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker, with_retries
 from plugins.kafka_ingest.server import serve
@@ -168,7 +168,7 @@ class Ingestor:
                 now = datetime.now(UTC)
                 for tp, records in batch.items():
                     self._process(tp, records, now)
-                self._flush(force=False)
+                self._flush(force=False, idle=not batch)
                 if self._last_poll >= next_lag:
                     self._report_lag()
                     next_lag = self._last_poll + _LAG_EVERY_S
@@ -182,28 +182,21 @@ class Ingestor:
     # -- the per-record path ----------------------------------------------------------------------
     def _process(self, tp: TopicPartition, records: list, now: datetime) -> None:
         part = self._parts.get(tp)
-        if part is None:  # revoked in this very poll
+        if part is None or not records:  # revoked in this very poll
             return
-        pipe, hook = part.pipe, part.hook
+        pipe = part.pipe
         topic = tp.topic
-        consumed = 0
-        dead = self._dlq
-        for rec in records:
-            offset = rec.offset
-            consumed += 1
-            try:
-                rows = pipe.rows(pipe.decoder(rec.value, now), hook)
-            except BadRecord as e:
-                dead.send(rec, e)
-                self.stats.dead_lettered[e.reason] += 1
-                m.DEAD_LETTERED.labels(topic, e.reason).inc()
-                log.debug("dead-lettered %s[%d]@%d: %s", topic, tp.partition, offset, e)
-                rows = []
-            pipe.buffer(tp, offset, rows)
-        part.position = records[-1].offset + 1
-        if consumed:
-            self.stats.consumed += consumed
-            m.CONSUMED.labels(topic).inc(consumed)
+        chunk, bad = pipe.process(tp, records, now, part.hook)
+        for rec, e in bad:
+            self._dlq.send(rec, e)
+            self.stats.dead_lettered[e.reason] += 1
+            m.DEAD_LETTERED.labels(topic, e.reason).inc()
+            log.debug("dead-lettered %s[%d]@%d: %s", topic, tp.partition, rec.offset, e)
+        last = records[-1].offset
+        pipe.buffer(chunk, last)
+        part.position = last + 1
+        self.stats.consumed += len(records)
+        m.CONSUMED.labels(topic).inc(len(records))
 
     # -- writes and commits -------------------------------------------------------------------------
     def _write(self, target: str, fn):
@@ -237,15 +230,19 @@ class Ingestor:
         m.BATCH_SECONDS.labels(target).observe(time.perf_counter() - start)
         return result
 
-    def _flush(self, force: bool) -> bool:
-        """Write due buffers, then commit what every target has; True if nothing is left pending."""
+    def _flush(self, force: bool, idle: bool = False) -> bool:
+        """Write due buffers, then commit what every target has; True if nothing is left pending.
+        ``idle``: the last poll returned nothing, so offline rows older than ``offline_idle_ms`` are due."""
         b = self.config.batch
         now = time.monotonic()
+        idle_s = b.offline_idle_ms / 1000 if idle and b.offline_idle_ms else None
         clean = True
         for pipe in self.pipes.values():
             if pipe.online and (force or pipe.online_buffer.due(b.online_max_rows, b.online_interval_ms / 1000, now)):
                 clean &= self._flush_online(pipe)
-            if pipe.offline and (force or pipe.offline_buffer.due(b.offline_max_rows, b.offline_interval_ms / 1000, now)):
+            ob = pipe.offline_buffer
+            if pipe.offline and (force or ob.due(b.offline_max_rows, b.offline_interval_ms / 1000, now)
+                                 or (idle_s is not None and ob.due(b.offline_max_rows, idle_s, now))):
                 clean &= self._flush_offline(pipe)
             clean &= not pipe.online_buffer.through and not pipe.offline_buffer.through
         self._commit()
@@ -253,18 +250,18 @@ class Ingestor:
 
     def _flush_online(self, pipe: TopicPipeline) -> bool:
         buf = pipe.online_buffer
-        if buf.rows:
+        if buf.n:
             when = datetime.now(UTC)
-            result = self._write("online", lambda: pipe.online.write(buf.rows, when))
+            table = buf.table()
+            result = self._write("online", lambda: pipe.online.write(table, when))
             if result is None:
                 return False
             written_at = time.time()
-            event_col, topic = pipe.event_col, pipe.spec.topic
-            fresh = m.FRESHNESS.labels(topic)
-            for row in buf.rows:
-                age = written_at - row[event_col].timestamp()
-                fresh.observe(age)
-                self.stats.freshness_s.append(age)
+            topic = pipe.spec.topic
+            event_s = table[pipe.event_col].cast(pa.int64()).to_numpy() / 1e6
+            ages = written_at - event_s
+            m.observe_many(m.FRESHNESS.labels(topic), ages)
+            self.stats.freshness_s.extend(ages.tolist())
             self.stats.written_online += result.written
             self.stats.skipped_stale += result.skipped_stale
             self.stats.online_batches += 1
@@ -275,9 +272,9 @@ class Ingestor:
 
     def _flush_offline(self, pipe: TopicPipeline) -> bool:
         buf = pipe.offline_buffer
-        if buf.rows:
+        if buf.n:
             when = datetime.now(UTC)
-            result = self._write("offline", lambda: pipe.offline.append(buf.rows, buf.origins, buf.through, when))
+            result = self._write("offline", lambda: pipe.offline.append(buf.chunks, buf.through, when))
             if result is None:
                 return False
             topic = pipe.spec.topic
@@ -291,7 +288,7 @@ class Ingestor:
 
     def _mark(self, taken: Buffer, attr: str) -> None:
         log.debug("%s through %s (%d rows)", attr, {f"{t.topic}[{t.partition}]": o for t, o in taken.through.items()},
-                  len(taken.rows))
+                  taken.n)
         for tp, offset in taken.through.items():
             part = self._parts.get(tp)
             if part is not None:
@@ -420,16 +417,13 @@ class Ingestor:
                     part, until = warm[tp]
                     lookback = part.pipe.transform.lookback
                     since_ms = now_ms - int(lookback.total_seconds() * 1000) if lookback else 0
-                    for rec in records:
-                        if rec.offset >= until:
-                            left.discard(tp)
-                            break
-                        if rec.timestamp >= since_ms:
-                            try:
-                                part.pipe.rows(part.pipe.decoder(rec.value, now), part.hook)
-                            except BadRecord:
-                                pass
-                        replayed += 1
+                    below = [rec for rec in records if rec.offset < until]
+                    if len(below) < len(records):
+                        left.discard(tp)
+                    replay = [rec for rec in below if rec.timestamp >= since_ms]
+                    if replay:  # rows and dead letters are dropped: only the transform's state matters
+                        part.pipe.process(tp, replay, now, part.hook)
+                    replayed += len(below)
                     if records and records[-1].offset + 1 >= until:
                         left.discard(tp)
                     idle_since = time.monotonic()

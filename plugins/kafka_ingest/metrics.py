@@ -10,6 +10,7 @@ from collections import Counter as _Counts
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from fs.observability import REGISTRY
@@ -34,6 +35,26 @@ LAG = Gauge("fs_ingest_consumer_lag", "High watermark minus position, per assign
             ["topic", "partition"], registry=REGISTRY)
 BREAKER = Gauge("fs_ingest_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.", ["target"],
                 registry=REGISTRY)
+
+def observe_many(child, values: np.ndarray) -> None:
+    """``child.observe(v)`` for every value, in one pass per batch (per-row observe costs ~3 us).
+
+    Uses the histogram child's bucket counters (prometheus_client keeps per-bucket, non-cumulative
+    counts in ``_buckets`` and the total in ``_sum``); falls back to per-value observe otherwise."""
+    buckets, total, bounds = getattr(child, "_buckets", None), getattr(child, "_sum", None), \
+        getattr(child, "_upper_bounds", None)
+    if buckets is None or total is None or bounds is None or len(buckets) != len(bounds):
+        for v in values.tolist():
+            child.observe(v)
+        return
+    # observe() puts v in the first bucket with v <= bound (the last bound is +Inf).
+    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=float), values, side="left"),
+                         minlength=len(bounds))
+    for i, c in enumerate(counts[: len(bounds)].tolist()):
+        if c:
+            buckets[i].inc(c)
+    total.inc(float(values.sum()))
+
 
 _FRESHNESS_SAMPLES = 100_000  # bounded reservoir for the run's percentiles
 

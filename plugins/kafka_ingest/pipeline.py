@@ -1,8 +1,9 @@
 """One topic's path from Kafka records to buffered rows, and its two write buffers.
 
-Per record: decode and validate (``decode.RecordDecoder``), transform (the repo's hook, if any),
-append the rows to the online and offline buffers with the (partition, offset) they came from.
-Bad records become ``BadRecord``s for the dead-letter topic.
+Per poll batch: decode and validate (``decode.RecordDecoder.decode_batch``), transform (the repo's
+hook: its ``batch`` method when it has one, else per record), and append the rows as one Arrow
+table to the online and offline buffers with the Kafka offset each row came from. Bad records
+become ``BadRecord``s for the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 from feast import FeatureView
 from feast.value_type import ValueType
 
-from fs.errors import ConfigError
+from fs.errors import ConfigError, IngestError
 from plugins.kafka_ingest.config import FieldType, TopicSpec
 from plugins.kafka_ingest.decode import BadRecord, RecordDecoder
-from plugins.kafka_ingest.sinks import OfflineSink, OnlineSink
+from plugins.kafka_ingest.sinks import OfflineSink, OnlineSink, row_schema
 from plugins.kafka_ingest.transform import Hook, TransformFactory, load_transform
 
 _FIELD_TYPES: dict[ValueType, FieldType] = {
@@ -40,20 +43,33 @@ def view_fields(views: list[FeatureView], event_time_field: str) -> dict[str, Fi
 
 
 @dataclass
+class Chunk:
+    """Rows of one poll batch of one partition: ``offsets[i]`` is the Kafka offset of row i."""
+
+    tp: object  # TopicPartition
+    table: pa.Table
+    offsets: np.ndarray
+
+
+@dataclass
 class Buffer:
     """Rows waiting for one target, and the last offset consumed per partition they cover."""
 
-    rows: list[dict] = field(default_factory=list)
-    origins: list[tuple] = field(default_factory=list)  # (TopicPartition, offset) per row
+    chunks: list[Chunk] = field(default_factory=list)
+    n: int = 0  # rows in chunks
     through: dict = field(default_factory=dict)  # TopicPartition -> last offset consumed
     since: float | None = None  # monotonic time of the oldest pending record
 
     def due(self, max_rows: int, interval_s: float, now: float) -> bool:
-        return bool(self.through) and (len(self.rows) >= max_rows or now - self.since >= interval_s)
+        return bool(self.through) and (self.n >= max_rows or now - self.since >= interval_s)
+
+    def table(self) -> pa.Table | None:
+        tables = [c.table for c in self.chunks if c.table.num_rows]
+        return None if not tables else tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def take(self) -> Buffer:
-        taken = Buffer(self.rows, self.origins, self.through, self.since)
-        self.rows, self.origins, self.through, self.since = [], [], {}, None
+        taken = Buffer(self.chunks, self.n, self.through, self.since)
+        self.chunks, self.n, self.through, self.since = [], 0, {}, None
         return taken
 
 
@@ -83,6 +99,8 @@ class TopicPipeline:
         fields = dict(spec.fields) or view_fields(views, spec.event_time_field)
         self.decoder = RecordDecoder(spec, fields, repo)
         self.join_keys = sorted({k for v in views for k in v.join_keys})
+        self.schema = row_schema(views, self.event_col)
+        self._inputs = [f for f in fields if f != spec.event_time_field]
         self.online = OnlineSink(store, views) if spec.online else None
         self.offline = OfflineSink(store.config, push, views, group) if spec.offline else None
         self.online_buffer = Buffer()
@@ -107,20 +125,81 @@ class TopicPipeline:
                                 f"transform output lacks a join key or a datetime {self.event_col!r}")
         return rows
 
-    def buffer(self, tp, offset: int, rows: list[dict]) -> None:
+    def process(self, tp, records: list, now: datetime, hook: Hook | None) -> tuple[Chunk, list]:
+        """Rows of a poll batch (one partition, offset order) and ``(record, BadRecord)`` for the rest."""
+        recs, event_us, pos, failed = self.decoder.decode_batch([r.value for r in records], now)
+        bad = [(records[i], e) for i, e in failed]
+        batch = getattr(hook, "batch", None)
+        if batch is not None:
+            if recs:
+                cols = {name: [r[name] for r in recs] for name in self._inputs}
+                cols[self.spec.event_time_field] = np.array(event_us, dtype=np.int64)
+                try:
+                    out, rejected = batch(cols)
+                except Exception as e:  # user code; its state may be half-updated, so no per-record retry
+                    raise IngestError(f"transform {self.spec.transform!r} failed on a batch of topic "
+                                      f"{self.spec.topic!r}: {type(e).__name__}: {e}",
+                                      hint="fix the transform's batch method; uncommitted records are replayed") from e
+                if rejected:
+                    for j in rejected:
+                        bad.append((records[pos[j]], BadRecord("transform_error", "transform rejected the record")))
+                    dropped = set(rejected)
+                    pos = [p for j, p in enumerate(pos) if j not in dropped]
+                    bad.sort(key=lambda b: b[0].offset)
+                table = self._table(out, len(pos))
+            else:
+                table = self.schema.empty_table()
+            row_pos = pos
+        else:
+            rows, row_pos = [], []
+            for j, record in enumerate(recs):
+                try:
+                    produced = self.rows(record, hook)
+                except BadRecord as e:
+                    bad.append((records[pos[j]], e))
+                    continue
+                rows.extend(produced)
+                row_pos.extend([pos[j]] * len(produced))
+            if len(bad) > len(failed):
+                bad.sort(key=lambda b: b[0].offset)
+            table = pa.Table.from_pylist(rows, schema=self.schema)
+        offsets = np.fromiter((records[p].offset for p in row_pos), dtype=np.int64, count=len(row_pos))
+        return Chunk(tp, table, offsets), bad
+
+    def _table(self, out: dict, n: int) -> pa.Table:
+        """A batch transform's output columns as a ``row_schema`` table (checked like hook rows)."""
+        arrays = []
+        for f in self.schema:
+            v = out.get(f.name)
+            if v is None:
+                if f.name in self.join_keys or f.name == self.event_col:
+                    raise IngestError(f"transform {self.spec.transform!r} returned no {f.name!r} column")
+                arrays.append(pa.nulls(n, f.type))
+                continue
+            if f.name == self.event_col:
+                a = pa.array(np.asarray(v, dtype=np.int64)).cast(f.type)
+            else:
+                a = pa.array(v, type=f.type)
+            if len(a) != n or (f.name in self.join_keys and a.null_count):
+                raise IngestError(f"transform {self.spec.transform!r}: column {f.name!r} has nulls or a wrong length")
+            arrays.append(a)
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def buffer(self, chunk: Chunk, last_offset: int) -> None:
+        """Buffer a processed poll batch whose records go up to ``last_offset``."""
         now = time.monotonic()
         for buf, on in ((self.online_buffer, self.online), (self.offline_buffer, self.offline)):
             if on is None:
                 continue
             if buf.since is None:
                 buf.since = now
-            buf.rows.extend(rows)
-            if buf is self.offline_buffer:
-                buf.origins.extend((tp, offset) for _ in rows)
-            buf.through[tp] = offset
+            if chunk.table.num_rows:
+                buf.chunks.append(chunk)
+                buf.n += chunk.table.num_rows
+            buf.through[chunk.tp] = last_offset
 
     def pending(self) -> int:
-        return max(len(self.online_buffer.rows), len(self.offline_buffer.rows))
+        return max(self.online_buffer.n, self.offline_buffer.n)
 
     def clear(self) -> None:
         self.online_buffer = Buffer()

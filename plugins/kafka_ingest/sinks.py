@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -38,6 +39,15 @@ _TS = pa.timestamp("us", tz="UTC")
 def _view_fields(view: FeatureView) -> list[pa.Field]:
     cols = [*view.entity_columns, *view.features]
     return [pa.field(f.name, feast_value_type_to_pa(f.dtype.to_value_type())) for f in cols]
+
+
+def row_schema(views: list[FeatureView], event_col: str) -> pa.Schema:
+    """Columns of the rows a push source carries: every view's join keys and features, event time."""
+    fields: dict[str, pa.Field] = {}
+    for v in views:
+        for f in _view_fields(v):
+            fields.setdefault(f.name, f)
+    return pa.schema([*fields.values(), pa.field(event_col, _TS)])
 
 
 @dataclass(frozen=True)
@@ -67,14 +77,18 @@ class OnlineSink:
         ]
         self._keys = [v.join_keys for v in self._views]
 
-    def write(self, rows: list[dict], now: datetime) -> OnlineResult:
+    def write(self, table: pa.Table, now: datetime) -> OnlineResult:
+        """Write a table of rows (``row_schema`` columns) to every online view fed by the source."""
         written = stale = 0
         for view, schema, keys in zip(self._views, self._schemas, self._keys, strict=True):
-            newest = _newest_per_key(rows, keys, self._event_col)
-            stale += len(rows) - len(newest)
-            table = _to_arrow(newest, schema, self._created_col, now)
+            data = _conform(table, schema.remove(schema.get_field_index(self._created_col)))
+            newest = _newest_per_key(data, keys, self._event_col)
+            if newest is not None:
+                stale += data.num_rows - len(newest)
+                data = data.take(newest)
+            data = data.append_column(pa.field(self._created_col, _TS), _repeat(now, data.num_rows))
             try:
-                result = self._store.write_arrow(self._config, view, table, self._event_col, self._created_col)
+                result = self._store.write_arrow(self._config, view, data, self._event_col, self._created_col)
             except (TransientError, OnlineWriteError, OnlineAccessDenied):
                 raise
             except OnlineStoreError as e:  # other server errors (LOADING, READONLY in a failover) pass
@@ -85,27 +99,41 @@ class OnlineSink:
         return OnlineResult(written, stale)
 
 
-def _newest_per_key(rows: list[dict], keys: list[str], event_col: str) -> list[dict]:
-    """Only the newest row per entity goes to Redis; the store would skip the others anyway."""
-    best: dict = {}
-    if len(keys) == 1:
-        k = keys[0]
-        for row in rows:
-            cur = best.get(row[k])
-            if cur is None or row[event_col] >= cur[event_col]:
-                best[row[k]] = row
+def _newest_per_key(table: pa.Table, keys: list[str], event_col: str) -> np.ndarray | None:
+    """Indices of the newest row per entity (ties: the later row), None if every row is the newest:
+    only those go to Redis, the store would skip the others anyway."""
+    n = table.num_rows
+    ts = table[event_col].cast(pa.int64()).to_numpy()
+    key_cols = [table[k] for k in keys]
+    if all(pa.types.is_integer(c.type) and c.null_count == 0 for c in key_cols):
+        order = np.lexsort((np.arange(n), ts, *[c.to_numpy() for c in reversed(key_cols)]))
+        last = np.ones(n, dtype=bool)
+        if n > 1:
+            same = np.ones(n - 1, dtype=bool)
+            for c in key_cols:
+                k = c.to_numpy()[order]
+                same &= k[1:] == k[:-1]
+            last[:-1] = ~same
+        idx = order[last]
     else:
-        for row in rows:
-            key = tuple(row[k] for k in keys)
+        best: dict = {}
+        cols = [c.to_pylist() for c in key_cols]
+        for i, key in enumerate(zip(*cols, strict=True)):
             cur = best.get(key)
-            if cur is None or row[event_col] >= cur[event_col]:
-                best[key] = row
-    return list(best.values())
+            if cur is None or ts[i] >= ts[cur]:
+                best[key] = i
+        idx = np.fromiter(best.values(), dtype=np.int64, count=len(best))
+    return None if len(idx) == n else idx
 
 
-def _to_arrow(rows: list[dict], schema: pa.Schema, created_col: str, now: datetime) -> pa.Table:
-    table = pa.Table.from_pylist(rows, schema=schema.remove(schema.get_field_index(created_col)))
-    return table.append_column(pa.field(created_col, _TS), pa.array([now] * len(rows), _TS))
+def _repeat(now: datetime, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(now, type=_TS), n)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns and types (absent columns are null)."""
+    cols = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(cols, names=schema.names).cast(schema)
 
 
 @dataclass(frozen=True)
@@ -126,12 +154,7 @@ class OfflineSink:
         self._group = group
         self._event_col = batch.timestamp_field
         self._created_col = batch.created_timestamp_column or "created_at"
-        fields: dict[str, pa.Field] = {}
-        for v in views:
-            for f in _view_fields(v):
-                fields.setdefault(f.name, f)
-        self._default_schema = pa.schema([*fields.values(), pa.field(self._event_col, _TS),
-                                          pa.field(self._created_col, _TS)])
+        self._default_schema = row_schema(views, self._event_col).append(pa.field(self._created_col, _TS))
 
     def app_id(self, topic: str, partition: int) -> str:
         return f"fs-ingest:{self._group}:{topic}:{partition}"
@@ -150,28 +173,41 @@ class OfflineSink:
             raise SinkUnavailable(f"cannot read the Delta log at {self.location}: {e}") from e
         return {tp: _txn(table, self.app_id(*tp)) for tp in partitions}
 
-    def append(self, rows: list[dict], origins: list[tuple[tuple[str, int], int]],
-               through: dict[tuple[str, int], int], now: datetime) -> OfflineResult:
-        """Append ``rows`` (``origins[i]`` = (partition, offset) of row i) not yet in the table and
-        record ``through`` (last offset consumed per partition) in the same commit."""
+    def append(self, chunks: list, through: dict[tuple[str, int], int], now: datetime) -> OfflineResult:
+        """Append the rows of ``chunks`` (each: ``table``, its partition ``tp`` and ``offsets``, the
+        Kafka offset of each row) not yet in the table, and record ``through`` (last offset consumed
+        per partition) in the same commit."""
+        total = sum(c.table.num_rows for c in chunks)
         try:
             table = self._table()
             done = {tp: _txn(table, self.app_id(*tp)) for tp in through}
-            keep = [row for row, (tp, offset) in zip(rows, origins, strict=True) if offset > done[tp]]
+            parts = []
+            for c in chunks:
+                if c.table.num_rows == 0:
+                    continue
+                floor = done.get(c.tp, -1)
+                if c.offsets[0] > floor:  # offsets increase within a chunk
+                    parts.append(c.table)
+                elif c.offsets[-1] > floor:
+                    parts.append(c.table.filter(pa.array(c.offsets > floor)))
             txns = [Transaction(self.app_id(*tp), last) for tp, last in through.items() if last > done[tp]]
-            if not keep:
-                return OfflineResult(0, len(rows))
+            kept = sum(p.num_rows for p in parts)
+            if not kept:
+                return OfflineResult(0, total)
             schema = pa.schema(table.schema().to_arrow()) if table is not None else self._default_schema
-            data = _to_arrow(keep, schema, self._created_col, now)
+            data = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+            if self._created_col in schema.names:
+                schema = schema.remove(schema.get_field_index(self._created_col))
+            data = _conform(data, schema).append_column(pa.field(self._created_col, _TS), _repeat(now, kept))
             write_deltalake(table if table is not None else self.location, data, mode="append",
                             storage_options=None if table is not None else self._options,
                             commit_properties=CommitProperties(app_transactions=txns))
         except (OSError, CommitFailedError) as e:
             raise SinkUnavailable(f"Delta append to {self.location} failed: {e}") from e
-        except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
+        except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as e:
             raise IngestError(f"rows do not fit the Delta table at {self.location}: {type(e).__name__}: {e}",
                               hint="check the transform's output against the feature view schema") from e
-        return OfflineResult(len(keep), len(rows) - len(keep))
+        return OfflineResult(kept, total - kept)
 
 
 def _txn(table: DeltaTable | None, app_id: str) -> int:
