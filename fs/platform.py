@@ -125,7 +125,9 @@ class Platform:
 
     def plan(self) -> PlanResult:
         """What ``apply`` would change in the registry and the stores; changes nothing."""
-        contents = self.definitions()
+        return self._plan(self.definitions())
+
+    def _plan(self, contents) -> PlanResult:
         try:
             registry_diff, infra_diff, _ = self.store.plan(contents)
         except (ConfigError, RepoError):
@@ -141,8 +143,8 @@ class Platform:
         contents = self.definitions()
         self._validate_sources(contents)
         with registry_lock(self.config):
-            self.store.refresh_registry() if self.config.registry.registry_type == "sql" else None
-            plan = self.plan()
+            self.store.refresh_registry()  # another process may have applied while we waited for the lock
+            plan = self._plan(contents)
             to_apply, to_delete, _, _ = extract_objects_for_apply_delete(self.project, self.store.registry, contents)
             try:
                 self.store.apply(to_apply, objects_to_delete=to_delete, partial=False)

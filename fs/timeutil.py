@@ -1,9 +1,9 @@
-"""Time parsing and interval helpers. Everything the platform stores or compares is UTC-aware."""
+"""Time parsing helpers. Everything the platform stores or compares is UTC-aware."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from fs.metadata import parse_duration
 
@@ -33,15 +33,3 @@ def parse_time(text: str | datetime, *, now: datetime | None = None) -> datetime
     except ValueError:
         raise ValueError(f"not a time: {text!r} (use 2026-11-01, 2026-11-01T12:00:00+02:00, now or -2d)") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def chunks(start: datetime, end: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
-    """Half-open ``[start, end)`` split into consecutive ``[a, b)`` pieces of at most ``size``."""
-    if size <= timedelta(0):
-        raise ValueError("chunk size must be positive")
-    out, cur = [], start
-    while cur < end:
-        nxt = min(cur + size, end)
-        out.append((cur, nxt))
-        cur = nxt
-    return out

@@ -53,20 +53,50 @@ def mask_if(sensitive: bool, value):
     return mask(value) if sensitive and value is not None else value
 
 
-def sensitive_refs(store, refs: Iterable[str]) -> dict[str, str]:
-    """``{"view:feature": class}`` for the sensitive ones among feature references."""
-    classes = {
-        f"{v.name}:{f.name}": pii_class(f, v)
+def _classes(store) -> dict[str, dict[str, str]]:
+    """``{view: {feature: class}}`` for every feature view in the registry."""
+    return {
+        v.name: {f.name: pii_class(f, v) for f in v.features}
         for v in store.list_all_feature_views(allow_cache=True)
-        for f in v.features
     }
-    return {r: classes[r] for r in refs if classes.get(r) in SENSITIVE}
+
+
+def sensitive_refs(store, refs: Iterable[str]) -> dict[str, str]:
+    """``{"view:feature": class}`` for the sensitive ones among feature references.
+
+    References may carry a version (``view@latest:feature``, ``view@v2:feature``) or name a
+    whole view (``view``, ``view@v2``: every feature of it); results are keyed ``view:feature``.
+    """
+    classes = _classes(store)
+    out: dict[str, str] = {}
+    for ref in _expand(classes, refs):
+        view, feature = ref.split(":", 1)
+        cls = classes.get(view, {}).get(feature)
+        if cls in SENSITIVE:
+            out[ref] = cls
+    return out
+
+
+def _expand(classes: dict[str, dict[str, str]], refs: Iterable[str]) -> list[str]:
+    """``view:feature`` references, version stripped; a whole-view reference becomes all its features."""
+    from feast.utils import _parse_feature_or_view_ref
+
+    out = []
+    for ref in refs:
+        view, _version, feature = _parse_feature_or_view_ref(ref)
+        if feature is None:
+            out.extend(f"{view}:{f}" for f in classes.get(view, {}))
+        else:
+            out.append(f"{view}:{feature}")
+    return out
 
 
 def _refs(features) -> list[str]:
-    """Feature references of a list of ``view:feature`` strings or a ``FeatureService``."""
+    """Feature references of a list of feature-reference strings or a ``FeatureService``."""
+    if isinstance(features, str):
+        return [features]
     if isinstance(features, (list, tuple)):
-        return [f.split("@")[0] if "@" in f else f for f in features]
+        return list(features)
     return [f"{p.name}:{f.name}" for p in features.feature_view_projections for f in p.features]
 
 

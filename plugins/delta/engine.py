@@ -59,7 +59,7 @@ def get_spark(repo_config: Any = None) -> SparkSession:
 def get_engine(repo_config: Any = None) -> Engine:
     """The :class:`Engine` for ``repo_config``: user session, else ``spark_remote``, else embedded Sail."""
     store_cfg = getattr(repo_config, "offline_store", None)
-    remote = getattr(store_cfg, "spark_remote", None)
+    remote = getattr(store_cfg, "spark_remote", None) or None  # "" (an unset env var) = embedded
     conf = dict(getattr(store_cfg, "spark_conf", None) or {})
     with _lock:
         if _user_session is not None:

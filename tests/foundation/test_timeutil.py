@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fs.timeutil import chunks, parse_time
+from fs.timeutil import parse_time
 
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
 
@@ -25,12 +25,3 @@ def test_parse_time(text, expected):
 def test_parse_time_rejects_garbage():
     with pytest.raises(ValueError, match="not a time"):
         parse_time("yesterday-ish")
-
-
-def test_chunks_are_half_open_and_cover_the_range_exactly():
-    start, end = datetime(2026, 1, 30, 6, tzinfo=UTC), datetime(2026, 2, 2, tzinfo=UTC)
-    pieces = chunks(start, end, timedelta(days=1))
-    assert pieces[0][0] == start and pieces[-1][1] == end
-    assert all(a < b for a, b in pieces)
-    assert all(pieces[i][1] == pieces[i + 1][0] for i in range(len(pieces) - 1))
-    assert len(pieces) == 3
