@@ -102,9 +102,10 @@ def run_demo(
     tick("fs apply", 1, steps)
     platform.apply()
 
-    tick("fs materialize (last 2 days)", 2, steps)
+    tick(f"fs materialize (all {days} days, one chunk per view)", 2, steps)
     end = datagen.default_end() + timedelta(seconds=1)
-    platform.materialize(end - timedelta(days=2), end)
+    # One chunk per view: profiles are months old but still within their TTL, so they must be loaded too.
+    platform.materialize(end - timedelta(days=days), end, chunk=timedelta(days=days))
 
     tick("online read", 3, steps)
     top = data.payments["customer_id"].value_counts().index[:5].tolist()

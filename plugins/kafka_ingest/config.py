@@ -165,6 +165,13 @@ class TopicSpec(_Model):
     """``file.py:name`` in the repo. A function ``(record) -> row | list[row] | None`` or a class whose
     instances are such callables (one instance per partition, so it may keep rolling state)."""
 
+    quality_gate: bool = False
+    """Run the fed views' expectation suites (``expectations/<view>.json`` with ``meta.gate``) on every
+    poll batch: ``strict`` dead-letters a failing batch (reason ``validation_failed``), ``warn`` writes
+    it and records the failure. Off by default: it costs ~0.1 s per batch, and on a stateful
+    transform one bad input stays in the rolling state for its window, so strict rejections cascade —
+    reject bad inputs in the transform or with field types where you can."""
+
     @field_validator("max_future")
     @classmethod
     def _duration(cls, v: str) -> str:

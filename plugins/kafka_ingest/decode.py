@@ -15,7 +15,8 @@ from pathlib import Path
 from fs.errors import ConfigError
 from plugins.kafka_ingest.config import FieldType, TopicSpec
 
-REASONS = ("undecodable", "missing_field", "wrong_type", "bad_timestamp", "future_timestamp", "transform_error")
+REASONS = ("undecodable", "missing_field", "wrong_type", "bad_timestamp", "future_timestamp", "transform_error",
+           "validation_failed")
 _EPOCH_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000}
 
 

@@ -422,7 +422,7 @@ class Ingestor:
                         left.discard(tp)
                     replay = [rec for rec in below if rec.timestamp >= since_ms]
                     if replay:  # rows and dead letters are dropped: only the transform's state matters
-                        part.pipe.process(tp, replay, now, part.hook)
+                        part.pipe.process(tp, replay, now, part.hook, gate=False)
                     replayed += len(below)
                     if records and records[-1].offset + 1 >= until:
                         left.discard(tp)

@@ -73,6 +73,18 @@ class Buffer:
         return taken
 
 
+def _quality_gates(repo: Path, views: list[FeatureView]) -> list[tuple[str, str]]:
+    """(view, strict|warn) for each view whose expectation suite sets ``meta.gate``."""
+    from fs.governance.expectations import load_suite
+
+    gates = []
+    for view in views:
+        suite = load_suite(repo, view.name)
+        if suite is not None and suite.gate:
+            gates.append((view.name, suite.gate))
+    return gates
+
+
 class TopicPipeline:
     """Decoder, transform, sinks and buffers of one declared topic."""
 
@@ -105,6 +117,8 @@ class TopicPipeline:
         self.offline = OfflineSink(store.config, push, views, group) if spec.offline else None
         self.online_buffer = Buffer()
         self.offline_buffer = Buffer()
+        self.gates = _quality_gates(repo, views) if spec.quality_gate else []
+        self._store = store
 
     def new_hook(self) -> Hook | None:
         return self.transform.new() if self.transform else None
@@ -125,8 +139,13 @@ class TopicPipeline:
                                 f"transform output lacks a join key or a datetime {self.event_col!r}")
         return rows
 
-    def process(self, tp, records: list, now: datetime, hook: Hook | None) -> tuple[Chunk, list]:
-        """Rows of a poll batch (one partition, offset order) and ``(record, BadRecord)`` for the rest."""
+    def process(
+        self, tp, records: list, now: datetime, hook: Hook | None, gate: bool = True
+    ) -> tuple[Chunk, list]:
+        """Rows of a poll batch (one partition, offset order) and ``(record, BadRecord)`` for the rest.
+
+        With ``gate`` (off only for the warm-up replay, whose rows are dropped anyway) the batch goes
+        through the views' quality gates: a strict failure dead-letters every record of the batch."""
         recs, event_us, pos, failed = self.decoder.decode_batch([r.value for r in records], now)
         bad = [(records[i], e) for i, e in failed]
         batch = getattr(hook, "batch", None)
@@ -163,8 +182,26 @@ class TopicPipeline:
             if len(bad) > len(failed):
                 bad.sort(key=lambda b: b[0].offset)
             table = pa.Table.from_pylist(rows, schema=self.schema)
+        if gate and self.gates and table.num_rows:
+            rejection = self._check(table)
+            if rejection is not None:
+                bad.extend((records[p], rejection) for p in sorted(set(row_pos)))
+                bad.sort(key=lambda b: b[0].offset)
+                table, row_pos = self.schema.empty_table(), []
         offsets = np.fromiter((records[p].offset for p in row_pos), dtype=np.int64, count=len(row_pos))
         return Chunk(tp, table, offsets), bad
+
+    def _check(self, table: pa.Table) -> BadRecord | None:
+        """Run the gated views' suites on a batch; the reason to dead-letter it, if a strict one fails."""
+        from fs.governance.validate import gate
+
+        for view, mode in self.gates:
+            columns = [c for c in table.column_names if c == self.event_col or c in self.join_keys
+                       or c in {f.name for v in self.views if v.name == view for f in v.features}]
+            result = gate(self._store, view, table.select(columns), mode=mode, origin="ingest")
+            if not result.accepted:
+                return BadRecord("validation_failed", result.summary())
+        return None
 
     def _table(self, out: dict, n: int) -> pa.Table:
         """A batch transform's output columns as a ``row_schema`` table (checked like hook rows)."""
