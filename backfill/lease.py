@@ -11,16 +11,19 @@ make it safe beside any run.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
 from fs.errors import BackfillError, LeaseHeldError
+from plugins.redis_store.connection import Endpoint, translated
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +62,33 @@ class LeaseInfo:
 class LeaseStore:
     """Leases of one project in one Redis (the online store's server and tenant prefix)."""
 
-    def __init__(self, client, namespace: str, ttl_seconds: float):
+    def __init__(self, client, namespace: str, ttl_seconds: float, endpoint: Endpoint | None = None):
         self._client = client
         self._namespace = namespace
+        self.endpoint = endpoint or _endpoint_of(client)
         self.ttl_ms = int(ttl_seconds * 1000)
         self._acquire = client.register_script(_ACQUIRE)
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
 
+    def calls(self) -> contextlib.AbstractContextManager[None]:
+        """Redis errors as platform errors (unreachable: ``OnlineStoreUnavailable``; ACL: denied)."""
+        return translated(self.endpoint)
+
     def key(self, view: str) -> str:
         return f"{self._namespace}_fs:lease:{view}"
 
     def holder(self, view: str) -> LeaseInfo | None:
-        raw = self._client.get(self.key(view))
-        if raw is None:
-            return None
-        return LeaseInfo(view, json.loads(raw)["holder"], int(self._client.pttl(self.key(view))))
+        with self.calls():
+            raw = self._client.get(self.key(view))
+            if raw is None:
+                return None
+            return LeaseInfo(view, json.loads(raw)["holder"], int(self._client.pttl(self.key(view))))
 
     def acquire(self, view: str, holder: str) -> Lease:
         token = json.dumps({"holder": holder, "token": uuid.uuid4().hex})
-        current = self._acquire(keys=[self.key(view)], args=[token, self.ttl_ms])
+        with self.calls():
+            current = self._acquire(keys=[self.key(view)], args=[token, self.ttl_ms])
         if current is not None:
             other = json.loads(current)["holder"]
             raise LeaseHeldError(
@@ -95,32 +105,38 @@ class Lease:
     def __init__(self, store: LeaseStore, view: str, holder: str, token: str):
         self.store, self.view, self.holder = store, view, holder
         self._token = token
-        self._lost = False
+        self._lost: str | None = None  # why the lease is no longer ours
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{view}", daemon=True)
         self._thread.start()
 
     def _beat(self) -> None:
         interval = self.store.ttl_ms / 3000
+        extended = time.monotonic()  # the lease is valid until extended + ttl
         while not self._stop.wait(interval):
             try:
-                ok = self.store._extend(
-                    keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms]
-                )
+                with self.store.calls():
+                    ok = self.store._extend(
+                        keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms]
+                    )
             except Exception as e:  # Redis blip: keep trying until the lease would have expired
+                if time.monotonic() - extended >= self.store.ttl_ms / 1000:
+                    self._lost = "heartbeats failed for longer than the lease TTL, so it may have expired"
+                    log.error("lease on %s lost: %s (%s)", self.view, self._lost, type(e).__name__)
+                    return
                 log.warning("lease heartbeat for %s failed: %s", self.view, e)
                 continue
             if not ok:
-                self._lost = True
+                self._lost = "it expired and another run took it over"
                 log.error("lease on %s was lost (expired and taken over)", self.view)
                 return
+            extended = time.monotonic()
 
     def check(self) -> None:
         """Raise if another run took the lease over; called before every chunk commit."""
         if self._lost:
             raise BackfillError(
-                f"lost the lease on feature view {self.view!r} (this run stalled longer than the lease TTL "
-                "and another run took over); stopped before committing",
+                f"lost the lease on feature view {self.view!r} ({self._lost}); stopped before committing",
                 hint=f"check `fs backfill status {self.view}`, then rerun with --resume",
             )
 
@@ -128,7 +144,8 @@ class Lease:
         self._stop.set()
         self._thread.join(timeout=5)
         try:
-            self.store._release(keys=[self.store.key(self.view)], args=[self._token])
+            with self.store.calls():
+                self.store._release(keys=[self.store.key(self.view)], args=[self._token])
         except Exception as e:  # the key expires by itself; never mask the run's own outcome
             log.warning("could not release the lease on %s: %s", self.view, e)
 
@@ -137,3 +154,9 @@ class Lease:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _endpoint_of(client) -> Endpoint:
+    """A loggable description of a plain redis-py client's server (no credentials)."""
+    kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
+    return Endpoint(f"redis://{kw.get('host', 'unknown')}:{kw.get('port', 6379)}", "standalone")

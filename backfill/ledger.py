@@ -82,6 +82,21 @@ class Ledger:
                         ) from e
                     time.sleep(0.05 * 2**attempt)
 
+    def forget(self, views: Iterable[str], target: Target) -> None:
+        """Drop every entry of ``views`` for ``target`` (e.g. the online entries after a teardown
+        emptied the online store, so watermarks and ``--resume`` no longer trust them)."""
+        names = sorted(set(views))
+        if not names:
+            return
+        quoted = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
+        with self._lock:
+            try:
+                DeltaTable(self.location).delete(f"target = '{target.value}' AND view IN ({quoted})")
+            except TableNotFoundError:
+                return
+            finally:
+                self._table = None
+
     def compact(self) -> None:
         """Fold the many one-row files into few (called after runs; ledger reads stay fast)."""
         try:
@@ -102,13 +117,13 @@ class Ledger:
             dataset = DeltaTable(self.location).to_pyarrow_dataset()
         except TableNotFoundError:
             return []
-        expr = None
+        # Cast first: files rewritten by a delete (``forget``) may hold string_view columns.
+        table = dataset.to_table().cast(SCHEMA)
         if view is not None:
-            expr = pc.field("view") == view
+            table = table.filter(pc.field("view") == view)
         if target is not None:
-            t = pc.field("target") == target.value
-            expr = t if expr is None else expr & t
-        table = dataset.to_table(filter=expr).sort_by([("recorded_at", "ascending")])
+            table = table.filter(pc.field("target") == target.value)
+        table = table.sort_by([("recorded_at", "ascending")])
         return [_entry(r) for r in table.to_pylist()]
 
     def views(self) -> list[str]:

@@ -110,12 +110,8 @@ def _compute_sql(definition, tables, versions, start, end, engine) -> pa.Table:
 
 
 def collect(job) -> pa.Table:
-    """``job.to_arrow()``, also for an empty result: Sail writes no parquet folder for zero rows and
-    the Delta job's hand-off then fails with FileNotFoundError (reported to the offline-store owners)."""
-    try:
-        return job.to_arrow()
-    except FileNotFoundError:
-        return job.to_spark_df().toArrow()
+    """``job.to_arrow()`` (the Delta job handles empty results itself)."""
+    return job.to_arrow()
 
 
 def _utc_micros(table: pa.Table) -> pa.Table:
@@ -135,10 +131,18 @@ def conform(data: pa.Table, schema: pa.Schema, view: str) -> pa.Table:
             f"batch definition of {view!r} does not match its Delta table: "
             f"missing {missing or 'none'}, unexpected {extra or 'none'}"
         )
-    try:
-        return pa.table([data[f.name].cast(f.type) for f in schema], schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise SchemaMismatchError(f"batch definition of {view!r}: {e}".splitlines()[0]) from e
+    columns = []
+    for f in schema:
+        column = data[f.name]
+        try:
+            columns.append(column.cast(f.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            # Arrow's message quotes the offending value: name only the column and the types.
+            raise SchemaMismatchError(
+                f"batch definition of {view!r}: column {f.name!r} of type {column.type} "
+                f"cannot be stored as the Delta table's {f.type}"
+            ) from None
+    return pa.table(columns, schema=schema)
 
 
 def replace_range(

@@ -9,7 +9,7 @@ overwrites a fresher value written by the stream, and reports written vs skipped
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 from feast.utils import _get_column_names, _run_pyarrow_field_mapping
@@ -19,6 +19,7 @@ from backfill.offline import collect
 from fs.errors import ConfigError
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_STAMP_COLUMN = "__fs_created"  # created time of rows whose view has no created column
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,9 @@ def redis_store(store):
 
 
 def lease_client(store):
-    """(Redis client, key namespace) of the online store: where leases live."""
+    """(Redis client, key namespace, endpoint) of the online store: where leases live."""
     state = redis_store(store).state(store.config)
-    return state.client, state.layout.namespace
+    return state.client, state.layout.namespace, state.endpoint
 
 
 def pull_latest(store, view, interval: Interval) -> Pulled:
@@ -79,12 +80,34 @@ def pull_latest(store, view, interval: Interval) -> Pulled:
     return Pulled(table, versions.get(view.batch_source.name))
 
 
-def write(store, view, data: pa.Table) -> Written:
-    """Event-time-ordered write; stale (older than stored) and expired (past ttl) rows are skipped."""
+def write(store, view, data: pa.Table, *, created_at: datetime | None = None) -> Written:
+    """Event-time-ordered write; stale (older than stored) and expired (past ttl) rows are skipped.
+
+    ``data`` has the batch source's column names or the mapped ones (the source's
+    ``field_mapping``, timestamp columns included). ``created_at`` (backfills: the run's start)
+    replaces every row's created timestamp, so a corrected row with an unchanged event time
+    replaces the stored one, while a stored row with a newer event time is still kept.
+    """
     if data.num_rows == 0:
         return Written(0, 0)
-    mapping = {k: v for k, v in (view.batch_source.field_mapping or {}).items() if k in data.column_names}
+    source = view.batch_source
+    field_mapping = source.field_mapping or {}
+    mapping = {k: v for k, v in field_mapping.items() if k in data.column_names}
     if mapping:
         data = _run_pyarrow_field_mapping(data, mapping)
-    result = redis_store(store).write_arrow(store.config, view, data)
+    event_column = field_mapping.get(source.timestamp_field, source.timestamp_field)
+    if event_column not in data.column_names:  # already mapped by the caller, or not at all
+        event_column = source.timestamp_field
+    created = source.created_timestamp_column or None
+    created_column = field_mapping.get(created, created) if created else None
+    if created_column and created_column not in data.column_names and created in data.column_names:
+        created_column = created
+    if created_at is not None:
+        created_column = created_column or _STAMP_COLUMN
+        stamp = pa.array([created_at] * data.num_rows, pa.timestamp("us", tz="UTC"))
+        if created_column in data.column_names:
+            data = data.set_column(data.column_names.index(created_column), created_column, stamp)
+        else:
+            data = data.append_column(created_column, stamp)
+    result = redis_store(store).write_arrow(store.config, view, data, event_column, created_column)
     return Written(result.written, result.skipped_stale + result.skipped_expired)

@@ -15,6 +15,7 @@ again from it. Library code: returns typed results and never prints.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -43,7 +44,8 @@ from backfill.model import (
 from backfill.plan import build_plan
 from backfill.settings import load_settings
 from backfill.validation import ChunkCheck, expectation_checks, run_checks
-from fs.errors import BackfillError, RepoError
+from fs.errors import BackfillError, FsError, RepoError
+from fs.governance.metrics import JOB_DURATION, JOB_ROWS
 from fs.observability import span
 from fs.timeutil import parse_time, utcnow
 
@@ -61,7 +63,6 @@ class ProgressEvent:
 
 
 Progress = Callable[[ProgressEvent], None]
-STAGES = ("compute", "validate", "commit", "done")
 
 TARGETS = {"online": (Target.ONLINE,), "offline": (Target.OFFLINE,), "both": (Target.OFFLINE, Target.ONLINE)}
 
@@ -75,6 +76,7 @@ class Backfiller:
         self.ledger = Ledger(self.settings.ledger_location(platform.repo_path))
         self._checks = tuple(checks)
         self._commit_lock = threading.Lock()  # Delta commits of one table are serialised
+        self._gx_checks: dict[str, tuple[ChunkCheck, ...]] = {}
 
     @property
     def store(self):
@@ -82,16 +84,19 @@ class Backfiller:
 
     @cached_property
     def leases(self) -> LeaseStore:
-        client, namespace = online.lease_client(self.store)
-        return LeaseStore(client, namespace, self.settings.lease_ttl_seconds)
+        client, namespace, endpoint = online.lease_client(self.store)
+        return LeaseStore(client, namespace, self.settings.lease_ttl_seconds, endpoint)
 
     @cached_property
     def _repo(self):
         return load_repo(self.platform.repo_path)
 
-    @cached_property
-    def checks(self) -> tuple[ChunkCheck, ...]:
-        return self._checks + self._repo.checks + expectation_checks(self.store)
+    def checks(self, kind: Kind) -> tuple[ChunkCheck, ...]:
+        """The chunk checks of a run of ``kind`` (the GX gate records the run kind as its origin)."""
+        origin = "backfill" if kind == Kind.BACKFILL else "materialize"
+        if origin not in self._gx_checks:
+            self._gx_checks[origin] = expectation_checks(self.store, origin)
+        return self._checks + self._repo.checks + self._gx_checks[origin]
 
     def definition(self, view: str) -> BatchDefinition:
         found = self._repo.definitions.get(view)
@@ -154,13 +159,14 @@ class Backfiller:
         a failed chunk: the failure is recorded and the result says so)."""
         run_id = uuid.uuid4().hex[:12]
         holder = describe_self(run_id)
+        run_started = utcnow()
         result = BackfillResult(plan, run_id)
         started = time.monotonic()
         with (
             span("fs.backfill", view=plan.view, kind=plan.kind.value),
             self.leases.acquire(plan.view, holder) as lease,
         ):
-            job = _Job(self, plan, run_id, holder, lease, result, progress)
+            job = _Job(self, plan, run_id, holder, lease, result, progress, run_started)
             job.execute(max(1, parallel))
         result.seconds = time.monotonic() - started
         self.ledger.compact()
@@ -241,6 +247,36 @@ class Backfiller:
         return parse_time(view.most_recent_end_time) if view.most_recent_end_time else None
 
 
+def _emit_metrics(kind: str, view: str, r: ChunkResult) -> None:
+    """``fs_job_duration_seconds`` and ``fs_job_rows_total`` for one finished chunk."""
+    JOB_DURATION.labels(kind, view).observe(r.seconds)
+    if r.status == Status.REJECTED:
+        JOB_ROWS.labels(kind, view, "rejected").inc(r.rows_in)
+        return
+    if r.rows_written:
+        JOB_ROWS.labels(kind, view, "written").inc(r.rows_written)
+    if r.rows_skipped:
+        JOB_ROWS.labels(kind, view, "skipped_stale").inc(r.rows_skipped)
+
+
+_QUOTED = re.compile(r"(['\"]).*?\1")
+_VALUE_LIKE = re.compile(r"\S*[\d@=<>\[\]{}]\S*")
+
+
+def failure_message(e: BaseException) -> str:
+    """What the ledger, logs and errors say about a failed chunk, without feature values.
+
+    Platform errors (``FsError``) are written to name places, not values, and are kept; for any
+    other exception only its type and a scrubbed first line (quoted literals and value-like tokens
+    removed) are kept. The full exception is only in DEBUG tracebacks.
+    """
+    if isinstance(e, FsError):
+        return f"{type(e).__name__}: {e}".splitlines()[0]
+    first = (str(e).splitlines() or [""])[0]
+    scrubbed = _VALUE_LIKE.sub("…", _QUOTED.sub("…", first)).strip()[:200]
+    return f"{type(e).__name__}: {scrubbed}" if scrubbed else type(e).__name__
+
+
 def _with_holder(st: ViewStatus, holder: str | None) -> ViewStatus:
     return ViewStatus(st.view, st.target, st.done, st.pending, st.watermark, st.last, holder)
 
@@ -257,8 +293,11 @@ class _Job:
     """One run: executes chunks (optionally in parallel) and records each state change."""
 
     def __init__(self, bf: Backfiller, plan: BackfillPlan, run_id: str, holder: str, lease: Lease,
-                 result: BackfillResult, progress: Progress | None):  # fmt: skip
+                 result: BackfillResult, progress: Progress | None, started_at: datetime):  # fmt: skip
         self.bf, self.plan, self.run_id, self.holder, self.lease = bf, plan, run_id, holder, lease
+        # Backfills stamp online rows' created time with the run's start, so a correction at an
+        # unchanged event time wins over the stored row (newer stream events still win on event time).
+        self.created_override = started_at if plan.kind == Kind.BACKFILL else None
         self.result = result
         self.progress = progress
         self.view = bf._view(plan.view)
@@ -309,6 +348,7 @@ class _Job:
 
     def _finish(self, r: ChunkResult) -> None:
         self.bf.ledger.record([self._entry(r.target, r.interval, r.status, r)])
+        _emit_metrics(self.plan.kind.value, self.plan.view, r)
         with self._lock:
             self.result.chunks.append(r)
             self._done += 1
@@ -342,8 +382,14 @@ class _Job:
                     r.seconds = time.monotonic() - started
                     self._finish(r)
         except Exception as e:
-            log.exception("chunk %s of %s failed", iv, self.plan.view)
-            message = f"{type(e).__name__}: {e}".splitlines()[0]
+            message = failure_message(e)
+            log.error(
+                "chunk %s of %s failed: %s",
+                iv,
+                self.plan.view,
+                message,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             for t in targets[targets.index(current) :]:
                 self._finish(
                     ChunkResult(t, iv, Status.FAILED, message=message, seconds=time.monotonic() - started)
@@ -353,7 +399,7 @@ class _Job:
 
     def _validate(self, target: Target, iv: Interval, data) -> tuple[str | None, str]:
         self._tick(target, iv, "validate")
-        verdict = run_checks(self.bf.checks, self.plan.view, iv, data)
+        verdict = run_checks(self.bf.checks(self.plan.kind), self.plan.view, iv, data)
         return verdict.status, verdict.details
 
     def _offline(self, iv: Interval):
@@ -397,6 +443,6 @@ class _Job:
             return r
         self._tick(Target.ONLINE, iv, "commit")
         self.lease.check()
-        written = online.write(store, self.view, rows)
+        written = online.write(store, self.view, rows, created_at=self.created_override)
         r.rows_written, r.rows_skipped = written.written, written.skipped
         return r

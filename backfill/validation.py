@@ -54,10 +54,6 @@ class Verdict:
     status: str | None  # None (no checks), pass, warn, fail
     details: str = ""
 
-    @property
-    def rejects(self) -> bool:
-        return self.status == "fail"
-
 
 def run_checks(checks: Sequence[ChunkCheck], view: str, interval: Interval, data: pa.Table) -> Verdict:
     applicable = [c for c in checks if c.views is None or view in c.views]
@@ -79,9 +75,10 @@ def run_checks(checks: Sequence[ChunkCheck], view: str, interval: Interval, data
     return Verdict("pass")
 
 
-def expectation_checks(store) -> tuple[ChunkCheck, ...]:
+def expectation_checks(store, origin: str = "backfill") -> tuple[ChunkCheck, ...]:
     """The repo's Great Expectations gates as chunk checks: one per view whose suite sets
-    ``meta.gate`` (``strict`` rejects the chunk, ``warn`` commits it and records the failure)."""
+    ``meta.gate`` (``strict`` rejects the chunk, ``warn`` commits it and records the failure).
+    ``origin`` labels the gate's results and metrics: the run kind (``backfill`` or ``materialize``)."""
     from fs.governance import expectations
 
     checks = []
@@ -89,17 +86,21 @@ def expectation_checks(store) -> tuple[ChunkCheck, ...]:
         suite = expectations.load_suite(store.repo_path, fv.name)
         if suite is None or suite.gate is None:
             continue
-        checks.append(ChunkCheck(_gx_check(store, suite.gate), mode=suite.gate, views=(fv.name,), name="expectations"))
+        checks.append(
+            ChunkCheck(
+                _gx_check(store, suite.gate, origin), mode=suite.gate, views=(fv.name,), name="expectations"
+            )
+        )
     return tuple(checks)
 
 
-def _gx_check(store, mode: str) -> Check:
+def _gx_check(store, mode: str, origin: str) -> Check:
     def check(view: str, interval: Interval, data: pa.Table) -> ValidationOutcome:
         from fs.governance.validate import gate
 
         if data.num_rows == 0:  # a chunk with no events (e.g. a partial first day): nothing to judge
             return ValidationOutcome(passed=True, details="no rows")
-        result = gate(store, view, data, mode=mode, origin="backfill", window=(interval.start, interval.end))
+        result = gate(store, view, data, mode=mode, origin=origin, window=(interval.start, interval.end))
         return ValidationOutcome(passed=result.outcome == "passed", details=result.summary())
 
     return check

@@ -226,8 +226,19 @@ class Platform:
         return _materialize_result(start_dt, end_dt, names, runs)
 
     def teardown(self) -> None:
-        """Remove this project's online data and registry entries (offline Delta tables stay)."""
+        """Remove this project's online data and registry entries (offline Delta tables stay).
+
+        The backfill ledger's online entries of the project's views go too: they describe data that
+        no longer exists, and would otherwise make the next incremental run start at the old
+        watermark (and ``--resume`` skip chunks). Offline entries stay valid with the tables.
+        """
+        from backfill.ledger import Ledger
+        from backfill.model import Target
+        from backfill.settings import load_settings
+
+        views = [v.name for v in self.store.list_feature_views()]
         self.store.teardown()
+        Ledger(load_settings(self.config).ledger_location(self.repo_path)).forget(views, Target.ONLINE)
 
 
 def _chunk_progress(progress: Progress | None):

@@ -101,7 +101,12 @@ class RedisArrowEngine(ComputeEngine):
         try:
             result = self._run(registry, task)
         except Exception as e:  # Feast reports the job's error; keep the type for the caller
-            logger.exception("materialization of %s failed", view.name)
+            logger.error(
+                "materialization of %s failed: %s",
+                view.name,
+                type(e).__name__,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
             return RedisMaterializationJob(job_id, MaterializationJobStatus.ERROR, WriteResult(), e)
         logger.info("materialized %s: %s", view.name, result)
         return RedisMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED, result)

@@ -6,12 +6,15 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from backfill.lease import LeaseStore, describe_self
-from fs.errors import LeaseHeldError
+from backfill.lease import Lease, LeaseStore, describe_self
+from fs.errors import BackfillError, LeaseHeldError, OnlineStoreUnavailable
 from tests.backfill.conftest import REDIS_URL
 
 pytestmark = pytest.mark.redis
@@ -71,3 +74,71 @@ def test_a_killed_holder_blocks_only_until_its_lease_expires(store):
         lease.release()
     finally:
         proc.kill()
+
+
+def _unreachable_store() -> LeaseStore:
+    # A real client to a port nothing listens on (connection refused at once), no retries.
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    return LeaseStore(client, "bftest-unreachable:p:", ttl_seconds=0.3)
+
+
+def test_unreachable_redis_is_online_store_unavailable():
+    leases = _unreachable_store()
+    with pytest.raises(OnlineStoreUnavailable, match="unreachable"):
+        leases.acquire("v", describe_self("run1"))
+    with pytest.raises(OnlineStoreUnavailable):
+        leases.holder("v")
+
+
+def test_heartbeats_failing_longer_than_the_ttl_lose_the_lease():
+    lease = Lease(_unreachable_store(), "v", "me", "token")  # as if acquired just before Redis went away
+    try:
+        lease.check()
+        deadline = time.monotonic() + 5
+        while lease._lost is None:
+            assert time.monotonic() < deadline, "failing heartbeats never gave the lease up"
+            time.sleep(0.05)
+        with pytest.raises(BackfillError, match="heartbeats failed"):
+            lease.check()
+    finally:
+        lease.release()
+
+
+def _documented_tenant_commands() -> list[str]:
+    """The command list of the tenant ACL in docs/online_store.md (so the docs are what is tested)."""
+    doc = (Path(__file__).parents[2] / "docs" / "online_store.md").read_text()
+    block = doc.split("ACL SETUSER acme_features", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    return [w for w in block.split() if w[0] in "+-" and w != "-@all"]
+
+
+def test_leases_work_for_a_user_with_the_documented_tenant_acl():
+    admin = redis.Redis.from_url(REDIS_URL)
+    suffix = uuid.uuid4().hex[:8]
+    user, prefix, password = f"fs_test_lease_{suffix}", f"bftest{suffix}", uuid.uuid4().hex
+    commands = _documented_tenant_commands()
+    assert {"+pttl", "+pexpire", "+del"} <= set(commands)
+    admin.execute_command(
+        "ACL",
+        "SETUSER",
+        user,
+        "reset",
+        "on",
+        f">{password}",
+        f"~{prefix}:*",
+        "resetchannels",
+        "-@all",
+        *commands,
+    )
+    client = redis.Redis.from_url(REDIS_URL, username=user, password=password)
+    try:
+        leases = LeaseStore(client, f"{prefix}:proj:", ttl_seconds=1.0)
+        with leases.acquire("v", "tenant-run"):
+            time.sleep(0.5)  # at least one heartbeat (PEXPIRE) under the ACL
+            info = leases.holder("v")  # GET + PTTL
+            assert info.holder == "tenant-run" and 0 < info.ttl_ms <= 1000
+        assert leases.holder("v") is None  # released (DEL)
+    finally:
+        client.close()
+        admin.execute_command("ACL", "DELUSER", user)
+        for key in admin.scan_iter(match=f"{prefix}:*"):
+            admin.unlink(key)

@@ -48,3 +48,14 @@ def test_backfills_do_not_move_the_incremental_watermark(tmp_path):
     ledger = Ledger(str(tmp_path / "ledger"))
     ledger.record([entry(0, Status.DONE), entry(5, Status.DONE, kind=Kind.BACKFILL)])
     assert ledger.status("v", Target.ONLINE).watermark == T0 + DAY
+
+
+def test_forget_drops_only_the_given_views_entries_for_the_target(tmp_path):
+    ledger = Ledger(str(tmp_path / "ledger"))
+    ledger.forget(["v"], Target.ONLINE)  # no ledger yet: nothing to do
+    offline = LedgerEntry(**{**entry(0, Status.DONE).__dict__, "target": Target.OFFLINE})
+    other = LedgerEntry(**{**entry(0, Status.DONE).__dict__, "view": "w"})
+    ledger.record([entry(0, Status.DONE), offline, other])
+    ledger.forget(["v"], Target.ONLINE)
+    assert [(e.view, e.target) for e in ledger.entries()] == [("v", Target.OFFLINE), ("w", Target.ONLINE)]
+    assert ledger.status("v", Target.ONLINE).watermark is None

@@ -41,7 +41,7 @@ def test_strict_suite_rejects_a_bad_chunk_and_keeps_it_offline_only(make_repo):
     from fs.governance.validate import ResultLog
 
     rejected = ResultLog(platform.repo_path).list("merchant_risk_daily", failed_only=True)
-    assert any(r.outcome == "rejected" and r.origin == "backfill" for r in rejected)
+    assert any(r.outcome == "rejected" and r.origin == "materialize" for r in rejected)
 
 
 def test_warn_suite_writes_and_records(make_repo):
@@ -52,5 +52,5 @@ def test_warn_suite_writes_and_records(make_repo):
     from fs.governance.validate import ResultLog
 
     warned = ResultLog(platform.repo_path).list("customer_profile", failed_only=True)
-    assert any(r.outcome == "warned" and r.origin == "backfill" for r in warned)
+    assert any(r.outcome == "warned" and r.origin == "materialize" for r in warned)
     assert 9 in _online(platform, "customer_profile:kyc_level", "customer_id", range(1, 151))
