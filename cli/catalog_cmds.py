@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cli.output import parse_time_option
 from cli.state import state
 
 app = typer.Typer(help="The feature catalog: owners, descriptions, PII classes, freshness SLAs.", no_args_is_help=True)
@@ -66,7 +67,6 @@ def validate(
 ) -> None:
     """Run VIEW's expectation suite on its offline data in [START, END); exit 3 if it fails."""
     from fs.governance import validate as v
-    from fs.timeutil import parse_time
 
     st = state(ctx)
     store = st.platform.store
@@ -79,8 +79,8 @@ def validate(
         return st.out.table("Validation results", ["checked at", "view", "origin", "mode", "outcome", "rows", "failed"], rows)
     if not view:
         raise typer.BadParameter("give a VIEW to validate, or --list")
-    result = v.validate_offline(store, view, parse_time(start) if start else None, parse_time(end) if end else None,
-                                mode="warn" if warn else "strict")
+    window = parse_time_option(start, "--start"), parse_time_option(end, "--end")
+    result = v.validate_offline(store, view, *window, mode="warn" if warn else "strict")
     if st.as_json:
         st.out.json(result.to_dict())
     else:

@@ -7,19 +7,11 @@ from typing import Annotated
 
 import typer
 
+from cli.output import parse_window_option
 from cli.state import state
 
 app = typer.Typer(help="Freshness and drift monitoring (exit 3 on a breach).", no_args_is_help=True)
 BREACH = 3
-
-
-def _window(text: str):
-    from fs.timeutil import parse_time
-
-    start, sep, end = text.partition("..")
-    if not sep or not start or not end:
-        raise typer.BadParameter(f"{text!r}: use START..END, e.g. 2026-11-01..2026-11-08 or -14d..-7d")
-    return parse_time(start), parse_time(end)
 
 
 def _age(seconds: float | None) -> str:
@@ -35,12 +27,19 @@ def _age(seconds: float | None) -> str:
 def freshness(
     ctx: typer.Context,
     views: Annotated[list[str] | None, typer.Option("--view", help="Views to check (repeat); default: all with an SLA.")] = None,
+    prom_file: Annotated[
+        Path | None, typer.Option("--prom-file", help="Also write the freshness gauges as a Prometheus textfile here.")
+    ] = None,
 ) -> None:
     """Age of each view's newest data online and offline vs its freshness SLA; exit 3 on a breach."""
     from fs.governance.freshness import check_freshness
 
     st = state(ctx)
     report = check_freshness(st.platform.store, views)
+    if prom_file:
+        from fs.observability import write_textfile
+
+        write_textfile(str(prom_file))
     if st.as_json:
         st.out.json({"checked_at": report.checked_at, "views": report.views, "breached": report.breached})
     else:
@@ -65,7 +64,8 @@ def drift(
     from fs.governance.drift_html import render_html
 
     st = state(ctx)
-    report = detect_drift(st.platform.store, view, _window(reference), _window(current))
+    report = detect_drift(st.platform.store, view, parse_window_option(reference, "--reference"),
+                          parse_window_option(current, "--current"))
     if html:
         html.write_text(render_html(report))
     if st.as_json:

@@ -8,6 +8,7 @@ import sys
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -25,6 +26,29 @@ def _default(obj: Any):
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     return str(obj)
+
+
+def parse_time_option(value: str | None, param_hint: str | None = None) -> datetime | None:
+    """A time option (``2026-11-01``, ISO 8601, ``now``, ``-2d``) as UTC; a bad value is a usage
+    error (``typer.BadParameter``: exit 2 with the option named), not a crash."""
+    from fs.timeutil import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=param_hint) from None
+
+
+def parse_window_option(text: str, param_hint: str | None = None) -> tuple[datetime, datetime]:
+    """A ``START..END`` window option (each end as :func:`parse_time_option`)."""
+    start, sep, end = text.partition("..")
+    if not sep or not start or not end:
+        raise typer.BadParameter(
+            f"{text!r}: use START..END, e.g. 2026-11-01..2026-11-08 or -14d..-7d", param_hint=param_hint
+        )
+    return parse_time_option(start, param_hint), parse_time_option(end, param_hint)
 
 
 class Output:

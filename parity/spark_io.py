@@ -52,12 +52,7 @@ class SparkIO:
 
     def collect(self, frame: DataFrame, column_types: dict[str, pa.DataType] | None = None) -> pa.Table:
         """The frame as Arrow (local engines exchange parquet files, remote ones stream)."""
-        job = DeltaRetrievalJob(self.engine, lambda: frame, self.staging, column_types=column_types)
-        try:
-            return job.to_arrow()
-        except FileNotFoundError:
-            # Sail writes no folder at all for an empty result; the job then cannot find it.
-            return DeltaRetrievalJob(self.engine, lambda: frame, None, column_types=column_types).to_arrow()
+        return DeltaRetrievalJob(self.engine, lambda: frame, self.staging, column_types=column_types).to_arrow()
 
     def upload(self, table: pa.Table) -> DataFrame:
         """An Arrow table (entity keys) as a Spark frame; via a parquet file when Spark shares our disk."""

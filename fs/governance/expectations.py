@@ -66,6 +66,7 @@ class Outcome:
     samples: list
     observed: object
     error: str | None
+    columns: tuple[str, ...] = ()  # every column the expectation reads (column, column_A/B, column_list)
 
 
 def suite_path(repo_path: str | Path, view: str) -> Path:
@@ -143,5 +144,14 @@ def run_suite(suite: Suite, view: str, frame: pd.DataFrame, sample_count: int = 
             samples=list(res.get("partial_unexpected_list") or []),
             observed=res.get("details", {}).get("mismatched") or res.get("observed_value"),
             error=error.splitlines()[0] if error else None,
+            columns=referenced_columns(kwargs),
         ))
     return out
+
+
+def referenced_columns(kwargs) -> tuple[str, ...]:
+    """The data columns an expectation's kwargs name: ``column``, ``column_A``/``column_B``,
+    ``column_list`` (multi-column and compound expectations)."""
+    names = [kwargs.get(k) for k in ("column", "column_A", "column_B")]
+    names += list(kwargs.get("column_list") or [])
+    return tuple(dict.fromkeys(str(n) for n in names if n))

@@ -36,19 +36,13 @@ from fs.governance.pii import mask_if
 from fs.metadata import sensitive_features
 from fs.observability import span
 from fs.timeutil import parse_time, utcnow
+from plugins.redis_store.codec import ARROW_OK
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["strict", "warn"]
-_ARROW_OK = {
-    ValueType.INT32: (pa.types.is_integer,),
-    ValueType.INT64: (pa.types.is_integer,),
-    ValueType.FLOAT: (pa.types.is_floating, pa.types.is_integer),
-    ValueType.DOUBLE: (pa.types.is_floating, pa.types.is_integer),
-    ValueType.STRING: (pa.types.is_string, pa.types.is_large_string),
-    ValueType.BOOL: (pa.types.is_boolean,),
-    ValueType.UNIX_TIMESTAMP: (pa.types.is_timestamp,),
-}
+# Arrow types accepted per Feast type: the online codec's, plus timestamps (event times, not served).
+_ARROW_OK = {**ARROW_OK, ValueType.UNIX_TIMESTAMP: (pa.types.is_timestamp,)}
 
 
 @dataclass(frozen=True)
@@ -197,7 +191,8 @@ def run_checks(view, suite: expectations.Suite | None, data) -> list[CheckResult
     frame = data if isinstance(data, pd.DataFrame) else table.to_pandas()
     sensitive = sensitive_features(view)
     for o in expectations.run_suite(suite, view.name, frame):
-        pii = o.column in sensitive or (o.expectation.startswith("expect_column_pair") and bool(sensitive))
+        # Samples of a multi-column expectation carry every referenced column's values.
+        pii = any(c in sensitive for c in (*o.columns, o.column) if c)
         checks.append(CheckResult(
             check=o.expectation, column=o.column, success=o.success, unexpected_count=o.unexpected_count,
             unexpected_percent=o.unexpected_percent, samples=[_sample(s, pii) for s in o.samples],

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
@@ -88,6 +90,13 @@ def _embedded_url() -> str:
     return f"sc://{host}:{port}"
 
 
+def safe_url(url: str) -> str:
+    """``scheme://host:port`` of a Spark Connect URL: no user info, path or ``;token=...`` parameters."""
+    parts = urlsplit(url)
+    hostport = parts.netloc.rsplit("@", 1)[-1].split(";", 1)[0]
+    return f"{parts.scheme}://{hostport}" if parts.scheme else hostport
+
+
 def _connect(url: str, conf: dict[str, str]) -> SparkSession:
     try:
         # create() (not getOrCreate) so two configs with different spark_conf get separate sessions.
@@ -97,8 +106,10 @@ def _connect(url: str, conf: dict[str, str]) -> SparkSession:
         for name, value in conf.items():
             session.conf.set(name, value)
     except Exception as exc:  # pyspark raises several unrelated types for connection problems
+        detail = (str(exc).splitlines() or [""])[0].replace(url, safe_url(url))
+        detail = re.sub(r"(token|password|secret)=[^;&\s]*", r"\1=***", detail, flags=re.IGNORECASE)
         raise OfflineStoreError(
-            f"cannot open a Spark Connect session at {url}: {exc}".splitlines()[0],
+            f"cannot open a Spark Connect session at {safe_url(url)}: {type(exc).__name__}: {detail}",
             hint="check offline_store.spark_remote in feature_store.yaml",
         ) from exc
     return session

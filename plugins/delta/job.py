@@ -130,10 +130,12 @@ class DeltaRetrievalJob(RetrievalJob):
             return frame.toArrow()
         out = self._staging.new_path("result")
         frame.write.mode("overwrite").parquet(out)
-        files = [f for f in os.listdir(out) if f.endswith(".parquet")]
-        if not files:  # an empty result may be written as no file at all
-            return frame.toArrow()
         try:
+            # An empty result may be written as no file, or (Sail) no folder at all: then the
+            # (empty) frame's own Arrow conversion gives the right schema cheaply.
+            if not os.path.isdir(out) or not any(f.endswith(".parquet") for f in os.listdir(out)):
+                logger.debug("empty result: no parquet output, converting the empty frame")
+                return frame.toArrow()
             return pq.read_table(out)
         finally:
             shutil.rmtree(out, ignore_errors=True)

@@ -47,6 +47,7 @@ _ARROW_OK = {
     ValueType.STRING: (pa.types.is_string, pa.types.is_large_string),
     ValueType.BOOL: (pa.types.is_boolean,),
 }
+ARROW_OK = _ARROW_OK  # public: also the schema check of fs.governance.validate
 _ARROW_CAST = {
     ValueType.INT32: pa.int32(),
     ValueType.INT64: pa.int64(),

@@ -45,3 +45,12 @@ def test_report_exports_gauges_and_cli_exits_3_on_breach(gov, capsys):
     out = json.loads(capsys.readouterr().out)
     assert "customer_txn_aggregates" in out["breached"]
     assert main(["--repo", repo, "monitor", "freshness", "--view", "customer_profile"]) == 0
+
+
+def test_cli_writes_the_gauges_as_a_prometheus_textfile(gov, tmp_path):
+    prom = tmp_path / "freshness.prom"
+    assert main(["--repo", str(gov.repo_path), "monitor", "freshness", "--view", "customer_profile",
+                 "--prom-file", str(prom)]) == 0
+    text = prom.read_text()
+    assert 'fs_freshness_age_seconds{store="offline",view="customer_profile"}' in text
+    assert 'fs_freshness_breach{store="online",view="customer_profile"} 0.0' in text

@@ -49,6 +49,44 @@ def test_sdk_guard_refuses_ungranted_callers(gov):
     pii.check_online_read(gov.store, ["customer_profile:country"], roles=[pii.PSEUDONYMOUS_READER])
 
 
+@pytest.mark.parametrize("ref", [
+    "customer_profile@latest:email_domain",
+    "customer_profile@v2:email_domain",
+    "customer_profile@V0:email_domain",
+    "customer_profile",
+    "customer_profile@latest",
+    "customer_profile@v1",
+])
+def test_sdk_guard_sees_through_versioned_and_whole_view_refs(gov, ref):
+    with pytest.raises(OnlineAccessDenied, match=r"customer_profile:email_domain \(pii\)"):
+        pii.check_online_read(gov.store, [ref])
+    with pytest.raises(OnlineAccessDenied, match="email_domain"):
+        pii.check_online_read(gov.store, [ref], roles=[pii.PSEUDONYMOUS_READER])
+    pii.check_online_read(gov.store, [ref], roles=[pii.PII_READER])
+
+
+def test_sdk_guard_whole_view_and_service_refs(gov):
+    assert pii.sensitive_refs(gov.store, ["customer_profile"]) == {
+        "customer_profile:email_domain": "pii", "customer_profile:country": "pseudonymous"}
+    pii.check_online_read(gov.store, ["merchant_risk_daily"])  # no sensitive feature: no role needed
+    pii.check_online_read(gov.store, "customer_profile:kyc_level")
+    with pytest.raises(OnlineAccessDenied, match="email_domain"):
+        pii.check_online_read(gov.store, "customer_profile@latest:email_domain")
+
+    from feast import FeatureService
+
+    view = gov.store.get_feature_view("customer_profile")
+    whole = FeatureService(name="whole_profile", features=[view])
+    with pytest.raises(OnlineAccessDenied, match=r"customer_profile:email_domain \(pii\)"):
+        pii.check_online_read(gov.store, whole, roles=[pii.PSEUDONYMOUS_READER])
+    pii.check_online_read(gov.store, whole, roles=[pii.PII_READER])
+    only_email = FeatureService(name="email_only", features=[view[["email_domain"]]])
+    with pytest.raises(OnlineAccessDenied, match="email_domain"):
+        pii.check_online_read(gov.store, only_email)
+    only_level = FeatureService(name="level_only", features=[view[["kyc_level"]]])
+    pii.check_online_read(gov.store, only_level)
+
+
 @pytest.fixture
 def feature_server(gov):
     """Feast's own feature server with auth on: tokens resolve to users and roles as an OIDC

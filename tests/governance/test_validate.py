@@ -101,3 +101,44 @@ def test_offline_window_and_cli(gov, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 2
     assert main(["--repo", repo, "validate", "txn_amount_vs_history"]) == 1
     assert "on-demand feature view" in capsys.readouterr().err
+
+
+def test_cli_bad_times_are_usage_errors(gov, capsys):
+    repo = str(gov.repo_path)
+    assert main(["--repo", repo, "validate", "customer_profile", "--start", "yesterday"]) == 2
+    err = capsys.readouterr().err
+    assert "--start" in err and "not a time: 'yesterday'" in err and "ValueError" not in err
+    assert main(["--repo", repo, "validate", "customer_profile", "--end", "-3x"]) == 2
+    assert "--end" in capsys.readouterr().err
+    for option, value in (("--reference", "-14d..soon"), ("--current", "2026-13-01..now"), ("--current", "-7d")):
+        window = ["--reference", "-14d..-7d", "--current", "-7d..now", option, value]
+        assert main(["--repo", repo, "monitor", "drift", "customer_profile", *window]) == 2
+        err = capsys.readouterr().err
+        assert option in err and "ValueError" not in err
+
+
+def test_multi_column_expectations_mask_when_any_column_is_sensitive(gov):
+    from pathlib import Path
+
+    from fs.governance.expectations import Suite
+    from fs.governance.validate import run_checks
+
+    view = gov.store.get_feature_view("customer_profile")
+    frame = gov.data.customer_profile.head(20).copy()
+    frame["email_domain"] = "leak.example"
+    frame["country"] = "leak.example"  # equal to email_domain: the within-record check fails
+    suite = Suite(name="multi", path=Path("multi.json"), expectations=[
+        # email_domain (pii) only as column_B: samples would show its values
+        {"type": "expect_column_pair_values_to_be_equal", "kwargs": {"column_A": "kyc_level", "column_B": "email_domain"}},
+        # country (pseudonymous) inside a column_list
+        {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["kyc_level", "country"]}},
+        {"type": "expect_select_column_values_to_be_unique_within_record",
+         "kwargs": {"column_list": ["country", "email_domain"]}},
+        # no sensitive column: not masked
+        {"type": "expect_column_pair_values_to_be_equal", "kwargs": {"column_A": "kyc_level", "column_B": "account_age_days"}},
+    ])  # fmt: skip
+    checks = [c for c in run_checks(view, suite, frame) if c.check != "schema_type"]
+    assert len(checks) == 4 and not any(c.success for c in checks[:3])
+    text = json.dumps([c.samples for c in checks[:3]] + [c.detail for c in checks[:3]], default=str)
+    assert "leak.example" not in text and "masked:" in text
+    assert checks[3].samples and "masked:" not in json.dumps(checks[3].samples, default=str)

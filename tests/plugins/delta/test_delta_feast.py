@@ -237,6 +237,28 @@ def test_pull_latest_dedups_per_key(repo):
     assert set(rows["customer_id"]) == set(in_range["customer_id"])
 
 
+def test_pull_latest_over_an_empty_window_returns_an_empty_table(repo):
+    """Sail writes no output folder for zero rows; the job still returns the view's columns."""
+    store, _, _ = repo
+    view = store.get_feature_view("customer_profile")
+    start = END + timedelta(days=365)
+    job = DeltaOfflineStore.pull_latest_from_table_or_query(
+        store.config,
+        view.batch_source,
+        ["customer_id"],
+        ["country", "kyc_level"],
+        "event_timestamp",
+        "created_at",
+        start,
+        start + timedelta(days=1),
+    )
+    table = job.to_arrow()
+    assert table.num_rows == 0
+    assert set(table.column_names) >= {"customer_id", "country", "kyc_level", "event_timestamp"}
+    assert pa.types.is_timestamp(table.schema.field("event_timestamp").type)
+    assert job.to_df().empty
+
+
 def test_missing_table_names_the_path(repo, tmp_path):
     store, _, _ = repo
     view = store.get_feature_view("customer_profile")

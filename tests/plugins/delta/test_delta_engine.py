@@ -1,0 +1,20 @@
+"""Engine helpers: Spark Connect URLs never leak credentials into errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from fs.errors import OfflineStoreError
+from plugins.delta.engine import _connect, safe_url
+
+
+def test_safe_url_keeps_only_scheme_host_port():
+    assert safe_url("sc://spark.example:15002/;token=s3cret;user_id=me") == "sc://spark.example:15002"
+    assert safe_url("sc://user:pw@spark.example:15002;token=s3cret") == "sc://spark.example:15002"
+
+
+def test_connect_error_does_not_show_the_token():
+    with pytest.raises(OfflineStoreError) as err:
+        _connect("sc://127.0.0.1:notaport/;token=s3cret", {})
+    assert "s3cret" not in str(err.value) and "token" not in str(err.value)
+    assert "sc://127.0.0.1:notaport" in str(err.value)
