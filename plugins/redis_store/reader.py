@@ -23,6 +23,8 @@ from fs.errors import UnknownFeatureError
 from plugins.redis_store.codec import HEADER, ViewCodec
 from plugins.redis_store.keys import KeyLayout, token_fn
 
+_json_decode = json.JSONDecoder().decode  # json.loads without its per-call argument checks
+
 PRESENT = FieldStatus.PRESENT
 NOT_FOUND = FieldStatus.NOT_FOUND
 OUTSIDE_MAX_AGE = FieldStatus.OUTSIDE_MAX_AGE
@@ -57,6 +59,7 @@ class ViewRead:
         self.before, self.after = layout.view_affixes(view.name)
         self.positions = [HEADER + codec.index[f] for f in self.features]
         self.decoders = [codec.decoder(codec.index[f]) for f in self.features]
+        self.plain = all(d is None for d in self.decoders)  # every value is served as parsed
         self.types = [codec.types[codec.index[f]] for f in self.features]
         self.ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else 0
         self.empty_row = [None] * (HEADER + len(codec.names))
@@ -98,8 +101,16 @@ def decode(
     """Turn MGET replies (``build_keys`` order) into per-view columns with statuses."""
     if n == 0:
         return [ViewResult([[] for _ in r.features], [], []) for r in reads]
-    rows = json.loads(b"[" + b",".join([x or b"null" for x in replies]) + b"]")
+    if len(replies) == 1:
+        x = replies[0]
+        rows = [None if x is None else _json_decode(x.decode("utf-8", "surrogatepass"))]
+    else:
+        rows = _json_decode(
+            (b"[" + b",".join([x or b"null" for x in replies]) + b"]").decode("utf-8", "surrogatepass")
+        )
     now_us = time.time_ns() // 1000 if now_us is None else now_us
+    if n == 1:
+        return [_decode_one(r, row, now_us, old_schema) for r, row in zip(reads, rows, strict=True)]
     results = []
     for v, r in enumerate(reads):
         part = rows[v * n : (v + 1) * n]
@@ -126,6 +137,24 @@ def decode(
             values.append(list(col) if dec is None else [None if x is None else dec(x) for x in col])
         results.append(ViewResult(values, statuses, event_us))
     return results
+
+
+def _decode_one(r: ViewRead, row, now_us: int, old_schema) -> ViewResult:
+    """``decode`` of one entity row (the hot single-entity case, without the transpose)."""
+    if row is None:
+        return ViewResult([[None] for _ in r.positions], [NOT_FOUND], [0])
+    event_us = row[0]
+    if r.ttl_us and event_us < now_us - r.ttl_us:
+        return ViewResult([[None] for _ in r.positions], [OUTSIDE_MAX_AGE], [event_us])
+    if row[2] != r.codec.fingerprint:
+        row = _remap(r, row, old_schema)
+    if r.plain:
+        return ViewResult([[row[pos]] for pos in r.positions], [PRESENT], [event_us])
+    values = []
+    for pos, dec in zip(r.positions, r.decoders, strict=True):
+        x = row[pos]
+        values.append([x if dec is None or x is None else dec(x)])
+    return ViewResult(values, [PRESENT], [event_us])
 
 
 def _remap(r: ViewRead, row: list, old_schema: Callable[[str, int], str | None]) -> list:
