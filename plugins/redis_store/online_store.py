@@ -420,6 +420,13 @@ class RedisOnlineStore(OnlineStore):
         state.plans[id(ctx)] = (ctx, plan)
         return plan
 
+    def _fast_path(self, config, features, entity_rows, registry, project, full_feature_names, versioned):
+        """(state, plan, (entity columns, n)) for the direct read; entity is None when the request needs
+        Feast's generic path (versioned reads, on-demand or entityless views, unusual entity rows)."""
+        state = self.state(config)
+        plan = None if versioned else self._plan(state, registry, project, features, full_feature_names)
+        return state, plan, (plan.entity_columns(entity_rows) if plan else None)
+
     def get_online_features(
         self,
         config: RepoConfig,
@@ -430,13 +437,9 @@ class RedisOnlineStore(OnlineStore):
         full_feature_names: bool = False,
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
-        state = self.state(config)
-        plan = (
-            None
-            if include_feature_view_version_metadata
-            else self._plan(state, registry, project, features, full_feature_names)
+        state, plan, entity = self._fast_path(
+            config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
         )
-        entity = plan.entity_columns(entity_rows) if plan else None
         if entity is None:
             return super().get_online_features(
                 config,
@@ -460,13 +463,9 @@ class RedisOnlineStore(OnlineStore):
         full_feature_names: bool = False,
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
-        state = self.state(config)
-        plan = (
-            None
-            if include_feature_view_version_metadata
-            else self._plan(state, registry, project, features, full_feature_names)
+        state, plan, entity = self._fast_path(
+            config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
         )
-        entity = plan.entity_columns(entity_rows) if plan else None
         if entity is None:
             return await super().get_online_features_async(
                 config,
