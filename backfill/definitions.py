@@ -30,6 +30,7 @@ from typing import Any
 
 from fs.errors import RepoError
 from fs.metadata import parse_duration
+from plugins.delta.tables import resolve_path
 
 DEFINITIONS_FILE = "backfills.py"
 
@@ -62,10 +63,7 @@ class BatchDefinition:
         return "sql" if self.query else f"python:{getattr(self.function, '__name__', 'function')}"
 
     def location(self, name: str) -> str:
-        path = self.inputs[name]
-        if "://" in path or Path(path).is_absolute() or self.base is None:
-            return path
-        return str(self.base / path)
+        return resolve_path(self.inputs[name], self.base)
 
 
 def _lookback(value: str | timedelta) -> timedelta:

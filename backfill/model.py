@@ -104,6 +104,18 @@ class BackfillPlan:
     """How offline rows are recomputed (``sql`` / ``python:<function>``); ``None`` for online-only runs."""
     lease_holder: str | None = None
     """Who holds the view's lease right now (a run would be refused), if anyone."""
+    compute_span: int = 1
+    """At most this many adjacent offline chunks are recomputed in one pass of the definition."""
+    spans: tuple[Interval, ...] = ()
+    """The offline compute passes, in order: each covers one or more adjacent chunks to run. Each
+    chunk of a span is still validated, committed and recorded on its own, in order."""
+
+    def span_of(self, interval: Interval) -> int | None:
+        """Index in ``spans`` of the compute pass that covers ``interval`` (``None``: not recomputed)."""
+        for i, span in enumerate(self.spans):
+            if span.start <= interval.start and interval.end <= span.end:
+                return i
+        return None
 
     @property
     def to_run(self) -> tuple[PlannedChunk, ...]:

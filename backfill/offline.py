@@ -22,6 +22,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from backfill.definitions import BatchContext, BatchDefinition
 from backfill.model import Interval
 from fs.errors import BackfillError, SchemaMismatchError, SourceNotFoundError
+from fs.timeutil import microsecond_timestamps
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -71,11 +72,19 @@ def compute(definition: BatchDefinition, interval: Interval, ts_field: str, engi
         out = result if isinstance(result, pa.Table) else pa.Table.from_pandas(result, preserve_index=False)
     if ts_field not in out.column_names:
         raise SchemaMismatchError(f"batch definition of {definition.view!r} returned no {ts_field!r} column")
-    out = _utc_micros(out)
-    ts = out[ts_field]
-    keep = pc.and_(pc.greater_equal(ts, _scalar(interval.start)), pc.less(ts, _scalar(interval.end)))
+    out = microsecond_timestamps(out)
     first = next(iter(versions.values()), None)
-    return Computed(out.filter(keep), first)
+    return Computed(out.filter(_within(out[ts_field], interval)), first)
+
+
+def split(computed: Computed, intervals: list[Interval], ts_field: str) -> list[Computed]:
+    """The rows of a span computed in one pass, cut into its chunks (same source version)."""
+    ts = computed.data[ts_field]
+    return [Computed(computed.data.filter(_within(ts, iv)), computed.source_version) for iv in intervals]
+
+
+def _within(ts, interval: Interval):
+    return pc.and_(pc.greater_equal(ts, _scalar(interval.start)), pc.less(ts, _scalar(interval.end)))
 
 
 def _scalar(value: datetime) -> pa.Scalar:
@@ -112,14 +121,6 @@ def _compute_sql(definition, tables, versions, start, end, engine) -> pa.Table:
 def collect(job) -> pa.Table:
     """``job.to_arrow()`` (the Delta job handles empty results itself)."""
     return job.to_arrow()
-
-
-def _utc_micros(table: pa.Table) -> pa.Table:
-    columns = [
-        c.cast(pa.timestamp("us", tz=c.type.tz or "UTC"), safe=False) if pa.types.is_timestamp(c.type) else c
-        for c in table.columns
-    ]
-    return pa.table(columns, names=table.column_names)
 
 
 def conform(data: pa.Table, schema: pa.Schema, view: str) -> pa.Table:
@@ -175,28 +176,35 @@ def latest_per_key(data: pa.Table, keys: list[str], ts_field: str, created: str 
     return pa.Table.from_pandas(frame, schema=data.schema, preserve_index=False)
 
 
-def estimate_rows(location: str, column: str, interval: Interval) -> int | None:
-    """Rows of ``[start, end)`` from the per-file min/max statistics (uniform spread within a file)."""
-    if not DeltaTable.is_deltatable(location):
-        return None
-    actions = pa.table(DeltaTable(location).get_add_actions(flatten=True))
-    lo_name, hi_name = f"min.{column}", f"max.{column}"
-    if lo_name not in actions.column_names:
-        return None
-    start, end = pd.Timestamp(interval.start), pd.Timestamp(interval.end)
-    total = 0.0
-    for n, lo, hi in zip(
-        actions["num_records"].to_pylist(),
-        actions[lo_name].to_pylist(),
-        actions[hi_name].to_pylist(),
-        strict=True,
-    ):
-        if lo is None or hi is None:
+class RowStats:
+    """Per-file row counts and min/max of one timestamp column of a Delta table (read once)."""
+
+    def __init__(self, location: str, column: str):
+        self.files: list[tuple[int, pd.Timestamp, pd.Timestamp]] | None = None
+        if not DeltaTable.is_deltatable(location):
+            return
+        actions = pa.table(DeltaTable(location).get_add_actions(flatten=True))
+        lo_name, hi_name = f"min.{column}", f"max.{column}"
+        if lo_name not in actions.column_names:
+            return
+        lows, highs = actions[lo_name].to_pylist(), actions[hi_name].to_pylist()
+        if any(v is None for v in lows + highs):
+            return
+        counts = actions["num_records"].to_pylist()
+        self.files = [
+            (n, pd.Timestamp(lo), pd.Timestamp(hi)) for n, lo, hi in zip(counts, lows, highs, strict=True)
+        ]
+
+    def estimate(self, interval: Interval) -> int | None:
+        """Rows of ``[start, end)`` (uniform spread within a file); ``None`` without statistics."""
+        if self.files is None:
             return None
-        lo, hi = pd.Timestamp(lo), pd.Timestamp(hi)
-        if hi < start or lo >= end:
-            continue
-        span = (hi - lo).total_seconds()
-        overlap = (min(hi, end) - max(lo, start)).total_seconds()
-        total += n if span <= 0 else n * max(0.0, min(1.0, overlap / span))
-    return round(total)
+        start, end = pd.Timestamp(interval.start), pd.Timestamp(interval.end)
+        total = 0.0
+        for n, lo, hi in self.files:
+            if hi < start or lo >= end:
+                continue
+            span = (hi - lo).total_seconds()
+            overlap = (min(hi, end) - max(lo, start)).total_seconds()
+            total += n if span <= 0 else n * max(0.0, min(1.0, overlap / span))
+        return round(total)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 from backfill.intervals import covered, merge
 from backfill.ledger import Ledger
 from backfill.model import BackfillPlan, Interval, Kind, PlannedChunk, Status, Target
 from fs.errors import ConfigError
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from fs.timeutil import EPOCH
 
 
 def grid_chunks(start: datetime, end: datetime, size: timedelta) -> list[Interval]:
@@ -27,10 +26,54 @@ def grid_chunks(start: datetime, end: datetime, size: timedelta) -> list[Interva
     out: list[Interval] = []
     cur = start
     while cur < end:
-        boundary = _EPOCH + ((cur - _EPOCH) // size + 1) * size
+        boundary = EPOCH + ((cur - EPOCH) // size + 1) * size
         nxt = min(boundary, end)
         out.append(Interval(cur, nxt))
         cur = nxt
+    return out
+
+
+def compute_spans(
+    intervals: Sequence[Interval],
+    max_chunks: int,
+    max_rows: int | None = None,
+    estimate: Callable[[Interval], int | None] | None = None,
+) -> list[Interval]:
+    """Group chunks into compute spans: runs of adjacent chunks recomputed in one pass.
+
+    Each run of adjacent ``intervals`` (a done chunk in between breaks the run) is cut into as few
+    spans of at most ``max_chunks`` chunks as possible, of even length (30 chunks at most 7 each:
+    five of 6). A span whose ``estimate`` (input rows, lookback included) exceeds ``max_rows`` is
+    halved until it fits or is one chunk. Every span covers whole chunks.
+    """
+    if max_chunks < 1:
+        raise ConfigError("compute span must be at least 1 chunk")
+    runs: list[list[Interval]] = []
+    for iv in sorted(intervals):
+        if runs and runs[-1][-1].end == iv.start:
+            runs[-1].append(iv)
+        else:
+            runs.append([iv])
+    out: list[Interval] = []
+
+    def fit(chunks: list[Interval]) -> None:
+        if len(chunks) > 1 and max_rows and estimate is not None:
+            rows = estimate(Interval(chunks[0].start, chunks[-1].end))
+            if rows is not None and rows > max_rows:
+                half = len(chunks) // 2
+                fit(chunks[:half])
+                fit(chunks[half:])
+                return
+        out.append(Interval(chunks[0].start, chunks[-1].end))
+
+    for run in runs:
+        count = -(-len(run) // max_chunks)
+        size, extra = divmod(len(run), count)
+        at = 0
+        for i in range(count):
+            n = size + (1 if i < extra else 0)
+            fit(run[at : at + n])
+            at += n
     return out
 
 
@@ -47,11 +90,15 @@ def build_plan(
     estimate: Callable[[Target, Interval], int | None],
     definition: str | None = None,
     lease_holder: str | None = None,
+    compute_span: int = 1,
+    compute_span_rows: int | None = None,
 ) -> BackfillPlan:
     """Chunks per target; with ``resume`` those the ledger records as done are skipped.
 
     A backfill counts only earlier backfills as done (its online rows must follow the recomputed
-    offline rows); a materialization counts any completed online write of the range.
+    offline rows); a materialization counts any completed online write of the range. The offline
+    chunks that will run are grouped into compute spans (``compute_spans``; their row estimate is
+    ``estimate(Target.OFFLINE, span)``).
     """
     intervals = grid_chunks(start, end, chunk)
     counts = {Kind.BACKFILL} if kind == Kind.BACKFILL else set(Kind)
@@ -63,6 +110,8 @@ def build_plan(
         for iv in intervals:
             is_done = covered(iv, done)
             planned.append(PlannedChunk(target, iv, is_done, not (resume and is_done), estimate(target, iv)))
+    offline = [c.interval for c in planned if c.target == Target.OFFLINE and c.will_run]
+    spans = compute_spans(offline, compute_span, compute_span_rows, lambda iv: estimate(Target.OFFLINE, iv))
     return BackfillPlan(
         view=view,
         kind=kind,
@@ -73,4 +122,6 @@ def build_plan(
         chunks=tuple(planned),
         definition=definition,
         lease_holder=lease_holder,
+        compute_span=compute_span,
+        spans=tuple(spans),
     )

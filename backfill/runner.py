@@ -7,9 +7,11 @@
     result = bf.run(plan, parallel=2)
 
 Per chunk: ledger ``running`` -> compute (recompute offline, or pull the latest rows) -> checks ->
-commit (Delta range replace, then event-time-ordered online write) -> ledger ``done``. A crash
-leaves ``running`` as the chunk's last entry; ``--resume`` (and the incremental watermark) starts
-again from it. Library code: returns typed results and never prints.
+commit (Delta range replace, then event-time-ordered online write) -> ledger ``done``. Adjacent
+offline chunks of one compute span (``plan.spans``) are recomputed in one pass of the definition,
+then checked, committed and recorded one chunk at a time, in order. A crash leaves ``running`` as
+the last entry of each uncommitted chunk; ``--resume`` (and the incremental watermark) starts again
+from it. Library code: returns typed results and never prints.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from fs.errors import BackfillError, FsError, RepoError
 from fs.governance.metrics import JOB_DURATION, JOB_ROWS
 from fs.observability import span
 from fs.timeutil import parse_time, utcnow
+from fs.views import feature_view
+from plugins.delta.tables import resolve_location
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +64,13 @@ class ProgressEvent:
     stage: str  # compute | validate | commit | done | failed | rejected
     chunks_done: int
     chunks_total: int
+    chunks: int = 1
+    """Chunks the event covers: a ``compute`` of several adjacent chunks in one pass covers them all
+    (``interval`` is then the whole span)."""
 
 
 Progress = Callable[[ProgressEvent], None]
+Group = tuple[Interval, list[PlannedChunk]]  # one interval's planned chunks (one per target)
 
 TARGETS = {"online": (Target.ONLINE,), "offline": (Target.OFFLINE,), "both": (Target.OFFLINE, Target.ONLINE)}
 
@@ -107,15 +115,6 @@ class Backfiller:
             )
         return found
 
-    def _view(self, name: str):
-        try:
-            return self.store.get_feature_view(name)
-        except Exception as e:  # Feast raises FeatureViewNotFoundException
-            known = ", ".join(v.name for v in self.store.list_feature_views())
-            raise RepoError(
-                f"unknown feature view {name!r}", hint=f"known: {known or 'none (run `fs apply`)'}"
-            ) from e
-
     # -- planning --------------------------------------------------------------------------------
     def plan(
         self,
@@ -127,29 +126,46 @@ class Backfiller:
         chunk: timedelta | None = None,
         resume: bool = False,
         kind: Kind = Kind.BACKFILL,
+        compute_span: int | None = None,
     ) -> BackfillPlan:
-        """What a run would do: chunks per target, which are done, estimated source rows."""
+        """What a run would do: chunks per target, which are done, estimated source rows, and the
+        compute passes (``compute_span``: at most this many adjacent offline chunks recomputed in one
+        pass of the definition; default ``backfill.compute_span``)."""
         if to not in TARGETS:
             raise BackfillError(f"--to must be online, offline or both, not {to!r}")
         targets = TARGETS[to]
-        fv = self._view(view)
+        fv = feature_view(self.store, view)
         definition = self.definition(view) if Target.OFFLINE in targets else None
         start_dt, end_dt = parse_time(start), parse_time(end)
         holder = self.leases.holder(view)
 
+        stats: dict[Target, offline.RowStats | None] = {}
+
         def estimate(target: Target, iv: Interval) -> int | None:
+            if target not in stats:  # file statistics read once per plan
+                stats[target] = self._row_stats(fv, definition if target == Target.OFFLINE else None)
+            if stats[target] is None:
+                return None
             if target == Target.OFFLINE and definition is not None:
-                name = next(iter(definition.inputs))
-                window = Interval(iv.start - definition.lookback, iv.end)
-                return offline.estimate_rows(definition.location(name), definition.input_timestamp, window)
-            location = _source_location(fv, self.store.config)
-            return offline.estimate_rows(location, fv.batch_source.timestamp_field, iv) if location else None
+                iv = Interval(iv.start - definition.lookback, iv.end)
+            return stats[target].estimate(iv)
 
         return build_plan(
             self.ledger, view, kind, targets, start_dt, end_dt, chunk or self.settings.chunk_size,
             resume=resume, estimate=estimate, definition=definition.describe if definition else None,
             lease_holder=holder.holder if holder else None,
+            compute_span=compute_span or self.settings.compute_span,
+            compute_span_rows=self.settings.compute_span_rows or None,
         )  # fmt: skip
+
+    def _row_stats(self, fv, definition: BatchDefinition | None) -> offline.RowStats | None:
+        """Statistics of what a chunk reads: the definition's first input, else the view's source."""
+        if definition is not None:
+            name = next(iter(definition.inputs))
+            return offline.RowStats(definition.location(name), definition.input_timestamp)
+        if not getattr(fv.batch_source, "path", None):  # a catalog table: no file statistics here
+            return None
+        return offline.RowStats(resolve_location(fv, self.store.config), fv.batch_source.timestamp_field)
 
     # -- running ---------------------------------------------------------------------------------
     def run(
@@ -202,7 +218,7 @@ class Backfiller:
         """Each view from its watermark (the end of its last completed chunk) up to ``end``."""
         results = []
         for name in views:
-            view = self._view(name)
+            view = feature_view(self.store, name)
             start = self.watermark(view) or end - (view.ttl or timedelta(weeks=52))
             if start >= end:
                 log.info("%s is up to date (watermark %s)", name, start.isoformat())
@@ -222,7 +238,7 @@ class Backfiller:
         if result.chunks:
             # Keep Feast's own record in step, but only after the work succeeded.
             self.store.registry.apply_materialization(
-                self._view(name), self.store.project, plan.start, plan.end
+                feature_view(self.store, name), self.store.project, plan.start, plan.end
             )
         return result
 
@@ -281,14 +297,6 @@ def _with_holder(st: ViewStatus, holder: str | None) -> ViewStatus:
     return ViewStatus(st.view, st.target, st.done, st.pending, st.watermark, st.last, holder)
 
 
-def _source_location(fv, config) -> str | None:
-    from plugins.delta.source import DeltaSource
-    from plugins.delta.tables import resolve_location
-
-    source = fv.batch_source
-    return resolve_location(source, config) if isinstance(source, DeltaSource) and source.path else None
-
-
 class _Job:
     """One run: executes chunks (optionally in parallel) and records each state change."""
 
@@ -300,35 +308,95 @@ class _Job:
         self.created_override = started_at if plan.kind == Kind.BACKFILL else None
         self.result = result
         self.progress = progress
-        self.view = bf._view(plan.view)
+        self.view = feature_view(bf.store, plan.view)
         self.definition = bf.definition(plan.view) if Target.OFFLINE in plan.targets else None
-        self.location = _source_location(self.view, bf.store.config)
+        self.location = resolve_location(self.view, bf.store.config) if self.definition else None
         self._lock = threading.Lock()
         self._done = 0
         self._total = len(plan.to_run)
 
     def execute(self, parallel: int) -> None:
-        # Chunks that share an interval run together (offline first, then online from the same rows).
-        by_interval: dict[Interval, list[PlannedChunk]] = {}
-        for c in self.plan.to_run:
-            by_interval.setdefault(c.interval, []).append(c)
-        groups = sorted(by_interval.items())
+        # Chunks that share an interval run together (offline first, then online from the same rows);
+        # adjacent intervals of one compute span are recomputed in one pass (see ``_span``).
+        units = self._units(parallel)
         if parallel == 1:
-            for iv, chunks in groups:
-                if not self._chunk(iv, chunks):
+            for unit in units:
+                if not self._span(unit):
                     break
             return
         stop = threading.Event()
         with ThreadPoolExecutor(parallel, thread_name_prefix="backfill") as pool:
 
-            def task(iv, chunks):
-                if not stop.is_set() and not self._chunk(iv, chunks):
+            def task(unit):
+                if not stop.is_set() and not self._span(unit):
                     stop.set()
 
-            futures = [pool.submit(task, iv, chunks) for iv, chunks in groups]
+            futures = [pool.submit(task, unit) for unit in units]
             wait(futures, return_when=FIRST_EXCEPTION)
             for f in futures:
                 f.result()
+
+    def _units(self, parallel: int) -> list[list[Group]]:
+        """The plan's intervals to run, grouped by compute span, in order. With ``parallel`` workers
+        the longest spans are halved until every worker has one (fewer shared passes, more concurrency)."""
+        by_interval: dict[Interval, list[PlannedChunk]] = {}
+        for c in self.plan.to_run:
+            by_interval.setdefault(c.interval, []).append(c)
+        units: list[list[Group]] = []
+        last_span = None
+        for iv, chunks in sorted(by_interval.items()):
+            span = self.plan.span_of(iv) if any(c.target == Target.OFFLINE for c in chunks) else None
+            if span is not None and span == last_span:
+                units[-1].append((iv, chunks))
+            else:
+                units.append([(iv, chunks)])
+            last_span = span
+        while len(units) < parallel:
+            longest = max(range(len(units)), key=lambda i: len(units[i]), default=None)
+            if longest is None or len(units[longest]) < 2:
+                break
+            unit = units[longest]
+            units[longest : longest + 1] = [unit[: len(unit) // 2], unit[len(unit) // 2 :]]
+        return units
+
+    def _span(self, groups: list[Group]) -> bool:
+        """Recompute adjacent chunks in one pass of the definition, then validate, commit and record
+        each chunk on its own, in order. False stops the run (as for a single chunk).
+
+        All chunks of the pass are recorded ``running`` first; a kill leaves the uncommitted ones
+        ``running`` (``--resume`` redoes them). If the pass itself fails, its chunks are computed
+        again one at a time, so a failure ends exactly as a run with ``--compute-span 1`` would.
+        """
+        if len(groups) == 1:
+            return self._chunk(*groups[0])
+        span_iv = Interval(groups[0][0].start, groups[-1][0].end)
+        self.bf.ledger.record(
+            [self._entry(c.target, iv, Status.RUNNING) for iv, chunks in groups for c in chunks]
+        )
+        started = time.monotonic()
+        self._tick(Target.OFFLINE, span_iv, "compute", chunks=len(groups))
+        try:
+            with span(
+                "fs.backfill.span", view=self.plan.view, start=span_iv.start.isoformat(), chunks=len(groups)
+            ):
+                computed = offline.compute(self.definition, span_iv, self.view.batch_source.timestamp_field)
+        except Exception as e:
+            log.warning(
+                "recomputing %d chunks of %s in one pass failed (%s); computing them one at a time",
+                len(groups), self.plan.view, failure_message(e), exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+            parts = [None] * len(groups)
+        else:
+            parts = offline.split(computed, [iv for iv, _ in groups], self.view.batch_source.timestamp_field)
+        share = (time.monotonic() - started) / len(groups)
+        for i, ((iv, chunks), part) in enumerate(zip(groups, parts, strict=True)):
+            if not self._chunk(iv, chunks, part, share if part is not None else 0.0):
+                for later, later_chunks in groups[i + 1 :]:
+                    for c in later_chunks:
+                        message = f"not committed: chunk {iv} of its compute pass failed"
+                        self._finish(ChunkResult(c.target, later, Status.FAILED, message=message))
+                return False
+        return True
 
     # -- one chunk ---------------------------------------------------------------------------------
     def _entry(
@@ -342,9 +410,9 @@ class _Job:
             target_version=r.target_version, validation=r.validation, message=r.message[:2000],
         )  # fmt: skip
 
-    def _tick(self, target: Target, iv: Interval, stage: str) -> None:
+    def _tick(self, target: Target, iv: Interval, stage: str, chunks: int = 1) -> None:
         if self.progress:
-            self.progress(ProgressEvent(self.plan.view, target, iv, stage, self._done, self._total))
+            self.progress(ProgressEvent(self.plan.view, target, iv, stage, self._done, self._total, chunks))
 
     def _finish(self, r: ChunkResult) -> None:
         self.bf.ledger.record([self._entry(r.target, r.interval, r.status, r)])
@@ -354,10 +422,20 @@ class _Job:
             self._done += 1
         self._tick(r.target, r.interval, r.status.value if r.status != Status.DONE else "done")
 
-    def _chunk(self, iv: Interval, chunks: list[PlannedChunk]) -> bool:
-        """Run one interval for its targets; False stops the run (a failure, not a rejection)."""
+    def _chunk(
+        self,
+        iv: Interval,
+        chunks: list[PlannedChunk],
+        computed: offline.Computed | None = None,
+        compute_seconds: float = 0.0,
+    ) -> bool:
+        """Run one interval for its targets; False stops the run (a failure, not a rejection).
+
+        ``computed``: the chunk's offline rows from a compute pass over its span (its ``running``
+        entries are then already recorded; ``compute_seconds`` is its share of the pass)."""
         targets = [c.target for c in chunks]
-        self.bf.ledger.record([self._entry(t, iv, Status.RUNNING) for t in targets])
+        if computed is None:
+            self.bf.ledger.record([self._entry(t, iv, Status.RUNNING) for t in targets])
         current = targets[0]
         started = time.monotonic()
         try:
@@ -365,9 +443,9 @@ class _Job:
                 rows, version = None, None
                 if Target.OFFLINE in targets:
                     current = Target.OFFLINE
-                    r, rows = self._offline(iv)
+                    r, rows = self._offline(iv, computed)
                     version = r.target_version
-                    r.seconds = time.monotonic() - started
+                    r.seconds = time.monotonic() - started + compute_seconds
                     self._finish(r)
                     if r.status != Status.DONE:
                         for t in targets[1:]:
@@ -402,11 +480,12 @@ class _Job:
         verdict = run_checks(self.bf.checks(self.plan.kind), self.plan.view, iv, data)
         return verdict.status, verdict.details
 
-    def _offline(self, iv: Interval):
+    def _offline(self, iv: Interval, computed: offline.Computed | None = None):
         view = self.view
         ts_field = view.batch_source.timestamp_field
-        self._tick(Target.OFFLINE, iv, "compute")
-        computed = offline.compute(self.definition, iv, ts_field)
+        if computed is None:
+            self._tick(Target.OFFLINE, iv, "compute")
+            computed = offline.compute(self.definition, iv, ts_field)
         data = computed.data
         r = ChunkResult(
             Target.OFFLINE, iv, Status.DONE, rows_in=data.num_rows, source_version=computed.source_version

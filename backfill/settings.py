@@ -4,6 +4,8 @@
       ledger_path: s3://bucket/fs/_ledger   # default: data/_fs/ledger inside the repo
       lease_ttl_seconds: 120
       chunk: 1d
+      compute_span: 7                 # chunks recomputed in one pass of the batch definition
+      compute_span_rows: 5000000      # ... unless their input rows (estimated) exceed this
 
 Feast keeps unknown top-level sections of ``feature_store.yaml`` as extras, so the section travels
 with the env overlays (``envs/<env>.yaml``) like everything else.
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fs.errors import ConfigError
 from fs.metadata import parse_duration
+from plugins.delta.tables import resolve_path
 
 
 class BackfillSettings(BaseModel):
@@ -33,6 +36,16 @@ class BackfillSettings(BaseModel):
     chunk: str = "1d"
     """Default chunk size (``6h``, ``1d``, ``7d``): one ledger entry and one Delta commit per chunk."""
 
+    compute_span: int = Field(default=7, ge=1)
+    """Adjacent pending chunks recomputed in one pass of the view's batch definition (``--compute-span``).
+    A windowed definition reads and recomputes its lookback once per pass instead of once per chunk;
+    each chunk is still validated, committed (one Delta commit) and recorded in the ledger on its own,
+    in order, so a kill loses only the uncommitted chunks of the current pass. 1 = one pass per chunk."""
+
+    compute_span_rows: int = Field(default=5_000_000, ge=0)
+    """A pass is split (halved) while its estimated input rows (Delta statistics of the definition's
+    first input, lookback included) exceed this: bounds the memory of one pass. 0 = no bound."""
+
     @field_validator("chunk")
     @classmethod
     def _chunk(cls, value: str) -> str:
@@ -44,9 +57,7 @@ class BackfillSettings(BaseModel):
         return parse_duration(self.chunk)
 
     def ledger_location(self, repo_path: Path) -> str:
-        if "://" in self.ledger_path or Path(self.ledger_path).is_absolute():
-            return self.ledger_path
-        return str(Path(repo_path) / self.ledger_path)
+        return resolve_path(self.ledger_path, repo_path)
 
 
 def load_settings(repo_config) -> BackfillSettings:

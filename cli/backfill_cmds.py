@@ -1,6 +1,7 @@
 """``fs backfill``: chunked, resumable, leased backfills and the ledger's status.
 
-    fs backfill VIEW --start 2026-11-01 --end 2026-11-08 [--to both] [--chunk 1d] [--dry-run] [--resume] [--parallel N]
+    fs backfill VIEW --start 2026-11-01 --end 2026-11-08 [--to both] [--chunk 1d] [--compute-span 7]
+                     [--dry-run] [--resume] [--parallel N]
     fs backfill status [VIEW]
 
 ``fs backfill VIEW ...`` is short for ``fs backfill run VIEW ...``.
@@ -52,6 +53,7 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (chunks, which are done, estimated source rows) and write nothing.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Skip chunks the ledger records as done (continue an interrupted run).")] = False,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Chunks computed at once (Delta commits stay one at a time).")] = 1,
+    compute_span: Annotated[int | None, typer.Option("--compute-span", min=1, help="Adjacent chunks recomputed in one pass of the batch definition (lookback read once per pass); each chunk is still committed and recorded on its own. Default backfill.compute_span, 7; 1 = one pass per chunk.")] = None,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Recompute and/or reload [START, END) of VIEW, chunk by chunk (exit 1 if a chunk failed or was rejected)."""
@@ -60,7 +62,8 @@ def run(
     st = state(ctx)
     out = _out(st, as_json)
     bf = Backfiller(st.platform)
-    plan = bf.plan(view, start, end, to=to, chunk=parse_duration(chunk) if chunk else None, resume=resume)
+    plan = bf.plan(view, start, end, to=to, chunk=parse_duration(chunk) if chunk else None, resume=resume,
+                   compute_span=compute_span)  # fmt: skip
     if dry_run:
         return out.json({"plan": plan}) if out.as_json else _render_plan(out, plan)
     if not plan.to_run and not out.as_json:
@@ -72,10 +75,11 @@ def run(
         def tick(ev) -> None:
             bar.update(overall, completed=ev.chunks_done)
             step = {"compute": 1, "validate": 2, "commit": 3}.get(ev.stage, 4)
+            what = f" ({ev.chunks} chunks)" if ev.chunks > 1 else ""
             bar.update(
                 current,
                 completed=step,
-                description=f"{ev.target.value} {ev.interval.start:%Y-%m-%d %H:%M} {ev.stage}",
+                description=f"{ev.target.value} {ev.interval.start:%Y-%m-%d %H:%M} {ev.stage}{what}",
             )
 
         result = bf.run(plan, parallel=parallel, progress=tick)
@@ -130,16 +134,23 @@ def _out(st, as_json: bool):
 
 
 def _render_plan(out, plan) -> None:
+    def compute_pass(c) -> str:
+        i = plan.span_of(c.interval) if c.target.value == "offline" and c.will_run else None
+        return "-" if i is None else str(i + 1)
+
     rows = [
         [c.target.value, str(c.interval), "done" if c.done else "-", "run" if c.will_run else "skip",
-         "?" if c.estimated_rows is None else f"{c.estimated_rows:,}"]
+         compute_pass(c), "?" if c.estimated_rows is None else f"{c.estimated_rows:,}"]
         for c in plan.chunks
     ]  # fmt: skip
     title = f"Plan: {plan.kind.value} {plan.view} [{plan.start.isoformat()}, {plan.end.isoformat()}) ({plan.definition or 'online only'})"
-    out.table(title, ["target", "chunk", "ledger", "action", "est. source rows"], rows)
+    out.table(title, ["target", "chunk", "ledger", "action", "compute pass", "est. source rows"], rows)
     if plan.lease_holder:
         out.text(f"[yellow]The view is leased by {plan.lease_holder}: a run now would be refused.[/yellow]")
-    out.text(f"{len(plan.to_run)} of {len(plan.chunks)} chunk(s) would run. Nothing was written (--dry-run).")
+    passes = f" in {len(plan.spans)} compute pass(es)" if plan.spans else ""
+    out.text(
+        f"{len(plan.to_run)} of {len(plan.chunks)} chunk(s) would run{passes}. Nothing was written (--dry-run)."
+    )
 
 
 def _render_result(out, result) -> None:

@@ -11,6 +11,7 @@ terminal. Retry loops decide by type, never by parsing messages::
     ├── ConfigError            bad feature_store.yaml, unknown --env, missing repo, bad settings
     ├── PolicyError            feature metadata policy violated at apply (one line per problem)
     ├── RepoError              a registry object (view, feature, source) is missing or wrong
+    │   └── ViewNotFoundError       no registered feature view of that name (fs.views)
     ├── OfflineStoreError
     │   ├── SourceNotFoundError     Delta table/path does not exist
     │   ├── SchemaMismatchError     view schema vs Delta columns/types
@@ -59,6 +60,10 @@ class PolicyError(FsError):
 
 class RepoError(FsError):
     pass
+
+
+class ViewNotFoundError(RepoError):
+    """A feature view name that is not registered; raised by ``fs.views`` (lists the known views)."""
 
 
 class OfflineStoreError(FsError):

@@ -25,6 +25,7 @@ from fs.config import DEFAULT_ENV, load_config, resolve_repo
 from fs.errors import ConfigError, PolicyError, RepoError
 from fs.locks import registry_lock
 from fs.timeutil import parse_time
+from fs.views import feature_view, feature_views
 
 log = logging.getLogger(__name__)
 
@@ -170,16 +171,17 @@ class Platform:
                 ) from e
 
     # -- materialization ---------------------------------------------------------------------
+    def feature_view(self, name: str):
+        """The registered feature view ``name`` (``ViewNotFoundError`` naming the known ones)."""
+        return feature_view(self.store, name)
+
     def _view_names(self, views: list[str] | None) -> list[str]:
-        known = [v.name for v in self.store.list_feature_views() if v.online]
+        if views:
+            return [v.name for v in feature_views(self.store, views, online=True)]
+        known = [v.name for v in feature_views(self.store, online=True)]
         if not known:
             raise RepoError("no online feature views registered", hint="run `fs apply` first")
-        if not views:
-            return known
-        unknown = sorted(set(views) - set(known))
-        if unknown:
-            raise RepoError(f"unknown feature view(s): {', '.join(unknown)}", hint=f"known: {', '.join(known)}")
-        return list(views)
+        return known
 
     def materialize(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +23,11 @@ import pyarrow.compute as pc
 
 from fs.errors import ParityError
 from fs.observability import span
-from fs.timeutil import parse_time, utcnow
+from fs.timeutil import arrow_epoch_micros, epoch_micros, from_epoch_micros, parse_time, utcnow
 from parity.classify import ABSENT, COMPARE, SERVED, Outcome, RowSides, classify_rows
 from parity.compare import Tolerances, compare_column
 from parity.expected import EVENT_TS, expected_rows
-from parity.online import OnlineRows, read_online, to_us
+from parity.online import OnlineRows, read_online
 from parity.report import MASK, Example, FeatureStats, ParityReport, Timings, ViewReport
 from parity.sampling import default_lookback, keys_for_view, read_entities, sample_keys
 from parity.spark_io import SparkIO, ViewSource, view_source
@@ -128,7 +128,7 @@ def _align(keys: pa.Table, online: OnlineRows, expected: pa.Table, target: Targe
     present = ~np.isnan(pos) if pos.dtype.kind == "f" else np.ones(n, dtype=bool)
     take = np.where(present, np.nan_to_num(pos), 0).astype(np.int64)
     event_us = (
-        expected[EVENT_TS].cast(pa.int64()).to_numpy(zero_copy_only=False)
+        arrow_epoch_micros(expected[EVENT_TS]).to_numpy(zero_copy_only=False)
         if expected.num_rows
         else np.zeros(0, np.int64)
     )
@@ -144,7 +144,7 @@ def _compare_view(
     target = src.target
     ttl_us = int(target.ttl.total_seconds() * 1e6) if target.ttl else None
     lag_us = int(target.allowed_lag.total_seconds() * 1e6)
-    as_of_us = to_us(as_of)
+    as_of_us = epoch_micros(as_of)
     sides = RowSides(a.online.state, a.online.event_us, a.offline_present, a.offline_us)
     row_class, tolerated = classify_rows(sides, as_of_us, ttl_us, lag_us)
     compare_rows = np.flatnonzero(row_class == COMPARE)
@@ -221,7 +221,7 @@ def _example(
 
 
 def _dt(us: int | None) -> datetime | None:
-    return None if us is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+    return None if us is None else from_epoch_micros(us)
 
 
 def _span(us: int) -> str:

@@ -9,13 +9,14 @@ an expired-but-still-held row is visible as such. Any other Feast online store i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
+from fs.timeutil import epoch_micros
 from parity.classify import ABSENT, HELD_EXPIRED, SERVED
 from parity.targets import Target
 
@@ -29,21 +30,13 @@ class OnlineRows:
     values: dict[str, list]  # feature -> Python values (None unless served)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_us(ts: datetime) -> int:
-    """Exact microseconds since the epoch of an aware datetime."""
-    return (ts - _EPOCH) // timedelta(microseconds=1)
-
-
 def read_online(store, target: Target, keys: pa.Table, as_of: datetime) -> OnlineRows:
     online_store = store._get_provider().online_store
     # Imported here: the Redis plugin is optional for parity (any Feast online store works).
     from plugins.redis_store.online_store import RedisOnlineStore
 
     if isinstance(online_store, RedisOnlineStore):
-        return _read_redis(online_store, store.config, target, keys, to_us(as_of))
+        return _read_redis(online_store, store.config, target, keys, epoch_micros(as_of))
     return _read_generic(online_store, store.config, target, keys)
 
 
@@ -83,7 +76,7 @@ def _read_generic(online_store, config, target: Target, keys: pa.Table) -> Onlin
     for i, (ts, row) in enumerate(rows):
         if ts is None or row is None:
             continue
-        state[i], event_us[i] = SERVED, to_us(ts)
+        state[i], event_us[i] = SERVED, epoch_micros(ts)
         for f in target.features:
             if f in row:
                 values[f][i] = feast_value_type_to_python_type(row[f])

@@ -6,19 +6,25 @@
 Both paths are callables ``events frame -> rows frame``; rows are matched on the join keys plus the
 event time, and features are compared with the same typed rules as ``fs parity check``. Run it
 before shipping a new stream feature: a difference here becomes an online/offline mismatch later.
+``replay_view`` takes the batch path from the repo's ``backfills.py`` (``batch_definition``), the
+same definition ``fs backfill`` recomputes the offline table with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from feast.value_type import ValueType
 
 from fs.errors import ParityError
+from fs.timeutil import utcnow
+from fs.views import feature_view
 from parity.classify import Outcome
 from parity.compare import Tolerances, compare_column
 from parity.report import MASK
@@ -215,22 +221,32 @@ def stream_transform(repo: str | Path, view) -> tuple[Callable[[], Callable[[dic
     )
 
 
-# The batch definition of each stream-fed view: the computation its offline table is built with.
-BATCH_DEFINITIONS: dict[str, Path_] = {}
+def batch_definition(repo: str | Path, view: str) -> Path_:
+    """The repo's batch definition of ``view`` (``backfills.py``, what ``fs backfill`` recomputes the
+    offline table with) as a replay path: the events are its one input."""
+    from backfill.definitions import BatchContext, load_repo
 
-
-def _batch_definition(view: str) -> Path_:
-    if not BATCH_DEFINITIONS:
-        from fs.datagen import customer_aggregates
-
-        BATCH_DEFINITIONS["customer_txn_aggregates"] = customer_aggregates
-    try:
-        return BATCH_DEFINITIONS[view]
-    except KeyError:
+    definition = load_repo(Path(repo)).definitions.get(view)
+    if definition is None:
         raise ParityError(
-            f"no batch definition registered for view {view!r}",
-            hint="add it to parity.replay.BATCH_DEFINITIONS",
-        ) from None
+            f"feature view {view!r} has no batch definition in {Path(repo) / 'backfills.py'}",
+            hint="add one (see docs/backfill.md), then rerun `fs parity replay`",
+        )
+    if definition.function is None or len(definition.inputs) != 1:
+        raise ParityError(
+            f"the batch definition of {view!r} ({definition.describe}, {len(definition.inputs)} input(s)) "
+            "cannot be replayed: replay feeds one events table to a Python definition"
+        )
+    [name] = definition.inputs
+
+    def run(events: pd.DataFrame) -> pd.DataFrame:
+        ts = pd.to_datetime(events[definition.input_timestamp], utc=True)
+        start = ts.min().to_pydatetime() if len(ts) else utcnow()
+        end = ts.max().to_pydatetime() + timedelta(microseconds=1) if len(ts) else start
+        out = definition.function(BatchContext(view, start, end, {name: events}))
+        return out.to_pandas() if isinstance(out, pa.Table) else out
+
+    return run
 
 
 def read_events(path: str | Path) -> pd.DataFrame:
@@ -258,7 +274,8 @@ def replay_view(
     max_mismatch_rate: float = 0.0,
     examples: int = 5,
 ) -> ReplayReport:
-    """Replay parity for a registered view: its stream transformation vs its batch definition.
+    """Replay parity for a registered view: its stream transformation vs its batch definition
+    (``backfills.py`` in the repo).
 
     Events default to a seeded synthetic window from ``fs.datagen``; ``transform`` (``file.py:Name``
     in the repo) overrides the transformation declared in ``ingest.yaml``.
@@ -266,10 +283,7 @@ def replay_view(
     from fs.datagen import generate
     from fs.metadata import sensitive_features
 
-    try:
-        view = platform.store.get_feature_view(view_name)
-    except Exception as e:  # Feast's FeatureViewNotFoundException
-        raise ParityError(f"unknown feature view {view_name!r}", hint="run `fs apply` first") from e
+    view = feature_view(platform.store, view_name)
     if transform:
         from plugins.kafka_ingest.transform import load_transform
 
@@ -285,7 +299,7 @@ def replay_view(
             seed=seed, customers=customers, merchants=max(1, customers // 10), days=days
         ).payments
     report = replay(
-        frame, stream=stream_path(factory), batch=_batch_definition(view_name), view=view_name,
+        frame, stream=stream_path(factory), batch=batch_definition(platform.repo_path, view_name), view=view_name,
         keys=[c.name for c in view.entity_columns], features={f.name: f.dtype.to_value_type() for f in view.features},
         tolerances=tolerances, sensitive=sensitive_features(view), max_mismatch_rate=max_mismatch_rate,
         examples=examples,

@@ -10,6 +10,7 @@ from feast.value_type import ValueType
 
 from fs.errors import RepoError
 from fs.metadata import freshness_sla, sensitive_features
+from fs.views import feature_views
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def resolve(
     """Targets to check plus ``{name: reason}`` for requested things that cannot be checked."""
     if views and feature_service:
         raise RepoError("pass either views or a feature service, not both")
-    registry_views = {v.name: v for v in store.list_feature_views()}
+    registry_views = {v.name: v for v in feature_views(store)}
     skipped: dict[str, str] = {}
     if feature_service:
         try:
@@ -78,13 +79,7 @@ def resolve(
                 continue
             targets.append(_target(view, [f.name for f in proj.features], allowed_lag))
         return [t for t in targets if t.view.online] or _none(feature_service), skipped
-    names = views or [n for n, v in registry_views.items() if v.online]
-    unknown = sorted(set(names) - set(registry_views))
-    if unknown:
-        raise RepoError(
-            f"unknown feature view(s): {', '.join(unknown)}",
-            hint=f"known: {', '.join(sorted(registry_views))}",
-        )
+    names = [v.name for v in feature_views(store, views)] if views else [n for n, v in registry_views.items() if v.online]
     offline_only = [n for n in names if not registry_views[n].online]
     for n in offline_only:
         skipped[n] = "not an online view"

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from fs.errors import RepoError
 from fs.metadata import field_description, pii_class
+from fs.views import view_not_found
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,7 @@ class Catalog:
         for v in self.views:
             if v.name == name:
                 return v
-        raise RepoError(f"no feature view {name!r} in the registry of project {self.project!r}",
-                        hint=f"known: {', '.join(v.name for v in self.views)}; run `fs apply` if it is new")
+        raise view_not_found([name], [v.name for v in self.views])
 
 
 def _features(view) -> list[FeatureInfo]:

@@ -27,6 +27,7 @@ from fs.errors import OfflineStoreError
 from fs.governance import expectations, metrics, offline
 from fs.governance.pii import mask
 from fs.metadata import sensitive_features
+from fs.views import feature_view
 
 DEFAULTS = {"psi": 0.2, "ks": 0.1, "bins": 10}
 TOP_CATEGORIES = 20
@@ -158,7 +159,7 @@ def detect_drift(
     features: list[str] | None = None,
 ) -> DriftReport:
     """Compare the view's offline rows in ``current`` against ``reference`` (half-open windows)."""
-    fv = offline.feature_view(store, view)
+    fv = feature_view(store, view)
     suite = expectations.load_suite(store.repo_path, view)
     config = suite.drift if suite else {}
     sensitive = sensitive_features(fv)

@@ -19,6 +19,7 @@ import pyarrow as pa
 from fs.governance import metrics, offline
 from fs.metadata import freshness_sla
 from fs.timeutil import utcnow
+from fs.views import feature_view
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def online_newest(store, view: str, probe: int = 100) -> datetime | None:
 
 def check_view(store, view: str, now: datetime | None = None, probe: int = 100) -> ViewFreshness:
     now = now or utcnow()
-    fv = offline.feature_view(store, view)
+    fv = feature_view(store, view)
     sla = freshness_sla(fv)
     sla_s = sla.total_seconds() if sla else None
     off = _state(offline.newest_event_time(store, view), now, sla_s)

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from fs.errors import RepoError
+from fs.views import feature_view
 
 
 @dataclass(frozen=True)
@@ -25,20 +26,6 @@ class ViewSource:
     timestamp_field: str
     join_keys: tuple[str, ...]
     features: tuple[str, ...]
-
-
-def feature_view(store, name: str):
-    """A registered batch/stream feature view by name (on-demand views have no offline rows)."""
-    views = {v.name: v for v in store.list_feature_views()}
-    if name not in views:
-        odfv = {v.name for v in store.list_on_demand_feature_views()}
-        if name in odfv:
-            raise RepoError(f"{name!r} is an on-demand feature view: it has no stored data to check")
-        raise RepoError(
-            f"unknown feature view {name!r}",
-            hint=f"known: {', '.join(sorted(views)) or 'none — run `fs apply` first'}",
-        )
-    return views[name]
 
 
 def view_source(store, name: str) -> ViewSource:

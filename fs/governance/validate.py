@@ -36,6 +36,7 @@ from fs.governance.pii import mask_if
 from fs.metadata import sensitive_features
 from fs.observability import span
 from fs.timeutil import parse_time, utcnow
+from fs.views import feature_view
 from plugins.redis_store.codec import ARROW_OK
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def gate(
     """
     if mode not in ("strict", "warn"):
         raise ConfigError(f"validation mode must be 'strict' or 'warn', got {mode!r}")
-    fv = offline.feature_view(store, view)
+    fv = feature_view(store, view)
     suite = expectations.load_suite(store.repo_path, view)
     with span(metrics.SPAN_VALIDATE, view=view, origin=origin, mode=mode):
         checks = run_checks(fv, suite, data)
@@ -253,7 +254,7 @@ def validate_offline(
     store, view: str, start: datetime | None = None, end: datetime | None = None, mode: Mode = "strict",
 ) -> ValidationResult:
     """Run the view's suite on its offline rows with event time in ``[start, end)``."""
-    offline.feature_view(store, view)  # unknown view: say so before looking for its suite
+    feature_view(store, view)  # unknown view: say so before looking for its suite
     if expectations.load_suite(store.repo_path, view) is None:
         raise ConfigError(
             f"no expectation suite for view {view!r} ({expectations.suite_path(store.repo_path, view)})",

@@ -28,12 +28,24 @@ _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
 def resolve_location(source: Any, repo_config: Any = None) -> str:
-    """Absolute location of a path source; relative paths resolve against the feature repo folder."""
-    path = source.path
+    """Absolute location of a path source (or of a feature view's batch source); relative paths
+    resolve against the feature repo folder. ``SourceNotFoundError`` if the source has no path
+    (a catalog table)."""
+    source = getattr(source, "batch_source", source)
+    if not getattr(source, "path", None):
+        raise SourceNotFoundError(
+            f"source {getattr(source, 'name', source)!r} has no Delta path (a catalog table?)",
+            hint="this operation needs a DeltaSource(path=...)",
+        )
+    return resolve_path(source.path, getattr(repo_config, "repo_path", None))
+
+
+def resolve_path(path: str, base: str | Path | None = None) -> str:
+    """``path`` itself if it is a URI or absolute, else ``path`` under ``base`` (default: the
+    working directory): how every Delta location in a feature repo is resolved."""
     if "://" in path or Path(path).is_absolute():
         return path
-    repo_path = getattr(repo_config, "repo_path", None)
-    return str((Path(repo_path) if repo_path else Path.cwd()) / path)
+    return str((Path(base) if base else Path.cwd()) / path)
 
 
 def storage_options(source: Any) -> dict[str, str]:

@@ -8,6 +8,12 @@ written to every target of their topic and their dead letters are acknowledged. 
 idempotent (event-time ordered); Delta appends are exactly-once (sinks.OfflineSink). So a crash at
 any point replays at most the uncommitted records, and the replay changes nothing already written.
 
+Threads: the loop (poll, decode, transform, online writes, offset commits) runs on the caller's
+thread; Delta appends run on one writer thread, at most one in flight, so a slow append never
+holds up online freshness. The writer only runs the append (with its retries) on rows the loop
+handed over; the loop applies its outcome (breaker, stats, the partitions' offline mark), and a
+partition's offsets are committed only up to what a *completed* append covered.
+
 Rebalances are eager (kafka-python): on revocation what is buffered is dropped (the next owner
 replays it, harmlessly); assignment starts clean, replaying ``lookback`` of history through
 stateful transforms first so their aggregates come out as if nothing had happened.
@@ -15,10 +21,12 @@ stateful transforms first so their aggregates come out as if nothing had happene
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +52,19 @@ _IDLE_POLL_MS = 200
 _LAG_EVERY_S = 1.0
 _COMMIT_TIMEOUT_MS = 5_000
 _WARM_IDLE_S = 10
+_gc_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Move what is alive at start-up (imported modules, the Feast registry and platform objects,
+    ~200k objects) out of the cyclic GC, once per process. Poll batches promote short-lived
+    containers fast enough to trigger a full collection every few seconds; over the whole heap each
+    took 150 ms idle and 500+ ms on a loaded machine, a stall of the loop (freshness p99)."""
+    global _gc_frozen
+    if not _gc_frozen:
+        gc.collect()
+        gc.freeze()
+        _gc_frozen = True
 
 
 @dataclass
@@ -59,6 +80,27 @@ class _Partition:
         spec = self.pipe.spec
         marks = ([self.online_done] if spec.online else []) + ([self.offline_done] if spec.offline else [])
         return min(marks)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one write (with its retries) came to; built on whichever thread ran it."""
+
+    result: object
+    error: TransientError | None
+    retries: int
+    seconds: float
+
+
+@dataclass
+class _Append:
+    """The Delta append on the writer thread: the buffer it took, and the rebalance generation its
+    partition state belongs to (a revocation in the meantime makes its marks moot)."""
+
+    pipe: TopicPipeline
+    taken: Buffer
+    generation: int
+    future: Future
 
 
 @dataclass(frozen=True)
@@ -110,6 +152,9 @@ class Ingestor:
         self.breakers = {t: CircuitBreaker(t, r.breaker_failures, r.breaker_reset_ms / 1000) for t in ("online", "offline")}
         self._parts: dict[TopicPartition, _Partition] = {}
         self._rebalance_lock = threading.Lock()
+        self._generation = 0  # bumped when partitions are revoked
+        self._writer: ThreadPoolExecutor | None = None  # the Delta append thread, while running
+        self._append: _Append | None = None  # the append in flight (at most one)
         self._revoked = False  # set by the listener, applied by the main thread
         self._new: set[TopicPartition] = set()  # assigned by the last rebalance, not set up yet
         self._stop = threading.Event()
@@ -152,6 +197,8 @@ class Ingestor:
             max_partition_fetch_bytes=min(k.fetch_max_bytes, 4 * 1024 * 1024), max_poll_records=k.max_poll_records,
             **kw)
         self._consumer.subscribe(list(self.pipes), listener=_Listener(self))
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fs-ingest-delta")
+        _freeze_startup_heap()
         if self.config.http_port is not None:
             self._http = serve(self, self.config.http_port)
             self.http_port = self._http.server_address[1]
@@ -199,16 +246,17 @@ class Ingestor:
         m.CONSUMED.labels(topic).inc(len(records))
 
     # -- writes and commits -------------------------------------------------------------------------
-    def _write(self, target: str, fn):
-        """Run ``fn`` under the target's retries and breaker; None when it did not succeed."""
-        breaker = self.breakers[target]
-        if not breaker.allow():
-            return None
+    def _attempts(self, breaker: CircuitBreaker) -> int:
+        return 1 if breaker.state is BreakerState.HALF_OPEN else self.config.retry.attempts
+
+    def _attempt(self, target: str, fn, attempts: int) -> _Outcome:
+        """Run ``fn`` with retries on transient errors. Any thread: touches no ingestor state."""
         r = self.config.retry
-        attempts = 1 if breaker.state is BreakerState.HALF_OPEN else r.attempts
+        retries = 0
 
         def retried(e):
-            self.stats.write_retries += 1
+            nonlocal retries
+            retries += 1
             m.RETRIES.labels(target).inc()
             log.info("retrying %s write after %s", target, type(e).__name__)
 
@@ -218,22 +266,38 @@ class Ingestor:
                 result = with_retries(fn, attempts=attempts, base_s=r.backoff_base_ms / 1000,
                                       cap_s=r.backoff_max_ms / 1000, on_retry=retried)
         except TransientError as e:
+            return _Outcome(None, e, retries, time.perf_counter() - start)
+        return _Outcome(result, None, retries, time.perf_counter() - start)
+
+    def _settle(self, target: str, outcome: _Outcome):
+        """Apply a write's outcome to the breaker and stats (loop thread); its result, None if it failed."""
+        breaker = self.breakers[target]
+        self.stats.write_retries += outcome.retries
+        if outcome.error is not None:
             before = breaker.opened
             breaker.failure()
             self.stats.breaker_opened += breaker.opened - before
-            log.warning("%s write failed: %s", target, e.message)
-            return None
-        finally:
             m.BREAKER.labels(target).set(breaker.state.value)
+            log.warning("%s write failed: %s", target, outcome.error.message)
+            return None
         breaker.success()
         m.BREAKER.labels(target).set(breaker.state.value)
-        m.BATCH_SECONDS.labels(target).observe(time.perf_counter() - start)
-        return result
+        m.BATCH_SECONDS.labels(target).observe(outcome.seconds)
+        return outcome.result
+
+    def _write(self, target: str, fn):
+        """Run ``fn`` here under the target's retries and breaker; None when it did not succeed."""
+        breaker = self.breakers[target]
+        if not breaker.allow():
+            return None
+        return self._settle(target, self._attempt(target, fn, self._attempts(breaker)))
 
     def _flush(self, force: bool, idle: bool = False) -> bool:
         """Write due buffers, then commit what every target has; True if nothing is left pending.
-        ``idle``: the last poll returned nothing, so offline rows older than ``offline_idle_ms`` are due."""
+        ``idle``: the last poll returned nothing, so offline rows older than ``offline_idle_ms`` are due.
+        ``force`` (drain): write everything, waiting for the Delta appends."""
         b = self.config.batch
+        self._reap(wait=force)
         now = time.monotonic()
         idle_s = b.offline_idle_ms / 1000 if idle and b.offline_idle_ms else None
         clean = True
@@ -241,12 +305,15 @@ class Ingestor:
             if pipe.online and (force or pipe.online_buffer.due(b.online_max_rows, b.online_interval_ms / 1000, now)):
                 clean &= self._flush_online(pipe)
             ob = pipe.offline_buffer
-            if pipe.offline and (force or ob.due(b.offline_max_rows, b.offline_interval_ms / 1000, now)
-                                 or (idle_s is not None and ob.due(b.offline_max_rows, idle_s, now))):
-                clean &= self._flush_offline(pipe)
+            if pipe.offline and self._append is None and (
+                    force or ob.due(b.offline_max_rows, b.offline_interval_ms / 1000, now)
+                    or (idle_s is not None and ob.due(b.offline_max_rows, idle_s, now))):
+                self._start_append(pipe)
+                if force:
+                    self._reap(wait=True)
             clean &= not pipe.online_buffer.through and not pipe.offline_buffer.through
         self._commit()
-        return clean
+        return clean and self._append is None
 
     def _flush_online(self, pipe: TopicPipeline) -> bool:
         buf = pipe.online_buffer
@@ -270,21 +337,45 @@ class Ingestor:
         self._mark(buf.take(), "online_done")
         return True
 
-    def _flush_offline(self, pipe: TopicPipeline) -> bool:
-        buf = pipe.offline_buffer
-        if buf.n:
-            when = datetime.now(UTC)
-            result = self._write("offline", lambda: pipe.offline.append(buf.chunks, buf.through, when))
-            if result is None:
-                return False
-            topic = pipe.spec.topic
-            self.stats.written_offline += result.written
-            self.stats.skipped_duplicate += result.skipped_duplicate
-            self.stats.offline_commits += 1 if result.written else 0
-            m.WRITTEN.labels(topic, "offline").inc(result.written)
-            m.SKIPPED_DUPLICATE.labels(topic).inc(result.skipped_duplicate)
-        self._mark(buf.take(), "offline_done")
-        return True
+    def _start_append(self, pipe: TopicPipeline) -> None:
+        """Hand the offline buffer to the writer thread (none may be in flight). The buffer is taken
+        whole, so the append's rows and the offsets it records (``through``) are one snapshot; the
+        loop goes on filling a fresh buffer."""
+        breaker = self.breakers["offline"]
+        if not pipe.offline_buffer.through or not breaker.allow():
+            return
+        taken = pipe.offline_buffer.take()
+        if not taken.n:  # only dead letters or filtered records: nothing to append
+            self._mark(taken, "offline_done")
+            return
+        when = datetime.now(UTC)
+        chunks, through, sink = taken.chunks, dict(taken.through), pipe.offline
+        future = self._writer.submit(self._attempt, "offline", lambda: sink.append(chunks, through, when),
+                                     self._attempts(breaker))
+        self._append = _Append(pipe, taken, self._generation, future)
+
+    def _reap(self, wait: bool) -> None:
+        """Apply the outcome of the append in flight once it is done (``wait``: block until it is).
+        Success marks its partitions' offsets as in Delta; a failure puts its rows back in front of
+        the buffer, to be retried with what came since. A terminal error is raised here."""
+        job = self._append
+        if job is None or (not wait and not job.future.done()):
+            return
+        self._append = None
+        result = self._settle("offline", job.future.result())
+        current = job.generation == self._generation
+        if result is None:
+            if current:
+                job.pipe.offline_buffer.restore(job.taken)
+            return
+        topic = job.pipe.spec.topic
+        self.stats.written_offline += result.written
+        self.stats.skipped_duplicate += result.skipped_duplicate
+        self.stats.offline_commits += 1 if result.written else 0
+        m.WRITTEN.labels(topic, "offline").inc(result.written)
+        m.SKIPPED_DUPLICATE.labels(topic).inc(result.skipped_duplicate)
+        if current:  # after a revocation the partitions restart from their commits anyway
+            self._mark(job.taken, "offline_done")
 
     def _mark(self, taken: Buffer, attr: str) -> None:
         log.debug("%s through %s (%d rows)", attr, {f"{t.topic}[{t.partition}]": o for t, o in taken.through.items()},
@@ -332,8 +423,10 @@ class Ingestor:
     def _backpressure(self, max_rows: int) -> None:
         """Stop fetching (but keep polling, so the member stays in the group) while a breaker is
         open or too many rows wait; resume when both clear."""
+        in_flight = self._append.taken.n if self._append is not None else 0
         blocked = any(b.state is BreakerState.OPEN for b in self.breakers.values()) or any(
-            p.pending() >= max_rows for p in self.pipes.values())
+            p.pending(in_flight if self._append is not None and self._append.pipe is p else 0) >= max_rows
+            for p in self.pipes.values())
         assigned = self._consumer.assignment()
         if blocked and not self._paused and assigned:
             self._consumer.pause(*assigned)
@@ -364,6 +457,7 @@ class Ingestor:
             # Drop what is buffered: the next owner replays it from the last commit; online writes are
             # idempotent and Delta appends skip offsets already recorded, so nothing doubles.
             self.stats.rebalances += 1
+            self._generation += 1  # an append in flight still finishes; its marks are dropped
             for pipe in self.pipes.values():
                 pipe.clear()
             self._parts.clear()
@@ -441,6 +535,9 @@ class Ingestor:
                 m.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - part.position))
 
     def _close(self) -> None:
+        if self._writer is not None:  # let an append in flight finish (its rows are skipped on replay)
+            self._writer.shutdown(wait=True, cancel_futures=True)
+            self._writer, self._append = None, None
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

@@ -72,6 +72,13 @@ class Buffer:
         self.chunks, self.n, self.through, self.since = [], 0, {}, None
         return taken
 
+    def restore(self, taken: Buffer) -> None:
+        """Put back a taken buffer whose write failed, in front of what was buffered since."""
+        self.chunks = taken.chunks + self.chunks
+        self.n += taken.n
+        self.through = {**taken.through, **self.through}  # later offsets win
+        self.since = taken.since if self.since is None else min(taken.since, self.since)
+
 
 def _quality_gates(repo: Path, views: list[FeatureView]) -> list[tuple[str, str]]:
     """(view, strict|warn) for each view whose expectation suite sets ``meta.gate``."""
@@ -235,8 +242,9 @@ class TopicPipeline:
                 buf.n += chunk.table.num_rows
             buf.through[chunk.tp] = last_offset
 
-    def pending(self) -> int:
-        return max(self.online_buffer.n, self.offline_buffer.n)
+    def pending(self, in_flight: int = 0) -> int:
+        """Rows held for the slower target (``in_flight``: rows of an append being written)."""
+        return max(self.online_buffer.n, self.offline_buffer.n + in_flight)
 
     def clear(self) -> None:
         self.online_buffer = Buffer()

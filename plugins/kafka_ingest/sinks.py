@@ -143,7 +143,11 @@ class OfflineResult:
 
 
 class OfflineSink:
-    """Exactly-once Delta appends to the push source's batch source."""
+    """Exactly-once Delta appends to the push source's batch source.
+
+    ``append`` keeps its ``DeltaTable`` open between calls and brings it up to date incrementally
+    (other group members append to the same table), instead of replaying the log on every append.
+    One thread at a time (the ingestor's Delta writer)."""
 
     def __init__(self, repo_config, push_source, views: list[FeatureView], group: str):
         batch = push_source.batch_source
@@ -155,6 +159,7 @@ class OfflineSink:
         self._event_col = batch.timestamp_field
         self._created_col = batch.created_timestamp_column or "created_at"
         self._default_schema = row_schema(views, self._event_col).append(pa.field(self._created_col, _TS))
+        self._dt: DeltaTable | None = None  # append's handle, at the latest version it has seen
 
     def app_id(self, topic: str, partition: int) -> str:
         return f"fs-ingest:{self._group}:{topic}:{partition}"
@@ -164,6 +169,17 @@ class OfflineSink:
             return DeltaTable(self.location, storage_options=self._options)
         except TableNotFoundError:
             return None
+
+    def _latest(self) -> DeltaTable | None:
+        """The append handle brought up to the table's latest version (None: no table yet). The
+        transaction versions read from it may be stale by the time of the commit; Delta's conflict
+        check then rejects the commit (another writer recorded the same app id), and the retry
+        re-reads them."""
+        if self._dt is None:
+            self._dt = self._table()
+        else:
+            self._dt.update_incremental()
+        return self._dt
 
     def committed(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Last offset per partition already in the table (-1: none)."""
@@ -179,7 +195,7 @@ class OfflineSink:
         per partition) in the same commit."""
         total = sum(c.table.num_rows for c in chunks)
         try:
-            table = self._table()
+            table = self._latest()
             done = {tp: _txn(table, self.app_id(*tp)) for tp in through}
             parts = []
             for c in chunks:
@@ -199,12 +215,15 @@ class OfflineSink:
             if self._created_col in schema.names:
                 schema = schema.remove(schema.get_field_index(self._created_col))
             data = _conform(data, schema).append_column(pa.field(self._created_col, _TS), _repeat(now, kept))
+            # Through the open handle, which then stands at the version it committed.
             write_deltalake(table if table is not None else self.location, data, mode="append",
                             storage_options=None if table is not None else self._options,
                             commit_properties=CommitProperties(app_transactions=txns))
         except (OSError, CommitFailedError) as e:
+            self._dt = None  # reopen on the retry
             raise SinkUnavailable(f"Delta append to {self.location} failed: {e}") from e
         except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as e:
+            self._dt = None
             raise IngestError(f"rows do not fit the Delta table at {self.location}: {type(e).__name__}: {e}",
                               hint="check the transform's output against the feature view schema") from e
         return OfflineResult(kept, total - kept)

@@ -31,6 +31,7 @@ from feast.value_type import ValueType
 from pydantic import Field, StrictStr
 
 from fs.errors import ConfigError, OnlineWriteError
+from fs.timeutil import arrow_epoch_micros, epoch_micros
 from plugins.redis_store import embedded
 from plugins.redis_store.codec import ViewCodec, to_proto
 from plugins.redis_store.connection import Endpoint, connect, translated
@@ -41,7 +42,6 @@ from plugins.redis_store.writer import BatchWriter, WriteResult, prepare, prepar
 
 logger = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ROWS_PER_SEND = 20_000  # rows encoded and sent per pipeline: bounds client memory on big writes
 
 
@@ -374,8 +374,8 @@ class RedisOnlineStore(OnlineStore):
                 if proto is None:
                     raise OnlineWriteError(f"entity key for {table.name!r} lacks join key {jk!r}")
                 col.append(getattr(proto, proto.WhichOneof("val")))
-            event_us.append(_micros(event_ts))
-            created_us.append(_micros(created_ts) if created_ts is not None else 0)
+            event_us.append(epoch_micros(event_ts))
+            created_us.append(epoch_micros(created_ts) if created_ts is not None else 0)
             rows.append(codec.values_from_protos(values))
         keys = build_keys(state.layout, [read], columns)
         return prepare(codec, read.ttl_us, keys, event_us, created_us, rows)
@@ -635,20 +635,9 @@ class RedisOnlineStore(OnlineStore):
         return deleted
 
 
-def _micros(ts: datetime) -> int:
-    """Exact microseconds since the epoch; naive datetimes are UTC (Feast's convention)."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    delta = ts - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def _arrow_micros(col: pa.ChunkedArray) -> pa.Array:
-    """int64 microseconds since the epoch of a timestamp column (naive = UTC)."""
-    if not pa.types.is_timestamp(col.type):
-        raise OnlineWriteError(f"timestamp column has arrow type {col.type}, expected a timestamp")
-    if col.type.tz is None:
-        col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
-    # ns -> us truncates (the store keeps microseconds, like the Delta tables).
-    out = pc.cast(col, pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64())
-    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+    """``arrow_epoch_micros``, with a non-timestamp column reported as a bad write."""
+    try:
+        return arrow_epoch_micros(col)
+    except TypeError:
+        raise OnlineWriteError(f"timestamp column has arrow type {col.type}, expected a timestamp") from None

@@ -6,6 +6,11 @@ unique Redis key prefix (deleted afterwards), so tests never see each other's st
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -67,3 +72,44 @@ def day_range(days: int = 2) -> tuple:
     """The last ``days`` whole UTC days before END, plus END's partial day."""
     start = (END - timedelta(days=days)).replace(hour=0)
     return start, END
+
+
+SLOW_CHECK = """
+import os, time
+from backfill.validation import ChunkCheck
+
+# Test hook: slows each chunk so the test can kill the run between chunks.
+slow = ChunkCheck(lambda view, interval, data: time.sleep(float(os.environ.get("FS_TEST_CHUNK_SLEEP", "0"))) or True,
+                  mode="warn", name="slow")
+"""
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def kill_mid_run(platform: Platform, view: str, args: list[str], committed: int = 2) -> None:
+    """Run ``fs backfill VIEW ARGS`` in a subprocess (each chunk check sleeps 1 s) and SIGKILL it
+    once the ledger records ``committed`` offline chunks as done."""
+    from backfill.model import Status, Target
+    from backfill.runner import Backfiller
+
+    with open(platform.repo_path / "backfills.py", "a") as fh:
+        fh.write(SLOW_CHECK)
+    env = {**os.environ, "FS_TEST_CHUNK_SLEEP": "1.0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "--repo", str(platform.repo_path), "backfill", view, *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    ledger = Backfiller(platform).ledger
+    try:
+        done = lambda: sum(e.status == Status.DONE for e in ledger.latest(view, Target.OFFLINE))  # noqa: E731
+        wait_for(lambda: done() >= committed or proc.poll() is not None, 120, f"{committed} committed chunks")
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()

@@ -6,7 +6,7 @@ import pytest
 
 from backfill.intervals import covered, merge, subtract
 from backfill.model import Interval
-from backfill.plan import grid_chunks
+from backfill.plan import compute_spans, grid_chunks
 from fs.errors import ConfigError
 from fs.timeutil import parse_time
 
@@ -59,3 +59,25 @@ def test_interval_union_coverage_and_gaps():
         Interval(t("2026-11-03"), t("2026-11-05")),
         Interval(t("2026-11-06"), t("2026-11-07")),
     ]
+
+
+def test_compute_spans_group_adjacent_chunks_evenly_and_respect_gaps_and_row_budget():
+    day = timedelta(days=1)
+    chunks = grid_chunks(t("2026-11-01"), t("2026-12-01"), day)
+    spans = compute_spans(chunks, 7)
+    assert [s.length for s in spans] == [6 * day] * 5  # 30 chunks, at most 7 a pass: five passes of 6
+    assert spans[0].start == chunks[0].start and spans[-1].end == chunks[-1].end
+    assert compute_spans(chunks, 1) == chunks  # 1: one pass per chunk (no grouping)
+    # A done chunk (not in the list) breaks adjacency: passes never read across it.
+    gap = chunks[:3] + chunks[4:6]
+    assert compute_spans(gap, 7) == [
+        Interval(chunks[0].start, chunks[2].end),
+        Interval(chunks[4].start, chunks[5].end),
+    ]
+    # Row budget: a pass whose (lookback-widened) estimate is over budget is halved until it fits.
+    rows = lambda iv: int((iv.end - iv.start) / day) * 100 + 100  # noqa: E731  (100 rows/day + 1 day lookback)
+    assert [s.length for s in compute_spans(chunks[:8], 8, max_rows=400, estimate=rows)] == [2 * day] * 4
+    assert [s.length for s in compute_spans(chunks[:8], 8, max_rows=None, estimate=rows)] == [8 * day]
+    assert compute_spans(chunks[:2], 7, max_rows=1, estimate=rows) == chunks[:2]  # one chunk always fits
+    with pytest.raises(ConfigError):
+        compute_spans(chunks, 0)

@@ -1,17 +1,20 @@
 """Backfill benchmark: 10M rows over 30 days into customer_txn_aggregates' Delta table.
 
-    .venv/bin/python tests/benchmarks/bench_backfill.py [--quick] [--no-write]
+    .venv/bin/python tests/benchmarks/bench_backfill.py [--quick] [--no-write] [--repeat N]
 
 Real Delta tables, the embedded Sail engine, the machine's Redis (leases only; unique key prefix).
 Offline target only. Two definitions of the same view, each run as one 30-day chunk (the baseline,
-measured in the same process) and as 30 daily chunks:
+measured in the same process) and as 30 daily chunks with the default compute span (adjacent chunks
+recomputed in one pass, then committed one by one):
 
 * ``copy``: rows already computed, read from a staging Delta table (no lookback): the platform's own
   per-chunk cost (read, filter, checks, Delta range replace, ledger) — the chunking overhead goal.
-* ``recompute``: the repo's real definition (rolling windows from raw payments, 24h lookback): each
-  daily chunk also re-reads and re-aggregates the previous day, an inherent cost of windowed recompute.
+* ``recompute``: the repo's real definition (rolling windows from raw payments, 24h lookback); also
+  run with ``--compute-span 1`` (one pass per chunk: every daily chunk re-reads and re-aggregates
+  the previous day as warm-up) to show what the compute span saves.
 
-Each timed run starts from an empty target table. Writes the ``backfill`` section of docs/benchmarks.md.
+Each timed run starts from an empty target table; each configuration runs ``--repeat`` times
+(rounds interleaved) and the fastest run counts. Writes the ``backfill`` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -70,7 +73,9 @@ def _repo(work: Path, rows: int) -> tuple[Path, str]:
     return repo, prefix
 
 
-def _timed_run(platform, definition: str | None, chunk: timedelta) -> tuple[float, int, int]:
+def _timed_run(
+    platform, definition: str | None, chunk: timedelta, compute_span: int | None = None
+) -> tuple[float, int, int, int]:
     from backfill.runner import Backfiller
 
     repo = platform.repo_path
@@ -78,18 +83,32 @@ def _timed_run(platform, definition: str | None, chunk: timedelta) -> tuple[floa
     shutil.rmtree(repo / "data" / VIEW, ignore_errors=True)
     shutil.rmtree(repo / "data" / "_fs", ignore_errors=True)
     bf = Backfiller(platform)
-    plan = bf.plan(VIEW, END - timedelta(days=DAYS), END, to="offline", chunk=chunk)
+    plan = bf.plan(
+        VIEW, END - timedelta(days=DAYS), END, to="offline", chunk=chunk, compute_span=compute_span
+    )
     t = time.perf_counter()
     result = bf.run(plan)
     seconds = time.perf_counter() - t
     assert result.ok, [c.message for c in result.chunks if c.message]
-    return seconds, result.rows_written(result.plan.targets[0]), len(result.chunks)
+    return seconds, result.rows_written(result.plan.targets[0]), len(result.chunks), len(plan.spans)
+
+
+SINGLE, DAILY = timedelta(days=36500), timedelta(days=1)
+# (definition, label, chunk size, compute span; None = the default from backfill settings)
+CONFIGS = [
+    ("copy", "single", SINGLE, None),
+    ("copy", "daily", DAILY, None),
+    ("recompute", "single", SINGLE, None),
+    ("recompute", "daily", DAILY, None),
+    ("recompute", "daily-span1", DAILY, 1),
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1M rows instead of 10M")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per configuration; the fastest counts")
     args = parser.parse_args()
     rows = 1_000_000 if args.quick else 10_000_000
 
@@ -103,53 +122,58 @@ def main() -> None:
         platform = Platform(repo)
         apply_views(platform)
         _timed_run(platform, COPY_DEFINITION, timedelta(days=1))  # warm-up: Spark, imports, caches
-        results = {}
-        for name, definition in (("copy", COPY_DEFINITION), ("recompute", None)):
-            for label, chunk in (("single", timedelta(days=36500)), ("daily", timedelta(days=1))):
-                seconds, written, chunks = _timed_run(platform, definition, chunk)
-                results[(name, label)] = (seconds, written, chunks)
-                print(f"{name:9} {label:6} {chunks:3} chunk(s) {written:>11,} rows {seconds:7.1f}s "
-                      f"{written / seconds:>10,.0f} rows/s")  # fmt: skip
+        results: dict[tuple[str, str], tuple[float, int, int, int]] = {}
+        definitions = {"copy": COPY_DEFINITION, "recompute": None}
+        for _ in range(max(1, args.repeat)):
+            for name, label, chunk, span in CONFIGS:
+                seconds, written, chunks, passes = _timed_run(platform, definitions[name], chunk, span)
+                if (name, label) not in results or seconds < results[(name, label)][0]:
+                    results[(name, label)] = (seconds, written, chunks, passes)
+                print(f"{name:9} {label:11} {chunks:3} chunk(s) {passes:3} pass(es) {written:>11,} rows "
+                      f"{seconds:7.1f}s {written / seconds:>10,.0f} rows/s")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if prefix:
             client = redis.Redis.from_url(REDIS_URL)
             for key in client.scan_iter(match=f"{prefix}:*"):
                 client.delete(key)
-    section = _section(results, rows, args.quick)
+    section = _section(results, rows, args.quick, args.repeat)
     print(section)
     if not args.no_write:
         _write(section)
 
 
-def _section(results: dict, rows: int, quick: bool) -> str:
+def _section(results: dict, rows: int, quick: bool, repeat: int) -> str:
     lines = [
         f"### Backfill ({'--quick, ' if quick else ''}{rows / 1e6:.0f}M target rows over {DAYS} days, offline target)",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d} on this machine (2 shared cores), embedded Sail, delta-rs commits, "
-        "ledger in Delta, lease in the machine's Redis. Baseline: the same definition as one 30-day chunk, same run.",
+        "ledger in Delta, lease in the machine's Redis. Baseline: the same definition as one 30-day chunk, same run. "
+        f"Fastest of {repeat} interleaved run(s) per row.",
         "",
-        "| definition | chunks | rows | seconds | rows/s | vs single chunk |",
-        "|---|---|---|---|---|---|",
+        "| definition | chunks | compute passes | rows | seconds | rows/s | vs single chunk |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name in ("copy", "recompute"):
+    for name, label, _, span in CONFIGS:
         base = results[(name, "single")][0]
-        for label in ("single", "daily"):
-            seconds, written, chunks = results[(name, label)]
-            ratio = (
-                "1.00 (baseline)"
-                if label == "single"
-                else f"{seconds / base:.2f} ({(seconds / base - 1) * 100:+.0f}%)"
-            )
-            lines.append(
-                f"| {name} | {chunks} | {written:,} | {seconds:.1f} | {written / seconds:,.0f} | {ratio} |"
-            )
+        seconds, written, chunks, passes = results[(name, label)]
+        ratio = (
+            "1.00 (baseline)"
+            if label == "single"
+            else f"{seconds / base:.2f} ({(seconds / base - 1) * 100:+.0f}%)"
+        )
+        what = f"{name} (`--compute-span {span}`)" if span else name
+        lines.append(
+            f"| {what} | {chunks} | {passes} | {written:,} | {seconds:.1f} | {written / seconds:,.0f} | {ratio} |"
+        )
     lines += [
         "",
-        "`copy` isolates the platform's per-chunk cost (goal: daily chunks within 15% of one chunk). "
-        "`recompute` runs the repo's real definition: with a 24h lookback each daily chunk re-reads and "
-        "re-aggregates the previous day, so its extra cost is about lookback/chunk of the compute; use "
-        "`--chunk 7d` for windowed definitions when throughput matters more than restart granularity.",
+        "`copy` isolates the platform's per-chunk cost (goal: daily chunks within 15% of one chunk): per chunk "
+        "one Delta commit, two ledger entries and the chunk checks (the example repo's Great Expectations gate "
+        "costs ~0.1 s per chunk whatever its size). `recompute` runs the repo's real definition (24h lookback). "
+        "By default adjacent pending chunks are recomputed in one pass (`backfill.compute_span`, 7: here 5 passes "
+        "of 6 days) and then validated, committed and recorded one chunk at a time, so the warm-up day is read and "
+        "aggregated once per pass instead of once per chunk; `--compute-span 1` shows the per-chunk cost.",
     ]
     return "\n".join(lines)
 

@@ -46,6 +46,6 @@ def test_cli_catalog_list_show_docs(gov, tmp_path, capsys):
     assert main(["--repo", repo, "catalog", "show", "merchant_risk_daily"]) == 0
     assert "risk-ml@payments.example" in capsys.readouterr().out
     assert main(["--repo", repo, "catalog", "show", "nope"]) == 1
-    assert "no feature view 'nope'" in capsys.readouterr().err
+    assert "unknown feature view 'nope' — known: customer_profile" in capsys.readouterr().err
     assert main(["--repo", repo, "catalog", "docs", "--out", str(tmp_path / "cat")]) == 0
     assert (tmp_path / "cat" / "index.md").is_file()

@@ -53,7 +53,7 @@ def test_errors_are_one_line_exit_one(stores, parity_repo, capsys):
 
     assert main(["--repo", str(parity_repo[0]), "parity", "check", "--views", "no_such_view"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unknown feature view(s): no_such_view" in err[0]
+    assert len(err) == 1 and "unknown feature view 'no_such_view' — known: customer_profile" in err[0]
 
 
 def test_replay_command_renders_json(parity_repo):

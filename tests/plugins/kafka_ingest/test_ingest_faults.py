@@ -22,6 +22,7 @@ from tests.plugins.kafka_ingest.conftest import (
     Running,
     StreamRepo,
     assert_exactly_once,
+    expected_aggregates,
     payments,
     produce,
 )
@@ -66,14 +67,17 @@ def _wait(pred, timeout: float, what: str) -> None:
 
 
 def test_sigkill_mid_batch_loses_and_duplicates_nothing(stream_repo):
-    # Small batches and polls, so a kill lands between a Delta commit and the offset commit.
+    # Small batches and polls, so kills land among Delta appends, online writes and offset commits.
     stream_repo.configure(batch={"offline_max_rows": 25, "offline_interval_ms": 100, "online_interval_ms": 20},
                           kafka={"max_poll_records": 20})
     events = payments(1500, customers=15, start=datetime.now(UTC) - timedelta(hours=3))
-    feeder = _produce_slowly(stream_repo, events, per_s=150)
+    # A fresh part of the stream per run: a restart's group join takes seconds, so each run must have
+    # records of its own to be killed in the middle of (a run that found everything done could not be).
+    feeders = []
     rng = random.Random(5)
-    for _ in range(3):
+    for part in (events[:400], events[400:800], events[800:1200]):
         before = _delta_count(stream_repo)
+        feeders.append(_produce_slowly(stream_repo, part, per_s=60))
         proc = _start_cli(stream_repo)
         try:
             _wait(lambda before=before: _delta_count(stream_repo) > before, 60, "progress before the kill")
@@ -81,9 +85,11 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(stream_repo):
         finally:
             proc.kill()
             proc.wait()
-    feeder.join()
+    feeders.append(_produce_slowly(stream_repo, events[1200:], per_s=150))
     proc = _start_cli(stream_repo)
     try:
+        for feeder in feeders:
+            feeder.join()
         _wait(lambda: _delta_count(stream_repo) >= len(events), 90, "all events after restarts")
         committed = lambda: sum(v or 0 for v in stream_repo.committed().values())  # noqa: E731
         _wait(lambda: committed() == len(events), 30, "offsets committed")
@@ -92,6 +98,92 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(stream_repo):
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert_exactly_once(stream_repo, events)
+
+
+# An ingestor whose Delta append holds still on the writer thread ``before`` or ``after`` its Delta
+# commit (the append is in flight either way), after writing a marker file: the test kills it there.
+_HELD_APPEND = """
+import sys, time
+from pathlib import Path
+from fs.platform import Platform
+from plugins.kafka_ingest import Ingestor, load_ingest_config
+from plugins.kafka_ingest import sinks
+
+repo, where, marker = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+real = sinks.OfflineSink.append
+
+def held(self, chunks, through, now):
+    if where == "before":
+        marker.write_text(repr(through))
+        time.sleep(120)
+    result = real(self, chunks, through, now)
+    if where == "after" and result.written:
+        marker.write_text(repr(through))
+        time.sleep(120)
+    return result
+
+sinks.OfflineSink.append = held
+platform = Platform(repo)
+Ingestor(platform, load_ingest_config(repo)).run(install_signal_handlers=True)
+"""
+
+
+def _start_held(repo, where: str, marker: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", _HELD_APPEND, str(repo.path), where, str(marker)]
+    return subprocess.Popen(cmd, cwd=ROOT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT_DIR)})
+
+
+def _online_is(repo, events) -> bool:
+    newest = expected_aggregates(events).groupby("customer_id").last()
+    online = repo.online(list(newest.index)).set_index("customer_id")
+    return online["txn_count_24h"].tolist() == newest["txn_count_24h"].tolist()
+
+
+def test_sigkill_with_a_delta_append_in_flight_loses_and_duplicates_nothing(stream_repo, tmp_path):
+    stream_repo.configure(batch={"offline_max_rows": 25, "offline_interval_ms": 100, "online_interval_ms": 20},
+                          kafka={"max_poll_records": 20})
+    first = payments(300, customers=15, seed=1, start=datetime.now(UTC) - timedelta(hours=3))
+    second = payments(300, customers=15, seed=2, first_id=1000,
+                      start=datetime.fromisoformat(first[-1]["event_timestamp"]) + timedelta(seconds=1))
+    committed = lambda: sum(v or 0 for v in stream_repo.committed().values())  # noqa: E731
+
+    # 1. The append has committed to Delta but not returned: the loop keeps consuming and writing
+    #    online (every event gets there), yet commits no offset past what Delta held before it.
+    produce(stream_repo.broker.bootstrap, stream_repo.topic, first)
+    marker = tmp_path / "after"
+    proc = _start_held(stream_repo, "after", marker)
+    try:
+        _wait(marker.exists, 60, "an append in flight after its Delta commit")
+        _wait(lambda: _online_is(stream_repo, first), 30, "online writes while the append is in flight")
+        assert 0 < _delta_count(stream_repo) < len(first)
+        assert committed() < _delta_count(stream_repo)
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert b"Traceback" not in err, err.decode()[-2000:]
+
+    # 2. Killed before the append's Delta commit.
+    produce(stream_repo.broker.bootstrap, stream_repo.topic, second)
+    marker = tmp_path / "before"
+    rows = _delta_count(stream_repo)
+    proc = _start_held(stream_repo, "before", marker)
+    try:
+        _wait(marker.exists, 60, "an append in flight before its Delta commit")
+        assert _delta_count(stream_repo) == rows
+    finally:
+        proc.kill()
+        proc.wait()
+
+    # 3. A normal restart replays what was not committed: rows already in Delta are skipped.
+    proc = _start_cli(stream_repo)
+    try:
+        _wait(lambda: committed() == len(first) + len(second), 90, "all offsets committed")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert_exactly_once(stream_repo, first + second)
 
 
 def _free_port() -> int:
