@@ -388,6 +388,7 @@ class _Job:
             parts = [None] * len(groups)
         else:
             parts = offline.split(computed, [iv for iv, _ in groups], self.view.batch_source.timestamp_field)
+            del computed  # only the chunks' rows stay in memory
         share = (time.monotonic() - started) / len(groups)
         for i, ((iv, chunks), part) in enumerate(zip(groups, parts, strict=True)):
             if not self._chunk(iv, chunks, part, share if part is not None else 0.0):

@@ -130,7 +130,9 @@ def run_suite(suite: Suite, view: str, frame: pd.DataFrame, sample_count: int = 
             {"type": e["type"], "kwargs": e.get("kwargs", {}), "meta": e.get("meta", {})} for e in suite.expectations
         ])
         batch = definition.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(gx_suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": sample_count})
+        # BASIC has all that is read below (counts, a few unexpected values, observed values, details);
+        # SUMMARY only adds value counts and row indexes of unexpected values, at ~3x the cost per call.
+        result = batch.validate(gx_suite, result_format={"result_format": "BASIC", "partial_unexpected_count": sample_count})
     out = []
     for r in result.results:
         res, exc, kwargs = r.result or {}, r.exception_info or {}, r.expectation_config.kwargs

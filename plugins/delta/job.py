@@ -34,6 +34,15 @@ from plugins.delta.retrieval import ROW_ID
 logger = logging.getLogger(__name__)
 
 
+STAGING_PARQUET_OPTIONS = {
+    # Staged results are read once and deleted: plain pages are cheapest to write and read. Sail's
+    # default (zstd + dictionary) cost ~5x more CPU on both sides at 1M rows (docs/offline_store.md).
+    "compression": "none",
+    "dictionary_enabled": "false",  # Sail's name ...
+    "parquet.enable.dictionary": "false",  # ... and Spark's (each ignores the other's)
+}
+
+
 class Staging:
     """A private temp folder that lives as long as the job (Spark reads the entity frame from it)."""
 
@@ -130,7 +139,10 @@ class DeltaRetrievalJob(RetrievalJob):
         if not (self._engine.local_files and self._staging):
             return frame.toArrow()
         out = self._staging.new_path("result")
-        frame.write.mode("overwrite").parquet(out)
+        writer = frame.write.mode("overwrite")
+        for name, value in STAGING_PARQUET_OPTIONS.items():
+            writer = writer.option(name, value)
+        writer.parquet(out)
         try:
             # An empty result may be written as no file, or (Sail) no folder at all: then the
             # (empty) frame's own Arrow conversion gives the right schema cheaply.

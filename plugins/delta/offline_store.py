@@ -295,7 +295,7 @@ def _pandas_entities(
         import pyarrow.parquet as pq
 
         path = staging.new_path("entity") + ".parquet"
-        pq.write_table(table, path)
+        pq.write_table(table, path, compression="none", use_dictionary=False)  # read once, by Sail
         return columns, ts_col, lambda: engine.spark.read.parquet(path), ts_range
     return columns, ts_col, lambda: engine.spark.createDataFrame(table), ts_range
 
