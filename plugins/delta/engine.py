@@ -27,6 +27,14 @@ from fs.errors import OfflineStoreError
 
 logger = logging.getLogger(__name__)
 
+SAIL_DEFAULTS = {
+    # Rows per Arrow batch (Sail's default: 8192). Larger batches cut per-batch overhead in the sorts,
+    # windows and hash joins of point-in-time retrieval: ~15% less CPU at 1M entity x 10M feature
+    # rows, same peak memory (docs/offline_store.md, "Performance").
+    "SAIL_EXECUTION__BATCH_SIZE": "65536",
+}
+"""Settings for the embedded Sail server, applied unless the environment already sets them."""
+
 _lock = threading.Lock()
 _sail_server: Any = None  # pysail.spark.SparkConnectServer, started lazily
 _sessions: dict[tuple, SparkSession] = {}
@@ -80,6 +88,9 @@ def _embedded_url() -> str:
     if _sail_server is None:
         # Sail logs sessions at INFO and task aborts at exit at WARN to stderr; keep it quiet unless asked.
         os.environ.setdefault("RUST_LOG", "error")
+        # Sail reads its settings from the environment when the server starts; an explicit value wins.
+        for name, value in SAIL_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         from pysail.spark import SparkConnectServer
 
         server = SparkConnectServer(ip="127.0.0.1", port=0)

@@ -3,7 +3,9 @@
     .venv/bin/python tests/benchmarks/bench_ingest.py [--quick] [--redis-url redis://127.0.0.1:6379/0]
 
 Same run, same embedded tansu broker, same topic:
-- baseline: a bare ``KafkaConsumer`` loop (assign, poll, no processing) reading the N payments;
+- baseline: a bare ``KafkaConsumer`` loop (assign, poll, no processing) reading the N payments,
+  best of two; also the same loop with the ingestor's own fetch settings (``KafkaSettings``: bigger
+  fetches and polls, which make kafka-python itself ~1.4x faster), the stricter yardstick;
 - ingestor: one ``Ingestor`` process doing everything it does in production (JSON decode and
   validation, the stateful ``CustomerTxnAggregates`` transform, event-time-ordered Redis writes,
   exactly-once Delta appends, offset commits). Throughput = N / (last Delta row - first record);
@@ -44,6 +46,7 @@ from fs import repo as repo_mod  # noqa: E402
 from fs.platform import Platform  # noqa: E402
 from plugins.kafka_ingest import Ingestor, load_ingest_config  # noqa: E402
 from plugins.kafka_ingest.broker import EmbeddedBroker  # noqa: E402
+from plugins.kafka_ingest.config import KafkaSettings  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- ingest:start -->", "<!-- ingest:end -->"
@@ -68,8 +71,9 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     producer.close()
 
 
-def _bare_consume(bootstrap: str, topic: str, n: int) -> float:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=2000)
+def _bare_consume(bootstrap: str, topic: str, n: int, **settings) -> float:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             **({"max_poll_records": 2000} | settings))
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
@@ -154,7 +158,12 @@ def main() -> None:
         broker.create_topic(topic, 2)
         broker.create_topic(f"{topic}.dlq", 1)
         _produce(broker.bootstrap, topic, _payments(n))
-        bare = _bare_consume(broker.bootstrap, topic, n)
+        k = KafkaSettings()
+        tuned = {"max_poll_records": k.max_poll_records, "fetch_max_bytes": k.fetch_max_bytes,
+                 "max_partition_fetch_bytes": min(k.fetch_max_bytes, 4 * 1024 * 1024),
+                 "fetch_max_wait_ms": k.fetch_max_wait_ms}  # as Ingestor.run configures its consumer
+        bare = max(_bare_consume(broker.bootstrap, topic, n) for _ in range(2))
+        bare_tuned = max(_bare_consume(broker.bootstrap, topic, n, **tuned) for _ in range(2))
 
         ingestor = _ingestor(_repo(tmp, args.redis_url), broker.bootstrap, topic)
         runner = threading.Thread(target=ingestor.run, daemon=True)
@@ -186,7 +195,7 @@ def main() -> None:
         ingestor.platform.store.teardown()
     shutil.rmtree(tmp, ignore_errors=True)
 
-    ratio = ingest / bare
+    ratio, ratio_tuned = ingest / bare, ingest / bare_tuned
     section = "\n".join([
         START,
         "## Kafka ingestor (`tests/benchmarks/bench_ingest.py`" + (" --quick" if args.quick else "") + ")",
@@ -197,8 +206,9 @@ def main() -> None:
         "| what | result | goal |",
         "|---|---|---|",
         f"| bare kafka-python consume loop (baseline) | {bare:,.0f} events/s | |",
+        f"| bare loop with the ingestor's fetch settings (stricter baseline) | {bare_tuned:,.0f} events/s | |",
         f"| one ingestor process (decode, validate, stateful transform, Redis + exactly-once Delta, commits) "
-        f"| {ingest:,.0f} events/s (**{ratio:.0%}** of baseline) | >= 70% |",
+        f"| {ingest:,.0f} events/s (**{ratio:.0%}** of baseline; {ratio_tuned:.0%} of the stricter one) | >= 70% |",
         f"| freshness at {rate:,} events/s for {rate_s} s ({achieved:,.0f}/s achieved), p50 / p99 "
         f"| {p50 * 1000:,.0f} ms / {p99 * 1000:,.0f} ms | p99 < 1 s |",
         "",

@@ -12,7 +12,7 @@ from feast.value_type import ValueType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugins.delta import DeltaSource
+from plugins.delta import DeltaSource, retrieval
 from plugins.delta.offline_store import DeltaOfflineStore
 from tests.plugins.delta.delta_helpers import write_table
 from tests.plugins.delta.delta_reference import point_in_time
@@ -136,9 +136,7 @@ def assert_matches(result: pd.DataFrame, expected: pd.DataFrame) -> None:
         assert got == want, column
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(a=a_rows, b=b_rows, ents=entity_rows, ttl_a=ttls, ttl_b=ttls, zone=zones, by_created=st.booleans())
-def test_matches_reference(config, registry, a, b, ents, ttl_a, ttl_b, zone, by_created):
+def check_against_reference(config, registry, a, b, ents, ttl_a, ttl_b, zone, by_created) -> None:
     fa, fb = frames(a, b)
     write_table(config.repo_path / "a", fa)
     write_table(config.repo_path / "b", fb)
@@ -172,6 +170,77 @@ def test_matches_reference(config, registry, a, b, ents, ttl_a, ttl_b, zone, by_
         created_field="created_at",
     )
     assert_matches(result, pd.concat([exp_a, exp_b], axis=1))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=a_rows, b=b_rows, ents=entity_rows, ttl_a=ttls, ttl_b=ttls, zone=zones, by_created=st.booleans())
+def test_matches_reference(config, registry, a, b, ents, ttl_a, ttl_b, zone, by_created):
+    check_against_reference(config, registry, a, b, ents, ttl_a, ttl_b, zone, by_created)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=a_rows, b=b_rows, ents=entity_rows, ttl_a=ttls, ttl_b=ttls)
+def test_matches_reference_with_all_keys_in_one_window_partition(
+    config, registry, monkeypatch, a, b, ents, ttl_a, ttl_b
+):
+    """The interval window groups many keys per partition; here all of them, so every key boundary
+    (including one where only the second column of a two-column key changes) is inside a partition."""
+    monkeypatch.setattr(retrieval, "_WINDOW_PARTITIONS", 1)
+    check_against_reference(config, registry, a, b, ents, ttl_a, ttl_b, None, False)
+
+
+@pytest.mark.parametrize("created", [pd.NaT, BASE])
+def test_exact_ties_have_one_winner_whatever_the_row_order(config, registry, created):
+    """Rows equal in key, event ts and created ts: the same single winner for either input order."""
+    t = BASE + timedelta(hours=1)
+    rows = pd.DataFrame(
+        {
+            "customer_id": [1] * 6,
+            "ts": [t] * 6,
+            "created": [created] * 6,
+            "a_int": [10, 11, 12, 13, 14, 15],
+            "a_float": [0.5, 1.5, 2.5, 3.5, 4.5, 5.5],
+        }
+    )
+    va, _ = views(timedelta(hours=2), None)
+    entity_df = pd.DataFrame({"customer_id": [1, 1], "event_timestamp": [t, t + timedelta(minutes=5)]})
+    picks = []
+    for order in (rows, rows.iloc[::-1], rows.iloc[[3, 0, 5, 1, 4, 2]]):
+        write_table(config.repo_path / "a", order.reset_index(drop=True))
+        job = DeltaOfflineStore.get_historical_features(
+            config, [va], ["a:a_int", "a:a_float"], entity_df, registry, config.project
+        )
+        result = job.to_df()
+        picks.append(result[["a_int", "a_float"]].values.tolist())
+    assert picks[0] == picks[1] == picks[2]
+    a_int, a_float = picks[0][0]
+    assert (a_int, a_float) in set(zip(rows["a_int"], rows["a_float"], strict=True))  # one real row
+    assert picks[0][1] == picks[0][0]
+
+
+def test_time_buckets_before_the_epoch(config, registry):
+    """TTL buckets are computed from epoch microseconds: negative values must bucket the same way."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    ttl = timedelta(hours=1)
+    stamps = [epoch + timedelta(minutes=m) for m in (-130, -75, -61, -59, -1, 0, 1, 59, 61)]
+    fa = pd.DataFrame(
+        {
+            "customer_id": [1] * len(stamps),
+            "ts": stamps,
+            "created": [pd.NaT] * len(stamps),
+            "a_int": list(range(len(stamps))),
+            "a_float": [0.0] * len(stamps),
+        }
+    )
+    write_table(config.repo_path / "a", fa)
+    va, _ = views(ttl, None)
+    probes = [epoch + timedelta(minutes=m) for m in range(-140, 130, 7)] + stamps
+    entity_df = pd.DataFrame({"customer_id": [1] * len(probes), "event_timestamp": probes})
+    result = DeltaOfflineStore.get_historical_features(
+        config, [va], ["a:a_int"], entity_df, registry, config.project
+    ).to_df()
+    expected = point_in_time(entity_df, "event_timestamp", fa, ["customer_id"], ["a_int"], ttl)
+    assert_matches(result, expected)
 
 
 @pytest.mark.parametrize("offset, found", [(timedelta(0), True), (timedelta(microseconds=1), False)])

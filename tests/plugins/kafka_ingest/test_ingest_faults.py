@@ -258,6 +258,39 @@ def test_online_store_outage_opens_the_breaker_and_loses_nothing(tmp_path, broke
     assert_exactly_once(repo, events)
 
 
+def test_failed_delta_appends_are_retried_in_order_and_duplicate_nothing(stream_repo, monkeypatch):
+    """Transient Delta failures on the writer thread, injected around the real append: two before its
+    commit, two after it (the rows are in Delta but the ingestor is told it failed)."""
+    from fs.errors import SinkUnavailable
+    from plugins.kafka_ingest import sinks
+
+    real, calls = sinks.OfflineSink.append, []
+
+    def flaky(self, chunks, through, now):
+        calls.append(dict(through))
+        if len(calls) <= 2:
+            raise SinkUnavailable("injected: before the commit")
+        result = real(self, chunks, through, now)
+        if len(calls) <= 4:
+            raise SinkUnavailable("injected: after the commit")
+        return result
+
+    monkeypatch.setattr(sinks.OfflineSink, "append", flaky)
+    stream_repo.configure(retry={"attempts": 2, "breaker_failures": 2, "breaker_reset_ms": 300})
+    events = payments(600, customers=15, start=datetime.now(UTC) - timedelta(hours=1))
+    run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
+    feeder = _produce_slowly(stream_repo, events, per_s=300)
+    feeder.join()
+    run.wait(lambda s: _delta_count(stream_repo) == len(events), what="all rows in Delta")
+    committed = lambda: sum(v or 0 for v in stream_repo.committed().values())  # noqa: E731
+    _wait(lambda: committed() == len(events), 30, "offsets committed")
+    stats = run.stop()
+
+    assert len(calls) > 4 and stats.breaker_opened >= 1 and stats.write_retries >= 2
+    assert stats.skipped_duplicate > 0  # the rows of the appends that "failed" after their commit
+    assert_exactly_once(stream_repo, events)
+
+
 def test_two_consumers_split_partitions_and_a_rebalance_duplicates_nothing(stream_repo):
     events = payments(1200, customers=15, start=datetime.now(UTC) - timedelta(hours=2))
     feeder = _produce_slowly(stream_repo, events, per_s=200)
