@@ -7,16 +7,25 @@ pick the feature row with
                     [AND created_ts <= entity_ts   when filter_by_created_timestamp]
 
 with the largest ``feature_ts``, ties broken by the largest ``created_ts`` (a null created timestamp
-loses). Both TTL bounds are inclusive, as in Feast's file/dask store. Rows with a null feature
-timestamp or a null join key never match. The winners are left-joined back onto the entity frame, so
-every entity row survives (duplicates included) with nulls where nothing matched.
+loses), then by the largest hash of the requested feature values, so that the pick among rows equal
+in both does not depend on the order the engine reads them in. Both TTL bounds are inclusive, as in
+Feast's file/dask store. Rows with a null feature timestamp or a null join key never match. Every
+entity row survives (duplicates included) with nulls where nothing matched.
 
-Formulation (measured on Sail, see docs/offline_store.md "Performance"): each feature row becomes a
-validity interval ``[ts, next ts of the same key)`` with one ``lead()`` window, and the entity rows are
-left-joined on keys (+ a TTL-wide time bucket) with "entity time inside the interval" in the join
-condition -- at most one match per entity row, so no per-entity-row candidate set is built, ranked
-or joined back. ``filter_by_created_timestamp`` makes validity depend on the entity time; that case
-keeps the candidate join + ``row_number()`` formulation.
+Formulation (chosen by measurement on Sail; numbers in docs/offline_store.md "Performance"): per
+view, one sort of the feature rows by (key, ts, created, tie-break) and ``lead()`` turn each row into
+a validity interval ``[ts, next ts of the same key)`` (clipped to the TTL), and the entity rows are
+left-joined on keys + a TTL-wide time bucket with "entity time inside the interval" in the join
+condition: exactly one match per entity row, so no per-entity-row candidate set is built, ranked or
+joined back, and views are chained left joins on the entity frame. The window is partitioned by a
+hash of the keys into a few dozen groups and ordered by the keys, not partitioned per key: Sail pays
+per window partition. Measured slower on Sail 0.7.2: a union of entity and feature rows carrying the
+latest feature row forward with ``last(..., ignorenulls)`` or ``lag(...) IGNORE NULLS`` (4-7x: those
+window functions rescan the frame), one ``lead()`` of a struct instead of one per column (~1.5x),
+and joining every in-TTL candidate then ranking with ``row_number()``, ``max_by`` or
+``max(struct)`` (4-24x).
+``filter_by_created_timestamp`` makes validity depend on the entity time, so that case keeps the
+candidate join + ``row_number()`` formulation (:func:`_candidate_join`).
 """
 
 from __future__ import annotations
@@ -246,22 +255,25 @@ def _interval_join(
     intervals = intervals.where(F.col(nts).isNull() | (F.col(nts) > F.col(ts)))
     ets = col(entity_ts)
     condition = [col(j) == F.col(k) for j, k in zip(plan.join_keys, keys, strict=True)]
-    condition += [F.col(ts) <= ets, F.col(nts).isNull() | (ets < F.col(nts))]
+    condition.append(F.col(ts) <= ets)
     left = entity
     if plan.ttl:
         seconds = int(plan.ttl.total_seconds())
-        span = F.expr(f"INTERVAL {seconds} SECONDS")
-        # An interval serves entity times in [ts, min(nts, ts + ttl)] (both TTL bounds inclusive), so
-        # it touches the bucket of ts and at most the next one.
-        last = F.least(F.coalesce(F.col(nts), F.col(ts) + span), F.col(ts) + span)
+        # With the TTL an interval serves entity times in [ts, min(nts, ts + ttl + 1us)) (both TTL bounds
+        # inclusive): one exclusive end (least() skips the null nts of a key's last row), so the join
+        # checks two comparisons. The interval touches the TTL-wide bucket of ts and at most the next.
+        end = F.least(F.col(nts), F.col(ts) + F.expr(f"INTERVAL {seconds * 1_000_000 + 1} MICROSECONDS"))
+        intervals = intervals.withColumn(nts, end)
         width = max(seconds, 1) * 1_000_000
-        first_bucket, last_bucket = _bucket(F.col(ts), width), _bucket(last, width)
+        first_bucket, last_bucket = _bucket(F.col(ts), width), _bucket(F.col(nts), width)
         buckets = F.when(last_bucket > first_bucket, F.array(first_bucket, last_bucket)).otherwise(
             F.array(first_bucket)
         )
         intervals = intervals.withColumn(bucket, F.explode(buckets))
         left = entity.withColumn(entity_bucket, _bucket(ets, width))
-        condition += [F.col(entity_bucket) == F.col(bucket), F.col(ts) >= ets - span]
+        condition += [F.col(entity_bucket) == F.col(bucket), ets < F.col(nts)]
+    else:
+        condition.append(F.col(nts).isNull() | (ets < F.col(nts)))
     joined = left.join(intervals, on=_and(condition), how="left")
     return joined.drop(*keys, ts, nts, bucket, entity_bucket)
 
@@ -326,9 +338,11 @@ def _candidate_join(
         matched = matched.where(F.col(_TS) >= F.col(_ENTITY_TS) - F.expr(f"INTERVAL {seconds} SECONDS"))
     if plan.created_timestamp_column:
         matched = matched.where(F.col(_CREATED) <= F.col(_ENTITY_TS))
-    order = Window.partitionBy(*keys, _ENTITY_TS).orderBy(
-        F.col(_TS).desc(), F.col(_CREATED).desc_nulls_last()
-    )
+    ranking = [F.col(_TS).desc(), F.col(_CREATED).desc_nulls_last()]
+    tie = _tie_break(plan)
+    if tie is not None:
+        ranking.append(tie.desc())
+    order = Window.partitionBy(*keys, _ENTITY_TS).orderBy(*ranking)
     best = (
         matched.withColumn(_RANK, F.row_number().over(order))
         .where(F.col(_RANK) == 1)

@@ -189,9 +189,10 @@ def test_matches_reference_with_all_keys_in_one_window_partition(
     check_against_reference(config, registry, a, b, ents, ttl_a, ttl_b, None, False)
 
 
-@pytest.mark.parametrize("created", [pd.NaT, BASE])
-def test_exact_ties_have_one_winner_whatever_the_row_order(config, registry, created):
-    """Rows equal in key, event ts and created ts: the same single winner for either input order."""
+@pytest.mark.parametrize("created, by_created", [(pd.NaT, False), (BASE, False), (BASE, True)])
+def test_exact_ties_have_one_winner_whatever_the_row_order(config, registry, created, by_created):
+    """Rows equal in key, event ts and created ts: the same single winner for any input order (both
+    formulations: validity intervals, and candidates ranked under filter_by_created_timestamp)."""
     t = BASE + timedelta(hours=1)
     rows = pd.DataFrame(
         {
@@ -208,7 +209,13 @@ def test_exact_ties_have_one_winner_whatever_the_row_order(config, registry, cre
     for order in (rows, rows.iloc[::-1], rows.iloc[[3, 0, 5, 1, 4, 2]]):
         write_table(config.repo_path / "a", order.reset_index(drop=True))
         job = DeltaOfflineStore.get_historical_features(
-            config, [va], ["a:a_int", "a:a_float"], entity_df, registry, config.project
+            config,
+            [va],
+            ["a:a_int", "a:a_float"],
+            entity_df,
+            registry,
+            config.project,
+            filter_by_created_timestamp=by_created,
         )
         result = job.to_df()
         picks.append(result[["a_int", "a_float"]].values.tolist())
@@ -216,6 +223,11 @@ def test_exact_ties_have_one_winner_whatever_the_row_order(config, registry, cre
     a_int, a_float = picks[0][0]
     assert (a_int, a_float) in set(zip(rows["a_int"], rows["a_float"], strict=True))  # one real row
     assert picks[0][1] == picks[0][0]
+    if by_created:  # both formulations pick the same row
+        job = DeltaOfflineStore.get_historical_features(
+            config, [va], ["a:a_int", "a:a_float"], entity_df, registry, config.project
+        )
+        assert job.to_df()[["a_int", "a_float"]].values.tolist() == picks[0]
 
 
 def test_time_buckets_before_the_epoch(config, registry):
