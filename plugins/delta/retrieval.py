@@ -20,8 +20,8 @@ condition: exactly one match per entity row, so no per-entity-row candidate set 
 joined back, and views are chained left joins on the entity frame. The window is partitioned by a
 hash of the keys into a few dozen groups and ordered by the keys, not partitioned per key: Sail pays
 per window partition. Measured slower on Sail 0.7.2: a union of entity and feature rows carrying the
-latest feature row forward with ``last(..., ignorenulls)`` or ``lag(...) IGNORE NULLS`` (4-7x: those
-window functions rescan the frame), one ``lead()`` of a struct instead of one per column (~1.5x),
+latest feature row forward with ``last(..., ignorenulls)`` or ``lag(...) IGNORE NULLS`` (3-8x; their
+cost grows with the window partition), one ``lead()`` of a struct instead of one per column (~1.5x),
 and joining every in-TTL candidate then ranking with ``row_number()``, ``max_by`` or
 ``max(struct)`` (4-24x).
 ``filter_by_created_timestamp`` makes validity depend on the entity time, so that case keeps the
