@@ -221,16 +221,7 @@ def test_pull_latest_dedups_per_key(repo):
     store, data, _ = repo
     view = store.get_feature_view("customer_profile")
     start, end = END - timedelta(days=30), END
-    rows = DeltaOfflineStore.pull_latest_from_table_or_query(
-        store.config,
-        view.batch_source,
-        ["customer_id"],
-        ["country", "kyc_level"],
-        "event_timestamp",
-        "created_at",
-        start,
-        end,
-    ).to_df()
+    rows = _pull_latest_profile(store, view, start, end).to_df()
     assert rows["customer_id"].is_unique
     profile = data.customer_profile
     in_range = profile[(profile["event_timestamp"] >= start) & (profile["event_timestamp"] <= end)]
@@ -242,16 +233,7 @@ def test_pull_latest_over_an_empty_window_returns_an_empty_table(repo):
     store, _, _ = repo
     view = store.get_feature_view("customer_profile")
     start = END + timedelta(days=365)
-    job = DeltaOfflineStore.pull_latest_from_table_or_query(
-        store.config,
-        view.batch_source,
-        ["customer_id"],
-        ["country", "kyc_level"],
-        "event_timestamp",
-        "created_at",
-        start,
-        start + timedelta(days=1),
-    )
+    job = _pull_latest_profile(store, view, start, start + timedelta(days=1))
     table = job.to_arrow()
     assert table.num_rows == 0
     assert set(table.column_names) >= {"customer_id", "country", "kyc_level", "event_timestamp"}
@@ -329,3 +311,17 @@ def test_offline_write_with_a_wrong_type_writes_nothing(repo):
         store.config, view.batch_source, ["customer_id"], ["txn_count_1h"], "event_timestamp"
     ).to_arrow()
     assert after.num_rows == before.num_rows
+
+
+def _pull_latest_profile(store, view, start, end):
+    """``pull_latest_from_table_or_query`` of two customer_profile features over ``[start, end]``."""
+    return DeltaOfflineStore.pull_latest_from_table_or_query(
+        store.config,
+        view.batch_source,
+        ["customer_id"],
+        ["country", "kyc_level"],
+        "event_timestamp",
+        "created_at",
+        start,
+        end,
+    )
