@@ -30,8 +30,14 @@ from tests.plugins.kafka_ingest.conftest import (
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
 
-def _produce_slowly(repo, events, per_s: float) -> threading.Thread:
+def _produce_slowly(repo, events, per_s: float, after: threading.Thread | None = None) -> threading.Thread:
+    """Produce ``events`` at ``per_s`` on a thread; ``after``: a feeder to finish first, so that chained
+    feeders keep the topic in event-time order (the batch reference only equals the stream's
+    aggregates for in-order input: a late event changes earlier rows in batch, not in the stream)."""
+
     def feed():
+        if after is not None:
+            after.join()
         step = max(1, int(per_s / 10))
         for i in range(0, len(events), step):
             produce(repo.broker.bootstrap, repo.topic, events[i:i + step])
@@ -77,7 +83,7 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(stream_repo):
     rng = random.Random(5)
     for part in (events[:400], events[400:800], events[800:1200]):
         before = _delta_count(stream_repo)
-        feeders.append(_produce_slowly(stream_repo, part, per_s=60))
+        feeders.append(_produce_slowly(stream_repo, part, per_s=60, after=feeders[-1] if feeders else None))
         proc = _start_cli(stream_repo)
         try:
             _wait(lambda before=before: _delta_count(stream_repo) > before, 60, "progress before the kill")
@@ -85,7 +91,7 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(stream_repo):
         finally:
             proc.kill()
             proc.wait()
-    feeders.append(_produce_slowly(stream_repo, events[1200:], per_s=150))
+    feeders.append(_produce_slowly(stream_repo, events[1200:], per_s=150, after=feeders[-1]))
     proc = _start_cli(stream_repo)
     try:
         for feeder in feeders:
