@@ -53,6 +53,11 @@ def epoch_micros(ts: datetime) -> int:
     return (ts - EPOCH) // MICROSECOND
 
 
+def duration_micros(duration: timedelta) -> int:
+    """A duration in whole microseconds, exactly (no float rounding; sub-second TTLs stay exact)."""
+    return duration // MICROSECOND
+
+
 def from_epoch_micros(us: int) -> datetime:
     """The UTC datetime ``us`` microseconds after the Unix epoch (exact)."""
     return EPOCH + timedelta(microseconds=us)

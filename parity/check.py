@@ -23,7 +23,14 @@ import pyarrow.compute as pc
 
 from fs.errors import ParityError
 from fs.observability import span
-from fs.timeutil import arrow_epoch_micros, epoch_micros, from_epoch_micros, parse_time, utcnow
+from fs.timeutil import (
+    arrow_epoch_micros,
+    duration_micros,
+    epoch_micros,
+    from_epoch_micros,
+    parse_time,
+    utcnow,
+)
 from parity.classify import ABSENT, COMPARE, SERVED, Outcome, RowSides, classify_rows
 from parity.compare import Tolerances, compare_column
 from parity.expected import EVENT_TS, expected_rows
@@ -142,7 +149,7 @@ def _compare_view(
     src: ViewSource, a: _Aligned, as_of: datetime, tolerances: Tolerances, max_examples: int
 ) -> ViewReport:
     target = src.target
-    ttl_us = int(target.ttl.total_seconds() * 1e6) if target.ttl else None
+    ttl_us = duration_micros(target.ttl) if target.ttl else None
     lag_us = int(target.allowed_lag.total_seconds() * 1e6)
     as_of_us = epoch_micros(as_of)
     sides = RowSides(a.online.state, a.online.event_us, a.offline_present, a.offline_us)

@@ -41,6 +41,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from fs.errors import RepoError, SchemaMismatchError
+from fs.timeutil import duration_micros
 from plugins.delta.source import DeltaSource
 
 ROW_ID = "__fs_row"
@@ -258,14 +259,17 @@ def _interval_join(
     condition.append(F.col(ts) <= ets)
     left = entity
     if plan.ttl:
-        seconds = int(plan.ttl.total_seconds())
+        ttl_us = duration_micros(plan.ttl)
         # With the TTL an interval serves entity times in [ts, min(nts, ts + ttl + 1us)) (both TTL bounds
         # inclusive): one exclusive end (least() skips the null nts of a key's last row), so the join
-        # checks two comparisons. The interval touches the TTL-wide bucket of ts and at most the next.
-        end = F.least(F.col(nts), F.col(ts) + F.expr(f"INTERVAL {seconds * 1_000_000 + 1} MICROSECONDS"))
+        # checks two comparisons. The interval's last served time, end - 1us, is at most ts + ttl, so
+        # it touches the TTL-wide bucket of ts and at most the next (taken from end - 1us: end itself
+        # may lie two buckets on when ts is the last microsecond of its bucket).
+        end = F.least(F.col(nts), F.col(ts) + _interval_us(ttl_us + 1))
         intervals = intervals.withColumn(nts, end)
-        width = max(seconds, 1) * 1_000_000
-        first_bucket, last_bucket = _bucket(F.col(ts), width), _bucket(F.col(nts), width)
+        width = ttl_us
+        first_bucket = _bucket(F.col(ts), width)
+        last_bucket = _bucket(F.col(nts) - _interval_us(1), width)
         buckets = F.when(last_bucket > first_bucket, F.array(first_bucket, last_bucket)).otherwise(
             F.array(first_bucket)
         )
@@ -280,6 +284,10 @@ def _interval_join(
 
 _WINDOW_PARTITIONS = 64
 """Hash groups of the join keys that the interval window is partitioned by (see above)."""
+
+
+def _interval_us(micros: int) -> Any:
+    return F.expr(f"INTERVAL {micros} MICROSECONDS")
 
 
 def _bucket(timestamp: Any, micros: int) -> Any:
@@ -334,8 +342,7 @@ def _candidate_join(
     ).distinct()
     matched = wanted.join(rows, on=keys, how="inner").where(F.col(_TS) <= F.col(_ENTITY_TS))
     if plan.ttl:
-        seconds = int(plan.ttl.total_seconds())
-        matched = matched.where(F.col(_TS) >= F.col(_ENTITY_TS) - F.expr(f"INTERVAL {seconds} SECONDS"))
+        matched = matched.where(F.col(_TS) >= F.col(_ENTITY_TS) - _interval_us(duration_micros(plan.ttl)))
     if plan.created_timestamp_column:
         matched = matched.where(F.col(_CREATED) <= F.col(_ENTITY_TS))
     ranking = [F.col(_TS).desc(), F.col(_CREATED).desc_nulls_last()]

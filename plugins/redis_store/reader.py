@@ -20,6 +20,7 @@ from feast import FeatureView
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
 from fs.errors import UnknownFeatureError
+from fs.timeutil import duration_micros
 from plugins.redis_store.codec import HEADER, ViewCodec
 from plugins.redis_store.keys import KeyLayout, token_fn
 
@@ -61,7 +62,7 @@ class ViewRead:
         self.decoders = [codec.decoder(codec.index[f]) for f in self.features]
         self.plain = all(d is None for d in self.decoders)  # every value is served as parsed
         self.types = [codec.types[codec.index[f]] for f in self.features]
-        self.ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else 0
+        self.ttl_us = duration_micros(view.ttl) if view.ttl else 0
         self.empty_row = [None] * (HEADER + len(codec.names))
 
 

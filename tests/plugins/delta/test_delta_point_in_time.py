@@ -255,6 +255,43 @@ def test_time_buckets_before_the_epoch(config, registry):
     assert_matches(result, expected)
 
 
+@pytest.mark.parametrize(
+    "ttl, shift",
+    [
+        (timedelta(hours=1), timedelta(microseconds=-1)),  # the last microsecond of a TTL-wide bucket
+        (timedelta(hours=1), timedelta(0)),  # its first
+        (timedelta(hours=1), timedelta(microseconds=1)),
+        (timedelta(milliseconds=1500), timedelta(microseconds=-1)),  # a sub-second part is kept exactly
+        (timedelta(milliseconds=1500), timedelta(milliseconds=700)),
+    ],
+)
+def test_rows_at_time_bucket_edges_serve_their_whole_ttl(config, registry, ttl, shift):
+    """Feature rows right at a TTL-wide time bucket edge, probed across the next two TTLs."""
+    start = datetime(2024, 3, 1, 5, tzinfo=UTC)  # a multiple of both TTLs since the epoch
+    stamps = [start + ttl + shift, start + 3 * ttl + shift]
+    fa = pd.DataFrame(
+        {
+            "customer_id": [1, 1],
+            "ts": stamps,
+            "created": [pd.NaT, pd.NaT],
+            "a_int": [1, 2],
+            "a_float": [0.5, 1.5],
+        }
+    )
+    write_table(config.repo_path / "a", fa)
+    va, _ = views(ttl, None)
+    step = ttl / 8
+    probes = [stamps[0] + k * step for k in range(-2, 26)]
+    probes += [t + d for t in stamps for d in (ttl - timedelta(microseconds=1), ttl, ttl + timedelta(microseconds=1))]
+    entity_df = pd.DataFrame({"customer_id": [1] * len(probes), "event_timestamp": probes})
+    result = DeltaOfflineStore.get_historical_features(
+        config, [va], ["a:a_int"], entity_df, registry, config.project
+    ).to_df()
+    expected = point_in_time(entity_df, "event_timestamp", fa, ["customer_id"], ["a_int"], ttl)
+    assert expected["a_int"].notna().sum() > len(probes) // 2  # the probes do land inside the TTLs
+    assert_matches(result, expected)
+
+
 @pytest.mark.parametrize("offset, found", [(timedelta(0), True), (timedelta(microseconds=1), False)])
 def test_ttl_lower_bound_is_inclusive(config, registry, offset, found):
     """Feast's file store keeps feature_ts == entity_ts - ttl and drops anything older."""
