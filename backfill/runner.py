@@ -328,7 +328,7 @@ class _Job:
         with ThreadPoolExecutor(parallel, thread_name_prefix="backfill") as pool:
 
             def task(unit):
-                if not stop.is_set() and not self._span(unit):
+                if not stop.is_set() and not self._span(unit, stop):
                     stop.set()
 
             futures = [pool.submit(task, unit) for unit in units]
@@ -359,9 +359,10 @@ class _Job:
             units[longest : longest + 1] = [unit[: len(unit) // 2], unit[len(unit) // 2 :]]
         return units
 
-    def _span(self, groups: list[Group]) -> bool:
+    def _span(self, groups: list[Group], stop: threading.Event | None = None) -> bool:
         """Recompute adjacent chunks in one pass of the definition, then validate, commit and record
-        each chunk on its own, in order. False stops the run (as for a single chunk).
+        each chunk on its own, in order. False stops the run (as for a single chunk); so does
+        ``stop`` (another worker's chunk failed), checked before each chunk is committed.
 
         All chunks of the pass are recorded ``running`` first; a kill leaves the uncommitted ones
         ``running`` (``--resume`` redoes them). If the pass itself fails, its chunks are computed
@@ -391,13 +392,19 @@ class _Job:
             del computed  # only the chunks' rows stay in memory
         share = (time.monotonic() - started) / len(groups)
         for i, ((iv, chunks), part) in enumerate(zip(groups, parts, strict=True)):
+            if stop is not None and stop.is_set():
+                self._abandon(groups[i:], "not committed: the run stopped after another chunk failed")
+                return False
             if not self._chunk(iv, chunks, part, share if part is not None else 0.0):
-                for later, later_chunks in groups[i + 1 :]:
-                    for c in later_chunks:
-                        message = f"not committed: chunk {iv} of its compute pass failed"
-                        self._finish(ChunkResult(c.target, later, Status.FAILED, message=message))
+                self._abandon(groups[i + 1 :], f"not committed: chunk {iv} of its compute pass failed")
                 return False
         return True
+
+    def _abandon(self, groups: list[Group], message: str) -> None:
+        """Record the chunks of a compute pass that will not be committed as failed (resumable)."""
+        for iv, chunks in groups:
+            for c in chunks:
+                self._finish(ChunkResult(c.target, iv, Status.FAILED, message=message))
 
     # -- one chunk ---------------------------------------------------------------------------------
     def _entry(

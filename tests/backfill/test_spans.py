@@ -131,3 +131,45 @@ def test_killed_mid_span_then_resumed_equals_an_uninterrupted_run(make_repo):
     for target in Target:
         assert bf.ledger.status(VIEW, target).pending == ()
         assert _done(bf, target) == intervals
+
+
+def test_a_failure_stops_a_parallel_workers_pass_before_it_commits_more(make_repo, tmp_path):
+    """Two workers, one compute pass each: the first day's pass fails; the second day's pass, still
+    computing, must then commit none of its chunks (recorded failed, so ``--resume`` redoes them)."""
+    platform = make_repo("parallel")
+    start = day_range(2)[0]
+    mid, end = start + timedelta(days=1), start + timedelta(days=2)
+    marker = tmp_path / "first-pass-failed"
+    with open(platform.repo_path / "backfills.py", "a") as fh:
+        fh.write(f"""
+import time as _time
+from dataclasses import replace as _replace
+from pathlib import Path as _Path
+from fs.timeutil import parse_time as _parse_time
+
+_recompute = customer_txn_aggregates.function
+_MARKER, _MID = _Path({str(marker)!r}), _parse_time("{mid.isoformat()}")
+
+def _first_day_fails(ctx):  # test hook: the first day fails; the second waits for that failure
+    if ctx.start < _MID:
+        _MARKER.touch()
+        raise RuntimeError("synthetic failure")
+    deadline = _time.monotonic() + 60
+    while not _MARKER.exists() and _time.monotonic() < deadline:
+        _time.sleep(0.05)
+    _time.sleep(1.0)  # the failed worker records its chunks and stops the run meanwhile
+    return _recompute(ctx)
+
+customer_txn_aggregates = _replace(customer_txn_aggregates, function=_first_day_fails)
+""")
+    bf = Backfiller(platform)
+    plan = bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, compute_span=4)
+    assert [(s.start, s.end) for s in plan.spans] == [(start, mid), (mid, end)]
+    result = bf.run(plan, parallel=2)
+
+    assert not result.ok and marker.exists()
+    second_day = [c for c in result.chunks if c.interval.start >= mid]
+    assert second_day and all(c.status == Status.FAILED for c in second_day), [c.status for c in second_day]
+    assert all("run stopped" in c.message for c in second_day)
+    assert _done(bf, Target.OFFLINE) == []
+    assert len(bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, resume=True).to_run) == 8
