@@ -37,7 +37,8 @@ DEFINITIONS_FILE = "backfills.py"
 
 @dataclass(frozen=True)
 class BatchContext:
-    """What a Python definition receives for one chunk."""
+    """What a Python definition receives for one compute pass: one chunk, or several adjacent chunks
+    recomputed together (``backfill.compute_span``); ``[start, end)`` covers all of them."""
 
     view: str
     start: datetime

@@ -9,7 +9,7 @@ overwrites a fresher value written by the stream, and reports written vs skipped
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pyarrow as pa
 from feast.utils import _get_column_names, _run_pyarrow_field_mapping
@@ -17,8 +17,8 @@ from feast.utils import _get_column_names, _run_pyarrow_field_mapping
 from backfill.model import Interval
 from backfill.offline import collect
 from fs.errors import ConfigError
+from fs.timeutil import MICROSECOND
 
-_ONE_MICROSECOND = timedelta(microseconds=1)
 _STAMP_COLUMN = "__fs_created"  # created time of rows whose view has no created column
 
 
@@ -70,7 +70,7 @@ def pull_latest(store, view, interval: Interval) -> Pulled:
         timestamp_field=ts_field,
         created_timestamp_column=created,
         start_date=interval.start,
-        end_date=interval.end - _ONE_MICROSECOND,
+        end_date=interval.end - MICROSECOND,
     )
     table = collect(job)
     mapping = {k: v for k, v in (view.batch_source.field_mapping or {}).items() if k in table.column_names}

@@ -2,8 +2,9 @@
 
 Not a Feast definition file (listed in .feastignore). Each definition names its input Delta tables
 (relative to this folder) and the lookback its windows need; the runner reads
-``[chunk start - lookback, chunk end)`` of every input and keeps the output rows whose event time
-falls in the chunk. See docs/backfill.md.
+``[start - lookback, end)`` of every input for one compute pass (one chunk, or several adjacent
+chunks: ``backfill.compute_span``) and keeps the output rows whose event time falls in ``[start, end)``,
+then commits them chunk by chunk. See docs/backfill.md.
 """
 
 from backfill.definitions import python_definition, sql_definition

@@ -52,20 +52,31 @@ _IDLE_POLL_MS = 200
 _LAG_EVERY_S = 1.0
 _COMMIT_TIMEOUT_MS = 5_000
 _WARM_IDLE_S = 10
-_gc_frozen = False
+_frozen_by = 0  # running ingestors in this process that froze the heap
+_freeze_lock = threading.Lock()
 
 
 def _freeze_startup_heap() -> None:
     """Move what is alive at start-up (imported modules, the Feast registry and platform objects,
-    ~200k objects) out of the cyclic GC, once per process. A poll batch's records are alive while it
-    is processed, so they get promoted and trigger a full collection every 10-30 s at 5k events/s;
+    ~200k objects) out of the cyclic GC while an ingestor runs. A poll batch's records are alive while
+    it is processed, so they get promoted and trigger a full collection every 10-30 s at 5k events/s;
     over the whole heap each took ~150 ms on an idle machine and ~550 ms on a loaded one: a stall of
-    the loop, seen in the freshness p99. Frozen, a full collection takes a few ms."""
-    global _gc_frozen
-    if not _gc_frozen:
-        gc.collect()
-        gc.freeze()
-        _gc_frozen = True
+    the loop, seen in the freshness p99. Frozen, a full collection takes a few ms. Undone by
+    :func:`_thaw_heap` when the last running ingestor stops (a notebook's heap is collected again)."""
+    global _frozen_by
+    with _freeze_lock:
+        if _frozen_by == 0:
+            gc.collect()
+            gc.freeze()
+        _frozen_by += 1
+
+
+def _thaw_heap() -> None:
+    global _frozen_by
+    with _freeze_lock:
+        _frozen_by -= 1
+        if _frozen_by == 0:
+            gc.unfreeze()
 
 
 @dataclass
@@ -155,6 +166,7 @@ class Ingestor:
         self._rebalance_lock = threading.Lock()
         self._generation = 0  # bumped when partitions are revoked
         self._writer: ThreadPoolExecutor | None = None  # the Delta append thread, while running
+        self._frozen = False  # this run holds the GC freeze (see _freeze_startup_heap)
         self._append: _Append | None = None  # the append in flight (at most one)
         self._revoked = False  # set by the listener, applied by the main thread
         self._new: set[TopicPartition] = set()  # assigned by the last rebalance, not set up yet
@@ -199,7 +211,6 @@ class Ingestor:
             **kw)
         self._consumer.subscribe(list(self.pipes), listener=_Listener(self))
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fs-ingest-delta")
-        _freeze_startup_heap()
         if self.config.http_port is not None:
             self._http = serve(self, self.config.http_port)
             self.http_port = self._http.server_address[1]
@@ -208,6 +219,8 @@ class Ingestor:
         log.info("ingestor started: group=%s topics=%s", k.group_id, ",".join(self.pipes))
         next_lag = 0.0
         try:
+            _freeze_startup_heap()
+            self._frozen = True
             while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
                 self._backpressure(b.max_buffered_rows)
                 batch = self._consumer.poll(timeout_ms=_IDLE_POLL_MS)
@@ -542,6 +555,9 @@ class Ingestor:
                 m.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - part.position))
 
     def _close(self) -> None:
+        if self._frozen:
+            _thaw_heap()
+            self._frozen = False
         if self._writer is not None:  # let an append in flight finish (its rows are skipped on replay)
             self._writer.shutdown(wait=True, cancel_futures=True)
             self._writer, self._append = None, None
