@@ -172,7 +172,8 @@ def latest_per_key(data: pa.Table, keys: list[str], ts_field: str, created: str 
         return data
     order = [ts_field] + ([created] if created and created in data.column_names else [])
     frame = data.to_pandas()
-    frame = frame.sort_values(order, kind="stable").drop_duplicates(keys, keep="last")
+    # A null created time loses a tie, as in the point-in-time join and the online store.
+    frame = frame.sort_values(order, kind="stable", na_position="first").drop_duplicates(keys, keep="last")
     return pa.Table.from_pandas(frame, schema=data.schema, preserve_index=False)
 
 

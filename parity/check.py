@@ -150,7 +150,7 @@ def _compare_view(
 ) -> ViewReport:
     target = src.target
     ttl_us = duration_micros(target.ttl) if target.ttl else None
-    lag_us = int(target.allowed_lag.total_seconds() * 1e6)
+    lag_us = duration_micros(target.allowed_lag)
     as_of_us = epoch_micros(as_of)
     sides = RowSides(a.online.state, a.online.event_us, a.offline_present, a.offline_us)
     row_class, tolerated = classify_rows(sides, as_of_us, ttl_us, lag_us)

@@ -62,7 +62,8 @@ class ViewRead:
         self.decoders = [codec.decoder(codec.index[f]) for f in self.features]
         self.plain = all(d is None for d in self.decoders)  # every value is served as parsed
         self.types = [codec.types[codec.index[f]] for f in self.features]
-        self.ttl_us = duration_micros(view.ttl) if view.ttl else 0
+        # A zero or negative ttl means no limit, as offline (Feast does not reject a negative one).
+        self.ttl_us = max(duration_micros(view.ttl), 0) if view.ttl else 0
         self.empty_row = [None] * (HEADER + len(codec.names))
 
 

@@ -18,3 +18,22 @@ def test_a_cast_error_names_column_and_types_but_never_the_value():
         "int64", ""
     )
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_latest_per_key_picks_as_the_point_in_time_join_does():
+    """Newest event time wins; at equal event time the newer created time wins and a null one loses
+    (the offline join and the online store's ordering agree on both)."""
+    from datetime import UTC, datetime
+
+    from backfill.offline import latest_per_key
+
+    t0, t1 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    ts = pa.timestamp("us", tz="UTC")
+    data = pa.table({
+        "customer_id": pa.array([1, 1, 2, 2, 3, 3]),
+        "event_timestamp": pa.array([t0, t1, t1, t1, t1, t1], ts),
+        "created": pa.array([t1, t0, t0, None, None, t0], ts),
+        "v": pa.array([10, 11, 20, 21, 30, 31]),
+    })
+    latest = latest_per_key(data, ["customer_id"], "event_timestamp", "created").to_pydict()
+    assert dict(zip(latest["customer_id"], latest["v"], strict=True)) == {1: 11, 2: 20, 3: 31}
