@@ -1,9 +1,11 @@
 -- Event-time-ordered upsert of (entity, feature view) rows; one call per batch of keys that
 -- share a slot (standalone: any keys). KEYS[i]: row key. ARGV[1]: the view's ttl in
 -- microseconds (0 = none). ARGV[i + 1]: encoded row "[event_us,created_us,...]" for KEYS[i].
--- A row is written only if (event_us, created_us) is strictly greater than the stored one, so
--- older events and redeliveries are no-ops and retries of a whole batch are safe. Rows are
--- applied in order, so a key present twice in one call ends at the greater of its rows.
+-- A row is written only if (event_us, created_us) is strictly greater than the stored one, or
+-- equal with other values (a correction recomputed at unchanged times, e.g. an offline backfill
+-- then a materialization: the last write wins). Older events and redeliveries (the same row)
+-- are no-ops and retries of a whole batch are safe. Rows are applied in order, so a key present
+-- twice in one call ends at the greater of its rows.
 -- A written key expires at ceil((event_us + ttl) / 1000) ms (PXAT), the instant it stops
 -- being served. Returns the number of rows written.
 local ttl = tonumber(ARGV[1])
@@ -26,7 +28,11 @@ for i = 1, #KEYS do
     -- integers are canonical decimals, so equal strings are equal numbers (redelivery: no
     -- number parsing at all); microsecond times are far below 2^53, exact as Lua numbers
     if ev == oev then
-      newer = ct ~= oct and tonumber(ct) > tonumber(oct)
+      if ct == oct then
+        newer = row ~= old
+      else
+        newer = tonumber(ct) > tonumber(oct)
+      end
     else
       newer = tonumber(ev) > tonumber(oev)
     end

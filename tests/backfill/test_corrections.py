@@ -118,3 +118,27 @@ def test_online_write_handles_mapped_timestamp_columns(make_repo):
     })  # fmt: skip
     assert online.write(platform.store, view, rows) == online.Written(2, 0)
     assert amounts(platform)[:2] == [77.0, 77.0]
+
+
+def test_an_offline_only_correction_reaches_online_through_the_next_materialization(make_repo):
+    """A definition fixed at unchanged event and created times, backfilled offline only, reaches the
+    online store through the next materialization (equal times, other values: the write wins)."""
+    platform = make_repo()
+    start = END - timedelta(hours=12)
+    Backfiller(platform).materialize([VIEW], start, END, chunk=timedelta(hours=12))
+    before = amounts(platform)
+    defs = platform.repo_path / "backfills.py"
+    defs.write_text(
+        defs.read_text().replace(
+            '    return customer_aggregates(ctx.frames["payments"])',
+            '    out = customer_aggregates(ctx.frames["payments"])\n'
+            '    out["txn_amount_24h"] = out["txn_amount_24h"] * 2\n'
+            "    return out",
+        )
+    )
+    bf = Backfiller(platform)
+    assert bf.run(bf.plan(VIEW, start, END, to="offline", chunk=timedelta(hours=12))).ok
+    assert amounts(platform) == before  # offline only: online untouched so far
+    Backfiller(platform).materialize([VIEW], start, END, chunk=timedelta(hours=12))
+    changed = [(b, a) for b, a in zip(before, amounts(platform), strict=True) if b is not None]
+    assert len(changed) > 10 and all(a == pytest.approx(2 * b) for b, a in changed)

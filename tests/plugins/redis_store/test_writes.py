@@ -49,9 +49,13 @@ def test_ordering_rules(repo):
     assert store.write_batch(cfg, fv, [row(2, 19, ev_s=10, ct_s=0)]) == WriteResult(
         0, 1, 0
     )  # same ev, older ct
+    # same ev and ct, other values: a correction (last write wins); the same row again is a no-op
+    assert store.write_batch(cfg, fv, [row(4, 40, ev_s=10, ct_s=1)]).written == 1
+    assert store.write_batch(cfg, fv, [row(4, 41, ev_s=10, ct_s=1)]) == WriteResult(1, 0, 0)
+    assert store.write_batch(cfg, fv, [row(4, 41, ev_s=10, ct_s=1)]) == WriteResult(0, 1, 0)
     # out-of-order rows inside one batch end at the newest
     assert store.write_batch(cfg, fv, [row(3, 3, ev_s=3), row(3, 1, ev_s=1), row(3, 2, ev_s=2)]).written == 1
-    assert read(repo, [1, 2, 3]) == [10, 21, 3]
+    assert read(repo, [1, 2, 3, 4]) == [10, 21, 3, 41]
 
 
 def test_arrow_write_api(repo):
