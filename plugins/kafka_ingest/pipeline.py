@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from feast import FeatureView
 from feast.value_type import ValueType
 
 from fs.errors import ConfigError, IngestError
 from plugins.kafka_ingest.config import FieldType, TopicSpec
 from plugins.kafka_ingest.decode import BadRecord, RecordDecoder
-from plugins.kafka_ingest.sinks import OfflineSink, OnlineSink, row_schema
+from plugins.kafka_ingest.sinks import OfflineSink, OnlineSink, created_column, row_schema
 from plugins.kafka_ingest.transform import Hook, TransformFactory, load_transform
 
 _FIELD_TYPES: dict[ValueType, FieldType] = {
@@ -118,7 +119,8 @@ class TopicPipeline:
         fields = dict(spec.fields) or view_fields(views, spec.event_time_field)
         self.decoder = RecordDecoder(spec, fields, repo)
         self.join_keys = sorted({k for v in views for k in v.join_keys})
-        self.schema = row_schema(views, self.event_col)
+        self.created_col = created_column(push.batch_source)
+        self.schema = row_schema(views, self.event_col, self.created_col)
         self._inputs = [f for f in fields if f != spec.event_time_field]
         self.online = OnlineSink(store, views) if spec.online else None
         self.offline = OfflineSink(store.config, push, views, group) if spec.offline else None
@@ -196,7 +198,19 @@ class TopicPipeline:
                 bad.sort(key=lambda b: b[0].offset)
                 table, row_pos = self.schema.empty_table(), []
         offsets = np.fromiter((records[p].offset for p in row_pos), dtype=np.int64, count=len(row_pos))
-        return Chunk(tp, table, offsets), bad
+        return Chunk(tp, self._stamp_created(table, records, row_pos), offsets), bad
+
+    def _stamp_created(self, table: pa.Table, records: list, row_pos: list[int]) -> pa.Table:
+        """Rows' created time (unless the transform set it): their record's Kafka timestamp, the
+        same on every delivery, so online and offline hold the same ``(event, created)`` and a
+        redelivery is the same row. A record without a timestamp (-1) leaves it null (write time)."""
+        if not table.num_rows:
+            return table
+        ms = np.fromiter((-1 if records[p].timestamp is None else records[p].timestamp for p in row_pos),
+                         dtype=np.int64, count=len(row_pos))
+        stamps = pa.array(ms * 1000, pa.int64(), mask=ms < 0).cast(pa.timestamp("us", tz="UTC"))
+        i = table.schema.get_field_index(self.created_col)
+        return table.set_column(i, self.created_col, pc.coalesce(table[self.created_col], stamps))
 
     def _check(self, table: pa.Table) -> BadRecord | None:
         """Run the gated views' suites on a batch; the reason to dead-letter it, if a strict one fails."""

@@ -1,5 +1,10 @@
 """The two write targets of a push source: the online store and its Delta batch source.
 
+Both write each row's created timestamp as the pipeline set it: the Kafka record's timestamp (see
+``pipeline.TopicPipeline.process``), so a row has the same ``(event, created)`` online and offline,
+and a redelivered record is the same row again (a no-op online, skipped offline). Rows without one
+(a record with no timestamp) get the write time.
+
 Online: the fs Redis store's ``write_arrow`` (event-time ordered, atomic per key), so a
 redelivered or older row is a counted no-op. Offline: Delta appends made exactly-once by Delta
 application-transaction identifiers: each append records, per Kafka partition, the last offset it
@@ -16,6 +21,7 @@ from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from feast import FeatureView
@@ -41,13 +47,27 @@ def _view_fields(view: FeatureView) -> list[pa.Field]:
     return [pa.field(f.name, feast_value_type_to_pa(f.dtype.to_value_type())) for f in cols]
 
 
-def row_schema(views: list[FeatureView], event_col: str) -> pa.Schema:
-    """Columns of the rows a push source carries: every view's join keys and features, event time."""
+def created_column(batch_source) -> str:
+    """The created-timestamp column the rows carry (the batch source's, else ``created_at``)."""
+    return batch_source.created_timestamp_column or "created_at"
+
+
+def row_schema(views: list[FeatureView], event_col: str, created_col: str | None = None) -> pa.Schema:
+    """Columns of the rows a push source carries: every view's join keys and features, event time
+    (and created time, when ``created_col`` is given)."""
     fields: dict[str, pa.Field] = {}
     for v in views:
         for f in _view_fields(v):
             fields.setdefault(f.name, f)
-    return pa.schema([*fields.values(), pa.field(event_col, _TS)])
+    extra = [pa.field(created_col, _TS)] if created_col else []
+    return pa.schema([*fields.values(), pa.field(event_col, _TS), *extra])
+
+
+def _created(table: pa.Table, column: str, now: datetime) -> pa.Array:
+    """``table``'s created column, the write time where it is null or missing."""
+    if column not in table.column_names:
+        return _repeat(now, table.num_rows)
+    return pc.fill_null(table[column].cast(_TS), pa.scalar(now, _TS))
 
 
 @dataclass(frozen=True)
@@ -70,7 +90,7 @@ class OnlineSink:
         self._views = [v for v in views if v.online]
         batch = views[0].batch_source
         self._event_col = batch.timestamp_field
-        self._created_col = batch.created_timestamp_column or "created_at"
+        self._created_col = created_column(batch)
         self._schemas = [
             pa.schema([*_view_fields(v), pa.field(self._event_col, _TS), pa.field(self._created_col, _TS)])
             for v in self._views
@@ -82,11 +102,11 @@ class OnlineSink:
         written = stale = 0
         for view, schema, keys in zip(self._views, self._schemas, self._keys, strict=True):
             data = _conform(table, schema.remove(schema.get_field_index(self._created_col)))
+            data = data.append_column(pa.field(self._created_col, _TS), _created(table, self._created_col, now))
             newest = _newest_per_key(data, keys, self._event_col)
             if newest is not None:
                 stale += data.num_rows - len(newest)
                 data = data.take(newest)
-            data = data.append_column(pa.field(self._created_col, _TS), _repeat(now, data.num_rows))
             try:
                 result = self._store.write_arrow(self._config, view, data, self._event_col, self._created_col)
             except (TransientError, OnlineWriteError, OnlineAccessDenied):
@@ -157,8 +177,8 @@ class OfflineSink:
         self._options = storage_options(batch) or None
         self._group = group
         self._event_col = batch.timestamp_field
-        self._created_col = batch.created_timestamp_column or "created_at"
-        self._default_schema = row_schema(views, self._event_col).append(pa.field(self._created_col, _TS))
+        self._created_col = created_column(batch)
+        self._default_schema = row_schema(views, self._event_col, self._created_col)
         self._dt: DeltaTable | None = None  # append's handle, at the latest version it has seen
 
     def app_id(self, topic: str, partition: int) -> str:
@@ -214,7 +234,8 @@ class OfflineSink:
             data = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
             if self._created_col in schema.names:
                 schema = schema.remove(schema.get_field_index(self._created_col))
-            data = _conform(data, schema).append_column(pa.field(self._created_col, _TS), _repeat(now, kept))
+            data = _conform(data, schema).append_column(pa.field(self._created_col, _TS),
+                                                        _created(data, self._created_col, now))
             # Through the open handle, which then stands at the version it committed.
             write_deltalake(table if table is not None else self.location, data, mode="append",
                             storage_options=None if table is not None else self._options,

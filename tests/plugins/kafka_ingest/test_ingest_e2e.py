@@ -69,3 +69,67 @@ def test_restart_replays_nothing_twice_and_keeps_aggregates_warm(stream_repo):
     stats = run.stop()
     assert stats.consumed == len(second)  # the warm-up replay is not counted as consumption
     assert_exactly_once(stream_repo, first + second)
+
+
+def _rewind_group(repo) -> None:
+    """Commit offset 0 for the group (no member running): the next run redelivers everything."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(bootstrap_servers=repo.broker.bootstrap, group_id=repo.group, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(repo.topic, p) for p in (0, 1)]
+        consumer.assign(tps)
+        consumer.commit({tp: OffsetAndMetadata(0, "", -1) for tp in tps})
+    finally:
+        consumer.close(autocommit=False)
+    assert repo.committed() == {0: 0, 1: 0}
+
+
+def test_a_redelivered_record_is_the_same_row_online_and_offline(stream_repo):
+    """Rows carry their Kafka record's timestamp as created time, so a full redelivery writes nothing:
+    online every row is an equal (event, created) row (skipped), offline every offset is recorded."""
+    events = payments(200, seed=3, start=datetime.now(UTC) - timedelta(hours=1))
+    produce(stream_repo.broker.bootstrap, stream_repo.topic, events)
+    run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
+    run.wait(lambda s: s.written_offline == len(events), what="first run")
+    first = run.stop()
+    assert first.written_online > 0
+    online_before = stream_repo.online(sorted({e["customer_id"] for e in events}))
+
+    _rewind_group(stream_repo)
+    run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
+    run.wait(lambda s: s.consumed == len(events) and s.skipped_duplicate == len(events), what="redelivery")
+    again = run.stop()
+
+    assert again.written_online == 0 and again.written_offline == 0
+    assert again.skipped_stale == len(events)
+    assert_exactly_once(stream_repo, events)
+    assert stream_repo.online(sorted({e["customer_id"] for e in events})).equals(online_before)
+    # Offline created times are the records' Kafka timestamps (the ones online rows carry too).
+    stamps = {(k, pd.Timestamp(t)): ms for k, t, ms in _record_times(stream_repo, len(events))}
+    rows = stream_repo.delta_rows()
+    got = {(k, t): c for k, t, c in zip(rows["customer_id"], rows["event_timestamp"], rows["created_at"], strict=True)}
+    assert got == {key: pd.Timestamp(ms, unit="ms", tz="UTC") for key, ms in stamps.items()}
+
+
+def _record_times(repo, n: int) -> list[tuple]:
+    """(customer_id, event time, Kafka timestamp ms) of the topic's first ``n`` records."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=repo.broker.bootstrap, enable_auto_commit=False)
+    out, deadline = [], time.monotonic() + 60
+    try:
+        consumer.assign([TopicPartition(repo.topic, p) for p in (0, 1)])
+        consumer.seek_to_beginning()
+        while len(out) < n:
+            assert time.monotonic() < deadline, f"read {len(out)} of {n} records"
+            for records in consumer.poll(timeout_ms=1000).values():
+                for r in records:
+                    e = json.loads(r.value)
+                    out.append((e["customer_id"], e["event_timestamp"], r.timestamp))
+    finally:
+        consumer.close(autocommit=False)
+    return out
