@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cli import registry_cmds
+from cli import backfill_cmds, catalog_cmds, ingest_cmds, monitor_cmds, parity_cmds, registry_cmds
 from cli.state import State
 
 app = typer.Typer(
@@ -44,31 +44,15 @@ def _global(
 
 
 registry_cmds.register(app)
-
-
-def _optional_groups() -> None:
-    """Command groups added by later modules; each is its own module exposing ``app``."""
-    import importlib
-
-    for name, module in (
-        ("ingest", "cli.ingest_cmds"),
-        ("backfill", "cli.backfill_cmds"),
-        ("parity", "cli.parity_cmds"),
-        ("catalog", "cli.catalog_cmds"),
-        ("monitor", "cli.monitor_cmds"),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        app.add_typer(mod.app, name=name)
-        if hasattr(mod, "register"):
-            mod.register(app)
-
-
-_optional_groups()
+for _name, _group in (
+    ("ingest", ingest_cmds),
+    ("backfill", backfill_cmds),
+    ("parity", parity_cmds),
+    ("catalog", catalog_cmds),
+    ("monitor", monitor_cmds),
+):
+    app.add_typer(_group.app, name=_name)
+catalog_cmds.register(app)  # also top-level `fs validate`
 
 
 def _one_line(text: str, limit: int = 400) -> str:

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -21,6 +22,7 @@ from kafka.structs import OffsetAndMetadata
 from plugins.kafka_ingest.broker import EmbeddedBroker
 from plugins.kafka_ingest.config import load_ingest_config
 from plugins.kafka_ingest.ingestor import Ingestor
+from plugins.kafka_ingest.metrics import IngestStats
 
 _PARTITIONS = 2
 _RATE_PER_S = 20
@@ -69,8 +71,33 @@ def _fresh(producer, topic: str, data, customers: list[int], stop: threading.Eve
     return sent
 
 
-def stream_demo(platform, data, customers: list[int], seconds: float) -> str:
-    """Run the embedded broker, producer and ingestor for about ``seconds``; one line of counts."""
+def _after(seconds: float, stop: threading.Event) -> threading.Event:
+    """``stop``, set ``seconds`` from now."""
+    timer = threading.Timer(seconds, stop.set)
+    timer.daemon = True
+    timer.start()
+    return stop
+
+
+@dataclass(frozen=True)
+class StreamDemo:
+    """What the demo's stream part did: payments replayed to warm the aggregates, fresh payments
+    produced while the ingestor ran, and the ingestor's stats (every fresh payment is consumed)."""
+
+    history: int
+    produced: int
+    stats: IngestStats
+
+    def summary(self) -> str:
+        p50 = self.stats.freshness_percentile(0.5)
+        fresh = f", freshness p50 {p50 * 1000:.0f} ms" if p50 is not None else ""
+        return (f"Kafka stream: {self.history} historical payments replayed to warm the aggregates, "
+                f"{self.produced} fresh payments produced; ingested {self.stats.consumed}, "
+                f"{self.stats.written_online} online writes, {self.stats.written_offline} Delta rows{fresh}.")
+
+
+def stream_demo(platform, data, customers: list[int], seconds: float) -> StreamDemo:
+    """Run the embedded broker, producer and ingestor; fresh payments are produced for ``seconds``."""
     with EmbeddedBroker() as broker:
         config = load_ingest_config(platform.repo_path, platform.env, {
             "kafka": {"bootstrap_servers": broker.bootstrap, "group_id": f"fs-demo-{uuid.uuid4().hex[:8]}",
@@ -86,18 +113,28 @@ def stream_demo(platform, data, customers: list[int], seconds: float) -> str:
             _commit(broker.bootstrap, config.kafka.group_id, topic, history)
             ingestor = Ingestor(platform, config)
             stop = threading.Event()
-            sent: list[int] = []
-            feeder = threading.Thread(target=lambda: sent.append(_fresh(producer, topic, data, customers, stop)))
-            feeder.start()
+            runs: list = []  # the run's stats, or the exception it raised
+
+            def run() -> None:
+                try:
+                    runs.append(ingestor.run())
+                except BaseException as e:  # re-raised on the caller's thread below
+                    runs.append(e)
+
+            worker = threading.Thread(target=run)
+            worker.start()
             try:
-                stats = ingestor.run(duration_s=seconds)
+                sent = _fresh(producer, topic, data, customers, _after(seconds, stop))
+                # Every produced payment is ingested before the demo reports (bounded wait).
+                deadline = time.monotonic() + 30
+                while ingestor.stats.consumed < sent and worker.is_alive() and time.monotonic() < deadline:
+                    time.sleep(0.1)
             finally:
-                stop.set()
-                feeder.join()
+                ingestor.stop()  # drains: writes and commits what is buffered
+                worker.join()
+            if isinstance(runs[0], BaseException):
+                raise runs[0]
+            stats = runs[0]
         finally:
             producer.close()
-    p50 = stats.freshness_percentile(0.5)
-    fresh = f", freshness p50 {p50 * 1000:.0f} ms" if p50 is not None else ""
-    return (f"Kafka stream: {sum(history.values())} historical payments replayed to warm the aggregates, "
-            f"{sent[0] if sent else 0} fresh payments produced; ingested {stats.consumed}, "
-            f"{stats.written_online} online writes, {stats.written_offline} Delta rows{fresh}.")
+    return StreamDemo(sum(history.values()), sent, stats)
