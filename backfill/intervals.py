@@ -36,3 +36,11 @@ def subtract(interval: Interval, merged: list[Interval]) -> list[Interval]:
     if cur < interval.end:
         out.append(Interval(cur, interval.end))
     return out
+
+
+def remove(merged: list[Interval], interval: Interval) -> list[Interval]:
+    """The merged union without ``interval`` (still sorted and non-overlapping)."""
+    out = []
+    for m in merged:
+        out += subtract(m, [interval])
+    return out

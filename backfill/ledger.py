@@ -5,8 +5,10 @@ it ended); the file registry rewrites one protobuf blob per change and serialise
 Delta append is one small, atomic, conflict-free commit that lives next to the data it describes
 (local disk in dev, object storage in prod) and keeps its own history. See docs/backfill.md.
 
-The state of a chunk is its latest entry; "done" coverage is the union of done chunks, so runs with
-different chunk sizes still recognise each other's work.
+"Done" coverage is built in recording order: a done entry adds its interval, any other entry
+(planned, running, failed, rejected) takes it away again. So runs with different chunk sizes
+recognise each other's work, and a newer run that planned, failed or died on part of a range that
+was done before leaves that part to be redone (``--resume`` redoes it).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from backfill.intervals import merge, subtract
-from backfill.model import Kind, LedgerEntry, Status, Target, ViewStatus
+from backfill.intervals import merge, remove, subtract
+from backfill.model import Interval, Kind, LedgerEntry, Status, Target, ViewStatus
 from fs.errors import BackfillError
 
 log = logging.getLogger(__name__)
@@ -137,33 +139,52 @@ class Ledger:
                 last[(e.start, e.end)] = e
         return sorted(last.values(), key=lambda e: (e.start, e.end))
 
+    def done(self, view: str, target: Target, kinds: set[Kind] | None = None) -> list[Interval]:
+        """Merged "done" coverage (optionally from entries of ``kinds`` only); see the module docstring."""
+        return coverage(e for e in self.entries(view, target) if kinds is None or e.kind in kinds)
+
     def status(self, view: str, target: Target) -> ViewStatus:
-        chunks = self.latest(view, target)
-        done = merge(e.interval for e in chunks if e.status == Status.DONE)
-        # A failed chunk later covered by a done one (e.g. a rerun with another chunk size) is settled.
-        pending = tuple(e for e in chunks if e.status != Status.DONE and subtract(e.interval, done))
         history = self.entries(view, target)
+        done = coverage(history)
+        # The latest entry of each chunk not (or no longer) covered: a failed chunk later covered by a
+        # done one (e.g. a rerun with another chunk size) is settled.
+        pending = tuple(e for e in self.latest(view, target) if e.status != Status.DONE and subtract(e.interval, done))
         mark = None
         if target == Target.ONLINE:
-            mark = _watermark(self.latest(view, target, {Kind.MATERIALIZE, Kind.INCREMENTAL}))
+            mark = _watermark([e for e in history if e.kind in (Kind.MATERIALIZE, Kind.INCREMENTAL)])
         return ViewStatus(view, target, tuple(done), pending, mark, history[-1] if history else None)
 
 
-def _watermark(chunks: list[LedgerEntry]) -> datetime | None:
-    """End of the latest materialization, pulled back to the first unfinished chunk before it.
+def coverage(entries: Iterable[LedgerEntry]) -> list[Interval]:
+    """Done coverage of ``entries`` (in recording order): done adds its interval, anything else removes it."""
+    done: list[Interval] = []
+    for e in entries:
+        done = merge([*done, e.interval]) if e.status == Status.DONE else remove(done, e.interval)
+    return done
 
-    Only successful chunks move it; a hole left by a failed, rejected or interrupted chunk keeps it
-    at the hole, so the next incremental run starts there (resume from the last completed chunk).
-    Backfills do not move it: re-writing history says nothing about what is new.
+
+def _watermark(entries: list[LedgerEntry]) -> datetime | None:
+    """Where the next incremental materialization starts: the end of what is done, pulled back to
+    the first gap in it after the first incremental chunk.
+
+    Only successful chunks move it; a hole left by a planned, failed, rejected or interrupted chunk,
+    or a range never materialized between incremental runs and a later manual ``fs materialize``,
+    keeps it at the hole (resume from the last completed chunk). Backfills do not move it: re-writing
+    history says nothing about what is new.
     """
-    done = merge(e.interval for e in chunks if e.status == Status.DONE)
+    done = coverage(entries)
     if not done:
         return None
-    mark = done[-1].end
-    holes = [
-        e.start for e in chunks if e.status != Status.DONE and e.start < mark and subtract(e.interval, done)
-    ]
-    return min([mark, *holes])
+    incremental = [e.start for e in entries if e.kind == Kind.INCREMENTAL]
+    unfinished = [e.start for e in entries if e.status != Status.DONE]
+    since = min(incremental) if incremental else min(unfinished, default=done[-1].end)
+    for iv in done:  # the first time at or after ``since`` that is not done
+        if iv.end < since:
+            continue
+        if iv.start > since:
+            break
+        since = iv.end
+    return min(since, done[-1].end)
 
 
 def _row(e: LedgerEntry) -> dict:

@@ -25,6 +25,7 @@ class Kind(StrEnum):
 
 
 class Status(StrEnum):
+    PLANNED = "planned"  # a run will (re)do it: not done until a later entry says so
     RUNNING = "running"  # started; a later entry says how it ended (none if the process died)
     DONE = "done"
     FAILED = "failed"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from backfill.intervals import covered, merge
+from backfill.intervals import covered
 from backfill.ledger import Ledger
-from backfill.model import BackfillPlan, Interval, Kind, PlannedChunk, Status, Target
+from backfill.model import BackfillPlan, Interval, Kind, PlannedChunk, Target
 from fs.errors import ConfigError
 from fs.timeutil import EPOCH
 
@@ -103,13 +103,17 @@ def build_plan(
     intervals = grid_chunks(start, end, chunk)
     counts = {Kind.BACKFILL} if kind == Kind.BACKFILL else set(Kind)
     planned = []
-    for target in targets:
-        done = merge(
-            e.interval for e in ledger.latest(view, target) if e.status == Status.DONE and e.kind in counts
-        )
+    recomputed: set[Interval] = set()  # intervals whose offline rows this run rewrites
+    for target in sorted(targets, key=lambda t: t != Target.OFFLINE):  # offline first, then online
+        done = ledger.done(view, target, counts)
         for iv in intervals:
             is_done = covered(iv, done)
-            planned.append(PlannedChunk(target, iv, is_done, not (resume and is_done), estimate(target, iv)))
+            # Online rows follow the offline rows: a rewritten interval is written online again.
+            runs = not (resume and is_done) or iv in recomputed
+            if target == Target.OFFLINE and runs:
+                recomputed.add(iv)
+            planned.append(PlannedChunk(target, iv, is_done, runs, estimate(target, iv)))
+    planned.sort(key=lambda c: targets.index(c.target))
     offline = [c.interval for c in planned if c.target == Target.OFFLINE and c.will_run]
     spans = compute_spans(offline, compute_span, compute_span_rows, lambda iv: estimate(Target.OFFLINE, iv))
     return BackfillPlan(

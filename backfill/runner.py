@@ -318,6 +318,9 @@ class _Job:
     def execute(self, parallel: int) -> None:
         # Chunks that share an interval run together (offline first, then online from the same rows);
         # adjacent intervals of one compute span are recomputed in one pass (see ``_span``).
+        # Every chunk of the run is first recorded ``planned``: until it is done again, what an
+        # earlier run did there no longer counts, so ``--resume`` after a crash redoes the rest.
+        self.bf.ledger.record([self._entry(c.target, c.interval, Status.PLANNED) for c in self.plan.to_run])
         units = self._units(parallel)
         if parallel == 1:
             for unit in units:

@@ -59,3 +59,46 @@ def test_forget_drops_only_the_given_views_entries_for_the_target(tmp_path):
     ledger.forget(["v"], Target.ONLINE)
     assert [(e.view, e.target) for e in ledger.entries()] == [("v", Target.OFFLINE), ("w", Target.ONLINE)]
     assert ledger.status("v", Target.ONLINE).watermark is None
+
+
+def test_a_newer_unfinished_chunk_inside_an_older_done_range_is_no_longer_done(tmp_path):
+    """Coverage follows recording order: an old 1-day done chunk, then a 6-hour chunk of a later run
+    that failed (or was only planned): that part must be redone, whatever the chunk sizes."""
+    ledger = Ledger(str(tmp_path / "ledger"))
+    ledger.record([entry(0, Status.DONE, days=3)])
+    six = LedgerEntry(**{**entry(1, Status.FAILED).__dict__, "end": T0 + DAY + timedelta(hours=6)})
+    ledger.record([six])
+    assert [(i.start, i.end) for i in ledger.done("v", Target.ONLINE)] == [
+        (T0, T0 + DAY), (T0 + DAY + timedelta(hours=6), T0 + 3 * DAY)]
+    assert [e.status for e in ledger.status("v", Target.ONLINE).pending] == [Status.FAILED]
+    # A later run planned days 0-2 and finished day 0 only before it died: days 1-2 are not done.
+    ledger.record([entry(i, Status.PLANNED) for i in range(3)])
+    ledger.record([entry(0, Status.DONE)])
+    assert [(i.start, i.end) for i in ledger.done("v", Target.ONLINE)] == [(T0, T0 + DAY)]
+
+
+def test_the_watermark_stops_at_a_range_never_materialized_between_incremental_runs(tmp_path):
+    ledger = Ledger(str(tmp_path / "ledger"))
+    ledger.record([entry(i, Status.DONE) for i in range(5)])  # incremental up to day 5
+    ledger.record([entry(10, Status.DONE, kind=Kind.MATERIALIZE)])  # a manual run of day 10
+    assert ledger.status("v", Target.ONLINE).watermark == T0 + 5 * DAY
+    # Manual materializations before the incremental runs began do not hold it back.
+    old = LedgerEntry(**{**entry(0, Status.DONE, kind=Kind.MATERIALIZE).__dict__, "start": T0 - 60 * DAY,
+                         "end": T0 - 59 * DAY})
+    ledger.record([old, *[entry(i, Status.DONE) for i in range(5, 10)]])
+    assert ledger.status("v", Target.ONLINE).watermark == T0 + 11 * DAY
+
+
+def test_resume_of_a_both_backfill_rewrites_online_wherever_it_recomputes_offline(tmp_path):
+    from backfill.plan import build_plan
+
+    ledger = Ledger(str(tmp_path / "ledger"))
+    ledger.record([entry(0, Status.DONE, kind=Kind.BACKFILL, days=2)])  # an earlier --to online run
+    offline_day0 = LedgerEntry(**{**entry(0, Status.DONE, kind=Kind.BACKFILL).__dict__, "target": Target.OFFLINE})
+    ledger.record([offline_day0])
+    plan = build_plan(ledger, "v", Kind.BACKFILL, (Target.OFFLINE, Target.ONLINE), T0, T0 + 2 * DAY, DAY,
+                      resume=True, estimate=lambda *_: None)
+    runs = {(c.target, c.interval.start): c.will_run for c in plan.chunks}
+    assert runs == {(Target.OFFLINE, T0): False, (Target.OFFLINE, T0 + DAY): True,
+                    (Target.ONLINE, T0): False, (Target.ONLINE, T0 + DAY): True}
+    assert [c.target for c in plan.chunks] == [Target.OFFLINE] * 2 + [Target.ONLINE] * 2
