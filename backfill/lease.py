@@ -133,7 +133,22 @@ class Lease:
             extended = time.monotonic()
 
     def check(self) -> None:
-        """Raise if another run took the lease over; called before every chunk commit."""
+        """Raise unless the lease is still ours; called before every chunk commit.
+
+        Extends it in the same call (one round trip): the heartbeat thread may not have noticed yet
+        that the lease expired (failed heartbeats, a process paused for longer than the TTL), and
+        another run could hold it by now. Refuses to commit when ownership cannot be confirmed."""
+        if not self._lost:
+            try:
+                with self.store.calls():
+                    ok = self.store._extend(keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms])
+            except Exception as e:
+                raise BackfillError(
+                    f"cannot confirm the lease on feature view {self.view!r} before committing: {type(e).__name__}",
+                    hint=f"check Redis, then rerun with --resume (`fs backfill status {self.view}`)",
+                ) from e
+            if not ok:
+                self._lost = "it expired and another run took it over"
         if self._lost:
             raise BackfillError(
                 f"lost the lease on feature view {self.view!r} ({self._lost}); stopped before committing",

@@ -93,13 +93,33 @@ def test_unreachable_redis_is_online_store_unavailable():
 def test_heartbeats_failing_longer_than_the_ttl_lose_the_lease():
     lease = Lease(_unreachable_store(), "v", "me", "token")  # as if acquired just before Redis went away
     try:
-        lease.check()
+        with pytest.raises(BackfillError, match="cannot confirm the lease"):
+            lease.check()  # ownership cannot be confirmed: no commit
         deadline = time.monotonic() + 5
         while lease._lost is None:
             assert time.monotonic() < deadline, "failing heartbeats never gave the lease up"
             time.sleep(0.05)
         with pytest.raises(BackfillError, match="heartbeats failed"):
             lease.check()
+    finally:
+        lease.release()
+
+
+def test_check_catches_a_takeover_the_heartbeat_has_not_seen_yet(store):
+    """A holder paused for longer than the TTL (or whose heartbeats failed) must not commit once
+    another run holds the lease, even before its heartbeat thread notices."""
+    leases, _ = store
+    lease = leases.acquire("v", "paused-holder")
+    try:
+        lease.check()  # ours: passes
+        lease._stop.set()  # as if paused: no more heartbeats
+        lease._thread.join()
+        leases._client.delete(leases.key("v"))  # expired ...
+        other = leases.acquire("v", "new-holder")  # ... and taken over
+        with pytest.raises(BackfillError, match="another run took it over"):
+            lease.check()
+        assert leases.holder("v").holder == "new-holder"  # the check did not steal it back
+        other.release()
     finally:
         lease.release()
 
