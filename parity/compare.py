@@ -100,6 +100,8 @@ def _float_equal(a, b, tol: Tolerance) -> bool:
         return _is_nan(a) and _is_nan(b)
     if a == b:  # also equal infinities
         return True
+    if math.isinf(a) or math.isinf(b):  # an infinity is only equal to itself (inf <= inf * rel_tol)
+        return False
     diff = abs(a - b)
     return diff <= tol.abs_tol or diff <= tol.rel_tol * max(abs(a), abs(b))
 
@@ -160,7 +162,8 @@ def _vectorised(
             with np.errstate(invalid="ignore"):
                 diff = np.abs(a - b)
                 scale = np.maximum(np.abs(a), np.abs(b))
-                close = (a == b) | (diff <= tol.abs_tol) | (diff <= tol.rel_tol * scale)
+                finite = np.isfinite(a) & np.isfinite(b)  # an infinity is only equal to itself
+                close = (a == b) | (finite & ((diff <= tol.abs_tol) | (diff <= tol.rel_tol * scale)))
                 score = np.where(nan_a ^ nan_b, np.inf, diff / np.maximum(scale, 1e-12))
             equal = np.where(nan_a | nan_b, nan_a & nan_b, close)
         elif value_type in _INT and types <= {int}:

@@ -103,3 +103,11 @@ def test_vectorised_path_agrees_with_the_per_value_rules():
     assert _cmp(V.INT64, [1, 2, 2**40], [1, 3, 2**40]) == [M, VM, M]
     assert _cmp(V.STRING, ["NG", "KE"], ["NG", "ke"]) == [M, VM]
     assert _cmp(V.BOOL, [True, False], [True, True]) == [M, VM]
+
+
+def test_an_infinity_matches_only_itself_on_both_paths():
+    inf = math.inf
+    rel = Tolerance(abs_tol=0.0, rel_tol=1e-3)
+    # numpy path (no nulls) and per-value path (a null forces it) must agree
+    assert _cmp(V.DOUBLE, [inf, -inf, inf, 1.0], [1.0, inf, inf, -inf], rel) == [VM, VM, M, VM]
+    assert _cmp(V.DOUBLE, [inf, -inf, inf, 1.0, None], [1.0, inf, inf, -inf, None], rel) == [VM, VM, M, VM, M]
