@@ -1,4 +1,4 @@
-"""``fs parity``: offline–online parity checks (exit 0 ok, 3 parity breach, 1 error)."""
+"""``fs parity``: offline–online parity checks (exit 0 ok, 3 parity breach, 4 nothing to compare, 1 error)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ app = typer.Typer(
     help="Offline–online parity: do served features match what training sees?", no_args_is_help=True
 )
 BREACH_EXIT = 3
+NO_DATA_EXIT = 4  # no sampled entity had a row on either side of some view: nothing was checked
 
 
 def _duration(value: str | None) -> timedelta | None:
@@ -124,9 +125,14 @@ def check_cmd(
         t = report.timings
         out.text(f"online reads {t.online_read_s:.2f}s, offline {t.offline_s:.2f}s, sampling {t.sampling_s:.2f}s, "
                  f"compare {t.compare_s:.2f}s")  # fmt: skip
+        for name in report.no_data:
+            out.text(f"no data: no sampled entity of {name} has a row online or offline (check the entity "
+                     f"keys, the view's source freshness, or --lookback)")
         out.text(f"verdict: {report.verdict.upper()} (max mismatch rate {report.max_mismatch_rate:.2%})")
     if report.breach:
         raise typer.Exit(BREACH_EXIT)
+    if report.no_data:
+        raise typer.Exit(NO_DATA_EXIT)
 
 
 @app.command("replay")

@@ -180,6 +180,7 @@ def _compare_view(
     report = ViewReport(
         view=target.name,
         entities=a.keys.num_rows,
+        with_data=int(np.count_nonzero((a.online.state != ABSENT) | a.offline_present)),
         ttl_s=target.ttl.total_seconds() if target.ttl else None,
         allowed_lag_s=target.allowed_lag.total_seconds(),
         delta_version=src.version,

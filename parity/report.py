@@ -65,6 +65,7 @@ class FeatureStats:
 class ViewReport:
     view: str
     entities: int
+    with_data: int  # sampled entities with a row online or offline: 0 means nothing was really checked
     ttl_s: float | None
     allowed_lag_s: float
     delta_version: int | None
@@ -108,8 +109,14 @@ class ParityReport:
         return any(v.breach for v in self.views)
 
     @property
+    def no_data(self) -> list[str]:
+        """Views where no sampled entity had a row on either side (an empty view, a stalled source,
+        keys that match nothing): their "no mismatch" proves nothing."""
+        return [v.view for v in self.views if v.with_data == 0]
+
+    @property
     def verdict(self) -> str:
-        return "breach" if self.breach else "ok"
+        return "breach" if self.breach else "no_data" if self.no_data else "ok"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (timestamps as ISO 8601 strings)."""
@@ -135,6 +142,7 @@ class ParityReport:
                 {
                     "view": v.view,
                     "entities": v.entities,
+                    "with_data": v.with_data,
                     "ttl_s": v.ttl_s,
                     "allowed_lag_s": v.allowed_lag_s,
                     "delta_version": v.delta_version,

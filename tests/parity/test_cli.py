@@ -48,6 +48,18 @@ def test_breach_exits_three_and_masks_pii_in_both_outputs(stores, parity_repo, t
         assert "canary-leak.example" not in text and secret not in text and "QQ" not in text
 
 
+def test_keys_that_match_nothing_are_no_data_exit_four(stores, parity_repo, tmp_path):
+    """Entity keys with no row online or offline prove nothing: verdict no_data, exit 4 (not "ok")."""
+    entities = tmp_path / "unknown.csv"
+    entities.write_text("customer_id\n987654321\n987654322\n")
+    human = _run(parity_repo[0], "--views", "customer_profile", "--entities", str(entities))
+    machine = _run(parity_repo[0], "--views", "customer_profile", "--entities", str(entities), "--json")
+    assert human.exit_code == 4 and machine.exit_code == 4, human.output
+    assert "no data" in human.stdout and "NO_DATA" in human.stdout
+    payload = json.loads(machine.stdout)
+    assert payload["verdict"] == "no_data" and payload["views"][0]["with_data"] == 0
+
+
 def test_errors_are_one_line_exit_one(stores, parity_repo, capsys):
     from cli.main import main
 
