@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fs.errors import ParityError
+from fs.governance.pii import mask
 from fs.observability import span
 from fs.timeutil import (
     arrow_epoch_micros,
@@ -218,7 +219,7 @@ def _example(
         view=target.name,
         feature=feature,
         outcome=outcome.label,
-        entity={k: v[i] for k, v in key_columns.items()},
+        entity={k: mask(v[i]) if k in target.masked_keys else v[i] for k, v in key_columns.items()},
         online_value=MASK if sensitive and on_value is not None else on_value,
         offline_value=MASK if sensitive and off_value is not None else off_value,
         online_ts=_dt(on_us),

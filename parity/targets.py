@@ -21,6 +21,7 @@ class Target:
     sensitive: frozenset[str]
     join_keys: tuple[str, ...]
     allowed_lag: timedelta
+    masked_keys: frozenset[str] = frozenset()  # join keys of entities tagged pii: masked in reports
 
     @property
     def name(self) -> str:
@@ -32,7 +33,23 @@ class Target:
         return ttl if ttl and ttl.total_seconds() > 0 else None
 
 
-def _target(view: FeatureView, features: list[str] | None, allowed_lag: timedelta | None) -> Target:
+def _pii_keys(store, view: FeatureView) -> frozenset[str]:
+    """Join keys of the view's entities tagged ``pii: pii`` (direct identifiers, e.g. an e-mail
+    address); pseudonymous ids stay readable, they are what on-call looks customers up by."""
+    keys = set()
+    for name in view.entities:
+        try:
+            entity = store.get_entity(name)
+        except Exception:  # the dummy entity of an entityless view, or an unregistered one
+            continue
+        if (entity.tags or {}).get("pii") == "pii":
+            keys.add(view.projection.join_key_map.get(entity.join_key, entity.join_key))
+    return frozenset(keys)
+
+
+def _target(
+    view: FeatureView, features: list[str] | None, allowed_lag: timedelta | None, store=None
+) -> Target:
     fields = {f.name: f for f in view.features}
     names = list(features) if features else list(fields)
     unknown = [n for n in names if n not in fields]
@@ -49,6 +66,7 @@ def _target(view: FeatureView, features: list[str] | None, allowed_lag: timedelt
         sensitive=frozenset(sensitive_features(view)),
         join_keys=tuple(c.name for c in view.entity_columns),
         allowed_lag=lag,
+        masked_keys=_pii_keys(store, view) if store is not None else frozenset(),
     )
 
 
@@ -77,13 +95,13 @@ def resolve(
             if view is None:
                 skipped[proj.name] = "on-demand view: computed at request time, nothing stored to compare"
                 continue
-            targets.append(_target(view, [f.name for f in proj.features], allowed_lag))
+            targets.append(_target(view, [f.name for f in proj.features], allowed_lag, store))
         return [t for t in targets if t.view.online] or _none(feature_service), skipped
     names = [v.name for v in feature_views(store, views)] if views else [n for n, v in registry_views.items() if v.online]
     offline_only = [n for n in names if not registry_views[n].online]
     for n in offline_only:
         skipped[n] = "not an online view"
-    targets = [_target(registry_views[n], None, allowed_lag) for n in names if n not in offline_only]
+    targets = [_target(registry_views[n], None, allowed_lag, store) for n in names if n not in offline_only]
     return targets or _none("the registry"), skipped
 
 

@@ -213,3 +213,40 @@ def test_expected_values_match_the_offline_stores_point_in_time_join(stores):
         pd.testing.assert_frame_equal(
             ours[list(target.features)], theirs[list(target.features)], check_dtype=False
         )
+
+
+def test_keys_of_a_pii_entity_are_masked_in_examples(stores):
+    """A join key of an entity tagged ``pii: pii`` (a direct identifier) never appears in clear."""
+    import copy
+
+    from fs.governance.pii import mask
+
+    original = stores.store.get_entity("customer")
+    tagged = copy.deepcopy(original)
+    tagged.tags = {**original.tags, "pii": "pii"}
+    stores.store.apply([tagged])
+    try:
+        customer = _profile_customer(stores, 1)
+        stores.client().delete(stores.key("customer_profile", customer_id=customer))
+        report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
+    finally:
+        stores.store.apply([original])
+    (example,) = _only(report, "customer_profile").examples
+    assert example.entity == {"customer_id": mask(customer)}
+    assert f'"customer_id": {customer}' not in json.dumps(report.to_dict())
+    assert f"customer_id={customer} " not in "\n".join(report.example_lines())
+
+
+def test_an_entities_file_error_never_quotes_its_contents(stores, tmp_path):
+    from fs.errors import ParityError
+    from parity.sampling import read_entities
+
+    bad = tmp_path / "suspects.csv"
+    bad.write_text("customer_id\njane.doe@example.com\n")
+    with pytest.raises(ParityError) as err:
+        check(stores.store, views=["customer_profile"], entities=read_entities(bad))
+    assert "jane.doe" not in str(err.value) and "customer_id" in str(err.value)
+    # Keys with leading zeros survive reading (text columns; cast per view).
+    padded = tmp_path / "padded.csv"
+    padded.write_text("customer_id,note\n007,x\n")
+    assert read_entities(padded).column("customer_id").to_pylist() == ["007"]
