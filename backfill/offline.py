@@ -166,6 +166,16 @@ def replace_range(
     return table.version()
 
 
+def rows_in_range(location: str, ts_field: str, interval: Interval) -> int:
+    """Rows of the Delta table at ``location`` with event time in ``interval`` (0 if no table)."""
+    if not DeltaTable.is_deltatable(location):
+        return 0
+    dataset = DeltaTable(location).to_pyarrow_dataset()
+    kind = dataset.schema.field(ts_field).type
+    start, end = (pa.scalar(t, pa.timestamp("us", tz="UTC")).cast(kind) for t in (interval.start, interval.end))
+    return dataset.count_rows(filter=(ds.field(ts_field) >= start) & (ds.field(ts_field) < end))
+
+
 def latest_per_key(data: pa.Table, keys: list[str], ts_field: str, created: str | None) -> pa.Table:
     """The newest row per entity (what the online store should end up holding for the chunk)."""
     if data.num_rows == 0:

@@ -169,10 +169,14 @@ class Backfiller:
 
     # -- running ---------------------------------------------------------------------------------
     def run(
-        self, plan: BackfillPlan, *, parallel: int = 1, progress: Progress | None = None
+        self, plan: BackfillPlan, *, parallel: int = 1, progress: Progress | None = None, allow_shrink: bool = False
     ) -> BackfillResult:
         """Run the plan's chunks under the view's lease; returns per-chunk results (never raises for
-        a failed chunk: the failure is recorded and the result says so)."""
+        a failed chunk: the failure is recorded and the result says so).
+
+        An offline chunk whose recompute has fewer rows than the range holds now is rejected unless
+        ``allow_shrink``: replacing it would delete rows, typically because the definition's inputs do
+        not cover the range yet (raw data behind what the stream already wrote)."""
         run_id = uuid.uuid4().hex[:12]
         holder = describe_self(run_id)
         run_started = utcnow()
@@ -182,7 +186,7 @@ class Backfiller:
             span("fs.backfill", view=plan.view, kind=plan.kind.value),
             self.leases.acquire(plan.view, holder) as lease,
         ):
-            job = _Job(self, plan, run_id, holder, lease, result, progress, run_started)
+            job = _Job(self, plan, run_id, holder, lease, result, progress, run_started, allow_shrink)
             job.execute(max(1, parallel))
         result.seconds = time.monotonic() - started
         self.ledger.compact()
@@ -301,8 +305,10 @@ class _Job:
     """One run: executes chunks (optionally in parallel) and records each state change."""
 
     def __init__(self, bf: Backfiller, plan: BackfillPlan, run_id: str, holder: str, lease: Lease,
-                 result: BackfillResult, progress: Progress | None, started_at: datetime):  # fmt: skip
+                 result: BackfillResult, progress: Progress | None, started_at: datetime,
+                 allow_shrink: bool = False):  # fmt: skip
         self.bf, self.plan, self.run_id, self.holder, self.lease = bf, plan, run_id, holder, lease
+        self.allow_shrink = allow_shrink
         # Backfills stamp online rows' created time with the run's start, so a correction at an
         # unchanged event time wins over the stored row (newer stream events still win on event time).
         self.created_override = started_at if plan.kind == Kind.BACKFILL else None
@@ -505,6 +511,14 @@ class _Job:
         if r.validation == "fail":
             r.status = Status.REJECTED
             return r, None
+        if not self.allow_shrink:
+            held = offline.rows_in_range(self.location, ts_field, iv)
+            if data.num_rows < held:
+                r.status = Status.REJECTED
+                r.message = (f"recomputed {data.num_rows} rows where the table holds {held}: replacing would "
+                             "delete rows (do the definition's inputs cover this range yet?); "
+                             "rerun with --allow-shrink if the correction removes rows")
+                return r, None
         self._tick(Target.OFFLINE, iv, "commit")
         meta = {"fs.backfill.run": self.run_id, "fs.backfill.chunk": str(iv)}
         with self.bf._commit_lock:

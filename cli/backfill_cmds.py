@@ -53,6 +53,7 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (chunks, which are done, estimated source rows) and write nothing.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Skip chunks the ledger records as done (continue an interrupted run).")] = False,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Chunks computed at once (Delta commits stay one at a time).")] = 1,
+    allow_shrink: Annotated[bool, typer.Option("--allow-shrink", help="Let an offline chunk replace its range with fewer rows than it holds (a correction that removes rows). Without it such a chunk is rejected: its inputs may not cover the range yet.")] = False,
     compute_span: Annotated[int | None, typer.Option("--compute-span", min=1, help="Adjacent chunks recomputed in one pass of the batch definition (lookback read once per pass); each chunk is still committed and recorded on its own. Default backfill.compute_span, 7; 1 = one pass per chunk.")] = None,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
@@ -82,7 +83,7 @@ def run(
                 description=f"{ev.target.value} {ev.interval.start:%Y-%m-%d %H:%M} {ev.stage}{what}",
             )
 
-        result = bf.run(plan, parallel=parallel, progress=tick)
+        result = bf.run(plan, parallel=parallel, progress=tick, allow_shrink=allow_shrink)
     if out.as_json:
         out.json({"plan": plan, "result": result, "ok": result.ok})
     else:

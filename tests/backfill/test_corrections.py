@@ -142,3 +142,28 @@ def test_an_offline_only_correction_reaches_online_through_the_next_materializat
     Backfiller(platform).materialize([VIEW], start, END, chunk=timedelta(hours=12))
     changed = [(b, a) for b, a in zip(before, amounts(platform), strict=True) if b is not None]
     assert len(changed) > 10 and all(a == pytest.approx(2 * b) for b, a in changed)
+
+
+def test_a_recompute_with_fewer_rows_than_the_range_holds_is_rejected_unless_allowed(make_repo):
+    """Raw inputs behind what the stream wrote (here: the last 6 hours of payments missing) must not
+    silently delete the view's rows: the chunk is rejected, the table unchanged."""
+    from deltalake import DeltaTable
+
+    from backfill.offline import ts_literal
+
+    platform = make_repo()
+    start, end = END - timedelta(hours=12), END
+    table = str(platform.repo_path / "data" / VIEW)
+    held = DeltaTable(table).to_pyarrow_table().num_rows
+    payments = DeltaTable(str(platform.repo_path / "data" / "payments"))
+    payments.delete(f"event_timestamp >= '{ts_literal(END - timedelta(hours=6))}'")
+
+    bf = Backfiller(platform)
+    result = bf.run(bf.plan(VIEW, start, end, to="offline", chunk=timedelta(hours=12)))
+    rejected = [c for c in result.chunks if c.status == Status.REJECTED]
+    assert rejected and all("--allow-shrink" in c.message for c in rejected) and not result.ok
+    assert rejected[-1].interval.end == end  # the chunk that lost its last 6 hours of input
+    assert DeltaTable(table).to_pyarrow_table().num_rows == held
+
+    allowed = bf.run(bf.plan(VIEW, start, end, to="offline", chunk=timedelta(hours=12)), allow_shrink=True)
+    assert allowed.ok and 0 < DeltaTable(table).to_pyarrow_table().num_rows < held
