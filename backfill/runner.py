@@ -527,7 +527,10 @@ class _Job:
         r.rows_written = data.num_rows
         if Target.ONLINE not in self.plan.targets:
             return r, None
-        keys = [c.name for c in view.entity_columns]
+        # The recomputed rows carry source column names: a join key renamed by field_mapping is
+        # looked up under its source name.
+        source_name = {v: k for k, v in (view.batch_source.field_mapping or {}).items()}
+        keys = [source_name.get(c.name, c.name) for c in view.entity_columns]
         latest = offline.latest_per_key(
             data, keys, ts_field, view.batch_source.created_timestamp_column or None
         )
