@@ -166,7 +166,7 @@ class TopicPipeline:
                     out, rejected = batch(cols)
                 except Exception as e:  # user code; its state may be half-updated, so no per-record retry
                     raise IngestError(f"transform {self.spec.transform!r} failed on a batch of topic "
-                                      f"{self.spec.topic!r}: {type(e).__name__}: {e}",
+                                      f"{self.spec.topic!r}: {type(e).__name__} (FS_DEBUG=1 -v shows the traceback)",
                                       hint="fix the transform's batch method; uncommitted records are replayed") from e
                 if rejected:
                     for j in rejected:

@@ -245,7 +245,8 @@ class OfflineSink:
             raise SinkUnavailable(f"Delta append to {self.location} failed: {e}") from e
         except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as e:
             self._dt = None
-            raise IngestError(f"rows do not fit the Delta table at {self.location}: {type(e).__name__}: {e}",
+            # Not the exception text: Arrow and delta-rs quote offending values (they may be PII).
+            raise IngestError(f"rows do not fit the Delta table at {self.location}: {type(e).__name__}",
                               hint="check the transform's output against the feature view schema") from e
         return OfflineResult(kept, total - kept)
 

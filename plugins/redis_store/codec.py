@@ -153,8 +153,12 @@ class ViewCodec:
         try:
             # FLOAT rounds through float32 so Arrow and protobuf writes store the same value.
             return pc.cast(col, _ARROW_CAST[vt], safe=True)
-        except pa.ArrowInvalid as e:
-            raise OnlineWriteError(f"feature {self.view_name}:{name}: {e}") from None
+        except pa.ArrowInvalid:
+            # Arrow's message quotes the offending value (it may be PII): name the feature and types.
+            raise OnlineWriteError(
+                f"feature {self.view_name}:{name}: a value does not fit {vt.name} (arrow {col.type} -> "
+                f"{_ARROW_CAST[vt]}: out of range or lossy)"
+            ) from None
 
     def _column_values(self, table: pa.Table, i: int) -> list:
         name, vt = self.names[i], self.types[i]

@@ -69,6 +69,11 @@ def test_arrow_write_api(repo):
     bad = table.set_column(1, "count", pa.array(["x", "y"]))
     with pytest.raises(OnlineWriteError, match="profile:count is INT64"):
         repo.online_store.write_arrow(repo.config, repo.profile, bad)
+    # An out-of-range value is refused without quoting it (values may be PII; errors reach logs).
+    huge = table.set_column(1, "count", pa.array([2**63 + 5, 1], pa.uint64()))
+    with pytest.raises(OnlineWriteError, match="profile:count: a value does not fit INT64") as err:
+        repo.online_store.write_arrow(repo.config, repo.profile, huge)
+    assert str(2**63 + 5) not in str(err.value)
 
 
 def test_wrong_value_type_and_unknown_feature_are_rejected(repo):
