@@ -43,6 +43,7 @@ from parity.targets import Target, resolve
 from plugins.delta.engine import get_engine
 
 log = logging.getLogger(__name__)
+FUTURE_SKEW_US = 60_000_000  # clock skew allowed between producers and this machine
 
 
 @dataclass
@@ -154,7 +155,9 @@ def _compare_view(
     lag_us = duration_micros(target.allowed_lag)
     as_of_us = epoch_micros(as_of)
     sides = RowSides(a.online.state, a.online.event_us, a.offline_present, a.offline_us)
-    row_class, tolerated = classify_rows(sides, as_of_us, ttl_us, lag_us)
+    # Online is read live: an event later than the read (plus clock skew) comes from the future.
+    future_us = max(as_of_us, epoch_micros(utcnow())) + FUTURE_SKEW_US
+    row_class, tolerated = classify_rows(sides, as_of_us, ttl_us, lag_us, future_us)
     compare_rows = np.flatnonzero(row_class == COMPARE)
     stats, candidates = [], []
     for feature, vt in zip(target.features, target.types, strict=True):
@@ -256,6 +259,8 @@ def _detail(outcome: Outcome, on_state, on_us, off_us, on_value, dtype: str, as_
     if outcome is Outcome.ONLINE_STALE:
         held = " (and past its ttl)" if on_state != SERVED else ""
         return f"online row{held} is {_span(off_us - on_us)} older than the newest offline row"
+    if outcome is Outcome.ONLINE_FUTURE:
+        return f"online event is {_span(on_us - as_of_us)} after as_of, later than the time it was read"
     if outcome is Outcome.ONLINE_AHEAD:
         ahead = f"{_span(on_us - off_us)} newer than offline" if off_us is not None else "not yet offline"
         return f"online event {ahead}, within the allowed lag {lag}"

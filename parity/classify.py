@@ -9,6 +9,8 @@ decision, for the online row (served / held but past ttl / absent) and the newes
     online served, offline live, older event     -> online_stale     materialization/stream write missing
     online served, newer event than offline      -> online_ahead     if within the allowed lag (in flight)
                                                     missing_offline  otherwise (the offline write was lost)
+    online served, event later than the read     -> online_future    event times from the future (a producer
+                                                                     clock ahead, a bad event-time field)
     online not served, offline live              -> online_stale     if online holds an older, expired row
                                                     missing_online   otherwise
     online not served, offline past ttl          -> ttl_expired      both sides null: tolerated
@@ -38,6 +40,7 @@ class Outcome(IntEnum):
     TTL_EXPIRED = 5
     VALUE_MISMATCH = 6
     TYPE_MISMATCH = 7
+    ONLINE_FUTURE = 8
 
     @property
     def label(self) -> str:
@@ -62,9 +65,10 @@ class RowSides:
 
 
 def classify_rows(
-    sides: RowSides, as_of_us: int, ttl_us: int | None, allowed_lag_us: int
+    sides: RowSides, as_of_us: int, ttl_us: int | None, allowed_lag_us: int, future_us: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row-level classes (``COMPARE`` where values decide) and the tolerated mask."""
+    """Row-level classes (``COMPARE`` where values decide) and the tolerated mask. ``future_us``:
+    online events later than this are ``online_future`` (the check passes its read time plus a skew)."""
     on_state, on_us = sides.online_state, sides.online_us
     off_present, off_us = sides.offline_present, sides.offline_us
     served = on_state == SERVED
@@ -91,4 +95,8 @@ def classify_rows(
     out[newer_online & ~in_flight] = Outcome.MISSING_OFFLINE
     out[on_past_ttl] = Outcome.TTL_EXPIRED
     tolerated[on_past_ttl] = False
+    if future_us is not None:
+        future = served & (on_us > future_us)
+        out[future] = Outcome.ONLINE_FUTURE
+        tolerated[future] = False
     return out, tolerated

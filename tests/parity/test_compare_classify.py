@@ -62,7 +62,7 @@ LAG = HOUR // 4
 def _classify(on_state, on_us, off_present, off_us):
     sides = RowSides(np.array([on_state], np.int8), np.array([on_us], np.int64),
                      np.array([off_present]), np.array([off_us], np.int64))  # fmt: skip
-    out, tolerated = classify_rows(sides, NOW, TTL, LAG)
+    out, tolerated = classify_rows(sides, NOW, TTL, LAG, future_us=NOW + 60_000_000)
     return int(out[0]), bool(tolerated[0])
 
 
@@ -81,6 +81,10 @@ def _classify(on_state, on_us, off_present, off_us):
         ((HELD_EXPIRED, NOW - 30 * HOUR), (True, NOW - 30 * HOUR), (Outcome.TTL_EXPIRED, True)),
         ((ABSENT, 0), (True, NOW - 30 * HOUR), (Outcome.TTL_EXPIRED, True)),
         ((ABSENT, 0), (False, 0), (Outcome.MATCHED, False)),
+        # an event later than the read (+ skew): from the future, a breach whatever offline holds
+        ((SERVED, NOW + 5 * HOUR), (True, NOW - HOUR), (Outcome.ONLINE_FUTURE, False)),
+        ((SERVED, NOW + 5 * HOUR), (False, 0), (Outcome.ONLINE_FUTURE, False)),
+        ((SERVED, NOW + 30_000_000), (False, 0), (Outcome.ONLINE_AHEAD, True)),  # within the skew
     ],
 )
 def test_classification_matrix(online, offline, expected):
