@@ -337,8 +337,12 @@ class _Job:
         with ThreadPoolExecutor(parallel, thread_name_prefix="backfill") as pool:
 
             def task(unit):
-                if not stop.is_set() and not self._span(unit, stop):
+                try:
+                    if not stop.is_set() and not self._span(unit, stop):
+                        stop.set()
+                except BaseException:  # e.g. the ledger unwritable: the other workers stop too
                     stop.set()
+                    raise
 
             futures = [pool.submit(task, unit) for unit in units]
             wait(futures, return_when=FIRST_EXCEPTION)
