@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -38,6 +39,14 @@ def _global(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")] = 0,
 ) -> None:
+    if verbose == 0:
+        # Feast warns on every call that on-demand views and saved datasets are "experimental": noise on
+        # a terminal (notebooks and the library still see it). -v shows it again. Feast's modules install
+        # their own warning filters when imported, so import them first: the later filter wins.
+        import feast.batch_feature_view  # noqa: F401
+        import feast.repo_config  # noqa: F401
+
+        warnings.filterwarnings("ignore", message=r".*is an experimental feature", category=RuntimeWarning)
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     ctx.obj = State(repo=repo, env=env, as_json=as_json, verbose=verbose)

@@ -79,12 +79,37 @@ def _changes(diffs) -> list[Change]:
         if d.transition_type not in names:
             continue
         kind = getattr(d, "feast_object_type", None) or getattr(d, "infra_object_type", "")
-        details = tuple(
-            f"{p.property_name}: {p.val_existing} -> {p.val_declared}"
-            for p in getattr(d, "feast_object_property_diffs", None) or getattr(d, "infra_object_property_diffs", [])
-        )
+        props = getattr(d, "feast_object_property_diffs", None) or getattr(d, "infra_object_property_diffs", [])
+        real = [p for p in props if not _only_meta_differs(p.val_existing, p.val_declared)]
+        if d.transition_type == TransitionType.UPDATE and props and not real:
+            continue  # Feast reports the registered source's timestamps as a change: nothing to apply
+        details = tuple(f"{p.property_name}: {p.val_existing} -> {p.val_declared}" for p in real)
         out.append(Change(names[d.transition_type], getattr(kind, "value", str(kind)), d.name, details))
     return out
+
+
+def _only_meta_differs(existing, declared) -> bool:
+    """Two protobuf messages equal but for their ``meta`` fields at any depth (created / last-updated
+    timestamps the registry stamps, e.g. on a feature view's batch source or a push source's own)."""
+    from google.protobuf.message import Message
+
+    if not (isinstance(existing, Message) and type(existing) is type(declared)):
+        return False
+    return _without_meta(existing) == _without_meta(declared)
+
+
+def _without_meta(message):
+    copy = type(message)()
+    copy.CopyFrom(message)
+    stack = [copy]
+    while stack:
+        m = stack.pop()
+        for desc, value in m.ListFields():
+            if desc.name == "meta":
+                m.ClearField("meta")
+            elif desc.message_type is not None and not desc.message_type.GetOptions().map_entry:
+                stack.extend(value if desc.is_repeated else [value])
+    return copy
 
 
 class Platform:
