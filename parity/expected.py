@@ -17,7 +17,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from parity.spark_io import SparkIO, ViewSource
-from plugins.delta.retrieval import col
+from plugins.delta.retrieval import col, tie_hash
 
 EVENT_TS = "__fs_event_ts"
 CREATED_TS = "__fs_created_ts"
@@ -39,13 +39,15 @@ def expected_rows(io: SparkIO, src: ViewSource, keys: pa.Table, as_of: datetime)
             ts.alias(EVENT_TS),
             created.alias(CREATED_TS),
             *[col(s).alias(out) for s, out in plan.features],
+            tie_hash(plan.tie_columns).alias("__fs_tie"),
         )
         .where(F.col(EVENT_TS).isNotNull() & (F.col(EVENT_TS) <= F.lit(as_of)))
     )
     wanted = io.upload(keys)
     rows = rows.join(wanted, on=list(plan.join_keys), how="left_semi")
     newest = Window.partitionBy(*[col(k) for k in plan.join_keys]).orderBy(
-        F.col(EVENT_TS).desc(), F.col(CREATED_TS).desc_nulls_last()
+        F.col(EVENT_TS).desc(), F.col(CREATED_TS).desc_nulls_last(), F.col("__fs_tie").desc()
     )
-    best = rows.withColumn("__fs_rank", F.row_number().over(newest)).where("__fs_rank = 1").drop("__fs_rank")
+    best = rows.withColumn("__fs_rank", F.row_number().over(newest)).where("__fs_rank = 1")
+    best = best.drop("__fs_rank", "__fs_tie")
     return io.collect(best, column_types=dict(plan.output_types))

@@ -386,6 +386,7 @@ def _pull(
             frame = frame.where(ts >= F.lit(start))
         if end is not None:
             frame = frame.where(ts <= F.lit(end))
+        dtypes = dict(frame.dtypes) if latest else {}
         names = [*join_key_columns, *feature_name_columns, timestamp_field]
         if created_timestamp_column:
             names.append(created_timestamp_column)
@@ -395,9 +396,13 @@ def _pull(
             ts_out = mapping.get(timestamp_field, timestamp_field)
             created_out = mapping.get(created_timestamp_column, created_timestamp_column)
             order = [col(ts_out).desc()] + ([col(created_out).desc_nulls_last()] if created_out else [])
+            # The point-in-time join's last tie-break, so online gets the row training sees.
+            hashable = [c for c in feature_name_columns if "map<" not in dtypes.get(c, "")]
+            rows = rows.withColumn("__fs_tie", retrieval.tie_hash([mapping.get(c, c) for c in hashable]))
+            order.append(col("__fs_tie").desc())
             window = Window.partitionBy(*[col(k) for k in keys]).orderBy(*order)
             rows = rows.withColumn("__fs_rank", F.row_number().over(window)).where("__fs_rank = 1")
-            rows = rows.drop("__fs_rank")
+            rows = rows.drop("__fs_rank", "__fs_tie")
         if not join_key_columns:
             rows = rows.withColumn(DUMMY_ENTITY_ID, F.lit(DUMMY_ENTITY_VAL))
         return rows

@@ -7,7 +7,7 @@ pick the feature row with
                     [AND created_ts <= entity_ts   when filter_by_created_timestamp]
 
 with the largest ``feature_ts``, ties broken by the largest ``created_ts`` (a null created timestamp
-loses), then by the largest hash of the requested feature values, so that the pick among rows equal
+loses), then by the largest hash of all the view's feature values (``tie_hash``), so that the pick among rows equal
 in both does not depend on the order the engine reads them in. Both TTL bounds are inclusive, as in
 Feast's file/dask store. Rows with a null feature timestamp or a null join key never match. Every
 entity row survives (duplicates included) with nulls where nothing matched.
@@ -30,6 +30,7 @@ candidate join + ``row_number()`` formulation (:func:`_candidate_join`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +50,7 @@ _ENTITY_TS = "__fs_ets"
 _TS = "__fs_ts"
 _CREATED = "__fs_created"
 _RANK = "__fs_rank"
+_TIE = "__fs_tie"
 
 
 def col(name: str):
@@ -70,6 +72,7 @@ class ViewPlan:
     output_types: tuple[tuple[str, pa.DataType], ...]  # output column -> Arrow type of the feature schema
     ttl: timedelta | None  # None = unbounded
     date_partition_column: str | None
+    tie_columns: tuple[str, ...] = ()  # source columns of all the view's features (not just those requested)
 
 
 def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) -> ViewPlan:
@@ -102,6 +105,10 @@ def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) 
         ),
         ttl=ttl,
         date_partition_column=source.date_partition_column or None,
+        tie_columns=tuple(
+            reverse.get(f.name, f.name) for f in view.features
+            if not _has_map(feast_value_type_to_pa(f.dtype.to_value_type()))
+        ),
     )
 
 
@@ -172,6 +179,7 @@ def feature_rows(
     else:
         columns.append(F.lit(None).cast("timestamp").alias(_CREATED))
     columns += [col(s).alias(out) for s, out in plan.features]
+    columns.append(tie_hash(plan.tie_columns).alias(_TIE))
     rows = frame.select(*columns).where(F.col(_TS).isNotNull())
     if lower is not None:
         rows = rows.where(F.col(_TS) >= F.lit(lower))
@@ -236,9 +244,7 @@ def _interval_join(
     rows = feature_rows(frame, plan, keys, lower, upper)
     rows = rows.where(_and([F.col(k).isNotNull() for k in keys]))  # a null key never matches
     order = [*[F.col(k) for k in keys], F.col(_TS).asc(), F.col(_CREATED).asc_nulls_first()]
-    tie = _tie_break(plan)
-    if tie is not None:
-        order.append(tie)
+    order.append(F.col(_TIE))
     groups = F.pmod(F.xxhash64(*[F.col(k) for k in keys]), F.lit(_WINDOW_PARTITIONS))
     window = Window.partitionBy(groups).orderBy(*order)
     # One lead() per column: Sail runs each window expression as its own operator, and a lead() of
@@ -299,15 +305,18 @@ def _bucket(timestamp: Any, micros: int) -> Any:
     return epoch_micros - F.pmod(epoch_micros, F.lit(micros))
 
 
-def _tie_break(plan: ViewPlan) -> Any | None:
-    """Last sort key among rows equal in (key, event ts, created ts): a hash of the feature values.
+def tie_hash(source_columns: Iterable[str]) -> Any:
+    """Last sort key among rows equal in (key, event ts, created ts): the largest hash of the
+    feature values wins, over all the view's features (map-typed ones left out: classic Spark
+    refuses to hash maps) whichever are requested.
 
     It makes the winner of such a tie a function of the data, not of the order the engine happened
-    to read the rows in (rows with identical values hash equal, and then either may win). Map-typed
-    features are left out: classic Spark refuses to hash maps.
+    to read the rows in (rows with identical values hash equal, and then either may win), and the
+    same row in every path: the point-in-time join, ``pull_latest`` (materialization) and parity.
     """
-    hashable = [col(out) for out, kind in plan.output_types if not _has_map(kind)]
-    return F.xxhash64(*hashable) if hashable else None
+    columns = [col(c) for c in source_columns]
+    return F.xxhash64(*columns) if columns else F.lit(0).cast("bigint")
+
 
 
 def _has_map(kind: pa.DataType) -> bool:
@@ -346,9 +355,7 @@ def _candidate_join(
     if plan.created_timestamp_column:
         matched = matched.where(F.col(_CREATED) <= F.col(_ENTITY_TS))
     ranking = [F.col(_TS).desc(), F.col(_CREATED).desc_nulls_last()]
-    tie = _tie_break(plan)
-    if tie is not None:
-        ranking.append(tie.desc())
+    ranking.append(F.col(_TIE).desc())
     order = Window.partitionBy(*keys, _ENTITY_TS).orderBy(*ranking)
     best = (
         matched.withColumn(_RANK, F.row_number().over(order))

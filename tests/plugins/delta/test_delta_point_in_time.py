@@ -228,6 +228,17 @@ def test_exact_ties_have_one_winner_whatever_the_row_order(config, registry, cre
             config, [va], ["a:a_int", "a:a_float"], entity_df, registry, config.project
         )
         assert job.to_df()[["a_int", "a_float"]].values.tolist() == picks[0]
+    # Requesting one feature picks the same row, and so does pull_latest (what materialization writes),
+    # whatever the order the rows were written in.
+    one = DeltaOfflineStore.get_historical_features(config, [va], ["a:a_int"], entity_df, registry, config.project)
+    assert one.to_df()["a_int"].tolist() == [a_int, a_int]
+    for order in (rows, rows.iloc[::-1], rows.iloc[[3, 0, 5, 1, 4, 2]], rows.iloc[[a_int - 10]]):
+        write_table(config.repo_path / "a", pd.concat([order, rows]).drop_duplicates().reset_index(drop=True))
+        latest = DeltaOfflineStore.pull_latest_from_table_or_query(
+            config, va.batch_source, ["customer_id"], ["a_int", "a_float"], "ts", "created",
+            BASE, BASE + timedelta(days=1),
+        ).to_df()
+        assert latest[["a_int", "a_float"]].values.tolist() == [[a_int, a_float]]
 
 
 def test_time_buckets_before_the_epoch(config, registry):
