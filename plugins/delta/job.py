@@ -8,6 +8,7 @@ use ``toArrow()``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -55,6 +56,12 @@ class Staging:
     def new_path(self, stem: str) -> str:
         return os.path.join(self.path, f"{stem}-{uuid.uuid4().hex[:8]}")
 
+    def keep_until_exit(self) -> None:
+        """Outlive the job: a Spark frame handed to the caller reads the staged entity file whenever
+        it is evaluated, possibly after the job is gone. Deleted when the process exits."""
+        if self._cleanup.detach() is not None:
+            atexit.register(shutil.rmtree, self.path, True)
+
 
 class DeltaRetrievalJob(RetrievalJob):
     """Result of a Delta offline store call; nothing runs until ``to_*`` or ``persist``.
@@ -100,7 +107,10 @@ class DeltaRetrievalJob(RetrievalJob):
         return self._metadata
 
     def to_spark_df(self) -> DataFrame:
-        """The result as a Spark DataFrame (no on-demand transformations; rows unordered)."""
+        """The result as a Spark DataFrame (no on-demand transformations; rows unordered). With the
+        embedded engine the staged entity file it reads is kept until the process exits."""
+        if self._staging is not None:
+            self._staging.keep_until_exit()
         frame = self._build()
         return frame.drop(ROW_ID) if ROW_ID in frame.columns else frame
 

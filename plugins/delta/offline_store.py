@@ -30,12 +30,13 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from fs.errors import EntityDataFrameError, OfflineStoreError
+from fs.timeutil import microsecond_timestamps
 from plugins.delta import retrieval
 from plugins.delta.engine import Engine, get_engine
 from plugins.delta.job import DeltaRetrievalJob, Staging
 from plugins.delta.retrieval import ROW_ID, ViewPlan, col
 from plugins.delta.source import DeltaSource
-from plugins.delta.storage import DeltaLoggingDestination, append, microsecond_timestamps, write_logs
+from plugins.delta.storage import DeltaLoggingDestination, append, write_logs
 from plugins.delta.tables import delta_schema, open_table, read_source, schema_of
 
 logger = logging.getLogger(__name__)
@@ -257,9 +258,16 @@ def _entities(
     """(columns, timestamp column, loader of the Spark entity frame with ROW_ID, UTC ts range)."""
     if isinstance(entity_df, pd.DataFrame):
         return _pandas_entities(engine, staging, entity_df)
-    frame = engine.spark.sql(entity_df) if isinstance(entity_df, str) else entity_df
-    columns = list(frame.columns)
-    types = {f.name: f.dataType.typeName() for f in frame.schema.fields}
+    try:
+        frame = engine.spark.sql(entity_df) if isinstance(entity_df, str) else entity_df
+        columns = list(frame.columns)
+        types = {f.name: f.dataType.typeName() for f in frame.schema.fields}
+    except Exception as exc:  # pyspark raises AnalysisException, ParseException, ... (no common base)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise EntityDataFrameError(
+            f"entity_df query cannot be analysed by Spark: {type(exc).__name__}: {first}",
+            hint="check the table names and columns in the query (run it alone with spark.sql(...).show())",
+        ) from exc
     ts_col = _timestamp_column(columns, [c for c, t in types.items() if t in ("timestamp", "timestamp_ntz")])
     frame = frame.withColumn(ts_col, col(ts_col).cast("timestamp"))
     low, high = frame.select(F.min(col(ts_col)), F.max(col(ts_col))).toArrow().to_pylist()[0].values()

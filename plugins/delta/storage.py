@@ -21,6 +21,7 @@ from feast.protos.feast.core.SavedDataset_pb2 import SavedDatasetStorage as Save
 from feast.saved_dataset import SavedDatasetStorage
 
 from fs.errors import SchemaMismatchError
+from fs.timeutil import microsecond_timestamps
 from plugins.delta.source import DeltaSource
 from plugins.delta.tables import open_table, resolve_location, storage_options
 
@@ -59,21 +60,12 @@ def _fit(table: pa.Table, target: pa.Schema, source: DeltaSource) -> pa.Table:
         try:
             columns.append(column.cast(field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            # Not Arrow's message: it quotes the offending value (feature values may be PII).
             raise SchemaMismatchError(
-                f"{where}: column {field.name!r} is {column.type}, Delta has {field.type} ({exc})".splitlines()[
-                    0
-                ]
+                f"{where}: column {field.name!r} is {column.type}, Delta has {field.type} "
+                "(a value does not convert: out of range or lossy)"
             ) from exc
     return pa.table(columns, schema=target)
-
-
-def microsecond_timestamps(table: pa.Table) -> pa.Table:
-    """Spark rejects nanosecond parquet timestamps: write every timestamp as UTC microseconds."""
-    columns = [
-        c.cast(pa.timestamp("us", tz=c.type.tz or "UTC")) if pa.types.is_timestamp(c.type) else c
-        for c in table.columns
-    ]
-    return pa.table(columns, names=table.column_names)
 
 
 class SavedDatasetDeltaStorage(SavedDatasetStorage):

@@ -325,3 +325,32 @@ def _pull_latest_profile(store, view, start, end):
         start,
         end,
     )
+
+
+def test_a_bad_sql_entity_df_is_one_clear_error(repo):
+    store, _, _ = repo
+    with pytest.raises(EntityDataFrameError, match="entity_df query cannot be analysed.*no_such_table"):
+        store.get_historical_features(
+            "SELECT customer_id, event_timestamp FROM no_such_table", features=["customer_profile:country"]
+        )
+
+
+def test_nanosecond_entity_timestamps_are_truncated_to_microseconds(repo):
+    """Feast's own stores accept nanosecond entity times; Spark only has microseconds."""
+    store, data, _ = repo
+    entity_df = _entity_df(data, n=5)[["customer_id", "event_timestamp"]]
+    nanos = entity_df.assign(event_timestamp=entity_df["event_timestamp"] + pd.Timedelta(nanoseconds=789))
+    got = store.get_historical_features(nanos, features=["customer_txn_aggregates:txn_count_1h"]).to_df()
+    want = store.get_historical_features(entity_df, features=["customer_txn_aggregates:txn_count_1h"]).to_df()
+    assert got["txn_count_1h"].tolist() == want["txn_count_1h"].tolist()
+
+
+def test_a_spark_frame_from_a_dropped_job_still_evaluates(repo):
+    """to_spark_df() reads the staged entity file when evaluated: it must outlive the job object."""
+    import gc
+
+    store, data, _ = repo
+    entity_df = _entity_df(data, n=20)[["customer_id", "event_timestamp"]]
+    frame = store.get_historical_features(entity_df, features=["customer_txn_aggregates:txn_count_1h"]).to_spark_df()
+    gc.collect()  # the job is gone
+    assert frame.count() == len(entity_df)
