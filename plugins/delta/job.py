@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -118,7 +119,15 @@ class DeltaRetrievalJob(RetrievalJob):
         raise NotImplementedError("the Delta store builds DataFrames, not SQL; use to_spark_df()")
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
-        table = self._collect(self._build())
+        from pyspark.errors import PySparkException
+
+        try:
+            table = self._collect(self._build())
+        except PySparkException as exc:  # e.g. an entity key that does not cast to the source's key type
+            raise OfflineStoreError(
+                f"the Spark query of this retrieval failed: {type(exc).__name__}: {_first_line(exc)}",
+                hint="check that entity_df's key columns have the feature views' key types",
+            ) from exc
         if ROW_ID in table.column_names:
             # Entity rows come back in their original order (Spark does not keep it).
             table = table.take(_restore_order(table[ROW_ID])).drop_columns([ROW_ID])
@@ -162,6 +171,12 @@ class DeltaRetrievalJob(RetrievalJob):
             return pq.read_table(out)
         finally:
             shutil.rmtree(out, ignore_errors=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An engine error's first line without quoted literals (they may be entity keys or values)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return re.sub(r"'[^']*'", "'…'", first)[:300]
 
 
 def _restore_order(row_ids: pa.ChunkedArray) -> pa.Array:

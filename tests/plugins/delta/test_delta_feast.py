@@ -354,3 +354,13 @@ def test_a_spark_frame_from_a_dropped_job_still_evaluates(repo):
     frame = store.get_historical_features(entity_df, features=["customer_txn_aggregates:txn_count_1h"]).to_spark_df()
     gc.collect()  # the job is gone
     assert frame.count() == len(entity_df)
+
+
+def test_an_entity_key_of_the_wrong_type_is_one_clear_error_without_the_key(repo):
+    from fs.errors import OfflineStoreError
+
+    store, _, _ = repo
+    entity_df = pd.DataFrame({"customer_id": ["jane.doe@example.com"], "event_timestamp": [END]})
+    with pytest.raises(OfflineStoreError) as err:
+        store.get_historical_features(entity_df, features=["customer_profile:country"]).to_df()
+    assert "jane.doe" not in str(err.value) and "key types" in (err.value.hint or "")
