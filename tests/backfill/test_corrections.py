@@ -37,13 +37,8 @@ def sample(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_backfill_with_a_changed_definition_changes_online_values_and_emits_metrics(make_repo):
-    platform = make_repo()
-    start = END - timedelta(hours=12)
-    Backfiller(platform).materialize([VIEW], start, END, chunk=timedelta(hours=12))
-    before = amounts(platform)
-    assert sum(v is not None for v in before) > 10
-    # Fix the logic: amounts are now doubled (event and created times unchanged, as in the real defs).
+def double_the_amounts(platform) -> None:
+    """Fix the definition's logic: amounts doubled, event and created times unchanged (as in the real defs)."""
     defs = platform.repo_path / "backfills.py"
     defs.write_text(
         defs.read_text().replace(
@@ -53,6 +48,15 @@ def test_backfill_with_a_changed_definition_changes_online_values_and_emits_metr
             "    return out",
         )
     )
+
+
+def test_backfill_with_a_changed_definition_changes_online_values_and_emits_metrics(make_repo):
+    platform = make_repo()
+    start = END - timedelta(hours=12)
+    Backfiller(platform).materialize([VIEW], start, END, chunk=timedelta(hours=12))
+    before = amounts(platform)
+    assert sum(v is not None for v in before) > 10
+    double_the_amounts(platform)
     written = sample("fs_job_rows_total", kind="backfill", view=VIEW, outcome="written")
     chunks = sample("fs_job_duration_seconds_count", kind="backfill", view=VIEW)
     bf = Backfiller(platform)
@@ -127,15 +131,7 @@ def test_an_offline_only_correction_reaches_online_through_the_next_materializat
     start = END - timedelta(hours=12)
     Backfiller(platform).materialize([VIEW], start, END, chunk=timedelta(hours=12))
     before = amounts(platform)
-    defs = platform.repo_path / "backfills.py"
-    defs.write_text(
-        defs.read_text().replace(
-            '    return customer_aggregates(ctx.frames["payments"])',
-            '    out = customer_aggregates(ctx.frames["payments"])\n'
-            '    out["txn_amount_24h"] = out["txn_amount_24h"] * 2\n'
-            "    return out",
-        )
-    )
+    double_the_amounts(platform)
     bf = Backfiller(platform)
     assert bf.run(bf.plan(VIEW, start, END, to="offline", chunk=timedelta(hours=12))).ok
     assert amounts(platform) == before  # offline only: online untouched so far
