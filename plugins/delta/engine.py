@@ -60,8 +60,18 @@ class Engine:
 
 
 def use_spark_session(session: SparkSession | None) -> None:
-    """Make every Delta store in this process use ``session`` (``None`` goes back to the config)."""
+    """Make every Delta store in this process use ``session`` (``None`` goes back to the config).
+
+    The session is switched to UTC, as the sessions the store opens itself: naive timestamps (Spark's
+    ``timestamp_ntz``, e.g. from tables written from naive pandas data) mean UTC everywhere in fs, and
+    Spark reads them in the session's time zone."""
     global _user_session
+    if session is not None:
+        zone = session.conf.get("spark.sql.session.timeZone", None)
+        if zone != "UTC":
+            session.conf.set("spark.sql.session.timeZone", "UTC")
+            logger.warning("spark.sql.session.timeZone of the session handed to fs set to UTC (was %s): "
+                           "fs reads naive timestamps as UTC", zone)
     with _lock:
         _user_session = session
 

@@ -27,3 +27,20 @@ def test_embedded_sail_starts_with_the_store_defaults_unless_the_environment_ove
     for name in SAIL_DEFAULTS:
         assert os.environ.get(name)  # ours, or a value the environment set before start
     assert engine.spark.range(3).count() == 3
+
+
+def test_a_handed_in_session_reads_naive_timestamps_as_utc(engine):
+    """A user's session in another time zone is switched to UTC: a naive 12:00 is 12:00 UTC."""
+    from pyspark.sql import SparkSession
+
+    from plugins.delta.engine import _embedded_url, get_engine, use_spark_session
+
+    session = SparkSession.builder.remote(_embedded_url()).create()
+    session.conf.set("spark.sql.session.timeZone", "America/Sao_Paulo")
+    use_spark_session(session)
+    try:
+        assert get_engine(None).spark is session
+        micros = session.sql("SELECT unix_micros(CAST(TIMESTAMP_NTZ '2026-01-01 12:00:00' AS TIMESTAMP)) AS us")
+        assert micros.collect()[0]["us"] == 1767268800 * 1_000_000  # 2026-01-01T12:00:00Z
+    finally:
+        use_spark_session(None)
