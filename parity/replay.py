@@ -23,6 +23,7 @@ import pyarrow as pa
 from feast.value_type import ValueType
 
 from fs.errors import ParityError
+from fs.governance.pii import mask
 from fs.timeutil import utcnow
 from fs.views import feature_view
 from parity.classify import Outcome
@@ -132,11 +133,13 @@ def replay(
     event_time: str = "event_timestamp",
     tolerances: Tolerances | None = None,
     sensitive: Iterable[str] = (),
+    masked_keys: Iterable[str] = (),
     max_mismatch_rate: float = 0.0,
     examples: int = 5,
 ) -> ReplayReport:
+    """``sensitive`` features' values and ``masked_keys`` (join keys of pii entities) are masked in examples."""
     tolerances = tolerances or Tolerances()
-    sensitive = set(sensitive)
+    sensitive, masked_keys = set(sensitive), set(masked_keys)
     s_rows, b_rows = (
         _rows(stream(events), "stream", keys, event_time),
         _rows(batch(events), "batch", keys, event_time),
@@ -151,7 +154,7 @@ def replay(
     )  # fmt: skip
     for side, label in (("left_only", STREAM_ONLY), ("right_only", BATCH_ONLY)):
         for i in np.flatnonzero((merged["_merge"] == side).to_numpy())[:examples]:
-            report.examples.append(_example(merged, int(i), keys, event_time, "*", label, sensitive))
+            report.examples.append(_example(merged, int(i), keys, event_time, "*", label, sensitive, masked_keys))
     for name, vt in features.items():
         s_col, b_col = _column(merged, f"{name}__s"), _column(merged, f"{name}__b")
         codes, scores = compare_column(vt, s_col, b_col, both, tolerances.for_feature(view, name))
@@ -162,7 +165,7 @@ def replay(
         bad = np.flatnonzero(codes != Outcome.MATCHED)
         for j in bad[np.argsort(-scores[bad], kind="stable")][:examples]:
             label = Outcome(int(codes[j])).label
-            report.examples.append(_example(merged, int(both[j]), keys, event_time, name, label, sensitive))
+            report.examples.append(_example(merged, int(both[j]), keys, event_time, name, label, sensitive, masked_keys))
     return report
 
 
@@ -182,14 +185,14 @@ def _column(merged: pd.DataFrame, name: str) -> list:
     return [None if v is pd.NA or v is None else v for v in merged[name].astype(object).tolist()]
 
 
-def _example(merged, i, keys, event_time, feature, outcome, sensitive) -> ReplayExample:
+def _example(merged, i, keys, event_time, feature, outcome, sensitive, masked_keys) -> ReplayExample:
     row = merged.iloc[i]
     s_val = row.get(f"{feature}__s") if feature != "*" else None
     b_val = row.get(f"{feature}__b") if feature != "*" else None
     if feature in sensitive:
         s_val, b_val = MASK, MASK
-    return ReplayExample(feature, outcome, {k: _plain(row[k]) for k in keys}, row[event_time].isoformat(),
-                         _plain(s_val), _plain(b_val))  # fmt: skip
+    entity = {k: mask(_plain(row[k])) if k in masked_keys else _plain(row[k]) for k in keys}
+    return ReplayExample(feature, outcome, entity, row[event_time].isoformat(), _plain(s_val), _plain(b_val))
 
 
 def _plain(v):
@@ -282,6 +285,7 @@ def replay_view(
     """
     from fs.datagen import generate
     from fs.metadata import sensitive_features
+    from parity.targets import pii_keys
 
     view = feature_view(platform.store, view_name)
     if transform:
@@ -301,7 +305,8 @@ def replay_view(
     report = replay(
         frame, stream=stream_path(factory), batch=batch_definition(platform.repo_path, view_name), view=view_name,
         keys=[c.name for c in view.entity_columns], features={f.name: f.dtype.to_value_type() for f in view.features},
-        tolerances=tolerances, sensitive=sensitive_features(view), max_mismatch_rate=max_mismatch_rate,
+        tolerances=tolerances, sensitive=sensitive_features(view), masked_keys=pii_keys(platform.store, view),
+        max_mismatch_rate=max_mismatch_rate,
         examples=examples,
     )  # fmt: skip
     report.stream_path = origin

@@ -33,7 +33,7 @@ class Target:
         return ttl if ttl and ttl.total_seconds() > 0 else None
 
 
-def _pii_keys(store, view: FeatureView) -> frozenset[str]:
+def pii_keys(store, view: FeatureView) -> frozenset[str]:
     """Join keys of the view's entities tagged ``pii: pii`` (direct identifiers, e.g. an e-mail
     address); pseudonymous ids stay readable, they are what on-call looks customers up by."""
     keys = set()
@@ -66,7 +66,7 @@ def _target(
         sensitive=frozenset(sensitive_features(view)),
         join_keys=tuple(c.name for c in view.entity_columns),
         allowed_lag=lag,
-        masked_keys=_pii_keys(store, view) if store is not None else frozenset(),
+        masked_keys=pii_keys(store, view) if store is not None else frozenset(),
     )
 
 

@@ -72,6 +72,19 @@ def test_dropped_events_show_as_batch_only_rows(events):
     assert report.batch_only > 0 and report.stream_only == 0 and report.verdict == "breach"
 
 
+def test_keys_of_a_pii_entity_are_masked_in_replay_examples(events):
+    from fs.governance.pii import mask
+
+    _DropsEvents.seen = 0
+    report = replay(events, stream=stream_path(_DropsEvents), batch=datagen.customer_aggregates,
+                    view="customer_txn_aggregates", keys=["customer_id"], features=FEATURES,
+                    masked_keys=["customer_id"])  # fmt: skip
+    assert report.examples
+    keys = {e.entity["customer_id"] for e in report.examples}
+    assert all(isinstance(k, str) and k.startswith("masked:") for k in keys)
+    assert keys <= {mask(int(c)) for c in events["customer_id"].unique()}
+
+
 def test_replay_view_uses_the_repos_ingest_transformation(parity_repo):
     from fs.platform import Platform
 
