@@ -379,7 +379,6 @@ def _pull(
     version = (_version_pins.get() or {}).get(source.name, source.version)
     if not source.table:
         version = open_table(source, config, version).version()
-    mapping = source.field_mapping or {}
     start, end = (_utc(start_date) if start_date else None), (_utc(end_date) if end_date else None)
 
     def build() -> DataFrame:
@@ -398,17 +397,18 @@ def _pull(
         names = [*join_key_columns, *feature_name_columns, timestamp_field]
         if created_timestamp_column:
             names.append(created_timestamp_column)
-        rows = frame.select(*[col(n).alias(mapping.get(n, n)) for n in dict.fromkeys(names)])
-        keys = [mapping.get(k, k) for k in join_key_columns]
+        # Source column names, as Feast's stores return them: its engines (and ours) apply the
+        # source's field_mapping to the result themselves.
+        rows = frame.select(*[col(n) for n in dict.fromkeys(names)])
         if latest:
-            ts_out = mapping.get(timestamp_field, timestamp_field)
-            created_out = mapping.get(created_timestamp_column, created_timestamp_column)
-            order = [col(ts_out).desc()] + ([col(created_out).desc_nulls_last()] if created_out else [])
+            order = [col(timestamp_field).desc()]
+            if created_timestamp_column:
+                order.append(col(created_timestamp_column).desc_nulls_last())
             # The point-in-time join's last tie-break, so online gets the row training sees.
             hashable = [c for c in feature_name_columns if "map<" not in dtypes.get(c, "")]
-            rows = rows.withColumn("__fs_tie", retrieval.tie_hash([mapping.get(c, c) for c in hashable]))
+            rows = rows.withColumn("__fs_tie", retrieval.tie_hash(hashable))
             order.append(col("__fs_tie").desc())
-            window = Window.partitionBy(*[col(k) for k in keys]).orderBy(*order)
+            window = Window.partitionBy(*[col(k) for k in join_key_columns]).orderBy(*order)
             rows = rows.withColumn("__fs_rank", F.row_number().over(window)).where("__fs_rank = 1")
             rows = rows.drop("__fs_rank", "__fs_tie")
         if not join_key_columns:

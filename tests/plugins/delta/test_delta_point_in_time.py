@@ -367,3 +367,22 @@ def test_late_arriving_row_wins_only_with_a_later_created_timestamp(config, regi
     )
     # At t only the first version existed; a day later the correction did.
     assert as_known.to_df()["a_int"].tolist() == [1, 2]
+
+
+def test_pull_latest_returns_source_columns_so_a_chained_field_mapping_applies_once(config):
+    """Feast's engines (and ours) apply the source's field_mapping to what pull_latest returns; a
+    chained mapping (amount_usd -> amount, amount -> amount_local) must come out right."""
+    from feast.utils import _run_pyarrow_field_mapping
+
+    mapping = {"amount_usd": "amount", "amount": "amount_local"}
+    source = DeltaSource(name="chained", path="chained", timestamp_field="ts", field_mapping=mapping)
+    t = BASE + timedelta(hours=1)
+    write_table(config.repo_path / "chained", pd.DataFrame(
+        {"customer_id": [1, 1], "ts": [t - timedelta(minutes=1), t], "amount_usd": [1.0, 2.0], "amount": [10.0, 20.0]}
+    ))  # fmt: skip
+    table = DeltaOfflineStore.pull_latest_from_table_or_query(
+        config, source, ["customer_id"], ["amount_usd", "amount"], "ts", None, BASE, BASE + timedelta(days=1)
+    ).to_arrow()
+    mapped = _run_pyarrow_field_mapping(table, mapping)
+    assert sorted(mapped.column_names) == ["amount", "amount_local", "customer_id", "ts"]
+    assert mapped.select(["amount", "amount_local"]).to_pylist() == [{"amount": 2.0, "amount_local": 20.0}]
