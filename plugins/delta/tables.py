@@ -112,7 +112,8 @@ def delta_schema(source: Any, repo_config: Any = None) -> list[tuple[str, str]]:
                 f"catalog table {source.table!r} of source {source.name!r} not found",
                 hint="check the DeltaSource table name and the Spark catalog",
             ) from exc
-        return [(f.name, f.dataType.simpleString()) for f in schema.fields]
+        # Spark's names, normalised like delta-rs's (timestamp_ntz is read as UTC timestamp).
+        return [(f.name, _SPARK_PRIMITIVES.get(t, t)) for f in schema.fields for t in [f.dataType.simpleString()]]
     return schema_of(open_table(source, repo_config))
 
 

@@ -44,3 +44,15 @@ def test_a_handed_in_session_reads_naive_timestamps_as_utc(engine):
         assert micros.collect()[0]["us"] == 1767268800 * 1_000_000  # 2026-01-01T12:00:00Z
     finally:
         use_spark_session(None)
+
+
+def test_a_catalog_tables_naive_timestamps_pass_the_schema_check(engine, tmp_path):
+    """Spark names a naive column timestamp_ntz; the store reads it as a UTC timestamp, as delta-rs's."""
+    from plugins.delta import DeltaSource
+    from plugins.delta.tables import delta_schema
+
+    name = f"ntz_{tmp_path.name.replace('-', '_')}"
+    engine.spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{tmp_path / 't'}' AS "
+                     "SELECT CAST(1 AS BIGINT) AS customer_id, TIMESTAMP_NTZ '2026-01-01 00:00:00' AS ts")
+    source = DeltaSource(name="ntz", table=name, timestamp_field="ts")
+    assert dict(delta_schema(source)) == {"customer_id": "bigint", "ts": "timestamp"}
