@@ -77,3 +77,17 @@ def test_no_ttl_means_no_expiry_and_views_expire_independently(repo, backend):
     )
     assert abs(client.pttl(ns + "txn") - txn_ttl) < 5_000
     assert client.pttl(ns + "profile") == -1
+
+
+def test_a_negative_ttl_means_no_limit_as_offline(repo):
+    """Feast accepts a negative ttl; offline treats it as none, so online does too (served, kept)."""
+    import copy
+
+    neg = copy.deepcopy(repo.profile)
+    neg.ttl = timedelta(seconds=-5)
+    key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=77)])
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    res = repo.online_store.write_batch(repo.config, neg, [(key, {"count": Value(int64_val=5)}, month_ago, None)])
+    assert res.written == 1
+    [(event_ts, values)] = repo.online_store.online_read(repo.config, neg, [key], ["count"])
+    assert values["count"].int64_val == 5 and event_ts is not None
