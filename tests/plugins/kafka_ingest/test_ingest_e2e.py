@@ -66,7 +66,11 @@ def test_restart_replays_nothing_twice_and_keeps_aggregates_warm(stream_repo):
     produce(stream_repo.broker.bootstrap, stream_repo.topic, second)
     run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
     run.wait(lambda s: s.written_offline == len(second), what="second run")
+    import gc
+
+    assert gc.get_freeze_count() > 0  # a running ingestor keeps its start-up heap out of the GC ...
     stats = run.stop()
+    assert gc.get_freeze_count() == 0  # ... and gives it back when it stops (a notebook's heap)
     assert stats.consumed == len(second)  # the warm-up replay is not counted as consumption
     assert_exactly_once(stream_repo, first + second)
 
