@@ -110,15 +110,17 @@ class Lease:
         self._thread = threading.Thread(target=self._beat, name=f"lease-{view}", daemon=True)
         self._thread.start()
 
+    def _extend_once(self) -> bool:
+        """Extend the lease by its TTL if our token still holds it (one atomic script call)."""
+        with self.store.calls():
+            return bool(self.store._extend(keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms]))
+
     def _beat(self) -> None:
         interval = self.store.ttl_ms / 3000
         extended = time.monotonic()  # the lease is valid until extended + ttl
         while not self._stop.wait(interval):
             try:
-                with self.store.calls():
-                    ok = self.store._extend(
-                        keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms]
-                    )
+                ok = self._extend_once()
             except Exception as e:  # Redis blip: keep trying until the lease would have expired
                 if time.monotonic() - extended >= self.store.ttl_ms / 1000:
                     self._lost = "heartbeats failed for longer than the lease TTL, so it may have expired"
@@ -140,8 +142,7 @@ class Lease:
         another run could hold it by now. Refuses to commit when ownership cannot be confirmed."""
         if not self._lost:
             try:
-                with self.store.calls():
-                    ok = self.store._extend(keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms])
+                ok = self._extend_once()
             except Exception as e:
                 raise BackfillError(
                     f"cannot confirm the lease on feature view {self.view!r} before committing: {type(e).__name__}",

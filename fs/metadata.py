@@ -53,6 +53,11 @@ def field_description(field, view=None) -> str:
     return _meta(field, view, "description", field.description)
 
 
+def entity_pii_class(entity) -> str | None:
+    """An entity's ``pii`` tag: ``pii`` marks join keys that are direct identifiers."""
+    return (entity.tags or {}).get("pii")
+
+
 def is_sensitive(field, view=None) -> bool:
     """True for features whose values must never appear in clear in logs, metrics or reports."""
     return pii_class(field, view) in ("pii", "pseudonymous")

@@ -9,7 +9,7 @@ from feast import FeatureView
 from feast.value_type import ValueType
 
 from fs.errors import RepoError
-from fs.metadata import freshness_sla, sensitive_features
+from fs.metadata import entity_pii_class, freshness_sla, sensitive_features
 from fs.views import feature_views
 
 
@@ -42,14 +42,12 @@ def pii_keys(store, view: FeatureView) -> frozenset[str]:
             entity = store.get_entity(name)
         except Exception:  # the dummy entity of an entityless view, or an unregistered one
             continue
-        if (entity.tags or {}).get("pii") == "pii":
+        if entity_pii_class(entity) == "pii":
             keys.add(view.projection.join_key_map.get(entity.join_key, entity.join_key))
     return frozenset(keys)
 
 
-def _target(
-    view: FeatureView, features: list[str] | None, allowed_lag: timedelta | None, store=None
-) -> Target:
+def _target(store, view: FeatureView, features: list[str] | None, allowed_lag: timedelta | None) -> Target:
     fields = {f.name: f for f in view.features}
     names = list(features) if features else list(fields)
     unknown = [n for n in names if n not in fields]
@@ -66,7 +64,7 @@ def _target(
         sensitive=frozenset(sensitive_features(view)),
         join_keys=tuple(c.name for c in view.entity_columns),
         allowed_lag=lag,
-        masked_keys=pii_keys(store, view) if store is not None else frozenset(),
+        masked_keys=pii_keys(store, view),
     )
 
 
@@ -95,13 +93,13 @@ def resolve(
             if view is None:
                 skipped[proj.name] = "on-demand view: computed at request time, nothing stored to compare"
                 continue
-            targets.append(_target(view, [f.name for f in proj.features], allowed_lag, store))
+            targets.append(_target(store, view, [f.name for f in proj.features], allowed_lag))
         return [t for t in targets if t.view.online] or _none(feature_service), skipped
     names = [v.name for v in feature_views(store, views)] if views else [n for n, v in registry_views.items() if v.online]
     offline_only = [n for n in names if not registry_views[n].online]
     for n in offline_only:
         skipped[n] = "not an online view"
-    targets = [_target(registry_views[n], None, allowed_lag, store) for n in names if n not in offline_only]
+    targets = [_target(store, registry_views[n], None, allowed_lag) for n in names if n not in offline_only]
     return targets or _none("the registry"), skipped
 
 

@@ -72,7 +72,7 @@ class ViewPlan:
     output_types: tuple[tuple[str, pa.DataType], ...]  # output column -> Arrow type of the feature schema
     ttl: timedelta | None  # None = unbounded
     date_partition_column: str | None
-    tie_columns: tuple[str, ...] = ()  # source columns of all the view's features (not just those requested)
+    tie_columns: tuple[str, ...]  # source columns of all the view's features (not just those requested)
 
 
 def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) -> ViewPlan:

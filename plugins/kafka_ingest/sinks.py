@@ -52,15 +52,14 @@ def created_column(batch_source) -> str:
     return batch_source.created_timestamp_column or "created_at"
 
 
-def row_schema(views: list[FeatureView], event_col: str, created_col: str | None = None) -> pa.Schema:
-    """Columns of the rows a push source carries: every view's join keys and features, event time
-    (and created time, when ``created_col`` is given)."""
+def row_schema(views: list[FeatureView], event_col: str, created_col: str) -> pa.Schema:
+    """Columns of the rows a push source carries: every view's join keys and features, event and
+    created time."""
     fields: dict[str, pa.Field] = {}
     for v in views:
         for f in _view_fields(v):
             fields.setdefault(f.name, f)
-    extra = [pa.field(created_col, _TS)] if created_col else []
-    return pa.schema([*fields.values(), pa.field(event_col, _TS), *extra])
+    return pa.schema([*fields.values(), pa.field(event_col, _TS), pa.field(created_col, _TS)])
 
 
 def _created(table: pa.Table, column: str, now: datetime) -> pa.Array:
