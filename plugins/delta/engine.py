@@ -27,6 +27,15 @@ from fs.errors import OfflineStoreError
 
 logger = logging.getLogger(__name__)
 
+
+def _cores() -> int:
+    """CPUs this process may run on (the affinity mask, which containers narrow; else the count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 SAIL_DEFAULTS = {
     # Rows per Arrow batch (Sail's default: 8192). Larger batches cut per-batch overhead in the sorts,
     # windows and hash joins of point-in-time retrieval: ~15% less CPU at 1M entity x 10M feature
@@ -37,6 +46,10 @@ SAIL_DEFAULTS = {
     # pages at a fraction of memory speed: ~3 s of system CPU and a quarter of the wall time of a
     # 1M x 10M retrieval. Set MIMALLOC_ALLOW_THP=2 to get Sail's default back where THP is cheap.
     "MIMALLOC_ALLOW_THP": "0",
+    # Partitions per query stage (Sail's default: one per core). Four per core make each sort and
+    # window partition a quarter as large: ~7% less wall time at 1M x 10M on 2 cores (2.96 -> 2.75 s;
+    # 8, 16 and 32 partitions measured alike), the same at 100k x 1M.
+    "SAIL_EXECUTION__DEFAULT_PARALLELISM": str(4 * _cores()),
 }
 """Settings for the embedded Sail server (read when it starts), unless the environment sets them."""
 
@@ -70,8 +83,11 @@ def use_spark_session(session: SparkSession | None) -> None:
         zone = session.conf.get("spark.sql.session.timeZone", None)
         if zone != "UTC":
             session.conf.set("spark.sql.session.timeZone", "UTC")
-            logger.warning("spark.sql.session.timeZone of the session handed to fs set to UTC (was %s): "
-                           "fs reads naive timestamps as UTC", zone)
+            logger.warning(
+                "spark.sql.session.timeZone of the session handed to fs set to UTC (was %s): "
+                "fs reads naive timestamps as UTC",
+                zone,
+            )
     with _lock:
         _user_session = session
 
