@@ -133,13 +133,10 @@ def test_killed_mid_span_then_resumed_equals_an_uninterrupted_run(make_repo):
         assert _done(bf, target) == intervals
 
 
-def test_a_failure_stops_a_parallel_workers_pass_before_it_commits_more(make_repo, tmp_path):
-    """Two workers, one compute pass each: the first day's pass fails; the second day's pass, still
-    computing, must then commit none of its chunks (recorded failed, so ``--resume`` redoes them)."""
-    platform = make_repo("parallel")
-    start = day_range(2)[0]
-    mid, end = start + timedelta(days=1), start + timedelta(days=2)
-    marker = tmp_path / "first-pass-failed"
+def _second_day_waits_for(platform, marker, mid, first_day_fails: bool) -> None:
+    """Test hook in the repo's backfill definitions: the second day's pass waits until ``marker``
+    exists (the first day's worker has failed), then a second more, then recomputes as usual."""
+    fail = 'raise RuntimeError("synthetic failure")' if first_day_fails else "return _recompute(ctx)"
     with open(platform.repo_path / "backfills.py", "a") as fh:
         fh.write(f"""
 import time as _time
@@ -150,18 +147,28 @@ from fs.timeutil import parse_time as _parse_time
 _recompute = customer_txn_aggregates.function
 _MARKER, _MID = _Path({str(marker)!r}), _parse_time("{mid.isoformat()}")
 
-def _first_day_fails(ctx):  # test hook: the first day fails; the second waits for that failure
+def _hooked(ctx):
     if ctx.start < _MID:
         _MARKER.touch()
-        raise RuntimeError("synthetic failure")
+        {fail}
     deadline = _time.monotonic() + 60
     while not _MARKER.exists() and _time.monotonic() < deadline:
         _time.sleep(0.05)
     _time.sleep(1.0)  # the failed worker records its chunks and stops the run meanwhile
     return _recompute(ctx)
 
-customer_txn_aggregates = _replace(customer_txn_aggregates, function=_first_day_fails)
+customer_txn_aggregates = _replace(customer_txn_aggregates, function=_hooked)
 """)
+
+
+def test_a_failure_stops_a_parallel_workers_pass_before_it_commits_more(make_repo, tmp_path):
+    """Two workers, one compute pass each: the first day's pass fails; the second day's pass, still
+    computing, must then commit none of its chunks (recorded failed, so ``--resume`` redoes them)."""
+    platform = make_repo("parallel")
+    start = day_range(2)[0]
+    mid, end = start + timedelta(days=1), start + timedelta(days=2)
+    marker = tmp_path / "first-pass-failed"
+    _second_day_waits_for(platform, marker, mid, first_day_fails=True)
     bf = Backfiller(platform)
     plan = bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, compute_span=4)
     assert [(s.start, s.end) for s in plan.spans] == [(start, mid), (mid, end)]
@@ -172,4 +179,38 @@ customer_txn_aggregates = _replace(customer_txn_aggregates, function=_first_day_
     assert second_day and all(c.status == Status.FAILED for c in second_day), [c.status for c in second_day]
     assert all("run stopped" in c.message for c in second_day)
     assert _done(bf, Target.OFFLINE) == []
+    assert len(bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, resume=True).to_run) == 8
+
+
+def test_an_exception_in_one_parallel_worker_stops_the_others_and_reaches_the_caller(make_repo, tmp_path):
+    """Not a failed chunk but an error outside one (here the ledger refuses the first day's
+    ``running`` entries): the run raises it, the other worker commits nothing more, the lease is
+    released, and ``--resume`` redoes every chunk."""
+    platform = make_repo("parallel-exc")
+    start = day_range(2)[0]
+    mid, end = start + timedelta(days=1), start + timedelta(days=2)
+    marker = tmp_path / "first-worker-raised"
+    _second_day_waits_for(platform, marker, mid, first_day_fails=False)
+    bf = Backfiller(platform)
+    record = bf.ledger.record
+
+    def ledger_refusing_the_first_day(entries):
+        entries = list(entries)
+        if any(e.status == Status.RUNNING and e.start < mid for e in entries):
+            marker.touch()
+            raise OSError("ledger unwritable")
+        record(entries)
+
+    bf.ledger.record = ledger_refusing_the_first_day
+    plan = bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, compute_span=4)
+    assert [(s.start, s.end) for s in plan.spans] == [(start, mid), (mid, end)]
+    version = _version(platform)
+    with pytest.raises(OSError, match="ledger unwritable"):
+        bf.run(plan, parallel=2)
+
+    assert marker.exists() and _version(platform) == version  # the second day committed nothing
+    assert _done(bf, Target.OFFLINE) == []
+    second_day = [e for e in bf.ledger.latest(VIEW, Target.OFFLINE) if e.start >= mid]
+    assert len(second_day) == 4 and all(e.status == Status.FAILED for e in second_day)
+    assert bf.leases.holder(VIEW) is None
     assert len(bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, resume=True).to_run) == 8
