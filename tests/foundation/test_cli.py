@@ -85,3 +85,15 @@ def test_teardown_asks_for_confirmation(example_repo):
     assert proc.returncode == 1
     assert "Tear down project 'payments'" in proc.stdout + proc.stderr
     assert "aborted" in (proc.stdout + proc.stderr).lower()
+
+
+def test_feast_experimental_warnings_are_hidden_unless_verbose(example_repo):
+    """Feast warns that on-demand views are "experimental" on every call; a terminal user sees it
+    only with -v (the example repo has an on-demand view)."""
+    fs = [sys.executable, "-m", "cli.main", "--repo", str(example_repo)]
+    quiet = subprocess.run([*fs, "plan"], capture_output=True, text=True, timeout=120)
+    loud = subprocess.run([*fs, "-v", "plan"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "on demand feature view" in quiet.stdout
+    assert "experimental" not in quiet.stderr
+    assert "is an experimental feature" in loud.stderr
