@@ -32,9 +32,9 @@ from fs.timeutil import (
     parse_time,
     utcnow,
 )
-from parity.classify import ABSENT, COMPARE, SERVED, Outcome, RowSides, classify_rows
+from parity.classify import ABSENT, COMPARE, COMPARE_STALE, SERVED, Outcome, RowSides, classify_rows
 from parity.compare import Tolerances, compare_column
-from parity.expected import EVENT_TS, expected_rows
+from parity.expected import CREATED_TS, EVENT_TS, expected_rows
 from parity.online import OnlineRows, read_online
 from parity.report import MASK, Example, FeatureStats, ParityReport, Timings, ViewReport
 from parity.sampling import default_lookback, keys_for_view, read_entities, sample_keys
@@ -55,6 +55,7 @@ class _Aligned:
     offline_present: np.ndarray
     offline_us: np.ndarray
     offline_values: dict[str, list]
+    offline_created_us: np.ndarray  # INT64_MIN where the offline row has no created time
 
 
 def check(
@@ -144,7 +145,11 @@ def _align(keys: pa.Table, online: OnlineRows, expected: pa.Table, target: Targe
     offline_us = np.where(present, event_us[take] if expected.num_rows else 0, 0).astype(np.int64)
     rows = pa.array(take, mask=~present)  # a null index takes a null: keys without an offline row
     offline_values = {f: expected[f].take(rows).to_pylist() for f in target.features}
-    return _Aligned(keys, online, present, offline_us, offline_values)
+    created = arrow_epoch_micros(expected[CREATED_TS].take(rows)).fill_null(_NO_CREATED)
+    return _Aligned(keys, online, present, offline_us, offline_values, created.to_numpy(zero_copy_only=False))
+
+
+_NO_CREATED = np.iinfo(np.int64).min  # a null created time loses every tie
 
 
 def _compare_view(
@@ -154,11 +159,16 @@ def _compare_view(
     ttl_us = duration_micros(target.ttl) if target.ttl else None
     lag_us = duration_micros(target.allowed_lag)
     as_of_us = epoch_micros(as_of)
-    sides = RowSides(a.online.state, a.online.event_us, a.offline_present, a.offline_us)
+    sides = RowSides(a.online.state, a.online.event_us, a.offline_present, a.offline_us,
+                     a.online.created_us, a.offline_created_us)  # fmt: skip
     # Online is read live: an event later than the read (plus clock skew) comes from the future.
     future_us = max(as_of_us, epoch_micros(utcnow())) + FUTURE_SKEW_US
     row_class, tolerated = classify_rows(sides, as_of_us, ttl_us, lag_us, future_us)
-    compare_rows = np.flatnonzero(row_class == COMPARE)
+    compared = (row_class == COMPARE) | (row_class == COMPARE_STALE)
+    compare_rows = np.flatnonzero(compared)
+    # Same event, offline created later: a different value is a correction not materialized yet (a
+    # wrong type stays a type mismatch: a writer bug, whatever the times).
+    stale_rows = row_class[compare_rows] == COMPARE_STALE
     stats, candidates = [], []
     for feature, vt in zip(target.features, target.types, strict=True):
         outcome = row_class.copy()
@@ -166,11 +176,11 @@ def _compare_view(
         if len(compare_rows):
             codes, scores = compare_column(vt, a.online.values[feature], a.offline_values[feature], compare_rows,
                                            tolerances.for_feature(target.name, feature))  # fmt: skip
-            outcome[compare_rows] = codes
+            outcome[compare_rows] = np.where(stale_rows & (codes == Outcome.VALUE_MISMATCH), Outcome.ONLINE_STALE, codes)
             score[compare_rows] = scores
         # Row-level classes rank by the timestamp gap: the most out-of-date rows first.
         gap = np.abs(a.online.event_us - a.offline_us).astype(float)
-        score = np.where(row_class == COMPARE, score, gap)
+        score = np.where(compared, score, gap)
         s = FeatureStats(feature, vt.name, feature in target.sensitive, compared=len(outcome))
         for o in Outcome:
             if o is not Outcome.MATCHED:
@@ -257,6 +267,8 @@ def _detail(outcome: Outcome, on_state, on_us, off_us, on_value, dtype: str, as_
             )
         return f"online event {_span(on_us - off_us)} newer than offline, older than the allowed lag {lag}"
     if outcome is Outcome.ONLINE_STALE:
+        if on_us == off_us:
+            return "same event on both sides, but the offline row was created later (a correction not materialized yet)"
         held = " (and past its ttl)" if on_state != SERVED else ""
         return f"online row{held} is {_span(off_us - on_us)} older than the newest offline row"
     if outcome is Outcome.ONLINE_FUTURE:

@@ -6,6 +6,8 @@ decision, for the online row (served / held but past ttl / absent) and the newes
 
     online served, event older than as_of - ttl  -> ttl_expired      online served a value the ttl forbids
     online served, offline live, same event      -> compare values   matched | value_mismatch | type_mismatch
+      ... and the offline row created later      -> compare values   matched | online_stale (a correction of
+                                                                     that event not materialized yet)
     online served, offline live, older event     -> online_stale     materialization/stream write missing
     online served, newer event than offline      -> online_ahead     if within the allowed lag (in flight)
                                                     missing_offline  otherwise (the offline write was lost)
@@ -49,6 +51,7 @@ class Outcome(IntEnum):
 
 MISMATCH_CLASSES = tuple(o for o in Outcome if o is not Outcome.MATCHED)
 COMPARE = -1  # row-level marker: same event on both sides, the values decide
+COMPARE_STALE = -2  # same event, but the offline row was created later: a value difference is online_stale
 
 # Online read states (see parity.online).
 SERVED, HELD_EXPIRED, ABSENT = 0, 1, 2
@@ -62,6 +65,9 @@ class RowSides:
     online_us: np.ndarray  # int64; meaningful unless ABSENT
     offline_present: np.ndarray  # bool: any offline row at or before as_of
     offline_us: np.ndarray  # int64; meaningful where offline_present
+    # Created times (int64 µs), where both sides have them: the offline one's null is INT64_MIN (loses).
+    online_created_us: np.ndarray | None = None
+    offline_created_us: np.ndarray | None = None
 
 
 def classify_rows(
@@ -89,7 +95,10 @@ def classify_rows(
     out[~served & off_live] = Outcome.MISSING_ONLINE
     out[~served & off_live & held & (on_us < off_us)] = Outcome.ONLINE_STALE
     out[served & off_live & (on_us < off_us)] = Outcome.ONLINE_STALE
-    out[served & off_live & (on_us == off_us)] = COMPARE
+    same_event = served & off_live & (on_us == off_us)
+    out[same_event] = COMPARE
+    if sides.online_created_us is not None and sides.offline_created_us is not None:
+        out[same_event & (sides.online_created_us < sides.offline_created_us)] = COMPARE_STALE
     out[newer_online & in_flight] = Outcome.ONLINE_AHEAD
     tolerated[newer_online & in_flight] = True
     out[newer_online & ~in_flight] = Outcome.MISSING_OFFLINE

@@ -28,6 +28,7 @@ class OnlineRows:
     state: np.ndarray  # int8 SERVED | HELD_EXPIRED | ABSENT, in key order
     event_us: np.ndarray  # int64, 0 where absent
     values: dict[str, list]  # feature -> Python values (None unless served)
+    created_us: np.ndarray | None = None  # int64 created times (0 where absent); None: not readable
 
 
 def read_online(store, target: Target, keys: pa.Table, as_of: datetime) -> OnlineRows:
@@ -41,12 +42,13 @@ def read_online(store, target: Target, keys: pa.Table, as_of: datetime) -> Onlin
 
 
 def _read_redis(online_store, config, target: Target, keys: pa.Table, as_of_us: int) -> OnlineRows:
+    from plugins.redis_store.codec import created_us
     from plugins.redis_store.reader import NOT_FOUND, OUTSIDE_MAX_AGE, ViewRead, build_keys, decode
 
     state = online_store.state(config)
     read = ViewRead(state.layout, target.view, state.codec(target.view), list(target.features))
     code = {NOT_FOUND: ABSENT, OUTSIDE_MAX_AGE: HELD_EXPIRED}
-    states, events = [], []
+    states, events, created = [], [], []
     values: dict[str, list] = {f: [] for f in target.features}
     for start in range(0, keys.num_rows, CHUNK):
         part = keys.slice(start, CHUNK)
@@ -55,9 +57,12 @@ def _read_redis(online_store, config, target: Target, keys: pa.Table, as_of_us: 
         result = decode([read], replies, part.num_rows, state.old_schema, now_us=as_of_us)[0]
         states.extend(code.get(s, SERVED) for s in result.statuses)
         events.extend(result.event_us)
+        created.extend(0 if r is None else created_us(r) for r in replies)
         for f, col in zip(target.features, result.values, strict=True):
             values[f].extend(col)
-    return OnlineRows(np.array(states, dtype=np.int8), np.array(events, dtype=np.int64), values)
+    return OnlineRows(
+        np.array(states, dtype=np.int8), np.array(events, dtype=np.int64), values, np.array(created, np.int64)
+    )
 
 
 def _read_generic(online_store, config, target: Target, keys: pa.Table) -> OnlineRows:

@@ -103,6 +103,27 @@ def test_changed_value_is_value_mismatch_and_pii_is_masked(stores, tmp_path):
     assert "canary-leak.example" not in text and offline_domain not in text
 
 
+def test_an_offline_correction_not_yet_materialized_is_online_stale(stores):
+    """Online holds an event as first written; offline holds a correction of that same event
+    (created later, e.g. an offline-only backfill): the differing feature is online_stale, not a
+    value mismatch, and the example says why."""
+    customer = _profile_customer(stores, 1)
+    row = newest(stores.data.customer_profile, "customer_id", customer)
+    first_write = changed(row, kyc_level=(int(row.kyc_level.iloc[0]) + 1) % 4,
+                          created_at=row.created_at.iloc[0] - timedelta(seconds=5))  # fmt: skip
+    stores.client().delete(stores.key("customer_profile", customer_id=customer))
+    stores.write("customer_profile", first_write)
+    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
+    view = _only(report, "customer_profile")
+    by_feature = {f.feature: f for f in view.features}
+    assert by_feature["kyc_level"].counts["online_stale"] == 1
+    assert by_feature["kyc_level"].counts["value_mismatch"] == 0
+    assert all(f.mismatched == 0 for name, f in by_feature.items() if name != "kyc_level")
+    (example,) = view.examples
+    assert example.online_ts == example.offline_ts and "created later" in example.detail
+    assert report.verdict == "breach"
+
+
 def test_wrong_python_type_online_is_type_mismatch(stores):
     customer = _profile_customer(stores, 1)
     row = newest(stores.data.customer_profile, "customer_id", customer)

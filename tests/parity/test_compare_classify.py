@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from feast.value_type import ValueType as V
 
-from parity.classify import ABSENT, COMPARE, HELD_EXPIRED, SERVED, Outcome, RowSides, classify_rows
+from parity.classify import (
+    ABSENT,
+    COMPARE,
+    COMPARE_STALE,
+    HELD_EXPIRED,
+    SERVED,
+    Outcome,
+    RowSides,
+    classify_rows,
+)
 from parity.compare import Tolerance, Tolerances, compare_column
 
 M, VM, TM = Outcome.MATCHED, Outcome.VALUE_MISMATCH, Outcome.TYPE_MISMATCH
@@ -97,6 +106,22 @@ def test_no_ttl_means_nothing_expires():
     )
     out, _ = classify_rows(sides, NOW, None, LAG)
     assert out[0] == COMPARE
+
+
+def test_same_event_with_an_older_online_created_time_is_compared_as_possibly_stale():
+    """Created times only matter at equal event times: the older online write of that event may be
+    stale (values decide); an equal or newer online created time, or none known, is a plain compare."""
+    event = 1_000
+    n = 4
+    sides = RowSides(
+        np.full(n, SERVED, np.int8), np.full(n, event, np.int64), np.ones(n, bool), np.full(n, event, np.int64),
+        online_created_us=np.array([5, 9, 9, 9], np.int64),
+        offline_created_us=np.array([9, 9, 5, np.iinfo(np.int64).min], np.int64),
+    )
+    out, tolerated = classify_rows(sides, as_of_us=2_000, ttl_us=None, allowed_lag_us=0)
+    assert out.tolist() == [COMPARE_STALE, COMPARE, COMPARE, COMPARE] and not tolerated.any()
+    unknown = RowSides(sides.online_state, sides.online_us, sides.offline_present, sides.offline_us)
+    assert classify_rows(unknown, 2_000, None, 0)[0].tolist() == [COMPARE] * n
 
 
 def test_vectorised_path_agrees_with_the_per_value_rules():
