@@ -210,7 +210,8 @@ def test_an_exception_in_one_parallel_worker_stops_the_others_and_reaches_the_ca
 
     assert marker.exists() and _version(platform) == version  # the second day committed nothing
     assert _done(bf, Target.OFFLINE) == []
+    # Abandoned after its pass (failed), or never started if the stop came first (still planned).
     second_day = [e for e in bf.ledger.latest(VIEW, Target.OFFLINE) if e.start >= mid]
-    assert len(second_day) == 4 and all(e.status == Status.FAILED for e in second_day)
+    assert len(second_day) == 4 and {e.status for e in second_day} <= {Status.FAILED, Status.PLANNED}
     assert bf.leases.holder(VIEW) is None
     assert len(bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, resume=True).to_run) == 8
