@@ -133,9 +133,14 @@ def test_killed_mid_span_then_resumed_equals_an_uninterrupted_run(make_repo):
         assert _done(bf, target) == intervals
 
 
-def _second_day_waits_for(platform, marker, mid, first_day_fails: bool) -> None:
-    """Test hook in the repo's backfill definitions: the second day's pass waits until ``marker``
-    exists (the first day's worker has failed), then a second more, then recomputes as usual."""
+def _two_day_run(make_repo, tmp_path, name: str, first_day_fails: bool):
+    """A repo and a plan of two days, one compute pass each, whose second day's pass waits until
+    ``marker`` exists (the first day's worker has failed), then a second more, then recomputes as
+    usual. Returns (backfiller, plan, mid, marker, platform)."""
+    platform = make_repo(name)
+    start = day_range(2)[0]
+    mid, end = start + timedelta(days=1), start + timedelta(days=2)
+    marker = tmp_path / f"{name}-first-day-failed"
     fail = 'raise RuntimeError("synthetic failure")' if first_day_fails else "return _recompute(ctx)"
     with open(platform.repo_path / "backfills.py", "a") as fh:
         fh.write(f"""
@@ -159,19 +164,16 @@ def _hooked(ctx):
 
 customer_txn_aggregates = _replace(customer_txn_aggregates, function=_hooked)
 """)
+    bf = Backfiller(platform)
+    plan = bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, compute_span=4)
+    assert [(s.start, s.end) for s in plan.spans] == [(start, mid), (mid, end)]
+    return bf, plan, mid, marker, platform
 
 
 def test_a_failure_stops_a_parallel_workers_pass_before_it_commits_more(make_repo, tmp_path):
     """Two workers, one compute pass each: the first day's pass fails; the second day's pass, still
     computing, must then commit none of its chunks (recorded failed, so ``--resume`` redoes them)."""
-    platform = make_repo("parallel")
-    start = day_range(2)[0]
-    mid, end = start + timedelta(days=1), start + timedelta(days=2)
-    marker = tmp_path / "first-pass-failed"
-    _second_day_waits_for(platform, marker, mid, first_day_fails=True)
-    bf = Backfiller(platform)
-    plan = bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, compute_span=4)
-    assert [(s.start, s.end) for s in plan.spans] == [(start, mid), (mid, end)]
+    bf, plan, mid, marker, _ = _two_day_run(make_repo, tmp_path, "parallel", first_day_fails=True)
     result = bf.run(plan, parallel=2)
 
     assert not result.ok and marker.exists()
@@ -179,19 +181,14 @@ def test_a_failure_stops_a_parallel_workers_pass_before_it_commits_more(make_rep
     assert second_day and all(c.status == Status.FAILED for c in second_day), [c.status for c in second_day]
     assert all("run stopped" in c.message for c in second_day)
     assert _done(bf, Target.OFFLINE) == []
-    assert len(bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, resume=True).to_run) == 8
+    assert len(bf.plan(VIEW, plan.start, plan.end, to="offline", chunk=SIX_HOURS, resume=True).to_run) == 8
 
 
 def test_an_exception_in_one_parallel_worker_stops_the_others_and_reaches_the_caller(make_repo, tmp_path):
     """Not a failed chunk but an error outside one (here the ledger refuses the first day's
     ``running`` entries): the run raises it, the other worker commits nothing more, the lease is
     released, and ``--resume`` redoes every chunk."""
-    platform = make_repo("parallel-exc")
-    start = day_range(2)[0]
-    mid, end = start + timedelta(days=1), start + timedelta(days=2)
-    marker = tmp_path / "first-worker-raised"
-    _second_day_waits_for(platform, marker, mid, first_day_fails=False)
-    bf = Backfiller(platform)
+    bf, plan, mid, marker, platform = _two_day_run(make_repo, tmp_path, "parallel-exc", first_day_fails=False)
     record = bf.ledger.record
 
     def ledger_refusing_the_first_day(entries):
@@ -202,8 +199,6 @@ def test_an_exception_in_one_parallel_worker_stops_the_others_and_reaches_the_ca
         record(entries)
 
     bf.ledger.record = ledger_refusing_the_first_day
-    plan = bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, compute_span=4)
-    assert [(s.start, s.end) for s in plan.spans] == [(start, mid), (mid, end)]
     version = _version(platform)
     with pytest.raises(OSError, match="ledger unwritable"):
         bf.run(plan, parallel=2)
@@ -214,4 +209,4 @@ def test_an_exception_in_one_parallel_worker_stops_the_others_and_reaches_the_ca
     second_day = [e for e in bf.ledger.latest(VIEW, Target.OFFLINE) if e.start >= mid]
     assert len(second_day) == 4 and {e.status for e in second_day} <= {Status.FAILED, Status.PLANNED}
     assert bf.leases.holder(VIEW) is None
-    assert len(bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, resume=True).to_run) == 8
+    assert len(bf.plan(VIEW, plan.start, plan.end, to="offline", chunk=SIX_HOURS, resume=True).to_run) == 8

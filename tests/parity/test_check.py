@@ -29,6 +29,13 @@ def _only(report, view):
     return v
 
 
+def _check_profile(stores, customer: int):
+    """Parity of one customer's profile: (report, its view report, feature -> stats)."""
+    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
+    view = _only(report, "customer_profile")
+    return report, view, {f.feature: f for f in view.features}
+
+
 def test_healthy_system_reports_zero_mismatches(stores):
     report = check(stores.store, sample=100, seed=3)
     assert {v.view for v in report.views} == {
@@ -68,8 +75,7 @@ def test_older_online_row_is_online_stale(stores):
     older = rows[rows.customer_id == customer].sort_values("event_timestamp").iloc[[0]]
     stores.client().delete(stores.key("customer_profile", customer_id=customer))
     stores.write("customer_profile", older)  # a materialization that stopped before the KYC upgrade
-    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
-    view = _only(report, "customer_profile")
+    _, view, _ = _check_profile(stores, customer)
     assert view.total().counts["online_stale"] == 5
     example = view.examples[0]
     assert example.online_ts < example.offline_ts
@@ -84,9 +90,7 @@ def test_changed_value_is_value_mismatch_and_pii_is_masked(stores, tmp_path):
     bad = changed(row, kyc_level=(int(row.kyc_level.iloc[0]) + 1) % 4, email_domain="canary-leak.example",
                   created_at=row.created_at.iloc[0] + timedelta(seconds=5))  # fmt: skip
     stores.write("customer_profile", bad)
-    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
-    view = _only(report, "customer_profile")
-    by_feature = {f.feature: f for f in view.features}
+    report, view, by_feature = _check_profile(stores, customer)
     assert by_feature["kyc_level"].counts["value_mismatch"] == 1
     assert by_feature["email_domain"].counts["value_mismatch"] == 1
     assert by_feature["country"].mismatched == 0
@@ -113,9 +117,7 @@ def test_an_offline_correction_not_yet_materialized_is_online_stale(stores):
                           created_at=row.created_at.iloc[0] - timedelta(seconds=5))  # fmt: skip
     stores.client().delete(stores.key("customer_profile", customer_id=customer))
     stores.write("customer_profile", first_write)
-    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
-    view = _only(report, "customer_profile")
-    by_feature = {f.feature: f for f in view.features}
+    report, view, by_feature = _check_profile(stores, customer)
     assert by_feature["kyc_level"].counts["online_stale"] == 1
     assert by_feature["kyc_level"].counts["value_mismatch"] == 0
     assert all(f.mismatched == 0 for name, f in by_feature.items() if name != "kyc_level")
@@ -134,8 +136,7 @@ def test_wrong_python_type_online_is_type_mismatch(stores):
     values[codec.index["account_age_days"]] = "1200"  # a writer that serialised an int as a string
     ev = int(row.event_timestamp.iloc[0].value // 1000)
     stores.client().set(stores.key("customer_profile", customer_id=customer), codec.encode(ev, ev, values))
-    report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
-    by_feature = {f.feature: f for f in _only(report, "customer_profile").features}
+    _, _, by_feature = _check_profile(stores, customer)
     assert by_feature["account_age_days"].counts["type_mismatch"] == 1
     assert sum(f.mismatched for f in by_feature.values()) == 1
 
