@@ -176,15 +176,23 @@ def rows_in_range(location: str, ts_field: str, interval: Interval) -> int:
     return dataset.count_rows(filter=(ds.field(ts_field) >= start) & (ds.field(ts_field) < end))
 
 
-def latest_per_key(data: pa.Table, keys: list[str], ts_field: str, created: str | None) -> pa.Table:
-    """The newest row per entity (what the online store should end up holding for the chunk)."""
+def latest_per_key(data: pa.Table, keys: list[str], ts_field: str, created: str | None) -> pa.Table | None:
+    """The newest row per entity (what the online store should end up holding for the chunk).
+
+    ``None`` when some entity's newest rows tie exactly on (event, created) time: the point-in-time
+    join and materialization then pick by a hash of the feature values computed in Spark
+    (``plugins.delta.retrieval.tie_hash``), so the caller reads the chunk's latest rows back through
+    Spark rather than picking another row here."""
     if data.num_rows == 0:
         return data
     order = [ts_field] + ([created] if created and created in data.column_names else [])
     frame = data.to_pandas()
     # A null created time loses a tie, as in the point-in-time join and the online store.
-    frame = frame.sort_values(order, kind="stable", na_position="first").drop_duplicates(keys, keep="last")
-    return pa.Table.from_pandas(frame, schema=data.schema, preserve_index=False)
+    frame = frame.sort_values(order, kind="stable", na_position="first")
+    latest = frame.drop_duplicates(keys, keep="last")
+    if frame.duplicated([*keys, *order], keep=False).loc[latest.index].any():
+        return None
+    return pa.Table.from_pandas(latest, schema=data.schema, preserve_index=False)
 
 
 class RowStats:

@@ -535,6 +535,7 @@ class _Job:
         # looked up under its source name.
         source_name = {v: k for k, v in (view.batch_source.field_mapping or {}).items()}
         keys = [source_name.get(c.name, c.name) for c in view.entity_columns]
+        # None (exact ties): the online phase reads the chunk's latest rows back through Spark.
         latest = offline.latest_per_key(
             data, keys, ts_field, view.batch_source.created_timestamp_column or None
         )

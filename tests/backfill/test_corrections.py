@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from backfill import online
-from backfill.model import Status, Target
+from backfill.model import Interval, Status, Target
 from backfill.runner import Backfiller
 from backfill.validation import ChunkCheck
 from fs.errors import BackfillError
@@ -163,3 +163,30 @@ def test_a_recompute_with_fewer_rows_than_the_range_holds_is_rejected_unless_all
 
     allowed = bf.run(bf.plan(VIEW, start, end, to="offline", chunk=timedelta(hours=12)), allow_shrink=True)
     assert allowed.ok and 0 < DeltaTable(table).to_pyarrow_table().num_rows < held
+
+
+def test_both_targets_pick_the_same_row_of_an_exact_tie(make_repo):
+    """A definition emitting two rows per entity equal in event and created time but not in value:
+    ``--to both`` puts online the row the offline store's point-in-time join and materialization
+    pick (Spark's tie hash), not whichever came last in the recomputed frame."""
+    platform = make_repo()
+    start = END - timedelta(hours=12)
+    defs = platform.repo_path / "backfills.py"
+    defs.write_text(
+        defs.read_text().replace(
+            '    return customer_aggregates(ctx.frames["payments"])',
+            '    out = customer_aggregates(ctx.frames["payments"])\n'
+            "    twin = out.copy()\n"
+            '    twin["txn_amount_24h"] = twin["txn_amount_24h"] + 1000.0\n'
+            "    import pandas as _pd\n"
+            "    return _pd.concat([out, twin], ignore_index=True)",
+        )
+    )
+    bf = Backfiller(platform)
+    result = bf.run(bf.plan(VIEW, start, END, to="both", chunk=timedelta(hours=12)))
+    assert result.ok, [c.message for c in result.chunks]
+    pulled = online.pull_latest(platform.store, platform.store.get_feature_view(VIEW), Interval(start, END)).data
+    expected = dict(zip(pulled["customer_id"].to_pylist(), pulled["txn_amount_24h"].to_pylist(), strict=True))
+    served = {c: v for c, v in zip(CUSTOMERS, amounts(platform), strict=True) if v is not None}
+    assert len(served) > 10
+    assert served == {c: expected[c] for c in served}

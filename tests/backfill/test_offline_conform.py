@@ -37,3 +37,26 @@ def test_latest_per_key_picks_as_the_point_in_time_join_does():
     })
     latest = latest_per_key(data, ["customer_id"], "event_timestamp", "created").to_pydict()
     assert dict(zip(latest["customer_id"], latest["v"], strict=True)) == {1: 11, 2: 20, 3: 31}
+
+
+def test_latest_per_key_leaves_exact_ties_to_spark():
+    """Rows equal in key, event and created time: the winner is Spark's tie hash of the feature
+    values, so ``latest_per_key`` declines (the runner then pulls the chunk through Spark) instead
+    of keeping whichever row came last. A tie only among older rows does not matter."""
+    from datetime import UTC, datetime
+
+    from backfill.offline import latest_per_key
+
+    t0, t1 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    ts = pa.timestamp("us", tz="UTC")
+
+    def table(events, created, values):
+        return pa.table({
+            "customer_id": pa.array([1] * len(values)), "event_timestamp": pa.array(events, ts),
+            "created": pa.array(created, ts), "v": pa.array(values),
+        })  # fmt: skip
+
+    assert latest_per_key(table([t1, t1], [t0, t0], [1, 2]), ["customer_id"], "event_timestamp", "created") is None
+    assert latest_per_key(table([t1, t1], [None, None], [1, 2]), ["customer_id"], "event_timestamp", "created") is None
+    older_tie = latest_per_key(table([t0, t0, t1], [t0, t0, t0], [1, 2, 3]), ["customer_id"], "event_timestamp", "created")
+    assert older_tie is not None and older_tie["v"].to_pylist() == [3]
