@@ -52,7 +52,6 @@ def read_window(store, name: str, start: datetime | None = None, end: datetime |
     vs = view_source(store, name)
     table = open_table(vs.source, store.config)
     dataset = table.to_pyarrow_dataset()
-    reverse = dict(vs.source.field_mapping or {})
     ts_col = vs.timestamp_field
     ts_type = dataset.schema.field(ts_col).type
     flt = None
@@ -60,8 +59,15 @@ def read_window(store, name: str, start: datetime | None = None, end: datetime |
         if bound is not None:
             expr = op(ds.field(ts_col), pa.scalar(bound, type=ts_type))
             flt = expr if flt is None else flt & expr
-    result = dataset.to_table(filter=flt)
-    return result.rename_columns([reverse.get(c, c) for c in result.column_names])
+    return feature_names(dataset.to_table(filter=flt), vs.source)
+
+
+def feature_names(table: pa.Table, source) -> pa.Table:
+    """``table`` with its source columns renamed to feature names by the source's ``field_mapping``
+    (a column whose feature name is already present is left alone)."""
+    mapping = source.field_mapping or {}
+    names = table.column_names
+    return table.rename_columns([mapping[c] if c in mapping and mapping[c] not in names else c for c in names])
 
 
 def newest_event_time(store, name: str) -> datetime | None:

@@ -190,3 +190,39 @@ def test_both_targets_pick_the_same_row_of_an_exact_tie(make_repo):
     served = {c: v for c, v in zip(CUSTOMERS, amounts(platform), strict=True) if v is not None}
     assert len(served) > 10
     assert served == {c: expected[c] for c in served}
+
+
+def test_a_join_key_renamed_by_field_mapping_backfills_both_targets(make_repo):
+    """The Delta table names the key ``cust_id``; the view maps it to ``customer_id``. The
+    recomputed rows carry source names: the offline commit keeps them, the quality gate judges
+    them under the feature names, and the online phase finds each entity's latest row."""
+    from deltalake import DeltaTable, write_deltalake
+
+    from fs.platform import Platform
+
+    platform = make_repo()
+    table_path = str(platform.repo_path / "data" / VIEW)
+    data = DeltaTable(table_path).to_pyarrow_table()
+    renamed = data.rename_columns(["cust_id" if c == "customer_id" else c for c in data.column_names])
+    write_deltalake(table_path, renamed, mode="overwrite", schema_mode="overwrite")
+    features = platform.repo_path / "features.py"
+    features.write_text(features.read_text().replace(
+        '    path="data/customer_txn_aggregates",\n',
+        '    path="data/customer_txn_aggregates",\n    field_mapping={"cust_id": "customer_id"},\n',
+    ))  # fmt: skip
+    defs = platform.repo_path / "backfills.py"
+    defs.write_text(defs.read_text().replace(
+        '    return customer_aggregates(ctx.frames["payments"])',
+        '    return customer_aggregates(ctx.frames["payments"]).rename(columns={"customer_id": "cust_id"})',
+    ))  # fmt: skip
+    platform = Platform(platform.repo_path)
+    apply_views(platform)
+    assert platform.store.get_feature_view(VIEW).batch_source.field_mapping == {"cust_id": "customer_id"}
+
+    start = END - timedelta(hours=12)
+    bf = Backfiller(platform)
+    result = bf.run(bf.plan(VIEW, start, END, to="both", chunk=timedelta(hours=12)))
+    assert result.ok, [c.message for c in result.chunks]
+    assert {c.validation for c in result.chunks} == {"pass"}, [c.message for c in result.chunks]
+    assert "cust_id" in [f.name for f in DeltaTable(table_path).schema().fields]
+    assert sum(v is not None for v in amounts(platform)) > 10
