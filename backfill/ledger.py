@@ -9,6 +9,10 @@ Delta append is one small, atomic, conflict-free commit that lives next to the d
 (planned, running, failed, rejected) takes it away again. So runs with different chunk sizes
 recognise each other's work, and a newer run that planned, failed or died on part of a range that
 was done before leaves that part to be redone (``--resume`` redoes it).
+
+Recording order is ``recorded_at``, kept increasing across hosts: a ledger stamps each entry after
+the latest one it has seen or written, so a run on a host whose clock is behind still records after
+the runs before it (leases serialise runs of a view, and each starts by reading the ledger).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,6 +57,7 @@ SCHEMA = pa.schema(
     ]
 )
 _COMPACT_AT_FILES = 200
+_TICK = timedelta(microseconds=1)
 
 
 class Ledger:
@@ -59,6 +65,7 @@ class Ledger:
         self.location = location
         self._lock = threading.Lock()  # parallel chunk workers share one ledger
         self._table: DeltaTable | None = None  # kept open: re-reading the log per append is the cost
+        self._last: datetime | None = None  # latest recorded_at seen or written (None: not read yet)
 
     def _open(self) -> DeltaTable | str:
         if self._table is None and DeltaTable.is_deltatable(self.location):
@@ -67,11 +74,18 @@ class Ledger:
 
     # -- writes --------------------------------------------------------------------------------
     def record(self, entries: Iterable[LedgerEntry]) -> None:
-        rows = [_row(e) for e in entries]
-        if not rows:
+        entries = list(entries)
+        if not entries:
             return
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
         with self._lock:
+            if self._last is None:
+                self._seen(self._read())
+            rows = []
+            for e in entries:  # after everything seen, in the order given (a clock behind waits its turn)
+                at = e.recorded_at if self._last is None or e.recorded_at > self._last else self._last + _TICK
+                self._last = at
+                rows.append(_row(replace(e, recorded_at=at)))
+            table = pa.Table.from_pylist(rows, schema=SCHEMA)
             for attempt in range(5):
                 try:
                     write_deltalake(self._open(), table, mode="append")
@@ -115,18 +129,29 @@ class Ledger:
     # -- reads ---------------------------------------------------------------------------------
     def entries(self, view: str | None = None, target: Target | None = None) -> list[LedgerEntry]:
         """Entries in recording order (optionally of one view / target)."""
-        try:
-            dataset = DeltaTable(self.location).to_pyarrow_dataset()
-        except TableNotFoundError:
-            return []
-        # Cast first: files rewritten by a delete (``forget``) may hold string_view columns.
-        table = dataset.to_table().cast(SCHEMA)
+        table = self._read()
+        with self._lock:
+            self._seen(table)
         if view is not None:
             table = table.filter(pc.field("view") == view)
         if target is not None:
             table = table.filter(pc.field("target") == target.value)
         table = table.sort_by([("recorded_at", "ascending")])
         return [_entry(r) for r in table.to_pylist()]
+
+    def _read(self) -> pa.Table:
+        try:
+            dataset = DeltaTable(self.location).to_pyarrow_dataset()
+        except TableNotFoundError:
+            return SCHEMA.empty_table()
+        # Cast first: files rewritten by a delete (``forget``) may hold string_view columns.
+        return dataset.to_table().cast(SCHEMA)
+
+    def _seen(self, table: pa.Table) -> None:
+        """Move the recording clock past ``table``'s entries (caller holds the lock)."""
+        latest = pc.max(table["recorded_at"]).as_py() if table.num_rows else None
+        if latest is not None and (self._last is None or latest > self._last):
+            self._last = latest
 
     def views(self) -> list[str]:
         return sorted({e.view for e in self.entries()})

@@ -102,3 +102,22 @@ def test_resume_of_a_both_backfill_rewrites_online_wherever_it_recomputes_offlin
     assert runs == {(Target.OFFLINE, T0): False, (Target.OFFLINE, T0 + DAY): True,
                     (Target.ONLINE, T0): False, (Target.ONLINE, T0 + DAY): True}
     assert [c.target for c in plan.chunks] == [Target.OFFLINE] * 2 + [Target.ONLINE] * 2
+
+
+def test_a_host_whose_clock_is_behind_still_records_after_what_it_has_read(tmp_path):
+    """Run A's host clock is an hour ahead; run B, later, on a host with the right time, fails on
+    the same chunk. B's entry must count as the newer one, or the chunk would still look done."""
+    from dataclasses import replace
+
+    path = str(tmp_path / "ledger")
+    Ledger(path).record([replace(entry(0, Status.DONE), recorded_at=utcnow() + timedelta(hours=1))])
+    later = Ledger(path)
+    later.record([entry(0, Status.FAILED)])
+    for reader in (later, Ledger(path)):
+        [only] = reader.latest("v", Target.ONLINE)
+        assert only.status == Status.FAILED
+        assert reader.status("v", Target.ONLINE).watermark is None
+    # Entries given together keep their order even when their clock readings are equal.
+    at = utcnow() + timedelta(hours=2)
+    later.record([replace(entry(1, Status.RUNNING), recorded_at=at), replace(entry(1, Status.DONE), recorded_at=at)])
+    assert [e.status for e in Ledger(path).latest("v", Target.ONLINE)] == [Status.FAILED, Status.DONE]
