@@ -96,14 +96,10 @@ def expectation_checks(store, origin: str = "backfill") -> tuple[ChunkCheck, ...
 
 def _gx_check(store, mode: str, origin: str) -> Check:
     def check(view: str, interval: Interval, data: pa.Table) -> ValidationOutcome:
-        from fs.governance.offline import feature_names
         from fs.governance.validate import gate
-        from fs.views import feature_view
 
         if data.num_rows == 0:  # a chunk with no events (e.g. a partial first day): nothing to judge
             return ValidationOutcome(passed=True, details="no rows")
-        # Recomputed rows carry source column names; suites are written in feature names.
-        data = feature_names(data, feature_view(store, view).batch_source)
         result = gate(store, view, data, mode=mode, origin=origin, window=(interval.start, interval.end))
         return ValidationOutcome(passed=result.outcome == "passed", details=result.summary())
 

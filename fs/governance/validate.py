@@ -233,6 +233,8 @@ def gate(
     if mode not in ("strict", "warn"):
         raise ConfigError(f"validation mode must be 'strict' or 'warn', got {mode!r}")
     fv = feature_view(store, view)
+    if fv.batch_source.field_mapping:  # data in source column names (e.g. recomputed rows): suites use feature names
+        data = offline.feature_names(_to_arrow(data), fv.batch_source)
     suite = expectations.load_suite(store.repo_path, view)
     with span(metrics.SPAN_VALIDATE, view=view, origin=origin, mode=mode):
         checks = run_checks(fv, suite, data)

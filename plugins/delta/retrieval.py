@@ -319,7 +319,6 @@ def tie_hash(source_columns: Iterable[str]) -> Any:
     return F.xxhash64(*columns) if columns else F.lit(0).cast("bigint")
 
 
-
 def _has_map(kind: pa.DataType) -> bool:
     return pa.types.is_map(kind) or any(_has_map(kind.field(i).type) for i in range(kind.num_fields))
 
