@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 from pydantic import Field, StrictStr
 
+from fs.aggregation.spec import is_aggregation
 from fs.errors import ConfigError, OnlineWriteError
 from fs.timeutil import arrow_epoch_micros, epoch_micros
 from plugins.redis_store import embedded
@@ -38,6 +40,7 @@ from plugins.redis_store.connection import Endpoint, connect, translated
 from plugins.redis_store.keys import KeyLayout
 from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
 from plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, feature_vector
+from plugins.redis_store.tile_store import TileRead, TileWriteResult, write_events, write_tiles
 from plugins.redis_store.writer import BatchWriter, WriteResult, prepare, prepare_arrow
 
 logger = logging.getLogger(__name__)
@@ -198,13 +201,69 @@ class _State:
         with translated(self.endpoint):
             return await (client.mget_nonatomic(keys) if self.cluster else client.mget(keys))
 
-    def read(self, reads: Sequence[ViewRead], columns: Mapping[str, Sequence], n: int) -> list[ViewResult]:
-        return decode(reads, self.mget(build_keys(self.layout, reads, columns)), n, self.old_schema)
+    def read(
+        self, reads: Sequence[ViewRead], columns: Mapping[str, Sequence], n: int, now_us: int | None = None
+    ) -> list[ViewResult]:
+        """Values of ``reads`` for ``n`` entity rows as of ``now_us`` (default: the clock)."""
+        if any(isinstance(r, TileRead) for r in reads):
+            now_us = time.time_ns() // 1000 if now_us is None else now_us
+            commands = self._mixed_commands(reads, columns, now_us)
+            with translated(self.endpoint), self.client.pipeline(transaction=False) as pipe:
+                for name, args in commands:
+                    pipe.execute_command(name, *args)
+                return self._mixed_results(reads, pipe.execute(), n, now_us)
+        return decode(reads, self.mget(build_keys(self.layout, reads, columns)), n, self.old_schema, now_us)
 
     async def read_async(self, reads, columns, n) -> list[ViewResult]:
+        if any(isinstance(r, TileRead) for r in reads):
+            now_us = time.time_ns() // 1000
+            commands = self._mixed_commands(reads, columns, now_us)
+            client, _ = self.async_client()
+            with translated(self.endpoint):
+                async with client.pipeline(transaction=False) as pipe:
+                    for name, args in commands:
+                        pipe.execute_command(name, *args)
+                    replies = await pipe.execute()
+            return self._mixed_results(reads, replies, n, now_us)
         replies = await self.mget_async(build_keys(self.layout, reads, columns))
         # old_schema is a sync HGET, made at most once per (view, old fingerprint) per process.
         return decode(reads, replies, n, self.old_schema)
+
+    def _mixed_commands(self, reads, columns, now_us: int) -> list[tuple[str, tuple]]:
+        """One pipeline for a request with aggregation views: the plain views' rows (one MGET, or a
+        GET per key in Cluster mode, where keys of several slots cannot share a command), then one
+        HMGET of the tiles in the windows per (aggregation view, entity)."""
+        plain = [r for r in reads if not isinstance(r, TileRead)]
+        keys = build_keys(self.layout, plain, columns)
+        commands: list[tuple[str, tuple]] = []
+        if keys:
+            commands += [("GET", (k,)) for k in keys] if self.cluster else [("MGET", tuple(keys))]
+        for r in reads:
+            if isinstance(r, TileRead):
+                fields = tuple(r.fields(now_us))
+                commands += [("HMGET", (k, *fields)) for k in build_keys(self.layout, [r], columns)]
+        return commands
+
+    def _mixed_results(self, reads, replies: list, n: int, now_us: int) -> list[ViewResult]:
+        plain = [r for r in reads if not isinstance(r, TileRead)]
+        if plain:
+            rows, replies = (replies[: len(plain) * n], replies[len(plain) * n :]) if self.cluster else (
+                replies[0], replies[1:])
+            decoded = iter(decode(plain, rows, n, self.old_schema, now_us))
+        results = []
+        for r in reads:
+            if isinstance(r, TileRead):
+                results.append(r.result(replies[:n], now_us))
+                replies = replies[n:]
+            else:
+                results.append(next(decoded))
+        return results
+
+
+def view_read(layout: KeyLayout, view: FeatureView, codec: ViewCodec, features, join_key_map=None) -> ViewRead:
+    """The compiled read of a view: tiles merged at request time for aggregation views."""
+    cls = TileRead if is_aggregation(view) else ViewRead
+    return cls(layout, view, codec, features, join_key_map)
 
 
 def _mget_on(conn, keys: list[str]) -> list:
@@ -228,7 +287,7 @@ class ReadPlan:
         self.names: list[list[str]] = []
         self.feature_types: dict[str, ValueType] = {}
         for view, features in grouped_refs:
-            read = ViewRead(state.layout, view, state.codec(view), features, view.projection.join_key_map)
+            read = view_read(state.layout, view, state.codec(view), features, view.projection.join_key_map)
             self.reads.append(read)
             prefix = view.projection.name_to_use() + "__"
             names = [prefix + f if full_feature_names else f for f in features]
@@ -345,6 +404,17 @@ class RedisOnlineStore(OnlineStore):
             )
         return result
 
+    def write_events(
+        self, config: RepoConfig, table: FeatureView, events: pa.Table, partitions: Sequence[str], offsets,
+        time_column: str,
+    ) -> TileWriteResult:
+        """Apply raw events to an aggregation view's tiles, each (partition, offset) at most once."""
+        return write_events(self.state(config), table, events, partitions, offsets, time_column)
+
+    def write_tiles(self, config: RepoConfig, table: FeatureView, tiles: pa.Table) -> TileWriteResult:
+        """Write tiles rebuilt from the raw events (see tile_store.write_tiles)."""
+        return write_tiles(self.state(config), table, tiles)
+
     def online_write_batch(
         self, config: RepoConfig, table: FeatureView, data, progress: Callable | None
     ) -> None:
@@ -363,6 +433,7 @@ class RedisOnlineStore(OnlineStore):
 
     @staticmethod
     def _prepare_protos(state: _State, table: FeatureView, data):
+        _no_rows(table)
         codec = state.codec(table)
         read = ViewRead(state.layout, table, codec, [])
         columns: dict[str, list] = {jk: [] for jk in read.join_keys}
@@ -382,6 +453,7 @@ class RedisOnlineStore(OnlineStore):
 
     @staticmethod
     def _prepare_arrow(state: _State, table: FeatureView, data: pa.Table, event_column, created_column):
+        _no_rows(table)
         codec = state.codec(table)
         read = ViewRead(state.layout, table, codec, [])
         source = table.batch_source
@@ -481,7 +553,7 @@ class RedisOnlineStore(OnlineStore):
 
     def _generic_reads(self, state, grouped_refs, join_key_values):
         reads = [
-            ViewRead(state.layout, v, state.codec(v), f, v.projection.join_key_map) for v, f in grouped_refs
+            view_read(state.layout, v, state.codec(v), f, v.projection.join_key_map) for v, f in grouped_refs
         ]
         n = len(next(iter(join_key_values.values()), []))
         columns = {
@@ -546,7 +618,7 @@ class RedisOnlineStore(OnlineStore):
         )
 
     def _online_read_rows(self, state, table, entity_keys, requested_features):
-        read = ViewRead(state.layout, table, state.codec(table), requested_features)
+        read = view_read(state.layout, table, state.codec(table), requested_features)
         columns: dict[str, list] = {jk: [] for jk in read.join_keys}
         for ek in entity_keys:
             found = dict(zip(ek.join_keys, ek.entity_values, strict=True))
@@ -633,6 +705,15 @@ class RedisOnlineStore(OnlineStore):
             if page:
                 deleted += state.client.unlink(*page)
         return deleted
+
+
+def _no_rows(view: FeatureView) -> None:
+    """Aggregation views hold tiles, not rows: a row write would be wrong, so it is refused."""
+    if is_aggregation(view):
+        raise OnlineWriteError(
+            f"{view.name!r} is an aggregation view: its online values are tiles of raw events",
+            hint="they are written by `fs ingest run` and rebuilt by `fs materialize` (docs/aggregations.md)",
+        )
 
 
 def _arrow_micros(col: pa.ChunkedArray) -> pa.Array:
