@@ -80,6 +80,39 @@ def pull_latest(store, view, interval: Interval) -> Pulled:
     return Pulled(table, versions.get(view.batch_source.name))
 
 
+def rebuild_tiles(store, view, interval: Interval) -> Pulled:
+    """An aggregation view's tiles for ``interval`` recomputed by Spark from the raw Delta events.
+
+    The range is widened to whole tiles of the largest size (every tile size divides it), so a tile
+    is always rebuilt from all its events, whichever chunk it straddles. Chunks that end before
+    anything could still be read online (the longest window plus its tile) produce no tiles."""
+    from plugins.delta.aggregation import tiles
+
+    from fs.aggregation.spec import spec_of
+    from fs.timeutil import epoch_micros, from_epoch_micros, utcnow
+    from plugins.delta.engine import get_spark
+    from plugins.delta.tables import current_version, read_source
+
+    spec = spec_of(view)
+    if epoch_micros(interval.end) < epoch_micros(utcnow()) - spec.horizon_us:
+        return Pulled(pa.table({}), None)
+    size = max(g.tile_us for g in spec.granularities)
+    start_us = epoch_micros(interval.start) // size * size
+    end_us = -(-epoch_micros(interval.end) // size) * size
+    version = current_version(view.batch_source, store.config)
+    events = read_source(get_spark(store.config), view.batch_source, store.config, version)
+    frame = tiles(events, spec, from_epoch_micros(start_us), from_epoch_micros(end_us))
+    return Pulled(frame.toArrow(), version)
+
+
+def write_tiles(store, view, data: pa.Table) -> Written:
+    """Rebuilt tiles into Redis; a stored tile that counted more events (stream ahead of Delta) stays."""
+    if data.num_rows == 0:
+        return Written(0, 0)
+    result = redis_store(store).write_tiles(store.config, view, data)
+    return Written(result.applied, result.duplicate)
+
+
 def write(store, view, data: pa.Table, *, created_at: datetime | None = None) -> Written:
     """Event-time-ordered write; stale (older than stored) and expired (past ttl) rows are skipped.
 

@@ -46,6 +46,7 @@ from backfill.model import (
 from backfill.plan import build_plan
 from backfill.settings import load_settings
 from backfill.validation import ChunkCheck, expectation_checks, run_checks
+from fs.aggregation.spec import is_aggregation
 from fs.errors import BackfillError, FsError, RepoError
 from fs.governance.metrics import JOB_DURATION, JOB_ROWS
 from fs.observability import span
@@ -135,6 +136,12 @@ class Backfiller:
             raise BackfillError(f"--to must be online, offline or both, not {to!r}")
         targets = TARGETS[to]
         fv = feature_view(self.store, view)
+        if is_aggregation(fv) and Target.OFFLINE in targets:
+            raise BackfillError(
+                f"{view!r} is an aggregation view: its offline values are computed from the raw events at "
+                "retrieval, so there are no rows to recompute offline",
+                hint=f"rebuild its online tiles with `fs backfill {view} --to online ...` or `fs materialize`",
+            )
         definition = self.definition(view) if Target.OFFLINE in targets else None
         start_dt, end_dt = parse_time(start), parse_time(end)
         holder = self.leases.holder(view)
@@ -545,6 +552,15 @@ class _Job:
         store = self.bf.store
         source_version = offline_version  # rows just committed offline: that version is the source
         self._tick(Target.ONLINE, iv, "compute")
+        if is_aggregation(self.view):  # tiles rebuilt from the raw events, not rows
+            pulled = online.rebuild_tiles(store, self.view, iv)
+            r = ChunkResult(Target.ONLINE, iv, Status.DONE, rows_in=pulled.data.num_rows,
+                            source_version=pulled.source_version)
+            self._tick(Target.ONLINE, iv, "commit")
+            self.lease.check()
+            written = online.write_tiles(store, self.view, pulled.data)
+            r.rows_written, r.rows_skipped = written.written, written.skipped
+            return r
         if rows is None:
             pulled = online.pull_latest(store, self.view, iv)
             rows, source_version = pulled.data, pulled.source_version

@@ -5,18 +5,14 @@ Not a Feast definition file (listed in .feastignore). Each definition names its 
 ``[start - lookback, end)`` of every input for one compute pass (one chunk, or several adjacent
 chunks: ``backfill.compute_span``) and keeps the output rows whose event time falls in ``[start, end)``,
 then commits them chunk by chunk. See docs/backfill.md.
+
+Aggregation views (customer_txn_aggregates, ...) need no definition here: their offline values are
+computed from the raw events at retrieval, and `fs materialize` rebuilds their online tiles.
 """
 
-from backfill.definitions import python_definition, sql_definition
-from fs.datagen import customer_aggregates
+from backfill.definitions import sql_definition
 
 PAYMENTS = {"payments": "data/payments"}
-
-
-@python_definition("customer_txn_aggregates", inputs=PAYMENTS, lookback="24h")
-def customer_txn_aggregates(ctx):
-    """Rolling 10m/1h/24h counts and sums as of each payment: the stream aggregation, in batch."""
-    return customer_aggregates(ctx.frames["payments"])
 
 
 # Stats of day D are published at the end of D (event time D + 1 day); the 30-day chargeback rate

@@ -13,6 +13,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
+from fs.aggregation import Aggregation, aggregation_view, col
 from fs.metadata import feature_meta
 from plugins.delta import DeltaSource
 
@@ -99,41 +100,71 @@ customer_profile = FeatureView(
     tags={"team": "fraud", "tier": "2", "freshness_sla": "7d"},
 )
 
-# --- customer transaction aggregates: stream (push) with a Delta batch source behind it --------
-customer_txn_batch_source = DeltaSource(
-    name="customer_txn_aggregates_batch",
-    path="data/customer_txn_aggregates",
+# --- window aggregations over the raw payment events (docs/aggregations.md) -----------------------
+# Declared once: Spark computes them as of each entity row for training, the Redis store merges
+# tiles at request time online, `fs materialize` rebuilds the tiles from the Delta events.
+payments_source = DeltaSource(
+    name="payments_source",
+    path="data/payments",
     timestamp_field="event_timestamp",
-    created_timestamp_column="created_at",
-    description="Offline copy of the streaming customer transaction aggregates.",
+    description="Raw payment events (authorisation attempts): the input of the aggregation views.",
     owner=FRAUD_TEAM,
 )
 
-customer_txn_push = PushSource(
-    name="customer_txn_push",
-    batch_source=customer_txn_batch_source,
-    description="Stream path: the Kafka ingestor pushes customer transaction aggregates here.",
+payments_push = PushSource(
+    name="payments_push",
+    batch_source=payments_source,
+    description="Stream path: the Kafka ingestor pushes raw payment events here (topic payments, ingest.yaml).",
     owner=FRAUD_TEAM,
 )
 
-customer_txn_aggregates = FeatureView(
+declined = col("approved") == False  # noqa: E712 - an expression, compiled to Spark and Arrow
+
+customer_txn_aggregates = aggregation_view(
     name="customer_txn_aggregates",
     entities=[customer],
-    ttl=timedelta(days=1),
-    schema=[
-        _f("txn_count_10m", Int64, "Transactions in the last 10 minutes."),
-        _f("txn_count_1h", Int64, "Transactions in the last hour."),
-        _f("txn_count_24h", Int64, "Transactions in the last 24 hours."),
-        _f("txn_amount_10m", Float64, "Sum of amounts (USD) in the last 10 minutes."),
-        _f("txn_amount_1h", Float64, "Sum of amounts (USD) in the last hour."),
-        _f("txn_amount_24h", Float64, "Sum of amounts (USD) in the last 24 hours."),
-        _f("avg_amount_24h", Float64, "Mean amount (USD) in the last 24 hours."),
+    source=payments_push,
+    aggregations=[
+        Aggregation("*", "count", ["10m", "1h", "24h"], name="txn_count", description="Transactions"),
+        Aggregation("amount", "sum", ["10m", "1h", "24h"], name="txn_amount", description="Sum of amounts (USD)"),
+        Aggregation("amount", "mean", ["24h"], name="avg_amount", description="Mean amount (USD)"),
     ],
-    source=customer_txn_push,
-    online=True,
     description="Rolling transaction counts and sums per customer, fed by the payments stream.",
     owner=FRAUD_TEAM,
     tags={"team": "fraud", "tier": "1", "freshness_sla": "15m"},
+)
+
+merchant_txn_aggregates = aggregation_view(
+    name="merchant_txn_aggregates",
+    entities=[merchant],
+    source=payments_push,
+    aggregations=[
+        Aggregation("*", "count", ["1h", "24h"], name="merchant_txn_count",
+                    description="Authorisation attempts at the merchant"),
+        Aggregation(declined, "mean", ["1h", "24h"], name="merchant_decline_rate",
+                    description="Share of the merchant's authorisation attempts that were declined"),
+        Aggregation("amount", "sum", ["1h", "24h"], name="merchant_txn_amount",
+                    description="Sum of attempted amounts (USD) at the merchant"),
+    ],
+    description="A merchant's recent volume and decline rate (a burst of declines is a card-testing signal).",
+    owner=RISK_TEAM,
+    tags={"team": "risk", "tier": "1", "freshness_sla": "15m"},
+)
+
+customer_amount_stats = aggregation_view(
+    name="customer_amount_stats",
+    entities=[customer],
+    source=payments_push,
+    aggregations=[
+        Aggregation("amount", "max", ["1h", "24h"], name="max_amount", description="Largest amount (USD)"),
+        Aggregation("amount", "stddev", ["7d"], name="amount_stddev",
+                    description="Sample standard deviation of amounts (USD)"),
+        Aggregation("amount", "last", ["24h"], name="last_amount", description="Amount (USD) of the latest payment"),
+        Aggregation(declined, "sum", ["10m", "1h"], name="declines", description="Declined payments"),
+    ],
+    description="Spread and extremes of a customer's payment amounts, and recent declines.",
+    owner=FRAUD_TEAM,
+    tags={"team": "fraud", "tier": "2", "freshness_sla": "15m"},
 )
 
 # --- on-demand: the current payment relative to the customer's 24h average --------------------
@@ -176,6 +207,23 @@ fraud_model_v1 = FeatureService(
         txn_amount_vs_history,
     ],
     description="Features of the card fraud scoring model, version 1.",
+    owner=FRAUD_TEAM,
+    tags={"team": "fraud", "tier": "1"},
+)
+
+
+fraud_model_v2 = FeatureService(
+    name="fraud_model_v2",
+    features=[
+        merchant_risk_daily,
+        customer_profile[["country", "account_age_days", "kyc_level", "is_verified"]],
+        customer_txn_aggregates,
+        merchant_txn_aggregates,
+        customer_amount_stats,
+        txn_amount_vs_history,
+    ],
+    description="Features of the card fraud scoring model, version 2: v1 plus merchant decline rates and "
+    "the customer's amount statistics (window aggregations).",
     owner=FRAUD_TEAM,
     tags={"team": "fraud", "tier": "1"},
 )

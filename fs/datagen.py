@@ -1,7 +1,8 @@
 """Deterministic synthetic payments data for the example repo, the demo, tests and benchmarks.
 
-``generate(seed, customers, merchants, days, end)`` returns the raw payment events and the three
-feature tables of ``feature_repo`` computed from them; ``write_tables`` writes the tables as Delta.
+``generate(seed, customers, merchants, days, end)`` returns the raw payment events (the input of the
+repo's aggregation views) and the two batch feature tables of ``feature_repo`` computed from them;
+``write_tables`` writes them as Delta.
 Same arguments, same rows. ``payment_events`` yields the same events as JSON-ready dicts for Kafka.
 """
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 COUNTRIES = ["NG", "KE", "GH", "ZA", "EG", "BR", "MX", "IN", "ID", "PH"]
 EMAIL_DOMAINS = ["gmail.com", "yahoo.com", "outlook.com", "proton.me", "mail.ng", "icloud.com"]
-TABLES = ("merchant_risk_daily", "customer_profile", "customer_txn_aggregates")
+TABLES = ("merchant_risk_daily", "customer_profile")
 
 
 @dataclass
@@ -24,7 +25,6 @@ class Dataset:
     payments: pd.DataFrame
     merchant_risk_daily: pd.DataFrame
     customer_profile: pd.DataFrame
-    customer_txn_aggregates: pd.DataFrame
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in TABLES}
@@ -127,58 +127,6 @@ def _customer_profile(rng, customers: int, start: datetime, end: datetime) -> pd
     return out.sort_values(["event_timestamp", "customer_id"]).reset_index(drop=True)
 
 
-_WINDOWS = (("10m", 600), ("1h", 3600), ("24h", 86400))  # label, seconds; windows are (t - w, t]
-_AGG_COLUMNS = ["customer_id", "txn_count_10m", "txn_count_1h", "txn_count_24h", "txn_amount_10m",
-                "txn_amount_1h", "txn_amount_24h", "avg_amount_24h", "event_timestamp", "created_at"]
-
-
-def customer_aggregates(pay: pd.DataFrame) -> pd.DataFrame:
-    """Rolling per-customer aggregates as of each payment (the stream path's output, computed in batch).
-
-    Per payment and window ``(t - w, t]`` of the customer's payments: count and sum, summed in whole
-    cents (amounts rounded to cents, as the stream transformation does), so the sums are exact and
-    equal the stream's. Vectorised: one sort, then a binary search per window for its first row.
-    """
-    instants = pd.to_datetime(pay["event_timestamp"], utc=True).dt.as_unit("ns")
-    ts = instants.dt.tz_convert(None).to_numpy().view("int64")
-    customer = pay["customer_id"].to_numpy(dtype="int64")
-    amount = pay["amount"].to_numpy(dtype="float64")
-    if np.isnan(amount).any():
-        raise ValueError("payments with a null amount cannot be aggregated")
-    order = np.lexsort((pay["payment_id"].to_numpy(), ts, customer))
-    customer, ts = customer[order], ts[order]
-    cents = np.rint(amount[order] * 100).astype("int64")
-    n = len(ts)
-    # Composite sort key (customer group, time rank): one global binary search per window finds
-    # each row's first in-window row of the same customer.
-    group = np.zeros(n, dtype="int64")
-    if n:
-        group[1:] = np.cumsum(customer[1:] != customer[:-1])
-    times = np.sort(ts)  # a row's rank: how many rows are earlier (equal times, equal ranks)
-    stride = n + 1
-    keys = group * stride + np.searchsorted(times, ts)
-    running = np.concatenate(([0], np.cumsum(cents)))
-    position = np.arange(n)
-    out = {"customer_id": customer}
-    amounts = {}
-    for label, seconds in _WINDOWS:
-        first_rank = np.searchsorted(times, ts - seconds * 1_000_000_000, side="right")
-        first = np.searchsorted(keys, group * stride + first_rank, side="left")
-        out[f"txn_count_{label}"] = position - first + 1
-        amounts[label] = (running[position + 1] - running[first]) / 100
-    for label, _ in _WINDOWS:
-        out[f"txn_amount_{label}"] = amounts[label]
-    out["avg_amount_24h"] = np.round(amounts["24h"] / out["txn_count_24h"], 4)
-    frame = pd.DataFrame(out)
-    frame["event_timestamp"] = pd.DatetimeIndex(ts.view("datetime64[ns]")).tz_localize(UTC)
-    # Several payments of one customer in the same instant: keep the last (the stream's final state).
-    last = np.ones(n, dtype=bool)
-    last[:-1] = (customer[1:] != customer[:-1]) | (ts[1:] != ts[:-1])
-    frame = frame[last]
-    frame["created_at"] = frame["event_timestamp"] + pd.Timedelta(seconds=1)
-    return frame[_AGG_COLUMNS].reset_index(drop=True)
-
-
 def generate(
     seed: int = 7,
     customers: int = 2000,
@@ -196,7 +144,6 @@ def generate(
         payments=pay,
         merchant_risk_daily=_merchant_daily(pay, end),
         customer_profile=_customer_profile(rng, customers, start, end),
-        customer_txn_aggregates=customer_aggregates(pay),
     )
 
 
@@ -212,8 +159,9 @@ def to_arrow(df: pd.DataFrame):
 def write_tables(data: Dataset, data_dir: str | Path, mode: str = "overwrite") -> dict[str, int]:
     """Write each feature table as a Delta table under ``data_dir``; returns rows written per table.
 
-    The raw payments are written too, as ``data_dir/payments``: the input the repo's batch
-    definitions (feature_repo/backfills.py) recompute the feature tables from.
+    The raw payments are written too, as ``data_dir/payments``: the events the aggregation views
+    aggregate, and the input the repo's batch definitions (feature_repo/backfills.py) recompute the
+    other tables from.
     """
     from deltalake import write_deltalake
 
@@ -225,6 +173,7 @@ def write_tables(data: Dataset, data_dir: str | Path, mode: str = "overwrite") -
         write_deltalake(str(data_dir / name), to_arrow(df), mode=mode, schema_mode=schema_mode)
         written[name] = len(df)
     write_deltalake(str(data_dir / "payments"), to_arrow(data.payments), mode=mode, schema_mode=schema_mode)
+    written["payments"] = len(data.payments)
     return written
 
 

@@ -2,7 +2,7 @@
 
 Generates seeded payments data into the repo's Delta tables, applies the repo, materializes the
 recent window into the online store, reads online features for a few customers through the
-``fraud_model_v1`` feature service, and builds a point-in-time training frame from the offline store.
+``fraud_model_v2`` feature service, and builds a point-in-time training frame from the offline store.
 If the Kafka ingestor is available it also streams fresh payments through it and shows the
 stream-fed features change online.
 """
@@ -28,13 +28,15 @@ ONLINE_FEATURES = [
     "customer_profile:kyc_level",
     "customer_txn_aggregates:txn_count_24h",
     "customer_txn_aggregates:avg_amount_24h",
+    "merchant_txn_aggregates:merchant_decline_rate_1h",
+    "customer_amount_stats:max_amount_24h",
     "txn_amount_vs_history:amount_to_avg_24h_ratio",
 ]
 
 
 TRAINING_PREVIEW = [
     "customer_id", "merchant_id", "event_timestamp", "amount", "is_fraud", "chargeback_rate_30d",
-    "kyc_level", "txn_count_24h", "avg_amount_24h", "amount_to_avg_24h_ratio",
+    "kyc_level", "txn_count_24h", "avg_amount_24h", "merchant_decline_rate_1h", "amount_to_avg_24h_ratio",
 ]
 
 
@@ -52,7 +54,7 @@ class DemoResult:
         yield "Delta tables written (rows)", pd.DataFrame(
             {"table": list(self.tables), "rows": list(self.tables.values())}
         )
-        yield "Online features for 5 customers (feature service fraud_model_v1, Redis)", self.online
+        yield "Online features for 5 customers (feature service fraud_model_v2, Redis)", self.online
         yield "Point-in-time training frame (Delta offline store on Spark), latest 10 rows", self.training[
             [c for c in TRAINING_PREVIEW if c in self.training.columns]
         ].tail(10)
@@ -72,7 +74,7 @@ class DemoResult:
             "stream_before": rows(self.stream_before),
             "stream_after": rows(self.stream_after),
             "stream": None if self.stream is None else {
-                "history": self.stream.history, "produced": self.stream.produced, **self.stream.stats.to_dict()},
+                "produced": self.stream.produced, **self.stream.stats.to_dict()},
             "notes": self.notes,
         }
 
@@ -128,7 +130,7 @@ def run_demo(
             "is_fraud": labels["chargeback"].to_numpy(),
         }
     ).sort_values("event_timestamp", ignore_index=True)
-    feature_service = platform.store.get_feature_service("fraud_model_v1")
+    feature_service = platform.store.get_feature_service("fraud_model_v2")
     training = platform.store.get_historical_features(entity_df=entity_df, features=feature_service).to_df()
 
     result = DemoResult(tables=tables, online=online, training=training)

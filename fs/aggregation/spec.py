@@ -182,6 +182,11 @@ class AggregationSpec:
         for f in self.features:
             tiles[f.window.tile_us] = max(tiles.get(f.window.tile_us, 0), f.window.tiles)
         object.__setattr__(self, "granularities", tuple(Granularity(g, n) for g, n in sorted(tiles.items())))
+        sizes = [g.tile_us for g in self.granularities]
+        for small, large in zip(sizes, sizes[1:], strict=False):
+            if large % small:  # a rebuild widens its range to whole tiles of the largest size
+                raise RepoError(f"aggregation view {self.view!r}: tile sizes must divide each other "
+                                f"({small // 1_000_000}s does not divide {large // 1_000_000}s)")
 
     def __eq__(self, other) -> bool:
         return isinstance(other, AggregationSpec) and self.to_json() == other.to_json()

@@ -15,8 +15,9 @@ from pathlib import Path
 from fs.errors import ConfigError
 from plugins.kafka_ingest.config import FieldType, TopicSpec
 
-REASONS = ("undecodable", "missing_field", "wrong_type", "bad_timestamp", "future_timestamp", "transform_error",
-           "validation_failed")
+REASONS = ("undecodable", "missing_field", "wrong_type", "bad_number", "bad_timestamp", "future_timestamp",
+           "too_late", "transform_error", "validation_failed")
+_INT64 = (-(2**63), 2**63 - 1)
 _EPOCH_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000}
 
 
@@ -54,14 +55,23 @@ _CHECKS: dict[FieldType, Callable[[object], bool]] = {
     "int": _is_int, "float": _is_float, "string": _is_str, "bool": _is_bool, "timestamp": _is_time,
 }
 _PY_TYPES = {int: "int", float: "float", str: "string", bool: "bool", type(None): "null"}
+
+
+def _bad_number(v) -> bool:
+    """An int outside int64 or a float that is NaN or infinite (JSON parsers accept both)."""
+    if type(v) is int:
+        return not _INT64[0] <= v <= _INT64[1]
+    return type(v) is float and (v != v or v in (float("inf"), float("-inf")))
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _ZERO = timedelta(0)
 
 # Batch path: the indices of a column's values that fail the type check (None fails every check).
 _BAD: dict[FieldType, Callable[[list], list[int]]] = {
-    "int": lambda col: [i for i, v in enumerate(col) if type(v) is not int],
-    "float": lambda col: [i for i, v in enumerate(col) if type(v) is not float and type(v) is not int],
+    "int": lambda col: [i for i, v in enumerate(col) if type(v) is not int or _bad_number(v)],
+    "float": lambda col: [i for i, v in enumerate(col) if (type(v) is not float and type(v) is not int)
+                          or _bad_number(v)],
     "string": lambda col: [i for i, v in enumerate(col) if type(v) is not str],
     "bool": lambda col: [i for i, v in enumerate(col) if type(v) is not bool],
     "timestamp": lambda col: [i for i, v in enumerate(col) if type(v) not in (str, int, float, datetime)],
@@ -123,6 +133,8 @@ class RecordDecoder:
                 raise BadRecord("missing_field", f"field {name!r} is missing or null")
             if not ok(v):
                 raise BadRecord("wrong_type", f"field {name!r}: expected {kind}, got {_PY_TYPES.get(type(v), 'other')}")
+            if kind in ("int", "float") and _bad_number(v):
+                raise BadRecord("bad_number", f"field {name!r}: not a finite {kind} within 64 bits")
         record[self._time_field] = ts = self._event_time(record.get(self._time_field))
         if ts - now > self._max_future:
             raise BadRecord("future_timestamp",

@@ -1,10 +1,9 @@
 """The stream part of ``fs demo``: fresh payments through an embedded broker and the real ingestor.
 
-The last 24 hours of the chosen customers' payments are produced first and the demo's consumer
-group is committed past them, so the ingestor's warm-up replays them into the transform's rolling
-state without writing anything (exactly what happens after a restart). Fresh payments (event
-time = now) are then produced while the ingestor runs, and the customers' stream-fed aggregates
-move on from the materialized values.
+Fresh payments (event time = now) are produced while the ingestor runs. The aggregation views'
+tiles were rebuilt from the Delta events by ``fs materialize`` just before; the ingestor adds the
+fresh events to them, so the customers' windowed aggregates move on from the materialized values
+with no warm-up (the tiles in Redis are the stream state).
 """
 
 from __future__ import annotations
@@ -14,10 +13,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.structs import OffsetAndMetadata
+from kafka import KafkaProducer
 
 from plugins.kafka_ingest.broker import EmbeddedBroker
 from plugins.kafka_ingest.config import load_ingest_config
@@ -30,29 +28,6 @@ _RATE_PER_S = 20
 
 def _send(producer: KafkaProducer, topic: str, event: dict):
     return producer.send(topic, key=str(event["customer_id"]).encode(), value=json.dumps(event).encode())
-
-
-def _history(producer, topic: str, data, customers: list[int]) -> dict[int, int]:
-    """Produce the customers' last-24h payments; returns the next offset per partition."""
-    pay = data.payments
-    since = pay["event_timestamp"].max() - timedelta(hours=24)
-    recent = pay[pay["customer_id"].isin(customers) & (pay["event_timestamp"] > since)]
-    futures = [_send(producer, topic, e) for e in recent.assign(
-        event_timestamp=recent["event_timestamp"].map(lambda t: t.isoformat())).to_dict("records")]
-    producer.flush()
-    ends: dict[int, int] = {}
-    for f in futures:
-        md = f.get(timeout=10)
-        ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)
-    return ends
-
-
-def _commit(bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> None:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in ends.items()})
-    finally:
-        consumer.close(autocommit=False)
 
 
 def _fresh(producer, topic: str, data, customers: list[int], stop: threading.Event) -> int:
@@ -81,19 +56,17 @@ def _after(seconds: float, stop: threading.Event) -> threading.Event:
 
 @dataclass(frozen=True)
 class StreamDemo:
-    """What the demo's stream part did: payments replayed to warm the aggregates, fresh payments
-    produced while the ingestor ran, and the ingestor's stats (every fresh payment is consumed)."""
+    """What the demo's stream part did: fresh payments produced while the ingestor ran, and the
+    ingestor's stats (every fresh payment is consumed)."""
 
-    history: int
     produced: int
     stats: IngestStats
 
     def summary(self) -> str:
         p50 = self.stats.freshness_percentile(0.5)
         fresh = f", freshness p50 {p50 * 1000:.0f} ms" if p50 is not None else ""
-        return (f"Kafka stream: {self.history} historical payments replayed to warm the aggregates, "
-                f"{self.produced} fresh payments produced; ingested {self.stats.consumed}, "
-                f"{self.stats.written_online} online writes, {self.stats.written_offline} Delta rows{fresh}.")
+        return (f"Kafka stream: {self.produced} fresh payments produced; ingested {self.stats.consumed}, "
+                f"{self.stats.written_online} online tile updates, {self.stats.written_offline} Delta rows{fresh}.")
 
 
 def stream_demo(platform, data, customers: list[int], seconds: float) -> StreamDemo:
@@ -109,8 +82,6 @@ def stream_demo(platform, data, customers: list[int], seconds: float) -> StreamD
         broker.create_topic(config.dead_letter_topic, 1)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
         try:
-            history = _history(producer, topic, data, customers)
-            _commit(broker.bootstrap, config.kafka.group_id, topic, history)
             ingestor = Ingestor(platform, config)
             stop = threading.Event()
             runs: list = []  # the run's stats, or the exception it raised
@@ -137,4 +108,4 @@ def stream_demo(platform, data, customers: list[int], seconds: float) -> StreamD
             stats = runs[0]
         finally:
             producer.close()
-    return StreamDemo(sum(history.values()), sent, stats)
+    return StreamDemo(sent, stats)

@@ -338,7 +338,8 @@ class Ingestor:
         if buf.n:
             when = datetime.now(UTC)
             table = buf.table()
-            result = self._write("online", lambda: pipe.online.write(table, when))
+            origins = buf.origins() if pipe.aggregating else None
+            result = self._write("online", lambda: pipe.online.write(table, when, origins))
             if result is None:
                 return False
             written_at = time.time()

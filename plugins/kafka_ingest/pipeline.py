@@ -19,12 +19,17 @@ import pyarrow.compute as pc
 from feast import FeatureView
 from feast.value_type import ValueType
 
+from fs.aggregation.spec import spec_of
 from fs.errors import ConfigError, IngestError
 from plugins.kafka_ingest.config import FieldType, TopicSpec
 from plugins.kafka_ingest.decode import BadRecord, RecordDecoder
-from plugins.kafka_ingest.sinks import OfflineSink, OnlineSink, created_column, row_schema
+from plugins.kafka_ingest.sinks import EventSink, OfflineSink, OnlineSink, created_column, row_schema
 from plugins.kafka_ingest.transform import Hook, TransformFactory, load_transform
 
+_ARROW_TYPES: dict[FieldType, pa.DataType] = {
+    "int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
 _FIELD_TYPES: dict[ValueType, FieldType] = {
     ValueType.INT32: "int", ValueType.INT64: "int", ValueType.FLOAT: "float", ValueType.DOUBLE: "float",
     ValueType.STRING: "string", ValueType.BOOL: "bool", ValueType.UNIX_TIMESTAMP: "timestamp",
@@ -67,6 +72,13 @@ class Buffer:
     def table(self) -> pa.Table | None:
         tables = [c.table for c in self.chunks if c.table.num_rows]
         return None if not tables else tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    def origins(self) -> tuple[list[str], np.ndarray]:
+        """``topic/partition`` and Kafka offset of each row of ``table()``, in its order."""
+        chunks = [c for c in self.chunks if c.table.num_rows]
+        partitions = [f"{c.tp.topic}/{c.tp.partition}" for c in chunks for _ in range(c.table.num_rows)]
+        offsets = np.concatenate([c.offsets for c in chunks]) if chunks else np.empty(0, np.int64)
+        return partitions, offsets
 
     def take(self) -> Buffer:
         taken = Buffer(self.chunks, self.n, self.through, self.since)
@@ -116,18 +128,51 @@ class TopicPipeline:
         self.transform: TransformFactory | None = load_transform(repo, spec.transform) if spec.transform else None
         if not spec.fields and self.transform:
             raise ConfigError(f"topic {spec.topic!r}: a topic with a transform must declare its message fields")
+        specs = [spec_of(v) for v in views]
+        self.aggregating = any(specs)
+        self.lateness_us: int | None = None
         fields = dict(spec.fields) or view_fields(views, spec.event_time_field)
         self.decoder = RecordDecoder(spec, fields, repo)
         self.join_keys = sorted({k for v in views for k in v.join_keys})
-        self.created_col = created_column(push.batch_source)
-        self.schema = row_schema(views, self.event_col, self.created_col)
         self._inputs = [f for f in fields if f != spec.event_time_field]
-        self.online = OnlineSink(store, views) if spec.online else None
-        self.offline = OfflineSink(store.config, push, views, group) if spec.offline else None
+        if self.aggregating:
+            self._check_aggregating(specs, fields)
+            # Raw events: the declared fields, the event time under the batch source's name.
+            self.created_col = push.batch_source.created_timestamp_column or None
+            self.schema = pa.schema(
+                [pa.field(n, _ARROW_TYPES[t]) for n, t in fields.items() if n != spec.event_time_field]
+                + [pa.field(self.event_col, _ARROW_TYPES["timestamp"])]
+                + ([pa.field(self.created_col, _ARROW_TYPES["timestamp"])] if self.created_col else []))
+            self.lateness_us = min(s.allowed_lateness_us for s in specs)
+            self.online = EventSink(store, views, self.event_col) if spec.online else None
+            self.offline = OfflineSink(store.config, push, views, group, schema=self.schema) if spec.offline else None
+        else:
+            self.created_col = created_column(push.batch_source)
+            self.schema = row_schema(views, self.event_col, self.created_col)
+            self.online = OnlineSink(store, views) if spec.online else None
+            self.offline = OfflineSink(store.config, push, views, group) if spec.offline else None
         self.online_buffer = Buffer()
         self.offline_buffer = Buffer()
-        self.gates = _quality_gates(repo, views) if spec.quality_gate else []
+        self.gates = _quality_gates(repo, views) if spec.quality_gate and not self.aggregating else []
         self._store = store
+
+    def _check_aggregating(self, specs: list, fields: dict[str, FieldType]) -> None:
+        """A topic feeding aggregation views carries raw events: no transform, declared fields that
+        hold every key and input column, and no plain views on the same push source."""
+        topic = self.spec.topic
+        if not all(specs):
+            raise ConfigError(f"topic {topic!r}: push source {self.spec.push_source!r} feeds aggregation views and "
+                              "plain views; give each kind its own push source")
+        if self.transform is not None:
+            raise ConfigError(f"topic {topic!r} feeds aggregation views, which aggregate the raw events themselves",
+                              hint="remove `transform` from ingest.yaml")
+        if not self.spec.fields:
+            raise ConfigError(f"topic {topic!r} feeds aggregation views: declare its message fields in ingest.yaml")
+        needed = set().union(*(set(s.join_keys) | s.columns for s in specs))
+        missing = sorted(needed - set(fields))
+        if missing:
+            raise ConfigError(f"topic {topic!r}: the aggregation views read field(s) {', '.join(missing)}, "
+                              "which are not among its declared fields")
 
     def new_hook(self) -> Hook | None:
         return self.transform.new() if self.transform else None
@@ -157,6 +202,8 @@ class TopicPipeline:
         through the views' quality gates: a strict failure dead-letters every record of the batch."""
         recs, event_us, pos, failed = self.decoder.decode_batch([r.value for r in records], now)
         bad = [(records[i], e) for i, e in failed]
+        if self.lateness_us is not None:
+            recs, event_us, pos = self._drop_late(records, recs, event_us, pos, bad)
         batch = getattr(hook, "batch", None)
         if batch is not None:
             if recs:
@@ -200,11 +247,27 @@ class TopicPipeline:
         offsets = np.fromiter((records[p].offset for p in row_pos), dtype=np.int64, count=len(row_pos))
         return Chunk(tp, self._stamp_created(table, records, row_pos), offsets), bad
 
+    def _drop_late(self, records, recs, event_us, pos, bad):
+        """Aggregation topics: an event older than its Kafka record's timestamp minus the allowed
+        lateness is dead-lettered (``too_late``), so neither tiles nor the raw Delta table count it.
+        The record timestamp, not the clock, decides: a replay decides the same way."""
+        keep = []
+        for j, p in enumerate(pos):
+            stamp = records[p].timestamp
+            if stamp is not None and stamp >= 0 and event_us[j] < stamp * 1000 - self.lateness_us:
+                bad.append((records[p], BadRecord("too_late", "event time is older than the allowed lateness")))
+            else:
+                keep.append(j)
+        if len(keep) == len(pos):
+            return recs, event_us, pos
+        bad.sort(key=lambda b: b[0].offset)
+        return [recs[j] for j in keep], [event_us[j] for j in keep], [pos[j] for j in keep]
+
     def _stamp_created(self, table: pa.Table, records: list, row_pos: list[int]) -> pa.Table:
         """Rows' created time (unless the transform set it): their record's Kafka timestamp, the
         same on every delivery, so online and offline hold the same ``(event, created)`` and a
         redelivery is the same row. A record without a timestamp (-1) leaves it null (write time)."""
-        if not table.num_rows:
+        if not table.num_rows or self.created_col is None:
             return table
         ms = np.fromiter((-1 if records[p].timestamp is None else records[p].timestamp for p in row_pos),
                          dtype=np.int64, count=len(row_pos))

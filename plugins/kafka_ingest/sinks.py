@@ -96,7 +96,7 @@ class OnlineSink:
         ]
         self._keys = [v.join_keys for v in self._views]
 
-    def write(self, table: pa.Table, now: datetime) -> OnlineResult:
+    def write(self, table: pa.Table, now: datetime, origins=None) -> OnlineResult:
         """Write a table of rows (``row_schema`` columns) to every online view fed by the source."""
         written = stale = 0
         for view, schema, keys in zip(self._views, self._schemas, self._keys, strict=True):
@@ -116,6 +116,38 @@ class OnlineSink:
             # Rows already past the view's ttl can never be served: as stale as an older event.
             stale += result.skipped_stale + result.skipped_expired
         return OnlineResult(written, stale)
+
+
+class EventSink:
+    """Applies raw events to the tiles of every online aggregation view fed by the push source.
+
+    Each event carries its ``topic/partition`` and offset: the store applies it at most once, so a
+    replay after a crash or a rebalance adds nothing (``skipped_stale`` counts such redeliveries)."""
+
+    def __init__(self, store, views: list[FeatureView], event_col: str):
+        from plugins.redis_store.online_store import RedisOnlineStore, RedisOnlineStoreConfig
+
+        if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
+            raise ConfigError("aggregation views are served by the fs Redis store",
+                              hint="set online_store.type: plugins.redis_store.online_store.RedisOnlineStore")
+        self._config = store.config
+        self._store = RedisOnlineStore()
+        self._views = [v for v in views if v.online]
+        self._event_col = event_col
+
+    def write(self, table: pa.Table, now: datetime, origins) -> OnlineResult:
+        partitions, offsets = origins
+        applied = duplicate = 0
+        for view in self._views:
+            try:
+                result = self._store.write_events(self._config, view, table, partitions, offsets, self._event_col)
+            except (TransientError, OnlineWriteError, OnlineAccessDenied):
+                raise
+            except OnlineStoreError as e:
+                raise SinkUnavailable(f"online write to {view.name!r} failed: {e}") from e
+            applied += result.applied
+            duplicate += result.duplicate
+        return OnlineResult(applied, duplicate)
 
 
 def _newest_per_key(table: pa.Table, keys: list[str], event_col: str) -> np.ndarray | None:
@@ -168,7 +200,10 @@ class OfflineSink:
     (other group members append to the same table), instead of replaying the log on every append.
     One thread at a time (the ingestor's Delta writer)."""
 
-    def __init__(self, repo_config, push_source, views: list[FeatureView], group: str):
+    def __init__(self, repo_config, push_source, views: list[FeatureView], group: str,
+                 schema: pa.Schema | None = None):
+        """``schema``: the rows' columns when they are not the views' (raw events of aggregation views,
+        which carry a created column only if the batch source declares one)."""
         batch = push_source.batch_source
         if not hasattr(batch, "path") or not batch.path:
             raise ConfigError(f"push source {push_source.name!r}: offline target needs a path DeltaSource batch source")
@@ -176,8 +211,12 @@ class OfflineSink:
         self._options = storage_options(batch) or None
         self._group = group
         self._event_col = batch.timestamp_field
-        self._created_col = created_column(batch)
-        self._default_schema = row_schema(views, self._event_col, self._created_col)
+        if schema is None:
+            self._created_col = created_column(batch)
+            self._default_schema = row_schema(views, self._event_col, self._created_col)
+        else:
+            self._created_col = batch.created_timestamp_column or None
+            self._default_schema = schema
         self._dt: DeltaTable | None = None  # append's handle, at the latest version it has seen
 
     def app_id(self, topic: str, partition: int) -> str:
@@ -231,10 +270,13 @@ class OfflineSink:
                 return OfflineResult(0, total)
             schema = pa.schema(table.schema().to_arrow()) if table is not None else self._default_schema
             data = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-            if self._created_col in schema.names:
-                schema = schema.remove(schema.get_field_index(self._created_col))
-            data = _conform(data, schema).append_column(pa.field(self._created_col, _TS),
-                                                        _created(data, self._created_col, now))
+            if self._created_col is None:
+                data = _conform(data, schema)
+            else:
+                if self._created_col in schema.names:
+                    schema = schema.remove(schema.get_field_index(self._created_col))
+                data = _conform(data, schema).append_column(pa.field(self._created_col, _TS),
+                                                            _created(data, self._created_col, now))
             # Through the open handle, which then stands at the version it committed.
             write_deltalake(table if table is not None else self.location, data, mode="append",
                             storage_options=None if table is not None else self._options,

@@ -1,0 +1,180 @@
+"""Aggregation views online: tiles written from events (as the ingestor does) and merged at read time
+equal the independent reference at random request times, with late, duplicated and replayed events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from feast import Entity, FileSource, PushSource, RepoConfig
+from feast.value_type import ValueType
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fs.aggregation import Aggregation, aggregation_view, col, spec_of
+from fs.errors import OnlineWriteError
+from plugins.redis_store.online_store import RedisOnlineStore
+from plugins.redis_store.tile_store import TileRead
+from tests.aggregation.reference import expected
+from tests.plugins.redis_store.conftest import STORE_TYPE
+
+pytestmark = pytest.mark.redis
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+US = 1_000_000
+
+
+def _view():
+    src = FileSource(name="events", path="/nonexistent/events.parquet", timestamp_field="event_timestamp")
+    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+    return aggregation_view(
+        name="agg",
+        entities=[customer],
+        source=PushSource(name="events_push", batch_source=src),
+        aggregations=[
+            Aggregation("*", "count", ["10m", "1h"], name="n"),
+            Aggregation("amount", "sum", ["10m", "1h"]),
+            Aggregation("amount", "mean", ["1h"]),
+            Aggregation("amount", "min", ["1h"]),
+            Aggregation("amount", "max", ["10m"]),
+            Aggregation("amount", "last", ["1h"]),
+            Aggregation("amount", "stddev", ["1h"]),
+            Aggregation(col("approved") == False, "mean", ["1h"], name="decline_rate"),  # noqa: E712
+        ],
+        where=col("amount") < 900,
+    )
+
+
+@pytest.fixture
+def online(backend):
+    project = "t" + uuid.uuid4().hex[:10]
+    config = RepoConfig(project=project, registry="/tmp/unused-registry.db", provider="local",
+                        online_store={"type": STORE_TYPE, **backend}, offline_store={"type": "file"},
+                        entity_key_serialization_version=3)
+    store = RedisOnlineStore()
+    view = _view()
+    yield store, config, view
+    store.teardown(config, [view], [])
+
+
+def _events(rows: list[tuple]) -> pa.Table:
+    """rows: (customer_id, seconds after T0, amount or None, approved)"""
+    return pa.table({
+        "customer_id": pa.array([r[0] for r in rows], pa.int64()),
+        "amount": pa.array([r[2] for r in rows], pa.float64()),
+        "approved": pa.array([r[3] for r in rows], pa.bool_()),
+        "event_timestamp": pa.array([T0 + timedelta(seconds=r[1]) for r in rows], pa.timestamp("us", tz="UTC")),
+    })
+
+
+def _read(store, config, view, customers: list[int], at: datetime) -> pd.DataFrame:
+    state = store.state(config)
+    read = TileRead(state.layout, view, state.codec(view), [f.name for f in view.features])
+    result = state.read([read], {"customer_id": customers}, len(customers),
+                        now_us=int(at.timestamp() * US))[0]
+    return pd.DataFrame({f: v for f, v in zip(read.features, result.values, strict=True)})
+
+
+def _assert_equal(got: pd.DataFrame, want: pd.DataFrame, view) -> None:
+    for f in view.features:
+        g, w = got[f.name].tolist(), want[f.name].tolist()
+        for a, b in zip(g, w, strict=True):
+            if b is None or (isinstance(b, float) and np.isnan(b)):
+                assert a is None, (f.name, g, w)
+            else:
+                assert a == pytest.approx(b, rel=1e-9, abs=1e-9), (f.name, g, w)
+
+
+events_strategy = st.lists(
+    st.tuples(
+        st.integers(1, 3),  # customer
+        st.integers(0, 3 * 3600),  # seconds after T0
+        st.one_of(st.none(), st.floats(-50, 1000, allow_nan=False).map(lambda x: round(x, 2))),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=events_strategy, lateness=st.lists(st.integers(0, 1200), min_size=40, max_size=40),
+       replay=st.integers(0, 40), delays=st.lists(st.integers(0, 900), min_size=4, max_size=4))
+def test_tiles_equal_reference_at_request_times(online, events, lateness, replay, delays):
+    """Events arrive out of order (each up to 20 min late), a prefix is delivered twice (a restart that
+    replays uncommitted offsets); at request times after each quarter of the stream the online value
+    equals the reference over the events that had arrived."""
+    store, config, view = online
+    spec = spec_of(view)
+    config = config.model_copy(update={"project": "t" + uuid.uuid4().hex[:10]})
+    arrival = sorted(range(len(events)), key=lambda i: events[i][1] + lateness[i])
+    table = _events([events[i] for i in arrival])
+    offsets = np.arange(len(arrival))
+    quarters = np.array_split(np.arange(len(arrival)), 4)
+    seen = 0
+    try:
+        for q, delay in zip(quarters, delays, strict=True):
+            if not len(q):
+                continue
+            part = table.slice(q[0], len(q))
+            store.write_events(config, view, part, ["t/0"] * len(q), offsets[q], "event_timestamp")
+            if replay and q[0] == 0:  # redeliver a prefix: no-op
+                again = min(replay, len(q))
+                result = store.write_events(config, view, table.slice(0, again), ["t/0"] * again,
+                                            offsets[:again], "event_timestamp")
+                assert result.applied == 0
+            seen = q[-1] + 1
+            arrived = table.slice(0, seen).to_pandas()
+            at = max(arrived["event_timestamp"]).to_pydatetime() + timedelta(seconds=delay)
+            requests = pd.DataFrame({"customer_id": [1, 2, 3, 4], "event_timestamp": [at] * 4})
+            want = expected(spec, arrived, requests)
+            _assert_equal(_read(store, config, view, [1, 2, 3, 4], at), want, view)
+    finally:
+        store.teardown(config, [view], [])
+
+
+@pytest.mark.parametrize("backend", ["redis", "valkey", "cluster"], indirect=True)
+def test_redelivery_is_a_noop_and_values_decay(online):
+    store, config, view = online
+    events = _events([(1, 0, 10.0, True), (1, 60, 20.0, False), (1, 400, 5.0, True), (2, 30, 7.0, None)])
+    first = store.write_events(config, view, events, ["t/0"] * 4, np.arange(4), "event_timestamp")
+    again = store.write_events(config, view, events, ["t/0"] * 4, np.arange(4), "event_timestamp")
+    assert (first.applied, again.applied, again.duplicate) == (4, 0, 4)
+    # The same offsets from another partition are other events.
+    other = store.write_events(config, view, events.slice(0, 1), ["t/1"], np.arange(1), "event_timestamp")
+    assert other.applied == 1
+    soon = _read(store, config, view, [1, 2, 9], T0 + timedelta(seconds=400))
+    assert soon["n_10m"].tolist() == [4, 1, 0]
+    assert soon["amount_sum_10m"].tolist() == [45.0, 7.0, 0.0]
+    assert soon["amount_last_1h"].tolist() == [5.0, 7.0, None]
+    # Two hours later without new events: the windows have emptied (no frozen values).
+    later = _read(store, config, view, [1, 2], T0 + timedelta(hours=2))
+    assert later["n_10m"].tolist() == [0, 0] and later["n_1h"].tolist() == [0, 0]
+    assert later["amount_mean_1h"].tolist() == [None, None]
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_state_is_bounded_by_tiles_not_events(online):
+    """A day of events for one customer keeps at most the tiles of the longest windows."""
+    store, config, view = online
+    spec = spec_of(view)
+    n = 3000
+    rows = [(1, i * 29, 1.0, True) for i in range(n)]  # one event every 29 s for a day
+    store.write_events(config, view, _events(rows), ["t/0"] * n, np.arange(n), "event_timestamp")
+    state = store.state(config)
+    key = state.layout.arrow_keys("agg", ["customer_id"], [ValueType.INT64], [lambda v: str(v)],
+                                  [pa.chunked_array([[1]])])[0]
+    tiles = [f for f in state.client.hkeys(key) if not f.startswith(b"_")]
+    assert len(tiles) <= sum(g.tiles + 1 for g in spec.granularities)
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_row_writes_to_an_aggregation_view_are_refused(online):
+    store, config, view = online
+    with pytest.raises(OnlineWriteError, match="aggregation view"):
+        store.write_arrow(config, view, _events([(1, 0, 1.0, True)]))
