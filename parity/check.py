@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fs.aggregation.spec import is_aggregation
 from fs.errors import ParityError
 from fs.governance.pii import mask
 from fs.observability import span
@@ -34,7 +35,7 @@ from fs.timeutil import (
 )
 from parity.classify import ABSENT, COMPARE, COMPARE_STALE, SERVED, Outcome, RowSides, classify_rows
 from parity.compare import Tolerances, compare_column
-from parity.expected import CREATED_TS, EVENT_TS, expected_rows
+from parity.expected import CREATED_TS, EVENT_TS, expected_aggregates, expected_rows
 from parity.online import OnlineRows, read_online
 from parity.report import MASK, Example, FeatureStats, ParityReport, Timings, ViewReport
 from parity.sampling import default_lookback, keys_for_view, read_entities, sample_keys
@@ -103,7 +104,8 @@ def check(
             t1 = time.perf_counter()
             online = read_online(store, target, keys, as_of_dt)
             t2 = time.perf_counter()
-            expected = expected_rows(io, src, keys, as_of_dt)
+            aggregated = is_aggregation(target.view)
+            expected = (expected_aggregates if aggregated else expected_rows)(io, src, keys, as_of_dt)
             t3 = time.perf_counter()
             aligned = _align(keys, online, expected, target)
             report = _compare_view(src, aligned, as_of_dt, tolerances, examples)

@@ -51,3 +51,19 @@ def expected_rows(io: SparkIO, src: ViewSource, keys: pa.Table, as_of: datetime)
     best = rows.withColumn("__fs_rank", F.row_number().over(newest)).where("__fs_rank = 1")
     best = best.drop("__fs_rank", "__fs_tie")
     return io.collect(best, column_types=dict(plan.output_types))
+
+
+def expected_aggregates(io: SparkIO, src: ViewSource, keys: pa.Table, as_of: datetime) -> pa.Table:
+    """An aggregation view's values as of ``as_of`` per key, computed by Spark from the raw events (the
+    training path): join keys, ``EVENT_TS`` (= ``as_of``), a null ``CREATED_TS`` and the features."""
+    from fs.aggregation.spec import spec_of
+    from plugins.delta.aggregation import as_of as aggregate_as_of
+
+    plan = src.plan
+    spec = spec_of(src.target.view)
+    requests = io.upload(keys).withColumn(EVENT_TS, F.lit(as_of).cast("timestamp"))
+    events = io.read(src)
+    outputs = {f: f for f in src.target.features}
+    frame = aggregate_as_of(requests, EVENT_TS, list(plan.join_keys), spec, events, outputs)
+    frame = frame.withColumn(CREATED_TS, F.lit(None).cast("timestamp"))
+    return io.collect(frame, column_types=dict(plan.output_types))

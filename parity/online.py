@@ -16,6 +16,7 @@ import pyarrow as pa
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
+from fs.aggregation.spec import is_aggregation
 from fs.timeutil import epoch_micros
 from parity.classify import ABSENT, HELD_EXPIRED, SERVED
 from parity.targets import Target
@@ -37,6 +38,8 @@ def read_online(store, target: Target, keys: pa.Table, as_of: datetime) -> Onlin
     from plugins.redis_store.online_store import RedisOnlineStore
 
     if isinstance(online_store, RedisOnlineStore):
+        if is_aggregation(target.view):
+            return _read_tiles(online_store, store.config, target, keys, epoch_micros(as_of))
         return _read_redis(online_store, store.config, target, keys, epoch_micros(as_of))
     return _read_generic(online_store, store.config, target, keys)
 
@@ -63,6 +66,24 @@ def _read_redis(online_store, config, target: Target, keys: pa.Table, as_of_us: 
     return OnlineRows(
         np.array(states, dtype=np.int8), np.array(events, dtype=np.int64), values, np.array(created, np.int64)
     )
+
+
+def _read_tiles(online_store, config, target: Target, keys: pa.Table, as_of_us: int) -> OnlineRows:
+    """An aggregation view's values merged from its tiles as of ``as_of`` (every key is served: a
+    key without events has count 0). The tiles only hold the present: ``as_of`` must be about now."""
+    from plugins.redis_store.tile_store import TileRead
+
+    state = online_store.state(config)
+    read = TileRead(state.layout, target.view, state.codec(target.view), list(target.features))
+    values: dict[str, list] = {f: [] for f in target.features}
+    for start in range(0, keys.num_rows, CHUNK):
+        part = keys.slice(start, CHUNK)
+        columns = {k: part[k].to_pylist() for k in read.join_keys}
+        result = state.read([read], columns, part.num_rows, now_us=as_of_us)[0]
+        for f, col in zip(target.features, result.values, strict=True):
+            values[f].extend(col)
+    n = keys.num_rows
+    return OnlineRows(np.full(n, SERVED, np.int8), np.full(n, as_of_us, np.int64), values, np.zeros(n, np.int64))
 
 
 def _read_generic(online_store, config, target: Target, keys: pa.Table) -> OnlineRows:

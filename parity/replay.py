@@ -1,13 +1,14 @@
 """Replay parity: the same window of raw events through the stream path and the batch path.
 
-    report = replay(events, stream=stream_path(hook), batch=datagen.customer_aggregates,
-                    keys=["customer_id"], features={"txn_count_1h": ValueType.INT64, ...})
+    report = replay(events, stream=stream_path(hook), batch=batch_definition(repo, "my_view"),
+                    view="my_view", keys=["customer_id"], features={"txn_count_1h": ValueType.INT64, ...})
 
 Both paths are callables ``events frame -> rows frame``; rows are matched on the join keys plus the
 event time, and features are compared with the same typed rules as ``fs parity check``. Run it
 before shipping a new stream feature: a difference here becomes an online/offline mismatch later.
 ``replay_view`` takes the batch path from the repo's ``backfills.py`` (``batch_definition``), the
-same definition ``fs backfill`` recomputes the offline table with.
+same definition ``fs backfill`` recomputes the offline table with. For an aggregation view both paths
+come from its spec: the tile script (``tile_stream_path``) and Spark (``spark_batch_path``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 from feast.value_type import ValueType
 
+from fs.aggregation.spec import is_aggregation
 from fs.errors import ParityError
 from fs.governance.pii import mask
 from fs.timeutil import utcnow
@@ -214,14 +216,76 @@ def stream_transform(repo: str | Path, view) -> tuple[Callable[[], Callable[[dic
                 return load_transform(
                     Path(repo), spec.transform
                 ).new, f"ingest.yaml topic {spec.topic}: {spec.transform}"
-    if view.name == "customer_txn_aggregates":
-        from parity.stream_reference import CustomerTxnAggregates
-
-        return CustomerTxnAggregates, "parity.stream_reference.CustomerTxnAggregates"
     raise ParityError(
         f"no stream transformation feeds view {view.name!r}",
         hint="declare one in ingest.yaml (topics[].transform) or pass --transform file.py:Name",
     )
+
+
+def tile_stream_path(store, view, event_time: str = "event_timestamp") -> Path_:
+    """The stream path of an aggregation view: the real tile script, into a scratch namespace of the
+    online store (deleted afterwards). Events are applied in event-time order, one event time at a
+    time (as offsets 0, 1, ... of one partition), and after each the keys of its events are read as of
+    that instant: the value the ingestor would have served right after those events arrived."""
+
+    def run(events: pd.DataFrame) -> pd.DataFrame:
+        import uuid
+
+        from plugins.redis_store.tile_store import TileRead
+
+        online = _redis_store(store)
+        config = store.config.model_copy(update={"project": f"{store.project}-replay-{uuid.uuid4().hex[:8]}"})
+        state = online.state(config)
+        keys = [c.name for c in view.entity_columns]
+        read = TileRead(state.layout, view, state.codec(view), [f.name for f in view.features])
+        ordered = events.assign(**{event_time: pd.to_datetime(events[event_time], utc=True)})
+        ordered = ordered.dropna(subset=[event_time, *keys]).sort_values(event_time, kind="stable")
+        table = pa.Table.from_pandas(ordered, preserve_index=False)
+        times = ordered[event_time].to_numpy()
+        bounds = np.flatnonzero(np.r_[True, times[1:] != times[:-1], True])
+        out = []
+        try:
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+                part = table.slice(a, b - a)
+                online.write_events(config, view, part, ["replay/0"] * (b - a), np.arange(a, b), event_time,
+                                    expire=False)
+                at = pd.Timestamp(times[a])
+                distinct = part.select(keys).group_by(keys).aggregate([])
+                columns = {k: distinct[k].to_pylist() for k in keys}
+                result = state.read([read], columns, distinct.num_rows, now_us=int(at.value // 1000))[0]
+                rows = {**columns, event_time: [at] * distinct.num_rows}
+                rows.update(zip(read.features, result.values, strict=True))
+                out.append(pd.DataFrame(rows))
+        finally:
+            online.teardown(config, [view], [])
+        return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=[*keys, event_time])
+
+    return run
+
+
+def spark_batch_path(store, view, event_time: str = "event_timestamp") -> Path_:
+    """The batch path of an aggregation view: Spark's training computation as of each event."""
+
+    def run(events: pd.DataFrame) -> pd.DataFrame:
+        keys = [c.name for c in view.entity_columns]
+        requests = events[[*keys, event_time]].drop_duplicates().rename(columns={event_time: "__fs_request_ts"})
+        features = [f.name for f in view.features]
+        frame = store.get_historical_features(
+            entity_df=requests.rename(columns={"__fs_request_ts": "event_timestamp"}),
+            features=[f"{view.name}:{f}" for f in features],
+        ).to_df()
+        return frame.rename(columns={"event_timestamp": event_time})[[*keys, event_time, *features]]
+
+    return run
+
+
+def _redis_store(store):
+    from plugins.redis_store.online_store import RedisOnlineStore
+
+    online = store._get_provider().online_store
+    if not isinstance(online, RedisOnlineStore):
+        raise ParityError("replaying an aggregation view needs the fs Redis online store (its tile script)")
+    return online
 
 
 def batch_definition(repo: str | Path, view: str) -> Path_:
@@ -278,7 +342,8 @@ def replay_view(
     examples: int = 5,
 ) -> ReplayReport:
     """Replay parity for a registered view: its stream transformation vs its batch definition
-    (``backfills.py`` in the repo).
+    (``backfills.py`` in the repo); for an aggregation view, its tiles (the real script, in a scratch
+    namespace) vs Spark's training computation, as of each event.
 
     Events default to a seeded synthetic window from ``fs.datagen``; ``transform`` (``file.py:Name``
     in the repo) overrides the transformation declared in ``ingest.yaml``.
@@ -288,7 +353,13 @@ def replay_view(
     from parity.targets import pii_keys
 
     view = feature_view(platform.store, view_name)
-    if transform:
+    aggregated = is_aggregation(view)
+    if aggregated:
+        if transform:
+            raise ParityError(f"{view_name!r} is an aggregation view: it has no transform to replace",
+                              hint="drop --transform; the replay runs its tile script and Spark")
+        factory, origin = None, "tiles.lua (the aggregation spec)"
+    elif transform:
         from plugins.kafka_ingest.transform import load_transform
 
         factory, origin = load_transform(Path(platform.repo_path), transform).new, transform
@@ -302,8 +373,12 @@ def replay_view(
         frame = generate(
             seed=seed, customers=customers, merchants=max(1, customers // 10), days=days
         ).payments
+    if aggregated:
+        stream, batch = tile_stream_path(platform.store, view), spark_batch_path(platform.store, view)
+    else:
+        stream, batch = stream_path(factory), batch_definition(platform.repo_path, view_name)
     report = replay(
-        frame, stream=stream_path(factory), batch=batch_definition(platform.repo_path, view_name), view=view_name,
+        frame, stream=stream, batch=batch, view=view_name,
         keys=[c.name for c in view.entity_columns], features={f.name: f.dtype.to_value_type() for f in view.features},
         tolerances=tolerances, sensitive=sensitive_features(view), masked_keys=pii_keys(platform.store, view),
         max_mismatch_rate=max_mismatch_rate,

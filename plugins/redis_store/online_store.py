@@ -406,10 +406,10 @@ class RedisOnlineStore(OnlineStore):
 
     def write_events(
         self, config: RepoConfig, table: FeatureView, events: pa.Table, partitions: Sequence[str], offsets,
-        time_column: str,
+        time_column: str, expire: bool = True,
     ) -> TileWriteResult:
         """Apply raw events to an aggregation view's tiles, each (partition, offset) at most once."""
-        return write_events(self.state(config), table, events, partitions, offsets, time_column)
+        return write_events(self.state(config), table, events, partitions, offsets, time_column, expire)
 
     def write_tiles(self, config: RepoConfig, table: FeatureView, tiles: pa.Table) -> TileWriteResult:
         """Write tiles rebuilt from the raw events (see tile_store.write_tiles)."""

@@ -16,7 +16,6 @@ them (``fs.aggregation.tiles.Merger``): a 10-minute count decays without new eve
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -135,8 +134,9 @@ def _keys(state, view: FeatureView, read: ViewRead, table: pa.Table) -> list[str
 
 
 def write_events(state, view: FeatureView, events: pa.Table, partitions: Sequence[str],
-                 offsets: np.ndarray, time_column: str) -> TileWriteResult:
-    """Apply raw events (in offset order per partition) to the view's tiles, each at most once."""
+                 offsets: np.ndarray, time_column: str, expire: bool = True) -> TileWriteResult:
+    """Apply raw events (in offset order per partition) to the view's tiles, each at most once.
+    ``expire=False`` keeps keys whose tiles are all in the past (replays of history)."""
     spec = spec_of(view)
     read = TileRead(state.layout, view, state.codec(view), [])
     keep, values = event_inputs(spec, events)
@@ -156,7 +156,7 @@ def write_events(state, view: FeatureView, events: pa.Table, partitions: Sequenc
     offsets = np.asarray(offsets).tolist()
     text = [[_value(x) for x in row] for row in values.tolist()]
     head = program(spec)
-    head[1] = "e"
+    head[1] = "e" if expire else "E"
     calls = []
     for key, rows in _group(_keys(state, view, read, events)).items():
         argv = [*head, str(len(rows))]
@@ -189,6 +189,3 @@ def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
     applied = _send(state, calls)
     return TileWriteResult(applied, tiles.num_rows - applied)
 
-
-def pack(values: Sequence[float]) -> bytes:
-    return struct.pack(f"<{len(values)}d", *values)

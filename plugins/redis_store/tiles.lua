@@ -3,7 +3,8 @@
 --   fields: "<tile seconds>:<tile index>" -> record of S little-endian doubles (slot values)
 --           "_fp" layout fingerprint, "_o:<partition>" last Kafka offset applied,
 --           "_n:<tile seconds>" newest tile index seen
--- KEYS[1]: the hash. ARGV[1] fingerprint, ARGV[2] mode ("e" events | "t" tiles), ARGV[3] slot kinds
+-- KEYS[1]: the hash. ARGV[1] fingerprint, ARGV[2] mode ("e" events | "t" tiles; upper case: the same
+-- without key expiry, for replays of history into a scratch namespace), ARGV[3] slot kinds
 -- (one char per slot: n s q m M t l), ARGV[4] slot inputs ("-1,0,..."), ARGV[5] granularities
 -- ("tile_us:tiles:tag,..."), ARGV[6] number of items, then the items:
 --   mode e: partition, offset, time_us, one value per input ("" = null), per event. An event whose
@@ -15,7 +16,8 @@
 -- Returns the number of events (mode e) or tiles (mode t) applied.
 local key = KEYS[1]
 local call, tonumber, floor = redis.call, tonumber, math.floor
-local fp, mode = ARGV[1], ARGV[2]
+local fp, mode = ARGV[1], string.lower(ARGV[2])
+local expires = ARGV[2] == mode
 local kinds, inputs = {}, {}
 for c in string.gmatch(ARGV[3], '.') do kinds[#kinds + 1] = c end
 for x in string.gmatch(ARGV[4], '[^,]+') do inputs[#inputs + 1] = tonumber(x) end
@@ -150,5 +152,5 @@ for i, g in ipairs(grans) do
     if expire == nil or until_ms > expire then expire = until_ms end
   end
 end
-if expire ~= nil then call('PEXPIREAT', key, string.format('%d', math.ceil(expire))) end
+if expires and expire ~= nil then call('PEXPIREAT', key, string.format('%d', math.ceil(expire))) end
 return applied
