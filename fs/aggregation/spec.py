@@ -11,7 +11,7 @@
   others are null. Inputs are numbers or booleans (true = 1); nulls and non-finite numbers are ignored.
   ``last`` is the value of the latest event (ties: the larger value).
 
-Each function reads a few per-tile partials ("slots": count, sum, sum of squares, min, max, last time
+Each function reads a few per-tile partials ("slots": count, sum, M2, min, max, last time
 and value); a view's tile is one fixed record of float64 slots, the same in Redis and in Spark.
 """
 
@@ -28,7 +28,7 @@ from fs.metadata import parse_duration
 
 TAG = "fs.aggregation"  # feature view tag holding the spec as JSON
 FUNCTIONS = ("count", "sum", "mean", "min", "max", "last", "stddev")
-_SLOTS = {  # function -> slot kinds it reads: n count, s sum, q sum of squares, m min, M max, t/l last
+_SLOTS = {  # function -> slot kinds it reads: n count, s sum, q M2 (sum of squared deviations from the tile mean), m min, M max, t/l last
     "count": ("n",),
     "sum": ("s",),
     "mean": ("n", "s"),

@@ -1,13 +1,15 @@
 """Tiles: the partial aggregates both engines keep, and the request-time merge (pure Python/numpy).
 
-A tile is one record of ``len(spec.slots)`` float64 values (``spec.slots[i] = (kind, input)``):
-``n`` count, ``s`` sum, ``q`` sum of squares, ``m`` min, ``M`` max, ``t``/``l`` time and value of the
-latest input. An empty tile is ``EMPTY`` per kind (0, 0, 0, +inf, -inf, -inf, nan). Slot 0 is always
-the count of events (``("n", -1)``): a batch rewrite of a tile compares it (see tiles.lua).
+A tile is one record of float64 slots (``layout(spec)[i] = (kind, input)``): ``n`` count, ``s`` sum,
+``q`` sum of squared deviations from the tile's mean ("M2": stable, unlike a sum of squares, for values
+far from zero or all equal), ``m`` min, ``M`` max, ``t``/``l`` time and value of the latest input. An empty
+tile is ``EMPTY`` per kind (0, 0, 0, +inf, -inf, -inf, nan). Slot 0 is always the count of events
+(``("n", -1)``): a batch rewrite of a tile compares it (see tiles.lua).
 
-``merge`` turns the tiles of ``[tile(t) - k, tile(t)]`` into feature values at request time ``t``:
+``Merger`` turns the tiles of ``[tile(t) - w/g, tile(t)]`` into feature values at request time ``t``:
 the Redis store's read path calls it, and Spark's batch retrieval (plugins/delta/aggregation.py) applies
-the same formulas (stddev from n, s, q; count and sum of nothing are 0; the rest null).
+the same formulas (``stddev`` merges the tiles' n, s and M2 exactly; count and sum of nothing are 0; the
+rest null).
 """
 
 from __future__ import annotations
@@ -36,85 +38,103 @@ def tile_index(time_us: int, tile_us: int) -> int:
     return time_us // tile_us
 
 
-def field_name(tag: str, index: int) -> str:
-    """Hash field of one tile in Redis: ``<tile seconds>:<tile index>``."""
-    return f"{tag}:{index}"
-
-
-def read_fields(spec: AggregationSpec, now_us: int) -> list[str]:
-    """The tile fields a read at ``now_us`` needs, granularity by granularity, oldest first."""
-    out = []
-    for g in spec.granularities:
-        kt = now_us // g.tile_us
-        out.extend(field_name(g.tag, i) for i in range(kt - g.tiles, kt + 1))
-    return out
-
-
 class Merger:
-    """Compiled request-time merge of one spec (built once per view, reused for every read)."""
+    """Compiled request-time merge of one spec (built once per view, reused for every read).
+
+    The stored form (tiles.lua): per tile size, a ring of ``tiles + 1`` records ``[index, slots...]``;
+    tile ``k`` sits at ring position ``k mod ring`` and is valid only if the record's index is ``k``. A read
+    at ``now`` takes, per tile size, the ring positions of ``[tile(now) - tiles, tile(now)]`` newest first
+    (the same for every entity), masks records holding other tiles, and reduces each feature's newest
+    ``w/g + 1`` tiles, for all entities of the request at once (one running sum serves every window of
+    a tile size for count, sum and mean)."""
 
     def __init__(self, spec: AggregationSpec):
         self.spec = spec
         self.slots = layout(spec)
-        self.width = len(self.slots)
-        self.empty = empty_record(spec)
-        self.blocks = [g.tiles + 1 for g in spec.granularities]  # records per granularity, oldest first
-        offsets = np.cumsum([0, *self.blocks])
+        self.width = len(self.slots) + 1
+        self.rings = [g.tiles + 1 for g in spec.granularities]
+        self.bases = np.cumsum([0, *self.rings])[:-1].tolist()
+        self.records = sum(self.rings)
+        empty = [float("-inf"), *[EMPTY[k] for k, _ in self.slots]]
+        self.empty = struct.pack(f"<{self.width * self.records}d", *(empty * self.records))
         index = {s: i for i, s in enumerate(self.slots)}
-        self.plan = []  # per feature: (function, first record, end record, slot indices)
+        self.plan = []  # per feature: (function, granularity, tiles, slot columns)
         for f in spec.features:
-            gi = spec.granularity(f.window.tile_us)
-            end = int(offsets[gi + 1])
-            first = end - (f.window.tiles + 1)
             kinds = {"count": "n", "sum": "s", "mean": "ns", "min": "m", "max": "M", "last": "tl",
                      "stddev": "nsq"}[f.function]
-            self.plan.append((f.function, first, end, [index[(k, f.input)] for k in kinds]))
+            self.plan.append((f.function, spec.granularity(f.window.tile_us), f.window.tiles,
+                              [1 + index[(k, f.input)] for k in kinds]))
 
-    def records(self, replies: Sequence[bytes | None]) -> np.ndarray:
-        """HMGET replies (``read_fields`` order) -> (tiles, slots) float64 array."""
-        empty = self.empty
-        raw = b"".join([empty if r is None or len(r) != len(empty) else r for r in replies])
-        return np.frombuffer(raw, dtype="<f8").reshape(-1, self.width)
-
-    def values(self, records: np.ndarray) -> list:
-        """Feature values (spec.features order) from the records of one entity."""
+    def values(self, blobs: Sequence[bytes | None], now_us: int) -> list[list]:
+        """Feature values (``spec.features`` order, one list each) for the entities whose stored tiles
+        are ``blobs`` (None: nothing stored), as of ``now_us``."""
+        size = len(self.empty)
+        raw = b"".join([b if b is not None and len(b) == size else self.empty for b in blobs])
+        data = np.frombuffer(raw, dtype="<f8").reshape(len(blobs), self.records, self.width)
+        windows = []  # per tile size: records newest first, which hold the tile asked, running sums
+        for g, ring, base in zip(self.spec.granularities, self.rings, self.bases, strict=True):
+            kt = now_us // g.tile_us
+            wanted = np.arange(kt, kt - g.tiles - 1, -1, dtype=np.int64)
+            block = data[:, base + wanted % ring, :]
+            valid = block[:, :, 0] == wanted.astype(np.float64)
+            windows.append((block, valid, None))
         out = []
-        for function, first, end, slots in self.plan:
-            block = records[first:end]
-            out.append(_finish(function, block, slots))
+        for function, gi, tiles, cols in self.plan:
+            block, valid, running = windows[gi]
+            if function in ("count", "sum", "mean"):
+                if running is None:  # sums over the newest k tiles, for every k at once
+                    running = np.where(valid[:, :, None], block, 0.0).cumsum(axis=1)
+                    windows[gi] = (block, valid, running)
+                out.append(_summed(function, running[:, tiles, :], cols))
+            else:
+                out.append(_finish(function, block[:, : tiles + 1, :], valid[:, : tiles + 1], cols))
         return out
 
 
-def _finish(function: str, block: np.ndarray, slots: list[int]):
+def _summed(function: str, totals: np.ndarray, cols: list[int]) -> list:
     if function == "count":
-        return int(block[:, slots[0]].sum())
+        return [int(x) for x in totals[:, cols[0]].tolist()]
     if function == "sum":
-        return float(block[:, slots[0]].sum())
-    if function == "min":
-        v = float(block[:, slots[0]].min())
-        return None if math.isinf(v) else v
-    if function == "max":
-        v = float(block[:, slots[0]].max())
-        return None if math.isinf(v) else v
+        return totals[:, cols[0]].tolist()
+    n, s = totals[:, cols[0]].tolist(), totals[:, cols[1]].tolist()
+    return [b / a if a > 0 else None for a, b in zip(n, s, strict=True)]
+
+
+def _total(block: np.ndarray, valid: np.ndarray, col: int) -> np.ndarray:
+    return np.where(valid, block[:, :, col], 0.0).sum(axis=1)
+
+
+def _floats(values: np.ndarray, present: np.ndarray) -> list:
+    return [float(x) if ok else None for x, ok in zip(values.tolist(), present.tolist(), strict=True)]
+
+
+def _finish(function: str, block: np.ndarray, valid: np.ndarray, cols: list[int]) -> list:
+    if function in ("min", "max"):
+        fill = np.inf if function == "min" else -np.inf
+        masked = np.where(valid, block[:, :, cols[0]], fill)
+        v = masked.min(axis=1) if function == "min" else masked.max(axis=1)
+        return _floats(v, np.isfinite(v))
     if function == "last":
-        times, vals = block[:, slots[0]], block[:, slots[1]]
-        best = float(times.max())
-        if math.isinf(best):
-            return None
-        return float(vals[times == best].max())
-    n = float(block[:, slots[0]].sum())
-    s = float(block[:, slots[1]].sum())
-    if function == "mean":
-        return None if n == 0 else s / n
-    q = float(block[:, slots[2]].sum())
-    return stddev(n, s, q)
+        times = np.where(valid, block[:, :, cols[0]], -np.inf)
+        best = times.max(axis=1)
+        vals = np.where(times == best[:, None], block[:, :, cols[1]], -np.inf).max(axis=1)
+        return _floats(vals, np.isfinite(best))
+    # stddev. Pooled M2: each tile's M2 plus its count times its mean's squared distance from the mean.
+    n = _total(block, valid, cols[0])
+    s = _total(block, valid, cols[1])
+    counts = np.where(valid, block[:, :, cols[0]], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, np.where(valid, block[:, :, cols[1]], 0.0) / counts, 0.0)
+        overall = np.where(n > 0, s / n, 0.0)
+    m2 = _total(block, valid, cols[2]) + (counts * (means - overall[:, None]) ** 2).sum(axis=1)
+    return [stddev(a, b) for a, b in zip(n.tolist(), m2.tolist(), strict=True)]
 
 
-def stddev(n: float, s: float, q: float) -> float | None:
-    """Sample standard deviation from count, sum and sum of squares (the formula Spark applies too)."""
+def stddev(n: float, m2: float) -> float | None:
+    """Sample standard deviation from the count and the pooled M2 (the formula Spark applies too)."""
     if n < 2:
         return None
-    return math.sqrt(max((q - s * s / n) / (n - 1), 0.0))
+    return math.sqrt(max(m2 / (n - 1), 0.0))
 
 
 def event_inputs(spec: AggregationSpec, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import redis
 from feast import Entity, FeatureService, FeatureView, RepoConfig, utils
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.supported_async_methods import SupportedAsyncMethods
@@ -36,7 +37,7 @@ from fs.errors import ConfigError, OnlineWriteError
 from fs.timeutil import arrow_epoch_micros, epoch_micros
 from plugins.redis_store import embedded
 from plugins.redis_store.codec import ViewCodec, to_proto
-from plugins.redis_store.connection import Endpoint, connect, translated
+from plugins.redis_store.connection import Endpoint, connect, translate, translated
 from plugins.redis_store.keys import KeyLayout
 from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
 from plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, feature_vector
@@ -194,6 +195,26 @@ class _State:
                     conn.disconnect()
                 pool.release(conn)
 
+    def pipelined(self, commands: list[tuple[str, tuple]]) -> list:
+        """Replies of ``commands`` sent in one round trip. Standalone: on one pooled connection with the
+        client's own retry (all are reads), as ``mget`` does; Cluster: redis-py's cluster pipeline."""
+        with translated(self.endpoint):
+            if self.cluster:
+                with self.client.pipeline(transaction=False) as pipe:
+                    for name, args in commands:
+                        pipe.execute_command(name, *args)
+                    return pipe.execute(raise_on_error=False)
+            pool = self.client.connection_pool
+            conn = pool.get_connection()
+            try:
+                return conn.retry.call_with_retry(
+                    lambda: _pipeline_on(conn, commands), lambda _err: conn.disconnect()
+                )
+            finally:
+                if conn.should_reconnect():
+                    conn.disconnect()
+                pool.release(conn)
+
     async def mget_async(self, keys: list[str]) -> list:
         if not keys:
             return []
@@ -208,10 +229,7 @@ class _State:
         if any(isinstance(r, TileRead) for r in reads):
             now_us = time.time_ns() // 1000 if now_us is None else now_us
             commands = self._mixed_commands(reads, columns, now_us)
-            with translated(self.endpoint), self.client.pipeline(transaction=False) as pipe:
-                for name, args in commands:
-                    pipe.execute_command(name, *args)
-                return self._mixed_results(reads, pipe.execute(), n, now_us)
+            return self._mixed_results(reads, self.pipelined(commands), n, now_us)
         return decode(reads, self.mget(build_keys(self.layout, reads, columns)), n, self.old_schema, now_us)
 
     async def read_async(self, reads, columns, n) -> list[ViewResult]:
@@ -223,7 +241,7 @@ class _State:
                 async with client.pipeline(transaction=False) as pipe:
                     for name, args in commands:
                         pipe.execute_command(name, *args)
-                    replies = await pipe.execute()
+                    replies = await pipe.execute(raise_on_error=False)
             return self._mixed_results(reads, replies, n, now_us)
         replies = await self.mget_async(build_keys(self.layout, reads, columns))
         # old_schema is a sync HGET, made at most once per (view, old fingerprint) per process.
@@ -245,10 +263,16 @@ class _State:
         return commands
 
     def _mixed_results(self, reads, replies: list, n: int, now_us: int) -> list[ViewResult]:
+        """Replies of ``_mixed_commands`` -> results. A tile key holding another type (the view was plain
+        before and its rows are not rewritten yet) reads as no tiles; any other error is raised."""
+        for r in replies:
+            if isinstance(r, redis.ResponseError) and not str(r).startswith("WRONGTYPE"):
+                raise translate(r, self.endpoint)
         plain = [r for r in reads if not isinstance(r, TileRead)]
         if plain:
             rows, replies = (replies[: len(plain) * n], replies[len(plain) * n :]) if self.cluster else (
                 replies[0], replies[1:])
+            rows = [None if isinstance(x, Exception) else x for x in rows]  # a tile hash under a row's key
             decoded = iter(decode(plain, rows, n, self.old_schema, now_us))
         results = []
         for r in reads:
@@ -264,6 +288,18 @@ def view_read(layout: KeyLayout, view: FeatureView, codec: ViewCodec, features, 
     """The compiled read of a view: tiles merged at request time for aggregation views."""
     cls = TileRead if is_aggregation(view) else ViewRead
     return cls(layout, view, codec, features, join_key_map)
+
+
+def _pipeline_on(conn, commands: list[tuple[str, tuple]]) -> list:
+    """Every reply is read, so the connection stays in step; an error reply comes back as the exception."""
+    conn.send_packed_command(conn.pack_commands([(name, *args) for name, args in commands]))
+    replies = []
+    for _ in commands:
+        try:
+            replies.append(conn.read_response())
+        except redis.ResponseError as e:
+            replies.append(e)
+    return replies
 
 
 def _mget_on(conn, keys: list[str]) -> list:

@@ -8,9 +8,10 @@ work unchanged. Writers:
   event is applied once: a redelivered offset is a no-op, so replays after a crash add nothing.
 * ``write_tiles``: tiles rebuilt by Spark from the raw Delta events (``fs materialize`` / backfill).
 
-A read (``TileRead``) fetches, per entity, the tile fields of the windows as of ``now`` with one
-HMGET (all entities and views in one pipelined round trip with the plain views' MGET) and merges
-them (``fs.aggregation.tiles.Merger``): a 10-minute count decays without new events.
+A read (``TileRead``) fetches, per entity, the tiles (one string field, ~1.5 KB for the example view)
+with one HMGET (all entities and views in one pipelined round trip with the plain views' MGET) and
+merges them for all entities at once (``fs.aggregation.tiles.Merger``): a 10-minute count decays
+without new events.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import redis
 from feast import FeatureView
 
 from fs.aggregation.spec import AggregationSpec, spec_of
-from fs.aggregation.tiles import Merger, event_inputs, layout, read_fields
+from fs.aggregation.tiles import Merger, event_inputs, layout
 from fs.errors import OnlineWriteError
 from fs.timeutil import arrow_epoch_micros
 from plugins.redis_store.connection import translated
@@ -49,21 +50,16 @@ class TileRead(ViewRead):
         self.fingerprint = str(self.spec.fingerprint).encode()
 
     def fields(self, now_us: int) -> list[str]:
-        return ["_fp", *read_fields(self.spec, now_us)]
+        return ["_fp", "t"]
 
     def result(self, replies: Sequence[list], now_us: int) -> ViewResult:
-        """HMGET replies (one list per entity row, ``fields`` order) -> the requested features."""
-        columns: list[list] = [[] for _ in self.wanted]
-        for reply in replies:
-            if reply[0] != self.fingerprint:  # no tiles, or tiles of an older layout
-                tiles = [None] * (len(reply) - 1)
-            else:
-                tiles = reply[1:]
-            values = self.merger.values(self.merger.records(tiles))
-            for column, i in zip(columns, self.wanted, strict=True):
-                column.append(values[i])
+        """HMGET replies (one ``[fingerprint, tiles]`` per entity row) -> the requested features."""
+        fp = self.fingerprint
+        # another layout, or an error reply (a plain row under this key): no tiles
+        blobs = [None if isinstance(reply, Exception) or reply[0] != fp else reply[1] for reply in replies]
+        values = self.merger.values(blobs, now_us)
         n = len(replies)
-        return ViewResult(columns, [PRESENT] * n, [now_us] * n)
+        return ViewResult([values[i] for i in self.wanted], [PRESENT] * n, [now_us] * n)
 
 
 def program(spec: AggregationSpec) -> list[str]:

@@ -180,3 +180,14 @@ def test_row_writes_to_an_aggregation_view_are_refused(online):
     store, config, view = online
     with pytest.raises(OnlineWriteError, match="aggregation view"):
         store.write_arrow(config, view, _events([(1, 0, 1.0, True)]))
+
+
+@pytest.mark.parametrize("backend", ["redis", "cluster"], indirect=True)
+def test_a_row_left_by_the_view_before_it_aggregated_reads_as_no_tiles_and_is_replaced(online):
+    store, config, view = online
+    state = store.state(config)
+    key = state.layout.view_affixes("agg")[0] + "customer_id=1" + state.layout.view_affixes("agg")[1]
+    state.client.set(key, b'[1,0,1,2.0]')  # a plain row under the same key
+    assert _read(store, config, view, [1, 2], T0)["n_1h"] == [0, 0]
+    store.write_events(config, view, _events([(1, 0, 3.0, True)]), ["t/0"], np.arange(1), "event_timestamp")
+    assert _read(store, config, view, [1, 2], T0)["n_1h"] == [1, 0]
