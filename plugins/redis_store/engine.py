@@ -26,7 +26,8 @@ from feast.infra.compute_engines.base import ComputeEngine
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 
-from fs.errors import ConfigError
+from fs.aggregation.spec import is_aggregation
+from fs.errors import ConfigError, OnlineWriteError
 from plugins.redis_store.online_store import RedisOnlineStore
 from plugins.redis_store.writer import WriteResult
 
@@ -113,6 +114,11 @@ class RedisArrowEngine(ComputeEngine):
 
     def _run(self, registry: BaseRegistry, task: MaterializationTask) -> WriteResult:
         view = task.feature_view
+        if is_aggregation(view):
+            raise OnlineWriteError(
+                f"{view.name!r} is an aggregation view: `feast materialize` would copy raw events as rows",
+                hint=f"rebuild its tiles with `fs materialize START END` (or `fs backfill {view.name} --to online`)",
+            )
         entities = [registry.get_entity(name, task.project) for name in view.entities]
         join_keys, features, ts_col, created_col = utils._get_column_names(view, entities)
         source = view.batch_source

@@ -191,3 +191,17 @@ def test_a_row_left_by_the_view_before_it_aggregated_reads_as_no_tiles_and_is_re
     assert _read(store, config, view, [1, 2], T0)["n_1h"] == [0, 0]
     store.write_events(config, view, _events([(1, 0, 3.0, True)]), ["t/0"], np.arange(1), "event_timestamp")
     assert _read(store, config, view, [1, 2], T0)["n_1h"] == [1, 0]
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_feast_materialize_refuses_an_aggregation_view_with_a_pointer(online, tmp_path):
+    from feast import FeatureStore
+
+    _, config, view = online
+    engine = {"type": "plugins.redis_store.engine.RedisArrowEngine"}
+    store = FeatureStore(config=config.model_copy(update={"batch_engine_config": engine,
+                                                         "registry": str(tmp_path / "registry.db")}))
+    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+    store.apply([customer, view])
+    with pytest.raises(OnlineWriteError, match="fs materialize"):
+        store.materialize(T0 - timedelta(hours=1), T0, ["agg"])
