@@ -8,11 +8,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
-from fs.aggregation.spec import is_aggregation
-from fs.errors import OfflineStoreError
+from fs.aggregation.spec import is_aggregation, spec_of
+from fs.errors import OfflineStoreError, SchemaMismatchError
 from parity.targets import Target
 from plugins.delta.engine import Engine
-from plugins.delta.aggregation import check_event_columns
 from plugins.delta.job import DeltaRetrievalJob, Staging
 from plugins.delta.retrieval import ViewPlan, check_schema, plan_view
 from plugins.delta.source import DeltaSource
@@ -38,7 +37,10 @@ def view_source(target: Target, config) -> ViewSource:
     version = None if source.table else open_table(source, config).version()
     # The same schema contract as training retrievals: a view the offline store rejects is an error here too.
     if is_aggregation(target.view):  # its source holds raw events: the spec's columns, not the features
-        check_event_columns(target.view, dict(delta_schema(source, config)))
+        missing = spec_of(target.view).missing_columns(dict(delta_schema(source, config)))
+        if missing:
+            raise SchemaMismatchError(f"aggregation view {target.name!r}: the events table of {source.name!r} "
+                                      f"lacks column(s) {', '.join(missing)}")
     else:
         check_schema(target.view, plan, dict(delta_schema(source, config)))
     return ViewSource(target, plan, version)

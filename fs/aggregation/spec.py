@@ -207,6 +207,11 @@ class AggregationSpec:
         out = set().union(*(e.columns() for e in self.inputs)) if self.inputs else set()
         return out | (self.where.columns() if self.where is not None else set())
 
+    def missing_columns(self, columns) -> list[str]:
+        """The raw-event columns the spec reads (keys, time, inputs, filter) that ``columns`` lacks."""
+        needed = [*self.join_keys, self.timestamp_field, *sorted(self.columns)]
+        return [c for c in dict.fromkeys(needed) if c not in columns]
+
     @property
     def horizon_us(self) -> int:
         """How long an event can matter online: the longest window plus its tile."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ from plugins.redis_store.reader import ViewRead, build_keys
 from tests.conftest import copy_example_repo
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-VIEWS = ("merchant_risk_daily", "customer_profile", "customer_txn_aggregates")
+VIEWS = ("merchant_risk_daily", "customer_profile", "last_payment")  # plain views: rows
+AGGREGATION_VIEWS = ("customer_txn_aggregates",)  # tiles, rebuilt from the raw events
 PREFIX_VAR = "FS_PARITY_TEST_PREFIX"
 
 STORE_YAML = f"""\
@@ -67,6 +69,16 @@ class Stores:
     def write(self, view: str, frame) -> None:
         self.online.write_arrow(self.store.config, self.view(view), datagen.to_arrow(frame))
 
+    def rebuild_tiles(self, view: str) -> None:
+        """What `fs materialize` writes for an aggregation view: its tiles, rebuilt from Delta."""
+        from backfill import online
+        from backfill.model import Interval
+        from fs.timeutil import utcnow
+
+        now = utcnow()
+        pulled = online.rebuild_tiles(self.store, self.view(view), Interval(now - timedelta(days=2), now))
+        online.write_tiles(self.store, self.view(view), pulled.data)
+
     def client(self) -> redis.Redis:
         return self.online.state(self.store.config).client
 
@@ -79,6 +91,10 @@ def parity_repo(tmp_path_factory) -> tuple[Path, datagen.Dataset]:
     (repo / "feature_store.yaml").write_text(STORE_YAML)
     data = datagen.generate(seed=11, customers=300, merchants=30, days=3)
     datagen.write_tables(data, repo / "data")
+    data.last_payment = last_payments(data.payments)
+    from deltalake import write_deltalake
+
+    write_deltalake(str(repo / "data" / "last_payment"), datagen.to_arrow(data.last_payment))
     sys.path.insert(0, str(repo))
     try:
         import features as defs
@@ -94,10 +110,34 @@ def parity_repo(tmp_path_factory) -> tuple[Path, datagen.Dataset]:
         ],
     )
     store = FeatureStore(config=load_config(repo), repo_path=str(repo))
-    # The repo's on-demand view and fraud_model_v1 are left out: parity never reads them.
+    # The repo's on-demand view and feature services are left out: parity never reads them.
     store.apply([defs.customer, defs.merchant, defs.merchant_risk_daily, defs.customer_profile,
-                 defs.customer_txn_aggregates, core])  # fmt: skip
+                 defs.customer_txn_aggregates, last_payment_view(defs), core])  # fmt: skip
     return repo, data
+
+
+def last_payments(payments):
+    """Rows of ``last_payment``: every payment, created a second after its event."""
+    rows = payments[["customer_id", "merchant_id", "amount", "event_timestamp"]].copy()
+    rows["created_at"] = rows["event_timestamp"] + timedelta(seconds=1)
+    return rows.reset_index(drop=True)
+
+
+def last_payment_view(defs):
+    """A plain stream-fed view (rows pushed online first, Delta after): the lag classes apply to it."""
+    from feast import FeatureView, Field, PushSource
+    from feast.types import Float64, Int64
+
+    from plugins.delta import DeltaSource
+
+    source = DeltaSource(name="last_payment_source", path="data/last_payment", timestamp_field="event_timestamp",
+                         created_timestamp_column="created_at")
+    return FeatureView(
+        name="last_payment", entities=[defs.customer], ttl=timedelta(days=1),
+        schema=[Field(name="merchant_id", dtype=Int64), Field(name="amount", dtype=Float64)],
+        source=PushSource(name="last_payment_push", batch_source=source),
+        tags={"freshness_sla": "15m"},
+    )
 
 
 def _stores(repo: Path, data: datagen.Dataset, prefix: str) -> Stores:
@@ -105,7 +145,9 @@ def _stores(repo: Path, data: datagen.Dataset, prefix: str) -> Stores:
     assert config.online_store.key_prefix == prefix
     stores = Stores(FeatureStore(config=config, repo_path=str(repo)), data, prefix)
     for name in VIEWS:  # what materialization writes: every row, the newest event per key wins
-        stores.write(name, data.tables()[name])
+        stores.write(name, getattr(data, name))
+    for name in AGGREGATION_VIEWS:
+        stores.rebuild_tiles(name)
     return stores
 
 

@@ -22,7 +22,7 @@ def test_healthy_check_exits_zero_with_json(stores, parity_repo):
     result = _run(parity_repo[0], "--sample", "30", "--seed", "4", "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["verdict"] == "ok" and len(payload["views"]) == 3
+    assert payload["verdict"] == "ok" and len(payload["views"]) == 4
 
 
 def test_breach_exits_three_and_masks_pii_in_both_outputs(stores, parity_repo, tmp_path):
