@@ -141,6 +141,7 @@ def event_inputs(spec: AggregationSpec, table: pa.Table) -> tuple[np.ndarray, np
     """For raw events as Arrow: which rows pass ``where`` (bool array) and each input's value per row
     as float64 (rows x inputs; NaN where null or not finite; booleans as 0/1)."""
     n = table.num_rows
+    table = nan_as_null(table, spec.columns)
     if spec.where is not None:
         mask = _evaluate(table, spec.where)
         keep = pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool)
@@ -155,6 +156,17 @@ def event_inputs(spec: AggregationSpec, table: pa.Table) -> tuple[np.ndarray, np
         v[~np.isfinite(v)] = np.nan
         values[:, i] = v
     return keep, values
+
+
+def nan_as_null(table: pa.Table, columns) -> pa.Table:
+    """NaN in a float column read by the spec is null, as in SQL (Spark orders NaN above every number,
+    IEEE makes every comparison with it false: neither is what a missing amount means)."""
+    for name in columns:
+        if name in table.column_names and pa.types.is_floating(table.schema.field(name).type):
+            column = table.column(name)
+            cleaned = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+            table = table.set_column(table.schema.get_field_index(name), name, cleaned)
+    return table
 
 
 def _evaluate(table: pa.Table, expr) -> pa.Array:
