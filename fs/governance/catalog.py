@@ -1,5 +1,10 @@
 """The feature catalog: who owns each entity, view and feature, what it means, whether it is
 personal data, how fresh it must be — read from the registry, rendered as Markdown pages.
+
+View kinds: ``batch``, ``stream`` (fed by a push source), ``aggregation`` (window features computed
+from raw events, docs/aggregations.md; each feature's description names its window and tile) and
+``on_demand``. An aggregation view's spec travels in its tag ``fs.aggregation`` (machine-readable
+JSON); the catalog leaves that tag out of the view's tags.
 """
 
 from __future__ import annotations
@@ -8,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from fs.aggregation.spec import TAG as AGGREGATION_TAG
+from fs.aggregation.spec import is_aggregation
 from fs.metadata import field_description, pii_class
 from fs.views import view_not_found
 
@@ -35,7 +42,7 @@ class EntityInfo:
 @dataclass(frozen=True)
 class ViewInfo:
     name: str
-    kind: str  # batch | stream | on_demand
+    kind: str  # batch | stream | aggregation | on_demand
     owner: str
     team: str
     tier: str
@@ -98,7 +105,7 @@ def _source(view) -> str:
 
 
 def _view_info(view, kind: str) -> ViewInfo:
-    tags = dict(view.tags or {})
+    tags = {k: v for k, v in (view.tags or {}).items() if k != AGGREGATION_TAG}
     ttl = getattr(view, "ttl", None)
     return ViewInfo(
         name=view.name,
@@ -122,8 +129,12 @@ def build_catalog(store) -> Catalog:
     views = {}
     for v in store.list_all_feature_views():
         # A view fed by a push/stream source is "stream" even when it is a plain FeatureView.
-        kind = "on_demand" if hasattr(v, "source_request_sources") else (
-            "stream" if getattr(v, "stream_source", None) else "batch")
+        if hasattr(v, "source_request_sources"):
+            kind = "on_demand"
+        elif is_aggregation(v):
+            kind = "aggregation"
+        else:
+            kind = "stream" if getattr(v, "stream_source", None) else "batch"
         views[v.name] = _view_info(v, kind)
     sensitive = {(v.name, f.name) for v in views.values() for f in v.features if f.pii in ("pii", "pseudonymous")}
     services = []

@@ -7,6 +7,12 @@ online-read interface (works for any online store) with the ``probe`` entities w
 rows are newest, and take the newest event time served. Stream writes land online and offline
 together (push mode ONLINE_AND_OFFLINE), so those entities are the ones to look at; if they are
 stale online, serving is stale.
+
+Aggregation views (docs/aggregations.md): offline, the newest raw event. Online they hold tiles
+merged as of the request time, so a read carries no event time to age: their online side is not
+measured here (``online`` is None); `fs parity check VIEW` compares their online values with Spark's
+at the same instant, and the ingestor's ``fs_ingest_freshness_seconds`` / ``fs_ingest_consumer_lag``
+show whether the stream keeps up.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
+from fs.aggregation.spec import is_aggregation
 from fs.governance import metrics, offline
 from fs.metadata import freshness_sla
 from fs.timeutil import utcnow
@@ -34,7 +41,7 @@ class ViewFreshness:
     view: str
     sla_seconds: float | None
     offline: StoreFreshness
-    online: StoreFreshness | None  # None for views that are not served online
+    online: StoreFreshness | None  # None for views not served online, and for aggregation views (see above)
 
     @property
     def breached(self) -> bool:
@@ -105,7 +112,8 @@ def check_view(store, view: str, now: datetime | None = None, probe: int = 100) 
     sla = freshness_sla(fv)
     sla_s = sla.total_seconds() if sla else None
     off = _state(offline.newest_event_time(store, view), now, sla_s)
-    on = _state(online_newest(store, view, probe), now, sla_s) if fv.online else None
+    measured = fv.online and not is_aggregation(fv)  # an aggregation view's reads carry no event time
+    on = _state(online_newest(store, view, probe), now, sla_s) if measured else None
     result = ViewFreshness(view, sla_s, off, on)
     _export(result)
     return result

@@ -2,6 +2,10 @@
 
 Validation, drift and freshness only scan one view's own table over a time window, so a Spark
 round trip (and its ~200k rows/s Connect channel) would be pure overhead here.
+
+An aggregation view (docs/aggregations.md) stores no feature rows: its source table holds the raw
+events, which ``newest_event_time`` reads (the newest event its values can reflect), but
+``read_window`` refuses it rather than pass raw events off as feature values.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from fs.aggregation.spec import is_aggregation
 from fs.errors import RepoError
 from fs.views import feature_view
 
@@ -46,10 +51,17 @@ def view_source(store, name: str) -> ViewSource:
 
 def read_window(store, name: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
     """The view's rows with event time in ``[start, end)`` (either bound optional), columns renamed
-    to feature names via the source's ``field_mapping``."""
+    to feature names via the source's ``field_mapping``. ``RepoError`` for an aggregation view."""
     from plugins.delta.tables import open_table
 
     vs = view_source(store, name)
+    if is_aggregation(vs.view):
+        raise RepoError(
+            f"{name!r} is an aggregation view: its feature values are not stored offline but computed from "
+            f"the raw events ({vs.source.path}) at retrieval",
+            hint="get them as of chosen times with `get_historical_features` and check that frame with "
+            "fs.governance.validate.gate (docs/aggregations.md)",
+        )
     table = open_table(vs.source, store.config)
     dataset = table.to_pyarrow_dataset()
     ts_col = vs.timestamp_field

@@ -3,7 +3,7 @@
 The hook other areas call, per chunk (backfill, materialization) or per batch (ingest)::
 
     from fs.governance.validate import gate
-    result = gate(store, "customer_txn_aggregates", table, mode="strict", origin="ingest")
+    result = gate(store, "merchant_risk_daily", table, mode="strict", origin="backfill")
     if not result.accepted:        # strict and failed: do not write (ingest: dead-letter it)
         ...
     result.raise_if_rejected()     # or: ValidationFailed with a one-line summary

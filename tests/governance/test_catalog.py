@@ -10,20 +10,31 @@ from fs.governance.catalog import build_catalog, write_docs
 
 def test_catalog_reports_governance_metadata(gov):
     cat = build_catalog(gov.store)
-    assert [v.name for v in cat.views] == ["customer_profile", "customer_txn_aggregates", "merchant_risk_daily",
-                                           "txn_amount_vs_history"]
+    assert [v.name for v in cat.views] == [
+        "customer_amount_stats", "customer_profile", "customer_txn_aggregates",
+        "customer_txn_rolling",  # the test-only plain view of tests/rolling_view.py
+        "merchant_risk_daily", "merchant_txn_aggregates", "txn_amount_vs_history",
+    ]  # fmt: skip
     assert cat.view("txn_amount_vs_history").kind == "on_demand"
+    assert cat.view("merchant_risk_daily").kind == "batch"
     profile = cat.view("customer_profile")
     assert profile.owner == "fraud-ml@payments.example" and profile.team == "fraud" and profile.tier == "2"
     assert profile.freshness_sla == "7d" and profile.ttl_seconds == 365 * 86400
     assert profile.pii_features == ["country", "email_domain"]
     assert {f.name: f.pii for f in profile.features}["email_domain"] == "pii"
     assert "DeltaSource customer_profile_source" in profile.source
-    stream = cat.view("customer_txn_aggregates")
-    assert stream.kind == "stream" and "PushSource customer_txn_push" in stream.source
+    # An aggregation view: fed by the raw payments' push source, its features' descriptions name the
+    # window and tile, its machine-readable spec tag is left out of the tags.
+    aggs = cat.view("customer_txn_aggregates")
+    assert aggs.kind == "aggregation" and aggs.freshness_sla == "15m" and aggs.ttl_seconds == 25 * 3600
+    assert aggs.source == "PushSource payments_push + DeltaSource payments_source (data/payments)"
+    assert aggs.tags == {"team": "fraud", "tier": "1", "freshness_sla": "15m"}
+    count = next(f for f in aggs.features if f.name == "txn_count_10m")
+    assert (count.dtype, count.pii) == ("Int64", "none") and "10m (tiles of 1m" in count.description
     assert {e.name: e.pii for e in cat.entities} == {"customer": "pseudonymous", "merchant": "none"}
-    (service,) = cat.services
-    assert service.pii_features == ["customer_profile:country"]
+    assert [s.name for s in cat.services] == ["fraud_model_v1", "fraud_model_v2"]
+    assert all(s.pii_features == ["customer_profile:country"] for s in cat.services)
+    assert "merchant_txn_aggregates:merchant_decline_rate_1h" in cat.services[1].features
 
 
 def test_docs_pages_are_written_and_stale_pages_removed(gov, tmp_path):
@@ -31,11 +42,14 @@ def test_docs_pages_are_written_and_stale_pages_removed(gov, tmp_path):
     (tmp_path / "handwritten.md").write_text("# notes\n")
     written = write_docs(build_catalog(gov.store), tmp_path)
     names = sorted(p.name for p in written)
-    assert names == ["customer_profile.md", "customer_txn_aggregates.md", "index.md", "merchant_risk_daily.md",
-                     "txn_amount_vs_history.md"]
+    assert names == ["customer_amount_stats.md", "customer_profile.md", "customer_txn_aggregates.md",
+                     "customer_txn_rolling.md", "index.md", "merchant_risk_daily.md",
+                     "merchant_txn_aggregates.md", "txn_amount_vs_history.md"]
     assert not (tmp_path / "old_view.md").exists() and (tmp_path / "handwritten.md").exists()
     page = (tmp_path / "customer_profile.md").read_text()
     assert "| `email_domain` | String | pii |" in page and "| freshness SLA | 7d |" in page
+    page = (tmp_path / "merchant_txn_aggregates.md").read_text()
+    assert "| kind | aggregation |" in page and "| tags | freshness_sla=15m, team=risk, tier=1 |" in page
 
 
 def test_cli_catalog_list_show_docs(gov, tmp_path, capsys):
@@ -46,6 +60,7 @@ def test_cli_catalog_list_show_docs(gov, tmp_path, capsys):
     assert main(["--repo", repo, "catalog", "show", "merchant_risk_daily"]) == 0
     assert "risk-ml@payments.example" in capsys.readouterr().out
     assert main(["--repo", repo, "catalog", "show", "nope"]) == 1
-    assert "unknown feature view 'nope' — known: customer_profile" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown feature view 'nope' — known: customer_amount_stats, customer_profile" in err
     assert main(["--repo", repo, "catalog", "docs", "--out", str(tmp_path / "cat")]) == 0
     assert (tmp_path / "cat" / "index.md").is_file()

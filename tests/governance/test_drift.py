@@ -11,10 +11,13 @@ from deltalake import write_deltalake
 
 from cli.main import main
 from fs import datagen
+from fs.errors import RepoError
 from fs.governance.drift import detect_drift, psi, thresholds_for
 from fs.governance.drift_html import render_html
 
 SHIFT = timedelta(days=300)  # copies go far in the past, outside every other test's window
+VIEW = "customer_txn_rolling"  # a plain view with a row per payment (tests/rolling_view.py)
+AMOUNTS = {"txn_amount_1h", "txn_amount_24h"}
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +26,16 @@ def windows(gov):
     end = datagen.default_end() + timedelta(seconds=1)
     ref = (end - timedelta(days=3), end)
     rng = np.random.default_rng(3)
-    aggs = gov.data.customer_txn_aggregates
-    recent = aggs[aggs["event_timestamp"] >= datagen.pd.Timestamp(ref[0])]
+    rolling = gov.rolling  # customer_txn_rolling: a row per payment (tests/rolling_view.py)
+    recent = rolling[rolling["event_timestamp"] >= datagen.pd.Timestamp(ref[0])]
     same = recent.sample(n=len(recent), replace=True, random_state=5)
     shifted = recent.copy()
+    shifted["txn_amount_1h"] = shifted["txn_amount_1h"] * 1.6
     shifted["txn_amount_24h"] = shifted["txn_amount_24h"] * 1.6
-    shifted["avg_amount_24h"] = shifted["avg_amount_24h"] * 1.6
     profiles = gov.data.customer_profile
     profile_shift = profiles.copy()
     profile_shift["country"] = np.where(rng.uniform(size=len(profiles)) < 0.7, "NG", profile_shift["country"])
-    for frame, table, offset in ((same, "customer_txn_aggregates", SHIFT), (shifted, "customer_txn_aggregates", 2 * SHIFT),
+    for frame, table, offset in ((same, VIEW, SHIFT), (shifted, VIEW, 2 * SHIFT),
                                  (profile_shift, "customer_profile", SHIFT)):
         moved = frame.assign(event_timestamp=frame["event_timestamp"] - offset, created_at=frame["created_at"] - offset)
         write_deltalake(str(gov.repo_path / "data" / table), datagen.to_arrow(moved), mode="append")
@@ -40,15 +43,15 @@ def windows(gov):
 
 
 def test_same_distribution_sample_does_not_drift(gov, windows):
-    report = detect_drift(gov.store, "customer_txn_aggregates", windows["ref"], windows["same"])
+    report = detect_drift(gov.store, VIEW, windows["ref"], windows["same"])
     assert report.drifted == []
     assert all(f.psi < 0.05 and f.ks < 0.05 for f in report.features)
 
 
 def test_shifted_numeric_features_drift_and_the_rest_do_not(gov, windows):
-    report = detect_drift(gov.store, "customer_txn_aggregates", windows["ref"], windows["shifted"])
-    assert set(report.drifted) == {"txn_amount_24h", "avg_amount_24h"}
-    amount = next(f for f in report.features if f.feature == "avg_amount_24h")
+    report = detect_drift(gov.store, VIEW, windows["ref"], windows["shifted"])
+    assert set(report.drifted) == AMOUNTS
+    amount = next(f for f in report.features if f.feature == "txn_amount_24h")
     assert amount.psi > 0.2 and amount.ks > 0.1 and len(amount.histogram.labels) == 10
 
 
@@ -76,10 +79,24 @@ def test_cli_drift_exit_code_and_html(gov, windows, tmp_path, capsys):
     repo = str(gov.repo_path)
     fmt = "{}..{}".format
     html = tmp_path / "drift.html"
-    args = ["--repo", repo, "--json", "monitor", "drift", "customer_txn_aggregates", "--reference", fmt(*(t.isoformat() for t in windows["ref"]))]
+    reference = fmt(*(t.isoformat() for t in windows["ref"]))
+    args = ["--repo", repo, "--json", "monitor", "drift", VIEW, "--reference", reference]
     assert main([*args, "--current", fmt(*(t.isoformat() for t in windows["shifted"])), "--html", str(html)]) == 3
-    assert set(json.loads(capsys.readouterr().out)["drifted"]) == {"txn_amount_24h", "avg_amount_24h"}
-    assert html.read_text().count("<svg") == 7
+    assert set(json.loads(capsys.readouterr().out)["drifted"]) == AMOUNTS
+    assert html.read_text().count("<svg") == 4  # one histogram per feature
     assert main([*args, "--current", fmt(*(t.isoformat() for t in windows["same"]))]) == 0
     capsys.readouterr()
-    assert main(["--repo", repo, "monitor", "drift", "customer_txn_aggregates", "--reference", "-1d", "--current", "-1d..now"]) == 2
+    bad = ["--repo", repo, "monitor", "drift", VIEW, "--reference", "-1d", "--current", "-1d..now"]
+    assert main(bad) == 2
+
+
+def test_an_aggregation_view_has_no_stored_rows_to_compare(gov, capsys):
+    """Its source table holds raw payments, not feature values: drift over it is refused, in one line."""
+    end = datagen.default_end()
+    window = (end - timedelta(days=2), end)
+    with pytest.raises(RepoError, match="'customer_txn_aggregates' is an aggregation view"):
+        detect_drift(gov.store, "customer_txn_aggregates", window, window)
+    assert main(["--repo", str(gov.repo_path), "monitor", "drift", "customer_txn_aggregates",
+                 "--reference", "-6d..-3d", "--current", "-3d..now"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "is an aggregation view" in err and len(err.strip().splitlines()) == 1

@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 
 from cli.main import main
 from fs import datagen
-from fs.errors import ValidationFailed
+from fs.errors import RepoError, ValidationFailed
 from fs.governance import offline
 from fs.governance.validate import gate, list_results, validate_offline
 from plugins.delta.storage import append
@@ -91,8 +91,8 @@ def test_strict_gate_stops_the_write_and_warn_writes_and_records(gov, clean):
 
 def test_offline_window_and_cli(gov, capsys):
     end = datagen.default_end()
-    result = validate_offline(gov.store, "customer_txn_aggregates", end - datagen.timedelta(days=2), end)
-    assert result.passed and 0 < result.rows < len(gov.data.customer_txn_aggregates)
+    result = validate_offline(gov.store, "customer_txn_rolling", end - datagen.timedelta(days=2), end)
+    assert result.passed and 0 < result.rows < len(gov.rolling)
     repo = str(gov.repo_path)
     assert main(["--repo", repo, "--json", "validate", "customer_profile", "--start", "-3d"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -101,6 +101,19 @@ def test_offline_window_and_cli(gov, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 2
     assert main(["--repo", repo, "validate", "txn_amount_vs_history"]) == 1
     assert "on-demand feature view" in capsys.readouterr().err
+
+
+def test_an_aggregation_view_has_no_stored_rows_to_validate(gov, capsys):
+    """Its source table holds the raw payments: validating them as if they were its feature values
+    would be wrong, so it is refused (one line, exit 1) and nothing is recorded."""
+    with pytest.raises(RepoError, match="'customer_txn_aggregates' is an aggregation view") as err:
+        validate_offline(gov.store, "customer_txn_aggregates")
+    assert "get_historical_features" in str(err.value) and "\n" not in str(err.value)
+    assert main(["--repo", str(gov.repo_path), "validate", "customer_txn_aggregates", "--start", "-2d"]) == 1
+    out = capsys.readouterr()
+    assert "is an aggregation view" in out.err and "Traceback" not in out.err
+    assert len(out.err.strip().splitlines()) == 1
+    assert list_results(gov.store, "customer_txn_aggregates") == []  # nothing judged, nothing recorded
 
 
 def test_cli_bad_times_are_usage_errors(gov, capsys):

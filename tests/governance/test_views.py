@@ -12,7 +12,8 @@ from fs.governance.validate import validate_offline
 from fs.views import feature_view, feature_views
 from parity.replay import replay_view
 
-KNOWN = "known: customer_profile, customer_txn_aggregates, merchant_risk_daily"
+KNOWN = ("known: customer_amount_stats, customer_profile, customer_txn_aggregates, customer_txn_rolling, "
+         "merchant_risk_daily, merchant_txn_aggregates")
 
 
 def test_an_unknown_view_is_the_same_one_line_error_everywhere(gov):
@@ -41,11 +42,13 @@ def test_an_unknown_view_is_the_same_one_line_error_everywhere(gov):
 
 
 def test_several_unknown_names_on_demand_views_and_online_only_lookups(gov):
-    with pytest.raises(ViewNotFoundError, match=r"unknown feature views 'a', 'b' — known: customer_profile"):
+    with pytest.raises(
+        ViewNotFoundError, match=r"unknown feature views 'a', 'b' — known: customer_amount_stats"
+    ):
         feature_views(gov.store, ["customer_profile", "a", "b"])
     with pytest.raises(ViewNotFoundError, match="'txn_amount_vs_history' is an on-demand feature view"):
         feature_view(gov.store, "txn_amount_vs_history")
     with pytest.raises(
-        ViewNotFoundError, match="unknown online feature view 'nope' — known: customer_profile"
+        ViewNotFoundError, match="unknown online feature view 'nope' — known: customer_amount_stats"
     ):
         gov.materialize("-1d", "now", views=["nope"])
