@@ -5,12 +5,14 @@ skips it). Two kinds:
 
     from backfill.definitions import python_definition, sql_definition
 
-    @python_definition("customer_txn_aggregates", inputs={"payments": "data/payments"}, lookback="24h")
-    def customer_txn_aggregates(ctx):            # ctx.frames["payments"]: pandas, [start - 24h, end)
-        return customer_aggregates(ctx.frames["payments"])
+    @python_definition("customer_daily_spend", inputs={"payments": "data/payments"}, lookback="24h")
+    def customer_daily_spend(ctx):               # ctx.frames["payments"]: pandas, [start - 24h, end)
+        return daily_spend(ctx.frames["payments"])
 
     merchant_risk = sql_definition("merchant_risk_daily", inputs={"payments": "data/payments"},
                                    lookback="30d", query="SELECT ... FROM payments ...")
+
+Aggregation views need no definition: they have no offline rows to recompute (docs/aggregations.md).
 
 Each input is a Delta table (path relative to the repo, or a URI) read for ``[start - lookback, end)``
 of its ``event_timestamp``; SQL runs on the platform's Spark (each input is a temp view), Python

@@ -86,10 +86,9 @@ def rebuild_tiles(store, view, interval: Interval) -> Pulled:
     The range is widened to whole tiles of the largest size (every tile size divides it), so a tile
     is always rebuilt from all its events, whichever chunk it straddles. Chunks that end before
     anything could still be read online (the longest window plus its tile) produce no tiles."""
-    from plugins.delta.aggregation import tiles
-
     from fs.aggregation.spec import spec_of
     from fs.timeutil import epoch_micros, from_epoch_micros, utcnow
+    from plugins.delta.aggregation import tiles
     from plugins.delta.engine import get_spark
     from plugins.delta.tables import current_version, read_source
 

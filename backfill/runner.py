@@ -3,11 +3,13 @@
     from fs import Platform
     from backfill import Backfiller
     bf = Backfiller(Platform("feature_repo"))
-    plan = bf.plan("customer_txn_aggregates", "2026-11-01", "2026-11-08", to="both")
+    plan = bf.plan("merchant_risk_daily", "2026-11-01", "2026-11-08", to="both")
     result = bf.run(plan, parallel=2)
 
 Per chunk: ledger ``running`` -> compute (recompute offline, or pull the latest rows) -> checks ->
-commit (Delta range replace, then event-time-ordered online write) -> ledger ``done``. Adjacent
+commit (Delta range replace, then event-time-ordered online write) -> ledger ``done``. An
+aggregation view has no offline rows (``--to offline|both`` is refused); its online chunks rebuild
+its tiles from the raw events (``online.rebuild_tiles``). Adjacent
 offline chunks of one compute span (``plan.spans``) are recomputed in one pass of the definition,
 then checked, committed and recorded one chunk at a time, in order. A crash leaves ``running`` as
 the last entry of each uncommitted chunk; ``--resume`` (and the incremental watermark) starts again

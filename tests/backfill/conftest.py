@@ -2,6 +2,11 @@
 
 Each ``make_repo`` call is a private copy of feature_repo/ with its own seeded data, ledger and a
 unique Redis key prefix (deleted afterwards), so tests never see each other's state.
+
+The copy also gets the test-only plain view ``customer_txn_rolling`` (tests/rolling_view.py), stored in
+its own Delta table and recomputed by a Python batch definition over the raw payments: the example
+repo's own views are a SQL-defined batch view (merchant_risk_daily) and aggregation views, which have
+no stored rows to recompute, so the runner's Python-definition path is exercised through this one.
 """
 
 from __future__ import annotations
@@ -22,35 +27,43 @@ import yaml
 from fs import datagen
 from fs.platform import Platform
 from tests.conftest import copy_example_repo
+from tests.rolling_view import ROLLING_RETURN, ROLLING_VIEW, add_rolling_view, write_rolling_table
+
+__all__ = ["ROLLING_RETURN", "ROLLING_VIEW"]  # re-exported for the tests
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
-# Online values must be younger than the views' ttl (1 day for customer_txn_aggregates) to be kept.
+# Online values must be younger than the views' ttl (1 day for customer_txn_rolling) to be kept.
 END = datagen.default_end()
 SEED = 11
 
 
 def write_data(repo: Path, days: int = 4, end=END) -> datagen.Dataset:
+    """Seeded example data, plus ``customer_txn_rolling``'s table computed by its own definition."""
     data = datagen.generate(seed=SEED, customers=150, merchants=15, days=days, end=end)
     datagen.write_tables(data, repo / "data")
+    write_rolling_table(repo, data)
     return data
 
 
 @pytest.fixture
 def make_repo(tmp_path: Path):
-    """``make_repo(name, lease_ttl=...) -> Platform`` on fresh data; Redis keys removed at teardown."""
+    """``make_repo(name, lease_ttl=...) -> Platform`` on fresh data (``platform.data``: the generated
+    Dataset); Redis keys removed at teardown."""
     prefixes: list[str] = []
 
     def make(name: str = "a", lease_ttl: int = 5, days: int = 4, end=END) -> Platform:
         repo = copy_example_repo(tmp_path / name)
+        add_rolling_view(repo)
         prefix = f"bftest{uuid.uuid4().hex[:10]}"
         prefixes.append(prefix)
         config = yaml.safe_load((repo / "feature_store.yaml").read_text())
         config["online_store"].update(url=REDIS_URL, key_prefix=prefix)
         config["backfill"] = {"lease_ttl_seconds": lease_ttl}
         (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-        write_data(repo, days, end)
+        data = write_data(repo, days, end)
         platform = Platform(repo)
         apply_views(platform)
+        platform.data = data  # the generated Dataset (payments, ...)
         return platform
 
     yield make

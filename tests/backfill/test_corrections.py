@@ -16,11 +16,11 @@ from backfill.runner import Backfiller
 from backfill.validation import ChunkCheck
 from fs.errors import BackfillError
 from fs.observability import REGISTRY
-from tests.backfill.conftest import END, apply_views
+from tests.backfill.conftest import END, ROLLING_RETURN, ROLLING_VIEW, apply_views
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-VIEW = "customer_txn_aggregates"
+VIEW = ROLLING_VIEW  # a plain view recomputed by a Python definition (tests/backfill/conftest.py)
 FEATURE = f"{VIEW}:txn_amount_24h"
 CUSTOMERS = range(1, 151)
 PII = ("jane.doe@example.com", "4111-1111-1111-1111")
@@ -42,8 +42,8 @@ def double_the_amounts(platform) -> None:
     defs = platform.repo_path / "backfills.py"
     defs.write_text(
         defs.read_text().replace(
-            '    return customer_aggregates(ctx.frames["payments"])',
-            '    out = customer_aggregates(ctx.frames["payments"])\n'
+            ROLLING_RETURN,
+            '    out = customer_rolling(ctx.frames["payments"])\n'
             '    out["txn_amount_24h"] = out["txn_amount_24h"] * 2\n'
             "    return out",
         )
@@ -115,8 +115,8 @@ def test_online_write_handles_mapped_timestamp_columns(make_repo):
     ts = END - timedelta(minutes=1)
     rows = pa.table({
         "customer_id": pa.array([1, 2], pa.int64()),
-        **{f: pa.array([7, 7], pa.int64()) for f in ("txn_count_10m", "txn_count_1h", "txn_count_24h")},
-        **{f: pa.array([77.0, 77.0]) for f in ("txn_amount_10m", "txn_amount_1h", "txn_amount_24h", "avg_amount_24h")},
+        **{f: pa.array([7, 7], pa.int64()) for f in ("txn_count_1h", "txn_count_24h")},
+        **{f: pa.array([77.0, 77.0]) for f in ("txn_amount_1h", "txn_amount_24h")},
         "event_timestamp": pa.array([ts, ts], pa.timestamp("us", "UTC")),
         "created_at": pa.array([ts, ts], pa.timestamp("us", "UTC")),
     })  # fmt: skip
@@ -174,8 +174,8 @@ def test_both_targets_pick_the_same_row_of_an_exact_tie(make_repo):
     defs = platform.repo_path / "backfills.py"
     defs.write_text(
         defs.read_text().replace(
-            '    return customer_aggregates(ctx.frames["payments"])',
-            '    out = customer_aggregates(ctx.frames["payments"])\n'
+            ROLLING_RETURN,
+            '    out = customer_rolling(ctx.frames["payments"])\n'
             "    twin = out.copy()\n"
             '    twin["txn_amount_24h"] = twin["txn_amount_24h"] + 1000.0\n'
             "    import pandas as _pd\n"
@@ -207,13 +207,13 @@ def test_a_join_key_renamed_by_field_mapping_backfills_both_targets(make_repo):
     write_deltalake(table_path, renamed, mode="overwrite", schema_mode="overwrite")
     features = platform.repo_path / "features.py"
     features.write_text(features.read_text().replace(
-        '    path="data/customer_txn_aggregates",\n',
-        '    path="data/customer_txn_aggregates",\n    field_mapping={"cust_id": "customer_id"},\n',
+        '    path="data/customer_txn_rolling",\n',
+        '    path="data/customer_txn_rolling",\n    field_mapping={"cust_id": "customer_id"},\n',
     ))  # fmt: skip
     defs = platform.repo_path / "backfills.py"
     defs.write_text(defs.read_text().replace(
-        '    return customer_aggregates(ctx.frames["payments"])',
-        '    return customer_aggregates(ctx.frames["payments"]).rename(columns={"customer_id": "cust_id"})',
+        ROLLING_RETURN,
+        '    return customer_rolling(ctx.frames["payments"]).rename(columns={"customer_id": "cust_id"})',
     ))  # fmt: skip
     platform = Platform(platform.repo_path)
     apply_views(platform)

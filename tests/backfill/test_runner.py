@@ -17,11 +17,11 @@ from backfill.runner import Backfiller
 from backfill.validation import ChunkCheck, ValidationOutcome
 from fs.errors import BackfillError, LeaseHeldError
 from fs.timeutil import parse_time
-from tests.backfill.conftest import END, day_range
+from tests.backfill.conftest import END, ROLLING_VIEW, day_range
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-VIEW = "customer_txn_aggregates"
+VIEW = ROLLING_VIEW  # a plain view recomputed by a Python definition (tests/backfill/conftest.py)
 FEATURES = [f"{VIEW}:txn_count_24h", f"{VIEW}:txn_amount_24h"]
 
 
@@ -44,7 +44,7 @@ def test_rerun_replaces_the_range_without_duplicates_and_parallel_matches(make_r
     first = bf.run(bf.plan(VIEW, start, end, to="offline"))
     assert first.ok and first.count(Status.DONE) == 3
     after_first = offline_rows(platform)
-    # Recomputing from raw payments reproduces the stream aggregates exactly: no change, no duplicates.
+    # Recomputing from raw payments reproduces the stored rows exactly: no change, no duplicates.
     assert after_first.num_rows == before.num_rows
     assert after_first.equals(before)
     version = DeltaTable(str(platform.repo_path / "data" / VIEW)).version()
@@ -98,8 +98,8 @@ def test_backfill_never_overwrites_fresher_stream_values(make_repo):
             n += 1
             rows = pa.table({
                 "customer_id": pa.array(customers, pa.int64()),
-                **{f: pa.array([n] * len(customers), pa.int64()) for f in ("txn_count_10m", "txn_count_1h", "txn_count_24h")},
-                **{f: pa.array([1000.0 + n] * len(customers)) for f in ("txn_amount_10m", "txn_amount_1h", "txn_amount_24h", "avg_amount_24h")},
+                **{f: pa.array([n] * len(customers), pa.int64()) for f in ("txn_count_1h", "txn_count_24h")},
+                **{f: pa.array([1000.0 + n] * len(customers)) for f in ("txn_amount_1h", "txn_amount_24h")},
                 "event_timestamp": pa.array([stream_ts + timedelta(microseconds=n)] * len(customers), pa.timestamp("us", "UTC")),
                 "created_at": pa.array([stream_ts] * len(customers), pa.timestamp("us", "UTC")),
             })  # fmt: skip
@@ -195,3 +195,25 @@ def test_non_utc_range_across_dst_and_a_month_end_replaces_exactly_that_range(ma
     in_range = [ts for ts in before["event_timestamp"].to_pylist() if plan.start <= ts < plan.end]
     assert sum(c.rows_written for c in result.chunks) == len(in_range) > 0
     assert offline_rows(platform).equals(before)
+
+
+def test_an_aggregation_view_is_refused_offline_with_a_pointer_to_the_tile_rebuild(make_repo, capsys):
+    """An aggregation view stores no feature rows: its offline values are computed from the raw events
+    at retrieval. ``--to offline`` and ``--to both`` (the CLI's default) are refused before anything
+    is planned, leased or recorded, with the command that does apply (``--to online``)."""
+    from cli.main import main
+
+    platform = make_repo()
+    bf = Backfiller(platform)
+    start, end = day_range(1)
+    for to in ("offline", "both"):
+        with pytest.raises(BackfillError, match="'customer_txn_aggregates' is an aggregation view") as err:
+            bf.plan("customer_txn_aggregates", start, end, to=to)
+        assert "--to online" in str(err.value) and "\n" not in str(err.value)
+    assert bf.ledger.entries() == [] and bf.leases.holder("customer_txn_aggregates") is None
+    code = main(["--repo", str(platform.repo_path), "backfill", "merchant_txn_aggregates",
+                 "--start", start.isoformat(), "--end", end.isoformat()])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "'merchant_txn_aggregates' is an aggregation view" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert bf.ledger.entries() == []

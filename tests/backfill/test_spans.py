@@ -72,14 +72,14 @@ def test_a_failing_pass_is_recomputed_chunk_by_chunk_and_stops_where_a_per_chunk
 from dataclasses import replace as _replace
 from fs.timeutil import parse_time as _parse_time
 
-_recompute = customer_txn_aggregates.function
+_recompute = customer_txn_rolling.function
 
 def _fails_late(ctx):  # test hook: any window reaching past {bad.isoformat()} fails
     if ctx.end > _parse_time("{bad.isoformat()}"):
         raise RuntimeError("synthetic failure")
     return _recompute(ctx)
 
-customer_txn_aggregates = _replace(customer_txn_aggregates, function=_fails_late)
+customer_txn_rolling = _replace(customer_txn_rolling, function=_fails_late)
 """
     results = {}
     for platform, span in ((chunked, 1), (spanned, 8)):
@@ -149,7 +149,7 @@ from dataclasses import replace as _replace
 from pathlib import Path as _Path
 from fs.timeutil import parse_time as _parse_time
 
-_recompute = customer_txn_aggregates.function
+_recompute = customer_txn_rolling.function
 _MARKER, _MID = _Path({str(marker)!r}), _parse_time("{mid.isoformat()}")
 
 def _hooked(ctx):
@@ -162,7 +162,7 @@ def _hooked(ctx):
     _time.sleep(1.0)  # the failed worker records its chunks and stops the run meanwhile
     return _recompute(ctx)
 
-customer_txn_aggregates = _replace(customer_txn_aggregates, function=_hooked)
+customer_txn_rolling = _replace(customer_txn_rolling, function=_hooked)
 """)
     bf = Backfiller(platform)
     plan = bf.plan(VIEW, start, end, to="offline", chunk=SIX_HOURS, compute_span=4)

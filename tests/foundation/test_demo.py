@@ -15,17 +15,20 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def test_demo_runs_end_to_end_and_ingests_every_streamed_payment(example_repo, capsys):
     code = main(["--repo", str(example_repo), "--json", "demo", "--customers", "200", "--merchants", "20",
                  "--days", "3", "--stream-seconds", "2"])
-    out = json.loads(capsys.readouterr().out)
-    assert code == 0
-    payments = out["tables"]["customer_txn_aggregates"]  # one aggregate row per payment
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = json.loads(captured.out)
+    payments = out["tables"]["payments"]  # the raw events the aggregation views aggregate
     assert payments > 0 and out["training_rows"] == min(2000, payments)
-    assert len(out["online"]) == 5 and all(r["txn_count_24h"] is not None for r in out["online"])
+    # The online read (feature service fraud_model_v2): tiles rebuilt by `fs materialize`, merged now.
+    assert len(out["online"]) == 5
+    assert all(r["txn_count_24h"] > 0 for r in out["online"])  # the 5 most active customers
     stream = out["stream"]
     # Every fresh payment is consumed and lands in Delta once; none is dead-lettered.
-    assert stream["produced"] > 0 and stream["history"] > 0
+    assert stream["produced"] > 0
     assert stream["consumed"] == stream["produced"] == stream["written_offline"]
     assert stream["dead_lettered"] == {}
-    # The stream-fed aggregates moved for the customers that got fresh payments.
+    # The customers' windowed counts moved on from the materialized tiles with the fresh payments.
     before = {r["customer_id"]: r["txn_count_24h"] for r in out["stream_before"]}
     after = {r["customer_id"]: r["txn_count_24h"] for r in out["stream_after"]}
-    assert before.keys() == after.keys() and any(after[c] != before[c] for c in before)
+    assert before.keys() == after.keys() and any(after[c] > before[c] for c in before)

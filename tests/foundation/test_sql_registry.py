@@ -47,9 +47,16 @@ def test_two_concurrent_applies_leave_a_consistent_registry(example_repo, regist
     try:
         store = Platform(example_repo, env="staging").store
         views = sorted(v.name for v in store.list_feature_views())
-        assert views == ["customer_profile", "customer_txn_aggregates", "merchant_risk_daily"]
+        assert views == ["customer_amount_stats", "customer_profile", "customer_txn_aggregates",
+                         "merchant_risk_daily", "merchant_txn_aggregates"]
         assert sorted(e.name for e in store.list_entities()) == ["customer", "merchant"]
-        assert [s.name for s in store.list_feature_services()] == ["fraud_model_v1"]
+        assert sorted(s.name for s in store.list_feature_services()) == ["fraud_model_v1", "fraud_model_v2"]
+        # The aggregation spec travels in the view's tags through the SQL registry unchanged.
+        from fs.aggregation.spec import spec_of
+
+        local = {v.name: v for v in Platform(example_repo, env="staging").definitions().feature_views}
+        for name in ("customer_txn_aggregates", "merchant_txn_aggregates", "customer_amount_stats"):
+            assert spec_of(store.get_feature_view(name)) == spec_of(local[name])
         assert [v.name for v in store.list_on_demand_feature_views()] == ["txn_amount_vs_history"]
         # a third apply sees nothing left to change
         proc = subprocess.run(cmd[:-1] + ["plan"], env=env, capture_output=True, text=True, timeout=300)
