@@ -70,6 +70,10 @@ class Engine:
 
     spark: SparkSession
     local_files: bool
+    partitions: int | None = None
+    """Partitions to split key-hashed work into (the embedded Sail's parallelism); None = the session's
+    ``spark.sql.shuffle.partitions``. Sail reports Spark's default 200 there but runs one task per
+    partition of an explicit ``repartition``, so it needs the real number."""
 
 
 def use_spark_session(session: SparkSession | None) -> None:
@@ -111,7 +115,8 @@ def get_engine(repo_config: Any = None) -> Engine:
             url = remote or _embedded_url()
             session = _connect(url, conf)
             _sessions[key] = session
-        return Engine(session, local_files=remote is None)
+        partitions = int(os.environ.get("SAIL_EXECUTION__DEFAULT_PARALLELISM") or 0) or None
+        return Engine(session, local_files=remote is None, partitions=partitions if remote is None else None)
 
 
 def _embedded_url() -> str:

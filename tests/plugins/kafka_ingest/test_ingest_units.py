@@ -1,4 +1,5 @@
-"""Server-free parts: config, decoding and validation, transform loading, retries and the breaker."""
+"""Server-free parts: config, decoding and validation, transform loading, the checks of a topic that feeds
+aggregation views, retries and the breaker."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from plugins.kafka_ingest.config import IngestConfig, TopicSpec, load_ingest_con
 from plugins.kafka_ingest.decode import BadRecord, RecordDecoder
 from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker, with_retries
 from plugins.kafka_ingest.transform import load_transform
-from tests.conftest import EXAMPLE_REPO
+from tests.conftest import EXAMPLE_REPO, copy_example_repo
+from tests.plugins.kafka_ingest.conftest import EVENT_FIELDS, FIXTURES
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 FIELDS = {"customer_id": "int", "amount": "float", "event_timestamp": "timestamp"}
@@ -50,6 +52,10 @@ def test_numeric_event_times_use_the_configured_unit():
     (b'{"customer_id": true, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "wrong_type"),
     (b'{"customer_id": 7, "amount": 1.0}', "missing_field"),
     (b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "soon"}', "bad_timestamp"),
+    (b'{"customer_id": 7, "amount": NaN, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
+    (b'{"customer_id": 7, "amount": -Infinity, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
+    (b'{"customer_id": 9223372036854775808, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}',
+     "bad_number"),
     (b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "2026-11-01T13:00:00Z"}', "future_timestamp"),
 ])
 def test_bad_messages_get_a_reason(value, reason):
@@ -83,7 +89,8 @@ def test_the_example_repo_config_loads_and_env_vars_expand(monkeypatch):
     monkeypatch.setenv("FS_KAFKA_BOOTSTRAP", "broker-a:9092,broker-b:9092")
     config = load_ingest_config(EXAMPLE_REPO)
     assert config.kafka.bootstrap_servers == "broker-a:9092,broker-b:9092"
-    assert config.topics[0].push_source == "customer_txn_push" and config.topics[0].online and config.topics[0].offline
+    topic = config.topics[0]
+    assert topic.push_source == "payments_push" and topic.online and topic.offline and topic.transform is None
     assert config.select(["payments"]) == config
     with pytest.raises(ConfigError, match="not declared"):
         config.select(["nope"])
@@ -100,27 +107,51 @@ def test_config_mistakes_are_one_line_errors(tmp_path):
 
 
 def test_transforms_load_from_the_repo_and_classes_are_stateful():
-    factory = load_transform(EXAMPLE_REPO, "stream_transforms.py:CustomerTxnAggregates")
-    assert factory.stateful and factory.lookback == timedelta(hours=24)
+    factory = load_transform(FIXTURES, "running_count.py:RunningCount")
+    assert factory.stateful and factory.lookback == timedelta(hours=1)
     a, b = factory.new(), factory.new()
     assert a is not b
     pay = {"customer_id": 1, "amount": 10.0, "event_timestamp": NOW}
-    assert a(pay)["txn_count_24h"] == 1 and a(dict(pay, event_timestamp=NOW + timedelta(seconds=1)))["txn_count_24h"] == 2
-    assert b(pay)["txn_count_24h"] == 1
+    assert a(pay)["txn_count"] == 1 and a(dict(pay, event_timestamp=NOW + timedelta(seconds=1)))["txn_count"] == 2
+    assert b(pay)["txn_count"] == 1
     with pytest.raises(ConfigError, match="no function or class"):
-        load_transform(EXAMPLE_REPO, "stream_transforms.py:nope")
+        load_transform(FIXTURES, "running_count.py:nope")
     with pytest.raises(ConfigError, match="file.py:name"):
-        load_transform(EXAMPLE_REPO, "../fs/datagen.py")
+        load_transform(FIXTURES, "../fs/datagen.py")
 
 
-def test_late_events_are_aggregated_as_of_their_own_time():
-    agg = load_transform(EXAMPLE_REPO, "stream_transforms.py:CustomerTxnAggregates").new()
-    for minutes in (0, 30, 50):
-        agg({"customer_id": 1, "amount": 1.0, "event_timestamp": NOW + timedelta(minutes=minutes)})
-    late = agg({"customer_id": 1, "amount": 2.0, "event_timestamp": NOW + timedelta(minutes=35)})
-    assert (late["txn_count_10m"], late["txn_count_1h"], late["txn_amount_1h"]) == (2, 3, 4.0)
-    after = agg({"customer_id": 1, "amount": 1.0, "event_timestamp": NOW + timedelta(minutes=55)})
-    assert after["txn_count_1h"] == 5 and after["txn_count_10m"] == 2
+@pytest.fixture(scope="module")
+def applied_repo(tmp_path_factory):
+    """A copy of the example repo with its aggregation views applied (file registry; no server is
+    contacted while a pipeline is built)."""
+    from fs import datagen
+    from fs import repo as repo_mod
+    from fs.platform import Platform
+
+    path = copy_example_repo(tmp_path_factory.mktemp("agg"))
+    datagen.write_tables(datagen.generate(seed=1, customers=5, merchants=2, days=1), path / "data")
+    platform = Platform(path)
+    contents = repo_mod.parse(path)
+    platform.store.apply([*contents.entities, *contents.data_sources, *contents.feature_views])
+    (path / "identity.py").write_text("def identity(record):\n    return record\n")
+    return platform
+
+
+@pytest.mark.parametrize(("topic", "error"), [
+    ({"transform": "identity.py:identity"}, "aggregate the raw events themselves"),
+    ({"fields": {}}, "declare its message fields"),
+    ({"fields": {k: v for k, v in EVENT_FIELDS.items() if k != "approved"}}, "approved"),
+])
+def test_a_topic_feeding_aggregation_views_carries_declared_raw_events_and_no_transform(applied_repo, topic, error):
+    from plugins.kafka_ingest.pipeline import TopicPipeline
+
+    spec = TopicSpec(**{"topic": "payments", "push_source": "payments_push", "fields": EVENT_FIELDS, **topic})
+    with pytest.raises(ConfigError, match=error):
+        TopicPipeline(spec, applied_repo.repo_path, applied_repo.store, "g")
+    ok = TopicPipeline(TopicSpec(topic="payments", push_source="payments_push", fields=EVENT_FIELDS),
+                       applied_repo.repo_path, applied_repo.store, "g")
+    assert ok.aggregating and ok.lateness_us == 3_600_000_000
+    assert {v.name for v in ok.views} == {"customer_txn_aggregates", "merchant_txn_aggregates", "customer_amount_stats"}
 
 
 def test_retries_back_off_on_transient_errors_only():
