@@ -11,7 +11,7 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
@@ -29,9 +29,10 @@ from pydantic import ConfigDict
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from fs.errors import EntityDataFrameError, OfflineStoreError
-from fs.timeutil import microsecond_timestamps
-from plugins.delta import retrieval
+from fs.aggregation.spec import AggregationSpec, spec_of
+from fs.errors import EntityDataFrameError, OfflineStoreError, SchemaMismatchError
+from fs.timeutil import epoch_micros, microsecond_timestamps
+from plugins.delta import aggregation, retrieval
 from plugins.delta.engine import Engine, get_engine
 from plugins.delta.job import DeltaRetrievalJob, Staging
 from plugins.delta.retrieval import ROW_ID, ViewPlan, col
@@ -101,9 +102,19 @@ class DeltaOfflineStore(OfflineStore):
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
         view_features, _ = _get_requested_feature_views_to_features_dict(feature_refs, feature_views, odfvs)
         plans = [retrieval.plan_view(v, f, full_feature_names) for v, f in view_features.items()]
+        # Aggregation views (fs.aggregation): computed from their raw events as of each entity row.
+        specs = {p.name: spec for v, p in zip(view_features, plans, strict=True) if (spec := spec_of(v))}
+        aggregated = {p.name: _aggregation_keys(v, specs[p.name]) for v, p in zip(view_features, plans, strict=True)
+                      if p.name in specs}  # fmt: skip
         versions = _check_sources(config, engine, view_features, plans)
         staging = Staging(config.offline_store.staging_dir) if engine.local_files else None
 
+        if entity_df is None and specs:
+            raise OfflineStoreError(
+                f"aggregation view {next(iter(specs))!r} needs entity rows: date-range retrieval "
+                "(entity_df=None) is not supported for aggregation views",
+                hint="pass an entity_df with the join keys and the request timestamps",
+            )
         if entity_df is None:
             start, end = compute_non_entity_date_range(
                 list(view_features), start_date=kwargs.get("start_date"), end_date=kwargs.get("end_date")
@@ -126,9 +137,18 @@ class DeltaOfflineStore(OfflineStore):
                 p.name: read_source(engine.spark, p.source, config, versions[p.source.name]) for p in plans
             }
             entity = load_entities()
+            plain = [p for p in plans if p.name not in specs]
             joined = retrieval.point_in_time_join(
-                entity, ts_col, plans, frames, prune_range, filter_by_created_timestamp
+                entity, ts_col, plain, frames, prune_range, filter_by_created_timestamp
             )
+            for plan in plans:
+                if plan.name in specs:
+                    spec = specs[plan.name]
+                    events = _aggregation_events(frames[plan.name], plan, spec, prune_range)
+                    joined = aggregation.as_of(
+                        joined, ts_col, aggregated[plan.name], spec, events, dict(plan.features),
+                        partitions=engine.partitions,
+                    )  # fmt: skip
             outputs = [out for p in plans for _, out in p.features]
             extra = [ROW_ID] if ROW_ID in entity.columns else []
             return joined.select(*[col(c) for c in [*entity_columns, *outputs, *extra]])
@@ -248,8 +268,46 @@ def _check_sources(
             table = open_table(source, config, pins.get(source.name))
             columns = dict(schema_of(table))
             versions[source.name] = table.version()
-        retrieval.check_schema(view, plan, columns)
+        spec = spec_of(view)
+        if spec is None:
+            retrieval.check_schema(view, plan, columns)
+        else:
+            _check_aggregation_schema(view, source, spec, columns)
     return versions
+
+
+def _check_aggregation_schema(view: FeatureView, source: DeltaSource, spec: AggregationSpec, columns: dict) -> None:
+    """An aggregation view's features are not columns: its raw events need the keys, the event time
+    and every column the spec's inputs and filter read."""
+    where = f"aggregation view {view.name!r} (source {source.name!r})"
+    missing = spec.missing_columns(columns)
+    if missing:
+        raise SchemaMismatchError(
+            f"{where}: column {missing[0]!r} is missing from the raw events' Delta table (has {sorted(columns)})"
+        )
+    if columns[spec.timestamp_field] not in ("timestamp", "date"):
+        raise SchemaMismatchError(
+            f"{where}: {spec.timestamp_field!r} is {columns[spec.timestamp_field]}, expected a timestamp"
+        )
+
+
+def _aggregation_keys(view: FeatureView, spec: AggregationSpec) -> list[str]:
+    """The entity-frame columns holding the spec's join keys (a projection may rename them)."""
+    return [view.projection.join_key_map.get(k, k) for k in spec.join_keys]
+
+
+def _aggregation_events(
+    frame: DataFrame, plan: ViewPlan, spec: AggregationSpec, ts_range: tuple[datetime, datetime]
+) -> DataFrame:
+    """The raw events that can count for entity times in ``ts_range``: event times in
+    ``[min - (longest window + its tile), max]`` (whole date partitions pruned first)."""
+    lower = ts_range[0] - timedelta(microseconds=spec.horizon_us)
+    upper = ts_range[1]
+    if plan.date_partition_column:
+        frame = frame.where(col(plan.date_partition_column) >= F.lit(lower.date().isoformat()))
+        frame = frame.where(col(plan.date_partition_column) <= F.lit(upper.date().isoformat()))
+    ts = col(spec.timestamp_field).cast("timestamp")
+    return frame.where((F.unix_micros(ts) >= F.lit(epoch_micros(lower))) & (ts <= F.lit(upper)))
 
 
 def _entities(
