@@ -41,7 +41,8 @@ def tile_index(time_us: int, tile_us: int) -> int:
 class Merger:
     """Compiled request-time merge of one spec (built once per view, reused for every read).
 
-    The stored form (tiles.lua): per tile size, a ring of ``tiles + 1`` records ``[index, slots...]``;
+    The stored form (tiles.lua): a header (the newest tile index per tile size), then per tile size a
+    ring of ``tiles + 1`` records ``[index, slots...]``;
     tile ``k`` sits at ring position ``k mod ring`` and is valid only if the record's index is ``k``. A read
     at ``now`` takes, per tile size, the ring positions of ``[tile(now) - tiles, tile(now)]`` newest first
     (the same for every entity), masks records holding other tiles, and reduces each feature's newest
@@ -55,8 +56,10 @@ class Merger:
         self.rings = [g.tiles + 1 for g in spec.granularities]
         self.bases = np.cumsum([0, *self.rings])[:-1].tolist()
         self.records = sum(self.rings)
+        self.head = len(self.rings)  # newest tile index per tile size, before the records
         empty = [float("-inf"), *[EMPTY[k] for k, _ in self.slots]]
-        self.empty = struct.pack(f"<{self.width * self.records}d", *(empty * self.records))
+        self.empty = struct.pack(f"<{self.head + self.width * self.records}d",
+                                 *([float("-inf")] * self.head), *(empty * self.records))
         index = {s: i for i, s in enumerate(self.slots)}
         self.plan = []  # per feature: (function, granularity, tiles, slot columns)
         for f in spec.features:
@@ -70,7 +73,8 @@ class Merger:
         are ``blobs`` (None: nothing stored), as of ``now_us``."""
         size = len(self.empty)
         raw = b"".join([b if b is not None and len(b) == size else self.empty for b in blobs])
-        data = np.frombuffer(raw, dtype="<f8").reshape(len(blobs), self.records, self.width)
+        data = np.frombuffer(raw, dtype="<f8").reshape(len(blobs), -1)[:, self.head :]
+        data = data.reshape(len(blobs), self.records, self.width)
         windows = []  # per tile size: records newest first, which hold the tile asked, running sums
         for g, ring, base in zip(self.spec.granularities, self.rings, self.bases, strict=True):
             kt = now_us // g.tile_us
@@ -140,16 +144,22 @@ def stddev(n: float, m2: float) -> float | None:
 def event_inputs(spec: AggregationSpec, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """For raw events as Arrow: which rows pass ``where`` (bool array) and each input's value per row
     as float64 (rows x inputs; NaN where null or not finite; booleans as 0/1)."""
+    import pyarrow.dataset as ds
+
     n = table.num_rows
     table = nan_as_null(table, spec.columns)
+    projection = {f"i{i}": e.to_arrow() for i, e in enumerate(spec.inputs)}
     if spec.where is not None:
-        mask = _evaluate(table, spec.where)
-        keep = pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool)
+        projection["where"] = spec.where.to_arrow()
+    # One pass over the batch for the filter and every input.
+    out = ds.dataset(table).to_table(columns=projection) if projection else None
+    if spec.where is not None:
+        keep = pc.fill_null(out["where"], False).to_numpy(zero_copy_only=False).astype(bool)
     else:
         keep = np.ones(n, dtype=bool)
     values = np.empty((n, len(spec.inputs)), dtype=np.float64)
-    for i, expr in enumerate(spec.inputs):
-        arr = _evaluate(table, expr)
+    for i in range(len(spec.inputs)):
+        arr = out[f"i{i}"].combine_chunks()
         if pa.types.is_boolean(arr.type):
             arr = arr.cast(pa.float64())
         v = pc.cast(arr, pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -167,10 +177,3 @@ def nan_as_null(table: pa.Table, columns) -> pa.Table:
             cleaned = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
             table = table.set_column(table.schema.get_field_index(name), name, cleaned)
     return table
-
-
-def _evaluate(table: pa.Table, expr) -> pa.Array:
-    import pyarrow.dataset as ds
-
-    result = ds.dataset(table).to_table(columns={"v": expr.to_arrow()})["v"]
-    return result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result

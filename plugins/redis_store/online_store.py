@@ -441,11 +441,13 @@ class RedisOnlineStore(OnlineStore):
         return result
 
     def write_events(
-        self, config: RepoConfig, table: FeatureView, events: pa.Table, partitions: Sequence[str], offsets,
-        time_column: str, expire: bool = True,
+        self, config: RepoConfig, table: FeatureView | Sequence[FeatureView], events: pa.Table,
+        partitions: Sequence[str], offsets, time_column: str, expire: bool = True,
     ) -> TileWriteResult:
-        """Apply raw events to an aggregation view's tiles, each (partition, offset) at most once."""
-        return write_events(self.state(config), table, events, partitions, offsets, time_column, expire)
+        """Apply raw events to the tiles of one or several aggregation views (one round trip per
+        ~1000 keys), each (partition, offset) at most once per view."""
+        views = [table] if isinstance(table, FeatureView) else list(table)
+        return write_events(self.state(config), views, events, partitions, offsets, time_column, expire)
 
     def write_tiles(self, config: RepoConfig, table: FeatureView, tiles: pa.Table) -> TileWriteResult:
         """Write tiles rebuilt from the raw events (see tile_store.write_tiles)."""

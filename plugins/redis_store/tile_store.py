@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import redis
 from feast import FeatureView
+from redis.crc import key_slot
 
 from fs.aggregation.spec import AggregationSpec, spec_of
 from fs.aggregation.tiles import Merger, event_inputs, layout
@@ -35,7 +36,8 @@ from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult
 
 TILES_LUA = resources.files("plugins.redis_store").joinpath("tiles.lua").read_text()
 TILES_SHA = hashlib.sha1(TILES_LUA.encode()).hexdigest()
-_KEYS_PER_PIPELINE = 500
+_KEYS_PER_CALL = 50  # entities per script call: amortises its set-up, keeps each call short (~1 ms)
+_CALLS_PER_PIPELINE = 40
 
 
 class TileRead(ViewRead):
@@ -89,26 +91,40 @@ def _value(x: float) -> str:
     return "" if x != x else repr(float(x))
 
 
-def _send(state, calls: list[tuple[str, list]]) -> int:
-    """EVALSHA tiles.lua once per (key, argv), pipelined; the total applied."""
+def _calls(state, head: list[str], per_key: list[tuple[str, list[str]]]) -> list[tuple[list[str], list[str]]]:
+    """Script calls of up to ``_KEYS_PER_CALL`` keys each (one slot per call in Cluster mode): the
+    script's set-up (parsing the layout) is paid once per call, not per entity."""
+    groups: dict[int, list[tuple[str, list[str]]]] = {}
+    for key, items in per_key:
+        slot = key_slot(key.encode()) if state.cluster else 0
+        groups.setdefault(slot, []).append((key, items))
+    out = []
+    for members in groups.values():
+        for start in range(0, len(members), _KEYS_PER_CALL):
+            chunk = members[start : start + _KEYS_PER_CALL]
+            argv = list(head)
+            for _, items in chunk:
+                argv += items
+            out.append(([k for k, _ in chunk], argv))
+    return out
+
+
+def _send(state, calls: list[tuple[list[str], list[str]]]) -> int:
+    """EVALSHA tiles.lua per call, pipelined; the total applied. Every call is idempotent, so a batch
+    is resent whole after loading the script (first use on a server, or after a failover)."""
     applied = 0
-    with translated(state.endpoint):
-        for start in range(0, len(calls), _KEYS_PER_PIPELINE):
-            chunk = calls[start : start + _KEYS_PER_PIPELINE]
-            for attempt in (0, 1):
-                try:
-                    with state.client.pipeline(transaction=False) as pipe:
-                        for key, argv in chunk:
-                            pipe.execute_command("EVALSHA", TILES_SHA, 1, key, *argv)
-                        applied += sum(pipe.execute())
-                    break
-                except redis.exceptions.NoScriptError:
-                    if attempt:
-                        raise
-                    # first use on this server: calls that ran before the error were idempotent
-                    state.client.script_load(TILES_LUA)
-                except redis.exceptions.ResponseError as e:
-                    raise OnlineWriteError(f"tile write failed: {e}") from e
+    for start in range(0, len(calls), _CALLS_PER_PIPELINE):
+        commands = [("EVALSHA", (TILES_SHA, len(keys), *keys, *argv))
+                    for keys, argv in calls[start : start + _CALLS_PER_PIPELINE]]
+        replies = state.pipelined(commands)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            with translated(state.endpoint):
+                state.client.script_load(TILES_LUA)
+            replies = state.pipelined(commands)
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if errors:
+            raise OnlineWriteError(f"tile write failed: {errors[0]}")
+        applied += sum(replies)
     return applied
 
 
@@ -129,38 +145,43 @@ def _keys(state, view: FeatureView, read: ViewRead, table: pa.Table) -> list[str
     return state.layout.arrow_keys(view.name, read.join_keys, read.key_types, read.tokens, columns)
 
 
-def write_events(state, view: FeatureView, events: pa.Table, partitions: Sequence[str],
+def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitions: Sequence[str],
                  offsets: np.ndarray, time_column: str, expire: bool = True) -> TileWriteResult:
-    """Apply raw events (in offset order per partition) to the view's tiles, each at most once.
-    ``expire=False`` keeps keys whose tiles are all in the past (replays of history)."""
-    spec = spec_of(view)
-    read = TileRead(state.layout, view, state.codec(view), [])
-    keep, values = event_inputs(spec, events)
-    filtered = int((~keep).sum())
-    if filtered:
-        index = np.flatnonzero(keep)
-        events = events.take(pa.array(index))
-        partitions = [partitions[i] for i in index]
-        offsets = offsets[index]
-        values = values[index]
+    """Apply raw events (in offset order per partition) to each view's tiles, each at most once, in one
+    pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past (replays)."""
     if not events.num_rows:
-        return TileWriteResult(filtered=filtered)
+        return TileWriteResult()
     times = arrow_epoch_micros(events.column(time_column))
     if times.null_count:
-        raise OnlineWriteError(f"events for {view.name!r} have a null {time_column}")
-    times = times.to_numpy(zero_copy_only=False).tolist()
-    offsets = np.asarray(offsets).tolist()
-    text = [[_value(x) for x in row] for row in values.tolist()]
-    head = program(spec)
-    head[1] = "e" if expire else "E"
-    calls = []
-    for key, rows in _group(_keys(state, view, read, events)).items():
-        argv = [*head, str(len(rows))]
-        for i in rows:
-            argv += [partitions[i], str(offsets[i]), str(times[i]), *text[i]]
-        calls.append((key, argv))
+        raise OnlineWriteError(f"events have a null {time_column}")
+    # Text of the per-event arguments, shared by every view.
+    origin = [[p, str(o), str(t)] for p, o, t in zip(partitions, np.asarray(offsets).tolist(),
+                                                     times.to_numpy(zero_copy_only=False).tolist(), strict=True)]
+    calls: list[tuple[str, list]] = []
+    total = filtered = 0
+    for view in views:
+        spec = spec_of(view)
+        read = TileRead(state.layout, view, state.codec(view), [])
+        keep, values = event_inputs(spec, events)
+        rows = np.flatnonzero(keep)
+        filtered += events.num_rows - len(rows)
+        total += len(rows)
+        if not len(rows):
+            continue
+        text = [[_value(x) for x in row] for row in values[rows].tolist()]
+        head = program(spec)
+        head[1] = "e" if expire else "E"
+        kept = events if len(rows) == events.num_rows else events.take(pa.array(rows))
+        per_key = []
+        for key, positions in _group(_keys(state, view, read, kept)).items():
+            items = [str(len(positions))]
+            for j in positions:
+                items += origin[rows[j]]
+                items += text[j]
+            per_key.append((key, items))
+        calls += _calls(state, head, per_key)
     applied = _send(state, calls)
-    return TileWriteResult(applied, events.num_rows - applied, filtered)
+    return TileWriteResult(applied, total - applied, filtered)
 
 
 def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
@@ -176,12 +197,12 @@ def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
     index = tiles.column("tile").to_pylist()
     head = program(spec)
     head[1] = "t"
-    calls = []
+    per_key = []
     for key, rows in _group(_keys(state, view, read, tiles)).items():
-        argv = [*head, str(len(rows))]
+        items = [str(len(rows))]
         for i in rows:
-            argv += [tags[i], str(index[i]), records[i]]
-        calls.append((key, argv))
-    applied = _send(state, calls)
+            items += [tags[i], str(index[i]), records[i]]
+        per_key.append((key, items))
+    applied = _send(state, _calls(state, head, per_key))
     return TileWriteResult(applied, tiles.num_rows - applied)
 

@@ -1,14 +1,17 @@
 -- Tiles of one (entity, aggregation view): a hash, updated atomically. See fs/aggregation/tiles.py
 -- for the layout and docs/aggregations.md for the semantics.
---   field "t": the tiles, one fixed-size string of little-endian doubles: per tile size (in the order
---              given), a ring of R records (R = the longest window's tiles + 1); a record is the tile's
---              index then its S slot values; tile k lives at ring position k mod R, and a record whose
---              index is not the tile asked for is empty (-inf: never written)
+--   field "t": the tiles, one fixed-size string of little-endian doubles: a header with the newest tile
+--              index per tile size, then per tile size (in the order given) a ring of R records (R =
+--              the longest window's tiles + 1); a record is the tile's index then its S slot values;
+--              tile k lives at ring position k mod R, and a record whose index is not the tile asked
+--              for is empty (-inf: never written)
 --   field "_fp": layout fingerprint; "_o:<partition>": the last Kafka offset applied
--- KEYS[1]: the hash. ARGV[1] fingerprint, ARGV[2] mode ("e" events | "t" tiles; upper case: the same
--- without key expiry, for replays of history into a scratch namespace), ARGV[3] slot kinds
--- (one char per slot: n count, s sum, q M2, m min, M max, t/l latest time and value), ARGV[4] slot inputs ("-1,0,..."), ARGV[5] tile sizes
--- ("tile_us:tiles:tag,..."), ARGV[6] number of items, then the items:
+-- KEYS: the hashes (one call serves many entities: the set-up below is paid once; Cluster: keys of one
+-- slot). ARGV[1] fingerprint, ARGV[2] mode ("e" events | "t" tiles; upper case: the same without key
+-- expiry, for replays of history into a scratch namespace), ARGV[3] slot kinds (one char per slot:
+-- n count, s sum, q M2, m min, M max, t/l latest time and value), ARGV[4] slot inputs ("-1,0,..."),
+-- ARGV[5] tile sizes ("tile_us:tiles:tag,..."), then per key in KEYS order: its number of items, then
+-- the items:
 --   mode e: partition, offset, time_us, one value per input ("" = null), per event. An event whose
 --           offset is at or below its partition's mark is a redelivery and changes nothing.
 --   mode t: tag, tile index, record (S doubles), per tile (a batch rebuild from the raw events):
@@ -16,7 +19,6 @@
 -- A tile older than the ring (a newer tile holds its position) can never be read again (reads are at
 -- the present) and is not applied. The key expires when its newest tile leaves every window.
 -- Returns the number of events (mode e) or tiles (mode t) applied.
-local key = KEYS[1]
 local call, tonumber, floor = redis.call, tonumber, math.floor
 local fp, mode = ARGV[1], string.lower(ARGV[2])
 local expires = ARGV[2] == mode
@@ -38,76 +40,128 @@ for g, n, tag in string.gmatch(ARGV[5], '(%d+):(%d+):(%d+)') do
   grans[#grans + 1] = {size = tonumber(g), tiles = tonumber(n), ring = ring, tag = tag, base = total}
   total = total + ring
 end
-local count = tonumber(ARGV[6])
-local fmt = '<' .. string.rep('d', total * W)
+local G = #grans
+local head_fmt, rec_fmt = '<' .. string.rep('d', G), '<' .. string.rep('d', W)
+local size = (G + total * W) * 8
+local nin = 0
+for _, x in ipairs(inputs) do if x + 1 > nin then nin = x + 1 end end
+local stride = mode == 'e' and 3 + nin or 3
 
-local kind = call('TYPE', key)['ok']
-if kind ~= 'hash' and kind ~= 'none' then call('DEL', key) end  -- a row of the view before it aggregated
-local blob = nil
-if call('HGET', key, '_fp') == fp then blob = call('HGET', key, 't') end
-local v
-if blob and #blob == total * W * 8 then
-  v = {struct.unpack(fmt, blob)}
-  v[total * W + 1] = nil  -- struct.unpack returns the next position last
-else
-  if blob ~= nil then call('DEL', key) end  -- another layout (the view's aggregations changed)
-end
-
-local function reset(at, index)
-  v[at + 1] = index
+local function reset(t, index)
+  t[1] = index
   for s = 1, S do
     local k = kinds[s]
-    v[at + 1 + s] = (k == 'm' and inf) or (k == 'M' and -inf) or (k == 't' and -inf) or (k == 'l' and 0 / 0) or 0
+    t[1 + s] = (k == 'm' and inf) or (k == 'M' and -inf) or (k == 't' and -inf) or (k == 'l' and 0 / 0) or 0
   end
 end
+local empty_record = {}
+reset(empty_record, -inf)
+empty_record = struct.pack(rec_fmt, unpack(empty_record))
+local bytag = {}
+for gi, g in ipairs(grans) do bytag[g.tag] = gi end
 
-if v == nil then
-  v = {}
-  for r = 0, total - 1 do reset(r * W, -inf) end
+-- Applies the items starting at ARGV[pos + 1] (ARGV[pos]: their number) to one key; returns how many
+-- were applied and the position of the next key's count.
+local function apply(key, pos)
+local count = tonumber(ARGV[pos])
+
+-- One read of everything the call needs: layout, tiles and the marks of its partitions.
+local parts_seen, fields = {}, {'_fp', 't'}
+if mode == 'e' then
+  for e = 0, count - 1 do
+    local part = ARGV[pos + 1 + e * stride]
+    if parts_seen[part] == nil then
+      fields[#fields + 1] = '_o:' .. part
+      parts_seen[part] = #fields
+    end
+  end
+end
+local stored = redis.pcall('HMGET', key, unpack(fields))
+if stored.err then  -- a row of the view before it aggregated (another type under this key)
+  call('DEL', key)
+  stored = {}
+end
+local blob = nil
+if stored[1] == fp and stored[2] and #stored[2] == size then
+  blob = stored[2]
+elseif stored[1] or stored[2] then
+  call('DEL', key)  -- another layout (the view's aggregations changed): start over
+  stored = {}
 end
 
--- Position (0-based, in doubles) of tile ``index`` of tile size ``g``, reset if a older tile held it;
--- nil if a newer tile holds it (the tile is out of the ring).
+local newest = {}
+if blob then
+  newest = {struct.unpack(head_fmt, blob)}
+  newest[G + 1] = nil  -- struct.unpack returns the next position last
+else
+  for i = 1, G do newest[i] = -inf end
+end
+
+-- Records are decoded only when touched (a call usually touches one per tile size).
+local recs, touched = {}, {}
+local function load(r)
+  local t = recs[r]
+  if t == nil then
+    if blob then
+      t = {struct.unpack(rec_fmt, blob, (G + r * W) * 8 + 1)}
+      t[W + 1] = nil
+    else
+      t = {}
+      reset(t, -inf)
+    end
+    recs[r] = t
+  end
+  return t
+end
+
+-- The record of tile ``index`` of tile size ``g`` (reset if an older tile held its ring position),
+-- or nil if a newer tile holds it (the tile is out of the ring).
 local function record(g, index)
-  local at = (g.base + index % g.ring) * W
-  local held = v[at + 1]
-  if held == index then return at end
-  if held > index then return nil end
-  reset(at, index)
-  return at
+  local r = g.base + index % g.ring
+  local t = load(r)
+  if t[1] == index then
+    touched[r] = true
+    return t
+  end
+  if t[1] > index then return nil end
+  reset(t, index)
+  touched[r] = true
+  return t
 end
 
 local applied = 0
-local nin = 0
-for _, x in ipairs(inputs) do if x + 1 > nin then nin = x + 1 end end
+local updates = {}  -- extra fields written with the tiles (the marks)
+local first_newest = {}
+for i = 1, G do first_newest[i] = newest[i] end
 if mode == 'e' then
-  local stride = 3 + nin
   local marks = {}
   for e = 0, count - 1 do
-    local base = 7 + e * stride
+    local base = pos + 1 + e * stride
     local part, offset, time = ARGV[base], tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
     local mark = marks[part]
     if mark == nil then
-      mark = tonumber(call('HGET', key, '_o:' .. part) or '-1')
+      mark = tonumber(stored[parts_seen[part]] or '-1')
       marks[part] = mark
     end
     if offset > mark then
       marks[part] = offset
       local x = {}
       for j = 1, nin do x[j] = tonumber(ARGV[base + 2 + j]) end
-      for _, g in ipairs(grans) do
-        local at = record(g, floor(time / g.size))
-        if at ~= nil then
+      for gi, g in ipairs(grans) do
+        local index = floor(time / g.size)
+        local v = record(g, index)
+        if v ~= nil then
+          if index > newest[gi] then newest[gi] = index end
           for s = 1, S do
             local k, i = kinds[s], inputs[s]
             local val = i >= 0 and x[i + 1] or nil
-            local p = at + 1 + s
+            local p = 1 + s
             if k == 'n' then
               if i < 0 or val ~= nil then v[p] = v[p] + 1 end
             elseif val ~= nil then
               if k == 's' then v[p] = v[p] + val
               elseif k == 'q' then
-                local n, sum = v[at + 1 + npos[i]], v[at + 1 + spos[i]]  -- already include this event
+                local n, sum = v[1 + npos[i]], v[1 + spos[i]]  -- already include this event
                 if n > 1 then v[p] = v[p] + (val - (sum - val) / (n - 1)) * (val - sum / n) end
               elseif k == 'm' then if val < v[p] then v[p] = val end
               elseif k == 'M' then if val > v[p] then v[p] = val end
@@ -126,40 +180,65 @@ if mode == 'e' then
       applied = applied + 1
     end
   end
-  for part, mark in pairs(marks) do call('HSET', key, '_o:' .. part, string.format('%d', mark)) end
+  for part, mark in pairs(marks) do
+    updates[#updates + 1] = '_o:' .. part
+    updates[#updates + 1] = string.format('%d', mark)
+  end
 else
-  local bytag = {}
-  for _, g in ipairs(grans) do bytag[g.tag] = g end
   for e = 0, count - 1 do
-    local base = 7 + e * 3
-    local g, index, raw = bytag[ARGV[base]], tonumber(ARGV[base + 1]), ARGV[base + 2]
-    if g ~= nil and #raw == S * 8 then
-      local at = (g.base + index % g.ring) * W
-      local held = v[at + 1]
+    local base = pos + 1 + e * 3
+    local gi, index, raw = bytag[ARGV[base]], tonumber(ARGV[base + 1]), ARGV[base + 2]
+    if gi ~= nil and #raw == S * 8 then
+      local g = grans[gi]
+      local r = g.base + index % g.ring
+      local v = load(r)
       local new = {struct.unpack('<' .. string.rep('d', S), raw)}
       -- slot 1 counts the tile's events: a stored tile that counted more stays (the stream is ahead)
-      if held < index or (held == index and v[at + 2] <= new[1]) then
-        v[at + 1] = index
-        for s = 1, S do v[at + 1 + s] = new[s] end
+      if v[1] < index or (v[1] == index and v[2] <= new[1]) then
+        v[1] = index
+        for s = 1, S do v[1 + s] = new[s] end
+        touched[r] = true
+        if index > newest[gi] then newest[gi] = index end
         applied = applied + 1
       end
     end
   end
 end
 
-call('HSET', key, 't', struct.pack(fmt, unpack(v)), '_fp', fp)
-
-local expire = nil
-for _, g in ipairs(grans) do
-  local newest = -inf
-  for r = 0, g.ring - 1 do
-    local index = v[(g.base + r) * W + 1]
-    if index > newest then newest = index end
+-- Write back: the header, then each record, touched ones re-encoded (the rest copied as they are).
+local parts = {struct.pack(head_fmt, unpack(newest))}
+local copied = G * 8  -- bytes of the old blob accounted for
+for r = 0, total - 1 do
+  if touched[r] or not blob then
+    if blob and (G + r * W) * 8 > copied then parts[#parts + 1] = string.sub(blob, copied + 1, (G + r * W) * 8) end
+    local t = recs[r]
+    if t == nil then
+      parts[#parts + 1] = empty_record
+    else
+      parts[#parts + 1] = struct.pack(rec_fmt, unpack(t))
+    end
+    copied = (G + (r + 1) * W) * 8
   end
-  if newest > -inf then
-    local until_ms = (newest + g.tiles + 1) * g.size / 1000
+end
+if blob and copied < size then parts[#parts + 1] = string.sub(blob, copied + 1, size) end
+call('HSET', key, 't', table.concat(parts), '_fp', fp, unpack(updates))
+
+local expire, advanced = nil, blob == nil
+for gi, g in ipairs(grans) do
+  if newest[gi] ~= first_newest[gi] then advanced = true end
+  if newest[gi] > -inf then
+    local until_ms = (newest[gi] + g.tiles + 1) * g.size / 1000
     if expire == nil or until_ms > expire then expire = until_ms end
   end
 end
-if expires and expire ~= nil then call('PEXPIREAT', key, string.format('%d', math.ceil(expire))) end
+if expires and advanced and expire ~= nil then call('PEXPIREAT', key, string.format('%d', math.ceil(expire))) end
+return applied, pos + 1 + count * stride
+end
+
+local pos, applied = 6, 0
+for k = 1, #KEYS do
+  local n
+  n, pos = apply(KEYS[k], pos)
+  applied = applied + n
+end
 return applied
