@@ -17,18 +17,20 @@ Formulation of :func:`as_of` (measured on Sail 0.7.2; numbers in docs/offline_st
 unioned, hash-partitioned by key and handed to one ``mapInArrow`` kernel (:class:`_Kernel`, numpy
 only) that, per partition, sorts by (key, time, events before requests) and
 
-1. cuts the rows into *atoms*: consecutive rows of one key and one tile of the smallest tile size,
+0. drops the events that no request can see (more than the longest window before the next request
+   of their key: one pass, the sparse keys' old history goes here);
+1. cuts the rows into *atoms*: consecutive rows of one key and one tile of the gcd of the tile sizes,
    up to and including a request row; atom partials are ``reduceat`` sums / minima / maxima (no
-   per-event Python). Every tile size divides the others, so each granularity below works on atoms,
-   not rows;
-2. per tile size, merges atoms into *runs* (one (key, tile) up to a request) and scans the runs of each
-   (key, tile) (a segmented Hillis-Steele scan: log2(runs per tile) vectorised steps): the scan at a
-   request's run is its *head* (the events of its own tile up to ``t``), the scan at a tile's last run
-   is the tile's total;
+   per-event Python). Each tile size is a multiple of the gcd, so every granularity below works on
+   atoms, not rows;
+2. per tile size, merges atoms into *runs* (one (key, tile) up to a request) and scans the runs of the
+   (key, tile) segments holding a request (a segmented scan: running sums for counts, Hillis-Steele,
+   log2(runs per tile) vectorised steps, for the rest): the scan at a request's run is its *head* (the
+   events of its own tile up to ``t``); every segment's total is its tile;
 3. merges the ``n = w/g`` tiles before the request's (the *tail*) in O(1) per request whatever ``n``
-   (van Herk / Gil-Werman): tiles are cut into aligned blocks of ``n``; a forward scan gives prefixes
-   and a backward scan suffixes within each block, and ``[kt - n, kt - 1]`` is one block's suffix plus
-   the next block's prefix, looked up with ``searchsorted``;
+   (van Herk / Gil-Werman): the tiles some tail reaches are cut into aligned blocks of ``n``; a forward
+   scan gives prefixes and a backward scan suffixes within each block, and ``[kt - n, kt - 1]`` is one
+   block's suffix plus the next block's prefix, looked up with ``searchsorted``;
 
 and the request's value is ``merge(tail, head)``. Every step is linear in the partition (plus the
 sort), so a key with millions of events costs what its events cost, never events x requests. Sums are
@@ -65,6 +67,7 @@ US = "__fs_us"  # event / request time, epoch microseconds
 REQ = "__fs_req"  # true on request rows
 INPUT = "__fs_x{}"  # input values (double)
 _INT_MIN = np.iinfo(np.int64).min
+_CODE_LIMIT = 2**62  # combined (key, time or tile) codes must stay below this; past it, slower fallbacks
 
 
 def col(name: str):
@@ -275,11 +278,16 @@ class _Kernel:
         plan = self.plan
         keys = [table[KEY.format(i)] for i in range(plan.key_count)]
         kid = _key_ids(keys)
-        order = _sort_order(kid, table[US].to_numpy(), table[REQ].to_numpy(zero_copy_only=False))
-        kid = kid[order]
-        us = table[US].to_numpy()[order]
-        req = table[REQ].to_numpy(zero_copy_only=False)[order]
-        xs = [_finite(table[INPUT.format(i)].to_numpy(zero_copy_only=False)[order]) for i in range(plan.input_count)]
+        us = table[US].to_numpy()
+        req = table[REQ].to_numpy(zero_copy_only=False)
+        order = _sort_order(kid, us, req)
+        kid, us, req = kid[order], us[order], req[order]
+        # Only events within the longest window before a request of their key can count: drop the rest.
+        reach = max(f.tiles * plan.tile_us[f.granularity] + plan.tile_us[f.granularity] for f in plan.features)
+        keep = _near_requests(kid, us, req, reach)
+        rows = order[keep]
+        kid, us, req = kid[keep], us[keep], req[keep]
+        xs = [_finite(table[INPUT.format(i)].to_numpy(zero_copy_only=False)[rows]) for i in range(plan.input_count)]
         at = np.flatnonzero(req)  # request rows, in sorted order
 
         # Atoms: rows of one (key, tile of the gcd of the tile sizes) up to and including a request row.
@@ -292,24 +300,36 @@ class _Kernel:
         starts = np.flatnonzero(new_atom)
         every = tuple(dict.fromkeys(slot for slots in plan.slots for slot in slots))
         atoms = _reduce(_row_partials(every, req, us, xs), starts, atom_of_row)
-        atom_kid, atom_tile = kid[starts], base_tile[starts]
+        atom_kid = np.cumsum(_changes(kid[starts])) - 1  # dense key numbers: small lookup codes
+        atom_tile = base_tile[starts]
         atom_ends_request = req[np.append(starts[1:], len(us)) - 1]
         request_atom = atom_of_row[at]
 
-        request_kid = kid[at]
         values: dict[tuple[int, int], Partials] = {}
         for gi, g in enumerate(plan.tile_us):
             parts = {slot: atoms[slot] for slot in plan.slots[gi]}
             sizes = sorted({f.tiles for f in plan.features if f.granularity == gi})
             tile = np.floor_divide(atom_tile, g // base)
-            merged = _granularity(parts, atom_kid, tile, atom_ends_request, request_atom, request_kid, sizes)
+            merged = _granularity(parts, atom_kid, tile, atom_ends_request, request_atom, sizes)
             for n, partials in merged.items():
                 values[(gi, n)] = partials
-        columns = {KEY.format(i): keys[i].take(pa.array(order[at])) for i in range(plan.key_count)}
+        columns = {KEY.format(i): keys[i].take(pa.array(rows[at])) for i in range(plan.key_count)}
         columns[US] = pa.array(us[at])
         for f, out in plan.named:
             columns[out] = _finish(f.function, f.input, values[(f.granularity, f.tiles)])
         return pa.table(columns)
+
+
+def _near_requests(kid: np.ndarray, us: np.ndarray, req: np.ndarray, reach: int) -> np.ndarray:
+    """Rows to keep (sorted by key, time): requests, and events less than ``reach`` before the next
+    request of their key."""
+    requests = np.flatnonzero(req)
+    if not len(requests):
+        return req.copy()
+    before = np.cumsum(req) - req  # requests before each row: the next one at or after it is requests[before]
+    found = before < len(requests)
+    target = requests[np.minimum(before, len(requests) - 1)]
+    return req | (found & (kid[target] == kid) & (us[target] - us < reach))
 
 
 def _changes(*columns: np.ndarray) -> np.ndarray:
@@ -342,7 +362,7 @@ def _key_ids(columns: list[pa.ChunkedArray]) -> np.ndarray:
         if kid is None:
             kid, span = codes, size
         else:
-            if span * size >= 2**62:
+            if span * size >= _CODE_LIMIT:
                 kid, span = _dense(pa.array(kid))
             kid, span = kid * size + codes, span * size
     assert kid is not None
@@ -363,15 +383,20 @@ def _sort_order(kid: np.ndarray, us: np.ndarray, req: np.ndarray) -> np.ndarray:
         return np.arange(0)
     low = int(us.min())
     width = (int(us.max()) - low + 1) * 2
-    time = (us - low) * 2 + req
+    time = us - low
+    time *= 2
+    time += req
     k_low = int(kid.min())
-    if (int(kid.max()) - k_low + 1) * width < 2**63:
-        return np.argsort((kid - k_low) * width + time)
-    codes, size = _dense(pa.array(kid))
-    if size * width < 2**63:
-        return np.argsort(codes * width + time)
-    by_time = np.argsort(time)
-    return by_time[np.argsort(codes[by_time], kind="stable")]
+    if (int(kid.max()) - k_low + 1) * width < _CODE_LIMIT:
+        code = kid - k_low
+    else:
+        code, _ = _dense(pa.array(kid))
+    if (int(code.max()) + 1) * width < _CODE_LIMIT:
+        code *= width
+        code += time
+        return np.argsort(code)
+    by_time = np.argsort(time, kind="stable")
+    return by_time[np.argsort(code[by_time], kind="stable")]
 
 
 # Partials are dicts (kind, input) -> array, the tile slots of fs.aggregation.tiles: n count (int64
@@ -488,56 +513,87 @@ def _scan(parts: Partials, segment: np.ndarray, reverse: bool = False) -> Partia
     if reverse:
         flipped = _scan({s: v[::-1] for s, v in parts.items()}, segment[::-1])
         return {s: np.ascontiguousarray(v[::-1]) for s, v in flipped.items()}
-    out = {s: v.copy() for s, v in parts.items()}
     n = len(segment)
     if n < 2:
-        return out
+        return {s: v.copy() for s, v in parts.items()}
     index = np.arange(n)
     first = np.maximum.accumulate(np.where(_changes(segment), index, 0))
-    offset = index - first  # position within the segment
-    active = np.flatnonzero(offset >= 1)
-    d = 1
-    while len(active):
-        merged = _combine(_take(out, active - d), _take(out, active))
-        for s, values in merged.items():
-            out[s][active] = values
-        d *= 2
-        active = active[offset[active] >= d]
+    out = {}
+    floats = {}
+    for (kind, i), values in parts.items():
+        if kind == "n":  # integer counts: a running sum minus the one before the segment is exact
+            running = np.cumsum(values)
+            out[(kind, i)] = running - np.where(first > 0, running[first - 1], 0)
+        else:
+            floats[(kind, i)] = values.copy()
+    if floats:
+        # M2 merges read the counts and sums next to them: scan those together with it.
+        for _, i in [s for s in floats if s[0] == "q"]:
+            floats[("n", i)] = parts[("n", i)].copy()
+        offset = index - first  # position within the segment
+        active = np.flatnonzero(offset >= 1)
+        d = 1
+        while len(active):
+            merged = _combine(_take(floats, active - d), _take(floats, active))
+            for s, values in merged.items():
+                floats[s][active] = values
+            d *= 2
+            active = active[offset[active] >= d]
+        out.update({s: v for s, v in floats.items() if s[0] != "n"})
     return out
 
 
-def _granularity(
-    atoms: Partials, kid, tile, ends_request, request_atom, request_kid, sizes: list[int]
-) -> dict[int, Partials]:
+def _granularity(atoms: Partials, kid, tile, ends_request, request_atom, sizes: list[int]) -> dict[int, Partials]:
     """For one tile size: {n: merged partials per request of its tiles [kt - n, kt - 1] and the
-    events of its own tile up to its time}. Inputs are atoms (see ``_Kernel.compute``) with their key
-    id, tile index (at this size) and whether they end with a request."""
+    events of its own tile up to its time}. Inputs are atoms (see ``_Kernel.compute``) with their
+    (dense) key number, tile index at this size and whether they end with a request."""
     new_segment = _changes(kid, tile)
     new_run = new_segment.copy()
     new_run[1:] |= ends_request[:-1]
     run_of_atom = np.cumsum(new_run) - 1
-    starts = np.flatnonzero(new_run)
-    runs = _reduce(atoms, starts, run_of_atom)
+    runs = _reduce(atoms, np.flatnonzero(new_run), run_of_atom)
     segment_of_atom = np.cumsum(new_segment) - 1
-    segment_of_run = segment_of_atom[starts]
-    scanned = _scan(runs, segment_of_run)
-    head = _take(scanned, run_of_atom[request_atom])
+    segment_of_run = segment_of_atom[new_run]
+    request_segment = segment_of_atom[request_atom]  # sorted: requests are in row order
 
-    # Tiles: a (key, tile) segment's total is the scan at its last run. Requests of one segment
-    # share their tail: merge once per segment holding a request.
-    last_run = np.flatnonzero(_changes(segment_of_run[::-1])[::-1])
-    totals = _take(scanned, last_run)
+    # Head: scan the runs of the (key, tile) segments holding a request; a request's run is its head.
+    asked = np.zeros(int(segment_of_atom[-1]) + 1 if len(segment_of_atom) else 0, dtype=bool)
+    asked[request_segment] = True
+    chosen = np.flatnonzero(asked[segment_of_run])
+    scanned = _scan(_take(runs, chosen), segment_of_run[chosen])
+    head = _take(scanned, np.searchsorted(chosen, run_of_atom[request_atom]))
+
+    # Tiles: each segment's total; only those some request's tail reaches are kept. Requests of one
+    # segment share their tail: merge once per segment holding a request.
+    first_run = np.flatnonzero(_changes(segment_of_run))
+    totals = _reduce(runs, first_run, segment_of_run)
     first_atom = np.flatnonzero(new_segment)
-    tile_index = tile[first_atom]
-    tile_kid = np.cumsum(_changes(kid[first_atom])) - 1  # dense: keeps the lookup codes small
-    request_segment = segment_of_atom[request_atom]
-    asked = np.unique(request_segment)
-    where = np.searchsorted(asked, request_segment)
+    tile_kid, tile_index = kid[first_atom], tile[first_atom]
+    first_request = _changes(request_segment)
+    wanted = request_segment[first_request]
+    where = np.cumsum(first_request) - 1
     out = {}
     for n in sizes:
-        tail = _tail(totals, tile_kid, tile_index, tile_kid[asked], tile_index[asked], n)
+        near = _reached(tile_kid, tile_index, tile_kid[wanted], tile_index[wanted], n)
+        tail = _tail(_take(totals, near), tile_kid[near], tile_index[near], tile_kid[wanted], tile_index[wanted], n)
         out[n] = _combine(_take(tail, where), head)
     return out
+
+
+def _reached(tile_kid, tile_index, request_kid, request_tile, n: int) -> np.ndarray:
+    """Indices of the tiles some request's tail ``[kt - n, kt - 1]`` covers (both lists sorted)."""
+    if not len(tile_index) or not len(request_tile):
+        return np.arange(0)
+    low = min(int(tile_index.min()), int(request_tile.min())) - 1
+    width = max(int(tile_index.max()), int(request_tile.max())) - low + n + 1
+    if (int(max(tile_kid.max(), request_kid.max())) + 1) * width >= _CODE_LIMIT:
+        return np.arange(len(tile_index))  # codes would overflow: keep every tile (correct, slower)
+    codes = request_kid * width + (request_tile - low)
+    first = tile_kid * width + (tile_index - low) + 1
+    j = np.searchsorted(codes, first)
+    reached = j < len(codes)
+    reached[reached] = codes[j[reached]] <= first[reached] + n - 1
+    return np.flatnonzero(reached)
 
 
 def _tail(totals: Partials, tile_kid, tile_index, request_kid, request_tile, n: int) -> Partials:
@@ -578,7 +634,7 @@ def _codes(tile_kid, tile_index, request_kid, first, last):
     high = max(int(tile_index.max()) if len(tile_index) else 0, int(last.max()) if len(last) else 0)
     width = high - low + 1
     keys = max(int(tile_kid.max()) if len(tile_kid) else 0, int(request_kid.max()) if len(request_kid) else 0) + 1
-    if keys * width < 2**62:
+    if keys * width < _CODE_LIMIT:
         return (tile_kid * width + (tile_index - low), request_kid * width + (first - low),
                 request_kid * width + (last - low))  # fmt: skip
     # Very sparse tile numbers: rank them first (a sort; rare).

@@ -233,6 +233,23 @@ def test_a_hot_key_among_sparse_ones(spark):
     _assert_equal(got, want)
 
 
+def test_the_fallbacks_for_huge_key_and_time_ranges_give_the_same_values(spark, monkeypatch):
+    """Keys and times whose combined codes would overflow int64 take other (slower) paths: same values."""
+    from plugins.delta import aggregation
+
+    rng = np.random.default_rng(5)
+    rows = [(int(k), BASE + timedelta(seconds=int(s)), float(a), True, "web")
+            for k, s, a in zip(rng.integers(1, 6, 300), rng.integers(0, 86400, 300), rng.random(300), strict=True)]
+    entity = _requests([(int(k), BASE + timedelta(seconds=int(s)))
+                        for k, s in zip(rng.integers(1, 7, 60), rng.integers(0, 86400, 60), strict=True)], None)
+    table = _events(rows)
+    fast = _run(spark, table, entity)
+    monkeypatch.setattr(aggregation, "_CODE_LIMIT", 1)
+    slow = _run(spark, table, entity)
+    _assert_equal(slow, fast)
+    _assert_equal(slow, expected(SPEC, table.to_pandas(), entity))
+
+
 def test_string_and_multi_column_keys(spark):
     """Keys of any type and several columns (dictionary-coded in the kernel); entity keys of another
     integer width are cast to the events' type."""
