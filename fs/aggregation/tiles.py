@@ -177,3 +177,54 @@ def nan_as_null(table: pa.Table, columns) -> pa.Table:
             cleaned = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
             table = table.set_column(table.schema.get_field_index(name), name, cleaned)
     return table
+
+
+def partials(spec: AggregationSpec, group: np.ndarray, times_us: np.ndarray, values: np.ndarray):
+    """Per (group, tile size, tile): the tile record of the rows in it, as the stream keeps it.
+
+    ``group``: a group id per row (e.g. entity x Kafka partition), ``times_us`` int64 event times,
+    ``values`` rows x inputs (NaN = null). Returns ``(group, tile size index, tile index, records)``
+    arrays, one entry per non-empty (group, tile size, tile); ``records`` is (entries, slots) float64 in
+    ``layout(spec)`` order. The tile script merges such records into the stored tiles (tiles.lua mode b)."""
+    slots = layout(spec)
+    out_g, out_gi, out_tile, out_rec = [], [], [], []
+    for gi, g in enumerate(spec.granularities):
+        tile = times_us // g.tile_us
+        order = np.lexsort((tile, group))
+        gs, ts = group[order], tile[order]
+        change = np.ones(len(order), dtype=bool)
+        change[1:] = (gs[1:] != gs[:-1]) | (ts[1:] != ts[:-1])
+        starts = np.flatnonzero(change)
+        segment = np.cumsum(change) - 1  # segment of each (sorted) row
+        rec = np.empty((len(starts), len(slots)), dtype=np.float64)
+        for c, (kind, i) in enumerate(slots):
+            if i < 0:
+                rec[:, c] = np.add.reduceat(np.ones(len(order)), starts)
+                continue
+            x = values[order, i]
+            valid = ~np.isnan(x)
+            n = np.add.reduceat(valid.astype(np.float64), starts)
+            s = np.add.reduceat(np.where(valid, x, 0.0), starts)
+            if kind == "n":
+                rec[:, c] = n
+            elif kind == "s":
+                rec[:, c] = s
+            elif kind == "q":
+                mean = np.divide(s, n, out=np.zeros_like(s), where=n > 0)[segment]
+                rec[:, c] = np.add.reduceat(np.where(valid, (x - mean) ** 2, 0.0), starts)
+            elif kind == "m":
+                rec[:, c] = np.minimum.reduceat(np.where(valid, x, np.inf), starts)
+            elif kind == "M":
+                rec[:, c] = np.maximum.reduceat(np.where(valid, x, -np.inf), starts)
+            elif kind == "t":  # with its "l" (next slot): the latest valid time, ties the larger value
+                t = np.where(valid, times_us[order].astype(np.float64), -np.inf)
+                last = np.lexsort((np.where(valid, x, -np.inf), t, segment))
+                ends = np.r_[starts[1:], len(order)] - 1  # the last row of each segment in that order
+                pick = last[ends]
+                rec[:, c] = t[pick]
+                rec[:, c + 1] = np.where(np.isfinite(t[pick]), x[pick], np.nan)
+        out_g.append(gs[starts])
+        out_gi.append(np.full(len(starts), gi))
+        out_tile.append(ts[starts])
+        out_rec.append(rec)
+    return (np.concatenate(out_g), np.concatenate(out_gi), np.concatenate(out_tile), np.vstack(out_rec))

@@ -28,7 +28,7 @@ from feast import FeatureView
 from redis.crc import key_slot
 
 from fs.aggregation.spec import AggregationSpec, spec_of
-from fs.aggregation.tiles import Merger, event_inputs, layout
+from fs.aggregation.tiles import Merger, event_inputs, layout, partials
 from fs.errors import OnlineWriteError
 from fs.timeutil import arrow_epoch_micros
 from plugins.redis_store.connection import translated
@@ -109,10 +109,11 @@ def _calls(state, head: list[str], per_key: list[tuple[str, list[str]]]) -> list
     return out
 
 
-def _send(state, calls: list[tuple[list[str], list[str]]]) -> int:
-    """EVALSHA tiles.lua per call, pipelined; the total applied. Every call is idempotent, so a batch
-    is resent whole after loading the script (first use on a server, or after a failover)."""
-    applied = 0
+def _send(state, calls: list[tuple[list[str], list[str]]]) -> tuple[int, list[str]]:
+    """EVALSHA tiles.lua per call, pipelined; the total applied and the keys the script asks to be sent
+    event by event. Every call is idempotent, so a batch is resent whole after loading the script
+    (first use on a server, or after a failover)."""
+    applied, resend = 0, []
     for start in range(0, len(calls), _CALLS_PER_PIPELINE):
         commands = [("EVALSHA", (TILES_SHA, len(keys), *keys, *argv))
                     for keys, argv in calls[start : start + _CALLS_PER_PIPELINE]]
@@ -124,8 +125,10 @@ def _send(state, calls: list[tuple[list[str], list[str]]]) -> int:
         errors = [r for r in replies if isinstance(r, Exception)]
         if errors:
             raise OnlineWriteError(f"tile write failed: {errors[0]}")
-        applied += sum(replies)
-    return applied
+        for reply in replies:
+            applied += reply[0]
+            resend += [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
+    return applied, resend
 
 
 def _group(keys: list[str]) -> dict[str, list[int]]:
@@ -148,16 +151,20 @@ def _keys(state, view: FeatureView, read: ViewRead, table: pa.Table) -> list[str
 def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitions: Sequence[str],
                  offsets: np.ndarray, time_column: str, expire: bool = True) -> TileWriteResult:
     """Apply raw events (in offset order per partition) to each view's tiles, each at most once, in one
-    pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past (replays)."""
+    pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past (replays).
+
+    The events are pre-aggregated here, per (entity, Kafka partition) and tile, with numpy
+    (``fs.aggregation.tiles.partials``); the script merges one block per (entity, partition) if all its
+    offsets are above the partition's mark, skips it if none is. A block straddling the mark (a replay
+    that starts inside it) is rare: those entities are then sent again event by event."""
     if not events.num_rows:
         return TileWriteResult()
     times = arrow_epoch_micros(events.column(time_column))
     if times.null_count:
         raise OnlineWriteError(f"events have a null {time_column}")
-    # Text of the per-event arguments, shared by every view.
-    origin = [[p, str(o), str(t)] for p, o, t in zip(partitions, np.asarray(offsets).tolist(),
-                                                     times.to_numpy(zero_copy_only=False).tolist(), strict=True)]
-    calls: list[tuple[str, list]] = []
+    times = times.to_numpy(zero_copy_only=False)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    calls, fallbacks = [], {}
     total = filtered = 0
     for view in views:
         spec = spec_of(view)
@@ -168,20 +175,57 @@ def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitio
         total += len(rows)
         if not len(rows):
             continue
-        text = [[_value(x) for x in row] for row in values[rows].tolist()]
+        kept = events if len(rows) == events.num_rows else events.take(pa.array(rows))
+        keys = _keys(state, view, read, kept)
+        blocks: dict[tuple[str, str], int] = {}
+        group = np.fromiter((blocks.setdefault((k, partitions[r]), len(blocks)) for k, r in zip(keys, rows.tolist(),
+                            strict=True)), dtype=np.int64, count=len(rows))
+        gid, gi, tile, records = partials(spec, group, times[rows], values[rows])
+        tags = [g.tag for g in spec.granularities]
+        tiles_of: dict[int, list[str]] = {}
+        for g, i, t, rec in zip(gid.tolist(), gi.tolist(), tile.tolist(), records.astype("<f8"), strict=True):
+            tiles_of.setdefault(g, []).extend((tags[i], str(t), rec.tobytes()))
+        first = np.full(len(blocks), np.iinfo(np.int64).max)
+        last = np.full(len(blocks), -1)
+        np.minimum.at(first, group, offsets[rows])
+        np.maximum.at(last, group, offsets[rows])
+        count = np.bincount(group, minlength=len(blocks))
+        per_key: dict[str, list[str]] = {}
+        for (key, part), g in blocks.items():
+            items = per_key.setdefault(key, ["0"])
+            items[0] = str(int(items[0]) + 1)
+            tile_items = tiles_of[g]
+            items += [part, str(first[g]), str(last[g]), str(count[g]), str(len(tile_items) // 3), *tile_items]
+        head = program(spec)
+        head[1] = "b" if expire else "B"
+        calls += _calls(state, head, list(per_key.items()))
+        fallbacks[view.name] = (spec, keys, rows, values)
+    applied, resend = _send(state, calls)
+    if resend:
+        applied += _resend(state, views, fallbacks, set(resend), partitions, offsets, times, expire)
+    return TileWriteResult(applied, total - applied, filtered)
+
+
+def _resend(state, views, fallbacks, keys_to_send: set[str], partitions, offsets, times, expire) -> int:
+    """Mode e for the entities whose block straddled a partition's mark: the script decides event by
+    event (offsets at or below the mark are skipped)."""
+    calls = []
+    for view in views:
+        if view.name not in fallbacks:
+            continue
+        spec, keys, rows, values = fallbacks[view.name]
         head = program(spec)
         head[1] = "e" if expire else "E"
-        kept = events if len(rows) == events.num_rows else events.take(pa.array(rows))
-        per_key = []
-        for key, positions in _group(_keys(state, view, read, kept)).items():
-            items = [str(len(positions))]
-            for j in positions:
-                items += origin[rows[j]]
-                items += text[j]
-            per_key.append((key, items))
-        calls += _calls(state, head, per_key)
-    applied = _send(state, calls)
-    return TileWriteResult(applied, total - applied, filtered)
+        per_key: dict[str, list[str]] = {}
+        for j, key in enumerate(keys):
+            if key in keys_to_send:
+                r = rows[j]
+                items = per_key.setdefault(key, ["0"])
+                items[0] = str(int(items[0]) + 1)
+                items += [partitions[r], str(offsets[r]), str(times[r]), *[_value(x) for x in values[r]]]
+        calls += _calls(state, head, list(per_key.items()))
+    applied, _ = _send(state, calls)
+    return applied
 
 
 def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
@@ -203,6 +247,6 @@ def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
         for i in rows:
             items += [tags[i], str(index[i]), records[i]]
         per_key.append((key, items))
-    applied = _send(state, _calls(state, head, per_key))
+    applied, _ = _send(state, _calls(state, head, per_key))
     return TileWriteResult(applied, tiles.num_rows - applied)
 

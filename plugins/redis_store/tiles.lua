@@ -16,9 +16,15 @@
 --           offset is at or below its partition's mark is a redelivery and changes nothing.
 --   mode t: tag, tile index, record (S doubles), per tile (a batch rebuild from the raw events):
 --           replaces the stored tile unless that one counted more events (the stream is ahead).
+--   mode b: the events pre-aggregated by the caller into blocks, one per Kafka partition: partition,
+--           first offset, last offset, number of events, number of tiles, then per tile: tag, tile
+--           index, record (S doubles, merged into the stored tile). A block entirely at or below its
+--           partition's mark is a redelivery (skipped), one entirely above it is applied; one that
+--           straddles the mark (a replay that starts mid-block) is not applied and the key is returned,
+--           for the caller to send its events one by one (mode e).
 -- A tile older than the ring (a newer tile holds its position) can never be read again (reads are at
 -- the present) and is not applied. The key expires when its newest tile leaves every window.
--- Returns the number of events (mode e) or tiles (mode t) applied.
+-- Returns {events or tiles applied, keys to resend event by event (mode b)}.
 local call, tonumber, floor = redis.call, tonumber, math.floor
 local fp, mode = ARGV[1], string.lower(ARGV[2])
 local expires = ARGV[2] == mode
@@ -59,6 +65,39 @@ reset(empty_record, -inf)
 empty_record = struct.pack(rec_fmt, unpack(empty_record))
 local bytag = {}
 for gi, g in ipairs(grans) do bytag[g.tag] = gi end
+local slot_fmt = '<' .. string.rep('d', S)
+
+-- Merges a tile record ``d`` (S values) into the stored record ``v`` (index, then S values) of the
+-- same tile. M2 (q) is pooled first, from the counts and sums before the merge.
+local function merge(v, d)
+  for s = 1, S do
+    if kinds[s] == 'q' then
+      local i = inputs[s]
+      local na, nb = v[1 + npos[i]], d[npos[i]]
+      if nb > 0 then
+        if na > 0 then
+          local delta = d[spos[i]] / nb - v[1 + spos[i]] / na
+          v[1 + s] = v[1 + s] + d[s] + delta * delta * na * nb / (na + nb)
+        else
+          v[1 + s] = d[s]
+        end
+      end
+    end
+  end
+  for s = 1, S do
+    local k, p = kinds[s], 1 + s
+    if k == 'n' or k == 's' then v[p] = v[p] + d[s]
+    elseif k == 'm' then if d[s] < v[p] then v[p] = d[s] end
+    elseif k == 'M' then if d[s] > v[p] then v[p] = d[s] end
+    elseif k == 't' then
+      local vl = v[p + 1]
+      if d[s] > v[p] or (d[s] == v[p] and d[s] > -inf and (vl ~= vl or d[s + 1] > vl)) then
+        v[p] = d[s]
+        v[p + 1] = d[s + 1]
+      end
+    end
+  end
+end
 
 -- Applies the items starting at ARGV[pos + 1] (ARGV[pos]: their number) to one key; returns how many
 -- were applied and the position of the next key's count.
@@ -67,7 +106,21 @@ local count = tonumber(ARGV[pos])
 
 -- One read of everything the call needs: layout, tiles and the marks of its partitions.
 local parts_seen, fields = {}, {'_fp', 't'}
-if mode == 'e' then
+local blocks, next_pos = {}, nil
+if mode == 'b' then
+  local at = pos + 1
+  for b = 1, count do
+    local block = {part = ARGV[at], first = tonumber(ARGV[at + 1]), last = tonumber(ARGV[at + 2]),
+                   events = tonumber(ARGV[at + 3]), tiles = tonumber(ARGV[at + 4]), at = at + 5}
+    blocks[b] = block
+    if parts_seen[block.part] == nil then
+      fields[#fields + 1] = '_o:' .. block.part
+      parts_seen[block.part] = #fields
+    end
+    at = at + 5 + 3 * block.tiles
+  end
+  next_pos = at
+elseif mode == 'e' then
   for e = 0, count - 1 do
     local part = ARGV[pos + 1 + e * stride]
     if parts_seen[part] == nil then
@@ -133,7 +186,36 @@ local applied = 0
 local updates = {}  -- extra fields written with the tiles (the marks)
 local first_newest = {}
 for i = 1, G do first_newest[i] = newest[i] end
-if mode == 'e' then
+local resend = false
+if mode == 'b' then
+  local marks = {}
+  for _, block in ipairs(blocks) do
+    local mark = marks[block.part]
+    if mark == nil then mark = tonumber(stored[parts_seen[block.part]] or '-1') end
+    if block.first > mark then
+      for t = 0, block.tiles - 1 do
+        local at = block.at + 3 * t
+        local gi, index = bytag[ARGV[at]], tonumber(ARGV[at + 1])
+        if gi ~= nil then
+          local v = record(grans[gi], index)
+          if v ~= nil then
+            if index > newest[gi] then newest[gi] = index end
+            merge(v, {struct.unpack(slot_fmt, ARGV[at + 2])})
+          end
+        end
+      end
+      mark = block.last
+      applied = applied + block.events
+    elseif block.last > mark then
+      resend = true  -- straddles the mark: only event by event is exact
+    end
+    marks[block.part] = mark
+  end
+  for part, mark in pairs(marks) do
+    updates[#updates + 1] = '_o:' .. part
+    updates[#updates + 1] = string.format('%d', mark)
+  end
+elseif mode == 'e' then
   local marks = {}
   for e = 0, count - 1 do
     local base = pos + 1 + e * stride
@@ -192,7 +274,7 @@ else
       local g = grans[gi]
       local r = g.base + index % g.ring
       local v = load(r)
-      local new = {struct.unpack('<' .. string.rep('d', S), raw)}
+      local new = {struct.unpack(slot_fmt, raw)}
       -- slot 1 counts the tile's events: a stored tile that counted more stays (the stream is ahead)
       if v[1] < index or (v[1] == index and v[2] <= new[1]) then
         v[1] = index
@@ -205,22 +287,27 @@ else
   end
 end
 
--- Write back: the header, then each record, touched ones re-encoded (the rest copied as they are).
+-- Write back: the header, then the records; only touched ones are re-encoded, the bytes between them
+-- are copied as they are.
 local parts = {struct.pack(head_fmt, unpack(newest))}
-local copied = G * 8  -- bytes of the old blob accounted for
-for r = 0, total - 1 do
-  if touched[r] or not blob then
-    if blob and (G + r * W) * 8 > copied then parts[#parts + 1] = string.sub(blob, copied + 1, (G + r * W) * 8) end
+if blob then
+  local order = {}
+  for r in pairs(touched) do order[#order + 1] = r end
+  table.sort(order)
+  local copied = G * 8  -- bytes of the old blob accounted for
+  for _, r in ipairs(order) do
+    local from = (G + r * W) * 8
+    if from > copied then parts[#parts + 1] = string.sub(blob, copied + 1, from) end
+    parts[#parts + 1] = struct.pack(rec_fmt, unpack(recs[r]))
+    copied = from + W * 8
+  end
+  if copied < size then parts[#parts + 1] = string.sub(blob, copied + 1, size) end
+else
+  for r = 0, total - 1 do
     local t = recs[r]
-    if t == nil then
-      parts[#parts + 1] = empty_record
-    else
-      parts[#parts + 1] = struct.pack(rec_fmt, unpack(t))
-    end
-    copied = (G + (r + 1) * W) * 8
+    parts[#parts + 1] = t and struct.pack(rec_fmt, unpack(t)) or empty_record
   end
 end
-if blob and copied < size then parts[#parts + 1] = string.sub(blob, copied + 1, size) end
 call('HSET', key, 't', table.concat(parts), '_fp', fp, unpack(updates))
 
 local expire, advanced = nil, blob == nil
@@ -232,13 +319,14 @@ for gi, g in ipairs(grans) do
   end
 end
 if expires and advanced and expire ~= nil then call('PEXPIREAT', key, string.format('%d', math.ceil(expire))) end
-return applied, pos + 1 + count * stride
+return applied, next_pos or (pos + 1 + count * stride), resend
 end
 
-local pos, applied = 6, 0
+local pos, result = 6, {0}
 for k = 1, #KEYS do
-  local n
-  n, pos = apply(KEYS[k], pos)
-  applied = applied + n
+  local n, resend
+  n, pos, resend = apply(KEYS[k], pos)
+  result[1] = result[1] + n
+  if resend then result[#result + 1] = KEYS[k] end
 end
-return applied
+return result
