@@ -264,17 +264,26 @@ def tile_stream_path(store, view, event_time: str = "event_timestamp") -> Path_:
 
 
 def spark_batch_path(store, view, event_time: str = "event_timestamp") -> Path_:
-    """The batch path of an aggregation view: Spark's training computation as of each event."""
+    """The batch path of an aggregation view: Spark's training computation (``as_of``) over the replayed
+    events, as of each event."""
 
     def run(events: pd.DataFrame) -> pd.DataFrame:
+        from fs.aggregation.spec import spec_of
+        from fs.timeutil import microsecond_timestamps
+        from plugins.delta.aggregation import as_of
+        from plugins.delta.engine import get_engine
+
+        spark = get_engine(store.config).spark
+        spec = spec_of(view)
         keys = [c.name for c in view.entity_columns]
-        requests = events[[*keys, event_time]].drop_duplicates().rename(columns={event_time: "__fs_request_ts"})
-        features = [f.name for f in view.features]
-        frame = store.get_historical_features(
-            entity_df=requests.rename(columns={"__fs_request_ts": "event_timestamp"}),
-            features=[f"{view.name}:{f}" for f in features],
-        ).to_df()
-        return frame.rename(columns={"event_timestamp": event_time})[[*keys, event_time, *features]]
+        frame = events.assign(**{event_time: pd.to_datetime(events[event_time], utc=True)})
+        requests = frame[[*keys, event_time]].drop_duplicates()
+        raw = microsecond_timestamps(pa.Table.from_pandas(frame, preserve_index=False))
+        wanted = microsecond_timestamps(pa.Table.from_pandas(requests, preserve_index=False))
+        renamed = raw.rename_columns([spec.timestamp_field if c == event_time else c for c in raw.column_names])
+        names = {f.name: f.name for f in view.features}
+        result = as_of(spark.createDataFrame(wanted), event_time, keys, spec, spark.createDataFrame(renamed), names)
+        return result.toPandas()[[*keys, event_time, *names]]
 
     return run
 

@@ -5,13 +5,15 @@
       group_id: fs-ingest-payments
     dead_letter_topic: payments.dlq
     topics:
-      - topic: payments
-        push_source: customer_txn_push
+      - topic: payments                # raw events feeding aggregation views (docs/aggregations.md)
+        push_source: payments_push
         format: json
-        fields: {customer_id: int, amount: float, event_timestamp: timestamp}
+        fields: {customer_id: int, merchant_id: int, amount: float, approved: bool, event_timestamp: timestamp}
         event_time_field: event_timestamp
-        transform: stream_transforms.py:CustomerTxnAggregates
         targets: both
+      - topic: profile-updates         # rows of a plain view, optionally through a transform hook
+        push_source: profile_push
+        transform: transforms.py:normalise_profile
 
 ``${VAR}`` / ``${VAR:-default}`` are expanded from the environment like feature_store.yaml;
 ``envs/<env>.yaml`` may carry an ``ingest:`` section that is deep-merged over this file.

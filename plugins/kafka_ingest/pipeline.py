@@ -153,7 +153,7 @@ class TopicPipeline:
             self.offline = OfflineSink(store.config, push, views, group) if spec.offline else None
         self.online_buffer = Buffer()
         self.offline_buffer = Buffer()
-        self.gates = _quality_gates(repo, views) if spec.quality_gate and not self.aggregating else []
+        self.gates = _quality_gates(repo, views) if spec.quality_gate else []
         self._store = store
 
     def _check_aggregating(self, specs: list, fields: dict[str, FieldType]) -> None:
@@ -168,6 +168,10 @@ class TopicPipeline:
                               hint="remove `transform` from ingest.yaml")
         if not self.spec.fields:
             raise ConfigError(f"topic {topic!r} feeds aggregation views: declare its message fields in ingest.yaml")
+        if self.spec.quality_gate:
+            raise ConfigError(f"topic {topic!r} feeds aggregation views: quality gates judge feature rows, and this "
+                              "topic carries raw events", hint="set quality_gate: false (bad numbers and late events "
+                              "are dead-lettered anyway)")
         needed = set().union(*(set(s.join_keys) | s.columns for s in specs))
         missing = sorted(needed - set(fields))
         if missing:

@@ -141,6 +141,7 @@ def applied_repo(tmp_path_factory):
     ({"transform": "identity.py:identity"}, "aggregate the raw events themselves"),
     ({"fields": {}}, "declare its message fields"),
     ({"fields": {k: v for k, v in EVENT_FIELDS.items() if k != "approved"}}, "approved"),
+    ({"quality_gate": True}, "quality gates judge feature rows"),
 ])
 def test_a_topic_feeding_aggregation_views_carries_declared_raw_events_and_no_transform(applied_repo, topic, error):
     from plugins.kafka_ingest.pipeline import TopicPipeline
