@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import re
 import resource
 import shutil
 import sys
@@ -43,6 +42,8 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks import report  # noqa: E402
 
 END = datetime(2024, 6, 1, tzinfo=UTC)
 DAYS = 30
@@ -262,12 +263,7 @@ def compare(folder: Path, names: list[str]) -> None:
 
 
 def write_section(lines: list[str]) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = "<!-- aggregation_offline:start -->\n" + "\n".join(lines) + "\n<!-- aggregation_offline:end -->"
-    pattern = re.compile(r"<!-- aggregation_offline:start -->.*?<!-- aggregation_offline:end -->", re.S)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+    report.write_section("aggregation_offline", "\n".join(lines))
 
 
 def main() -> None:

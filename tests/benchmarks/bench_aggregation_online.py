@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from fs.aggregation import Aggregation, aggregation_view, spec_of  # noqa: E402
 from plugins.redis_store.fast_read import FastReader  # noqa: E402
+from tests.benchmarks import report  # noqa: E402
 
 OLD_BYTES_PER_EVENT = 80  # the deleted transform's retained state per event (issue #13)
 OLD_WARMUP_RECORDS_PER_S = 8_000  # its restart warm-up replay rate (issue #13)
@@ -186,15 +187,7 @@ def main() -> None:
         f"~{old_recovery_s / recovery_s:.0f}x longer in total.",
     ]
     section = "\n".join(lines)
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = "<!-- aggregation-online:start -->", "<!-- aggregation-online:end -->"
-    block = f"{start}\n{section}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    report.write_section("aggregation-online", section)
     print(section)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import re
 import resource
 import shutil
 import sys
@@ -34,6 +33,8 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks import report  # noqa: E402
 
 VIEWS = ("v0", "v1", "v2")
 FEATURES = ("f0", "f1", "f2", "f3")
@@ -249,12 +250,7 @@ def best_of(names: list[str], folder: Path, repeats: int) -> tuple[dict, dict]:
 
 
 def write_section(lines: list[str]) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = "<!-- offline:start -->\n" + "\n".join(lines) + "\n<!-- offline:end -->"
-    pattern = re.compile(r"<!-- offline:start -->.*?<!-- offline:end -->", re.S)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+    report.write_section("offline", "\n".join(lines))
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from plugins.redis_store.fast_read import FastReader  # noqa: E402
+from tests.benchmarks import report  # noqa: E402
 
 N_VIEWS = 20
 N_ENTITIES = 2000
@@ -340,15 +341,7 @@ def write_report(rows, writes, memory, quick: bool) -> None:
         "(its per-entity hash divided by the number of views).",
     ]
     section = "\n".join(lines)
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = "<!-- online:start -->", "<!-- online:end -->"
-    block = f"{start}\n{section}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    report.write_section("online", section)
     print(section)
 
 

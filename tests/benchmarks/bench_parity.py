@@ -35,6 +35,7 @@ from fs.datagen import to_arrow  # noqa: E402
 from fs.timeutil import utcnow  # noqa: E402
 from parity import check  # noqa: E402
 from plugins.delta import DeltaSource  # noqa: E402
+from tests.benchmarks import report  # noqa: E402
 
 VIEWS = ("bench_a", "bench_b", "bench_c")
 FEATURES = [(f"f_float_{i}", Float64) for i in range(4)] + [(f"f_int_{i}", Int64) for i in range(3)]
@@ -115,15 +116,7 @@ def _baselines(store, views, entities: int, as_of) -> tuple[float, float]:
 
 
 def _write_section(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{MARKERS[0]}\n{text.rstrip()}\n{MARKERS[1]}"
-    if MARKERS[0] in doc and MARKERS[1] in doc:
-        head, rest = doc.split(MARKERS[0], 1)
-        doc = head + block + rest.split(MARKERS[1], 1)[1]
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    path.write_text(doc)
+    report.write_section("parity", text)
 
 
 def main() -> int:
