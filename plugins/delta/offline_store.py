@@ -436,7 +436,16 @@ def _pull(
     engine = get_engine(config)
     version = (_version_pins.get() or {}).get(source.name, source.version)
     if not source.table:
-        version = open_table(source, config, version).version()
+        table = open_table(source, config, version)
+        version = table.version()
+        columns = dict(schema_of(table))
+        missing = [c for c in feature_name_columns if c not in columns]
+        if missing:  # an aggregation view's features are computed, not stored: Feast cannot pull them
+            raise SchemaMismatchError(
+                f"source {source.name!r} has no column {missing[0]!r} to pull (has {sorted(columns)})",
+                hint="an aggregation view (fs.aggregation) is materialized with `fs materialize`, which "
+                "rebuilds its tiles from the raw events",
+            )
     start, end = (_utc(start_date) if start_date else None), (_utc(end_date) if end_date else None)
 
     def build() -> DataFrame:

@@ -450,6 +450,16 @@ def test_a_missing_event_column_is_named(repo, tmp_path):
                                                   "aggtest")  # fmt: skip
 
 
+def test_pulls_of_an_aggregation_view_point_to_fs_materialize(repo):
+    """Feast's materialization would pull the view's features as columns of the raw events."""
+    store, _, _ = repo
+    view = store.get_feature_view("customer_txn_aggregates")
+    with pytest.raises(SchemaMismatchError, match="no column 'txn_count_10m'.*fs materialize"):
+        DeltaOfflineStore.pull_all_from_table_or_query(
+            store.config, view.batch_source, ["customer_id"], [f.name for f in view.features], "event_timestamp"
+        )
+
+
 def test_versions_are_recorded_and_replayed(repo):
     """The raw events' Delta version is part of the job; appended events change the answer, a replay
     on the recorded versions does not."""
