@@ -12,14 +12,15 @@ import pyarrow as pa
 import pytest
 from feast import FeatureService, FeatureStore, FeatureView, Field
 from feast.data_source import PushMode
-from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Bool, Float64, String
+from feast.types import String
 
 from fs import datagen
+from fs.aggregation import spec_of
 from fs.errors import EntityDataFrameError, SchemaMismatchError, SourceNotFoundError
 from plugins.delta import DeltaSource
 from plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
 from plugins.delta.storage import SavedDatasetDeltaStorage, recorded_source_versions
+from tests.aggregation.reference import expected
 from tests.plugins.delta.delta_helpers import make_config, write_table
 from tests.plugins.delta.delta_reference import point_in_time
 
@@ -51,32 +52,13 @@ def repo(tmp_path_factory, engine):
     data = datagen.generate(seed=7, customers=40, merchants=8, days=3, end=END)
     datagen.write_tables(data, path / "data")
     mod = _load_features(path)
-
-    # The ODFV is re-declared here with plain output fields: Feast's apply-time inference compares
-    # Field objects including description/tags, which the repo's annotated ODFV schema does not survive.
-    @on_demand_feature_view(
-        sources=[mod.customer_txn_aggregates, mod.transaction_request],
-        schema=[
-            Field(name="amount_to_avg_24h_ratio", dtype=Float64),
-            Field(name="amount_above_avg_24h", dtype=Bool),
-        ],
-    )
-    def ratio(inputs: pd.DataFrame) -> pd.DataFrame:
-        out = pd.DataFrame(index=inputs.index)
-        avg = inputs["avg_amount_24h"].astype("float64")
-        out["amount_to_avg_24h_ratio"] = (inputs["amount"].astype("float64") / avg.where(avg > 0)).fillna(0.0)
-        out["amount_above_avg_24h"] = (inputs["amount"].astype("float64") > avg.fillna(float("inf"))).astype(
-            bool
-        )
-        return out
-
     service = FeatureService(
         name="fraud_test",
         features=[
             mod.merchant_risk_daily,
             mod.customer_profile[["country", "kyc_level"]],
-            mod.customer_txn_aggregates,
-            ratio,
+            mod.customer_txn_aggregates,  # an aggregation view over the raw payments
+            mod.txn_amount_vs_history,
         ],
     )
     store = FeatureStore(config=make_config(path, project="payments"))
@@ -86,10 +68,10 @@ def repo(tmp_path_factory, engine):
             mod.merchant,
             mod.merchant_risk_daily,
             mod.customer_profile,
-            mod.customer_txn_push,
+            mod.payments_push,
             mod.customer_txn_aggregates,
             mod.transaction_request,
-            ratio,
+            mod.txn_amount_vs_history,
             service,
         ]
     )
@@ -114,25 +96,22 @@ def test_feature_service_with_on_demand_view_matches_reference(repo):
     assert {"chargeback_rate_30d", "country", "kyc_level", "amount_to_avg_24h_ratio"} <= set(result.columns)
     assert str(result["event_timestamp"].dt.tz) == "UTC"
 
-    expected = point_in_time(
-        entity_df,
-        "event_timestamp",
-        data.customer_txn_aggregates,
-        ["customer_id"],
-        TXN,
-        timedelta(days=1),
-        ts_field="event_timestamp",
-        created_field="created_at",
-    )
+    spec = spec_of(store.get_feature_view("customer_txn_aggregates"))
+    want = expected(spec, data.payments, entity_df[["customer_id", "event_timestamp"]])
     for column in TXN:
         got = [None if pd.isna(v) else round(float(v), 6) for v in result[column]]
-        want = [None if pd.isna(v) else round(float(v), 6) for v in expected[column]]
-        assert got == want, column
-    assert set(job.source_versions) == {
-        "merchant_risk_daily_source",
-        "customer_profile_source",
-        "customer_txn_aggregates_batch",
-    }
+        assert got == [None if pd.isna(v) else round(float(v), 6) for v in want[column]], column
+    risk = point_in_time(entity_df, "event_timestamp", data.merchant_risk_daily, ["merchant_id"],
+                         ["chargeback_rate_30d"], timedelta(days=2), ts_field="event_timestamp",
+                         created_field="created_at")  # fmt: skip
+    assert [None if pd.isna(v) else v for v in result["chargeback_rate_30d"]] == [
+        None if pd.isna(v) else v for v in risk["chargeback_rate_30d"]
+    ]
+    avg = result["avg_amount_24h"].astype("float64")
+    assert result["amount_to_avg_24h_ratio"].tolist() == pytest.approx(
+        (result["amount"] / avg.where(avg > 0)).fillna(0.0).tolist()
+    )
+    assert set(job.source_versions) == {"merchant_risk_daily_source", "customer_profile_source", "payments_source"}
     assert job.metadata.min_event_timestamp == entity_df["event_timestamp"].min()
 
 
@@ -149,15 +128,16 @@ def test_sql_entity_df_and_full_feature_names(repo):
 
 def test_date_range_mode_returns_latest_per_entity(repo):
     store, data, _ = repo
-    end = data.customer_txn_aggregates["event_timestamp"].max()
-    result = store.get_historical_features(
-        features=["customer_txn_aggregates:txn_count_24h"], end_date=end.to_pydatetime()
-    ).to_df()
-    window = data.customer_txn_aggregates[
-        data.customer_txn_aggregates["event_timestamp"] >= end - timedelta(days=1)
-    ]
+    profile = data.customer_profile
+    end = profile["event_timestamp"].max()
+    result = store.get_historical_features(features=["customer_profile:kyc_level"], end_date=end.to_pydatetime()).to_df()
+    window = profile[profile["event_timestamp"] >= end - timedelta(days=365)]  # the view's ttl
     assert sorted(result["customer_id"]) == sorted(window["customer_id"].unique())
     assert (result["event_timestamp"] == end).all()
+    latest = window.sort_values(["event_timestamp", "created_at"]).groupby("customer_id").tail(1)
+    assert dict(zip(result["customer_id"], result["kyc_level"], strict=True)) == dict(
+        zip(latest["customer_id"], latest["kyc_level"], strict=True)
+    )
 
 
 def test_materialize_to_online_store(repo):
@@ -174,23 +154,16 @@ def test_materialize_to_online_store(repo):
 
 
 def test_push_to_offline_then_retrieve(repo):
-    store, _, _ = repo
+    """A raw payment pushed to the offline store counts in the aggregation view's windows."""
+    store, data, _ = repo
     ts = END + timedelta(days=30)
-    pushed = pd.DataFrame(
-        {
-            "customer_id": [999_001],
-            "event_timestamp": [ts],
-            "created_at": [ts],
-            **{c: [7] for c in TXN[:3]},
-            **{c: [1.5] for c in TXN[3:]},
-        }
+    pushed = data.payments.iloc[:2].assign(
+        payment_id=[10**9, 10**9 + 1], customer_id=999_001, event_timestamp=[ts, ts + timedelta(minutes=2)]
     )
-    store.push("customer_txn_push", pushed, to=PushMode.OFFLINE)
+    store.push("payments_push", pushed, to=PushMode.OFFLINE)
     entity_df = pd.DataFrame({"customer_id": [999_001], "event_timestamp": [ts + timedelta(minutes=1)]})
-    result = store.get_historical_features(
-        entity_df, features=["customer_txn_aggregates:txn_count_1h"]
-    ).to_df()
-    assert result["txn_count_1h"].tolist() == [7]
+    result = store.get_historical_features(entity_df, features=["customer_txn_aggregates:txn_count_1h"]).to_df()
+    assert result["txn_count_1h"].tolist() == [1]  # the later payment is after the entity row
 
 
 def test_saved_dataset_replays_identically_after_append(repo, tmp_path):
@@ -204,11 +177,13 @@ def test_saved_dataset_replays_identically_after_append(repo, tmp_path):
     first = job.to_df()
     assert len(saved) == len(first)
 
-    # A late correction for every row: a newer created_at at the same event time changes the answer.
-    aggs = data.customer_txn_aggregates.copy()
-    aggs["created_at"] = aggs["created_at"] + timedelta(hours=1)
-    aggs["txn_count_24h"] = aggs["txn_count_24h"] + 1000
-    write_table(path / "data" / "customer_txn_aggregates", aggs, mode="append")
+    # A late payment just before every entity row changes the answer.
+    late = data.payments.iloc[: len(entity_df)].assign(
+        payment_id=range(10**9, 10**9 + len(entity_df)),
+        customer_id=entity_df["customer_id"].to_numpy(),
+        event_timestamp=(pd.to_datetime(entity_df["event_timestamp"], utc=True) - timedelta(seconds=1)).to_numpy(),
+    )
+    write_table(path / "data" / "payments", late, mode="append")
     now = store.get_historical_features(entity_df, features=features).to_df()
     assert not now["txn_count_24h"].equals(first["txn_count_24h"])
 
@@ -292,23 +267,17 @@ def test_view_type_not_matching_delta_is_named(repo):
 
 
 def test_offline_write_with_a_wrong_type_writes_nothing(repo):
-    store, _, path = repo
-    view = store.get_feature_view("customer_txn_aggregates")
+    store, data, _ = repo
+    view = store.get_feature_view("merchant_risk_daily")
     before = DeltaOfflineStore.pull_all_from_table_or_query(
-        store.config, view.batch_source, ["customer_id"], ["txn_count_1h"], "event_timestamp"
+        store.config, view.batch_source, ["merchant_id"], ["txn_volume_1d"], "event_timestamp"
     ).to_arrow()
-    bad = pa.table(
-        {
-            "customer_id": [1],
-            "event_timestamp": pa.array([END], pa.timestamp("us", tz="UTC")),
-            "created_at": pa.array([END], pa.timestamp("us", tz="UTC")),
-            **{c: ["not a number"] if c == "txn_count_1h" else [1] for c in TXN},
-        }
-    )
-    with pytest.raises(SchemaMismatchError, match="'txn_count_1h' is string, Delta has int64"):
+    bad = datagen.to_arrow(data.merchant_risk_daily.iloc[:1])
+    bad = bad.set_column(bad.schema.get_field_index("txn_volume_1d"), "txn_volume_1d", pa.array(["not a number"]))
+    with pytest.raises(SchemaMismatchError, match="'txn_volume_1d' is string, Delta has int64"):
         DeltaOfflineStore.offline_write_batch(store.config, view, bad, None)
     after = DeltaOfflineStore.pull_all_from_table_or_query(
-        store.config, view.batch_source, ["customer_id"], ["txn_count_1h"], "event_timestamp"
+        store.config, view.batch_source, ["merchant_id"], ["txn_volume_1d"], "event_timestamp"
     ).to_arrow()
     assert after.num_rows == before.num_rows
 
