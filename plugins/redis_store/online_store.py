@@ -181,39 +181,32 @@ class _State:
         with translated(self.endpoint):
             if self.cluster:
                 return self.client.mget_nonatomic(keys)
-            # One pooled connection, the client's own Retry (same attempts and backoff as
-            # client.mget), without redis-py's per-command bookkeeping: at 1-5 keys that
-            # bookkeeping was ~30% of a FastReader.read.
-            pool = self.client.connection_pool
-            conn = pool.get_connection()
-            try:
-                return conn.retry.call_with_retry(
-                    lambda: _mget_on(conn, keys), lambda _err: conn.disconnect()
-                )
-            finally:
-                if conn.should_reconnect():
-                    conn.disconnect()
-                pool.release(conn)
+            return self._on_connection(lambda conn: _mget_on(conn, keys))
 
     def pipelined(self, commands: list[tuple[str, tuple]]) -> list:
-        """Replies of ``commands`` sent in one round trip. Standalone: on one pooled connection with the
-        client's own retry (all are reads), as ``mget`` does; Cluster: redis-py's cluster pipeline."""
+        """Replies of ``commands`` sent in one round trip (an error reply comes back as the exception).
+        Every command sent this way is idempotent (reads, tile scripts), so a retry resends them all.
+        Standalone: on one pooled connection, as ``mget``; Cluster: redis-py's cluster pipeline."""
         with translated(self.endpoint):
             if self.cluster:
                 with self.client.pipeline(transaction=False) as pipe:
                     for name, args in commands:
                         pipe.execute_command(name, *args)
                     return pipe.execute(raise_on_error=False)
-            pool = self.client.connection_pool
-            conn = pool.get_connection()
-            try:
-                return conn.retry.call_with_retry(
-                    lambda: _pipeline_on(conn, commands), lambda _err: conn.disconnect()
-                )
-            finally:
-                if conn.should_reconnect():
-                    conn.disconnect()
-                pool.release(conn)
+            return self._on_connection(lambda conn: _pipeline_on(conn, commands))
+
+    def _on_connection(self, send):
+        """``send(conn)`` on one pooled connection with the client's own Retry (same attempts and
+        backoff as a client command), without redis-py's per-command bookkeeping: at 1-5 keys that
+        bookkeeping was ~30% of a FastReader.read."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            return conn.retry.call_with_retry(lambda: send(conn), lambda _err: conn.disconnect())
+        finally:
+            if conn.should_reconnect():
+                conn.disconnect()
+            pool.release(conn)
 
     async def mget_async(self, keys: list[str]) -> list:
         if not keys:

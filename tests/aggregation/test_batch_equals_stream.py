@@ -14,17 +14,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from feast import Entity, FileSource, PushSource, RepoConfig
-from feast.value_type import ValueType
+from feast import RepoConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fs.aggregation import Aggregation, aggregation_view, col, spec_of
+from fs.aggregation import Aggregation, col, spec_of
 from plugins.delta.aggregation import as_of
 from plugins.delta.engine import get_engine
 from plugins.redis_store.online_store import RedisOnlineStore
 from plugins.redis_store.tile_store import TileRead
 from tests.aggregation.reference import expected
+from tests.aggregation.views import events_view
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -34,11 +34,8 @@ REQUESTS = 4
 
 
 def _view():
-    src = FileSource(name="events", path="/nonexistent/events.parquet", timestamp_field="event_timestamp")
-    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
-    return aggregation_view(
-        name="agg", entities=[customer], source=PushSource(name="events_push", batch_source=src),
-        aggregations=[
+    return events_view(
+        [
             Aggregation("*", "count", ["10m", "1h"], name="n"),
             Aggregation("amount", "sum", ["10m", "1h", "3h"]),
             Aggregation("amount", "mean", ["1h"]),

@@ -10,16 +10,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from feast import Entity, FileSource, PushSource, RepoConfig
+from feast import Entity, RepoConfig
 from feast.value_type import ValueType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fs.aggregation import Aggregation, aggregation_view, col, spec_of
+from fs.aggregation import Aggregation, col, spec_of
 from fs.errors import OnlineWriteError
 from plugins.redis_store.online_store import RedisOnlineStore
 from plugins.redis_store.tile_store import TileRead
 from tests.aggregation.reference import expected
+from tests.aggregation.views import events_view
 from tests.plugins.redis_store.conftest import STORE_TYPE
 
 pytestmark = pytest.mark.redis
@@ -31,13 +32,8 @@ US = 1_000_000
 
 
 def _view():
-    src = FileSource(name="events", path="/nonexistent/events.parquet", timestamp_field="event_timestamp")
-    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
-    return aggregation_view(
-        name="agg",
-        entities=[customer],
-        source=PushSource(name="events_push", batch_source=src),
-        aggregations=[
+    return events_view(
+        [
             Aggregation("*", "count", ["10m", "1h"], name="n"),
             Aggregation("amount", "sum", ["10m", "1h"]),
             Aggregation("amount", "mean", ["1h"]),
