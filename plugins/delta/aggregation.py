@@ -128,8 +128,8 @@ def as_of(
     events (columns ``spec.join_keys``, ``spec.timestamp_field`` and ``spec.columns``); pre-filtering
     them to ``[min entity time - spec.horizon_us, max entity time]`` is the caller's choice (it only
     saves work). ``outputs``: feature name -> output column name (a subset of the spec's features).
-    ``partitions``: how many key-hash partitions the kernel runs in (default: the session's
-    ``spark.sql.shuffle.partitions``). Counts are ``bigint`` (0 when nothing counts), the rest double.
+    ``partitions``: how many key-hash partitions the kernel runs in (default: the embedded Sail's
+    parallelism, else the session's ``spark.sql.shuffle.partitions``). Counts are ``bigint`` (0 when nothing counts), the rest double.
     """
     features = {f.name: f for f in spec.features}
     unknown = [name for name in outputs if name not in features]
@@ -192,6 +192,11 @@ def _pickle_by_value() -> None:
 
 
 def _shuffle_partitions(frame: DataFrame) -> int:
+    from plugins.delta.engine import partitions_for
+
+    embedded = partitions_for(frame.sparkSession)
+    if embedded:
+        return embedded
     try:
         value = frame.sparkSession.conf.get("spark.sql.shuffle.partitions")
         return max(int(value or 0), 1)

@@ -115,8 +115,19 @@ def get_engine(repo_config: Any = None) -> Engine:
             url = remote or _embedded_url()
             session = _connect(url, conf)
             _sessions[key] = session
-        partitions = int(os.environ.get("SAIL_EXECUTION__DEFAULT_PARALLELISM") or 0) or None
-        return Engine(session, local_files=remote is None, partitions=partitions if remote is None else None)
+        return Engine(session, local_files=remote is None, partitions=_embedded_parallelism() if remote is None else None)
+
+
+def partitions_for(session: Any) -> int | None:
+    """``Engine.partitions`` of the engine ``session`` belongs to (None if it is not one of ours, or
+    not the embedded Sail): for code that only has a DataFrame."""
+    with _lock:
+        embedded = any(s is session and remote is None for (remote, _), s in _sessions.items())
+    return _embedded_parallelism() if embedded and session is not _user_session else None
+
+
+def _embedded_parallelism() -> int | None:
+    return int(os.environ.get("SAIL_EXECUTION__DEFAULT_PARALLELISM") or 0) or None
 
 
 def _embedded_url() -> str:
