@@ -432,6 +432,19 @@ def test_full_feature_names_subsets_and_a_sql_entity_df(repo):
         ]
 
 
+def test_a_projection_renames_the_entity_key(repo):
+    """``with_join_key_map``: the entity frame names the key differently from the events."""
+    store, data, _ = repo
+    view = store.get_feature_view("customer_txn_aggregates").with_join_key_map({"customer_id": "payer"})
+    entity_df = _entity_df(data, n=15, seed=6)[["customer_id", "event_timestamp"]]
+    job = DeltaOfflineStore.get_historical_features(
+        store.config, [view], ["customer_txn_aggregates:txn_amount_1h"], entity_df.rename(columns={"customer_id": "payer"}),
+        store.registry, "aggtest",
+    )  # fmt: skip
+    want = expected(spec_of(view), data.payments, entity_df)["txn_amount_1h"]
+    np.testing.assert_allclose(job.to_df()["txn_amount_1h"], want, rtol=1e-9)
+
+
 def test_date_range_mode_is_refused_for_aggregation_views(repo):
     store, _, _ = repo
     with pytest.raises(OfflineStoreError, match="customer_txn_aggregates.*entity_df=None"):
