@@ -19,9 +19,9 @@ Contenders, each in its own process after a warm-up (engine start, one tiny quer
   tiles for the tail, a window per (key, tile) for the head, joined back): general, slower.
 
 All three read only the events that can count (from 24h + 1h before the first entity row to the last
-one), as the Delta store prunes them. The results are compared in the run: same rows, counts equal, sums and means within 1e-6 (DuckDB's
-running-sum differences lose a few digits on long histories). Results go to the ``aggregation_offline``
-section of docs/benchmarks.md.
+one), as the Delta store prunes them. The results are compared in the run: same rows, counts equal,
+sums and means within 1e-6 (DuckDB's running-sum differences lose a few digits on long histories).
+Results go to the ``aggregation_offline`` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
