@@ -139,6 +139,8 @@ def as_of(
         raise OfflineStoreError(
             f"aggregation view {spec.view!r} aggregates by {list(spec.join_keys)}; got entity keys {join_keys}"
         )
+    if not outputs:
+        return entity
     wanted = [features[name] for name in outputs]
     plan = KernelPlan.build(spec, wanted, [outputs[f.name] for f in wanted])
     key_types = {f.name: f.dataType for f in events.schema.fields}
