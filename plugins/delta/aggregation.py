@@ -129,7 +129,8 @@ def as_of(
     them to ``[min entity time - spec.horizon_us, max entity time]`` is the caller's choice (it only
     saves work). ``outputs``: feature name -> output column name (a subset of the spec's features).
     ``partitions``: how many key-hash partitions the kernel runs in (default: the embedded Sail's
-    parallelism, else the session's ``spark.sql.shuffle.partitions``). Counts are ``bigint`` (0 when nothing counts), the rest double.
+    parallelism, else the session's ``spark.sql.shuffle.partitions``). Counts are ``bigint`` (0 when
+    nothing counts), the rest double.
     """
     features = {f.name: f for f in spec.features}
     unknown = [name for name in outputs if name not in features]
