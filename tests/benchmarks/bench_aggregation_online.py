@@ -8,7 +8,7 @@ Same run, same Redis (the machine's 7.0 on loopback; a unique project, removed a
 - one simulated day of payments (5 per customer per hour) applied to the tiles with the ingestor's write
   path (``write_events``: the Lua tile script, offsets deduplicated);
 - reads through ``FastReader`` (1 and 100 entities), p50/p99, aggregation / plain (goal: within 2x);
-- bytes per key (``MEMORY USAGE``) and per event, against the deleted hand-written transform, which
+- bytes per key (``MEMORY USAGE``), tiles held, and bytes per event, against the deleted hand-written transform, which
   kept every event of the last 24 h in memory (80 bytes per event, measured when it was filed);
 - recovery after a 6 h outage at 5k events/s: the backlog replayed through the tile write path (the
   tiles are the state: no warm-up), against the old restart, which first replayed 24 h of raw events
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from fs.aggregation import Aggregation, aggregation_view, spec_of  # noqa: E402
+from fs.aggregation.tiles import Merger  # noqa: E402
 from plugins.redis_store.fast_read import FastReader  # noqa: E402
 from tests.benchmarks import report  # noqa: E402
 
@@ -91,6 +92,12 @@ def write_rate(online, config, view, events: pa.Table, batch: int = 2000) -> flo
     return events.num_rows / (time.perf_counter() - started)
 
 
+def tiles_held(merger, blob: bytes) -> int:
+    """Records of a stored ring that hold a tile (index set), i.e. the tiles actually kept."""
+    data = np.frombuffer(blob, dtype="<f8")[merger.head :].reshape(merger.records, merger.width)
+    return int(np.isfinite(data[:, 0]).sum())
+
+
 def latencies(fn, budget_s: float) -> list[float]:
     out, deadline = [], time.perf_counter() + budget_s
     while time.perf_counter() < deadline or len(out) < 200:
@@ -126,7 +133,8 @@ def main() -> None:
             keys = [k for k in client.scan_iter(match=f"fs:{config.project}:*:agg", count=1000)]
             sample = keys[:: max(1, len(keys) // 200)]
             bytes_per_key = float(np.mean([client.memory_usage(k, samples=0) for k in sample]))
-            tiles_per_key = float(np.mean([sum(not f.startswith(b"_") for f in client.hkeys(k)) for k in sample]))
+            merger = Merger(spec_of(agg))
+            tiles_per_key = float(np.mean([tiles_held(merger, client.hget(k, "t")) for k in sample]))
             events_per_key = events.num_rows / customers
             max_tiles = sum(g.tiles + 1 for g in spec_of(agg).granularities)
             old_bytes_per_key = OLD_BYTES_PER_EVENT * events_per_key
