@@ -67,6 +67,9 @@ class Merger:
                      "stddev": "nsq"}[f.function]
             self.plan.append((f.function, spec.granularity(f.window.tile_us), f.window.tiles,
                               [1 + index[(k, f.input)] for k in kinds]))
+        # Columns that add up (counts and sums; finite, so a mask can multiply them)
+        self.summable = [1 + i for i, (k, _) in enumerate(self.slots) if k in ("n", "s")]
+        self.summable_at = {c: j for j, c in enumerate(self.summable)}
 
     def values(self, blobs: Sequence[bytes | None], now_us: int) -> list[list]:
         """Feature values (``spec.features`` order, one list each) for the entities whose stored tiles
@@ -82,14 +85,16 @@ class Merger:
             block = data[:, base + wanted % ring, :]
             valid = block[:, :, 0] == wanted.astype(np.float64)
             windows.append((block, valid, None))
-        out = []
+        out, totals = [], {}
         for function, gi, tiles, cols in self.plan:
-            block, valid, running = windows[gi]
+            block, valid, _ = windows[gi]
             if function in ("count", "sum", "mean"):
-                if running is None:  # sums over the newest k tiles, for every k at once
-                    running = np.where(valid[:, :, None], block, 0.0).cumsum(axis=1)
-                    windows[gi] = (block, valid, running)
-                out.append(_summed(function, running[:, tiles, :], cols))
+                total = totals.get((gi, tiles))
+                if total is None:  # the summable columns over the newest tiles + 1 tiles, masked
+                    mask = valid[:, : tiles + 1].astype(np.float64)
+                    total = np.einsum("ij,ijk->ik", mask, block[:, : tiles + 1, self.summable])
+                    totals[(gi, tiles)] = total
+                out.append(_summed(function, total, [self.summable_at[c] for c in cols]))
             else:
                 out.append(_finish(function, block[:, : tiles + 1, :], valid[:, : tiles + 1], cols))
         return out

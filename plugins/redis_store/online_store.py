@@ -41,7 +41,14 @@ from plugins.redis_store.connection import Endpoint, connect, translate, transla
 from plugins.redis_store.keys import KeyLayout
 from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
 from plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, feature_vector
-from plugins.redis_store.tile_store import TileRead, TileWriteResult, write_events, write_tiles
+from plugins.redis_store.tile_store import (
+    READ_LUA,
+    READ_SHA,
+    TileRead,
+    TileWriteResult,
+    write_events,
+    write_tiles,
+)
 from plugins.redis_store.writer import BatchWriter, WriteResult, prepare, prepare_arrow
 
 logger = logging.getLogger(__name__)
@@ -222,7 +229,12 @@ class _State:
         if any(isinstance(r, TileRead) for r in reads):
             now_us = time.time_ns() // 1000 if now_us is None else now_us
             commands = self._mixed_commands(reads, columns, now_us)
-            return self._mixed_results(reads, self.pipelined(commands), n, now_us)
+            replies = self.pipelined(commands)
+            if any(isinstance(x, redis.exceptions.NoScriptError) for x in replies):
+                with translated(self.endpoint):
+                    self.client.script_load(READ_LUA)
+                replies = self.pipelined(commands)
+            return self._mixed_results(reads, replies, n, now_us)
         return decode(reads, self.mget(build_keys(self.layout, reads, columns)), n, self.old_schema, now_us)
 
     async def read_async(self, reads, columns, n) -> list[ViewResult]:
@@ -230,11 +242,15 @@ class _State:
             now_us = time.time_ns() // 1000
             commands = self._mixed_commands(reads, columns, now_us)
             client, _ = self.async_client()
-            with translated(self.endpoint):
-                async with client.pipeline(transaction=False) as pipe:
-                    for name, args in commands:
-                        pipe.execute_command(name, *args)
-                    replies = await pipe.execute(raise_on_error=False)
+            for attempt in (0, 1):
+                with translated(self.endpoint):
+                    async with client.pipeline(transaction=False) as pipe:
+                        for name, args in commands:
+                            pipe.execute_command(name, *args)
+                        replies = await pipe.execute(raise_on_error=False)
+                    if attempt or not any(isinstance(x, redis.exceptions.NoScriptError) for x in replies):
+                        break
+                    await client.script_load(READ_LUA)
             return self._mixed_results(reads, replies, n, now_us)
         replies = await self.mget_async(build_keys(self.layout, reads, columns))
         # old_schema is a sync HGET, made at most once per (view, old fingerprint) per process.
@@ -251,8 +267,12 @@ class _State:
             commands += [("GET", (k,)) for k in keys] if self.cluster else [("MGET", tuple(keys))]
         for r in reads:
             if isinstance(r, TileRead):
-                fields = tuple(r.fields(now_us))
-                commands += [("HMGET", (k, *fields)) for k in build_keys(self.layout, [r], columns)]
+                tile_keys = build_keys(self.layout, [r], columns)
+                if self.cluster:  # keys of several slots: one HMGET each
+                    fields = tuple(r.fields(now_us))
+                    commands += [("HMGET", (k, *fields)) for k in tile_keys]
+                else:
+                    commands.append(("EVALSHA", (READ_SHA, len(tile_keys), *tile_keys)))
         return commands
 
     def _mixed_results(self, reads, replies: list, n: int, now_us: int) -> list[ViewResult]:
@@ -270,8 +290,13 @@ class _State:
         results = []
         for r in reads:
             if isinstance(r, TileRead):
-                results.append(r.result(replies[:n], now_us))
-                replies = replies[n:]
+                if self.cluster:
+                    results.append(r.result(replies[:n], now_us))
+                    replies = replies[n:]
+                else:  # one flat reply: fingerprint, tiles, fingerprint, tiles, ...
+                    flat = replies[0]
+                    results.append(r.result([flat[i : i + 2] for i in range(0, 2 * n, 2)], now_us))
+                    replies = replies[1:]
             else:
                 results.append(next(decoded))
         return results
