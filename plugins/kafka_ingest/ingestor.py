@@ -8,11 +8,12 @@ written to every target of their topic and their dead letters are acknowledged. 
 idempotent (event-time ordered); Delta appends are exactly-once (sinks.OfflineSink). So a crash at
 any point replays at most the uncommitted records, and the replay changes nothing already written.
 
-Threads: the loop (poll, decode, transform, online writes, offset commits) runs on the caller's
-thread; Delta appends run on one writer thread, at most one in flight, so a slow append never
-holds up online freshness. The writer only runs the append (with its retries) on rows the loop
-handed over; the loop applies its outcome (breaker, stats, the partitions' offline mark), and a
-partition's offsets are committed only up to what a *completed* append covered.
+Threads: the loop (poll, decode, transform, offset commits) runs on the caller's thread; online
+writes run on one online writer thread and Delta appends on one Delta writer thread, each with at
+most one write in flight, so the loop decodes the next records while Redis applies the last ones and
+a slow append never holds up online freshness. A writer only runs the write (with its retries) on
+rows the loop handed over; the loop applies its outcome (breaker, stats, the partitions' online or
+offline mark), and a partition's offsets are committed only up to what *completed* writes covered.
 
 Rebalances are eager (kafka-python): on revocation what is buffered is dropped (the next owner
 replays it, harmlessly); assignment starts clean, replaying ``lookback`` of history through
@@ -168,6 +169,8 @@ class Ingestor:
         self._writer: ThreadPoolExecutor | None = None  # the Delta append thread, while running
         self._frozen = False  # this run holds the GC freeze (see _freeze_startup_heap)
         self._append: _Append | None = None  # the append in flight (at most one)
+        self._online_writer: ThreadPoolExecutor | None = None  # the online write thread, while running
+        self._online: _Append | None = None  # the online write in flight (at most one)
         self._revoked = False  # set by the listener, applied by the main thread
         self._new: set[TopicPartition] = set()  # assigned by the last rebalance, not set up yet
         self._stop = threading.Event()
@@ -211,6 +214,7 @@ class Ingestor:
             **kw)
         self._consumer.subscribe(list(self.pipes), listener=_Listener(self))
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fs-ingest-delta")
+        self._online_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fs-ingest-online")
         if self.config.http_port is not None:
             self._http = serve(self, self.config.http_port)
             self.http_port = self._http.server_address[1]
@@ -299,61 +303,90 @@ class Ingestor:
         m.BATCH_SECONDS.labels(target).observe(outcome.seconds)
         return outcome.result
 
-    def _write(self, target: str, fn):
-        """Run ``fn`` here under the target's retries and breaker; None when it did not succeed."""
-        breaker = self.breakers[target]
-        if not breaker.allow():
-            return None
-        return self._settle(target, self._attempt(target, fn, self._attempts(breaker)))
-
     def _flush(self, force: bool, idle: bool = False) -> bool:
         """Write due buffers, then commit what every target has; True if nothing is left pending.
         ``idle``: the last poll returned nothing, so offline rows older than ``offline_idle_ms`` are due.
-        ``force`` (drain): write everything, waiting for the Delta appends."""
+        ``force`` (drain): write everything, waiting for the writes in flight."""
         b = self.config.batch
+        clean = self._reap_online(wait=force)
         self._reap(wait=force)
         now = time.monotonic()
         idle_s = b.offline_idle_ms / 1000 if idle and b.offline_idle_ms else None
-        clean = True
-        for pipe in self.pipes.values():
-            if pipe.online and (force or pipe.online_buffer.due(b.online_max_rows, b.online_interval_ms / 1000, now)):
-                clean &= self._flush_online(pipe)
         if force:
+            for pipe in self.pipes.values():
+                if pipe.online:
+                    self._start_online(pipe)
+                    clean &= self._reap_online(wait=True)
             for pipe in self.pipes.values():
                 if pipe.offline:
                     self._start_append(pipe)
                     self._reap(wait=True)
-        elif self._append is None:
-            due = [p for p in self.pipes.values() if p.offline and (
-                p.offline_buffer.due(b.offline_max_rows, b.offline_interval_ms / 1000, now)
-                or (idle_s is not None and p.offline_buffer.due(b.offline_max_rows, idle_s, now)))]
-            if due:  # one append at a time: the topic whose rows have waited longest goes first
-                self._start_append(min(due, key=lambda p: p.offline_buffer.since))
+        else:
+            if self._online is None:  # one online write at a time: the longest-waiting topic first
+                due = [p for p in self.pipes.values() if p.online and p.online_buffer.due(
+                    b.online_max_rows, b.online_interval_ms / 1000, now)]
+                if due:
+                    self._start_online(min(due, key=lambda p: p.online_buffer.since))
+            if self._append is None:
+                due = [p for p in self.pipes.values() if p.offline and (
+                    p.offline_buffer.due(b.offline_max_rows, b.offline_interval_ms / 1000, now)
+                    or (idle_s is not None and p.offline_buffer.due(b.offline_max_rows, idle_s, now)))]
+                if due:  # one append at a time: the topic whose rows have waited longest goes first
+                    self._start_append(min(due, key=lambda p: p.offline_buffer.since))
         self._commit()
-        return clean and self._append is None and not any(
+        return clean and self._append is None and self._online is None and not any(
             p.online_buffer.through or p.offline_buffer.through for p in self.pipes.values())
 
-    def _flush_online(self, pipe: TopicPipeline) -> bool:
-        buf = pipe.online_buffer
-        if buf.n:
-            when = datetime.now(UTC)
-            table = buf.table()
-            origins = buf.origins() if pipe.aggregating else None
-            result = self._write("online", lambda: pipe.online.write(table, when, origins))
-            if result is None:
-                return False
-            written_at = time.time()
-            topic = pipe.spec.topic
-            event_s = table[pipe.event_col].cast(pa.int64()).to_numpy() / 1e6
-            ages = written_at - event_s
-            m.observe_many(m.FRESHNESS.labels(topic), ages)
-            self.stats.freshness_s.extend(ages.tolist())
-            self.stats.written_online += result.written
-            self.stats.skipped_stale += result.skipped_stale
-            self.stats.online_batches += 1
-            m.WRITTEN.labels(topic, "online").inc(result.written)
-            m.SKIPPED_STALE.labels(topic).inc(result.skipped_stale)
-        self._mark(buf.take(), "online_done")
+    def _start_online(self, pipe: TopicPipeline) -> None:
+        """Hand the online buffer to the online writer thread (none may be in flight), so the loop
+        decodes the next records while Redis applies these (it runs on another core). Taken whole,
+        like an append: its rows and the offsets it covers are one snapshot."""
+        buf, breaker = pipe.online_buffer, self.breakers["online"]
+        if not buf.through:
+            return
+        if not buf.n:  # only dead letters or filtered records: nothing to write
+            self._mark(buf.take(), "online_done")
+            return
+        if not breaker.allow():
+            return
+        taken = buf.take()
+        when = datetime.now(UTC)
+        table, sink = taken.table(), pipe.online
+        origins = taken.origins() if pipe.aggregating else None
+
+        def write():
+            return sink.write(table, when, origins), time.time()
+
+        future = self._online_writer.submit(self._attempt, "online", write, self._attempts(breaker))
+        self._online = _Append(pipe, taken, self._generation, future)
+
+    def _reap_online(self, wait: bool) -> bool:
+        """Apply the outcome of the online write in flight once it is done (``wait``: block until it
+        is): success marks its offsets as online, a failure puts its rows back in front of the buffer.
+        False if it failed. A terminal error is raised here."""
+        job = self._online
+        if job is None or (not wait and not job.future.done()):
+            return True
+        self._online = None
+        outcome = self._settle("online", job.future.result())
+        current = job.generation == self._generation
+        if outcome is None:
+            if current:
+                job.pipe.online_buffer.restore(job.taken)
+            return False
+        result, written_at = outcome
+        pipe, table = job.pipe, job.taken.table()
+        topic = pipe.spec.topic
+        ages = written_at - table[pipe.event_col].cast(pa.int64()).to_numpy() / 1e6
+        m.observe_many(m.FRESHNESS.labels(topic), ages)
+        self.stats.freshness_s.extend(ages.tolist())
+        self.stats.written_online += result.written
+        self.stats.skipped_stale += result.skipped_stale
+        self.stats.online_batches += 1
+        m.WRITTEN.labels(topic, "online").inc(result.written)
+        m.SKIPPED_STALE.labels(topic).inc(result.skipped_stale)
+        if current:  # after a revocation the partitions restart from their commits anyway
+            self._mark(job.taken, "online_done")
         return True
 
     def _start_append(self, pipe: TopicPipeline) -> None:
@@ -444,9 +477,11 @@ class Ingestor:
     def _backpressure(self, max_rows: int) -> None:
         """Stop fetching (but keep polling, so the member stays in the group) while a breaker is
         open or too many rows wait; resume when both clear."""
-        in_flight = self._append.taken.n if self._append is not None else 0
+        def in_flight(job, p) -> int:
+            return job.taken.n if job is not None and job.pipe is p else 0
+
         blocked = any(b.state is BreakerState.OPEN for b in self.breakers.values()) or any(
-            p.pending(in_flight if self._append is not None and self._append.pipe is p else 0) >= max_rows
+            p.pending(in_flight(self._append, p), in_flight(self._online, p)) >= max_rows
             for p in self.pipes.values())
         assigned = self._consumer.assignment()
         if blocked and not self._paused and assigned:
@@ -562,6 +597,9 @@ class Ingestor:
         if self._writer is not None:  # let an append in flight finish (its rows are skipped on replay)
             self._writer.shutdown(wait=True, cancel_futures=True)
             self._writer, self._append = None, None
+        if self._online_writer is not None:  # likewise an online write (replayed rows are no-ops)
+            self._online_writer.shutdown(wait=True, cancel_futures=True)
+            self._online_writer, self._online = None, None
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

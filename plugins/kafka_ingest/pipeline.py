@@ -323,9 +323,10 @@ class TopicPipeline:
                 buf.n += chunk.table.num_rows
             buf.through[chunk.tp] = last_offset
 
-    def pending(self, in_flight: int = 0) -> int:
-        """Rows held for the slower target (``in_flight``: rows of an append being written)."""
-        return max(self.online_buffer.n, self.offline_buffer.n + in_flight)
+    def pending(self, in_flight: int = 0, online_in_flight: int = 0) -> int:
+        """Rows held for the slower target (``in_flight``: rows of an append being written;
+        ``online_in_flight``: of an online write)."""
+        return max(self.online_buffer.n + online_in_flight, self.offline_buffer.n + in_flight)
 
     def clear(self) -> None:
         self.online_buffer = Buffer()
