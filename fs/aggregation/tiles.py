@@ -41,8 +41,8 @@ def tile_index(time_us: int, tile_us: int) -> int:
 class Merger:
     """Compiled request-time merge of one spec (built once per view, reused for every read).
 
-    The stored form (tiles.lua): a header (the newest tile index per tile size), then per tile size a
-    ring of ``tiles + 1`` records ``[index, slots...]``;
+    The stored form (tiles.lua): a header (the layout fingerprint, the newest tile index per tile
+    size), then per tile size a ring of ``tiles + 1`` records ``[index, slots...]``;
     tile ``k`` sits at ring position ``k mod ring`` and is valid only if the record's index is ``k``. A read
     at ``now`` takes, per tile size, the ring positions of ``[tile(now) - tiles, tile(now)]`` newest first
     (the same for every entity), masks records holding other tiles, and reduces each feature's newest
@@ -56,10 +56,11 @@ class Merger:
         self.rings = [g.tiles + 1 for g in spec.granularities]
         self.bases = np.cumsum([0, *self.rings])[:-1].tolist()
         self.records = sum(self.rings)
-        self.head = len(self.rings)  # newest tile index per tile size, before the records
+        self.head = 1 + len(self.rings)  # the fingerprint and the newest tile index per tile size
+        self.fingerprint = struct.pack("<d", float(spec.fingerprint))
         empty = [float("-inf"), *[EMPTY[k] for k, _ in self.slots]]
-        self.empty = struct.pack(f"<{self.head + self.width * self.records}d",
-                                 *([float("-inf")] * self.head), *(empty * self.records))
+        self.empty = self.fingerprint + struct.pack(f"<{self.head - 1 + self.width * self.records}d",
+                                                    *([float("-inf")] * (self.head - 1)), *(empty * self.records))
         index = {s: i for i, s in enumerate(self.slots)}
         self.plan = []  # per feature: (function, granularity, tiles, slot columns)
         for f in spec.features:
@@ -73,9 +74,14 @@ class Merger:
 
     def values(self, blobs: Sequence[bytes | None], now_us: int) -> list[list]:
         """Feature values (``spec.features`` order, one list each) for the entities whose stored tiles
-        are ``blobs`` (None: nothing stored), as of ``now_us``."""
-        size = len(self.empty)
-        raw = b"".join([b if b is not None and len(b) == size else self.empty for b in blobs])
+        are ``blobs`` (None: nothing stored; anything of another length or fingerprint: another layout,
+        or a row of the view before it aggregated: no tiles), as of ``now_us``."""
+        if not blobs:
+            return [[] for _ in self.plan]
+        if len(blobs) == 1:  # the hot single-entity read: plain Python beats numpy's per-call overhead
+            return [[v] for v in self._one(blobs[0], now_us)]
+        size, fp = len(self.empty), self.fingerprint
+        raw = b"".join([b if b is not None and len(b) == size and b[:8] == fp else self.empty for b in blobs])
         data = np.frombuffer(raw, dtype="<f8").reshape(len(blobs), -1)[:, self.head :]
         data = data.reshape(len(blobs), self.records, self.width)
         windows = []  # per tile size: records newest first, which hold the tile asked, running sums
@@ -97,6 +103,48 @@ class Merger:
                 out.append(_summed(function, total, [self.summable_at[c] for c in cols]))
             else:
                 out.append(_finish(function, block[:, : tiles + 1, :], valid[:, : tiles + 1], cols))
+        return out
+
+
+    def _one(self, blob: bytes | None, now_us: int) -> list:
+        """``values`` of one entity, in plain Python over the records of its windows."""
+        if blob is None or len(blob) != len(self.empty) or blob[:8] != self.fingerprint:
+            blob = self.empty
+        data = struct.unpack(f"<{len(self.empty) // 8}d", blob)
+        width, head = self.width, self.head
+        newest_first = []  # per tile size: the offsets of the records holding the tiles asked, newest first
+        for g, ring, base in zip(self.spec.granularities, self.rings, self.bases, strict=True):
+            kt = now_us // g.tile_us
+            offsets = []
+            for index in range(kt, kt - g.tiles - 1, -1):
+                at = head + (base + index % ring) * width
+                offsets.append(at if data[at] == index else None)
+            newest_first.append(offsets)
+        out = []
+        for function, gi, tiles, cols in self.plan:
+            recs = [at for at in newest_first[gi][: tiles + 1] if at is not None]
+            c0 = cols[0]
+            if function == "count":
+                out.append(int(sum(data[at + c0] for at in recs)))
+            elif function == "sum":
+                out.append(float(sum(data[at + c0] for at in recs)))
+            elif function == "mean":
+                n = sum(data[at + c0] for at in recs)
+                out.append(sum(data[at + cols[1]] for at in recs) / n if n > 0 else None)
+            elif function in ("min", "max"):
+                pick = min if function == "min" else max
+                v = pick((data[at + c0] for at in recs), default=math.inf if function == "min" else -math.inf)
+                out.append(None if math.isinf(v) else v)
+            elif function == "last":
+                best = max(((data[at + c0], data[at + cols[1]]) for at in recs), default=(-math.inf, None))
+                out.append(None if math.isinf(best[0]) else best[1])
+            else:  # stddev: pooled M2 over the tiles
+                tiles_ = [(data[at + c0], data[at + cols[1]], data[at + cols[2]]) for at in recs]
+                n = sum(t[0] for t in tiles_)
+                s = sum(t[1] for t in tiles_)
+                mean = s / n if n > 0 else 0.0
+                m2 = sum(q + k * (x / k - mean) ** 2 for k, x, q in tiles_ if k > 0)
+                out.append(stddev(n, m2))
         return out
 
 

@@ -37,13 +37,12 @@ from fs.errors import ConfigError, OnlineWriteError
 from fs.timeutil import arrow_epoch_micros, epoch_micros
 from plugins.redis_store import embedded
 from plugins.redis_store.codec import ViewCodec, to_proto
-from plugins.redis_store.connection import Endpoint, connect, translate, translated
+from plugins.redis_store.connection import Endpoint, connect, translated
 from plugins.redis_store.keys import KeyLayout
 from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
 from plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, feature_vector
 from plugins.redis_store.tile_store import (
-    READ_LUA,
-    READ_SHA,
+    MARKS,
     TileRead,
     TileWriteResult,
     write_events,
@@ -225,81 +224,25 @@ class _State:
     def read(
         self, reads: Sequence[ViewRead], columns: Mapping[str, Sequence], n: int, now_us: int | None = None
     ) -> list[ViewResult]:
-        """Values of ``reads`` for ``n`` entity rows as of ``now_us`` (default: the clock)."""
-        if any(isinstance(r, TileRead) for r in reads):
-            now_us = time.time_ns() // 1000 if now_us is None else now_us
-            commands = self._mixed_commands(reads, columns, now_us)
-            replies = self.pipelined(commands)
-            if any(isinstance(x, redis.exceptions.NoScriptError) for x in replies):
-                with translated(self.endpoint):
-                    self.client.script_load(READ_LUA)
-                replies = self.pipelined(commands)
-            return self._mixed_results(reads, replies, n, now_us)
-        return decode(reads, self.mget(build_keys(self.layout, reads, columns)), n, self.old_schema, now_us)
+        """Values of ``reads`` for ``n`` entity rows as of ``now_us`` (default: the clock): one MGET for
+        every view, plain rows and aggregation tiles alike."""
+        return self._results(reads, self.mget(build_keys(self.layout, reads, columns)), n, now_us)
 
-    async def read_async(self, reads, columns, n) -> list[ViewResult]:
-        if any(isinstance(r, TileRead) for r in reads):
-            now_us = time.time_ns() // 1000
-            commands = self._mixed_commands(reads, columns, now_us)
-            client, _ = self.async_client()
-            for attempt in (0, 1):
-                with translated(self.endpoint):
-                    async with client.pipeline(transaction=False) as pipe:
-                        for name, args in commands:
-                            pipe.execute_command(name, *args)
-                        replies = await pipe.execute(raise_on_error=False)
-                    if attempt or not any(isinstance(x, redis.exceptions.NoScriptError) for x in replies):
-                        break
-                    await client.script_load(READ_LUA)
-            return self._mixed_results(reads, replies, n, now_us)
+    async def read_async(self, reads, columns, n, now_us: int | None = None) -> list[ViewResult]:
         replies = await self.mget_async(build_keys(self.layout, reads, columns))
         # old_schema is a sync HGET, made at most once per (view, old fingerprint) per process.
-        return decode(reads, replies, n, self.old_schema)
+        return self._results(reads, replies, n, now_us)
 
-    def _mixed_commands(self, reads, columns, now_us: int) -> list[tuple[str, tuple]]:
-        """One pipeline for a request with aggregation views: the plain views' rows (one MGET, or a
-        GET per key in Cluster mode, where keys of several slots cannot share a command), then one
-        HMGET of the tiles in the windows per (aggregation view, entity)."""
+    def _results(self, reads, replies: list, n: int, now_us: int | None) -> list[ViewResult]:
+        """MGET replies (``build_keys`` order) -> results: rows decoded, tiles merged as of ``now_us``."""
+        if not any(isinstance(r, TileRead) for r in reads):
+            return decode(reads, replies, n, self.old_schema, now_us)
+        now_us = time.time_ns() // 1000 if now_us is None else now_us
         plain = [r for r in reads if not isinstance(r, TileRead)]
-        keys = build_keys(self.layout, plain, columns)
-        commands: list[tuple[str, tuple]] = []
-        if keys:
-            commands += [("GET", (k,)) for k in keys] if self.cluster else [("MGET", tuple(keys))]
-        for r in reads:
-            if isinstance(r, TileRead):
-                tile_keys = build_keys(self.layout, [r], columns)
-                if self.cluster:  # keys of several slots: one HMGET each
-                    fields = tuple(r.fields(now_us))
-                    commands += [("HMGET", (k, *fields)) for k in tile_keys]
-                else:
-                    commands.append(("EVALSHA", (READ_SHA, len(tile_keys), *tile_keys)))
-        return commands
-
-    def _mixed_results(self, reads, replies: list, n: int, now_us: int) -> list[ViewResult]:
-        """Replies of ``_mixed_commands`` -> results. A tile key holding another type (the view was plain
-        before and its rows are not rewritten yet) reads as no tiles; any other error is raised."""
-        for r in replies:
-            if isinstance(r, redis.ResponseError) and not str(r).startswith("WRONGTYPE"):
-                raise translate(r, self.endpoint)
-        plain = [r for r in reads if not isinstance(r, TileRead)]
-        if plain:
-            rows, replies = (replies[: len(plain) * n], replies[len(plain) * n :]) if self.cluster else (
-                replies[0], replies[1:])
-            rows = [None if isinstance(x, Exception) else x for x in rows]  # a tile hash under a row's key
-            decoded = iter(decode(plain, rows, n, self.old_schema, now_us))
-        results = []
-        for r in reads:
-            if isinstance(r, TileRead):
-                if self.cluster:
-                    results.append(r.result(replies[:n], now_us))
-                    replies = replies[n:]
-                else:  # one flat reply: fingerprint, tiles, fingerprint, tiles, ...
-                    flat = replies[0]
-                    results.append(r.result([flat[i : i + 2] for i in range(0, 2 * n, 2)], now_us))
-                    replies = replies[1:]
-            else:
-                results.append(next(decoded))
-        return results
+        rows = [x for i, r in enumerate(reads) if not isinstance(r, TileRead) for x in replies[i * n : (i + 1) * n]]
+        decoded = iter(decode(plain, rows, n, self.old_schema, now_us) if plain else [])
+        return [r.result(replies[i * n : (i + 1) * n], now_us) if isinstance(r, TileRead) else next(decoded)
+                for i, r in enumerate(reads)]
 
 
 def view_read(layout: KeyLayout, view: FeatureView, codec: ViewCodec, features, join_key_map=None) -> ViewRead:
@@ -729,6 +672,8 @@ class RedisOnlineStore(OnlineStore):
         state = self.state(config)
         for table in tables_to_delete:
             deleted = self._delete_matching(state, state.layout.view_pattern(table.name))
+            if is_aggregation(table):  # and the offset marks beside its tiles
+                self._delete_matching(state, state.layout.view_pattern(table.name) + MARKS)
             with translated(state.endpoint):
                 stale = [
                     f

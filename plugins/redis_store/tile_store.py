@@ -1,17 +1,17 @@
 """Aggregation views in Redis: tiles written atomically per entity (tiles.lua), merged at read time.
 
-One hash per (entity, aggregation view), under the same key as a plain view's row
-(``<prefix>:<project>:{<keys>}:<view>``), so tenant prefixes, Cluster hash tags and view deletion
-work unchanged. Writers:
+Per (entity, aggregation view) a string of tiles under the key a plain view's row would have
+(``<prefix>:<project>:{<keys>}:<view>``), read by the same MGET as plain rows, and a hash of offset
+marks beside it (``...:<view>:_offsets``, same hash tag). Tenant prefixes, ACLs and Cluster slots work
+unchanged. Writers:
 
 * ``write_events``: the Kafka ingestor's raw events with their ``topic/partition`` and offset. Each
   event is applied once: a redelivered offset is a no-op, so replays after a crash add nothing.
 * ``write_tiles``: tiles rebuilt by Spark from the raw Delta events (``fs materialize`` / backfill).
 
-A read (``TileRead``) fetches, per entity, the tiles (one string field, ~1.5 KB for the example view)
-with one HMGET (all entities and views in one pipelined round trip with the plain views' MGET) and
-merges them for all entities at once (``fs.aggregation.tiles.Merger``): a 10-minute count decays
-without new events.
+A read (``TileRead``) fetches the tiles (~1.6 KB per entity for the example view) in the same MGET as
+the plain views' rows and merges them for all entities at once (``fs.aggregation.tiles.Merger``): a
+10-minute count decays without new events.
 """
 
 from __future__ import annotations
@@ -36,18 +36,7 @@ from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult
 
 TILES_LUA = resources.files("plugins.redis_store").joinpath("tiles.lua").read_text()
 TILES_SHA = hashlib.sha1(TILES_LUA.encode()).hexdigest()
-# The stored tiles of many entities in one reply (one command instead of one HMGET per entity: at 100
-# entities, parsing 100 replies cost more than the merge). Another type under a key reads as none.
-READ_LUA = """local out = {}
-for i, key in ipairs(KEYS) do
-  local r = redis.pcall('HMGET', key, '_fp', 't')
-  if r.err then r = {false, false} end
-  out[2 * i - 1] = r[1]
-  out[2 * i] = r[2]
-end
-return out
-"""
-READ_SHA = hashlib.sha1(READ_LUA.encode()).hexdigest()
+MARKS = ":_offsets"  # suffix of an entity's offset-marks hash (same hash tag, so the same slot)
 _KEYS_PER_CALL = 50  # entities per script call: amortises its set-up, keeps each call short (~1 ms)
 _CALLS_PER_PIPELINE = 40
 
@@ -61,18 +50,10 @@ class TileRead(ViewRead):
         self.merger = Merger(self.spec)
         names = [f.name for f in self.spec.features]
         self.wanted = [names.index(f) for f in self.features]
-        self.fingerprint = str(self.spec.fingerprint).encode()
 
-    def fields(self, now_us: int) -> list[str]:
-        return ["_fp", "t"]
-
-    def result(self, replies: Sequence[list], now_us: int) -> ViewResult:
-        """``[fingerprint, tiles]`` per entity row (HMGET replies, or pairs of READ_LUA's) -> the
-        requested features."""
-        fp = self.fingerprint
-        # another layout, or an error reply (a plain row under this key): no tiles
-        blobs = [None if isinstance(reply, Exception) or reply[0] != fp else reply[1] for reply in replies]
-        values = self.merger.values(blobs, now_us)
+    def result(self, replies: Sequence[bytes | None], now_us: int) -> ViewResult:
+        """The stored tiles per entity row (GET/MGET replies) -> the requested features."""
+        values = self.merger.values(replies, now_us)
         n = len(replies)
         return ViewResult([values[i] for i in self.wanted], [PRESENT] * n, [now_us] * n)
 
@@ -118,7 +99,7 @@ def _calls(state, head: list[str], per_key: list[tuple[str, list[str]]]) -> list
             argv = list(head)
             for _, items in chunk:
                 argv += items
-            out.append(([k for k, _ in chunk], argv))
+            out.append(([k for key, _ in chunk for k in (key, key + MARKS)], argv))
     return out
 
 

@@ -1,13 +1,14 @@
--- Tiles of one (entity, aggregation view): a hash, updated atomically. See fs/aggregation/tiles.py
--- for the layout and docs/aggregations.md for the semantics.
---   field "t": the tiles, one fixed-size string of little-endian doubles: a header with the newest tile
---              index per tile size, then per tile size (in the order given) a ring of R records (R =
---              the longest window's tiles + 1); a record is the tile's index then its S slot values;
---              tile k lives at ring position k mod R, and a record whose index is not the tile asked
---              for is empty (-inf: never written)
---   field "_fp": layout fingerprint; "_o:<partition>": the last Kafka offset applied
--- KEYS: the hashes (one call serves many entities: the set-up below is paid once; Cluster: keys of one
--- slot). ARGV[1] fingerprint, ARGV[2] mode ("e" events | "t" tiles; upper case: the same without key
+-- Tiles of one (entity, aggregation view), updated atomically. See fs/aggregation/tiles.py for the
+-- layout and docs/aggregations.md for the semantics. Two keys per entity, in one hash slot:
+--   the tiles key (a string, read by the same MGET as plain views' rows): little-endian doubles: the
+--     layout fingerprint, the newest tile index per tile size, then per tile size (in the order given)
+--     a ring of R records (R = the longest window's tiles + 1); a record is the tile's index then its S
+--     slot values; tile k lives at ring position k mod R, and a record whose index is not the tile
+--     asked for is empty (-inf: never written). Anything else under the key (another layout, a row of
+--     the view before it aggregated) is replaced.
+--   the marks key (a hash): "_o:<partition>" -> the last Kafka offset applied
+-- KEYS: per entity its tiles key then its marks key (one call serves many entities: the set-up below is
+-- paid once; Cluster: keys of one slot). ARGV[1] fingerprint, ARGV[2] mode ("e" events | "t" tiles; upper case: the same without key
 -- expiry, for replays of history into a scratch namespace), ARGV[3] slot kinds (one char per slot:
 -- n count, s sum, q M2, m min, M max, t/l latest time and value), ARGV[4] slot inputs ("-1,0,..."),
 -- ARGV[5] tile sizes ("tile_us:tiles:tag,..."), then per key in KEYS order: its number of items, then
@@ -47,8 +48,10 @@ for g, n, tag in string.gmatch(ARGV[5], '(%d+):(%d+):(%d+)') do
   total = total + ring
 end
 local G = #grans
-local head_fmt, rec_fmt = '<' .. string.rep('d', G), '<' .. string.rep('d', W)
-local size = (G + total * W) * 8
+local fpnum = tonumber(fp)
+local head_fmt, rec_fmt = '<' .. string.rep('d', 1 + G), '<' .. string.rep('d', W)
+local H = 1 + G  -- doubles before the records: the fingerprint and the newest tile per size
+local size = (H + total * W) * 8
 local nin = 0
 for _, x in ipairs(inputs) do if x + 1 > nin then nin = x + 1 end end
 local stride = mode == 'e' and 3 + nin or 3
@@ -101,11 +104,11 @@ end
 
 -- Applies the items starting at ARGV[pos + 1] (ARGV[pos]: their number) to one key; returns how many
 -- were applied and the position of the next key's count.
-local function apply(key, pos)
+local function apply(key, marks_key, pos)
 local count = tonumber(ARGV[pos])
 
 -- One read of everything the call needs: layout, tiles and the marks of its partitions.
-local parts_seen, fields = {}, {'_fp', 't'}
+local parts_seen, fields = {}, {}
 local blocks, next_pos = {}, nil
 if mode == 'b' then
   local at = pos + 1
@@ -129,22 +132,20 @@ elseif mode == 'e' then
     end
   end
 end
-local stored = redis.pcall('HMGET', key, unpack(fields))
-if stored.err then  -- a row of the view before it aggregated (another type under this key)
-  call('DEL', key)
-  stored = {}
+local stored = {}
+if #fields > 0 then
+  stored = redis.pcall('HMGET', marks_key, unpack(fields))
+  if stored.err then stored = {} end
 end
-local blob = nil
-if stored[1] == fp and stored[2] and #stored[2] == size then
-  blob = stored[2]
-elseif stored[1] or stored[2] then
-  call('DEL', key)  -- another layout (the view's aggregations changed): start over
-  stored = {}
+local blob = redis.pcall('GET', key)
+if type(blob) ~= 'string' or #blob ~= size or struct.unpack('<d', blob) ~= fpnum then
+  blob = nil  -- nothing yet, another layout, or another type: start over
 end
 
 local newest = {}
 if blob then
   newest = {struct.unpack(head_fmt, blob)}
+  table.remove(newest, 1)  -- the fingerprint
   newest[G + 1] = nil  -- struct.unpack returns the next position last
 else
   for i = 1, G do newest[i] = -inf end
@@ -156,7 +157,7 @@ local function load(r)
   local t = recs[r]
   if t == nil then
     if blob then
-      t = {struct.unpack(rec_fmt, blob, (G + r * W) * 8 + 1)}
+      t = {struct.unpack(rec_fmt, blob, (H + r * W) * 8 + 1)}
       t[W + 1] = nil
     else
       t = {}
@@ -289,14 +290,14 @@ end
 
 -- Write back: the header, then the records; only touched ones are re-encoded, the bytes between them
 -- are copied as they are.
-local parts = {struct.pack(head_fmt, unpack(newest))}
+local parts = {struct.pack(head_fmt, fpnum, unpack(newest))}
 if blob then
   local order = {}
   for r in pairs(touched) do order[#order + 1] = r end
   table.sort(order)
-  local copied = G * 8  -- bytes of the old blob accounted for
+  local copied = H * 8  -- bytes of the old blob accounted for
   for _, r in ipairs(order) do
-    local from = (G + r * W) * 8
+    local from = (H + r * W) * 8
     if from > copied then parts[#parts + 1] = string.sub(blob, copied + 1, from) end
     parts[#parts + 1] = struct.pack(rec_fmt, unpack(recs[r]))
     copied = from + W * 8
@@ -308,7 +309,6 @@ else
     parts[#parts + 1] = t and struct.pack(rec_fmt, unpack(t)) or empty_record
   end
 end
-call('HSET', key, 't', table.concat(parts), '_fp', fp, unpack(updates))
 
 local expire, advanced = nil, blob == nil
 for gi, g in ipairs(grans) do
@@ -318,14 +318,29 @@ for gi, g in ipairs(grans) do
     if expire == nil or until_ms > expire then expire = until_ms end
   end
 end
-if expires and advanced and expire ~= nil then call('PEXPIREAT', key, string.format('%d', math.ceil(expire))) end
+local value = table.concat(parts)
+if not expires or expire == nil then
+  call('SET', key, value)
+elseif advanced then
+  call('SET', key, value, 'PXAT', string.format('%d', math.ceil(expire)))
+else
+  call('SET', key, value, 'KEEPTTL')
+end
+if #updates > 0 then
+  local ok = redis.pcall('HSET', marks_key, unpack(updates))
+  if type(ok) == 'table' and ok.err then  -- another type under the marks key
+    call('DEL', marks_key)
+    call('HSET', marks_key, unpack(updates))
+  end
+  if expires and expire ~= nil then call('PEXPIREAT', marks_key, string.format('%d', math.ceil(expire))) end
+end
 return applied, next_pos or (pos + 1 + count * stride), resend
 end
 
 local pos, result = 6, {0}
-for k = 1, #KEYS do
+for k = 1, #KEYS, 2 do
   local n, resend
-  n, pos, resend = apply(KEYS[k], pos)
+  n, pos, resend = apply(KEYS[k], KEYS[k + 1], pos)
   result[1] = result[1] + n
   if resend then result[#result + 1] = KEYS[k] end
 end

@@ -134,7 +134,7 @@ def main() -> None:
             sample = keys[:: max(1, len(keys) // 200)]
             bytes_per_key = float(np.mean([client.memory_usage(k, samples=0) for k in sample]))
             merger = Merger(spec_of(agg))
-            tiles_per_key = float(np.mean([tiles_held(merger, client.hget(k, "t")) for k in sample]))
+            tiles_per_key = float(np.mean([tiles_held(merger, client.get(k)) for k in sample]))
             events_per_key = events.num_rows / customers
             max_tiles = sum(g.tiles + 1 for g in spec_of(agg).granularities)
             old_bytes_per_key = OLD_BYTES_PER_EVENT * events_per_key

@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fs.aggregation import Aggregation, col, spec_of
+from fs.aggregation.tiles import Merger
 from fs.errors import OnlineWriteError
 from plugins.redis_store.online_store import RedisOnlineStore
-from plugins.redis_store.tile_store import TileRead
+from plugins.redis_store.tile_store import MARKS, TileRead
 from tests.aggregation.reference import expected
 from tests.aggregation.views import events_view
 from tests.plugins.redis_store.conftest import STORE_TYPE
@@ -131,7 +132,13 @@ def test_tiles_equal_reference_at_request_times(online, events, lateness, replay
             at = max(arrived["event_timestamp"]).to_pydatetime() + timedelta(seconds=delay)
             requests = pd.DataFrame({"customer_id": [1, 2, 3, 4], "event_timestamp": [at] * 4})
             want = expected(spec, arrived, requests)
-            _assert_equal(_read(store, config, view, [1, 2, 3, 4], at), want, view)
+            many = _read(store, config, view, [1, 2, 3, 4], at)
+            _assert_equal(many, want, view)
+            for i, customer in enumerate([1, 2, 3, 4]):  # the single-entity read (its own code path)
+                one = _read(store, config, view, [customer], at)
+                for f, v in one.items():
+                    assert (v[0] is None) == (many[f][i] is None), f
+                    assert v[0] is None or v[0] == pytest.approx(many[f][i], rel=1e-12), f
     finally:
         store.teardown(config, [view], [])
 
@@ -167,8 +174,16 @@ def test_state_is_bounded_by_tiles_not_events(online):
     state = store.state(config)
     key = state.layout.arrow_keys("agg", ["customer_id"], [ValueType.INT64], [lambda v: str(v)],
                                   [pa.chunked_array([[1]])])[0]
-    tiles = [f for f in state.client.hkeys(key) if not f.startswith(b"_")]
-    assert len(tiles) <= sum(g.tiles + 1 for g in spec.granularities)
+    merger = Merger(spec)
+    small = state.client.get(key)
+    store.write_events(config, view, _events([(1, 2 * 86400, 1.0, True)] * 1), ["t/0"], np.arange(n, n + 1),
+                       "event_timestamp")
+    blob = state.client.get(key)
+    assert len(blob) == len(small) == len(merger.empty)  # a fixed size, whatever the number of events
+    records = np.frombuffer(blob, "<f8")[merger.head :].reshape(merger.records, merger.width)
+    held = int(np.isfinite(records[:, 0]).sum())
+    assert 0 < held <= sum(g.tiles + 1 for g in spec.granularities)
+    assert state.client.hgetall(key + MARKS) == {b"_o:t/0": str(n).encode()}
 
 
 @pytest.mark.parametrize("backend", ["redis"], indirect=True)
