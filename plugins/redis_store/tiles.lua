@@ -8,7 +8,7 @@
 --     the view before it aggregated) is replaced.
 --   the marks key (a hash): "_o:<partition>" -> the last Kafka offset applied
 -- KEYS: per entity its tiles key then its marks key (one call serves many entities: the set-up below is
--- paid once; Cluster: keys of one slot). ARGV[1] fingerprint, ARGV[2] mode ("e" events | "t" tiles; upper case: the same without key
+-- paid once; Cluster: keys of one slot). ARGV[1] fingerprint, ARGV[2] mode ("e" events | "b" blocks | "t" tiles; upper case: the same without key
 -- expiry, for replays of history into a scratch namespace), ARGV[3] slot kinds (one char per slot:
 -- n count, s sum, q M2, m min, M max, t/l latest time and value), ARGV[4] slot inputs ("-1,0,..."),
 -- ARGV[5] tile sizes ("tile_us:tiles:tag,..."), then per key in KEYS order: its number of items, then
