@@ -337,20 +337,27 @@ class Ingestor:
         return clean and self._append is None and self._online is None and not any(
             p.online_buffer.through or p.offline_buffer.through for p in self.pipes.values())
 
+    def _hand_over(self, buf: Buffer, target: str) -> Buffer | None:
+        """The whole buffer to write to ``target`` (rows and the offsets they run to, one snapshot), or
+        None: nothing pending, only dead letters or filtered records (marked done at once), or the
+        target's breaker refuses."""
+        if not buf.through:
+            return None
+        if not buf.n:
+            self._mark(buf.take(), f"{target}_done")
+            return None
+        if not self.breakers[target].allow():
+            return None
+        return buf.take()
+
     def _start_online(self, pipe: TopicPipeline) -> None:
         """Hand the online buffer to the online writer thread (none may be in flight), so the loop
         decodes the next records while Redis applies these (it runs on another core). Taken whole,
         like an append: its rows and the offsets it covers are one snapshot."""
-        buf, breaker = pipe.online_buffer, self.breakers["online"]
-        if not buf.through:
+        taken = self._hand_over(pipe.online_buffer, "online")
+        if taken is None:
             return
-        if not buf.n:  # only dead letters or filtered records: nothing to write
-            self._mark(buf.take(), "online_done")
-            return
-        if not breaker.allow():
-            return
-        taken = buf.take()
-        when = datetime.now(UTC)
+        breaker, when = self.breakers["online"], datetime.now(UTC)
         table, sink = taken.table(), pipe.online
         origins = taken.origins() if pipe.aggregating else None
 
@@ -393,16 +400,10 @@ class Ingestor:
         """Hand the offline buffer to the writer thread (none may be in flight). The buffer is taken
         whole, so the append's rows and the offsets it records (``through``) are one snapshot; the
         loop goes on filling a fresh buffer."""
-        buf, breaker = pipe.offline_buffer, self.breakers["offline"]
-        if not buf.through:
+        taken = self._hand_over(pipe.offline_buffer, "offline")
+        if taken is None:
             return
-        if not buf.n:  # only dead letters or filtered records: nothing to append
-            self._mark(buf.take(), "offline_done")
-            return
-        if not breaker.allow():
-            return
-        taken = buf.take()
-        when = datetime.now(UTC)
+        breaker, when = self.breakers["offline"], datetime.now(UTC)
         chunks, through, sink = taken.chunks, dict(taken.through), pipe.offline
         future = self._writer.submit(self._attempt, "offline", lambda: sink.append(chunks, through, when),
                                      self._attempts(breaker))
