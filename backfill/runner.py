@@ -49,10 +49,10 @@ from backfill.plan import build_plan
 from backfill.settings import load_settings
 from backfill.validation import ChunkCheck, expectation_checks, run_checks
 from fs.aggregation.spec import is_aggregation
-from fs.errors import BackfillError, FsError, RepoError
+from fs.errors import BackfillError, FsError, InvalidArgument, RepoError
 from fs.governance.metrics import JOB_DURATION, JOB_ROWS
 from fs.observability import span
-from fs.timeutil import parse_time, utcnow
+from fs.timeutil import parse_range, parse_time, utcnow
 from fs.views import feature_view
 from plugins.delta.tables import resolve_location
 
@@ -135,7 +135,7 @@ class Backfiller:
         compute passes (``compute_span``: at most this many adjacent offline chunks recomputed in one
         pass of the definition; default ``backfill.compute_span``)."""
         if to not in TARGETS:
-            raise BackfillError(f"--to must be online, offline or both, not {to!r}")
+            raise InvalidArgument(f"to: must be online, offline or both, not {to!r}")
         targets = TARGETS[to]
         fv = feature_view(self.store, view)
         if is_aggregation(fv) and Target.OFFLINE in targets:
@@ -145,7 +145,9 @@ class Backfiller:
                 hint=f"rebuild its online tiles with `fs backfill {view} --to online ...` or `fs materialize`",
             )
         definition = self.definition(view) if Target.OFFLINE in targets else None
-        start_dt, end_dt = parse_time(start), parse_time(end)
+        start_dt, end_dt = parse_range(start, end)
+        if chunk is not None and chunk <= timedelta(0):
+            raise InvalidArgument(f"chunk: not a positive duration: {chunk} (use e.g. 6h, 1d, 7d)")
         holder = self.leases.holder(view)
 
         stats: dict[Target, offline.RowStats | None] = {}
@@ -160,7 +162,8 @@ class Backfiller:
             return stats[target].estimate(iv)
 
         return build_plan(
-            self.ledger, view, kind, targets, start_dt, end_dt, chunk or self.settings.chunk_size,
+            self.ledger, view, kind, targets, start_dt, end_dt,
+            self.settings.chunk_size if chunk is None else chunk,
             resume=resume, estimate=estimate, definition=definition.describe if definition else None,
             lease_holder=holder.holder if holder else None,
             compute_span=compute_span or self.settings.compute_span,
@@ -256,7 +259,10 @@ class Backfiller:
         return result
 
     def status(self, view: str | None = None) -> list[ViewStatus]:
-        """Ledger state per view and target (all views with ledger entries when ``view`` is None)."""
+        """Ledger state per view and target (all views with ledger entries when ``view`` is None).
+        A named view must be registered or have ledger entries (``ViewNotFoundError`` otherwise)."""
+        if view and view not in self.ledger.views():
+            feature_view(self.store, view)  # a typo is an error, not an empty status
         views = [view] if view else self.ledger.views()
         out = []
         for name in views:

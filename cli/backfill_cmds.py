@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
+from cli.args import duration_option, time_option
 from cli.state import state
-from fs.metadata import parse_duration
 
 
 class _RunByDefault(TyperGroup):
@@ -63,7 +63,8 @@ def run(
     st = state(ctx)
     out = _out(st, as_json)
     bf = Backfiller(st.platform)
-    plan = bf.plan(view, start, end, to=to, chunk=parse_duration(chunk) if chunk else None, resume=resume,
+    plan = bf.plan(view, time_option(start, "--start"), time_option(end, "--end"), to=to,
+                   chunk=duration_option(chunk, "--chunk", positive=True), resume=resume,
                    compute_span=compute_span)  # fmt: skip
     if dry_run:
         return out.json({"plan": plan}) if out.as_json else _render_plan(out, plan)
@@ -131,7 +132,7 @@ def _short(iv) -> str:
 def _out(st, as_json: bool):
     from cli.output import Output
 
-    return Output(st.as_json or as_json)
+    return Output(st.as_json or as_json, st.wide)
 
 
 def _render_plan(out, plan) -> None:

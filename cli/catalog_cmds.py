@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.output import parse_time_option
+from cli.args import time_option
 from cli.state import state
 
 app = typer.Typer(help="The feature catalog: owners, descriptions, PII classes, freshness SLAs.", no_args_is_help=True)
@@ -79,7 +79,7 @@ def validate(
         return st.out.table("Validation results", ["checked at", "view", "origin", "mode", "outcome", "rows", "failed"], rows)
     if not view:
         raise typer.BadParameter("give a VIEW to validate, or --list")
-    window = parse_time_option(start, "--start"), parse_time_option(end, "--end")
+    window = time_option(start, "--start"), time_option(end, "--end")
     result = v.validate_offline(store, view, *window, mode="warn" if warn else "strict")
     if st.as_json:
         st.out.json(result.to_dict())

@@ -1,5 +1,6 @@
 """The ``fs`` command. Each command group lives in its own module; this file wires them and turns
-errors into one line and an exit code: 0 ok, 1 error, 2 usage (3 is reserved for ``fs parity``).
+errors into one line and an exit code: 0 ok, 1 error, 2 usage or a bad argument value (3 is reserved
+for a breach: ``fs parity``, ``fs validate``, ``fs monitor``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def _global(
     ] = "dev",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")] = 0,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Tables as wide as their rows (default: wrapped to 100 columns).")
+    ] = False,
 ) -> None:
     if verbose == 0:
         # Feast warns on every call that on-demand views and saved datasets are "experimental": noise on
@@ -49,7 +53,11 @@ def _global(
         warnings.filterwarnings("ignore", message=r".*is an experimental feature", category=RuntimeWarning)
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ctx.obj = State(repo=repo, env=env, as_json=as_json, verbose=verbose)
+    if verbose == 0:
+        # kafka-python logs every failed connect attempt as a warning/error; fs reports an unreachable
+        # broker itself, in one line. -v shows the client's own account.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    ctx.obj = State(repo=repo, env=env, as_json=as_json, verbose=verbose, wide=wide)
 
 
 registry_cmds.register(app)
@@ -79,10 +87,11 @@ def _error_lines(err) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fs`` console script; returns the exit code.
 
-    Typer handles usage errors itself (exit 2). Everything else that escapes a command becomes one
+    Typer handles usage errors itself (exit 2); a bad argument value (``InvalidArgument``, e.g. a
+    time or duration) is one line and exit 2 too, wherever it was parsed. Everything else that escapes a command becomes one
     line on stderr and exit 1; ``FS_DEBUG=1`` re-raises for the traceback.
     """
-    from fs.errors import FsError
+    from fs.errors import FsError, InvalidArgument
 
     debug = os.environ.get("FS_DEBUG") == "1"
     try:
@@ -95,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         for line in _error_lines(e):
             typer.echo(f"error: {line}", err=True)
+        if isinstance(e, InvalidArgument):
+            return 2  # a bad value on the command line: a usage error, whichever command parsed it
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130

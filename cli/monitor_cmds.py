@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.output import parse_window_option
+from cli.args import window_option
 from cli.state import state
 
 app = typer.Typer(help="Freshness and drift monitoring (exit 3 on a breach).", no_args_is_help=True)
@@ -64,8 +64,8 @@ def drift(
     from fs.governance.drift_html import render_html
 
     st = state(ctx)
-    report = detect_drift(st.platform.store, view, parse_window_option(reference, "--reference"),
-                          parse_window_option(current, "--current"))
+    report = detect_drift(st.platform.store, view, window_option(reference, "--reference"),
+                          window_option(current, "--current"))
     if html:
         html.write_text(render_html(report))
     if st.as_json:

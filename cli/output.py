@@ -8,7 +8,6 @@ import sys
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -28,34 +27,16 @@ def _default(obj: Any):
     return str(obj)
 
 
-def parse_time_option(value: str | None, param_hint: str | None = None) -> datetime | None:
-    """A time option (``2026-11-01``, ISO 8601, ``now``, ``-2d``) as UTC; a bad value is a usage
-    error (``typer.BadParameter``: exit 2 with the option named), not a crash."""
-    from fs.timeutil import parse_time
-
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint=param_hint) from None
-
-
-def parse_window_option(text: str, param_hint: str | None = None) -> tuple[datetime, datetime]:
-    """A ``START..END`` window option (each end as :func:`parse_time_option`)."""
-    start, sep, end = text.partition("..")
-    if not sep or not start or not end:
-        raise typer.BadParameter(
-            f"{text!r}: use START..END, e.g. 2026-11-01..2026-11-08 or -14d..-7d", param_hint=param_hint
-        )
-    return parse_time_option(start, param_hint), parse_time_option(end, param_hint)
+TABLE_WIDTH = 100  # human output fits a 100-column terminal or CI log; --wide lifts it
 
 
 class Output:
-    def __init__(self, as_json: bool = False):
+    def __init__(self, as_json: bool = False, wide: bool = False):
         self.as_json = as_json
-        # Piped output (CI logs, `| less`) gets wide lines instead of Rich's 80-column default.
-        width = None if sys.stdout.isatty() else 160
+        # Rich wraps table cells to the console width: at most 100 columns (a narrower terminal keeps
+        # its own width); --wide gives long rows their own line each, for copying ids and times.
+        tty_width = Console().width if sys.stdout.isatty() else TABLE_WIDTH
+        width = 250 if wide else min(tty_width, TABLE_WIDTH)
         self.console = Console(highlight=False, width=width)
         self.err = Console(stderr=True, highlight=False)
 
@@ -64,26 +45,27 @@ class Output:
 
     def text(self, message: str) -> None:
         if not self.as_json:
-            self.console.print(message)
+            self.console.print(message, soft_wrap=True)  # a sentence is not cut: the terminal wraps it
 
     def table(self, title: str, columns: list[str], rows: list[list[Any]]) -> None:
         if self.as_json:
             return
         t = Table(title=title, title_justify="left")
-        for c in columns:
-            t.add_column(c)
+        for i, c in enumerate(columns):
+            t.add_column(c, no_wrap=i == 0, overflow="fold")  # the name stays whole; other cells wrap, never cut
         for r in rows:
             t.add_row(*["" if v is None else str(v) for v in r])
         self.console.print(t)
 
     def progress(self) -> Progress:
-        """A progress bar on stderr (silent with --json or when stderr is not a terminal)."""
+        """A progress bar on stderr while the work runs; it leaves no line behind (the command prints
+        its result, or the error, instead) and is off with --json or when stderr is not a terminal."""
         return Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=self.err,
-            disable=self.as_json,
-            transient=False,
+            disable=self.as_json or not self.err.is_terminal,
+            transient=True,
         )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cli.args import duration_option, time_option
 from cli.state import state
-from fs.metadata import parse_duration
+from fs.errors import InvalidArgument
 
 app = typer.Typer(
     help="Offline–online parity: do served features match what training sees?", no_args_is_help=True
@@ -18,22 +18,13 @@ BREACH_EXIT = 3
 NO_DATA_EXIT = 4  # no sampled entity had a row on either side of some view: nothing was checked
 
 
-def _duration(value: str | None) -> timedelta | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-
-
 def _tolerances(specs: list[str] | None):
     from parity.compare import Tolerances
 
     try:
         return Tolerances.parse(specs or [])
     except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise InvalidArgument(f"--tolerance: {e}") from None
 
 
 Views = Annotated[
@@ -101,8 +92,10 @@ def check_cmd(
     st = state(ctx)
     report = check(
         st.platform.store, views=views, feature_service=feature_service, sample=sample, entities=entities, seed=seed,
-        as_of=as_of, tolerances=_tolerances(tolerance), max_mismatch_rate=max_mismatch_rate,
-        allowed_lag=_duration(allowed_lag), lookback=_duration(lookback), examples=examples,
+        as_of=time_option(as_of, "--as-of"), tolerances=_tolerances(tolerance),
+        max_mismatch_rate=max_mismatch_rate,
+        allowed_lag=duration_option(allowed_lag, "--allowed-lag"),
+        lookback=duration_option(lookback, "--lookback", positive=True), examples=examples,
     )  # fmt: skip
     if prom_file:
         write_prometheus(report, str(prom_file))

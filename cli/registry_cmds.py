@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cli.args import RelativeTimeArgs
 from cli.state import state
 
 ViewsOpt = Annotated[
@@ -162,7 +163,7 @@ def demo(
 def register(app: typer.Typer) -> None:
     app.command("apply")(apply)
     app.command("plan")(plan)
-    app.command("materialize")(materialize)
-    app.command("materialize-incremental")(materialize_incremental)
+    app.command("materialize", cls=RelativeTimeArgs)(materialize)
+    app.command("materialize-incremental", cls=RelativeTimeArgs)(materialize_incremental)
     app.command("teardown")(teardown)
     app.command("demo")(demo)

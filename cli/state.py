@@ -13,11 +13,12 @@ class State:
     env: str = "dev"
     as_json: bool = False
     verbose: int = 0
+    wide: bool = False
     _platform: object = field(default=None, repr=False)
 
     @property
     def out(self) -> Output:
-        return Output(self.as_json)
+        return Output(self.as_json, self.wide)
 
     @property
     def platform(self):

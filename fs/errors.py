@@ -9,6 +9,7 @@ terminal. Retry loops decide by type, never by parsing messages::
 
     FsError
     ├── ConfigError            bad feature_store.yaml, unknown --env, missing repo, bad settings
+    ├── InvalidArgument        a bad argument value: time, duration, range (also a ValueError; CLI exit 2)
     ├── PolicyError            feature metadata policy violated at apply (one line per problem)
     ├── RepoError              a registry object (view, feature, source) is missing or wrong
     │   └── ViewNotFoundError       no registered feature view of that name (fs.views)
@@ -48,6 +49,12 @@ class TransientError(FsError):
 
 class ConfigError(FsError):
     pass
+
+
+class InvalidArgument(FsError, ValueError):
+    """A bad value passed to the API or the CLI (``not a time: '2026-13-45' (use ...)``), named as the
+    caller wrote it (``start``, ``--chunk``). A ``ValueError`` too, so existing ``except ValueError``
+    (and pydantic validators) keep working. The CLI prints it on one line and exits 2 (usage)."""
 
 
 class PolicyError(FsError):

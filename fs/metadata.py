@@ -16,12 +16,18 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_duration(text: str) -> timedelta:
-    """``15m``, ``36h``, ``7d`` ... -> timedelta; ValueError otherwise."""
+def parse_duration(text: str, what: str | None = None, *, positive: bool = False) -> timedelta:
+    """``15m``, ``36h``, ``7d`` ... -> timedelta; ``InvalidArgument`` (a ValueError) otherwise, naming
+    ``what`` (the parameter or option) if given. ``positive`` also refuses ``0h``."""
+    from fs.errors import InvalidArgument
+
     m = _DURATION.match(text or "")
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 15m, 36h, 7d)")
-    return timedelta(**{_UNIT[m.group(2)]: int(m.group(1))})
+    value = timedelta(**{_UNIT[m.group(2)]: int(m.group(1))}) if m else None
+    if value is None or (positive and not value):
+        kind = "a positive duration" if positive else "a duration"
+        where = f"{what}: " if what else ""
+        raise InvalidArgument(f"{where}not {kind}: {text!r} (use e.g. 15m, 36h, 7d)")
+    return value
 
 
 def feature_tag_key(feature: str, key: str) -> str:

@@ -24,7 +24,7 @@ from fs import repo as repo_mod
 from fs.config import DEFAULT_ENV, load_config, resolve_repo
 from fs.errors import ConfigError, PolicyError, RepoError
 from fs.locks import registry_lock
-from fs.timeutil import parse_time
+from fs.timeutil import parse_range, parse_time
 from fs.views import feature_view, feature_views
 
 log = logging.getLogger(__name__)
@@ -226,9 +226,7 @@ class Platform:
         """
         from backfill.runner import Backfiller
 
-        start_dt, end_dt = parse_time(start), parse_time(end)
-        if end_dt <= start_dt:
-            raise ConfigError(f"materialize: end {end_dt.isoformat()} is not after start {start_dt.isoformat()}")
+        start_dt, end_dt = parse_range(start, end)
         names = self._view_names(views)
         runs = Backfiller(self).materialize(
             names, start_dt, end_dt, chunk=chunk, resume=resume, progress=_chunk_progress(progress)
@@ -246,7 +244,7 @@ class Platform:
         """
         from backfill.runner import Backfiller
 
-        end_dt = parse_time(end)
+        end_dt = parse_time(end, what="end")
         names = self._view_names(views)
         runs = Backfiller(self).materialize_incremental(names, end_dt, progress=_chunk_progress(progress))
         start_dt = min((r.plan.start for r in runs), default=end_dt)

@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from fs.errors import InvalidArgument
 from fs.metadata import parse_duration
 
 if TYPE_CHECKING:
@@ -25,14 +26,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_time(text: str | datetime, *, now: datetime | None = None) -> datetime:
+TIME_FORMS = "2026-11-01, 2026-11-01T12:00:00+02:00, now, now-2d or -2d"
+
+
+def parse_time(text: str | datetime, *, now: datetime | None = None, what: str | None = None) -> datetime:
     """``2026-11-01``, ISO 8601 with or without offset, ``now``, ``-2d`` / ``now-2d`` -> UTC datetime.
 
-    A naive input is taken as UTC; an input with an offset is converted to UTC.
+    A naive input is taken as UTC; an input with an offset is converted to UTC. Anything else is an
+    ``InvalidArgument`` naming ``what`` (the parameter or option) and the accepted forms.
     """
     if isinstance(text, datetime):
         return text.replace(tzinfo=UTC) if text.tzinfo is None else text.astimezone(UTC)
-    raw = text.strip()
+    raw = text.strip() if isinstance(text, str) else ""
     now = now or utcnow()
     if raw == "now":
         return now
@@ -42,8 +47,19 @@ def parse_time(text: str | datetime, *, now: datetime | None = None) -> datetime
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"not a time: {text!r} (use 2026-11-01, 2026-11-01T12:00:00+02:00, now or -2d)") from None
+        where = f"{what}: " if what else ""
+        raise InvalidArgument(f"{where}not a time: {text!r} (use {TIME_FORMS})") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_range(start: str | datetime, end: str | datetime, *, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """A half-open ``[start, end)`` (each as :func:`parse_time`, relative to one ``now``);
+    ``InvalidArgument`` unless end is after start."""
+    now = now or utcnow()
+    start_dt, end_dt = parse_time(start, now=now, what="start"), parse_time(end, now=now, what="end")
+    if end_dt <= start_dt:
+        raise InvalidArgument(f"end {end_dt.isoformat()} is not after start {start_dt.isoformat()}")
+    return start_dt, end_dt
 
 
 def epoch_micros(ts: datetime) -> int:

@@ -86,7 +86,7 @@ def check(
     if not 0.0 <= max_mismatch_rate <= 1.0:
         raise ParityError(f"max_mismatch_rate must be within [0, 1], got {max_mismatch_rate}")
     started = time.perf_counter()
-    as_of_dt = parse_time(as_of) if as_of is not None else utcnow()
+    as_of_dt = parse_time(as_of, what="as_of") if as_of is not None else utcnow()
     tolerances = tolerances or Tolerances()
     targets, skipped = resolve(store, views, feature_service, allowed_lag)
     entity_table = read_entities(entities) if isinstance(entities, str | Path) else entities

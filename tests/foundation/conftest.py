@@ -1,0 +1,35 @@
+"""A demo-seeded copy of the example repo for CLI and README tests: small seeded data written as
+`make demo` writes it (ending now), applied, online store on the machine's Redis under a unique
+prefix (deleted afterwards). Built once per module: tests that write (materialize) say so."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+import yaml
+
+from fs import datagen
+from fs.platform import Platform
+from tests.conftest import copy_example_repo
+
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+@pytest.fixture(scope="module")
+def seeded_repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seeded")
+    repo = copy_example_repo(root)
+    prefix = f"fstest{uuid.uuid4().hex[:10]}"
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["online_store"].update(url=REDIS_URL, key_prefix=prefix)
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    datagen.write_tables(datagen.generate(seed=7, customers=40, merchants=5, days=3), repo / "data")
+    Platform(repo).apply()
+    yield repo
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.unlink(*keys)
+    client.close()
