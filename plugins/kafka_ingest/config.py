@@ -9,6 +9,8 @@
         push_source: payments_push
         format: json
         fields: {customer_id: int, merchant_id: int, amount: float, approved: bool, event_timestamp: timestamp}
+        key_field: customer_id         # the Kafka key must be this field's value (else dead-lettered)
+        bounds: {amount: [-1.0e9, 1.0e9]}
         event_time_field: event_timestamp
         targets: both
       - topic: profile-updates         # rows of a plain view, optionally through a transform hook
@@ -32,7 +34,7 @@ from fs.errors import ConfigError
 from fs.metadata import parse_duration
 
 FILE_NAME = "ingest.yaml"
-FieldType = Literal["int", "float", "string", "bool", "timestamp"]
+FieldType = Literal["int", "int32", "float", "string", "bool", "timestamp"]
 
 
 class _Model(BaseModel):
@@ -125,6 +127,14 @@ class RetrySettings(_Model):
     breaker_reset_ms: int = Field(5_000, ge=0)
     """How long the breaker stays open before one probe write (half-open)."""
 
+    online_deadline_ms: int = Field(2_000, gt=0)
+    """An online write (with its retries) still unfinished after this long counts as a failed write, and
+    so does each further such period: a hung Redis opens the breaker after ``breaker_failures`` periods
+    (6 s with the defaults) and ``/health`` reports degraded from the first one. No retry starts past it."""
+
+    offline_deadline_ms: int = Field(30_000, gt=0)
+    """The same for a Delta append (larger: an append of ``offline_max_rows`` to object storage takes seconds)."""
+
     drain_timeout_ms: int = Field(30_000, ge=0)
     """On SIGTERM, how long to keep trying to write and commit what is buffered."""
 
@@ -147,6 +157,20 @@ class TopicSpec(_Model):
     fields: dict[str, FieldType] = Field(default_factory=dict)
     """Required message fields and their types (after ``field_mapping``). Empty: the feature view's
     join keys, features and the event-time field, which only works without a ``transform``."""
+
+    key_field: str | None = None
+    """Field whose value (as UTF-8 text) every record's Kafka key must be: the producer partitions by that
+    key, so a record with a null or different key sits on another partition than its entity's other
+    events and is dead-lettered (``bad_key``). Default: the fed views' join key when they have one."""
+
+    bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    """Field -> ``[min, max]`` (inclusive) for numeric fields; a value outside is dead-lettered
+    (``bad_number``). Without bounds an int must fit 64 bits and a float be finite with a magnitude of at
+    most ``max_abs_float``."""
+
+    max_abs_float: float = Field(1e15, gt=0)
+    """Largest float magnitude accepted in a field without ``bounds`` (1e15 keeps a window's sums and sums
+    of squares finite; 1e300 would make a variance infinite)."""
 
     field_mapping: dict[str, str] = Field(default_factory=dict)
     """Message field name -> name used by ``fields``, the transform and the feature view."""
@@ -184,6 +208,9 @@ class TopicSpec(_Model):
     def _avro_needs_schema(self) -> TopicSpec:
         if self.format == "avro" and not self.avro_schema:
             raise ValueError(f"topic {self.topic!r}: format avro needs avro_schema")
+        for name, (low, high) in self.bounds.items():
+            if not low <= high:
+                raise ValueError(f"topic {self.topic!r}: bounds of {name!r} must be [min, max] with min <= max")
         return self
 
     @property
@@ -210,6 +237,10 @@ class IngestConfig(_Model):
 
     dead_letter_topic: str = "fs.dead-letter"
     """Where undecodable or invalid messages go, with the original bytes and a reason header."""
+
+    dead_letter_max_bytes: int = Field(1_000_000, ge=16_384)
+    """Largest dead letter written: a bigger original is truncated to fit (headers give its size). Keep it
+    under the brokers' ``message.max.bytes`` (1 MB by default)."""
 
     batch: BatchSettings = BatchSettings()
     """Batching and buffering limits."""

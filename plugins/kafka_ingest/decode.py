@@ -16,8 +16,7 @@ from fs.errors import ConfigError
 from plugins.kafka_ingest.config import FieldType, TopicSpec
 
 REASONS = ("undecodable", "missing_field", "wrong_type", "bad_number", "bad_timestamp", "future_timestamp",
-           "too_late", "transform_error", "validation_failed")
-_INT64 = (-(2**63), 2**63 - 1)
+           "bad_key", "too_late", "transform_error", "validation_failed")
 _EPOCH_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000}
 
 
@@ -52,31 +51,43 @@ def _is_time(v) -> bool:
 
 
 _CHECKS: dict[FieldType, Callable[[object], bool]] = {
-    "int": _is_int, "float": _is_float, "string": _is_str, "bool": _is_bool, "timestamp": _is_time,
+    "int": _is_int, "int32": _is_int, "float": _is_float, "string": _is_str, "bool": _is_bool,
+    "timestamp": _is_time,
 }
 _PY_TYPES = {int: "int", float: "float", str: "string", bool: "bool", type(None): "null"}
+_INT_RANGES = {"int": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1)}
 
 
-def _bad_number(v) -> bool:
-    """An int outside int64 or a float that is NaN or infinite (JSON parsers accept both)."""
-    if type(v) is int:
-        return not _INT64[0] <= v <= _INT64[1]
-    return type(v) is float and (v != v or v in (float("inf"), float("-inf")))
+def numeric_range(kind: FieldType, name: str, spec: TopicSpec) -> tuple[float, float] | None:
+    """Accepted ``[low, high]`` of a numeric field: its declared ``bounds`` within what the type holds
+    (floats: ``max_abs_float`` without bounds). NaN is never within a range. None: not numeric."""
+    if kind in _INT_RANGES:
+        low, high = _INT_RANGES[kind]
+        if name in spec.bounds:
+            low, high = max(low, spec.bounds[name][0]), min(high, spec.bounds[name][1])
+        return low, high
+    if kind == "float":
+        return spec.bounds.get(name, (-spec.max_abs_float, spec.max_abs_float))
+    return None
+
+
+def _bad_values(kind: FieldType, rng: tuple[float, float] | None) -> Callable[[list], list[int]]:
+    """Batch path: the indices of a column's values that fail the checks (None fails every check)."""
+    if rng is not None:
+        low, high = rng
+        if kind == "float":
+            return lambda col: [i for i, v in enumerate(col) if (type(v) is not float and type(v) is not int)
+                                or not low <= v <= high]
+        return lambda col: [i for i, v in enumerate(col) if type(v) is not int or not low <= v <= high]
+    if kind == "timestamp":
+        return lambda col: [i for i, v in enumerate(col) if type(v) not in (str, int, float, datetime)]
+    ok = _CHECKS[kind]
+    return lambda col: [i for i, v in enumerate(col) if not ok(v)]
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _ZERO = timedelta(0)
-
-# Batch path: the indices of a column's values that fail the type check (None fails every check).
-_BAD: dict[FieldType, Callable[[list], list[int]]] = {
-    "int": lambda col: [i for i, v in enumerate(col) if type(v) is not int or _bad_number(v)],
-    "float": lambda col: [i for i, v in enumerate(col) if (type(v) is not float and type(v) is not int)
-                          or _bad_number(v)],
-    "string": lambda col: [i for i, v in enumerate(col) if type(v) is not str],
-    "bool": lambda col: [i for i, v in enumerate(col) if type(v) is not bool],
-    "timestamp": lambda col: [i for i, v in enumerate(col) if type(v) not in (str, int, float, datetime)],
-}
-
 
 def _json_decoder(_: TopicSpec, __: Path) -> Callable[[bytes], object]:
     return json.loads
@@ -110,8 +121,9 @@ class RecordDecoder:
         self.spec = spec
         self._decode = (_avro_decoder if spec.format == "avro" else _json_decoder)(spec, repo)
         self._mapping = dict(spec.field_mapping)
-        self._checks = [(name, _CHECKS[kind], kind) for name, kind in fields.items()
+        self._checks = [(name, _CHECKS[kind], kind, numeric_range(kind, name, spec)) for name, kind in fields.items()
                         if name != spec.event_time_field]
+        self._batch_checks = [(name, _bad_values(kind, rng)) for name, _, kind, rng in self._checks]
         self._time_field = spec.event_time_field
         self._divisor = _EPOCH_DIVISOR[spec.epoch_unit]
         self._max_future = spec.max_future_delta
@@ -127,14 +139,14 @@ class RecordDecoder:
             raise BadRecord("undecodable", f"expected an object, got {type(record).__name__}")
         if self._mapping:
             record = {self._mapping.get(k, k): v for k, v in record.items()}
-        for name, ok, kind in self._checks:
+        for name, ok, kind, rng in self._checks:
             v = record.get(name)
             if v is None:
                 raise BadRecord("missing_field", f"field {name!r} is missing or null")
             if not ok(v):
                 raise BadRecord("wrong_type", f"field {name!r}: expected {kind}, got {_PY_TYPES.get(type(v), 'other')}")
-            if kind in ("int", "float") and _bad_number(v):
-                raise BadRecord("bad_number", f"field {name!r}: not a finite {kind} within 64 bits")
+            if rng is not None and not rng[0] <= v <= rng[1]:  # NaN fails every comparison
+                raise BadRecord("bad_number", f"field {name!r}: not a finite {kind} within [{rng[0]:g}, {rng[1]:g}]")
         record[self._time_field] = ts = self._event_time(record.get(self._time_field))
         if ts - now > self._max_future:
             raise BadRecord("future_timestamp",
@@ -165,8 +177,8 @@ class RecordDecoder:
             recs.append({mapping.get(k, k): x for k, x in r.items()} if mapping else r)
             pos.append(i)
         flagged: set[int] = set()
-        for name, _, kind in self._checks:
-            flagged.update(_BAD[kind]([r.get(name) for r in recs]))
+        for name, bad_values in self._batch_checks:
+            flagged.update(bad_values([r.get(name) for r in recs]))
         limit = (now - _EPOCH) // _US + self._max_future // _US
         fromiso, fromts, div = datetime.fromisoformat, datetime.fromtimestamp, self._divisor
         out_recs, out_us, out_pos = [], [], []

@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -114,6 +114,11 @@ class _Append:
     taken: Buffer
     generation: int
     future: Future
+    started: float = field(default_factory=time.monotonic)
+    missed: int = 0  # write deadlines it has run past, each counted as a failed write
+
+    def stalled(self, deadline_s: float) -> bool:
+        return not self.future.done() and time.monotonic() - self.started >= deadline_s
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ class Health:
     breakers: dict[str, str]
     assigned: int
     last_poll_age_s: float | None
+    stalled: list[str] = field(default_factory=list)  # targets with a write in flight past its deadline
 
     @property
     def healthy(self) -> bool:
@@ -163,6 +169,7 @@ class Ingestor:
         self.stats = m.IngestStats()
         r = config.retry
         self.breakers = {t: CircuitBreaker(t, r.breaker_failures, r.breaker_reset_ms / 1000) for t in ("online", "offline")}
+        self._deadline_s = {"online": r.online_deadline_ms / 1000, "offline": r.offline_deadline_ms / 1000}
         self._parts: dict[TopicPartition, _Partition] = {}
         self._rebalance_lock = threading.Lock()
         self._generation = 0  # bumped when partitions are revoked
@@ -188,14 +195,19 @@ class Ingestor:
         self._stop.set()
 
     def health(self) -> Health:
+        # Judged from the writes in flight themselves, not from what the loop has noted: degraded as soon
+        # as a write runs past its deadline, however the loop is doing.
+        stalled = [t for t, job in (("online", self._online), ("offline", self._append))
+                   if job is not None and job.stalled(self._deadline_s[t])]
         if not self._running:
             status = "stopped" if self._last_poll else "starting"
-        elif any(b.state is not BreakerState.CLOSED for b in self.breakers.values()):
+        elif stalled or any(b.state is not BreakerState.CLOSED for b in self.breakers.values()):
             status = "degraded"
         else:
             status = "ok" if self._parts else "starting"
         age = time.monotonic() - self._last_poll if self._last_poll else None
-        return Health(status, {k: b.state.name.lower() for k, b in self.breakers.items()}, len(self._parts), age)
+        return Health(status, {k: b.state.name.lower() for k, b in self.breakers.items()}, len(self._parts), age,
+                      stalled)
 
     def run(self, duration_s: float | None = None, install_signal_handlers: bool = False) -> m.IngestStats:
         """Consume until ``stop()``, SIGTERM/SIGINT (if handlers are installed) or ``duration_s``."""
@@ -204,7 +216,12 @@ class Ingestor:
                 signal.signal(sig, lambda *_: self.stop())
         kw = kafka_client_kwargs(self.config)
         k, b = self.config.kafka, self.config.batch
-        self._dlq = DeadLetters(KafkaProducer(acks="all", linger_ms=5, **kw), self.config.dead_letter_topic)
+        # max_request_size above the letters' cap (truncation keeps them under it); max_block_ms bounds a
+        # send waiting for the dead-letter topic's metadata (a stalled loop otherwise).
+        limit = self.config.dead_letter_max_bytes
+        producer = KafkaProducer(acks="all", linger_ms=5, max_request_size=max(1_048_576, limit + 65_536),
+                                 max_block_ms=10_000, **kw)
+        self._dlq = DeadLetters(producer, self.config.dead_letter_topic, limit)
         self._consumer = KafkaConsumer(
             group_id=k.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=k.heartbeat_interval_ms,
@@ -233,6 +250,7 @@ class Ingestor:
                 now = datetime.now(UTC)
                 for tp, records in batch.items():
                     self._process(tp, records, now)
+                self._watch_deadlines()
                 self._flush(force=False, idle=not batch)
                 if self._last_poll >= next_lag:
                     self._report_lag()
@@ -282,26 +300,49 @@ class Ingestor:
         try:
             with span(f"fs.ingest.write_{target}"):
                 result = with_retries(fn, attempts=attempts, base_s=r.backoff_base_ms / 1000,
-                                      cap_s=r.backoff_max_ms / 1000, on_retry=retried)
+                                      cap_s=r.backoff_max_ms / 1000, on_retry=retried,
+                                      deadline=time.monotonic() + self._deadline_s[target])
         except TransientError as e:
             return _Outcome(None, e, retries, time.perf_counter() - start)
         return _Outcome(result, None, retries, time.perf_counter() - start)
 
-    def _settle(self, target: str, outcome: _Outcome):
-        """Apply a write's outcome to the breaker and stats (loop thread); its result, None if it failed."""
+    def _settle(self, target: str, outcome: _Outcome, missed: int = 0):
+        """Apply a write's outcome to the breaker and stats (loop thread); its result, None if it failed.
+        ``missed``: deadlines the write ran past, already counted as failures."""
         breaker = self.breakers[target]
         self.stats.write_retries += outcome.retries
         if outcome.error is not None:
-            before = breaker.opened
-            breaker.failure()
-            self.stats.breaker_opened += breaker.opened - before
-            m.BREAKER.labels(target).set(breaker.state.value)
+            if not missed:
+                self._failed(target)
             log.warning("%s write failed: %s", target, outcome.error.message)
             return None
         breaker.success()
         m.BREAKER.labels(target).set(breaker.state.value)
         m.BATCH_SECONDS.labels(target).observe(outcome.seconds)
         return outcome.result
+
+    def _failed(self, target: str) -> None:
+        breaker = self.breakers[target]
+        before = breaker.opened
+        breaker.failure()
+        self.stats.breaker_opened += breaker.opened - before
+        m.BREAKER.labels(target).set(breaker.state.value)
+
+    def _watch_deadlines(self) -> None:
+        """Count each write deadline a write in flight has run past as one failed write of its target:
+        a hung target (which holds its writer thread) opens the breaker after ``breaker_failures``
+        deadlines instead of after its client's timeouts and retries have all run out."""
+        now = time.monotonic()
+        for target, job in (("online", self._online), ("offline", self._append)):
+            if job is None or job.future.done():
+                continue
+            due = int((now - job.started) / self._deadline_s[target])
+            if due > job.missed and not job.missed:
+                log.warning("%s write unfinished after its %.1f s deadline: counted as failed", target,
+                            self._deadline_s[target])
+            while job.missed < due:
+                job.missed += 1
+                self._failed(target)
 
     def _flush(self, force: bool, idle: bool = False) -> bool:
         """Write due buffers, then commit what every target has; True if nothing is left pending.
@@ -375,7 +416,7 @@ class Ingestor:
         if job is None or (not wait and not job.future.done()):
             return True
         self._online = None
-        outcome = self._settle("online", job.future.result())
+        outcome = self._settle("online", job.future.result(), job.missed)
         current = job.generation == self._generation
         if outcome is None:
             if current:
@@ -417,7 +458,7 @@ class Ingestor:
         if job is None or (not wait and not job.future.done()):
             return
         self._append = None
-        result = self._settle("offline", job.future.result())
+        result = self._settle("offline", job.future.result(), job.missed)
         current = job.generation == self._generation
         if result is None:
             if current:
@@ -450,7 +491,7 @@ class Ingestor:
             return
         try:
             # Dead letters must be durable before the offsets that skip their records.
-            self._dlq.flush(timeout_s=10)
+            self.stats.parked += self._dlq.flush(timeout_s=10)
             # Bounded: kafka-python retries a commit during a rebalance until it succeeds, and the
             # rebalance itself needs this thread back in poll().
             self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)

@@ -25,6 +25,9 @@ SKIPPED_DUPLICATE = Counter("fs_ingest_skipped_duplicate_rows",
                             ["topic"], registry=REGISTRY)
 DEAD_LETTERED = Counter("fs_ingest_dead_lettered_records", "Records sent to the dead-letter topic.",
                         ["topic", "reason"], registry=REGISTRY)
+PARKED = Counter("fs_ingest_parked_records",
+                 "Bad records whose dead letter the broker did not take after retries (logged by offset).",
+                 ["topic"], registry=REGISTRY)
 RETRIES = Counter("fs_ingest_write_retries", "Retried write attempts after transient errors.", ["target"],
                   registry=REGISTRY)
 BATCH_SECONDS = Histogram("fs_ingest_batch_seconds", "Time to write one batch to a target.", ["target"],
@@ -69,6 +72,7 @@ class IngestStats:
     skipped_stale: int = 0
     skipped_duplicate: int = 0
     dead_lettered: _Counts = field(default_factory=_Counts)
+    parked: int = 0  # bad records whose dead letter could not be written (see deadletter.py)
     online_batches: int = 0
     offline_commits: int = 0
     offset_commits: int = 0
@@ -95,6 +99,7 @@ class IngestStats:
             "skipped_stale": self.skipped_stale,
             "skipped_duplicate": self.skipped_duplicate,
             "dead_lettered": dict(self.dead_lettered),
+            "parked": self.parked,
             "online_batches": self.online_batches,
             "offline_commits": self.offline_commits,
             "offset_commits": self.offset_commits,

@@ -27,11 +27,11 @@ from plugins.kafka_ingest.sinks import EventSink, OfflineSink, OnlineSink, creat
 from plugins.kafka_ingest.transform import Hook, TransformFactory, load_transform
 
 _ARROW_TYPES: dict[FieldType, pa.DataType] = {
-    "int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
+    "int": pa.int64(), "int32": pa.int32(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
 _FIELD_TYPES: dict[ValueType, FieldType] = {
-    ValueType.INT32: "int", ValueType.INT64: "int", ValueType.FLOAT: "float", ValueType.DOUBLE: "float",
+    ValueType.INT32: "int32", ValueType.INT64: "int", ValueType.FLOAT: "float", ValueType.DOUBLE: "float",
     ValueType.STRING: "string", ValueType.BOOL: "bool", ValueType.UNIX_TIMESTAMP: "timestamp",
 }
 
@@ -105,6 +105,16 @@ def _quality_gates(repo: Path, views: list[FeatureView]) -> list[tuple[str, str]
     return gates
 
 
+def _keep(keep: list[int], records, recs, event_us, pos, bad: list, rejected: BadRecord):
+    """The decoded records at indices ``keep``; the others go to ``bad`` (kept in offset order)."""
+    if len(keep) == len(pos):
+        return recs, event_us, pos
+    kept = set(keep)
+    bad.extend((records[p], rejected) for j, p in enumerate(pos) if j not in kept)
+    bad.sort(key=lambda b: b[0].offset)
+    return [recs[j] for j in keep], [event_us[j] for j in keep], [pos[j] for j in keep]
+
+
 class TopicPipeline:
     """Decoder, transform, sinks and buffers of one declared topic."""
 
@@ -151,10 +161,24 @@ class TopicPipeline:
             self.schema = row_schema(views, self.event_col, self.created_col)
             self.online = OnlineSink(store, views) if spec.online else None
             self.offline = OfflineSink(store.config, push, views, group) if spec.offline else None
+        self.key_field = self._key_field(fields)
         self.online_buffer = Buffer()
         self.offline_buffer = Buffer()
         self.gates = _quality_gates(repo, views) if spec.quality_gate else []
         self._store = store
+
+    def _key_field(self, fields: dict[str, FieldType]) -> str:
+        """The field the Kafka key must equal: declared, else the fed views' only join key."""
+        topic, name = self.spec.topic, self.spec.key_field
+        if name is None:
+            if len(self.join_keys) != 1:
+                raise ConfigError(f"topic {topic!r} feeds views keyed by {', '.join(self.join_keys)}: say which one its "
+                                  "producers key records by", hint="set key_field in ingest.yaml")
+            name = self.join_keys[0]
+        if name not in fields:
+            raise ConfigError(f"topic {topic!r}: key_field {name!r} is not among its message fields",
+                              hint="declare it under fields, or set key_field in ingest.yaml")
+        return name
 
     def _check_aggregating(self, specs: list, fields: dict[str, FieldType]) -> None:
         """A topic feeding aggregation views carries raw events: no transform, declared fields that
@@ -208,6 +232,7 @@ class TopicPipeline:
         bad = [(records[i], e) for i, e in failed]
         if self.lateness_us is not None:
             recs, event_us, pos = self._drop_late(records, recs, event_us, pos, bad)
+        recs, event_us, pos = self._check_keys(records, recs, event_us, pos, bad)
         batch = getattr(hook, "batch", None)
         if batch is not None:
             if recs:
@@ -239,9 +264,13 @@ class TopicPipeline:
                     continue
                 rows.extend(produced)
                 row_pos.extend([pos[j]] * len(produced))
+            try:
+                table = pa.Table.from_pylist(rows, schema=self.schema)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                rows, row_pos = self._fitting(rows, row_pos, records, bad)
+                table = pa.Table.from_pylist(rows, schema=self.schema)
             if len(bad) > len(failed):
                 bad.sort(key=lambda b: b[0].offset)
-            table = pa.Table.from_pylist(rows, schema=self.schema)
         if gate and self.gates and table.num_rows:
             rejection = self._check(table)
             if rejection is not None:
@@ -251,6 +280,32 @@ class TopicPipeline:
         offsets = np.fromiter((records[p].offset for p in row_pos), dtype=np.int64, count=len(row_pos))
         return Chunk(tp, self._stamp_created(table, records, row_pos), offsets), bad
 
+    def _check_keys(self, records, recs, event_us, pos, bad):
+        """A record whose Kafka key is not its entity's (null, or another value than ``key_field``'s) was
+        partitioned apart from that entity's other events: dead-lettered (``bad_key``), never aggregated
+        or written apart from them."""
+        name = self.key_field
+        rejected = BadRecord("bad_key", f"the Kafka key is null or is not the value of field {name!r}")
+        keep = [j for j, p in enumerate(pos) if records[p].key == str(recs[j][name]).encode()]
+        return _keep(keep, records, recs, event_us, pos, bad, rejected)
+
+    def _fitting(self, rows: list[dict], row_pos: list[int], records, bad: list) -> tuple[list[dict], list[int]]:
+        """The rows whose record's rows all fit the schema; the other records are dead-lettered (a
+        transform returned a value its column cannot hold, e.g. an int beyond Int32)."""
+        by_record: dict[int, list[dict]] = {}
+        for row, p in zip(rows, row_pos, strict=True):
+            by_record.setdefault(p, []).append(row)
+        kept_rows, kept_pos = [], []
+        for p, its_rows in by_record.items():
+            try:
+                pa.Table.from_pylist(its_rows, schema=self.schema)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                bad.append((records[p], BadRecord("transform_error", "transform output does not fit the view's columns")))
+                continue
+            kept_rows += its_rows
+            kept_pos += [p] * len(its_rows)
+        return kept_rows, kept_pos
+
     def _drop_late(self, records, recs, event_us, pos, bad):
         """Aggregation topics: an event older than its Kafka record's timestamp minus the allowed
         lateness is dead-lettered (``too_late``), so neither tiles nor the raw Delta table count it.
@@ -258,14 +313,10 @@ class TopicPipeline:
         keep = []
         for j, p in enumerate(pos):
             stamp = records[p].timestamp
-            if stamp is not None and stamp >= 0 and event_us[j] < stamp * 1000 - self.lateness_us:
-                bad.append((records[p], BadRecord("too_late", "event time is older than the allowed lateness")))
-            else:
+            if stamp is None or stamp < 0 or event_us[j] >= stamp * 1000 - self.lateness_us:
                 keep.append(j)
-        if len(keep) == len(pos):
-            return recs, event_us, pos
-        bad.sort(key=lambda b: b[0].offset)
-        return [recs[j] for j in keep], [event_us[j] for j in keep], [pos[j] for j in keep]
+        too_late = BadRecord("too_late", "event time is older than the allowed lateness")
+        return _keep(keep, records, recs, event_us, pos, bad, too_late)
 
     def _stamp_created(self, table: pa.Table, records: list, row_pos: list[int]) -> pa.Table:
         """Rows' created time (unless the transform set it): their record's Kafka timestamp, the

@@ -69,15 +69,18 @@ def backoff_delays(attempts: int, base_s: float, cap_s: float):
 
 def with_retries(fn: Callable[[], T], *, attempts: int, base_s: float, cap_s: float,
                  on_retry: Callable[[BaseException], None] = lambda e: None,
-                 sleep: Callable[[float], None] = time.sleep) -> T:
-    """Call ``fn``; retry transient errors up to ``attempts`` times in all, then re-raise."""
+                 sleep: Callable[[float], None] = time.sleep, deadline: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> T:
+    """Call ``fn``; retry transient errors up to ``attempts`` times in all, then re-raise. No retry
+    starts after ``deadline`` (a ``clock`` time): a hung target must not hold the caller for every
+    attempt's timeouts in turn."""
     delays = backoff_delays(attempts, base_s, cap_s)
     while True:
         try:
             return fn()
         except TransientError as e:
             delay = next(delays, None)
-            if delay is None:
+            if delay is None or (deadline is not None and clock() + delay >= deadline):
                 raise
             on_retry(e)
             sleep(delay)

@@ -97,7 +97,7 @@ class StreamRepo:
         """Write ingest.yaml: fast test timings, plus ``extra`` (``batch``, ``retry``, ``kafka`` and
         ``topic`` are merged into their sections)."""
         if self.transform is None:
-            topic = {"push_source": "payments_push", "fields": EVENT_FIELDS}
+            topic = {"push_source": "payments_push", "fields": EVENT_FIELDS, "key_field": "customer_id"}
         else:
             topic = {"push_source": "txn_counts_push", "transform": f"running_count.py:{self.transform}",
                      "fields": {"payment_id": "int", "customer_id": "int", "amount": "float",

@@ -56,10 +56,34 @@ def test_numeric_event_times_use_the_configured_unit():
     (b'{"customer_id": 7, "amount": -Infinity, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
     (b'{"customer_id": 9223372036854775808, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}',
      "bad_number"),
+    (b'{"customer_id": 100000000000000000000, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}',
+     "bad_number"),
+    (b'{"customer_id": 7, "amount": Infinity, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
+    (b'{"customer_id": 7, "amount": 1e300, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
     (b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "2026-11-01T13:00:00Z"}', "future_timestamp"),
 ])
 def test_bad_messages_get_a_reason(value, reason):
     assert _reason(_decoder(max_future="5m"), value) == reason
+
+
+def test_numbers_are_checked_against_declared_bounds_and_the_type_in_both_paths():
+    d = RecordDecoder(TopicSpec(topic="t", push_source="p", bounds={"amount": (0, 100)}, max_abs_float=1e6),
+                      {"customer_id": "int32", "amount": "float", "other": "float", "event_timestamp": "timestamp"},
+                      EXAMPLE_REPO)
+    base = {"customer_id": 7, "amount": 5.0, "other": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}
+    values = [json.dumps({**base, **change}).encode() for change in (
+        {}, {"amount": 100}, {"amount": 100.5}, {"amount": -0.01}, {"other": -1e6}, {"other": 1.5e6},
+        {"customer_id": 2**31 - 1}, {"customer_id": 2**31})]
+    ok = [True, True, False, False, True, False, True, False]
+    for value, accepted in zip(values, ok, strict=True):
+        if accepted:
+            d(value, NOW)
+        else:
+            assert _reason(d, value) == "bad_number"
+    _, _, pos, bad = d.decode_batch(values, NOW)  # the batch path gives the per-message verdicts
+    assert pos == [i for i, a in enumerate(ok) if a] and {r.reason for _, r in bad} == {"bad_number"}
+    with pytest.raises(ValueError, match="min <= max"):
+        TopicSpec(topic="t", push_source="p", bounds={"amount": (1, 0)})
 
 
 def test_reason_details_never_carry_values():
@@ -142,15 +166,18 @@ def applied_repo(tmp_path_factory):
     ({"fields": {}}, "declare its message fields"),
     ({"fields": {k: v for k, v in EVENT_FIELDS.items() if k != "approved"}}, "approved"),
     ({"quality_gate": True}, "quality gates judge feature rows"),
+    ({"key_field": None}, "set key_field"),  # two join keys: which one producers key by is declared
+    ({"key_field": "card_id"}, "key_field 'card_id' is not among its message fields"),
 ])
 def test_a_topic_feeding_aggregation_views_carries_declared_raw_events_and_no_transform(applied_repo, topic, error):
     from plugins.kafka_ingest.pipeline import TopicPipeline
 
-    spec = TopicSpec(**{"topic": "payments", "push_source": "payments_push", "fields": EVENT_FIELDS, **topic})
+    spec = TopicSpec(**{"topic": "payments", "push_source": "payments_push", "fields": EVENT_FIELDS,
+                        "key_field": "customer_id", **topic})
     with pytest.raises(ConfigError, match=error):
         TopicPipeline(spec, applied_repo.repo_path, applied_repo.store, "g")
-    ok = TopicPipeline(TopicSpec(topic="payments", push_source="payments_push", fields=EVENT_FIELDS),
-                       applied_repo.repo_path, applied_repo.store, "g")
+    ok = TopicPipeline(TopicSpec(topic="payments", push_source="payments_push", fields=EVENT_FIELDS,
+                                 key_field="customer_id"), applied_repo.repo_path, applied_repo.store, "g")
     assert ok.aggregating and ok.lateness_us == 3_600_000_000
     assert {v.name for v in ok.views} == {"customer_txn_aggregates", "merchant_txn_aggregates", "customer_amount_stats"}
 
@@ -174,6 +201,20 @@ def test_retries_back_off_on_transient_errors_only():
         with_retries(lambda: terminal.append(1) or (_ for _ in ()).throw(OnlineWriteError("bad")),
                      attempts=5, base_s=0, cap_s=0, sleep=lambda s: None)
     assert len(terminal) == 1
+
+
+def test_no_retry_starts_past_the_deadline():
+    now, calls = [0.0], []
+
+    def hung():  # each attempt takes 1.5 s (a client's socket timeout) and fails
+        calls.append(now[0])
+        now[0] += 1.5
+        raise OnlineStoreUnavailable("timed out")
+
+    with pytest.raises(OnlineStoreUnavailable):
+        with_retries(hung, attempts=4, base_s=0.1, cap_s=0.1, sleep=lambda s: now.__setitem__(0, now[0] + s),
+                     deadline=2.0, clock=lambda: now[0])
+    assert len(calls) == 2  # without the deadline: 4 attempts, ~6 s
 
 
 def test_breaker_opens_half_opens_and_closes():
