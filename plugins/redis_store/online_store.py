@@ -226,14 +226,14 @@ class _State:
     ) -> list[ViewResult]:
         """Values of ``reads`` for ``n`` entity rows as of ``now_us`` (default: the clock): one MGET for
         every view, plain rows and aggregation tiles alike."""
-        return self._results(reads, self.mget(build_keys(self.layout, reads, columns)), n, now_us)
+        return self.results(reads, self.mget(build_keys(self.layout, reads, columns)), n, now_us)
 
     async def read_async(self, reads, columns, n, now_us: int | None = None) -> list[ViewResult]:
         replies = await self.mget_async(build_keys(self.layout, reads, columns))
         # old_schema is a sync HGET, made at most once per (view, old fingerprint) per process.
-        return self._results(reads, replies, n, now_us)
+        return self.results(reads, replies, n, now_us)
 
-    def _results(self, reads, replies: list, n: int, now_us: int | None) -> list[ViewResult]:
+    def results(self, reads, replies: list, n: int, now_us: int | None) -> list[ViewResult]:
         """MGET replies (``build_keys`` order) -> results: rows decoded, tiles merged as of ``now_us``."""
         if not any(isinstance(r, TileRead) for r in reads):
             return decode(reads, replies, n, self.old_schema, now_us)

@@ -1,0 +1,365 @@
+"""The ``fs serve`` ASGI app: Feast's ``/get-online-features`` contract on the fast read path.
+
+    POST /get-online-features   Feast's request and response JSON (a caller switches by changing the URL)
+    GET  /health                liveness: the process answers
+    GET  /ready                 readiness: registry loaded, Redis answers, breaker closed
+    GET  /metrics               Prometheus exposition
+
+A request is resolved to a plan once per request shape (feature service or feature list, and
+``full_feature_names``); a plan is a ``FastReader`` plus the roles its PII features need. Plans are
+dropped when the registry changes (checked every ``registry_refresh_s`` off the event loop); requests
+in flight finish on the plan they started with.
+
+Holding the SLA: every request has a deadline (``deadline_ms``); the Redis read gets what is left of
+it. A read that fails or times out does not fail the request: the affected features come back with
+status INVALID (header ``X-FS-Degraded`` names the views) and count against a circuit breaker, which,
+once open, answers without touching Redis until one probe read succeeds. A worker with
+``max_inflight`` requests in progress sheds more with 503 + ``Retry-After`` instead of queueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import timedelta
+
+import orjson
+from feast import FeatureStore
+from feast.errors import FeastError
+
+from fs.errors import FsError, InvalidArgument
+from fs.governance.pii import GRANTS, ONLINE_READER, SENSITIVE, sensitive_refs
+from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker
+from plugins.redis_store.fast_read import FastReader
+from plugins.serving import metrics
+from plugins.serving.encode import response_json
+from plugins.serving.settings import ANONYMOUS, Caller, ServeSettings, callers, key_digest
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("fs.serve.access")
+
+_JSON = [(b"content-type", b"application/json")]
+_READER_ROLES = frozenset({ONLINE_READER, *(r for roles in GRANTS.values() for r in roles)})
+_MAX_PLANS = 1024
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, detail: str, headers: list | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or []
+
+
+class Plan:
+    """A compiled request shape: the reader, the metric label and the grants its PII features need."""
+
+    def __init__(self, store: FeatureStore, features, full_feature_names: bool, label: str):
+        self.reader = FastReader(store, features, full_feature_names)
+        self.label = label
+        refs = sensitive_refs(store, _refs(features))
+        self.needs = {ref: frozenset(GRANTS[cls]) for ref, cls in refs.items() if cls in SENSITIVE}
+
+    def denied(self, caller: Caller) -> list[str]:
+        return sorted(ref for ref, roles in self.needs.items() if not caller.roles & roles)
+
+
+def _refs(features) -> list[str]:
+    if isinstance(features, list):
+        return features
+    return [f"{p.name}:{f.name}" for p in features.feature_view_projections for f in p.features]
+
+
+class ServeApp:
+    """One worker's server state; an ASGI 3 callable."""
+
+    def __init__(self, store: FeatureStore, settings: ServeSettings):
+        self.store = store
+        self.settings = settings
+        self.callers = callers(settings.auth)
+        self.plans: dict[tuple, Plan] = {}
+        self.breaker = CircuitBreaker("redis", settings.breaker_failures, settings.breaker_reset_s)
+        self._probing = False
+        self.inflight = 0
+        self.draining = False
+        self._registry_version = None
+        self._refresher: asyncio.Task | None = None
+        # The server refreshes the registry itself, off the event loop; Feast's TTL would refresh it
+        # synchronously inside a request.
+        if hasattr(store.registry, "cached_registry_proto_ttl"):
+            store.registry.cached_registry_proto_ttl = timedelta(0)
+        self._registry_version = self._version()
+
+    # --- plans ---------------------------------------------------------------------------------
+    def warm(self) -> None:
+        """Compile a plan for every feature service (called before forking workers)."""
+        for service in self.store.list_feature_services():
+            try:
+                self.plan({"feature_service": service.name})
+            except HttpError as e:
+                log.warning("feature service %s cannot be served: %s", service.name, e)
+
+    def plan(self, body: dict) -> Plan:
+        service = body.get("feature_service")
+        full = bool(body.get("full_feature_names", False))
+        features = body.get("features") or []
+        if service:
+            key = ("s", service, full)
+        else:
+            if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+                raise HttpError(400, "features must be a list of 'view:feature' strings")
+            if not features:
+                raise HttpError(400, "the request names neither feature_service nor features")
+            key = ("f", tuple(features), full)
+        plan = self.plans.get(key)
+        if plan is None:
+            if len(self.plans) >= _MAX_PLANS:
+                self.plans.clear()
+            try:
+                if service:
+                    plan = Plan(self.store, self.store.get_feature_service(service, allow_cache=True), full, service)
+                else:
+                    plan = Plan(self.store, list(features), full, "features")
+            except FeastError as e:
+                raise HttpError(e.http_status_code(), str(e)) from None
+            except (FsError, ValueError, KeyError) as e:
+                raise HttpError(400, str(e)) from None
+            self.plans[key] = plan
+        return plan
+
+    def _version(self):
+        proto = getattr(self.store.registry, "cached_registry_proto", None)
+        return None if proto is None else proto.last_updated.ToMicroseconds()
+
+    def refresh_registry(self) -> bool:
+        """Re-read the registry (blocking: run it in a thread); True if it changed."""
+        self.store.registry.refresh(self.store.project)
+        version = self._version()
+        if version == self._registry_version:
+            return False
+        self._registry_version = version
+        self.plans = {}  # requests in flight keep the plan objects they hold
+        metrics.REGISTRY_REFRESHES.inc()
+        log.info("registry changed: request plans will be rebuilt")
+        return True
+
+    async def _refresh_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.registry_refresh_s)
+            try:
+                await loop.run_in_executor(None, self.refresh_registry)
+            except Exception as e:  # a registry hiccup must not stop serving the current plans
+                log.warning("registry refresh failed (serving the previous definitions): %s", e)
+
+    # --- ASGI ------------------------------------------------------------------------------------
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.draining = True
+                if self._refresher:
+                    self._refresher.cancel()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope, receive, send):
+        start = time.perf_counter()
+        path = scope["path"]
+        label = "-"
+        if path == "/get-online-features":
+            if self.inflight >= self.settings.max_inflight:
+                metrics.SHED.inc()
+                status, body, headers = 503, b'{"detail":"server busy, retry"}', [(b"retry-after", b"1")]
+            else:
+                self.inflight += 1
+                try:
+                    status, body, headers, label = await self._online(scope, receive)
+                finally:
+                    self.inflight -= 1
+        elif path == "/health":
+            status, body, headers = 200, b'{"status":"ok"}', []
+        elif path == "/ready":
+            status, body, headers = await self._ready()
+        elif path == "/metrics":
+            status, body = 200, metrics.exposition()
+            headers = [(b"content-type", b"text/plain; version=0.0.4")]
+        else:
+            status, body, headers = 404, b'{"detail":"not found"}', []
+        start_headers = headers if path == "/metrics" else _JSON + headers
+        await send({"type": "http.response.start", "status": status, "headers": start_headers})
+        await send({"type": "http.response.body", "body": body})
+        elapsed = time.perf_counter() - start
+        if path == "/get-online-features":
+            metrics.REQUEST_SECONDS.labels(path, label, str(status)).observe(elapsed)
+        sample = self.settings.access_log_sample
+        if sample and random.random() < sample:
+            access_log.info("%s %s %d %.2fms service=%s", scope["method"], path, status, elapsed * 1e3, label)
+
+    async def _online(self, scope, receive) -> tuple[int, bytes, list, str]:
+        settings = self.settings
+        deadline = time.monotonic() + settings.deadline_ms / 1000
+        label = "-"
+        try:
+            if scope["method"] != "POST":
+                raise HttpError(405, "use POST", [(b"allow", b"POST")])
+            caller = self._caller(scope)
+            try:
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    raw = await _read_body(scope, receive, settings.max_body_bytes)
+            except TimeoutError:
+                raise HttpError(408, "request body not received within the deadline") from None
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                raise HttpError(400, f"request body is not JSON: {e}") from None
+            if not isinstance(body, dict):
+                raise HttpError(400, "request body must be a JSON object")
+            if body.get("include_feature_view_version_metadata"):
+                raise HttpError(400, "include_feature_view_version_metadata is not supported by fs serve")
+            plan = self.plan(body)
+            label = plan.label
+            if not caller.roles & _READER_ROLES:
+                raise HttpError(403, f"caller {caller.name!r} has no online-read role")
+            denied = plan.denied(caller)
+            if denied:
+                from fs.governance.metrics import PII_READS_DENIED
+
+                PII_READS_DENIED.labels("server").inc()
+                need = sorted({r for ref in denied for r in plan.needs[ref]})
+                raise HttpError(
+                    403, f"reading {', '.join(denied)} online needs a PII grant (role {' or '.join(need)})"
+                )
+            entities = body.get("entities")
+            if not isinstance(entities, dict):
+                raise HttpError(400, "entities must be an object of column name -> list of values")
+            n = max((len(v) for v in entities.values() if isinstance(v, list)), default=0)
+            if n > settings.max_entities:
+                raise HttpError(413, f"{n} entity rows; at most {settings.max_entities} per request")
+            try:
+                request = plan.reader.prepare(entities)
+            except InvalidArgument as e:
+                raise HttpError(400, str(e)) from None
+            except FsError as e:  # a key of the wrong type for the store
+                raise HttpError(400, str(e)) from None
+            metrics.ENTITIES.labels(label).observe(request.n)
+            replies, why = await self._fetch(plan, request, deadline)
+            served = plan.reader.assemble(request, replies, why=why or "read failed")
+            headers = []
+            if served.failed:
+                for view, reason in served.failed.items():
+                    metrics.VIEW_FAILURES.labels(view, reason.split(":")[0]).inc()
+                headers.append((b"x-fs-degraded", ",".join(sorted(served.failed)).encode()))
+            return 200, response_json(served), headers, label
+        except HttpError as e:
+            return e.status, orjson.dumps({"detail": e.detail}), e.headers, label
+
+    async def _fetch(self, plan: Plan, request, deadline: float):
+        """The one Redis read inside what is left of the deadline, behind the breaker."""
+        breaker = self.breaker
+        if not breaker.allow() or (breaker.state is BreakerState.HALF_OPEN and self._probing):
+            return None, "online store unavailable (breaker open)"
+        probe = breaker.state is BreakerState.HALF_OPEN
+        self._probing = probe
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                replies = await plan.reader.fetch(request)
+        except TimeoutError:
+            self._failed()
+            return None, "online store timeout (deadline)"
+        except FsError as e:
+            self._failed()
+            return None, f"online store unavailable: {type(e).__name__}"
+        finally:
+            if probe:
+                self._probing = False
+            metrics.REDIS_SECONDS.observe(time.perf_counter() - t0)
+        if breaker.state is not BreakerState.CLOSED:
+            metrics.BREAKER_OPEN.set(0)
+        breaker.success()
+        return replies, None
+
+    def _failed(self) -> None:
+        self.breaker.failure()
+        if self.breaker.state is BreakerState.OPEN:
+            metrics.BREAKER_OPEN.set(1)
+
+    def _caller(self, scope) -> Caller:
+        if not self.callers:
+            return ANONYMOUS
+        key = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                key = value[7:].strip()
+            elif name == b"x-api-key":
+                key = value.strip()
+        caller = self.callers.get(key_digest(key.decode("latin-1"))) if key else None
+        if caller is None:
+            raise HttpError(401, "missing or unknown API key", [(b"www-authenticate", b"Bearer")])
+        return caller
+
+    async def _ready(self) -> tuple[int, bytes, list]:
+        problems = []
+        if self.draining:
+            problems.append("shutting down")
+        if self.breaker.state is BreakerState.OPEN:
+            problems.append("redis breaker open")
+        else:
+            try:
+                state = self.store._get_provider().online_store.state(self.store.config)
+                client, _ = state.async_client()
+                async with asyncio.timeout(0.25):
+                    await client.ping()
+            except Exception as e:
+                problems.append(f"redis not answering ({type(e).__name__})")
+        body = orjson.dumps({"ready": not problems, "problems": problems, "plans": len(self.plans)})
+        return (503 if problems else 200), body, []
+
+
+def _loop_time(deadline_monotonic: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline_monotonic - time.monotonic())
+
+
+async def _read_body(scope, receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise HttpError(413, f"request body over {limit} bytes")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HttpError(499, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"request body over {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def create_app(repo: str | None = None, env: str = "dev", settings: ServeSettings | None = None) -> ServeApp:
+    """The ASGI app for running under your own server: ``uvicorn --factory plugins.serving:create_app``
+    (repo and env from ``$FS_REPO`` / ``$FS_ENV`` when not given)."""
+    import os
+    from pathlib import Path
+
+    from fs.platform import Platform
+    from plugins.serving.settings import load
+
+    platform = Platform(repo or os.environ.get("FS_REPO") or "feature_repo", env=os.environ.get("FS_ENV", env))
+    app = ServeApp(platform.store, settings or load(Path(platform.repo_path)))
+    app.warm()
+    return app

@@ -1,0 +1,67 @@
+"""Feast's ``/get-online-features`` response JSON, written straight from columns (no protobuf).
+
+The shape is Feast's (``feast.feature_server_utils.convert_response_to_dict``): ``metadata.feature_names``
+and one ``results`` entry per column with ``values``, ``statuses`` and ``event_timestamps`` (RFC 3339,
+Feast's adaptive precision; ``1970-01-01T00:00:00Z`` where there is no event). Scalars are written
+as they are; other types (timestamps, bytes, lists, Float32) go through Feast's own converters so
+every value is byte-for-byte what Feast would send.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import orjson
+from feast.feature_server_utils import _value_to_native
+from feast.type_map import python_values_to_proto_values
+from feast.value_type import ValueType
+
+from plugins.redis_store.fast_read import Served
+
+STATUS_NAMES = {0: "INVALID", 1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
+_ZERO = "1970-01-01T00:00:00Z"
+_AS_IS = {ValueType.INT64, ValueType.INT32, ValueType.STRING, ValueType.BOOL}
+
+
+def _float(x):
+    if x is None or math.isfinite(x):
+        return x
+    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def json_values(values: list, vt: ValueType) -> list:
+    if vt in _AS_IS:
+        return values
+    if vt == ValueType.DOUBLE:
+        return values if all(x is None or math.isfinite(x) for x in values) else [_float(x) for x in values]
+    return [_value_to_native(p) for p in python_values_to_proto_values(values, vt)]
+
+
+def timestamp(us: int) -> str:
+    """Feast's RFC 3339 form: no fraction, milliseconds or microseconds, whichever is exact."""
+    if us == 0:
+        return _ZERO
+    seconds, frac = divmod(us, 1_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if frac == 0:
+        return base + "Z"
+    if frac % 1000 == 0:
+        return f"{base}.{frac // 1000:03d}Z"
+    return f"{base}.{frac:06d}Z"
+
+
+def response_json(served: Served) -> bytes:
+    results = []
+    for values, vt, statuses, event_us in zip(
+        served.values, served.types, served.statuses, served.event_us, strict=True
+    ):
+        n = len(values)
+        results.append(
+            {
+                "values": json_values(values, vt),
+                "statuses": ["PRESENT"] * n if statuses is None else [STATUS_NAMES[s] for s in statuses],
+                "event_timestamps": [_ZERO] * n if event_us is None else [timestamp(us) for us in event_us],
+            }
+        )
+    return orjson.dumps({"metadata": {"feature_names": served.names}, "results": results})

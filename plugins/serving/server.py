@@ -1,0 +1,191 @@
+"""``fs serve`` processes: one master, ``workers`` worker processes sharing one listening socket.
+
+The master installs its signal handlers first, loads the repo and compiles a plan for every feature
+service, then ``gc.freeze()``s everything loaded so far: later (gen-2) collections never walk the
+registry, Feast and pandas objects again (in Feast's server those collections paused a worker for up
+to 2.7 s). It then binds the socket and forks the workers, which share the frozen objects
+copy-on-write. Each worker runs uvicorn (uvloop, httptools) with no request-count recycling and no
+access log. The master restarts a worker that dies; on SIGTERM or SIGINT it forwards the signal,
+lets the workers finish their in-flight requests (``shutdown_grace_s``) and exits 0.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+
+from plugins.serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+_RESPAWN_MIN_S = 1.0  # a worker that keeps dying is restarted at most once a second
+
+
+def prepare_metrics_dir() -> str | None:
+    """Set ``PROMETHEUS_MULTIPROC_DIR`` for the workers' shared metrics; must run before anything
+    imports prometheus_client. Returns the directory to delete at exit (None if the caller set one)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    path = tempfile.mkdtemp(prefix="fs-serve-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+class Master:
+    def __init__(self, settings: ServeSettings, on_ready=None):
+        self.settings = settings
+        self.on_ready = on_ready
+        self.stopping = False
+        self.workers: dict[int, int] = {}  # pid -> slot
+        self._last_spawn: dict[int, float] = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+
+    def _stop(self, signum, _frame) -> None:
+        self.stopping = True
+
+    def run(self, load_app) -> int:
+        """``load_app()`` builds the ASGI app (slow: registry, plans); exit code of the server."""
+        app = load_app()
+        if self.stopping:  # a signal during start-up: nothing served, clean exit
+            return 0
+        gc.collect()
+        gc.freeze()
+        sock = self._bind()
+        for slot in range(self.settings.workers):
+            self._spawn(app, sock, slot)
+        if self.on_ready:
+            self.on_ready(self.settings)
+        while not self.stopping:
+            self._reap(app, sock)
+            time.sleep(0.1)
+        return self._shutdown(sock)
+
+    def _bind(self) -> socket.socket:
+        s = self.settings
+        family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((s.host, s.port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+
+    def _spawn(self, app, sock: socket.socket, slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _worker(app, sock, self.settings)
+            finally:
+                os._exit(code)
+        self.workers[pid] = slot
+        self._last_spawn[slot] = time.monotonic()
+
+    def _reap(self, app, sock) -> None:
+        while self.workers:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            slot = self.workers.pop(pid, None)
+            if slot is None:
+                continue
+            _mark_dead(pid)
+            if self.stopping:
+                continue
+            log.error("fs serve worker %d (pid %d) exited with %s; restarting", slot, pid, _describe(status))
+            wait = _RESPAWN_MIN_S - (time.monotonic() - self._last_spawn.get(slot, 0.0))
+            if wait > 0:
+                time.sleep(wait)
+            self._spawn(app, sock, slot)
+
+    def _shutdown(self, sock: socket.socket) -> int:
+        for pid in list(self.workers):
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.shutdown_grace_s + 5
+        while self.workers and time.monotonic() < deadline:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                self.workers.pop(pid, None)
+                _mark_dead(pid)
+            else:
+                time.sleep(0.05)
+        for pid in list(self.workers):
+            log.error("fs serve worker pid %d did not stop within the grace period; killing it", pid)
+            _signal(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        sock.close()
+        return 0
+
+
+def _worker(app, sock: socket.socket, settings: ServeSettings) -> int:
+    import uvicorn
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)  # uvicorn installs its own (graceful) handlers
+    tls = settings.tls
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        server_header=False,
+        date_header=False,
+        ssl_certfile=tls.certfile if tls else None,
+        ssl_keyfile=tls.keyfile if tls else None,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _mark_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+def serve(repo: str | os.PathLike, env: str, settings: ServeSettings, on_ready=None) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the exit code."""
+    metrics_dir = prepare_metrics_dir()
+    master = Master(settings, on_ready)
+    try:
+
+        def load_app():
+            from fs.platform import Platform
+            from plugins.serving.app import ServeApp
+
+            app = ServeApp(Platform(repo, env=env).store, settings)
+            app.warm()
+            return app
+
+        return master.run(load_app)
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        sys.stdout.flush()
