@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli import backfill_cmds, catalog_cmds, ingest_cmds, monitor_cmds, parity_cmds, registry_cmds
+from cli import backfill_cmds, catalog_cmds, ingest_cmds, monitor_cmds, parity_cmds, registry_cmds, serve_cmds
 from cli.state import State
 
 app = typer.Typer(
@@ -70,6 +70,7 @@ for _name, _group in (
 ):
     app.add_typer(_group.app, name=_name)
 catalog_cmds.register(app)  # also top-level `fs validate`
+serve_cmds.register(app)  # top-level `fs serve`
 
 
 def _one_line(text: str, limit: int = 400) -> str:
