@@ -13,7 +13,16 @@ from typing import Annotated
 
 import typer
 
-from cli import backfill_cmds, catalog_cmds, ingest_cmds, monitor_cmds, parity_cmds, registry_cmds, serve_cmds
+from cli import (
+    backfill_cmds,
+    catalog_cmds,
+    ingest_cmds,
+    monitor_cmds,
+    parity_cmds,
+    registry_cmds,
+    serve_cmds,
+    tenant_cmds,
+)
 from cli.state import State
 
 app = typer.Typer(
@@ -67,6 +76,7 @@ for _name, _group in (
     ("parity", parity_cmds),
     ("catalog", catalog_cmds),
     ("monitor", monitor_cmds),
+    ("tenant", tenant_cmds),
 ):
     app.add_typer(_group.app, name=_name)
 catalog_cmds.register(app)  # also top-level `fs validate`

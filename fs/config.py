@@ -108,7 +108,8 @@ def load_config(repo: Path, env: str = DEFAULT_ENV):
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise ConfigError(
-            f"invalid configuration for env {env!r} in {repo}/feature_store.yaml: {where}: {first.get('msg')}"
+            f"invalid configuration for env {env!r} in {repo}/feature_store.yaml: {where}: "
+            f"{first.get('msg', '').removeprefix('Value error, ')}"
         ) from None
     except Exception as e:  # Feast raises plain errors for unknown store types etc.
         raise ConfigError(f"invalid configuration for env {env!r} in {repo}: {e}") from None

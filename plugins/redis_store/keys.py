@@ -3,7 +3,9 @@
     <prefix>:<project>:{<join_key>=<token>[,<join_key>=<token>...]}:<feature_view>
     e.g.  fs:payments:{customer_id=42}:customer_profile
 
-- ``prefix`` is the tenant prefix; a tenant's ACL user is confined to ``~<prefix>:*``.
+- ``prefix`` is the tenant prefix; a tenant's ACL user is confined to ``~<prefix>:*``. Prefix and
+  project are restricted to ``[A-Za-z0-9_-]`` (``NAME``), so no glob character can widen that
+  pattern; ``tenant_pattern`` still escapes glob characters, as the one place ACL patterns come from.
 - The ``{...}`` part is a Redis Cluster hash tag: all views of one entity share a slot, so a
   read of several views is one MGET per entity and one round trip per node.
 - Join keys are sorted by name; string tokens are percent-escaped for ``%{}:,=`` so the key
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Callable, Sequence
 
 import pyarrow as pa
@@ -23,6 +26,18 @@ from fs.errors import ConfigError, OnlineStoreError
 
 _ESCAPE = str.maketrans({c: f"%{ord(c):02X}" for c in "%{}:,="})
 _GLOB_ESCAPE = str.maketrans({c: "\\" + c for c in "\\*?[]"})
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+"""Safe alphabet of key prefixes and projects: no glob (``*?[]\\``), hash-tag or separator character."""
+
+
+def check_name(what: str, value: str) -> str:
+    """``value`` if it is a safe key-name segment, else ``ValueError`` naming the rule."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} must be 1-128 letters, digits, '_' or '-', starting with a letter or digit "
+            "(glob characters in a prefix would widen the tenant's ACL pattern)"
+        )
+    return value
 
 
 def _int_token(value) -> str:
@@ -95,8 +110,11 @@ class KeyLayout:
 
     def __init__(self, prefix: str, project: str):
         for what, value in (("key_prefix", prefix), ("project", project)):
-            if not value or any(c in value for c in "{}:"):
-                raise ConfigError(f"{what} {value!r} must be non-empty and contain none of '{{', '}}', ':'")
+            try:
+                check_name(what, value)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        self.prefix = prefix
         self.namespace = f"{prefix}:{project}:"
         self.schemas_key = self.namespace + "_schemas"
 
@@ -143,3 +161,7 @@ class KeyLayout:
 
     def project_pattern(self) -> str:
         return self.namespace.translate(_GLOB_ESCAPE) + "*"
+
+    def tenant_pattern(self) -> str:
+        """ACL key pattern of every key of this tenant (all its projects, leases included)."""
+        return self.prefix.translate(_GLOB_ESCAPE) + ":*"

@@ -30,7 +30,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import FeastConfigBaseModel
 from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
-from pydantic import Field, StrictStr
+from pydantic import Field, StrictStr, field_validator
 
 from fs.aggregation.spec import is_aggregation
 from fs.errors import ConfigError, OnlineWriteError
@@ -38,7 +38,7 @@ from fs.timeutil import arrow_epoch_micros, epoch_micros
 from plugins.redis_store import embedded
 from plugins.redis_store.codec import ViewCodec, to_proto
 from plugins.redis_store.connection import Endpoint, connect, translated
-from plugins.redis_store.keys import KeyLayout
+from plugins.redis_store.keys import KeyLayout, check_name
 from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
 from plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, feature_vector
 from plugins.redis_store.tile_store import (
@@ -83,7 +83,7 @@ class RedisOnlineStoreConfig(FeastConfigBaseModel):
     """Name of the environment variable holding the password (overrides the URL's)."""
 
     key_prefix: StrictStr = "fs"
-    """Tenant prefix of every key: ``<key_prefix>:<project>:...``."""
+    """Tenant prefix of every key: ``<key_prefix>:<project>:...``; letters, digits, ``_``, ``-``."""
 
     embedded_dir: StrictStr | None = None
     """Data directory of the embedded Valkey; default ``<repo>/data/valkey``."""
@@ -115,6 +115,11 @@ class RedisOnlineStoreConfig(FeastConfigBaseModel):
 
     delete_scan_count: int = 1000
     """SCAN COUNT hint when deleting a view's or project's keys (bounds the work per server call)."""
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _safe_prefix(cls, v: str) -> str:
+        return check_name("key_prefix", v)  # refused at config load, before any key is built
 
 
 class _State:

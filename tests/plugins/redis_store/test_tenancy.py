@@ -11,15 +11,20 @@ from feast import RepoConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
-from fs.errors import OnlineAccessDenied
+from fs.config import load_config
+from fs.errors import ConfigError, OnlineAccessDenied
+from plugins.redis_store.acl import acl_rules
+from plugins.redis_store.keys import KeyLayout
 from tests.plugins.redis_store.conftest import MACHINE_URL, NOW, STORE_TYPE, Repo
 
 pytestmark = pytest.mark.redis
 
-# The command set docs/online_store.md recommends for a tenant's service user.
-TENANT_COMMANDS = (
-    "-@all +get +mget +set +evalsha +script|load +hget +hsetnx +hkeys +hdel +scan +unlink +ping +select"
-)
+
+def _acl_user(admin, user: str, prefix: str, role: str = "admin") -> str:
+    """A user with the rules `fs tenant acl` prints for ``prefix`` (plus a password); returns it."""
+    pw = uuid.uuid4().hex
+    admin.execute_command("ACL", "SETUSER", user, *acl_rules(KeyLayout(prefix, "shared"), role), f">{pw}")
+    return pw
 
 
 @pytest.fixture
@@ -28,18 +33,8 @@ def tenants(monkeypatch):
     suffix = uuid.uuid4().hex[:8]
     made = {}
     for name in ("acme", "globex"):
-        user, prefix, pw = f"fs_test_{name}_{suffix}", f"{name}{suffix}", uuid.uuid4().hex
-        admin.execute_command(
-            "ACL",
-            "SETUSER",
-            user,
-            "reset",
-            "on",
-            f">{pw}",
-            f"~{prefix}:*",
-            "resetchannels",
-            *TENANT_COMMANDS.split(),
-        )
+        user, prefix = f"fs_test_{name}_{suffix}", f"{name}{suffix}"
+        pw = _acl_user(admin, user, prefix)
         monkeypatch.setenv(f"FS_TEST_{name.upper()}_USER", user)
         monkeypatch.setenv(f"FS_TEST_{name.upper()}_PW", pw)
         made[name] = {
@@ -88,3 +83,70 @@ def test_tenant_cannot_read_or_write_another_tenants_keys(tmp_path, tenants):
             attempt()
     assert acme.store.get_online_features(["profile:count"], {"customer_id": [3]}).to_dict()["count"] == [3]
     acme.close()
+
+
+def test_prefix_with_a_glob_character_is_refused_at_config_load(tmp_path):
+    # 'ten?' used to be accepted, and its documented ACL pattern ~ten?:* matched tenant 'tena'.
+    (tmp_path / "feature_store.yaml").write_text(
+        f"project: shared\nregistry: r.db\nprovider: local\nentity_key_serialization_version: 3\n"
+        f"online_store: {{type: {STORE_TYPE}, url: '{MACHINE_URL}', key_prefix: 'ten?'}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path)
+    assert "key_prefix 'ten?' must be" in str(err.value) and "\n" not in str(err.value)
+    for bad in ("ten*", "t[a]", "a\\b", "a:b", "{a}", "", "-a", "a b"):
+        with pytest.raises(ConfigError, match="key_prefix"):
+            KeyLayout(bad, "shared")
+
+
+def test_generated_acl_roles_confine_a_tenant(tmp_path, monkeypatch):
+    """`fs tenant acl` roles on real ACL users: serve reads only, write materializes, admin tears
+    down; none reaches a tenant whose prefix merely starts with the same letters."""
+    admin = redis.Redis.from_url(MACHINE_URL)
+    suffix = uuid.uuid4().hex[:8]
+    prefix, users = f"ten{suffix}", {}
+    try:
+        for role in ("serve", "write", "admin"):
+            users[role] = f"fs_test_{role}_{suffix}"
+            monkeypatch.setenv(f"FS_TEST_{role.upper()}_USER", users[role])
+            monkeypatch.setenv(f"FS_TEST_{role.upper()}_PW", _acl_user(admin, users[role], prefix, role))
+
+        def online(role):
+            return {"url": MACHINE_URL, "key_prefix": prefix, "username_env": f"FS_TEST_{role.upper()}_USER",
+                    "password_env": f"FS_TEST_{role.upper()}_PW"}
+
+        writer = Repo(tmp_path / "w", online("write"), project="shared")
+        writer.materialize()
+        reader = Repo(tmp_path / "r", online("serve"), project="shared")
+        assert reader.store.get_online_features(["profile:count"], {"customer_id": [3]}).to_dict()["count"] == [3]
+        with pytest.raises(OnlineAccessDenied, match="ACL"):
+            reader.materialize()
+        with pytest.raises(OnlineAccessDenied, match="ACL"):
+            writer.store.teardown()  # SCAN/UNLINK are admin-only
+        neighbour = f"{prefix}a:shared:{{customer_id=3}}:profile"  # 'ten?' would have matched this
+        admin.set(neighbour, "x")
+        raw = redis.Redis.from_url(MACHINE_URL, username=users["admin"],
+                                   password=os.environ["FS_TEST_ADMIN_PW"])
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            raw.get(neighbour)
+        Repo(tmp_path / "a", online("admin"), project="shared").close()  # teardown
+        assert not list(admin.scan_iter(match=f"{prefix}:shared:*"))
+    finally:
+        for user in users.values():
+            admin.execute_command("ACL", "DELUSER", user)
+        for key in admin.scan_iter(match=f"{prefix}*"):
+            admin.unlink(key)
+
+
+def test_fs_tenant_acl_prints_the_rules_of_the_repo_prefix(tmp_path, capsys):
+    from cli.main import main
+
+    (tmp_path / "feature_store.yaml").write_text(
+        f"project: shared\nregistry: r.db\nprovider: local\nentity_key_serialization_version: 3\n"
+        f"online_store: {{type: {STORE_TYPE}, url: '{MACHINE_URL}', key_prefix: acme_eu}}\n"
+    )
+    assert main(["--repo", str(tmp_path), "tenant", "acl", "acme_serve", "--role", "serve"]) == 0
+    assert capsys.readouterr().out.split() == [
+        "ACL", "SETUSER", "acme_serve", "reset", "on", "~acme_eu:*", "resetchannels", "-@all",
+        "+get", "+mget", "+hget", "+ping", "+select",
+    ]
