@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import orjson
 
 
 async def call(app, method: str, path: str, body=None, headers: dict | None = None, chunks: int = 1):
-    raw = body if isinstance(body, bytes) else (b"" if body is None else orjson.dumps(body))
+    raw = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
     hdrs = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     hdrs.append((b"content-length", str(len(raw)).encode()))
     scope = {"type": "http", "method": method, "path": path, "headers": hdrs}
