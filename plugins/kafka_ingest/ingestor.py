@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +37,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from fs import stopping
 from fs.errors import TransientError
 from fs.observability import span
 from plugins.kafka_ingest import metrics as m
@@ -211,9 +211,19 @@ class Ingestor:
 
     def run(self, duration_s: float | None = None, install_signal_handlers: bool = False) -> m.IngestStats:
         """Consume until ``stop()``, SIGTERM/SIGINT (if handlers are installed) or ``duration_s``."""
-        if install_signal_handlers:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self.stop())
+        unsubscribe = lambda: None  # noqa: E731
+        if install_signal_handlers:  # a signal caught before this call (fs.stopping) stops the run at once
+            stopping.catch()
+            unsubscribe = stopping.on_request(self.stop)
+        try:
+            if self._stop.is_set():
+                log.info("ingestor stopped before it started: nothing consumed")
+                return self.stats
+            return self._run(duration_s)
+        finally:
+            unsubscribe()
+
+    def _run(self, duration_s: float | None) -> m.IngestStats:
         kw = kafka_client_kwargs(self.config)
         k, b = self.config.kafka, self.config.batch
         # max_request_size above the letters' cap (truncation keeps them under it); max_block_ms bounds a

@@ -310,3 +310,73 @@ def test_two_consumers_split_partitions_and_a_rebalance_duplicates_nothing(strea
     second.wait(lambda s: _delta_count(stream_repo) == len(events), timeout=60, what="all events")
     second.stop()
     assert_exactly_once(stream_repo, events)
+
+
+def _health(port: int) -> str:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return json.loads(r.read())["status"]
+    except urllib.error.HTTPError as e:  # 503 carries the same body
+        return json.loads(e.read())["status"]
+
+
+def test_a_hung_redis_opens_the_breaker_and_degrades_health_within_seconds(tmp_path, broker, own_redis):
+    """SIGSTOP the online store (its connections stay open, nothing answers) with the default retry,
+    deadline and Redis client settings: /health turns degraded at the first write deadline and the
+    breaker opens after ``breaker_failures`` deadlines, instead of after every timeout and retry."""
+    from plugins.kafka_ingest.config import RetrySettings
+
+    repo = StreamRepo(tmp_path, broker, f"redis://127.0.0.1:{own_redis.port}/0")
+    defaults = RetrySettings()
+    repo.configure(http_port=0, retry={"backoff_base_ms": defaults.backoff_base_ms,
+                                       "backoff_max_ms": defaults.backoff_max_ms})
+    events = payments(1200, customers=15)
+    ingestor = Ingestor(repo.platform, repo.config())
+    run = Running(ingestor)
+    feeder = _produce_slowly(repo, events, per_s=60)
+    run.wait(lambda s: s.written_online > 0, what="first online writes")
+    _wait(lambda: _health(ingestor.http_port) == "ok", 10, "health ok")
+
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    hung, degraded_after, open_after = time.monotonic(), None, None
+    try:
+        while open_after is None and time.monotonic() - hung < 30:
+            if degraded_after is None and _health(ingestor.http_port) == "degraded":
+                degraded_after = time.monotonic() - hung
+            if ingestor.breakers["online"].state.name == "OPEN":
+                open_after = time.monotonic() - hung
+            time.sleep(0.05)
+        assert _health(ingestor.http_port) == "degraded"
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+    print(f"\nSIGSTOP -> /health degraded {degraded_after} s, -> breaker open {open_after} s")
+    feeder.join()
+    run.wait(lambda s: s.written_offline == len(events), timeout=60, what="catch-up after the hang")
+    _wait(lambda: _health(ingestor.http_port) == "ok", 15, "breaker closed")
+    run.stop()
+
+    assert degraded_after is not None and degraded_after < 5
+    assert open_after is not None and open_after < 10
+    assert_exactly_once(repo, events)
+
+
+@pytest.mark.parametrize("after_s", [0.1, 1.0])
+def test_a_sigterm_during_start_up_stops_cleanly(stream_repo, after_s):
+    """SIGTERM while `fs ingest run` is still importing (0.1 s) or building the platform (1 s): exit 0
+    with its stats printed, nothing consumed or committed."""
+    produce(stream_repo.broker.bootstrap, stream_repo.topic, payments(20, customers=5))
+    cmd = [sys.executable, "-m", "cli.main", "--repo", str(stream_repo.path), "--json", "ingest", "run"]
+    proc = subprocess.Popen(cmd, cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT_DIR)})
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    import json
+
+    assert json.loads(out)["consumed"] == 0
+    assert stream_repo.committed() == {0: None, 1: None}
