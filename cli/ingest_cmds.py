@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -9,6 +11,16 @@ import typer
 from cli.state import state
 
 app = typer.Typer(help="Kafka ingestion into push sources (declared in <repo>/ingest.yaml).", no_args_is_help=True)
+
+
+
+@app.callback()
+def _quiet_kafka(ctx: typer.Context) -> None:
+    # kafka-python warns on import (deprecated importlib calls); its log lines are silenced in
+    # cli.main. An unreachable broker is reported by fs in one line. -v shows both again.
+    if state(ctx).verbose == 0:
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+
 
 TopicsOpt = Annotated[list[str] | None, typer.Option("--topic", "--topics", help="Topics to consume (repeat); default: all declared.")]
 BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (overrides ingest.yaml).")]
@@ -24,6 +36,15 @@ def _config(st, topics=None, group=None, bootstrap=None, http_port=None):
     return load_ingest_config(st.platform.repo_path, st.env, overrides).select(topics)
 
 
+def _connected(config, duration: float | None = None):
+    """``config`` once its broker answers; one line naming the address (and `fs ingest broker`) within
+    a few seconds, and never later than ``--duration``, if it does not."""
+    from plugins.kafka_ingest.broker import require_broker
+
+    require_broker(config.kafka.bootstrap_servers, timeout_s=min(3.0, duration) if duration else 3.0)
+    return config
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -37,8 +58,8 @@ def run(
     from plugins.kafka_ingest import Ingestor
 
     st = state(ctx)
-    stats = Ingestor(st.platform, _config(st, topics, group, bootstrap, http_port)).run(
-        duration_s=duration, install_signal_handlers=True)
+    config = _connected(_config(st, topics, group, bootstrap, http_port), duration)
+    stats = Ingestor(st.platform, config).run(duration_s=duration, install_signal_handlers=True)
     if st.as_json:
         st.out.json(stats.to_dict())
     else:
@@ -56,10 +77,45 @@ def dlq(
     from plugins.kafka_ingest.ingestor import kafka_client_kwargs
 
     st = state(ctx)
-    config = _config(st, bootstrap=bootstrap)
+    config = _connected(_config(st, bootstrap=bootstrap))
     letters = read_dead_letters(config.dead_letter_topic, limit=limit, **kafka_client_kwargs(config))
     rows = [[d.topic, d.partition, d.offset, d.reason, d.detail, len(d.value or b"")] for d in letters]
     if st.as_json:
         st.out.json([dict(zip(["topic", "partition", "offset", "reason", "detail", "bytes"], r, strict=True)) for r in rows])
     else:
         st.out.table(f"Dead letters in {config.dead_letter_topic}", ["topic", "partition", "offset", "reason", "detail", "bytes"], rows)
+
+
+@app.command()
+def broker(
+    ctx: typer.Context,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port on 127.0.0.1 (default: the port of ingest.yaml's bootstrap address).")
+    ] = None,
+    duration: Annotated[float | None, typer.Option("--duration", help="Stop after this many seconds (default: Ctrl-C).")] = None,
+) -> None:
+    """Run a local Kafka-compatible broker (embedded tansu, in memory: gone when it stops) with the
+    declared topics and the dead-letter topic, for `fs ingest run` on a laptop. Ctrl-C stops it."""
+    import signal
+    import threading
+
+    from plugins.kafka_ingest.broker import EmbeddedBroker
+
+    st = state(ctx)
+    config = _config(st)
+    port = port or int(config.kafka.bootstrap_servers.split(",")[0].rpartition(":")[2] or 9092)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop tansu too (it runs in its own session)
+        signal.signal(sig, lambda *_: stop.set())
+    with EmbeddedBroker(port=port) as running:
+        topics = [t.topic for t in config.topics]
+        for topic in topics:
+            running.create_topic(topic, partitions=4)
+        running.create_topic(config.dead_letter_topic, partitions=1)
+        if st.as_json:
+            st.out.json({"bootstrap": running.bootstrap, "topics": [*topics, config.dead_letter_topic]})
+        else:
+            st.out.text(f"Kafka broker (embedded tansu, in memory) on {running.bootstrap}, topics "
+                        f"{', '.join([*topics, config.dead_letter_topic])}. Ctrl-C stops it.")
+        sys.stdout.flush()
+        stop.wait(duration)

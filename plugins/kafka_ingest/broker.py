@@ -35,6 +35,29 @@ def _listening(port: int) -> bool:
         return s.connect_ex((_HOST, port)) == 0
 
 
+def require_broker(bootstrap_servers: str, timeout_s: float = 5.0) -> None:
+    """Return once one bootstrap address accepts a TCP connection; ``BrokerUnavailable`` after
+    ``timeout_s`` otherwise. kafka-python would retry for ~30 s (logging each attempt) before its own
+    ``KafkaTimeoutError``: this check fails within seconds, with the address and the way out."""
+    addresses = [a.strip() for a in bootstrap_servers.split(",") if a.strip()]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for address in addresses:
+            host, _, port = address.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]") or _HOST, int(port)), timeout=1.0):
+                    return
+            except (OSError, ValueError):
+                continue
+        if time.monotonic() >= deadline:
+            raise BrokerUnavailable(
+                f"no Kafka broker reachable at {', '.join(addresses)} (kafka.bootstrap_servers in ingest.yaml, "
+                "FS_KAFKA_BOOTSTRAP or --bootstrap)",
+                hint="start a local one with `fs ingest broker` (embedded, in memory) in another terminal",
+            )
+        time.sleep(0.2)
+
+
 class EmbeddedBroker:
     """One tansu process on a free loopback port; ``bootstrap`` is its ``host:port``."""
 

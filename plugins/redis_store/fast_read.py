@@ -225,15 +225,15 @@ class FastReader:
     def read(self, entities: Mapping[str, Sequence]) -> dict[str, list]:
         """Feature values per output name (requested order), one per entity row; a view that
         cannot be decoded raises (``serve`` reports it per feature instead)."""
-        return self._features(self.serve(entities))
+        return self._checked(self.serve(entities))
 
     async def read_async(self, entities: Mapping[str, Sequence]) -> dict[str, list]:
-        return self._features(await self.serve_async(entities))
+        return self._checked(await self.serve_async(entities))
 
     def read_arrow(self, entities: Mapping[str, Sequence]) -> pa.Table:
         return pa.table(self.read(entities))
 
-    def _features(self, served: Served) -> dict[str, list]:
+    def _checked(self, served: Served) -> dict[str, list]:
         if served.failed:
             view, why = next(iter(served.failed.items()))
             raise OnlineStoreError(f"reading feature view {view!r} failed: {why}")

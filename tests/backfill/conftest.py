@@ -33,7 +33,10 @@ __all__ = ["ROLLING_RETURN", "ROLLING_VIEW"]  # re-exported for the tests
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 # Online values must be younger than the views' ttl (1 day for customer_txn_rolling) to be kept.
+# END's day must be partial (the tests count its chunk): at 00:xx UTC step back one hour.
 END = datagen.default_end()
+if END.hour == 0:
+    END -= timedelta(hours=1)
 SEED = 11
 
 
