@@ -10,10 +10,14 @@
   read of several views is one MGET per entity and one round trip per node.
 - Join keys are sorted by name; string tokens are percent-escaped for ``%{}:,=`` so the key
   is injective and the hash tag cannot end early. Integers are decimal, bytes ``0x<hex>``.
+- With a per-tenant secret (``key_hash_secret_env``) the tag body is instead a keyed BLAKE2b of
+  that text (128 bits, hex): ``fs:payments:{3f9a...}:customer_profile``. Key names then reveal no
+  entity id to anyone who can SCAN, and one entity's views still share the tag (and slot).
 """
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 import re
 from collections.abc import Callable, Sequence
@@ -108,7 +112,8 @@ def token_fn(join_key: str, value_type: ValueType) -> Callable[[object], str]:
 class KeyLayout:
     """Builds keys and scan patterns for one project in one tenant prefix."""
 
-    def __init__(self, prefix: str, project: str):
+    def __init__(self, prefix: str, project: str, secret: str | None = None):
+        """``secret``: hash entity tags with it (``None``: readable tags)."""
         for what, value in (("key_prefix", prefix), ("project", project)):
             try:
                 check_name(what, value)
@@ -117,6 +122,18 @@ class KeyLayout:
         self.prefix = prefix
         self.namespace = f"{prefix}:{project}:"
         self.schemas_key = self.namespace + "_schemas"
+        self._hash = None
+        if secret is not None:
+            if len(secret) < 16:
+                raise ConfigError("the key hash secret must be at least 16 characters (32 random bytes advised)")
+            # A fixed-size BLAKE2b key derived from the secret; the tag text is the message.
+            key = hashlib.sha256(b"fs-key-hash:" + secret.encode()).digest()
+            blake2b = hashlib.blake2b
+            self._hash = lambda tag: blake2b(tag.encode(), key=key, digest_size=16).hexdigest()
+
+    @property
+    def hashed(self) -> bool:
+        return self._hash is not None
 
     def entity_tags(
         self, join_keys: Sequence[str], tokens: Sequence[Callable], columns: Sequence[list]
@@ -124,11 +141,13 @@ class KeyLayout:
         """Hash-tag bodies for entity rows given column-wise; join keys must be sorted."""
         if len(join_keys) == 1:
             head, fn = join_keys[0] + "=", tokens[0]
-            return [head + fn(v) for v in columns[0]]
-        return [
-            ",".join(f"{jk}={fn(v)}" for jk, fn, v in zip(join_keys, tokens, row, strict=True))
-            for row in zip(*columns, strict=True)
-        ]
+            tags = [head + fn(v) for v in columns[0]]
+        else:
+            tags = [
+                ",".join(f"{jk}={fn(v)}" for jk, fn, v in zip(join_keys, tokens, row, strict=True))
+                for row in zip(*columns, strict=True)
+            ]
+        return tags if self._hash is None else list(map(self._hash, tags))
 
     def arrow_keys(
         self,
@@ -148,9 +167,10 @@ class KeyLayout:
         if len(columns[0]) == 0:
             return []
         named = [pc.binary_join_element_wise(jk + "=", p, "") for jk, p in zip(join_keys, parts, strict=True)]
-        return pc.binary_join_element_wise(
-            before, pc.binary_join_element_wise(*named, ","), after, ""
-        ).to_pylist()
+        tags = pc.binary_join_element_wise(*named, ",")
+        if self._hash is not None:
+            return [before + t + after for t in map(self._hash, tags.to_pylist())]
+        return pc.binary_join_element_wise(before, tags, after, "").to_pylist()
 
     def view_affixes(self, view_name: str) -> tuple[str, str]:
         """``(before, after)`` so that ``before + tag + after`` is the key of an entity's row."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -116,6 +117,11 @@ class RedisOnlineStoreConfig(FeastConfigBaseModel):
     delete_scan_count: int = 1000
     """SCAN COUNT hint when deleting a view's or project's keys (bounds the work per server call)."""
 
+    key_hash_secret_env: StrictStr | None = None
+    """Name of the environment variable holding this tenant's key hash secret. Set: key names carry a
+    keyed hash of the entity key instead of its ids (``SCAN`` then reveals no entity id). Changing
+    it (or turning it on) makes existing keys unreachable: materialize again."""
+
     @field_validator("key_prefix")
     @classmethod
     def _safe_prefix(cls, v: str) -> str:
@@ -138,7 +144,7 @@ class _State:
         extra = tuple((h, int(p)) for h, p in (n.rsplit(":", 1) for n in cfg.extra_nodes))
         self.endpoint = Endpoint(url, mode, extra, cfg.sentinel_master)
         self.cluster = mode == "cluster"
-        self.layout = KeyLayout(cfg.key_prefix, config.project)
+        self.layout = KeyLayout(cfg.key_prefix, config.project, key_hash_secret(cfg))
         self.client = connect(self.endpoint, cfg)
         self.writer = BatchWriter(
             self.client,
@@ -711,6 +717,16 @@ class RedisOnlineStore(OnlineStore):
             if page:
                 deleted += state.client.unlink(*page)
         return deleted
+
+
+def key_hash_secret(cfg: RedisOnlineStoreConfig) -> str | None:
+    """The tenant's key hash secret from the environment (never logged), or None if not configured."""
+    if not cfg.key_hash_secret_env:
+        return None
+    secret = os.environ.get(cfg.key_hash_secret_env)
+    if not secret:
+        raise ConfigError(f"online_store.key_hash_secret_env names ${cfg.key_hash_secret_env}, which is not set")
+    return secret
 
 
 def _no_rows(view: FeatureView) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import timedelta
 
 import pytest
 import redis
@@ -150,3 +151,40 @@ def test_fs_tenant_acl_prints_the_rules_of_the_repo_prefix(tmp_path, capsys):
         "ACL", "SETUSER", "acme_serve", "reset", "on", "~acme_eu:*", "resetchannels", "-@all",
         "+get", "+mget", "+hget", "+ping", "+select",
     ]
+
+
+def test_hashed_key_names_reveal_no_entity_id(tmp_path, monkeypatch):
+    """With key_hash_secret_env, SCAN lists no entity id; one entity's views still share a hash tag."""
+    from redis.crc import key_slot
+
+    monkeypatch.setenv("FS_TEST_KEY_SECRET", uuid.uuid4().hex)
+    prefix = f"hashed{uuid.uuid4().hex[:8]}"
+    online = {"url": MACHINE_URL, "key_prefix": prefix, "key_hash_secret_env": "FS_TEST_KEY_SECRET"}
+    repo = Repo(tmp_path, online, project="shared")
+    try:
+        repo.materialize()  # Arrow path (RedisArrowEngine or write_arrow)
+        key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=4)])
+        later = NOW + timedelta(seconds=1)
+        repo.online_store.write_batch(  # the per-row (protobuf) path builds the same hashed key
+            repo.config, repo.profile, [(key, {"count": Value(int64_val=40), "country": Value(string_val="x")},
+                                         later, None)])
+        admin = redis.Redis.from_url(MACHINE_URL)
+        names = [k.decode() for k in admin.scan_iter(match=f"{prefix}:*")]
+        entity_keys = [k for k in names if "{" in k]
+        assert entity_keys and not [k for k in entity_keys if "customer_id" in k or "=" in k]
+        tags = {}
+        for k in entity_keys:
+            tags.setdefault(k.split("}:")[1], set()).add(k.split("{")[1].split("}")[0])
+        assert len(tags["profile"]) == 20 and tags["profile"] == tags["txn"]  # same tags for the same entities
+        assert {key_slot(k.encode()) for k in entity_keys if k.endswith(("}:profile", "}:txn"))}.__len__() == 20
+        got = repo.store.get_online_features(["profile:count", "txn:amount"], {"customer_id": [3, 4]}).to_dict()
+        assert got["count"] == [3, 40] and got["amount"][1] == 6.0
+        monkeypatch.setenv("FS_TEST_KEY_SECRET", uuid.uuid4().hex)  # another secret: another key space
+        other = Repo(tmp_path / "other", online, project="shared")
+        assert other.store.get_online_features(["profile:count"], {"customer_id": [3]}).to_dict()["count"] == [None]
+        monkeypatch.delenv("FS_TEST_KEY_SECRET")
+        with pytest.raises(ConfigError, match=r"\$FS_TEST_KEY_SECRET, which is not set"):
+            Repo(tmp_path / "unset", online, project="shared")
+    finally:
+        for key in redis.Redis.from_url(MACHINE_URL).scan_iter(match=f"{prefix}:*"):
+            redis.Redis.from_url(MACHINE_URL).unlink(key)
