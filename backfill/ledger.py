@@ -201,7 +201,9 @@ def _watermark(entries: list[LedgerEntry]) -> datetime | None:
     if not done:
         return None
     incremental = [e.start for e in entries if e.kind == Kind.INCREMENTAL]
-    unfinished = [e.start for e in entries if e.status != Status.DONE]
+    # Holes only: a planned/running/failed entry whose range a later done entry covers again (every
+    # completed run first records its chunks ``planned``) is superseded and holds nothing back.
+    unfinished = [hole.start for e in entries if e.status != Status.DONE for hole in subtract(e.interval, done)]
     since = min(incremental) if incremental else min(unfinished, default=done[-1].end)
     for iv in done:  # the first time at or after ``since`` that is not done
         if iv.end < since:

@@ -121,3 +121,18 @@ def test_a_host_whose_clock_is_behind_still_records_after_what_it_has_read(tmp_p
     at = utcnow() + timedelta(hours=2)
     later.record([replace(entry(1, Status.RUNNING), recorded_at=at), replace(entry(1, Status.DONE), recorded_at=at)])
     assert [e.status for e in Ledger(path).latest("v", Target.ONLINE)] == [Status.FAILED, Status.DONE]
+
+
+def test_superseded_planned_and_running_entries_do_not_pull_the_watermark_back(tmp_path):
+    """#14.6: every run records its chunks ``planned`` and ``running`` before ``done``. A completed
+    manual run of an older range leaves no hole, so the watermark stays at the newest done end."""
+    ledger = Ledger(str(tmp_path / "ledger"))
+    recent = [entry(i, s, kind=Kind.MATERIALIZE) for s in (Status.PLANNED, Status.RUNNING, Status.DONE)
+              for i in (10, 11, 12)]  # fmt: skip
+    ledger.record(recent)
+    assert ledger.status("v", Target.ONLINE).watermark == T0 + 13 * DAY
+    ledger.record([entry(0, s, kind=Kind.MATERIALIZE) for s in (Status.PLANNED, Status.RUNNING, Status.DONE)])
+    assert ledger.status("v", Target.ONLINE).watermark == T0 + 13 * DAY
+    # A hole that is still open does hold it back: the older run's second day failed.
+    ledger.record([entry(1, Status.PLANNED, kind=Kind.MATERIALIZE), entry(1, Status.FAILED, kind=Kind.MATERIALIZE)])
+    assert ledger.status("v", Target.ONLINE).watermark == T0 + DAY
