@@ -57,6 +57,7 @@ class _Aligned:
     offline_us: np.ndarray
     offline_values: dict[str, list]
     offline_created_us: np.ndarray  # INT64_MIN where the offline row has no created time
+    read_us: int = 0  # when online was read (its ttl expiry and the allowed lag are measured here)
 
 
 def check(
@@ -103,11 +104,13 @@ def check(
                 keys = keys_for_view(entity_table, src)
             t1 = time.perf_counter()
             online = read_online(store, target, keys, as_of_dt)
+            read_us = epoch_micros(utcnow())  # after the read: a key gone by its end had expired
             t2 = time.perf_counter()
             aggregated = is_aggregation(target.view)
             expected = (expected_aggregates if aggregated else expected_rows)(io, src, keys, as_of_dt)
             t3 = time.perf_counter()
             aligned = _align(keys, online, expected, target)
+            aligned.read_us = read_us
             report = _compare_view(src, aligned, as_of_dt, tolerances, examples)
             report.breach = report.total().breach_rate > max_mismatch_rate
             reports.append(report)
@@ -164,8 +167,9 @@ def _compare_view(
     sides = RowSides(a.online.state, a.online.event_us, a.offline_present, a.offline_us,
                      a.online.created_us, a.offline_created_us)  # fmt: skip
     # Online is read live: an event later than the read (plus clock skew) comes from the future.
-    future_us = max(as_of_us, epoch_micros(utcnow())) + FUTURE_SKEW_US
-    row_class, tolerated = classify_rows(sides, as_of_us, ttl_us, lag_us, future_us)
+    read_us = a.read_us or epoch_micros(utcnow())
+    future_us = max(as_of_us, read_us) + FUTURE_SKEW_US
+    row_class, tolerated = classify_rows(sides, as_of_us, ttl_us, lag_us, future_us, read_us)
     compared = (row_class == COMPARE) | (row_class == COMPARE_STALE)
     compare_rows = np.flatnonzero(compared)
     # Same event, offline created later: a different value is a correction not materialized yet (a
@@ -202,11 +206,13 @@ def _compare_view(
         delta_version=src.version,
         features=stats,
     )
-    report.examples = _examples(target, a, candidates, as_of_us, ttl_us, lag_us, max_examples)
+    report.examples = _examples(target, a, candidates, as_of_us, ttl_us, lag_us, max_examples, read_us)
     return report
 
 
-def _examples(target: Target, a: _Aligned, candidates, as_of_us, ttl_us, lag_us, limit: int) -> list[Example]:
+def _examples(
+    target: Target, a: _Aligned, candidates, as_of_us, ttl_us, lag_us, limit: int, read_us: int
+) -> list[Example]:
     """The worst ``limit`` examples per class, one per entity where possible."""
     out: list[Example] = []
     per_class: dict[int, list] = {}
@@ -217,12 +223,14 @@ def _examples(target: Target, a: _Aligned, candidates, as_of_us, ttl_us, lag_us,
         seen_rows: set[int] = set()
         picked = [c for c in items if not (c[2] in seen_rows or seen_rows.add(c[2]))][:limit]
         for _, _, i, feature in picked:
-            out.append(_example(target, a, Outcome(code), i, feature, key_columns, as_of_us, ttl_us, lag_us))
+            out.append(
+                _example(target, a, Outcome(code), i, feature, key_columns, as_of_us, ttl_us, lag_us, read_us)
+            )
     return out
 
 
 def _example(
-    target, a: _Aligned, outcome: Outcome, i: int, feature: str, key_columns, as_of_us, ttl_us, lag_us
+    target, a: _Aligned, outcome: Outcome, i: int, feature: str, key_columns, as_of_us, ttl_us, lag_us, read_us
 ) -> Example:
     sensitive = feature in target.sensitive
     on_state = int(a.online.state[i])
@@ -240,7 +248,7 @@ def _example(
         online_ts=_dt(on_us),
         offline_ts=_dt(off_us),
         detail=_detail(outcome, on_state, on_us, off_us, on_value, target.types[target.features.index(feature)].name,
-                       as_of_us, ttl_us, lag_us),
+                       as_of_us, ttl_us, lag_us, read_us),
     )  # fmt: skip
 
 
@@ -257,17 +265,22 @@ def _span(us: int) -> str:
     return "".join(parts) or f"{seconds}s"
 
 
-def _detail(outcome: Outcome, on_state, on_us, off_us, on_value, dtype: str, as_of_us, ttl_us, lag_us) -> str:
-    """One line explaining the class; never contains a feature value."""
+def _detail(
+    outcome: Outcome, on_state, on_us, off_us, on_value, dtype: str, as_of_us, ttl_us, lag_us, read_us=None
+) -> str:
+    """One line explaining the class; never contains a feature value. Ages are at the online read
+    (``read_us``; the check's as_of when not given), which is where the allowed lag is measured."""
     lag = _span(lag_us) if lag_us else "0s"
+    read_us = as_of_us if read_us is None else read_us
     if outcome is Outcome.MISSING_ONLINE:
         return "offline has a live row; online has none (never written, deleted or evicted)"
     if outcome is Outcome.MISSING_OFFLINE:
-        if off_us is None:
-            return (
-                f"online event {_span(as_of_us - on_us)} old is not in the offline table (allowed lag {lag})"
-            )
-        return f"online event {_span(on_us - off_us)} newer than offline, older than the allowed lag {lag}"
+        where = (
+            "is not in the offline table"
+            if off_us is None
+            else f"is not in the offline table (its newest row is {_span(on_us - off_us)} older)"
+        )
+        return f"online event {_span(read_us - on_us)} old, more than the allowed lag {lag}, {where}"
     if outcome is Outcome.ONLINE_STALE:
         if on_us == off_us:
             return "same event on both sides, but the offline row was created later (a correction not materialized yet)"
@@ -276,11 +289,21 @@ def _detail(outcome: Outcome, on_state, on_us, off_us, on_value, dtype: str, as_
     if outcome is Outcome.ONLINE_FUTURE:
         return f"online event is {_span(on_us - as_of_us)} after as_of, later than the time it was read"
     if outcome is Outcome.ONLINE_AHEAD:
-        ahead = f"{_span(on_us - off_us)} newer than offline" if off_us is not None else "not yet offline"
-        return f"online event {ahead}, within the allowed lag {lag}"
+        if on_us > as_of_us:
+            return (
+                f"online event is {_span(on_us - as_of_us)} after as_of: written since (online is read live, "
+                "offline is cut at as_of)"
+            )
+        behind = f"offline's newest row is {_span(on_us - off_us)} older" if off_us is not None else "not offline yet"
+        return f"online event {_span(read_us - on_us)} old, within the allowed lag {lag}; {behind}"
     if outcome is Outcome.TTL_EXPIRED:
         if on_state == SERVED:
             return f"online served a value {_span(as_of_us - ttl_us - on_us)} past the ttl {_span(ttl_us)}"
+        if off_us is not None and off_us >= as_of_us - ttl_us:
+            return (
+                f"offline row live at as_of, but its ttl {_span(ttl_us)} ran out {_span(read_us - off_us - ttl_us)} "
+                "before the online read, so online no longer holds it (no history online): not checkable at this as_of"
+            )
         newest = max(x for x in (on_us, off_us) if x is not None)
         return f"newest value is {_span(as_of_us - ttl_us - newest)} past the ttl {_span(ttl_us)}: both sides serve null"
     if outcome is Outcome.TYPE_MISMATCH:

@@ -195,6 +195,35 @@ def test_expired_ttl_is_ttl_expired_and_tolerated(stores):
     assert "both sides serve null" in _only(report, "merchant_risk_daily").examples[0].detail
 
 
+def _expired_since(stores, minutes_before_expiry: int = 5):
+    """A customer whose newest last_payment row expired (ttl 1 day) before now, and an as_of at which
+    it was still live: Redis dropped (or never kept) that key, online has no history to show."""
+    rows = stores.data.last_payment
+    newest_per = rows.groupby("customer_id").event_timestamp.max()
+    now = utcnow()
+    old = newest_per[(newest_per < now - timedelta(days=1, hours=1)) & (newest_per > now - timedelta(days=2))]
+    customer = int(old.index[0])
+    as_of = old.iloc[0].to_pydatetime() + timedelta(days=1) - timedelta(minutes=minutes_before_expiry)
+    return customer, as_of
+
+
+def test_a_past_as_of_reports_no_breach_for_keys_expired_since(stores):
+    """#14.7: an incident's as_of pasted later. The key was live then and expired since: tolerated
+    ttl_expired (was missing_online, a breach). A customer active since as_of is online_ahead, said so."""
+    customer, as_of = _expired_since(stores)
+    active = int(stores.data.last_payment.customer_id.iloc[-1])  # its newest event is after as_of
+    keys = pa.table({"customer_id": [customer, active]})
+    report = check(stores.store, views=["last_payment"], entities=keys, as_of=as_of)
+    view = _only(report, "last_payment")
+    total = view.total()
+    assert total.counts["missing_online"] == 0 and total.breaching == 0, total.counts
+    assert total.counts["ttl_expired"] == 2 and total.counts["online_ahead"] == 2
+    assert report.verdict == "ok"
+    details = {e.outcome: e.detail for e in view.examples}
+    assert "before the online read" in details["ttl_expired"]
+    assert "after as_of: written since" in details["online_ahead"]
+
+
 def test_threshold_decides_the_verdict(stores):
     customer = _profile_customer(stores, 1)
     stores.client().delete(stores.key("customer_profile", customer_id=customer))

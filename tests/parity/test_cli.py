@@ -75,3 +75,17 @@ def test_replay_command_renders_json(parity_repo):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["verdict"] == "ok" and payload["stream_rows"] == payload["batch_rows"] > 0
+
+
+def test_a_past_as_of_with_keys_expired_since_exits_zero(stores, parity_repo, tmp_path):
+    """#14.7: `fs parity check --as-of <incident time>` on keys whose ttl ran out since: exit 0, not 3."""
+    from tests.parity.test_check import _expired_since
+
+    customer, as_of = _expired_since(stores)
+    entities = tmp_path / "entities.csv"
+    entities.write_text(f"customer_id\n{customer}\n")
+    result = _run(parity_repo[0], "--views", "last_payment", "--entities", str(entities),
+                  "--as-of", as_of.isoformat(), "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)["views"][0]["total"]["counts"]
+    assert counts["missing_online"] == 0 and counts["ttl_expired"] == 2

@@ -140,3 +140,47 @@ def test_an_infinity_matches_only_itself_on_both_paths():
     # numpy path (no nulls) and per-value path (a null forces it) must agree
     assert _cmp(V.DOUBLE, [inf, -inf, inf, 1.0], [1.0, inf, inf, -inf], rel) == [VM, VM, M, VM]
     assert _cmp(V.DOUBLE, [inf, -inf, inf, 1.0, None], [1.0, inf, inf, -inf, None], rel) == [VM, VM, M, VM, M]
+
+
+READ = NOW + 45 * 60_000_000  # a check pinned 45 minutes in the past (the runbook's incident as_of)
+
+
+@pytest.mark.parametrize(
+    ("online", "offline", "expected"),
+    [
+        # live at as_of, its ttl ran out before the read: Redis dropped the key since, not a breach
+        ((ABSENT, 0), (True, NOW - TTL + 10 * 60_000_000), (Outcome.TTL_EXPIRED, True)),
+        # live at as_of and still live at the read: really missing
+        ((ABSENT, 0), (True, NOW - HOUR), (Outcome.MISSING_ONLINE, False)),
+        # written after as_of (online is read live, offline is cut at as_of): tolerated whatever its age
+        ((SERVED, NOW + 5 * 60_000_000), (True, NOW - 3 * HOUR), (Outcome.ONLINE_AHEAD, True)),
+        # before as_of, within the lag at as_of but not at the read: the offline copy should be there now
+        ((SERVED, NOW - 10 * 60_000_000), (True, NOW - 3 * HOUR), (Outcome.MISSING_OFFLINE, False)),
+    ],
+)
+def test_a_past_as_of_is_classified_against_the_time_of_the_read(online, offline, expected):
+    """#14.7: online keeps no history; the read happens after as_of."""
+    sides = RowSides(np.array([online[0]], np.int8), np.array([online[1]], np.int64),
+                     np.array([offline[0]]), np.array([offline[1]], np.int64))  # fmt: skip
+    out, tolerated = classify_rows(sides, NOW, TTL, LAG, future_us=READ + 60_000_000, read_us=READ)
+    assert (int(out[0]), bool(tolerated[0])) == (int(expected[0]), expected[1])
+
+
+def test_ahead_and_lost_details_never_contradict_themselves():
+    """#14.7: "online event 24m newer than offline, within the allowed lag 15m" said within and 24m > 15m."""
+    from parity.check import _detail
+
+    minute = 60_000_000
+    ahead = _detail(Outcome.ONLINE_AHEAD, SERVED, NOW - 10 * minute, NOW - 34 * minute, 1.0, "DOUBLE",
+                    NOW, TTL, LAG, NOW)  # fmt: skip
+    assert ahead == "online event 10m old, within the allowed lag 15m; offline's newest row is 24m older"
+    since = _detail(Outcome.ONLINE_AHEAD, SERVED, NOW + 24 * minute, NOW - minute, 1.0, "DOUBLE",
+                    NOW, TTL, LAG, READ)  # fmt: skip
+    assert since.startswith("online event is 24m after as_of: written since")
+    lost = _detail(Outcome.MISSING_OFFLINE, SERVED, NOW - 24 * minute, NOW - 48 * minute, 1.0, "DOUBLE",
+                   NOW, TTL, LAG, NOW)  # fmt: skip
+    assert lost == ("online event 24m old, more than the allowed lag 15m, is not in the offline table "
+                    "(its newest row is 24m older)")
+    expired = _detail(Outcome.TTL_EXPIRED, ABSENT, None, NOW - TTL + 10 * minute, None, "DOUBLE",
+                      NOW, TTL, LAG, READ)  # fmt: skip
+    assert "ran out 35m before the online read" in expired and "not checkable" in expired
