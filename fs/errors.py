@@ -28,7 +28,8 @@ terminal. Retry loops decide by type, never by parsing messages::
     ├── BackfillError
     │   └── LeaseHeldError          another run holds the view's lease
     ├── ParityError
-    └── ValidationFailed        a data-quality gate rejected data
+    ├── ValidationFailed        a data-quality gate rejected data
+    └── ValueDoesNotFitError    stored values do not fit a feature's declared type (fs.casts)
 """
 
 from __future__ import annotations
@@ -135,3 +136,8 @@ class ParityError(FsError):
 
 class ValidationFailed(FsError):
     pass
+
+
+class ValueDoesNotFitError(FsError, ValueError):
+    """Values that do not fit a feature's declared type (an overflow, a fraction into an integer),
+    counted per view and feature by ``fs.casts``; never wrapped or truncated silently."""

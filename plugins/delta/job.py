@@ -29,6 +29,7 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.saved_dataset import SavedDatasetStorage
 from pyspark.sql import DataFrame
 
+from fs.casts import checked_cast
 from fs.errors import OfflineStoreError
 from plugins.delta.engine import Engine
 from plugins.delta.retrieval import ROW_ID
@@ -84,6 +85,7 @@ class DeltaRetrievalJob(RetrievalJob):
         source_versions: dict[str, int | None] | None = None,
         column_types: dict[str, pa.DataType] | None = None,
         repo_config: Any = None,
+        column_owners: dict[str, tuple[str, str]] | None = None,
     ):
         self._engine = engine
         self._build = build
@@ -93,6 +95,7 @@ class DeltaRetrievalJob(RetrievalJob):
         self._metadata = metadata
         self.source_versions = dict(source_versions or {})
         self._column_types = column_types or {}
+        self._column_owners = column_owners or {}
         self._repo_config = repo_config
 
     @property
@@ -131,7 +134,7 @@ class DeltaRetrievalJob(RetrievalJob):
         if ROW_ID in table.column_names:
             # Entity rows come back in their original order (Spark does not keep it).
             table = table.take(_restore_order(table[ROW_ID])).drop_columns([ROW_ID])
-        return _normalise(table, self._column_types)
+        return _normalise(table, self._column_types, self._column_owners)
 
     def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
         return to_pandas(self._to_arrow_internal(timeout))
@@ -197,14 +200,18 @@ def _restore_order(row_ids: pa.ChunkedArray) -> pa.Array:
     return pc.sort_indices(row_ids)
 
 
-def _normalise(table: pa.Table, column_types: dict[str, pa.DataType]) -> pa.Table:
-    """UTC timestamps everywhere; feature columns cast to the feature views' declared types."""
+def _normalise(
+    table: pa.Table, column_types: dict[str, pa.DataType], owners: dict[str, tuple[str, str]] | None = None
+) -> pa.Table:
+    """UTC timestamps everywhere; feature columns cast to the feature views' declared types, every
+    value checked to fit (``fs.casts``: ``ValueDoesNotFitError`` naming view, feature and count)."""
     columns = []
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.timestamp("us", tz="UTC"))
         elif name in column_types and column.type != column_types[name]:
-            column = column.cast(column_types[name])
+            view, feature = (owners or {}).get(name, ("?", name))
+            column = checked_cast(column, column_types[name], view=view, feature=feature)
         columns.append(column)
     return pa.table(columns, names=table.column_names)
 

@@ -167,6 +167,7 @@ class DeltaOfflineStore(OfflineStore):
             ),
             source_versions=versions,
             column_types=retrieval.typed_schema(plans),
+            column_owners=retrieval.output_owners(plans),
             repo_config=config,
         )
 

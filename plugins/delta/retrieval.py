@@ -42,6 +42,7 @@ from feast.type_map import feast_value_type_to_pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from fs.casts import castable
 from fs.errors import RepoError, SchemaMismatchError
 from fs.timeutil import duration_micros
 from plugins.delta.source import DeltaSource
@@ -74,6 +75,7 @@ class ViewPlan:
     ttl: timedelta | None  # None = unbounded
     date_partition_column: str | None
     tie_columns: tuple[str, ...]  # source columns of all the view's features (not just those requested)
+    feature_names: tuple[str, ...] = ()  # the requested features' names, in ``features`` order
 
 
 def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) -> ViewPlan:
@@ -110,15 +112,13 @@ def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) 
             reverse.get(f.name, f.name) for f in view.features
             if not _has_map(feast_value_type_to_pa(f.dtype.to_value_type()))
         ),
+        feature_names=tuple(features),
     )
 
 
 _COMPATIBLE = {
-    # Feast value type name -> Delta/Spark types that read back into it without loss.
-    "INT32": {"int", "smallint", "tinyint"},
-    "INT64": {"bigint", "int", "smallint", "tinyint"},
-    "FLOAT": {"float"},
-    "DOUBLE": {"double", "float", "decimal"},
+    # Feast value type name -> Delta/Spark types that read back into it. Numeric types are decided by
+    # fs.casts.castable (any number, cast to the declared type with a check that every value fits).
     "STRING": {"string"},
     "BOOL": {"boolean"},
     "BYTES": {"binary"},
@@ -149,7 +149,10 @@ def check_schema(view: FeatureView, plan: ViewPlan, columns: dict[str, str]) -> 
         expected = field.dtype.to_value_type().name
         actual = columns[column]
         base = "decimal" if actual.startswith("decimal") else actual
-        if expected in _COMPATIBLE and base not in _COMPATIBLE[expected]:
+        numeric = castable(expected, actual)  # numbers cast to the declared type, checked (fs.casts)
+        if numeric is False or (
+            numeric is None and expected in _COMPATIBLE and base not in _COMPATIBLE[expected]
+        ):
             raise SchemaMismatchError(
                 f"{where}: feature {feature!r} is {field.dtype} in the view but {actual} in Delta"
             )
@@ -372,3 +375,12 @@ def _candidate_join(
 def typed_schema(plans: list[ViewPlan]) -> dict[str, Any]:
     """Output column -> Arrow type, for casting results to the feature views' declared types."""
     return {out: t for plan in plans for out, t in plan.output_types}
+
+
+def output_owners(plans: list[ViewPlan]) -> dict[str, tuple[str, str]]:
+    """Output column -> (view, feature), to name them when a value does not fit its declared type."""
+    return {
+        out: (plan.name, feature)
+        for plan in plans
+        for (_, out), feature in zip(plan.features, plan.feature_names, strict=True)
+    }

@@ -30,6 +30,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.value_type import ValueType
 
+from fs.casts import checked_cast
 from fs.errors import OnlineWriteError
 
 _NATIVE = {
@@ -56,6 +57,13 @@ _ARROW_CAST = {
     ValueType.STRING: pa.string(),
     ValueType.BOOL: pa.bool_(),
 }
+
+_NUMBERS = {ValueType.INT32, ValueType.INT64, ValueType.FLOAT, ValueType.DOUBLE}
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=True, ensure_ascii=False).encode
 
@@ -153,10 +161,14 @@ class ViewCodec:
     def _checked_cast(self, col: pa.ChunkedArray, i: int) -> pa.ChunkedArray:
         """A native scalar column type-checked and cast to its Feast type's Arrow type."""
         name, vt = self.names[i], self.types[i]
+        if vt in _NUMBERS and _is_number(col.type):
+            # Any number to the declared numeric type, every value checked to fit (fs.casts: one
+            # ValueDoesNotFitError naming view, feature and count). FLOAT rounds through float32 so
+            # Arrow and protobuf writes store the same value.
+            return checked_cast(col, _ARROW_CAST[vt], view=self.view_name, feature=name)
         if not any(ok(col.type) for ok in _ARROW_OK[vt]):
             raise OnlineWriteError(f"feature {self.view_name}:{name} is {vt.name}, got arrow type {col.type}")
         try:
-            # FLOAT rounds through float32 so Arrow and protobuf writes store the same value.
             return pc.cast(col, _ARROW_CAST[vt], safe=True)
         except pa.ArrowInvalid:
             # Arrow's message quotes the offending value (it may be PII): name the feature and types.

@@ -12,7 +12,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fs.errors import OnlineWriteError
+from fs.errors import OnlineWriteError, ValueDoesNotFitError
 from plugins.redis_store import WriteResult
 from tests.plugins.redis_store.conftest import MACHINE_URL, Repo
 
@@ -71,7 +71,7 @@ def test_arrow_write_api(repo):
         repo.online_store.write_arrow(repo.config, repo.profile, bad)
     # An out-of-range value is refused without quoting it (values may be PII; errors reach logs).
     huge = table.set_column(1, "count", pa.array([2**63 + 5, 1], pa.uint64()))
-    with pytest.raises(OnlineWriteError, match="profile:count: a value does not fit INT64") as err:
+    with pytest.raises(ValueDoesNotFitError, match="'profile': 1 value.s. of feature 'count' do not fit") as err:
         repo.online_store.write_arrow(repo.config, repo.profile, huge)
     assert str(2**63 + 5) not in str(err.value)
 
