@@ -89,10 +89,12 @@ def _one_line(text: str, limit: int = 400) -> str:
 
 
 def _error_lines(err) -> list[str]:
-    """A PolicyError reports one line per problem; anything else is squeezed onto one line."""
-    from fs.errors import PolicyError
-
-    return list(err.problems) if isinstance(err, PolicyError) else [_one_line(str(err))]
+    """An error listing several problems (``PolicyError``, a ``SchemaMismatchError`` of ``fs apply``)
+    reports one line per problem, then its hint; anything else is squeezed onto one line."""
+    problems = getattr(err, "problems", None)
+    if not problems:
+        return [f"error: {_one_line(str(err))}"]
+    return [f"error: {_one_line(p)}" for p in problems] + ([f"hint: {_one_line(err.hint)}"] if err.hint else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         for line in _error_lines(e):
-            typer.echo(f"error: {line}", err=True)
+            typer.echo(line, err=True)
         if isinstance(e, InvalidArgument):
             return 2  # a bad value on the command line: a usage error, whichever command parsed it
     except KeyboardInterrupt:

@@ -170,7 +170,8 @@ class Platform:
         self._validate_sources(contents)
         with registry_lock(self.config):
             self.store.refresh_registry()  # another process may have applied while we waited for the lock
-            plan = self._plan(contents)
+            plan = self._plan(contents)  # also runs Feast's inference (entity columns, features)
+            self._check_schemas(contents)
             to_apply, to_delete, _, _ = extract_objects_for_apply_delete(self.project, self.store.registry, contents)
             try:
                 self.store.apply(to_apply, objects_to_delete=to_delete, partial=False)
@@ -194,6 +195,19 @@ class Platform:
                     f"feature view {view.name!r}: source {source.name!r} is not readable: {e}",
                     hint="create the table (e.g. `fs demo` writes the example data) or fix its path",
                 ) from e
+
+    def _check_schemas(self, contents) -> None:
+        """Every view with a Delta source must be servable from its table, with retrieval's own check
+        (``plugins.delta.schema``): ``SchemaMismatchError`` listing every problem, nothing applied."""
+        from plugins.delta.schema import error, schema_problems, table_columns
+        from plugins.delta.source import DeltaSource
+
+        problems = []
+        for view in [*contents.feature_views, *contents.stream_feature_views]:
+            if isinstance(view.batch_source, DeltaSource):
+                problems += schema_problems(view, table_columns(view, self.config))
+        if problems:
+            raise error(problems, hint="fix the views or their Delta tables, then rerun `fs apply` (nothing was applied)")
 
     # -- materialization ---------------------------------------------------------------------
     def feature_view(self, name: str):

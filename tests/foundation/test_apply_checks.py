@@ -1,0 +1,77 @@
+"""`fs apply` refuses definitions that would fail later (issue #21.4, #21.10): a view its Delta table
+cannot serve, an on-demand view broken by retyping one of its inputs. One line per problem, nothing
+applied. Real Delta tables (seeded example data), the machine's Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+import yaml
+
+from cli.main import main
+from fs import datagen
+from fs.errors import FsError, RepoError, SchemaMismatchError
+from fs.platform import Platform
+from tests.conftest import copy_example_repo
+
+pytestmark = pytest.mark.redis
+
+REDIS_URL = "redis://127.0.0.1:6379/12"
+VIEW = "merchant_risk_daily"
+
+
+@pytest.fixture
+def applied_repo(tmp_path):
+    """A copy of the example repo on small seeded data, applied."""
+    repo = copy_example_repo(tmp_path)
+    prefix = f"fsapply{uuid.uuid4().hex[:10]}"
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["online_store"].update(url=REDIS_URL, key_prefix=prefix)
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    datagen.write_tables(datagen.generate(seed=7, customers=20, merchants=4, days=2), repo / "data")
+    Platform(repo).apply()
+    yield repo
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.unlink(*keys)
+    client.close()
+
+
+def _edit(repo, old: str, new: str) -> None:
+    path = repo / "features.py"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def _registered_features(repo, view: str) -> dict[str, str]:
+    return {f.name: str(f.dtype) for f in Platform(repo).store.get_feature_view(view).features}
+
+
+def test_apply_refuses_a_view_its_delta_table_cannot_serve_one_line_per_problem(applied_repo, capsys):
+    before = _registered_features(applied_repo, VIEW)
+    _edit(applied_repo, '_f("txn_volume_1d", Int64,', '_f("txn_volume_1d", String,')  # bigint in Delta
+    _edit(
+        applied_repo,
+        '    ],\n    source=merchant_risk_source,',
+        '        _f("refund_rate_1d", Float64, "Refunds / settled transactions over the last day."),\n'
+        "    ],\n    source=merchant_risk_source,",
+    )  # no such column
+    where = f"feature view {VIEW!r} (source 'merchant_risk_daily_source')"
+    expected = [
+        f"{where}: feature 'txn_volume_1d' is String in the view but bigint in Delta",
+        f"{where}: feature 'refund_rate_1d' has no Delta column 'refund_rate_1d'",
+    ]
+    with pytest.raises(SchemaMismatchError) as api:
+        Platform(applied_repo).apply()
+    assert api.value.problems == expected
+    assert _registered_features(applied_repo, VIEW) == before  # nothing applied
+
+    assert main(["--repo", str(applied_repo), "apply"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[:2] == [f"error: {p}" for p in expected]
+    assert len(err) == 3 and err[2].startswith("hint: ") and "nothing was applied" in err[2]
+    assert _registered_features(applied_repo, VIEW) == before
