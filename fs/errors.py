@@ -83,7 +83,13 @@ class SourceNotFoundError(OfflineStoreError):
 
 
 class SchemaMismatchError(OfflineStoreError):
-    pass
+    """A view's schema vs its Delta table (or rows about to be written). ``problems``: every mismatch
+    found, one line each, when the check reports them all (``fs apply``, backfills); the CLI prints
+    one line per problem."""
+
+    def __init__(self, message: str, *, hint: str | None = None, problems: list[str] | None = None):
+        self.problems = list(problems or [])
+        super().__init__(message, hint=hint)
 
 
 class EntityDataFrameError(OfflineStoreError):

@@ -128,38 +128,49 @@ _COMPATIBLE = {
 
 def check_schema(view: FeatureView, plan: ViewPlan, columns: dict[str, str]) -> None:
     """Raise ``SchemaMismatchError`` naming the first view column the Delta table cannot serve."""
+    problems = schema_problems(view, plan, columns)
+    if problems:
+        raise SchemaMismatchError(problems[0])
+
+
+def schema_problems(view: FeatureView, plan: ViewPlan, columns: dict[str, str]) -> list[str]:
+    """Every view column the Delta table (``column -> Spark simple type``) cannot serve, one line
+    each; empty when it fits. Missing or mistyped keys and timestamps are reported without the
+    features (nothing can be read without them). ``fs apply`` and backfills report them all."""
     where = f"feature view {view.name!r} (source {plan.source.name!r})"
     needed = [*plan.source_keys, plan.timestamp_field]
     if plan.created_timestamp_column:
         needed.append(plan.created_timestamp_column)
-    for name in needed:
-        if name not in columns:
-            raise SchemaMismatchError(
-                f"{where}: column {name!r} is missing from the Delta table (has {sorted(columns)})"
-            )
+    problems = [
+        f"{where}: column {name!r} is missing from the Delta table (has {sorted(columns)})"
+        for name in needed
+        if name not in columns
+    ]
+    if problems:
+        return problems
     for name in (plan.timestamp_field, plan.created_timestamp_column):
         if name and columns[name] not in ("timestamp", "date"):
-            raise SchemaMismatchError(f"{where}: {name!r} is {columns[name]}, expected a timestamp")
+            problems.append(f"{where}: {name!r} is {columns[name]}, expected a timestamp")
+    if problems:
+        return problems
     fields = {f.name: f for f in view.features}
     reverse = {v: k for k, v in (plan.source.field_mapping or {}).items()}
     for feature, field in fields.items():
         column = reverse.get(feature, feature)
         if column not in columns:
-            raise SchemaMismatchError(f"{where}: feature {feature!r} has no Delta column {column!r}")
+            problems.append(f"{where}: feature {feature!r} has no Delta column {column!r}")
+            continue
         expected = field.dtype.to_value_type().name
         actual = columns[column]
         base = "decimal" if actual.startswith("decimal") else actual
         numeric = castable(expected, actual)  # numbers cast to the declared type, checked (fs.casts)
-        if numeric is False or (
-            numeric is None and expected in _COMPATIBLE and base not in _COMPATIBLE[expected]
+        if (
+            numeric is False
+            or (numeric is None and expected in _COMPATIBLE and base not in _COMPATIBLE[expected])
+            or (expected.endswith("_LIST") and not actual.startswith("array<"))
         ):
-            raise SchemaMismatchError(
-                f"{where}: feature {feature!r} is {field.dtype} in the view but {actual} in Delta"
-            )
-        if expected.endswith("_LIST") and not actual.startswith("array<"):
-            raise SchemaMismatchError(
-                f"{where}: feature {feature!r} is {field.dtype} in the view but {actual} in Delta"
-            )
+            problems.append(f"{where}: feature {feature!r} is {field.dtype} in the view but {actual} in Delta")
+    return problems
 
 
 def feature_rows(

@@ -3,16 +3,14 @@
 The check is retrieval's own (:func:`plugins.delta.retrieval.check_schema` for a plain view, the
 raw-events check of :mod:`plugins.delta.offline_store` for an aggregation view), so ``fs apply``,
 backfills, materialization and retrieval accept and refuse exactly the same views. Retrieval stops at
-the first problem; here each feature is checked on its own, so every problem is reported, one line
-each (issue #21.4, #21.5).
+the first problem; here every problem is reported, one line each (issue #21.4, #21.5).
 
     problems = schema_problems(view, table_columns(view, config))     # [] when the view fits
-    check_view(view, arrow_columns(rows.schema), what="the rows to write")   # SchemaMismatchError
+    check_view(view, arrow_columns(rows.schema), hint="...")          # or SchemaMismatchError
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -38,31 +36,19 @@ def arrow_columns(schema: pa.Schema) -> dict[str, str]:
 
 
 def schema_problems(view: Any, columns: dict[str, str]) -> list[str]:
-    """Every reason ``columns`` cannot serve ``view`` (one line each); empty when it can.
-
-    A missing key or timestamp column is reported alone: without it no feature can be read."""
+    """Every reason ``columns`` cannot serve ``view`` (one line each); empty when it can."""
     from plugins.delta.offline_store import _check_aggregation_schema, _delta_source
-    from plugins.delta.retrieval import check_schema, plan_view
-
-    problems: list[str] = []
-
-    def run(check, *args) -> None:
-        try:
-            check(*args)
-        except SchemaMismatchError as e:
-            problems.append(e.message)
+    from plugins.delta.retrieval import plan_view
+    from plugins.delta.retrieval import schema_problems as plain_view_problems
 
     spec = spec_of(view)
-    if spec is not None:
-        run(_check_aggregation_schema, view, _delta_source(view.batch_source, view.name), spec, columns)
-        return problems
-    plan = plan_view(view, [], full_feature_names=False)
-    run(check_schema, _only(view, []), plan, columns)  # keys and timestamps
-    if problems:
-        return problems
-    for field in view.features:
-        run(check_schema, _only(view, [field]), plan, columns)
-    return problems
+    if spec is None:
+        return plain_view_problems(view, plan_view(view, [], full_feature_names=False), columns)
+    try:
+        _check_aggregation_schema(view, _delta_source(view.batch_source, view.name), spec, columns)
+    except SchemaMismatchError as e:
+        return [e.message]
+    return []
 
 
 def check_view(view: Any, columns: dict[str, str], *, hint: str | None = None) -> None:
@@ -73,13 +59,6 @@ def check_view(view: Any, columns: dict[str, str], *, hint: str | None = None) -
 
 
 def error(problems: list[str], *, hint: str | None = None) -> SchemaMismatchError:
-    """One ``SchemaMismatchError`` for several problems: its message has one line per problem and
-    ``problems`` lists them (the CLI prints one ``error:`` line each)."""
-    err = SchemaMismatchError("\n".join(problems), hint=hint)
-    err.problems = list(problems)
-    return err
-
-
-def _only(view: Any, features: list) -> Any:
-    """``view`` seen with only ``features`` (what ``check_schema`` reads: the name and the features)."""
-    return SimpleNamespace(name=view.name, features=features)
+    """One ``SchemaMismatchError`` for several problems: one line each in its message and ``problems``
+    (the CLI prints one ``error:`` line each)."""
+    return SchemaMismatchError("\n".join(problems), hint=hint, problems=problems)
