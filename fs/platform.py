@@ -159,8 +159,32 @@ class Platform:
         except (ConfigError, RepoError):
             raise
         except Exception as e:
-            raise RepoError(f"plan failed for repo {self.repo_path}: {e}") from e
+            raise self._on_demand_error(contents) or RepoError(f"plan failed for repo {self.repo_path}: {e}") from e
         return PlanResult(_changes(registry_diff.feast_object_diffs), _changes(infra_diff.infra_object_diffs))
+
+    def _on_demand_error(self, contents) -> RepoError | None:
+        """Feast runs every on-demand view's transformation on sample values of its inputs' declared
+        types (``'hello world'`` for a string) and lets the transformation's own error through,
+        naming nothing. Find the view that fails and name it with its inputs, the retyped ones first."""
+        for odfv in contents.on_demand_feature_views:
+            try:
+                odfv.infer_features()
+            except Exception as e:
+                declared = _odfv_inputs(odfv)
+                try:
+                    registered = _odfv_inputs(self.store.registry.get_on_demand_feature_view(odfv.name, self.project))
+                except Exception:
+                    registered = {}
+                changed = [f"{name} {registered[name]} -> {kind}" for name, kind in declared.items()
+                           if name in registered and registered[name] != kind]  # fmt: skip
+                inputs = f"retyped input {', '.join(changed)}" if changed else (
+                    "inputs " + ", ".join(f"{name} {kind}" for name, kind in declared.items()))  # fmt: skip
+                return RepoError(
+                    f"on-demand feature view {odfv.name!r} fails on sample values of its inputs' declared types "
+                    f"({inputs}): {type(e).__name__}: {_first_line(e)}",
+                    hint="make the transformation accept the declared types, or declare the input's type back",
+                )
+        return None
 
     def apply(self) -> ApplyResult:
         """Register the repo's definitions and create/remove online tables, under a registry lock."""
@@ -278,6 +302,20 @@ class Platform:
         views = [v.name for v in self.store.list_feature_views()]
         self.store.teardown()
         Ledger(load_settings(self.config).ledger_location(self.repo_path)).forget(views, Target.ONLINE)
+
+
+def _odfv_inputs(odfv) -> dict[str, str]:
+    """``source:feature -> declared type`` of an on-demand view's inputs (views and request sources)."""
+    inputs = {}
+    for name, projection in odfv.source_feature_view_projections.items():
+        inputs.update({f"{name}:{f.name}": str(f.dtype) for f in projection.features})
+    for name, request in odfv.source_request_sources.items():
+        inputs.update({f"{name}:{f.name}": str(f.dtype) for f in request.schema})
+    return inputs
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:200]
 
 
 def _chunk_progress(progress: Progress | None):

@@ -75,3 +75,23 @@ def test_apply_refuses_a_view_its_delta_table_cannot_serve_one_line_per_problem(
     assert err[:2] == [f"error: {p}" for p in expected]
     assert len(err) == 3 and err[2].startswith("hint: ") and "nothing was applied" in err[2]
     assert _registered_features(applied_repo, VIEW) == before
+
+
+def test_retyping_an_input_of_an_on_demand_view_names_the_view_and_the_feature(applied_repo, capsys):
+    """Feast runs the transformation on sample values of the declared types ('hello world' for a
+    string): its error alone ("could not convert string to float") named neither (#21.10)."""
+    _edit(applied_repo, 'Field(name="amount", dtype=Float64, description="Amount (USD) of the payment being scored.")',
+          'Field(name="amount", dtype=String, description="Amount (USD) of the payment being scored.")')  # fmt: skip
+    with pytest.raises(RepoError) as api:
+        Platform(applied_repo).apply()
+    message = str(api.value)
+    assert "on-demand feature view 'txn_amount_vs_history'" in message
+    assert "retyped input transaction_request:amount Float64 -> String" in message
+    assert "could not convert string to float" in message
+    assert main(["--repo", str(applied_repo), "apply"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+    registered = Platform(applied_repo).store.get_on_demand_feature_view("txn_amount_vs_history")
+    assert {f.name: str(f.dtype) for f in registered.source_request_sources["transaction_request"].schema} == {
+        "amount": "Float64"
+    }  # nothing applied
+    assert isinstance(api.value, FsError)
