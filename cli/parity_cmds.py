@@ -118,8 +118,11 @@ def check_cmd(
         t = report.timings
         out.text(f"online reads {t.online_read_s:.2f}s, offline {t.offline_s:.2f}s, sampling {t.sampling_s:.2f}s, "
                  f"compare {t.compare_s:.2f}s")  # fmt: skip
-        for name in report.no_data:
-            out.text(f"no data: no sampled entity of {name} has a row online or offline (check the entity "
+        for v in (v for v in report.views if v.view in report.no_data):
+            if v.entities == 0:  # e.g. a header-only --entities file
+                out.text(f"no data: no entities to check for {v.view} (an empty --entities file, or nothing to sample)")
+                continue
+            out.text(f"no data: no sampled entity of {v.view} has a row online or offline (check the entity "
                      f"keys, the view's source freshness, or --lookback)")
         out.text(f"verdict: {report.verdict.upper()} (max mismatch rate {report.max_mismatch_rate:.2%})")
     if report.breach:

@@ -114,4 +114,4 @@ def keys_for_view(entities: pa.Table, src: ViewSource) -> pa.Table:
         if row not in seen:
             seen.add(row)
             keep.append(i)
-    return table.take(keep)
+    return table.take(pa.array(keep, pa.int64()))  # an empty list alone is a null-typed array

@@ -60,6 +60,18 @@ def test_keys_that_match_nothing_are_no_data_exit_four(stores, parity_repo, tmp_
     assert payload["verdict"] == "no_data" and payload["views"][0]["with_data"] == 0
 
 
+def test_a_header_only_entities_file_is_no_entities_exit_four(stores, parity_repo, tmp_path):
+    """No keys at all (#21.10: crashed with ArrowNotImplementedError): nothing checked, exit 4."""
+    entities = tmp_path / "empty.csv"
+    entities.write_text("customer_id,merchant_id\n")
+    human = _run(parity_repo[0], "--views", "customer_profile", "--views", "merchant_risk_daily",
+                 "--entities", str(entities))  # fmt: skip
+    assert human.exit_code == 4, human.output
+    assert "no data: no entities to check for customer_profile" in human.stdout and "NO_DATA" in human.stdout
+    machine = _run(parity_repo[0], "--views", "customer_profile", "--entities", str(entities), "--json")
+    assert machine.exit_code == 4 and json.loads(machine.stdout)["views"][0]["entities"] == 0
+
+
 def test_errors_are_one_line_exit_one(stores, parity_repo, capsys):
     from cli.main import main
 
