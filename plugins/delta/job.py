@@ -65,6 +65,13 @@ class Staging:
             atexit.register(shutil.rmtree, self.path, True)
 
 
+_ENTITY_DF_HINT = "check that entity_df's key columns have the feature views' key types"
+_SOURCE_HINT = (
+    "check that the view's key, timestamp and feature columns exist in its Delta table with the declared "
+    "types (`fs apply` checks them)"
+)
+
+
 class DeltaRetrievalJob(RetrievalJob):
     """Result of a Delta offline store call; nothing runs until ``to_*`` or ``persist``.
 
@@ -86,8 +93,12 @@ class DeltaRetrievalJob(RetrievalJob):
         column_types: dict[str, pa.DataType] | None = None,
         repo_config: Any = None,
         column_owners: dict[str, tuple[str, str]] | None = None,
+        failure_hint: str | None = None,
     ):
         self._engine = engine
+        # What to check when Spark fails: an entity_df retrieval (it has metadata) fails on entity key
+        # types; a pull (materialize, backfill) or a query has no entity_df.
+        self._failure_hint = failure_hint or (_ENTITY_DF_HINT if metadata is not None else _SOURCE_HINT)
         self._build = build
         self._staging = staging
         self._full_feature_names = full_feature_names
@@ -129,7 +140,7 @@ class DeltaRetrievalJob(RetrievalJob):
         except PySparkException as exc:  # e.g. an entity key that does not cast to the source's key type
             raise OfflineStoreError(
                 f"the Spark query of this retrieval failed: {type(exc).__name__}: {_first_line(exc)}",
-                hint="check that entity_df's key columns have the feature views' key types",
+                hint=self._failure_hint,
             ) from exc
         if ROW_ID in table.column_names:
             # Entity rows come back in their original order (Spark does not keep it).
