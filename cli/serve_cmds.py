@@ -29,10 +29,6 @@ def serve(
     by changing the URL; GET /health, /ready and /metrics are for load balancers and Prometheus.
     Settings (deadline, load shedding, auth, TLS): docs/serving.md.
     """
-    # Before anything imports prometheus_client: the workers share their metrics through this dir.
-    from plugins.serving.server import prepare_metrics_dir
-
-    metrics_dir = prepare_metrics_dir()
     from fs.config import resolve_repo
     from plugins.serving import settings as serve_settings
     from plugins.serving.server import serve as run_server
@@ -47,13 +43,7 @@ def serve(
         scheme = "https" if s.tls else "http"
         typer.echo(f"fs serve: {scheme}://{s.host}:{s.port} ({s.workers} workers, deadline {s.deadline_ms:g} ms)", err=True)
 
-    try:
-        code = run_server(repo, st.env, settings, on_ready=ready)
-    finally:
-        if metrics_dir:
-            import shutil
-
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    code = run_server(repo, st.env, settings, on_ready=ready)
     raise typer.Exit(code)
 
 

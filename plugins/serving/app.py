@@ -196,7 +196,8 @@ class ServeApp:
             headers = [(b"content-type", b"text/plain; version=0.0.4")]
         else:
             status, body, headers = 404, b'{"detail":"not found"}', []
-        start_headers = headers if path == "/metrics" else _JSON + headers
+        start_headers = (headers if path == "/metrics" else _JSON + headers) + [
+            (b"content-length", str(len(body)).encode())]  # else uvicorn sends it chunked
         await send({"type": "http.response.start", "status": status, "headers": start_headers})
         await send({"type": "http.response.body", "body": body})
         elapsed = time.perf_counter() - start

@@ -1,9 +1,9 @@
 """``fs serve`` metrics (Prometheus). Label values come from small fixed sets: endpoint, feature
 service (or ``features`` for a feature list), HTTP status, view: never entity keys or values.
 
-With several workers the server runs prometheus_client's multiprocess mode (the master sets
-``PROMETHEUS_MULTIPROC_DIR`` before anything imports prometheus_client), so ``/metrics`` on any
-worker reports the sum over all of them.
+With several workers the server runs prometheus_client's multiprocess mode (the master points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before forking; each worker opens its files
+there on first use), so ``/metrics`` on any worker reports the sum over all of them.
 """
 
 from __future__ import annotations

@@ -28,13 +28,14 @@ log = logging.getLogger(__name__)
 _RESPAWN_MIN_S = 1.0  # a worker that keeps dying is restarted at most once a second
 
 
-def prepare_metrics_dir() -> str | None:
-    """Set ``PROMETHEUS_MULTIPROC_DIR`` for the workers' shared metrics; must run before anything
-    imports prometheus_client. Returns the directory to delete at exit (None if the caller set one)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return None
+def prepare_metrics_dir() -> str:
+    """A fresh directory for the workers' shared metrics, in both variables prometheus_client reads;
+    set before the workers fork (prometheus_client opens its files per process, lazily). An inherited ``PROMETHEUS_MULTIPROC_DIR`` is
+    ignored: ``import feast`` sets one in every process (its own temp dir), so a parent that imported
+    Feast would otherwise pass its samples down to this server's /metrics. Returns the directory to
+    delete at exit."""
     path = tempfile.mkdtemp(prefix="fs-serve-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = path
     return path
 
 
@@ -186,6 +187,5 @@ def serve(repo: str | os.PathLike, env: str, settings: ServeSettings, on_ready=N
 
         return master.run(load_app)
     finally:
-        if metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         sys.stdout.flush()

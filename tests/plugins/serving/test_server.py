@@ -96,7 +96,7 @@ def test_workers_metrics_registry_refresh_worker_restart_and_drain(repo):
         assert statuses == [200] * 200
         metrics = server.get("/metrics")[1].decode()
         counts = re.findall(r'fs_serve_request_seconds_count\{[^}]*status="200"[^}]*\} (\S+)', metrics)
-        assert sum(float(c) for c in counts) == 200  # both workers' requests, summed
+        assert sum(float(c) for c in counts) == 200, metrics  # both workers' requests, summed
 
         # A registry change while requests keep coming: none fails, the new view is served.
         failures, stop = [], threading.Event()
