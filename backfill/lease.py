@@ -78,6 +78,24 @@ class LeaseStore:
     def key(self, view: str) -> str:
         return f"{self._namespace}_fs:lease:{view}"
 
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    def store_id(self) -> str:
+        """The identity of this online store (server + tenant prefix + project), kept in the store:
+        ``<namespace>_fs:store``, a random id set once (``SET NX``). A teardown or flush deletes it, so
+        the emptied store gets a new identity and nothing recorded about the old one applies to it."""
+        key = f"{self._namespace}_fs:store"
+        with self.calls():
+            raw = self._client.get(key)
+            if raw is None:
+                self._client.set(key, uuid.uuid4().hex, nx=True)
+                raw = self._client.get(key)
+        if raw is None:  # evicted between the two calls: next time
+            raise BackfillError(f"cannot read the online store's identity ({key})", hint="retry")
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
     def holder(self, view: str) -> LeaseInfo | None:
         with self.calls():
             raw = self._client.get(self.key(view))

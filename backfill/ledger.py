@@ -13,6 +13,14 @@ was done before leaves that part to be redone (``--resume`` redoes it).
 Recording order is ``recorded_at``, kept increasing across hosts: a ledger stamps each entry after
 the latest one it has seen or written, so a run on a host whose clock is behind still records after
 the runs before it (leases serialise runs of a view, and each starts by reading the ledger).
+
+Scopes: one ledger table serves every environment and tenant of a repo, so each entry carries the
+``scope`` of the store it describes (``scope(view, target)``, given by the ``Backfiller``): online
+entries the online store's identity (a random id kept in that store under the tenant prefix and
+project, so another server, tenant, project, or the same one after a teardown or a flush, is another
+scope), offline entries the view's Delta table location. A ledger reads, counts and forgets only the
+entries of its own scopes. ``Ledger(location)`` without ``scope`` sees only entries written without
+one (tests, and entries recorded before scopes existed, which no scoped ledger trusts).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -54,15 +62,19 @@ SCHEMA = pa.schema(
         ("target_version", pa.int64()),
         ("validation", pa.string()),
         ("message", pa.string()),
+        ("scope", pa.string()),  # the store the entry describes (module docstring); null: unscoped
     ]
 )
+Scope = Callable[[str, Target], "str | None"]
+"""``scope(view, target)``: the scope of a view's entries for a target (``None``: none of ours)."""
 _COMPACT_AT_FILES = 200
 _TICK = timedelta(microseconds=1)
 
 
 class Ledger:
-    def __init__(self, location: str):
+    def __init__(self, location: str, scope: Scope | None = None):
         self.location = location
+        self._scope = scope
         self._lock = threading.Lock()  # parallel chunk workers share one ledger
         self._table: DeltaTable | None = None  # kept open: re-reading the log per append is the cost
         self._last: datetime | None = None  # latest recorded_at seen or written (None: not read yet)
@@ -84,11 +96,12 @@ class Ledger:
             for e in entries:  # after everything seen, in the order given (a clock behind waits its turn)
                 at = e.recorded_at if self._last is None or e.recorded_at > self._last else self._last + _TICK
                 self._last = at
-                rows.append(_row(replace(e, recorded_at=at)))
+                rows.append({**_row(replace(e, recorded_at=at)), "scope": self._scope_for_write(e)})
             table = pa.Table.from_pylist(rows, schema=SCHEMA)
             for attempt in range(5):
                 try:
-                    write_deltalake(self._open(), table, mode="append")
+                    # merge: a ledger written before scopes existed gains the column (old rows: null)
+                    write_deltalake(self._open(), table, mode="append", schema_mode="merge")
                     return
                 except (CommitFailedError, DeltaError) as e:  # a concurrent first commit or append race
                     self._table = None
@@ -98,16 +111,38 @@ class Ledger:
                         ) from e
                     time.sleep(0.05 * 2**attempt)
 
+    def _scope_for_write(self, e: LedgerEntry) -> str | None:
+        if self._scope is None:
+            return None
+        scope = self._scope(e.view, e.target)
+        if scope is None:
+            raise BackfillError(f"no ledger scope for {e.target.value} entries of feature view {e.view!r}")
+        return scope
+
     def forget(self, views: Iterable[str], target: Target) -> None:
-        """Drop every entry of ``views`` for ``target`` (e.g. the online entries after a teardown
-        emptied the online store, so watermarks and ``--resume`` no longer trust them)."""
+        """Drop every entry of ``views`` for ``target`` in this ledger's scope (e.g. the online entries
+        after a teardown emptied the online store, so watermarks and ``--resume`` no longer trust
+        them). Entries of other environments and tenants stay."""
         names = sorted(set(views))
         if not names:
             return
-        quoted = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
         with self._lock:
             try:
-                DeltaTable(self.location).delete(f"target = '{target.value}' AND view IN ({quoted})")
+                table = DeltaTable(self.location)
+                scoped = "scope" in table.schema().to_arrow().names
+                conditions = []
+                for name in names:
+                    where = f"view = {_quote(name)}"
+                    if self._scope is None:
+                        where += " AND scope IS NULL" if scoped else ""
+                    else:
+                        scope = self._scope(name, target)
+                        if scope is None or not scoped:
+                            continue
+                        where += f" AND scope = {_quote(scope)}"
+                    conditions.append(f"({where})")
+                if conditions:
+                    table.delete(f"target = '{target.value}' AND ({' OR '.join(conditions)})")
             except TableNotFoundError:
                 return
             finally:
@@ -128,24 +163,42 @@ class Ledger:
 
     # -- reads ---------------------------------------------------------------------------------
     def entries(self, view: str | None = None, target: Target | None = None) -> list[LedgerEntry]:
-        """Entries in recording order (optionally of one view / target)."""
+        """Entries in recording order (optionally of one view / target), of this ledger's scopes only."""
         table = self._read()
         with self._lock:
-            self._seen(table)
+            self._seen(table)  # every scope's entries: the recording clock is shared
         if view is not None:
             table = table.filter(pc.field("view") == view)
         if target is not None:
             table = table.filter(pc.field("target") == target.value)
+        table = self._own(table)
         table = table.sort_by([("recorded_at", "ascending")])
         return [_entry(r) for r in table.to_pylist()]
+
+    def _own(self, table: pa.Table) -> pa.Table:
+        """The rows of this ledger's scopes."""
+        if self._scope is None:
+            return table.filter(pc.field("scope").is_null())
+        pairs = {(v, t) for v, t in zip(table["view"].to_pylist(), table["target"].to_pylist(), strict=True)}
+        scopes = {(v, t): self._scope(v, Target(t)) for v, t in pairs}
+        keep = [
+            scopes[(v, t)] is not None and scopes[(v, t)] == s
+            for v, t, s in zip(
+                table["view"].to_pylist(), table["target"].to_pylist(), table["scope"].to_pylist(), strict=True
+            )
+        ]
+        return table.filter(pa.array(keep, pa.bool_()))
 
     def _read(self) -> pa.Table:
         try:
             dataset = DeltaTable(self.location).to_pyarrow_dataset()
         except TableNotFoundError:
             return SCHEMA.empty_table()
+        table = dataset.to_table()
+        if "scope" not in table.column_names:  # written before scopes existed
+            table = table.append_column("scope", pa.nulls(table.num_rows, pa.string()))
         # Cast first: files rewritten by a delete (``forget``) may hold string_view columns.
-        return dataset.to_table().cast(SCHEMA)
+        return table.select(SCHEMA.names).cast(SCHEMA)
 
     def _seen(self, table: pa.Table) -> None:
         """Move the recording clock past ``table``'s entries (caller holds the lock)."""
@@ -212,6 +265,10 @@ def _watermark(entries: list[LedgerEntry]) -> datetime | None:
             break
         since = iv.end
     return min(since, done[-1].end)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _row(e: LedgerEntry) -> dict:

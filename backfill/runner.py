@@ -46,6 +46,7 @@ from backfill.model import (
     ViewStatus,
 )
 from backfill.plan import build_plan
+from backfill.scope import StoreScopes
 from backfill.settings import load_settings
 from backfill.validation import ChunkCheck, expectation_checks, run_checks
 from fs.aggregation.spec import is_aggregation
@@ -84,7 +85,7 @@ class Backfiller:
     def __init__(self, platform, checks: Sequence[ChunkCheck] = ()):
         self.platform = platform
         self.settings = load_settings(platform.config)
-        self.ledger = Ledger(self.settings.ledger_location(platform.repo_path))
+        self.ledger = Ledger(self.settings.ledger_location(platform.repo_path), StoreScopes(self))
         self._checks = tuple(checks)
         self._commit_lock = threading.Lock()  # Delta commits of one table are serialised
         self._gx_checks: dict[str, tuple[ChunkCheck, ...]] = {}

@@ -291,17 +291,22 @@ class Platform:
     def teardown(self) -> None:
         """Remove this project's online data and registry entries (offline Delta tables stay).
 
-        The backfill ledger's online entries of the project's views go too: they describe data that
-        no longer exists, and would otherwise make the next incremental run start at the old
-        watermark (and ``--resume`` skip chunks). Offline entries stay valid with the tables.
+        The backfill ledger's online entries of the project's views *for this online store* go too
+        (first: a failed teardown then only makes the next run redo work): they describe data that no
+        longer exists, and would otherwise make the next incremental run start at the old watermark
+        (and ``--resume`` skip chunks). Other environments' and tenants' entries stay, so do offline
+        entries (the tables are kept). The store's identity goes with its keys, so even entries left
+        behind would not count for the emptied store.
         """
-        from backfill.ledger import Ledger
         from backfill.model import Target
-        from backfill.settings import load_settings
+        from backfill.runner import Backfiller
 
         views = [v.name for v in self.store.list_feature_views()]
+        try:
+            Backfiller(self).ledger.forget(views, Target.ONLINE)
+        except ConfigError:  # not the fs Redis store: backfills cannot run here, nothing recorded
+            pass
         self.store.teardown()
-        Ledger(load_settings(self.config).ledger_location(self.repo_path)).forget(views, Target.ONLINE)
 
 
 def _odfv_inputs(odfv) -> dict[str, str]:

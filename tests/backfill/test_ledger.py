@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+import pyarrow as pa
+
 from backfill.ledger import Ledger
 from backfill.model import Kind, LedgerEntry, Status, Target
 from fs.timeutil import parse_time, utcnow
@@ -136,3 +138,41 @@ def test_superseded_planned_and_running_entries_do_not_pull_the_watermark_back(t
     # A hole that is still open does hold it back: the older run's second day failed.
     ledger.record([entry(1, Status.PLANNED, kind=Kind.MATERIALIZE), entry(1, Status.FAILED, kind=Kind.MATERIALIZE)])
     assert ledger.status("v", Target.ONLINE).watermark == T0 + DAY
+
+
+def test_scoped_ledgers_share_a_table_but_not_entries(tmp_path):
+    """#14.5: dev and staging (or two tenants) record into one table; each sees, counts and forgets
+    only its own scope. Offline entries are scoped by table location: shared tables, shared entries."""
+    path = str(tmp_path / "ledger")
+
+    def scopes(online_id: str):
+        return lambda view, target: f"online:{online_id}" if target == Target.ONLINE else "offline:/t/" + view
+
+    dev, staging = Ledger(path, scopes("dev")), Ledger(path, scopes("staging"))
+    offline = LedgerEntry(**{**entry(0, Status.DONE).__dict__, "target": Target.OFFLINE})
+    dev.record([entry(0, Status.DONE), entry(1, Status.DONE), offline])
+    assert dev.status("v", Target.ONLINE).watermark == T0 + 2 * DAY
+    assert staging.status("v", Target.ONLINE).watermark is None and staging.entries("v", Target.ONLINE) == []
+    assert staging.done("v", Target.OFFLINE) == dev.done("v", Target.OFFLINE) != []
+    staging.record([entry(0, Status.DONE)])
+    staging.forget(["v"], Target.ONLINE)  # staging's teardown
+    assert staging.entries("v", Target.ONLINE) == [] and staging.views() == ["v"]  # its offline entry stays
+    assert dev.status("v", Target.ONLINE).watermark == T0 + 2 * DAY
+    assert Ledger(path).entries() == []  # an unscoped ledger sees neither
+
+
+def test_a_ledger_written_before_scopes_is_extended_and_its_entries_trusted_by_no_scope(tmp_path):
+    from deltalake import write_deltalake
+
+    from backfill.ledger import SCHEMA, _row
+
+    path = str(tmp_path / "ledger")
+    legacy = SCHEMA.remove(SCHEMA.get_field_index("scope"))
+    write_deltalake(path, pa.Table.from_pylist([_row(entry(0, Status.DONE))], schema=legacy))
+    scoped = Ledger(path, lambda view, target: "online:x")
+    assert scoped.entries() == [] and scoped.status("v", Target.ONLINE).watermark is None
+    scoped.record([entry(5, Status.DONE)])
+    assert [e.start for e in scoped.entries()] == [T0 + 5 * DAY]
+    assert [e.start for e in Ledger(path).entries()] == [T0]  # the old entry is still there, unscoped
+    Ledger(path).forget(["v"], Target.ONLINE)
+    assert Ledger(path).entries() == [] and len(scoped.entries()) == 1
