@@ -3,10 +3,12 @@ view, key tables in, Arrow results out (through the offline store's own result p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from fs.aggregation.spec import is_aggregation, spec_of
 from fs.errors import OfflineStoreError, SchemaMismatchError
@@ -43,6 +45,8 @@ def view_source(target: Target, config) -> ViewSource:
                                       f"lacks column(s) {', '.join(missing)}")
     else:
         check_schema(target.view, plan, dict(delta_schema(source, config)))
+    if not plan.join_keys:  # entity-less: its one key is Feast's dummy key (``read`` adds the column)
+        plan = replace(plan, join_keys=(DUMMY_ENTITY_ID,), source_keys=(DUMMY_ENTITY_ID,))
     return ViewSource(target, plan, version)
 
 
@@ -55,7 +59,10 @@ class SparkIO:
         self.staging = Staging(config.offline_store.staging_dir) if engine.local_files else None
 
     def read(self, src: ViewSource) -> DataFrame:
-        return read_source(self.engine.spark, src.plan.source, self.config, src.version)
+        frame = read_source(self.engine.spark, src.plan.source, self.config, src.version)
+        if src.plan.source_keys == (DUMMY_ENTITY_ID,) and DUMMY_ENTITY_ID not in frame.columns:
+            frame = frame.withColumn(DUMMY_ENTITY_ID, F.lit(DUMMY_ENTITY_VAL))  # what materialization writes
+        return frame
 
     def collect(self, frame: DataFrame, column_types: dict[str, pa.DataType] | None = None) -> pa.Table:
         """The frame as Arrow (local engines exchange parquet files, remote ones stream)."""

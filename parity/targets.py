@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from feast import FeatureView
+from feast.feature_view import DUMMY_ENTITY_FIELD
 from feast.value_type import ValueType
 
 from fs.errors import RepoError
@@ -53,8 +54,9 @@ def _target(store, view: FeatureView, features: list[str] | None, allowed_lag: t
     unknown = [n for n in names if n not in fields]
     if unknown:
         raise RepoError(f"feature view {view.name!r} has no feature(s) {', '.join(unknown)}")
-    if not view.entity_columns:
-        raise RepoError(f"feature view {view.name!r} has no entity: parity samples entity keys")
+    if not view.entity_columns:  # entity-less (Feast hides its dummy entity): one key, the dummy "" (spark_io)
+        view = view.__copy__()
+        view.entity_columns = [DUMMY_ENTITY_FIELD]
     # Default lag for the offline copy of stream writes: the view's freshness SLA.
     lag = allowed_lag if allowed_lag is not None else (freshness_sla(view) or timedelta(0))
     return Target(

@@ -404,9 +404,12 @@ def _entities_from_sources(
     start: datetime,
     end: datetime,
 ) -> DataFrame:
-    """Date-range mode: every entity seen in ``[start, end]`` in any view, as of ``end``."""
+    """Date-range mode: every entity seen in ``[start, end]`` in any view, as of ``end``. Entity-less
+    views add no entity; with only such views, the one row is ``end`` itself."""
     union: DataFrame | None = None
-    for plan in plans:
+    if not any(p.join_keys for p in plans):
+        return engine.spark.range(1).select(F.lit(end).cast("timestamp").alias(DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL))
+    for plan in (p for p in plans if p.join_keys):
         frame = read_source(engine.spark, plan.source, config, versions[plan.source.name])
         keys = (
             frame.where(

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-from feast.feature_view import DUMMY_ENTITY_NAME, FeatureView
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_NAME, FeatureView
 from feast.type_map import feast_value_type_to_pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -86,7 +86,8 @@ def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) 
         raise RepoError(f"feature view {view.name!r} has no entity columns", hint="run `fs apply` first")
     reverse = {v: k for k, v in (source.field_mapping or {}).items()}
     join_keys, source_keys = [], []
-    for entity_column in view.entity_columns:
+    # An entity-less view (Feast's dummy entity) has no key columns: every entity row gets its rows.
+    for entity_column in (c for c in view.entity_columns if c.name != DUMMY_ENTITY_ID):
         join_keys.append(view.projection.join_key_map.get(entity_column.name, entity_column.name))
         source_keys.append(reverse.get(entity_column.name, entity_column.name))
     prefix = view.projection.name_to_use()
@@ -187,7 +188,10 @@ def feature_rows(
             frame = frame.where(col(plan.date_partition_column) >= F.lit(lower.date().isoformat()))
         if upper is not None:
             frame = frame.where(col(plan.date_partition_column) <= F.lit(upper.date().isoformat()))
-    columns = [col(s).alias(k) for s, k in zip(plan.source_keys, key_names, strict=True)]
+    if plan.source_keys:
+        columns = [col(s).alias(k) for s, k in zip(plan.source_keys, key_names, strict=True)]
+    else:  # an entity-less view: one constant key (see entity_keys_of)
+        columns = [F.lit(0).alias(k) for k in key_names]
     columns.append(col(plan.timestamp_field).cast("timestamp").alias(_TS))
     if plan.created_timestamp_column:
         columns.append(col(plan.created_timestamp_column).cast("timestamp").alias(_CREATED))
@@ -252,7 +256,7 @@ def _interval_join(
     where a key's rows end.
     """
     prefix = f"__fs_v{index}_"
-    keys = [f"{prefix}k{i}" for i in range(len(plan.join_keys))]
+    keys = [f"{prefix}k{i}" for i in range(max(len(plan.join_keys), 1))]
     next_keys = [f"{prefix}nk{i}" for i in range(len(keys))]
     ts, nts, bucket, entity_bucket = (f"{prefix}{n}" for n in ("ts", "nts", "b", "eb"))
     features = [col(out) for _, out in plan.features]
@@ -276,9 +280,9 @@ def _interval_join(
     # Tie losers have empty intervals: drop them before the join.
     intervals = intervals.where(F.col(nts).isNull() | (F.col(nts) > F.col(ts)))
     ets = col(entity_ts)
-    condition = [col(j) == F.col(k) for j, k in zip(plan.join_keys, keys, strict=True)]
+    left, entity_keys, constant = entity_keys_of(entity, plan, prefix)
+    condition = [e == F.col(k) for e, k in zip(entity_keys, keys, strict=True)]
     condition.append(F.col(ts) <= ets)
-    left = entity
     if plan.ttl:
         ttl_us = duration_micros(plan.ttl)
         # With the TTL an interval serves entity times in [ts, min(nts, ts + ttl + 1us)) (both TTL bounds
@@ -295,12 +299,22 @@ def _interval_join(
             F.array(first_bucket)
         )
         intervals = intervals.withColumn(bucket, F.explode(buckets))
-        left = entity.withColumn(entity_bucket, _bucket(ets, width))
+        left = left.withColumn(entity_bucket, _bucket(ets, width))
         condition += [F.col(entity_bucket) == F.col(bucket), ets < F.col(nts)]
     else:
         condition.append(F.col(nts).isNull() | (ets < F.col(nts)))
     joined = left.join(intervals, on=_and(condition), how="left")
-    return joined.drop(*keys, ts, nts, bucket, entity_bucket)
+    return joined.drop(*keys, ts, nts, bucket, entity_bucket, *constant)
+
+
+def entity_keys_of(entity: DataFrame, plan: ViewPlan, prefix: str) -> tuple[DataFrame, list[Any], list[str]]:
+    """(entity frame, its key columns to match the view's keys on, added columns to drop): the join
+    keys, or for an entity-less view one added constant column (equal to the constant key of
+    :func:`feature_rows`), so the join stays an equi-join and every entity row meets the view's rows."""
+    if plan.join_keys:
+        return entity, [col(j) for j in plan.join_keys], []
+    name = f"{prefix}ek"
+    return entity.withColumn(name, F.lit(0)), [F.col(name)], [name]
 
 
 _WINDOW_PARTITIONS = 64
@@ -357,10 +371,11 @@ def _candidate_join(
     Used with ``filter_by_created_timestamp``: the created-time filter depends on the entity time, so
     a feature row's validity is not an interval of entity times and :func:`_interval_join` cannot apply.
     """
-    keys = [f"__fs_k{i}" for i in range(len(plan.join_keys))]
+    keys = [f"__fs_k{i}" for i in range(max(len(plan.join_keys), 1))]
     rows = feature_rows(frame, plan, keys, lower, upper)
+    entity_keys = [col(j) for j in plan.join_keys] or [F.lit(0)]  # entity-less: the constant key
     wanted = entity.select(
-        *[col(j).alias(k) for j, k in zip(plan.join_keys, keys, strict=True)],
+        *[e.alias(k) for e, k in zip(entity_keys, keys, strict=True)],
         col(entity_ts).alias(_ENTITY_TS),
     ).distinct()
     matched = wanted.join(rows, on=keys, how="inner").where(F.col(_TS) <= F.col(_ENTITY_TS))
@@ -375,7 +390,7 @@ def _candidate_join(
         matched.withColumn(_RANK, F.row_number().over(order))
         .where(F.col(_RANK) == 1)
         .select(
-            *[F.col(k).alias(j) for k, j in zip(keys, plan.join_keys, strict=True)],
+            *[F.col(k).alias(j) for k, j in zip(keys, plan.join_keys, strict=False)],
             F.col(_ENTITY_TS).alias(entity_ts),
             *[col(out) for _, out in plan.features],
         )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 from feast import FeatureService, FeatureStore, utils
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.value_type import ValueType
 
 from fs.errors import ConfigError, InvalidArgument, OnlineStoreError
@@ -76,8 +77,6 @@ class FastReader:
             store.registry, store.project, self._features, self._full_feature_names
         )
         (refs, odfvs, name_to_jk, type_map, join_keys_set, grouped_refs, _, request_data, entityless) = ctx
-        if entityless:
-            raise ConfigError("FastReader and fs serve do not serve entity-less feature views yet")
         if any(v.projection.version_tag is not None for v, _ in grouped_refs):
             raise ConfigError("FastReader and fs serve do not serve versioned feature references")
         self._state = self._online.state(store.config)
@@ -87,10 +86,13 @@ class FastReader:
         self._plan = plan
         # Request columns the reads need (a projection's join_key_map may rename a join key).
         self._join_keys = sorted({c for r in plan.reads for c in r.request_columns})
+        # Entity-less views are keyed by Feast's dummy entity: the reader supplies its value itself.
+        self._dummy = DUMMY_ENTITY_ID in self._join_keys
         self._key_types = type_map
         # Feast answers with every join key of the project found in the request (request data and
         # unknown columns are dropped): the same columns here.
         self._echo = {*name_to_jk.values(), *(k for k in join_keys_set if isinstance(k, str)), *self._join_keys}
+        self._echo.discard(DUMMY_ENTITY_ID)
         self._request_fields = sorted(request_data)
         position = {
             (view.projection.name_to_use(), f): (i, j)
@@ -136,6 +138,8 @@ class FastReader:
             n = len(values)
             columns[name] = list(values)
         n = n or 0
+        if self._dummy:
+            columns[DUMMY_ENTITY_ID] = [DUMMY_ENTITY_VAL] * n
         for jk in self._join_keys:
             if jk not in columns:
                 raise InvalidArgument(f"entities lack join key {jk!r}")

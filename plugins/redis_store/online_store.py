@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 from feast import Entity, FeatureService, FeatureView, RepoConfig, utils
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.supported_async_methods import SupportedAsyncMethods
 from feast.online_response import OnlineResponse
@@ -304,6 +305,8 @@ class ReadPlan:
                 self.feature_types[f] = self.feature_types[prefix + f] = vt
                 self.feature_types[name] = vt
         self.join_keys_set = join_keys_set
+        # Entity-less views are keyed by Feast's dummy entity, whose value the read supplies.
+        self.dummy = any(DUMMY_ENTITY_ID in r.request_columns for r in self.reads)
         self.entity_name_to_join_key_map = entity_name_to_join_key_map
         self.entity_type_map = entity_type_map
 
@@ -321,6 +324,8 @@ class ReadPlan:
             }
         out: dict[str, list] = {}
         n = None
+        if self.dummy and not cols and isinstance(entity_rows, list):
+            n = len(entity_rows)  # only entity-less views: rows without keys still count
         for k, values in cols.items():
             jk = k if k in self.join_keys_set else self.entity_name_to_join_key_map.get(k)
             if jk is None:
@@ -331,12 +336,16 @@ class ReadPlan:
                 raise ValueError("All entity rows must have the same number of values.")
             n = len(values)
             out[jk] = values
+        if self.dummy:
+            out[DUMMY_ENTITY_ID] = [DUMMY_ENTITY_VAL] * (n or 0)
         return out, n or 0
 
     def response(self, columns: dict[str, list], n: int, results: list[ViewResult]) -> ColumnarOnlineResponse:
         out: dict[str, list] = {}
         meta: dict[str, tuple] = {}
         for jk, values in columns.items():
+            if jk == DUMMY_ENTITY_ID:
+                continue  # not a column of the answer (as in Feast's)
             vt = self.entity_type_map.get(jk, ValueType.UNKNOWN)
             out[jk] = [int(v) for v in values] if vt in (ValueType.INT64, ValueType.INT32) else list(values)
             meta[jk] = entity_meta(vt, n)
@@ -494,8 +503,8 @@ class RedisOnlineStore(OnlineStore):
             return hit[1]
         (_, odfvs, name_to_jk, type_map, join_keys_set, grouped_refs, _, _, entityless) = ctx
         plan = None
-        # ODFVs, entityless views and versioned reads keep Feast's generic path.
-        if not odfvs and not entityless and all(v.projection.version_tag is None for v, _ in grouped_refs):
+        # ODFVs and versioned reads keep Feast's generic path (entity-less views: ReadPlan adds the dummy key).
+        if not odfvs and all(v.projection.version_tag is None for v, _ in grouped_refs):
             plan = ReadPlan(state, grouped_refs, name_to_jk, type_map, join_keys_set, full_feature_names)
         if len(state.plans) > 256:
             state.plans.clear()

@@ -17,7 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from feast import FeatureView
+from feast.feature_view import DUMMY_ENTITY_ID
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+from feast.value_type import ValueType
 
 from fs.errors import UnknownFeatureError
 from fs.timeutil import duration_micros
@@ -52,6 +54,8 @@ class ViewRead:
                 hint=f"known: {', '.join(codec.names)}",
             )
         types = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
+        if not types:  # an entity-less view (Feast hides its dummy entity): keyed by the dummy key
+            types = {DUMMY_ENTITY_ID: ValueType.STRING}
         self.join_keys = sorted(types)
         join_key_map = join_key_map or {}
         self.request_columns = tuple(join_key_map.get(jk, jk) for jk in self.join_keys)
