@@ -110,6 +110,9 @@ class BackfillPlan:
     spans: tuple[Interval, ...] = ()
     """The offline compute passes, in order: each covers one or more adjacent chunks to run. Each
     chunk of a span is still validated, committed and recorded on its own, in order."""
+    create_table: bool = False
+    """The view's Delta table does not exist and the run creates it from the recomputed rows
+    (``create=True``, ``--create``); without it a missing table is refused."""
 
     def span_of(self, interval: Interval) -> int | None:
         """Index in ``spans`` of the compute pass that covers ``interval`` (``None``: not recomputed)."""

@@ -115,7 +115,8 @@ def _compute_sql(definition, tables, versions, start, end, engine) -> pa.Table:
         frame.createOrReplaceTempView(name)
     staging = Staging(None) if engine.local_files else None
     # The Delta store's job brings a Spark result home (parquet hand-off on a local engine).
-    return collect(DeltaRetrievalJob(engine, lambda: spark.sql(definition.query), staging))
+    hint = f"check the SQL batch definition of {definition.view!r} (backfills.py) against its input tables"
+    return collect(DeltaRetrievalJob(engine, lambda: spark.sql(definition.query), staging, failure_hint=hint))
 
 
 def collect(job) -> pa.Table:
@@ -147,11 +148,24 @@ def conform(data: pa.Table, schema: pa.Schema, view: str) -> pa.Table:
 
 
 def replace_range(
-    location: str, data: pa.Table, ts_field: str, interval: Interval, view: str, metadata: dict[str, str]
+    location: str,
+    data: pa.Table,
+    ts_field: str,
+    interval: Interval,
+    view: str,
+    metadata: dict[str, str],
+    *,
+    create: bool = False,
 ) -> int:
-    """Replace ``interval`` of the table at ``location`` with ``data`` in one commit; the new version."""
+    """Replace ``interval`` of the table at ``location`` with ``data`` in one commit; the new version.
+    A missing table is created from ``data`` only with ``create`` (else ``SourceNotFoundError``)."""
     props = CommitProperties(custom_metadata=metadata)
     if not DeltaTable.is_deltatable(location):
+        if not create:
+            raise SourceNotFoundError(
+                f"the Delta table of {view!r} does not exist at {location} (deleted?); nothing was committed",
+                hint="restore it, or rerun the backfill with --create to create it from the recomputed rows",
+            )
         write_deltalake(location, data, mode="append", commit_properties=props)
         return DeltaTable(location).version()
     table = DeltaTable(location)

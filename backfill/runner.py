@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 
@@ -50,11 +50,12 @@ from backfill.scope import StoreScopes
 from backfill.settings import load_settings
 from backfill.validation import ChunkCheck, expectation_checks, run_checks
 from fs.aggregation.spec import is_aggregation
-from fs.errors import BackfillError, FsError, InvalidArgument, RepoError
+from fs.errors import BackfillError, FsError, InvalidArgument, RepoError, SourceNotFoundError
 from fs.governance.metrics import JOB_DURATION, JOB_ROWS
 from fs.observability import span
 from fs.timeutil import parse_range, parse_time, utcnow
 from fs.views import feature_view
+from plugins.delta.schema import arrow_columns, check_view
 from plugins.delta.tables import resolve_location
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,16 @@ class Backfiller:
         resume: bool = False,
         kind: Kind = Kind.BACKFILL,
         compute_span: int | None = None,
+        create: bool = False,
     ) -> BackfillPlan:
         """What a run would do: chunks per target, which are done, estimated source rows, and the
         compute passes (``compute_span``: at most this many adjacent offline chunks recomputed in one
-        pass of the definition; default ``backfill.compute_span``)."""
+        pass of the definition; default ``backfill.compute_span``).
+
+        The view is checked against its Delta table first (the check of ``fs apply`` and retrieval):
+        ``SchemaMismatchError`` listing every problem, before anything runs. An offline run whose
+        table does not exist is refused (``SourceNotFoundError``) unless ``create``: the run then
+        creates it from the recomputed rows (``plan.create_table``; a warning is logged)."""
         if to not in TARGETS:
             raise InvalidArgument(f"to: must be online, offline or both, not {to!r}")
         targets = TARGETS[to]
@@ -149,6 +156,7 @@ class Backfiller:
         start_dt, end_dt = parse_range(start, end)
         if chunk is not None and chunk <= timedelta(0):
             raise InvalidArgument(f"chunk: not a positive duration: {chunk} (use e.g. 6h, 1d, 7d)")
+        create_table = self._check_table(fv, targets, create)
         holder = self.leases.holder(view)
 
         stats: dict[Target, offline.RowStats | None] = {}
@@ -162,7 +170,7 @@ class Backfiller:
                 iv = Interval(iv.start - definition.lookback, iv.end)
             return stats[target].estimate(iv)
 
-        return build_plan(
+        plan = build_plan(
             self.ledger, view, kind, targets, start_dt, end_dt,
             self.settings.chunk_size if chunk is None else chunk,
             resume=resume, estimate=estimate, definition=definition.describe if definition else None,
@@ -170,6 +178,30 @@ class Backfiller:
             compute_span=compute_span or self.settings.compute_span,
             compute_span_rows=self.settings.compute_span_rows or None,
         )  # fmt: skip
+        return replace(plan, create_table=True) if create_table else plan
+
+    def _check_table(self, fv, targets: tuple[Target, ...], create: bool) -> bool:
+        """Refuse a view its Delta table cannot serve, or (offline) a missing table unless ``create``;
+        True when the run will create the table."""
+        from plugins.delta.schema import check_view, table_columns
+        from plugins.delta.source import DeltaSource
+        from plugins.delta.tables import table_exists
+
+        if not isinstance(fv.batch_source, DeltaSource):
+            return False
+        config = self.store.config
+        if Target.OFFLINE in targets and not table_exists(fv.batch_source, config):
+            location = resolve_location(fv, config)
+            if not create:
+                raise SourceNotFoundError(
+                    f"the Delta table of {fv.name!r} does not exist at {location} (deleted?); "
+                    "a backfill does not recreate it unasked",
+                    hint="restore it, or rerun with --create to create it from the recomputed rows",
+                )
+            log.warning("the Delta table of %s does not exist at %s: this run creates it (--create)", fv.name, location)
+            return True
+        check_view(fv, table_columns(fv, config), hint="fix the view or its Delta table; nothing was written")
+        return False
 
     def _row_stats(self, fv, definition: BatchDefinition | None) -> offline.RowStats | None:
         """Statistics of what a chunk reads: the definition's first input, else the view's source."""
@@ -524,6 +556,9 @@ class _Job:
             self._tick(Target.OFFLINE, iv, "compute")
             computed = offline.compute(self.definition, iv, ts_field)
         data = computed.data
+        if data.num_rows:  # the rows must fit the view before anything is committed (offline or online)
+            check_view(view, arrow_columns(data.schema),
+                       hint=f"fix the batch definition of {view.name!r} (backfills.py) or the view; nothing was committed")  # fmt: skip
         r = ChunkResult(
             Target.OFFLINE, iv, Status.DONE, rows_in=data.num_rows, source_version=computed.source_version
         )
@@ -543,7 +578,9 @@ class _Job:
         meta = {"fs.backfill.run": self.run_id, "fs.backfill.chunk": str(iv)}
         with self.bf._commit_lock:
             self.lease.check()
-            r.target_version = offline.replace_range(self.location, data, ts_field, iv, view.name, meta)
+            r.target_version = offline.replace_range(
+                self.location, data, ts_field, iv, view.name, meta, create=self.plan.create_table
+            )
         r.rows_written = data.num_rows
         if Target.ONLINE not in self.plan.targets:
             return r, None

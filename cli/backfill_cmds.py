@@ -1,7 +1,7 @@
 """``fs backfill``: chunked, resumable, leased backfills and the ledger's status.
 
     fs backfill VIEW --start 2026-11-01 --end 2026-11-08 [--to both] [--chunk 1d] [--compute-span 7]
-                     [--dry-run] [--resume] [--parallel N]
+                     [--dry-run] [--resume] [--parallel N] [--create]
     fs backfill status [VIEW]
 
 ``fs backfill VIEW ...`` is short for ``fs backfill run VIEW ...``.
@@ -54,6 +54,7 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Skip chunks the ledger records as done (continue an interrupted run).")] = False,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Chunks computed at once (Delta commits stay one at a time).")] = 1,
     allow_shrink: Annotated[bool, typer.Option("--allow-shrink", help="Let an offline chunk replace its range with fewer rows than it holds (a correction that removes rows). Without it such a chunk is rejected: its inputs may not cover the range yet.")] = False,
+    create: Annotated[bool, typer.Option("--create", help="Create the view's Delta table from the recomputed rows if it does not exist (with a warning). Without it a missing table is an error: a deleted table is never recreated silently.")] = False,
     compute_span: Annotated[int | None, typer.Option("--compute-span", min=1, help="Adjacent chunks recomputed in one pass of the batch definition (lookback read once per pass); each chunk is still committed and recorded on its own. Default backfill.compute_span, 7; 1 = one pass per chunk.")] = None,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
@@ -65,7 +66,9 @@ def run(
     bf = Backfiller(st.platform)
     plan = bf.plan(view, time_option(start, "--start"), time_option(end, "--end"), to=to,
                    chunk=duration_option(chunk, "--chunk", positive=True), resume=resume,
-                   compute_span=compute_span)  # fmt: skip
+                   compute_span=compute_span, create=create)  # fmt: skip
+    if plan.create_table and not out.as_json:
+        out.text(f"[yellow]warning: the Delta table of {view} does not exist: this run creates it (--create).[/yellow]")
     if dry_run:
         return out.json({"plan": plan}) if out.as_json else _render_plan(out, plan)
     if not plan.to_run and not out.as_json:
