@@ -123,6 +123,17 @@ class RedisOnlineStoreConfig(FeastConfigBaseModel):
     keyed hash of the entity key instead of its ids (``SCAN`` then reveals no entity id). Changing
     it (or turning it on) makes existing keys unreachable: materialize again."""
 
+    key_ttl_seconds: int | None = Field(default=None, ge=0)
+    """Feast's setting, with Feast's meaning: every row key expires this many seconds after it was
+    written (0/unset: never), whatever the view. With a view ttl the key expires at the earlier of
+    the two. Aggregation views' tile keys keep their own expiry (their longest window)."""
+
+    enforce_view_ttl: bool = True
+    """Hide values older than their view's ``ttl`` at read time (status OUTSIDE_MAX_AGE, the offline
+    meaning) and expire their keys then. ``false``: Feast's behaviour for teams migrating from it, a
+    stored value is served whatever its age until it is overwritten or its key expires by
+    ``key_ttl_seconds``; rows older than the ttl are written, not skipped. Parity checks keep the ttl."""
+
     @field_validator("key_prefix")
     @classmethod
     def _safe_prefix(cls, v: str) -> str:
@@ -153,6 +164,7 @@ class _State:
             cluster=self.cluster,
             batch_size=cfg.write_batch_size,
             schemas_key=self.layout.schemas_key,
+            key_ttl_s=cfg.key_ttl_seconds or 0,
         )
         self._async: tuple[asyncio.AbstractEventLoop, Any, BatchWriter] | None = None
         self._codecs: dict[int, tuple[FeatureView, ViewCodec]] = {}
@@ -180,6 +192,7 @@ class _State:
                 cluster=self.cluster,
                 batch_size=self.cfg.write_batch_size,
                 schemas_key=self.layout.schemas_key,
+                key_ttl_s=self.cfg.key_ttl_seconds or 0,
             )
             self._async = (loop, client, writer)
         return self._async[1], self._async[2]
@@ -257,10 +270,14 @@ class _State:
                 for i, r in enumerate(reads)]
 
 
-def view_read(layout: KeyLayout, view: FeatureView, codec: ViewCodec, features, join_key_map=None) -> ViewRead:
-    """The compiled read of a view: tiles merged at request time for aggregation views."""
-    cls = TileRead if is_aggregation(view) else ViewRead
-    return cls(layout, view, codec, features, join_key_map)
+def view_read(
+    layout: KeyLayout, view: FeatureView, codec: ViewCodec, features, join_key_map=None, *, ttl: bool = True
+) -> ViewRead:
+    """The compiled read of a view: tiles merged at request time for aggregation views. ``ttl``: the
+    store's ``enforce_view_ttl`` (tiles have windows, not a ttl)."""
+    if is_aggregation(view):
+        return TileRead(layout, view, codec, features, join_key_map)
+    return ViewRead(layout, view, codec, features, join_key_map, ttl=ttl)
 
 
 def _pipeline_on(conn, commands: list[tuple[str, tuple]]) -> list:
@@ -296,7 +313,10 @@ class ReadPlan:
         self.names: list[list[str]] = []
         self.feature_types: dict[str, ValueType] = {}
         for view, features in grouped_refs:
-            read = view_read(state.layout, view, state.codec(view), features, view.projection.join_key_map)
+            read = view_read(
+                state.layout, view, state.codec(view), features, view.projection.join_key_map,
+                ttl=state.cfg.enforce_view_ttl,
+            )  # fmt: skip
             self.reads.append(read)
             prefix = view.projection.name_to_use() + "__"
             names = [prefix + f if full_feature_names else f for f in features]
@@ -454,7 +474,7 @@ class RedisOnlineStore(OnlineStore):
     def _prepare_protos(state: _State, table: FeatureView, data):
         _no_rows(table)
         codec = state.codec(table)
-        read = ViewRead(state.layout, table, codec, [])
+        read = ViewRead(state.layout, table, codec, [], ttl=state.cfg.enforce_view_ttl)
         columns: dict[str, list] = {jk: [] for jk in read.join_keys}
         event_us, created_us, rows = [], [], []
         for entity_key, values, event_ts, created_ts in data:
@@ -474,7 +494,7 @@ class RedisOnlineStore(OnlineStore):
     def _prepare_arrow(state: _State, table: FeatureView, data: pa.Table, event_column, created_column):
         _no_rows(table)
         codec = state.codec(table)
-        read = ViewRead(state.layout, table, codec, [])
+        read = ViewRead(state.layout, table, codec, [], ttl=state.cfg.enforce_view_ttl)
         source = table.batch_source
         event_column = event_column or source.timestamp_field
         created_column = created_column or source.created_timestamp_column or None
@@ -572,7 +592,8 @@ class RedisOnlineStore(OnlineStore):
 
     def _generic_reads(self, state, grouped_refs, join_key_values):
         reads = [
-            view_read(state.layout, v, state.codec(v), f, v.projection.join_key_map) for v, f in grouped_refs
+            view_read(state.layout, v, state.codec(v), f, v.projection.join_key_map, ttl=state.cfg.enforce_view_ttl)
+            for v, f in grouped_refs
         ]
         n = len(next(iter(join_key_values.values()), []))
         columns = {
@@ -637,7 +658,7 @@ class RedisOnlineStore(OnlineStore):
         )
 
     def _online_read_rows(self, state, table, entity_keys, requested_features):
-        read = view_read(state.layout, table, state.codec(table), requested_features)
+        read = view_read(state.layout, table, state.codec(table), requested_features, ttl=state.cfg.enforce_view_ttl)
         columns: dict[str, list] = {jk: [] for jk in read.join_keys}
         for ek in entity_keys:
             found = dict(zip(ek.join_keys, ek.entity_values, strict=True))

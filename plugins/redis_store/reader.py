@@ -6,7 +6,8 @@ node). The replies are joined into one JSON array and decoded by a single ``json
 are then transposed with ``zip``, so scalar features cost no per-value Python work.
 
 TTL is enforced at read time with the offline meaning: a row whose event time is older than
-``now - ttl`` is not served (status OUTSIDE_MAX_AGE), even if Redis has not expired the key yet.
+``now - ttl`` is not served (status OUTSIDE_MAX_AGE), even if Redis has not expired the key yet
+(unless the store's ``enforce_view_ttl`` is off: Feast's behaviour, every stored value served).
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ class ViewRead:
         codec: ViewCodec,
         features: Sequence[str] | None,
         join_key_map: Mapping[str, str] | None = None,
+        *,
+        ttl: bool = True,
     ):
+        """``ttl=False`` (``enforce_view_ttl: false``): values are served whatever their age, and
+        writes neither drop rows older than the ttl nor expire keys by it (Feast's behaviour)."""
         self.view_name = view.name
         self.codec = codec
         self.features = list(features) if features is not None else list(codec.names)
@@ -67,7 +72,7 @@ class ViewRead:
         self.plain = all(d is None for d in self.decoders)  # every value is served as parsed
         self.types = [codec.types[codec.index[f]] for f in self.features]
         # A zero or negative ttl means no limit, as offline (Feast does not reject a negative one).
-        self.ttl_us = max(duration_micros(view.ttl), 0) if view.ttl else 0
+        self.ttl_us = max(duration_micros(view.ttl), 0) if view.ttl and ttl else 0
         self.empty_row = [None] * (HEADER + len(codec.names))
 
 

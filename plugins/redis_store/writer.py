@@ -1,7 +1,7 @@
 """The one batch-write path (materialize, push, ingestor): event-time-ordered, atomic per key.
 
 Rows become ``EVALSHA writes.lua`` calls of up to ``batch_size`` keys each (KEYS = the rows'
-keys, ARGV = the view's ttl then the encoded rows; grouped by hash slot in Cluster mode), all
+keys, ARGV = the view's ttl, the key expiry of ``key_ttl_seconds``, then the encoded rows; grouped by hash slot in Cluster mode), all
 sent in one pipeline: one round trip per batch (per node in Cluster), no read-then-write from
 the client. The script is idempotent, so a batch is retried whole on NOSCRIPT (after loading
 the script) and by redis-py on connection errors.
@@ -117,7 +117,12 @@ def prepare_arrow(
 class BatchWriter:
     """Sends prepared batches; one per client (sync or asyncio)."""
 
-    def __init__(self, client, endpoint: Endpoint, *, cluster: bool, batch_size: int, schemas_key: str):
+    def __init__(
+        self, client, endpoint: Endpoint, *, cluster: bool, batch_size: int, schemas_key: str, key_ttl_s: int = 0
+    ):
+        """``key_ttl_s``: Feast's ``key_ttl_seconds``, every written key expires that long after the
+        write (or earlier, at its view's ttl); 0 = no such expiry."""
+        self._key_ttl_ms = max(key_ttl_s, 0) * 1000
         self._client = client
         self._endpoint = endpoint
         self._cluster = cluster
@@ -151,8 +156,9 @@ class BatchWriter:
             pipe.hsetnx(self._schemas_key, f"{schema[0]}:{schema[1]}", batch.codec.schema_json)
             extra = 1
         ttl = batch.ttl_us
+        key_at = time.time_ns() // 1_000_000 + self._key_ttl_ms if self._key_ttl_ms else 0
         for keys, rows in self._groups(batch):
-            pipe.execute_command("EVALSHA", WRITE_SHA, len(keys), *keys, ttl, *rows)
+            pipe.execute_command("EVALSHA", WRITE_SHA, len(keys), *keys, ttl, key_at, *rows)
         return extra
 
     def _result(self, batch: PreparedBatch, replies: list, extra: int) -> WriteResult:
