@@ -20,7 +20,7 @@ terminal. Retry loops decide by type, never by parsing messages::
     ├── OnlineStoreError
     │   ├── OnlineStoreUnavailable  (transient) Redis unreachable / timed out
     │   ├── OnlineAccessDenied      authentication failed or ACL forbids the key/command
-    │   ├── UnknownFeatureError     a read asked for a feature the view does not have
+    │   ├── UnknownFeatureError     a read or retrieval asked for a feature the view does not have
     │   └── OnlineWriteError        wrong value types, unknown features
     ├── IngestError
     │   ├── BrokerUnavailable       (transient) Kafka unreachable
@@ -112,8 +112,11 @@ class OnlineAccessDenied(OnlineStoreError):
     pass
 
 
-class UnknownFeatureError(OnlineStoreError):
-    pass
+class UnknownFeatureError(OnlineStoreError, KeyError):
+    """A feature its view does not have, in an online read or a retrieval (``Platform.store``). A
+    ``KeyError`` too, like Feast's own, so existing ``except KeyError`` keeps working."""
+
+    __str__ = FsError.__str__  # KeyError's would quote the message
 
 
 class IngestError(FsError):

@@ -126,11 +126,12 @@ class Platform:
 
     @cached_property
     def store(self):
-        """The Feast ``FeatureStore`` for this repo and environment."""
-        from feast import FeatureStore
+        """The Feast ``FeatureStore`` for this repo and environment (``fs.store.FsFeatureStore``: a bad
+        feature reference raises ``UnknownFeatureError`` / ``ViewNotFoundError``, not ``KeyError``)."""
+        from fs.store import FsFeatureStore
 
         try:
-            store = FeatureStore(config=self.config, repo_path=str(self.repo_path))
+            store = FsFeatureStore(config=self.config, repo_path=str(self.repo_path))
             store.registry  # noqa: B018 - connects now, so an unreachable registry fails here, clearly
         except Exception as e:
             raise _registry_error(self.config, e) from e

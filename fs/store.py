@@ -1,0 +1,78 @@
+"""``FsFeatureStore``: Feast's ``FeatureStore`` (what ``Platform.store`` is) with the platform's errors.
+
+Feast resolves feature references before any store is called and reports a bad one as a bare
+``KeyError`` (``'Feature nope not found in projection merchant_risk_daily'``) or its own
+``FeatureViewNotFoundException``. Here the same calls raise the platform's errors, with the message
+the online store and ``fs serve`` give:
+
+- an unknown feature of a known view: ``UnknownFeatureError`` (also a ``KeyError``, so existing
+  ``except KeyError`` keeps working) ``feature view 'v' has no feature(s) nope — known: ...``;
+- an unknown view: ``ViewNotFoundError`` listing the known views.
+
+References are only examined when Feast's own call failed, so a good request costs nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from feast import FeatureStore
+
+from fs.errors import FsError, UnknownFeatureError
+from fs.views import view_not_found
+
+
+class FsFeatureStore(FeatureStore):
+    """A Feast ``FeatureStore`` whose bad feature references raise ``FsError`` subclasses."""
+
+    def get_historical_features(self, entity_df=None, features=(), *args, **kwargs):
+        try:
+            return super().get_historical_features(entity_df, features, *args, **kwargs)
+        except Exception as e:
+            raise self._reference_error(features, e) from e
+
+    def get_online_features(self, features, entity_rows, *args, **kwargs):
+        try:
+            return super().get_online_features(features, entity_rows, *args, **kwargs)
+        except Exception as e:
+            raise self._reference_error(features, e) from e
+
+    async def get_online_features_async(self, features, entity_rows, *args, **kwargs):
+        try:
+            return await super().get_online_features_async(features, entity_rows, *args, **kwargs)
+        except Exception as e:
+            raise self._reference_error(features, e) from e
+
+    def _reference_error(self, features: Any, err: Exception) -> Exception:
+        """The platform's error for a bad reference in ``features`` if Feast's ``err`` is about one,
+        else ``err`` itself."""
+        from feast.errors import FeastObjectNotFoundException
+
+        if isinstance(err, FsError) or not isinstance(err, KeyError | FeastObjectNotFoundException):
+            return err
+        found = reference_error(self, features)
+        return found if found is not None else err
+
+
+def reference_error(store, features: Any) -> FsError | None:
+    """``ViewNotFoundError`` / ``UnknownFeatureError`` for the first bad ``view:feature`` reference
+    in ``features`` (a list; a feature service is resolved by Feast), else None."""
+    if not isinstance(features, Sequence) or isinstance(features, str):
+        return None
+    views = {v.name: [f.name for f in v.features] for v in store.list_feature_views()}
+    views.update({v.name: [f.name for f in v.features] for v in store.list_stream_feature_views()})
+    on_demand = {v.name: [f.name for f in v.features] for v in store.list_on_demand_feature_views()}
+    known = {**views, **on_demand}
+    for ref in features:
+        if not isinstance(ref, str) or ":" not in ref:
+            continue  # Feast's own message for a malformed reference stands
+        view, feature = ref.split(":", 1)
+        view = view.split("@", 1)[0]  # a versioned reference (view@v2:feature)
+        if view not in known:
+            return view_not_found([view], known)
+        if feature not in known[view]:
+            return UnknownFeatureError(
+                f"feature view {view!r} has no feature(s) {feature}", hint=f"known: {', '.join(known[view])}"
+            )
+    return None
