@@ -95,3 +95,17 @@ def test_retyping_an_input_of_an_on_demand_view_names_the_view_and_the_feature(a
         "amount": "Float64"
     }  # nothing applied
     assert isinstance(api.value, FsError)
+
+
+def test_apply_refuses_an_aggregation_view_whose_events_lack_an_input_column(applied_repo, capsys):
+    _edit(applied_repo, 'Aggregation("amount", "mean", ["24h"], name="avg_amount"',
+          'Aggregation("amount_usd", "mean", ["24h"], name="avg_amount"')  # fmt: skip
+    with pytest.raises(SchemaMismatchError) as api:
+        Platform(applied_repo).apply()
+    [problem] = api.value.problems
+    assert problem.startswith(
+        "aggregation view 'customer_txn_aggregates' (source 'payments_source'): column 'amount_usd' is missing "
+        "from the raw events' Delta table (has ['amount', "
+    )
+    assert main(["--repo", str(applied_repo), "apply"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == f"error: {problem}"
