@@ -31,6 +31,7 @@ from pyspark.sql import DataFrame
 
 from fs.casts import checked_cast
 from fs.errors import OfflineStoreError
+from fs.order import in_order, requested_names
 from plugins.delta.engine import Engine
 from plugins.delta.retrieval import ROW_ID
 
@@ -146,6 +147,15 @@ class DeltaRetrievalJob(RetrievalJob):
             # Entity rows come back in their original order (Spark does not keep it).
             table = table.take(_restore_order(table[ROW_ID])).drop_columns([ROW_ID])
         return _normalise(table, self._column_types, self._column_owners)
+
+    def to_arrow(self, validation_reference: Any = None, timeout: int | None = None) -> pa.Table:
+        """As Feast's (on-demand features computed), with the features in the order they were
+        requested (``fs.order``; Feast appends on-demand features last)."""
+        table = super().to_arrow(validation_reference=validation_reference, timeout=timeout)
+        if self._metadata is None or not self._metadata.features:
+            return table
+        order = in_order(table.column_names, requested_names(self._metadata.features, self._full_feature_names))
+        return table if order == table.column_names else table.select(order)
 
     def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
         return to_pandas(self._to_arrow_internal(timeout))

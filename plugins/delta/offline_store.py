@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 
 from fs.aggregation.spec import AggregationSpec, spec_of
 from fs.errors import EntityDataFrameError, OfflineStoreError, SchemaMismatchError
+from fs.order import in_order, requested_names
 from fs.timeutil import epoch_micros, microsecond_timestamps
 from plugins.delta import aggregation, retrieval
 from plugins.delta.engine import Engine, get_engine
@@ -132,6 +133,8 @@ class DeltaOfflineStore(OfflineStore):
             _check_entity_columns(plans, entity_columns, ts_col)
             prune_range = ts_range
 
+        order = requested_names(feature_refs, full_feature_names)  # Feast groups them per view
+
         def build() -> DataFrame:
             frames = {
                 p.name: read_source(engine.spark, p.source, config, versions[p.source.name]) for p in plans
@@ -149,7 +152,7 @@ class DeltaOfflineStore(OfflineStore):
                         joined, ts_col, aggregated[plan.name], spec, events, dict(plan.features),
                         partitions=engine.partitions,
                     )  # fmt: skip
-            outputs = [out for p in plans for _, out in p.features]
+            outputs = in_order([out for p in plans for _, out in p.features], order)
             extra = [ROW_ID] if ROW_ID in entity.columns else []
             return joined.select(*[col(c) for c in [*entity_columns, *outputs, *extra]])
 

@@ -36,13 +36,19 @@ from pydantic import Field, StrictStr, field_validator
 
 from fs.aggregation.spec import is_aggregation
 from fs.errors import ConfigError, OnlineWriteError
+from fs.order import requested_names
 from fs.timeutil import arrow_epoch_micros, epoch_micros
 from plugins.redis_store import embedded
 from plugins.redis_store.codec import ViewCodec, to_proto
 from plugins.redis_store.connection import Endpoint, connect, translated
 from plugins.redis_store.keys import KeyLayout, check_name
 from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
-from plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, feature_vector
+from plugins.redis_store.response import (
+    ColumnarOnlineResponse,
+    entity_meta,
+    feature_vector,
+    in_requested_order,
+)
 from plugins.redis_store.tile_store import (
     MARKS,
     TileRead,
@@ -311,6 +317,7 @@ class ReadPlan:
     ):
         self.reads: list[ViewRead] = []
         self.names: list[list[str]] = []
+        self.order: list[str] = []  # output feature names in requested order (set by the store)
         self.feature_types: dict[str, ValueType] = {}
         for view, features in grouped_refs:
             read = view_read(
@@ -373,7 +380,7 @@ class ReadPlan:
             for name, vt, values in zip(names, read.types, result.values, strict=True):
                 out[name] = values
                 meta[name] = (vt, result.statuses, result.event_us)
-        return ColumnarOnlineResponse(out, meta, self.feature_types)
+        return in_requested_order(ColumnarOnlineResponse(out, meta, self.feature_types), self.order)
 
 
 class RedisOnlineStore(OnlineStore):
@@ -521,11 +528,12 @@ class RedisOnlineStore(OnlineStore):
         hit = state.plans.get(id(ctx))
         if hit is not None and hit[0] is ctx:
             return hit[1]
-        (_, odfvs, name_to_jk, type_map, join_keys_set, grouped_refs, _, _, entityless) = ctx
+        (refs, odfvs, name_to_jk, type_map, join_keys_set, grouped_refs, _, _, entityless) = ctx
         plan = None
         # ODFVs and versioned reads keep Feast's generic path (entity-less views: ReadPlan adds the dummy key).
         if not odfvs and all(v.projection.version_tag is None for v, _ in grouped_refs):
             plan = ReadPlan(state, grouped_refs, name_to_jk, type_map, join_keys_set, full_feature_names)
+            plan.order = requested_names(refs, full_feature_names)
         if len(state.plans) > 256:
             state.plans.clear()
         state.plans[id(ctx)] = (ctx, plan)
@@ -552,7 +560,7 @@ class RedisOnlineStore(OnlineStore):
             config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
         )
         if entity is None:
-            return super().get_online_features(
+            response = super().get_online_features(
                 config,
                 features,
                 entity_rows,
@@ -561,6 +569,7 @@ class RedisOnlineStore(OnlineStore):
                 full_feature_names,
                 include_feature_view_version_metadata,
             )
+            return self._requested_order(registry, project, features, full_feature_names, response)
         columns, n = entity
         return plan.response(columns, n, state.read(plan.reads, columns, n))
 
@@ -578,7 +587,7 @@ class RedisOnlineStore(OnlineStore):
             config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
         )
         if entity is None:
-            return await super().get_online_features_async(
+            response = await super().get_online_features_async(
                 config,
                 features,
                 entity_rows,
@@ -587,8 +596,15 @@ class RedisOnlineStore(OnlineStore):
                 full_feature_names,
                 include_feature_view_version_metadata,
             )
+            return self._requested_order(registry, project, features, full_feature_names, response)
         columns, n = entity
         return plan.response(columns, n, await state.read_async(plan.reads, columns, n))
+
+    @staticmethod
+    def _requested_order(registry, project, features, full_feature_names, response) -> OnlineResponse:
+        """Feast's generic path answers per view, in set order: put features in requested order."""
+        refs = utils._get_cached_request_context(registry, project, features, full_feature_names)[0]
+        return in_requested_order(response, requested_names(refs, full_feature_names))
 
     def _generic_reads(self, state, grouped_refs, join_key_values):
         reads = [

@@ -13,6 +13,7 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fs.order import in_order
 from plugins.redis_store.reader import PRESENT
 
 
@@ -59,3 +60,26 @@ class ColumnarOnlineResponse(OnlineResponse):
 
 def entity_meta(vt: ValueType, n: int) -> tuple[ValueType, list[int], None]:
     return vt, [PRESENT] * n, None
+
+
+def in_requested_order(response: OnlineResponse, names: list[str]) -> OnlineResponse:
+    """``response`` with its feature columns in ``names`` order (entity columns first, as they came):
+    Feast groups them per view, in set order (so not even stable between processes)."""
+    if isinstance(response, ColumnarOnlineResponse):
+        response._columns = {c: response._columns[c] for c in in_order(list(response._columns), names)}
+        response._proto = None
+        return response
+    proto = response.proto
+    current = list(proto.metadata.feature_names.val)
+    position = {n: i for i, n in enumerate(current)}
+    order = [position[c] for c in in_order(current, names)]
+    if order != list(range(len(current))):
+        results = [proto.results[i] for i in order]
+        del proto.metadata.feature_names.val[:]
+        proto.metadata.feature_names.val.extend(current[i] for i in order)
+        copies = [type(r)() for r in results]
+        for copy, r in zip(copies, results, strict=True):
+            copy.CopyFrom(r)
+        del proto.results[:]
+        proto.results.extend(copies)
+    return response
