@@ -7,7 +7,12 @@ the online store and ``fs serve`` give:
 
 - an unknown feature of a known view: ``UnknownFeatureError`` (also a ``KeyError``, so existing
   ``except KeyError`` keeps working) ``feature view 'v' has no feature(s) nope — known: ...``;
-- an unknown view: ``ViewNotFoundError`` listing the known views.
+- an unknown view: ``ViewNotFoundError`` listing the known views;
+- writes (``write_to_online_store``, ``write_to_offline_store``, ``push``): an unknown view or push
+  source, rows lacking a feature column (``OnlineWriteError``; Feast: a bare ``KeyError``).
+
+The registry getters (``get_feature_view``, ...) keep Feast's exceptions: Feast's own code falls back
+on them (``feature_view_utils``). The platform's lookups are ``Platform.feature_view`` / ``fs.views``.
 
 References are only examined when Feast's own call failed, so a good request costs nothing extra.
 """
@@ -19,7 +24,7 @@ from typing import Any
 
 from feast import FeatureStore
 
-from fs.errors import FsError, UnknownFeatureError
+from fs.errors import FsError, OnlineWriteError, RepoError, UnknownFeatureError
 from fs.views import view_not_found
 
 
@@ -43,6 +48,52 @@ class FsFeatureStore(FeatureStore):
             return await super().get_online_features_async(features, entity_rows, *args, **kwargs)
         except Exception as e:
             raise self._reference_error(features, e) from e
+
+    def write_to_online_store(self, feature_view_name, df=None, inputs=None, *args, **kwargs):
+        try:
+            return super().write_to_online_store(feature_view_name, df, inputs, *args, **kwargs)
+        except Exception as e:
+            raise self._write_error(feature_view_name, df if df is not None else inputs, e) from e
+
+    def write_to_offline_store(self, feature_view_name, df, *args, **kwargs):
+        try:
+            return super().write_to_offline_store(feature_view_name, df, *args, **kwargs)
+        except Exception as e:
+            raise self._write_error(feature_view_name, df, e) from e
+
+    def push(self, push_source_name, df, *args, **kwargs):
+        from feast.data_source import PushSource
+        from feast.errors import PushSourceNotFoundException
+
+        try:
+            return super().push(push_source_name, df, *args, **kwargs)
+        except PushSourceNotFoundException as e:
+            known = sorted(s.name for s in self.list_data_sources() if isinstance(s, PushSource))
+            raise RepoError(
+                f"unknown push source {push_source_name!r}",
+                hint=f"known: {', '.join(known)}" if known else "no push sources are registered",
+            ) from e
+
+    def _write_error(self, name: str, data: Any, err: Exception) -> Exception:
+        """``ViewNotFoundError`` for an unknown view, ``OnlineWriteError`` naming the columns the rows
+        lack (Feast: a bare ``KeyError`` for both), else ``err``."""
+        from feast.errors import FeastObjectNotFoundException
+
+        if isinstance(err, FsError) or not isinstance(err, KeyError | FeastObjectNotFoundException):
+            return err
+        views = {v.name: v for v in self.list_all_feature_views()}
+        if name not in views:
+            return view_not_found([name], views)
+        view = views[name]
+        needed = [*(c.name for c in getattr(view, "entity_columns", [])), *(f.name for f in view.features)]
+        columns = set(data.columns) if hasattr(data, "columns") else set(data or {})
+        missing = [c for c in dict.fromkeys(needed) if c not in columns]
+        if not missing:
+            return err
+        return OnlineWriteError(
+            f"rows for feature view {name!r} lack column(s) {', '.join(missing)}",
+            hint="write every feature of the view with its join keys and timestamps",
+        )
 
     def _reference_error(self, features: Any, err: Exception) -> Exception:
         """The platform's error for a bad reference in ``features`` if Feast's ``err`` is about one,

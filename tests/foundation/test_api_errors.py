@@ -11,7 +11,14 @@ import pytest
 
 from backfill.runner import Backfiller
 from cli.main import main
-from fs.errors import FsError, InvalidArgument, UnknownFeatureError, ViewNotFoundError
+from fs.errors import (
+    FsError,
+    InvalidArgument,
+    OnlineWriteError,
+    RepoError,
+    UnknownFeatureError,
+    ViewNotFoundError,
+)
 from fs.platform import Platform
 
 pytestmark = pytest.mark.redis
@@ -42,6 +49,22 @@ def test_an_unknown_view_in_a_feature_reference_is_view_not_found(seeded_repo):
         store.get_online_features(features=["nope:x"], entity_rows=[{"merchant_id": 1}])
     with pytest.raises(ViewNotFoundError, match="unknown feature view 'nope'"):
         store.get_historical_features(entity_df=_entities(), features=["nope:x"])
+
+
+def test_store_writes_name_an_unknown_view_or_push_source_and_missing_columns(seeded_repo):
+    store = Platform(seeded_repo).store
+    rows = _entities().assign(approval_rate_1d=[0.5])
+    with pytest.raises(ViewNotFoundError, match="unknown feature view 'nope'"):
+        store.write_to_online_store("nope", rows)  # Feast: KeyError('nope')
+    with pytest.raises(ViewNotFoundError, match="unknown feature view 'nope'"):
+        store.write_to_offline_store("nope", rows)
+    with pytest.raises(RepoError, match="unknown push source 'nope' — known: payments_push"):
+        store.push("nope", rows)
+    with pytest.raises(OnlineWriteError) as missing:  # Feast: KeyError "[...] not in index"
+        store.write_to_online_store(VIEW, rows)
+    assert str(missing.value).startswith(
+        f"rows for feature view {VIEW!r} lack column(s) chargeback_rate_30d, txn_volume_1d, txn_amount_1d"
+    )
 
 
 def test_good_references_still_read(seeded_repo):
