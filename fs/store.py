@@ -24,7 +24,7 @@ from typing import Any
 
 from feast import FeatureStore
 
-from fs.errors import FsError, OnlineWriteError, RepoError, UnknownFeatureError
+from fs.errors import FsError, OnlineWriteError, RepoError, SchemaMismatchError, UnknownFeatureError
 from fs.views import view_not_found
 
 
@@ -59,7 +59,7 @@ class FsFeatureStore(FeatureStore):
         try:
             return super().write_to_offline_store(feature_view_name, df, *args, **kwargs)
         except Exception as e:
-            raise self._write_error(feature_view_name, df, e) from e
+            raise self._write_error(feature_view_name, df, e, offline=True) from e
 
     def push(self, push_source_name, df, *args, **kwargs):
         from feast.data_source import PushSource
@@ -74,9 +74,10 @@ class FsFeatureStore(FeatureStore):
                 hint=f"known: {', '.join(known)}" if known else "no push sources are registered",
             ) from e
 
-    def _write_error(self, name: str, data: Any, err: Exception) -> Exception:
-        """``ViewNotFoundError`` for an unknown view, ``OnlineWriteError`` naming the columns the rows
-        lack (Feast: a bare ``KeyError`` for both), else ``err``."""
+    def _write_error(self, name: str, data: Any, err: Exception, offline: bool = False) -> Exception:
+        """``ViewNotFoundError`` for an unknown view, ``OnlineWriteError`` (offline:
+        ``SchemaMismatchError``) naming the columns the rows lack (Feast: a bare ``KeyError`` for
+        both), else ``err``."""
         from feast.errors import FeastObjectNotFoundException
 
         if isinstance(err, FsError) or not isinstance(err, KeyError | FeastObjectNotFoundException):
@@ -90,7 +91,7 @@ class FsFeatureStore(FeatureStore):
         missing = [c for c in dict.fromkeys(needed) if c not in columns]
         if not missing:
             return err
-        return OnlineWriteError(
+        return (SchemaMismatchError if offline else OnlineWriteError)(
             f"rows for feature view {name!r} lack column(s) {', '.join(missing)}",
             hint="write every feature of the view with its join keys and timestamps",
         )
