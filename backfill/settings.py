@@ -2,7 +2,7 @@
 
     backfill:
       ledger_path: s3://bucket/fs/_ledger   # default: data/_fs/ledger inside the repo
-      lease_ttl_seconds: 120
+      lease_ttl_seconds: 10
       chunk: 1d
       compute_span: 7                 # chunks recomputed in one pass of the batch definition
       compute_span_rows: 5000000      # ... unless their input rows (estimated) exceed this
@@ -29,9 +29,11 @@ class BackfillSettings(BaseModel):
     ledger_path: str = "data/_fs/ledger"
     """Delta table of the ledger; a relative path is inside the feature repo folder."""
 
-    lease_ttl_seconds: int = Field(default=120, ge=5)
-    """A run's lease expires this long after its last heartbeat (heartbeats every third of it), so a
-    killed run blocks the view for at most this long."""
+    lease_ttl_seconds: int = Field(default=10, ge=5)
+    """A run's lease expires this long after its last heartbeat (heartbeats every fifth of it), so a
+    run killed on another host blocks the view for at most this long (one that died on the same host
+    is taken over at once). A run whose heartbeats fail or stall for this long stops before its next
+    commit: raise it where Redis blips or process pauses last longer."""
 
     chunk: str = "1d"
     """Default chunk size (``6h``, ``1d``, ``7d``): one ledger entry and one Delta commit per chunk."""
