@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 
+log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry(auto_describe=True)
 _tracer = None
 
@@ -26,16 +28,21 @@ def _get_tracer():
     if _tracer is None:
         from opentelemetry import trace
 
-        if os.environ.get("FS_OTEL_EXPORTER") == "console":
+        exporter = os.environ.get("FS_OTEL_EXPORTER", "").strip().lower()
+        if exporter == "console":
             try:
                 from opentelemetry.sdk.trace import TracerProvider
                 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
-
+            except ImportError as e:  # an exporter that was asked for and is missing is said, once
+                log.warning("FS_OTEL_EXPORTER=console but the OpenTelemetry SDK cannot be imported (%s): "
+                            "spans are not exported; pip install opentelemetry-sdk", e)
+            else:
                 provider = TracerProvider()
                 provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
                 trace.set_tracer_provider(provider)
-            except ImportError:  # the SDK is optional; the API alone is a no-op
-                pass
+        elif exporter:
+            log.warning("FS_OTEL_EXPORTER=%s is not known (only 'console'); spans go to whatever OpenTelemetry "
+                        "SDK the process configured, if any", exporter)
         _tracer = trace.get_tracer("fs")
     return _tracer
 
