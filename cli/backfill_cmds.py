@@ -113,7 +113,8 @@ def status(
     if out.as_json:
         return out.json(rows)
     if not rows:
-        return out.text("The ledger is empty: nothing has been materialized or backfilled through fs yet.")
+        return out.text("The ledger has no entries for this environment's stores: nothing has been materialized or "
+                        "backfilled here through fs yet (each --env and tenant has its own entries).")
     out.table(
         "Backfill ledger (UTC)",
         ["view", "target", "done", "unfinished", "watermark", "last", "lease"],

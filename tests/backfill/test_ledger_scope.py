@@ -10,9 +10,11 @@ from datetime import timedelta
 import pytest
 import redis
 import yaml
+from typer.testing import CliRunner
 
 from backfill.model import Target
 from backfill.runner import Backfiller
+from cli.main import app
 from fs.platform import Platform
 from tests.backfill.conftest import END, REDIS_URL, ROLLING_VIEW, apply_views
 
@@ -62,6 +64,11 @@ def test_environments_have_their_own_ledger_entries_and_leases(make_repo):
         assert dev.materialize_incremental(END, views=[VIEW]).chunks_done == 0
         apply_views(staging)
         assert Backfiller(staging).ledger.entries(VIEW, Target.ONLINE) == []
+        runner, repo = CliRunner(), str(dev.repo_path)
+        shown = runner.invoke(app, ["--repo", repo, "--env", "staging", "backfill", "status"])
+        assert shown.exit_code == 0 and "no entries for this environment" in shown.output, shown.output
+        shown = runner.invoke(app, ["--repo", repo, "--json", "backfill", "status", VIEW])
+        assert shown.exit_code == 0 and '"target": "online"' in shown.output, shown.output
         assert staging.materialize_incremental(END, views=[VIEW]).chunks_done > 0
     finally:
         client = redis.Redis.from_url(REDIS_URL)
