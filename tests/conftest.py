@@ -21,3 +21,18 @@ def copy_example_repo(dest: Path) -> Path:
 @pytest.fixture
 def example_repo(tmp_path: Path) -> Path:
     return copy_example_repo(tmp_path)
+
+
+def stop_embedded_servers(root: Path) -> list[Path]:
+    """Stop every embedded Valkey whose data directory is under ``root`` (repos copied into tmp dirs
+    start one on first use, in-process or through the CLI); returns the directories stopped."""
+    from plugins.redis_store.embedded import stop_server
+
+    return [state.parent for state in root.glob("**/valkey/server.json") if stop_server(state.parent)]
+
+
+def pytest_sessionfinish(session) -> None:
+    """`make test` leaves nothing running (issue #14.12): stop the embedded servers tests started."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        stop_embedded_servers(factory.getbasetemp())
