@@ -10,6 +10,7 @@ terminal. Retry loops decide by type, never by parsing messages::
     FsError
     ├── ConfigError            bad feature_store.yaml, unknown --env, missing repo, bad settings
     ├── InvalidArgument        a bad argument value: time, duration, range (also a ValueError; CLI exit 2)
+    │   └── EntityKeyTypeError      an entity key not exactly of its join key's type (fs.entity_keys)
     ├── PolicyError            feature metadata policy violated at apply (one line per problem)
     ├── RepoError              a registry object (view, feature, source) is missing or wrong
     │   └── ViewNotFoundError       no registered feature view of that name (fs.views)
@@ -56,6 +57,12 @@ class InvalidArgument(FsError, ValueError):
     """A bad value passed to the API or the CLI (``not a time: '2026-13-45' (use ...)``), named as the
     caller wrote it (``start``, ``--chunk``). A ``ValueError`` too, so existing ``except ValueError``
     (and pydantic validators) keep working. The CLI prints it on one line and exits 2 (usage)."""
+
+
+class EntityKeyTypeError(InvalidArgument):
+    """Entity key values (entity_df, online entity rows) that are not exactly of their join key's type:
+    ``2.0`` and ``"2"`` are the integer key 2, ``2.5`` and ``"02"`` are refused (``fs.entity_keys``).
+    The message counts them and never quotes them (keys may be PII)."""
 
 
 class PolicyError(FsError):

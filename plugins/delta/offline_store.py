@@ -25,17 +25,21 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import _get_requested_feature_views_to_features_dict, compute_non_entity_date_range
+from feast.value_type import ValueType
 from pydantic import ConfigDict
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from fs.aggregation.spec import AggregationSpec, spec_of
+from fs.entity_keys import error as entity_key_error
+from fs.entity_keys import exact_series
 from fs.errors import EntityDataFrameError, OfflineStoreError, SchemaMismatchError
 from fs.order import in_order, requested_names
 from fs.timeutil import epoch_micros, microsecond_timestamps
 from plugins.delta import aggregation, retrieval
 from plugins.delta.engine import Engine, get_engine
 from plugins.delta.job import DeltaRetrievalJob, Staging
+from plugins.delta.keys import cast_keys, exact_keys
 from plugins.delta.retrieval import ROW_ID, ViewPlan, col
 from plugins.delta.source import DeltaSource
 from plugins.delta.storage import DeltaLoggingDestination, append, write_logs
@@ -129,7 +133,8 @@ class DeltaOfflineStore(OfflineStore):
 
             prune_range = (end, end)
         else:
-            entity_columns, ts_col, load_entities, ts_range = _entities(engine, staging, entity_df)
+            key_types = _key_types(view_features)
+            entity_columns, ts_col, load_entities, ts_range = _entities(engine, staging, entity_df, key_types)
             _check_entity_columns(plans, entity_columns, ts_col)
             prune_range = ts_range
 
@@ -314,12 +319,28 @@ def _aggregation_events(
     return frame.where((F.unix_micros(ts) >= F.lit(epoch_micros(lower))) & (ts <= F.lit(upper)))
 
 
+def _key_types(view_features: dict) -> dict[str, ValueType]:
+    """Entity-frame column -> the join key's type, for the views of a retrieval (entity-less: none)."""
+    kinds: dict[str, ValueType] = {}
+    for view in view_features:
+        for c in view.entity_columns:
+            if c.name != DUMMY_ENTITY_ID:
+                kinds.setdefault(view.projection.join_key_map.get(c.name, c.name), c.dtype.to_value_type())
+    return kinds
+
+
 def _entities(
-    engine: Engine, staging: Staging | None, entity_df: pd.DataFrame | str | DataFrame
+    engine: Engine,
+    staging: Staging | None,
+    entity_df: pd.DataFrame | str | DataFrame,
+    key_types: dict[str, ValueType],
 ) -> tuple[list[str], str, Callable[[], DataFrame], tuple[datetime, datetime]]:
-    """(columns, timestamp column, loader of the Spark entity frame with ROW_ID, UTC ts range)."""
+    """(columns, timestamp column, loader of the Spark entity frame with ROW_ID, UTC ts range). Key
+    columns are cast to the join keys' types when every value is exact (``fs.entity_keys``)."""
     if isinstance(entity_df, pd.DataFrame):
-        return _pandas_entities(engine, staging, entity_df)
+        keys = {c: k for c, k in key_types.items() if c in entity_df.columns}
+        exact = {c: exact_series(entity_df[c], k, key=c, where="entity_df") for c, k in keys.items()}
+        return _pandas_entities(engine, staging, entity_df.assign(**exact) if exact else entity_df)
     try:
         frame = engine.spark.sql(entity_df) if isinstance(entity_df, str) else entity_df
         columns = list(frame.columns)
@@ -332,7 +353,13 @@ def _entities(
         ) from exc
     ts_col = _timestamp_column(columns, [c for c, t in types.items() if t in ("timestamp", "timestamp_ntz")])
     frame = frame.withColumn(ts_col, col(ts_col).cast("timestamp"))
-    low, high = frame.select(F.min(col(ts_col)), F.max(col(ts_col))).toArrow().to_pylist()[0].values()
+    casts, counts = exact_keys(frame, {c: k for c, k in key_types.items() if c in columns})
+    aggregates = [F.min(col(ts_col)), F.max(col(ts_col)), *counts.values()]
+    low, high, *bad = frame.select(*aggregates).toArrow().to_pylist()[0].values()
+    for key, count in zip(counts, bad, strict=True):
+        if count:
+            raise entity_key_error(key, key_types[key], count, "entity_df")
+    frame = cast_keys(frame, casts)
     if low is None:
         raise EntityDataFrameError(f"entity_df has no rows with a {ts_col!r} timestamp")
     ts_range = (_utc(low), _utc(high))

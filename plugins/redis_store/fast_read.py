@@ -24,6 +24,8 @@ from feast import FeatureService, FeatureStore, utils
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.value_type import ValueType
 
+from fs.entity_keys import error as entity_key_error
+from fs.entity_keys import exact
 from fs.errors import ConfigError, InvalidArgument, OnlineStoreError
 from plugins.redis_store.on_demand import OnDemand
 from plugins.redis_store.online_store import ReadPlan, RedisOnlineStore
@@ -143,10 +145,9 @@ class FastReader:
         for jk in self._join_keys:
             if jk not in columns:
                 raise InvalidArgument(f"entities lack join key {jk!r}")
-            if self._key_types.get(jk) in _INT_KEYS:
-                for v in columns[jk]:
-                    if type(v) is not int or not _INT64_MIN <= v <= _INT64_MAX:
-                        raise InvalidArgument(f"entities[{jk!r}] must be 64-bit integers, got {v!r}")
+            kind = self._key_types.get(jk)
+            if kind in _INT_KEYS and not all(type(v) is int and _INT64_MIN <= v <= _INT64_MAX for v in columns[jk]):
+                columns[jk] = _exact_column(columns[jk], kind, jk)  # 2.0, "2" -> 2 (fs.entity_keys)
         missing = [f for f in self._request_fields if f not in columns]
         if missing:
             raise InvalidArgument(f"entities lack request data {', '.join(missing)} (on-demand features)")
@@ -245,3 +246,15 @@ class FastReader:
         return dict(zip(served.names[skip:], served.values[skip:], strict=True))
 
 
+def _exact_column(values: list, kind: ValueType, key: str) -> list:
+    """Entity key values as exact keys of ``kind``, or one ``EntityKeyTypeError`` (an
+    ``InvalidArgument``: 400 in fs serve) counting those that are not, never quoting them."""
+    out, bad = [], 0
+    for v in values:
+        try:
+            out.append(exact(v, ValueType.INT64 if kind in _INT_KEYS else kind))
+        except TypeError:
+            bad += 1
+    if bad:
+        raise entity_key_error(key, kind, bad, "entities")
+    return out

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import hashlib
-import numbers
 import re
 from collections.abc import Callable, Sequence
 
@@ -26,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from feast.value_type import ValueType
 
-from fs.errors import ConfigError, OnlineStoreError
+from fs.entity_keys import ACCEPTED, exact
+from fs.errors import ConfigError, EntityKeyTypeError
 
 _ESCAPE = str.maketrans({c: f"%{ord(c):02X}" for c in "%{}:,="})
 _GLOB_ESCAPE = str.maketrans({c: "\\" + c for c in "\\*?[]"})
@@ -47,15 +47,14 @@ def check_name(what: str, value: str) -> str:
 def _int_token(value) -> str:
     if type(value) is int:
         return str(value)
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return str(int(value))
-    raise TypeError
+    # 2.0 and "2" are the key 2; 2.5, "02" and True are refused (fs.entity_keys: exact casts only)
+    return str(exact(value, ValueType.INT64))
 
 
 def _str_token(value) -> str:
     if isinstance(value, str):
         return value.translate(_ESCAPE)
-    raise TypeError
+    return exact(value, ValueType.STRING).translate(_ESCAPE)  # an integer 2 is the key "2"
 
 
 def _bytes_token(value) -> str:
@@ -102,8 +101,9 @@ def token_fn(join_key: str, value_type: ValueType) -> Callable[[object], str]:
         try:
             return fn(value)
         except TypeError:
-            raise OnlineStoreError(
-                f"entity value for join key {join_key!r} must be {value_type.name}, got {type(value).__name__}"
+            raise EntityKeyTypeError(
+                f"entity value for join key {join_key!r} is not exactly {value_type.name} (a "
+                f"{type(value).__name__}; accepted: {ACCEPTED[value_type]})"
             ) from None
 
     return checked
