@@ -31,35 +31,36 @@ from fs.views import view_not_found
 class FsFeatureStore(FeatureStore):
     """A Feast ``FeatureStore`` whose bad feature references raise ``FsError`` subclasses."""
 
-    def get_historical_features(self, entity_df=None, features=(), *args, **kwargs):
+    def get_historical_features(self, entity_df=None, features=None, *args, **kwargs):
+        features = [] if features is None else features
         try:
             return super().get_historical_features(entity_df, features, *args, **kwargs)
         except Exception as e:
-            raise self._reference_error(features, e) from e
+            _reraise(e, self._reference_error(features, e))
 
     def get_online_features(self, features, entity_rows, *args, **kwargs):
         try:
             return super().get_online_features(features, entity_rows, *args, **kwargs)
         except Exception as e:
-            raise self._reference_error(features, e) from e
+            _reraise(e, self._reference_error(features, e))
 
     async def get_online_features_async(self, features, entity_rows, *args, **kwargs):
         try:
             return await super().get_online_features_async(features, entity_rows, *args, **kwargs)
         except Exception as e:
-            raise self._reference_error(features, e) from e
+            _reraise(e, self._reference_error(features, e))
 
     def write_to_online_store(self, feature_view_name, df=None, inputs=None, *args, **kwargs):
         try:
             return super().write_to_online_store(feature_view_name, df, inputs, *args, **kwargs)
         except Exception as e:
-            raise self._write_error(feature_view_name, df if df is not None else inputs, e) from e
+            _reraise(e, self._write_error(feature_view_name, df if df is not None else inputs, e))
 
     def write_to_offline_store(self, feature_view_name, df, *args, **kwargs):
         try:
             return super().write_to_offline_store(feature_view_name, df, *args, **kwargs)
         except Exception as e:
-            raise self._write_error(feature_view_name, df, e, offline=True) from e
+            _reraise(e, self._write_error(feature_view_name, df, e, offline=True))
 
     def push(self, push_source_name, df, *args, **kwargs):
         from feast.data_source import PushSource
@@ -105,6 +106,13 @@ class FsFeatureStore(FeatureStore):
             return err
         found = reference_error(self, features)
         return found if found is not None else err
+
+
+def _reraise(original: Exception, translated: Exception):
+    """Raise ``translated`` (caused by ``original``), or ``original`` itself, traceback intact."""
+    if translated is original:
+        raise original
+    raise translated from original
 
 
 def reference_error(store, features: Any) -> FsError | None:
