@@ -351,8 +351,11 @@ class ReadPlan:
             }
         out: dict[str, list] = {}
         n = None
-        if self.dummy and not cols and isinstance(entity_rows, list):
-            n = len(entity_rows)  # only entity-less views: rows without keys still count
+        if self.dummy:  # entity-less views: every row counts, whatever columns it has
+            if isinstance(entity_rows, list):
+                n = len(entity_rows)
+            elif cols:
+                n = len(next(iter(cols.values())))
         for k, values in cols.items():
             jk = k if k in self.join_keys_set else self.entity_name_to_join_key_map.get(k)
             if jk is None:

@@ -115,6 +115,9 @@ def test_materialize_then_online_reads_and_parity(store):
     rows = [{"customer_id": 1}, {"customer_id": 2}]
     got = store.get_online_features(["global_stats:fraud_rate", "cust:n"], rows).to_dict()
     assert got == {"customer_id": [1, 2], "fraud_rate": [0.3, 0.3], "n": [5, 6]}
+    only_global = store.get_online_features(["global_stats:fraud_rate"], {"customer_id": [1, 2, 3]}).to_dict()
+    assert only_global["fraud_rate"] == [0.3, 0.3, 0.3]
+    assert store.get_online_features(["global_stats:fraud_rate"], [{}, {}]).to_dict() == {"fraud_rate": [0.3, 0.3]}
     reader = FastReader(store, ["cust:n", "global_stats:fraud_rate"])
     assert reader.read({"customer_id": [2, 1, 7]}) == {"n": [6, 5, None], "fraud_rate": [0.3, 0.3, 0.3]}
     only = FastReader(store, ["global_stats:fraud_rate"])
