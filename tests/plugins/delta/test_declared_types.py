@@ -146,3 +146,21 @@ def test_types_that_cannot_be_cast_stay_refused(narrow):
     store.apply([wrong])
     with pytest.raises(SchemaMismatchError, match="'label' is Int32 in the view but string in Delta"):
         store.get_historical_features(_entity_df(), features=["stats:label"]).to_df()
+
+
+def test_fs_apply_check_accepts_narrower_numbers_and_refuses_uncastable_types(narrow):
+    """The check `fs apply` runs (plugins.delta.schema) is retrieval's: the same accept and refuse."""
+    from plugins.delta.schema import schema_problems, table_columns
+
+    store, _ = narrow
+    view = store.get_feature_view("stats")
+    assert schema_problems(view, table_columns(view, store.config)) == []
+    wrong = FeatureView(
+        name="stats",
+        entities=[store.get_entity("customer")],
+        ttl=view.ttl,
+        schema=[*view.entity_columns, Field(name="n", dtype=Int32), Field(name="label", dtype=Float32)],
+        source=view.batch_source,
+    )
+    problems = schema_problems(wrong, table_columns(wrong, store.config))
+    assert len(problems) == 1 and "'label' is Float32 in the view but string in Delta" in problems[0]
