@@ -202,6 +202,42 @@ def materialize_keys_per_s(store: FeatureStore, n_keys: int) -> float:
     return n_keys / (time.perf_counter() - t0)
 
 
+def hashed_key_cost(tmp: Path, ours: FeatureStore, url: str, entity, views, min_iters, budget) -> dict:
+    """Keyed-hash key names (``key_hash_secret_env``, docs/online_store.md Tenancy) against readable ones,
+    same data, same run: write_arrow keys/s of all views, FastReader p50 at 5 views x 1/100/500 entities."""
+    import os
+
+    os.environ["FS_BENCH_KEY_SECRET"] = uuid.uuid4().hex
+    hashed = make_store(
+        tmp, "fshashed",
+        {"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": url, "key_prefix": "fsh",
+         "key_hash_secret_env": "FS_BENCH_KEY_SECRET"},
+        {"type": "plugins.redis_store.engine.RedisArrowEngine"}, [entity, *views],
+    )
+    tables = [pq.read_table(v.batch_source.path) for v in views]
+    n_keys = sum(t.num_rows for t in tables)
+    out: dict = {"writes": {}, "reads": []}
+    try:
+        for name, store in (("readable", ours), ("hashed", hashed)):
+            clear_online(store, views)
+            online = store._get_provider().online_store
+            t0 = time.perf_counter()
+            for v, t in zip(views, tables, strict=True):
+                online.write_arrow(store.config, v, t)
+            out["writes"][name] = n_keys / (time.perf_counter() - t0)
+        refs = [f"{v.name}:{n}" for v in views[:5] for n, _ in FEATURES]
+        readers = {name: FastReader(store, refs, full_feature_names=True) for name, store in
+                   (("readable", ours), ("hashed", hashed))}
+        for ne in (1, 100, 500):
+            rows = {"customer_id": list(range(ne))}
+            assert readers["readable"].read(rows) == readers["hashed"].read(rows), "hashed keys read other values"
+            out["reads"].append((ne, {k: p(timed(lambda r=r, e=rows: r.read(e), min_iters, budget), 50)
+                                      for k, r in readers.items()}))
+    finally:
+        hashed.teardown()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer iterations (~1 minute)")
@@ -240,10 +276,11 @@ def main() -> None:
             writes["naive redis-py pipelined HSET"] = naive_hset_keys_per_s(client, n_keys)
             rows = run_reads(ours, stock, client, views, min_iters, budget)
             memory = bytes_per_key(client, ours.project, stock.project, views)
+            hashed = hashed_key_cost(tmp, ours, args.url, entity, views, min_iters, budget)
         finally:
             ours.teardown()
             stock.teardown()
-    write_report(rows, writes, memory, args.quick)
+    write_report(rows, writes, memory, hashed, args.quick)
 
 
 def run_reads(ours, stock, client, views, min_iters, budget):
@@ -298,7 +335,7 @@ def bytes_per_key(client, ours_project, stock_project, views) -> dict:
     return {"fs": statistics.mean(fs_bytes), "stock": statistics.mean(stock_bytes)}
 
 
-def write_report(rows, writes, memory, quick: bool) -> None:
+def write_report(rows, writes, memory, hashed, quick: bool) -> None:
     lines = [
         "## Online store (Redis)",
         "",
@@ -339,6 +376,12 @@ def write_report(rows, writes, memory, quick: bool) -> None:
         "",
         f"Memory per (entity, view) key: fs {memory['fs']:.0f} B; stock {memory['stock']:.0f} B "
         "(its per-entity hash divided by the number of views).",
+        "",
+        "Keyed-hash key names (`key_hash_secret_env`: SCAN reveals no entity id), same data, same run: "
+        f"write_arrow {hashed['writes']['hashed']:,.0f} keys/s vs {hashed['writes']['readable']:,.0f} readable "
+        f"({hashed['writes']['hashed'] / hashed['writes']['readable']:.2f}x); FastReader p50 at 5 views: "
+        + "; ".join(f"{ne} entities {r['hashed']:.3f} vs {r['readable']:.3f} ms ({r['hashed'] / r['readable']:.2f}x)"
+                    for ne, r in hashed["reads"]) + ".",
     ]
     section = "\n".join(lines)
     report.write_section("online", section)

@@ -118,7 +118,7 @@ async def _open_loop(host: str, port: int, path: str, body: bytes, rate: float, 
                 writer.write(request)
                 status, payload = await asyncio.wait_for(_response(reader), 5)
                 ok[i] = check(status, payload) if check else status == 200
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, AttributeError, ValueError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, AttributeError, ValueError):
                 if writer is not None:
                     writer.close()
                 reader = writer = None
