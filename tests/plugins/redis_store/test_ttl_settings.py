@@ -20,6 +20,8 @@ from plugins.redis_store.fast_read import FastReader
 from plugins.redis_store.online_store import RedisOnlineStoreConfig
 from plugins.redis_store.writer import WriteResult
 from tests.plugins.redis_store.conftest import MACHINE_URL, Repo, raw_client
+from tests.plugins.serving.asgi import request
+from tests.plugins.serving.conftest import make_app
 
 pytestmark = pytest.mark.redis
 
@@ -96,3 +98,23 @@ def test_enforce_view_ttl_off_serves_values_whatever_their_age(make_repo):
     assert reader.read({"customer_id": [1]}) == {"count": [10]}
     served = reader.serve({"customer_id": [1]})
     assert served.statuses[-1] in (None, [FieldStatus.PRESENT])
+    status, _, body = request(make_app(repo.store), "POST", "/get-online-features",
+                              {"features": ["txn:count"], "entities": {"customer_id": [1]}})  # fmt: skip
+    assert status == 200 and body["results"][-1]["values"] == [10], body
+    assert body["results"][-1]["statuses"] == ["PRESENT"]
+
+
+def test_fs_serve_hides_old_values_by_default(make_repo):
+    repo = make_repo()
+    now = datetime.now(UTC)
+    repo.online_store.write_batch(repo.config, repo.txn, [_row(1, 10, now - timedelta(hours=1))])
+    key = _key(repo, 1, "txn")
+    client = raw_client({"url": MACHINE_URL})
+    stored = client.get(key)
+    # the same row, its event time rewritten to 2 days ago and its expiry removed: held, past the ttl
+    old_us = int((now - timedelta(days=2)).timestamp() * 1_000_000)
+    client.set(key, b"[" + str(old_us).encode() + b"," + stored.split(b",", 1)[1])
+    status, _, body = request(make_app(repo.store), "POST", "/get-online-features",
+                              {"features": ["txn:count"], "entities": {"customer_id": [1]}})  # fmt: skip
+    assert status == 200 and body["results"][-1]["values"] == [None], body
+    assert body["results"][-1]["statuses"] == ["OUTSIDE_MAX_AGE"]
