@@ -40,11 +40,15 @@ def _sql_lock(url: str, name: str):
     key = zlib.crc32(name.encode())
     try:
         conn = engine.connect()
-    except OperationalError:
+    except OperationalError as e:
         host = engine.url.host or "local socket"
+        reason = _server_reason(e, engine.url.password)
+        denied = "permission denied" in reason or "authentication failed" in reason
         raise ConfigError(
-            f"cannot connect to the SQL registry database at {host}:{engine.url.port or ''}",
-            hint="check FS_REGISTRY_URL and that the database is up",
+            f"cannot connect to the SQL registry database {engine.url.database or ''!r} at "
+            f"{host}:{engine.url.port or ''}" + (f": {reason}" if reason else ""),
+            hint="this role may not use that registry (one registry per tenant: docs/tenancy.md)" if denied
+            else "check FS_REGISTRY_URL and that the database is up",
         ) from None
     try:
         if engine.dialect.name == "postgresql":
@@ -64,3 +68,12 @@ def _sql_lock(url: str, name: str):
     finally:
         conn.close()
         engine.dispose()
+
+
+def _server_reason(error: Exception, password: str | None) -> str:
+    """The server's one-line reason (``FATAL: ...``) from a driver error, never the password."""
+    text = str(getattr(error, "orig", error))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    fatal = next((ln for ln in lines if "FATAL" in ln), lines[0] if lines else "")
+    reason = fatal.split("FATAL:", 1)[-1].strip()
+    return reason.replace(password, "***") if password else reason
