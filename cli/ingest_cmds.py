@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Annotated
 
 import typer
@@ -11,16 +10,6 @@ import typer
 from cli.state import state
 
 app = typer.Typer(help="Kafka ingestion into push sources (declared in <repo>/ingest.yaml).", no_args_is_help=True)
-
-
-
-@app.callback()
-def _quiet_kafka(ctx: typer.Context) -> None:
-    # kafka-python warns on import (deprecated importlib calls); its log lines are silenced in
-    # cli.main. An unreachable broker is reported by fs in one line. -v shows both again.
-    if state(ctx).verbose == 0:
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-
 
 TopicsOpt = Annotated[list[str] | None, typer.Option("--topic", "--topics", help="Topics to consume (repeat); default: all declared.")]
 BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (overrides ingest.yaml).")]

@@ -60,6 +60,8 @@ def _global(
         import feast.repo_config  # noqa: F401
 
         warnings.filterwarnings("ignore", message=r".*is an experimental feature", category=RuntimeWarning)
+        # Libraries' DeprecationWarnings (kafka-python's importlib calls on import) are for their authors.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbose == 0:
