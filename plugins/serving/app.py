@@ -30,7 +30,8 @@ from feast import FeatureStore
 from feast.errors import FeastError
 
 from fs.errors import FsError, InvalidArgument
-from fs.governance.pii import GRANTS, ONLINE_READER, SENSITIVE, sensitive_refs
+from fs.governance.pii import GRANTS, ONLINE_READER, sensitive_refs
+from fs.observability import span
 from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker
 from plugins.redis_store.fast_read import FastReader
 from plugins.serving import metrics
@@ -58,7 +59,7 @@ class Plan:
         self.reader = FastReader(store, features, full_feature_names)
         self.label = label
         refs = sensitive_refs(store, _refs(features))
-        self.needs = {ref: frozenset(GRANTS[cls]) for ref, cls in refs.items() if cls in SENSITIVE}
+        self.needs = {ref: frozenset(GRANTS[cls]) for ref, cls in refs.items()}  # only sensitive ones
 
     def denied(self, caller: Caller) -> list[str]:
         return sorted(ref for ref, roles in self.needs.items() if not caller.roles & roles)
@@ -184,7 +185,13 @@ class ServeApp:
             else:
                 self.inflight += 1
                 try:
-                    status, body, headers, label = await self._online(scope, receive)
+                    if self.settings.otel_spans:
+                        with span("fs.serve.request") as sp:
+                            status, body, headers, label = await self._online(scope, receive)
+                            sp.set_attribute("feature_service", label)
+                            sp.set_attribute("http.status_code", status)
+                    else:
+                        status, body, headers, label = await self._online(scope, receive)
                 finally:
                     self.inflight -= 1
         elif path == "/health":

@@ -74,6 +74,9 @@ class ServeSettings(BaseModel):
     access_log_sample: float = 0.0
     """Fraction of requests logged (method, path, status, latency, feature service, entity count:
     never entity keys or values). Off by default."""
+    otel_spans: bool = False
+    """One OpenTelemetry span per read request (``fs.serve.request``: feature service and status, never
+    keys or values), exported by the process's OTel SDK (``FS_OTEL_EXPORTER=console`` or your own)."""
     auth: Auth = Field(default_factory=Auth)
     tls: Tls | None = None
 

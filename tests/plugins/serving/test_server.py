@@ -42,7 +42,7 @@ def _children(pid: int) -> list[int]:
 
 
 class Server:
-    def __init__(self, repo, settings: dict, scheme: str = "http"):
+    def __init__(self, repo, settings: dict, scheme: str = "http", env: dict | None = None, stdout=None):
         (repo.tmp / "feature_store.yaml").write_text(yaml.safe_dump({
             "project": repo.project, "registry": str(repo.tmp / "registry.db"), "provider": "local",
             "online_store": repo.online, "offline_store": {"type": "file"},
@@ -52,8 +52,8 @@ class Server:
         (repo.tmp / "serve.yaml").write_text(yaml.safe_dump({"port": self.port, **settings}))
         self.base = f"{scheme}://127.0.0.1:{self.port}"
         self.ctx = ssl._create_unverified_context() if scheme == "https" else None
-        self.proc = subprocess.Popen([FS, "--repo", str(repo.tmp), "serve"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env={**os.environ, "FS_DEBUG": "1"})
+        self.proc = subprocess.Popen([FS, "--repo", str(repo.tmp), "serve"], stdout=stdout or subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env={**os.environ, "FS_DEBUG": "1", **(env or {})})
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -143,3 +143,16 @@ def test_tls(repo, tmp_path):
         assert status == 200 and body["results"][1]["values"] == [1.5, 3.0, None]
     finally:
         assert server.stop() == 0
+
+
+def test_optional_otel_span_per_request(repo, tmp_path):
+    out = tmp_path / "stdout"
+    with out.open("w") as stdout:
+        server = Server(repo, {"workers": 1, "otel_spans": True}, env={"FS_OTEL_EXPORTER": "console"}, stdout=stdout)
+        try:
+            assert server.post()[0] == 200
+        finally:
+            assert server.stop() == 0
+    text = out.read_text()
+    assert '"name": "fs.serve.request"' in text and '"feature_service": "features"' in text
+    assert '"http.status_code": 200' in text and "999" not in text  # no entity keys in spans
