@@ -19,7 +19,6 @@ from it. Library code: returns typed results and never prints.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
@@ -53,6 +52,7 @@ from fs.aggregation.spec import is_aggregation
 from fs.errors import BackfillError, FsError, InvalidArgument, RepoError, SourceNotFoundError
 from fs.governance.metrics import JOB_DURATION, JOB_ROWS
 from fs.observability import span
+from fs.scrub import summary
 from fs.timeutil import parse_range, parse_time, utcnow
 from fs.views import feature_view
 from plugins.delta.schema import arrow_columns, check_view
@@ -327,22 +327,16 @@ def _emit_metrics(kind: str, view: str, r: ChunkResult) -> None:
         JOB_ROWS.labels(kind, view, "skipped_stale").inc(r.rows_skipped)
 
 
-_QUOTED = re.compile(r"(['\"]).*?\1")
-_VALUE_LIKE = re.compile(r"\S*[\d@=<>\[\]{}]\S*")
-
-
 def failure_message(e: BaseException) -> str:
     """What the ledger, logs and errors say about a failed chunk, without feature values.
 
-    Platform errors (``FsError``) are written to name places, not values, and are kept; for any
-    other exception only its type and a scrubbed first line (quoted literals and value-like tokens
-    removed) are kept. The full exception is only in DEBUG tracebacks.
+    Platform errors (``FsError``) are written to name places, not values, and are kept; any other
+    exception is summarised by the platform's one scrubbing rule (``fs.scrub.summary``: its type and
+    a scrubbed first line). The full exception is only in DEBUG tracebacks.
     """
     if isinstance(e, FsError):
         return f"{type(e).__name__}: {e}".splitlines()[0]
-    first = (str(e).splitlines() or [""])[0]
-    scrubbed = _VALUE_LIKE.sub("…", _QUOTED.sub("…", first)).strip()[:200]
-    return f"{type(e).__name__}: {scrubbed}" if scrubbed else type(e).__name__
+    return summary(e)
 
 
 def _with_holder(st: ViewStatus, holder: str | None) -> ViewStatus:

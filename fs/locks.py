@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 from fs.errors import ConfigError
+from fs.scrub import scrub
 
 
 @contextlib.contextmanager
@@ -71,9 +72,9 @@ def _sql_lock(url: str, name: str):
 
 
 def _server_reason(error: Exception, password: str | None) -> str:
-    """The server's one-line reason (``FATAL: ...``) from a driver error, never the password."""
+    """The server's one-line reason (``FATAL: ...``) from a driver error, scrubbed by the platform's one rule
+    (``fs.scrub``: no password, no quoted names or value-like tokens)."""
     text = str(getattr(error, "orig", error))
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     fatal = next((ln for ln in lines if "FATAL" in ln), lines[0] if lines else "")
-    reason = fatal.split("FATAL:", 1)[-1].strip()
-    return reason.replace(password, "***") if password else reason
+    return scrub(fatal.split("FATAL:", 1)[-1], secrets=(password,))

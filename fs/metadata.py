@@ -11,6 +11,8 @@ import re
 from datetime import timedelta
 
 PII_CLASSES = ("none", "pseudonymous", "pii")
+SENSITIVE_CLASSES = ("pseudonymous", "pii")
+"""PII classes whose values must never appear in clear (see :func:`is_sensitive_class`)."""
 VIEW_TAGS = ("team", "tier", "freshness_sla")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -64,9 +66,15 @@ def entity_pii_class(entity) -> str | None:
     return (entity.tags or {}).get("pii")
 
 
+def is_sensitive_class(pii: str | None) -> bool:
+    """THE rule for "is this PII": a class (a feature's or entity's ``pii`` tag) is sensitive if it is
+    ``pseudonymous`` or ``pii``. Masking, catalog pages, the online read grant and parity all ask here."""
+    return pii in SENSITIVE_CLASSES
+
+
 def is_sensitive(field, view=None) -> bool:
     """True for features whose values must never appear in clear in logs, metrics or reports."""
-    return pii_class(field, view) in ("pii", "pseudonymous")
+    return is_sensitive_class(pii_class(field, view))
 
 
 def sensitive_features(view) -> set[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fs.aggregation.spec import TAG as AGGREGATION_TAG
 from fs.aggregation.spec import is_aggregation
-from fs.metadata import field_description, pii_class
+from fs.metadata import entity_pii_class, field_description, is_sensitive_class, pii_class
 from fs.views import view_not_found
 
 
@@ -57,7 +57,7 @@ class ViewInfo:
 
     @property
     def pii_features(self) -> list[str]:
-        return [f.name for f in self.features if f.pii in ("pii", "pseudonymous")]
+        return [f.name for f in self.features if is_sensitive_class(f.pii)]
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def build_catalog(store) -> Catalog:
         else:
             kind = "stream" if getattr(v, "stream_source", None) else "batch"
         views[v.name] = _view_info(v, kind)
-    sensitive = {(v.name, f.name) for v in views.values() for f in v.features if f.pii in ("pii", "pseudonymous")}
+    sensitive = {(v.name, f) for v in views.values() for f in v.pii_features}
     services = []
     for s in store.list_feature_services():
         refs = [(p.name, f.name) for p in s.feature_view_projections for f in p.features]
@@ -146,7 +146,7 @@ def build_catalog(store) -> Catalog:
         ))
     entities = [
         EntityInfo(e.name, [e.join_key], e.value_type.name, e.owner or "", e.description or "",
-                   (e.tags or {}).get("pii", "unclassified"), dict(e.tags or {}))
+                   entity_pii_class(e) or "unclassified", dict(e.tags or {}))
         for e in store.list_entities()
     ]
     return Catalog(

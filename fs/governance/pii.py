@@ -31,12 +31,12 @@ import secrets
 from collections.abc import Iterable
 
 from fs.errors import OnlineAccessDenied
-from fs.metadata import pii_class
+from fs.metadata import SENSITIVE_CLASSES, is_sensitive_class, pii_class
 
 ONLINE_READER = "fs-online-reader"
 PII_READER = "fs-pii-reader"
 PSEUDONYMOUS_READER = "fs-pseudonymous-reader"
-SENSITIVE = ("pseudonymous", "pii")
+SENSITIVE = SENSITIVE_CLASSES  # the classes needing a grant (fs.metadata.is_sensitive_class)
 # Roles that grant each class; pii readers may read pseudonymous data too.
 GRANTS = {"pii": (PII_READER,), "pseudonymous": (PII_READER, PSEUDONYMOUS_READER)}
 
@@ -72,7 +72,7 @@ def sensitive_refs(store, refs: Iterable[str]) -> dict[str, str]:
     for ref in _expand(classes, refs):
         view, feature = ref.split(":", 1)
         cls = classes.get(view, {}).get(feature)
-        if cls in SENSITIVE:
+        if is_sensitive_class(cls):
             out[ref] = cls
     return out
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -32,6 +31,7 @@ from pyspark.sql import DataFrame
 from fs.casts import checked_cast
 from fs.errors import OfflineStoreError
 from fs.order import in_order, requested_names
+from fs.scrub import summary
 from plugins.delta.engine import Engine
 from plugins.delta.retrieval import ROW_ID
 
@@ -140,7 +140,7 @@ class DeltaRetrievalJob(RetrievalJob):
             table = self._collect(self._build())
         except PySparkException as exc:  # e.g. an entity key that does not cast to the source's key type
             raise OfflineStoreError(
-                f"the Spark query of this retrieval failed: {type(exc).__name__}: {_first_line(exc)}",
+                f"the Spark query of this retrieval failed: {summary(exc)}",
                 hint=self._failure_hint,
             ) from exc
         if ROW_ID in table.column_names:
@@ -195,12 +195,6 @@ class DeltaRetrievalJob(RetrievalJob):
             return pq.read_table(out)
         finally:
             shutil.rmtree(out, ignore_errors=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    """An engine error's first line without quoted literals (they may be entity keys or values)."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return re.sub(r"'[^']*'", "'…'", first)[:300]
 
 
 def _restore_order(row_ids: pa.ChunkedArray) -> pa.Array:
