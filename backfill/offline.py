@@ -22,6 +22,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from backfill.definitions import BatchContext, BatchDefinition
 from backfill.model import Interval
 from fs.errors import BackfillError, SchemaMismatchError, SourceNotFoundError
+from fs.newest import newest_per_key
 from fs.timeutil import microsecond_timestamps
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -199,14 +200,8 @@ def latest_per_key(data: pa.Table, keys: list[str], ts_field: str, created: str 
     Spark rather than picking another row here."""
     if data.num_rows == 0:
         return data
-    order = [ts_field] + ([created] if created and created in data.column_names else [])
-    frame = data.to_pandas()
-    # A null created time loses a tie, as in the point-in-time join and the online store.
-    frame = frame.sort_values(order, kind="stable", na_position="first")
-    latest = frame.drop_duplicates(keys, keep="last")
-    if frame.duplicated([*keys, *order], keep=False).loc[latest.index].any():
-        return None
-    return pa.Table.from_pandas(latest, schema=data.schema, preserve_index=False)
+    newest, tied = newest_per_key(data, keys, ts_field, created)
+    return None if tied else data.take(newest)
 
 
 class RowStats:

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -36,6 +35,7 @@ from fs.errors import (
     SinkUnavailable,
     TransientError,
 )
+from fs.newest import newest_per_key
 from plugins.delta.tables import resolve_location, storage_options
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,10 @@ class OnlineSink:
         for view, schema, keys in zip(self._views, self._schemas, self._keys, strict=True):
             data = _conform(table, schema.remove(schema.get_field_index(self._created_col)))
             data = data.append_column(pa.field(self._created_col, _TS), _created(table, self._created_col, now))
-            newest = _newest_per_key(data, keys, self._event_col)
-            if newest is not None:
+            # Only each entity's newest row goes to Redis (the store would skip the others anyway), picked
+            # by the point-in-time join's order; exact ties: the first row, as the ordered write keeps it.
+            newest, _ = newest_per_key(data, keys, self._event_col, self._created_col)
+            if len(newest) < data.num_rows:
                 stale += data.num_rows - len(newest)
                 data = data.take(newest)
             try:
@@ -145,33 +147,6 @@ class EventSink:
         except OnlineStoreError as e:
             raise SinkUnavailable(f"online tile write failed: {e}") from e
         return OnlineResult(result.applied, result.duplicate)
-
-
-def _newest_per_key(table: pa.Table, keys: list[str], event_col: str) -> np.ndarray | None:
-    """Indices of the newest row per entity (ties: the later row), None if every row is the newest:
-    only those go to Redis, the store would skip the others anyway."""
-    n = table.num_rows
-    ts = table[event_col].cast(pa.int64()).to_numpy()
-    key_cols = [table[k] for k in keys]
-    if all(pa.types.is_integer(c.type) and c.null_count == 0 for c in key_cols):
-        order = np.lexsort((np.arange(n), ts, *[c.to_numpy() for c in reversed(key_cols)]))
-        last = np.ones(n, dtype=bool)
-        if n > 1:
-            same = np.ones(n - 1, dtype=bool)
-            for c in key_cols:
-                k = c.to_numpy()[order]
-                same &= k[1:] == k[:-1]
-            last[:-1] = ~same
-        idx = order[last]
-    else:
-        best: dict = {}
-        cols = [c.to_pylist() for c in key_cols]
-        for i, key in enumerate(zip(*cols, strict=True)):
-            cur = best.get(key)
-            if cur is None or ts[i] >= ts[cur]:
-                best[key] = i
-        idx = np.fromiter(best.values(), dtype=np.int64, count=len(best))
-    return None if len(idx) == n else idx
 
 
 def _repeat(now: datetime, n: int) -> pa.Array:

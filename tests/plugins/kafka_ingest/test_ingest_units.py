@@ -232,3 +232,30 @@ def test_breaker_opens_half_opens_and_closes():
     assert b.allow()
     b.success()
     assert b.state is BreakerState.CLOSED and b.opened == 2  # the failed probe counts as a re-open
+
+
+@pytest.mark.redis
+@pytest.mark.kafka
+def test_online_batches_keep_the_newest_row_by_event_then_created_time(transform_repo):
+    """Two rows of one customer with the same event time in one batch: the one with the newer created
+    time is served, whichever arrived last (the sink used to keep the later row and ignore created
+    time, so Redis never saw the newer one); the rule is fs.newest's, shared with the backfill."""
+    import pyarrow as pa
+
+    from plugins.kafka_ingest.sinks import OnlineSink
+
+    store = transform_repo.platform.store
+    sink = OnlineSink(store, [store.get_feature_view("customer_txn_counts")])
+    now = datetime.now(UTC).replace(microsecond=0)
+    ts = pa.timestamp("us", tz="UTC")
+    rows = pa.table({
+        "customer_id": pa.array([7, 7, 8, 8], pa.int64()),
+        "txn_count": pa.array([2, 1, 5, 6], pa.int64()),
+        "amount_total": pa.array([2.0, 1.0, 5.0, 6.0]),
+        "event_timestamp": pa.array([now - timedelta(minutes=1)] * 2 + [now - timedelta(minutes=2), now], ts),
+        "created_at": pa.array([now, now - timedelta(seconds=30), now, now], ts),
+    })  # fmt: skip
+    result = sink.write(rows, now)
+    assert (result.written, result.skipped_stale) == (2, 2)
+    got = transform_repo.online("customer_txn_counts", "customer_id", [7, 8], ["txn_count"])
+    assert got["txn_count"].tolist() == [2, 6]
