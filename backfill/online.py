@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
-from feast.utils import _get_column_names, _run_pyarrow_field_mapping
+from feast.utils import _get_column_names
 
 from backfill.model import Interval
 from backfill.offline import collect
 from fs.errors import ConfigError
+from fs.field_mapping import mapped_name, to_mapped_names
 from fs.timeutil import MICROSECOND
 
 _STAMP_COLUMN = "__fs_created"  # created time of rows whose view has no created column
@@ -73,9 +74,7 @@ def pull_latest(store, view, interval: Interval) -> Pulled:
         end_date=interval.end - MICROSECOND,
     )
     table = collect(job)
-    mapping = {k: v for k, v in (view.batch_source.field_mapping or {}).items() if k in table.column_names}
-    if mapping:
-        table = _run_pyarrow_field_mapping(table, mapping)
+    table = to_mapped_names(table, view.batch_source)
     versions = getattr(job, "source_versions", {}) or {}
     return Pulled(table, versions.get(view.batch_source.name))
 
@@ -123,15 +122,12 @@ def write(store, view, data: pa.Table, *, created_at: datetime | None = None) ->
     if data.num_rows == 0:
         return Written(0, 0)
     source = view.batch_source
-    field_mapping = source.field_mapping or {}
-    mapping = {k: v for k, v in field_mapping.items() if k in data.column_names}
-    if mapping:
-        data = _run_pyarrow_field_mapping(data, mapping)
-    event_column = field_mapping.get(source.timestamp_field, source.timestamp_field)
+    data = to_mapped_names(data, source)
+    event_column = mapped_name(source, source.timestamp_field)
     if event_column not in data.column_names:  # already mapped by the caller, or not at all
         event_column = source.timestamp_field
     created = source.created_timestamp_column or None
-    created_column = field_mapping.get(created, created) if created else None
+    created_column = mapped_name(source, created) if created else None
     if created_column and created_column not in data.column_names and created in data.column_names:
         created_column = created
     if created_at is not None:

@@ -50,6 +50,7 @@ from backfill.settings import load_settings
 from backfill.validation import ChunkCheck, expectation_checks, run_checks
 from fs.aggregation.spec import is_aggregation
 from fs.errors import BackfillError, FsError, InvalidArgument, RepoError, SourceNotFoundError
+from fs.field_mapping import source_column
 from fs.governance.metrics import JOB_DURATION, JOB_ROWS
 from fs.observability import span
 from fs.scrub import summary
@@ -580,8 +581,7 @@ class _Job:
             return r, None
         # The recomputed rows carry source column names: a join key renamed by field_mapping is
         # looked up under its source name.
-        source_name = {v: k for k, v in (view.batch_source.field_mapping or {}).items()}
-        keys = [source_name.get(c.name, c.name) for c in view.entity_columns]
+        keys = [source_column(view.batch_source, c.name) for c in view.entity_columns]
         # None (exact ties): the online phase reads the chunk's latest rows back through Spark.
         latest = offline.latest_per_key(
             data, keys, ts_field, view.batch_source.created_timestamp_column or None

@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 
 from fs.aggregation.spec import is_aggregation
 from fs.errors import RepoError
+from fs.field_mapping import to_mapped_names
 from fs.views import feature_view
 
 
@@ -71,15 +72,7 @@ def read_window(store, name: str, start: datetime | None = None, end: datetime |
         if bound is not None:
             expr = op(ds.field(ts_col), pa.scalar(bound, type=ts_type))
             flt = expr if flt is None else flt & expr
-    return feature_names(dataset.to_table(filter=flt), vs.source)
-
-
-def feature_names(table: pa.Table, source) -> pa.Table:
-    """``table`` with its source columns renamed to feature names by the source's ``field_mapping``
-    (a column whose feature name is already present is left alone)."""
-    mapping = source.field_mapping or {}
-    names = table.column_names
-    return table.rename_columns([mapping[c] if c in mapping and mapping[c] not in names else c for c in names])
+    return to_mapped_names(dataset.to_table(filter=flt), vs.source)
 
 
 def newest_event_time(store, name: str) -> datetime | None:

@@ -31,6 +31,7 @@ import pyarrow as pa
 from feast.value_type import ValueType
 
 from fs.errors import ConfigError, ValidationFailed
+from fs.field_mapping import to_mapped_names
 from fs.governance import expectations, metrics, offline
 from fs.governance.pii import mask_if
 from fs.metadata import sensitive_features
@@ -234,7 +235,7 @@ def gate(
         raise ConfigError(f"validation mode must be 'strict' or 'warn', got {mode!r}")
     fv = feature_view(store, view)
     if fv.batch_source.field_mapping:  # data in source column names (e.g. recomputed rows): suites use feature names
-        data = offline.feature_names(_to_arrow(data), fv.batch_source)
+        data = to_mapped_names(_to_arrow(data), fv.batch_source)
     suite = expectations.load_suite(store.repo_path, view)
     with span(metrics.SPAN_VALIDATE, view=view, origin=origin, mode=mode):
         checks = run_checks(fv, suite, data)

@@ -44,6 +44,7 @@ from pyspark.sql import functions as F
 
 from fs.casts import castable
 from fs.errors import RepoError, SchemaMismatchError
+from fs.field_mapping import source_column
 from fs.timeutil import duration_micros
 from plugins.delta.source import DeltaSource
 
@@ -84,12 +85,11 @@ def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) 
     if view.entities and view.entities != [DUMMY_ENTITY_NAME] and not view.entity_columns:
         # Feast fills entity_columns at apply; an unapplied view would silently join on nothing.
         raise RepoError(f"feature view {view.name!r} has no entity columns", hint="run `fs apply` first")
-    reverse = {v: k for k, v in (source.field_mapping or {}).items()}
     join_keys, source_keys = [], []
     # An entity-less view (Feast's dummy entity) has no key columns: every entity row gets its rows.
     for entity_column in (c for c in view.entity_columns if c.name != DUMMY_ENTITY_ID):
         join_keys.append(view.projection.join_key_map.get(entity_column.name, entity_column.name))
-        source_keys.append(reverse.get(entity_column.name, entity_column.name))
+        source_keys.append(source_column(source, entity_column.name))
     prefix = view.projection.name_to_use()
     fields = {f.name: f for f in view.features}
     outputs = [(f"{prefix}__{f}" if full_feature_names else f) for f in features]
@@ -100,9 +100,9 @@ def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) 
         source=source,
         join_keys=tuple(join_keys),
         source_keys=tuple(source_keys),
-        timestamp_field=reverse.get(source.timestamp_field, source.timestamp_field),
-        created_timestamp_column=reverse.get(created, created) if created else None,
-        features=tuple((reverse.get(f, f), out) for f, out in zip(features, outputs, strict=True)),
+        timestamp_field=source_column(source, source.timestamp_field),
+        created_timestamp_column=source_column(source, created) if created else None,
+        features=tuple((source_column(source, f), out) for f, out in zip(features, outputs, strict=True)),
         output_types=tuple(
             (out, feast_value_type_to_pa(fields[f].dtype.to_value_type()))
             for f, out in zip(features, outputs, strict=True)
@@ -110,7 +110,7 @@ def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) 
         ttl=ttl,
         date_partition_column=source.date_partition_column or None,
         tie_columns=tuple(
-            reverse.get(f.name, f.name) for f in view.features
+            source_column(source, f.name) for f in view.features
             if not _has_map(feast_value_type_to_pa(f.dtype.to_value_type()))
         ),
         feature_names=tuple(features),
@@ -155,9 +155,8 @@ def schema_problems(view: FeatureView, plan: ViewPlan, columns: dict[str, str]) 
     if problems:
         return problems
     fields = {f.name: f for f in view.features}
-    reverse = {v: k for k, v in (plan.source.field_mapping or {}).items()}
     for feature, field in fields.items():
-        column = reverse.get(feature, feature)
+        column = source_column(plan.source, feature)
         if column not in columns:
             problems.append(f"{where}: feature {feature!r} has no Delta column {column!r}")
             continue

@@ -28,6 +28,7 @@ from feast.repo_config import FeastConfigBaseModel
 
 from fs.aggregation.spec import is_aggregation
 from fs.errors import ConfigError, OnlineWriteError
+from fs.field_mapping import mapped_name, to_mapped_names
 from plugins.redis_store.online_store import RedisOnlineStore
 from plugins.redis_store.writer import WriteResult
 
@@ -133,10 +134,9 @@ class RedisArrowEngine(ComputeEngine):
             end_date=task.end_time,
         )
         table = job.to_arrow()
-        if source.field_mapping:
-            table = utils._run_pyarrow_field_mapping(table, source.field_mapping)
-            ts_col = source.field_mapping.get(ts_col, ts_col)
-            created_col = source.field_mapping.get(created_col, created_col) if created_col else None
+        table = to_mapped_names(table, source)
+        ts_col = mapped_name(source, ts_col)
+        created_col = mapped_name(source, created_col) if created_col else None
         progress = task.tqdm_builder(table.num_rows) if task.tqdm_builder else None
         result = WriteResult()
         for batch in table.to_batches(max_chunksize=self.batch_rows):
