@@ -1,14 +1,18 @@
-"""Argument values every command parses the same way: times, windows, durations.
+"""Options every command declares the same way (``--json``, ``--views``, time ranges), and argument
+values every command parses the same way: times, windows, durations.
 
 A bad value is an ``InvalidArgument`` naming the option and the accepted forms; ``cli.main`` prints it
-on one line and exits 2, whichever command it came from (no usage box, no traceback).
+on one line and exits 2 (``cli.exit_codes.USAGE``), whichever command it came from (no usage box, no
+traceback).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import Annotated
 
+import typer
 from typer.core import TyperCommand
 
 from fs.errors import InvalidArgument
@@ -16,6 +20,18 @@ from fs.metadata import parse_duration
 from fs.timeutil import TIME_FORMS, parse_time
 
 _RELATIVE_ARG = re.compile(r"^-\d+[smhdw]$")
+
+TIME_HELP = "2026-11-01, ISO 8601, now, -2d; UTC if no offset"
+START_HELP = f"Start of the range, inclusive ({TIME_HELP})."
+END_HELP = "End of the range, exclusive (same formats as the start)."
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout (same as `fs --json`).")]
+ViewsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--views", "--view", help="Feature views to include (repeat the option); default: all online views."),
+]
+StartArg = Annotated[str, typer.Argument(help=START_HELP)]
+EndArg = Annotated[str, typer.Argument(help=END_HELP)]
 
 
 def time_option(value: str | None, name: str) -> datetime | None:

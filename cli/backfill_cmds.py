@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from cli.args import duration_option, time_option
+from cli import exit_codes
+from cli.args import END_HELP, START_HELP, JsonOpt, duration_option, time_option
 from cli.state import state
 
 
@@ -37,17 +38,14 @@ app = typer.Typer(
     ),
 )
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Machine-readable JSON on stdout (same as `fs --json`).")
-]
 
 
 @app.command("run")
 def run(
     ctx: typer.Context,
     view: Annotated[str, typer.Argument(help="Feature view to backfill.")],
-    start: Annotated[str, typer.Option("--start", help="Range start, inclusive (2026-11-01, ISO 8601 with offset, -7d). UTC if no offset.")],
-    end: Annotated[str, typer.Option("--end", help="Range end, exclusive (same formats).")],
+    start: Annotated[str, typer.Option("--start", help=START_HELP)],
+    end: Annotated[str, typer.Option("--end", help=END_HELP)],
     to: Annotated[str, typer.Option("--to", help="online | offline | both. Offline recomputes the range from the view's batch definition (backfills.py) and replaces it in the view's Delta table; online then writes the range's latest values.")] = "both",
     chunk: Annotated[str | None, typer.Option("--chunk", help="Chunk size (6h, 1d, 7d; default backfill.chunk, 1d). Chunks align to the UTC grid.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (chunks, which are done, estimated source rows) and write nothing.")] = False,
@@ -62,7 +60,7 @@ def run(
     from backfill.runner import Backfiller
 
     st = state(ctx)
-    out = _out(st, as_json)
+    out = st.output(as_json)
     bf = Backfiller(st.platform)
     plan = bf.plan(view, time_option(start, "--start"), time_option(end, "--end"), to=to,
                    chunk=duration_option(chunk, "--chunk", positive=True), resume=resume,
@@ -93,7 +91,7 @@ def run(
     else:
         _render_result(out, result)
     if not result.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(exit_codes.ERROR)
 
 
 @app.command("status")
@@ -108,7 +106,7 @@ def status(
     from backfill.runner import Backfiller
 
     st = state(ctx)
-    out = _out(st, as_json)
+    out = st.output(as_json)
     rows = Backfiller(st.platform).status(view)
     if out.as_json:
         return out.json(rows)
@@ -131,12 +129,6 @@ def status(
 
 def _short(iv) -> str:
     return f"[{iv.start:%Y-%m-%d %H:%M}, {iv.end:%Y-%m-%d %H:%M})"
-
-
-def _out(st, as_json: bool):
-    from cli.output import Output
-
-    return Output(st.as_json or as_json, st.wide)
 
 
 def _render_plan(out, plan) -> None:

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from cli.args import time_option
+from cli import exit_codes
+from cli.args import END_HELP, START_HELP, time_option
 from cli.state import state
 
 app = typer.Typer(help="The feature catalog: owners, descriptions, PII classes, freshness SLAs.", no_args_is_help=True)
-BREACH = 3  # exit code for a data-quality breach, as `fs parity`
 
 
 @app.command("list")
@@ -58,8 +58,8 @@ def docs(
 def validate(
     ctx: typer.Context,
     view: Annotated[str | None, typer.Argument(help="Feature view to validate (or to filter --list by).")] = None,
-    start: Annotated[str | None, typer.Option(help="Window start, inclusive (2026-11-01, ISO 8601, -2d).")] = None,
-    end: Annotated[str | None, typer.Option(help="Window end, exclusive.")] = None,
+    start: Annotated[str | None, typer.Option(help=START_HELP)] = None,
+    end: Annotated[str | None, typer.Option(help=END_HELP)] = None,
     warn: Annotated[bool, typer.Option("--warn", help="Record failures but exit 0.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List stored validation results instead (newest first).")] = False,
     failed: Annotated[bool, typer.Option("--failed", help="With --list: only failed runs.")] = False,
@@ -88,7 +88,7 @@ def validate(
                  ", ".join(map(str, c.samples[:3])), c.detail or ""] for c in result.checks]
         st.out.table(result.summary(), ["", "check", "column", "unexpected", "samples", "detail"], rows)
     if not result.accepted:
-        raise typer.Exit(BREACH)
+        raise typer.Exit(exit_codes.BREACH)
 
 
 def register(root: typer.Typer) -> None:

@@ -1,6 +1,6 @@
-"""The ``fs`` command. Each command group lives in its own module; this file wires them and turns
-errors into one line and an exit code: 0 ok, 1 error, 2 usage or a bad argument value (3 is reserved
-for a breach: ``fs parity``, ``fs validate``, ``fs monitor``).
+"""The ``fs`` command. Each command group lives in its own module; this file wires them, closes the
+platform a command opened, and turns errors into one line and an exit code (``cli.exit_codes``: 0 ok,
+1 error, 2 usage or a bad argument value, 3 a breach, 4 nothing checked, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import typer
 from cli import (
     backfill_cmds,
     catalog_cmds,
+    exit_codes,
     ingest_cmds,
     monitor_cmds,
     parity_cmds,
@@ -69,6 +70,7 @@ def _global(
         # broker itself, in one line. -v shows the client's own account.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     ctx.obj = State(repo=repo, env=env, as_json=as_json, verbose=verbose, wide=wide)
+    ctx.call_on_close(ctx.obj.close)  # when the command ends, also on an error: the platform's clients
 
 
 registry_cmds.register(app)
@@ -103,32 +105,32 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fs`` console script; returns the exit code.
 
     Typer handles usage errors itself (exit 2); a bad argument value (``InvalidArgument``, e.g. a
-    time or duration) is one line and exit 2 too, wherever it was parsed. Everything else that escapes a command becomes one
-    line on stderr and exit 1; ``FS_DEBUG=1`` re-raises for the traceback.
+    time or duration) is one line and exit 2 too, wherever it was parsed. Everything else that escapes
+    a command becomes one line on stderr and exit 1; ``FS_DEBUG=1`` re-raises for the traceback.
     """
     from fs.errors import FsError, InvalidArgument
 
     debug = os.environ.get("FS_DEBUG") == "1"
     try:
         typer.main.get_command(app).main(args=argv, prog_name="fs", standalone_mode=True)
-        return 0
+        return exit_codes.OK
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        return e.code if isinstance(e.code, int) else (exit_codes.OK if e.code is None else exit_codes.ERROR)
     except FsError as e:
         if debug:
             raise
         for line in _error_lines(e):
             typer.echo(line, err=True)
         if isinstance(e, InvalidArgument):
-            return 2  # a bad value on the command line: a usage error, whichever command parsed it
+            return exit_codes.USAGE  # a bad value on the command line, whichever command parsed it
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        return 130
+        return exit_codes.INTERRUPTED
     except Exception as e:  # the last line of defence: one line, no traceback unless asked
         if debug:
             raise
         typer.echo(f"error: {_one_line(f'{type(e).__name__}: {e}')} (FS_DEBUG=1 shows the traceback)", err=True)
-    return 1
+    return exit_codes.ERROR
 
 
 def run() -> None:

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
+from cli import exit_codes
 from cli.args import window_option
 from cli.state import state
 
 app = typer.Typer(help="Freshness and drift monitoring (exit 3 on a breach).", no_args_is_help=True)
-BREACH = 3
 
 
 def _age(seconds: float | None) -> str:
@@ -48,7 +48,7 @@ def freshness(
                 for v in report.views]
         st.out.table("Freshness", ["view", "SLA", "offline age", "online age", ""], rows)
     if report.breached:
-        raise typer.Exit(BREACH)
+        raise typer.Exit(exit_codes.BREACH)
 
 
 @app.command("drift")
@@ -77,4 +77,4 @@ def drift(
         if html:
             st.out.text(f"HTML report: {html}")
     if report.drifted:
-        raise typer.Exit(BREACH)
+        raise typer.Exit(exit_codes.BREACH)

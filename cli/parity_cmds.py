@@ -1,4 +1,5 @@
-"""``fs parity``: offline–online parity checks (exit 0 ok, 3 parity breach, 4 nothing to compare, 1 error)."""
+"""``fs parity``: offline–online parity checks (exit 0 ok, 3 parity breach, 4 nothing to compare, 1 error:
+``cli.exit_codes``)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ from typing import Annotated
 
 import typer
 
-from cli.args import duration_option, time_option
+from cli import exit_codes
+from cli.args import JsonOpt, ViewsOpt, duration_option, time_option
 from cli.state import state
 from fs.errors import InvalidArgument
 
 app = typer.Typer(
     help="Offline–online parity: do served features match what training sees?", no_args_is_help=True
 )
-BREACH_EXIT = 3
-NO_DATA_EXIT = 4  # no sampled entity had a row on either side of some view: nothing was checked
 
 
 def _tolerances(specs: list[str] | None):
@@ -27,10 +27,6 @@ def _tolerances(specs: list[str] | None):
         raise InvalidArgument(f"--tolerance: {e}") from None
 
 
-Views = Annotated[
-    list[str] | None,
-    typer.Option("--views", "--view", help="Feature views to check (repeat); default: all online views."),
-]
 Tolerance = Annotated[
     list[str] | None,
     typer.Option(
@@ -43,13 +39,12 @@ MaxRate = Annotated[
         "--max-mismatch-rate", min=0.0, max=1.0, help="Allowed share of non-tolerated mismatches per view."
     ),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
 @app.command("check")
 def check_cmd(
     ctx: typer.Context,
-    views: Views = None,
+    views: ViewsOpt = None,
     feature_service: Annotated[
         str | None, typer.Option("--feature-service", help="Check the views of this feature service.")
     ] = None,
@@ -84,7 +79,7 @@ def check_cmd(
     prom_file: Annotated[
         Path | None, typer.Option("--prom-file", help="Also write the rates as a Prometheus textfile here.")
     ] = None,
-    as_json: Json = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Compare what the online store serves with what the offline store says it should serve."""
     from parity import check, write_prometheus
@@ -99,8 +94,8 @@ def check_cmd(
     )  # fmt: skip
     if prom_file:
         write_prometheus(report, str(prom_file))
-    out = st.out
-    if as_json or st.as_json:
+    out = st.output(as_json)
+    if out.as_json:
         out.json(report.to_dict())
     else:
         out.table(
@@ -126,9 +121,9 @@ def check_cmd(
                      f"keys, the view's source freshness, or --lookback)")
         out.text(f"verdict: {report.verdict.upper()} (max mismatch rate {report.max_mismatch_rate:.2%})")
     if report.breach:
-        raise typer.Exit(BREACH_EXIT)
-    if report.no_data:
-        raise typer.Exit(NO_DATA_EXIT)
+        raise typer.Exit(exit_codes.BREACH)
+    if report.no_data:  # no sampled entity had a row on either side of some view: nothing was checked
+        raise typer.Exit(exit_codes.NO_DATA)
 
 
 @app.command("replay")
@@ -157,7 +152,7 @@ def replay_cmd(
     tolerance: Tolerance = None,
     max_mismatch_rate: MaxRate = 0.0,
     examples: Annotated[int, typer.Option("--examples", min=0, help="Worst examples shown per feature.")] = 5,
-    as_json: Json = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run a window of raw events through the stream transformation and the batch definition and compare."""
     from parity.replay import replay_view
@@ -167,8 +162,8 @@ def replay_cmd(
         st.platform, view, events=events, transform=transform, customers=customers, days=days, seed=seed,
         tolerances=_tolerances(tolerance), max_mismatch_rate=max_mismatch_rate, examples=examples,
     )  # fmt: skip
-    out = st.out
-    if as_json or st.as_json:
+    out = st.output(as_json)
+    if out.as_json:
         out.json(report.to_dict())
     else:
         out.text(f"stream path: {report.stream_path}")
@@ -186,4 +181,4 @@ def replay_cmd(
                                   f"stream={e.stream_value}  batch={e.batch_value}", markup=False)  # fmt: skip
         out.text(f"verdict: {report.verdict.upper()} (mismatch rate {report.mismatch_rate:.2%})")
     if report.breach:
-        raise typer.Exit(BREACH_EXIT)
+        raise typer.Exit(exit_codes.BREACH)

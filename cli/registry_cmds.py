@@ -7,13 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli.args import RelativeTimeArgs
+from cli.args import EndArg, RelativeTimeArgs, StartArg, ViewsOpt
 from cli.state import state
-
-ViewsOpt = Annotated[
-    list[str] | None,
-    typer.Option("--views", "--view", help="Feature views to include (repeat the option); default: all online views."),
-]
 
 
 def _render_plan(out, plan, verb: str) -> None:
@@ -50,8 +45,8 @@ def apply(ctx: typer.Context) -> None:
 
 def materialize(
     ctx: typer.Context,
-    start: Annotated[str, typer.Argument(help="Start of the range, inclusive (2026-11-01, ISO 8601, now, -2d). UTC if no offset.")],
-    end: Annotated[str, typer.Argument(help="End of the range, exclusive (same formats as START).")],
+    start: StartArg,
+    end: EndArg,
     views: ViewsOpt = None,
     chunk_hours: Annotated[int, typer.Option("--chunk-hours", min=1, help="Chunk size in hours.")] = 24,
     resume: Annotated[

@@ -20,6 +20,16 @@ class State:
     def out(self) -> Output:
         return Output(self.as_json, self.wide)
 
+    def output(self, as_json: bool = False) -> Output:
+        """``out``, or JSON also when a command's own ``--json`` (``cli.args.JsonOpt``) asks for it."""
+        return Output(self.as_json or as_json, self.wide)
+
+    def close(self) -> None:
+        """Close the platform if a command opened it (``cli.main`` calls this when the command ends)."""
+        if self._platform is not None:
+            self._platform.close()
+            self._platform = None
+
     @property
     def platform(self):
         if self._platform is None:

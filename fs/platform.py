@@ -5,14 +5,17 @@
     p.apply()
     p.materialize("2026-11-01", "2026-11-02")
     training = p.store.get_historical_features(entity_df, features=...).to_df()
+    p.close()  # or: with Platform("feature_repo") as p: ...
 
-Every method returns a typed result and never prints; the CLI renders results.
+Every method returns a typed result and never prints; the CLI renders results (and closes the
+platform when the command ends).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -119,6 +122,41 @@ class Platform:
         self.repo_path: Path = resolve_repo(repo)
         self.env = env
         self.config = load_config(self.repo_path, env)
+        self._spark_before = _open_spark_sessions()
+
+    @classmethod
+    def for_config(cls, config, env: str = DEFAULT_ENV) -> Platform:
+        """A Platform over an already loaded Feast ``RepoConfig`` (its ``repo_path`` is the repo
+        folder): for code that Feast hands a config, such as the batch engine behind ``feast materialize``."""
+        platform = cls.__new__(cls)
+        platform.repo_path = Path(config.repo_path or ".").resolve()
+        platform.env = env
+        platform.config = config
+        platform._spark_before = _open_spark_sessions()
+        return platform
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close what this platform opened: its store's clients (online store connections, registry
+        refresh thread and SQL connections) and the Spark sessions opened since it was created.
+        Spark sessions that were open before it stay (another platform in this process may use
+        them); so does the embedded Sail server, a process-wide resource. Safe to call twice; a closed
+        platform reopens what it needs if used again."""
+        store = self.__dict__.pop("store", None)
+        if store is not None:
+            store.close()
+        if "plugins.delta.engine" in sys.modules:
+            from plugins.delta.engine import stop_session
+
+            for session in _open_spark_sessions():
+                if not any(session is kept for kept in self._spark_before):
+                    stop_session(session)
+        self._spark_before = _open_spark_sessions()
 
     @property
     def project(self) -> str:
@@ -308,6 +346,13 @@ class Platform:
         except ConfigError:  # not the fs Redis store: backfills cannot run here, nothing recorded
             pass
         self.store.teardown()
+
+
+def _open_spark_sessions() -> list:
+    """The Spark sessions the Delta store opened in this process (none if it was never imported:
+    looking must not start Spark)."""
+    engine = sys.modules.get("plugins.delta.engine")
+    return engine.open_sessions() if engine is not None else []
 
 
 def _odfv_inputs(odfv) -> dict[str, str]:

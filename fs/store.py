@@ -75,6 +75,23 @@ class FsFeatureStore(FeatureStore):
                 hint=f"known: {', '.join(known)}" if known else "no push sources are registered",
             ) from e
 
+    def close(self) -> None:
+        """Close the clients this store opened: the online store's Redis connections and the
+        registry's refresh thread and SQL connections. Nothing not yet opened is opened to close it;
+        the store reopens lazily if used again. (Feast 0.67 has no synchronous close; its provider and
+        registry are created lazily, hence the look at its private attributes, in this one place.)"""
+        provider, self._provider = getattr(self, "_provider", None), None
+        if provider is not None:
+            _close_online_store(provider.online_store)
+        registry, self._registry = getattr(self, "_registry", None), None
+        if registry is not None:
+            timer = getattr(registry, "registry_refresh_thread", None)
+            if timer is not None:
+                timer.cancel()
+            engines = (getattr(registry, name, None) for name in ("write_engine", "read_engine"))
+            for engine in dict.fromkeys(e for e in engines if e is not None):  # often one engine twice
+                engine.dispose()
+
     def _write_error(self, name: str, data: Any, err: Exception, offline: bool = False) -> Exception:
         """``ViewNotFoundError`` for an unknown view, ``OnlineWriteError`` (offline:
         ``SchemaMismatchError``) naming the columns the rows lack (Feast: a bare ``KeyError`` for
@@ -106,6 +123,19 @@ class FsFeatureStore(FeatureStore):
             return err
         found = reference_error(self, features)
         return found if found is not None else err
+
+
+def _close_online_store(online) -> None:
+    """Disconnect the fs Redis store's clients (its per-config ``_state``; other stores: nothing)."""
+    state = getattr(online, "_state", None)
+    if state is None:
+        return
+    online._state = None
+    state.client.close()
+    if state._async is not None:  # loop-bound; its loop has ended by now in the CLI and in scripts
+        loop, client, _ = state._async
+        if not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(client.aclose())
 
 
 def _reraise(original: Exception, translated: Exception):

@@ -8,7 +8,8 @@ One code path, three engines:
 * **user session**: a ``SparkSession`` handed in with :func:`use_spark_session` (Databricks notebook,
   classic ``delta-spark`` cluster). It wins over the config until cleared with ``use_spark_session(None)``.
 
-Public, stable helpers: :func:`get_spark`, :func:`get_engine`, :func:`use_spark_session`.
+Public, stable helpers: :func:`get_spark`, :func:`get_engine`, :func:`use_spark_session`, and for whoever
+owns a lifetime (``Platform.close``): :func:`open_sessions`, :func:`stop_session`.
 """
 
 from __future__ import annotations
@@ -116,6 +117,25 @@ def get_engine(repo_config: Any = None) -> Engine:
             session = _connect(url, conf)
             _sessions[key] = session
         return Engine(session, local_files=remote is None, partitions=_embedded_parallelism() if remote is None else None)
+
+
+def open_sessions() -> list[SparkSession]:
+    """The sessions this module opened and still keeps (a session handed in by the user is not one)."""
+    with _lock:
+        return list(_sessions.values())
+
+
+def stop_session(session: SparkSession) -> None:
+    """Stop one of :func:`open_sessions` and forget it (the next :func:`get_engine` opens a new one).
+    The embedded Sail server stays up for the life of the process: a new session on it is cheap."""
+    with _lock:
+        for key, value in list(_sessions.items()):
+            if value is session:
+                del _sessions[key]
+    try:
+        session.stop()
+    except Exception as e:  # an unreachable remote: the session is gone for us either way
+        logger.debug("stopping a Spark session failed: %s", type(e).__name__)
 
 
 def partitions_for(session: Any) -> int | None:
