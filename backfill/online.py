@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
-from feast.utils import _get_column_names
 
 from backfill.model import Interval
 from backfill.offline import collect
 from fs.errors import ConfigError
+from fs.feast_compat import column_names, provider
 from fs.field_mapping import mapped_name, to_mapped_names
 from fs.timeutil import MICROSECOND
 
@@ -36,7 +36,7 @@ class Written:
 
 
 def _provider(store):
-    return store._get_provider()  # Feast exposes the provider only through this accessor
+    return provider(store)
 
 
 def redis_store(store):
@@ -61,7 +61,7 @@ def lease_client(store):
 def pull_latest(store, view, interval: Interval) -> Pulled:
     """The latest row per entity with event time in ``[start, end)``, feature names mapped."""
     entities = [store.get_entity(name) for name in view.entities if name != "__dummy"]
-    keys, features, ts_field, created = _get_column_names(view, entities)
+    keys, features, ts_field, created = column_names(view, entities)
     # Feast pulls are inclusive at both ends; Delta keeps microseconds, so end - 1us is half-open.
     job = _provider(store).offline_store.pull_latest_from_table_or_query(
         config=store.config,

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 
 def requested_names(refs: Iterable[str], full_feature_names: bool) -> list[str]:
     """Output column names of feature references (``view:feature``), in the order requested."""
-    from feast import utils
+    from fs.feast_compat import parse_feature_ref
 
     names = []
     for ref in refs:
-        view, _, feature = utils._parse_feature_ref(ref)
+        view, _, feature = parse_feature_ref(ref)
         names.append(f"{view}__{feature}" if full_feature_names else feature)
     return list(dict.fromkeys(names))
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
+from fs import feast_compat
 from fs.aggregation.spec import is_aggregation
 from fs.timeutil import epoch_micros
 from parity.classify import ABSENT, HELD_EXPIRED, SERVED
@@ -33,7 +34,7 @@ class OnlineRows:
 
 
 def read_online(store, target: Target, keys: pa.Table, as_of: datetime) -> OnlineRows:
-    online_store = store._get_provider().online_store
+    online_store = feast_compat.online_store(store)
     # Imported here: the Redis plugin is optional for parity (any Feast online store works).
     from plugins.redis_store.online_store import RedisOnlineStore
 

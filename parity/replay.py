@@ -25,6 +25,7 @@ from feast.value_type import ValueType
 
 from fs.aggregation.spec import is_aggregation
 from fs.errors import ParityError
+from fs.feast_compat import online_store
 from fs.governance.pii import mask
 from fs.timeutil import utcnow
 from fs.views import feature_view
@@ -291,7 +292,7 @@ def spark_batch_path(store, view, event_time: str = "event_timestamp") -> Path_:
 def _redis_store(store):
     from plugins.redis_store.online_store import RedisOnlineStore
 
-    online = store._get_provider().online_store
+    online = online_store(store)
     if not isinstance(online, RedisOnlineStore):
         raise ParityError("replaying an aggregation view needs the fs Redis online store (its tile script)")
     return online

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from fs.aggregation.spec import is_aggregation
+from fs.feast_compat import provider
 from fs.governance import metrics, offline
 from fs.metadata import freshness_sla
 from fs.timeutil import utcnow
@@ -97,7 +98,7 @@ def online_newest(store, view: str, probe: int = 100) -> datetime | None:
         EntityKeyProto(join_keys=list(vs.join_keys), entity_values=[columns[k][i] for k in vs.join_keys])
         for i in range(keys.num_rows)
     ]
-    rows = store._get_provider().online_read(store.config, vs.view, entity_keys, None)
+    rows = provider(store).online_read(store.config, vs.view, entity_keys, None)
     # A miss is (None, None) — or, in Feast's stock Redis store, an epoch-0 timestamp.
     stamps = [ts for ts, values in rows if values and ts is not None and ts.timestamp() > 0]
     if not stamps:

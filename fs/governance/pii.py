@@ -79,11 +79,11 @@ def sensitive_refs(store, refs: Iterable[str]) -> dict[str, str]:
 
 def _expand(classes: dict[str, dict[str, str]], refs: Iterable[str]) -> list[str]:
     """``view:feature`` references, version stripped; a whole-view reference becomes all its features."""
-    from feast.utils import _parse_feature_or_view_ref
+    from fs.feast_compat import parse_feature_or_view_ref
 
     out = []
     for ref in refs:
-        view, _version, feature = _parse_feature_or_view_ref(ref)
+        view, _version, feature = parse_feature_or_view_ref(ref)
         if feature is None:
             out.extend(f"{view}:{f}" for f in classes.get(view, {}))
         else:

@@ -24,7 +24,7 @@ from feast.infra.offline_stores.offline_utils import DEFAULT_ENTITY_DF_EVENT_TIM
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
-from feast.utils import _get_requested_feature_views_to_features_dict, compute_non_entity_date_range
+from feast.utils import compute_non_entity_date_range
 from feast.value_type import ValueType
 from pydantic import ConfigDict
 from pyspark.sql import DataFrame, Window
@@ -34,6 +34,7 @@ from fs.aggregation.spec import AggregationSpec, spec_of
 from fs.entity_keys import error as entity_key_error
 from fs.entity_keys import exact_series
 from fs.errors import EntityDataFrameError, OfflineStoreError, SchemaMismatchError
+from fs.feast_compat import requested_views_to_features
 from fs.order import in_order, requested_names
 from fs.timeutil import epoch_micros, microsecond_timestamps
 from plugins.delta import aggregation, retrieval
@@ -105,7 +106,7 @@ class DeltaOfflineStore(OfflineStore):
     ) -> DeltaRetrievalJob:
         engine = get_engine(config)
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
-        view_features, _ = _get_requested_feature_views_to_features_dict(feature_refs, feature_views, odfvs)
+        view_features, _ = requested_views_to_features(feature_refs, feature_views, odfvs)
         plans = [retrieval.plan_view(v, f, full_feature_names) for v, f in view_features.items()]
         # Aggregation views (fs.aggregation): computed from their raw events as of each entity row.
         specs = {p.name: spec for v, p in zip(view_features, plans, strict=True) if (spec := spec_of(v))}

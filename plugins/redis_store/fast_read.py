@@ -20,13 +20,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from feast import FeatureService, FeatureStore, utils
+from feast import FeatureService, FeatureStore
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.value_type import ValueType
 
 from fs.entity_keys import error as entity_key_error
 from fs.entity_keys import exact
 from fs.errors import ConfigError, InvalidArgument, OnlineStoreError
+from fs.feast_compat import online_store, parse_feature_ref, request_context
 from plugins.redis_store.on_demand import OnDemand
 from plugins.redis_store.online_store import ReadPlan, RedisOnlineStore
 from plugins.redis_store.reader import build_keys
@@ -61,7 +62,7 @@ class FastReader:
     def __init__(
         self, store: FeatureStore, features: list[str] | FeatureService, full_feature_names: bool = False
     ):
-        online = store._get_provider().online_store
+        online = online_store(store)
         if not isinstance(online, RedisOnlineStore):
             raise ConfigError(
                 f"FastReader needs the fs Redis online store, the repo uses {type(online).__name__}"
@@ -75,7 +76,7 @@ class FastReader:
     def refresh(self) -> None:
         """Re-resolve the features against the registry (after an apply)."""
         store = self._store
-        ctx = utils._get_cached_request_context(
+        ctx = request_context(
             store.registry, store.project, self._features, self._full_feature_names
         )
         (refs, odfvs, name_to_jk, type_map, join_keys_set, grouped_refs, _, request_data, entityless) = ctx
@@ -109,7 +110,7 @@ class FastReader:
         # Output columns in requested order: ("read", i, j) or ("odfv", k, name).
         outputs, names, types = [], [], []
         for ref in refs:
-            view_name, _, feature = utils._parse_feature_ref(ref)
+            view_name, _, feature = parse_feature_ref(ref)
             hit = position.get((view_name, feature))
             if hit is not None:
                 i, j = hit

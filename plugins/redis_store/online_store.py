@@ -22,7 +22,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
-from feast import Entity, FeatureService, FeatureView, RepoConfig, utils
+from feast import Entity, FeatureService, FeatureView, RepoConfig
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.supported_async_methods import SupportedAsyncMethods
@@ -36,6 +36,7 @@ from pydantic import Field, StrictStr, field_validator
 
 from fs.aggregation.spec import is_aggregation
 from fs.errors import ConfigError, OnlineWriteError
+from fs.feast_compat import request_context
 from fs.order import requested_names
 from fs.timeutil import arrow_epoch_micros, epoch_micros
 from plugins.redis_store import embedded
@@ -527,7 +528,7 @@ class RedisOnlineStore(OnlineStore):
 
     # --- reads ----------------------------------------------------------------------------
     def _plan(self, state: _State, registry, project, features, full_feature_names) -> ReadPlan | None:
-        ctx = utils._get_cached_request_context(registry, project, features, full_feature_names)
+        ctx = request_context(registry, project, features, full_feature_names)
         hit = state.plans.get(id(ctx))
         if hit is not None and hit[0] is ctx:
             return hit[1]
@@ -606,7 +607,7 @@ class RedisOnlineStore(OnlineStore):
     @staticmethod
     def _requested_order(registry, project, features, full_feature_names, response) -> OnlineResponse:
         """Feast's generic path answers per view, in set order: put features in requested order."""
-        refs = utils._get_cached_request_context(registry, project, features, full_feature_names)[0]
+        refs = request_context(registry, project, features, full_feature_names)[0]
         return in_requested_order(response, requested_names(refs, full_feature_names))
 
     def _generic_reads(self, state, grouped_refs, join_key_values):

@@ -30,6 +30,7 @@ from feast import FeatureStore
 from feast.errors import FeastError
 
 from fs.errors import FsError, InvalidArgument
+from fs.feast_compat import online_store
 from fs.governance.pii import GRANTS, ONLINE_READER, sensitive_refs
 from fs.observability import span
 from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker
@@ -325,7 +326,7 @@ class ServeApp:
             problems.append("redis breaker open")
         else:
             try:
-                state = self.store._get_provider().online_store.state(self.store.config)
+                state = online_store(self.store).state(self.store.config)
                 client, _ = state.async_client()
                 async with asyncio.timeout(0.25):
                     await client.ping()

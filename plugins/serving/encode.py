@@ -13,10 +13,10 @@ import math
 import time
 
 import orjson
-from feast.feature_server_utils import _value_to_native
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
+from fs.feast_compat import value_to_native
 from plugins.redis_store.fast_read import Served
 
 STATUS_NAMES = {0: "INVALID", 1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
@@ -35,7 +35,7 @@ def json_values(values: list, vt: ValueType) -> list:
         return values
     if vt == ValueType.DOUBLE:
         return values if all(x is None or math.isfinite(x) for x in values) else [_float(x) for x in values]
-    return [_value_to_native(p) for p in python_values_to_proto_values(values, vt)]
+    return [value_to_native(p) for p in python_values_to_proto_values(values, vt)]
 
 
 def timestamp(us: int) -> str:
