@@ -209,8 +209,10 @@ class Backfiller:
         if definition is not None:
             name = next(iter(definition.inputs))
             return offline.RowStats(definition.location(name), definition.input_timestamp)
-        if not getattr(fv.batch_source, "path", None):  # a catalog table: no file statistics here
-            return None
+        from plugins.delta.source import DeltaSource
+
+        if not isinstance(fv.batch_source, DeltaSource) or not fv.batch_source.path:
+            return None  # a catalog table, or not Delta (`feast materialize` of a file source): no statistics
         return offline.RowStats(resolve_location(fv, self.store.config), fv.batch_source.timestamp_field)
 
     # -- running ---------------------------------------------------------------------------------

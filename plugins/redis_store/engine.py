@@ -1,12 +1,15 @@
-"""Batch materialization engine: offline store -> Arrow batches -> the store's ordered bulk write.
+"""Feast's batch engine for the fs Redis store: ``feast materialize`` / ``store.materialize`` run the
+same runner as ``fs materialize``.
 
     batch_engine:
       type: plugins.redis_store.engine.RedisArrowEngine
 
-Feast's local engine turns every value into a protobuf before the online store re-encodes it;
-this engine hands the offline store's Arrow result straight to ``RedisOnlineStore.write_arrow``.
-It always pulls the latest row per entity in the window: the store keeps only the newest event
-per key anyway (older ones would be skipped as stale), so pulling all rows only moves more data.
+Each view's task is handed to the backfill runner (``backfill.runner.Backfiller.materialize``), so a
+user of either CLI gets one semantics (docs/backfill.md, "Feast's materialize"): the range is half-open
+``[start, end)`` (a row at exactly ``end`` belongs to the next run), cut into chunks recorded in the
+backfill ledger, run under the view's lease, checked by the quality gate, and written in event-time
+order through ``RedisOnlineStore.write_arrow`` (Arrow, no protobuf per value). Aggregation views are
+refused with a pointer to ``fs materialize`` (their tiles are rebuilt from raw events, not copied).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from feast import Entity, FeatureView, utils
+from feast import Entity, FeatureView
 from feast.infra.common.materialization_job import (
     MaterializationJob,
     MaterializationJobStatus,
@@ -28,7 +31,6 @@ from feast.repo_config import FeastConfigBaseModel
 
 from fs.aggregation.spec import is_aggregation
 from fs.errors import ConfigError, OnlineWriteError
-from fs.field_mapping import mapped_name, to_mapped_names
 from plugins.redis_store.online_store import RedisOnlineStore
 from plugins.redis_store.writer import WriteResult
 
@@ -44,12 +46,14 @@ class RedisArrowEngineConfig(FeastConfigBaseModel):
     """Batch engine type selector."""
 
     batch_rows: int = 50_000
-    """Rows per Arrow batch handed to the online store."""
+    """Accepted for existing configs and unused: each chunk goes to the online store's ``write_arrow``
+    whole, which sends it in ``online_store.write_batch_size`` batches."""
 
 
 @dataclass
 class RedisMaterializationJob(MaterializationJob):
-    """A finished materialization of one view; ``result`` counts written / stale / expired rows."""
+    """A finished materialization of one view; ``result`` counts rows written and skipped (``skipped_stale``:
+    older than the stored value or past the ttl, as the runner counts them)."""
 
     _job_id: str
     _status: MaterializationJobStatus
@@ -114,35 +118,43 @@ class RedisArrowEngine(ComputeEngine):
         return RedisMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED, result)
 
     def _run(self, registry: BaseRegistry, task: MaterializationTask) -> WriteResult:
+        from backfill.runner import Backfiller
+        from fs.platform import Platform
+
         view = task.feature_view
         if is_aggregation(view):
             raise OnlineWriteError(
                 f"{view.name!r} is an aggregation view: `feast materialize` would copy raw events as rows",
                 hint=f"rebuild its tiles with `fs materialize START END` (or `fs backfill {view.name} --to online`)",
             )
-        entities = [registry.get_entity(name, task.project) for name in view.entities]
-        join_keys, features, ts_col, created_col = utils._get_column_names(view, entities)
-        source = view.batch_source
-        job = self.offline_store.pull_latest_from_table_or_query(
-            config=self.repo_config,
-            data_source=source,
-            join_key_columns=join_keys,
-            feature_name_columns=features,
-            timestamp_field=ts_col,
-            created_timestamp_column=created_col,
-            start_date=task.start_time,
-            end_date=task.end_time,
-        )
-        table = job.to_arrow()
-        table = to_mapped_names(table, source)
-        ts_col = mapped_name(source, ts_col)
-        created_col = mapped_name(source, created_col) if created_col else None
-        progress = task.tqdm_builder(table.num_rows) if task.tqdm_builder else None
-        result = WriteResult()
-        for batch in table.to_batches(max_chunksize=self.batch_rows):
-            result += self.online_store.write_arrow(self.repo_config, view, batch, ts_col, created_col)
-            if progress:
-                progress.update(batch.num_rows)
-        if progress:
-            progress.close()
-        return result
+        bar = _ChunkBar(task.tqdm_builder)
+        try:
+            with Platform.for_config(self.repo_config) as platform:
+                runs = Backfiller(platform).materialize(
+                    [view.name], task.start_time, task.end_time, progress=bar.on_event
+                )
+        finally:
+            bar.close()
+        chunks = [c for run in runs for c in run.chunks]
+        # The runner counts stale and expired rows together (``rows_skipped``).
+        return WriteResult(sum(c.rows_written for c in chunks), sum(c.rows_skipped for c in chunks))
+
+
+class _ChunkBar:
+    """Feast's progress bar (``feast materialize``), advanced per finished chunk."""
+
+    def __init__(self, builder):
+        self._builder = builder
+        self._bar = None
+
+    def on_event(self, ev) -> None:
+        if self._builder is None:
+            return
+        if self._bar is None:
+            self._bar = self._builder(ev.chunks_total)
+        if ev.stage == "done":
+            self._bar.update(ev.chunks)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
