@@ -48,3 +48,12 @@ def requested_views_to_features(feature_refs, feature_views, odfvs) -> tuple:
 def value_to_native(value):
     """A Feast ``Value`` proto as the Python value Feast's feature server puts in its JSON."""
     return _value_to_native(value)
+
+
+def take_opened(store) -> tuple:
+    """``(provider, registry)`` of a ``FeatureStore`` as far as Feast has created them (it does so
+    lazily; ``None`` otherwise), and forget them: the store creates new ones if used again. For
+    closing their clients (Feast 0.67 has no synchronous ``close``)."""
+    provider, registry = store._provider, store._registry
+    store._provider = store._registry = None
+    return provider, registry

@@ -78,12 +78,12 @@ class FsFeatureStore(FeatureStore):
     def close(self) -> None:
         """Close the clients this store opened: the online store's Redis connections and the
         registry's refresh thread and SQL connections. Nothing not yet opened is opened to close it;
-        the store reopens lazily if used again. (Feast 0.67 has no synchronous close; its provider and
-        registry are created lazily, hence the look at its private attributes, in this one place.)"""
-        provider, self._provider = getattr(self, "_provider", None), None
+        the store reopens lazily if used again."""
+        from fs.feast_compat import take_opened
+
+        provider, registry = take_opened(self)
         if provider is not None:
             _close_online_store(provider.online_store)
-        registry, self._registry = getattr(self, "_registry", None), None
         if registry is not None:
             timer = getattr(registry, "registry_refresh_thread", None)
             if timer is not None:
