@@ -9,6 +9,7 @@ process that finds a live server there connects to it, otherwise it starts one u
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -118,14 +119,33 @@ def ensure_server(data_dir: str | Path, timeout_s: float = 10.0) -> str:
         return f"redis://{_HOST}:{port}/0"
 
 
+def _same_server(state: dict) -> bool:
+    """The recorded pid is still the valkey-server of the recorded port (a server whose directory
+    was deleted no longer reports it, so ``_alive`` cannot recognise it)."""
+    try:  # Valkey sets its process title to "<binary> <host>:<port>"
+        title = Path(f"/proc/{state['pid']}/cmdline").read_bytes().replace(b"\0", b" ").split()
+    except OSError:
+        return False
+    return len(title) >= 2 and title[0].endswith(b"valkey-server") and title[1] == f"{_HOST}:{state['port']}".encode()
+
+
 def stop_server(data_dir: str | Path, timeout_s: float = 10.0) -> bool:
     """Stop the embedded server of ``data_dir`` (data is kept on disk). False if none was running."""
     data_dir = Path(data_dir).resolve()
     state = _read_state(data_dir)
-    if not state or not _alive(state["port"], data_dir):
+    if not state or not (_alive(state["port"], data_dir) or _same_server(state)):
         return False
     os.kill(state["pid"], signal.SIGTERM)  # Valkey flushes the AOF on SIGTERM
     deadline = time.monotonic() + timeout_s
-    while _alive(state["port"], data_dir) and time.monotonic() < deadline:
+    while _same_server(state) and time.monotonic() < deadline:
         time.sleep(0.02)
+    if _same_server(state):
+        # Valkey refuses SIGTERM when its final save fails (e.g. its directory is gone): nothing more
+        # can reach the disk, so end it rather than leave it running.
+        logger.warning("embedded Valkey on port %d did not stop within %.0f s; killing it", state["port"], timeout_s)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while _same_server(state) and time.monotonic() < deadline:
+            time.sleep(0.02)
     return True

@@ -34,3 +34,19 @@ def test_session_cleanup_stops_servers_started_in_process_and_by_subprocesses(tm
     stopped = stop_embedded_servers(tmp_path)
     assert sorted(stopped) == sorted([first.resolve(), second.resolve()])
     assert not any(_running(p) for p in pids)
+
+
+def test_a_server_whose_directory_was_deleted_is_still_stopped(tmp_path):
+    """Valkey refuses SIGTERM when its final save fails (pytest deletes old tmp dirs under running
+    servers): stop_server then kills it instead of leaving it running."""
+    import shutil
+
+    data_dir = tmp_path / "gone" / "data" / "valkey"
+    embedded.ensure_server(data_dir)
+    pid = embedded._read_state(data_dir.resolve())["pid"]
+    state = (data_dir / "server.json").read_text()
+    shutil.rmtree(tmp_path / "gone")
+    data_dir.mkdir(parents=True)  # only the state file comes back: the server's own directory is gone
+    (data_dir / "server.json").write_text(state)
+    assert embedded.stop_server(data_dir, timeout_s=2)
+    assert not _running(pid)
