@@ -25,6 +25,26 @@ def make_config(repo: Path, project: str = "delta_test", online: dict | None = N
     )
 
 
+def redis_delta_store(repo: Path, redis_url: str, project: str | None = None):
+    """A FeatureStore on the Delta offline store, fs's Redis online store at ``redis_url`` and the Arrow
+    engine (fs's materialization), with a unique project unless one is given."""
+    import uuid
+
+    from feast import FeatureStore
+
+    config = RepoConfig(
+        project=project or "t" + uuid.uuid4().hex[:10],
+        provider="local",
+        registry={"path": str(repo / "registry.db"), "cache_ttl_seconds": 0},
+        offline_store={"type": "plugins.delta.offline_store.DeltaOfflineStore"},
+        online_store={"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": redis_url},
+        batch_engine={"type": "plugins.redis_store.engine.RedisArrowEngine"},
+        repo_path=str(repo),
+        entity_key_serialization_version=3,
+    )
+    return FeatureStore(config=config)
+
+
 def write_table(path: Path | str, df: pd.DataFrame, mode: str = "overwrite") -> None:
     """Write a Delta table with microsecond UTC timestamps (what Spark can read)."""
     table = pa.Table.from_pandas(df, preserve_index=False)

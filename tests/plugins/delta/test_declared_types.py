@@ -12,30 +12,20 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import redis
-from feast import Entity, FeatureStore, FeatureView, Field, RepoConfig
+from feast import Entity, FeatureStore, FeatureView, Field
 from feast.types import Float32, Int32, Int64
 from feast.value_type import ValueType
 
 from fs.errors import BackfillError, SchemaMismatchError, ValueDoesNotFitError
 from plugins.delta import DeltaSource
-from tests.plugins.delta.delta_helpers import write_table
+from tests.plugins.delta.delta_helpers import redis_delta_store, write_table
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 REDIS_URL = "redis://127.0.0.1:6379/9"
 
 
 def _store(tmp_path, project: str) -> FeatureStore:
-    config = RepoConfig(
-        project=project,
-        provider="local",
-        registry={"path": str(tmp_path / "registry.db"), "cache_ttl_seconds": 0},
-        offline_store={"type": "plugins.delta.offline_store.DeltaOfflineStore"},
-        online_store={"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": REDIS_URL},
-        batch_engine={"type": "plugins.redis_store.engine.RedisArrowEngine"},
-        repo_path=str(tmp_path),
-        entity_key_serialization_version=3,
-    )
-    return FeatureStore(config=config)
+    return redis_delta_store(tmp_path, REDIS_URL, project)
 
 
 @pytest.fixture

@@ -5,18 +5,17 @@ Real Delta tables, embedded Sail, the machine's Redis (db 9, a unique project pe
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from feast import Entity, FeatureStore, FeatureView, Field, RepoConfig
+from feast import Entity, FeatureView, Field
 from feast.types import Float64, Int64
 from feast.value_type import ValueType
 
 from plugins.delta import DeltaSource
 from plugins.delta.offline_store import DeltaOfflineStore
-from tests.plugins.delta.delta_helpers import write_table
+from tests.plugins.delta.delta_helpers import redis_delta_store, write_table
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -37,17 +36,7 @@ def store(tmp_path, engine):
         tmp_path / "cust",
         pd.DataFrame({"customer_id": [1, 2], "n": [5, 6], "event_timestamp": [T0 - timedelta(hours=3)] * 2}),
     )
-    config = RepoConfig(
-        project="t" + uuid.uuid4().hex[:10],
-        provider="local",
-        registry={"path": str(tmp_path / "registry.db"), "cache_ttl_seconds": 0},
-        offline_store={"type": "plugins.delta.offline_store.DeltaOfflineStore"},
-        online_store={"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": REDIS_URL},
-        batch_engine={"type": "plugins.redis_store.engine.RedisArrowEngine"},
-        repo_path=str(tmp_path),
-        entity_key_serialization_version=3,
-    )
-    fs = FeatureStore(config=config)
+    fs = redis_delta_store(tmp_path, REDIS_URL)
     customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
     stats = FeatureView(
         name="global_stats",
