@@ -137,5 +137,10 @@ def run() -> None:
     sys.exit(main())
 
 
+from cli import doctor_cmds  # noqa: E402 - `fs doctor` and `fs ops` (issue #16)
+
+doctor_cmds.register(app)
+
+
 if __name__ == "__main__":
     run()

@@ -29,6 +29,8 @@ terminal. Retry loops decide by type, never by parsing messages::
     ├── BackfillError
     │   └── LeaseHeldError          another run holds the view's lease
     ├── ParityError
+    ├── OpsError               fs doctor / fs ops: a bad plan file, an unknown action or execution id
+    │   └── OpsRefused              an ops policy rule refused an action (``rule`` names it)
     ├── ValidationFailed        a data-quality gate rejected data
     └── ValueDoesNotFitError    stored values do not fit a feature's declared type (fs.casts)
 """
@@ -148,6 +150,20 @@ class LeaseHeldError(BackfillError):
 
 class ParityError(FsError):
     pass
+
+
+class OpsError(FsError):
+    """``fs doctor`` / ``fs ops``: a plan file that cannot be read, an unknown action id, a failed rollback."""
+
+
+class OpsRefused(OpsError):
+    """An ops policy rule refused an action (``fs.doctor.policy``); ``rule`` names the rule
+    (``kill_switch``, ``irreversible``, ``approval_required``, ``distinct_approver``, ``rate_limit``,
+    ``env_mismatch``) so a refusal always says which rule refused it."""
+
+    def __init__(self, rule: str, message: str, *, hint: str | None = None):
+        self.rule = rule
+        super().__init__(f"refused by ops policy rule {rule!r}: {message}", hint=hint)
 
 
 class ValidationFailed(FsError):

@@ -1,0 +1,171 @@
+"""``fs doctor`` (top level) and ``fs ops apply|rollback|log`` (issue #16; docs/operations.md).
+
+    fs doctor [--views V ...] [--deep] [--json] [--plan FILE] [--proposer NAME]
+    fs ops apply FILE [--approved-by NAME] [--dry-run] [--yes]
+    fs ops rollback ACTION_ID [--approved-by NAME]
+    fs ops log [--since -1d] [--json]
+
+``fs doctor`` exits 0 (ok), 3 (a warning or breach) or 1 (an error), by its worst finding.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli import exit_codes
+from cli.args import JsonOpt, ViewsOpt, time_option
+from cli.state import state
+
+app = typer.Typer(help="Run the actions fs doctor proposed (after approval), roll them back, read the audit log.",
+                  no_args_is_help=True)  # fmt: skip
+
+ApprovedBy = Annotated[
+    str | None, typer.Option("--approved-by", help="Who approves (CI). Without it: an interactive yes/no.")
+]
+_STYLE = {"ok": "green", "info": "cyan", "warning": "yellow", "error": "red"}
+
+
+def doctor(
+    ctx: typer.Context,
+    views: ViewsOpt = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Also the expensive checks (a parity sample of tier-1 views).")] = False,
+    plan: Annotated[Path | None, typer.Option("--plan", help="Write the proposed actions to this plan file (JSON).")] = None,
+    proposer: Annotated[str | None, typer.Option("--proposer", help="Who proposes the plan (default: your user name).")] = None,
+    check: Annotated[list[str] | None, typer.Option("--check", help="Run only these checks (repeat).")] = None,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Every health check in one pass: findings, evidence and proposed actions (exit 0 ok, 3 warning, 1 error)."""
+    from fs.doctor import Severity, ops
+    from fs.doctor import doctor as run_doctor
+
+    st = state(ctx)
+    out = st.output(as_json)
+    report = run_doctor(st.platform, views, deep=deep, checks=check)
+    written = ops.write_plan(st.platform, report, plan, proposer=proposer or _user()) if plan else None
+    if out.as_json:
+        out.json({**report.to_dict(), "plan": str(plan) if written else None})
+    else:
+        rows = [[f"[{_STYLE[str(f.severity)]}]{f.severity}[/]", f.check, f.subject, f.message,
+                 "\n".join(f"{a.id} {a.kind}" for a in f.actions) or "-"] for f in report.findings]  # fmt: skip
+        out.table(
+            f"fs doctor ({report.env}, {report.seconds:.1f}s)",
+            ["", "check", "subject", "finding", "proposed"],
+            rows,
+        )
+        if written:
+            out.text(f"Plan {written.plan_id}: {len(written.actions)} action(s) written to {plan}; review it, then "
+                     f"`fs ops apply {plan}`.")  # fmt: skip
+        elif report.actions:
+            out.text(
+                f"{len(report.actions)} action(s) proposed: `fs doctor --plan FILE` writes them for review."
+            )
+    code = {Severity.ERROR: exit_codes.ERROR, Severity.WARNING: exit_codes.BREACH}.get(
+        report.worst, exit_codes.OK
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _approver(out, approved_by: str | None, yes: bool, what: str) -> str | None:
+    """``--approved-by``, else an interactive confirmation by the user at the terminal (None: not approved)."""
+    if approved_by:
+        return approved_by
+    if yes or not sys.stdin.isatty():
+        return None
+    return _user() if typer.confirm(f"Approve {what} as {_user()}?", default=False) else None
+
+
+def _render(out, results) -> None:
+    out.table("fs ops", ["action", "kind", "class", "status", "rule", "changed / message"],
+              [[r.action.id, r.action.kind, r.action.classification.value, r.status, r.rule or "",
+                ", ".join(f"{k}={v}" for k, v in r.changed.items()) or r.message] for r in results])  # fmt: skip
+
+
+@app.command("apply")
+def apply_cmd(
+    ctx: typer.Context,
+    plan_file: Annotated[Path, typer.Argument(help="Plan file written by `fs doctor --plan`.")],
+    approved_by: ApprovedBy = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the policy and show what would run; change nothing.")] = False,
+    no_input: Annotated[bool, typer.Option("--no-input", help="Never ask (unapproved actions that need approval are refused).")] = False,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Execute an approved plan under the environment's policy (exit 1 if an action failed, 3 if one was refused)."""
+    from fs.doctor import ops
+
+    st = state(ctx)
+    out = st.output(as_json)
+    plan = ops.read_plan(plan_file)
+    approver = approved_by
+    if not dry_run and not approved_by and not no_input and not out.as_json and sys.stdin.isatty():
+        _render(out, ops.apply(st.platform, plan, approver=_user(), dry_run=True))  # what a yes would run
+        approver = _approver(out, None, False, f"{len(plan.actions)} action(s) of {plan.plan_id}")
+    results = ops.apply(st.platform, plan, approver=approver, dry_run=dry_run)
+    if out.as_json:
+        out.json({"plan_id": plan.plan_id, "approver": approver, "results": [
+            {"action": r.action.to_dict(), "status": r.status, "rule": r.rule, "changed": r.changed, "message": r.message}
+            for r in results]})  # fmt: skip
+    else:
+        _render(out, results)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(exit_codes.ERROR)
+    if any(r.status == "refused" for r in results):
+        raise typer.Exit(exit_codes.BREACH)
+
+
+@app.command("rollback")
+def rollback_cmd(
+    ctx: typer.Context,
+    action_id: Annotated[str, typer.Argument(help="Action id (from `fs ops log` or the plan file).")],
+    approved_by: ApprovedBy = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo an executed action with its declared rollback (once)."""
+    from fs.doctor import ops
+
+    st = state(ctx)
+    out = st.output(as_json)
+    approver = _approver(out, approved_by, out.as_json, f"the rollback of {action_id}")
+    r = ops.rollback(st.platform, action_id, approver=approver)
+    if out.as_json:
+        return out.json(
+            {"action": r.action.to_dict(), "status": r.status, "changed": r.changed, "message": r.message}
+        )
+    _render(out, [r])
+
+
+@app.command("log")
+def log_cmd(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option("--since", help="Only events at or after this time (-1d, ISO 8601).")] = None,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """The audit log of this environment: proposals, approvals, refusals, executions, rollbacks."""
+    from fs.doctor import ops
+
+    st = state(ctx)
+    out = st.output(as_json)
+    events = ops.log_events(st.platform, time_option(since, "--since"))
+    if out.as_json:
+        return out.json([e.to_dict() for e in events])
+    out.table(f"ops audit log ({st.platform.env})", ["at (UTC)", "event", "action", "kind", "view", "actor", "rule / details"],
+              [[f"{e.at:%Y-%m-%d %H:%M:%S}", e.event, e.action_id or "", e.kind or "", e.view or "", e.actor or "",
+                e.rule or ", ".join(f"{k}={v}" for k, v in (e.details.get("changed") or {}).items()) or e.message]
+               for e in events])  # fmt: skip
+
+
+def register(root: typer.Typer) -> None:
+    root.command("doctor")(doctor)
+    root.add_typer(app, name="ops")

@@ -1,0 +1,468 @@
+"""Typed, idempotent actions ``fs ops apply`` runs, each through the library code the manual command
+uses, each declaring (and implementing) its rollback.
+
+==================  ============  ===============================================  ==================================
+kind                class         runs                                              rollback
+==================  ============  ===============================================  ==================================
+rematerialize       reversible    ``Platform.materialize`` (``fs materialize``)     restore the view's online keys from
+                                                                                    the snapshot taken before; mark the
+                                                                                    range not done in the ledger
+resume_backfill     reversible    ``Backfiller.plan(..., resume=True)`` + ``run``   restore the Delta table's previous
+                                  (``fs backfill VIEW --resume``)                   version and the online snapshot;
+                                                                                    mark the range not done
+release_lease       reversible    compare-and-delete of the dead holder's lease     put the same lease value back (if
+                                  (only if it is still that exact value)            the view is not leased meanwhile)
+delete_view_keys    reversible    the online store's own deletion of a deleted      RESTORE every key (and its expiry)
+                                  view's keys (SCAN + UNLINK, as ``fs apply``)      from the snapshot taken before
+restore_delta       reversible    ``DeltaTable.restore(version)`` to the last       restore the version it replaced
+                                  version whose schema fits the view
+rerun_validation    read_only     ``validate_offline`` (``fs validate VIEW``)       none needed
+teardown            irreversible  never run by fs ops (policy rule ``irreversible``)  -
+==================  ============  ===============================================  ==================================
+
+Snapshots (``<ops_path>/snapshots/<action id>.*``) hold what a rollback restores: Redis ``DUMP``
+payloads with their absolute expiry, a lease value. They are data (as sensitive as the online store
+itself) and are never copied into the audit log, which records only counts and versions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fs.doctor.model import Action, ActionClass
+from fs.errors import OpsError, OpsRefused
+from fs.timeutil import parse_time, utcnow
+
+log = logging.getLogger(__name__)
+MARKS = (
+    ":_offsets"  # plugins.redis_store.tile_store.MARKS: an aggregation view's offset marks beside its tiles
+)
+
+
+@dataclass
+class OpsContext:
+    platform: Any
+    snapshots: Path
+    snapshot_max_keys: int = 200_000
+
+    @property
+    def store(self):
+        return self.platform.store
+
+    def online(self):
+        """The fs Redis store's state (client, key layout) for this environment."""
+        from backfill.online import redis_store
+
+        return redis_store(self.store).state(self.store.config)
+
+
+def new_action(kind: str, params: dict, reason: str) -> Action:
+    k = KINDS[kind]
+    return Action(
+        f"{kind.split('_')[0][:6]}-{uuid.uuid4().hex[:8]}", kind, params, k.classification, reason, k.rollback
+    )
+
+
+# -- snapshots of online keys -----------------------------------------------------------------------
+_SNAP = pa.schema([("key", pa.binary()), ("dump", pa.binary()), ("expire_at_ms", pa.int64())])
+
+
+def view_patterns(layout, view: str) -> list[str]:
+    return [layout.view_pattern(view), layout.view_pattern(view) + MARKS]
+
+
+def _scan(client, patterns: Iterable[str], count: int = 1000) -> list[bytes]:
+    keys: list[bytes] = []
+    for pattern in patterns:
+        keys += list(client.scan_iter(match=pattern, count=count))
+    return keys
+
+
+def snapshot_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> int:
+    """DUMP every key matching ``patterns`` (with its absolute expiry) to ``<snapshots>/<id>.keys.parquet``."""
+    from plugins.redis_store.connection import translated
+
+    state = ctx.online()
+    with translated(state.endpoint):
+        keys = _scan(state.client, patterns, state.cfg.delete_scan_count)
+        if len(keys) > ctx.snapshot_max_keys:
+            raise OpsError(f"{len(keys)} online keys would change, more than ops.snapshot_max_keys "
+                           f"({ctx.snapshot_max_keys}): no rollback snapshot possible, so not run",
+                           hint="run the manual command instead, or raise ops.snapshot_max_keys")  # fmt: skip
+        rows = {"key": [], "dump": [], "expire_at_ms": []}
+        now_ms = int(utcnow().timestamp() * 1000)
+        for start in range(0, len(keys), 500):
+            page = keys[start : start + 500]
+            pipe = state.client.pipeline(transaction=False)
+            for k in page:
+                pipe.dump(k)
+                pipe.pttl(k)
+            replies = pipe.execute()
+            for k, dump, pttl in zip(page, replies[0::2], replies[1::2], strict=True):
+                if dump is None:  # gone meanwhile
+                    continue
+                rows["key"].append(k)
+                rows["dump"].append(dump)
+                rows["expire_at_ms"].append(now_ms + pttl if pttl and pttl > 0 else 0)
+    ctx.snapshots.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(rows, schema=_SNAP), ctx.snapshots / f"{action_id}.keys.parquet")
+    return len(rows["key"])
+
+
+def restore_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> dict:
+    """Make the keys matching ``patterns`` what the snapshot holds: keys created since are deleted,
+    snapshot keys restored (REPLACE) with their original absolute expiry (already expired: left deleted)."""
+    from plugins.redis_store.connection import translated
+
+    path = ctx.snapshots / f"{action_id}.keys.parquet"
+    if not path.is_file():
+        raise OpsError(f"the rollback snapshot of action {action_id} is missing ({path})",
+                       hint="restore the online values with `fs materialize` from offline instead")  # fmt: skip
+    snap = pq.read_table(path).to_pylist()
+    kept = {r["key"] for r in snap}
+    state = ctx.online()
+    now_ms = int(utcnow().timestamp() * 1000)
+    deleted = restored = 0
+    with translated(state.endpoint):
+        extra = [k for k in _scan(state.client, patterns, state.cfg.delete_scan_count) if k not in kept]
+        for start in range(0, len(extra), 500):
+            deleted += state.client.unlink(*extra[start : start + 500])
+        for start in range(0, len(snap), 500):
+            pipe = state.client.pipeline(transaction=False)
+            for r in snap[start : start + 500]:
+                if r["expire_at_ms"] and r["expire_at_ms"] <= now_ms:
+                    pipe.delete(r["key"])  # it would have expired by now
+                    continue
+                pipe.restore(
+                    r["key"], r["expire_at_ms"], r["dump"], replace=True, absttl=bool(r["expire_at_ms"])
+                )
+                restored += 1
+            pipe.execute()
+    return {"keys_restored": restored, "keys_deleted": deleted}
+
+
+def _mark_not_done(ctx: OpsContext, view: str, targets, kind, start, end, action_id: str) -> None:
+    """Ledger entries that take ``[start, end)`` out of the done coverage (watermark and --resume redo it)."""
+    from backfill.model import LedgerEntry, Status
+    from backfill.runner import Backfiller
+
+    bf = Backfiller(ctx.platform)
+    bf.ledger.record(
+        LedgerEntry(
+            f"ops-{action_id}",
+            view,
+            t,
+            kind,
+            start,
+            end,
+            Status.PLANNED,
+            "fs ops rollback",
+            utcnow(),
+            message=f"rolled back by fs ops rollback {action_id}",
+        )  # fmt: skip
+        for t in targets
+    )
+
+
+# -- kinds ------------------------------------------------------------------------------------------
+class Kind:
+    kind = ""
+    classification = ActionClass.REVERSIBLE
+    rollback = ""
+
+    def execute(self, ctx: OpsContext, action: Action) -> dict:
+        """Do it; returns what changed (counts, versions; ``skipped`` when nothing was left to do)."""
+        raise NotImplementedError
+
+    def undo(self, ctx: OpsContext, action: Action, changed: dict) -> dict:
+        raise OpsError(f"{self.kind} has no rollback")
+
+
+class Rematerialize(Kind):
+    kind = "rematerialize"
+    rollback = "restore the view's online keys from the snapshot taken before; the range is marked not done in the ledger"
+
+    def execute(self, ctx, action):
+        p = action.params
+        state = ctx.online()
+        n = snapshot_keys(ctx, action.id, view_patterns(state.layout, p["view"]))
+        result = ctx.platform.materialize(p["start"], p["end"], views=[p["view"]],
+                                          chunk=timedelta(seconds=p.get("chunk_seconds", 86400)))  # fmt: skip
+        return {"keys_snapshotted": n, "chunks": result.chunks_done, "rows_written": result.rows_written,
+                "rows_skipped": result.rows_skipped}  # fmt: skip
+
+    def undo(self, ctx, action, changed):
+        from backfill.model import Kind as LedgerKind
+        from backfill.model import Target
+
+        p = action.params
+        out = restore_keys(ctx, action.id, view_patterns(ctx.online().layout, p["view"]))
+        _mark_not_done(ctx, p["view"], [Target.ONLINE], LedgerKind.MATERIALIZE, parse_time(p["start"]),
+                       parse_time(p["end"]), action.id)  # fmt: skip
+        return out
+
+
+class ResumeBackfill(Kind):
+    kind = "resume_backfill"
+    rollback = ("restore the view's Delta table to the version before the run and its online keys from the "
+                "snapshot; the range is marked not done in the ledger")  # fmt: skip
+
+    def execute(self, ctx, action):
+        from backfill.model import Status, Target
+        from backfill.runner import Backfiller
+        from plugins.delta.tables import current_version
+
+        p = action.params
+        bf = Backfiller(ctx.platform)
+        plan = bf.plan(p["view"], p["start"], p["end"], to=p.get("to", "both"),
+                       chunk=timedelta(seconds=p.get("chunk_seconds", 86400)), resume=True)  # fmt: skip
+        if not plan.to_run:
+            return {"skipped": True, "reason": "every chunk of the range is done in the ledger"}
+        fv = ctx.platform.feature_view(p["view"])
+        changed: dict = {}
+        if Target.OFFLINE in plan.targets:
+            changed["delta_version_before"] = current_version(fv.batch_source, ctx.store.config)
+        if Target.ONLINE in plan.targets:
+            changed["keys_snapshotted"] = snapshot_keys(
+                ctx, action.id, view_patterns(ctx.online().layout, p["view"])
+            )
+        result = bf.run(plan)
+        if Target.OFFLINE in plan.targets:
+            changed["delta_version_after"] = current_version(fv.batch_source, ctx.store.config)
+        changed.update(run_id=result.run_id, ok=result.ok, chunks_done=result.count(Status.DONE),
+                       chunks_not_done=len(result.chunks) - result.count(Status.DONE),
+                       rows_written_offline=result.rows_written(Target.OFFLINE),
+                       rows_written_online=result.rows_written(Target.ONLINE))  # fmt: skip
+        return changed
+
+    def undo(self, ctx, action, changed):
+        from deltalake import DeltaTable
+
+        from backfill.model import Kind as LedgerKind
+        from backfill.model import Target
+        from plugins.delta.tables import resolve_location
+
+        p = action.params
+        out: dict = {}
+        targets = []
+        before, after = changed.get("delta_version_before"), changed.get("delta_version_after")
+        if before is not None:
+            targets.append(Target.OFFLINE)
+            if after is not None and after != before:
+                table = DeltaTable(resolve_location(ctx.platform.feature_view(p["view"]), ctx.store.config))
+                table.restore(before)
+                out["delta_restored_to"] = before
+                out["delta_version_after"] = table.version()
+        if "keys_snapshotted" in changed:
+            targets.append(Target.ONLINE)
+            out.update(restore_keys(ctx, action.id, view_patterns(ctx.online().layout, p["view"])))
+        _mark_not_done(ctx, p["view"], targets, LedgerKind.BACKFILL, parse_time(p["start"]), parse_time(p["end"]),
+                       action.id)  # fmt: skip
+        return out
+
+
+_RELEASE = """
+local cur = redis.call('GET', KEYS[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+def lease_digest(value: bytes | str) -> str:
+    """sha1 of a lease value (what Redis' ``redis.sha1hex`` computes): identifies it without quoting it."""
+    raw = value.encode() if isinstance(value, str) else value
+    return hashlib.sha1(raw).hexdigest()  # noqa: S324 - an identity check, not security
+
+
+class ReleaseLease(Kind):
+    kind = "release_lease"
+    rollback = "put the same lease value back with its remaining expiry (only while the view is not leased)"
+
+    def execute(self, ctx, action):
+        from backfill.runner import Backfiller
+
+        p = action.params
+        leases = Backfiller(ctx.platform).leases
+        key = leases.key(p["view"])
+        with leases.calls():
+            client = leases._client
+            value, pttl = client.get(key), client.pttl(key)
+            if value is None:
+                return {"skipped": True, "reason": "the lease is gone already"}
+            if lease_digest(value) != p["digest"]:
+                return {
+                    "skipped": True,
+                    "reason": "the lease is held by another holder than the dead one proposed",
+                }
+            ctx.snapshots.mkdir(parents=True, exist_ok=True)
+            (ctx.snapshots / f"{action.id}.lease.json").write_text(json.dumps(
+                {"value": base64.b64encode(value).decode(), "pttl": pttl}))  # fmt: skip
+            released = client.eval(_RELEASE, 1, key, p["digest"])
+        return {"leases_released": int(released)}
+
+    def undo(self, ctx, action, changed):
+        from backfill.runner import Backfiller
+
+        path = ctx.snapshots / f"{action.id}.lease.json"
+        if not changed.get("leases_released"):
+            return {"leases_restored": 0}
+        saved = json.loads(path.read_text())
+        leases = Backfiller(ctx.platform).leases
+        with leases.calls():
+            kw = {"px": saved["pttl"]} if saved["pttl"] and saved["pttl"] > 0 else {}
+            ok = leases._client.set(
+                leases.key(action.params["view"]), base64.b64decode(saved["value"]), nx=True, **kw
+            )
+        if not ok:
+            raise OpsError(
+                f"feature view {action.params['view']!r} is leased by another run now: the old lease was not put back"
+            )
+        return {"leases_restored": 1}
+
+
+class DeleteViewKeys(Kind):
+    kind = "delete_view_keys"
+    rollback = "RESTORE every deleted key (with its expiry) and the view's schema entries from the snapshot"
+
+    def execute(self, ctx, action):
+        from plugins.redis_store.connection import translated
+        from plugins.redis_store.online_store import RedisOnlineStore
+
+        view = action.params["view"]
+        if view in registered_views(ctx.store):
+            raise OpsRefused(
+                "view_registered", f"feature view {view!r} is registered (again): its keys are not leftovers"
+            )
+        state = ctx.online()
+        patterns = view_patterns(state.layout, view)
+        n = snapshot_keys(ctx, action.id, patterns)
+        if n == 0:
+            return {"skipped": True, "reason": "no keys of the view are left"}
+        deleted = sum(RedisOnlineStore._delete_matching(state, pattern) for pattern in patterns)
+        with translated(state.endpoint):
+            fields = {f: v for f, v in state.client.hgetall(state.layout.schemas_key).items()
+                      if f.decode().rsplit(":", 1)[0] == view}  # fmt: skip
+            (ctx.snapshots / f"{action.id}.schemas.json").write_text(json.dumps(
+                {base64.b64encode(f).decode(): base64.b64encode(v).decode() for f, v in fields.items()}))  # fmt: skip
+            if fields:
+                state.client.hdel(state.layout.schemas_key, *fields)
+        return {"keys_snapshotted": n, "keys_deleted": deleted, "schema_entries_deleted": len(fields)}
+
+    def undo(self, ctx, action, changed):
+        from plugins.redis_store.connection import translated
+
+        state = ctx.online()
+        out = restore_keys(ctx, action.id, view_patterns(state.layout, action.params["view"]))
+        path = ctx.snapshots / f"{action.id}.schemas.json"
+        if path.is_file():
+            fields = {
+                base64.b64decode(f): base64.b64decode(v) for f, v in json.loads(path.read_text()).items()
+            }
+            if fields:
+                with translated(state.endpoint):
+                    state.client.hset(state.layout.schemas_key, mapping=fields)
+            out["schema_entries_restored"] = len(fields)
+        return out
+
+
+class RestoreDelta(Kind):
+    kind = "restore_delta"
+    rollback = "restore the Delta table to the version this action replaced"
+
+    def execute(self, ctx, action):
+        from deltalake import DeltaTable
+
+        from plugins.delta.schema import schema_problems, table_columns
+        from plugins.delta.tables import resolve_location
+
+        fv = ctx.platform.feature_view(action.params["view"])
+        if not schema_problems(fv, table_columns(fv, ctx.store.config)):
+            return {"skipped": True, "reason": "the table's schema fits the view already"}
+        table = DeltaTable(resolve_location(fv, ctx.store.config))
+        before = table.version()
+        table.restore(int(action.params["version"]))
+        return {"delta_version_before": before, "restored_to": int(action.params["version"]),
+                "delta_version_after": table.version()}  # fmt: skip
+
+    def undo(self, ctx, action, changed):
+        from deltalake import DeltaTable
+
+        from plugins.delta.tables import resolve_location
+
+        if "delta_version_before" not in changed:
+            return {}
+        table = DeltaTable(
+            resolve_location(ctx.platform.feature_view(action.params["view"]), ctx.store.config)
+        )
+        table.restore(int(changed["delta_version_before"]))
+        return {"delta_restored_to": changed["delta_version_before"], "delta_version_after": table.version()}
+
+
+class RerunValidation(Kind):
+    kind = "rerun_validation"
+    classification = ActionClass.READ_ONLY
+    rollback = "none needed (read-only: records one more validation result)"
+
+    def execute(self, ctx, action):
+        from fs.governance.validate import validate_offline
+
+        p = action.params
+        start = parse_time(p["start"]) if p.get("start") else None
+        end = parse_time(p["end"]) if p.get("end") else None
+        result = validate_offline(ctx.store, p["view"], start, end, mode="warn")
+        return {"outcome": "passed" if result.passed else "failed", "rows": result.rows,
+                "failed_checks": len(result.failures), "validation_run": result.run_id}  # fmt: skip
+
+    def undo(self, ctx, action, changed):
+        return {}
+
+
+class Teardown(Kind):
+    kind = "teardown"
+    classification = ActionClass.IRREVERSIBLE
+    rollback = "none: deletes the project's online data and registry entries for good"
+
+    def execute(self, ctx, action):
+        raise OpsRefused("irreversible", "teardown is never run by fs ops", hint="run `fs teardown` yourself")
+
+
+KINDS: dict[str, Kind] = {k.kind: k for k in (Rematerialize(), ResumeBackfill(), ReleaseLease(), DeleteViewKeys(),
+                                              RestoreDelta(), RerunValidation(), Teardown())}  # fmt: skip
+ORDER = [
+    "release_lease",
+    "restore_delta",
+    "delete_view_keys",
+    "resume_backfill",
+    "rematerialize",
+    "rerun_validation",
+]
+"""Execution order within a plan: a dead lease goes before the run it would block."""
+
+
+def kind_of(action: Action) -> Kind:
+    try:
+        return KINDS[action.kind]
+    except KeyError:
+        raise OpsError(f"unknown action kind {action.kind!r} (known: {', '.join(KINDS)})") from None
+
+
+def registered_views(store) -> set[str]:
+    """Every view name the registry knows (batch, stream, on-demand)."""
+    names = set()
+    for lister in ("list_feature_views", "list_stream_feature_views", "list_on_demand_feature_views"):
+        fn = getattr(store, lister, None)
+        if fn is not None:
+            names |= {v.name for v in fn()}
+    return names

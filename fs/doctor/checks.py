@@ -1,0 +1,385 @@
+"""``doctor``: every health check in one pass, as typed findings with proposed actions.
+
+    from fs import Platform
+    from fs.doctor import doctor
+    report = doctor(Platform("feature_repo"), views=None, deep=False)
+    report.worst            # Severity.OK / INFO / WARNING / ERROR
+    report.actions          # what `fs doctor --plan FILE` would write
+
+Default checks (fast: Delta logs, Redis, the ledger, the validation log; no Spark job):
+
+==============  =================================================================  ===========================
+check           finds                                                              proposes
+==============  =================================================================  ===========================
+registry        the registry is unreachable, or differs from the repo (`fs plan`)  (a reviewed `fs apply`)
+online_store    Redis unreachable; keys of views no longer registered              delete_view_keys
+freshness       a view older than its SLA (online behind offline, or offline)      rematerialize
+ledger          failed / rejected / interrupted chunks; dead or never-expiring     resume_backfill,
+                leases                                                             rematerialize, release_lease
+validation      the latest recorded validation of a view failed                    rerun_validation
+schema          a view's Delta table no longer fits the view                       restore_delta
+==============  =================================================================  ===========================
+
+``deep=True`` adds ``parity`` (a small sample of tier-1 views online vs offline; Spark).
+
+Evidence holds names, counts, times and versions: never feature values or entity keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from fs.doctor.actions import lease_digest, new_action, registered_views
+from fs.doctor.model import DoctorReport, Finding, Severity
+from fs.errors import FsError
+from fs.scrub import summary
+from fs.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKS = ("registry", "online_store", "freshness", "ledger", "validation", "schema")
+DEEP_CHECKS = ("parity",)
+VALIDATION_LOOKBACK = timedelta(days=1)
+LEFTOVER_SCAN_LIMIT = 100_000  # keys looked at for leftovers by default (--deep: all)
+
+
+class _Ctx:
+    def __init__(self, platform, views: list[str] | None, deep: bool, now: datetime):
+        self.platform, self.views, self.deep, self.now = platform, views, deep, now
+
+    @property
+    def store(self):
+        return self.platform.store
+
+    def online_views(self) -> list:
+        from fs.views import feature_views
+
+        return feature_views(self.store, self.views, online=True) if self.views else \
+            [v for v in self.store.list_feature_views() if v.online]  # fmt: skip
+
+    def wanted(self, view: str) -> bool:
+        return not self.views or view in self.views
+
+
+def _err(check: str, subject: str, e: Exception) -> Finding:
+    text = str(e) if isinstance(e, FsError) else summary(e)
+    return Finding(
+        check, Severity.ERROR, subject, f"{check} check failed: {text}", {"error": type(e).__name__}
+    )
+
+
+def _fmt(ts: datetime | None) -> str | None:
+    return ts.isoformat(timespec="seconds") if ts else None
+
+
+# -- registry -------------------------------------------------------------------------------------
+def check_registry(c: _Ctx) -> list[Finding]:
+    try:
+        c.store.list_feature_views()
+    except Exception as e:
+        return [_err("registry", "registry", e)]
+    plan = c.platform.plan()
+    if plan.empty:
+        return [
+            Finding(
+                "registry", Severity.OK, "registry", "reachable and in sync with the repo (fs plan is empty)"
+            )
+        ]
+    changes = [f"{ch.action} {ch.kind} {ch.name}" for ch in [*plan.changes, *plan.infra_changes]]
+    return [
+        Finding(
+            "registry",
+            Severity.WARNING,
+            "registry",
+            f"the registry differs from the repo: {len(changes)} change(s) not applied",
+            {"changes": changes[:50]},
+        )
+    ]  # fmt: skip  (an apply is a reviewed change: `fs plan`, then `fs apply`)
+
+
+# -- online store ---------------------------------------------------------------------------------
+def check_online(c: _Ctx) -> list[Finding]:
+    from backfill.online import redis_store
+    from plugins.redis_store.connection import translated
+    from plugins.redis_store.tile_store import MARKS
+
+    try:
+        state = redis_store(c.store).state(c.store.config)
+        with translated(state.endpoint):
+            state.client.ping()
+    except Exception as e:
+        return [_err("online_store", "online_store", e)]
+    before = state.layout.namespace + "{"
+    pattern = state.layout.project_pattern()
+    counts: dict[str, int] = {}
+    scanned, complete = 0, True
+    with translated(state.endpoint):
+        for key in state.client.scan_iter(match=pattern, count=1000):
+            scanned += 1
+            if not c.deep and scanned > LEFTOVER_SCAN_LIMIT:
+                complete = False
+                break
+            text = key.decode(errors="replace")
+            if not text.startswith(before) or "}:" not in text:
+                continue  # leases, the store id, schemas
+            view = text.rsplit("}:", 1)[1]
+            view = view[: -len(MARKS)] if view.endswith(MARKS) else view
+            counts[view] = counts.get(view, 0) + 1
+    known = registered_views(c.store)
+    findings = []
+    for view, n in sorted(counts.items()):
+        if view in known:
+            continue
+        a = new_action("delete_view_keys", {"view": view},
+                       f"{n} online key(s) of {view!r}, a view no longer registered")  # fmt: skip
+        findings.append(Finding("online_store", Severity.WARNING, view,
+                                f"{n} online key(s) left behind by deleted feature view {view!r}",
+                                {"keys": n, "scan_complete": complete}, (a,)))  # fmt: skip
+    if not findings:
+        msg = f"reachable; {scanned} key(s) scanned, none of deleted views" + (
+            "" if complete else " (sampled; --deep scans all)"
+        )
+        findings.append(
+            Finding("online_store", Severity.OK, "online_store", msg, {"scan_complete": complete})
+        )
+    return findings
+
+
+# -- freshness ------------------------------------------------------------------------------------
+def check_freshness(c: _Ctx) -> list[Finding]:
+    from fs.governance.freshness import check_view
+    from fs.metadata import freshness_sla
+
+    findings = []
+    views = [v for v in c.store.list_feature_views() if freshness_sla(v) and c.wanted(v.name)]
+    for fv in views:
+        try:
+            v = check_view(c.store, fv.name, c.now)
+        except Exception as e:
+            findings.append(_err("freshness", fv.name, e))
+            continue
+        evidence = {"sla_seconds": v.sla_seconds, "offline_newest": _fmt(v.offline.newest),
+                    "online_newest": _fmt(v.online.newest) if v.online else None}  # fmt: skip
+        if not v.breached:
+            findings.append(Finding("freshness", Severity.OK, fv.name, "within its freshness SLA", evidence))
+            continue
+        off, on = v.offline.newest, v.online.newest if v.online else None
+        actions = ()
+        if v.online is not None and off is not None and (on is None or on < off):
+            # Offline holds newer data than online serves: materialization is behind. Reload from the
+            # online side's newest value (or the view's ttl) up to now.
+            start = on if on is not None else c.now - (fv.ttl or timedelta(days=1))
+            start = start.replace(minute=0, second=0, microsecond=0)
+            actions = (new_action("rematerialize", {"view": fv.name, "start": start.isoformat(), "end": c.now.isoformat()},
+                                  f"online data of {fv.name!r} is older than offline and its SLA"),)  # fmt: skip
+            msg = f"stale online: newest online {_fmt(on) or 'none'}, offline has {_fmt(off)} (SLA {v.sla_seconds:g}s)"
+        else:
+            msg = (f"stale offline: newest offline {_fmt(off) or 'none'} (SLA {v.sla_seconds:g}s); the source or the "
+                   "ingest is behind, not materialization (check `fs ingest` and the source jobs)")  # fmt: skip
+        findings.append(Finding("freshness", Severity.WARNING, fv.name, msg, evidence, actions))
+    return findings
+
+
+# -- ledger and leases ----------------------------------------------------------------------------
+def check_ledger(c: _Ctx) -> list[Finding]:
+    from backfill.lease import _record, provably_dead
+    from backfill.model import Kind, Status
+    from backfill.runner import Backfiller
+
+    bf = Backfiller(c.platform)
+    findings = []
+    try:
+        statuses = bf.status()
+    except Exception as e:
+        return [_err("ledger", "ledger", e)]
+    for st in statuses:
+        if not c.wanted(st.view):
+            continue
+        for e in st.pending:
+            interval = {"start": e.start.isoformat(), "end": e.end.isoformat()}
+            evidence = {"target": st.target.value, "kind": e.kind.value, "status": e.status.value, **interval,
+                        "run_id": e.run_id, "recorded_at": _fmt(e.recorded_at)}  # fmt: skip
+            if e.status == Status.RUNNING and st.lease_holder:
+                findings.append(Finding("ledger", Severity.INFO, st.view,
+                                        f"{st.target.value} chunk {e.interval} is running (leased)", evidence))  # fmt: skip
+                continue
+            what = {Status.RUNNING: "interrupted (running, no live run holds the view)",
+                    Status.PLANNED: "planned but never run (half-done run)"}.get(e.status, e.status.value)  # fmt: skip
+            chunk_s = int((e.end - e.start).total_seconds())
+            if e.kind == Kind.BACKFILL:
+                a = new_action("resume_backfill", {"view": st.view, **interval, "to": st.target.value,
+                                                   "chunk_seconds": chunk_s},
+                               f"{st.target.value} backfill chunk {e.interval} {e.status.value}")  # fmt: skip
+            else:
+                a = new_action("rematerialize", {"view": st.view, **interval, "chunk_seconds": chunk_s},
+                               f"materialization chunk {e.interval} {e.status.value}")  # fmt: skip
+            findings.append(Finding("ledger", Severity.WARNING, st.view,
+                                    f"{st.target.value} {e.kind.value} chunk {e.interval} {what}"
+                                    + (f": {e.message}" if e.message else ""), evidence, (a,)))  # fmt: skip
+    # Leases: a holder provably dead on this host, or a lease that never expires, blocks the view.
+    try:
+        leases = bf.leases
+        with leases.calls():
+            client = leases._client
+            prefix = leases.key("")
+            for key in client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000):
+                raw, pttl = client.get(key), client.pttl(key)
+                if raw is None:
+                    continue
+                view = key.decode()[len(prefix) :]
+                if not c.wanted(view):
+                    continue
+                record = _record(raw)
+                dead = provably_dead(record)
+                if not dead and pttl != -1:
+                    continue
+                why = "its holder's process is gone (this host)" if dead else "it never expires (no TTL)"
+                a = new_action("release_lease", {"view": view, "digest": lease_digest(raw)},
+                               f"the lease of {view!r} is dead: {why}")  # fmt: skip
+                findings.append(Finding("ledger", Severity.WARNING, view, f"dead lease on {view!r}: {why}",
+                                        {"pttl_ms": pttl, "holder_digest": lease_digest(raw)[:12]}, (a,)))  # fmt: skip
+    except Exception as e:
+        findings.append(_err("ledger", "leases", e))
+    if not findings:
+        findings.append(
+            Finding(
+                "ledger", Severity.OK, "ledger", "no failed, interrupted or half-done chunks; no dead leases"
+            )
+        )
+    return findings
+
+
+# -- validation -----------------------------------------------------------------------------------
+def check_validation(c: _Ctx) -> list[Finding]:
+    from fs.governance.validate import list_results
+
+    since = c.now - VALIDATION_LOOKBACK
+    latest: dict[str, object] = {}
+    for r in list_results(c.store, None, limit=500):  # newest first
+        if r.checked_at < since:
+            break
+        if c.wanted(r.view):
+            latest.setdefault(r.view, r)
+    findings = []
+    for view, r in sorted(latest.items()):
+        if r.passed:
+            continue
+        failed = sorted({f"{x.check}({x.column})" if x.column else x.check for x in r.failures})
+        params = {"view": view, "start": _fmt(r.window_start), "end": _fmt(r.window_end)}
+        a = new_action("rerun_validation", params, f"the latest validation of {view!r} failed")
+        findings.append(Finding("validation", Severity.WARNING, view,
+                                f"latest validation {r.outcome} ({r.origin}, {_fmt(r.checked_at)}): "
+                                f"{len(r.failures)}/{len(r.checks)} checks failed",
+                                {"run_id": r.run_id, "origin": r.origin, "mode": r.mode, "rows": r.rows,
+                                 "failed_checks": failed[:20]}, (a,)))  # fmt: skip
+    if not findings:
+        findings.append(Finding("validation", Severity.OK, "validation",
+                                "no failed validation in the last 24h"))  # fmt: skip
+    return findings
+
+
+# -- Delta schema drift ---------------------------------------------------------------------------
+MAX_VERSIONS_BACK = 20
+
+
+def check_schema(c: _Ctx) -> list[Finding]:
+    from deltalake import DeltaTable
+
+    from plugins.delta.schema import schema_problems, table_columns
+    from plugins.delta.source import DeltaSource
+    from plugins.delta.tables import resolve_location, schema_of, storage_options
+
+    findings = []
+    views = [*c.store.list_feature_views(), *c.store.list_stream_feature_views()]
+    for fv in views:
+        if not c.wanted(fv.name) or not isinstance(fv.batch_source, DeltaSource) or not fv.batch_source.path:
+            continue
+        try:
+            problems = schema_problems(fv, table_columns(fv, c.store.config))
+        except Exception as e:
+            findings.append(_err("schema", fv.name, e))
+            continue
+        if not problems:
+            continue
+        location = resolve_location(fv, c.store.config)
+        table = DeltaTable(location, storage_options=storage_options(fv.batch_source) or None)
+        current = table.version()
+        fits = None
+        for v in range(current - 1, max(-1, current - 1 - MAX_VERSIONS_BACK), -1):
+            try:
+                table.load_as_version(v)
+            except Exception:
+                break
+            if not schema_problems(fv, dict(schema_of(table))):
+                fits = v
+                break
+        actions = ()
+        if fits is not None:
+            actions = (new_action("restore_delta", {"view": fv.name, "version": fits},
+                                  f"the Delta table of {fv.name!r} no longer fits the view; version {fits} did"),)  # fmt: skip
+        findings.append(Finding("schema", Severity.ERROR, fv.name,
+                                f"the Delta table of {fv.name!r} does not fit the view: {problems[0]}"
+                                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                                {"problems": problems, "version": current, "last_fitting_version": fits}, actions))  # fmt: skip
+    if not findings:
+        findings.append(Finding("schema", Severity.OK, "schema", "every view's Delta table fits the view"))
+    return findings
+
+
+# -- deep: parity ---------------------------------------------------------------------------------
+def check_parity(c: _Ctx) -> list[Finding]:
+    from parity import check
+
+    tier1 = [v.name for v in c.online_views() if (v.tags or {}).get("tier") == "1"]
+    if not tier1:
+        return [Finding("parity", Severity.OK, "parity", "no tier-1 online views to sample")]
+    try:
+        report = check(c.store, views=tier1, sample=200, seed=0)
+    except Exception as e:
+        return [_err("parity", "parity", e)]
+    findings = []
+    for vr in report.views:
+        total = vr.total()
+        ev = {
+            "compared": total.compared,
+            "breaching": total.breaching,
+            "breach_rate": round(total.breach_rate, 6),
+        }
+        sev = Severity.WARNING if vr.breach else Severity.OK
+        msg = (f"online differs from offline for {total.breaching}/{total.compared} sampled values "
+               f"(`fs parity check --views {vr.view}` explains the classes)") if vr.breach else "parity sample ok"  # fmt: skip
+        findings.append(Finding("parity", sev, vr.view, msg, ev))
+    return findings
+
+
+CHECKS: dict[str, Callable[[_Ctx], list[Finding]]] = {
+    "registry": check_registry, "online_store": check_online, "freshness": check_freshness,
+    "ledger": check_ledger, "validation": check_validation, "schema": check_schema, "parity": check_parity,
+}  # fmt: skip
+
+
+def doctor(platform, views: list[str] | None = None, *, deep: bool = False, checks: list[str] | None = None,
+           now: datetime | None = None) -> DoctorReport:  # fmt: skip
+    """Run the checks (default: the fast ones; ``deep`` adds parity); never raises for what a check
+    finds: a check that cannot run is an ``error`` finding of that check."""
+    started = time.monotonic()
+    names = list(checks or (*DEFAULT_CHECKS, *(DEEP_CHECKS if deep else ())))
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        from fs.errors import InvalidArgument
+
+        raise InvalidArgument(f"--check: unknown check(s) {', '.join(unknown)} (known: {', '.join(CHECKS)})")
+    c = _Ctx(platform, views, deep, now or utcnow())
+    if views:
+        c.online_views()  # a typo in --views is an error, not a clean bill of health
+    findings: list[Finding] = []
+    for name in names:
+        try:
+            findings += CHECKS[name](c)
+        except Exception as e:  # one broken check never hides the others
+            log.debug("check %s failed", name, exc_info=True)
+            findings.append(_err(name, name, e))
+    return DoctorReport(c.now, platform.env, platform.project, findings, names, time.monotonic() - started)
