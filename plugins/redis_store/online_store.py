@@ -10,20 +10,14 @@ prefixes, Redis Cluster. Layout in keys.py, encoding in codec.py, docs in docs/o
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import redis
 from feast import Entity, FeatureService, FeatureView, RepoConfig
-from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.supported_async_methods import SupportedAsyncMethods
 from feast.online_response import OnlineResponse
@@ -31,33 +25,34 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import FeastConfigBaseModel
 from feast.type_map import feast_value_type_to_python_type
-from feast.value_type import ValueType
 from pydantic import Field, StrictStr, field_validator
 
 from fs.aggregation.spec import is_aggregation
-from fs.errors import ConfigError, OnlineWriteError
+from fs.errors import OnlineWriteError
 from fs.feast_compat import request_context
 from fs.order import requested_names
 from fs.timeutil import arrow_epoch_micros, epoch_micros
-from plugins.redis_store import embedded
-from plugins.redis_store.codec import ViewCodec, to_proto
-from plugins.redis_store.connection import Endpoint, connect, translated
-from plugins.redis_store.keys import KeyLayout, check_name
-from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
+from plugins.redis_store.codec import to_proto
+from plugins.redis_store.connection import translated
+from plugins.redis_store.keys import check_name
+from plugins.redis_store.read_plan import ReadPlan
+from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys
 from plugins.redis_store.response import (
-    ColumnarOnlineResponse,
-    entity_meta,
     feature_vector,
     in_requested_order,
 )
+from plugins.redis_store.state import StoreState, view_read
 from plugins.redis_store.tile_store import (
     MARKS,
-    TileRead,
     TileWriteResult,
     write_events,
     write_tiles,
 )
-from plugins.redis_store.writer import BatchWriter, WriteResult, prepare, prepare_arrow
+from plugins.redis_store.writer import WriteResult, prepare, prepare_arrow
+
+# Feast finds the store class through its config class's module: both live here. The others are
+# re-exported for callers that imported them from here.
+__all__ = ["RedisOnlineStore", "RedisOnlineStoreConfig", "ReadPlan", "StoreState", "view_read"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,261 +142,21 @@ class RedisOnlineStoreConfig(FeastConfigBaseModel):
         return check_name("key_prefix", v)  # refused at config load, before any key is built
 
 
-class _State:
-    """Clients and caches for one (config, project); created lazily, reused for every call."""
-
-    def __init__(self, config: RepoConfig):
-        cfg: RedisOnlineStoreConfig = config.online_store
-        self.cfg = cfg
-        if cfg.url:
-            url, mode = cfg.url, cfg.mode
-        else:
-            if cfg.mode != "standalone":
-                raise ConfigError(f"online_store.mode {cfg.mode} needs online_store.url")
-            data_dir = cfg.embedded_dir or Path(config.repo_path or ".") / "data" / "valkey"
-            url, mode = embedded.ensure_server(data_dir), "standalone"
-        extra = tuple((h, int(p)) for h, p in (n.rsplit(":", 1) for n in cfg.extra_nodes))
-        self.endpoint = Endpoint(url, mode, extra, cfg.sentinel_master)
-        self.cluster = mode == "cluster"
-        self.layout = KeyLayout(cfg.key_prefix, config.project, key_hash_secret(cfg))
-        self.client = connect(self.endpoint, cfg)
-        self.writer = BatchWriter(
-            self.client,
-            self.endpoint,
-            cluster=self.cluster,
-            batch_size=cfg.write_batch_size,
-            schemas_key=self.layout.schemas_key,
-            key_ttl_s=cfg.key_ttl_seconds or 0,
-        )
-        self._async: tuple[asyncio.AbstractEventLoop, Any, BatchWriter] | None = None
-        self._codecs: dict[int, tuple[FeatureView, ViewCodec]] = {}
-        self._schemas: dict[tuple[str, int], str | None] = {}
-        self.plans: dict[int, tuple[object, ReadPlan | None]] = {}
-
-    def codec(self, view: FeatureView) -> ViewCodec:
-        hit = self._codecs.get(id(view))
-        if hit is not None and hit[0] is view:
-            return hit[1]
-        if len(self._codecs) > 1024:  # registry refreshes create new view objects
-            self._codecs.clear()
-        codec = ViewCodec(view)
-        self._codecs[id(view)] = (view, codec)
-        return codec
-
-    def async_client(self) -> tuple[Any, BatchWriter]:
-        """The asyncio client of the running loop (redis.asyncio connections are loop-bound)."""
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            client = connect(self.endpoint, self.cfg, asyncio=True)
-            writer = BatchWriter(
-                client,
-                self.endpoint,
-                cluster=self.cluster,
-                batch_size=self.cfg.write_batch_size,
-                schemas_key=self.layout.schemas_key,
-                key_ttl_s=self.cfg.key_ttl_seconds or 0,
-            )
-            self._async = (loop, client, writer)
-        return self._async[1], self._async[2]
-
-    def old_schema(self, view_name: str, fingerprint: int) -> str | None:
-        """Field list of an older schema (rare: only rows written before a schema change)."""
-        key = (view_name, fingerprint)
-        if key not in self._schemas:
-            with translated(self.endpoint):
-                raw = self.client.hget(self.layout.schemas_key, f"{view_name}:{fingerprint}")
-            self._schemas[key] = raw.decode() if raw is not None else None
-        return self._schemas[key]
-
-    def mget(self, keys: list[str]) -> list:
-        if not keys:
-            return []
-        with translated(self.endpoint):
-            if self.cluster:
-                return self.client.mget_nonatomic(keys)
-            return self._on_connection(lambda conn: _mget_on(conn, keys))
-
-    def pipelined(self, commands: list[tuple[str, tuple]]) -> list:
-        """Replies of ``commands`` sent in one round trip (an error reply comes back as the exception).
-        Every command sent this way is idempotent (reads, tile scripts), so a retry resends them all.
-        Standalone: on one pooled connection, as ``mget``; Cluster: redis-py's cluster pipeline."""
-        with translated(self.endpoint):
-            if self.cluster:
-                with self.client.pipeline(transaction=False) as pipe:
-                    for name, args in commands:
-                        pipe.execute_command(name, *args)
-                    return pipe.execute(raise_on_error=False)
-            return self._on_connection(lambda conn: _pipeline_on(conn, commands))
-
-    def _on_connection(self, send):
-        """``send(conn)`` on one pooled connection with the client's own Retry (same attempts and
-        backoff as a client command), without redis-py's per-command bookkeeping: at 1-5 keys that
-        bookkeeping was ~30% of a FastReader.read."""
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
-            return conn.retry.call_with_retry(lambda: send(conn), lambda _err: conn.disconnect())
-        finally:
-            if conn.should_reconnect():
-                conn.disconnect()
-            pool.release(conn)
-
-    async def mget_async(self, keys: list[str]) -> list:
-        if not keys:
-            return []
-        client, _ = self.async_client()
-        with translated(self.endpoint):
-            return await (client.mget_nonatomic(keys) if self.cluster else client.mget(keys))
-
-    def read(
-        self, reads: Sequence[ViewRead], columns: Mapping[str, Sequence], n: int, now_us: int | None = None
-    ) -> list[ViewResult]:
-        """Values of ``reads`` for ``n`` entity rows as of ``now_us`` (default: the clock): one MGET for
-        every view, plain rows and aggregation tiles alike."""
-        return self.results(reads, self.mget(build_keys(self.layout, reads, columns)), n, now_us)
-
-    async def read_async(self, reads, columns, n, now_us: int | None = None) -> list[ViewResult]:
-        replies = await self.mget_async(build_keys(self.layout, reads, columns))
-        # old_schema is a sync HGET, made at most once per (view, old fingerprint) per process.
-        return self.results(reads, replies, n, now_us)
-
-    def results(self, reads, replies: list, n: int, now_us: int | None) -> list[ViewResult]:
-        """MGET replies (``build_keys`` order) -> results: rows decoded, tiles merged as of ``now_us``."""
-        if not any(isinstance(r, TileRead) for r in reads):
-            return decode(reads, replies, n, self.old_schema, now_us)
-        now_us = time.time_ns() // 1000 if now_us is None else now_us
-        plain = [r for r in reads if not isinstance(r, TileRead)]
-        rows = [x for i, r in enumerate(reads) if not isinstance(r, TileRead) for x in replies[i * n : (i + 1) * n]]
-        decoded = iter(decode(plain, rows, n, self.old_schema, now_us) if plain else [])
-        return [r.result(replies[i * n : (i + 1) * n], now_us) if isinstance(r, TileRead) else next(decoded)
-                for i, r in enumerate(reads)]
-
-
-def view_read(
-    layout: KeyLayout, view: FeatureView, codec: ViewCodec, features, join_key_map=None, *, ttl: bool = True
-) -> ViewRead:
-    """The compiled read of a view: tiles merged at request time for aggregation views. ``ttl``: the
-    store's ``enforce_view_ttl`` (tiles have windows, not a ttl)."""
-    if is_aggregation(view):
-        return TileRead(layout, view, codec, features, join_key_map)
-    return ViewRead(layout, view, codec, features, join_key_map, ttl=ttl)
-
-
-def _pipeline_on(conn, commands: list[tuple[str, tuple]]) -> list:
-    """Every reply is read, so the connection stays in step; an error reply comes back as the exception."""
-    conn.send_packed_command(conn.pack_commands([(name, *args) for name, args in commands]))
-    replies = []
-    for _ in commands:
-        try:
-            replies.append(conn.read_response())
-        except redis.ResponseError as e:
-            replies.append(e)
-    return replies
-
-
-def _mget_on(conn, keys: list[str]) -> list:
-    conn.send_command("MGET", *keys)
-    return conn.read_response()
-
-
-class ReadPlan:
-    """A compiled ``get_online_features`` request shape (features + full_feature_names)."""
-
-    def __init__(
-        self,
-        state: _State,
-        grouped_refs,
-        entity_name_to_join_key_map,
-        entity_type_map,
-        join_keys_set,
-        full_feature_names: bool,
-    ):
-        self.reads: list[ViewRead] = []
-        self.names: list[list[str]] = []
-        self.order: list[str] = []  # output feature names in requested order (set by the store)
-        self.feature_types: dict[str, ValueType] = {}
-        for view, features in grouped_refs:
-            read = view_read(
-                state.layout, view, state.codec(view), features, view.projection.join_key_map,
-                ttl=state.cfg.enforce_view_ttl,
-            )  # fmt: skip
-            self.reads.append(read)
-            prefix = view.projection.name_to_use() + "__"
-            names = [prefix + f if full_feature_names else f for f in features]
-            self.names.append(names)
-            for f, name, vt in zip(features, names, read.types, strict=True):
-                self.feature_types[f] = self.feature_types[prefix + f] = vt
-                self.feature_types[name] = vt
-        self.join_keys_set = join_keys_set
-        # Entity-less views are keyed by Feast's dummy entity, whose value the read supplies.
-        self.dummy = any(DUMMY_ENTITY_ID in r.request_columns for r in self.reads)
-        self.entity_name_to_join_key_map = entity_name_to_join_key_map
-        self.entity_type_map = entity_type_map
-
-    def entity_columns(self, entity_rows) -> tuple[dict[str, list], int] | None:
-        """Column-wise entity rows keyed by join key; None if values are protos (Feast's path)."""
-        if isinstance(entity_rows, list):
-            if not entity_rows:
-                return {}, 0
-            keys = list(entity_rows[0])
-            cols = {k: [row[k] for row in entity_rows] for k in keys}
-        else:
-            cols = {
-                k: v if isinstance(v, list) else list(v if not hasattr(v, "val") else v.val)
-                for k, v in entity_rows.items()
-            }
-        out: dict[str, list] = {}
-        n = None
-        if self.dummy:  # entity-less views: every row counts, whatever columns it has
-            if isinstance(entity_rows, list):
-                n = len(entity_rows)
-            elif cols:
-                n = len(next(iter(cols.values())))
-        for k, values in cols.items():
-            jk = k if k in self.join_keys_set else self.entity_name_to_join_key_map.get(k)
-            if jk is None:
-                continue
-            if values and isinstance(values[0], ValueProto):
-                return None
-            if n is not None and len(values) != n:
-                raise ValueError("All entity rows must have the same number of values.")
-            n = len(values)
-            out[jk] = values
-        if self.dummy:
-            out[DUMMY_ENTITY_ID] = [DUMMY_ENTITY_VAL] * (n or 0)
-        return out, n or 0
-
-    def response(self, columns: dict[str, list], n: int, results: list[ViewResult]) -> ColumnarOnlineResponse:
-        out: dict[str, list] = {}
-        meta: dict[str, tuple] = {}
-        for jk, values in columns.items():
-            if jk == DUMMY_ENTITY_ID:
-                continue  # not a column of the answer (as in Feast's)
-            vt = self.entity_type_map.get(jk, ValueType.UNKNOWN)
-            out[jk] = [int(v) for v in values] if vt in (ValueType.INT64, ValueType.INT32) else list(values)
-            meta[jk] = entity_meta(vt, n)
-        for read, names, result in zip(self.reads, self.names, results, strict=True):
-            for name, vt, values in zip(names, read.types, result.values, strict=True):
-                out[name] = values
-                meta[name] = (vt, result.statuses, result.event_us)
-        return in_requested_order(ColumnarOnlineResponse(out, meta, self.feature_types), self.order)
-
-
 class RedisOnlineStore(OnlineStore):
     """Redis online store; see module docstring and docs/online_store.md."""
 
     def __init__(self):
-        self._state: _State | None = None
+        self._state: StoreState | None = None
         self._state_key: tuple | None = None
 
     @property
     def async_supported(self) -> SupportedAsyncMethods:
         return SupportedAsyncMethods(read=True, write=True)
 
-    def state(self, config: RepoConfig) -> _State:
+    def state(self, config: RepoConfig) -> StoreState:
         key = (config.project, id(config.online_store))
         if self._state is None or self._state_key != key:
-            self._state = _State(config)
+            self._state = StoreState(config)
             self._state_key = key
         return self._state
 
@@ -482,7 +237,7 @@ class RedisOnlineStore(OnlineStore):
             progress(len(data))
 
     @staticmethod
-    def _prepare_protos(state: _State, table: FeatureView, data):
+    def _prepare_protos(state: StoreState, table: FeatureView, data):
         _no_rows(table)
         codec = state.codec(table)
         read = ViewRead(state.layout, table, codec, [], ttl=state.cfg.enforce_view_ttl)
@@ -502,7 +257,7 @@ class RedisOnlineStore(OnlineStore):
         return prepare(codec, read.ttl_us, keys, event_us, created_us, rows)
 
     @staticmethod
-    def _prepare_arrow(state: _State, table: FeatureView, data: pa.Table, event_column, created_column):
+    def _prepare_arrow(state: StoreState, table: FeatureView, data: pa.Table, event_column, created_column):
         _no_rows(table)
         codec = state.codec(table)
         read = ViewRead(state.layout, table, codec, [], ttl=state.cfg.enforce_view_ttl)
@@ -527,7 +282,7 @@ class RedisOnlineStore(OnlineStore):
         return prepare_arrow(codec, read.ttl_us, keys_of, data, event_us, created_us)
 
     # --- reads ----------------------------------------------------------------------------
-    def _plan(self, state: _State, registry, project, features, full_feature_names) -> ReadPlan | None:
+    def _plan(self, state: StoreState, registry, project, features, full_feature_names) -> ReadPlan | None:
         ctx = request_context(registry, project, features, full_feature_names)
         hit = state.plans.get(id(ctx))
         if hit is not None and hit[0] is ctx:
@@ -753,7 +508,7 @@ class RedisOnlineStore(OnlineStore):
         state.writer.forget(None)
 
     @staticmethod
-    def _delete_matching(state: _State, pattern: str) -> int:
+    def _delete_matching(state: StoreState, pattern: str) -> int:
         """SCAN (incremental, COUNT-bounded, on every primary) + UNLINK per page: never blocks
         the server for long, unlike KEYS or one huge DEL."""
         deleted = 0
@@ -767,16 +522,6 @@ class RedisOnlineStore(OnlineStore):
             if page:
                 deleted += state.client.unlink(*page)
         return deleted
-
-
-def key_hash_secret(cfg: RedisOnlineStoreConfig) -> str | None:
-    """The tenant's key hash secret from the environment (never logged), or None if not configured."""
-    if not cfg.key_hash_secret_env:
-        return None
-    secret = os.environ.get(cfg.key_hash_secret_env)
-    if not secret:
-        raise ConfigError(f"online_store.key_hash_secret_env names ${cfg.key_hash_secret_env}, which is not set")
-    return secret
 
 
 def _no_rows(view: FeatureView) -> None:
