@@ -57,8 +57,8 @@ class OpsSettings(BaseModel):
     (``<ops_path>/snapshots``, local disk); relative paths are inside the feature repo."""
 
     snapshot_max_keys: int = Field(default=200_000, ge=0)
-    """An online action snapshots the keys it may change (for its rollback); above this many keys
-    it is not proposed (it could not be rolled back)."""
+    """An online action snapshots the keys it may change (for its rollback) before changing anything;
+    above this many keys it does not run (``failed``: it could not be rolled back)."""
 
 
 def load_ops_settings(repo_config) -> OpsSettings:

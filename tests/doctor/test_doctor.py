@@ -197,3 +197,17 @@ def test_cli_doctor_exit_codes_and_human_output(make_repo):
     assert warn.exit_code == 3 and "delete_view_keys" in warn.output and "--plan FILE" in warn.output
     bad = runner.invoke(app, [*base, "doctor", "--check", "nope"])
     assert bad.exit_code == 2 or "unknown check" in str(bad.exception)
+
+
+def test_unreachable_online_store_is_an_error_and_exit_1(make_repo):
+    import yaml
+
+    platform = make_repo()
+    path = platform.repo_path / "feature_store.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["online_store"]["url"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    path.write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["--repo", str(platform.repo_path), "doctor", "--check", "online_store", "--json"])
+    assert result.exit_code == 1, result.output
+    (finding,) = json.loads(result.output)["findings"]
+    assert finding["severity"] == "error" and finding["subject"] == "online_store"
