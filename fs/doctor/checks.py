@@ -44,6 +44,8 @@ DEFAULT_CHECKS = ("registry", "online_store", "freshness", "ledger", "validation
 DEEP_CHECKS = ("parity",)
 VALIDATION_LOOKBACK = timedelta(days=1)
 LEFTOVER_SCAN_LIMIT = 100_000  # keys looked at for leftovers by default (--deep: all)
+PARITY_SAMPLE = 200
+PARITY_RELOAD_MAX = timedelta(days=7)
 
 
 class _Ctx:
@@ -185,16 +187,16 @@ def check_freshness(c: _Ctx) -> list[Finding]:
 
 # -- ledger and leases ----------------------------------------------------------------------------
 def check_ledger(c: _Ctx) -> list[Finding]:
-    from backfill.lease import _record, provably_dead
     from backfill.model import Kind, Status
     from backfill.runner import Backfiller
 
     bf = Backfiller(c.platform)
-    findings = []
     try:
         statuses = bf.status()
     except Exception as e:
         return [_err("ledger", "ledger", e)]
+    lease_findings, dead = _dead_leases(c, bf)
+    findings = []
     for st in statuses:
         if not c.wanted(st.view):
             continue
@@ -202,7 +204,7 @@ def check_ledger(c: _Ctx) -> list[Finding]:
             interval = {"start": e.start.isoformat(), "end": e.end.isoformat()}
             evidence = {"target": st.target.value, "kind": e.kind.value, "status": e.status.value, **interval,
                         "run_id": e.run_id, "recorded_at": _fmt(e.recorded_at)}  # fmt: skip
-            if e.status == Status.RUNNING and st.lease_holder:
+            if e.status == Status.RUNNING and st.lease_holder and st.view not in dead:
                 findings.append(Finding("ledger", Severity.INFO, st.view,
                                         f"{st.target.value} chunk {e.interval} is running (leased)", evidence))  # fmt: skip
                 continue
@@ -219,7 +221,19 @@ def check_ledger(c: _Ctx) -> list[Finding]:
             findings.append(Finding("ledger", Severity.WARNING, st.view,
                                     f"{st.target.value} {e.kind.value} chunk {e.interval} {what}"
                                     + (f": {e.message}" if e.message else ""), evidence, (a,)))  # fmt: skip
-    # Leases: a holder provably dead on this host, or a lease that never expires, blocks the view.
+    findings += lease_findings
+    if not findings:
+        findings.append(Finding("ledger", Severity.OK, "ledger",
+                                "no failed, interrupted or half-done chunks; no dead leases"))  # fmt: skip
+    return findings
+
+
+def _dead_leases(c: _Ctx, bf) -> tuple[list[Finding], set[str]]:
+    """Leases that block a view for nothing: the holder is provably dead (this host, process gone),
+    or the lease never expires. Returns the findings and the views so leased."""
+    from backfill.lease import _record, provably_dead
+
+    findings, dead_views = [], set()
     try:
         leases = bf.leases
         with leases.calls():
@@ -232,10 +246,10 @@ def check_ledger(c: _Ctx) -> list[Finding]:
                 view = key.decode()[len(prefix) :]
                 if not c.wanted(view):
                     continue
-                record = _record(raw)
-                dead = provably_dead(record)
+                dead = provably_dead(_record(raw))
                 if not dead and pttl != -1:
                     continue
+                dead_views.add(view)
                 why = "its holder's process is gone (this host)" if dead else "it never expires (no TTL)"
                 a = new_action("release_lease", {"view": view, "digest": lease_digest(raw)},
                                f"the lease of {view!r} is dead: {why}")  # fmt: skip
@@ -243,13 +257,7 @@ def check_ledger(c: _Ctx) -> list[Finding]:
                                         {"pttl_ms": pttl, "holder_digest": lease_digest(raw)[:12]}, (a,)))  # fmt: skip
     except Exception as e:
         findings.append(_err("ledger", "leases", e))
-    if not findings:
-        findings.append(
-            Finding(
-                "ledger", Severity.OK, "ledger", "no failed, interrupted or half-done chunks; no dead leases"
-            )
-        )
-    return findings
+    return findings, dead_views
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -331,13 +339,15 @@ def check_schema(c: _Ctx) -> list[Finding]:
 
 # -- deep: parity ---------------------------------------------------------------------------------
 def check_parity(c: _Ctx) -> list[Finding]:
+    from fs.aggregation.spec import is_aggregation
     from parity import check
 
-    tier1 = [v.name for v in c.online_views() if (v.tags or {}).get("tier") == "1"]
+    views = {v.name: v for v in c.online_views() if (v.tags or {}).get("tier") == "1"}
+    tier1 = list(views)
     if not tier1:
         return [Finding("parity", Severity.OK, "parity", "no tier-1 online views to sample")]
     try:
-        report = check(c.store, views=tier1, sample=200, seed=0)
+        report = check(c.store, views=tier1, sample=PARITY_SAMPLE, seed=0)
     except Exception as e:
         return [_err("parity", "parity", e)]
     findings = []
@@ -351,7 +361,15 @@ def check_parity(c: _Ctx) -> list[Finding]:
         sev = Severity.WARNING if vr.breach else Severity.OK
         msg = (f"online differs from offline for {total.breaching}/{total.compared} sampled values "
                f"(`fs parity check --views {vr.view}` explains the classes)") if vr.breach else "parity sample ok"  # fmt: skip
-        findings.append(Finding("parity", sev, vr.view, msg, ev))
+        actions = ()
+        fv = views[vr.view]
+        if vr.breach and not is_aggregation(fv):
+            # Reload what online should serve now: the view's ttl (at most a week) up to now.
+            window = min(fv.ttl, PARITY_RELOAD_MAX) if fv.ttl else PARITY_RELOAD_MAX
+            start = (c.now - window).replace(minute=0, second=0, microsecond=0)
+            actions = (new_action("rematerialize", {"view": vr.view, "start": start.isoformat(), "end": c.now.isoformat()},
+                                  f"parity breach of {vr.view!r}: reload online from offline over its ttl"),)  # fmt: skip
+        findings.append(Finding("parity", sev, vr.view, msg, ev, actions))
     return findings
 
 

@@ -46,15 +46,15 @@ def dead_lease(platform, view: str = VIEW) -> str:
     return leases.key(view)
 
 
-def failed_chunk(platform, view: str = VIEW, targets=(Target.OFFLINE, Target.ONLINE)):
-    """A backfill chunk the ledger records as failed: the last 6 whole hours before END."""
+def failed_chunk(platform, view: str = VIEW, statuses=None):
+    """A backfill chunk of the last 6 whole hours before END that the ledger records as failed offline
+    and as still running online (its run was killed): ``statuses`` per target overrides."""
     end = END.replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=6)
+    statuses = statuses or {Target.OFFLINE: Status.FAILED, Target.ONLINE: Status.RUNNING}
     Backfiller(platform).ledger.record(
-        LedgerEntry(
-            "injected", view, t, Kind.BACKFILL, start, end, Status.FAILED, "test", utcnow(), message="boom"
-        )
-        for t in targets
+        LedgerEntry("injected", view, t, Kind.BACKFILL, start, end, s, "test", utcnow(), message="boom")
+        for t, s in statuses.items()
     )
     return start, end
 

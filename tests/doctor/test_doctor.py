@@ -89,6 +89,8 @@ def test_dead_lease_and_failed_chunk_are_released_and_resumed_then_rolled_back(m
     assert kinds == ["release_lease", "resume_backfill", "resume_backfill"], report.to_dict()
     assert report.worst == Severity.WARNING
     assert any("dead lease" in f.message for f in report.findings)
+    # The online chunk is still "running", but the lease of its run is dead: interrupted, not running.
+    assert any(f.evidence.get("status") == "running" and "interrupted" in f.message for f in report.findings)
 
     location = resolve_location(platform.feature_view(VIEW), platform.store.config)
     version_before = DeltaTable(location).version()
@@ -207,7 +209,28 @@ def test_unreachable_online_store_is_an_error_and_exit_1(make_repo):
     config = yaml.safe_load(path.read_text())
     config["online_store"]["url"] = "redis://127.0.0.1:1/0"  # nothing listens there
     path.write_text(yaml.safe_dump(config))
-    result = runner.invoke(app, ["--repo", str(platform.repo_path), "doctor", "--check", "online_store", "--json"])
+    result = runner.invoke(
+        app, ["--repo", str(platform.repo_path), "doctor", "--check", "online_store", "--json"]
+    )
     assert result.exit_code == 1, result.output
     (finding,) = json.loads(result.output)["findings"]
     assert finding["severity"] == "error" and finding["subject"] == "online_store"
+
+
+@pytest.mark.slow
+def test_deep_parity_breach_is_rematerialized_and_rolled_back(make_repo):
+    platform = make_repo()
+    view = "merchant_risk_daily"  # tier 1, nothing materialized yet: online misses every sampled key
+    (finding,) = _findings(doctor(platform, [view], checks=["parity"]), "parity", view)
+    assert finding.severity == Severity.WARNING and finding.evidence["breaching"] > 0
+    (action,) = finding.actions
+    assert action.kind == "rematerialize"
+    plan = ops.make_plan(platform, doctor(platform, [view], checks=["parity"]), proposer="alice")
+    (done,) = ops.apply(platform, plan, approver="bob")
+    assert done.status == "executed", done.message
+    (ok,) = _findings(doctor(platform, [view], checks=["parity"]), "parity", view)
+    assert ok.severity == Severity.OK, ok.evidence
+    ops.rollback(platform, done.action.id, approver="bob")
+    assert view_keys(platform, view) == []
+    (again,) = _findings(doctor(platform, [view], checks=["parity"]), "parity", view)
+    assert again.severity == Severity.WARNING
