@@ -54,8 +54,7 @@ def redis_store(store):
 
 def lease_client(store):
     """(Redis client, key namespace, endpoint) of the online store: where leases live."""
-    state = redis_store(store).state(store.config)
-    return state.client, state.layout.namespace, state.endpoint
+    return redis_store(store).lease_client(store.config)
 
 
 def pull_latest(store, view, interval: Interval) -> Pulled:

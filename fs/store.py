@@ -126,16 +126,10 @@ class FsFeatureStore(FeatureStore):
 
 
 def _close_online_store(online) -> None:
-    """Disconnect the fs Redis store's clients (its per-config ``_state``; other stores: nothing)."""
-    state = getattr(online, "_state", None)
-    if state is None:
-        return
-    online._state = None
-    state.client.close()
-    if state._async is not None:  # loop-bound; its loop has ended by now in the CLI and in scripts
-        loop, client, _ = state._async
-        if not loop.is_closed() and not loop.is_running():
-            loop.run_until_complete(client.aclose())
+    """Disconnect the online store's clients (fs's Redis store has ``close()``; others: nothing)."""
+    close = getattr(online, "close", None)
+    if callable(close):
+        close()
 
 
 def _reraise(original: Exception, translated: Exception):

@@ -46,22 +46,20 @@ def read_online(store, target: Target, keys: pa.Table, as_of: datetime) -> Onlin
 
 
 def _read_redis(online_store, config, target: Target, keys: pa.Table, as_of_us: int) -> OnlineRows:
-    from plugins.redis_store.codec import created_us
-    from plugins.redis_store.reader import NOT_FOUND, OUTSIDE_MAX_AGE, ViewRead, build_keys, decode
+    from plugins.redis_store.reader import NOT_FOUND, OUTSIDE_MAX_AGE
 
-    state = online_store.state(config)
-    read = ViewRead(state.layout, target.view, state.codec(target.view), list(target.features))
     code = {NOT_FOUND: ABSENT, OUTSIDE_MAX_AGE: HELD_EXPIRED}
     states, events, created = [], [], []
     values: dict[str, list] = {f: [] for f in target.features}
     for start in range(0, keys.num_rows, CHUNK):
         part = keys.slice(start, CHUNK)
-        columns = {k: part[k].to_pylist() for k in read.join_keys}
-        replies = state.mget(build_keys(state.layout, [read], columns))
-        result = decode([read], replies, part.num_rows, state.old_schema, now_us=as_of_us)[0]
+        columns = {k: part[k].to_pylist() for k in target.join_keys}
+        result, created_part = online_store.read_rows_with_created(
+            config, target.view, target.features, columns, part.num_rows, as_of_us
+        )
         states.extend(code.get(s, SERVED) for s in result.statuses)
         events.extend(result.event_us)
-        created.extend(0 if r is None else created_us(r) for r in replies)
+        created.extend(created_part)
         for f, col in zip(target.features, result.values, strict=True):
             values[f].extend(col)
     return OnlineRows(
@@ -72,15 +70,11 @@ def _read_redis(online_store, config, target: Target, keys: pa.Table, as_of_us: 
 def _read_tiles(online_store, config, target: Target, keys: pa.Table, as_of_us: int) -> OnlineRows:
     """An aggregation view's values merged from its tiles as of ``as_of`` (every key is served: a
     key without events has count 0). The tiles only hold the present: ``as_of`` must be about now."""
-    from plugins.redis_store.tile_store import TileRead
-
-    state = online_store.state(config)
-    read = TileRead(state.layout, target.view, state.codec(target.view), list(target.features))
     values: dict[str, list] = {f: [] for f in target.features}
     for start in range(0, keys.num_rows, CHUNK):
         part = keys.slice(start, CHUNK)
-        columns = {k: part[k].to_pylist() for k in read.join_keys}
-        result = state.read([read], columns, part.num_rows, now_us=as_of_us)[0]
+        columns = {k: part[k].to_pylist() for k in target.join_keys}
+        result = online_store.read_view(config, target.view, target.features, columns, part.num_rows, as_of_us)
         for f, col in zip(target.features, result.values, strict=True):
             values[f].extend(col)
     n = keys.num_rows

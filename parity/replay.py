@@ -232,13 +232,10 @@ def tile_stream_path(store, view, event_time: str = "event_timestamp") -> Path_:
     def run(events: pd.DataFrame) -> pd.DataFrame:
         import uuid
 
-        from plugins.redis_store.tile_store import TileRead
-
         online = _redis_store(store)
         config = store.config.model_copy(update={"project": f"{store.project}-replay-{uuid.uuid4().hex[:8]}"})
-        state = online.state(config)
         keys = [c.name for c in view.entity_columns]
-        read = TileRead(state.layout, view, state.codec(view), [f.name for f in view.features])
+        features = [f.name for f in view.features]
         ordered = events.assign(**{event_time: pd.to_datetime(events[event_time], utc=True)})
         ordered = ordered.dropna(subset=[event_time, *keys]).sort_values(event_time, kind="stable")
         table = pa.Table.from_pandas(ordered, preserve_index=False)
@@ -253,9 +250,9 @@ def tile_stream_path(store, view, event_time: str = "event_timestamp") -> Path_:
                 at = pd.Timestamp(times[a])
                 distinct = part.select(keys).group_by(keys).aggregate([])
                 columns = {k: distinct[k].to_pylist() for k in keys}
-                result = state.read([read], columns, distinct.num_rows, now_us=int(at.value // 1000))[0]
+                result = online.read_view(config, view, features, columns, distinct.num_rows, int(at.value // 1000))
                 rows = {**columns, event_time: [at] * distinct.num_rows}
-                rows.update(zip(read.features, result.values, strict=True))
+                rows.update(zip(features, result.values, strict=True))
                 out.append(pd.DataFrame(rows))
         finally:
             online.teardown(config, [view], [])

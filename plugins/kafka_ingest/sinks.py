@@ -35,6 +35,7 @@ from fs.errors import (
     SinkUnavailable,
     TransientError,
 )
+from fs.feast_compat import online_store
 from fs.newest import newest_per_key
 from plugins.delta.tables import resolve_location, storage_options
 
@@ -79,13 +80,13 @@ class OnlineSink:
     """Writes rows to every online feature view fed by the push source."""
 
     def __init__(self, store, views: list[FeatureView]):
-        from plugins.redis_store.online_store import RedisOnlineStore, RedisOnlineStoreConfig
+        from plugins.redis_store.online_store import RedisOnlineStoreConfig
 
         if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
             raise ConfigError("the Kafka ingestor writes online through the fs Redis store",
                               hint="set online_store.type: plugins.redis_store.online_store.RedisOnlineStore")
         self._config = store.config
-        self._store = RedisOnlineStore()
+        self._store = online_store(store)  # the store's own instance and pool, not a second one
         self._views = [v for v in views if v.online]
         batch = views[0].batch_source
         self._event_col = batch.timestamp_field
@@ -127,13 +128,13 @@ class EventSink:
     replay after a crash or a rebalance adds nothing (``skipped_stale`` counts such redeliveries)."""
 
     def __init__(self, store, views: list[FeatureView], event_col: str):
-        from plugins.redis_store.online_store import RedisOnlineStore, RedisOnlineStoreConfig
+        from plugins.redis_store.online_store import RedisOnlineStoreConfig
 
         if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
             raise ConfigError("aggregation views are served by the fs Redis store",
                               hint="set online_store.type: plugins.redis_store.online_store.RedisOnlineStore")
         self._config = store.config
-        self._store = RedisOnlineStore()
+        self._store = online_store(store)  # the store's own instance and pool, not a second one
         self._views = [v for v in views if v.online]
         self._event_col = event_col
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,11 +32,11 @@ from fs.errors import OnlineWriteError
 from fs.feast_compat import request_context
 from fs.order import requested_names
 from fs.timeutil import arrow_epoch_micros, epoch_micros
-from plugins.redis_store.codec import to_proto
-from plugins.redis_store.connection import translated
+from plugins.redis_store.codec import created_us, to_proto
+from plugins.redis_store.connection import Endpoint, translated
 from plugins.redis_store.keys import check_name
 from plugins.redis_store.read_plan import ReadPlan
-from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys
+from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
 from plugins.redis_store.response import (
     feature_vector,
     in_requested_order,
@@ -159,6 +159,40 @@ class RedisOnlineStore(OnlineStore):
             self._state = StoreState(config)
             self._state_key = key
         return self._state
+
+    # --- the public port: what backfill, parity, the ingestor and fs.store use ----------------
+    def read_view(
+        self, config: RepoConfig, view: FeatureView, features: Sequence[str], columns: Mapping[str, list],
+        n: int, now_us: int,
+    ) -> ViewResult:
+        """``features`` of ``view`` for ``n`` entity rows given column-wise by join key, as of ``now_us``
+        (plain rows: values, statuses, event times; aggregation views: tiles merged at ``now_us``)."""
+        state = self.state(config)
+        read = view_read(state.layout, view, state.codec(view), list(features), ttl=state.cfg.enforce_view_ttl)
+        return state.read([read], columns, n, now_us)[0]
+
+    def read_rows_with_created(
+        self, config: RepoConfig, view: FeatureView, features: Sequence[str], columns: Mapping[str, list],
+        n: int, now_us: int,
+    ) -> tuple[ViewResult, list[int]]:
+        """``read_view`` of a plain view, always applying its ttl at ``now_us`` (the offline rule), plus
+        each row's stored created time in microseconds (0 where nothing is stored): for parity."""
+        state = self.state(config)
+        read = ViewRead(state.layout, view, state.codec(view), list(features))
+        replies = state.mget(build_keys(state.layout, [read], columns))
+        result = decode([read], replies, n, state.old_schema, now_us=now_us)[0]
+        return result, [0 if r is None else created_us(r) for r in replies]
+
+    def lease_client(self, config: RepoConfig) -> tuple[Any, str, Endpoint]:
+        """``(client, key namespace, endpoint)``: where the backfill keeps its leases (same pool)."""
+        state = self.state(config)
+        return state.client, state.layout.namespace, state.endpoint
+
+    def close(self) -> None:
+        """Disconnect this store's clients; the next call reconnects."""
+        state, self._state, self._state_key = self._state, None, None
+        if state is not None:
+            state.close()
 
     # --- writes: one API for materialize, push and the ingestor ----------------------------
     def write_batch(

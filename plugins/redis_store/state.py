@@ -59,6 +59,15 @@ class StoreState:
         self._schemas: dict[tuple[str, int], str | None] = {}
         self.plans: dict[int, tuple[object, ReadPlan | None]] = {}
 
+    def close(self) -> None:
+        """Disconnect the clients (the async one only if its event loop can still run its close)."""
+        self.client.close()
+        if self._async is not None:  # loop-bound; in the CLI and in scripts its loop has ended by now
+            loop, client, _ = self._async
+            self._async = None
+            if not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(client.aclose())
+
     def codec(self, view: FeatureView) -> ViewCodec:
         hit = self._codecs.get(id(view))
         if hit is not None and hit[0] is view:
