@@ -78,11 +78,16 @@ def _user() -> str:
         return "unknown"
 
 
+def _interactive() -> bool:
+    """Whether a person is at the terminal to answer a confirmation."""
+    return sys.stdin.isatty()
+
+
 def _approver(out, approved_by: str | None, yes: bool, what: str) -> str | None:
     """``--approved-by``, else an interactive confirmation by the user at the terminal (None: not approved)."""
     if approved_by:
         return approved_by
-    if yes or not sys.stdin.isatty():
+    if yes or not _interactive():
         return None
     return _user() if typer.confirm(f"Approve {what} as {_user()}?", default=False) else None
 
@@ -109,7 +114,7 @@ def apply_cmd(
     out = st.output(as_json)
     plan = ops.read_plan(plan_file)
     approver = approved_by
-    if not dry_run and not approved_by and not no_input and not out.as_json and sys.stdin.isatty():
+    if not dry_run and not approved_by and not no_input and not out.as_json and _interactive():
         _render(out, ops.apply(st.platform, plan, approver=_user(), dry_run=True))  # what a yes would run
         approver = _approver(out, None, False, f"{len(plan.actions)} action(s) of {plan.plan_id}")
     results = ops.apply(st.platform, plan, approver=approver, dry_run=dry_run)

@@ -38,6 +38,7 @@ OPS_EVENTS = Counter(
     ["event", "kind"], registry=REGISTRY,
 )  # fmt: skip
 
+_COMPACT_AT_FILES = 200
 EVENTS = ("proposed", "approved", "refused", "executed", "skipped", "failed", "rolled_back")
 _TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([
@@ -106,6 +107,19 @@ class AuditLog:
         OPS_EVENTS.labels(event, row.kind or "-").inc()
         log.info("ops audit: %s %s %s", event, row.kind or "", row.action_id or "")
         return row
+
+    def compact(self) -> None:
+        """Fold the one-row files into few once there are many (rows unchanged: reads stay fast)."""
+        try:
+            table = DeltaTable(self.location)
+            if len(table.file_uris()) < _COMPACT_AT_FILES:
+                return
+            table.optimize.compact()
+            table.create_checkpoint()
+        except TableNotFoundError:
+            return
+        except (CommitFailedError, DeltaError) as e:  # a concurrent append won; compact next time
+            log.info("audit log compaction skipped: %s", e)
 
     def events(
         self, since: datetime | None = None, *, action_id: str | None = None, all_envs: bool = False

@@ -101,7 +101,9 @@ def apply(platform, plan: OpsPlan, *, approver: str | None, dry_run: bool = Fals
         executed = o.audit.count("executed", utcnow() - RATE_WINDOW)
         refusal = o.policy.check(plan, action, approver, executed)
         if dry_run and refusal is not None and refusal.rule == "approval_required":
-            out.append(Execution(action, "needs_approval", rule=refusal.rule, message="would run once approved"))
+            out.append(
+                Execution(action, "needs_approval", rule=refusal.rule, message="would run once approved")
+            )
             continue
         if refusal is not None:
             if not dry_run:
@@ -116,6 +118,7 @@ def apply(platform, plan: OpsPlan, *, approver: str | None, dry_run: bool = Fals
         o.audit.append("approved", plan_id=plan.plan_id, action=action, actor=actor,
                        details={"digest": plan.digest, "proposer": plan.proposer, "origin": plan.origin})  # fmt: skip
         out.append(_execute(o, plan, action, actor))
+    o.audit.compact()
     return out
 
 

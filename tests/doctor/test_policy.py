@@ -126,3 +126,32 @@ def test_rollback_needs_an_approver_where_the_class_does(prod_repo):
         ops.rollback(prod, done.action.id, approver=None)
     assert refused.value.rule == "approval_required"
     assert ops.rollback(prod, done.action.id, approver="carol").status == "rolled_back"
+
+
+def test_cli_interactive_approval_and_human_tables(make_repo, tmp_path, monkeypatch):
+    import cli.doctor_cmds as cmds
+
+    platform = make_repo()
+    base = ["--repo", str(platform.repo_path)]
+    runner = CliRunner()
+    keys = leftover_keys(platform)
+    plan_file = tmp_path / "plan.json"
+    runner.invoke(
+        app, [*base, "doctor", "--check", "online_store", "--plan", str(plan_file), "--proposer", "ci"]
+    )
+    monkeypatch.setattr(cmds, "_interactive", lambda: True)  # a person at the terminal
+    monkeypatch.setattr(cmds, "_user", lambda: "carol")
+    declined = runner.invoke(app, [*base, "ops", "apply", str(plan_file)], input="n\n")
+    assert (
+        declined.exit_code == 3
+        and "Approve 1 action(s)" in declined.output
+        and "approval_required" in declined.output
+    )
+    assert all(online_client(platform).client.exists(k) for k in keys)
+    accepted = runner.invoke(app, [*base, "ops", "apply", str(plan_file)], input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert "executed" in accepted.output and "keys_deleted=5" in accepted.output
+    log = runner.invoke(app, [*base, "--wide", "ops", "log"])
+    assert log.exit_code == 0 and "carol" in log.output and "approval_requ" in log.output
+    (approved,) = [e for e in ops.log_events(platform) if e.event == "approved"]
+    assert approved.actor == "carol" and approved.details["proposer"] == "ci"
