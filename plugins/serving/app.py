@@ -83,6 +83,7 @@ class ServeApp:
         self.breaker = CircuitBreaker("redis", settings.breaker_failures, settings.breaker_reset_s)
         self._probing = False
         self.inflight = 0
+        self._latency: dict[tuple[str, int], object] = {}  # (feature service, status) -> histogram child
         self.draining = False
         self._registry_version = None
         self._refresher: asyncio.Task | None = None
@@ -210,7 +211,12 @@ class ServeApp:
         await send({"type": "http.response.body", "body": body})
         elapsed = time.perf_counter() - start
         if path == "/get-online-features":
-            metrics.REQUEST_SECONDS.labels(path, label, str(status)).observe(elapsed)
+            child = self._latency.get((label, status))
+            if child is None:  # labels() is a dict lookup behind a lock: resolved once per (service, status)
+                if len(self._latency) > 4096:
+                    self._latency.clear()
+                child = self._latency[(label, status)] = metrics.REQUEST_SECONDS.labels(path, label, str(status))
+            child.observe(elapsed)
         sample = self.settings.access_log_sample
         if sample and random.random() < sample:
             access_log.info("%s %s %d %.2fms service=%s", scope["method"], path, status, elapsed * 1e3, label)

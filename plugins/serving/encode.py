@@ -9,6 +9,7 @@ every value is byte-for-byte what Feast would send.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -38,6 +39,7 @@ def json_values(values: list, vt: ValueType) -> list:
     return [value_to_native(p) for p in python_values_to_proto_values(values, vt)]
 
 
+@functools.lru_cache(maxsize=8192)  # a stored row's event time repeats on every read of it
 def timestamp(us: int) -> str:
     """Feast's RFC 3339 form: no fraction, milliseconds or microseconds, whichever is exact."""
     if us == 0:

@@ -59,38 +59,51 @@ class Master:
             return 0
         gc.collect()
         gc.freeze()
-        sock = self._bind()
+        socks = self._bind()
         for slot in range(self.settings.workers):
-            self._spawn(app, sock, slot)
+            self._spawn(app, socks, slot)
         if self.on_ready:
             self.on_ready(self.settings)
         while not self.stopping:
-            self._reap(app, sock)
+            self._reap(app, socks)
             time.sleep(0.1)
-        return self._shutdown(sock)
+        return self._shutdown(socks)
 
-    def _bind(self) -> socket.socket:
+    def _bind(self) -> list[socket.socket]:
+        """One listening socket per worker slot on the same port (SO_REUSEPORT): the kernel spreads new
+        connections evenly over them. With one shared socket, the worker that wakes first accepts a
+        whole burst of connections, and a client's keep-alive connections can all land on one worker.
+        The master keeps the sockets, so a restarted worker takes over its slot's queue."""
         s = self.settings
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((s.host, s.port))
-        sock.listen(2048)
-        sock.set_inheritable(True)
-        return sock
+        socks: list[socket.socket] = []
+        port = s.port
+        for _ in range(s.workers):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((s.host, port))
+            port = sock.getsockname()[1]  # port 0: the others join the port the first one got
+            sock.listen(2048)
+            sock.set_inheritable(True)
+            socks.append(sock)
+        return socks
 
-    def _spawn(self, app, sock: socket.socket, slot: int) -> None:
+    def _spawn(self, app, socks: list[socket.socket], slot: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = _worker(app, sock, self.settings)
+                for i, other in enumerate(socks):
+                    if i != slot:
+                        other.close()
+                code = _worker(app, socks[slot], self.settings)
             finally:
                 os._exit(code)
         self.workers[pid] = slot
         self._last_spawn[slot] = time.monotonic()
 
-    def _reap(self, app, sock) -> None:
+    def _reap(self, app, socks: list[socket.socket]) -> None:
         while self.workers:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -105,9 +118,9 @@ class Master:
             wait = _RESPAWN_MIN_S - (time.monotonic() - self._last_spawn.get(slot, 0.0))
             if wait > 0:
                 time.sleep(wait)
-            self._spawn(app, sock, slot)
+            self._spawn(app, socks, slot)
 
-    def _shutdown(self, sock: socket.socket) -> int:
+    def _shutdown(self, socks: list[socket.socket]) -> int:
         for pid in list(self.workers):
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.settings.shutdown_grace_s + 5
@@ -122,7 +135,8 @@ class Master:
             log.error("fs serve worker pid %d did not stop within the grace period; killing it", pid)
             _signal(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        sock.close()
+        for sock in socks:
+            sock.close()
         return 0
 
 
