@@ -39,6 +39,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from backfill.intervals import merge, remove, subtract
 from backfill.model import Interval, Kind, LedgerEntry, Status, Target, ViewStatus
+from fs.compaction import compact_small_files
 from fs.errors import BackfillError
 
 log = logging.getLogger(__name__)
@@ -150,16 +151,7 @@ class Ledger:
 
     def compact(self) -> None:
         """Fold the many one-row files into few (called after runs; ledger reads stay fast)."""
-        try:
-            table = DeltaTable(self.location)
-            if len(table.file_uris()) < _COMPACT_AT_FILES:
-                return
-            table.optimize.compact()
-            table.create_checkpoint()
-        except TableNotFoundError:
-            return
-        except (CommitFailedError, DeltaError) as e:  # a concurrent append won; compact next time
-            log.info("ledger compaction skipped: %s", e)
+        compact_small_files(self.location, _COMPACT_AT_FILES, "ledger")
 
     # -- reads ---------------------------------------------------------------------------------
     def entries(self, view: str | None = None, target: Target | None = None) -> list[LedgerEntry]:

@@ -27,6 +27,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from prometheus_client import Counter
 
+from fs.compaction import compact_small_files
 from fs.errors import OpsError
 from fs.observability import REGISTRY
 from fs.timeutil import utcnow
@@ -110,16 +111,7 @@ class AuditLog:
 
     def compact(self) -> None:
         """Fold the one-row files into few once there are many (rows unchanged: reads stay fast)."""
-        try:
-            table = DeltaTable(self.location)
-            if len(table.file_uris()) < _COMPACT_AT_FILES:
-                return
-            table.optimize.compact()
-            table.create_checkpoint()
-        except TableNotFoundError:
-            return
-        except (CommitFailedError, DeltaError) as e:  # a concurrent append won; compact next time
-            log.info("audit log compaction skipped: %s", e)
+        compact_small_files(self.location, _COMPACT_AT_FILES, "audit log")
 
     def events(
         self, since: datetime | None = None, *, action_id: str | None = None, all_envs: bool = False
