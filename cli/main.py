@@ -54,15 +54,7 @@ def _global(
     ] = False,
 ) -> None:
     if verbose == 0:
-        # Feast warns on every call that on-demand views and saved datasets are "experimental": noise on
-        # a terminal (notebooks and the library still see it). -v shows it again. Feast's modules install
-        # their own warning filters when imported, so import them first: the later filter wins.
-        import feast.batch_feature_view  # noqa: F401
-        import feast.repo_config  # noqa: F401
-
-        warnings.filterwarnings("ignore", message=r".*is an experimental feature", category=RuntimeWarning)
-        # Libraries' DeprecationWarnings (kafka-python's importlib calls on import) are for their authors.
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        _quiet_library_warnings()
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbose == 0:
@@ -71,6 +63,24 @@ def _global(
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     ctx.obj = State(repo=repo, env=env, as_json=as_json, verbose=verbose, wide=wide)
     ctx.call_on_close(ctx.obj.close)  # when the command ends, also on an error: the platform's clients
+
+
+def _quiet_library_warnings() -> None:
+    """Without -v, drop two kinds of library noise at display time: Feast's "is an experimental
+    feature" on every on-demand view or saved dataset call, and libraries' DeprecationWarnings
+    (kafka-python's importlib calls). A filter would not hold: Feast modules reset the warning filters
+    (``simplefilter("once", ...)``) whenever one of them is first imported, which happens mid-command.
+    Notebooks and the library still see both."""
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DeprecationWarning) or (
+            issubclass(category, RuntimeWarning) and "is an experimental feature" in str(message)
+        ):
+            return
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
 
 
 registry_cmds.register(app)

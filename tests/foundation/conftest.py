@@ -4,6 +4,7 @@ prefix (deleted afterwards). Built once per module: tests that write (materializ
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -17,19 +18,28 @@ from tests.conftest import copy_example_repo
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
 
-@pytest.fixture(scope="module")
-def seeded_repo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("seeded")
+@contextlib.contextmanager
+def seeded_copy(root, customers: int = 40, merchants: int = 5, days: int = 3):
+    """A copy of the example repo under ``root`` on seeded data, applied, on the machine's Redis under a
+    unique prefix whose keys are deleted on exit."""
     repo = copy_example_repo(root)
     prefix = f"fstest{uuid.uuid4().hex[:10]}"
     config = yaml.safe_load((repo / "feature_store.yaml").read_text())
     config["online_store"].update(url=REDIS_URL, key_prefix=prefix)
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    datagen.write_tables(datagen.generate(seed=7, customers=40, merchants=5, days=3), repo / "data")
+    datagen.write_tables(datagen.generate(seed=7, customers=customers, merchants=merchants, days=days), repo / "data")
     Platform(repo).apply()
-    yield repo
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.unlink(*keys)
-    client.close()
+    try:
+        yield repo
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.unlink(*keys)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def seeded_repo(tmp_path_factory):
+    with seeded_copy(tmp_path_factory.mktemp("seeded")) as repo:
+        yield repo
