@@ -3,7 +3,7 @@
 A feature repo declares them in ``backfills.py`` (listed in ``.feastignore`` so Feast's parser
 skips it). Two kinds:
 
-    from backfill.definitions import python_definition, sql_definition
+    from fs_platform.backfill.definitions import python_definition, sql_definition
 
     @python_definition("customer_daily_spend", inputs={"payments": "data/payments"}, lookback="24h")
     def customer_daily_spend(ctx):               # ctx.frames["payments"]: pandas, [start - 24h, end)
@@ -30,9 +30,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fs.errors import RepoError
-from fs.metadata import parse_duration
-from plugins.delta.tables import resolve_path
+from fs_platform.errors import RepoError
+from fs_platform.metadata import parse_duration
+from fs_platform.plugins.delta.tables import resolve_path
 
 DEFINITIONS_FILE = "backfills.py"
 
@@ -114,7 +114,7 @@ class RepoBackfills:
 
 def load_repo(repo_path: Path) -> RepoBackfills:
     """Module-level ``BatchDefinition`` and ``ChunkCheck`` objects of ``<repo>/backfills.py``."""
-    from backfill.validation import ChunkCheck
+    from fs_platform.backfill.validation import ChunkCheck
 
     path = Path(repo_path) / DEFINITIONS_FILE
     if not path.is_file():

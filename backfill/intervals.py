@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from backfill.model import Interval
+from fs_platform.backfill.model import Interval
 
 
 def merge(intervals: Iterable[Interval]) -> list[Interval]:

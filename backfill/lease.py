@@ -30,8 +30,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from fs.errors import BackfillError, LeaseHeldError
-from plugins.redis_store.connection import Endpoint, translated
+from fs_platform.errors import BackfillError, LeaseHeldError
+from fs_platform.plugins.redis_store.connection import Endpoint, translated
 
 log = logging.getLogger(__name__)
 

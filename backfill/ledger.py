@@ -37,10 +37,10 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from backfill.intervals import merge, remove, subtract
-from backfill.model import Interval, Kind, LedgerEntry, Status, Target, ViewStatus
-from fs.compaction import compact_small_files
-from fs.errors import BackfillError
+from fs_platform.backfill.intervals import merge, remove, subtract
+from fs_platform.backfill.model import Interval, Kind, LedgerEntry, Status, Target, ViewStatus
+from fs_platform.compaction import compact_small_files
+from fs_platform.errors import BackfillError
 
 log = logging.getLogger(__name__)
 

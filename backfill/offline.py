@@ -19,11 +19,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from backfill.definitions import BatchContext, BatchDefinition
-from backfill.model import Interval
-from fs.errors import BackfillError, SchemaMismatchError, SourceNotFoundError
-from fs.newest import newest_per_key
-from fs.timeutil import microsecond_timestamps
+from fs_platform.backfill.definitions import BatchContext, BatchDefinition
+from fs_platform.backfill.model import Interval
+from fs_platform.errors import BackfillError, SchemaMismatchError, SourceNotFoundError
+from fs_platform.newest import newest_per_key
+from fs_platform.timeutil import microsecond_timestamps
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -98,8 +98,8 @@ def _read_window(table: DeltaTable, column: str, start: datetime, end: datetime)
 
 
 def _compute_sql(definition, tables, versions, start, end, engine) -> pa.Table:
-    from plugins.delta.engine import get_engine
-    from plugins.delta.job import DeltaRetrievalJob, Staging
+    from fs_platform.plugins.delta.engine import get_engine
+    from fs_platform.plugins.delta.job import DeltaRetrievalJob, Staging
 
     engine = engine or get_engine(None)
     spark = engine.spark
@@ -196,7 +196,7 @@ def latest_per_key(data: pa.Table, keys: list[str], ts_field: str, created: str 
 
     ``None`` when some entity's newest rows tie exactly on (event, created) time: the point-in-time
     join and materialization then pick by a hash of the feature values computed in Spark
-    (``plugins.delta.retrieval.tie_hash``), so the caller reads the chunk's latest rows back through
+    (``fs_platform.plugins.delta.retrieval.tie_hash``), so the caller reads the chunk's latest rows back through
     Spark rather than picking another row here."""
     if data.num_rows == 0:
         return data

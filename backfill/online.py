@@ -13,12 +13,12 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from backfill.model import Interval
-from backfill.offline import collect
-from fs.errors import ConfigError
-from fs.feast_compat import column_names, provider
-from fs.field_mapping import mapped_name, to_mapped_names
-from fs.timeutil import MICROSECOND
+from fs_platform.backfill.model import Interval
+from fs_platform.backfill.offline import collect
+from fs_platform.errors import ConfigError
+from fs_platform.feast_compat import column_names, provider
+from fs_platform.field_mapping import mapped_name, to_mapped_names
+from fs_platform.timeutil import MICROSECOND
 
 _STAMP_COLUMN = "__fs_created"  # created time of rows whose view has no created column
 
@@ -41,13 +41,13 @@ def _provider(store):
 
 def redis_store(store):
     """The fs ``RedisOnlineStore`` behind ``store``; other online stores are not supported here."""
-    from plugins.redis_store.online_store import RedisOnlineStore
+    from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
 
     online = _provider(store).online_store
     if not isinstance(online, RedisOnlineStore):
         raise ConfigError(
             f"backfill and materialize need the fs Redis online store, not {type(online).__name__}",
-            hint="set online_store.type: plugins.redis_store.online_store.RedisOnlineStore",
+            hint="set online_store.type: fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
         )
     return online
 
@@ -84,11 +84,11 @@ def rebuild_tiles(store, view, interval: Interval) -> Pulled:
     The range is widened to whole tiles of the largest size (every tile size divides it), so a tile
     is always rebuilt from all its events, whichever chunk it straddles. Chunks that end before
     anything could still be read online (the longest window plus its tile) produce no tiles."""
-    from fs.aggregation.spec import spec_of
-    from fs.timeutil import epoch_micros, from_epoch_micros, utcnow
-    from plugins.delta.aggregation import tiles
-    from plugins.delta.engine import get_spark
-    from plugins.delta.tables import current_version, read_source
+    from fs_platform.aggregation.spec import spec_of
+    from fs_platform.plugins.delta.aggregation import tiles
+    from fs_platform.plugins.delta.engine import get_spark
+    from fs_platform.plugins.delta.tables import current_version, read_source
+    from fs_platform.timeutil import epoch_micros, from_epoch_micros, utcnow
 
     spec = spec_of(view)
     if epoch_micros(interval.end) < epoch_micros(utcnow()) - spec.horizon_us:

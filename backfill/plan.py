@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from backfill.intervals import covered
-from backfill.ledger import Ledger
-from backfill.model import BackfillPlan, Interval, Kind, PlannedChunk, Target
-from fs.errors import ConfigError
-from fs.timeutil import EPOCH
+from fs_platform.backfill.intervals import covered
+from fs_platform.backfill.ledger import Ledger
+from fs_platform.backfill.model import BackfillPlan, Interval, Kind, PlannedChunk, Target
+from fs_platform.errors import ConfigError
+from fs_platform.timeutil import EPOCH
 
 
 def grid_chunks(start: datetime, end: datetime, size: timedelta) -> list[Interval]:

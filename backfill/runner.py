@@ -1,7 +1,7 @@
 """``Backfiller``: plans and runs chunked, resumable, leased backfills and materializations.
 
-    from fs import Platform
-    from backfill import Backfiller
+    from fs_platform import Platform
+    from fs_platform.backfill import Backfiller
     bf = Backfiller(Platform("feature_repo"))
     plan = bf.plan("merchant_risk_daily", "2026-11-01", "2026-11-08", to="both")
     result = bf.run(plan, parallel=2)
@@ -28,11 +28,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 
-from backfill import offline, online
-from backfill.definitions import BatchDefinition, load_repo
-from backfill.lease import Lease, LeaseStore, describe_self
-from backfill.ledger import Ledger
-from backfill.model import (
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.backfill import offline, online
+from fs_platform.backfill.definitions import BatchDefinition, load_repo
+from fs_platform.backfill.lease import Lease, LeaseStore, describe_self
+from fs_platform.backfill.ledger import Ledger
+from fs_platform.backfill.model import (
     BackfillPlan,
     BackfillResult,
     ChunkResult,
@@ -44,20 +45,19 @@ from backfill.model import (
     Target,
     ViewStatus,
 )
-from backfill.plan import build_plan
-from backfill.scope import StoreScopes
-from backfill.settings import load_settings
-from backfill.validation import ChunkCheck, expectation_checks, run_checks
-from fs.aggregation.spec import is_aggregation
-from fs.errors import BackfillError, FsError, InvalidArgument, RepoError, SourceNotFoundError
-from fs.field_mapping import source_column
-from fs.governance.metrics import JOB_DURATION, JOB_ROWS
-from fs.observability import span
-from fs.scrub import summary
-from fs.timeutil import parse_range, parse_time, utcnow
-from fs.views import feature_view
-from plugins.delta.schema import arrow_columns, check_view
-from plugins.delta.tables import resolve_location
+from fs_platform.backfill.plan import build_plan
+from fs_platform.backfill.scope import StoreScopes
+from fs_platform.backfill.settings import load_settings
+from fs_platform.backfill.validation import ChunkCheck, expectation_checks, run_checks
+from fs_platform.errors import BackfillError, FsError, InvalidArgument, RepoError, SourceNotFoundError
+from fs_platform.field_mapping import source_column
+from fs_platform.governance.metrics import JOB_DURATION, JOB_ROWS
+from fs_platform.observability import span
+from fs_platform.plugins.delta.schema import arrow_columns, check_view
+from fs_platform.plugins.delta.tables import resolve_location
+from fs_platform.scrub import summary
+from fs_platform.timeutil import parse_range, parse_time, utcnow
+from fs_platform.views import feature_view
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +184,9 @@ class Backfiller:
     def _check_table(self, fv, targets: tuple[Target, ...], create: bool) -> bool:
         """Refuse a view its Delta table cannot serve, or (offline) a missing table unless ``create``;
         True when the run will create the table."""
-        from plugins.delta.schema import check_view, table_columns
-        from plugins.delta.source import DeltaSource
-        from plugins.delta.tables import table_exists
+        from fs_platform.plugins.delta.schema import check_view, table_columns
+        from fs_platform.plugins.delta.source import DeltaSource
+        from fs_platform.plugins.delta.tables import table_exists
 
         if not isinstance(fv.batch_source, DeltaSource):
             return False
@@ -209,7 +209,7 @@ class Backfiller:
         if definition is not None:
             name = next(iter(definition.inputs))
             return offline.RowStats(definition.location(name), definition.input_timestamp)
-        from plugins.delta.source import DeltaSource
+        from fs_platform.plugins.delta.source import DeltaSource
 
         if not isinstance(fv.batch_source, DeltaSource) or not fv.batch_source.path:
             return None  # a catalog table, or not Delta (`feast materialize` of a file source): no statistics
@@ -334,7 +334,7 @@ def failure_message(e: BaseException) -> str:
     """What the ledger, logs and errors say about a failed chunk, without feature values.
 
     Platform errors (``FsError``) are written to name places, not values, and are kept; any other
-    exception is summarised by the platform's one scrubbing rule (``fs.scrub.summary``: its type and
+    exception is summarised by the platform's one scrubbing rule (``fs_platform.scrub.summary``: its type and
     a scrubbed first line). The full exception is only in DEBUG tracebacks.
     """
     if isinstance(e, FsError):

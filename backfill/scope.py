@@ -1,5 +1,5 @@
 """Ledger scopes: which store a ledger entry describes (one ledger table serves every environment
-and tenant of a repo; see ``backfill.ledger``).
+and tenant of a repo; see ``fs_platform.backfill.ledger``).
 
 * online entries: the online store's identity, ``online:<key_prefix>:<project>:<id>``; the id is kept
   in that store (``LeaseStore.store_id``), so another server, tenant prefix or project, or the same
@@ -10,10 +10,10 @@ and tenant of a repo; see ``backfill.ledger``).
 
 from __future__ import annotations
 
-from backfill.model import Target
-from fs.errors import FsError
-from fs.views import feature_view
-from plugins.delta.tables import resolve_location
+from fs_platform.backfill.model import Target
+from fs_platform.errors import FsError
+from fs_platform.plugins.delta.tables import resolve_location
+from fs_platform.views import feature_view
 
 
 class StoreScopes:

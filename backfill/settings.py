@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fs.errors import ConfigError
-from fs.metadata import parse_duration
-from plugins.delta.tables import resolve_path
+from fs_platform.errors import ConfigError
+from fs_platform.metadata import parse_duration
+from fs_platform.plugins.delta.tables import resolve_path
 
 
 class BackfillSettings(BaseModel):

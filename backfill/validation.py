@@ -22,7 +22,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from backfill.model import Interval
+from fs_platform.backfill.model import Interval
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def expectation_checks(store, origin: str = "backfill") -> tuple[ChunkCheck, ...
     """The repo's Great Expectations gates as chunk checks: one per view whose suite sets
     ``meta.gate`` (``strict`` rejects the chunk, ``warn`` commits it and records the failure).
     ``origin`` labels the gate's results and metrics: the run kind (``backfill`` or ``materialize``)."""
-    from fs.governance import expectations
+    from fs_platform.governance import expectations
 
     checks = []
     for fv in store.list_feature_views():
@@ -96,7 +96,7 @@ def expectation_checks(store, origin: str = "backfill") -> tuple[ChunkCheck, ...
 
 def _gx_check(store, mode: str, origin: str) -> Check:
     def check(view: str, interval: Interval, data: pa.Table) -> ValidationOutcome:
-        from fs.governance.validate import gate
+        from fs_platform.governance.validate import gate
 
         if data.num_rows == 0:  # a chunk with no events (e.g. a partial first day): nothing to judge
             return ValidationOutcome(passed=True, details="no rows")

@@ -3,6 +3,6 @@
 import sys as _sys
 
 if any(a == "ingest" and b == "run" for a, b in zip(_sys.argv, _sys.argv[1:], strict=False)):
-    from fs import stopping as _stopping
+    from fs_platform import stopping as _stopping
 
     _stopping.catch()

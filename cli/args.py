@@ -1,7 +1,7 @@
 """Options every command declares the same way (``--json``, ``--views``, time ranges), and argument
 values every command parses the same way: times, windows, durations.
 
-A bad value is an ``InvalidArgument`` naming the option and the accepted forms; ``cli.main`` prints it
+A bad value is an ``InvalidArgument`` naming the option and the accepted forms; ``fs_platform.cli.main`` prints it
 on one line and exits 2 (``cli.exit_codes.USAGE``), whichever command it came from (no usage box, no
 traceback).
 """
@@ -15,9 +15,9 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
-from fs.errors import InvalidArgument
-from fs.metadata import parse_duration
-from fs.timeutil import TIME_FORMS, parse_time
+from fs_platform.errors import InvalidArgument
+from fs_platform.metadata import parse_duration
+from fs_platform.timeutil import TIME_FORMS, parse_time
 
 _RELATIVE_ARG = re.compile(r"^-\d+[smhdw]$")
 

@@ -14,9 +14,9 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from cli import exit_codes
-from cli.args import END_HELP, START_HELP, JsonOpt, duration_option, time_option
-from cli.state import state
+from fs_platform.cli import exit_codes
+from fs_platform.cli.args import END_HELP, START_HELP, JsonOpt, duration_option, time_option
+from fs_platform.cli.state import state
 
 
 class _RunByDefault(TyperGroup):
@@ -57,7 +57,7 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Recompute and/or reload [START, END) of VIEW, chunk by chunk (exit 1 if a chunk failed or was rejected)."""
-    from backfill.runner import Backfiller
+    from fs_platform.backfill.runner import Backfiller
 
     st = state(ctx)
     out = st.output(as_json)
@@ -103,7 +103,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """What the ledger records per view and target: done ranges, unfinished chunks, watermark, lease holder."""
-    from backfill.runner import Backfiller
+    from fs_platform.backfill.runner import Backfiller
 
     st = state(ctx)
     out = st.output(as_json)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from cli import exit_codes
-from cli.args import END_HELP, START_HELP, time_option
-from cli.state import state
+from fs_platform.cli import exit_codes
+from fs_platform.cli.args import END_HELP, START_HELP, time_option
+from fs_platform.cli.state import state
 
 app = typer.Typer(help="The feature catalog: owners, descriptions, PII classes, freshness SLAs.", no_args_is_help=True)
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="The feature catalog: owners, descriptions, PII classes, 
 @app.command("list")
 def list_views(ctx: typer.Context) -> None:
     """List feature views with owner, team, tier, freshness SLA and PII features."""
-    from fs.governance.catalog import build_catalog
+    from fs_platform.governance.catalog import build_catalog
 
     st = state(ctx)
     cat = build_catalog(st.platform.store)
@@ -31,7 +31,7 @@ def list_views(ctx: typer.Context) -> None:
 @app.command("show")
 def show(ctx: typer.Context, view: Annotated[str, typer.Argument(help="Feature view name.")]) -> None:
     """Everything the catalog knows about one view, feature by feature."""
-    from fs.governance.catalog import build_catalog, view_page
+    from fs_platform.governance.catalog import build_catalog, view_page
 
     st = state(ctx)
     info = build_catalog(st.platform.store).view(view)
@@ -46,7 +46,7 @@ def docs(
     out: Annotated[Path, typer.Option("--out", help="Folder for the Markdown pages.")] = Path("docs/catalog"),
 ) -> None:
     """Write the catalog as Markdown pages (index.md + one page per view) from the registry."""
-    from fs.governance.catalog import build_catalog, write_docs
+    from fs_platform.governance.catalog import build_catalog, write_docs
 
     st = state(ctx)
     written = write_docs(build_catalog(st.platform.store), out)
@@ -66,7 +66,7 @@ def validate(
     limit: Annotated[int, typer.Option(help="With --list: at most this many results.")] = 20,
 ) -> None:
     """Run VIEW's expectation suite on its offline data in [START, END); exit 3 if it fails."""
-    from fs.governance import validate as v
+    from fs_platform.governance import validate as v
 
     st = state(ctx)
     store = st.platform.store

@@ -17,9 +17,9 @@ from typing import Annotated
 
 import typer
 
-from cli import exit_codes
-from cli.args import JsonOpt, ViewsOpt, time_option
-from cli.state import state
+from fs_platform.cli import exit_codes
+from fs_platform.cli.args import JsonOpt, ViewsOpt, time_option
+from fs_platform.cli.state import state
 
 app = typer.Typer(help="Run the actions fs doctor proposed (after approval), roll them back, read the audit log.",
                   no_args_is_help=True)  # fmt: skip
@@ -40,8 +40,8 @@ def doctor(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Every health check in one pass: findings, evidence and proposed actions (exit 0 ok, 3 warning, 1 error)."""
-    from fs.doctor import Severity, ops
-    from fs.doctor import doctor as run_doctor
+    from fs_platform.doctor import Severity, ops
+    from fs_platform.doctor import doctor as run_doctor
 
     st = state(ctx)
     out = st.output(as_json)
@@ -108,7 +108,7 @@ def apply_cmd(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Execute an approved plan under the environment's policy (exit 1 if an action failed, 3 if one was refused)."""
-    from fs.doctor import ops
+    from fs_platform.doctor import ops
 
     st = state(ctx)
     out = st.output(as_json)
@@ -138,7 +138,7 @@ def rollback_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Undo an executed action with its declared rollback (once)."""
-    from fs.doctor import ops
+    from fs_platform.doctor import ops
 
     st = state(ctx)
     out = st.output(as_json)
@@ -158,7 +158,7 @@ def log_cmd(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """The audit log of this environment: proposals, approvals, refusals, executions, rollbacks."""
-    from fs.doctor import ops
+    from fs_platform.doctor import ops
 
     st = state(ctx)
     out = st.output(as_json)

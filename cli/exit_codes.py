@@ -1,6 +1,6 @@
 """The ``fs`` command's exit codes, defined once (documented in docs/configuration.md, "Exit codes").
 
-Every command and ``cli.main`` use these names; scripts and CI may rely on the numbers.
+Every command and ``fs_platform.cli.main`` use these names; scripts and CI may rely on the numbers.
 """
 
 from __future__ import annotations

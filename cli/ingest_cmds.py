@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.state import state
+from fs_platform.cli.state import state
 
 app = typer.Typer(help="Kafka ingestion into push sources (declared in <repo>/ingest.yaml).", no_args_is_help=True)
 
@@ -16,7 +16,7 @@ BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap", help="Kafka boo
 
 
 def _config(st, topics=None, group=None, bootstrap=None, http_port=None):
-    from plugins.kafka_ingest import load_ingest_config
+    from fs_platform.plugins.kafka_ingest import load_ingest_config
 
     kafka = {k: v for k, v in (("group_id", group), ("bootstrap_servers", bootstrap)) if v}
     overrides = {"kafka": kafka} if kafka else {}
@@ -28,7 +28,7 @@ def _config(st, topics=None, group=None, bootstrap=None, http_port=None):
 def _connected(config, duration: float | None = None):
     """``config`` once its broker answers; one line naming the address (and `fs ingest broker`) within
     a few seconds, and never later than ``--duration``, if it does not."""
-    from plugins.kafka_ingest.broker import require_broker
+    from fs_platform.plugins.kafka_ingest.broker import require_broker
 
     require_broker(config.kafka.bootstrap_servers, timeout_s=min(3.0, duration) if duration else 3.0)
     return config
@@ -44,7 +44,7 @@ def run(
     duration: Annotated[float | None, typer.Option("--duration", help="Stop after this many seconds (default: run until SIGTERM).")] = None,
 ) -> None:
     """Consume the declared topics into the online store and Delta until SIGTERM (drains, then exits)."""
-    from plugins.kafka_ingest import Ingestor
+    from fs_platform.plugins.kafka_ingest import Ingestor
 
     st = state(ctx)
     config = _connected(_config(st, topics, group, bootstrap, http_port), duration)
@@ -62,8 +62,8 @@ def dlq(
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """List dead letters (reason, origin, size; payloads are never printed: they may hold PII)."""
-    from plugins.kafka_ingest.deadletter import read_dead_letters
-    from plugins.kafka_ingest.ingestor import kafka_client_kwargs
+    from fs_platform.plugins.kafka_ingest.deadletter import read_dead_letters
+    from fs_platform.plugins.kafka_ingest.ingestor import kafka_client_kwargs
 
     st = state(ctx)
     config = _connected(_config(st, bootstrap=bootstrap))
@@ -88,7 +88,7 @@ def broker(
     import signal
     import threading
 
-    from plugins.kafka_ingest.broker import EmbeddedBroker
+    from fs_platform.plugins.kafka_ingest.broker import EmbeddedBroker
 
     st = state(ctx)
     config = _config(st)

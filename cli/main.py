@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli import (
+from fs_platform.cli import (
     backfill_cmds,
     catalog_cmds,
     exit_codes,
@@ -24,7 +24,7 @@ from cli import (
     serve_cmds,
     tenant_cmds,
 )
-from cli.state import State
+from fs_platform.cli.state import State
 
 app = typer.Typer(
     name="fs",
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     time or duration) is one line and exit 2 too, wherever it was parsed. Everything else that escapes
     a command becomes one line on stderr and exit 1; ``FS_DEBUG=1`` re-raises for the traceback.
     """
-    from fs.errors import FsError, InvalidArgument
+    from fs_platform.errors import FsError, InvalidArgument
 
     debug = os.environ.get("FS_DEBUG") == "1"
     try:
@@ -147,7 +147,7 @@ def run() -> None:
     sys.exit(main())
 
 
-from cli import doctor_cmds  # noqa: E402 - `fs doctor` and `fs ops` (issue #16)
+from fs_platform.cli import doctor_cmds  # noqa: E402 - `fs doctor` and `fs ops` (issue #16)
 
 doctor_cmds.register(app)
 

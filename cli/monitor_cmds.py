@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from cli import exit_codes
-from cli.args import window_option
-from cli.state import state
+from fs_platform.cli import exit_codes
+from fs_platform.cli.args import window_option
+from fs_platform.cli.state import state
 
 app = typer.Typer(help="Freshness and drift monitoring (exit 3 on a breach).", no_args_is_help=True)
 
@@ -32,12 +32,12 @@ def freshness(
     ] = None,
 ) -> None:
     """Age of each view's newest data online and offline vs its freshness SLA; exit 3 on a breach."""
-    from fs.governance.freshness import check_freshness
+    from fs_platform.governance.freshness import check_freshness
 
     st = state(ctx)
     report = check_freshness(st.platform.store, views)
     if prom_file:
-        from fs.observability import write_textfile
+        from fs_platform.observability import write_textfile
 
         write_textfile(str(prom_file))
     if st.as_json:
@@ -60,8 +60,8 @@ def drift(
     html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML report with histograms here.")] = None,
 ) -> None:
     """PSI (numeric and categorical) and KS (numeric) per feature; exit 3 if any feature drifted."""
-    from fs.governance.drift import detect_drift
-    from fs.governance.drift_html import render_html
+    from fs_platform.governance.drift import detect_drift
+    from fs_platform.governance.drift_html import render_html
 
     st = state(ctx)
     report = detect_drift(st.platform.store, view, window_option(reference, "--reference"),

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from cli import exit_codes
-from cli.args import JsonOpt, ViewsOpt, duration_option, time_option
-from cli.state import state
-from fs.errors import InvalidArgument
+from fs_platform.cli import exit_codes
+from fs_platform.cli.args import JsonOpt, ViewsOpt, duration_option, time_option
+from fs_platform.cli.state import state
+from fs_platform.errors import InvalidArgument
 
 app = typer.Typer(
     help="Offline–online parity: do served features match what training sees?", no_args_is_help=True
@@ -19,7 +19,7 @@ app = typer.Typer(
 
 
 def _tolerances(specs: list[str] | None):
-    from parity.compare import Tolerances
+    from fs_platform.parity.compare import Tolerances
 
     try:
         return Tolerances.parse(specs or [])
@@ -82,7 +82,7 @@ def check_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Compare what the online store serves with what the offline store says it should serve."""
-    from parity import check, write_prometheus
+    from fs_platform.parity import check, write_prometheus
 
     st = state(ctx)
     report = check(
@@ -155,7 +155,7 @@ def replay_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a window of raw events through the stream transformation and the batch definition and compare."""
-    from parity.replay import replay_view
+    from fs_platform.parity.replay import replay_view
 
     st = state(ctx)
     report = replay_view(

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli.args import EndArg, RelativeTimeArgs, StartArg, ViewsOpt
-from cli.state import state
+from fs_platform.cli.args import EndArg, RelativeTimeArgs, StartArg, ViewsOpt
+from fs_platform.cli.state import state
 
 
 def _render_plan(out, plan, verb: str) -> None:
@@ -132,7 +132,7 @@ def demo(
 ) -> None:
     """Run the end-to-end demo on embedded servers: generate data, apply, materialize, read online
     features for a few customers and build a point-in-time training frame."""
-    from fs.demo import run_demo
+    from fs_platform.demo import run_demo
 
     st = state(ctx)
     with st.out.progress() as bar:

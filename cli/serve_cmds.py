@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.state import state
+from fs_platform.cli.state import state
 
 
 def serve(
@@ -29,9 +29,9 @@ def serve(
     by changing the URL; GET /health, /ready and /metrics are for load balancers and Prometheus.
     Settings (deadline, load shedding, auth, TLS): docs/serving.md.
     """
-    from fs.config import resolve_repo
-    from plugins.serving import settings as serve_settings
-    from plugins.serving.server import serve as run_server
+    from fs_platform.config import resolve_repo
+    from fs_platform.plugins.serving import settings as serve_settings
+    from fs_platform.plugins.serving.server import serve as run_server
 
     st = state(ctx)
     repo = resolve_repo(st.repo)

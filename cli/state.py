@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cli.output import Output
+from fs_platform.cli.output import Output
 
 
 @dataclass
@@ -25,7 +25,7 @@ class State:
         return Output(self.as_json or as_json, self.wide)
 
     def close(self) -> None:
-        """Close the platform if a command opened it (``cli.main`` calls this when the command ends)."""
+        """Close the platform if a command opened it (``fs_platform.cli.main`` calls this when the command ends)."""
         if self._platform is not None:
             self._platform.close()
             self._platform = None
@@ -33,7 +33,7 @@ class State:
     @property
     def platform(self):
         if self._platform is None:
-            from fs.platform import Platform
+            from fs_platform.platform import Platform
 
             self._platform = Platform(self.repo, env=self.env)
         return self._platform

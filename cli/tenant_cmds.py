@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.state import state
+from fs_platform.cli.state import state
 
 app = typer.Typer(help="Tenancy: Redis ACL rules for a tenant's users (docs/online_store.md, Tenancy).",
                   no_args_is_help=True)
@@ -22,7 +22,7 @@ def acl(
 ) -> None:
     """Print the ACL SETUSER command confining NAME to this repo's key prefix (add the password with
     `ACL SETUSER NAME >...` yourself: no secret is printed)."""
-    from plugins.redis_store.acl import repo_acl_rules, user_name
+    from fs_platform.plugins.redis_store.acl import repo_acl_rules, user_name
 
     st = state(ctx)
     rules = repo_acl_rules(st.platform.config, role)

@@ -10,7 +10,7 @@ Aggregation views (customer_txn_aggregates, ...) need no definition here: their 
 computed from the raw events at retrieval, and `fs materialize` rebuilds their online tiles.
 """
 
-from backfill.definitions import sql_definition
+from fs_platform.backfill.definitions import sql_definition
 
 PAYMENTS = {"payments": "data/payments"}
 

@@ -13,9 +13,9 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
-from fs.aggregation import Aggregation, aggregation_view, col
-from fs.metadata import feature_meta
-from plugins.delta import DeltaSource
+from fs_platform.aggregation import Aggregation, aggregation_view, col
+from fs_platform.metadata import feature_meta
+from fs_platform.plugins.delta import DeltaSource
 
 RISK_TEAM = "risk-ml@payments.example"
 FRAUD_TEAM = "fraud-ml@payments.example"

@@ -7,7 +7,7 @@ import features
 from feast import FeatureService, FeatureView
 from feast.on_demand_feature_view import OnDemandFeatureView
 
-from fs.governance.pii import pii_permissions
+from fs_platform.governance.pii import pii_permissions
 
 _objects = list(vars(features).values())
 _views = [o for o in _objects if isinstance(o, (FeatureView, OnDemandFeatureView))]

@@ -6,7 +6,7 @@ __all__ = ["Platform"]
 def __getattr__(name: str):
     # Lazy: importing Feast costs seconds; `fs --help` and small helpers should not pay for it.
     if name == "Platform":
-        from fs.platform import Platform
+        from fs_platform.platform import Platform
 
         return Platform
     raise AttributeError(name)

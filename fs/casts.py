@@ -2,8 +2,8 @@
 
 Feast repos routinely declare ``Int32``/``Float32`` for columns Spark or pandas wrote as
 ``bigint``/``double``. Like Feast's own stores, fs casts to the declared type: in retrieval
-(``plugins.delta.job``), and in every online write, so materialization, backfills and the ingestor
-(``plugins.redis_store.codec``). Unlike a plain cast, a value that does not fit is never wrapped or
+(``fs_platform.plugins.delta.job``), and in every online write, so materialization, backfills and the ingestor
+(``fs_platform.plugins.redis_store.codec``). Unlike a plain cast, a value that does not fit is never wrapped or
 truncated silently: :func:`checked_cast` raises one :class:`~fs.errors.ValueDoesNotFitError` naming
 the view, the feature and how many values do not fit.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fs.errors import ValueDoesNotFitError
+from fs_platform.errors import ValueDoesNotFitError
 
 NUMERIC_STORED = frozenset({"tinyint", "smallint", "int", "bigint", "float", "double", "decimal"})
 """Spark simple types (``decimal`` for any precision) that cast to any numeric declared type."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from fs.errors import ConfigError
+from fs_platform.errors import ConfigError
 
 DEFAULT_ENV = "dev"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -151,7 +151,7 @@ def to_arrow(df: pd.DataFrame):
     """pyarrow Table with microsecond UTC timestamps (Spark rejects nanoseconds)."""
     import pyarrow as pa
 
-    from fs.timeutil import microsecond_timestamps
+    from fs_platform.timeutil import microsecond_timestamps
 
     return microsecond_timestamps(pa.Table.from_pandas(df, preserve_index=False))
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from fs import datagen
-from fs.platform import Platform
+from fs_platform import datagen
+from fs_platform.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def run_demo(
 
 
 def _stream_part(platform, data, customers, merchants, seconds, result: DemoResult) -> None:
-    from plugins.kafka_ingest.demo import stream_demo
+    from fs_platform.plugins.kafka_ingest.demo import stream_demo
 
     amounts = [120.0, 35.5, 980.0, 15.0, 250.0]
     result.stream_before = _online(platform, customers, merchants, amounts)

@@ -1,7 +1,7 @@
 """Entity key values of the wrong type: cast only when exact and lossless, else one clear error.
 
-The one rule for retrieval (``entity_df``, ``plugins.delta``) and online reads and writes
-(``plugins.redis_store``: Feast's API, ``FastReader``, ``fs serve``):
+The one rule for retrieval (``entity_df``, ``fs_platform.plugins.delta``) and online reads and writes
+(``fs_platform.plugins.redis_store``: Feast's API, ``FastReader``, ``fs serve``):
 
 - an integer join key (INT32/INT64) takes an integer, a float with no fraction (``2.0``) or a
   string holding a canonical decimal integer (``"2"``, ``"-7"``; not ``"02"``, ``"2.0"``, ``" 2"``),
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from feast.value_type import ValueType
 
-from fs.errors import EntityKeyTypeError
+from fs_platform.errors import EntityKeyTypeError
 
 INTEGER_KEYS = (ValueType.INT32, ValueType.INT64)
 RANGES = {ValueType.INT32: (-(2**31), 2**31 - 1), ValueType.INT64: (-(2**63), 2**63 - 1)}

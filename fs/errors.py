@@ -63,7 +63,7 @@ class InvalidArgument(FsError, ValueError):
 
 class EntityKeyTypeError(InvalidArgument):
     """Entity key values (entity_df, online entity rows) that are not exactly of their join key's type:
-    ``2.0`` and ``"2"`` are the integer key 2, ``2.5`` and ``"02"`` are refused (``fs.entity_keys``).
+    ``2.0`` and ``"2"`` are the integer key 2, ``2.5`` and ``"02"`` are refused (``fs_platform.entity_keys``).
     The message counts them and never quotes them (keys may be PII)."""
 
 
@@ -80,7 +80,7 @@ class RepoError(FsError):
 
 
 class ViewNotFoundError(RepoError):
-    """A feature view name that is not registered; raised by ``fs.views`` (lists the known views)."""
+    """A feature view name that is not registered; raised by ``fs_platform.views`` (lists the known views)."""
 
 
 class OfflineStoreError(FsError):
@@ -157,7 +157,7 @@ class OpsError(FsError):
 
 
 class OpsRefused(OpsError):
-    """An ops policy rule refused an action (``fs.doctor.policy``); ``rule`` names the rule
+    """An ops policy rule refused an action (``fs_platform.doctor.policy``); ``rule`` names the rule
     (``kill_switch``, ``irreversible``, ``approval_required``, ``distinct_approver``, ``rate_limit``,
     ``env_mismatch``) so a refusal always says which rule refused it."""
 
@@ -172,4 +172,4 @@ class ValidationFailed(FsError):
 
 class ValueDoesNotFitError(FsError, ValueError):
     """Values that do not fit a feature's declared type (an overflow, a fraction into an integer),
-    counted per view and feature by ``fs.casts``; never wrapped or truncated silently."""
+    counted per view and feature by ``fs_platform.casts``; never wrapped or truncated silently."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from fs.errors import SchemaMismatchError
+from fs_platform.errors import SchemaMismatchError
 
 
 def _mapping(source) -> dict[str, str]:

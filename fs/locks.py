@@ -11,8 +11,8 @@ import fcntl
 import zlib
 from pathlib import Path
 
-from fs.errors import ConfigError
-from fs.scrub import scrub
+from fs_platform.errors import ConfigError
+from fs_platform.scrub import scrub
 
 
 @contextlib.contextmanager
@@ -73,7 +73,7 @@ def _sql_lock(url: str, name: str):
 
 def _server_reason(error: Exception, password: str | None) -> str:
     """The server's one-line reason (``FATAL: ...``) from a driver error, scrubbed by the platform's one rule
-    (``fs.scrub``: no password, no quoted names or value-like tokens)."""
+    (``fs_platform.scrub``: no password, no quoted names or value-like tokens)."""
     text = str(getattr(error, "orig", error))
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     fatal = next((ln for ln in lines if "FATAL" in ln), lines[0] if lines else "")

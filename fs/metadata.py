@@ -21,7 +21,7 @@ _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"
 def parse_duration(text: str, what: str | None = None, *, positive: bool = False) -> timedelta:
     """``15m``, ``36h``, ``7d`` ... -> timedelta; ``InvalidArgument`` (a ValueError) otherwise, naming
     ``what`` (the parameter or option) if given. ``positive`` also refuses ``0h``."""
-    from fs.errors import InvalidArgument
+    from fs_platform.errors import InvalidArgument
 
     m = _DURATION.match(text or "")
     value = timedelta(**{_UNIT[m.group(2)]: int(m.group(1))}) if m else None

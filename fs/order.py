@@ -2,7 +2,7 @@
 
 Feast 0.67 groups requested features per feature view, in set order (so not even stable between
 processes), and appends on-demand features last. fs answers in requested order everywhere:
-``get_online_features`` (``plugins.redis_store``), ``get_historical_features`` (``plugins.delta``),
+``get_online_features`` (``fs_platform.plugins.redis_store``), ``get_historical_features`` (``fs_platform.plugins.delta``),
 ``FastReader`` and ``fs serve``. Columns that are not requested features (entity keys, the entity
 frame's own columns, the event timestamp) come first, in the order they came.
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 def requested_names(refs: Iterable[str], full_feature_names: bool) -> list[str]:
     """Output column names of feature references (``view:feature``), in the order requested."""
-    from fs.feast_compat import parse_feature_ref
+    from fs_platform.feast_compat import parse_feature_ref
 
     names = []
     for ref in refs:

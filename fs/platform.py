@@ -1,6 +1,6 @@
 """``Platform``: the one entry object for notebooks, the CLI and CI.
 
-    from fs import Platform
+    from fs_platform import Platform
     p = Platform("feature_repo", env="dev")
     p.apply()
     p.materialize("2026-11-01", "2026-11-02")
@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
-from fs import policy
-from fs import repo as repo_mod
-from fs.config import DEFAULT_ENV, load_config, resolve_repo
-from fs.errors import ConfigError, PolicyError, RepoError
-from fs.locks import registry_lock
-from fs.timeutil import parse_range, parse_time
-from fs.views import feature_view, feature_views
+from fs_platform import policy
+from fs_platform import repo as repo_mod
+from fs_platform.config import DEFAULT_ENV, load_config, resolve_repo
+from fs_platform.errors import ConfigError, PolicyError, RepoError
+from fs_platform.locks import registry_lock
+from fs_platform.timeutil import parse_range, parse_time
+from fs_platform.views import feature_view, feature_views
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ class Platform:
         store = self.__dict__.pop("store", None)
         if store is not None:
             store.close()
-        if "plugins.delta.engine" in sys.modules:
-            from plugins.delta.engine import stop_session
+        if "fs_platform.plugins.delta.engine" in sys.modules:
+            from fs_platform.plugins.delta.engine import stop_session
 
             for session in _open_spark_sessions():
                 if not any(session is kept for kept in self._spark_before):
@@ -164,9 +164,9 @@ class Platform:
 
     @cached_property
     def store(self):
-        """The Feast ``FeatureStore`` for this repo and environment (``fs.store.FsFeatureStore``: a bad
+        """The Feast ``FeatureStore`` for this repo and environment (``fs_platform.store.FsFeatureStore``: a bad
         feature reference raises ``UnknownFeatureError`` / ``ViewNotFoundError``, not ``KeyError``)."""
-        from fs.store import FsFeatureStore
+        from fs_platform.store import FsFeatureStore
 
         try:
             store = FsFeatureStore(config=self.config, repo_path=str(self.repo_path))
@@ -252,7 +252,7 @@ class Platform:
             try:
                 source.validate(self.config)
             except Exception as e:
-                if isinstance(e, ConfigError | RepoError) or type(e).__module__.startswith("fs."):
+                if isinstance(e, ConfigError | RepoError) or type(e).__module__.startswith("fs_platform."):
                     raise
                 raise RepoError(
                     f"feature view {view.name!r}: source {source.name!r} is not readable: {e}",
@@ -261,9 +261,9 @@ class Platform:
 
     def _check_schemas(self, contents) -> None:
         """Every view with a Delta source must be servable from its table, with retrieval's own check
-        (``plugins.delta.schema``): ``SchemaMismatchError`` listing every problem, nothing applied."""
-        from plugins.delta.schema import error, schema_problems, table_columns
-        from plugins.delta.source import DeltaSource
+        (``fs_platform.plugins.delta.schema``): ``SchemaMismatchError`` listing every problem, nothing applied."""
+        from fs_platform.plugins.delta.schema import error, schema_problems, table_columns
+        from fs_platform.plugins.delta.source import DeltaSource
 
         problems = []
         for view in [*contents.feature_views, *contents.stream_feature_views]:
@@ -301,7 +301,7 @@ class Platform:
         ``resume`` skips chunks the ledger already records as done. Raises ``BackfillError`` if a
         chunk fails (earlier chunks stay committed and recorded).
         """
-        from backfill.runner import Backfiller
+        from fs_platform.backfill.runner import Backfiller
 
         start_dt, end_dt = parse_range(start, end)
         names = self._view_names(views)
@@ -319,7 +319,7 @@ class Platform:
         chunk succeeded, so a crashed run resumes from there); without one, Feast's last materialization
         end, else ``end - ttl``.
         """
-        from backfill.runner import Backfiller
+        from fs_platform.backfill.runner import Backfiller
 
         end_dt = parse_time(end, what="end")
         names = self._view_names(views)
@@ -337,8 +337,8 @@ class Platform:
         entries (the tables are kept). The store's identity goes with its keys, so even entries left
         behind would not count for the emptied store.
         """
-        from backfill.model import Target
-        from backfill.runner import Backfiller
+        from fs_platform.backfill.model import Target
+        from fs_platform.backfill.runner import Backfiller
 
         views = [v.name for v in self.store.list_feature_views()]
         try:
@@ -351,7 +351,7 @@ class Platform:
 def _open_spark_sessions() -> list:
     """The Spark sessions the Delta store opened in this process (none if it was never imported:
     looking must not start Spark)."""
-    engine = sys.modules.get("plugins.delta.engine")
+    engine = sys.modules.get("fs_platform.plugins.delta.engine")
     return engine.open_sessions() if engine is not None else []
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fs.metadata import PII_CLASSES, field_description, parse_duration, pii_class
+from fs_platform.metadata import PII_CLASSES, field_description, parse_duration, pii_class
 
 
 def check_view(view) -> list[str]:

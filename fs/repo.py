@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from fs.errors import RepoError
+from fs_platform.errors import RepoError
 
 
 def _forget_repo_modules(repo: Path) -> None:

@@ -12,7 +12,7 @@ the online store and ``fs serve`` give:
   source, rows lacking a feature column (``OnlineWriteError``; Feast: a bare ``KeyError``).
 
 The registry getters (``get_feature_view``, ...) keep Feast's exceptions: Feast's own code falls back
-on them (``feature_view_utils``). The platform's lookups are ``Platform.feature_view`` / ``fs.views``.
+on them (``feature_view_utils``). The platform's lookups are ``Platform.feature_view`` / ``fs_platform.views``.
 
 References are only examined when Feast's own call failed, so a good request costs nothing extra.
 """
@@ -24,8 +24,8 @@ from typing import Any
 
 from feast import FeatureStore
 
-from fs.errors import FsError, OnlineWriteError, RepoError, SchemaMismatchError, UnknownFeatureError
-from fs.views import view_not_found
+from fs_platform.errors import FsError, OnlineWriteError, RepoError, SchemaMismatchError, UnknownFeatureError
+from fs_platform.views import view_not_found
 
 
 class FsFeatureStore(FeatureStore):
@@ -79,7 +79,7 @@ class FsFeatureStore(FeatureStore):
         """Close the clients this store opened: the online store's Redis connections and the
         registry's refresh thread and SQL connections. Nothing not yet opened is opened to close it;
         the store reopens lazily if used again."""
-        from fs.feast_compat import take_opened
+        from fs_platform.feast_compat import take_opened
 
         provider, registry = take_opened(self)
         if provider is not None:

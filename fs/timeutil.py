@@ -11,8 +11,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from fs.errors import InvalidArgument
-from fs.metadata import parse_duration
+from fs_platform.errors import InvalidArgument
+from fs_platform.metadata import parse_duration
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -1,6 +1,6 @@
 """Registered feature views by name: the one lookup, and the one error for a name that is not there.
 
-    from fs.views import feature_view, feature_views
+    from fs_platform.views import feature_view, feature_views
     view = feature_view(store, "customer_profile")            # or Platform.feature_view(name)
     views = feature_views(store, ["a", "b"], online=True)     # every unknown name in one error
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fs.errors import ViewNotFoundError
+from fs_platform.errors import ViewNotFoundError
 
 
 def feature_view(store, name: str):

@@ -1,12 +1,12 @@
 """``check``: sample entity keys, read them online, compute offline what online should hold, compare.
 
-    from fs import Platform
-    from parity import check
+    from fs_platform import Platform
+    from fs_platform.parity import check
     report = check(Platform("feature_repo").store, views=["customer_txn_aggregates"], sample=1000, seed=7)
     report.verdict            # "ok" | "breach"
 
 Everything is evaluated at one instant ``as_of`` (default: now): the sample window, the offline
-cut-off and the ttl applied to online rows. See ``parity.classify`` for the classes.
+cut-off and the ttl applied to online rows. See ``fs_platform.parity.classify`` for the classes.
 """
 
 from __future__ import annotations
@@ -21,11 +21,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fs.aggregation.spec import is_aggregation
-from fs.errors import ParityError
-from fs.governance.pii import mask
-from fs.observability import span
-from fs.timeutil import (
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.errors import ParityError
+from fs_platform.governance.pii import mask
+from fs_platform.observability import span
+from fs_platform.parity.classify import (
+    ABSENT,
+    COMPARE,
+    COMPARE_STALE,
+    SERVED,
+    Outcome,
+    RowSides,
+    classify_rows,
+)
+from fs_platform.parity.compare import Tolerances, compare_column
+from fs_platform.parity.expected import CREATED_TS, EVENT_TS, expected_aggregates, expected_rows
+from fs_platform.parity.online import OnlineRows, read_online
+from fs_platform.parity.report import MASK, Example, FeatureStats, ParityReport, Timings, ViewReport
+from fs_platform.parity.sampling import default_lookback, keys_for_view, read_entities, sample_keys
+from fs_platform.parity.spark_io import SparkIO, ViewSource, view_source
+from fs_platform.parity.targets import Target, resolve
+from fs_platform.plugins.delta.engine import get_engine
+from fs_platform.timeutil import (
     arrow_epoch_micros,
     duration_micros,
     epoch_micros,
@@ -33,15 +50,6 @@ from fs.timeutil import (
     parse_time,
     utcnow,
 )
-from parity.classify import ABSENT, COMPARE, COMPARE_STALE, SERVED, Outcome, RowSides, classify_rows
-from parity.compare import Tolerances, compare_column
-from parity.expected import CREATED_TS, EVENT_TS, expected_aggregates, expected_rows
-from parity.online import OnlineRows, read_online
-from parity.report import MASK, Example, FeatureStats, ParityReport, Timings, ViewReport
-from parity.sampling import default_lookback, keys_for_view, read_entities, sample_keys
-from parity.spark_io import SparkIO, ViewSource, view_source
-from parity.targets import Target, resolve
-from plugins.delta.engine import get_engine
 
 log = logging.getLogger(__name__)
 FUTURE_SKEW_US = 60_000_000  # clock skew allowed between producers and this machine

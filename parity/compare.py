@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from feast.value_type import ValueType
 
-from parity.classify import Outcome
+from fs_platform.parity.classify import Outcome
 
 _INT = {ValueType.INT32, ValueType.INT64}
 _FLOAT = {ValueType.FLOAT, ValueType.DOUBLE}

@@ -4,7 +4,7 @@ Per sampled entity: the newest offline row with ``event_ts <= as_of`` (ties brok
 created timestamp, a null one losing) — the row materialization and the point-in-time join pick.
 The row is returned whatever its age, with its event time, so the classifier can tell "past ttl"
 (both stores should serve nothing) from "never there". The ttl test itself is in
-``parity.classify`` and uses the offline store's inclusive bound: live iff
+``fs_platform.parity.classify`` and uses the offline store's inclusive bound: live iff
 ``event_ts >= as_of - ttl``, the same bound the Redis store applies at read time.
 """
 
@@ -16,8 +16,8 @@ import pyarrow as pa
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from parity.spark_io import SparkIO, ViewSource
-from plugins.delta.retrieval import col, tie_hash
+from fs_platform.parity.spark_io import SparkIO, ViewSource
+from fs_platform.plugins.delta.retrieval import col, tie_hash
 
 EVENT_TS = "__fs_event_ts"
 CREATED_TS = "__fs_created_ts"
@@ -56,8 +56,8 @@ def expected_rows(io: SparkIO, src: ViewSource, keys: pa.Table, as_of: datetime)
 def expected_aggregates(io: SparkIO, src: ViewSource, keys: pa.Table, as_of: datetime) -> pa.Table:
     """An aggregation view's values as of ``as_of`` per key, computed by Spark from the raw events (the
     training path): join keys, ``EVENT_TS`` (= ``as_of``), a null ``CREATED_TS`` and the features."""
-    from fs.aggregation.spec import spec_of
-    from plugins.delta.aggregation import as_of as aggregate_as_of
+    from fs_platform.aggregation.spec import spec_of
+    from fs_platform.plugins.delta.aggregation import as_of as aggregate_as_of
 
     plan = src.plan
     spec = spec_of(src.target.view)

@@ -16,11 +16,11 @@ import pyarrow as pa
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
-from fs import feast_compat
-from fs.aggregation.spec import is_aggregation
-from fs.timeutil import epoch_micros
-from parity.classify import ABSENT, HELD_EXPIRED, SERVED
-from parity.targets import Target
+from fs_platform import feast_compat
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.parity.classify import ABSENT, HELD_EXPIRED, SERVED
+from fs_platform.parity.targets import Target
+from fs_platform.timeutil import epoch_micros
 
 CHUNK = 10_000  # keys per MGET: bounds reply size and stays far below the socket timeout
 
@@ -36,7 +36,7 @@ class OnlineRows:
 def read_online(store, target: Target, keys: pa.Table, as_of: datetime) -> OnlineRows:
     online_store = feast_compat.online_store(store)
     # Imported here: the Redis plugin is optional for parity (any Feast online store works).
-    from plugins.redis_store.online_store import RedisOnlineStore
+    from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
 
     if isinstance(online_store, RedisOnlineStore):
         if is_aggregation(target.view):
@@ -46,7 +46,7 @@ def read_online(store, target: Target, keys: pa.Table, as_of: datetime) -> Onlin
 
 
 def _read_redis(online_store, config, target: Target, keys: pa.Table, as_of_us: int) -> OnlineRows:
-    from plugins.redis_store.reader import NOT_FOUND, OUTSIDE_MAX_AGE
+    from fs_platform.plugins.redis_store.reader import NOT_FOUND, OUTSIDE_MAX_AGE
 
     code = {NOT_FOUND: ABSENT, OUTSIDE_MAX_AGE: HELD_EXPIRED}
     states, events, created = [], [], []

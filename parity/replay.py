@@ -23,15 +23,15 @@ import pandas as pd
 import pyarrow as pa
 from feast.value_type import ValueType
 
-from fs.aggregation.spec import is_aggregation
-from fs.errors import ParityError
-from fs.feast_compat import online_store
-from fs.governance.pii import mask
-from fs.timeutil import utcnow
-from fs.views import feature_view
-from parity.classify import Outcome
-from parity.compare import Tolerances, compare_column
-from parity.report import MASK
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.errors import ParityError
+from fs_platform.feast_compat import online_store
+from fs_platform.governance.pii import mask
+from fs_platform.parity.classify import Outcome
+from fs_platform.parity.compare import Tolerances, compare_column
+from fs_platform.parity.report import MASK
+from fs_platform.timeutil import utcnow
+from fs_platform.views import feature_view
 
 Path_ = Callable[[pd.DataFrame], pd.DataFrame]
 STREAM_ONLY, BATCH_ONLY = "stream_only", "batch_only"
@@ -207,8 +207,8 @@ def stream_transform(repo: str | Path, view) -> tuple[Callable[[], Callable[[dic
 
     Returns the hook factory and where it came from (for the report).
     """
-    from plugins.kafka_ingest.config import load_ingest_config
-    from plugins.kafka_ingest.transform import load_transform
+    from fs_platform.plugins.kafka_ingest.config import load_ingest_config
+    from fs_platform.plugins.kafka_ingest.transform import load_transform
 
     push = getattr(view.stream_source, "name", None)
     if (Path(repo) / "ingest.yaml").is_file():
@@ -266,10 +266,10 @@ def spark_batch_path(store, view, event_time: str = "event_timestamp") -> Path_:
     events, as of each event."""
 
     def run(events: pd.DataFrame) -> pd.DataFrame:
-        from fs.aggregation.spec import spec_of
-        from fs.timeutil import microsecond_timestamps
-        from plugins.delta.aggregation import as_of
-        from plugins.delta.engine import get_engine
+        from fs_platform.aggregation.spec import spec_of
+        from fs_platform.plugins.delta.aggregation import as_of
+        from fs_platform.plugins.delta.engine import get_engine
+        from fs_platform.timeutil import microsecond_timestamps
 
         spark = get_engine(store.config).spark
         spec = spec_of(view)
@@ -287,7 +287,7 @@ def spark_batch_path(store, view, event_time: str = "event_timestamp") -> Path_:
 
 
 def _redis_store(store):
-    from plugins.redis_store.online_store import RedisOnlineStore
+    from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
 
     online = online_store(store)
     if not isinstance(online, RedisOnlineStore):
@@ -298,7 +298,7 @@ def _redis_store(store):
 def batch_definition(repo: str | Path, view: str) -> Path_:
     """The repo's batch definition of ``view`` (``backfills.py``, what ``fs backfill`` recomputes the
     offline table with) as a replay path: the events are its one input."""
-    from backfill.definitions import BatchContext, load_repo
+    from fs_platform.backfill.definitions import BatchContext, load_repo
 
     definition = load_repo(Path(repo)).definitions.get(view)
     if definition is None:
@@ -352,12 +352,12 @@ def replay_view(
     (``backfills.py`` in the repo); for an aggregation view, its tiles (the real script, in a scratch
     namespace) vs Spark's training computation, as of each event.
 
-    Events default to a seeded synthetic window from ``fs.datagen``; ``transform`` (``file.py:Name``
+    Events default to a seeded synthetic window from ``fs_platform.datagen``; ``transform`` (``file.py:Name``
     in the repo) overrides the transformation declared in ``ingest.yaml``.
     """
-    from fs.datagen import generate
-    from fs.metadata import sensitive_features
-    from parity.targets import pii_keys
+    from fs_platform.datagen import generate
+    from fs_platform.metadata import sensitive_features
+    from fs_platform.parity.targets import pii_keys
 
     view = feature_view(platform.store, view_name)
     aggregated = is_aggregation(view)
@@ -367,7 +367,7 @@ def replay_view(
                               hint="drop --transform; the replay runs its tile script and Spark")
         factory, origin = None, "tiles.lua (the aggregation spec)"
     elif transform:
-        from plugins.kafka_ingest.transform import load_transform
+        from fs_platform.plugins.kafka_ingest.transform import load_transform
 
         factory, origin = load_transform(Path(platform.repo_path), transform).new, transform
     else:

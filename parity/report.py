@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from parity.classify import MISMATCH_CLASSES
+from fs_platform.parity.classify import MISMATCH_CLASSES
 
 MASK = "<masked>"
 CLASSES = tuple(o.label for o in MISMATCH_CLASSES)

@@ -15,9 +15,9 @@ import pyarrow as pa
 from feast.type_map import feast_value_type_to_pa
 from pyspark.sql import functions as F
 
-from fs.errors import ParityError
-from parity.spark_io import SparkIO, ViewSource
-from plugins.delta.retrieval import col
+from fs_platform.errors import ParityError
+from fs_platform.parity.spark_io import SparkIO, ViewSource
+from fs_platform.plugins.delta.retrieval import col
 
 DEFAULT_LOOKBACK = timedelta(days=7)  # for views without a ttl
 

@@ -10,14 +10,14 @@ from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fs.aggregation.spec import is_aggregation, spec_of
-from fs.errors import OfflineStoreError, SchemaMismatchError
-from parity.targets import Target
-from plugins.delta.engine import Engine
-from plugins.delta.job import DeltaRetrievalJob, Staging
-from plugins.delta.retrieval import ViewPlan, check_schema, plan_view
-from plugins.delta.source import DeltaSource
-from plugins.delta.tables import delta_schema, open_table, read_source
+from fs_platform.aggregation.spec import is_aggregation, spec_of
+from fs_platform.errors import OfflineStoreError, SchemaMismatchError
+from fs_platform.parity.targets import Target
+from fs_platform.plugins.delta.engine import Engine
+from fs_platform.plugins.delta.job import DeltaRetrievalJob, Staging
+from fs_platform.plugins.delta.retrieval import ViewPlan, check_schema, plan_view
+from fs_platform.plugins.delta.source import DeltaSource
+from fs_platform.plugins.delta.tables import delta_schema, open_table, read_source
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from feast import FeatureView
 from feast.feature_view import DUMMY_ENTITY_FIELD
 from feast.value_type import ValueType
 
-from fs.errors import RepoError
-from fs.metadata import entity_pii_class, freshness_sla, sensitive_features
-from fs.views import feature_views
+from fs_platform.errors import RepoError
+from fs_platform.metadata import entity_pii_class, freshness_sla, sensitive_features
+from fs_platform.views import feature_views
 
 
 @dataclass(frozen=True)

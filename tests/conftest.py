@@ -26,7 +26,7 @@ def example_repo(tmp_path: Path) -> Path:
 def stop_embedded_servers(root: Path) -> list[Path]:
     """Stop every embedded Valkey whose data directory is under ``root`` (repos copied into tmp dirs
     start one on first use, in-process or through the CLI); returns the directories stopped."""
-    from plugins.redis_store.embedded import stop_server
+    from fs_platform.plugins.redis_store.embedded import stop_server
 
     return [state.parent for state in root.glob("**/valkey/server.json") if stop_server(state.parent)]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fs import datagen
+from fs_platform import datagen
 
 ROLLING_VIEW = "customer_txn_rolling"
 
@@ -60,7 +60,7 @@ ROLLING_DEFINITION = (
     '''
 
 # --- test-only (tests/rolling_view.py) ---
-from backfill.definitions import python_definition
+from fs_platform.backfill.definitions import python_definition
 
 
 def customer_rolling(pay):
@@ -137,7 +137,7 @@ def write_rolling_table(repo: Path, data: datagen.Dataset) -> int:
     """``customer_txn_rolling``'s Delta table from ``data.payments``, computed by the repo's definition."""
     from deltalake import write_deltalake
 
-    from backfill.definitions import BatchContext, load_repo
+    from fs_platform.backfill.definitions import BatchContext, load_repo
 
     definition = load_repo(repo).definitions[ROLLING_VIEW]
     times = data.payments["event_timestamp"]

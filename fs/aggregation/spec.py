@@ -22,9 +22,9 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from fs.aggregation.expr import Expr, col
-from fs.errors import RepoError
-from fs.metadata import parse_duration
+from fs_platform.aggregation.expr import Expr, col
+from fs_platform.errors import RepoError
+from fs_platform.metadata import parse_duration
 
 TAG = "fs.aggregation"  # feature view tag holding the spec as JSON
 FUNCTIONS = ("count", "sum", "mean", "min", "max", "last", "stddev")

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fs.aggregation.spec import EMPTY, AggregationSpec
+from fs_platform.aggregation.spec import EMPTY, AggregationSpec
 
 
 def layout(spec: AggregationSpec) -> tuple[tuple[str, int], ...]:

@@ -27,9 +27,9 @@ from feast import FeatureView, Field
 from feast.data_source import PushSource
 from feast.types import Float64, Int64, from_value_type
 
-from fs.aggregation.expr import Expr
-from fs.aggregation.spec import TAG, Aggregation, build_spec
-from fs.errors import RepoError
+from fs_platform.aggregation.expr import Expr
+from fs_platform.aggregation.spec import TAG, Aggregation, build_spec
+from fs_platform.errors import RepoError
 
 
 def aggregation_view(

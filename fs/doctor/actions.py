@@ -41,9 +41,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fs.doctor.model import Action, ActionClass
-from fs.errors import OpsError, OpsRefused
-from fs.timeutil import parse_time, utcnow
+from fs_platform.doctor.model import Action, ActionClass
+from fs_platform.errors import OpsError, OpsRefused
+from fs_platform.timeutil import parse_time, utcnow
 
 log = logging.getLogger(__name__)
 MARKS = (
@@ -63,7 +63,7 @@ class OpsContext:
 
     def online(self):
         """The fs Redis store's state (client, key layout) for this environment."""
-        from backfill.online import redis_store
+        from fs_platform.backfill.online import redis_store
 
         return redis_store(self.store).state(self.store.config)
 
@@ -92,7 +92,7 @@ def _scan(client, patterns: Iterable[str], count: int = 1000) -> list[bytes]:
 
 def snapshot_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> int:
     """DUMP every key matching ``patterns`` (with its absolute expiry) to ``<snapshots>/<id>.keys.parquet``."""
-    from plugins.redis_store.connection import translated
+    from fs_platform.plugins.redis_store.connection import translated
 
     state = ctx.online()
     with translated(state.endpoint):
@@ -124,7 +124,7 @@ def snapshot_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> int:
 def restore_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> dict:
     """Make the keys matching ``patterns`` what the snapshot holds: keys created since are deleted,
     snapshot keys restored (REPLACE) with their original absolute expiry (already expired: left deleted)."""
-    from plugins.redis_store.connection import translated
+    from fs_platform.plugins.redis_store.connection import translated
 
     path = ctx.snapshots / f"{action_id}.keys.parquet"
     if not path.is_file():
@@ -155,8 +155,8 @@ def restore_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> dict:
 
 def _mark_not_done(ctx: OpsContext, view: str, targets, kind, start, end, action_id: str) -> None:
     """Ledger entries that take ``[start, end)`` out of the done coverage (watermark and --resume redo it)."""
-    from backfill.model import LedgerEntry, Status
-    from backfill.runner import Backfiller
+    from fs_platform.backfill.model import LedgerEntry, Status
+    from fs_platform.backfill.runner import Backfiller
 
     bf = Backfiller(ctx.platform)
     bf.ledger.record(
@@ -204,8 +204,8 @@ class Rematerialize(Kind):
                 "rows_skipped": result.rows_skipped}  # fmt: skip
 
     def undo(self, ctx, action, changed):
-        from backfill.model import Kind as LedgerKind
-        from backfill.model import Target
+        from fs_platform.backfill.model import Kind as LedgerKind
+        from fs_platform.backfill.model import Target
 
         p = action.params
         out = restore_keys(ctx, action.id, view_patterns(ctx.online().layout, p["view"]))
@@ -220,9 +220,9 @@ class ResumeBackfill(Kind):
                 "snapshot; the range is marked not done in the ledger")  # fmt: skip
 
     def execute(self, ctx, action):
-        from backfill.model import Status, Target
-        from backfill.runner import Backfiller
-        from plugins.delta.tables import current_version
+        from fs_platform.backfill.model import Status, Target
+        from fs_platform.backfill.runner import Backfiller
+        from fs_platform.plugins.delta.tables import current_version
 
         p = action.params
         bf = Backfiller(ctx.platform)
@@ -250,9 +250,9 @@ class ResumeBackfill(Kind):
     def undo(self, ctx, action, changed):
         from deltalake import DeltaTable
 
-        from backfill.model import Kind as LedgerKind
-        from backfill.model import Target
-        from plugins.delta.tables import resolve_location
+        from fs_platform.backfill.model import Kind as LedgerKind
+        from fs_platform.backfill.model import Target
+        from fs_platform.plugins.delta.tables import resolve_location
 
         p = action.params
         out: dict = {}
@@ -291,7 +291,7 @@ class ReleaseLease(Kind):
     rollback = "put the same lease value back with its remaining expiry (only while the view is not leased)"
 
     def execute(self, ctx, action):
-        from backfill.runner import Backfiller
+        from fs_platform.backfill.runner import Backfiller
 
         p = action.params
         leases = Backfiller(ctx.platform).leases
@@ -313,7 +313,7 @@ class ReleaseLease(Kind):
         return {"leases_released": int(released)}
 
     def undo(self, ctx, action, changed):
-        from backfill.runner import Backfiller
+        from fs_platform.backfill.runner import Backfiller
 
         path = ctx.snapshots / f"{action.id}.lease.json"
         if not changed.get("leases_released"):
@@ -337,8 +337,8 @@ class DeleteViewKeys(Kind):
     rollback = "RESTORE every deleted key (with its expiry) and the view's schema entries from the snapshot"
 
     def execute(self, ctx, action):
-        from plugins.redis_store.connection import translated
-        from plugins.redis_store.online_store import RedisOnlineStore
+        from fs_platform.plugins.redis_store.connection import translated
+        from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
 
         view = action.params["view"]
         if view in registered_views(ctx.store):
@@ -361,7 +361,7 @@ class DeleteViewKeys(Kind):
         return {"keys_snapshotted": n, "keys_deleted": deleted, "schema_entries_deleted": len(fields)}
 
     def undo(self, ctx, action, changed):
-        from plugins.redis_store.connection import translated
+        from fs_platform.plugins.redis_store.connection import translated
 
         state = ctx.online()
         out = restore_keys(ctx, action.id, view_patterns(state.layout, action.params["view"]))
@@ -384,8 +384,8 @@ class RestoreDelta(Kind):
     def execute(self, ctx, action):
         from deltalake import DeltaTable
 
-        from plugins.delta.schema import schema_problems, table_columns
-        from plugins.delta.tables import resolve_location
+        from fs_platform.plugins.delta.schema import schema_problems, table_columns
+        from fs_platform.plugins.delta.tables import resolve_location
 
         fv = ctx.platform.feature_view(action.params["view"])
         if not schema_problems(fv, table_columns(fv, ctx.store.config)):
@@ -399,7 +399,7 @@ class RestoreDelta(Kind):
     def undo(self, ctx, action, changed):
         from deltalake import DeltaTable
 
-        from plugins.delta.tables import resolve_location
+        from fs_platform.plugins.delta.tables import resolve_location
 
         if "delta_version_before" not in changed:
             return {}
@@ -416,7 +416,7 @@ class RerunValidation(Kind):
     rollback = "none needed (read-only: records one more validation result)"
 
     def execute(self, ctx, action):
-        from fs.governance.validate import validate_offline
+        from fs_platform.governance.validate import validate_offline
 
         p = action.params
         start = parse_time(p["start"]) if p.get("start") else None

@@ -27,10 +27,10 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from prometheus_client import Counter
 
-from fs.compaction import compact_small_files
-from fs.errors import OpsError
-from fs.observability import REGISTRY
-from fs.timeutil import utcnow
+from fs_platform.compaction import compact_small_files
+from fs_platform.errors import OpsError
+from fs_platform.observability import REGISTRY
+from fs_platform.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

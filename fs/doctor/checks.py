@@ -1,7 +1,7 @@
 """``doctor``: every health check in one pass, as typed findings with proposed actions.
 
-    from fs import Platform
-    from fs.doctor import doctor
+    from fs_platform import Platform
+    from fs_platform.doctor import doctor
     report = doctor(Platform("feature_repo"), views=None, deep=False)
     report.worst            # Severity.OK / INFO / WARNING / ERROR
     report.actions          # what `fs doctor --plan FILE` would write
@@ -32,11 +32,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from fs.doctor.actions import lease_digest, new_action, registered_views
-from fs.doctor.model import DoctorReport, Finding, Severity
-from fs.errors import FsError
-from fs.scrub import summary
-from fs.timeutil import utcnow
+from fs_platform.doctor.actions import lease_digest, new_action, registered_views
+from fs_platform.doctor.model import DoctorReport, Finding, Severity
+from fs_platform.errors import FsError
+from fs_platform.scrub import summary
+from fs_platform.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class _Ctx:
         return self.platform.store
 
     def online_views(self) -> list:
-        from fs.views import feature_views
+        from fs_platform.views import feature_views
 
         return feature_views(self.store, self.views, online=True) if self.views else \
             [v for v in self.store.list_feature_views() if v.online]  # fmt: skip
@@ -104,9 +104,9 @@ def check_registry(c: _Ctx) -> list[Finding]:
 
 # -- online store ---------------------------------------------------------------------------------
 def check_online(c: _Ctx) -> list[Finding]:
-    from backfill.online import redis_store
-    from plugins.redis_store.connection import translated
-    from plugins.redis_store.tile_store import MARKS
+    from fs_platform.backfill.online import redis_store
+    from fs_platform.plugins.redis_store.connection import translated
+    from fs_platform.plugins.redis_store.tile_store import MARKS
 
     try:
         state = redis_store(c.store).state(c.store.config)
@@ -152,8 +152,8 @@ def check_online(c: _Ctx) -> list[Finding]:
 
 # -- freshness ------------------------------------------------------------------------------------
 def check_freshness(c: _Ctx) -> list[Finding]:
-    from fs.governance.freshness import check_view
-    from fs.metadata import freshness_sla
+    from fs_platform.governance.freshness import check_view
+    from fs_platform.metadata import freshness_sla
 
     findings = []
     views = [v for v in c.store.list_feature_views() if freshness_sla(v) and c.wanted(v.name)]
@@ -187,8 +187,8 @@ def check_freshness(c: _Ctx) -> list[Finding]:
 
 # -- ledger and leases ----------------------------------------------------------------------------
 def check_ledger(c: _Ctx) -> list[Finding]:
-    from backfill.model import Kind, Status
-    from backfill.runner import Backfiller
+    from fs_platform.backfill.model import Kind, Status
+    from fs_platform.backfill.runner import Backfiller
 
     bf = Backfiller(c.platform)
     try:
@@ -231,7 +231,7 @@ def check_ledger(c: _Ctx) -> list[Finding]:
 def _dead_leases(c: _Ctx, bf) -> tuple[list[Finding], set[str]]:
     """Leases that block a view for nothing: the holder is provably dead (this host, process gone),
     or the lease never expires. Returns the findings and the views so leased."""
-    from backfill.lease import _record, provably_dead
+    from fs_platform.backfill.lease import _record, provably_dead
 
     findings, dead_views = [], set()
     try:
@@ -262,7 +262,7 @@ def _dead_leases(c: _Ctx, bf) -> tuple[list[Finding], set[str]]:
 
 # -- validation -----------------------------------------------------------------------------------
 def check_validation(c: _Ctx) -> list[Finding]:
-    from fs.governance.validate import list_results
+    from fs_platform.governance.validate import list_results
 
     since = c.now - VALIDATION_LOOKBACK
     latest: dict[str, object] = {}
@@ -296,9 +296,9 @@ MAX_VERSIONS_BACK = 20
 def check_schema(c: _Ctx) -> list[Finding]:
     from deltalake import DeltaTable
 
-    from plugins.delta.schema import schema_problems, table_columns
-    from plugins.delta.source import DeltaSource
-    from plugins.delta.tables import resolve_location, schema_of, storage_options
+    from fs_platform.plugins.delta.schema import schema_problems, table_columns
+    from fs_platform.plugins.delta.source import DeltaSource
+    from fs_platform.plugins.delta.tables import resolve_location, schema_of, storage_options
 
     findings = []
     views = [*c.store.list_feature_views(), *c.store.list_stream_feature_views()]
@@ -339,8 +339,8 @@ def check_schema(c: _Ctx) -> list[Finding]:
 
 # -- deep: parity ---------------------------------------------------------------------------------
 def check_parity(c: _Ctx) -> list[Finding]:
-    from fs.aggregation.spec import is_aggregation
-    from parity import check
+    from fs_platform.aggregation.spec import is_aggregation
+    from fs_platform.parity import check
 
     views = {v.name: v for v in c.online_views() if (v.tags or {}).get("tier") == "1"}
     tier1 = list(views)
@@ -387,7 +387,7 @@ def doctor(platform, views: list[str] | None = None, *, deep: bool = False, chec
     names = list(checks or (*DEFAULT_CHECKS, *(DEEP_CHECKS if deep else ())))
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
-        from fs.errors import InvalidArgument
+        from fs_platform.errors import InvalidArgument
 
         raise InvalidArgument(f"--check: unknown check(s) {', '.join(unknown)} (known: {', '.join(CHECKS)})")
     c = _Ctx(platform, views, deep, now or utcnow())

@@ -4,7 +4,7 @@ A ``Finding`` is one problem (or an ``ok``) of one check on one subject (a view,
 online store, a lease); it carries its evidence (counts, versions, times, names: never feature
 values or entity keys) and the ``Action`` s that would fix it. Actions are proposed, never taken
 here: ``fs doctor --plan FILE`` writes them to a plan file and ``fs ops apply FILE`` runs them
-after the policy (``fs.doctor.policy``) and a person approved them.
+after the policy (``fs_platform.doctor.policy``) and a person approved them.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ActionClass(StrEnum):
 
 @dataclass(frozen=True)
 class Action:
-    """One proposed action: ``kind`` (``fs.doctor.actions.KINDS``) with its ``params``."""
+    """One proposed action: ``kind`` (``fs_platform.doctor.actions.KINDS``) with its ``params``."""
 
     id: str
     kind: str

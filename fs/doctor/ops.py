@@ -1,7 +1,7 @@
 """``fs ops``: plans proposed by ``fs doctor``, approved by a person, executed under the policy,
 recorded in the audit log, and rolled back by action id.
 
-    from fs.doctor import doctor, ops
+    from fs_platform.doctor import doctor, ops
     report = doctor(platform)
     plan = ops.write_plan(platform, report, "plan.json", proposer="alice")      # proposal (audited)
     results = ops.apply(platform, ops.read_plan("plan.json"), approver="bob")   # policy, approval, run
@@ -16,14 +16,14 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from fs.doctor.actions import ORDER, OpsContext, kind_of
-from fs.doctor.audit import AuditEvent, AuditLog
-from fs.doctor.model import Action, ActionClass, DoctorReport, Execution, OpsPlan
-from fs.doctor.policy import RATE_WINDOW, Policy, load_ops_settings
-from fs.errors import FsError, OpsError, OpsRefused
-from fs.scrub import summary
-from fs.timeutil import utcnow
-from plugins.delta.tables import resolve_path
+from fs_platform.doctor.actions import ORDER, OpsContext, kind_of
+from fs_platform.doctor.audit import AuditEvent, AuditLog
+from fs_platform.doctor.model import Action, ActionClass, DoctorReport, Execution, OpsPlan
+from fs_platform.doctor.policy import RATE_WINDOW, Policy, load_ops_settings
+from fs_platform.errors import FsError, OpsError, OpsRefused
+from fs_platform.plugins.delta.tables import resolve_path
+from fs_platform.scrub import summary
+from fs_platform.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 AUTOMATION = "automation"

@@ -29,8 +29,8 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fs.doctor.model import Action, ActionClass, OpsPlan
-from fs.errors import ConfigError, OpsRefused
+from fs_platform.doctor.model import Action, ActionClass, OpsPlan
+from fs_platform.errors import ConfigError, OpsRefused
 
 KILL_SWITCH_ENV = "FS_OPS_KILL_SWITCH"
 RATE_WINDOW = timedelta(hours=1)

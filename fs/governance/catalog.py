@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from fs.aggregation.spec import TAG as AGGREGATION_TAG
-from fs.aggregation.spec import is_aggregation
-from fs.metadata import entity_pii_class, field_description, is_sensitive_class, pii_class
-from fs.views import view_not_found
+from fs_platform.aggregation.spec import TAG as AGGREGATION_TAG
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.metadata import entity_pii_class, field_description, is_sensitive_class, pii_class
+from fs_platform.views import view_not_found
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 from feast.value_type import ValueType
 
-from fs.errors import OfflineStoreError
-from fs.governance import expectations, metrics, offline
-from fs.governance.pii import mask
-from fs.metadata import sensitive_features
-from fs.views import feature_view
+from fs_platform.errors import OfflineStoreError
+from fs_platform.governance import expectations, metrics, offline
+from fs_platform.governance.pii import mask
+from fs_platform.metadata import sensitive_features
+from fs_platform.views import feature_view
 
 DEFAULTS = {"psi": 0.2, "ks": 0.1, "bins": 10}
 TOP_CATEGORIES = 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from fs.governance.drift import DriftReport, FeatureDrift
+from fs_platform.governance.drift import DriftReport, FeatureDrift
 
 _REF, _CUR = "#8da0cb", "#fc8d62"
 _W, _H, _PAD = 640, 180, 28

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fs.errors import ConfigError
+from fs_platform.errors import ConfigError
 
 SUITES_DIR = "expectations"
 _lock = threading.Lock()

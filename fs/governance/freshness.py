@@ -22,12 +22,12 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from fs.aggregation.spec import is_aggregation
-from fs.feast_compat import provider
-from fs.governance import metrics, offline
-from fs.metadata import freshness_sla
-from fs.timeutil import utcnow
-from fs.views import feature_view
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.feast_compat import provider
+from fs_platform.governance import metrics, offline
+from fs_platform.metadata import freshness_sla
+from fs_platform.timeutil import utcnow
+from fs_platform.views import feature_view
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Platform metrics on ``fs.observability.REGISTRY``: serving, materialization/backfill jobs,
+"""Platform metrics on ``fs_platform.observability.REGISTRY``: serving, materialization/backfill jobs,
 freshness, data quality and drift. (Ingest keeps its own in ``plugins/kafka_ingest/metrics.py`` on
 the same registry; parity exports per run.) ``docs/observability.md`` lists every metric and span.
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from fs.observability import REGISTRY
+from fs_platform.observability import REGISTRY
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _JOB_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600)

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from fs.aggregation.spec import is_aggregation
-from fs.errors import RepoError
-from fs.field_mapping import to_mapped_names
-from fs.views import feature_view
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.errors import RepoError
+from fs_platform.field_mapping import to_mapped_names
+from fs_platform.views import feature_view
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ViewSource:
 
 
 def view_source(store, name: str) -> ViewSource:
-    from plugins.delta import DeltaSource
+    from fs_platform.plugins.delta import DeltaSource
 
     view = feature_view(store, name)
     source = view.batch_source
@@ -53,7 +53,7 @@ def view_source(store, name: str) -> ViewSource:
 def read_window(store, name: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
     """The view's rows with event time in ``[start, end)`` (either bound optional), columns renamed
     to feature names via the source's ``field_mapping``. ``RepoError`` for an aggregation view."""
-    from plugins.delta.tables import open_table
+    from fs_platform.plugins.delta.tables import open_table
 
     vs = view_source(store, name)
     if is_aggregation(vs.view):
@@ -77,7 +77,7 @@ def read_window(store, name: str, start: datetime | None = None, end: datetime |
 
 def newest_event_time(store, name: str) -> datetime | None:
     """Max event time in the view's Delta table, from the log's per-file stats when present."""
-    from plugins.delta.tables import open_table
+    from fs_platform.plugins.delta.tables import open_table
 
     vs = view_source(store, name)
     table = open_table(vs.source, store.config)

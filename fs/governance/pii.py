@@ -30,8 +30,8 @@ import re
 import secrets
 from collections.abc import Iterable
 
-from fs.errors import OnlineAccessDenied
-from fs.metadata import SENSITIVE_CLASSES, is_sensitive_class, pii_class
+from fs_platform.errors import OnlineAccessDenied
+from fs_platform.metadata import SENSITIVE_CLASSES, is_sensitive_class, pii_class
 
 ONLINE_READER = "fs-online-reader"
 PII_READER = "fs-pii-reader"
@@ -79,7 +79,7 @@ def sensitive_refs(store, refs: Iterable[str]) -> dict[str, str]:
 
 def _expand(classes: dict[str, dict[str, str]], refs: Iterable[str]) -> list[str]:
     """``view:feature`` references, version stripped; a whole-view reference becomes all its features."""
-    from fs.feast_compat import parse_feature_or_view_ref
+    from fs_platform.feast_compat import parse_feature_or_view_ref
 
     out = []
     for ref in refs:
@@ -105,7 +105,7 @@ def check_online_read(store, features, roles: Iterable[str] = ()) -> None:
     roles = set(roles)
     denied = {r: c for r, c in sensitive_refs(store, _refs(features)).items() if not roles & set(GRANTS[c])}
     if denied:
-        from fs.governance.metrics import PII_READS_DENIED
+        from fs_platform.governance.metrics import PII_READS_DENIED
 
         PII_READS_DENIED.labels("sdk").inc()
         listed = ", ".join(f"{r} ({c})" for r, c in sorted(denied.items()))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from fs.governance import metrics
+from fs_platform.governance import metrics
 
 
 class _Instrumented:

@@ -2,7 +2,7 @@
 
 The hook other areas call, per chunk (backfill, materialization) or per batch (ingest)::
 
-    from fs.governance.validate import gate
+    from fs_platform.governance.validate import gate
     result = gate(store, "merchant_risk_daily", table, mode="strict", origin="backfill")
     if not result.accepted:        # strict and failed: do not write (ingest: dead-letter it)
         ...
@@ -30,15 +30,15 @@ import pandas as pd
 import pyarrow as pa
 from feast.value_type import ValueType
 
-from fs.errors import ConfigError, ValidationFailed
-from fs.field_mapping import to_mapped_names
-from fs.governance import expectations, metrics, offline
-from fs.governance.pii import mask_if
-from fs.metadata import sensitive_features
-from fs.observability import span
-from fs.timeutil import parse_time, utcnow
-from fs.views import feature_view
-from plugins.redis_store.codec import ARROW_OK
+from fs_platform.errors import ConfigError, ValidationFailed
+from fs_platform.field_mapping import to_mapped_names
+from fs_platform.governance import expectations, metrics, offline
+from fs_platform.governance.pii import mask_if
+from fs_platform.metadata import sensitive_features
+from fs_platform.observability import span
+from fs_platform.plugins.redis_store.codec import ARROW_OK
+from fs_platform.timeutil import parse_time, utcnow
+from fs_platform.views import feature_view
 
 log = logging.getLogger(__name__)
 

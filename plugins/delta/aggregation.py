@@ -10,7 +10,7 @@ feature with window span ``w`` and tile size ``g`` has, at request time ``t`` fo
 aggregate of ``k``'s events ``e`` (after the spec's ``where``) with ``tile(e.time) >= tile(t) - w/g``
 and ``e.time <= t``, where ``tile(x) = floor(x_us / g_us)``. Null, NaN and infinite inputs are
 ignored; count and sum of nothing are 0, the other functions null; ``last`` is the value of the
-latest event (ties: the larger value); ``stddev`` is ``fs.aggregation.tiles.stddev`` of (n, s, q).
+latest event (ties: the larger value); ``stddev`` is ``fs_platform.aggregation.tiles.stddev`` of (n, s, q).
 
 Formulation of :func:`as_of` (measured on Sail 0.7.2; numbers in docs/offline_store.md,
 "Aggregation views"): the events and the distinct (key, request time) pairs of the entity rows are
@@ -58,9 +58,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from fs.aggregation.spec import AggregationSpec
-from fs.aggregation.tiles import layout
-from fs.errors import OfflineStoreError
+from fs_platform.aggregation.spec import AggregationSpec
+from fs_platform.aggregation.tiles import layout
+from fs_platform.errors import OfflineStoreError
 
 KEY = "__fs_k{}"  # key columns inside the kernel
 US = "__fs_us"  # event / request time, epoch microseconds
@@ -195,7 +195,7 @@ def _pickle_by_value() -> None:
 
 
 def _shuffle_partitions(frame: DataFrame) -> int:
-    from plugins.delta.engine import partitions_for
+    from fs_platform.plugins.delta.engine import partitions_for
 
     embedded = partitions_for(frame.sparkSession)
     if embedded:
@@ -679,10 +679,10 @@ def _finish(function: str, i: int, parts: Partials) -> pa.Array:
 def tiles(events: DataFrame, spec: AggregationSpec, start: datetime, end: datetime) -> DataFrame:
     """Per (keys, granularity, tile) partials of the events with ``start <= time < end``: the join
     keys, ``tag`` (``Granularity.tag``), ``tile`` (bigint index) and ``s0, s1, ...`` (double) in
-    ``fs.aggregation.tiles.layout(spec)`` order, with the stream path's values (n count, s sum,
+    ``fs_platform.aggregation.tiles.layout(spec)`` order, with the stream path's values (n count, s sum,
     q M2 = sum of squared deviations from the tile's mean, m min or +inf, M max or -inf, t latest
     input time in epoch micros or -inf, l its value, ties the larger, or NaN)."""
-    from fs.timeutil import epoch_micros
+    from fs_platform.timeutil import epoch_micros
 
     rows = event_rows(events, spec, epoch_micros(start), epoch_micros(end) - 1)
     slots = layout(spec)

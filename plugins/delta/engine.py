@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
-from fs.errors import OfflineStoreError
+from fs_platform.errors import OfflineStoreError
 
 logger = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.saved_dataset import SavedDatasetStorage
 from pyspark.sql import DataFrame
 
-from fs.casts import checked_cast
-from fs.errors import OfflineStoreError
-from fs.order import in_order, requested_names
-from fs.scrub import summary
-from plugins.delta.engine import Engine
-from plugins.delta.retrieval import ROW_ID
+from fs_platform.casts import checked_cast
+from fs_platform.errors import OfflineStoreError
+from fs_platform.order import in_order, requested_names
+from fs_platform.plugins.delta.engine import Engine
+from fs_platform.plugins.delta.retrieval import ROW_ID
+from fs_platform.scrub import summary
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class DeltaRetrievalJob(RetrievalJob):
     """Result of a Delta offline store call; nothing runs until ``to_*`` or ``persist``.
 
     ``source_versions`` maps each source name to the Delta version this job reads (``None`` for
-    catalog tables): pass it to :func:`plugins.delta.offline_store.pinned_versions` to replay the
+    catalog tables): pass it to :func:`fs_platform.plugins.delta.offline_store.pinned_versions` to replay the
     retrieval on exactly the same data.
     """
 
@@ -150,7 +150,7 @@ class DeltaRetrievalJob(RetrievalJob):
 
     def to_arrow(self, validation_reference: Any = None, timeout: int | None = None) -> pa.Table:
         """As Feast's (on-demand features computed), with the features in the order they were
-        requested (``fs.order``; Feast appends on-demand features last)."""
+        requested (``fs_platform.order``; Feast appends on-demand features last)."""
         table = super().to_arrow(validation_reference=validation_reference, timeout=timeout)
         if self._metadata is None or not self._metadata.features:
             return table
@@ -168,7 +168,7 @@ class DeltaRetrievalJob(RetrievalJob):
         self, storage: SavedDatasetStorage, allow_overwrite: bool = False, timeout: int | None = None
     ):
         """Write the result to the saved dataset's Delta table, recording the source versions read."""
-        from plugins.delta.storage import SavedDatasetDeltaStorage, write_saved_dataset
+        from fs_platform.plugins.delta.storage import SavedDatasetDeltaStorage, write_saved_dataset
 
         if not isinstance(storage, SavedDatasetDeltaStorage):
             raise OfflineStoreError(
@@ -219,7 +219,7 @@ def _normalise(
     table: pa.Table, column_types: dict[str, pa.DataType], owners: dict[str, tuple[str, str]] | None = None
 ) -> pa.Table:
     """UTC timestamps everywhere; feature columns cast to the feature views' declared types, every
-    value checked to fit (``fs.casts``: ``ValueDoesNotFitError`` naming view, feature and count)."""
+    value checked to fit (``fs_platform.casts``: ``ValueDoesNotFitError`` naming view, feature and count)."""
     columns = []
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_timestamp(column.type):

@@ -1,4 +1,4 @@
-"""The entity key rule of ``fs.entity_keys`` for entity frames given to Spark (a SQL string or a Spark
+"""The entity key rule of ``fs_platform.entity_keys`` for entity frames given to Spark (a SQL string or a Spark
 DataFrame): key columns cast to the join keys' types only where every value is exact, else
 ``EntityKeyTypeError`` (counted in the query that already reads the entity timestamps' range)."""
 
@@ -10,8 +10,8 @@ from feast.value_type import ValueType
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fs.entity_keys import CANONICAL_INT, INTEGER_KEYS, RANGES
-from plugins.delta.retrieval import col
+from fs_platform.entity_keys import CANONICAL_INT, INTEGER_KEYS, RANGES
+from fs_platform.plugins.delta.retrieval import col
 
 _INTEGRAL = {"long", "integer", "short", "byte"}
 

@@ -2,7 +2,7 @@
 
 Semantics are documented in docs/offline_store.md. Entry points beyond Feast's interface:
 :func:`pinned_versions` (replay a retrieval on the Delta versions it read) and
-:func:`plugins.delta.engine.use_spark_session` (bring your own SparkSession).
+:func:`fs_platform.plugins.delta.engine.use_spark_session` (bring your own SparkSession).
 """
 
 from __future__ import annotations
@@ -30,21 +30,21 @@ from pydantic import ConfigDict
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from fs.aggregation.spec import AggregationSpec, spec_of
-from fs.entity_keys import error as entity_key_error
-from fs.entity_keys import exact_series
-from fs.errors import EntityDataFrameError, OfflineStoreError, SchemaMismatchError
-from fs.feast_compat import requested_views_to_features
-from fs.order import in_order, requested_names
-from fs.timeutil import epoch_micros, microsecond_timestamps
-from plugins.delta import aggregation, retrieval
-from plugins.delta.engine import Engine, get_engine
-from plugins.delta.job import DeltaRetrievalJob, Staging
-from plugins.delta.keys import cast_keys, exact_keys
-from plugins.delta.retrieval import ROW_ID, ViewPlan, col
-from plugins.delta.source import DeltaSource
-from plugins.delta.storage import DeltaLoggingDestination, append, write_logs
-from plugins.delta.tables import delta_schema, open_table, read_source, schema_of
+from fs_platform.aggregation.spec import AggregationSpec, spec_of
+from fs_platform.entity_keys import error as entity_key_error
+from fs_platform.entity_keys import exact_series
+from fs_platform.errors import EntityDataFrameError, OfflineStoreError, SchemaMismatchError
+from fs_platform.feast_compat import requested_views_to_features
+from fs_platform.order import in_order, requested_names
+from fs_platform.plugins.delta import aggregation, retrieval
+from fs_platform.plugins.delta.engine import Engine, get_engine
+from fs_platform.plugins.delta.job import DeltaRetrievalJob, Staging
+from fs_platform.plugins.delta.keys import cast_keys, exact_keys
+from fs_platform.plugins.delta.retrieval import ROW_ID, ViewPlan, col
+from fs_platform.plugins.delta.source import DeltaSource
+from fs_platform.plugins.delta.storage import DeltaLoggingDestination, append, write_logs
+from fs_platform.plugins.delta.tables import delta_schema, open_table, read_source, schema_of
+from fs_platform.timeutil import epoch_micros, microsecond_timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ class DeltaOfflineStoreConfig(FeastConfigBaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["plugins.delta.offline_store.DeltaOfflineStore"] = (
-        "plugins.delta.offline_store.DeltaOfflineStore"
+    type: Literal["fs_platform.plugins.delta.offline_store.DeltaOfflineStore"] = (
+        "fs_platform.plugins.delta.offline_store.DeltaOfflineStore"
     )
     """Offline store type selector."""
 
@@ -78,7 +78,7 @@ def pinned_versions(versions: Mapping[str, int | None]) -> Iterator[None]:
     """Read the named sources at these Delta versions inside the block (reproducible training sets).
 
     ``versions`` is ``job.source_versions`` of an earlier retrieval, or
-    ``plugins.delta.storage.recorded_source_versions(saved_dataset.storage)``.
+    ``fs_platform.plugins.delta.storage.recorded_source_versions(saved_dataset.storage)``.
     """
     token = _version_pins.set({**(_version_pins.get() or {}), **versions})
     try:
@@ -337,7 +337,7 @@ def _entities(
     key_types: dict[str, ValueType],
 ) -> tuple[list[str], str, Callable[[], DataFrame], tuple[datetime, datetime]]:
     """(columns, timestamp column, loader of the Spark entity frame with ROW_ID, UTC ts range). Key
-    columns are cast to the join keys' types when every value is exact (``fs.entity_keys``)."""
+    columns are cast to the join keys' types when every value is exact (``fs_platform.entity_keys``)."""
     if isinstance(entity_df, pd.DataFrame):
         keys = {c: k for c, k in key_types.items() if c in entity_df.columns}
         exact = {c: exact_series(entity_df[c], k, key=c, where="entity_df") for c, k in keys.items()}

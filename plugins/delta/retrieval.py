@@ -42,11 +42,11 @@ from feast.type_map import feast_value_type_to_pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from fs.casts import castable
-from fs.errors import RepoError, SchemaMismatchError
-from fs.field_mapping import source_column
-from fs.timeutil import duration_micros
-from plugins.delta.source import DeltaSource
+from fs_platform.casts import castable
+from fs_platform.errors import RepoError, SchemaMismatchError
+from fs_platform.field_mapping import source_column
+from fs_platform.plugins.delta.source import DeltaSource
+from fs_platform.timeutil import duration_micros
 
 ROW_ID = "__fs_row"
 _ENTITY_TS = "__fs_ets"

@@ -1,7 +1,7 @@
 """A feature view against its Delta table (or against rows about to be written to it): every problem.
 
-The check is retrieval's own (:func:`plugins.delta.retrieval.check_schema` for a plain view, the
-raw-events check of :mod:`plugins.delta.offline_store` for an aggregation view), so ``fs apply``,
+The check is retrieval's own (:func:`fs_platform.plugins.delta.retrieval.check_schema` for a plain view, the
+raw-events check of :mod:`fs_platform.plugins.delta.offline_store` for an aggregation view), so ``fs apply``,
 backfills, materialization and retrieval accept and refuse exactly the same views. Retrieval stops at
 the first problem; here every problem is reported, one line each (issue #21.4, #21.5).
 
@@ -15,13 +15,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from fs.aggregation.spec import spec_of
-from fs.errors import SchemaMismatchError
+from fs_platform.aggregation.spec import spec_of
+from fs_platform.errors import SchemaMismatchError
 
 
 def table_columns(view: Any, config: Any = None) -> dict[str, str]:
     """``column -> Spark simple type`` of the view's Delta table (``SourceNotFoundError`` if absent)."""
-    from plugins.delta.tables import delta_schema
+    from fs_platform.plugins.delta.tables import delta_schema
 
     return dict(delta_schema(view.batch_source, config))
 
@@ -30,16 +30,16 @@ def arrow_columns(schema: pa.Schema) -> dict[str, str]:
     """``column -> Spark simple type`` of Arrow rows, as they would be stored in Delta."""
     from deltalake import Schema
 
-    from plugins.delta.tables import _spark_type
+    from fs_platform.plugins.delta.tables import _spark_type
 
     return {f.name: _spark_type(f.type) for f in Schema.from_arrow(schema).fields}
 
 
 def schema_problems(view: Any, columns: dict[str, str]) -> list[str]:
     """Every reason ``columns`` cannot serve ``view`` (one line each); empty when it can."""
-    from plugins.delta.offline_store import _check_aggregation_schema, _delta_source
-    from plugins.delta.retrieval import plan_view
-    from plugins.delta.retrieval import schema_problems as plain_view_problems
+    from fs_platform.plugins.delta.offline_store import _check_aggregation_schema, _delta_source
+    from fs_platform.plugins.delta.retrieval import plan_view
+    from fs_platform.plugins.delta.retrieval import schema_problems as plain_view_problems
 
     spec = spec_of(view)
     if spec is None:

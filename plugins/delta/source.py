@@ -16,7 +16,7 @@ from feast.repo_config import RepoConfig
 from feast.type_map import spark_to_feast_value_type
 from feast.value_type import ValueType
 
-_CLASS_PATH = "plugins.delta.source.DeltaSource"
+_CLASS_PATH = "fs_platform.plugins.delta.source.DeltaSource"
 
 
 class DeltaSource(DataSource):
@@ -142,7 +142,7 @@ class DeltaSource(DataSource):
 
     def get_table_column_names_and_types(self, config: RepoConfig) -> Iterable[tuple[str, str]]:
         """Column names and Spark simple type strings, read from the Delta log (no Spark needed)."""
-        from plugins.delta.tables import delta_schema
+        from fs_platform.plugins.delta.tables import delta_schema
 
         return delta_schema(self, config)
 

@@ -20,10 +20,10 @@ from feast.protos.feast.core.FeatureService_pb2 import LoggingConfig as LoggingC
 from feast.protos.feast.core.SavedDataset_pb2 import SavedDatasetStorage as SavedDatasetStorageProto
 from feast.saved_dataset import SavedDatasetStorage
 
-from fs.errors import SchemaMismatchError
-from fs.timeutil import microsecond_timestamps
-from plugins.delta.source import DeltaSource
-from plugins.delta.tables import open_table, resolve_location, storage_options
+from fs_platform.errors import SchemaMismatchError
+from fs_platform.plugins.delta.source import DeltaSource
+from fs_platform.plugins.delta.tables import open_table, resolve_location, storage_options
+from fs_platform.timeutil import microsecond_timestamps
 
 SOURCE_VERSIONS_KEY = "fs.source_versions"
 
@@ -35,7 +35,7 @@ def append(source: DeltaSource, table: pa.Table, repo_config: Any = None) -> Non
     extra or uncastable column raises ``SchemaMismatchError`` naming it, and nothing is written.
     """
     if source.table:
-        from plugins.delta.engine import get_spark
+        from fs_platform.plugins.delta.engine import get_spark
 
         spark = get_spark(repo_config)
         target = pa.schema(spark.table(source.table).limit(0).toArrow().schema)

@@ -14,7 +14,7 @@ from typing import Any
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from fs.errors import SourceNotFoundError
+from fs_platform.errors import SourceNotFoundError
 
 _SPARK_PRIMITIVES = {
     "long": "bigint",
@@ -103,7 +103,7 @@ def current_version(source: Any, repo_config: Any = None) -> int | None:
 def delta_schema(source: Any, repo_config: Any = None) -> list[tuple[str, str]]:
     """``(column, spark simple type)`` pairs of the source's table, e.g. ``("amount", "double")``."""
     if source.table:
-        from plugins.delta.engine import get_spark
+        from fs_platform.plugins.delta.engine import get_spark
 
         try:
             schema = get_spark(repo_config).table(source.table).schema

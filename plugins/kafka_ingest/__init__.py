@@ -4,8 +4,8 @@ Declarations live in ``<repo>/ingest.yaml`` (``config.py``); ``Ingestor`` is the
 member (``ingestor.py``); ``broker.EmbeddedBroker`` starts a local tansu broker. See docs/ingest.md.
 """
 
-from plugins.kafka_ingest.config import IngestConfig, TopicSpec, load_ingest_config
-from plugins.kafka_ingest.ingestor import Health, Ingestor
-from plugins.kafka_ingest.metrics import IngestStats
+from fs_platform.plugins.kafka_ingest.config import IngestConfig, TopicSpec, load_ingest_config
+from fs_platform.plugins.kafka_ingest.ingestor import Health, Ingestor
+from fs_platform.plugins.kafka_ingest.metrics import IngestStats
 
 __all__ = ["Health", "IngestConfig", "IngestStats", "Ingestor", "TopicSpec", "load_ingest_config"]

@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from fs.errors import BrokerUnavailable, IngestError
+from fs_platform.errors import BrokerUnavailable, IngestError
 
 log = logging.getLogger(__name__)
 

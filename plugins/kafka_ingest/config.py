@@ -29,9 +29,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fs.config import expand_env, merge, read_yaml
-from fs.errors import ConfigError
-from fs.metadata import parse_duration
+from fs_platform.config import expand_env, merge, read_yaml
+from fs_platform.errors import ConfigError
+from fs_platform.metadata import parse_duration
 
 FILE_NAME = "ingest.yaml"
 FieldType = Literal["int", "int32", "float", "string", "bool", "timestamp"]

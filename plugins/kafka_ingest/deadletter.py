@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from fs.errors import BrokerUnavailable
-from plugins.kafka_ingest import metrics
-from plugins.kafka_ingest.decode import BadRecord
+from fs_platform.errors import BrokerUnavailable
+from fs_platform.plugins.kafka_ingest import metrics
+from fs_platform.plugins.kafka_ingest.decode import BadRecord
 
 log = logging.getLogger(__name__)
 PREFIX = "fs-dlq-"

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fs.errors import ConfigError
-from plugins.kafka_ingest.config import FieldType, TopicSpec
+from fs_platform.errors import ConfigError
+from fs_platform.plugins.kafka_ingest.config import FieldType, TopicSpec
 
 REASONS = ("undecodable", "missing_field", "wrong_type", "bad_number", "bad_timestamp", "future_timestamp",
            "bad_key", "too_late", "transform_error", "validation_failed")

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 
-from plugins.kafka_ingest.broker import EmbeddedBroker
-from plugins.kafka_ingest.config import load_ingest_config
-from plugins.kafka_ingest.ingestor import Ingestor
-from plugins.kafka_ingest.metrics import IngestStats
+from fs_platform.plugins.kafka_ingest.broker import EmbeddedBroker
+from fs_platform.plugins.kafka_ingest.config import load_ingest_config
+from fs_platform.plugins.kafka_ingest.ingestor import Ingestor
+from fs_platform.plugins.kafka_ingest.metrics import IngestStats
 
 _PARTITIONS = 2
 _RATE_PER_S = 20

@@ -37,16 +37,16 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from fs import stopping
-from fs.errors import TransientError
-from fs.observability import span
-from plugins.kafka_ingest import metrics as m
-from plugins.kafka_ingest.config import IngestConfig
-from plugins.kafka_ingest.deadletter import DeadLetters
-from plugins.kafka_ingest.pipeline import Buffer, TopicPipeline
-from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker, with_retries
-from plugins.kafka_ingest.server import serve
-from plugins.kafka_ingest.transform import Hook
+from fs_platform import stopping
+from fs_platform.errors import TransientError
+from fs_platform.observability import span
+from fs_platform.plugins.kafka_ingest import metrics as m
+from fs_platform.plugins.kafka_ingest.config import IngestConfig
+from fs_platform.plugins.kafka_ingest.deadletter import DeadLetters
+from fs_platform.plugins.kafka_ingest.pipeline import Buffer, TopicPipeline
+from fs_platform.plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker, with_retries
+from fs_platform.plugins.kafka_ingest.server import serve
+from fs_platform.plugins.kafka_ingest.transform import Hook
 
 log = logging.getLogger(__name__)
 _IDLE_POLL_MS = 200

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from fs.observability import REGISTRY
+from fs_platform.observability import REGISTRY
 
 CONSUMED = Counter("fs_ingest_consumed_records", "Kafka records consumed.", ["topic"], registry=REGISTRY)
 WRITTEN = Counter("fs_ingest_written_rows", "Rows written, per target.", ["topic", "target"], registry=REGISTRY)

@@ -19,12 +19,18 @@ import pyarrow.compute as pc
 from feast import FeatureView
 from feast.value_type import ValueType
 
-from fs.aggregation.spec import spec_of
-from fs.errors import ConfigError, IngestError
-from plugins.kafka_ingest.config import FieldType, TopicSpec
-from plugins.kafka_ingest.decode import BadRecord, RecordDecoder
-from plugins.kafka_ingest.sinks import EventSink, OfflineSink, OnlineSink, created_column, row_schema
-from plugins.kafka_ingest.transform import Hook, TransformFactory, load_transform
+from fs_platform.aggregation.spec import spec_of
+from fs_platform.errors import ConfigError, IngestError
+from fs_platform.plugins.kafka_ingest.config import FieldType, TopicSpec
+from fs_platform.plugins.kafka_ingest.decode import BadRecord, RecordDecoder
+from fs_platform.plugins.kafka_ingest.sinks import (
+    EventSink,
+    OfflineSink,
+    OnlineSink,
+    created_column,
+    row_schema,
+)
+from fs_platform.plugins.kafka_ingest.transform import Hook, TransformFactory, load_transform
 
 _ARROW_TYPES: dict[FieldType, pa.DataType] = {
     "int": pa.int64(), "int32": pa.int32(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
@@ -95,7 +101,7 @@ class Buffer:
 
 def _quality_gates(repo: Path, views: list[FeatureView]) -> list[tuple[str, str]]:
     """(view, strict|warn) for each view whose expectation suite sets ``meta.gate``."""
-    from fs.governance.expectations import load_suite
+    from fs_platform.governance.expectations import load_suite
 
     gates = []
     for view in views:
@@ -332,7 +338,7 @@ class TopicPipeline:
 
     def _check(self, table: pa.Table) -> BadRecord | None:
         """Run the gated views' suites on a batch; the reason to dead-letter it, if a strict one fails."""
-        from fs.governance.validate import gate
+        from fs_platform.governance.validate import gate
 
         for view, mode in self.gates:
             columns = [c for c in table.column_names if c == self.event_col or c in self.join_keys

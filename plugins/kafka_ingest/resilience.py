@@ -15,7 +15,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TypeVar
 
-from fs.errors import TransientError
+from fs_platform.errors import TransientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

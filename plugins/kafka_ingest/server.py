@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fs.observability import REGISTRY
+from fs_platform.observability import REGISTRY
 
 
 def serve(ingestor, port: int, addr: str = "127.0.0.1") -> ThreadingHTTPServer:

@@ -26,7 +26,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from feast import FeatureView
 from feast.type_map import feast_value_type_to_pa
 
-from fs.errors import (
+from fs_platform.errors import (
     ConfigError,
     IngestError,
     OnlineAccessDenied,
@@ -35,9 +35,9 @@ from fs.errors import (
     SinkUnavailable,
     TransientError,
 )
-from fs.feast_compat import online_store
-from fs.newest import newest_per_key
-from plugins.delta.tables import resolve_location, storage_options
+from fs_platform.feast_compat import online_store
+from fs_platform.newest import newest_per_key
+from fs_platform.plugins.delta.tables import resolve_location, storage_options
 
 log = logging.getLogger(__name__)
 _TS = pa.timestamp("us", tz="UTC")
@@ -80,11 +80,11 @@ class OnlineSink:
     """Writes rows to every online feature view fed by the push source."""
 
     def __init__(self, store, views: list[FeatureView]):
-        from plugins.redis_store.online_store import RedisOnlineStoreConfig
+        from fs_platform.plugins.redis_store.online_store import RedisOnlineStoreConfig
 
         if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
             raise ConfigError("the Kafka ingestor writes online through the fs Redis store",
-                              hint="set online_store.type: plugins.redis_store.online_store.RedisOnlineStore")
+                              hint="set online_store.type: fs_platform.plugins.redis_store.online_store.RedisOnlineStore")
         self._config = store.config
         self._store = online_store(store)  # the store's own instance and pool, not a second one
         self._views = [v for v in views if v.online]
@@ -128,11 +128,11 @@ class EventSink:
     replay after a crash or a rebalance adds nothing (``skipped_stale`` counts such redeliveries)."""
 
     def __init__(self, store, views: list[FeatureView], event_col: str):
-        from plugins.redis_store.online_store import RedisOnlineStoreConfig
+        from fs_platform.plugins.redis_store.online_store import RedisOnlineStoreConfig
 
         if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
             raise ConfigError("aggregation views are served by the fs Redis store",
-                              hint="set online_store.type: plugins.redis_store.online_store.RedisOnlineStore")
+                              hint="set online_store.type: fs_platform.plugins.redis_store.online_store.RedisOnlineStore")
         self._config = store.config
         self._store = online_store(store)  # the store's own instance and pool, not a second one
         self._views = [v for v in views if v.online]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from fs.errors import ConfigError
+from fs_platform.errors import ConfigError
 
 Hook = Callable[[dict], "dict | list[dict] | None"]
 

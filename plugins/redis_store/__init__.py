@@ -1,5 +1,5 @@
 """Redis online store for Feast: ``RedisOnlineStore`` (+ config), ``WriteResult``, fast reads."""
 
-from plugins.redis_store.writer import WriteResult
+from fs_platform.plugins.redis_store.writer import WriteResult
 
 __all__ = ["WriteResult"]

@@ -11,8 +11,8 @@ count too: Redis checks ACLs inside scripts):
 
 from __future__ import annotations
 
-from fs.errors import ConfigError
-from plugins.redis_store.keys import KeyLayout, check_name
+from fs_platform.errors import ConfigError
+from fs_platform.plugins.redis_store.keys import KeyLayout, check_name
 
 _SERVE = ("+get", "+mget", "+hget", "+ping", "+select")
 _WRITE = (
@@ -33,7 +33,7 @@ def acl_rules(layout: KeyLayout, role: str = "admin") -> list[str]:
 
 def repo_acl_rules(config, role: str = "admin") -> list[str]:
     """``acl_rules`` for the tenant prefix of a repo's ``RepoConfig`` (its Redis online store)."""
-    from plugins.redis_store.online_store import RedisOnlineStoreConfig
+    from fs_platform.plugins.redis_store.online_store import RedisOnlineStoreConfig
 
     cfg = config.online_store
     if not isinstance(cfg, RedisOnlineStoreConfig):

@@ -30,8 +30,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.value_type import ValueType
 
-from fs.casts import checked_cast
-from fs.errors import OnlineWriteError
+from fs_platform.casts import checked_cast
+from fs_platform.errors import OnlineWriteError
 
 _NATIVE = {
     ValueType.INT32, ValueType.INT64, ValueType.FLOAT, ValueType.DOUBLE, ValueType.STRING, ValueType.BOOL,

@@ -18,7 +18,7 @@ import redis.asyncio as aredis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from fs.errors import ConfigError, OnlineAccessDenied, OnlineStoreError, OnlineStoreUnavailable
+from fs_platform.errors import ConfigError, OnlineAccessDenied, OnlineStoreError, OnlineStoreUnavailable
 
 
 @dataclass(frozen=True)

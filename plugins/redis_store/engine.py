@@ -2,9 +2,9 @@
 same runner as ``fs materialize``.
 
     batch_engine:
-      type: plugins.redis_store.engine.RedisArrowEngine
+      type: fs_platform.plugins.redis_store.engine.RedisArrowEngine
 
-Each view's task is handed to the backfill runner (``backfill.runner.Backfiller.materialize``), so a
+Each view's task is handed to the backfill runner (``fs_platform.backfill.runner.Backfiller.materialize``), so a
 user of either CLI gets one semantics (docs/backfill.md, "Feast's materialize"): the range is half-open
 ``[start, end)`` (a row at exactly ``end`` belongs to the next run), cut into chunks recorded in the
 backfill ledger, run under the view's lease, checked by the quality gate, and written in event-time
@@ -29,10 +29,10 @@ from feast.infra.compute_engines.base import ComputeEngine
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 
-from fs.aggregation.spec import is_aggregation
-from fs.errors import ConfigError, OnlineWriteError
-from plugins.redis_store.online_store import RedisOnlineStore
-from plugins.redis_store.writer import WriteResult
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.errors import ConfigError, OnlineWriteError
+from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
+from fs_platform.plugins.redis_store.writer import WriteResult
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ logger = logging.getLogger(__name__)
 class RedisArrowEngineConfig(FeastConfigBaseModel):
     """Batch engine config for Arrow materialization into the fs Redis store."""
 
-    type: Literal["plugins.redis_store.engine.RedisArrowEngine"] = (
-        "plugins.redis_store.engine.RedisArrowEngine"
+    type: Literal["fs_platform.plugins.redis_store.engine.RedisArrowEngine"] = (
+        "fs_platform.plugins.redis_store.engine.RedisArrowEngine"
     )
     """Batch engine type selector."""
 
@@ -82,7 +82,7 @@ class RedisArrowEngine(ComputeEngine):
         if not isinstance(online_store, RedisOnlineStore):
             raise ConfigError(
                 "batch_engine RedisArrowEngine needs online_store type "
-                "plugins.redis_store.online_store.RedisOnlineStore"
+                "fs_platform.plugins.redis_store.online_store.RedisOnlineStore"
             )
         self.batch_rows = batch_rows
 
@@ -118,8 +118,8 @@ class RedisArrowEngine(ComputeEngine):
         return RedisMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED, result)
 
     def _run(self, registry: BaseRegistry, task: MaterializationTask) -> WriteResult:
-        from backfill.runner import Backfiller
-        from fs.platform import Platform
+        from fs_platform.backfill.runner import Backfiller
+        from fs_platform.platform import Platform
 
         view = task.feature_view
         if is_aggregation(view):

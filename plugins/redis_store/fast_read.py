@@ -24,13 +24,13 @@ from feast import FeatureService, FeatureStore
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.value_type import ValueType
 
-from fs.entity_keys import error as entity_key_error
-from fs.entity_keys import exact
-from fs.errors import ConfigError, InvalidArgument, OnlineStoreError
-from fs.feast_compat import online_store, parse_feature_ref, request_context
-from plugins.redis_store.on_demand import OnDemand
-from plugins.redis_store.online_store import ReadPlan, RedisOnlineStore
-from plugins.redis_store.reader import build_keys
+from fs_platform.entity_keys import error as entity_key_error
+from fs_platform.entity_keys import exact
+from fs_platform.errors import ConfigError, InvalidArgument, OnlineStoreError
+from fs_platform.feast_compat import online_store, parse_feature_ref, request_context
+from fs_platform.plugins.redis_store.on_demand import OnDemand
+from fs_platform.plugins.redis_store.online_store import ReadPlan, RedisOnlineStore
+from fs_platform.plugins.redis_store.reader import build_keys
 
 _INT_KEYS = (ValueType.INT32, ValueType.INT64)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

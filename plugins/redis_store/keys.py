@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from feast.value_type import ValueType
 
-from fs.entity_keys import ACCEPTED, exact
-from fs.errors import ConfigError, EntityKeyTypeError
+from fs_platform.entity_keys import ACCEPTED, exact
+from fs_platform.errors import ConfigError, EntityKeyTypeError
 
 _ESCAPE = str.maketrans({c: f"%{ord(c):02X}" for c in "%{}:,="})
 _GLOB_ESCAPE = str.maketrans({c: "\\" + c for c in "\\*?[]"})

@@ -2,7 +2,7 @@
 prefixes, Redis Cluster. Layout in keys.py, encoding in codec.py, docs in docs/online_store.md.
 
     online_store:
-      type: plugins.redis_store.online_store.RedisOnlineStore
+      type: fs_platform.plugins.redis_store.online_store.RedisOnlineStore
       url: rediss://redis.internal:6380/0     # omit in dev: embedded Valkey under data/valkey
       password_env: FS_REDIS_PASSWORD
       key_prefix: acme                          # tenant prefix (ACL: ~acme:*)
@@ -27,28 +27,28 @@ from feast.repo_config import FeastConfigBaseModel
 from feast.type_map import feast_value_type_to_python_type
 from pydantic import Field, StrictStr, field_validator
 
-from fs.aggregation.spec import is_aggregation
-from fs.errors import OnlineWriteError
-from fs.feast_compat import request_context
-from fs.order import requested_names
-from fs.timeutil import arrow_epoch_micros, epoch_micros
-from plugins.redis_store.codec import created_us, to_proto
-from plugins.redis_store.connection import Endpoint, translated
-from plugins.redis_store.keys import check_name
-from plugins.redis_store.read_plan import ReadPlan
-from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
-from plugins.redis_store.response import (
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.errors import OnlineWriteError
+from fs_platform.feast_compat import request_context
+from fs_platform.order import requested_names
+from fs_platform.plugins.redis_store.codec import created_us, to_proto
+from fs_platform.plugins.redis_store.connection import Endpoint, translated
+from fs_platform.plugins.redis_store.keys import check_name
+from fs_platform.plugins.redis_store.read_plan import ReadPlan
+from fs_platform.plugins.redis_store.reader import PRESENT, ViewRead, ViewResult, build_keys, decode
+from fs_platform.plugins.redis_store.response import (
     feature_vector,
     in_requested_order,
 )
-from plugins.redis_store.state import StoreState, view_read
-from plugins.redis_store.tile_store import (
+from fs_platform.plugins.redis_store.state import StoreState, view_read
+from fs_platform.plugins.redis_store.tile_store import (
     MARKS,
     TileWriteResult,
     write_events,
     write_tiles,
 )
-from plugins.redis_store.writer import WriteResult, prepare, prepare_arrow
+from fs_platform.plugins.redis_store.writer import WriteResult, prepare, prepare_arrow
+from fs_platform.timeutil import arrow_epoch_micros, epoch_micros
 
 # Feast finds the store class through its config class's module: both live here. The others are
 # re-exported for callers that imported them from here.
@@ -62,8 +62,8 @@ _ROWS_PER_SEND = 20_000  # rows encoded and sent per pipeline: bounds client mem
 class RedisOnlineStoreConfig(FeastConfigBaseModel):
     """Online store config for the fs Redis store."""
 
-    type: Literal["plugins.redis_store.online_store.RedisOnlineStore"] = (
-        "plugins.redis_store.online_store.RedisOnlineStore"
+    type: Literal["fs_platform.plugins.redis_store.online_store.RedisOnlineStore"] = (
+        "fs_platform.plugins.redis_store.online_store.RedisOnlineStore"
     )
     """Online store type selector."""
 

@@ -7,9 +7,9 @@ from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
-from plugins.redis_store.reader import ViewRead, ViewResult
-from plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, in_requested_order
-from plugins.redis_store.state import StoreState, view_read
+from fs_platform.plugins.redis_store.reader import ViewRead, ViewResult
+from fs_platform.plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, in_requested_order
+from fs_platform.plugins.redis_store.state import StoreState, view_read
 
 
 class ReadPlan:

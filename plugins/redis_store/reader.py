@@ -22,10 +22,10 @@ from feast.feature_view import DUMMY_ENTITY_ID
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.value_type import ValueType
 
-from fs.errors import UnknownFeatureError
-from fs.timeutil import duration_micros
-from plugins.redis_store.codec import HEADER, ViewCodec
-from plugins.redis_store.keys import KeyLayout, token_fn
+from fs_platform.errors import UnknownFeatureError
+from fs_platform.plugins.redis_store.codec import HEADER, ViewCodec
+from fs_platform.plugins.redis_store.keys import KeyLayout, token_fn
+from fs_platform.timeutil import duration_micros
 
 _json_decode = json.JSONDecoder().decode  # json.loads without its per-call argument checks
 

@@ -13,8 +13,8 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from fs.order import in_order
-from plugins.redis_store.reader import PRESENT
+from fs_platform.order import in_order
+from fs_platform.plugins.redis_store.reader import PRESENT
 
 
 def feature_vector(values: list, vt: ValueType, statuses: list[int], event_us: list[int] | None):

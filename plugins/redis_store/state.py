@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING, Any
 import redis
 from feast import FeatureView, RepoConfig
 
-from fs.aggregation.spec import is_aggregation
-from fs.errors import ConfigError
-from plugins.redis_store import embedded
-from plugins.redis_store.codec import ViewCodec
-from plugins.redis_store.connection import Endpoint, connect, translated
-from plugins.redis_store.keys import KeyLayout
-from plugins.redis_store.reader import ViewRead, ViewResult, build_keys, decode
-from plugins.redis_store.tile_store import TileRead
-from plugins.redis_store.writer import BatchWriter
+from fs_platform.aggregation.spec import is_aggregation
+from fs_platform.errors import ConfigError
+from fs_platform.plugins.redis_store import embedded
+from fs_platform.plugins.redis_store.codec import ViewCodec
+from fs_platform.plugins.redis_store.connection import Endpoint, connect, translated
+from fs_platform.plugins.redis_store.keys import KeyLayout
+from fs_platform.plugins.redis_store.reader import ViewRead, ViewResult, build_keys, decode
+from fs_platform.plugins.redis_store.tile_store import TileRead
+from fs_platform.plugins.redis_store.writer import BatchWriter
 
 if TYPE_CHECKING:
-    from plugins.redis_store.online_store import RedisOnlineStoreConfig
-    from plugins.redis_store.read_plan import ReadPlan
+    from fs_platform.plugins.redis_store.online_store import RedisOnlineStoreConfig
+    from fs_platform.plugins.redis_store.read_plan import ReadPlan
 
 
 class StoreState:

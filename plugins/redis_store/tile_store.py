@@ -10,7 +10,7 @@ unchanged. Writers:
 * ``write_tiles``: tiles rebuilt by Spark from the raw Delta events (``fs materialize`` / backfill).
 
 A read (``TileRead``) fetches the tiles (~1.6 KB per entity for the example view) in the same MGET as
-the plain views' rows and merges them for all entities at once (``fs.aggregation.tiles.Merger``): a
+the plain views' rows and merges them for all entities at once (``fs_platform.aggregation.tiles.Merger``): a
 10-minute count decays without new events.
 """
 
@@ -27,14 +27,14 @@ import redis
 from feast import FeatureView
 from redis.crc import key_slot
 
-from fs.aggregation.spec import AggregationSpec, spec_of
-from fs.aggregation.tiles import Merger, event_inputs, layout, partials
-from fs.errors import OnlineWriteError
-from fs.timeutil import arrow_epoch_micros
-from plugins.redis_store.connection import translated
-from plugins.redis_store.reader import PRESENT, ViewRead, ViewResult
+from fs_platform.aggregation.spec import AggregationSpec, spec_of
+from fs_platform.aggregation.tiles import Merger, event_inputs, layout, partials
+from fs_platform.errors import OnlineWriteError
+from fs_platform.plugins.redis_store.connection import translated
+from fs_platform.plugins.redis_store.reader import PRESENT, ViewRead, ViewResult
+from fs_platform.timeutil import arrow_epoch_micros
 
-TILES_LUA = resources.files("plugins.redis_store").joinpath("tiles.lua").read_text()
+TILES_LUA = resources.files("fs_platform.plugins.redis_store").joinpath("tiles.lua").read_text()
 TILES_SHA = hashlib.sha1(TILES_LUA.encode()).hexdigest()
 MARKS = ":_offsets"  # suffix of an entity's offset-marks hash (same hash tag, so the same slot)
 _KEYS_PER_CALL = 50  # entities per script call: amortises its set-up, keeps each call short (~1 ms)
@@ -148,7 +148,7 @@ def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitio
     pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past (replays).
 
     The events are pre-aggregated here, per (entity, Kafka partition) and tile, with numpy
-    (``fs.aggregation.tiles.partials``); the script merges one block per (entity, partition) if all its
+    (``fs_platform.aggregation.tiles.partials``); the script merges one block per (entity, partition) if all its
     offsets are above the partition's mark, skips it if none is. A block straddling the mark (a replay
     that starts inside it) is rare: those entities are then sent again event by event."""
     if not events.num_rows:
@@ -223,7 +223,7 @@ def _resend(state, views, fallbacks, keys_to_send: set[str], partitions, offsets
 
 
 def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
-    """Write tiles rebuilt by Spark (``plugins.delta.aggregation.tiles``: join keys, ``tag``,
+    """Write tiles rebuilt by Spark (``fs_platform.plugins.delta.aggregation.tiles``: join keys, ``tag``,
     ``tile``, ``s0..``) into the view's hashes; a stored tile that counted more events stays."""
     spec = spec_of(view)
     read = TileRead(state.layout, view, state.codec(view), [])

@@ -22,10 +22,10 @@ import pyarrow.compute as pc
 import redis
 from redis.crc import key_slot
 
-from plugins.redis_store.codec import ViewCodec
-from plugins.redis_store.connection import Endpoint, translated
+from fs_platform.plugins.redis_store.codec import ViewCodec
+from fs_platform.plugins.redis_store.connection import Endpoint, translated
 
-WRITE_LUA = resources.files("plugins.redis_store").joinpath("writes.lua").read_text()
+WRITE_LUA = resources.files("fs_platform.plugins.redis_store").joinpath("writes.lua").read_text()
 WRITE_SHA = hashlib.sha1(WRITE_LUA.encode()).hexdigest()
 
 

@@ -29,15 +29,15 @@ import orjson
 from feast import FeatureStore
 from feast.errors import FeastError
 
-from fs.errors import FsError, InvalidArgument
-from fs.feast_compat import online_store
-from fs.governance.pii import GRANTS, ONLINE_READER, sensitive_refs
-from fs.observability import span
-from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker
-from plugins.redis_store.fast_read import FastReader
-from plugins.serving import metrics
-from plugins.serving.encode import response_json
-from plugins.serving.settings import ANONYMOUS, Caller, ServeSettings, callers, key_digest
+from fs_platform.errors import FsError, InvalidArgument
+from fs_platform.feast_compat import online_store
+from fs_platform.governance.pii import GRANTS, ONLINE_READER, sensitive_refs
+from fs_platform.observability import span
+from fs_platform.plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker
+from fs_platform.plugins.redis_store.fast_read import FastReader
+from fs_platform.plugins.serving import metrics
+from fs_platform.plugins.serving.encode import response_json
+from fs_platform.plugins.serving.settings import ANONYMOUS, Caller, ServeSettings, callers, key_digest
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("fs.serve.access")
@@ -248,7 +248,7 @@ class ServeApp:
                 raise HttpError(403, f"caller {caller.name!r} has no online-read role")
             denied = plan.denied(caller)
             if denied:
-                from fs.governance.metrics import PII_READS_DENIED
+                from fs_platform.governance.metrics import PII_READS_DENIED
 
                 PII_READS_DENIED.labels("server").inc()
                 need = sorted({r for ref in denied for r in plan.needs[ref]})
@@ -371,8 +371,8 @@ def create_app(repo: str | None = None, env: str = "dev", settings: ServeSetting
     import os
     from pathlib import Path
 
-    from fs.platform import Platform
-    from plugins.serving.settings import load
+    from fs_platform.platform import Platform
+    from fs_platform.plugins.serving.settings import load
 
     platform = Platform(repo or os.environ.get("FS_REPO") or "feature_repo", env=os.environ.get("FS_ENV", env))
     app = ServeApp(platform.store, settings or load(Path(platform.repo_path)))

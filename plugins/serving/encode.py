@@ -17,8 +17,8 @@ import orjson
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
-from fs.feast_compat import value_to_native
-from plugins.redis_store.fast_read import Served
+from fs_platform.feast_compat import value_to_native
+from fs_platform.plugins.redis_store.fast_read import Served
 
 STATUS_NAMES = {0: "INVALID", 1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
 _ZERO = "1970-01-01T00:00:00Z"

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from plugins.serving.settings import ServeSettings
+from fs_platform.plugins.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,8 @@ def serve(repo: str | os.PathLike, env: str, settings: ServeSettings, on_ready=N
     try:
 
         def load_app():
-            from fs.platform import Platform
-            from plugins.serving.app import ServeApp
+            from fs_platform.platform import Platform
+            from fs_platform.plugins.serving.app import ServeApp
 
             app = ServeApp(Platform(repo, env=env).store, settings)
             app.warm()

@@ -26,8 +26,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fs.errors import ConfigError
-from fs.governance.pii import ONLINE_READER
+from fs_platform.errors import ConfigError
+from fs_platform.governance.pii import ONLINE_READER
 
 
 class Identity(BaseModel):

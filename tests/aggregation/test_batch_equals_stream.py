@@ -18,11 +18,11 @@ from feast import RepoConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fs.aggregation import Aggregation, col, spec_of
-from plugins.delta.aggregation import as_of
-from plugins.delta.engine import get_engine
-from plugins.redis_store.online_store import RedisOnlineStore
-from plugins.redis_store.tile_store import TileRead
+from fs_platform.aggregation import Aggregation, col, spec_of
+from fs_platform.plugins.delta.aggregation import as_of
+from fs_platform.plugins.delta.engine import get_engine
+from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
+from fs_platform.plugins.redis_store.tile_store import TileRead
 from tests.aggregation.reference import expected
 from tests.aggregation.views import events_view
 
@@ -61,7 +61,7 @@ def spark():
 @pytest.fixture(scope="module")
 def online():
     config = RepoConfig(project="t" + uuid.uuid4().hex[:10], registry="/tmp/unused-registry.db", provider="local",
-                        online_store={"type": "plugins.redis_store.online_store.RedisOnlineStore",
+                        online_store={"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
                                       "url": "redis://127.0.0.1:6379/9"},
                         offline_store={"type": "file"}, entity_key_serialization_version=3)
     return RedisOnlineStore(), config

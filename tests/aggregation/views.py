@@ -6,7 +6,7 @@ from __future__ import annotations
 from feast import Entity, FileSource, PushSource
 from feast.value_type import ValueType
 
-from fs.aggregation import aggregation_view
+from fs_platform.aggregation import aggregation_view
 
 CUSTOMER = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
 

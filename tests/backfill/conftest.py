@@ -24,8 +24,8 @@ import pytest
 import redis
 import yaml
 
-from fs import datagen
-from fs.platform import Platform
+from fs_platform import datagen
+from fs_platform.platform import Platform
 from tests.conftest import copy_example_repo
 from tests.rolling_view import ROLLING_RETURN, ROLLING_VIEW, add_rolling_view, write_rolling_table
 
@@ -92,7 +92,7 @@ def day_range(days: int = 2) -> tuple:
 
 SLOW_CHECK = """
 import os, time
-from backfill.validation import ChunkCheck
+from fs_platform.backfill.validation import ChunkCheck
 
 # Test hook: slows each chunk so the test can kill the run between chunks.
 slow = ChunkCheck(lambda view, interval, data: time.sleep(float(os.environ.get("FS_TEST_CHUNK_SLEEP", "0"))) or True,
@@ -110,14 +110,14 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 def kill_mid_run(platform: Platform, view: str, args: list[str], committed: int = 2) -> None:
     """Run ``fs backfill VIEW ARGS`` in a subprocess (each chunk check sleeps 1 s) and SIGKILL it
     once the ledger records ``committed`` offline chunks as done."""
-    from backfill.model import Status, Target
-    from backfill.runner import Backfiller
+    from fs_platform.backfill.model import Status, Target
+    from fs_platform.backfill.runner import Backfiller
 
     with open(platform.repo_path / "backfills.py", "a") as fh:
         fh.write(SLOW_CHECK)
     env = {**os.environ, "FS_TEST_CHUNK_SLEEP": "1.0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "--repo", str(platform.repo_path), "backfill", view, *args],
+        [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(platform.repo_path), "backfill", view, *args],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     ledger = Backfiller(platform).ledger

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from backfill.model import Status, Target
-from backfill.runner import Backfiller
+from fs_platform.backfill.model import Status, Target
+from fs_platform.backfill.runner import Backfiller
 from tests.backfill.conftest import END, apply_views
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

@@ -10,12 +10,12 @@ from datetime import timedelta
 import pyarrow as pa
 import pytest
 
-from backfill import online
-from backfill.model import Interval, Status, Target
-from backfill.runner import Backfiller
-from backfill.validation import ChunkCheck
-from fs.errors import BackfillError
-from fs.observability import REGISTRY
+from fs_platform.backfill import online
+from fs_platform.backfill.model import Interval, Status, Target
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.backfill.validation import ChunkCheck
+from fs_platform.errors import BackfillError
+from fs_platform.observability import REGISTRY
 from tests.backfill.conftest import END, ROLLING_RETURN, ROLLING_VIEW, apply_views
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -145,7 +145,7 @@ def test_a_recompute_with_fewer_rows_than_the_range_holds_is_rejected_unless_all
     silently delete the view's rows: the chunk is rejected, the table unchanged."""
     from deltalake import DeltaTable
 
-    from backfill.offline import ts_literal
+    from fs_platform.backfill.offline import ts_literal
 
     platform = make_repo()
     start, end = END - timedelta(hours=12), END
@@ -198,7 +198,7 @@ def test_a_join_key_renamed_by_field_mapping_backfills_both_targets(make_repo):
     them under the feature names, and the online phase finds each entity's latest row."""
     from deltalake import DeltaTable, write_deltalake
 
-    from fs.platform import Platform
+    from fs_platform.platform import Platform
 
     platform = make_repo()
     table_path = str(platform.repo_path / "data" / VIEW)

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from backfill.model import Kind, Status, Target
-from backfill.runner import Backfiller
-from fs.errors import LeaseHeldError
+from fs_platform.backfill.model import Kind, Status, Target
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.errors import LeaseHeldError
 from tests.backfill.conftest import END, ROLLING_VIEW
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

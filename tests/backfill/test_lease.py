@@ -12,8 +12,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from backfill.lease import Lease, LeaseStore, describe_self
-from fs.errors import BackfillError, LeaseHeldError, OnlineStoreUnavailable
+from fs_platform.backfill.lease import Lease, LeaseStore, describe_self
+from fs_platform.errors import BackfillError, LeaseHeldError, OnlineStoreUnavailable
 from tests.backfill.conftest import REDIS_URL
 
 pytestmark = pytest.mark.redis
@@ -112,7 +112,7 @@ def test_check_catches_a_takeover_the_heartbeat_has_not_seen_yet(store):
 
 def _documented_tenant_commands() -> list[str]:
     """The commands `fs tenant acl NAME --role write` grants (docs/online_store.md, Tenancy)."""
-    from plugins.redis_store.acl import ROLES
+    from fs_platform.plugins.redis_store.acl import ROLES
 
     return list(ROLES["write"])
 
@@ -154,13 +154,13 @@ def test_leases_work_for_a_user_with_the_documented_tenant_acl():
 
 _HOLDS = """
 import sys, time, redis
-from backfill.lease import LeaseStore
+from fs_platform.backfill.lease import LeaseStore
 store = LeaseStore(redis.Redis.from_url(sys.argv[1]), sys.argv[2], ttl_seconds=float(sys.argv[3]))
 leases = [store.acquire(v, "doomed-holder") for v in sys.argv[4:]]
 print("held", flush=True)
 if sys.argv[4] != "commit":
     time.sleep(600)
-from fs.errors import BackfillError
+from fs_platform.errors import BackfillError
 while True:  # a run's chunk loop: confirm the lease, then commit
     try:
         leases[0].check()
@@ -211,7 +211,7 @@ def test_a_holder_killed_on_this_host_is_taken_over_at_once(store):
 def test_a_live_stalled_or_foreign_holder_is_never_taken_over_early(store):
     import json
 
-    from backfill.lease import _this_process
+    from fs_platform.backfill.lease import _this_process
 
     leases, namespace = store
     proc = _holder(namespace, 60.0, "v")
@@ -247,7 +247,7 @@ def test_a_live_stalled_or_foreign_holder_is_never_taken_over_early(store):
 def test_the_default_ttl_takes_over_a_stalled_holder_in_seconds_and_it_never_commits_after(store):
     """The cross-host case (nothing proves the holder dead): a holder frozen mid-run (SIGSTOP) is
     taken over once its lease expires, within the default TTL; resumed, it stops before committing."""
-    from backfill.settings import BackfillSettings
+    from fs_platform.backfill.settings import BackfillSettings
 
     leases, namespace = store
     ttl = BackfillSettings().lease_ttl_seconds

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pyarrow as pa
 
-from backfill.ledger import Ledger
-from backfill.model import Kind, LedgerEntry, Status, Target
-from fs.timeutil import parse_time, utcnow
+from fs_platform.backfill.ledger import Ledger
+from fs_platform.backfill.model import Kind, LedgerEntry, Status, Target
+from fs_platform.timeutil import parse_time, utcnow
 
 DAY = timedelta(days=1)
 T0 = parse_time("2026-11-01")
@@ -92,7 +92,7 @@ def test_the_watermark_stops_at_a_range_never_materialized_between_incremental_r
 
 
 def test_resume_of_a_both_backfill_rewrites_online_wherever_it_recomputes_offline(tmp_path):
-    from backfill.plan import build_plan
+    from fs_platform.backfill.plan import build_plan
 
     ledger = Ledger(str(tmp_path / "ledger"))
     ledger.record([entry(0, Status.DONE, kind=Kind.BACKFILL, days=2)])  # an earlier --to online run
@@ -164,7 +164,7 @@ def test_scoped_ledgers_share_a_table_but_not_entries(tmp_path):
 def test_a_ledger_written_before_scopes_is_extended_and_its_entries_trusted_by_no_scope(tmp_path):
     from deltalake import write_deltalake
 
-    from backfill.ledger import SCHEMA, _row
+    from fs_platform.backfill.ledger import SCHEMA, _row
 
     path = str(tmp_path / "ledger")
     legacy = SCHEMA.remove(SCHEMA.get_field_index("scope"))

@@ -12,10 +12,10 @@ import redis
 import yaml
 from typer.testing import CliRunner
 
-from backfill.model import Target
-from backfill.runner import Backfiller
-from cli.main import app
-from fs.platform import Platform
+from fs_platform.backfill.model import Target
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.cli.main import app
+from fs_platform.platform import Platform
 from tests.backfill.conftest import END, REDIS_URL, ROLLING_VIEW, apply_views
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

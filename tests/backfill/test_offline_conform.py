@@ -3,8 +3,8 @@
 import pyarrow as pa
 import pytest
 
-from backfill.offline import conform
-from fs.errors import SchemaMismatchError
+from fs_platform.backfill.offline import conform
+from fs_platform.errors import SchemaMismatchError
 
 
 def test_a_cast_error_names_column_and_types_but_never_the_value():
@@ -25,7 +25,7 @@ def test_latest_per_key_picks_as_the_point_in_time_join_does():
     (the offline join and the online store's ordering agree on both)."""
     from datetime import UTC, datetime
 
-    from backfill.offline import latest_per_key
+    from fs_platform.backfill.offline import latest_per_key
 
     t0, t1 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
     ts = pa.timestamp("us", tz="UTC")
@@ -45,7 +45,7 @@ def test_latest_per_key_leaves_exact_ties_to_spark():
     of keeping whichever row came last. A tie only among older rows does not matter."""
     from datetime import UTC, datetime
 
-    from backfill.offline import latest_per_key
+    from fs_platform.backfill.offline import latest_per_key
 
     t0, t1 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
     ts = pa.timestamp("us", tz="UTC")

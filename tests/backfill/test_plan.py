@@ -4,11 +4,11 @@ from datetime import UTC, timedelta
 
 import pytest
 
-from backfill.intervals import covered, merge, subtract
-from backfill.model import Interval
-from backfill.plan import compute_spans, grid_chunks
-from fs.errors import ConfigError
-from fs.timeutil import parse_time
+from fs_platform.backfill.intervals import covered, merge, subtract
+from fs_platform.backfill.model import Interval
+from fs_platform.backfill.plan import compute_spans, grid_chunks
+from fs_platform.errors import ConfigError
+from fs_platform.timeutil import parse_time
 
 
 def t(text):

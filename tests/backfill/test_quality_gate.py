@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from fs import datagen
-from fs.errors import BackfillError
+from fs_platform import datagen
+from fs_platform.errors import BackfillError
 from tests.backfill.conftest import END
 
 pytestmark = [pytest.mark.redis]
@@ -38,7 +38,7 @@ def test_strict_suite_rejects_a_bad_chunk_and_keeps_it_offline_only(make_repo):
     values = _online(platform, "merchant_risk_daily:approval_rate_1d", "merchant_id", range(1, 16))
     assert 1.7 not in values
     # the failure is recorded and listable
-    from fs.governance.validate import ResultLog
+    from fs_platform.governance.validate import ResultLog
 
     rejected = ResultLog(platform.repo_path).list("merchant_risk_daily", failed_only=True)
     assert any(r.outcome == "rejected" and r.origin == "materialize" for r in rejected)
@@ -49,7 +49,7 @@ def test_warn_suite_writes_and_records(make_repo):
     # customer_profile's suite gates in warn mode: an unknown KYC level is written but recorded
     _corrupt(platform.repo_path, "customer_profile", "kyc_level", 9, days=5)
     platform.materialize(END - timedelta(days=4), END, views=["customer_profile"])
-    from fs.governance.validate import ResultLog
+    from fs_platform.governance.validate import ResultLog
 
     warned = ResultLog(platform.repo_path).list("customer_profile", failed_only=True)
     assert any(r.outcome == "warned" and r.origin == "materialize" for r in warned)

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from typer.testing import CliRunner
 
-from backfill.model import Status, Target
-from backfill.runner import Backfiller
-from cli.main import app
+from fs_platform.backfill.model import Status, Target
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.cli.main import app
 from tests.backfill.conftest import day_range, kill_mid_run
 from tests.backfill.test_runner import VIEW, offline_rows, online_values
 

@@ -9,14 +9,14 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from backfill import online
-from backfill.lease import describe_self
-from backfill.model import Kind, Status, Target
-from backfill.plan import grid_chunks
-from backfill.runner import Backfiller
-from backfill.validation import ChunkCheck, ValidationOutcome
-from fs.errors import BackfillError, LeaseHeldError
-from fs.timeutil import parse_time
+from fs_platform.backfill import online
+from fs_platform.backfill.lease import describe_self
+from fs_platform.backfill.model import Kind, Status, Target
+from fs_platform.backfill.plan import grid_chunks
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.backfill.validation import ChunkCheck, ValidationOutcome
+from fs_platform.errors import BackfillError, LeaseHeldError
+from fs_platform.timeutil import parse_time
 from tests.backfill.conftest import END, ROLLING_VIEW, day_range
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -201,7 +201,7 @@ def test_an_aggregation_view_is_refused_offline_with_a_pointer_to_the_tile_rebui
     """An aggregation view stores no feature rows: its offline values are computed from the raw events
     at retrieval. ``--to offline`` and ``--to both`` (the CLI's default) are refused before anything
     is planned, leased or recorded, with the command that does apply (``--to online``)."""
-    from cli.main import main
+    from fs_platform.cli.main import main
 
     platform = make_repo()
     bf = Backfiller(platform)

@@ -9,11 +9,11 @@ import pytest
 import redis
 from deltalake import DeltaTable
 
-from backfill.model import Status
-from backfill.runner import Backfiller
-from cli.main import main
-from fs.errors import SchemaMismatchError, SourceNotFoundError
-from fs.platform import Platform
+from fs_platform.backfill.model import Status
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.cli.main import main
+from fs_platform.errors import SchemaMismatchError, SourceNotFoundError
+from fs_platform.platform import Platform
 from tests.backfill.conftest import REDIS_URL, ROLLING_RETURN, ROLLING_VIEW, apply_views, day_range
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -123,10 +123,10 @@ def test_a_failed_materialize_of_a_view_missing_a_column_gives_a_hint_that_fits(
 
     from deltalake import write_deltalake
 
-    from backfill import online
-    from backfill.model import Interval
-    from fs.errors import OfflineStoreError
-    from fs.timeutil import utcnow
+    from fs_platform.backfill import online
+    from fs_platform.backfill.model import Interval
+    from fs_platform.errors import OfflineStoreError
+    from fs_platform.timeutil import utcnow
 
     platform = make_repo(days=2)
     view = "merchant_risk_daily"

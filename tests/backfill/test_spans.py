@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from deltalake import DeltaTable
 
-from backfill.model import Status, Target
-from backfill.runner import Backfiller
+from fs_platform.backfill.model import Status, Target
+from fs_platform.backfill.runner import Backfiller
 from tests.backfill.conftest import day_range, kill_mid_run, wait_for
 from tests.backfill.test_runner import VIEW, offline_rows, online_values
 
@@ -70,7 +70,7 @@ def test_a_failing_pass_is_recomputed_chunk_by_chunk_and_stops_where_a_per_chunk
     bad = start + 2 * SIX_HOURS  # the definition fails for any window that reaches past this
     failing = f"""
 from dataclasses import replace as _replace
-from fs.timeutil import parse_time as _parse_time
+from fs_platform.timeutil import parse_time as _parse_time
 
 _recompute = customer_txn_rolling.function
 
@@ -147,7 +147,7 @@ def _two_day_run(make_repo, tmp_path, name: str, first_day_fails: bool):
 import time as _time
 from dataclasses import replace as _replace
 from pathlib import Path as _Path
-from fs.timeutil import parse_time as _parse_time
+from fs_platform.timeutil import parse_time as _parse_time
 
 _recompute = customer_txn_rolling.function
 _MARKER, _MID = _Path({str(marker)!r}), _parse_time("{mid.isoformat()}")

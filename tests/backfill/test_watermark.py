@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from backfill.model import Target
-from backfill.runner import Backfiller
+from fs_platform.backfill.model import Target
+from fs_platform.backfill.runner import Backfiller
 from tests.backfill.conftest import END, ROLLING_VIEW
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

@@ -96,10 +96,10 @@ def run_delta(folder: Path) -> pa.Table:
     from feast.repo_config import RegistryConfig, RepoConfig
     from feast.value_type import ValueType
 
-    from fs.aggregation import Aggregation, aggregation_view
-    from plugins.delta import DeltaSource
-    from plugins.delta.engine import get_spark
-    from plugins.delta.offline_store import DeltaOfflineStoreConfig
+    from fs_platform.aggregation import Aggregation, aggregation_view
+    from fs_platform.plugins.delta import DeltaSource
+    from fs_platform.plugins.delta.engine import get_spark
+    from fs_platform.plugins.delta.offline_store import DeltaOfflineStoreConfig
 
     repo = Path(tempfile.mkdtemp(dir=folder))
     config = RepoConfig(

@@ -35,9 +35,9 @@ from feast.value_type import ValueType
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from fs.aggregation import Aggregation, aggregation_view, spec_of  # noqa: E402
-from fs.aggregation.tiles import Merger  # noqa: E402
-from plugins.redis_store.fast_read import FastReader  # noqa: E402
+from fs_platform.aggregation import Aggregation, aggregation_view, spec_of  # noqa: E402
+from fs_platform.aggregation.tiles import Merger  # noqa: E402
+from fs_platform.plugins.redis_store.fast_read import FastReader  # noqa: E402
 from tests.benchmarks import report  # noqa: E402
 
 OLD_BYTES_PER_EVENT = 80  # the deleted transform's retained state per event (issue #13)
@@ -64,7 +64,7 @@ def build(tmp: Path, url: str, customers: int):
                       Aggregation("amount", "mean", ["24h"], name="avg_amount")])
     config = RepoConfig(project="bench" + uuid.uuid4().hex[:8], registry=str(tmp / "registry.db"),
                         provider="local", entity_key_serialization_version=3, repo_path=str(tmp),
-                        online_store={"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": url},
+                        online_store={"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": url},
                         offline_store={"type": "file"})
     store = FeatureStore(config=config)
     store.apply([entity, plain, agg])

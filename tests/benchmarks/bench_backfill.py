@@ -47,7 +47,7 @@ REDIS_URL = "redis://127.0.0.1:6379/11"
 
 STAGED = "staged_rolling"
 COPY_DEFINITION = f"""
-from backfill.definitions import python_definition
+from fs_platform.backfill.definitions import python_definition
 
 @python_definition("{VIEW}", inputs={{"staged": "data/{STAGED}"}})
 def {VIEW}(ctx):
@@ -56,7 +56,7 @@ def {VIEW}(ctx):
 
 
 def _repo(work: Path, rows: int) -> tuple[Path, str]:
-    from fs import datagen
+    from fs_platform import datagen
     from tests.conftest import copy_example_repo
 
     repo = copy_example_repo(work)
@@ -86,7 +86,7 @@ def _repo(work: Path, rows: int) -> tuple[Path, str]:
 def _timed_run(
     platform, definition: str, chunk: timedelta, compute_span: int | None = None
 ) -> tuple[float, int, int, int]:
-    from backfill.runner import Backfiller
+    from fs_platform.backfill.runner import Backfiller
 
     repo = platform.repo_path
     (repo / "backfills.py").write_text(definition)
@@ -122,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = 1_000_000 if args.quick else 10_000_000
 
-    from fs.platform import Platform
+    from fs_platform.platform import Platform
     from tests.backfill.conftest import apply_views
 
     work = Path(tempfile.mkdtemp(prefix="bench-backfill-"))

@@ -51,12 +51,12 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
-from fs import datagen  # noqa: E402
-from fs import repo as repo_mod  # noqa: E402
-from fs.platform import Platform  # noqa: E402
-from plugins.kafka_ingest import Ingestor, load_ingest_config  # noqa: E402
-from plugins.kafka_ingest.broker import EmbeddedBroker  # noqa: E402
-from plugins.kafka_ingest.config import KafkaSettings  # noqa: E402
+from fs_platform import datagen  # noqa: E402
+from fs_platform import repo as repo_mod  # noqa: E402
+from fs_platform.platform import Platform  # noqa: E402
+from fs_platform.plugins.kafka_ingest import Ingestor, load_ingest_config  # noqa: E402
+from fs_platform.plugins.kafka_ingest.broker import EmbeddedBroker  # noqa: E402
+from fs_platform.plugins.kafka_ingest.config import KafkaSettings  # noqa: E402
 from tests.benchmarks.report import write_section  # noqa: E402
 
 VIEWS = ("customer_txn_aggregates", "merchant_txn_aggregates", "customer_amount_stats")

@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.structs import OffsetAndMetadata  # noqa: E402
 
-from plugins.kafka_ingest.broker import EmbeddedBroker  # noqa: E402
+from fs_platform.plugins.kafka_ingest.broker import EmbeddedBroker  # noqa: E402
 from tests.benchmarks.bench_ingest import VIEWS, make_ingestor, make_repo  # noqa: E402
 from tests.benchmarks.report import write_section  # noqa: E402
 
@@ -163,7 +163,7 @@ def _recover(tmp: Path, redis_url: str, bootstrap: str, topic: str, boundary: di
 
     ingestor._set_up_partitions = timed_set_up
     deadlines = _DeadlineCount()
-    logging.getLogger("plugins.kafka_ingest.ingestor").addHandler(deadlines)
+    logging.getLogger("fs_platform.plugins.kafka_ingest.ingestor").addHandler(deadlines)
     ctx = multiprocessing.get_context("spawn")
     stop, sent = ctx.Event(), ctx.Value("q", 0)
     live = ctx.Process(target=_live_producer, args=(bootstrap, topic, RATE, stop, sent))
@@ -205,7 +205,7 @@ def _recover(tmp: Path, redis_url: str, bootstrap: str, topic: str, boundary: di
         ingestor.stop()
         runner.join(60)
         store.teardown()
-        logging.getLogger("plugins.kafka_ingest.ingestor").removeHandler(deadlines)
+        logging.getLogger("fs_platform.plugins.kafka_ingest.ingestor").removeHandler(deadlines)
     if stats.dead_lettered_total:
         raise SystemExit(f"bench_ingest_recovery: dead letters during recovery: {stats.to_dict()}")
     r = {k: v - t0 for k, v in marks.items() if k != "consumed_at_caught_up"}

@@ -118,9 +118,9 @@ def _store(folder: Path, offline: dict | object, source_for):
 
 
 def run_delta(folder: Path) -> int:
-    from plugins.delta import DeltaSource
-    from plugins.delta.engine import get_spark
-    from plugins.delta.offline_store import DeltaOfflineStoreConfig
+    from fs_platform.plugins.delta import DeltaSource
+    from fs_platform.plugins.delta.engine import get_spark
+    from fs_platform.plugins.delta.offline_store import DeltaOfflineStoreConfig
 
     store, refs = _store(
         folder,
@@ -145,7 +145,7 @@ def run_sail_floor(folder: Path) -> int:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from plugins.delta.engine import get_spark
+    from fs_platform.plugins.delta.engine import get_spark
 
     spark = get_spark(None)
     spark.range(1).count()

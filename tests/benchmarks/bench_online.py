@@ -38,7 +38,7 @@ from feast.value_type import ValueType
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from plugins.redis_store.fast_read import FastReader  # noqa: E402
+from fs_platform.plugins.redis_store.fast_read import FastReader  # noqa: E402
 from tests.benchmarks import report  # noqa: E402
 
 N_VIEWS = 20
@@ -210,9 +210,9 @@ def hashed_key_cost(tmp: Path, ours: FeatureStore, url: str, entity, views, min_
     os.environ["FS_BENCH_KEY_SECRET"] = uuid.uuid4().hex
     hashed = make_store(
         tmp, "fshashed",
-        {"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": url, "key_prefix": "fsh",
+        {"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": url, "key_prefix": "fsh",
          "key_hash_secret_env": "FS_BENCH_KEY_SECRET"},
-        {"type": "plugins.redis_store.engine.RedisArrowEngine"}, [entity, *views],
+        {"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"}, [entity, *views],
     )
     tables = [pq.read_table(v.batch_source.path) for v in views]
     n_keys = sum(t.num_rows for t in tables)
@@ -253,8 +253,8 @@ def main() -> None:
         ours = make_store(
             tmp,
             "fs",
-            {"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": args.url},
-            {"type": "plugins.redis_store.engine.RedisArrowEngine"},
+            {"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": args.url},
+            {"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"},
             [entity, *views],
         )
         stock = make_store(

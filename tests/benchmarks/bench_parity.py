@@ -31,10 +31,10 @@ from feast.repo_config import RepoConfig  # noqa: E402
 from feast.types import Bool, Float64, Int64, String  # noqa: E402
 from feast.value_type import ValueType  # noqa: E402
 
-from fs.datagen import to_arrow  # noqa: E402
-from fs.timeutil import utcnow  # noqa: E402
-from parity import check  # noqa: E402
-from plugins.delta import DeltaSource  # noqa: E402
+from fs_platform.datagen import to_arrow  # noqa: E402
+from fs_platform.parity import check  # noqa: E402
+from fs_platform.plugins.delta import DeltaSource  # noqa: E402
+from fs_platform.timeutil import utcnow  # noqa: E402
 from tests.benchmarks import report  # noqa: E402
 
 VIEWS = ("bench_a", "bench_b", "bench_c")
@@ -78,8 +78,8 @@ def _setup(work: Path, entities: int, prefix: str):
                                  schema=[Field(name=n, dtype=t) for n, t in FEATURES]))  # fmt: skip
     config = RepoConfig(
         project="paritybench", provider="local", registry=str(work / "registry.db"), repo_path=str(work),
-        offline_store={"type": "plugins.delta.offline_store.DeltaOfflineStore"},
-        online_store={"type": "plugins.redis_store.online_store.RedisOnlineStore",
+        offline_store={"type": "fs_platform.plugins.delta.offline_store.DeltaOfflineStore"},
+        online_store={"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
                       "url": "redis://127.0.0.1:6379/0", "key_prefix": prefix},
         entity_key_serialization_version=3,
     )  # fmt: skip

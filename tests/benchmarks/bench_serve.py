@@ -49,7 +49,7 @@ from feast.value_type import ValueType
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from plugins.redis_store.keys import KeyLayout  # noqa: E402
+from fs_platform.plugins.redis_store.keys import KeyLayout  # noqa: E402
 from tests.benchmarks import loadgen, report  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -153,10 +153,10 @@ def make_repo(tmp: Path, name: str, online: dict, engine: dict | None, objs) -> 
 
 
 def fs_online(url: str, prefix: str) -> dict:
-    return {"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": url, "key_prefix": prefix}
+    return {"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": url, "key_prefix": prefix}
 
 
-FS_ENGINE = {"type": "plugins.redis_store.engine.RedisArrowEngine"}
+FS_ENGINE = {"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"}
 
 
 # --- servers --------------------------------------------------------------------------------------

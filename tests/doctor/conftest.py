@@ -10,17 +10,17 @@ from datetime import timedelta
 import pytest
 import redis
 
-from backfill.lease import _this_host
-from backfill.model import Kind, LedgerEntry, Status, Target
-from backfill.runner import Backfiller
-from fs.timeutil import utcnow
+from fs_platform.backfill.lease import _this_host
+from fs_platform.backfill.model import Kind, LedgerEntry, Status, Target
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.timeutil import utcnow
 from tests.backfill.conftest import END, REDIS_URL, make_repo  # noqa: F401 - the fixture, shared
 
 VIEW = "customer_txn_rolling"  # the test-only plain view with a Python batch definition
 
 
 def online_client(platform):
-    from backfill.online import redis_store
+    from fs_platform.backfill.online import redis_store
 
     return redis_store(platform.store).state(platform.store.config)
 
@@ -75,7 +75,7 @@ def prod_repo(make_repo):  # noqa: F811
     (the stores stay the dev ones, so prod rules are tested on real stores without prod services)."""
     import yaml
 
-    from fs.platform import Platform
+    from fs_platform.platform import Platform
 
     dev = make_repo()
 

@@ -9,11 +9,11 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from typer.testing import CliRunner
 
-from backfill.model import Target
-from backfill.runner import Backfiller
-from cli.main import app
-from fs.doctor import Severity, doctor, ops
-from plugins.delta.tables import resolve_location
+from fs_platform.backfill.model import Target
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.cli.main import app
+from fs_platform.doctor import Severity, doctor, ops
+from fs_platform.plugins.delta.tables import resolve_location
 from tests.doctor.conftest import VIEW, dead_lease, failed_chunk, leftover_keys, online_client, view_keys
 
 pytestmark = [pytest.mark.redis]
@@ -172,8 +172,8 @@ def test_delta_schema_drift_is_restored_to_the_last_fitting_version_and_rolled_b
 
 
 def test_recorded_validation_failure_proposes_a_read_only_rerun(make_repo):
-    from fs.governance.validate import CheckResult, ResultLog, ValidationResult
-    from fs.timeutil import utcnow
+    from fs_platform.governance.validate import CheckResult, ResultLog, ValidationResult
+    from fs_platform.timeutil import utcnow
 
     platform = make_repo()
     ResultLog(platform.repo_path).append(ValidationResult(

@@ -10,12 +10,12 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from fs.doctor import doctor, ops
-from fs.doctor.actions import new_action
-from fs.doctor.model import OpsPlan
-from fs.errors import OpsRefused
-from fs.timeutil import utcnow
+from fs_platform.cli.main import app
+from fs_platform.doctor import doctor, ops
+from fs_platform.doctor.actions import new_action
+from fs_platform.doctor.model import OpsPlan
+from fs_platform.errors import OpsRefused
+from fs_platform.timeutil import utcnow
 from tests.doctor.conftest import leftover_keys, online_client
 
 pytestmark = [pytest.mark.redis]
@@ -129,7 +129,7 @@ def test_rollback_needs_an_approver_where_the_class_does(prod_repo):
 
 
 def test_cli_interactive_approval_and_human_tables(make_repo, tmp_path, monkeypatch):
-    import cli.doctor_cmds as cmds
+    import fs_platform.cli.doctor_cmds as cmds
 
     platform = make_repo()
     base = ["--repo", str(platform.repo_path)]

@@ -11,8 +11,8 @@ import pytest
 import redis
 import yaml
 
-from fs import datagen
-from fs.platform import Platform
+from fs_platform import datagen
+from fs_platform.platform import Platform
 from tests.conftest import copy_example_repo
 
 REDIS_URL = "redis://127.0.0.1:6379/12"

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from backfill.runner import Backfiller
-from cli.main import main
-from fs.errors import (
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.cli.main import main
+from fs_platform.errors import (
     FsError,
     InvalidArgument,
     OnlineWriteError,
@@ -19,7 +19,7 @@ from fs.errors import (
     UnknownFeatureError,
     ViewNotFoundError,
 )
-from fs.platform import Platform
+from fs_platform.platform import Platform
 
 pytestmark = pytest.mark.redis
 

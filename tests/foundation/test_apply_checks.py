@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from cli.main import main
-from fs.errors import FsError, RepoError, SchemaMismatchError
-from fs.platform import Platform
+from fs_platform.cli.main import main
+from fs_platform.errors import FsError, RepoError, SchemaMismatchError
+from fs_platform.platform import Platform
 from tests.foundation.conftest import seeded_copy
 
 pytestmark = pytest.mark.redis

@@ -6,7 +6,7 @@ import sys
 import pytest
 import typer
 
-from cli.main import app, main
+from fs_platform.cli.main import app, main
 
 
 def _commands(group: typer.Typer, prefix=()):
@@ -70,7 +70,7 @@ def test_unreachable_registry_database_one_line_exit_1(example_repo, monkeypatch
 
 
 def test_traceback_only_with_fs_debug(tmp_path):
-    cmd = [sys.executable, "-m", "cli.main", "--repo", str(tmp_path / "missing"), "plan"]
+    cmd = [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(tmp_path / "missing"), "plan"]
     quiet = subprocess.run(cmd, capture_output=True, text=True)
     loud = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, "FS_DEBUG": "1"})
     assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
@@ -79,7 +79,7 @@ def test_traceback_only_with_fs_debug(tmp_path):
 
 def test_teardown_asks_for_confirmation(example_repo):
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "--repo", str(example_repo), "teardown"],
+        [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(example_repo), "teardown"],
         input="n\n", capture_output=True, text=True,
     )
     assert proc.returncode == 1
@@ -90,7 +90,7 @@ def test_teardown_asks_for_confirmation(example_repo):
 def test_feast_experimental_warnings_are_hidden_unless_verbose(example_repo):
     """Feast warns that on-demand views are "experimental" on every call; a terminal user sees it
     only with -v (the example repo has an on-demand view)."""
-    fs = [sys.executable, "-m", "cli.main", "--repo", str(example_repo)]
+    fs = [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(example_repo)]
     quiet = subprocess.run([*fs, "plan"], capture_output=True, text=True, timeout=120)
     loud = subprocess.run([*fs, "-v", "plan"], capture_output=True, text=True, timeout=120)
     assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr

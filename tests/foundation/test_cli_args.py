@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import pytest
 
-from cli.main import main
-from fs.errors import FsError, InvalidArgument
-from fs.platform import Platform
+from fs_platform.cli.main import main
+from fs_platform.errors import FsError, InvalidArgument
+from fs_platform.platform import Platform
 
 pytestmark = pytest.mark.redis
 
@@ -58,7 +58,7 @@ def test_the_api_raises_the_same_one_line_error_the_cli_prints(seeded_repo, caps
 
 
 def test_zero_chunk_is_refused_by_the_api_not_replaced_by_the_default(seeded_repo):
-    from backfill.runner import Backfiller
+    from fs_platform.backfill.runner import Backfiller
 
     with pytest.raises(InvalidArgument, match="chunk: not a positive duration"):
         Backfiller(Platform(seeded_repo)).plan(VIEW, "-2d", "now", to="online", chunk=timedelta(0))
@@ -90,7 +90,7 @@ def test_relative_times_as_positional_arguments_then_tables_fit_100_columns(seed
 def test_no_progress_bar_line_on_error_when_stderr_is_a_pipe(seeded_repo):
     # The materialize fails after the bar started (the view's table is gone): only the error is left.
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", *_fs(seeded_repo, "materialize", "-1d", "now", "--views", "nope")],
+        [sys.executable, "-m", "fs_platform.cli.main", *_fs(seeded_repo, "materialize", "-1d", "now", "--views", "nope")],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1

@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from cli.main import main
-from plugins.kafka_ingest.broker import _free_port, _listening
+from fs_platform.cli.main import main
+from fs_platform.plugins.kafka_ingest.broker import _free_port, _listening
 
 pytestmark = pytest.mark.kafka
 
-FS = [sys.executable, "-m", "cli.main"]
+FS = [sys.executable, "-m", "fs_platform.cli.main"]
 
 
 @pytest.mark.parametrize("command", [["dlq"], ["run", "--duration", "1"]], ids=" ".join)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from fs.compaction import compact_small_files
+from fs_platform.compaction import compact_small_files
 
 
 def test_files_are_folded_only_past_the_threshold_and_rows_are_kept(tmp_path):

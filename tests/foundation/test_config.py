@@ -1,14 +1,14 @@
 import pytest
 
-from fs.config import load_config, raw_config, resolve_repo
-from fs.errors import ConfigError
+from fs_platform.config import load_config, raw_config, resolve_repo
+from fs_platform.errors import ConfigError
 
 
 def test_dev_config_uses_file_registry_and_platform_stores(example_repo):
     config = load_config(example_repo)
     assert config.project == "payments"
     assert config.registry.registry_type == "file"
-    assert config.offline_store.type == "plugins.delta.offline_store.DeltaOfflineStore"
+    assert config.offline_store.type == "fs_platform.plugins.delta.offline_store.DeltaOfflineStore"
     assert str(config.repo_path) == str(example_repo)
 
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pandas as pd
 from deltalake import DeltaTable
 
-from fs import datagen
+from fs_platform import datagen
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 

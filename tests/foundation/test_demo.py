@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cli.main import main
+from fs_platform.cli.main import main
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

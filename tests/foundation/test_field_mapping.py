@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 
-from fs.errors import SchemaMismatchError
-from fs.field_mapping import mapped_name, source_column, to_mapped_names
+from fs_platform.errors import SchemaMismatchError
+from fs_platform.field_mapping import mapped_name, source_column, to_mapped_names
 
 CHAIN = SimpleNamespace(name="chained", field_mapping={"amount_usd": "amount", "amount": "amount_local", "ts": "event_ts"})
 

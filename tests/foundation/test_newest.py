@@ -11,8 +11,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backfill.offline import latest_per_key
-from fs.newest import newest_per_key
+from fs_platform.backfill.offline import latest_per_key
+from fs_platform.newest import newest_per_key
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from plugins.redis_store import embedded
+from fs_platform.plugins.redis_store import embedded
 from tests.conftest import stop_embedded_servers
 
 pytestmark = pytest.mark.redis

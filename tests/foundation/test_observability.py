@@ -12,7 +12,7 @@ SCRIPT = """
 import logging, sys
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 {prelude}
-from fs.observability import span
+from fs_platform.observability import span
 with span("fs.test.op", view="customer_profile"):
     pass
 """

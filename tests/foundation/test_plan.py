@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from fs import datagen
-from fs.platform import Platform
+from fs_platform import datagen
+from fs_platform.platform import Platform
 
 pytestmark = pytest.mark.redis  # the example repo's online store is an embedded Valkey
 

@@ -11,8 +11,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from cli.main import main
-from fs.platform import Platform
+from fs_platform.cli.main import main
+from fs_platform.platform import Platform
 
 pytestmark = pytest.mark.redis
 
@@ -27,7 +27,7 @@ def _redis_connections() -> set:
 
 
 def _sessions() -> list:
-    from plugins.delta.engine import open_sessions
+    from fs_platform.plugins.delta.engine import open_sessions
 
     return open_sessions()
 
@@ -37,7 +37,7 @@ def _entity_df() -> pd.DataFrame:
 
 
 def test_the_context_manager_closes_redis_and_the_spark_sessions_it_started(seeded_repo):
-    from plugins.delta.engine import stop_session
+    from fs_platform.plugins.delta.engine import stop_session
 
     for session in _sessions():  # start from no Delta-store session: this platform starts Spark's
         stop_session(session)
@@ -59,7 +59,7 @@ def test_the_context_manager_closes_redis_and_the_spark_sessions_it_started(seed
 
 
 def test_spark_sessions_open_before_the_platform_stay_open(seeded_repo):
-    from plugins.delta.engine import get_spark
+    from fs_platform.plugins.delta.engine import get_spark
 
     kept = get_spark(Platform(seeded_repo).config)
     with Platform(seeded_repo) as p:

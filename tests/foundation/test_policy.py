@@ -2,9 +2,9 @@
 
 import re
 
-from cli.main import main
-from fs import repo as repo_mod
-from fs.policy import check_repo
+from fs_platform import repo as repo_mod
+from fs_platform.cli.main import main
+from fs_platform.policy import check_repo
 
 
 def _edit(repo, old, new, count=1):

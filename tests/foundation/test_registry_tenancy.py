@@ -14,9 +14,9 @@ import uuid
 import pytest
 import redis
 
-from fs import datagen
-from plugins.redis_store.acl import acl_rules
-from plugins.redis_store.keys import KeyLayout
+from fs_platform import datagen
+from fs_platform.plugins.redis_store.acl import acl_rules
+from fs_platform.plugins.redis_store.keys import KeyLayout
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ def tenants():
 
 def _fs(repo, registry_url: str, redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "FS_REGISTRY_URL": registry_url, "FS_REDIS_URL": redis_url, "FS_TENANT": prefix}
-    return subprocess.run([sys.executable, "-m", "cli.main", "--repo", str(repo), "--env", "staging", *args],
+    return subprocess.run([sys.executable, "-m", "fs_platform.cli.main", "--repo", str(repo), "--env", "staging", *args],
                           env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -1,11 +1,11 @@
-"""#20.4: the one rule for quoting a foreign error (``fs.scrub``), as the backfill ledger, the Delta
+"""#20.4: the one rule for quoting a foreign error (``fs_platform.scrub``), as the backfill ledger, the Delta
 store's query errors and the SQL registry's connection errors use it."""
 
 from __future__ import annotations
 
-from fs.errors import SourceNotFoundError
-from fs.locks import _server_reason
-from fs.scrub import scrub, summary
+from fs_platform.errors import SourceNotFoundError
+from fs_platform.locks import _server_reason
+from fs_platform.scrub import scrub, summary
 
 
 def test_quoted_literals_and_value_like_tokens_go_the_rest_stays():
@@ -25,7 +25,7 @@ def test_summary_keeps_the_type():
 
 
 def test_backfill_chunks_use_the_rule_and_keep_platform_errors():
-    from backfill.runner import failure_message
+    from fs_platform.backfill.runner import failure_message
 
     assert failure_message(ValueError('bad "x" for bob@example.com')) == "ValueError: bad … for …"
     platform_error = SourceNotFoundError("the Delta table of 'v' does not exist")

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from fs import datagen
+from fs_platform import datagen
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -35,13 +35,13 @@ def test_two_concurrent_applies_leave_a_consistent_registry(example_repo, regist
         "FS_REDIS_URL": "redis://127.0.0.1:6379/0",
         "FS_TENANT": tenant,
     }
-    cmd = [sys.executable, "-m", "cli.main", "--repo", str(example_repo), "--env", "staging", "--json", "apply"]
+    cmd = [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(example_repo), "--env", "staging", "--json", "apply"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
     for _out, err, code in results:
         assert code == 0, err
 
-    from fs.platform import Platform
+    from fs_platform.platform import Platform
 
     os.environ.update({k: env[k] for k in ("FS_REGISTRY_URL", "FS_REDIS_URL", "FS_TENANT")})
     try:
@@ -52,7 +52,7 @@ def test_two_concurrent_applies_leave_a_consistent_registry(example_repo, regist
         assert sorted(e.name for e in store.list_entities()) == ["customer", "merchant"]
         assert sorted(s.name for s in store.list_feature_services()) == ["fraud_model_v1", "fraud_model_v2"]
         # The aggregation spec travels in the view's tags through the SQL registry unchanged.
-        from fs.aggregation.spec import spec_of
+        from fs_platform.aggregation.spec import spec_of
 
         local = {v.name: v for v in Platform(example_repo, env="staging").definitions().feature_views}
         for name in ("customer_txn_aggregates", "merchant_txn_aggregates", "customer_amount_stats"):

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fs.timeutil import parse_time
+from fs_platform.timeutil import parse_time
 
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
 

@@ -16,8 +16,8 @@ import redis
 import yaml
 from deltalake import DeltaTable
 
-from fs import datagen
-from fs.platform import Platform
+from fs_platform import datagen
+from fs_platform.platform import Platform
 from tests.conftest import copy_example_repo
 from tests.rolling_view import ROLLING_VIEW, add_rolling_view, write_rolling_table
 
@@ -33,7 +33,7 @@ def gov(tmp_path_factory):
     tag = uuid.uuid4().hex[:8]
     cfg = yaml.safe_load((repo / "feature_store.yaml").read_text())
     cfg["project"] = f"gov{tag}"
-    cfg["online_store"] = {"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": REDIS_URL,
+    cfg["online_store"] = {"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": REDIS_URL,
                            "key_prefix": f"govtest{tag}"}
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(cfg))
 

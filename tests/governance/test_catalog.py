@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from cli.main import main
-from fs.governance.catalog import build_catalog, write_docs
+from fs_platform.cli.main import main
+from fs_platform.governance.catalog import build_catalog, write_docs
 
 
 def test_catalog_reports_governance_metadata(gov):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from deltalake import write_deltalake
 
-from cli.main import main
-from fs import datagen
-from fs.errors import RepoError
-from fs.governance.drift import detect_drift, psi, thresholds_for
-from fs.governance.drift_html import render_html
+from fs_platform import datagen
+from fs_platform.cli.main import main
+from fs_platform.errors import RepoError
+from fs_platform.governance.drift import detect_drift, psi, thresholds_for
+from fs_platform.governance.drift_html import render_html
 
 SHIFT = timedelta(days=300)  # copies go far in the past, outside every other test's window
 VIEW = "customer_txn_rolling"  # a plain view with a row per payment (tests/rolling_view.py)

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from prometheus_client import generate_latest
 
-from cli.main import main
-from fs.governance import offline
-from fs.governance.freshness import check_freshness, check_view
-from fs.observability import REGISTRY
+from fs_platform.cli.main import main
+from fs_platform.governance import offline
+from fs_platform.governance.freshness import check_freshness, check_view
+from fs_platform.observability import REGISTRY
 
 
 def test_fresh_view_passes_and_stale_view_breaches(gov):

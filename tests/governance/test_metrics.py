@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fs.governance import metrics
-from fs.observability import REGISTRY
+from fs_platform.governance import metrics
+from fs_platform.observability import REGISTRY
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
 

@@ -8,14 +8,14 @@ from datetime import timedelta
 import pytest
 from prometheus_client import generate_latest
 
-from fs import datagen
-from fs.errors import OnlineAccessDenied
-from fs.governance import pii
-from fs.governance.drift import detect_drift
-from fs.governance.drift_html import render_html
-from fs.governance.freshness import check_freshness
-from fs.governance.validate import ResultLog, gate
-from fs.observability import REGISTRY
+from fs_platform import datagen
+from fs_platform.errors import OnlineAccessDenied
+from fs_platform.governance import pii
+from fs_platform.governance.drift import detect_drift
+from fs_platform.governance.drift_html import render_html
+from fs_platform.governance.freshness import check_freshness
+from fs_platform.governance.validate import ResultLog, gate
+from fs_platform.observability import REGISTRY
 
 MARKERS = ["leak-canary-7f3a.example", "LEAK-CANARY-UPPER.example"]
 

@@ -11,10 +11,10 @@ import pytest
 import requests
 import uvicorn
 
-from fs import repo as repo_mod
-from fs.errors import OnlineAccessDenied
-from fs.governance import pii
-from fs.governance.serving import instrument_feature_server
+from fs_platform import repo as repo_mod
+from fs_platform.errors import OnlineAccessDenied
+from fs_platform.governance import pii
+from fs_platform.governance.serving import instrument_feature_server
 
 TOKENS = {
     "analyst-token": ("analyst", [pii.ONLINE_READER]),
@@ -160,7 +160,7 @@ def test_feature_server_refuses_ungranted_callers(gov, feature_server):
 
     from prometheus_client import generate_latest
 
-    from fs.observability import REGISTRY
+    from fs_platform.observability import REGISTRY
 
     text = generate_latest(REGISTRY).decode()
     assert 'fs_serving_request_seconds_count{endpoint="/get-online-features",status="403"}' in text

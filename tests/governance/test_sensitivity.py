@@ -1,4 +1,4 @@
-"""#20.4: one rule for "is this field PII" (``fs.metadata.is_sensitive_class``), and every reader of
+"""#20.4: one rule for "is this field PII" (``fs_platform.metadata.is_sensitive_class``), and every reader of
 the rule (masking, the catalog, the online read grant) agrees with it, for plain and on-demand views."""
 
 from __future__ import annotations
@@ -9,9 +9,15 @@ import pytest
 from feast import Entity, FeatureView, Field, FileSource
 from feast.types import Float64
 
-from fs.governance.catalog import _view_info
-from fs.governance.pii import pii_permissions
-from fs.metadata import SENSITIVE_CLASSES, feature_meta, is_sensitive, is_sensitive_class, sensitive_features
+from fs_platform.governance.catalog import _view_info
+from fs_platform.governance.pii import pii_permissions
+from fs_platform.metadata import (
+    SENSITIVE_CLASSES,
+    feature_meta,
+    is_sensitive,
+    is_sensitive_class,
+    sensitive_features,
+)
 
 CLASSES = {"a_none": "none", "b_pseudo": "pseudonymous", "c_pii": "pii", "d_unclassified": None}
 

@@ -8,12 +8,12 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from cli.main import main
-from fs import datagen
-from fs.errors import RepoError, ValidationFailed
-from fs.governance import offline
-from fs.governance.validate import gate, list_results, validate_offline
-from plugins.delta.storage import append
+from fs_platform import datagen
+from fs_platform.cli.main import main
+from fs_platform.errors import RepoError, ValidationFailed
+from fs_platform.governance import offline
+from fs_platform.governance.validate import gate, list_results, validate_offline
+from fs_platform.plugins.delta.storage import append
 
 VIEW = "merchant_risk_daily"
 
@@ -133,8 +133,8 @@ def test_cli_bad_times_are_usage_errors(gov, capsys):
 def test_multi_column_expectations_mask_when_any_column_is_sensitive(gov):
     from pathlib import Path
 
-    from fs.governance.expectations import Suite
-    from fs.governance.validate import run_checks
+    from fs_platform.governance.expectations import Suite
+    from fs_platform.governance.validate import run_checks
 
     view = gov.store.get_feature_view("customer_profile")
     frame = gov.data.customer_profile.head(20).copy()

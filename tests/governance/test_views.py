@@ -1,16 +1,16 @@
-"""One lookup of feature views by name (``fs.views``): every entry point raises the same error."""
+"""One lookup of feature views by name (``fs_platform.views``): every entry point raises the same error."""
 
 from __future__ import annotations
 
 import pytest
 
-from backfill.runner import Backfiller
-from fs.errors import RepoError, ViewNotFoundError
-from fs.governance.catalog import build_catalog
-from fs.governance.freshness import check_view
-from fs.governance.validate import validate_offline
-from fs.views import feature_view, feature_views
-from parity.replay import replay_view
+from fs_platform.backfill.runner import Backfiller
+from fs_platform.errors import RepoError, ViewNotFoundError
+from fs_platform.governance.catalog import build_catalog
+from fs_platform.governance.freshness import check_view
+from fs_platform.governance.validate import validate_offline
+from fs_platform.parity.replay import replay_view
+from fs_platform.views import feature_view, feature_views
 
 KNOWN = ("known: customer_amount_stats, customer_profile, customer_txn_aggregates, customer_txn_rolling, "
          "merchant_risk_daily, merchant_txn_aggregates")

@@ -18,10 +18,10 @@ import pytest
 import redis
 from feast import FeatureService, FeatureStore
 
-from fs import datagen
-from fs.config import load_config
-from plugins.delta.engine import get_engine
-from plugins.redis_store.reader import ViewRead, build_keys
+from fs_platform import datagen
+from fs_platform.config import load_config
+from fs_platform.plugins.delta.engine import get_engine
+from fs_platform.plugins.redis_store.reader import ViewRead, build_keys
 from tests.conftest import copy_example_repo
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -37,9 +37,9 @@ registry:
   path: data/registry.db
   cache_ttl_seconds: 0
 offline_store:
-  type: plugins.delta.offline_store.DeltaOfflineStore
+  type: fs_platform.plugins.delta.offline_store.DeltaOfflineStore
 online_store:
-  type: plugins.redis_store.online_store.RedisOnlineStore
+  type: fs_platform.plugins.redis_store.online_store.RedisOnlineStore
   url: {REDIS_URL}
   key_prefix: ${{{PREFIX_VAR}:-paritybase}}
 entity_key_serialization_version: 3
@@ -71,9 +71,9 @@ class Stores:
 
     def rebuild_tiles(self, view: str) -> None:
         """What `fs materialize` writes for an aggregation view: its tiles, rebuilt from Delta."""
-        from backfill import online
-        from backfill.model import Interval
-        from fs.timeutil import utcnow
+        from fs_platform.backfill import online
+        from fs_platform.backfill.model import Interval
+        from fs_platform.timeutil import utcnow
 
         now = utcnow()
         pulled = online.rebuild_tiles(self.store, self.view(view), Interval(now - timedelta(days=2), now))
@@ -128,7 +128,7 @@ def last_payment_view(defs):
     from feast import FeatureView, Field, PushSource
     from feast.types import Float64, Int64
 
-    from plugins.delta import DeltaSource
+    from fs_platform.plugins.delta import DeltaSource
 
     source = DeltaSource(name="last_payment_source", path="data/last_payment", timestamp_field="event_timestamp",
                          created_timestamp_column="created_at")

@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from fs.timeutil import utcnow
-from parity import check
-from parity.report import MASK, write_prometheus
+from fs_platform.parity import check
+from fs_platform.parity.report import MASK, write_prometheus
+from fs_platform.timeutil import utcnow
 from tests.parity.conftest import changed, newest
 
 pytestmark = pytest.mark.redis
@@ -255,11 +255,11 @@ def test_expected_values_match_the_offline_stores_point_in_time_join(stores):
     as_of = utcnow()
     report = check(stores.store, views=["customer_profile", "last_payment"], sample=50, seed=5, as_of=as_of)
     assert report.verdict == "ok"
-    from parity.expected import EVENT_TS, expected_rows
-    from parity.sampling import sample_keys
-    from parity.spark_io import SparkIO, view_source
-    from parity.targets import resolve
-    from plugins.delta.engine import get_engine
+    from fs_platform.parity.expected import EVENT_TS, expected_rows
+    from fs_platform.parity.sampling import sample_keys
+    from fs_platform.parity.spark_io import SparkIO, view_source
+    from fs_platform.parity.targets import resolve
+    from fs_platform.plugins.delta.engine import get_engine
 
     io = SparkIO(get_engine(stores.store.config), stores.store.config)
     for target in resolve(stores.store, ["last_payment"])[0]:
@@ -281,12 +281,12 @@ def test_expected_values_match_the_offline_stores_point_in_time_join(stores):
 
 def test_expected_aggregates_equal_the_naive_reference(stores):
     """Parity's expected values of an aggregation view (Spark) equal the independent reference."""
-    from fs.aggregation import spec_of
-    from parity.expected import expected_aggregates
-    from parity.sampling import sample_keys
-    from parity.spark_io import SparkIO, view_source
-    from parity.targets import resolve
-    from plugins.delta.engine import get_engine
+    from fs_platform.aggregation import spec_of
+    from fs_platform.parity.expected import expected_aggregates
+    from fs_platform.parity.sampling import sample_keys
+    from fs_platform.parity.spark_io import SparkIO, view_source
+    from fs_platform.parity.targets import resolve
+    from fs_platform.plugins.delta.engine import get_engine
     from tests.aggregation.reference import expected
 
     as_of = utcnow()
@@ -306,7 +306,7 @@ def test_keys_of_a_pii_entity_are_masked_in_examples(stores):
     """A join key of an entity tagged ``pii: pii`` (a direct identifier) never appears in clear."""
     import copy
 
-    from fs.governance.pii import mask
+    from fs_platform.governance.pii import mask
 
     original = stores.store.get_entity("customer")
     tagged = copy.deepcopy(original)
@@ -325,8 +325,8 @@ def test_keys_of_a_pii_entity_are_masked_in_examples(stores):
 
 
 def test_an_entities_file_error_never_quotes_its_contents(stores, tmp_path):
-    from fs.errors import ParityError
-    from parity.sampling import read_entities
+    from fs_platform.errors import ParityError
+    from fs_platform.parity.sampling import read_entities
 
     bad = tmp_path / "suspects.csv"
     bad.write_text("customer_id\njane.doe@example.com\n")

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from fs_platform.cli.main import app
 from tests.parity.conftest import changed, newest
 
 pytestmark = pytest.mark.redis
@@ -73,7 +73,7 @@ def test_a_header_only_entities_file_is_no_entities_exit_four(stores, parity_rep
 
 
 def test_errors_are_one_line_exit_one(stores, parity_repo, capsys):
-    from cli.main import main
+    from fs_platform.cli.main import main
 
     assert main(["--repo", str(parity_repo[0]), "parity", "check", "--views", "no_such_view"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

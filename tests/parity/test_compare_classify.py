@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from feast.value_type import ValueType as V
 
-from parity.classify import (
+from fs_platform.parity.classify import (
     ABSENT,
     COMPARE,
     COMPARE_STALE,
@@ -18,7 +18,7 @@ from parity.classify import (
     RowSides,
     classify_rows,
 )
-from parity.compare import Tolerance, Tolerances, compare_column
+from fs_platform.parity.compare import Tolerance, Tolerances, compare_column
 
 M, VM, TM = Outcome.MATCHED, Outcome.VALUE_MISMATCH, Outcome.TYPE_MISMATCH
 
@@ -168,7 +168,7 @@ def test_a_past_as_of_is_classified_against_the_time_of_the_read(online, offline
 
 def test_ahead_and_lost_details_never_contradict_themselves():
     """#14.7: "online event 24m newer than offline, within the allowed lag 15m" said within and 24m > 15m."""
-    from parity.check import _detail
+    from fs_platform.parity.check import _detail
 
     minute = 60_000_000
     ahead = _detail(Outcome.ONLINE_AHEAD, SERVED, NOW - 10 * minute, NOW - 34 * minute, 1.0, "DOUBLE",

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from feast.value_type import ValueType as V
 
-from fs import datagen
-from parity.replay import replay, replay_view, stream_path
+from fs_platform import datagen
+from fs_platform.parity.replay import replay, replay_view, stream_path
 
 FEATURES = {"txn_count": V.INT64, "amount_total": V.DOUBLE}
 
@@ -91,7 +91,7 @@ def test_dropped_events_show_as_batch_only_rows(events):
 
 
 def test_keys_of_a_pii_entity_are_masked_in_replay_examples(events):
-    from fs.governance.pii import mask
+    from fs_platform.governance.pii import mask
 
     _DropsEvents.seen = 0
     report = _replay(events, _DropsEvents, masked_keys=["customer_id"])
@@ -107,7 +107,7 @@ def test_an_aggregation_view_replays_through_its_tile_script_and_spark(parity_re
     namespace is gone afterwards."""
     import redis
 
-    from fs.platform import Platform
+    from fs_platform.platform import Platform
 
     before = set(redis.Redis.from_url("redis://127.0.0.1:6379/0").scan_iter(match="*replay*"))
     report = replay_view(Platform(parity_repo[0]), "customer_txn_aggregates", customers=40, days=1, seed=3)

@@ -12,7 +12,7 @@ from feast import Entity, FeatureView, Field, PushSource
 from feast.types import Float64, Int64
 from feast.value_type import ValueType
 
-from plugins.delta import DeltaSource
+from fs_platform.plugins.delta import DeltaSource
 
 FRAUD_TEAM = "fraud-ml@payments.example"
 

@@ -4,7 +4,7 @@
 
 ``CustomerTxnAggregates`` turns raw payment events into ``customer_txn_aggregates`` rows: rolling
 counts and sums per customer over 10 minutes, 1 hour and 24 hours as of each payment, the same
-numbers ``fs.datagen.customer_aggregates`` computes in batch (rounded the same way, with numpy's
+numbers ``fs_platform.datagen.customer_aggregates`` computes in batch (rounded the same way, with numpy's
 rounding). Windows are ``(t - w, t]``.
 
 Two entry points over one state: ``__call__(record) -> row`` (the per-record hook contract, used by

@@ -8,7 +8,7 @@ import pytest
 from feast.infra.registry.registry import Registry
 from feast.repo_config import RepoConfig
 
-from plugins.delta.engine import Engine, get_engine
+from fs_platform.plugins.delta.engine import Engine, get_engine
 from tests.plugins.delta.delta_helpers import make_config
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 from feast.repo_config import RegistryConfig, RepoConfig
 
-from plugins.delta.offline_store import DeltaOfflineStoreConfig
+from fs_platform.plugins.delta.offline_store import DeltaOfflineStoreConfig
 
 
 def make_config(repo: Path, project: str = "delta_test", online: dict | None = None) -> RepoConfig:
@@ -36,9 +36,9 @@ def redis_delta_store(repo: Path, redis_url: str, project: str | None = None):
         project=project or "t" + uuid.uuid4().hex[:10],
         provider="local",
         registry={"path": str(repo / "registry.db"), "cache_ttl_seconds": 0},
-        offline_store={"type": "plugins.delta.offline_store.DeltaOfflineStore"},
-        online_store={"type": "plugins.redis_store.online_store.RedisOnlineStore", "url": redis_url},
-        batch_engine={"type": "plugins.redis_store.engine.RedisArrowEngine"},
+        offline_store={"type": "fs_platform.plugins.delta.offline_store.DeltaOfflineStore"},
+        online_store={"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": redis_url},
+        batch_engine={"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"},
         repo_path=str(repo),
         entity_key_serialization_version=3,
     )

@@ -19,13 +19,13 @@ from feast.value_type import ValueType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fs import datagen
-from fs.aggregation import Aggregation, aggregation_view, col, spec_of
-from fs.aggregation.tiles import layout
-from fs.errors import OfflineStoreError, SchemaMismatchError
-from plugins.delta import DeltaSource
-from plugins.delta.aggregation import as_of, tiles
-from plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
+from fs_platform import datagen
+from fs_platform.aggregation import Aggregation, aggregation_view, col, spec_of
+from fs_platform.aggregation.tiles import layout
+from fs_platform.errors import OfflineStoreError, SchemaMismatchError
+from fs_platform.plugins.delta import DeltaSource
+from fs_platform.plugins.delta.aggregation import as_of, tiles
+from fs_platform.plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
 from tests.aggregation.reference import evaluate, expected
 from tests.plugins.delta.delta_helpers import make_config, write_table
 from tests.plugins.delta.delta_reference import point_in_time
@@ -235,7 +235,7 @@ def test_a_hot_key_among_sparse_ones(spark):
 
 def test_the_fallbacks_for_huge_key_and_time_ranges_give_the_same_values(spark, monkeypatch):
     """Keys and times whose combined codes would overflow int64 take other (slower) paths: same values."""
-    from plugins.delta import aggregation
+    from fs_platform.plugins.delta import aggregation
 
     rng = np.random.default_rng(5)
     rows = [(int(k), BASE + timedelta(seconds=int(s)), float(a), True, "web")

@@ -16,8 +16,8 @@ from feast import Entity, FeatureStore, FeatureView, Field
 from feast.types import Float32, Int32, Int64
 from feast.value_type import ValueType
 
-from fs.errors import BackfillError, SchemaMismatchError, ValueDoesNotFitError
-from plugins.delta import DeltaSource
+from fs_platform.errors import BackfillError, SchemaMismatchError, ValueDoesNotFitError
+from fs_platform.plugins.delta import DeltaSource
 from tests.plugins.delta.delta_helpers import redis_delta_store, write_table
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -142,7 +142,7 @@ def test_types_that_cannot_be_cast_stay_refused(narrow):
 
 def test_fs_apply_check_accepts_narrower_numbers_and_refuses_uncastable_types(narrow):
     """The check `fs apply` runs (plugins.delta.schema) is retrieval's: the same accept and refuse."""
-    from plugins.delta.schema import schema_problems, table_columns
+    from fs_platform.plugins.delta.schema import schema_problems, table_columns
 
     store, _ = narrow
     view = store.get_feature_view("stats")

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from fs.errors import OfflineStoreError
-from plugins.delta.engine import SAIL_DEFAULTS, _connect, safe_url
+from fs_platform.errors import OfflineStoreError
+from fs_platform.plugins.delta.engine import SAIL_DEFAULTS, _connect, safe_url
 
 
 def test_safe_url_keeps_only_scheme_host_port():
@@ -33,7 +33,7 @@ def test_a_handed_in_session_reads_naive_timestamps_as_utc(engine):
     """A user's session in another time zone is switched to UTC: a naive 12:00 is 12:00 UTC."""
     from pyspark.sql import SparkSession
 
-    from plugins.delta.engine import _embedded_url, get_engine, use_spark_session
+    from fs_platform.plugins.delta.engine import _embedded_url, get_engine, use_spark_session
 
     session = SparkSession.builder.remote(_embedded_url()).create()
     session.conf.set("spark.sql.session.timeZone", "America/Sao_Paulo")
@@ -48,8 +48,8 @@ def test_a_handed_in_session_reads_naive_timestamps_as_utc(engine):
 
 def test_a_catalog_tables_naive_timestamps_pass_the_schema_check(engine, tmp_path):
     """Spark names a naive column timestamp_ntz; the store reads it as a UTC timestamp, as delta-rs's."""
-    from plugins.delta import DeltaSource
-    from plugins.delta.tables import delta_schema
+    from fs_platform.plugins.delta import DeltaSource
+    from fs_platform.plugins.delta.tables import delta_schema
 
     name = f"ntz_{tmp_path.name.replace('-', '_')}"
     engine.spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{tmp_path / 't'}' AS "

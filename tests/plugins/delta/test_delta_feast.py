@@ -15,12 +15,12 @@ from feast import FeatureService, FeatureStore, FeatureView, Field, PushSource
 from feast.data_source import PushMode
 from feast.types import Float64, Int64, String
 
-from fs import datagen
-from fs.aggregation import spec_of
-from fs.errors import EntityDataFrameError, SchemaMismatchError, SourceNotFoundError
-from plugins.delta import DeltaSource
-from plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
-from plugins.delta.storage import SavedDatasetDeltaStorage, recorded_source_versions
+from fs_platform import datagen
+from fs_platform.aggregation import spec_of
+from fs_platform.errors import EntityDataFrameError, SchemaMismatchError, SourceNotFoundError
+from fs_platform.plugins.delta import DeltaSource
+from fs_platform.plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
+from fs_platform.plugins.delta.storage import SavedDatasetDeltaStorage, recorded_source_versions
 from tests.aggregation.reference import expected
 from tests.plugins.delta.delta_helpers import make_config, write_table
 from tests.plugins.delta.delta_reference import point_in_time
@@ -496,7 +496,7 @@ def test_a_spark_frame_from_a_dropped_job_still_evaluates(repo):
 
 
 def test_an_entity_key_of_the_wrong_type_is_one_clear_error_without_the_key(repo):
-    from fs.errors import EntityKeyTypeError
+    from fs_platform.errors import EntityKeyTypeError
 
     store, _, _ = repo
     entity_df = pd.DataFrame({"customer_id": ["jane.doe@example.com"], "event_timestamp": [END]})

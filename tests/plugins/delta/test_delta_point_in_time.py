@@ -12,8 +12,8 @@ from feast.value_type import ValueType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugins.delta import DeltaSource, retrieval
-from plugins.delta.offline_store import DeltaOfflineStore
+from fs_platform.plugins.delta import DeltaSource, retrieval
+from fs_platform.plugins.delta.offline_store import DeltaOfflineStore
 from tests.plugins.delta.delta_helpers import write_table
 from tests.plugins.delta.delta_reference import point_in_time
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from plugins.delta import retrieval
+from fs_platform.plugins.delta import retrieval
 from tests.plugins.delta.test_delta_point_in_time import BASE, views
 
 pytestmark = [pytest.mark.spark_classic, pytest.mark.slow]
@@ -154,7 +154,7 @@ def _aggregation_data(tmp_path) -> dict[str, str]:
 
 
 def _aggregate(spark, paths: dict[str, str]) -> pd.DataFrame:
-    from plugins.delta.aggregation import as_of
+    from fs_platform.plugins.delta.aggregation import as_of
     from tests.plugins.delta.test_aggregation_retrieval import SPEC
 
     outputs = {f.name: f.name for f in SPEC.features}

@@ -15,9 +15,9 @@ from feast import Entity, FeatureView, Field
 from feast.types import Int64, String
 from feast.value_type import ValueType
 
-from fs.errors import EntityKeyTypeError, InvalidArgument
-from plugins.delta import DeltaSource
-from plugins.redis_store.fast_read import FastReader
+from fs_platform.errors import EntityKeyTypeError, InvalidArgument
+from fs_platform.plugins.delta import DeltaSource
+from fs_platform.plugins.redis_store.fast_read import FastReader
 from tests.plugins.delta.delta_helpers import redis_delta_store, write_table
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)

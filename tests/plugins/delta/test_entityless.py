@@ -13,8 +13,8 @@ from feast import Entity, FeatureView, Field
 from feast.types import Float64, Int64
 from feast.value_type import ValueType
 
-from plugins.delta import DeltaSource
-from plugins.delta.offline_store import DeltaOfflineStore
+from fs_platform.plugins.delta import DeltaSource
+from fs_platform.plugins.delta.offline_store import DeltaOfflineStore
 from tests.plugins.delta.delta_helpers import redis_delta_store, write_table
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -97,8 +97,8 @@ def test_retrieval_with_created_timestamp_filter_and_date_range_mode(store):
 
 
 def test_materialize_then_online_reads_and_parity(store):
-    from parity import check
-    from plugins.redis_store.fast_read import FastReader
+    from fs_platform.parity import check
+    from fs_platform.plugins.redis_store.fast_read import FastReader
 
     store.materialize(T0 - timedelta(days=1), T0 + timedelta(seconds=1))
     rows = [{"customer_id": 1}, {"customer_id": 2}]

@@ -1,4 +1,4 @@
-"""#20.4: a failed Spark query is reported with the platform's one scrubbing rule (``fs.scrub``), the
+"""#20.4: a failed Spark query is reported with the platform's one scrubbing rule (``fs_platform.scrub``), the
 rule backfill chunks use too: no double-quoted literal, e-mail, number or ``key=value`` survives (the
 store's old rule removed single-quoted literals only)."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from backfill.runner import failure_message
-from fs.errors import OfflineStoreError
-from plugins.delta.job import DeltaRetrievalJob
+from fs_platform.backfill.runner import failure_message
+from fs_platform.errors import OfflineStoreError
+from fs_platform.plugins.delta.job import DeltaRetrievalJob
 
 SECRET_BITS = ("4111", "alice", "example.com", "key=42", '"')
 

@@ -12,7 +12,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 from feast.value_type import ValueType
 
-from plugins.delta import DeltaSource
+from fs_platform.plugins.delta import DeltaSource
 from tests.plugins.delta.delta_helpers import make_config, write_table
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

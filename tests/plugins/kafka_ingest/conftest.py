@@ -43,7 +43,7 @@ TRANSFORM_VIEW = "customer_txn_counts"
 
 @pytest.fixture(scope="session")
 def broker():
-    from plugins.kafka_ingest.broker import EmbeddedBroker
+    from fs_platform.plugins.kafka_ingest.broker import EmbeddedBroker
 
     with EmbeddedBroker() as b:
         yield b
@@ -60,9 +60,9 @@ class StreamRepo:
     ``fixtures/running_count.py`` feeding the fixture's plain view."""
 
     def __init__(self, root: Path, broker, redis_url: str, transform: str | None = None):
-        from fs import datagen
-        from fs import repo as repo_mod
-        from fs.platform import Platform
+        from fs_platform import datagen
+        from fs_platform import repo as repo_mod
+        from fs_platform.platform import Platform
 
         self.path = copy_example_repo(root)
         self.transform = transform
@@ -114,7 +114,7 @@ class StreamRepo:
         (self.path / "ingest.yaml").write_text(yaml.safe_dump(doc))
 
     def config(self):
-        from plugins.kafka_ingest import load_ingest_config
+        from fs_platform.plugins.kafka_ingest import load_ingest_config
 
         return load_ingest_config(self.path)
 
@@ -238,7 +238,7 @@ def online_mismatches(repo: StreamRepo, events: list[dict]) -> list[str]:
     (floats to a relative 1e-9, counts exactly, nulls where the reference has none)."""
     import pandas as pd
 
-    from fs.aggregation import spec_of
+    from fs_platform.aggregation import spec_of
     from tests.aggregation.reference import expected
 
     frame = events_frame(events)

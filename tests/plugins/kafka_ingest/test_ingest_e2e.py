@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from plugins.kafka_ingest import Ingestor
-from plugins.kafka_ingest.deadletter import read_dead_letters
+from fs_platform.plugins.kafka_ingest import Ingestor
+from fs_platform.plugins.kafka_ingest.deadletter import read_dead_letters
 from tests.plugins.kafka_ingest.conftest import (
     AGGREGATION_VIEWS,
     Running,
@@ -67,7 +67,7 @@ def test_events_reach_online_and_offline_exactly_once_and_bad_ones_are_dead_lett
 def test_training_reads_the_streamed_events_point_in_time(stream_repo):
     """The raw events the ingestor appended to Delta are what training aggregates: the values as of
     each entity row equal the reference over the produced events."""
-    from fs.aggregation import spec_of
+    from fs_platform.aggregation import spec_of
     from tests.aggregation.reference import expected
 
     events = payments(120, customers=5, seed=9)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from fs.platform import Platform
-from plugins.kafka_ingest import Ingestor
+from fs_platform.platform import Platform
+from fs_platform.plugins.kafka_ingest import Ingestor
 from tests.plugins.kafka_ingest.conftest import (
     ROOT_DIR,
     Running,
@@ -59,7 +59,7 @@ def _delta_count(repo) -> int:
 
 
 def _start_cli(repo) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "cli.main", "--repo", str(repo.path), "ingest", "run"]
+    cmd = [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(repo.path), "ingest", "run"]
     return subprocess.Popen(cmd, cwd=ROOT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(ROOT_DIR)})
 
@@ -111,9 +111,9 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(stream_repo):
 _HELD_APPEND = """
 import sys, time
 from pathlib import Path
-from fs.platform import Platform
-from plugins.kafka_ingest import Ingestor, load_ingest_config
-from plugins.kafka_ingest import sinks
+from fs_platform.platform import Platform
+from fs_platform.plugins.kafka_ingest import Ingestor, load_ingest_config
+from fs_platform.plugins.kafka_ingest import sinks
 
 repo, where, marker = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 real = sinks.OfflineSink.append
@@ -264,8 +264,8 @@ def test_online_store_outage_opens_the_breaker_and_loses_nothing(tmp_path, broke
 def test_failed_delta_appends_are_retried_in_order_and_duplicate_nothing(stream_repo, monkeypatch):
     """Transient Delta failures on the writer thread, injected around the real append: two before its
     commit, two after it (the rows are in Delta but the ingestor is told it failed)."""
-    from fs.errors import SinkUnavailable
-    from plugins.kafka_ingest import sinks
+    from fs_platform.errors import SinkUnavailable
+    from fs_platform.plugins.kafka_ingest import sinks
 
     real, calls = sinks.OfflineSink.append, []
 
@@ -328,7 +328,7 @@ def test_a_hung_redis_opens_the_breaker_and_degrades_health_within_seconds(tmp_p
     """SIGSTOP the online store (its connections stay open, nothing answers) with the default retry,
     deadline and Redis client settings: /health turns degraded at the first write deadline and the
     breaker opens after ``breaker_failures`` deadlines, instead of after every timeout and retry."""
-    from plugins.kafka_ingest.config import RetrySettings
+    from fs_platform.plugins.kafka_ingest.config import RetrySettings
 
     repo = StreamRepo(tmp_path, broker, f"redis://127.0.0.1:{own_redis.port}/0")
     defaults = RetrySettings()
@@ -369,7 +369,7 @@ def test_a_sigterm_during_start_up_stops_cleanly(stream_repo, after_s):
     """SIGTERM while `fs ingest run` is still importing (0.1 s) or building the platform (1 s): exit 0
     with its stats printed, nothing consumed or committed."""
     produce(stream_repo.broker.bootstrap, stream_repo.topic, payments(20, customers=5))
-    cmd = [sys.executable, "-m", "cli.main", "--repo", str(stream_repo.path), "--json", "ingest", "run"]
+    cmd = [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(stream_repo.path), "--json", "ingest", "run"]
     proc = subprocess.Popen(cmd, cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(ROOT_DIR)})
     time.sleep(after_s)

@@ -9,8 +9,8 @@ import time
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
-from plugins.kafka_ingest import Ingestor
-from plugins.kafka_ingest.deadletter import read_dead_letters
+from fs_platform.plugins.kafka_ingest import Ingestor
+from fs_platform.plugins.kafka_ingest.deadletter import read_dead_letters
 from tests.plugins.kafka_ingest.conftest import Running, assert_exactly_once, payments, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]

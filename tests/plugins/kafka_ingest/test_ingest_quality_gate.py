@@ -9,8 +9,8 @@ import json
 import pytest
 import yaml
 
-from plugins.kafka_ingest import Ingestor
-from plugins.kafka_ingest.deadletter import read_dead_letters
+from fs_platform.plugins.kafka_ingest import Ingestor
+from fs_platform.plugins.kafka_ingest.deadletter import read_dead_letters
 from tests.plugins.kafka_ingest.conftest import TRANSFORM_VIEW, Running, payments, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -61,7 +61,7 @@ def test_warn_gate_writes_and_records(transform_repo):
     run.wait(lambda s: s.written_offline == len(events) + 1, what="all events written")
     run.stop()
 
-    from fs.governance.validate import ResultLog
+    from fs_platform.governance.validate import ResultLog
 
     warned = ResultLog(repo.path).list(TRANSFORM_VIEW, failed_only=True)
     assert any(r.outcome == "warned" and r.origin == "ingest" for r in warned)

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from fs.errors import ConfigError, OnlineStoreUnavailable, OnlineWriteError
-from plugins.kafka_ingest.config import IngestConfig, TopicSpec, load_ingest_config
-from plugins.kafka_ingest.decode import BadRecord, RecordDecoder
-from plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker, with_retries
-from plugins.kafka_ingest.transform import load_transform
+from fs_platform.errors import ConfigError, OnlineStoreUnavailable, OnlineWriteError
+from fs_platform.plugins.kafka_ingest.config import IngestConfig, TopicSpec, load_ingest_config
+from fs_platform.plugins.kafka_ingest.decode import BadRecord, RecordDecoder
+from fs_platform.plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker, with_retries
+from fs_platform.plugins.kafka_ingest.transform import load_transform
 from tests.conftest import EXAMPLE_REPO, copy_example_repo
 from tests.plugins.kafka_ingest.conftest import EVENT_FIELDS, FIXTURES
 
@@ -148,9 +148,9 @@ def test_transforms_load_from_the_repo_and_classes_are_stateful():
 def applied_repo(tmp_path_factory):
     """A copy of the example repo with its aggregation views applied (file registry; no server is
     contacted while a pipeline is built)."""
-    from fs import datagen
-    from fs import repo as repo_mod
-    from fs.platform import Platform
+    from fs_platform import datagen
+    from fs_platform import repo as repo_mod
+    from fs_platform.platform import Platform
 
     path = copy_example_repo(tmp_path_factory.mktemp("agg"))
     datagen.write_tables(datagen.generate(seed=1, customers=5, merchants=2, days=1), path / "data")
@@ -170,7 +170,7 @@ def applied_repo(tmp_path_factory):
     ({"key_field": "card_id"}, "key_field 'card_id' is not among its message fields"),
 ])
 def test_a_topic_feeding_aggregation_views_carries_declared_raw_events_and_no_transform(applied_repo, topic, error):
-    from plugins.kafka_ingest.pipeline import TopicPipeline
+    from fs_platform.plugins.kafka_ingest.pipeline import TopicPipeline
 
     spec = TopicSpec(**{"topic": "payments", "push_source": "payments_push", "fields": EVENT_FIELDS,
                         "key_field": "customer_id", **topic})
@@ -242,7 +242,7 @@ def test_online_batches_keep_the_newest_row_by_event_then_created_time(transform
     time, so Redis never saw the newer one); the rule is fs.newest's, shared with the backfill."""
     import pyarrow as pa
 
-    from plugins.kafka_ingest.sinks import OnlineSink
+    from fs_platform.plugins.kafka_ingest.sinks import OnlineSink
 
     store = transform_repo.platform.store
     sink = OnlineSink(store, [store.get_feature_view("customer_txn_counts")])

@@ -23,10 +23,10 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
 from feast.value_type import ValueType
 
-from plugins.redis_store import embedded
+from fs_platform.plugins.redis_store import embedded
 
 MACHINE_URL = "redis://127.0.0.1:6379/9"
-STORE_TYPE = "plugins.redis_store.online_store.RedisOnlineStore"
+STORE_TYPE = "fs_platform.plugins.redis_store.online_store.RedisOnlineStore"
 
 
 def _free_port() -> int:

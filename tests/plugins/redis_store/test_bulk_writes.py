@@ -19,10 +19,10 @@ from feast import Entity, FeatureView, Field, FileSource
 from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
 from feast.value_type import ValueType
 
-from plugins.redis_store import WriteResult
-from plugins.redis_store.codec import ViewCodec
-from plugins.redis_store.keys import KeyLayout, token_fn
-from plugins.redis_store.online_store import _arrow_micros
+from fs_platform.plugins.redis_store import WriteResult
+from fs_platform.plugins.redis_store.codec import ViewCodec
+from fs_platform.plugins.redis_store.keys import KeyLayout, token_fn
+from fs_platform.plugins.redis_store.online_store import _arrow_micros
 from tests.plugins.redis_store.conftest import Repo, raw_client
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

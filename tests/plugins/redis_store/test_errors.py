@@ -8,7 +8,7 @@ import pytest
 from feast import utils
 from feast.protos.feast.types.Value_pb2 import Value
 
-from fs.errors import ConfigError, OnlineStoreUnavailable, TransientError, UnknownFeatureError
+from fs_platform.errors import ConfigError, OnlineStoreUnavailable, TransientError, UnknownFeatureError
 from tests.plugins.redis_store.conftest import MACHINE_URL, Repo
 
 pytestmark = pytest.mark.redis

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.redis_store.fast_read import FastReader
+from fs_platform.plugins.redis_store.fast_read import FastReader
 
 pytestmark = pytest.mark.redis
 

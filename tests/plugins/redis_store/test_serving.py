@@ -17,7 +17,7 @@ import redis
 import yaml
 from feast import FeatureStore, RepoConfig
 
-from plugins.redis_store import embedded
+from fs_platform.plugins.redis_store import embedded
 from tests.plugins.redis_store.conftest import MACHINE_URL, NOW, Repo
 
 pytestmark = pytest.mark.redis

@@ -161,7 +161,7 @@ def test_teardown_removes_only_this_project(tmp_path, backend):
 
 
 def test_fast_reader_matches_feast_api(repo):
-    from plugins.redis_store.fast_read import FastReader
+    from fs_platform.plugins.redis_store.fast_read import FastReader
 
     repo.materialize()
     features = TXN + ["profile:count"]
@@ -184,7 +184,7 @@ def test_arrow_engine_materializes_the_same_rows(tmp_path, backend):
     repo = Repo(
         tmp_path,
         backend,
-        batch_engine={"type": "plugins.redis_store.engine.RedisArrowEngine", "batch_rows": 7},
+        batch_engine={"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine", "batch_rows": 7},
     )
     try:
         repo.materialize()

@@ -12,10 +12,10 @@ from feast import RepoConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
-from fs.config import load_config
-from fs.errors import ConfigError, OnlineAccessDenied
-from plugins.redis_store.acl import acl_rules
-from plugins.redis_store.keys import KeyLayout
+from fs_platform.config import load_config
+from fs_platform.errors import ConfigError, OnlineAccessDenied
+from fs_platform.plugins.redis_store.acl import acl_rules
+from fs_platform.plugins.redis_store.keys import KeyLayout
 from tests.plugins.redis_store.conftest import MACHINE_URL, NOW, STORE_TYPE, Repo
 
 pytestmark = pytest.mark.redis
@@ -140,7 +140,7 @@ def test_generated_acl_roles_confine_a_tenant(tmp_path, monkeypatch):
 
 
 def test_fs_tenant_acl_prints_the_rules_of_the_repo_prefix(tmp_path, capsys):
-    from cli.main import main
+    from fs_platform.cli.main import main
 
     (tmp_path / "feature_store.yaml").write_text(
         f"project: shared\nregistry: r.db\nprovider: local\nentity_key_serialization_version: 3\n"

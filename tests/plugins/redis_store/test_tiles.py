@@ -15,11 +15,11 @@ from feast.value_type import ValueType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fs.aggregation import Aggregation, col, spec_of
-from fs.aggregation.tiles import Merger
-from fs.errors import OnlineWriteError
-from plugins.redis_store.online_store import RedisOnlineStore
-from plugins.redis_store.tile_store import MARKS, TileRead
+from fs_platform.aggregation import Aggregation, col, spec_of
+from fs_platform.aggregation.tiles import Merger
+from fs_platform.errors import OnlineWriteError
+from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
+from fs_platform.plugins.redis_store.tile_store import MARKS, TileRead
 from tests.aggregation.reference import expected
 from tests.aggregation.views import events_view
 from tests.plugins.redis_store.conftest import STORE_TYPE
@@ -209,7 +209,7 @@ def test_feast_materialize_refuses_an_aggregation_view_with_a_pointer(online, tm
     from feast import FeatureStore
 
     _, config, view = online
-    engine = {"type": "plugins.redis_store.engine.RedisArrowEngine"}
+    engine = {"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"}
     store = FeatureStore(config=config.model_copy(update={"batch_engine_config": engine,
                                                          "registry": str(tmp_path / "registry.db")}))
     customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)

@@ -16,9 +16,9 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
-from plugins.redis_store.fast_read import FastReader
-from plugins.redis_store.online_store import RedisOnlineStoreConfig
-from plugins.redis_store.writer import WriteResult
+from fs_platform.plugins.redis_store.fast_read import FastReader
+from fs_platform.plugins.redis_store.online_store import RedisOnlineStoreConfig
+from fs_platform.plugins.redis_store.writer import WriteResult
 from tests.plugins.redis_store.conftest import MACHINE_URL, Repo, raw_client
 from tests.plugins.serving.asgi import request
 from tests.plugins.serving.conftest import make_app

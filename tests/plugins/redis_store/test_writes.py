@@ -12,8 +12,8 @@ from feast.protos.feast.types.Value_pb2 import Value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fs.errors import OnlineWriteError, ValueDoesNotFitError
-from plugins.redis_store import WriteResult
+from fs_platform.errors import OnlineWriteError, ValueDoesNotFitError
+from fs_platform.plugins.redis_store import WriteResult
 from tests.plugins.redis_store.conftest import MACHINE_URL, Repo
 
 pytestmark = pytest.mark.redis

@@ -15,9 +15,9 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
 from feast.value_type import ValueType
 
-from fs.aggregation import Aggregation
-from plugins.serving.app import ServeApp
-from plugins.serving.settings import ServeSettings
+from fs_platform.aggregation import Aggregation
+from fs_platform.plugins.serving.app import ServeApp
+from fs_platform.plugins.serving.settings import ServeSettings
 from tests.aggregation.views import events_view
 from tests.plugins.redis_store.conftest import MACHINE_URL, STORE_TYPE, Repo
 

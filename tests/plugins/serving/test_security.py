@@ -9,8 +9,8 @@ import pytest
 from feast import FeatureView, Field
 from feast.types import String
 
-from fs.errors import ConfigError
-from fs.governance.pii import ONLINE_READER, PSEUDONYMOUS_READER
+from fs_platform.errors import ConfigError
+from fs_platform.governance.pii import ONLINE_READER, PSEUDONYMOUS_READER
 from tests.plugins.serving.asgi import request
 from tests.plugins.serving.conftest import make_app
 

@@ -1,0 +1,1 @@
+"""Data quality, freshness, drift, PII and ownership: the governance of every feature."""
