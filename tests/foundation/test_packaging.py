@@ -9,6 +9,7 @@ resolve from the repository root, so a missed rename would pass every other test
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -61,11 +62,17 @@ def test_no_code_uses_the_old_top_level_names():
     assert not offenders, offenders[:20]
 
 
-@pytest.mark.slow
-def test_wheel_installs_only_fs_platform(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)  # fmt: skip
-    (wheel,) = tmp_path.glob("fs_platform-*.whl")
+                    "-w", str(out), str(ROOT)], check=True, capture_output=True)  # fmt: skip
+    (built,) = out.glob("fs_platform-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_wheel_installs_only_fs_platform(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/", 1)[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"fs_platform"}
@@ -76,3 +83,17 @@ def test_wheel_installs_only_fs_platform(tmp_path):
         assert must in names, must
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "fs = fs_platform.cli.main:run" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+@pytest.mark.slow
+def test_import_layering_contracts_hold(wheel, tmp_path):
+    """pyproject's [tool.importlinter] contracts, on the installed layout (import-linter walks a package's
+    folder, so it needs fs_platform as installed, not the repository's split folders)."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True)  # fmt: skip
+    lint = Path(sys.executable).with_name("lint-imports")
+    proc = subprocess.run([str(lint), str(ROOT / "pyproject.toml")], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(site)})  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " 0 broken" in proc.stdout
