@@ -25,7 +25,7 @@ from pathlib import Path
 from fs_platform import policy
 from fs_platform import repo as repo_mod
 from fs_platform.config import DEFAULT_ENV, load_config, resolve_repo
-from fs_platform.errors import ConfigError, PolicyError, RepoError
+from fs_platform.errors import ConfigError, FsError, PolicyError, RepoError
 from fs_platform.locks import registry_lock
 from fs_platform.timeutil import parse_range, parse_time
 from fs_platform.views import feature_view, feature_views
@@ -252,7 +252,7 @@ class Platform:
             try:
                 source.validate(self.config)
             except Exception as e:
-                if isinstance(e, ConfigError | RepoError) or type(e).__module__.startswith("fs_platform."):
+                if isinstance(e, FsError):  # ours already names the culprit (e.g. SourceNotFoundError)
                     raise
                 raise RepoError(
                     f"feature view {view.name!r}: source {source.name!r} is not readable: {e}",
