@@ -1,5 +1,5 @@
-"""``fs parity``: offline–online parity checks (exit 0 ok, 3 parity breach, 4 nothing to compare, 1 error:
-``cli.exit_codes``)."""
+"""``fs parity``: offline–online parity checks and served-feature skew (exit 0 ok, 3 parity breach, 4 nothing
+to compare, 1 error: ``cli.exit_codes``)."""
 
 from __future__ import annotations
 
@@ -182,3 +182,67 @@ def replay_cmd(
         out.text(f"verdict: {report.verdict.upper()} (mismatch rate {report.mismatch_rate:.2%})")
     if report.breach:
         raise typer.Exit(exit_codes.BREACH)
+
+
+@app.command("skew")
+def skew_cmd(
+    ctx: typer.Context,
+    feature_service: Annotated[
+        str, typer.Option("--feature-service", help="Feature service whose served vectors are compared.")
+    ],
+    since: Annotated[
+        str, typer.Option("--since", help="Window of served rows ending at --until: 15m, 2h, 7d.")
+    ] = "2h",
+    until: Annotated[str | None, typer.Option("--until", help="End of the window (default: now).")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="One report per model_version (or model_name, model): shadow and canary."),
+    ] = None,
+    table: Annotated[
+        str | None, typer.Option("--table", help="Served-feature log (default: serve.yaml's served_log.path).")
+    ] = None,
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", min=1, help="Logged rows compared at most (a seeded sample).")
+    ] = 10_000,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Sampling seed when the window holds more than --max-rows.")
+    ] = 0,
+    tolerance: Tolerance = None,
+    max_mismatch_rate: MaxRate = 0.0,
+    examples: Annotated[
+        int, typer.Option("--examples", min=0, help="Worst examples shown per view and class.")
+    ] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare logged served features with the offline point-in-time values at the served time."""
+    from fs_platform.parity.skew import skew
+
+    st = state(ctx)
+    report = skew(
+        st.platform.store, feature_service, since=duration_option(since, "--since", positive=True),
+        until=time_option(until, "--until"), by=by, table=table, max_rows=max_rows, seed=seed,
+        tolerances=_tolerances(tolerance), max_mismatch_rate=max_mismatch_rate, examples=examples,
+    )  # fmt: skip
+    out = st.output(as_json)
+    if out.as_json:
+        out.json(report.to_dict())
+    else:
+        out.text(f"{report.logged_rows} rows of {feature_service} served {report.start:%Y-%m-%d %H:%M} .. "
+                 f"{report.end:%Y-%m-%d %H:%M} UTC in {report.location}")  # fmt: skip
+        for name, group in report.groups.items():
+            out.table(f"Skew: {name}", list(group.SUMMARY_COLUMNS), group.summary_rows())
+            for line in group.example_lines():
+                out.console.print(line, markup=False)
+        if report.pair is not None:
+            p = report.pair
+            out.text(f"{p.a} vs {p.b}: {p.rows} entity rows served to both (same request id), "
+                     f"{p.mismatched} of {p.compared} feature values differ")  # fmt: skip
+        for name, why in report.skipped.items():
+            out.text(f"skipped {name}: {why}")
+        if not report.groups:
+            out.text("no data: no logged rows in the window (is served_log.sample > 0 in serve.yaml?)")
+        out.text(f"verdict: {report.verdict.upper()} (max mismatch rate {report.max_mismatch_rate:.2%})")
+    if report.breach:
+        raise typer.Exit(exit_codes.BREACH)
+    if report.verdict == "no_data":
+        raise typer.Exit(exit_codes.NO_DATA)

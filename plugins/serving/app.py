@@ -35,7 +35,7 @@ from fs_platform.governance.pii import GRANTS, ONLINE_READER, sensitive_refs
 from fs_platform.observability import span
 from fs_platform.plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker
 from fs_platform.plugins.redis_store.fast_read import FastReader
-from fs_platform.plugins.serving import metrics
+from fs_platform.plugins.serving import metrics, served_log
 from fs_platform.plugins.serving.encode import response_json
 from fs_platform.plugins.serving.settings import ANONYMOUS, Caller, ServeSettings, callers, key_digest
 
@@ -85,6 +85,7 @@ class ServeApp:
         self.inflight = 0
         self._latency: dict[tuple[str, int], object] = {}  # (feature service, status) -> histogram child
         self.draining = False
+        self.served_log = served_log.for_serve(store, store.repo_path, settings.served_log)  # None: off
         self._registry_version = None
         self._refresher: asyncio.Task | None = None
         # The server refreshes the registry itself, off the event loop; Feast's TTL would refresh it
@@ -171,6 +172,9 @@ class ServeApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.draining = True
+                if self.served_log is not None:  # write what is queued (the drain has finished the requests)
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, self.served_log.close, self.settings.shutdown_grace_s)
                 if self._refresher:
                     self._refresher.cancel()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -270,6 +274,9 @@ class ServeApp:
             metrics.ENTITIES.labels(label).observe(request.n)
             replies, why = await self._fetch(plan, request, deadline)
             served = plan.reader.assemble(request, replies, why=why or "read failed")
+            log_ = self.served_log
+            if log_ is not None and random.random() < log_.rate:  # O(1) enqueue, never blocks or raises
+                log_.offer(scope["headers"], label, len(plan.reader.names), served)
             headers = []
             if served.failed:
                 for view, reason in served.failed.items():

@@ -10,6 +10,8 @@
         - name: fraud-scoring
           key_env: FS_SERVE_KEY_FRAUD     # the key itself lives in the environment
           roles: [fs-online-reader]
+    served_log:
+      sample: 0.01             # log 1% of requests' served vectors to a Delta table (default 0: off)
 
 Keys are read from the environment at start-up; a missing variable refuses the start. Only
 SHA-256 digests of the keys are kept in memory, never logged.
@@ -51,6 +53,25 @@ class Tls(BaseModel):
     keyfile: str
 
 
+class ServedLogSettings(BaseModel):
+    """Served-feature logging (``plugins/serving/served_log.py``): a sample of served vectors in a Delta table."""
+
+    model_config = ConfigDict(extra="forbid")
+    sample: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of read requests logged (every entity row of a sampled request); 0 (default): off, no cost."""
+    path: str = "data/_fs/served_features"
+    """Delta table the rows are appended to (relative to the repo, or a URI); ``fs parity skew`` reads it."""
+    pii: Literal["hash", "exclude"] = "hash"
+    """PII-classified feature values and ``pii``-tagged entity keys: ``hash`` (a keyed token: set
+    ``$FS_PII_MASK_KEY`` for tokens equal across workers) or ``exclude`` (not written)."""
+    queue_max: int = Field(default=10_000, ge=1)
+    """Sampled requests waiting per worker; beyond it a request is not logged (counted, never blocked)."""
+    batch_rows: int = Field(default=5_000, ge=1)
+    """Rows per Delta append at most; a write starts before ``flush_s`` once this many requests are queued."""
+    flush_s: float = Field(default=10.0, gt=0)
+    """Longest a sampled row waits before it is written (one Delta append per worker per flush)."""
+
+
 class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
@@ -79,6 +100,8 @@ class ServeSettings(BaseModel):
     keys or values), exported by the process's OTel SDK (``FS_OTEL_EXPORTER=console`` or your own)."""
     auth: Auth = Field(default_factory=Auth)
     tls: Tls | None = None
+    served_log: ServedLogSettings = Field(default_factory=ServedLogSettings)
+    """Served-feature logging (off by default); see docs/serving.md "Served-feature logging"."""
 
 
 @dataclass(frozen=True)

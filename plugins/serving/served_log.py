@@ -1,0 +1,307 @@
+"""Served-feature logging: a sample of the feature vectors ``fs serve`` (or, opt-in, the SDK) served,
+appended to a Delta table that ``fs parity skew`` compares with the offline store.
+
+    # serve.yaml
+    served_log:
+      sample: 0.01                     # share of requests logged; 0 (default): off
+      path: data/_fs/served_features   # Delta table (relative to the repo, or a URI)
+      pii: hash                        # hash | exclude
+
+One ``ServedLog`` per process (``fs serve`` forks its workers, each gets its own). The request path
+decides the sample with one ``random()`` and, if sampled, appends a reference to what it already
+served to a bounded deque: O(1), no I/O, no lock waited on, nothing that can raise into the request.
+A daemon thread (started by the first sampled request, so after the fork) turns batches into rows
+and appends them to the Delta table every ``flush_s`` seconds or ``batch_rows`` rows. A full queue
+drops the request's log entry and a failed write drops its batch, both counted in
+``fs_served_log_dropped_total{reason}`` (``queue_full``, ``write_failed``): logging never blocks or
+fails a request. ``close()`` (``fs serve``'s graceful drain calls it) writes what is queued.
+
+One row per served entity row (``SCHEMA``):
+
+    request_id       the caller's ``X-Request-Id`` header, else generated
+    served_at        when the response was assembled (UTC, microseconds); served_date: its day (partition)
+    model_name       ``X-Model-Name`` header (``fs serve``) or the SDK caller's argument; null if none
+    model_version    ``X-Model-Version`` header, likewise
+    feature_service  the feature service (``features`` for a feature-list request)
+    row              the entity row's position in the request
+    entities         JSON: join key -> value
+    features         JSON: feature output name -> value (JSON form of the served value)
+    statuses         JSON: feature -> PRESENT | NOT_FOUND | NULL_VALUE | OUTSIDE_MAX_AGE | INVALID
+    event_us         JSON: feature -> event time of the served value (epoch microseconds; null if none)
+    source           ``serve`` or ``sdk``
+
+PII (``fs_platform.metadata.is_sensitive``): a sensitive feature's value, and the value of a join key of
+an entity tagged ``pii``, is written as ``mask(value)`` (``pii: hash``, a keyed token:
+``$FS_PII_MASK_KEY`` makes tokens equal across workers and runs) or left out (``pii: exclude``).
+Nothing here logs values or keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+
+import orjson
+import pyarrow as pa
+from prometheus_client import Counter
+
+from fs_platform.observability import REGISTRY
+from fs_platform.plugins.serving.settings import ServedLogSettings
+from fs_platform.scrub import summary
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema([
+    ("request_id", pa.string()),
+    ("served_at", pa.timestamp("us", tz="UTC")),
+    ("served_date", pa.string()),
+    ("model_name", pa.string()),
+    ("model_version", pa.string()),
+    ("feature_service", pa.string()),
+    ("row", pa.int32()),
+    ("entities", pa.string()),
+    ("features", pa.string()),
+    ("statuses", pa.string()),
+    ("event_us", pa.string()),
+    ("source", pa.string()),
+])  # fmt: skip
+REQUEST_ID, MODEL_NAME, MODEL_VERSION = b"x-request-id", b"x-model-name", b"x-model-version"
+
+DROPPED = Counter(
+    "fs_served_log_dropped_total",
+    "Sampled requests whose served features were not logged (queue_full: the worker's queue was full; "
+    "write_failed: the Delta append failed).",
+    ["reason"],
+    registry=REGISTRY,
+)
+WRITTEN = Counter(
+    "fs_served_log_rows_total", "Served entity rows appended to the served-feature log.", registry=REGISTRY
+)
+_QUEUE_FULL = DROPPED.labels("queue_full")
+_WRITE_FAILED = DROPPED.labels("write_failed")
+_STATUS = {0: "INVALID", 1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
+_PII_REFRESH_S = 30.0
+_POLL_S = 0.2
+
+
+class ServedLog:
+    """A bounded, batched, background writer of served vectors to one Delta table (one per process)."""
+
+    def __init__(self, store, location: str, settings: ServedLogSettings, source: str = "serve"):
+        self.rate = settings.sample
+        self.location = location
+        self.settings = settings
+        self.source = source
+        self._store = store
+        self._queue: deque = deque()
+        self._max = settings.queue_max
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._write_lock = threading.Lock()
+        self._sensitive: tuple[frozenset[str], frozenset[str]] | None = None
+        self._sensitive_at = 0.0
+
+    # --- the request path ------------------------------------------------------------------------
+    def offer(self, meta, feature_service: str, n_features: int, served) -> None:
+        """Queue what a request served: O(1), never blocks, never raises. ``meta``: the request's ASGI
+        headers, or ``(request_id, model_name, model_version)``; ``served``: a ``Served`` whose last
+        ``n_features`` columns are the features (the others are join keys)."""
+        if len(self._queue) >= self._max:
+            _QUEUE_FULL.inc()
+            return
+        self._queue.append((time.time_ns() // 1000, meta, feature_service, n_features, served))
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="fs-served-log", daemon=True)
+        self._thread.start()
+
+    # --- the writer --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            stopping = self._stop.wait(_POLL_S)
+            due = (
+                time.monotonic() - last >= self.settings.flush_s
+                or len(self._queue) >= self.settings.batch_rows
+            )
+            if stopping or due:
+                self.flush()
+                last = time.monotonic()
+            if stopping:
+                return
+
+    def flush(self) -> int:
+        """Write every queued request now; the number of rows written (a failed write is counted and dropped)."""
+        written = 0
+        with self._write_lock:
+            while self._queue:
+                items, rows = [], 0
+                while self._queue and rows < self.settings.batch_rows:
+                    item = self._queue.popleft()
+                    items.append(item)
+                    rows += _rows_of(item[4])
+                try:
+                    table = self._table(items)
+                    self._append(table)
+                except Exception as e:  # noqa: BLE001 - logging must never take the server down
+                    _WRITE_FAILED.inc(len(items))
+                    log.warning("served-feature log: %d sampled requests not written to %s: %s",
+                                len(items), self.location, summary(e))  # fmt: skip
+                    continue
+                WRITTEN.inc(table.num_rows)
+                written += table.num_rows
+        return written
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the writer after writing what is queued (graceful drain); waits at most ``timeout`` s."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            self.flush()
+
+    def _append(self, table: pa.Table) -> None:
+        from deltalake import write_deltalake
+
+        for attempt in range(3):  # workers append concurrently; the first writes race to create the table
+            try:
+                write_deltalake(self.location, table, mode="append", partition_by=["served_date"])
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+                time.sleep(0.1 * (attempt + 1))  # an uncommitted attempt leaves nothing visible: retry
+
+    # --- rows ---------------------------------------------------------------------------------------
+    def _table(self, items: list) -> pa.Table:
+        sensitive, pii_keys = self._pii()
+        hash_them = self.settings.pii == "hash"
+        from fs_platform.governance.pii import mask
+
+        cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+        for served_us, meta, service, n_features, served in items:
+            request_id, model, version = _meta(meta)
+            at = datetime.fromtimestamp(served_us / 1e6, UTC)
+            day = at.strftime("%Y-%m-%d")
+            n = _rows_of(served)
+            k = len(served.names) - n_features
+            columns = []
+            for j, name in enumerate(served.names):
+                secret = name in (pii_keys if j < k else sensitive)
+                if secret and not hash_them:
+                    continue
+                values = _jsonable(served.values[j], served.types[j])
+                if secret:
+                    values = [mask(v) if v is not None else None for v in values]
+                columns.append((j < k, name, values, served.statuses[j], served.event_us[j]))
+            for i in range(n):
+                entities, features, statuses, events = {}, {}, {}, {}
+                for is_key, name, values, st, ev in columns:
+                    if is_key:
+                        entities[name] = values[i]
+                        continue
+                    features[name] = values[i]
+                    statuses[name] = "PRESENT" if st is None else _STATUS.get(st, "INVALID")
+                    events[name] = None if ev is None or not ev[i] else int(ev[i])
+                cols["request_id"].append(request_id)
+                cols["served_at"].append(served_us)
+                cols["served_date"].append(day)
+                cols["model_name"].append(model)
+                cols["model_version"].append(version)
+                cols["feature_service"].append(service)
+                cols["row"].append(i)
+                cols["entities"].append(orjson.dumps(entities).decode())
+                cols["features"].append(orjson.dumps(features).decode())
+                cols["statuses"].append(orjson.dumps(statuses).decode())
+                cols["event_us"].append(orjson.dumps(events).decode())
+                cols["source"].append(self.source)
+        return pa.table(cols, schema=SCHEMA)
+
+    def _pii(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(sensitive feature output names, join keys of ``pii`` entities), re-read every 30 s."""
+        now = time.monotonic()
+        if self._sensitive is None or now - self._sensitive_at > _PII_REFRESH_S:
+            self._sensitive = sensitive_names(self._store)
+            self._sensitive_at = now
+        return self._sensitive
+
+
+def sensitive_names(store) -> tuple[frozenset[str], frozenset[str]]:
+    """Output names of PII-classified features (``feature`` and ``view__feature``, over every view: a
+    name sensitive in any view is treated as sensitive) and the join keys of entities tagged ``pii``."""
+    from fs_platform.metadata import entity_pii_class, is_sensitive
+
+    views = [
+        *store.list_all_feature_views(allow_cache=True),
+        *store.list_on_demand_feature_views(allow_cache=True),
+    ]
+    names = set()
+    for view in views:
+        for f in view.features:
+            if is_sensitive(f, view):
+                names.update((f.name, f"{view.name}__{f.name}"))
+    keys = {e.join_key for e in store.list_entities(allow_cache=True) if entity_pii_class(e) == "pii"}
+    return frozenset(names), frozenset(keys)
+
+
+def _rows_of(served) -> int:
+    return len(served.values[0]) if served.values else 0
+
+
+def _meta(meta) -> tuple[str, str | None, str | None]:
+    if isinstance(meta, tuple):
+        request_id, model, version = meta
+        return request_id or uuid.uuid4().hex, model, version
+    request_id = model = version = None
+    for name, value in meta:
+        if name == REQUEST_ID:
+            request_id = value.decode("latin-1")[:128]
+        elif name == MODEL_NAME:
+            model = value.decode("latin-1")[:128]
+        elif name == MODEL_VERSION:
+            version = value.decode("latin-1")[:128]
+    return request_id or uuid.uuid4().hex, model, version
+
+
+def _jsonable(values: list, vt) -> list:
+    """A served column in JSON form: ``fs serve``'s own encoding for known types, else a generic one."""
+    from feast.value_type import ValueType
+
+    if vt is not None and vt != ValueType.UNKNOWN:
+        from fs_platform.plugins.serving.encode import json_values
+
+        try:
+            return json_values(values, vt)
+        except Exception:  # noqa: BLE001 - an odd value falls back to the generic form below
+            pass
+    return [_native(v) for v in values]
+
+
+def _native(v):
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, list | tuple):
+        return [_native(x) for x in v]
+    if isinstance(v, bytes):
+        return v.hex()
+    return str(v)
+
+
+def for_serve(store, repo_path: str | None, settings: ServedLogSettings) -> ServedLog | None:
+    """The server's log, or None when ``sample`` is 0 (off: the request path pays one ``is None``)."""
+    if not settings.sample:
+        return None
+    from fs_platform.plugins.delta.tables import resolve_path
+
+    return ServedLog(store, resolve_path(settings.path, repo_path), settings)
