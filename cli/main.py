@@ -151,6 +151,10 @@ from fs_platform.cli import doctor_cmds  # noqa: E402 - `fs doctor` and `fs ops`
 
 doctor_cmds.register(app)
 
+from fs_platform.cli import mlops_cmds  # noqa: E402 - `fs trainset` and `fs promote` (issue #18)
+
+mlops_cmds.register(app)
+
 
 if __name__ == "__main__":
     run()

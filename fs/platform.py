@@ -93,7 +93,8 @@ def _changes(diffs) -> list[Change]:
 
 def _only_meta_differs(existing, declared) -> bool:
     """Two protobuf messages equal but for their ``meta`` fields at any depth (created / last-updated
-    timestamps the registry stamps, e.g. on a feature view's batch source or a push source's own)."""
+    timestamps the registry stamps, e.g. on a feature view's batch source, a push source's own or an
+    on-demand view's request source, which Feast restamps whenever it loads the view)."""
     from google.protobuf.message import Message
 
     if not (isinstance(existing, Message) and type(existing) is type(declared)):
@@ -110,7 +111,10 @@ def _without_meta(message):
         for desc, value in m.ListFields():
             if desc.name == "meta":
                 m.ClearField("meta")
-            elif desc.message_type is not None and not desc.message_type.GetOptions().map_entry:
+            elif desc.message_type is not None and desc.message_type.GetOptions().map_entry:
+                if desc.message_type.fields_by_name["value"].message_type is not None:
+                    stack.extend(value.values())  # e.g. an on-demand view's sources by name
+            elif desc.message_type is not None:
                 stack.extend(value if desc.is_repeated else [value])
     return copy
 
@@ -188,9 +192,9 @@ class Platform:
             raise PolicyError(problems)
         return contents
 
-    def plan(self) -> PlanResult:
+    def plan(self, contents=None) -> PlanResult:
         """What ``apply`` would change in the registry and the stores; changes nothing."""
-        return self._plan(self.definitions())
+        return self._plan(contents if contents is not None else self.definitions())
 
     def _plan(self, contents) -> PlanResult:
         try:
@@ -225,11 +229,19 @@ class Platform:
                 )
         return None
 
-    def apply(self) -> ApplyResult:
-        """Register the repo's definitions and create/remove online tables, under a registry lock."""
+    def apply(self, contents=None) -> ApplyResult:
+        """Register the repo's definitions and create/remove online tables, under a registry lock.
+
+        ``contents`` (``RepoContents``): register these definitions instead of the repo's, after the same
+        checks (``fs promote`` passes another environment's registered definitions)."""
         from feast.repo_operations import extract_objects_for_apply_delete
 
-        contents = self.definitions()
+        if contents is None:
+            contents = self.definitions()
+        else:
+            problems = policy.check_repo(contents)
+            if problems:
+                raise PolicyError(problems)
         self._validate_sources(contents)
         with registry_lock(self.config):
             self.store.refresh_registry()  # another process may have applied while we waited for the lock
@@ -271,6 +283,22 @@ class Platform:
                 problems += schema_problems(view, table_columns(view, self.config))
         if problems:
             raise error(problems, hint="fix the views or their Delta tables, then rerun `fs apply` (nothing was applied)")
+
+    # -- training sets (fs_platform.mlops.trainset) ----------------------------------------------
+    def training_set(self, feature_service: str, entities, name: str | None = None, path: str | None = None):
+        """Point-in-time retrieval of ``feature_service`` for ``entities`` (a pandas frame, a parquet/CSV
+        file or a Spark SQL query) saved as a Delta saved dataset with its lineage (an MLflow run when
+        MLflow is set up; docs/mlops.md). Returns a ``TrainingSet``."""
+        from fs_platform.mlops import trainset
+
+        return trainset.build(self, feature_service, entities, name=name, path=path)
+
+    def reproduce_training_set(self, ref: str):
+        """Rebuild training set ``ref`` (its name or MLflow run id) on the Delta versions it read;
+        ``Reproduction.identical`` says whether the rows equal the saved ones."""
+        from fs_platform.mlops import trainset
+
+        return trainset.reproduce(self, ref)
 
     # -- materialization ---------------------------------------------------------------------
     def feature_view(self, name: str):

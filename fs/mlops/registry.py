@@ -1,0 +1,50 @@
+"""A project's registered definitions as ``RepoContents``, and their content hash.
+
+The hash covers the definitions only (each object's spec, sorted by kind and name; the ``meta``
+timestamps the registry stamps are left out), so two registries holding the same definitions have
+the same hash: a training set records it, and ``fs promote`` compares it across environments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from feast.repo_contents import RepoContents
+
+from fs_platform.platform import _without_meta
+
+KINDS = (
+    "entities", "data_sources", "feature_views", "stream_feature_views", "on_demand_feature_views",
+    "feature_services", "permissions",
+)  # fmt: skip
+
+
+def registered_contents(store) -> RepoContents:
+    """Everything registered in ``store``'s project (fresh from the registry, not the cache)."""
+    registry, project = store.registry, store.project
+    registry.refresh(project)
+    stream = registry.list_stream_feature_views(project)
+    stream_names = {v.name for v in stream}
+    return RepoContents(
+        projects=[p for p in registry.list_projects() if p.name == project],
+        data_sources=registry.list_data_sources(project),
+        feature_views=[v for v in registry.list_feature_views(project) if v.name not in stream_names],
+        on_demand_feature_views=registry.list_on_demand_feature_views(project),
+        stream_feature_views=stream,
+        label_views=[],
+        entities=[e for e in registry.list_entities(project) if e.name != "__dummy"],
+        feature_services=registry.list_feature_services(project),
+        permissions=registry.list_permissions(project),
+    )
+
+
+def registry_hash(contents: RepoContents) -> str:
+    """sha256 of the definitions (module docstring); ``sha256:`` + 16 hex digits."""
+    digest = hashlib.sha256()
+    for kind in KINDS:
+        for obj in sorted(getattr(contents, kind), key=lambda o: o.name):
+            proto = obj.to_proto()
+            body = proto.spec if proto.DESCRIPTOR.fields_by_name.get("spec") else proto
+            digest.update(f"{kind}:{obj.name}:".encode())
+            digest.update(_without_meta(body).SerializeToString(deterministic=True))
+    return "sha256:" + digest.hexdigest()[:16]
