@@ -208,7 +208,7 @@ class ServedLog:
                         entities[name] = values[i]
                         continue
                     features[name] = values[i]
-                    statuses[name] = "PRESENT" if st is None else _STATUS.get(st, "INVALID")
+                    statuses[name] = "PRESENT" if st is None else _STATUS.get(st[i], "INVALID")
                     events[name] = None if ev is None or not ev[i] else int(ev[i])
                 cols["request_id"].append(request_id)
                 cols["served_at"].append(served_us)
