@@ -4,6 +4,7 @@
     fs ops apply FILE [--approved-by NAME] [--dry-run] [--yes]
     fs ops rollback ACTION_ID [--approved-by NAME]
     fs ops log [--since -1d] [--json]
+    fs ops prune [--dry-run]
 
 ``fs doctor`` exits 0 (ok), 3 (a warning or breach) or 1 (an error), by its worst finding.
 """
@@ -169,6 +170,25 @@ def log_cmd(
               [[f"{e.at:%Y-%m-%d %H:%M:%S}", e.event, e.action_id or "", e.kind or "", e.view or "", e.actor or "",
                 e.rule or ", ".join(f"{k}={v}" for k, v in (e.details.get("changed") or {}).items()) or e.message]
                for e in events])  # fmt: skip
+
+
+@app.command("prune")
+def prune_cmd(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete rollback snapshots older than ops.rollback_retention_days (fs ops apply does it too);
+    those actions can no longer be rolled back."""
+    from fs_platform.doctor import ops
+
+    st = state(ctx)
+    out = st.output(as_json)
+    pruned = ops.prune(st.platform, dry_run=dry_run)
+    if out.as_json:
+        return out.json({"dry_run": dry_run, "pruned": pruned})
+    out.table(f"rollback snapshots {'to prune' if dry_run else 'pruned'}", ["action", "bytes"],
+              [[a, n] for a, n in pruned.items()])
 
 
 def register(root: typer.Typer) -> None:

@@ -75,6 +75,44 @@ def dlq(
         st.out.table(f"Dead letters in {config.dead_letter_topic}", ["topic", "partition", "offset", "reason", "detail", "bytes"], rows)
 
 
+def _offsets(values: list[str] | None, option: str) -> dict[int, int] | None:
+    from fs_platform.errors import InvalidArgument
+
+    if not values:
+        return None
+    try:
+        return {int(p): int(o) for p, _, o in (v.partition("=") for v in values)}
+    except ValueError:
+        raise InvalidArgument(f"{option}: expected PARTITION=OFFSET (e.g. 0=120), got {' '.join(values)!r}") from None
+
+
+OffsetsOpt = "PARTITION=OFFSET of the dead-letter topic (repeat per partition)"
+
+
+@app.command("replay-dlq")
+def replay_dlq(
+    ctx: typer.Context,
+    start: Annotated[list[str] | None, typer.Option("--start", help=f"First letter to replay: {OffsetsOpt}; default: the beginning.")] = None,
+    end: Annotated[list[str] | None, typer.Option("--end", help=f"Stop before: {OffsetsOpt}; default: every letter there is.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be replayed; send nothing.")] = False,
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Send dead letters back to their source topic once the cause is fixed (whole letters of declared
+    topics that the current ingest.yaml decodes; the rest are counted, not sent). Letters stay in the
+    dead-letter topic: replay a range once (`fs doctor` proposes the range not replayed yet)."""
+    from fs_platform.plugins.kafka_ingest.deadletter import replay_dead_letters
+
+    st = state(ctx)
+    config = _connected(_config(st, bootstrap=bootstrap))
+    result = replay_dead_letters(config, st.platform.repo_path, start=_offsets(start, "--start"),
+                                 end=_offsets(end, "--end"), dry_run=dry_run)
+    if st.as_json:
+        st.out.json({"dry_run": dry_run, **result.to_dict()})
+    else:
+        st.out.table(f"Dead-letter replay{' (dry run)' if dry_run else ''}", ["counter", "value"],
+                     [[k, v] for k, v in result.to_dict().items()])
+
+
 @app.command()
 def broker(
     ctx: typer.Context,

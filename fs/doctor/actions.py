@@ -34,7 +34,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class OpsContext:
     platform: Any
     snapshots: Path
     snapshot_max_keys: int = 200_000
+    rollback_retention_days: float = 14
 
     @property
     def store(self):
@@ -90,13 +91,14 @@ def _scan(client, patterns: Iterable[str], count: int = 1000) -> list[bytes]:
     return keys
 
 
-def snapshot_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> int:
-    """DUMP every key matching ``patterns`` (with its absolute expiry) to ``<snapshots>/<id>.keys.parquet``."""
+def snapshot_keys(ctx: OpsContext, action_id: str, patterns: list[str], keys: list[bytes] | None = None) -> int:
+    """DUMP every key matching ``patterns`` (or just ``keys``) with its absolute expiry to
+    ``<snapshots>/<id>.keys.parquet``."""
     from fs_platform.plugins.redis_store.connection import translated
 
     state = ctx.online()
     with translated(state.endpoint):
-        keys = _scan(state.client, patterns, state.cfg.delete_scan_count)
+        keys = _scan(state.client, patterns, state.cfg.delete_scan_count) if keys is None else keys
         if len(keys) > ctx.snapshot_max_keys:
             raise OpsError(f"{len(keys)} online keys would change, more than ops.snapshot_max_keys "
                            f"({ctx.snapshot_max_keys}): no rollback snapshot possible, so not run",
@@ -121,14 +123,34 @@ def snapshot_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> int:
     return len(rows["key"])
 
 
-def restore_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> dict:
-    """Make the keys matching ``patterns`` what the snapshot holds: keys created since are deleted,
-    snapshot keys restored (REPLACE) with their original absolute expiry (already expired: left deleted)."""
+def prune_snapshots(ctx: OpsContext, older_than: datetime, *, dry_run: bool = False) -> dict[str, int]:
+    """Delete the snapshot files last written before ``older_than``; returns bytes freed per action id
+    (their rollback is no longer possible: ``fs ops rollback`` says so)."""
+    pruned: dict[str, int] = {}
+    if not ctx.snapshots.is_dir():
+        return pruned
+    cutoff = older_than.timestamp()
+    for path in sorted(ctx.snapshots.iterdir()):
+        st = path.stat()
+        if not path.is_file() or st.st_mtime >= cutoff:
+            continue
+        action_id = path.name.split(".", 1)[0]
+        pruned[action_id] = pruned.get(action_id, 0) + st.st_size
+        if not dry_run:
+            path.unlink()
+    return pruned
+
+
+def restore_keys(ctx: OpsContext, action_id: str, patterns: list[str] | None) -> dict:
+    """Make the keys matching ``patterns`` what the snapshot holds: keys created since are deleted
+    (``patterns`` None: only the snapshot's keys are touched), snapshot keys restored (REPLACE) with
+    their original absolute expiry (already expired: left deleted)."""
     from fs_platform.plugins.redis_store.connection import translated
 
     path = ctx.snapshots / f"{action_id}.keys.parquet"
     if not path.is_file():
-        raise OpsError(f"the rollback snapshot of action {action_id} is missing ({path})",
+        raise OpsError(f"the rollback snapshot of action {action_id} is missing ({path}; pruned after "
+                       "ops.rollback_retention_days?)",
                        hint="restore the online values with `fs materialize` from offline instead")  # fmt: skip
     snap = pq.read_table(path).to_pylist()
     kept = {r["key"] for r in snap}
@@ -136,7 +158,8 @@ def restore_keys(ctx: OpsContext, action_id: str, patterns: list[str]) -> dict:
     now_ms = int(utcnow().timestamp() * 1000)
     deleted = restored = 0
     with translated(state.endpoint):
-        extra = [k for k in _scan(state.client, patterns, state.cfg.delete_scan_count) if k not in kept]
+        found = _scan(state.client, patterns, state.cfg.delete_scan_count) if patterns else []
+        extra = [k for k in found if k not in kept]
         for start in range(0, len(extra), 500):
             deleted += state.client.unlink(*extra[start : start + 500])
         for start in range(0, len(snap), 500):
@@ -181,6 +204,7 @@ class Kind:
     kind = ""
     classification = ActionClass.REVERSIBLE
     rollback = ""
+    """What ``fs ops rollback`` does; for a forward-only kind, why there is no way back."""
 
     def execute(self, ctx: OpsContext, action: Action) -> dict:
         """Do it; returns what changed (counts, versions; ``skipped`` when nothing was left to do)."""
@@ -444,11 +468,17 @@ ORDER = [
     "release_lease",
     "restore_delta",
     "delete_view_keys",
+    "expire_view_keys",
     "resume_backfill",
     "rematerialize",
+    "replay_dead_letters",
+    "compact_delta",
+    "vacuum_delta",
+    "regenerate_catalog_docs",
     "rerun_validation",
 ]
-"""Execution order within a plan: a dead lease goes before the run it would block."""
+"""Execution order within a plan: a dead lease goes before the run it would block, a compaction
+before the vacuum that frees its files."""
 
 
 def kind_of(action: Action) -> Kind:
@@ -466,3 +496,9 @@ def registered_views(store) -> set[str]:
         if fn is not None:
             names |= {v.name for v in fn()}
     return names
+
+
+# The housekeeping kinds subclass Kind (above), so they are registered once this module is complete.
+from fs_platform.doctor.maintenance import MAINTENANCE_KINDS  # noqa: E402
+
+KINDS.update({k.kind: k for k in MAINTENANCE_KINDS})

@@ -3,7 +3,8 @@ default ``data/_fs/ops/audit``).
 
 One row per event: ``proposed`` (fs doctor --plan), ``approved`` (who, when, the plan's digest),
 ``refused`` (the rule), ``executed`` (what changed: Delta versions, key and row counts), ``skipped``
-(nothing left to do: an idempotent rerun), ``failed``, ``rolled_back``. Rows are only ever appended
+(nothing left to do: an idempotent rerun), ``failed``, ``rolled_back``, ``pruned`` (an action's
+rollback snapshot deleted after ``ops.rollback_retention_days``: bytes freed). Rows are only ever appended
 (a Delta append is one atomic commit); nothing here updates or deletes them.
 
 What a row never holds: feature values, entity keys (key names carry entity ids unless hashed),
@@ -40,7 +41,7 @@ OPS_EVENTS = Counter(
 )  # fmt: skip
 
 _COMPACT_AT_FILES = 200
-EVENTS = ("proposed", "approved", "refused", "executed", "skipped", "failed", "rolled_back")
+EVENTS = ("proposed", "approved", "refused", "executed", "skipped", "failed", "rolled_back", "pruned")
 _TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -86,12 +87,12 @@ class AuditLog:
         self.location, self.env, self.project = location, env, project
 
     def append(self, event: str, *, plan_id=None, action=None, actor=None, rule=None, details=None,
-               message: str = "") -> AuditEvent:  # fmt: skip
+               message: str = "", action_id: str | None = None) -> AuditEvent:  # fmt: skip
         if event not in EVENTS:
             raise OpsError(f"unknown audit event {event!r}")
         row = AuditEvent(
             uuid.uuid4().hex[:16], utcnow(), event, self.env, self.project, plan_id,
-            action.id if action else None, action.kind if action else None,
+            action.id if action else action_id, action.kind if action else None,
             action.classification.value if action else None, action.view if action else None,
             actor, rule, dict(details or {}), " ".join(message.split())[:500],
         )  # fmt: skip

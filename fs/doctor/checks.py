@@ -32,18 +32,17 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from fs_platform.doctor import ingest_checks, online_scan
 from fs_platform.doctor.actions import lease_digest, new_action, registered_views
-from fs_platform.doctor.model import DoctorReport, Finding, Severity
-from fs_platform.errors import FsError
-from fs_platform.scrub import summary
+from fs_platform.doctor.model import DoctorReport, Finding, Severity, error_finding
 from fs_platform.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKS = ("registry", "online_store", "freshness", "ledger", "validation", "schema")
+DEFAULT_CHECKS = ("registry", "online_store", "online_memory", "online_expiry", "freshness", "ledger", "ingest",
+                  "dead_letters", "validation", "schema", "catalog")  # fmt: skip
 DEEP_CHECKS = ("parity",)
 VALIDATION_LOOKBACK = timedelta(days=1)
-LEFTOVER_SCAN_LIMIT = 100_000  # keys looked at for leftovers by default (--deep: all)
 PARITY_SAMPLE = 200
 PARITY_RELOAD_MAX = timedelta(days=7)
 
@@ -66,11 +65,7 @@ class _Ctx:
         return not self.views or view in self.views
 
 
-def _err(check: str, subject: str, e: Exception) -> Finding:
-    text = str(e) if isinstance(e, FsError) else summary(e)
-    return Finding(
-        check, Severity.ERROR, subject, f"{check} check failed: {text}", {"error": type(e).__name__}
-    )
+_err = error_finding
 
 
 def _fmt(ts: datetime | None) -> str | None:
@@ -104,44 +99,26 @@ def check_registry(c: _Ctx) -> list[Finding]:
 
 # -- online store ---------------------------------------------------------------------------------
 def check_online(c: _Ctx) -> list[Finding]:
-    from fs_platform.backfill.online import redis_store
-    from fs_platform.plugins.redis_store.connection import translated
-    from fs_platform.plugins.redis_store.tile_store import MARKS
+    from fs_platform.doctor.online_scan import scan
 
     try:
-        state = redis_store(c.store).state(c.store.config)
-        with translated(state.endpoint):
-            state.client.ping()
+        scanned = scan(c)
     except Exception as e:
         return [_err("online_store", "online_store", e)]
-    before = state.layout.namespace + "{"
-    pattern = state.layout.project_pattern()
-    counts: dict[str, int] = {}
-    scanned, complete = 0, True
-    with translated(state.endpoint):
-        for key in state.client.scan_iter(match=pattern, count=1000):
-            scanned += 1
-            if not c.deep and scanned > LEFTOVER_SCAN_LIMIT:
-                complete = False
-                break
-            text = key.decode(errors="replace")
-            if not text.startswith(before) or "}:" not in text:
-                continue  # leases, the store id, schemas
-            view = text.rsplit("}:", 1)[1]
-            view = view[: -len(MARKS)] if view.endswith(MARKS) else view
-            counts[view] = counts.get(view, 0) + 1
+    complete = scanned.complete
     known = registered_views(c.store)
     findings = []
-    for view, n in sorted(counts.items()):
+    for view, keys in sorted(scanned.views.items()):
         if view in known:
             continue
+        n = keys.keys
         a = new_action("delete_view_keys", {"view": view},
                        f"{n} online key(s) of {view!r}, a view no longer registered")  # fmt: skip
         findings.append(Finding("online_store", Severity.WARNING, view,
                                 f"{n} online key(s) left behind by deleted feature view {view!r}",
                                 {"keys": n, "scan_complete": complete}, (a,)))  # fmt: skip
     if not findings:
-        msg = f"reachable; {scanned} key(s) scanned, none of deleted views" + (
+        msg = f"reachable; {scanned.scanned} key(s) scanned, none of deleted views" + (
             "" if complete else " (sampled; --deep scans all)"
         )
         findings.append(
@@ -373,9 +350,35 @@ def check_parity(c: _Ctx) -> list[Finding]:
     return findings
 
 
+# -- catalog docs ---------------------------------------------------------------------------------
+def check_catalog(c: _Ctx) -> list[Finding]:
+    from pathlib import Path
+
+    from fs_platform.doctor.policy import load_ops_settings
+    from fs_platform.governance.catalog import build_catalog, catalog_pages, stale_pages
+    from fs_platform.plugins.delta.tables import resolve_path
+
+    where = load_ops_settings(c.platform.config).catalog_docs
+    if not where:
+        return [Finding("catalog", Severity.OK, "catalog", "ops.catalog_docs is not set: catalog pages not checked")]
+    out = Path(resolve_path(where, c.platform.repo_path))
+    pages = catalog_pages(build_catalog(c.store))
+    changed = sorted(n for n, text in pages.items() if not (out / n).is_file() or (out / n).read_text() != text)
+    removed = stale_pages(pages, out) if out.is_dir() else []
+    if not changed and not removed:
+        return [Finding("catalog", Severity.OK, "catalog", f"the catalog pages in {where} match the registry")]
+    a = new_action("regenerate_catalog_docs", {"path": str(out)},
+                   f"{len(changed) + len(removed)} catalog page(s) in {where} differ from the registry")  # fmt: skip
+    return [Finding("catalog", Severity.WARNING, "catalog",
+                    f"the catalog pages in {where} are out of date: {len(changed)} to (re)write, {len(removed)} of "
+                    "deleted views to remove", {"changed": changed[:50], "removed": removed[:50]}, (a,))]  # fmt: skip
+
+
 CHECKS: dict[str, Callable[[_Ctx], list[Finding]]] = {
-    "registry": check_registry, "online_store": check_online, "freshness": check_freshness,
-    "ledger": check_ledger, "validation": check_validation, "schema": check_schema, "parity": check_parity,
+    "registry": check_registry, "online_store": check_online, "online_memory": online_scan.check_memory,
+    "online_expiry": online_scan.check_expiry, "freshness": check_freshness, "ledger": check_ledger,
+    "ingest": ingest_checks.check_ingest, "dead_letters": ingest_checks.check_dead_letters,
+    "validation": check_validation, "schema": check_schema, "catalog": check_catalog, "parity": check_parity,
 }  # fmt: skip
 
 

@@ -34,6 +34,10 @@ class ActionClass(StrEnum):
 
     READ_ONLY = "read_only"  # changes nothing (rerun a validation)
     REVERSIBLE = "reversible"  # changes data and declares a rollback that restores the previous state
+    FORWARD_ONLY = "forward_only"
+    """Has no rollback, but deletes and overwrites no current data: re-sends dead letters into their
+    topic (event-time-ordered writes), vacuums files no retained version references. Proposed and
+    approved like a reversible action; ``fs ops rollback`` says why there is no way back."""
     IRREVERSIBLE = "irreversible"  # deletes data for good (teardown): never proposed, never run by fs ops
 
 
@@ -77,6 +81,15 @@ class Finding:
         return {"check": self.check, "severity": str(self.severity), "subject": self.subject,
                 "message": self.message, "evidence": self.evidence,
                 "actions": [a.to_dict() for a in self.actions]}  # fmt: skip
+
+
+def error_finding(check: str, subject: str, e: Exception) -> Finding:
+    """A check that could not run: an ``error`` finding naming why (foreign error text scrubbed)."""
+    from fs_platform.errors import FsError
+    from fs_platform.scrub import summary
+
+    text = str(e) if isinstance(e, FsError) else summary(e)
+    return Finding(check, Severity.ERROR, subject, f"{check} check failed: {text}", {"error": type(e).__name__})
 
 
 @dataclass(frozen=True)

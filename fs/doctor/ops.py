@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from fs_platform.doctor.actions import ORDER, OpsContext, kind_of
+from fs_platform.doctor.actions import ORDER, OpsContext, kind_of, prune_snapshots
 from fs_platform.doctor.audit import AuditEvent, AuditLog
 from fs_platform.doctor.model import Action, ActionClass, DoctorReport, Execution, OpsPlan
 from fs_platform.doctor.policy import RATE_WINDOW, Policy, load_ops_settings
@@ -38,7 +38,12 @@ class Ops:
         self.policy = Policy(self.settings, platform.env, platform.project)
         base = resolve_path(self.settings.ops_path, platform.repo_path)
         self.audit = AuditLog(base.rstrip("/") + "/audit", platform.env, platform.project)
-        self.context = OpsContext(platform, Path(base) / "snapshots", self.settings.snapshot_max_keys)
+        self.context = OpsContext(platform, Path(base) / "snapshots", self.settings.snapshot_max_keys,
+                                  self.settings.rollback_retention_days)  # fmt: skip
+
+    @property
+    def rollback_window(self) -> timedelta:
+        return timedelta(days=self.settings.rollback_retention_days)
 
 
 # -- proposal ---------------------------------------------------------------------------------------
@@ -118,7 +123,9 @@ def apply(platform, plan: OpsPlan, *, approver: str | None, dry_run: bool = Fals
         o.audit.append("approved", plan_id=plan.plan_id, action=action, actor=actor,
                        details={"digest": plan.digest, "proposer": plan.proposer, "origin": plan.origin})  # fmt: skip
         out.append(_execute(o, plan, action, actor))
-    o.audit.compact()
+    if not dry_run:
+        _prune(o, utcnow())
+        o.audit.compact()
     return out
 
 
@@ -163,6 +170,13 @@ def rollback(platform, action_id: str, *, approver: str | None) -> Execution:
     action = _action_of(last)
     if action.classification == ActionClass.READ_ONLY:
         return Execution(action, "skipped", message="read-only: nothing to roll back")
+    if action.classification == ActionClass.FORWARD_ONLY:
+        raise OpsError(f"{action.kind} ({action.id}) has no rollback: {action.rollback}")
+    if last.at < utcnow() - o.rollback_window:
+        raise OpsError(f"{action.kind} ({action.id}) ran at {last.at:%Y-%m-%d %H:%M} UTC, before the rollback window "
+                       f"(ops.rollback_retention_days: {o.settings.rollback_retention_days:g}): its snapshot is "
+                       "pruned and Delta vacuum may have removed the version it would restore",
+                       hint="restore by hand: `fs materialize` from offline, DeltaTable.restore")  # fmt: skip
     if o.policy.needs_approval(action) and not approver:
         refusal = OpsRefused("approval_required", f"rolling back {action.kind} ({action.id}) needs an approver",
                              hint="confirm interactively, or pass --approved-by NAME")  # fmt: skip
@@ -180,6 +194,23 @@ def _action_of(e: AuditEvent) -> Action:
     return Action(
         e.action_id, e.kind, dict(e.details.get("params") or {}), kind.classification, "", kind.rollback
     )
+
+
+# -- snapshot retention -----------------------------------------------------------------------------
+def prune(platform, *, dry_run: bool = False, now: datetime | None = None) -> dict[str, int]:
+    """Delete rollback snapshots older than ``ops.rollback_retention_days`` (each pruned action is
+    audited as ``pruned``); returns bytes freed per action id."""
+    return _prune(Ops(platform), now or utcnow(), dry_run=dry_run)
+
+
+def _prune(o: Ops, now: datetime, *, dry_run: bool = False) -> dict[str, int]:
+    pruned = prune_snapshots(o.context, now - o.rollback_window, dry_run=dry_run)
+    if not dry_run:
+        for action_id, freed in pruned.items():
+            o.audit.append("pruned", action_id=action_id, details={"bytes_freed": freed},
+                           message=f"rollback snapshot of {action_id} pruned after "
+                                   f"{o.settings.rollback_retention_days:g} day(s)")  # fmt: skip
+    return pruned
 
 
 def log_events(platform, since: datetime | None = None) -> list[AuditEvent]:

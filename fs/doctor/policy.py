@@ -4,11 +4,13 @@
 per environment like everything else)::
 
     ops:
-      approval_required: [reversible, irreversible]   # classes that need a named approver
+      approval_required: [reversible, forward_only, irreversible]   # classes that need an approver
       distinct_approver: true                          # default: true in prod, false elsewhere
       rate_limit_per_hour: 20                          # executed actions per rolling hour (audit log)
       kill_switch: false                               # true (or FS_OPS_KILL_SWITCH=1): refuse everything
       ops_path: data/_fs/ops                           # audit log (Delta) and rollback snapshots
+      rollback_retention_days: 14                      # snapshots pruned after; vacuum keeps this much
+      catalog_docs: ../docs/catalog                    # catalog pages fs doctor keeps in sync (default: unset)
 
 Rules, checked in this order for every action (the first that refuses names itself in the
 ``OpsRefused`` error and in the audit log):
@@ -39,7 +41,7 @@ RATE_WINDOW = timedelta(hours=1)
 class OpsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    approval_required: list[ActionClass] = [ActionClass.REVERSIBLE, ActionClass.IRREVERSIBLE]
+    approval_required: list[ActionClass] = [ActionClass.REVERSIBLE, ActionClass.FORWARD_ONLY, ActionClass.IRREVERSIBLE]
     """Action classes that run only with a named approver (``--approved-by`` or an interactive yes)."""
 
     distinct_approver: bool | None = None
@@ -59,6 +61,16 @@ class OpsSettings(BaseModel):
     snapshot_max_keys: int = Field(default=200_000, ge=0)
     """An online action snapshots the keys it may change (for its rollback) before changing anything;
     above this many keys it does not run (``failed``: it could not be rolled back)."""
+
+    catalog_docs: str | None = None
+    """Folder of the catalog pages ``fs catalog docs --out`` writes (relative: inside the feature repo,
+    e.g. ``../docs/catalog``). Set: ``fs doctor`` checks they match the registry and proposes
+    ``regenerate_catalog_docs``; unset: not checked."""
+
+    rollback_retention_days: float = Field(default=14, ge=0)
+    """How long an executed action can be rolled back: its snapshot files are pruned after this many
+    days (``fs ops prune``, and after every ``fs ops apply``), ``fs ops rollback`` refuses older
+    actions, and ``vacuum_delta`` never removes Delta files a version of this window needs."""
 
 
 def load_ops_settings(repo_config) -> OpsSettings:

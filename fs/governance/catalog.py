@@ -211,14 +211,24 @@ def index_page(catalog: Catalog) -> str:
     return "\n".join(lines) + "\n"
 
 
+def catalog_pages(catalog: Catalog) -> dict[str, str]:
+    """File name -> Markdown of every page ``write_docs`` writes."""
+    return {"index.md": index_page(catalog), **{f"{v.name}.md": view_page(v) for v in catalog.views}}
+
+
+def stale_pages(pages: dict[str, str], out_dir: str | Path) -> list[str]:
+    """Generated pages in ``out_dir`` of views no longer registered (``write_docs`` removes them)."""
+    return sorted(p.name for p in Path(out_dir).glob("*.md")
+                  if p.name not in pages and p.read_text().startswith(_GENERATED))  # fmt: skip
+
+
 def write_docs(catalog: Catalog, out_dir: str | Path) -> list[Path]:
     """Write ``index.md`` and one page per view; pages of views no longer registered are removed."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pages = {"index.md": index_page(catalog), **{f"{v.name}.md": view_page(v) for v in catalog.views}}
-    for stale in out.glob("*.md"):
-        if stale.name not in pages and stale.read_text().startswith(_GENERATED):
-            stale.unlink()
+    pages = catalog_pages(catalog)
+    for stale in stale_pages(pages, out):
+        (out / stale).unlink()
     written = []
     for name, text in pages.items():
         path = out / name
