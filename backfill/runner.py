@@ -13,7 +13,8 @@ its tiles from the raw events (``online.rebuild_tiles``). Adjacent
 offline chunks of one compute span (``plan.spans``) are recomputed in one pass of the definition,
 then checked, committed and recorded one chunk at a time, in order. A crash leaves ``running`` as
 the last entry of each uncommitted chunk; ``--resume`` (and the incremental watermark) starts again
-from it. Library code: returns typed results and never prints.
+from it. This module plans, leases and reports; ``job.py`` executes a run's chunks.
+Library code: returns typed results and never prints.
 """
 
 from __future__ import annotations
@@ -22,25 +23,22 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import cached_property
 
 from fs_platform.aggregation.spec import is_aggregation
 from fs_platform.backfill import offline, online
 from fs_platform.backfill.definitions import BatchDefinition, load_repo
-from fs_platform.backfill.lease import Lease, LeaseStore, describe_self
+from fs_platform.backfill.job import Job, Progress
+from fs_platform.backfill.lease import LeaseStore, describe_self
 from fs_platform.backfill.ledger import Ledger
 from fs_platform.backfill.model import (
     BackfillPlan,
     BackfillResult,
-    ChunkResult,
     Interval,
     Kind,
-    LedgerEntry,
-    PlannedChunk,
     Status,
     Target,
     ViewStatus,
@@ -48,35 +46,15 @@ from fs_platform.backfill.model import (
 from fs_platform.backfill.plan import build_plan
 from fs_platform.backfill.scope import StoreScopes
 from fs_platform.backfill.settings import load_settings
-from fs_platform.backfill.validation import ChunkCheck, expectation_checks, run_checks
-from fs_platform.errors import BackfillError, FsError, InvalidArgument, RepoError, SourceNotFoundError
-from fs_platform.field_mapping import source_column
-from fs_platform.governance.metrics import JOB_DURATION, JOB_ROWS
+from fs_platform.backfill.validation import ChunkCheck, expectation_checks
+from fs_platform.errors import BackfillError, InvalidArgument, RepoError, SourceNotFoundError
 from fs_platform.observability import span
-from fs_platform.plugins.delta.schema import arrow_columns, check_view
+from fs_platform.plugins.delta.schema import check_view
 from fs_platform.plugins.delta.tables import resolve_location
-from fs_platform.scrub import summary
 from fs_platform.timeutil import parse_range, parse_time, utcnow
 from fs_platform.views import feature_view
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    view: str
-    target: Target
-    interval: Interval
-    stage: str  # compute | validate | commit | done | failed | rejected
-    chunks_done: int
-    chunks_total: int
-    chunks: int = 1
-    """Chunks the event covers: a ``compute`` of several adjacent chunks in one pass covers them all
-    (``interval`` is then the whole span)."""
-
-
-Progress = Callable[[ProgressEvent], None]
-Group = tuple[Interval, list[PlannedChunk]]  # one interval's planned chunks (one per target)
 
 TARGETS = {"online": (Target.ONLINE,), "offline": (Target.OFFLINE,), "both": (Target.OFFLINE, Target.ONLINE)}
 
@@ -184,7 +162,7 @@ class Backfiller:
     def _check_table(self, fv, targets: tuple[Target, ...], create: bool) -> bool:
         """Refuse a view its Delta table cannot serve, or (offline) a missing table unless ``create``;
         True when the run will create the table."""
-        from fs_platform.plugins.delta.schema import check_view, table_columns
+        from fs_platform.plugins.delta.schema import table_columns
         from fs_platform.plugins.delta.source import DeltaSource
         from fs_platform.plugins.delta.tables import table_exists
 
@@ -234,7 +212,7 @@ class Backfiller:
             span("fs.backfill", view=plan.view, kind=plan.kind.value),
             self.leases.acquire(plan.view, holder) as lease,
         ):
-            job = _Job(self, plan, run_id, holder, lease, result, progress, run_started, allow_shrink)
+            job = Job(self, plan, run_id, holder, lease, result, progress, run_started, allow_shrink)
             job.execute(max(1, parallel))
         result.seconds = time.monotonic() - started
         self.ledger.compact()
@@ -318,301 +296,5 @@ class Backfiller:
         return parse_time(view.most_recent_end_time) if view.most_recent_end_time else None
 
 
-def _emit_metrics(kind: str, view: str, r: ChunkResult) -> None:
-    """``fs_job_duration_seconds`` and ``fs_job_rows_total`` for one finished chunk."""
-    JOB_DURATION.labels(kind, view).observe(r.seconds)
-    if r.status == Status.REJECTED:
-        JOB_ROWS.labels(kind, view, "rejected").inc(r.rows_in)
-        return
-    if r.rows_written:
-        JOB_ROWS.labels(kind, view, "written").inc(r.rows_written)
-    if r.rows_skipped:
-        JOB_ROWS.labels(kind, view, "skipped_stale").inc(r.rows_skipped)
-
-
-def failure_message(e: BaseException) -> str:
-    """What the ledger, logs and errors say about a failed chunk, without feature values.
-
-    Platform errors (``FsError``) are written to name places, not values, and are kept; any other
-    exception is summarised by the platform's one scrubbing rule (``fs_platform.scrub.summary``: its type and
-    a scrubbed first line). The full exception is only in DEBUG tracebacks.
-    """
-    if isinstance(e, FsError):
-        return f"{type(e).__name__}: {e}".splitlines()[0]
-    return summary(e)
-
-
 def _with_holder(st: ViewStatus, holder: str | None) -> ViewStatus:
     return ViewStatus(st.view, st.target, st.done, st.pending, st.watermark, st.last, holder)
-
-
-class _Job:
-    """One run: executes chunks (optionally in parallel) and records each state change."""
-
-    def __init__(self, bf: Backfiller, plan: BackfillPlan, run_id: str, holder: str, lease: Lease,
-                 result: BackfillResult, progress: Progress | None, started_at: datetime,
-                 allow_shrink: bool = False):  # fmt: skip
-        self.bf, self.plan, self.run_id, self.holder, self.lease = bf, plan, run_id, holder, lease
-        self.allow_shrink = allow_shrink
-        # Backfills stamp online rows' created time with the run's start, so a correction at an
-        # unchanged event time wins over the stored row (newer stream events still win on event time).
-        self.created_override = started_at if plan.kind == Kind.BACKFILL else None
-        self.result = result
-        self.progress = progress
-        self.view = feature_view(bf.store, plan.view)
-        self.definition = bf.definition(plan.view) if Target.OFFLINE in plan.targets else None
-        self.location = resolve_location(self.view, bf.store.config) if self.definition else None
-        self._lock = threading.Lock()
-        self._done = 0
-        self._total = len(plan.to_run)
-
-    def execute(self, parallel: int) -> None:
-        # Chunks that share an interval run together (offline first, then online from the same rows);
-        # adjacent intervals of one compute span are recomputed in one pass (see ``_span``).
-        # Every chunk of the run is first recorded ``planned``: until it is done again, what an
-        # earlier run did there no longer counts, so ``--resume`` after a crash redoes the rest.
-        self.bf.ledger.record([self._entry(c.target, c.interval, Status.PLANNED) for c in self.plan.to_run])
-        units = self._units(parallel)
-        if parallel == 1:
-            for unit in units:
-                if not self._span(unit):
-                    break
-            return
-        stop = threading.Event()
-        with ThreadPoolExecutor(parallel, thread_name_prefix="backfill") as pool:
-
-            def task(unit):
-                try:
-                    if not stop.is_set() and not self._span(unit, stop):
-                        stop.set()
-                except BaseException:  # e.g. the ledger unwritable: the other workers stop too
-                    stop.set()
-                    raise
-
-            futures = [pool.submit(task, unit) for unit in units]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            for f in futures:
-                f.result()
-
-    def _units(self, parallel: int) -> list[list[Group]]:
-        """The plan's intervals to run, grouped by compute span, in order. With ``parallel`` workers
-        the longest spans are halved until every worker has one (fewer shared passes, more concurrency)."""
-        by_interval: dict[Interval, list[PlannedChunk]] = {}
-        for c in self.plan.to_run:
-            by_interval.setdefault(c.interval, []).append(c)
-        units: list[list[Group]] = []
-        last_span = None
-        for iv, chunks in sorted(by_interval.items()):
-            span = self.plan.span_of(iv) if any(c.target == Target.OFFLINE for c in chunks) else None
-            if span is not None and span == last_span:
-                units[-1].append((iv, chunks))
-            else:
-                units.append([(iv, chunks)])
-            last_span = span
-        while len(units) < parallel:
-            longest = max(range(len(units)), key=lambda i: len(units[i]), default=None)
-            if longest is None or len(units[longest]) < 2:
-                break
-            unit = units[longest]
-            units[longest : longest + 1] = [unit[: len(unit) // 2], unit[len(unit) // 2 :]]
-        return units
-
-    def _span(self, groups: list[Group], stop: threading.Event | None = None) -> bool:
-        """Recompute adjacent chunks in one pass of the definition, then validate, commit and record
-        each chunk on its own, in order. False stops the run (as for a single chunk); so does
-        ``stop`` (another worker's chunk failed), checked before each chunk is committed.
-
-        All chunks of the pass are recorded ``running`` first; a kill leaves the uncommitted ones
-        ``running`` (``--resume`` redoes them). If the pass itself fails, its chunks are computed
-        again one at a time, so a failure ends exactly as a run with ``--compute-span 1`` would.
-        """
-        if len(groups) == 1:
-            return self._chunk(*groups[0])
-        span_iv = Interval(groups[0][0].start, groups[-1][0].end)
-        self.bf.ledger.record(
-            [self._entry(c.target, iv, Status.RUNNING) for iv, chunks in groups for c in chunks]
-        )
-        started = time.monotonic()
-        self._tick(Target.OFFLINE, span_iv, "compute", chunks=len(groups))
-        try:
-            with span(
-                "fs.backfill.span", view=self.plan.view, start=span_iv.start.isoformat(), chunks=len(groups)
-            ):
-                computed = offline.compute(self.definition, span_iv, self.view.batch_source.timestamp_field)
-        except Exception as e:
-            log.warning(
-                "recomputing %d chunks of %s in one pass failed (%s); computing them one at a time",
-                len(groups), self.plan.view, failure_message(e), exc_info=log.isEnabledFor(logging.DEBUG),
-            )  # fmt: skip
-            parts = [None] * len(groups)
-        else:
-            parts = offline.split(computed, [iv for iv, _ in groups], self.view.batch_source.timestamp_field)
-            del computed  # only the chunks' rows stay in memory
-        share = (time.monotonic() - started) / len(groups)
-        for i, ((iv, chunks), part) in enumerate(zip(groups, parts, strict=True)):
-            if stop is not None and stop.is_set():
-                self._abandon(groups[i:], "not committed: the run stopped after another chunk failed")
-                return False
-            if not self._chunk(iv, chunks, part, share if part is not None else 0.0):
-                self._abandon(groups[i + 1 :], f"not committed: chunk {iv} of its compute pass failed")
-                return False
-        return True
-
-    def _abandon(self, groups: list[Group], message: str) -> None:
-        """Record the chunks of a compute pass that will not be committed as failed (resumable)."""
-        for iv, chunks in groups:
-            for c in chunks:
-                self._finish(ChunkResult(c.target, iv, Status.FAILED, message=message))
-
-    # -- one chunk ---------------------------------------------------------------------------------
-    def _entry(
-        self, target: Target, iv: Interval, status: Status, r: ChunkResult | None = None
-    ) -> LedgerEntry:
-        r = r or ChunkResult(target, iv, status)
-        return LedgerEntry(
-            run_id=self.run_id, view=self.plan.view, target=target, kind=self.plan.kind, start=iv.start,
-            end=iv.end, status=status, holder=self.holder, recorded_at=utcnow(), rows_in=r.rows_in,
-            rows_written=r.rows_written, rows_skipped=r.rows_skipped, source_version=r.source_version,
-            target_version=r.target_version, validation=r.validation, message=r.message[:2000],
-        )  # fmt: skip
-
-    def _tick(self, target: Target, iv: Interval, stage: str, chunks: int = 1) -> None:
-        if self.progress:
-            self.progress(ProgressEvent(self.plan.view, target, iv, stage, self._done, self._total, chunks))
-
-    def _finish(self, r: ChunkResult) -> None:
-        self.bf.ledger.record([self._entry(r.target, r.interval, r.status, r)])
-        _emit_metrics(self.plan.kind.value, self.plan.view, r)
-        with self._lock:
-            self.result.chunks.append(r)
-            self._done += 1
-        self._tick(r.target, r.interval, r.status.value if r.status != Status.DONE else "done")
-
-    def _chunk(
-        self,
-        iv: Interval,
-        chunks: list[PlannedChunk],
-        computed: offline.Computed | None = None,
-        compute_seconds: float = 0.0,
-    ) -> bool:
-        """Run one interval for its targets; False stops the run (a failure, not a rejection).
-
-        ``computed``: the chunk's offline rows from a compute pass over its span (its ``running``
-        entries are then already recorded; ``compute_seconds`` is its share of the pass)."""
-        targets = [c.target for c in chunks]
-        if computed is None:
-            self.bf.ledger.record([self._entry(t, iv, Status.RUNNING) for t in targets])
-        current = targets[0]
-        started = time.monotonic()
-        try:
-            with span("fs.backfill.chunk", view=self.plan.view, start=iv.start.isoformat()):
-                rows, version = None, None
-                if Target.OFFLINE in targets:
-                    current = Target.OFFLINE
-                    r, rows = self._offline(iv, computed)
-                    version = r.target_version
-                    r.seconds = time.monotonic() - started + compute_seconds
-                    self._finish(r)
-                    if r.status != Status.DONE:
-                        for t in targets[1:]:
-                            self._finish(
-                                ChunkResult(t, iv, r.status, message="offline chunk " + r.status.value)
-                            )
-                        return True
-                if Target.ONLINE in targets:
-                    current = Target.ONLINE
-                    started = time.monotonic()
-                    r = self._online(iv, rows, version)
-                    r.seconds = time.monotonic() - started
-                    self._finish(r)
-        except Exception as e:
-            message = failure_message(e)
-            log.error(
-                "chunk %s of %s failed: %s",
-                iv,
-                self.plan.view,
-                message,
-                exc_info=log.isEnabledFor(logging.DEBUG),
-            )
-            for t in targets[targets.index(current) :]:
-                self._finish(
-                    ChunkResult(t, iv, Status.FAILED, message=message, seconds=time.monotonic() - started)
-                )
-            return False
-        return True
-
-    def _validate(self, target: Target, iv: Interval, data) -> tuple[str | None, str]:
-        self._tick(target, iv, "validate")
-        verdict = run_checks(self.bf.checks(self.plan.kind), self.plan.view, iv, data)
-        return verdict.status, verdict.details
-
-    def _offline(self, iv: Interval, computed: offline.Computed | None = None):
-        view = self.view
-        ts_field = view.batch_source.timestamp_field
-        if computed is None:
-            self._tick(Target.OFFLINE, iv, "compute")
-            computed = offline.compute(self.definition, iv, ts_field)
-        data = computed.data
-        if data.num_rows:  # the rows must fit the view before anything is committed (offline or online)
-            check_view(view, arrow_columns(data.schema),
-                       hint=f"fix the batch definition of {view.name!r} (backfills.py) or the view; nothing was committed")  # fmt: skip
-        r = ChunkResult(
-            Target.OFFLINE, iv, Status.DONE, rows_in=data.num_rows, source_version=computed.source_version
-        )
-        r.validation, r.message = self._validate(Target.OFFLINE, iv, data)
-        if r.validation == "fail":
-            r.status = Status.REJECTED
-            return r, None
-        if not self.allow_shrink:
-            held = offline.rows_in_range(self.location, ts_field, iv)
-            if data.num_rows < held:
-                r.status = Status.REJECTED
-                r.message = (f"recomputed {data.num_rows} rows where the table holds {held}: replacing would "
-                             "delete rows (do the definition's inputs cover this range yet?); "
-                             "rerun with --allow-shrink if the correction removes rows")
-                return r, None
-        self._tick(Target.OFFLINE, iv, "commit")
-        meta = {"fs.backfill.run": self.run_id, "fs.backfill.chunk": str(iv)}
-        with self.bf._commit_lock:
-            self.lease.check()
-            r.target_version = offline.replace_range(
-                self.location, data, ts_field, iv, view.name, meta, create=self.plan.create_table
-            )
-        r.rows_written = data.num_rows
-        if Target.ONLINE not in self.plan.targets:
-            return r, None
-        # The recomputed rows carry source column names: a join key renamed by field_mapping is
-        # looked up under its source name.
-        keys = [source_column(view.batch_source, c.name) for c in view.entity_columns]
-        # None (exact ties): the online phase reads the chunk's latest rows back through Spark.
-        latest = offline.latest_per_key(
-            data, keys, ts_field, view.batch_source.created_timestamp_column or None
-        )
-        return r, latest
-
-    def _online(self, iv: Interval, rows, offline_version: int | None):
-        store = self.bf.store
-        source_version = offline_version  # rows just committed offline: that version is the source
-        self._tick(Target.ONLINE, iv, "compute")
-        if is_aggregation(self.view):  # tiles rebuilt from the raw events, not rows
-            pulled = online.rebuild_tiles(store, self.view, iv)
-            r = ChunkResult(Target.ONLINE, iv, Status.DONE, rows_in=pulled.data.num_rows,
-                            source_version=pulled.source_version)
-            self._tick(Target.ONLINE, iv, "commit")
-            self.lease.check()
-            written = online.write_tiles(store, self.view, pulled.data)
-            r.rows_written, r.rows_skipped = written.written, written.skipped
-            return r
-        if rows is None:
-            pulled = online.pull_latest(store, self.view, iv)
-            rows, source_version = pulled.data, pulled.source_version
-        r = ChunkResult(Target.ONLINE, iv, Status.DONE, rows_in=rows.num_rows, source_version=source_version)
-        r.validation, r.message = self._validate(Target.ONLINE, iv, rows)
-        if r.validation == "fail":
-            r.status = Status.REJECTED
-            return r
-        self._tick(Target.ONLINE, iv, "commit")
-        self.lease.check()
-        written = online.write(store, self.view, rows, created_at=self.created_override)
-        r.rows_written, r.rows_skipped = written.written, written.skipped
-        return r
