@@ -59,7 +59,10 @@ class TrainingSet:
     run_id: str | None = None
 
     def to_df(self) -> pd.DataFrame:
-        return _read(self.location, self.version).to_pandas()
+        """The saved rows (integer/bool columns with nulls as pandas nullable dtypes, like retrieval's)."""
+        from fs_platform.plugins.delta.job import to_pandas
+
+        return to_pandas(_read(self.location, self.version))
 
 
 @dataclass
