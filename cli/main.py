@@ -19,6 +19,7 @@ from fs_platform.cli import (
     exit_codes,
     ingest_cmds,
     monitor_cmds,
+    observability_cmds,
     parity_cmds,
     registry_cmds,
     serve_cmds,
@@ -90,6 +91,7 @@ for _name, _group in (
     ("parity", parity_cmds),
     ("catalog", catalog_cmds),
     ("monitor", monitor_cmds),
+    ("observability", observability_cmds),
     ("tenant", tenant_cmds),
 ):
     app.add_typer(_group.app, name=_name)
