@@ -96,12 +96,27 @@ def raw_config(repo: Path, env: str = DEFAULT_ENV) -> dict[str, Any]:
     return expand_env(data, source)
 
 
+_OLD_ROOTS = ("plugins.", "fs.", "parity.", "backfill.", "cli.")
+
+
+def _refuse_old_type_paths(data: dict[str, Any], repo: Path) -> None:
+    """Store and engine types moved under the ``fs_platform`` namespace: name the fix, not an import error."""
+    for section in ("online_store", "offline_store", "batch_engine"):
+        kind = (data.get(section) or {}).get("type") if isinstance(data.get(section), dict) else None
+        if isinstance(kind, str) and kind.startswith(_OLD_ROOTS):
+            raise ConfigError(
+                f"{repo}/feature_store.yaml: {section}.type {kind!r} uses the old import path",
+                hint=f"fs installs under one namespace now: set {section}.type: fs_platform.{kind}",
+            )
+
+
 def load_config(repo: Path, env: str = DEFAULT_ENV):
     """A Feast ``RepoConfig`` for ``repo`` in environment ``env``."""
     from feast.repo_config import RepoConfig
     from pydantic import ValidationError
 
     data = raw_config(repo, env)
+    _refuse_old_type_paths(data, repo)
     try:
         config = RepoConfig(**data)
     except ValidationError as e:

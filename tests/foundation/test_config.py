@@ -51,3 +51,14 @@ def test_missing_repo_is_a_config_error(tmp_path):
 def test_repo_from_environment_variable(example_repo, monkeypatch):
     monkeypatch.setenv("FS_REPO", str(example_repo))
     assert resolve_repo(None) == example_repo.resolve()
+
+
+def test_old_type_path_names_the_new_one(example_repo):
+    yaml_path = example_repo / "feature_store.yaml"
+    old = yaml_path.read_text().replace("type: fs_platform.plugins.redis_store", "type: plugins.redis_store")
+    assert old != yaml_path.read_text()
+    yaml_path.write_text(old)
+    with pytest.raises(ConfigError) as err:
+        load_config(example_repo)
+    assert "online_store.type 'plugins.redis_store.online_store.RedisOnlineStore' uses the old import path" in str(err.value)
+    assert "fs_platform.plugins.redis_store.online_store.RedisOnlineStore" in err.value.hint
