@@ -64,22 +64,18 @@ def check_ingest(c) -> list[Finding]:
 
 
 def _lag(config, kw) -> list[Finding]:
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer, TopicPartition
 
     group = config.kafka.group_id
-    admin = KafkaAdminClient(**kw)
-    try:
-        committed = admin.list_consumer_group_offsets(group)
-    finally:
-        admin.close()
-    consumer = KafkaConsumer(enable_auto_commit=False, **kw)
+    # committed() fetches the group's offsets without joining the group (no rebalance of the ingestors)
+    consumer = KafkaConsumer(group_id=group, enable_auto_commit=False, **kw)
     findings = []
     try:
         for spec in config.topics:
             parts = consumer.partitions_for_topic(spec.topic) or set()
             tps = [TopicPartition(spec.topic, p) for p in sorted(parts)]
             ends = consumer.end_offsets(tps) if tps else {}
-            done = {tp: committed[tp].offset for tp in tps if tp in committed and committed[tp].offset >= 0}
+            done = {tp: o for tp in tps if (o := consumer.committed(tp)) is not None and o >= 0}
             lag = {tp.partition: max(0, ends.get(tp, 0) - done.get(tp, 0)) for tp in tps}
             total = sum(lag.values())
             evidence = {"group": group, "lag": total, "partitions": len(tps),
@@ -94,7 +90,7 @@ def _lag(config, kw) -> list[Finding]:
                 sev, msg = Severity.OK, f"consumer group {group!r} is {total} record(s) behind on {spec.topic!r}"
             findings.append(Finding("ingest", sev, spec.topic, msg, evidence))
     finally:
-        consumer.close()
+        consumer.close(autocommit=False)
     return findings
 
 
