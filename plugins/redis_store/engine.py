@@ -99,13 +99,33 @@ class RedisArrowEngine(ComputeEngine):
     def teardown_infra(self, project: str, fvs: Sequence[FeatureView], entities: Sequence[Entity]):
         """Nothing to tear down (the online store owns the data)."""
 
+    @property
+    def supports_batch(self) -> bool:
+        """Feast hands every view's task to ``materialize`` in one call, so they share one platform."""
+        return True
+
+    def materialize(self, registry: BaseRegistry, tasks, **kwargs) -> list[MaterializationJob]:
+        """One platform (registry, Redis clients, Spark session) for all the views of one call, closed
+        when they are done: opening one per view cost more than copying a small view."""
+        from fs_platform.platform import Platform
+
+        tasks = [tasks] if isinstance(tasks, MaterializationTask) else list(tasks)
+        with Platform.for_config(self.repo_config) as platform:
+            return [self._materialize_one(registry, task, platform=platform) for task in tasks]
+
     def _materialize_one(
-        self, registry: BaseRegistry, task: MaterializationTask, **kwargs
+        self, registry: BaseRegistry, task: MaterializationTask, platform=None, **kwargs
     ) -> MaterializationJob:
         view = task.feature_view
         job_id = f"{view.name}-{task.start_time}-{task.end_time}"
         try:
-            result = self._run(registry, task)
+            if platform is None:
+                from fs_platform.platform import Platform
+
+                with Platform.for_config(self.repo_config) as platform:
+                    result = self._run(task, platform)
+            else:
+                result = self._run(task, platform)
         except Exception as e:  # Feast reports the job's error; keep the type for the caller
             logger.error(
                 "materialization of %s failed: %s",
@@ -117,9 +137,8 @@ class RedisArrowEngine(ComputeEngine):
         logger.info("materialized %s: %s", view.name, result)
         return RedisMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED, result)
 
-    def _run(self, registry: BaseRegistry, task: MaterializationTask) -> WriteResult:
+    def _run(self, task: MaterializationTask, platform) -> WriteResult:
         from fs_platform.backfill.runner import Backfiller
-        from fs_platform.platform import Platform
 
         view = task.feature_view
         if is_aggregation(view):
@@ -129,10 +148,7 @@ class RedisArrowEngine(ComputeEngine):
             )
         bar = _ChunkBar(task.tqdm_builder)
         try:
-            with Platform.for_config(self.repo_config) as platform:
-                runs = Backfiller(platform).materialize(
-                    [view.name], task.start_time, task.end_time, progress=bar.on_event
-                )
+            runs = Backfiller(platform).materialize([view.name], task.start_time, task.end_time, progress=bar.on_event)
         finally:
             bar.close()
         chunks = [c for run in runs for c in run.chunks]

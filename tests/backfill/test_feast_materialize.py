@@ -68,3 +68,26 @@ def test_feast_materialize_respects_the_views_lease(make_repo):
     with Backfiller(platform).leases.acquire(VIEW, "ci-runner-7"):
         with pytest.raises(LeaseHeldError, match="ci-runner-7"):
             platform.store.materialize(END - timedelta(hours=6), END, [VIEW])
+
+
+def test_feast_materialize_of_several_views_opens_one_platform(make_repo, monkeypatch):
+    """Feast submits every view's task in one call (``supports_batch``); the engine runs them all on one
+    platform (registry, clients, Spark session) instead of opening one per view."""
+    from fs_platform.platform import Platform
+
+    platform = make_repo(days=2)
+    opened = []
+    real = Platform.for_config.__func__
+
+    def counting(cls, config, *args, **kwargs):
+        opened.append(config.project)
+        return real(cls, config, *args, **kwargs)
+
+    monkeypatch.setattr(Platform, "for_config", classmethod(counting))
+    start = (END - timedelta(days=1)).replace(hour=0)
+    views = [VIEW, "merchant_risk_daily", "customer_profile"]
+    platform.store.materialize(start, END, views)
+
+    assert len(opened) == 1
+    ledger = Backfiller(platform).ledger
+    assert all(ledger.status(v, Target.ONLINE).watermark == END for v in views)
