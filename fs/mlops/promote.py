@@ -102,12 +102,13 @@ def compare(source: Platform, target: Platform, promotion_id: str | None = None)
     if source.env == target.env:
         raise OpsError(f"cannot promote env {source.env!r} to itself", hint="--from and --to must differ")
     contents = registered_contents(source.store)
+    source_hash = registry_hash(contents)  # before the plan: Feast's inference fills the objects in
     plan = target.plan(contents)
     services = {s.name for s in contents.feature_services}
     deps = model_dependencies(target)
     result = Promotion(
         promotion_id or f"promo-{uuid.uuid4().hex[:10]}", target.project, source.env, target.env,
-        registry_hash(contents), registry_hash(registered_contents(target.store)),
+        source_hash, registry_hash(registered_contents(target.store)),
         [*plan.changes, *plan.infra_changes], metadata_policy.check_repo(contents),
         [d for d in deps or [] if d.feature_service not in services], None if deps is None else len(deps),
         contents=contents,
@@ -215,8 +216,8 @@ def apply(repo, source: str, target: str, *, approver: str | None, promotion_id:
         p.approver = approver
         if proposed is None:
             _record_proposal(ops, p)
-        if p.status != "proposed":
-            return p
+            if p.status != "proposed":
+                return p
         refusal = _approval_refusal(ops, p, proposed)
         if refusal is not None:
             p.status, p.rule, p.message = "refused", refusal.rule, str(refusal)
@@ -258,6 +259,9 @@ def _approval_refusal(ops: Ops, p: Promotion, proposed) -> OpsRefused | None:
     if proposed is not None and proposed.details.get("digest") != p.digest:
         return OpsRefused("changed_since_proposal", f"the diff {p.source} -> {p.target} changed since "
                           f"{p.promotion_id} was proposed", hint="propose the promotion again and review the new diff")  # fmt: skip
+    checks = _check_refusal(p)
+    if checks is not None:
+        return checks
     plan = OpsPlan(p.promotion_id, utcnow().isoformat(), p.project, p.target, p.proposer or "unknown", "person",
                    [_action(p)])  # fmt: skip
     executed = ops.audit.count("executed", utcnow() - RATE_WINDOW)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
+from feast.feature_view import DUMMY_ENTITY_ID
 from feast.repo_contents import RepoContents
 
 from fs_platform.platform import _without_meta
@@ -24,15 +25,18 @@ def registered_contents(store) -> RepoContents:
     registry, project = store.registry, store.project
     registry.refresh(project)
     stream = registry.list_stream_feature_views(project)
+    on_demand = registry.list_on_demand_feature_views(project)
+    for view in on_demand:  # as parsed from a repo: Feast's planner re-infers the dummy key and would
+        view.entity_columns = [c for c in view.entity_columns if c.name != DUMMY_ENTITY_ID]  # count it as a feature
     stream_names = {v.name for v in stream}
     return RepoContents(
         projects=[p for p in registry.list_projects() if p.name == project],
         data_sources=registry.list_data_sources(project),
         feature_views=[v for v in registry.list_feature_views(project) if v.name not in stream_names],
-        on_demand_feature_views=registry.list_on_demand_feature_views(project),
+        on_demand_feature_views=on_demand,
         stream_feature_views=stream,
         label_views=[],
-        entities=[e for e in registry.list_entities(project) if e.name != "__dummy"],
+        entities=registry.list_entities(project),  # with Feast's __dummy entity, as a parsed repo has it
         feature_services=registry.list_feature_services(project),
         permissions=registry.list_permissions(project),
     )
