@@ -1,8 +1,9 @@
 """Loading a feature repo's configuration for one environment.
 
 ``feature_store.yaml`` is the dev configuration. ``--env staging|prod`` deep-merges
-``envs/<env>.yaml`` over it. ``${VAR}`` references are filled from the environment; a missing
-variable is an error that names the variable (its value is never printed).
+``envs/<env>.yaml`` over it. ``${VAR}`` references are filled from the environment (``FS_<ENV>__VAR``
+wins over ``VAR`` for that environment); a missing variable is an error that names the variable (its
+value is never printed).
 """
 
 from __future__ import annotations
@@ -58,18 +59,27 @@ def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def expand_env(value: Any, source: Path) -> Any:
+def env_variables(env: str) -> dict[str, str]:
+    """The variables ``env``'s configuration is filled from: the environment, where ``FS_<ENV>__NAME``
+    (e.g. ``FS_PROD__FS_REGISTRY_URL``) overrides ``NAME``, so that one process (``fs promote``) can
+    reach two environments' services."""
+    prefix = f"FS_{env.upper().replace('-', '_')}__"
+    return {**os.environ, **{k[len(prefix):]: v for k, v in os.environ.items() if k.startswith(prefix)}}
+
+
+def expand_env(value: Any, source: Path, variables: dict[str, str] | None = None) -> Any:
+    variables = os.environ if variables is None else variables
     if isinstance(value, dict):
-        return {k: expand_env(v, source) for k, v in value.items()}
+        return {k: expand_env(v, source, variables) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, source) for v in value]
+        return [expand_env(v, source, variables) for v in value]
     if not isinstance(value, str):
         return value
 
     def sub(m: re.Match) -> str:
         name, default = m.group(1), m.group(2)
-        if name in os.environ:
-            return os.environ[name]
+        if name in variables:
+            return variables[name]
         if default is not None:
             return default
         raise ConfigError(
@@ -93,7 +103,7 @@ def raw_config(repo: Path, env: str = DEFAULT_ENV) -> dict[str, Any]:
             )
         data = merge(data, read_yaml(overlay))
         source = overlay
-    return expand_env(data, source)
+    return expand_env(data, source, env_variables(env))
 
 
 _OLD_ROOTS = ("plugins.", "fs.", "parity.", "backfill.", "cli.")

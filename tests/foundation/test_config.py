@@ -23,6 +23,15 @@ def test_staging_overlay_takes_urls_from_environment(example_repo, monkeypatch):
     assert data["offline_store"]["type"].endswith("DeltaOfflineStore")
 
 
+def test_an_env_prefixed_variable_wins_for_that_env_only(example_repo, monkeypatch):
+    """``FS_PROD__FS_REGISTRY_URL`` is prod's ``FS_REGISTRY_URL``: one process (fs promote) reaches both."""
+    monkeypatch.setenv("FS_REGISTRY_URL", "postgresql+psycopg://ci@db:5432/staging_registry")
+    monkeypatch.setenv("FS_PROD__FS_REGISTRY_URL", "postgresql+psycopg://ci@db:5432/prod_registry")
+    monkeypatch.setenv("FS_REDIS_URL", "redis://cache:6379")
+    assert raw_config(example_repo, "prod")["registry"]["path"].endswith("/prod_registry")
+    assert raw_config(example_repo, "staging")["registry"]["path"].endswith("/staging_registry")
+
+
 def test_missing_environment_variable_is_named_but_never_valued(example_repo, monkeypatch):
     monkeypatch.delenv("FS_REGISTRY_URL", raising=False)
     monkeypatch.setenv("FS_REDIS_URL", "redis://:topsecret@cache:6379")
