@@ -4,24 +4,25 @@
     report = skew(platform.store, "fraud_model_v2", since=timedelta(hours=2), by="model_version")
     report.verdict        # "ok" | "breach" | "no_data"
 
-The logged rows of one feature service in ``[now - since, until)`` (at most ``max_rows``, a seeded
+The logged rows of one feature service in ``[until - since, until)`` (at most ``max_rows``, a seeded
 sample) are recomputed by the offline store's own point-in-time retrieval
 (``get_historical_features``) with each row's entity keys at its served time; rows served a value
-are also retrieved at the served value's event time, which tells a stale online value (offline holds
-the served event, and a newer one by the served time) from a wrong one. Each (row, feature) gets a
-parity class (``fs_platform.parity.classify.Outcome``), values compared by
-``fs_platform.parity.compare``::
+of a plain view are also retrieved at the served value's event time, and a semi-join on the view's
+Delta source says whether offline holds the served event at all. Each (row, feature) gets a parity
+class (``fs_platform.parity.classify.Outcome``), values compared by ``fs_platform.parity.compare``::
 
-    served nothing (NOT_FOUND), offline nothing                -> matched
-    served nothing, offline a value                            -> missing_online
+    served nothing (NOT_FOUND), offline nothing                 -> matched
+    served nothing, offline a value                             -> missing_online
     served nothing (OUTSIDE_MAX_AGE: an older row), offline one -> online_stale
-    served a value with an event later than served time + 60 s -> online_future
-    served a value older than the ttl at the served time       -> ttl_expired
-    served value equals offline at the served time             -> matched
-    served event younger than the view's allowed lag now       -> online_ahead (tolerated: offline catching up)
-    offline has nothing at the served time                     -> missing_offline
-    offline at the served event equals the served value        -> online_stale (offline has a newer event)
-    otherwise                                                  -> value_mismatch | type_mismatch
+    served value equals offline at the served time              -> matched
+    otherwise, a plain view's served event is:
+      not in the offline table, younger than the allowed lag   -> online_ahead (tolerated: offline catching up)
+      not in the offline table                                  -> missing_offline
+      there with the served value (and a newer one by then)     -> online_stale
+      there with another value                                  -> value_mismatch | type_mismatch
+      older than the ttl at the served time                     -> ttl_expired
+      later than the served time + 60 s                         -> online_future
+    an aggregation view (tiles merged at the read)              -> value_mismatch | type_mismatch
 
 Rows a request could not read (INVALID: a failed read, the breaker) are not compared; PII-classified
 features (logged hashed or not at all) and rows whose join key was logged hashed are skipped and
@@ -66,6 +67,7 @@ BY = {
 UNKNOWN = "(none)"
 _NOT_SERVED = {"NOT_FOUND", "OUTSIDE_MAX_AGE"}
 _ROW = "__fs_skew_row"
+_EVENT = "__fs_event_ts"
 
 
 @dataclass
@@ -201,6 +203,7 @@ def skew(
     parsed = _Parsed.of(rows)
     t0 = time.perf_counter()
     offline, versions = _offline(store, targets, parsed, pii_keys)
+    held = _offline_events(store, targets, parsed, pii_keys)
     t_offline = time.perf_counter() - t0
     now_us = epoch_micros(utcnow())
     tol = tolerances or Tolerances()
@@ -208,7 +211,8 @@ def skew(
     for name, members in groups_of.items():
         t1 = time.perf_counter()
         views = [
-            _view_report(t, parsed, members, offline, versions, tol, now_us, examples, pii_keys)
+            _view_report(t, parsed, members, offline, held.get(t.name, set()), versions, tol, now_us, examples,
+                         pii_keys)
             for t in targets
         ]
         for v in views:
@@ -331,6 +335,43 @@ def _offline(store, targets: list[Target], parsed: _Parsed, pii_keys) -> tuple[d
     return out, versions
 
 
+def _offline_events(store, targets: list[Target], parsed: _Parsed, pii_keys) -> dict[str, set[tuple]]:
+    """Per plain view, the served ``(keys..., event µs)`` the offline table holds a row for (a semi-join
+    on the view's Delta source): tells a served event offline never got from one it has another value for."""
+    from pyspark.sql import functions as F
+
+    from fs_platform.parity.spark_io import SparkIO, view_source
+    from fs_platform.plugins.delta.engine import get_engine
+    from fs_platform.plugins.delta.retrieval import col
+
+    io, out = None, {}
+    for t in targets:
+        if is_aggregation(t.view):
+            continue
+        wanted = {}
+        for i in range(len(parsed.served_us)):
+            us = _served_event(parsed, i, t) if _keyed(parsed, i, t, pii_keys) else None
+            if us is not None:
+                wanted[(*(parsed.entities[i][k] for k in t.join_keys), us)] = None
+        if not wanted:
+            continue
+        io = io or SparkIO(get_engine(store.config), store.config)
+        src = view_source(t, store.config)
+        plan = src.plan
+        columns = {k: [w[j] for w in wanted] for j, k in enumerate(plan.join_keys)}
+        columns[_EVENT] = pa.array([w[-1] for w in wanted], pa.timestamp("us", tz="UTC"))
+        rows = io.read(src).select(
+            *[col(s).alias(k) for s, k in zip(plan.source_keys, plan.join_keys, strict=True)],
+            col(plan.timestamp_field).cast("timestamp").alias(_EVENT),
+        )
+        found = rows.join(io.upload(pa.table(columns)), on=[*plan.join_keys, _EVENT], how="left_semi").distinct()
+        table = io.collect(found.withColumn(_EVENT, F.col(_EVENT)))
+        us = table[_EVENT].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+        keys = [table[k].to_pylist() for k in plan.join_keys]
+        out[t.name] = {(*k, u) for *k, u in zip(*keys, us, strict=True)}
+    return out
+
+
 def _served_event(parsed: _Parsed, i: int, t: Target) -> int | None:
     """The served event time of the view's row (its features share it): the first present one."""
     for f in t.features:
@@ -341,18 +382,21 @@ def _served_event(parsed: _Parsed, i: int, t: Target) -> int | None:
 
 
 def _view_report(
-    t: Target, parsed: _Parsed, members: np.ndarray, offline: dict, versions: dict, tol: Tolerances,
+    t: Target, parsed: _Parsed, members: np.ndarray, offline: dict, held: set, versions: dict, tol: Tolerances,
     now_us: int, max_examples: int, pii_keys,
 ) -> ViewReport:  # fmt: skip
     ttl_us = duration_micros(t.ttl) if t.ttl else None
     lag_us = duration_micros(t.allowed_lag)
     aggregated = is_aggregation(t.view)
+    plain = not aggregated  # a served event time is a row's event (tiles are merged at the read)
     rows = np.array([i for i in members if _keyed(parsed, i, t, pii_keys)], dtype=np.int64)
     stats, candidates = [], []
     with_data = np.zeros(len(rows), dtype=bool)
     for f, vt in zip(t.features, t.types, strict=True):
-        s = FeatureStats(f, vt.name, f in t.sensitive)
-        if f in t.sensitive or not len(rows):
+        if f in t.sensitive:  # logged hashed or not at all: listed in the report's skipped
+            continue
+        s = FeatureStats(f, vt.name, False)
+        if not len(rows):
             stats.append(s)
             continue
         at_served, at_event = offline[(t.name, f)]
@@ -369,22 +413,32 @@ def _view_report(
         idx = np.arange(len(rows))
         codes_t, score = compare_column(vt, served, off_t, idx, tol.for_feature(t.name, f))
         equal_t = codes_t == Outcome.MATCHED
-        has_e = np.array([v is not None for v in off_e]) & ~aggregated
+        has_e = np.array([v is not None for v in off_e]) & plain
         codes_e, _ = compare_column(vt, served, off_e, idx, tol.for_feature(t.name, f))
         equal_e = has_e & (codes_e == Outcome.MATCHED)
         not_served = np.array([st in _NOT_SERVED for st in status], dtype=bool)
         off_none = np.array([v is None for v in off_t], dtype=bool)
-        out = codes_t.copy()  # value_mismatch | type_mismatch | matched, for served rows
+        has_event = np.array(
+            [(*(parsed.entities[i][k] for k in t.join_keys), int(e)) in held for i, e in zip(rows, event, strict=True)]
+        )
+        out = codes_t.copy()  # matched | value_mismatch | type_mismatch (aggregations: the whole story)
         tolerated = np.zeros(len(rows), dtype=bool)
         present = ~not_served
-        out[present & ~equal_t & equal_e] = Outcome.ONLINE_STALE
-        out[present & ~equal_t & off_none] = Outcome.MISSING_OFFLINE
-        ahead = present & ~equal_t & (event > 0) & (event >= now_us - lag_us) & ~aggregated
-        out[ahead] = Outcome.ONLINE_AHEAD
-        tolerated[ahead] = True
-        if ttl_us and not aggregated:
-            out[present & (event > 0) & (event < served_at - ttl_us)] = Outcome.TTL_EXPIRED
-        out[present & (event > served_at + FUTURE_SKEW_US) & ~aggregated] = Outcome.ONLINE_FUTURE
+        wrong = present & ~equal_t
+        if plain:
+            lost = wrong & ~has_event  # offline never got the served event
+            out[lost] = Outcome.MISSING_OFFLINE
+            ahead = lost & (event >= now_us - lag_us)  # ... yet: within the allowed lag
+            out[ahead] = Outcome.ONLINE_AHEAD
+            tolerated[ahead] = True
+            out[wrong & has_event & equal_e] = Outcome.ONLINE_STALE  # offline has it, and a newer event by then
+            same = wrong & has_event & ~equal_e  # the same event, another value
+            out[same] = codes_e[same]
+            if ttl_us:
+                out[present & (event > 0) & (event < served_at - ttl_us)] = Outcome.TTL_EXPIRED
+            out[present & (event > served_at + FUTURE_SKEW_US)] = Outcome.ONLINE_FUTURE
+        else:
+            out[wrong & off_none] = Outcome.MISSING_OFFLINE
         out[not_served] = np.where(off_none[not_served], Outcome.MATCHED, Outcome.MISSING_ONLINE)
         stale = not_served & ~off_none & np.array([st == "OUTSIDE_MAX_AGE" for st in status])
         out[stale] = Outcome.ONLINE_STALE
@@ -399,9 +453,13 @@ def _view_report(
         kept = np.flatnonzero(keep)
         for o in np.unique(out[out != Outcome.MATCHED]):
             worst = np.flatnonzero(out == o)
-            worst = worst[np.argsort(-score[worst], kind="stable")[:max_examples]]
-            for j in worst:
+            seen: set[str] = set()  # one example per entity: a key served many times is shown once
+            for j in worst[np.argsort(-score[worst], kind="stable")]:
                 k = kept[j]
+                entity = orjson.dumps([parsed.entities[rows[k]].get(key) for key in t.join_keys])
+                if entity in seen or len(seen) >= max_examples:
+                    continue
+                seen.add(entity)
                 candidates.append(_example(t, f, Outcome(int(o)), parsed, int(rows[k]), served[k], off_t[k],
                                            int(event[k]), pii_keys))  # fmt: skip
     report = ViewReport(

@@ -1,0 +1,208 @@
+"""Served-feature logging cost: `fs serve` with the served-feature log on vs off, same data, same run.
+
+    .venv/bin/python tests/benchmarks/bench_served_log.py [--quick] [--url redis://127.0.0.1:6379/9]
+
+Data and feature set are bench_serve.py's (10,000 customers, 5 features from 2 views, machine Redis).
+Three configurations: logging off (the baseline), on at ``sample: 0.01`` and on at ``sample: 1.0``
+(every request logged: the worst case). Two measurements, each configuration in turn, rounds
+interleaved so drift on a shared machine hits all three alike:
+
+- CPU per request in-process: the ASGI app called N times on one uvloop loop, ``time.process_time``
+  (every thread of the process, so the background writer's JSON and Delta appends are included;
+  the log is flushed inside the timed block). Holds on a busy machine.
+- Throughput over HTTP: ``fs serve --workers 2`` under wrk (8 connections, 1 entity), requests/s
+  and p99; the logged rows are counted afterwards (everything queued is written on SIGTERM).
+
+Results go to the ``served-log`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks import loadgen, report  # noqa: E402
+from tests.benchmarks.bench_serve import FS_ENGINE, body, ensure_wrk, fs_online, make_repo, objects  # noqa: E402
+
+BIN = Path(sys.executable).parent
+MODES = {"off": 0.0, "on 1%": 0.01, "on 100%": 1.0}
+
+
+def settings_for(tmp: Path, mode: str) -> dict:
+    sample = MODES[mode]
+    return {"served_log": {"sample": sample, "path": str(tmp / f"served-{mode.replace(' ', '').replace('%', '')}")}}
+
+
+async def _calls(app, payload: bytes, n: int) -> None:
+    scope = {"type": "http", "method": "POST", "path": "/get-online-features",
+             "headers": [(b"content-type", b"application/json"), (b"x-model-version", b"v1")]}  # fmt: skip
+    message = {"type": "http.request", "body": payload, "more_body": False}
+
+    async def receive():
+        return message
+
+    async def send(_message):
+        return None
+
+    for _ in range(n):
+        await app(scope, receive, send)
+
+
+def cpu_per_request(repo: Path, tmp: Path, requests: int, rounds: int) -> dict:
+    """CPU seconds per request for each mode and entity count (median over rounds)."""
+    import uvloop
+    from feast import FeatureStore
+
+    from fs_platform.plugins.serving.app import ServeApp
+    from fs_platform.plugins.serving.settings import ServeSettings
+
+    apps = {}
+    for mode in MODES:
+        app = ServeApp(FeatureStore(repo_path=str(repo)), ServeSettings(workers=1, **settings_for(tmp, mode)))
+        app.warm()
+        apps[mode] = app
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    samples: dict = {}
+    for entities in (1, 20):
+        payload = body(entities)
+        for app in apps.values():  # warm-up: plans, connections, the writer thread
+            loop.run_until_complete(_calls(app, payload, 200))
+            if app.served_log is not None:
+                app.served_log.flush()
+        for _ in range(rounds):
+            for mode, app in apps.items():
+                c0 = time.process_time()
+                loop.run_until_complete(_calls(app, payload, requests))
+                if app.served_log is not None:
+                    app.served_log.flush()  # the rows this block queued are written inside the block
+                samples.setdefault((mode, entities), []).append((time.process_time() - c0) / requests)
+    for app in apps.values():
+        if app.served_log is not None:
+            app.served_log.close()
+    loop.close()
+    out = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+    for (mode, entities), cpu in out.items():
+        print(f"in-process {mode:8s} {entities:>2} entities: {cpu * 1e6:7.1f} us CPU/request", flush=True)
+    return out
+
+
+def http(repo: Path, tmp: Path, seconds: float, rounds: int) -> dict:
+    """wrk requests/s and p99 for each mode (median over rounds), and rows logged by the 100% server."""
+    out: dict = {}
+    for r in range(rounds):
+        for mode in MODES:
+            config = tmp / f"serve-{r}-{mode.replace(' ', '').replace('%', '')}.yaml"
+            port = loadgen_port()
+            config.write_text(yaml.safe_dump({"port": port, "workers": 2, **settings_for(tmp, mode)}))
+            proc = subprocess.Popen([str(BIN / "fs"), "--repo", str(repo), "serve", "--config", str(config)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+            try:
+                loadgen.wait_until_up(f"http://127.0.0.1:{port}/health", proc=proc)
+                target = f"http://127.0.0.1:{port}/get-online-features"
+                loadgen.wrk(target, body(1), 8, 2)  # warm-up
+                res = loadgen.wrk(target, body(1), 8, seconds)
+            finally:
+                os.killpg(proc.pid, 15)
+                proc.wait(timeout=60)
+            out.setdefault(mode, []).append(res)
+            print(f"round {r} {mode:8s}: {res.rps:8.0f} rps  p50 {res.p50_ms:.2f}  p99 {res.p99_ms:.2f} ms  "
+                  f"errors {res.errors}", flush=True)
+    return out
+
+
+def loadgen_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def logged_rows(tmp: Path, mode: str) -> int:
+    from deltalake import DeltaTable
+
+    path = settings_for(tmp, mode)["served_log"]["path"]
+    return DeltaTable(path).to_pyarrow_dataset().count_rows() if Path(path).exists() else 0
+
+
+def render(cpu: dict, web: dict, rows: int, seconds: float, machine: str) -> str:
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
+    lines = [
+        "## Served-feature logging (`fs serve` with `served_log` on vs off)",
+        "",
+        f"`tests/benchmarks/bench_served_log.py`, {machine}. bench_serve.py's data (10,000 customers,",
+        "5 features from 2 views, machine Redis 7); the log is a local Delta table. Ratios are to logging",
+        "off measured in the same run, rounds interleaved.",
+        "",
+        "CPU per request in-process (ASGI app on one uvloop loop; `time.process_time` counts the writer",
+        "thread, and the log is flushed inside each timed block, so JSON + Delta append are included):",
+        "",
+        "| entities | off us | on 1% us | on 100% us | on 1% / off | on 100% / off |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in (1, 20):
+        off, one, full = (cpu[(m, e)] * 1e6 for m in MODES)
+        lines.append(f"| {e} | {off:.0f} | {one:.0f} | {full:.0f} | **{one / off:.2f}x** | {full / off:.2f}x |")
+    lines += [
+        "",
+        f"Throughput over HTTP (`fs serve --workers 2`, wrk 8 connections, 1 entity, {seconds:g} s per run, "
+        f"median of {len(web['off'])} runs per mode):",
+        "",
+        "| mode | requests/s | p99 ms | requests/s vs off |",
+        "|---|---|---|---|",
+    ]
+    base = median([r.rps for r in web["off"]])
+    for mode in MODES:
+        rps, p99 = median([r.rps for r in web[mode]]), median([r.p99_ms for r in web[mode]])
+        lines.append(f"| {mode} | {rps:,.0f} | {p99:.2f} | {rps / base:.2f}x |")
+    lines += ["", f"Rows the 100% servers logged over all their runs: {rows:,} (flushed on SIGTERM; "
+              "drops are counted in `fs_served_log_dropped_total`)."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests and shorter wrk runs")
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/9", help="Redis for the data")
+    parser.add_argument("--machine", default="a shared 2-core machine (other jobs running)")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    ensure_wrk()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-served-log-"))
+    prefix = f"bslog{uuid.uuid4().hex[:6]}"
+    try:
+        repo = make_repo(tmp, "fs", fs_online(args.url, prefix), FS_ENGINE, objects(tmp))
+        cpu = cpu_per_request(repo, tmp, 1000 if args.quick else 3000, 3 if args.quick else 5)
+        seconds = 5.0 if args.quick else 10.0
+        web = http(repo, tmp, seconds, 2 if args.quick else 3)
+        rows = logged_rows(tmp, "on 100%")
+        text = render(cpu, web, rows, seconds, args.machine)
+        print(text)
+        if not args.no_write:
+            report.write_section("served-log", text)
+    finally:
+        client = redis.Redis.from_url(args.url)
+        for key in client.scan_iter(f"{prefix}:*", count=1000):
+            client.delete(key)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
