@@ -211,8 +211,18 @@ def skew(
     for name, members in groups_of.items():
         t1 = time.perf_counter()
         views = [
-            _view_report(t, parsed, members, offline, held.get(t.name, set()), versions, tol, now_us, examples,
-                         pii_keys)
+            _view_report(
+                t,
+                parsed,
+                members,
+                offline,
+                held.get(t.name, set()),
+                versions,
+                tol,
+                now_us,
+                examples,
+                pii_keys,
+            )
             for t in targets
         ]
         for v in views:
@@ -338,8 +348,6 @@ def _offline(store, targets: list[Target], parsed: _Parsed, pii_keys) -> tuple[d
 def _offline_events(store, targets: list[Target], parsed: _Parsed, pii_keys) -> dict[str, set[tuple]]:
     """Per plain view, the served ``(keys..., event µs)`` the offline table holds a row for (a semi-join
     on the view's Delta source): tells a served event offline never got from one it has another value for."""
-    from pyspark.sql import functions as F
-
     from fs_platform.parity.spark_io import SparkIO, view_source
     from fs_platform.plugins.delta.engine import get_engine
     from fs_platform.plugins.delta.retrieval import col
@@ -364,8 +372,10 @@ def _offline_events(store, targets: list[Target], parsed: _Parsed, pii_keys) -> 
             *[col(s).alias(k) for s, k in zip(plan.source_keys, plan.join_keys, strict=True)],
             col(plan.timestamp_field).cast("timestamp").alias(_EVENT),
         )
-        found = rows.join(io.upload(pa.table(columns)), on=[*plan.join_keys, _EVENT], how="left_semi").distinct()
-        table = io.collect(found.withColumn(_EVENT, F.col(_EVENT)))
+        found = rows.join(
+            io.upload(pa.table(columns)), on=[*plan.join_keys, _EVENT], how="left_semi"
+        ).distinct()
+        table = io.collect(found)
         us = table[_EVENT].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
         keys = [table[k].to_pylist() for k in plan.join_keys]
         out[t.name] = {(*k, u) for *k, u in zip(*keys, us, strict=True)}
@@ -419,7 +429,10 @@ def _view_report(
         not_served = np.array([st in _NOT_SERVED for st in status], dtype=bool)
         off_none = np.array([v is None for v in off_t], dtype=bool)
         has_event = np.array(
-            [(*(parsed.entities[i][k] for k in t.join_keys), int(e)) in held for i, e in zip(rows, event, strict=True)]
+            [
+                (*(parsed.entities[i][k] for k in t.join_keys), int(e)) in held
+                for i, e in zip(rows, event, strict=True)
+            ]
         )
         out = codes_t.copy()  # matched | value_mismatch | type_mismatch (aggregations: the whole story)
         tolerated = np.zeros(len(rows), dtype=bool)
@@ -431,7 +444,8 @@ def _view_report(
             ahead = lost & (event >= now_us - lag_us)  # ... yet: within the allowed lag
             out[ahead] = Outcome.ONLINE_AHEAD
             tolerated[ahead] = True
-            out[wrong & has_event & equal_e] = Outcome.ONLINE_STALE  # offline has it, and a newer event by then
+            # offline holds the served event with the served value, and a newer one by the served time
+            out[wrong & has_event & equal_e] = Outcome.ONLINE_STALE
             same = wrong & has_event & ~equal_e  # the same event, another value
             out[same] = codes_e[same]
             if ttl_us:

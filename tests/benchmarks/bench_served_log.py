@@ -44,7 +44,12 @@ MODES = {"off": 0.0, "on 1%": 0.01, "on 100%": 1.0}
 
 def settings_for(tmp: Path, mode: str) -> dict:
     sample = MODES[mode]
-    return {"served_log": {"sample": sample, "path": str(tmp / f"served-{mode.replace(' ', '').replace('%', '')}")}}
+    return {
+        "served_log": {
+            "sample": sample,
+            "path": str(tmp / f"served-{mode.replace(' ', '').replace('%', '')}"),
+        }
+    }
 
 
 async def _calls(app, payload: bytes, n: int) -> None:
@@ -120,8 +125,11 @@ def http(repo: Path, tmp: Path, seconds: float, rounds: int) -> dict:
                 os.killpg(proc.pid, 15)
                 proc.wait(timeout=60)
             out.setdefault(mode, []).append(res)
-            print(f"round {r} {mode:8s}: {res.rps:8.0f} rps  p50 {res.p50_ms:.2f}  p99 {res.p99_ms:.2f} ms  "
-                  f"errors {res.errors}", flush=True)
+            print(
+                f"round {r} {mode:8s}: {res.rps:8.0f} rps  p50 {res.p50_ms:.2f}  p99 {res.p99_ms:.2f} ms  "
+                f"errors {res.errors}",
+                flush=True,
+            )
     return out
 
 
@@ -159,7 +167,9 @@ def render(cpu: dict, web: dict, rows: int, seconds: float, machine: str) -> str
     ]
     for e in (1, 20):
         off, one, full = (cpu[(m, e)] * 1e6 for m in MODES)
-        lines.append(f"| {e} | {off:.0f} | {one:.0f} | {full:.0f} | **{one / off:.2f}x** | {full / off:.2f}x |")
+        lines.append(
+            f"| {e} | {off:.0f} | {one:.0f} | {full:.0f} | **{one / off:.2f}x** | {full / off:.2f}x |"
+        )
     lines += [
         "",
         f"Throughput over HTTP (`fs serve --workers 2`, wrk 8 connections, 1 entity, {seconds:g} s per run, "
@@ -182,7 +192,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and shorter wrk runs")
     parser.add_argument("--url", default="redis://127.0.0.1:6379/9", help="Redis for the data")
     parser.add_argument("--machine", default="a shared 2-core machine (other jobs running)")
-    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
+    )
     args = parser.parse_args()
     ensure_wrk()
     tmp = Path(tempfile.mkdtemp(prefix="bench-served-log-"))
