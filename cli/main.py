@@ -23,6 +23,7 @@ from fs_platform.cli import (
     parity_cmds,
     registry_cmds,
     serve_cmds,
+    stream_cmds,
     tenant_cmds,
 )
 from fs_platform.cli.state import State
@@ -91,6 +92,7 @@ for _name, _group in (
     ("parity", parity_cmds),
     ("catalog", catalog_cmds),
     ("monitor", monitor_cmds),
+    ("stream", stream_cmds),
     ("observability", observability_cmds),
     ("tenant", tenant_cmds),
 ):
