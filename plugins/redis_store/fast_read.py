@@ -156,8 +156,9 @@ class FastReader:
         request_data = {f: columns[f] for f in self._request_fields}
         return Request({c: v for c, v in columns.items() if c in self._echo}, n, request_data, keys)
 
-    async def fetch(self, request: Request) -> list:
-        return await self._state.mget_async(request.keys)
+    async def fetch(self, request: Request, deadline: float | None = None) -> list:
+        """The one Redis read; ``deadline`` (loop time): the builtin ``TimeoutError`` past it."""
+        return await self._state.mget_async(request.keys, deadline)
 
     def fetch_sync(self, request: Request) -> list:
         return self._state.mget(request.keys)

@@ -15,7 +15,7 @@ from feast import FeatureView, RepoConfig
 
 from fs_platform.aggregation.spec import is_aggregation
 from fs_platform.errors import ConfigError
-from fs_platform.plugins.redis_store import embedded
+from fs_platform.plugins.redis_store import aio, embedded
 from fs_platform.plugins.redis_store.codec import ViewCodec
 from fs_platform.plugins.redis_store.connection import Endpoint, connect, translated
 from fs_platform.plugins.redis_store.keys import KeyLayout
@@ -55,6 +55,7 @@ class StoreState:
             key_ttl_s=cfg.key_ttl_seconds or 0,
         )
         self._async: tuple[asyncio.AbstractEventLoop, Any, BatchWriter] | None = None
+        self._aio: aio.PipelinedConnection | None = None  # the async reads' connection (standalone TCP)
         self._codecs: dict[int, tuple[FeatureView, ViewCodec]] = {}
         self._schemas: dict[tuple[str, int], str | None] = {}
         self.plans: dict[int, tuple[object, ReadPlan | None]] = {}
@@ -62,6 +63,9 @@ class StoreState:
     def close(self) -> None:
         """Disconnect the clients (the async one only if its event loop can still run its close)."""
         self.client.close()
+        if self._aio is not None:
+            self._aio.close()
+            self._aio = None
         if self._async is not None:  # loop-bound; in the CLI and in scripts its loop has ended by now
             loop, client, _ = self._async
             self._async = None
@@ -136,12 +140,33 @@ class StoreState:
                 conn.disconnect()
             pool.release(conn)
 
-    async def mget_async(self, keys: list[str]) -> list:
+    async def mget_async(self, keys: list[str], deadline: float | None = None) -> list:
+        """MGET on the loop's pipelined connection (standalone over TCP) or redis.asyncio (Cluster,
+        Sentinel, TLS, Unix socket). ``deadline``: loop time (``loop.time()``) past which the builtin
+        ``TimeoutError`` is raised."""
         if not keys:
             return []
-        client, _ = self.async_client()
+        conn = self._aio
+        if conn is None or conn.loop is not asyncio.get_running_loop():
+            conn = self._pipelined()
         with translated(self.endpoint):
-            return await (client.mget_nonatomic(keys) if self.cluster else client.mget(keys))
+            if conn is not None:
+                return await conn.mget(keys, deadline)
+            client, _ = self.async_client()
+            read = client.mget_nonatomic(keys) if self.cluster else client.mget(keys)
+            if deadline is None:
+                return await read
+            async with asyncio.timeout_at(deadline):
+                return await read
+
+    def _pipelined(self) -> aio.PipelinedConnection | None:
+        client, _ = self.async_client()
+        if self.cluster or self.endpoint.mode != "standalone" or not aio.supported(client):
+            return None
+        if self._aio is not None:
+            self._aio.close()
+        self._aio = aio.PipelinedConnection(client, self.cfg)
+        return self._aio
 
     def read(
         self, reads: Sequence[ViewRead], columns: Mapping[str, Sequence], n: int, now_us: int | None = None

@@ -295,8 +295,7 @@ class ServeApp:
         self._probing = probe
         t0 = time.perf_counter()
         try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
-                replies = await plan.reader.fetch(request)
+            replies = await plan.reader.fetch(request, _loop_time(deadline))
         except TimeoutError:
             self._failed()
             return None, "online store timeout (deadline)"

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from fs_platform.plugins.redis_store.keys import KeyLayout  # noqa: E402
-from tests.benchmarks import loadgen, report  # noqa: E402
+from tests.benchmarks import loadgen, report, serve_cpu  # noqa: E402
 
 BIN = Path(sys.executable).parent
 N_ENTITIES = 10_000
@@ -283,6 +283,41 @@ def soak_with_redis_restart(tmp: Path, rate: float, seconds: float) -> dict:
     return {"result": r, "outside": outside, "recovery_s": max(recovery, 0.0), "down_s": marks["restart"] - marks["kill"]}
 
 
+def cpu_in_process(fs_repo: Path, floor_env: dict, requests: int) -> dict:
+    """CPU us per request of each server's handler, in this process (serve_cpu.py): fs's ServeApp,
+    Feast's FastAPI app (the handler every ``feast serve`` variant runs) and the floor app."""
+    from feast.feature_server import get_app
+
+    from fs_platform.plugins.serving.app import ServeApp
+    from fs_platform.plugins.serving.settings import ServeSettings
+
+    os.environ.update(floor_env)
+    floor: dict = {}
+    exec(compile(FLOOR_APP, "floor_app.py", "exec"), floor)
+    fs_app = ServeApp(FeatureStore(repo_path=str(fs_repo)), ServeSettings(workers=1))
+    fs_app.warm()
+    feast_app = get_app(FeatureStore(repo_path=str(fs_repo)))
+    apps = [("fs serve", fs_app, check_served), ("feast serve", feast_app, check_served), ("floor", floor["app"], None)]
+    cases = [((name, e), app, body(e), check) for e in (1, 20) for name, app, check in apps]
+    out = {}
+    for (name, entities), (cpu, wall) in serve_cpu.cpu_per_request(cases, requests).items():
+        out[(name, entities)] = cpu * 1e6
+        print(f"in-process {name:12s} {entities:>2} entities: {cpu * 1e6:7.1f} us CPU/request"
+              f" ({wall * 1e6:7.1f} us wall)", flush=True)
+    return out
+
+
+def render_cpu(cpu: dict, requests: int) -> str:
+    lines = [f"CPU per request in-process (`serve_cpu.py`: each app's ASGI handler called {requests:,} times on one"
+             " uvloop loop, no HTTP server; `time.process_time`, so it holds on a busy machine; Redis's own CPU"
+             " not counted):", "",
+             "| entities | fs serve us | feast serve us | floor us | feast / fs | fs / floor |", "|---|---|---|---|---|---|"]
+    for e in (1, 20):
+        fs, feast, floor = (cpu[(n, e)] for n in ("fs serve", "feast serve", "floor"))
+        lines.append(f"| {e} | {fs:.0f} | {feast:.0f} | {floor:.0f} | **{feast / fs:.1f}x** | {fs / floor:.2f}x |")
+    return "\n".join(lines)
+
+
 # --- report ---------------------------------------------------------------------------------------
 def render(closed: dict, fixed: dict, soak: dict, seconds: float, rate_s: float, machine: str) -> str:
     names = ["fs serve", "feast serve (defaults)", "feast serve tuned, fs store", "feast serve tuned, stock store", "floor"]
@@ -338,10 +373,15 @@ def render(closed: dict, fixed: dict, soak: dict, seconds: float, rate_s: float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 s per wrk cell, 15 s fixed rate, 15 s soak")
+    parser.add_argument("--cpu-only", action="store_true",
+                        help="only the in-process CPU per request (no servers, no wrk; meaningful on a busy "
+                             "machine; about a minute); prints, does not update docs/benchmarks.md")
+    parser.add_argument("--cpu-requests", type=int, default=3000, help="timed requests per app in the CPU part")
     parser.add_argument("--url", default="redis://127.0.0.1:6379/9", help="Redis for the main comparison")
     parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = parser.parse_args()
-    ensure_wrk()
+    if not args.cpu_only:
+        ensure_wrk()
     cell_s, rate_s, soak_s = (5, 15, 15) if args.quick else (10, 60, 30)
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     prefix = f"bserve{uuid.uuid4().hex[:6]}"
@@ -350,11 +390,15 @@ def main() -> None:
     try:
         objs = objects(tmp)
         fs_repo = make_repo(tmp, "fs", fs_online(args.url, prefix), FS_ENGINE, objs)
-        stock_repo = make_repo(tmp, "stock", {"type": "redis", "connection_string": f"127.0.0.1:6379,db={db}"}, None, objs)
         project = yaml.safe_load((fs_repo / "feature_store.yaml").read_text())["project"]
         layout = KeyLayout(prefix, project)
         affixes = [layout.view_affixes(v) for v in ("txn", "profile")]
         floor_env = {"FLOOR_AFFIXES": json.dumps(affixes), "FLOOR_URL": args.url}
+        cpu = cpu_in_process(fs_repo, floor_env, args.cpu_requests)
+        if args.cpu_only:
+            print(render_cpu(cpu, args.cpu_requests))
+            return
+        stock_repo = make_repo(tmp, "stock", {"type": "redis", "connection_string": f"127.0.0.1:6379,db={db}"}, None, objs)
         servers = start_servers(fs_repo, stock_repo, floor_env, tmp)
         for s in servers:  # warm every server and check it answers the contract
             loadgen.wrk(s.url, body(20), 4, 2)
@@ -374,7 +418,7 @@ def main() -> None:
                 client.unlink(*keys[i : i + 1000])
         shutil.rmtree(tmp, ignore_errors=True)
     machine = f"{os.cpu_count()} cores" + (", --quick" if args.quick else "")
-    text = render(closed, fixed, soak, cell_s, rate_s, machine)
+    text = render(closed, fixed, soak, cell_s, rate_s, machine) + "\n\n" + render_cpu(cpu, args.cpu_requests)
     print(text)
     if not args.no_write:
         report.write_section("serve", text)
