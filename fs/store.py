@@ -31,6 +31,10 @@ from fs_platform.views import view_not_found
 class FsFeatureStore(FeatureStore):
     """A Feast ``FeatureStore`` whose bad feature references raise ``FsError`` subclasses."""
 
+    served_log = None
+    """Opt-in served-feature logging of ``get_online_features``
+    (``fs_platform.plugins.serving.served_log.enable(store, ...)``); None: off."""
+
     def get_historical_features(self, entity_df=None, features=None, *args, **kwargs):
         features = [] if features is None else features
         try:
@@ -40,9 +44,14 @@ class FsFeatureStore(FeatureStore):
 
     def get_online_features(self, features, entity_rows, *args, **kwargs):
         try:
-            return super().get_online_features(features, entity_rows, *args, **kwargs)
+            response = super().get_online_features(features, entity_rows, *args, **kwargs)
         except Exception as e:
             _reraise(e, self._reference_error(features, e))
+        if self.served_log is not None:
+            from fs_platform.plugins.serving.served_log import log_response
+
+            log_response(self.served_log, features, entity_rows, response)
+        return response
 
     async def get_online_features_async(self, features, entity_rows, *args, **kwargs):
         try:
@@ -81,6 +90,8 @@ class FsFeatureStore(FeatureStore):
         the store reopens lazily if used again."""
         from fs_platform.feast_compat import take_opened
 
+        if self.served_log is not None:
+            self.served_log.close()  # writes what is queued
         provider, registry = take_opened(self)
         if provider is not None:
             _close_online_store(provider.online_store)

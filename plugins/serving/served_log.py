@@ -38,13 +38,16 @@ Nothing here logs values or keys.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import random
 import threading
 import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
@@ -92,8 +95,17 @@ _POLL_S = 0.2
 class ServedLog:
     """A bounded, batched, background writer of served vectors to one Delta table (one per process)."""
 
-    def __init__(self, store, location: str, settings: ServedLogSettings, source: str = "serve"):
+    def __init__(
+        self,
+        store,
+        location: str,
+        settings: ServedLogSettings,
+        source: str = "serve",
+        model_name: str | None = None,
+        model_version: str | None = None,
+    ):
         self.rate = settings.sample
+        self.model_name, self.model_version = model_name, model_version
         self.location = location
         self.settings = settings
         self.source = source
@@ -117,6 +129,12 @@ class ServedLog:
         self._queue.append((time.time_ns() // 1000, meta, feature_service, n_features, served))
         if self._thread is None:
             self._start()
+
+    def record(self, reader, served, feature_service: str = "features", request_id: str | None = None) -> None:
+        """The SDK's opt-in for ``FastReader``: log a sample of ``served = reader.serve(...)`` (sampled here)."""
+        if random.random() < self.rate:
+            meta = (request_id, self.model_name, self.model_version)
+            self.offer(meta, feature_service, len(reader.names), served)
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fs-served-log", daemon=True)
@@ -164,8 +182,8 @@ class ServedLog:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        else:
-            self.flush()
+        self.flush()  # a thread that never started, or was stopped before
+        self._thread, self._stop = None, threading.Event()  # a later sampled request starts a new writer
 
     def _append(self, table: pa.Table) -> None:
         from deltalake import write_deltalake
@@ -191,13 +209,13 @@ class ServedLog:
             at = datetime.fromtimestamp(served_us / 1e6, UTC)
             day = at.strftime("%Y-%m-%d")
             n = _rows_of(served)
-            k = len(served.names) - n_features
+            k = len(served.names) - n_features if n_features is not None else served.key_columns
             columns = []
             for j, name in enumerate(served.names):
                 secret = name in (pii_keys if j < k else sensitive)
                 if secret and not hash_them:
                     continue
-                values = _jsonable(served.values[j], served.types[j])
+                values = _jsonable(served.values[j], None if served.types is None else served.types[j])
                 if secret:
                     values = [mask(v) if v is not None else None for v in values]
                 columns.append((j < k, name, values, served.statuses[j], served.event_us[j]))
@@ -231,6 +249,63 @@ class ServedLog:
             self._sensitive = sensitive_names(self._store)
             self._sensitive_at = now
         return self._sensitive
+
+
+class ResponseServed:
+    """A Feast ``OnlineResponse`` seen as ``Served`` columns, decoded when first read (in the writer thread,
+    not the caller's). Join-key columns are those named like a column of the request's entity rows."""
+
+    types = None  # generic JSON conversion of the decoded Python values
+
+    def __init__(self, response, entity_columns: frozenset[str]):
+        self._response = response
+        self._entity_columns = entity_columns
+
+    @functools.cached_property
+    def _columns(self):
+        from feast.type_map import feast_value_type_to_python_type
+
+        proto = self._response.proto
+        names = list(proto.metadata.feature_names.val)
+        values, statuses, events = [], [], []
+        for result in proto.results:
+            values.append([feast_value_type_to_python_type(v) for v in result.values])
+            statuses.append(list(result.statuses))
+            events.append([ts.seconds * 1_000_000 + ts.nanos // 1000 for ts in result.event_timestamps])
+        return names, values, statuses, events
+
+    @property
+    def names(self) -> list[str]:
+        return self._columns[0]
+
+    @property
+    def values(self) -> list[list]:
+        return self._columns[1]
+
+    @property
+    def statuses(self) -> list[list[int]]:
+        return self._columns[2]
+
+    @property
+    def event_us(self) -> list[list[int]]:
+        return self._columns[3]
+
+    @property
+    def key_columns(self) -> int:
+        return sum(1 for n in self.names if n in self._entity_columns)
+
+
+def log_response(log_: ServedLog, features, entity_rows, response) -> None:
+    """``FsFeatureStore.get_online_features``'s hook: sample, then queue the response (decoded later)."""
+    if random.random() >= log_.rate:
+        return
+    if isinstance(features, list | tuple):
+        service = "features"
+    else:
+        service = getattr(features, "name", "features")
+    columns = entity_rows.keys() if isinstance(entity_rows, dict) else (entity_rows[0].keys() if entity_rows else ())
+    served = ResponseServed(response, frozenset(columns))
+    log_.offer((None, log_.model_name, log_.model_version), service, None, served)
 
 
 def sensitive_names(store) -> tuple[frozenset[str], frozenset[str]]:
@@ -296,6 +371,32 @@ def _native(v):
     if isinstance(v, bytes):
         return v.hex()
     return str(v)
+
+
+def enable(
+    store,
+    *,
+    sample: float = 1.0,
+    path: str | None = None,
+    pii: str = "hash",
+    model_name: str | None = None,
+    model_version: str | None = None,
+    **settings,
+) -> ServedLog:
+    """Opt-in served-feature logging of an SDK process's online reads (``source`` = ``sdk``), into the
+    same table as ``fs serve`` (default ``served_log.path`` of the repo's serve.yaml):
+    ``store.get_online_features`` on an ``FsFeatureStore`` (``Platform.store``) is sampled from now on,
+    and ``log.record(reader, reader.serve(...))`` logs ``FastReader`` reads. ``store.close()`` flushes."""
+    from fs_platform.plugins.delta.tables import resolve_path
+    from fs_platform.plugins.serving.settings import load
+
+    repo = getattr(store, "repo_path", None)
+    default = load(Path(repo)).served_log if repo else ServedLogSettings()
+    config = ServedLogSettings(**{**default.model_dump(), "sample": sample, "pii": pii, **settings,
+                                  "path": path or default.path})  # fmt: skip
+    log_ = ServedLog(store, resolve_path(config.path, repo), config, "sdk", model_name, model_version)
+    store.served_log = log_
+    return log_
 
 
 def for_serve(store, repo_path: str | None, settings: ServedLogSettings) -> ServedLog | None:

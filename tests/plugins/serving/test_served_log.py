@@ -133,3 +133,33 @@ def test_fs_serve_workers_log_sum_their_drops_and_flush_on_sigterm(repo, tmp_pat
     rows = _rows(path)
     assert len(rows) == (40 - dropped) * 3  # everything queued was written by the drain
     assert {json.loads(r["entities"])["customer_id"] for r in rows} == {1, 2, 999}
+
+
+def test_the_sdk_logs_online_reads_and_fast_reader_reads_when_enabled(repo, tmp_path):
+    from fs_platform.plugins.redis_store.fast_read import FastReader
+    from fs_platform.plugins.serving import served_log
+    from fs_platform.store import FsFeatureStore
+
+    store = FsFeatureStore(config=repo.config)
+    store.get_online_features(["txn:amount"], [{"customer_id": 1}])  # not enabled: nothing logged
+    path = tmp_path / "served"
+    log = served_log.enable(store, path=str(path), model_name="fraud", model_version="7")
+    response = store.get_online_features(["txn:amount", "profile:count"], [{"customer_id": 1}, {"customer_id": 2}])
+    reader = FastReader(store, ["txn:amount"])
+    log.record(reader, reader.serve({"customer_id": [999]}), request_id="fast-1")
+    store.close()  # flushes
+
+    rows = _rows(path)
+    assert len(rows) == 3 and {r["source"] for r in rows} == {"sdk"}
+    assert {(r["model_name"], r["model_version"]) for r in rows} == {("fraud", "7")}
+    sdk = [r for r in rows if r["request_id"] != "fast-1"]
+    assert len({r["request_id"] for r in sdk}) == 1  # one generated id for the read's two rows
+    expected = response.to_dict()
+    for r in sdk:
+        entities, features = json.loads(r["entities"]), json.loads(r["features"])
+        assert entities == {"customer_id": [1, 2][r["row"]]}
+        assert features == {"amount": expected["amount"][r["row"]], "count": expected["count"][r["row"]]}
+        assert json.loads(r["statuses"])["amount"] == "PRESENT" and json.loads(r["event_us"])["amount"] > 0
+    (fast,) = [r for r in rows if r["request_id"] == "fast-1"]
+    assert json.loads(fast["features"]) == {"amount": None}
+    assert json.loads(fast["statuses"]) == {"amount": "NOT_FOUND"}
