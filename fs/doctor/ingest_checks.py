@@ -37,6 +37,8 @@ def _config(c):
 def _connected(c):
     """(config, kafka kwargs), or None without ingest.yaml; raises if the broker does not answer."""
     cached = getattr(c, "_ingest", None)
+    if isinstance(cached, Exception):
+        raise cached
     if cached is not None:
         return cached
     from fs_platform.plugins.kafka_ingest.broker import require_broker
@@ -44,7 +46,11 @@ def _connected(c):
 
     config = _config(c)
     if config is not None:
-        require_broker(config.kafka.bootstrap_servers, timeout_s=2.0)
+        try:
+            require_broker(config.kafka.bootstrap_servers, timeout_s=2.0)
+        except Exception as e:  # remembered: the second ingest check does not wait again
+            c._ingest = e
+            raise
     c._ingest = (config, kafka_client_kwargs(config)) if config is not None else (None, None)
     return c._ingest
 

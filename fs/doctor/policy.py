@@ -11,6 +11,7 @@ per environment like everything else)::
       ops_path: data/_fs/ops                           # audit log (Delta) and rollback snapshots
       rollback_retention_days: 14                      # snapshots pruned after; vacuum keeps this much
       catalog_docs: ../docs/catalog                    # catalog pages fs doctor keeps in sync (default: unset)
+      assistant: {url: http://127.0.0.1:8080/v1, model: ops-helper}   # optional AI assistant (default: off)
 
 Rules, checked in this order for every action (the first that refuses names itself in the
 ``OpsRefused`` error and in the audit log):
@@ -31,6 +32,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fs_platform.doctor.assistant import AssistantSettings
 from fs_platform.doctor.model import Action, ActionClass, OpsPlan
 from fs_platform.errors import ConfigError, OpsRefused
 
@@ -66,6 +68,10 @@ class OpsSettings(BaseModel):
     """Folder of the catalog pages ``fs catalog docs --out`` writes (relative: inside the feature repo,
     e.g. ``../docs/catalog``). Set: ``fs doctor`` checks they match the registry and proposes
     ``regenerate_catalog_docs``; unset: not checked."""
+
+    assistant: AssistantSettings | None = None
+    """An OpenAI-compatible chat endpoint ``fs doctor --assistant`` asks for a summary and proposals
+    (``fs_platform.doctor.assistant``; docs/operations.md, "Assistant"). Unset: off."""
 
     rollback_retention_days: float = Field(default=14, ge=0)
     """How long an executed action can be rolled back: its snapshot files are pruned after this many
