@@ -1,7 +1,8 @@
 """A project's registered definitions as ``RepoContents``, and their content hash.
 
 The hash covers the definitions only (each object's spec, sorted by kind and name; the ``meta``
-timestamps the registry stamps are left out), so two registries holding the same definitions have
+timestamps the registry stamps and pickled transformation bodies are left out, the transformation's
+source text stays), so two registries holding the same definitions have
 the same hash: a training set records it, and ``fs promote`` compares it across environments.
 """
 
@@ -50,5 +51,19 @@ def registry_hash(contents: RepoContents) -> str:
             proto = obj.to_proto()
             body = proto.spec if proto.DESCRIPTOR.fields_by_name.get("spec") else proto
             digest.update(f"{kind}:{obj.name}:".encode())
-            digest.update(_without_meta(body).SerializeToString(deterministic=True))
+            digest.update(_without_pickles(_without_meta(body)).SerializeToString(deterministic=True))
     return "sha256:" + digest.hexdigest()[:16]
+
+
+def _without_pickles(message):
+    """An on-demand view's transformation is hashed by its source text: the dill-pickled function
+    (``body``) differs from one process to the next for the same code."""
+    for desc, value in message.ListFields():
+        if desc.message_type is None or desc.message_type.GetOptions().map_entry:
+            continue
+        for item in value if desc.is_repeated else [value]:
+            if desc.name == "user_defined_function" and item.body_text:
+                item.ClearField("body")
+            else:
+                _without_pickles(item)
+    return message

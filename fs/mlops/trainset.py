@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,7 +220,10 @@ class _run:
             active = self.mlflow.active_run()
             if active is not None:
                 return active.info.run_id
-            self.mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or self.config.project)
+            name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or self.config.project
+            client = self.mlflow.MlflowClient()
+            found = client.get_experiment_by_name(name)
+            self.mlflow.set_experiment(experiment_id=found.experiment_id if found else client.create_experiment(name))
             run = self.mlflow.start_run(run_name=self.name)
         except Exception as e:
             raise tracking.error(e, self.config) from None
@@ -245,7 +249,9 @@ def _log_run(mlflow, lineage: dict[str, Any], saved: pa.Table) -> None:
     mlflow.set_tags(tags)
     mlflow.log_params(params)
     source = DeltaDatasetSource(path=ds["location"], delta_table_version=ds["version"])
-    dataset = mlflow.data.from_pandas(saved.slice(0, 10_000).to_pandas(), source=source, name=lineage["name"])
+    with warnings.catch_warnings():  # MLflow's advice on integer columns in model signatures: not a model here
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+        dataset = mlflow.data.from_pandas(saved.slice(0, 10_000).to_pandas(), source=source, name=lineage["name"])
     mlflow.log_input(dataset, context="training")
     mlflow.log_dict(lineage, LINEAGE_ARTIFACT)
 

@@ -132,3 +132,18 @@ def test_bad_inputs_are_one_line_errors(repo):
         platform.training_set(SERVICE, str(entity_file), name="fraud_v1_run")
     with pytest.raises(RepoError, match="no training set named 'unknown'"):
         platform.reproduce_training_set("unknown")
+
+
+def test_registry_hash_is_the_same_in_another_process(repo):
+    """The hash leaves out what Feast re-creates per process (timestamps, pickled transformations)."""
+    import subprocess
+    import sys
+
+    from fs_platform.mlops.registry import registered_contents, registry_hash
+
+    platform = repo[0]
+    code = ("import sys; from fs_platform.platform import Platform; from fs_platform.mlops.registry import "
+            "registered_contents, registry_hash; print(registry_hash(registered_contents(Platform(sys.argv[1]).store)))")  # fmt: skip
+    other = subprocess.run([sys.executable, "-c", code, str(platform.repo_path)], capture_output=True, text=True,
+                           timeout=120, check=True).stdout.strip()  # fmt: skip
+    assert other == registry_hash(registered_contents(platform.store))
