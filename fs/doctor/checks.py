@@ -6,21 +6,28 @@
     report.worst            # Severity.OK / INFO / WARNING / ERROR
     report.actions          # what `fs doctor --plan FILE` would write
 
-Default checks (fast: Delta logs, Redis, the ledger, the validation log; no Spark job):
+Default checks (fast: Delta logs, one Redis SCAN, the ledger, the validation log, the broker; no Spark job):
 
 ==============  =================================================================  ===========================
 check           finds                                                              proposes
 ==============  =================================================================  ===========================
 registry        the registry is unreachable, or differs from the repo (`fs plan`)  (a reviewed `fs apply`)
 online_store    Redis unreachable; keys of views no longer registered              delete_view_keys
+online_memory   memory per view (sampled), Redis used vs maxmemory                 -
+online_expiry   keys of a view with a ttl that never expire                        expire_view_keys
 freshness       a view older than its SLA (online behind offline, or offline)      rematerialize
 ledger          failed / rejected / interrupted chunks; dead or never-expiring     resume_backfill,
                 leases                                                             rematerialize, release_lease
+ingest          broker unreachable, consumer lag, open breakers (ingest.yaml)     -
+dead_letters    dead letters not replayed; growth in the last hour                 replay_dead_letters
 validation      the latest recorded validation of a view failed                    rerun_validation
 schema          a view's Delta table no longer fits the view                       restore_delta
+catalog         catalog pages (ops.catalog_docs) differ from the registry          regenerate_catalog_docs
 ==============  =================================================================  ===========================
 
-``deep=True`` adds ``parity`` (a small sample of tier-1 views online vs offline; Spark).
+``deep=True`` adds ``parity`` (a small sample of tier-1 views online vs offline; Spark) and scans
+every key. ``fs doctor cost`` (``fs_platform.doctor.cost``) and ``fs doctor triage``
+(``fs_platform.doctor.triage``) build on the same checks.
 
 Evidence holds names, counts, times and versions: never feature values or entity keys.
 """
