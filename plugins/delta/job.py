@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame
 
 from fs_platform.casts import checked_cast
 from fs_platform.errors import OfflineStoreError
+from fs_platform.observability import span, trace_context
 from fs_platform.order import in_order, requested_names
 from fs_platform.plugins.delta.engine import Engine
 from fs_platform.plugins.delta.retrieval import ROW_ID
@@ -109,6 +110,9 @@ class DeltaRetrievalJob(RetrievalJob):
         self._column_types = column_types or {}
         self._column_owners = column_owners or {}
         self._repo_config = repo_config
+        # The span this job was made in (fs.retrieval.historical, a backfill chunk): its run joins that
+        # trace even when it runs later, outside it.
+        self._trace = trace_context()
 
     @property
     def full_feature_names(self) -> bool:
@@ -137,7 +141,9 @@ class DeltaRetrievalJob(RetrievalJob):
         from pyspark.errors import PySparkException
 
         try:
-            table = self._collect(self._build())
+            with span("fs.spark.query", parent=self._trace, staged=bool(self._staging)) as query:
+                table = self._collect(self._build())
+                query.set_attribute("rows", table.num_rows)
         except PySparkException as exc:  # e.g. an entity key that does not cast to the source's key type
             raise OfflineStoreError(
                 f"the Spark query of this retrieval failed: {summary(exc)}",

@@ -35,6 +35,7 @@ from fs_platform.entity_keys import error as entity_key_error
 from fs_platform.entity_keys import exact_series
 from fs_platform.errors import EntityDataFrameError, OfflineStoreError, SchemaMismatchError
 from fs_platform.feast_compat import requested_views_to_features
+from fs_platform.observability import traced
 from fs_platform.order import in_order, requested_names
 from fs_platform.plugins.delta import aggregation, retrieval
 from fs_platform.plugins.delta.engine import Engine, get_engine
@@ -93,6 +94,10 @@ class DeltaOfflineStore(OfflineStore):
     supports_filter_by_created_timestamp = True
 
     @staticmethod
+    @traced("fs.retrieval.historical", lambda feature_views, feature_refs, entity_df, **_: {
+        "views": ",".join(v.name for v in feature_views), "features": len(feature_refs),
+        "entity_df": "none" if entity_df is None else "sql" if isinstance(entity_df, str) else type(entity_df).__name__,
+    })
     def get_historical_features(
         config: RepoConfig,
         feature_views: list[FeatureView],

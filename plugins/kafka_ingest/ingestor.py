@@ -39,7 +39,7 @@ from kafka.structs import OffsetAndMetadata
 
 from fs_platform import stopping
 from fs_platform.errors import TransientError
-from fs_platform.observability import span
+from fs_platform.observability import span, trace_context
 from fs_platform.plugins.kafka_ingest import metrics as m
 from fs_platform.plugins.kafka_ingest.config import IngestConfig
 from fs_platform.plugins.kafka_ingest.deadletter import DeadLetters
@@ -53,6 +53,7 @@ _IDLE_POLL_MS = 200
 _LAG_EVERY_S = 1.0
 _COMMIT_TIMEOUT_MS = 5_000
 _WARM_IDLE_S = 10
+_TRACE_LINKS = 32  # consume spans a write keeps with tracing on (its parent, then links); later polls are not linked
 _frozen_by = 0  # running ingestors in this process that froze the heap
 _freeze_lock = threading.Lock()
 
@@ -178,6 +179,9 @@ class Ingestor:
         self._append: _Append | None = None  # the append in flight (at most one)
         self._online_writer: ThreadPoolExecutor | None = None  # the online write thread, while running
         self._online: _Append | None = None  # the online write in flight (at most one)
+        # Trace contexts of the consume spans whose rows wait in each (target, topic) buffer: the write
+        # that takes the buffer is their child (the first) and links the others. Empty when tracing is off.
+        self._traces: dict[tuple[str, str], list] = {}
         self._revoked = False  # set by the listener, applied by the main thread
         self._new: set[TopicPartition] = set()  # assigned by the last rebalance, not set up yet
         self._stop = threading.Event()
@@ -279,7 +283,13 @@ class Ingestor:
             return
         pipe = part.pipe
         topic = tp.topic
-        chunk, bad = pipe.process(tp, records, now, part.hook)
+        with span("fs.ingest.consume", topic=topic, partition=tp.partition, records=len(records),
+                  first_offset=records[0].offset, last_offset=records[-1].offset):
+            chunk, bad = pipe.process(tp, records, now, part.hook)
+            if (ctx := trace_context()) is not None:
+                for target in (t for t in ("online", "offline") if getattr(pipe, t)):
+                    if len(held := self._traces.setdefault((target, topic), [])) < _TRACE_LINKS:
+                        held.append(ctx)
         for rec, e in bad:
             self._dlq.send(rec, e)
             self.stats.dead_lettered[e.reason] += 1
@@ -295,8 +305,9 @@ class Ingestor:
     def _attempts(self, breaker: CircuitBreaker) -> int:
         return 1 if breaker.state is BreakerState.HALF_OPEN else self.config.retry.attempts
 
-    def _attempt(self, target: str, fn, attempts: int) -> _Outcome:
-        """Run ``fn`` with retries on transient errors. Any thread: touches no ingestor state."""
+    def _attempt(self, target: str, fn, attempts: int, traces: list = ()) -> _Outcome:
+        """Run ``fn`` with retries on transient errors. Any thread: touches no ingestor state.
+        ``traces``: the consume spans of the rows written (the first is the write span's parent)."""
         r = self.config.retry
         retries = 0
 
@@ -308,7 +319,7 @@ class Ingestor:
 
         start = time.perf_counter()
         try:
-            with span(f"fs.ingest.write_{target}"):
+            with span(f"fs.ingest.write_{target}", parent=traces[0] if traces else None, links=traces[1:]):
                 result = with_retries(fn, attempts=attempts, base_s=r.backoff_base_ms / 1000,
                                       cap_s=r.backoff_max_ms / 1000, on_retry=retried,
                                       deadline=time.monotonic() + self._deadline_s[target])
@@ -415,7 +426,8 @@ class Ingestor:
         def write():
             return sink.write(table, when, origins), time.time()
 
-        future = self._online_writer.submit(self._attempt, "online", write, self._attempts(breaker))
+        future = self._online_writer.submit(self._attempt, "online", write, self._attempts(breaker),
+                                            self._traces.pop(("online", pipe.spec.topic), []))
         self._online = _Append(pipe, taken, self._generation, future)
 
     def _reap_online(self, wait: bool) -> bool:
@@ -457,7 +469,7 @@ class Ingestor:
         breaker, when = self.breakers["offline"], datetime.now(UTC)
         chunks, through, sink = taken.chunks, dict(taken.through), pipe.offline
         future = self._writer.submit(self._attempt, "offline", lambda: sink.append(chunks, through, when),
-                                     self._attempts(breaker))
+                                     self._attempts(breaker), self._traces.pop(("offline", pipe.spec.topic), []))
         self._append = _Append(pipe, taken, self._generation, future)
 
     def _reap(self, wait: bool) -> None:

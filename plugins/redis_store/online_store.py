@@ -30,6 +30,7 @@ from pydantic import Field, StrictStr, field_validator
 from fs_platform.aggregation.spec import is_aggregation
 from fs_platform.errors import OnlineWriteError
 from fs_platform.feast_compat import request_context
+from fs_platform.observability import span
 from fs_platform.order import requested_names
 from fs_platform.plugins.redis_store.codec import created_us, to_proto
 from fs_platform.plugins.redis_store.connection import Endpoint, translated
@@ -234,11 +235,12 @@ class RedisOnlineStore(OnlineStore):
         if isinstance(data, pa.RecordBatch):
             data = pa.Table.from_batches([data])
         result = WriteResult()
-        for start in range(0, data.num_rows, _ROWS_PER_SEND):
-            chunk = data.slice(start, _ROWS_PER_SEND)
-            result += state.writer.write(
-                self._prepare_arrow(state, table, chunk, event_column, created_column)
-            )
+        with span("fs.online.write", view=table.name, rows=data.num_rows):
+            for start in range(0, data.num_rows, _ROWS_PER_SEND):
+                chunk = data.slice(start, _ROWS_PER_SEND)
+                result += state.writer.write(
+                    self._prepare_arrow(state, table, chunk, event_column, created_column)
+                )
         return result
 
     def write_events(
@@ -248,7 +250,8 @@ class RedisOnlineStore(OnlineStore):
         """Apply raw events to the tiles of one or several aggregation views (one round trip per
         ~1000 keys), each (partition, offset) at most once per view."""
         views = [table] if isinstance(table, FeatureView) else list(table)
-        return write_events(self.state(config), views, events, partitions, offsets, time_column, expire)
+        with span("fs.online.write_events", views=",".join(v.name for v in views), events=events.num_rows):
+            return write_events(self.state(config), views, events, partitions, offsets, time_column, expire)
 
     def write_tiles(self, config: RepoConfig, table: FeatureView, tiles: pa.Table) -> TileWriteResult:
         """Write tiles rebuilt from the raw events (see tile_store.write_tiles)."""
