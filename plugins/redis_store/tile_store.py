@@ -19,15 +19,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 from feast import FeatureView
 from redis.crc import key_slot
 
-from fs_platform.aggregation.spec import AggregationSpec, spec_of
+from fs_platform.aggregation.spec import TAG, AggregationSpec, spec_of
 from fs_platform.aggregation.tiles import Merger, event_inputs, layout, partials
 from fs_platform.errors import OnlineWriteError
 from fs_platform.plugins.redis_store.connection import translated
@@ -132,14 +134,58 @@ def _group(keys: list[str]) -> dict[str, list[int]]:
     return groups
 
 
-def _keys(state, view: FeatureView, read: ViewRead, table: pa.Table) -> list[str]:
+def _entity_codes(state, view: FeatureView, read: ViewRead, table: pa.Table) -> tuple[list[str], np.ndarray]:
+    """The distinct tile keys of ``table``'s entities and each row's index into them. A single join key
+    is dictionary-encoded first, so a key string is built once per entity, not per event."""
     missing = [k for k in read.join_keys if k not in table.column_names]
     if missing:
         raise OnlineWriteError(f"events for {view.name!r} lack join key column(s) {', '.join(missing)}")
     columns = [table.column(k) for k in read.join_keys]
     if any(c.null_count for c in columns):
         raise OnlineWriteError(f"events for {view.name!r} have a null join key")
-    return state.layout.arrow_keys(view.name, read.join_keys, read.key_types, read.tokens, columns)
+    if len(columns) == 1:
+        encoded = pc.dictionary_encode(columns[0].combine_chunks())
+        names = state.layout.arrow_keys(view.name, read.join_keys, read.key_types, read.tokens,
+                                        [pa.chunked_array([encoded.dictionary])])
+        return names, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    keys = state.layout.arrow_keys(view.name, read.join_keys, read.key_types, read.tokens, columns)
+    encoded = pc.dictionary_encode(pa.array(keys, pa.string()))
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+@lru_cache(maxsize=256)
+def _compiled(tag: str) -> tuple[AggregationSpec, list[str]]:
+    """A view's spec and its script head, parsed once per spec (not on every write)."""
+    spec = AggregationSpec.from_json(tag)
+    return spec, program(spec)
+
+
+def _blocks(spec: AggregationSpec, group: np.ndarray, groups: int, times: np.ndarray, values: np.ndarray,
+            offsets: np.ndarray) -> list[bytes]:
+    """Mode b's packed blocks, one per group (entity x partition): little-endian doubles, a header
+    ``first offset, last offset, events, tiles`` then per tile ``tile size index, tile index, slots...``
+    (``partials``' records): one script argument per block, built with numpy, decoded by one
+    struct.unpack per tile in the script."""
+    gid, gi, tile, records = partials(spec, group, times, values)
+    head = np.empty((groups, 4), dtype="<f8")
+    first = np.full(groups, np.iinfo(np.int64).max)
+    last = np.full(groups, -1)
+    np.minimum.at(first, group, offsets)
+    np.maximum.at(last, group, offsets)
+    head[:, 0], head[:, 1] = first, last
+    head[:, 2] = np.bincount(group, minlength=groups)
+    counts = np.bincount(gid, minlength=groups)
+    head[:, 3] = counts
+    order = np.argsort(gid, kind="stable")
+    body = np.empty((len(gid), 2 + records.shape[1]), dtype="<f8")
+    body[:, 0], body[:, 1], body[:, 2:] = gi[order], tile[order], records[order]
+    heads, rows = head.tobytes(), body.tobytes()
+    row, ends = body.shape[1] * 8, np.cumsum(counts).tolist()
+    out, start = [], 0
+    for g, end in enumerate(ends):
+        out.append(heads[32 * g : 32 * g + 32] + rows[start * row : end * row])
+        start = end
+    return out
 
 
 def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitions: Sequence[str],
@@ -148,9 +194,10 @@ def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitio
     pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past (replays).
 
     The events are pre-aggregated here, per (entity, Kafka partition) and tile, with numpy
-    (``fs_platform.aggregation.tiles.partials``); the script merges one block per (entity, partition) if all its
-    offsets are above the partition's mark, skips it if none is. A block straddling the mark (a replay
-    that starts inside it) is rare: those entities are then sent again event by event."""
+    (``fs_platform.aggregation.tiles.partials``) into one packed block per (entity, partition); the
+    script merges a block if all its offsets are above the partition's mark, skips it if none is. A
+    block straddling the mark (a replay that starts inside it) is rare: those entities are then sent
+    again event by event."""
     if not events.num_rows:
         return TileWriteResult()
     times = arrow_epoch_micros(events.column(time_column))
@@ -158,11 +205,14 @@ def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitio
         raise OnlineWriteError(f"events have a null {time_column}")
     times = times.to_numpy(zero_copy_only=False)
     offsets = np.asarray(offsets, dtype=np.int64)
+    parts = pc.dictionary_encode(pa.array(partitions, pa.string()))
+    part_names = parts.dictionary.to_pylist()
+    part_codes = parts.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     calls, fallbacks = [], {}
     total = filtered = 0
     for view in views:
-        spec = spec_of(view)
-        read = TileRead(state.layout, view, state.codec(view), [])
+        spec, head = _compiled(view.tags[TAG])
+        read = ViewRead(state.layout, view, state.codec(view), [])
         keep, values = event_inputs(spec, events)
         rows = np.flatnonzero(keep)
         filtered += events.num_rows - len(rows)
@@ -170,30 +220,23 @@ def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitio
         if not len(rows):
             continue
         kept = events if len(rows) == events.num_rows else events.take(pa.array(rows))
-        keys = _keys(state, view, read, kept)
-        blocks: dict[tuple[str, str], int] = {}
-        group = np.fromiter((blocks.setdefault((k, partitions[r]), len(blocks)) for k, r in zip(keys, rows.tolist(),
-                            strict=True)), dtype=np.int64, count=len(rows))
-        gid, gi, tile, records = partials(spec, group, times[rows], values[rows])
-        tags = [g.tag for g in spec.granularities]
-        tiles_of: dict[int, list[str]] = {}
-        for g, i, t, rec in zip(gid.tolist(), gi.tolist(), tile.tolist(), records.astype("<f8"), strict=True):
-            tiles_of.setdefault(g, []).extend((tags[i], str(t), rec.tobytes()))
-        first = np.full(len(blocks), np.iinfo(np.int64).max)
-        last = np.full(len(blocks), -1)
-        np.minimum.at(first, group, offsets[rows])
-        np.maximum.at(last, group, offsets[rows])
-        count = np.bincount(group, minlength=len(blocks))
-        per_key: dict[str, list[str]] = {}
-        for (key, part), g in blocks.items():
-            items = per_key.setdefault(key, ["0"])
-            items[0] = str(int(items[0]) + 1)
-            tile_items = tiles_of[g]
-            items += [part, str(first[g]), str(last[g]), str(count[g]), str(len(tile_items) // 3), *tile_items]
-        head = program(spec)
-        head[1] = "b" if expire else "B"
-        calls += _calls(state, head, list(per_key.items()))
-        fallbacks[view.name] = (spec, keys, rows, values)
+        names, entity = _entity_codes(state, view, read, kept)
+        blocks, group = np.unique(entity * len(part_names) + part_codes[rows], return_inverse=True)
+        group = group.reshape(-1)
+        packed = _blocks(spec, group, len(blocks), times[rows], values[rows], offsets[rows])
+        per_key: list[tuple[str, list]] = []
+        previous = -1
+        for block, data in zip(blocks.tolist(), packed, strict=True):
+            e, p = divmod(block, len(part_names))
+            if e != previous:  # blocks are sorted by entity: one key's blocks are adjacent
+                per_key.append((names[e], [0]))
+                previous = e
+            items = per_key[-1][1]
+            items[0] += 1
+            items += (part_names[p], data)
+        call_head = [*head[:1], "b" if expire else "B", *head[2:]]
+        calls += _calls(state, call_head, per_key)
+        fallbacks[view.name] = (spec, names, entity, rows, values)
     applied, resend = _send(state, calls)
     if resend:
         applied += _resend(state, views, fallbacks, set(resend), partitions, offsets, times, expire)
@@ -207,15 +250,16 @@ def _resend(state, views, fallbacks, keys_to_send: set[str], partitions, offsets
     for view in views:
         if view.name not in fallbacks:
             continue
-        spec, keys, rows, values = fallbacks[view.name]
+        spec, names, entity, rows, values = fallbacks[view.name]
         head = program(spec)
         head[1] = "e" if expire else "E"
-        per_key: dict[str, list[str]] = {}
-        for j, key in enumerate(keys):
+        per_key: dict[str, list] = {}
+        for j, e in enumerate(entity.tolist()):
+            key = names[e]
             if key in keys_to_send:
                 r = rows[j]
-                items = per_key.setdefault(key, ["0"])
-                items[0] = str(int(items[0]) + 1)
+                items = per_key.setdefault(key, [0])
+                items[0] += 1
                 items += [partitions[r], str(offsets[r]), str(times[r]), *[_value(x) for x in values[r]]]
         calls += _calls(state, head, list(per_key.items()))
     applied, _ = _send(state, calls)
@@ -236,7 +280,8 @@ def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
     head = program(spec)
     head[1] = "t"
     per_key = []
-    for key, rows in _group(_keys(state, view, read, tiles)).items():
+    names, entity = _entity_codes(state, view, read, tiles)
+    for key, rows in _group([names[e] for e in entity.tolist()]).items():
         items = [str(len(rows))]
         for i in rows:
             items += [tags[i], str(index[i]), records[i]]

@@ -18,7 +18,8 @@
 --   mode t: tag, tile index, record (S doubles), per tile (a batch rebuild from the raw events):
 --           replaces the stored tile unless that one counted more events (the stream is ahead).
 --   mode b: the events pre-aggregated by the caller into blocks, one per Kafka partition: partition,
---           first offset, last offset, number of events, number of tiles, then per tile: tag, tile
+--           then the block packed as little-endian doubles: first offset, last offset, number of
+--           events, number of tiles, then per tile: tile size (0-based position in ARGV[5]), tile
 --           index, record (S doubles, merged into the stored tile). A block entirely at or below its
 --           partition's mark is a redelivery (skipped), one entirely above it is applied; one that
 --           straddles the mark (a replay that starts mid-block) is not applied and the key is returned,
@@ -56,47 +57,48 @@ local nin = 0
 for _, x in ipairs(inputs) do if x + 1 > nin then nin = x + 1 end end
 local stride = mode == 'e' and 3 + nin or 3
 
+local blank = {}  -- an empty tile's slots
+for s = 1, S do
+  local k = kinds[s]
+  blank[s] = (k == 'm' and inf) or (k == 'M' and -inf) or (k == 't' and -inf) or (k == 'l' and 0 / 0) or 0
+end
 local function reset(t, index)
   t[1] = index
-  for s = 1, S do
-    local k = kinds[s]
-    t[1 + s] = (k == 'm' and inf) or (k == 'M' and -inf) or (k == 't' and -inf) or (k == 'l' and 0 / 0) or 0
-  end
+  for s = 1, S do t[1 + s] = blank[s] end
 end
-local empty_record = {}
-reset(empty_record, -inf)
-empty_record = struct.pack(rec_fmt, unpack(empty_record))
+local empty_record = struct.pack(rec_fmt, -inf, unpack(blank))
 local bytag = {}
 for gi, g in ipairs(grans) do bytag[g.tag] = gi end
 local slot_fmt = '<' .. string.rep('d', S)
+local tile_fmt = '<' .. string.rep('d', S + 2)  -- mode b: tile size, tile index, slots
 
--- Merges a tile record ``d`` (S values) into the stored record ``v`` (index, then S values) of the
--- same tile. M2 (q) is pooled first, from the counts and sums before the merge.
-local function merge(v, d)
-  for s = 1, S do
-    if kinds[s] == 'q' then
-      local i = inputs[s]
-      local na, nb = v[1 + npos[i]], d[npos[i]]
-      if nb > 0 then
-        if na > 0 then
-          local delta = d[spos[i]] / nb - v[1 + spos[i]] / na
-          v[1 + s] = v[1 + s] + d[s] + delta * delta * na * nb / (na + nb)
-        else
-          v[1 + s] = d[s]
-        end
+-- Merges a tile record (S values at ``d[o + 1 .. o + S]``) into the stored record ``v`` (index, then S
+-- values) of the same tile. M2 (q) is pooled first, from the counts and sums before the merge.
+local qslots = {}  -- the M2 slots
+for s = 1, S do if kinds[s] == 'q' then qslots[#qslots + 1] = s end end
+local function merge(v, d, o)
+  for _, s in ipairs(qslots) do
+    local i = inputs[s]
+    local na, nb = v[1 + npos[i]], d[o + npos[i]]
+    if nb > 0 then
+      if na > 0 then
+        local delta = d[o + spos[i]] / nb - v[1 + spos[i]] / na
+        v[1 + s] = v[1 + s] + d[o + s] + delta * delta * na * nb / (na + nb)
+      else
+        v[1 + s] = d[o + s]
       end
     end
   end
   for s = 1, S do
-    local k, p = kinds[s], 1 + s
-    if k == 'n' or k == 's' then v[p] = v[p] + d[s]
-    elseif k == 'm' then if d[s] < v[p] then v[p] = d[s] end
-    elseif k == 'M' then if d[s] > v[p] then v[p] = d[s] end
+    local k, p, x = kinds[s], 1 + s, d[o + s]
+    if k == 'n' or k == 's' then v[p] = v[p] + x
+    elseif k == 'm' then if x < v[p] then v[p] = x end
+    elseif k == 'M' then if x > v[p] then v[p] = x end
     elseif k == 't' then
       local vl = v[p + 1]
-      if d[s] > v[p] or (d[s] == v[p] and d[s] > -inf and (vl ~= vl or d[s + 1] > vl)) then
-        v[p] = d[s]
-        v[p + 1] = d[s + 1]
+      if x > v[p] or (x == v[p] and x > -inf and (vl ~= vl or d[o + s + 1] > vl)) then
+        v[p] = x
+        v[p + 1] = d[o + s + 1]
       end
     end
   end
@@ -113,14 +115,15 @@ local blocks, next_pos = {}, nil
 if mode == 'b' then
   local at = pos + 1
   for b = 1, count do
-    local block = {part = ARGV[at], first = tonumber(ARGV[at + 1]), last = tonumber(ARGV[at + 2]),
-                   events = tonumber(ARGV[at + 3]), tiles = tonumber(ARGV[at + 4]), at = at + 5}
+    local data = ARGV[at + 1]
+    local first, last, events, tiles = struct.unpack('<dddd', data)
+    local block = {part = ARGV[at], first = first, last = last, events = events, tiles = tiles, data = data}
     blocks[b] = block
     if parts_seen[block.part] == nil then
       fields[#fields + 1] = '_o:' .. block.part
       parts_seen[block.part] = #fields
     end
-    at = at + 5 + 3 * block.tiles
+    at = at + 2
   end
   next_pos = at
 elseif mode == 'e' then
@@ -194,15 +197,14 @@ if mode == 'b' then
     local mark = marks[block.part]
     if mark == nil then mark = tonumber(stored[parts_seen[block.part]] or '-1') end
     if block.first > mark then
+      local data = block.data
       for t = 0, block.tiles - 1 do
-        local at = block.at + 3 * t
-        local gi, index = bytag[ARGV[at]], tonumber(ARGV[at + 1])
-        if gi ~= nil then
-          local v = record(grans[gi], index)
-          if v ~= nil then
-            if index > newest[gi] then newest[gi] = index end
-            merge(v, {struct.unpack(slot_fmt, ARGV[at + 2])})
-          end
+        local d = {struct.unpack(tile_fmt, data, 33 + t * (S + 2) * 8)}
+        local gi, index = d[1] + 1, d[2]
+        local v = record(grans[gi], index)
+        if v ~= nil then
+          if index > newest[gi] then newest[gi] = index end
+          merge(v, d, 2)
         end
       end
       mark = block.last
@@ -310,18 +312,24 @@ else
   end
 end
 
-local expire, advanced = nil, blob == nil
-for gi, g in ipairs(grans) do
-  if newest[gi] ~= first_newest[gi] then advanced = true end
-  if newest[gi] > -inf then
-    local until_ms = (newest[gi] + g.tiles + 1) * g.size / 1000
-    if expire == nil or until_ms > expire then expire = until_ms end
+-- The keys expire when the newest tile leaves every window: a write that does not move that time
+-- keeps the TTLs as they are (one call less per key; the 24 h tile moves once an hour).
+local function expiry(tiles_at)
+  local at = nil
+  for gi, g in ipairs(grans) do
+    if tiles_at[gi] > -inf then
+      local until_ms = (tiles_at[gi] + g.tiles + 1) * g.size / 1000
+      if at == nil or until_ms > at then at = until_ms end
+    end
   end
+  return at
 end
+local expire = expiry(newest)
+local moved = blob == nil or expire ~= expiry(first_newest)
 local value = table.concat(parts)
 if not expires or expire == nil then
   call('SET', key, value)
-elseif advanced then
+elseif moved then
   call('SET', key, value, 'PXAT', string.format('%d', math.ceil(expire)))
 else
   call('SET', key, value, 'KEEPTTL')
@@ -331,8 +339,13 @@ if #updates > 0 then
   if type(ok) == 'table' and ok.err then  -- another type under the marks key
     call('DEL', marks_key)
     call('HSET', marks_key, unpack(updates))
+    moved = true
   end
-  if expires and expire ~= nil then call('PEXPIREAT', marks_key, string.format('%d', math.ceil(expire))) end
+  -- a mark not stored before may be a new marks key, without a TTL yet
+  for i = 1, #fields do if not stored[i] then moved = true end end
+  if expires and expire ~= nil and moved then
+    call('PEXPIREAT', marks_key, string.format('%d', math.ceil(expire)))
+  end
 end
 return applied, next_pos or (pos + 1 + count * stride), resend
 end
