@@ -82,7 +82,9 @@ class Buffer:
     def origins(self) -> tuple[list[str], np.ndarray]:
         """``topic/partition`` and Kafka offset of each row of ``table()``, in its order."""
         chunks = [c for c in self.chunks if c.table.num_rows]
-        partitions = [f"{c.tp.topic}/{c.tp.partition}" for c in chunks for _ in range(c.table.num_rows)]
+        partitions: list[str] = []
+        for c in chunks:
+            partitions += [f"{c.tp.topic}/{c.tp.partition}"] * c.table.num_rows
         offsets = np.concatenate([c.offsets for c in chunks]) if chunks else np.empty(0, np.int64)
         return partitions, offsets
 
