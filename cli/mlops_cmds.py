@@ -107,8 +107,9 @@ def _render(out, p, shown_only: bool = False) -> None:
         if not shown_only:
             out.json(p.to_dict())
         return
-    out.table(f"fs promote {p.source} -> {p.target} ({p.promotion_id})", ["change", "kind", "name", "details"],
-              [[c.action, c.kind, c.name, "; ".join(c.details)] for c in p.changes])  # fmt: skip
+    if p.changes:
+        out.table(f"fs promote {p.source} -> {p.target} ({p.promotion_id})", ["change", "kind", "name", "details"],
+                  [[c.action, c.kind, c.name, "; ".join(c.details)] for c in p.changes])  # fmt: skip
     models = "skipped (MLflow not set up)" if p.models_checked is None else f"{p.models_checked} model version(s)"
     out.text(f"registry {p.source_hash} -> {p.target_hash}; policy problems: {len(p.policy_problems)}; "
              f"models checked: {models}")

@@ -79,11 +79,11 @@ class Promotion:
 
     @property
     def digest(self) -> str:
-        """sha256 of what is promoted: the two registries' hashes and the changes (recorded with the
-        proposal; an approval applies only the same digest)."""
+        """sha256 of what is promoted: the two registries' hashes (their contents) and the changed
+        objects, sorted (Feast lists them in no stable order). Recorded with the proposal; an approval
+        applies only the same digest."""
         body = json.dumps({"source": [self.source, self.source_hash], "target": [self.target, self.target_hash],
-                           "changes": [[c.action, c.kind, c.name, list(c.details)] for c in self.changes]},
-                          sort_keys=True)  # fmt: skip
+                           "changes": sorted([c.action, c.kind, c.name] for c in self.changes)})  # fmt: skip
         return hashlib.sha256(body.encode()).hexdigest()
 
     def to_dict(self) -> dict:
