@@ -19,6 +19,7 @@ import pkgutil
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,6 +148,21 @@ def test_export_writes_grafana_models_and_the_rule_file(tmp_path):
                 assert t["expr"] and t["datasource"]["uid"] == "${datasource}"
     exported_rules = (tmp_path / "prometheus" / ALERTS_FILE).read_text()
     assert exported_rules == (ROOT / "fs/monitoring/alerts.yaml").read_text()
+
+
+def test_the_cli_exports_and_refuses_a_file_as_the_directory(tmp_path):
+    from typer.testing import CliRunner
+
+    from fs_platform.cli.main import app
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["observability", "export", str(tmp_path / "out"), "--json"])
+    assert done.exit_code == 0, done.output
+    assert len(json.loads(done.stdout)["written"]) == len(DASHBOARDS) + 1
+    (tmp_path / "file").write_text("")
+    refused = subprocess.run([sys.executable, "-m", "fs_platform.cli.main", "observability", "export",
+                              str(tmp_path / "file")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 2 and "is not a directory" in refused.stderr and "Traceback" not in refused.stderr
 
 
 # -- promtool -----------------------------------------------------------------------------------------
