@@ -39,8 +39,10 @@ Nothing here logs values or keys.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -51,9 +53,11 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+from feast.value_type import ValueType
 from prometheus_client import Counter
 
 from fs_platform.observability import REGISTRY
+from fs_platform.plugins.serving.encode import json_values
 from fs_platform.plugins.serving.settings import ServedLogSettings
 from fs_platform.scrub import summary
 
@@ -90,6 +94,7 @@ _WRITE_FAILED = DROPPED.labels("write_failed")
 _STATUS = {0: "INVALID", 1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
 _PII_REFRESH_S = 30.0
 _POLL_S = 0.2
+_DAY_US = 86_400_000_000
 
 
 class ServedLog:
@@ -204,10 +209,12 @@ class ServedLog:
         from fs_platform.governance.pii import mask
 
         cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+        days: dict[int, str] = {}
         for served_us, meta, service, n_features, served in items:
             request_id, model, version = _meta(meta)
-            at = datetime.fromtimestamp(served_us / 1e6, UTC)
-            day = at.strftime("%Y-%m-%d")
+            day = days.get(served_us // _DAY_US)
+            if day is None:
+                day = days[served_us // _DAY_US] = datetime.fromtimestamp(served_us / 1e6, UTC).strftime("%Y-%m-%d")
             n = _rows_of(served)
             k = len(served.names) - n_features if n_features is not None else served.key_columns
             columns = []
@@ -330,10 +337,20 @@ def _rows_of(served) -> int:
     return len(served.values[0]) if served.values else 0
 
 
+_ids = itertools.count()
+_ID_PREFIX: list[str] = []  # per process (a forked worker gets its own): uuid4 per row costs more than a row
+
+
+def _new_id() -> str:
+    if not _ID_PREFIX or _ID_PREFIX[0] != str(os.getpid()):
+        _ID_PREFIX[:] = [str(os.getpid()), uuid.uuid4().hex[:16]]
+    return f"{_ID_PREFIX[1]}-{next(_ids)}"
+
+
 def _meta(meta) -> tuple[str, str | None, str | None]:
     if isinstance(meta, tuple):
         request_id, model, version = meta
-        return request_id or uuid.uuid4().hex, model, version
+        return request_id or _new_id(), model, version
     request_id = model = version = None
     for name, value in meta:
         if name == REQUEST_ID:
@@ -342,16 +359,12 @@ def _meta(meta) -> tuple[str, str | None, str | None]:
             model = value.decode("latin-1")[:128]
         elif name == MODEL_VERSION:
             version = value.decode("latin-1")[:128]
-    return request_id or uuid.uuid4().hex, model, version
+    return request_id or _new_id(), model, version
 
 
 def _jsonable(values: list, vt) -> list:
     """A served column in JSON form: ``fs serve``'s own encoding for known types, else a generic one."""
-    from feast.value_type import ValueType
-
-    if vt is not None and vt != ValueType.UNKNOWN:
-        from fs_platform.plugins.serving.encode import json_values
-
+    if vt is not None and vt is not ValueType.UNKNOWN:
         try:
             return json_values(values, vt)
         except Exception:  # noqa: BLE001 - an odd value falls back to the generic form below
