@@ -147,3 +147,17 @@ def test_registry_hash_is_the_same_in_another_process(repo):
     other = subprocess.run([sys.executable, "-c", code, str(platform.repo_path)], capture_output=True, text=True,
                            timeout=120, check=True).stdout.strip()  # fmt: skip
     assert other == registry_hash(registered_contents(platform.store))
+
+
+def test_tracking_uri_from_the_config_wins_over_the_environment(example_repo, monkeypatch):
+    import yaml
+
+    from fs_platform.config import load_config
+    from fs_platform.mlops import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    assert tracking.tracking_uri(load_config(example_repo)) == "http://from-env:5000"
+    (example_repo / "envs" / "staging.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "http://staging:5000"}}))
+    assert tracking.tracking_uri(load_config(example_repo, "staging")) == "http://staging:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking.tracking_uri(load_config(example_repo)) is None and tracking.mlflow_for(load_config(example_repo)) is None
