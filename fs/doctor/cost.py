@@ -33,11 +33,19 @@ TTL_SLA_RATIO = 10
 SMALL_FILE_BYTES = 8 * 1024 * 1024
 SMALL_FILES = 8
 TARGET_FILE_BYTES = 128 * 1024 * 1024
-COST_CHECKS = ("cost_memory", "cost_unused", "cost_ttl", "cost_delta")
 
 
 def _mb(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
+
+
+def _dur(td) -> str:
+    """365d, 36h, 15m, 90s: the largest unit that divides it."""
+    seconds = int(td.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _online_views(c) -> list:
@@ -114,6 +122,7 @@ def check_unused(c) -> list[Finding]:
 
 
 def check_ttl(c) -> list[Finding]:
+    from fs_platform.aggregation.spec import is_aggregation
     from fs_platform.doctor.online_scan import scan
     from fs_platform.metadata import freshness_sla
 
@@ -121,7 +130,7 @@ def check_ttl(c) -> list[Finding]:
     findings = []
     for fv in _online_views(c):
         sla = freshness_sla(fv)
-        if not fv.ttl or not sla or fv.ttl <= sla * TTL_SLA_RATIO:
+        if not fv.ttl or not sla or fv.ttl <= sla * TTL_SLA_RATIO or is_aggregation(fv):  # tiles: longest window
             continue
         needed = sla * TTL_SLA_RATIO
         cutoff_us = int((c.now - needed).timestamp() * 1e6)
@@ -132,10 +141,10 @@ def check_ttl(c) -> list[Finding]:
             sample += 1
             old += head.lstrip(b"-").isdigit() and int(head) < cutoff_us
         saving = round(v.bytes_estimated * old / sample) if v and sample else 0
-        proposal = f"lower the ttl of {fv.name!r} toward {needed} (a reviewed `fs apply`)"
+        proposal = f"lower the ttl of {fv.name!r} toward {_dur(needed)} (a reviewed `fs apply`)"
         findings.append(Finding("cost_ttl", Severity.INFO, fv.name,
-                                f"ttl {fv.ttl} is {fv.ttl / sla:.0f}x its freshness SLA {sla}: values older than "
-                                f"{needed} take about {_mb(saving)} ({old}/{sample} sampled); {proposal}",
+                                f"ttl {_dur(fv.ttl)} is {fv.ttl / sla:.0f}x its freshness SLA {_dur(sla)}: values "
+                                f"older than {_dur(needed)} take about {_mb(saving)} ({old}/{sample} sampled); {proposal}",
                                 {"ttl_seconds": fv.ttl.total_seconds(), "sla_seconds": sla.total_seconds(),
                                  "older_sampled": old, "sampled": sample, "saving_bytes": saving,
                                  "proposal": proposal}))  # fmt: skip
