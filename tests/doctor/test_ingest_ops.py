@@ -84,3 +84,21 @@ def test_replay_dlq_command_dry_run_counts_and_sends_nothing(stream_repo):  # no
     assert out["dlq_end_offsets"] == {"0": 2}
     bad = CliRunner().invoke(app, [*base, "--start", "zero"])
     assert bad.exit_code != 0 and "PARTITION=OFFSET" in str(bad.exception)
+
+
+def test_an_open_breaker_of_an_ingestor_on_this_host_is_a_warning(stream_repo):  # noqa: F811
+    from fs_platform.plugins.kafka_ingest import metrics
+    from fs_platform.plugins.kafka_ingest.server import serve
+
+    server = serve(None, 0)  # the ingestor's own /metrics endpoint, over this process' registry
+    try:
+        stream_repo.configure(http_port=server.server_address[1])
+        metrics.BREAKER.labels("online").set(2)
+        (open_,) = [f for f in doctor(stream_repo.platform, checks=["ingest"]).findings if f.subject.startswith("breaker")]
+        assert open_.severity == Severity.WARNING and open_.evidence == {"target": "online", "state": 2}
+        metrics.BREAKER.labels("online").set(0)
+        assert not [f for f in doctor(stream_repo.platform, checks=["ingest"]).findings if f.subject.startswith("breaker")]
+    finally:
+        metrics.BREAKER.labels("online").set(0)
+        server.shutdown()
+        server.server_close()
