@@ -104,7 +104,8 @@ def build(platform, feature_service: str, entities, *, name: str | None = None, 
         )  # fmt: skip
         table = DeltaTable(location)
         version = table.version()
-        saved = table.to_pyarrow_table()
+        rows = sum(table.get_add_actions(flatten=True).column("num_records").to_pylist())
+        sample = table.to_pyarrow_dataset().head(10_000)  # the schema, and MLflow's profile of the input
         outputs = set(requested_names(refs, job.full_feature_names))
         lineage = {
             "fs_training_set": 1,
@@ -117,17 +118,17 @@ def build(platform, feature_service: str, entities, *, name: str | None = None, 
             "full_feature_names": job.full_feature_names,
             "registry_hash": registry_hash(registered_contents(store)),
             "sources": _sources(store, refs, job.source_versions, platform.config),
-            "entities": {**entity_input, "rows": saved.num_rows,
-                         "columns": [c for c in saved.column_names if c not in outputs]},
+            "entities": {**entity_input, "rows": rows,
+                         "columns": [c for c in sample.column_names if c not in outputs]},
             "saved_dataset": {"path": storage.path, "location": location, "version": version},
-            "feast_tags": _feast_tags(platform.project, service.name, refs, saved.num_rows),
+            "feast_tags": _feast_tags(platform.project, service.name, refs, rows),
             "mlflow": {"run_id": run_id} if run_id else None,
         }  # fmt: skip
         if run_id:
-            _log_run(mlflow, lineage, saved)
+            _log_run(mlflow, lineage, sample)
     _write_lineage(location, lineage)
-    log.info("training set %s: %d rows, saved dataset version %d", name, saved.num_rows, version)
-    return TrainingSet(name, location, version, saved.num_rows, lineage, run_id)
+    log.info("training set %s: %d rows, saved dataset version %d", name, rows, version)
+    return TrainingSet(name, location, version, rows, lineage, run_id)
 
 
 def _feature_service(store, name: str):
@@ -235,7 +236,7 @@ class _run:
             self.mlflow.end_run("FAILED" if exc_type else "FINISHED")
 
 
-def _log_run(mlflow, lineage: dict[str, Any], saved: pa.Table) -> None:
+def _log_run(mlflow, lineage: dict[str, Any], sample: pa.Table) -> None:
     from mlflow.data.delta_dataset_source import DeltaDatasetSource
 
     ds = lineage["saved_dataset"]
@@ -251,7 +252,7 @@ def _log_run(mlflow, lineage: dict[str, Any], saved: pa.Table) -> None:
     source = DeltaDatasetSource(path=ds["location"], delta_table_version=ds["version"])
     with warnings.catch_warnings():  # MLflow's advice on integer columns in model signatures: not a model here
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
-        dataset = mlflow.data.from_pandas(saved.slice(0, 10_000).to_pandas(), source=source, name=lineage["name"])
+        dataset = mlflow.data.from_pandas(sample.to_pandas(), source=source, name=lineage["name"])
     mlflow.log_input(dataset, context="training")
     mlflow.log_dict(lineage, LINEAGE_ARTIFACT)
 
