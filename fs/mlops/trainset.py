@@ -125,7 +125,10 @@ def build(platform, feature_service: str, entities, *, name: str | None = None, 
             "mlflow": {"run_id": run_id} if run_id else None,
         }  # fmt: skip
         if run_id:
-            _log_run(mlflow, lineage, sample)
+            try:
+                _log_run(mlflow, lineage, sample)
+            except Exception as e:
+                raise tracking.error(e, platform.config) from None
     _write_lineage(location, lineage)
     log.info("training set %s: %d rows, saved dataset version %d", name, rows, version)
     return TrainingSet(name, location, version, rows, lineage, run_id)
