@@ -1,7 +1,8 @@
 """Collect the platform's OpenTelemetry spans in memory (the SDK's InMemorySpanExporter).
 
-The tracer provider is process-global and set once: the first use installs an SDK provider (unless one
-is there) and each use adds its own exporter, shut down on exit (then it keeps nothing)."""
+The tracer provider is process-global and set once: the first use installs an SDK provider whose
+sampler records spans only inside ``collected_spans()`` (the tests that run after it see tracing off
+again); each use adds its own exporter, shut down on exit."""
 
 from __future__ import annotations
 
@@ -12,17 +13,34 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+
+class _Switch(Sampler):
+    on = False
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
+                      trace_state=None) -> SamplingResult:  # fmt: skip
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if self.on else Decision.DROP, attributes)
+
+    def get_description(self) -> str:
+        return "tests.tracing: on inside collected_spans()"
+
+
+_SWITCH = _Switch()
 
 
 @contextlib.contextmanager
 def collected_spans() -> Iterator[InMemorySpanExporter]:
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
+        trace.set_tracer_provider(TracerProvider(sampler=_SWITCH))
     exporter = InMemorySpanExporter()
     trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    _SWITCH.on = True
     try:
         yield exporter
     finally:
+        _SWITCH.on = False
         exporter.shutdown()
 
 
