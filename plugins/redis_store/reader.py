@@ -2,7 +2,7 @@
 
 All requested views for all entities go out as ONE command (standalone/Sentinel) or one MGET
 per hash slot in one pipeline (Cluster: an entity's views share a slot, so one round trip per
-node). The replies are joined into one JSON array and decoded by a single ``json.loads``; rows
+node). The replies are joined into one JSON array and decoded by a single ``orjson.loads``; rows
 are then transposed with ``zip``, so scalar features cost no per-value Python work.
 
 TTL is enforced at read time with the offline meaning: a row whose event time is older than
@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import orjson
 from feast import FeatureView
 from feast.feature_view import DUMMY_ENTITY_ID
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
@@ -114,11 +115,9 @@ def decode(
         return [ViewResult([[] for _ in r.features], [], []) for r in reads]
     if len(replies) == 1:
         x = replies[0]
-        rows = [None if x is None else _json_decode(x.decode("utf-8", "surrogatepass"))]
+        rows = [None if x is None else _parse(x)]
     else:
-        rows = _json_decode(
-            (b"[" + b",".join([x or b"null" for x in replies]) + b"]").decode("utf-8", "surrogatepass")
-        )
+        rows = _parse(b"[" + b",".join([x or b"null" for x in replies]) + b"]")
     now_us = time.time_ns() // 1000 if now_us is None else now_us
     if n == 1:
         return [_decode_one(r, row, now_us, old_schema) for r, row in zip(reads, rows, strict=True)]
@@ -148,6 +147,15 @@ def decode(
             values.append(list(col) if dec is None else [None if x is None else dec(x) for x in col])
         results.append(ViewResult(values, statuses, event_us))
     return results
+
+
+def _parse(raw: bytes):
+    """orjson (3-5x faster); the standard parser for what orjson refuses (NaN and infinities, lone
+    surrogates). Stored integers are 64-bit (Feast's integer types), which orjson parses exactly."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _json_decode(raw.decode("utf-8", "surrogatepass"))
 
 
 def _decode_one(r: ViewRead, row, now_us: int, old_schema) -> ViewResult:

@@ -59,6 +59,7 @@ class Plan:
     def __init__(self, store: FeatureStore, features, full_feature_names: bool, label: str):
         self.reader = FastReader(store, features, full_feature_names)
         self.label = label
+        self.entities = metrics.ENTITIES.labels(label)  # resolved once (labels() is a locked lookup)
         refs = sensitive_refs(store, _refs(features))
         self.needs = {ref: frozenset(GRANTS[cls]) for ref, cls in refs.items()}  # only sensitive ones
 
@@ -271,7 +272,7 @@ class ServeApp:
                 raise HttpError(400, str(e)) from None
             except FsError as e:  # a key of the wrong type for the store
                 raise HttpError(400, str(e)) from None
-            metrics.ENTITIES.labels(label).observe(request.n)
+            plan.entities.observe(request.n)
             replies, why = await self._fetch(plan, request, deadline)
             served = plan.reader.assemble(request, replies, why=why or "read failed")
             log_ = self.served_log

@@ -20,7 +20,8 @@ from feast.value_type import ValueType
 from fs_platform.feast_compat import value_to_native
 from fs_platform.plugins.redis_store.fast_read import Served
 
-STATUS_NAMES = {0: "INVALID", 1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
+STATUS_NAMES = ("INVALID", "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE")  # by FieldStatus number
+_status_name = STATUS_NAMES.__getitem__
 _ZERO = "1970-01-01T00:00:00Z"
 _AS_IS = {ValueType.INT64, ValueType.INT32, ValueType.STRING, ValueType.BOOL}
 
@@ -35,6 +36,11 @@ def json_values(values: list, vt: ValueType) -> list:
     if vt in _AS_IS:
         return values
     if vt == ValueType.DOUBLE:
+        try:  # one C-level pass: NaN or an infinity (or an overflow, harmlessly) makes the sum not finite
+            if math.isfinite(sum(values)):
+                return values
+        except TypeError:  # a None among the values
+            pass
         return values if all(x is None or math.isfinite(x) for x in values) else [_float(x) for x in values]
     return [value_to_native(p) for p in python_values_to_proto_values(values, vt)]
 
@@ -62,8 +68,8 @@ def response_json(served: Served) -> bytes:
         results.append(
             {
                 "values": json_values(values, vt),
-                "statuses": ["PRESENT"] * n if statuses is None else [STATUS_NAMES[s] for s in statuses],
-                "event_timestamps": [_ZERO] * n if event_us is None else [timestamp(us) for us in event_us],
+                "statuses": ["PRESENT"] * n if statuses is None else list(map(_status_name, statuses)),
+                "event_timestamps": [_ZERO] * n if event_us is None else list(map(timestamp, event_us)),
             }
         )
     return orjson.dumps({"metadata": {"feature_names": served.names}, "results": results})
