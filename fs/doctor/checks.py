@@ -57,6 +57,8 @@ PARITY_RELOAD_MAX = timedelta(days=7)
 class _Ctx:
     def __init__(self, platform, views: list[str] | None, deep: bool, now: datetime):
         self.platform, self.views, self.deep, self.now = platform, views, deep, now
+        self._online_scan = None  # online_scan.scan: one SCAN per run, shared by the online checks
+        self._ingest = None  # ingest_checks: (config, kafka kwargs), or why the broker did not answer
 
     @property
     def store(self):

@@ -36,7 +36,7 @@ def _config(c):
 
 def _connected(c):
     """(config, kafka kwargs), or None without ingest.yaml; raises if the broker does not answer."""
-    cached = getattr(c, "_ingest", None)
+    cached = c._ingest
     if isinstance(cached, Exception):
         raise cached
     if cached is not None:

@@ -53,9 +53,8 @@ class OnlineScan:
 
 def scan(c) -> OnlineScan:
     """The project's keys per view (cached on the doctor context ``c``: one SCAN per run)."""
-    cached = getattr(c, "_online_scan", None)
-    if cached is not None:
-        return cached
+    if c._online_scan is not None:
+        return c._online_scan
     from fs_platform.backfill.online import redis_store
     from fs_platform.plugins.redis_store.connection import translated
     from fs_platform.plugins.redis_store.tile_store import MARKS
