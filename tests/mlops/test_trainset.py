@@ -87,6 +87,8 @@ def test_built_in_an_mlflow_run_and_reproduced_after_an_append(repo, mlflow_stor
     pd.testing.assert_frame_equal(again.frame, saved, check_dtype=False)
 
     fresh = platform.training_set(SERVICE, str(entity_file), name="fraud_v1_after_append")
+    with pytest.raises(RepoError, match="already exists"):
+        platform.training_set(SERVICE, str(entity_file), name="fraud_v1_run")
     assert fresh.lineage["sources"] != built.lineage["sources"]  # payments read at version 1 now
     assert (fresh.to_df()["txn_count_24h"] > saved["txn_count_24h"]).all()  # each row sees its late payment
 
@@ -125,11 +127,9 @@ def test_cli_build_and_reproduce(repo, capsys, tmp_path):
 
 
 def test_bad_inputs_are_one_line_errors(repo):
-    platform, _, entity_file = repo
+    platform = repo[0]
     with pytest.raises(EntityDataFrameError, match="neither an existing file nor a SQL query"):
         platform.training_set(SERVICE, "no/such/file.parquet")
-    with pytest.raises(RepoError, match="already exists"):
-        platform.training_set(SERVICE, str(entity_file), name="fraud_v1_run")
     with pytest.raises(RepoError, match="no training set named 'unknown'"):
         platform.reproduce_training_set("unknown")
 
@@ -161,3 +161,14 @@ def test_tracking_uri_from_the_config_wins_over_the_environment(example_repo, mo
     assert tracking.tracking_uri(load_config(example_repo, "staging")) == "http://staging:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert tracking.tracking_uri(load_config(example_repo)) is None and tracking.mlflow_for(load_config(example_repo)) is None
+
+
+def test_a_file_store_without_its_flag_is_one_line_naming_the_flag(repo, monkeypatch, tmp_path):
+    from fs_platform.errors import ConfigError
+
+    platform, _, entity_file = repo
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+    with pytest.raises(ConfigError, match="MLflow tracking store file://... failed") as err:
+        platform.training_set(SERVICE, str(entity_file), name="no_flag")
+    assert "MLFLOW_ALLOW_FILE_STORE=true" in err.value.hint
