@@ -343,10 +343,13 @@ def check_parity(c: _Ctx) -> list[Finding]:
             "compared": total.compared,
             "breaching": total.breaching,
             "breach_rate": round(total.breach_rate, 6),
+            "classes": {k: n for k, n in total.counts.items() if n},  # docs/runbooks/parity.md
         }
         sev = Severity.WARNING if vr.breach else Severity.OK
-        msg = (f"online differs from offline for {total.breaching}/{total.compared} sampled values "
-               f"(`fs parity check --views {vr.view}` explains the classes)") if vr.breach else "parity sample ok"  # fmt: skip
+        classes = ", ".join(f"{k} {n}" for k, n in sorted(ev["classes"].items(), key=lambda kv: -kv[1])
+                            if k != "matched")  # fmt: skip
+        msg = (f"online differs from offline for {total.breaching}/{total.compared} sampled values ({classes}; "
+               f"`fs parity check --views {vr.view}` explains the classes)") if vr.breach else "parity sample ok"  # fmt: skip
         actions = ()
         fv = views[vr.view]
         if vr.breach and not is_aggregation(fv):

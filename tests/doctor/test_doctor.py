@@ -223,6 +223,7 @@ def test_deep_parity_breach_is_rematerialized_and_rolled_back(make_repo):
     view = "merchant_risk_daily"  # tier 1, nothing materialized yet: online misses every sampled key
     (finding,) = _findings(doctor(platform, [view], checks=["parity"]), "parity", view)
     assert finding.severity == Severity.WARNING and finding.evidence["breaching"] > 0
+    assert finding.evidence["classes"].get("missing_online", 0) > 0 and "missing_online" in finding.message
     (action,) = finding.actions
     assert action.kind == "rematerialize"
     plan = ops.make_plan(platform, doctor(platform, [view], checks=["parity"]), proposer="alice")
