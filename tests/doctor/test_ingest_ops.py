@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from fs_platform.cli.main import app
 from fs_platform.doctor import Severity, doctor, ops
+from fs_platform.doctor.triage import triage
 from fs_platform.errors import OpsError
 from fs_platform.plugins.kafka_ingest import Ingestor
 from tests.plugins.kafka_ingest.conftest import Running, broker, payments, produce, stream_repo  # noqa: F401
@@ -47,6 +48,10 @@ def test_dead_letters_are_replayed_after_the_fix_once_and_ingested(stream_repo):
     assert letters.severity == Severity.WARNING  # growth: all four in the last hour
     assert letters.evidence["pending"] == 4 and letters.evidence["by_reason"] == {"future_timestamp": 4}
     assert letters.actions == () and "fix the cause first" in letters.message  # they would fail again
+    t = triage(repo.platform, views=["customer_txn_aggregates"], since=timedelta(hours=1))
+    (spike,) = [e for e in t.timeline if e.source == "dead_letters"]
+    assert spike.what.endswith("future_timestamp 4")
+    assert "dead_letters" in [c.check for c in t.causes] and "future_timestamp 4" in t.markdown()
 
     repo.configure(topic={"max_future": "2h"})  # the fix
     report = doctor(repo.platform, checks=["dead_letters"])
