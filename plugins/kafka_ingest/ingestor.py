@@ -117,6 +117,7 @@ class _Append:
     future: Future
     started: float = field(default_factory=time.monotonic)
     missed: int = 0  # write deadlines it has run past, each counted as a failed write
+    traces: list = field(default_factory=list)  # the consume spans of its rows (tracing on)
 
     def stalled(self, deadline_s: float) -> bool:
         return not self.future.done() and time.monotonic() - self.started >= deadline_s
@@ -426,9 +427,15 @@ class Ingestor:
         def write():
             return sink.write(table, when, origins), time.time()
 
-        future = self._online_writer.submit(self._attempt, "online", write, self._attempts(breaker),
-                                            self._traces.pop(("online", pipe.spec.topic), []))
-        self._online = _Append(pipe, taken, self._generation, future)
+        traces = self._traces.pop(("online", pipe.spec.topic), [])
+        future = self._online_writer.submit(self._attempt, "online", write, self._attempts(breaker), traces)
+        self._online = _Append(pipe, taken, self._generation, future, traces=traces)
+
+    def _retrace(self, target: str, job: _Append) -> None:
+        """Rows put back after a failed write keep their consume spans for the write that retries them."""
+        if job.traces:
+            key = (target, job.pipe.spec.topic)
+            self._traces[key] = (job.traces + self._traces.get(key, []))[:_TRACE_LINKS]
 
     def _reap_online(self, wait: bool) -> bool:
         """Apply the outcome of the online write in flight once it is done (``wait``: block until it
@@ -443,6 +450,7 @@ class Ingestor:
         if outcome is None:
             if current:
                 job.pipe.online_buffer.restore(job.taken)
+                self._retrace("online", job)
             return False
         result, written_at = outcome
         pipe, table = job.pipe, job.taken.table()
@@ -468,9 +476,10 @@ class Ingestor:
             return
         breaker, when = self.breakers["offline"], datetime.now(UTC)
         chunks, through, sink = taken.chunks, dict(taken.through), pipe.offline
+        traces = self._traces.pop(("offline", pipe.spec.topic), [])
         future = self._writer.submit(self._attempt, "offline", lambda: sink.append(chunks, through, when),
-                                     self._attempts(breaker), self._traces.pop(("offline", pipe.spec.topic), []))
-        self._append = _Append(pipe, taken, self._generation, future)
+                                     self._attempts(breaker), traces)
+        self._append = _Append(pipe, taken, self._generation, future, traces=traces)
 
     def _reap(self, wait: bool) -> None:
         """Apply the outcome of the append in flight once it is done (``wait``: block until it is).
@@ -485,6 +494,7 @@ class Ingestor:
         if result is None:
             if current:
                 job.pipe.offline_buffer.restore(job.taken)
+                self._retrace("offline", job)
             return
         topic = job.pipe.spec.topic
         self.stats.written_offline += result.written

@@ -69,3 +69,38 @@ def test_an_event_is_one_trace_from_the_poll_to_the_online_write(stream_repo):
     # Every poll's records reach a write of each target: as its parent or as a link.
     for c in consumes:
         assert len(_joined(online, c)) == 1 and len(_joined(offline, c)) == 1, c.attributes
+
+
+def test_rows_put_back_after_a_failed_write_keep_their_trace(stream_repo, monkeypatch):
+    """A transient failure injected before the real tile write (around the real sink): the failed
+    write's span records the error, and the write that stores the rows joins the same consume spans."""
+    from fs_platform.errors import SinkUnavailable
+    from fs_platform.plugins.kafka_ingest import sinks
+
+    real, calls = sinks.EventSink.write, []
+
+    def flaky(self, table, now, origins):
+        calls.append(table.num_rows)
+        if len(calls) == 1:
+            raise SinkUnavailable("injected: before the write")
+        return real(self, table, now, origins)
+
+    monkeypatch.setattr(sinks.EventSink, "write", flaky)
+    stream_repo.configure(retry={"attempts": 1})  # the failure reaches the loop: rows are put back
+    events = payments(40, seed=5)
+    produce(stream_repo.broker.bootstrap, stream_repo.topic, events)
+    with collected_spans() as exporter:
+        run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
+        run.wait(lambda s: s.consumed == len(events) and s.online_batches >= 1 and s.written_offline == len(events),
+                 what="ingestion")
+        run.stop()
+        spans = exporter.get_finished_spans()
+
+    online = named(spans, "fs.ingest.write_online")
+    failed = [w for w in online if not w.status.is_ok]
+    assert len(calls) >= 2 and len(failed) == 1
+    assert any(e.name == "exception" for e in failed[0].events)
+    lost = {failed[0].parent.span_id, *(link.context.span_id for link in failed[0].links)}
+    stored = {s for w in online if w.status.is_ok
+              for s in (w.parent.span_id, *(link.context.span_id for link in w.links))}
+    assert lost <= stored
