@@ -7,12 +7,14 @@
 * The value at request time ``t`` (``now`` online, the entity row's timestamp offline) aggregates the
   key's events ``e`` with ``tile(e.time) >= tile(t) - w/g`` and ``e.time <= t``: the events of
   ``[floor_g(t) - w, t]``, at least ``w`` and less than ``w + g`` of history, exact at the request end.
-* Functions: count, sum, mean, min, max, last, stddev (sample). count and sum of no events are 0; the
+* Functions: count, sum, mean, min, max, last, stddev (sample), approx_count_distinct (HyperLogLog,
+  ``fs_platform.aggregation.sketch``). count, sum and approx_count_distinct of no events are 0; the
   others are null. Inputs are numbers or booleans (true = 1); nulls and non-finite numbers are ignored.
   ``last`` is the value of the latest event (ties: the larger value).
 
 Each function reads a few per-tile partials ("slots": count, sum, M2, min, max, last time
-and value); a view's tile is one fixed record of float64 slots, the same in Redis and in Spark.
+and value, sketch words); a view's tile is one fixed record of float64 slots, the same in Redis and in
+Spark.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from fs_platform.errors import RepoError
 from fs_platform.metadata import parse_duration
 
 TAG = "fs.aggregation"  # feature view tag holding the spec as JSON
-FUNCTIONS = ("count", "sum", "mean", "min", "max", "last", "stddev")
-_SLOTS = {  # function -> slot kinds it reads: n count, s sum, q M2 (sum of squared deviations from the tile mean), m min, M max, t/l last
+FUNCTIONS = ("count", "sum", "mean", "min", "max", "last", "stddev", "approx_count_distinct")
+_SLOTS = {  # function -> slot kinds it reads: n count, s sum, q M2 (sum of squared deviations from the tile mean), m min, M max, t/l last,
+    # h the HyperLogLog registers (sketch.WORDS slots in a tile record)
     "count": ("n",),
     "sum": ("s",),
     "mean": ("n", "s"),
@@ -36,12 +39,14 @@ _SLOTS = {  # function -> slot kinds it reads: n count, s sum, q M2 (sum of squa
     "max": ("M",),
     "last": ("t", "l"),
     "stddev": ("n", "s", "q"),
+    "approx_count_distinct": ("h",),
 }
 EMPTY = {"n": 0.0, "s": 0.0, "q": 0.0, "m": float("inf"), "M": float("-inf"), "t": float("-inf"),
-         "l": float("nan")}
+         "l": float("nan"), "h": 0.0}
 _TILE_CHOICES_S = (1, 10, 60, 300, 3600, 86400)
 _MIN_TILES = 6
 ROWS = "*"  # input of count("*"): every event that passes the view's filter
+COUNTS = ("count", "approx_count_distinct")  # integer features, 0 when nothing counts
 
 
 def _label(span: timedelta) -> str:
@@ -143,7 +148,7 @@ class Feature:
 
     @property
     def dtype(self) -> str:
-        return "Int64" if self.function == "count" else "Float64"
+        return "Int64" if self.function in COUNTS else "Float64"
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,7 @@ _DESCRIBE = {
     "count": "Number of events{of}", "sum": "Sum of {input}", "mean": "Mean of {input}",
     "min": "Minimum of {input}", "max": "Maximum of {input}", "last": "Latest value of {input}",
     "stddev": "Sample standard deviation of {input}",
+    "approx_count_distinct": "Approximate number of distinct values of {input}",
 }
 
 

@@ -2,8 +2,9 @@
 
 A tile is one record of float64 slots (``layout(spec)[i] = (kind, input)``): ``n`` count, ``s`` sum,
 ``q`` sum of squared deviations from the tile's mean ("M2": stable, unlike a sum of squares, for values
-far from zero or all equal), ``m`` min, ``M`` max, ``t``/``l`` time and value of the latest input. An empty
-tile is ``EMPTY`` per kind (0, 0, 0, +inf, -inf, -inf, nan). Slot 0 is always the count of events
+far from zero or all equal), ``m`` min, ``M`` max, ``t``/``l`` time and value of the latest input, ``h``
+the HyperLogLog registers of an input (``sketch.WORDS`` consecutive slots). An empty tile is ``EMPTY``
+per kind (0, 0, 0, +inf, -inf, -inf, nan, 0). Slot 0 is always the count of events
 (``("n", -1)``): a batch rewrite of a tile compares it (see tiles.lua).
 
 ``Merger`` turns the tiles of ``[tile(t) - w/g, tile(t)]`` into feature values at request time ``t``:
@@ -22,12 +23,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fs_platform.aggregation import sketch
 from fs_platform.aggregation.spec import EMPTY, AggregationSpec
 
 
 def layout(spec: AggregationSpec) -> tuple[tuple[str, int], ...]:
-    """The slots of a tile record: the count of events first, then the spec's."""
-    return (("n", -1), *[s for s in spec.slots if s != ("n", -1)])
+    """The slots of a tile record: the count of events first, then the spec's (a sketch ``("h", i)``
+    takes ``sketch.WORDS`` consecutive slots)."""
+    out = [("n", -1)]
+    for slot in spec.slots:
+        if slot != ("n", -1):
+            out += [slot] * (sketch.WORDS if slot[0] == "h" else 1)
+    return tuple(out)
 
 
 def empty_record(spec: AggregationSpec) -> bytes:
@@ -61,11 +68,13 @@ class Merger:
         empty = [float("-inf"), *[EMPTY[k] for k, _ in self.slots]]
         self.empty = self.fingerprint + struct.pack(f"<{self.head - 1 + self.width * self.records}d",
                                                     *([float("-inf")] * (self.head - 1)), *(empty * self.records))
-        index = {s: i for i, s in enumerate(self.slots)}
+        index: dict[tuple[str, int], int] = {}  # a slot's (first) column
+        for i, slot in enumerate(self.slots):
+            index.setdefault(slot, i)
         self.plan = []  # per feature: (function, granularity, tiles, slot columns)
         for f in spec.features:
             kinds = {"count": "n", "sum": "s", "mean": "ns", "min": "m", "max": "M", "last": "tl",
-                     "stddev": "nsq"}[f.function]
+                     "stddev": "nsq", "approx_count_distinct": "h"}[f.function]
             self.plan.append((f.function, spec.granularity(f.window.tile_us), f.window.tiles,
                               [1 + index[(k, f.input)] for k in kinds]))
         # Columns that add up (counts and sums; finite, so a mask can multiply them)
@@ -131,6 +140,9 @@ class Merger:
             elif function == "mean":
                 n = sum(data[at + c0] for at in recs)
                 out.append(sum(data[at + cols[1]] for at in recs) / n if n > 0 else None)
+            elif function == "approx_count_distinct":
+                words = np.array([data[at + c0 : at + c0 + sketch.WORDS] for at in recs]).reshape(-1, sketch.WORDS)
+                out.append(_distinct(words[None], np.ones((1, len(recs)), dtype=bool))[0])
             elif function in ("min", "max"):
                 pick = min if function == "min" else max
                 v = pick((data[at + c0] for at in recs), default=math.inf if function == "min" else -math.inf)
@@ -165,7 +177,15 @@ def _floats(values: np.ndarray, present: np.ndarray) -> list:
     return [float(x) if ok else None for x, ok in zip(values.tolist(), present.tolist(), strict=True)]
 
 
+def _distinct(words: np.ndarray, valid: np.ndarray) -> list[int]:
+    """approx_count_distinct of (entities, tiles, sketch.WORDS) words, tiles masked by ``valid``."""
+    registers = np.where(valid[:, :, None], sketch.unpack(words), 0).max(axis=1, initial=0)
+    return sketch.estimate(registers).tolist()
+
+
 def _finish(function: str, block: np.ndarray, valid: np.ndarray, cols: list[int]) -> list:
+    if function == "approx_count_distinct":
+        return _distinct(block[:, :, cols[0] : cols[0] + sketch.WORDS], valid)
     if function in ("min", "max"):
         fill = np.inf if function == "min" else -np.inf
         masked = np.where(valid, block[:, :, cols[0]], fill)
@@ -251,6 +271,11 @@ def partials(spec: AggregationSpec, group: np.ndarray, times_us: np.ndarray, val
         segment = np.cumsum(change) - 1  # segment of each (sorted) row
         rec = np.empty((len(starts), len(slots)), dtype=np.float64)
         for c, (kind, i) in enumerate(slots):
+            if kind == "h":  # the sketch's words, filled at its first slot
+                if slots[c - 1] != (kind, i):
+                    registers = sketch.registers_of(segment, sketch.codes(values[order, i]), len(starts))
+                    rec[:, c : c + sketch.WORDS] = sketch.pack(registers)
+                continue
             if i < 0:
                 rec[:, c] = np.add.reduceat(np.ones(len(order)), starts)
                 continue

@@ -58,7 +58,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from fs_platform.aggregation.spec import AggregationSpec
+from fs_platform.aggregation import sketch
+from fs_platform.aggregation.spec import COUNTS, AggregationSpec
 from fs_platform.aggregation.tiles import layout
 from fs_platform.errors import OfflineStoreError
 
@@ -162,7 +163,7 @@ def as_of(
     schema = T.StructType(
         [T.StructField(k, key_types[name]) for k, name in zip(keys, spec.join_keys, strict=True)]
         + [T.StructField(US, T.LongType())]
-        + [T.StructField(out, T.LongType() if f.function == "count" else T.DoubleType()) for f, out in plan.named]
+        + [T.StructField(out, T.LongType() if f.function in COUNTS else T.DoubleType()) for f, out in plan.named]
     )
     _pickle_by_value()
     values = union.repartition(count, *keys).mapInArrow(_Kernel(plan), schema)
@@ -176,8 +177,8 @@ def as_of(
     defaults = []
     for name in joined.columns:
         f = next((f for f, out in plan.named if out == name), None)
-        if f is not None and f.function in ("count", "sum"):
-            zero = F.lit(0).cast("bigint") if f.function == "count" else F.lit(0.0)
+        if f is not None and f.function in ("sum", *COUNTS):
+            zero = F.lit(0).cast("bigint") if f.function in COUNTS else F.lit(0.0)
             defaults.append(F.coalesce(col(name), zero).alias(name))
         else:
             defaults.append(col(name))
@@ -186,12 +187,14 @@ def as_of(
 
 def _pickle_by_value() -> None:
     """Ship the kernel's code with the query, so a remote Spark's Python workers need only numpy and
-    pyarrow, not fs (cloudpickle would otherwise pickle ``_Kernel`` as an import of this module)."""
+    pyarrow, not fs (cloudpickle would otherwise pickle ``_Kernel`` as an import of this module, and the
+    sketch it calls)."""
     import sys
 
     from pyspark import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(sketch)
 
 
 def _shuffle_partitions(frame: DataFrame) -> int:
@@ -244,7 +247,8 @@ class KernelPlan:
     def build(spec: AggregationSpec, features: list, outputs: list[str]) -> KernelPlan:
         sizes = sorted({f.window.tile_us for f in features})
         slots: list[list[tuple[str, int]]] = [[] for _ in sizes]
-        kinds = {"count": "n", "sum": "s", "mean": "ns", "min": "m", "max": "M", "last": "tl", "stddev": "nsq"}
+        kinds = {"count": "n", "sum": "s", "mean": "ns", "min": "m", "max": "M", "last": "tl", "stddev": "nsq",
+                 "approx_count_distinct": "h"}
         planned = []
         for f in features:
             gi = sizes.index(f.window.tile_us)
@@ -438,6 +442,8 @@ def _row_partials(slots, req: np.ndarray, us: np.ndarray, xs: list[np.ndarray]) 
             out[(kind, i)] = np.where(valid, us, _INT_MIN)
         elif kind == "l":
             out[(kind, i)] = x  # NaN where not valid
+        elif kind == "h":  # one sketch code per row (0: none); registers once reduced
+            out[(kind, i)] = sketch.codes(x)
     return out
 
 
@@ -460,6 +466,11 @@ def _reduce(parts: Partials, starts: np.ndarray, group: np.ndarray) -> Partials:
             value[latest == _INT_MIN] = np.nan
             out[(kind, i)] = latest
             out[("l", i)] = value
+        elif kind == "h":  # registers (groups, sketch.REGISTERS): from row codes, or merged
+            if values.ndim == 1:
+                out[(kind, i)] = sketch.registers_of(group, values, len(starts))
+            else:
+                out[(kind, i)] = np.maximum.reduceat(values, starts, axis=0)
     for (kind, i), values in parts.items():
         if kind == "q":  # pooled: the parts' M2 plus each part's count x (its mean - the group's)^2
             n, s = parts[("n", i)], parts[("s", i)]
@@ -480,8 +491,8 @@ def _take(parts: Partials, index: np.ndarray) -> Partials:
 
 
 def _empty(parts: Partials, size: int) -> Partials:
-    fill = {"n": 0, "s": 0.0, "q": 0.0, "m": np.inf, "M": -np.inf, "t": _INT_MIN, "l": np.nan}
-    return {(kind, i): np.full(size, fill[kind], dtype=v.dtype) for (kind, i), v in parts.items()}
+    fill = {"n": 0, "s": 0.0, "q": 0.0, "m": np.inf, "M": -np.inf, "t": _INT_MIN, "l": np.nan, "h": 0}
+    return {(kind, i): np.full((size, *v.shape[1:]), fill[kind], dtype=v.dtype) for (kind, i), v in parts.items()}
 
 
 def _combine(a: Partials, b: Partials) -> Partials:
@@ -500,7 +511,7 @@ def _combine(a: Partials, b: Partials) -> Partials:
             out[(kind, i)] = x + y + extra
         elif kind == "m":
             out[(kind, i)] = np.minimum(x, y)
-        elif kind == "M":
+        elif kind in ("M", "h"):
             out[(kind, i)] = np.maximum(x, y)
         elif kind == "t":
             xl, yl = a[("l", i)], b[("l", i)]
@@ -633,7 +644,8 @@ def _tail(totals: Partials, tile_kid, tile_index, request_kid, request_tile, n: 
 
 
 def _pick(parts: Partials, index: np.ndarray, ok: np.ndarray, empty: Partials) -> Partials:
-    return {slot: np.where(ok, values[index], empty[slot]) for slot, values in parts.items()}
+    return {slot: np.where(ok.reshape(-1, *[1] * (values.ndim - 1)), values[index], empty[slot])
+            for slot, values in parts.items()}
 
 
 def _codes(tile_kid, tile_index, request_kid, first, last):
@@ -655,6 +667,8 @@ def _codes(tile_kid, tile_index, request_kid, first, last):
 def _finish(function: str, i: int, parts: Partials) -> pa.Array:
     if function == "count":
         return pa.array(parts[("n", i)], pa.int64())
+    if function == "approx_count_distinct":
+        return pa.array(sketch.estimate(parts[("h", i)]), pa.int64())
     if function == "sum":
         return pa.array(parts[("s", i)], pa.float64())
     if function == "min":
@@ -692,8 +706,13 @@ def tiles(events: DataFrame, spec: AggregationSpec, start: datetime, end: dateti
         valid = x.isNotNull() & ~F.isnan(x) & (F.abs(x) != F.lit(math.inf))
         inputs[i] = (valid, F.when(valid, x))
     aggregates = []
+    hashed = sorted({i for kind, i in slots if kind == "h"})
+    if hashed:
+        rows = _with_codes(rows, hashed)
     for index, (kind, i) in enumerate(slots):
         name = f"s{index}"
+        if kind == "h":  # the sketch's words come from its registers (_sketch_words), joined below
+            continue
         if i < 0:
             aggregates.append(F.count(F.lit(1)).cast("double").alias(name))
             continue
@@ -716,14 +735,16 @@ def tiles(events: DataFrame, spec: AggregationSpec, start: datetime, end: dateti
         aggregates.append(value.alias(name))
     keys = [F.col(KEY.format(i)).alias(k) for i, k in enumerate(spec.join_keys)]
     frames = []
+    group = [KEY.format(i) for i in range(len(spec.join_keys))] + ["__fs_tile"]
     for g in spec.granularities:
-        frames.append(
-            rows.withColumn("__fs_tile", _floor_div(US, g.tile_us))
-            .groupBy(*[KEY.format(i) for i in range(len(spec.join_keys))], "__fs_tile")
-            .agg(*aggregates)
-            .select(*keys, F.lit(g.tag).alias("tag"), F.col("__fs_tile").alias("tile"),
-                    *[F.col(f"s{j}") for j in range(len(slots))])  # fmt: skip
-        )
+        tiled = rows.withColumn("__fs_tile", _floor_div(US, g.tile_us))
+        frame = tiled.groupBy(*group).agg(*aggregates)
+        for i in hashed:
+            first = slots.index(("h", i))
+            words = _sketch_words(tiled, group, f"__fs_h{i}", first)
+            frame = frame.join(words, on=group, how="left").fillna(0.0, subset=list(words.columns[len(group):]))
+        frames.append(frame.select(*keys, F.lit(g.tag).alias("tag"), F.col("__fs_tile").alias("tile"),
+                                   *[F.col(f"s{j}") for j in range(len(slots))]))
     result = frames[0]
     for frame in frames[1:]:
         result = result.unionByName(frame)
@@ -733,3 +754,39 @@ def tiles(events: DataFrame, spec: AggregationSpec, start: datetime, end: dateti
 def _floor_div(name: str, size: int):
     """floor(column / size) exactly, in integers (toward -inf before 1970 too)."""
     return F.expr(f"(`{name}` - pmod(`{name}`, {size})) div {size}")
+
+
+def _with_codes(rows: DataFrame, inputs: list[int]) -> DataFrame:
+    """``rows`` with ``__fs_h<i>``: each hashed input's sketch code (``sketch.codes``, 0: not counted)."""
+    schema = T.StructType([*rows.schema.fields, *[T.StructField(f"__fs_h{i}", T.LongType()) for i in inputs]])
+    _pickle_by_value()
+    return rows.mapInArrow(_Codes(tuple(inputs)), schema)
+
+
+class _Codes:
+    """``mapInArrow`` function adding the sketch codes of some inputs (numpy; the stream's own function)."""
+
+    def __init__(self, inputs: tuple[int, ...]):
+        self.inputs = inputs
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+            for i in self.inputs:
+                x = pc.fill_null(batch.column(INPUT.format(i)), math.nan).to_numpy(zero_copy_only=False)
+                columns[f"__fs_h{i}"] = pa.array(sketch.codes(x), pa.int64())
+            yield pa.RecordBatch.from_pydict(columns)
+
+
+def _sketch_words(tiled: DataFrame, group: list[str], code: str, first: int) -> DataFrame:
+    """Per group the sketch's ``sketch.WORDS`` slots ``s<first>...``: each register's largest rank (a
+    base-64 digit) summed into its word; exact (integers below 2**48)."""
+    c = F.col(code)
+    registers = (tiled.where(c > 0)
+                 .select(*group, F.floor(c / 64).cast("bigint").alias("__fs_r"), (c % 64).alias("__fs_k"))
+                 .groupBy(*group, "__fs_r").agg(F.max("__fs_k").alias("__fs_k")))  # fmt: skip
+    r, k = F.col("__fs_r"), F.col("__fs_k")
+    per = sketch.PER_WORD
+    words = [F.coalesce(F.sum(F.when(F.floor(r / per) == j, k * F.pow(F.lit(64.0), r % per))), F.lit(0.0))
+             .cast("double").alias(f"s{first + j}") for j in range(sketch.WORDS)]
+    return registers.groupBy(*group).agg(*words)

@@ -83,10 +83,6 @@ class TileWriteResult:
                                self.filtered + other.filtered)
 
 
-def _value(x: float) -> str:
-    return "" if x != x else repr(float(x))
-
-
 def _calls(state, head: list[str], per_key: list[tuple[str, list[str]]]) -> list[tuple[list[str], list[str]]]:
     """Script calls of up to ``_KEYS_PER_CALL`` keys each (one slot per call in Cluster mode): the
     script's set-up (parsing the layout) is paid once per call, not per entity."""
@@ -244,23 +240,26 @@ def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitio
 
 
 def _resend(state, views, fallbacks, keys_to_send: set[str], partitions, offsets, times, expire) -> int:
-    """Mode e for the entities whose block straddled a partition's mark: the script decides event by
-    event (offsets at or below the mark are skipped)."""
+    """The entities whose block straddled a partition's mark, again with one block per event: the
+    script then decides event by event (offsets at or below the mark are skipped)."""
     calls = []
     for view in views:
         if view.name not in fallbacks:
             continue
         spec, names, entity, rows, values = fallbacks[view.name]
         head = program(spec)
-        head[1] = "e" if expire else "E"
+        head[1] = "b" if expire else "B"
+        send = np.array([names[e] in keys_to_send for e in entity.tolist()], dtype=bool)
+        picked = np.flatnonzero(send)  # in row order: offset order per partition
+        if not len(picked):
+            continue
+        r = rows[picked]
+        packed = _blocks(spec, np.arange(len(picked)), len(picked), times[r], values[r], offsets[r])
         per_key: dict[str, list] = {}
-        for j, e in enumerate(entity.tolist()):
-            key = names[e]
-            if key in keys_to_send:
-                r = rows[j]
-                items = per_key.setdefault(key, [0])
-                items[0] += 1
-                items += [partitions[r], str(offsets[r]), str(times[r]), *[_value(x) for x in values[r]]]
+        for j, data in zip(picked.tolist(), packed, strict=True):
+            items = per_key.setdefault(names[entity[j]], [0])
+            items[0] += 1
+            items += (partitions[rows[j]], data)
         calls += _calls(state, head, list(per_key.items()))
     applied, _ = _send(state, calls)
     return applied

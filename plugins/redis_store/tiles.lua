@@ -8,13 +8,12 @@
 --     the view before it aggregated) is replaced.
 --   the marks key (a hash): "_o:<partition>" -> the last Kafka offset applied
 -- KEYS: per entity its tiles key then its marks key (one call serves many entities: the set-up below is
--- paid once; Cluster: keys of one slot). ARGV[1] fingerprint, ARGV[2] mode ("e" events | "b" blocks | "t" tiles; upper case: the same without key
--- expiry, for replays of history into a scratch namespace), ARGV[3] slot kinds (one char per slot:
--- n count, s sum, q M2, m min, M max, t/l latest time and value), ARGV[4] slot inputs ("-1,0,..."),
+-- paid once; Cluster: keys of one slot). ARGV[1] fingerprint, ARGV[2] mode ("b" blocks | "t" tiles; upper
+-- case: the same without key expiry, for replays of history into a scratch namespace), ARGV[3] slot
+-- kinds (one char per slot: n count, s sum, q M2, m min, M max, t/l latest time and value, h 8 sketch
+-- registers as base-64 digits, fs/aggregation/sketch.py), ARGV[4] slot inputs ("-1,0,..."),
 -- ARGV[5] tile sizes ("tile_us:tiles:tag,..."), then per key in KEYS order: its number of items, then
 -- the items:
---   mode e: partition, offset, time_us, one value per input ("" = null), per event. An event whose
---           offset is at or below its partition's mark is a redelivery and changes nothing.
 --   mode t: tag, tile index, record (S doubles), per tile (a batch rebuild from the raw events):
 --           replaces the stored tile unless that one counted more events (the stream is ahead).
 --   mode b: the events pre-aggregated by the caller into blocks, one per Kafka partition: partition,
@@ -23,11 +22,11 @@
 --           index, record (S doubles, merged into the stored tile). A block entirely at or below its
 --           partition's mark is a redelivery (skipped), one entirely above it is applied; one that
 --           straddles the mark (a replay that starts mid-block) is not applied and the key is returned,
---           for the caller to send its events one by one (mode e).
+--           for the caller to send again with one block per event.
 -- A tile older than the ring (a newer tile holds its position) can never be read again (reads are at
 -- the present) and is not applied. The key expires when its newest tile leaves every window.
 -- Returns {events or tiles applied, keys to resend event by event (mode b)}.
-local call, tonumber, floor = redis.call, tonumber, math.floor
+local call, tonumber = redis.call, tonumber
 local fp, mode = ARGV[1], string.lower(ARGV[2])
 local expires = ARGV[2] == mode
 local kinds, inputs = {}, {}
@@ -53,9 +52,6 @@ local fpnum = tonumber(fp)
 local head_fmt, rec_fmt = '<' .. string.rep('d', 1 + G), '<' .. string.rep('d', W)
 local H = 1 + G  -- doubles before the records: the fingerprint and the newest tile per size
 local size = (H + total * W) * 8
-local nin = 0
-for _, x in ipairs(inputs) do if x + 1 > nin then nin = x + 1 end end
-local stride = mode == 'e' and 3 + nin or 3
 
 local blank = {}  -- an empty tile's slots
 for s = 1, S do
@@ -100,6 +96,17 @@ local function merge(v, d, o)
         v[p] = x
         v[p + 1] = d[o + s + 1]
       end
+    elseif k == 'h' and x > 0 then  -- register-wise maximum of 8 base-64 digits (exact integers)
+      local a = v[p]
+      if a == 0 then v[p] = x else
+        local out, scale = 0, 1
+        for _ = 1, 8 do
+          local da, dx = a % 64, x % 64
+          out = out + (da > dx and da or dx) * scale
+          a, x, scale = (a - da) / 64, (x - dx) / 64, scale * 64
+        end
+        v[p] = out
+      end
     end
   end
 end
@@ -126,14 +133,6 @@ if mode == 'b' then
     at = at + 2
   end
   next_pos = at
-elseif mode == 'e' then
-  for e = 0, count - 1 do
-    local part = ARGV[pos + 1 + e * stride]
-    if parts_seen[part] == nil then
-      fields[#fields + 1] = '_o:' .. part
-      parts_seen[part] = #fields
-    end
-  end
 end
 local stored = {}
 if #fields > 0 then
@@ -218,57 +217,6 @@ if mode == 'b' then
     updates[#updates + 1] = '_o:' .. part
     updates[#updates + 1] = string.format('%d', mark)
   end
-elseif mode == 'e' then
-  local marks = {}
-  for e = 0, count - 1 do
-    local base = pos + 1 + e * stride
-    local part, offset, time = ARGV[base], tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
-    local mark = marks[part]
-    if mark == nil then
-      mark = tonumber(stored[parts_seen[part]] or '-1')
-      marks[part] = mark
-    end
-    if offset > mark then
-      marks[part] = offset
-      local x = {}
-      for j = 1, nin do x[j] = tonumber(ARGV[base + 2 + j]) end
-      for gi, g in ipairs(grans) do
-        local index = floor(time / g.size)
-        local v = record(g, index)
-        if v ~= nil then
-          if index > newest[gi] then newest[gi] = index end
-          for s = 1, S do
-            local k, i = kinds[s], inputs[s]
-            local val = i >= 0 and x[i + 1] or nil
-            local p = 1 + s
-            if k == 'n' then
-              if i < 0 or val ~= nil then v[p] = v[p] + 1 end
-            elseif val ~= nil then
-              if k == 's' then v[p] = v[p] + val
-              elseif k == 'q' then
-                local n, sum = v[1 + npos[i]], v[1 + spos[i]]  -- already include this event
-                if n > 1 then v[p] = v[p] + (val - (sum - val) / (n - 1)) * (val - sum / n) end
-              elseif k == 'm' then if val < v[p] then v[p] = val end
-              elseif k == 'M' then if val > v[p] then v[p] = val end
-              elseif k == 't' then
-                -- the 'l' slot of the same input follows its 't' slot (layout order)
-                local lv = v[p + 1]
-                if time > v[p] or (time == v[p] and (lv ~= lv or val > lv)) then
-                  v[p] = time
-                  v[p + 1] = val
-                end
-              end
-            end
-          end
-        end
-      end
-      applied = applied + 1
-    end
-  end
-  for part, mark in pairs(marks) do
-    updates[#updates + 1] = '_o:' .. part
-    updates[#updates + 1] = string.format('%d', mark)
-  end
 else
   for e = 0, count - 1 do
     local base = pos + 1 + e * 3
@@ -347,7 +295,7 @@ if #updates > 0 then
     call('PEXPIREAT', marks_key, string.format('%d', math.ceil(expire)))
   end
 end
-return applied, next_pos or (pos + 1 + count * stride), resend
+return applied, next_pos or (pos + 1 + count * 3), resend
 end
 
 local pos, result = 6, {0}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import operator
+import struct
 
 import pandas as pd
 
@@ -88,6 +89,8 @@ def _function(name: str, xs: list[tuple[int, float]]):
     n = len(vals)
     if name == "count":
         return n
+    if name == "approx_count_distinct":
+        return hll_estimate(hll_registers(vals))
     if name == "sum":
         return float(sum(vals))
     if n == 0:
@@ -106,3 +109,34 @@ def _function(name: str, xs: list[tuple[int, float]]):
         mean = sum(vals) / n
         return math.sqrt(sum((x - mean) ** 2 for x in vals) / (n - 1))
     raise ValueError(name)
+
+
+# -- the approximate distinct count, as docs/aggregations.md defines it, one value at a time --------------
+_MASK = 2**64 - 1
+
+
+def hll_registers(values) -> list[int]:
+    """256 HyperLogLog registers: per value its float64 bits through SplitMix64's finaliser; the top 8
+    bits pick the register, which keeps the largest 1 + leading zeros of the next 40 bits."""
+    registers = [0] * 256
+    for x in values:
+        bits = struct.unpack("<Q", struct.pack("<d", 0.0 if x == 0 else float(x)))[0]
+        z = (bits + 0x9E3779B97F4A7C15) & _MASK
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        z ^= z >> 31
+        w = (z >> 16) & (2**40 - 1)
+        registers[z >> 56] = max(registers[z >> 56], 41 - w.bit_length())
+    return registers
+
+
+def hll_estimate(registers: list[int]) -> int:
+    m = len(registers)
+    zeros = registers.count(0)
+    raw = 0.7213 / (1 + 1.079 / m) * m * m / sum(2.0**-r for r in registers)
+    return round(m * math.log(m / zeros) if raw <= 2.5 * m and zeros else raw)
+
+
+def hll_words(registers: list[int]) -> list[float]:
+    """The registers as stored in a tile: 32 words of 8 base-64 digits."""
+    return [float(sum(registers[8 * j + d] * 64**d for d in range(8))) for j in range(32)]

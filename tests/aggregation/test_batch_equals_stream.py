@@ -43,6 +43,7 @@ def _view():
             Aggregation("amount", "max", ["10m"]),
             Aggregation("amount", "last", ["1h"]),
             Aggregation("amount", "stddev", ["3h"]),
+            Aggregation("amount", "approx_count_distinct", ["10m", "3h"], name="distinct_amounts"),
             Aggregation(col("approved") == False, "mean", ["1h"], name="decline_rate"),  # noqa: E712
         ],
         where=col("amount") > -40,

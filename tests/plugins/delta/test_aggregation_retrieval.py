@@ -26,7 +26,7 @@ from fs_platform.errors import OfflineStoreError, SchemaMismatchError
 from fs_platform.plugins.delta import DeltaSource
 from fs_platform.plugins.delta.aggregation import as_of, tiles
 from fs_platform.plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
-from tests.aggregation.reference import evaluate, expected
+from tests.aggregation.reference import evaluate, expected, hll_registers, hll_words
 from tests.plugins.delta.delta_helpers import make_config, write_table
 from tests.plugins.delta.delta_reference import point_in_time
 
@@ -54,6 +54,7 @@ def _view(source=None, where=col("channel") != "test"):
             Aggregation("amount", "max", ["24h"]),
             Aggregation("amount", "last", ["1h", "7d"]),
             Aggregation("amount", "stddev", ["1h", "7d"], tile="1h"),
+            Aggregation("amount", "approx_count_distinct", ["10m", "24h"], name="distinct_amounts"),
             Aggregation(col("approved"), "mean", ["1h"], name="approval_rate"),
             Aggregation(col("amount") * 2, "max", ["10m"], name="double_max"),
         ],
@@ -300,8 +301,12 @@ def _naive_tiles(spec, events: pd.DataFrame, start: datetime, end: datetime) -> 
         for (key, tile), members in groups.items():
             record = {"customer_id": key, "tag": g.tag, "tile": tile}
             for j, (kind, i) in enumerate(slots):
-                record[f"s{j}"] = _slot(kind, [(us, 1.0 if i < 0 else v[i]) for us, v in members
-                                               if i < 0 or v[i] is not None])  # fmt: skip
+                xs = [(us, 1.0 if i < 0 else v[i]) for us, v in members if i < 0 or v[i] is not None]
+                if kind == "h":  # the sketch's words, in order from its first slot
+                    words = hll_words(hll_registers([x for _, x in xs]))
+                    record[f"s{j}"] = words[j - slots.index((kind, i))]
+                else:
+                    record[f"s{j}"] = _slot(kind, xs)
             out.append(record)
     columns = ["customer_id", "tag", "tile", *[f"s{j}" for j in range(len(slots))]]
     return pd.DataFrame(out, columns=columns).sort_values(["customer_id", "tag", "tile"]).reset_index(drop=True)
