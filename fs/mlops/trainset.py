@@ -84,7 +84,7 @@ class Reproduction:
 def build(platform, feature_service: str, entities, *, name: str | None = None, path: str | None = None) -> TrainingSet:
     """Retrieve ``feature_service`` for ``entities`` (a pandas frame, a parquet/CSV file or a Spark SQL
     query) and save it as the Delta saved dataset ``name``, inside an MLflow run when MLflow is set up."""
-    from fs_platform.plugins.delta.storage import SavedDatasetDeltaStorage
+    from fs_platform.plugins.delta import SavedDatasetDeltaStorage
 
     store = platform.store
     service = _feature_service(store, feature_service)
