@@ -48,9 +48,7 @@ class FsFeatureStore(FeatureStore):
         except Exception as e:
             _reraise(e, self._reference_error(features, e))
         if self.served_log is not None:
-            from fs_platform.plugins.serving.served_log import log_response
-
-            log_response(self.served_log, features, entity_rows, response)
+            self.served_log.log_response(features, entity_rows, response)
         return response
 
     async def get_online_features_async(self, features, entity_rows, *args, **kwargs):

@@ -141,6 +141,19 @@ class ServedLog:
             meta = (request_id, self.model_name, self.model_version)
             self.offer(meta, feature_service, len(reader.names), served)
 
+    def log_response(self, features, entity_rows, response) -> None:
+        """``FsFeatureStore.get_online_features``'s hook: sample, then queue the response (decoded later).
+        A method, so the core store calls it without importing this plugin."""
+        if random.random() >= self.rate:
+            return
+        if isinstance(features, list | tuple):
+            service = "features"
+        else:
+            service = getattr(features, "name", "features")
+        columns = entity_rows.keys() if isinstance(entity_rows, dict) else (entity_rows[0].keys() if entity_rows else ())
+        served = ResponseServed(response, frozenset(columns))
+        self.offer((None, self.model_name, self.model_version), service, None, served)
+
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fs-served-log", daemon=True)
         self._thread.start()
@@ -300,19 +313,6 @@ class ResponseServed:
     @property
     def key_columns(self) -> int:
         return sum(1 for n in self.names if n in self._entity_columns)
-
-
-def log_response(log_: ServedLog, features, entity_rows, response) -> None:
-    """``FsFeatureStore.get_online_features``'s hook: sample, then queue the response (decoded later)."""
-    if random.random() >= log_.rate:
-        return
-    if isinstance(features, list | tuple):
-        service = "features"
-    else:
-        service = getattr(features, "name", "features")
-    columns = entity_rows.keys() if isinstance(entity_rows, dict) else (entity_rows[0].keys() if entity_rows else ())
-    served = ResponseServed(response, frozenset(columns))
-    log_.offer((None, log_.model_name, log_.model_version), service, None, served)
 
 
 def sensitive_names(store) -> tuple[frozenset[str], frozenset[str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"fs": "fs_platform", "plugins": "fs_platform.plugins", "cli": "fs_platform.cli",
            "parity": "fs_platform.parity", "backfill": "fs_platform.backfill"}  # fmt: skip
 OLD_IMPORT = re.compile(r"^\s*(?:from|import) (?:fs|plugins|cli|parity|backfill)(?:\.|\s)", re.M)
+OLD_NAMES_ON_PURPOSE = {"tests/foundation/test_config.py"}  # checks the refusal of an old type path
 OLD_PATH = re.compile(r"""["'](?:plugins\.[a-z_]+|cli\.main)""")
 
 
@@ -55,6 +57,8 @@ def test_no_code_uses_the_old_top_level_names():
                              text=True, check=True).stdout.split()  # fmt: skip
     offenders = []
     for rel in tracked:
+        if rel in OLD_NAMES_ON_PURPOSE:
+            continue
         text = (ROOT / rel).read_text(errors="replace")
         for rx in (OLD_IMPORT, OLD_PATH):
             offenders += [f"{rel}: {m.group(0).strip()}" for m in rx.finditer(text)]
@@ -65,8 +69,13 @@ def test_no_code_uses_the_old_top_level_names():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(out), str(ROOT)], check=True, capture_output=True)  # fmt: skip
+    leftover = not (ROOT / "build").exists()  # setuptools builds in the tree: leave it as found
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                        "-w", str(out), str(ROOT)], check=True, capture_output=True)  # fmt: skip
+    finally:
+        if leftover:
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
     (built,) = out.glob("fs_platform-*.whl")
     return built
 
