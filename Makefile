@@ -13,10 +13,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The tests also cover the optional extras (MLflow lineage for fs trainset / fs promote).
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,mlflow]'
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/fs demo
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed-test
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
