@@ -115,7 +115,11 @@ def triage(platform, *, feature_service: str | None = None, views: list[str] | N
     report = doctor(platform, plain or None, checks=checks, deep=deep, now=now)
     timeline, notes = [], ["Breaker transitions are not recorded by the platform: see the history of the "
                            "ingestor's fs_ingest_breaker_state metric (the current state is a finding)."]  # fmt: skip
-    for source in (_ledger_events, _validation_events, _registry_events, _ops_events, _dead_letter_events):
+    sources = [_ledger_events, _validation_events, _registry_events, _ops_events, _dead_letter_events]
+    if any(f.check == "ingest" and f.severity == Severity.ERROR for f in report.findings):
+        sources.remove(_dead_letter_events)  # the broker did not answer the checks: not waited for twice
+        notes.append("dead letters not read: the Kafka broker did not answer (see the ingest finding)")
+    for source in sources:
         try:
             timeline += source(platform, set(names), start, now)
         except Exception as e:  # one unreadable source never hides the others
