@@ -16,10 +16,12 @@ USAGE = 2
 
 BREACH = 3
 """The check ran and found a breach: ``fs parity`` above tolerance, ``fs validate`` failed,
-``fs monitor freshness`` / ``drift`` over their limits, ``fs parity replay`` differences."""
+``fs monitor freshness`` / ``drift`` over their limits, ``fs parity replay`` differences, ``fs parity skew``
+served values that differ from the offline ones."""
 
 NO_DATA = 4
-"""Nothing was checked: no sampled entity had a row on either side of some view (``fs parity check``)."""
+"""Nothing was checked: no sampled entity had a row on either side of some view (``fs parity check``), or
+no served rows were logged in the window (``fs parity skew``)."""
 
 INTERRUPTED = 130
 """Ctrl-C (128 + SIGINT)."""
