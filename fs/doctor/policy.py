@@ -110,7 +110,11 @@ class Policy:
         return self.env == "prod" if d is None else d
 
     def needs_approval(self, action: Action) -> bool:
-        return action.classification in self.settings.approval_required
+        """A forward-only action (no way back) is never easier to run than a reversible one."""
+        required = set(self.settings.approval_required)
+        if ActionClass.REVERSIBLE in required:
+            required.add(ActionClass.FORWARD_ONLY)
+        return action.classification in required
 
     def proposable(self, action: Action) -> OpsRefused | None:
         """Whether automation may propose ``action`` at all (irreversible: never)."""

@@ -183,3 +183,7 @@ def test_forward_only_actions_need_approval_like_reversible_ones(make_repo):
     assert plan.actions[0].classification == ActionClass.FORWARD_ONLY
     (r,) = ops.apply(platform, plan, approver=None)
     assert r.status == "refused" and r.rule == "approval_required"
+    # A policy written before the class existed still gates it like a reversible action.
+    platform = _set_ops(platform, approval_required=["reversible", "irreversible"])
+    (r,) = ops.apply(platform, plan, approver=None)
+    assert r.status == "refused" and r.rule == "approval_required"
