@@ -214,7 +214,11 @@ def skew_cmd(
     ] = 5,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare logged served features with the offline point-in-time values at the served time."""
+    """Compare logged served features with the offline point-in-time values at the served time.
+
+    Reads the served-feature log that fs serve writes (served_log in serve.yaml). Exit 0: no skew above
+    --max-mismatch-rate; 3: skew; 4: nothing logged in the window.
+    """
     from fs_platform.parity.skew import skew
 
     st = state(ctx)
