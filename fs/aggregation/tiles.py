@@ -214,31 +214,46 @@ def stddev(n: float, m2: float) -> float | None:
     return math.sqrt(max(m2 / (n - 1), 0.0))
 
 
-def event_inputs(spec: AggregationSpec, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """For raw events as Arrow: which rows pass ``where`` (bool array) and each input's value per row
-    as float64 (rows x inputs; NaN where null or not finite; booleans as 0/1)."""
+def inputs_of_views(specs: Sequence[AggregationSpec], table: pa.Table) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For raw events as Arrow, per spec: which rows pass its ``where`` (bool array) and each of its
+    inputs' value per row as float64 (rows x inputs; NaN where null or not finite; booleans as 0/1).
+    Each distinct expression (filter or input) of all the specs is evaluated once, in one pass."""
     import pyarrow.dataset as ds
 
     n = table.num_rows
-    table = nan_as_null(table, spec.columns)
-    projection = {f"i{i}": e.to_arrow() for i, e in enumerate(spec.inputs)}
-    if spec.where is not None:
-        projection["where"] = spec.where.to_arrow()
-    # One pass over the batch for the filter and every input.
+    table = nan_as_null(table, set().union(*(s.columns for s in specs)))
+    exprs: dict[str, int] = {}  # expression text -> projected column
+    projection = {}
+    for spec in specs:
+        for e in [*spec.inputs, *([spec.where] if spec.where is not None else [])]:
+            if e.to_json() not in exprs:
+                exprs[e.to_json()] = len(exprs)
+                projection[f"e{exprs[e.to_json()]}"] = e.to_arrow()
     out = ds.dataset(table).to_table(columns=projection) if projection else None
-    if spec.where is not None:
-        keep = pc.fill_null(out["where"], False).to_numpy(zero_copy_only=False).astype(bool)
-    else:
-        keep = np.ones(n, dtype=bool)
-    values = np.empty((n, len(spec.inputs)), dtype=np.float64)
-    for i in range(len(spec.inputs)):
-        arr = out[f"i{i}"].combine_chunks()
-        if pa.types.is_boolean(arr.type):
-            arr = arr.cast(pa.float64())
-        v = pc.cast(arr, pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64)
-        v[~np.isfinite(v)] = np.nan
-        values[:, i] = v
-    return keep, values
+    columns: dict[int, np.ndarray] = {}
+
+    def numbers(j: int) -> np.ndarray:
+        if j not in columns:
+            arr = out[f"e{j}"].combine_chunks()
+            if pa.types.is_boolean(arr.type):
+                arr = arr.cast(pa.float64())
+            v = pc.cast(arr, pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64)
+            v[~np.isfinite(v)] = np.nan
+            columns[j] = v
+        return columns[j]
+
+    result = []
+    for spec in specs:
+        if spec.where is not None:
+            where = out[f"e{exprs[spec.where.to_json()]}"]
+            keep = pc.fill_null(where, False).to_numpy(zero_copy_only=False).astype(bool)
+        else:
+            keep = np.ones(n, dtype=bool)
+        values = np.empty((n, len(spec.inputs)), dtype=np.float64)
+        for i, e in enumerate(spec.inputs):
+            values[:, i] = numbers(exprs[e.to_json()])
+        result.append((keep, values))
+    return result
 
 
 def nan_as_null(table: pa.Table, columns) -> pa.Table:

@@ -30,7 +30,7 @@ from feast import FeatureView
 from redis.crc import key_slot
 
 from fs_platform.aggregation.spec import TAG, AggregationSpec, spec_of
-from fs_platform.aggregation.tiles import Merger, event_inputs, layout, partials
+from fs_platform.aggregation.tiles import Merger, inputs_of_views, layout, partials
 from fs_platform.errors import OnlineWriteError
 from fs_platform.plugins.redis_store.connection import translated
 from fs_platform.plugins.redis_store.reader import PRESENT, ViewRead, ViewResult
@@ -83,21 +83,24 @@ class TileWriteResult:
                                self.filtered + other.filtered)
 
 
-def _calls(state, head: list[str], per_key: list[tuple[str, list[str]]]) -> list[tuple[list[str], list[str]]]:
+def _calls(state, head: list[str], per_key: list[tuple[str, list]]) -> list[tuple[list[str], list]]:
     """Script calls of up to ``_KEYS_PER_CALL`` keys each (one slot per call in Cluster mode): the
     script's set-up (parsing the layout) is paid once per call, not per entity."""
-    groups: dict[int, list[tuple[str, list[str]]]] = {}
-    for key, items in per_key:
-        slot = key_slot(key.encode()) if state.cluster else 0
-        groups.setdefault(slot, []).append((key, items))
+    if state.cluster:
+        groups: dict[int, list[tuple[str, list]]] = {}
+        for key, items in per_key:
+            groups.setdefault(key_slot(key.encode()), []).append((key, items))
+        members_of = list(groups.values())
+    else:
+        members_of = [per_key]
     out = []
-    for members in groups.values():
+    for members in members_of:
         for start in range(0, len(members), _KEYS_PER_CALL):
-            chunk = members[start : start + _KEYS_PER_CALL]
-            argv = list(head)
-            for _, items in chunk:
+            argv, keys = list(head), []
+            for key, items in members[start : start + _KEYS_PER_CALL]:
                 argv += items
-            out.append(([k for key, _ in chunk for k in (key, key + MARKS)], argv))
+                keys += (key, key + MARKS)
+            out.append((keys, argv))
     return out
 
 
@@ -206,10 +209,10 @@ def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitio
     part_codes = parts.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     calls, fallbacks = [], {}
     total = filtered = 0
-    for view in views:
-        spec, head = _compiled(view.tags[TAG])
+    compiled = [_compiled(view.tags[TAG]) for view in views]
+    inputs = inputs_of_views([spec for spec, _ in compiled], events)
+    for view, (spec, head), (keep, values) in zip(views, compiled, inputs, strict=True):
         read = ViewRead(state.layout, view, state.codec(view), [])
-        keep, values = event_inputs(spec, events)
         rows = np.flatnonzero(keep)
         filtered += events.num_rows - len(rows)
         total += len(rows)
@@ -220,16 +223,18 @@ def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitio
         blocks, group = np.unique(entity * len(part_names) + part_codes[rows], return_inverse=True)
         group = group.reshape(-1)
         packed = _blocks(spec, group, len(blocks), times[rows], values[rows], offsets[rows])
-        per_key: list[tuple[str, list]] = []
-        previous = -1
-        for block, data in zip(blocks.tolist(), packed, strict=True):
-            e, p = divmod(block, len(part_names))
-            if e != previous:  # blocks are sorted by entity: one key's blocks are adjacent
-                per_key.append((names[e], [0]))
-                previous = e
-            items = per_key[-1][1]
-            items[0] += 1
-            items += (part_names[p], data)
+        entity_of, part_of = np.divmod(blocks, len(part_names))
+        if len(blocks) < 2 or bool((entity_of[1:] != entity_of[:-1]).all()):  # one block per entity (usual)
+            per_key = [(names[e], [1, part_names[p], data])
+                       for e, p, data in zip(entity_of.tolist(), part_of.tolist(), packed, strict=True)]
+        else:
+            per_key = []
+            for e, p, data in zip(entity_of.tolist(), part_of.tolist(), packed, strict=True):
+                if not per_key or per_key[-1][0] != names[e]:  # sorted by entity: a key's blocks are adjacent
+                    per_key.append((names[e], [0]))
+                items = per_key[-1][1]
+                items[0] += 1
+                items += (part_names[p], data)
         call_head = [*head[:1], "b" if expire else "B", *head[2:]]
         calls += _calls(state, call_head, per_key)
         fallbacks[view.name] = (spec, names, entity, rows, values)
