@@ -96,22 +96,27 @@ class ApplyRecords(ScalarFunction):
             return pd.Series(status)
         now = datetime.now(UTC)
         millis = _millis(ts)
-        frame = pd.DataFrame({"t": topic, "p": partition})
-        for (t, p), index in frame.groupby(["t", "p"], sort=False).indices.items():
-            records = [Record(t, int(p), int(offset.iat[i]), int(millis[i]), key.iat[i], value.iat[i]) for i in index]
+        topics, parts, offsets = topic.tolist(), partition.tolist(), offset.tolist()
+        keys, values, stamps = key.tolist(), value.tolist(), millis.tolist()
+        batches: dict[tuple[str, int], list[int]] = {}  # per (topic, partition), in offset order
+        for i, tp in enumerate(zip(topics, parts, strict=True)):
+            batches.setdefault(tp, []).append(i)
+        for (t, p), index in batches.items():
+            records = [Record(t, p, offsets[i], stamps[i], keys[i], values[i]) for i in index]
             pipe = self.pipes[t]
-            chunk, bad = pipe.process(_TP(t, int(p)), records, now, None)
+            chunk, bad = pipe.process(_TP(t, p), records, now, None)
             if chunk.table.num_rows and pipe.online is not None:
                 result = pipe.online.write(chunk.table, now, ([f"{t}/{p}"] * chunk.table.num_rows, chunk.offsets))
                 self.m_applied.inc(result.written)
                 self.m_duplicate.inc(result.skipped_stale)
-            by_offset = {int(offset.iat[i]): i for i in index}
-            for record, error in bad:
-                self.dlq.send(record, error)
-                status[by_offset[record.offset]] = error.reason
-            self.m_dead.inc(len(bad))
+            if bad:
+                row = {offsets[i]: i for i in index}
+                for record, error in bad:
+                    self.dlq.send(record, error)
+                    status[row[record.offset]] = error.reason
+                self.m_dead.inc(len(bad))
         self.dlq.flush(timeout_s=30.0)
-        self._freshness_ms = int(time.time() * 1000 - millis.max())
+        self._freshness_ms = int(time.time() * 1000 - max(stamps))
         return pd.Series(status)
 
     def close(self):
