@@ -9,7 +9,8 @@ interleaved so drift on a shared machine hits all three alike:
 
 - CPU per request in-process: the ASGI app called N times on one uvloop loop, ``time.process_time``
   (every thread of the process, so the background writer's JSON and Delta appends are included;
-  the log is flushed inside the timed block), the best of 9 interleaved rounds per mode.
+  the log is flushed inside the timed block), the best of 12 interleaved rounds per mode (the order
+  rotates from round to round).
 - Throughput over HTTP: ``fs serve --workers 2`` under wrk (8 connections, 1 entity), requests/s
   and p99; the logged rows are counted afterwards (everything queued is written on SIGTERM).
 
@@ -90,8 +91,9 @@ def cpu_per_request(repo: Path, tmp: Path, requests: int, rounds: int) -> dict:
             loop.run_until_complete(_calls(app, payload, 200))
             if app.served_log is not None:
                 app.served_log.flush()
-        for _ in range(rounds):
-            for mode, app in apps.items():
+        order = list(apps.items())
+        for r in range(rounds):
+            for mode, app in order[r % len(order) :] + order[: r % len(order)]:  # each mode in each position
                 gc.collect()  # the previous block's garbage is not charged to this one
                 c0 = time.process_time()
                 loop.run_until_complete(_calls(app, payload, requests))
@@ -111,8 +113,9 @@ def cpu_per_request(repo: Path, tmp: Path, requests: int, rounds: int) -> dict:
 def http(repo: Path, tmp: Path, seconds: float, rounds: int) -> dict:
     """wrk requests/s and p99 for each mode (median over rounds), and rows logged by the 100% server."""
     out: dict = {}
+    modes = list(MODES)
     for r in range(rounds):
-        for mode in MODES:
+        for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
             config = tmp / f"serve-{r}-{mode.replace(' ', '').replace('%', '')}.yaml"
             port = loadgen_port()
             config.write_text(yaml.safe_dump({"port": port, "workers": 2, **settings_for(tmp, mode)}))
@@ -203,9 +206,9 @@ def main() -> None:
     prefix = f"bslog{uuid.uuid4().hex[:6]}"
     try:
         repo = make_repo(tmp, "fs", fs_online(args.url, prefix), FS_ENGINE, objects(tmp))
-        cpu = cpu_per_request(repo, tmp, 1000 if args.quick else 1500, 3 if args.quick else 9)
+        cpu = cpu_per_request(repo, tmp, 1000 if args.quick else 1500, 4 if args.quick else 12)
         seconds = 5 if args.quick else 10
-        web = http(repo, tmp, seconds, 2 if args.quick else 3)
+        web = http(repo, tmp, seconds, 2 if args.quick else 4)
         rows = logged_rows(tmp, "on 100%")
         text = render(cpu, web, rows, seconds, args.machine)
         print(text)
