@@ -200,8 +200,9 @@ class ServedLog:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.flush()  # a thread that never started, or was stopped before
-        self._thread, self._stop = None, threading.Event()  # a later sampled request starts a new writer
+        if self._thread is None or not self._thread.is_alive():
+            self.flush()  # what a writer that never started (or stopped before) left queued
+            self._thread, self._stop = None, threading.Event()  # a later sampled request starts a new writer
 
     def _append(self, table: pa.Table) -> None:
         from deltalake import write_deltalake
