@@ -15,30 +15,14 @@ from kafka import KafkaProducer
 
 from fs_platform.aggregation import col, spec_of
 from fs_platform.aggregation.spec import TAG
-from fs_platform.plugins.flink import load_flink_settings, run_flink
 from fs_platform.plugins.flink.plan import RestoreRefused
 from fs_platform.plugins.kafka_ingest.deadletter import read_dead_letters
+from tests.plugins.flink.conftest import converge as _converge
 from tests.plugins.flink.conftest import needs_flink
-from tests.plugins.kafka_ingest.conftest import online_mismatches, payments, produce
+from tests.plugins.flink.conftest import start as _start
+from tests.plugins.kafka_ingest.conftest import payments, produce
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.redis, needs_flink]
-
-
-def _start(repo, tmp_path, **kw):
-    return run_flink(repo.platform, repo.config(), load_flink_settings(repo.path), log_path=tmp_path / "job.log", **kw)
-
-
-def _converge(repo, job, events, timeout=120.0):
-    """Wait until every online value equals the reference over ``events`` (never, if one was lost or
-    counted twice)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        mismatches = online_mismatches(repo, events)
-        if not mismatches:
-            return
-        assert job.process.poll() is None, f"the job process ended (exit {job.process.returncode}); see job.log"
-        assert time.monotonic() < deadline, f"{len(mismatches)} values still differ: {mismatches[:5]}"
-        time.sleep(1.0)
 
 
 def _bad_records() -> list[tuple[bytes, bytes]]:
