@@ -275,47 +275,57 @@ def partials(spec: AggregationSpec, group: np.ndarray, times_us: np.ndarray, val
     arrays, one entry per non-empty (group, tile size, tile); ``records`` is (entries, slots) float64 in
     ``layout(spec)`` order. The tile script merges such records into the stored tiles (tiles.lua mode b)."""
     slots = layout(spec)
+    order = np.lexsort((times_us, group))  # by group, then time: sorted by tile for every tile size
+    gs, us = group[order], times_us[order]
+    first_of_group = np.ones(len(order), dtype=bool)
+    first_of_group[1:] = gs[1:] != gs[:-1]
+    per_input: dict = {}  # (what, input) -> sorted column, computed once for every tile size
+
+    def column(what: str, i: int) -> np.ndarray:
+        if (what, i) not in per_input:
+            x = values[order, i]
+            valid = ~np.isnan(x)
+            per_input[("x", i)], per_input[("valid", i)] = x, valid
+            per_input[("n", i)] = valid.astype(np.float64)
+            per_input[("s", i)] = np.where(valid, x, 0.0)
+            per_input[("m", i)] = np.where(valid, x, np.inf)
+            per_input[("M", i)] = np.where(valid, x, -np.inf)
+            per_input[("h", i)] = sketch.codes(x) if ("h", i) in slots else None
+        return per_input[(what, i)]
+
     out_g, out_gi, out_tile, out_rec = [], [], [], []
     for gi, g in enumerate(spec.granularities):
-        tile = times_us // g.tile_us
-        order = np.lexsort((tile, group))
-        gs, ts = group[order], tile[order]
-        change = np.ones(len(order), dtype=bool)
-        change[1:] = (gs[1:] != gs[:-1]) | (ts[1:] != ts[:-1])
+        ts = us // g.tile_us
+        change = first_of_group.copy()
+        change[1:] |= ts[1:] != ts[:-1]
         starts = np.flatnonzero(change)
         segment = np.cumsum(change) - 1  # segment of each (sorted) row
         rec = np.empty((len(starts), len(slots)), dtype=np.float64)
         for c, (kind, i) in enumerate(slots):
             if kind == "h":  # the sketch's words, filled at its first slot
                 if slots[c - 1] != (kind, i):
-                    registers = sketch.registers_of(segment, sketch.codes(values[order, i]), len(starts))
+                    registers = sketch.registers_of(segment, column("h", i), len(starts))
                     rec[:, c : c + sketch.WORDS] = sketch.pack(registers)
-                continue
-            if i < 0:
-                rec[:, c] = np.add.reduceat(np.ones(len(order)), starts)
-                continue
-            x = values[order, i]
-            valid = ~np.isnan(x)
-            n = np.add.reduceat(valid.astype(np.float64), starts)
-            s = np.add.reduceat(np.where(valid, x, 0.0), starts)
-            if kind == "n":
-                rec[:, c] = n
-            elif kind == "s":
-                rec[:, c] = s
+            elif i < 0:
+                rec[:, c] = np.diff(np.append(starts, len(order)))
+            elif kind in ("n", "s"):
+                rec[:, c] = np.add.reduceat(column(kind, i), starts)
             elif kind == "q":
-                mean = np.divide(s, n, out=np.zeros_like(s), where=n > 0)[segment]
+                n, total = np.add.reduceat(column("n", i), starts), np.add.reduceat(column("s", i), starts)
+                mean = np.divide(total, n, out=np.zeros_like(total), where=n > 0)[segment]
+                x, valid = column("x", i), column("valid", i)
                 rec[:, c] = np.add.reduceat(np.where(valid, (x - mean) ** 2, 0.0), starts)
             elif kind == "m":
-                rec[:, c] = np.minimum.reduceat(np.where(valid, x, np.inf), starts)
+                rec[:, c] = np.minimum.reduceat(column("m", i), starts)
             elif kind == "M":
-                rec[:, c] = np.maximum.reduceat(np.where(valid, x, -np.inf), starts)
+                rec[:, c] = np.maximum.reduceat(column("M", i), starts)
             elif kind == "t":  # with its "l" (next slot): the latest valid time, ties the larger value
-                t = np.where(valid, times_us[order].astype(np.float64), -np.inf)
-                last = np.lexsort((np.where(valid, x, -np.inf), t, segment))
-                ends = np.r_[starts[1:], len(order)] - 1  # the last row of each segment in that order
-                pick = last[ends]
+                valid = column("valid", i)
+                t = np.where(valid, us.astype(np.float64), -np.inf)
+                last = np.lexsort((column("M", i), t, segment))
+                pick = last[np.append(starts[1:], len(order)) - 1]  # the last row of each segment in that order
                 rec[:, c] = t[pick]
-                rec[:, c + 1] = np.where(np.isfinite(t[pick]), x[pick], np.nan)
+                rec[:, c + 1] = np.where(np.isfinite(t[pick]), column("x", i)[pick], np.nan)
         out_g.append(gs[starts])
         out_gi.append(np.full(len(starts), gi))
         out_tile.append(ts[starts])
