@@ -64,11 +64,13 @@ class ServedLogSettings(BaseModel):
     pii: Literal["hash", "exclude"] = "hash"
     """PII-classified feature values and ``pii``-tagged entity keys: ``hash`` (a keyed token: set
     ``$FS_PII_MASK_KEY`` for tokens equal across workers) or ``exclude`` (not written)."""
-    queue_max: int = Field(default=10_000, ge=1)
-    """Sampled requests waiting per worker; beyond it a request is not logged (counted, never blocked)."""
-    batch_rows: int = Field(default=5_000, ge=1)
-    """Rows per Delta append at most; a write starts before ``flush_s`` once this many requests are queued."""
-    flush_s: float = Field(default=10.0, gt=0)
+    queue_max: int = Field(default=20_000, ge=1)
+    """Sampled requests waiting per worker; beyond it a request is not logged (counted, never blocked).
+    A write starts early once half of it is queued."""
+    batch_rows: int = Field(default=20_000, ge=1)
+    """Rows per Delta append at most (every append costs milliseconds of CPU whatever its size: few, large
+    appends keep the cost per row low)."""
+    flush_s: float = Field(default=30.0, gt=0)
     """Longest a sampled row waits before it is written (one Delta append per worker per flush)."""
 
 
