@@ -1,7 +1,7 @@
 """The Flink job end to end on real Kafka (tansu) and Redis: the same tiles as the ingestor and the
-reference, late and out-of-order events counted, bad ones dead-lettered; SIGKILL mid-stream and restore
+reference, late and out-of-order events counted, bad ones dead-lettered; SIGKILL mid-stream (twice) and restore
 from the last checkpoint loses and duplicates nothing; stop with a savepoint and restore from it; a
-changed spec refuses to restore. One scenario, so the JVM starts only three times (~15 s each)."""
+changed spec refuses to restore. One scenario, so the JVM starts only four times (~15-20 s each)."""
 
 from __future__ import annotations
 
@@ -58,24 +58,28 @@ def test_flink_tiles_equal_the_reference_through_kill_restore_and_savepoint(flin
         reasons = {d.reason for d in letters}
         assert {"too_late", "bad_key"} <= reasons and len(reasons) == 3, reasons  # and the undecodable one
 
-        # Mid-stream: a producer sends 1,500 more events over ~6 s; SIGKILL the job while it runs.
-        second = payments(1500, seed=2, first_id=10_000)
-        sender = threading.Thread(target=_trickle, args=(repo, second, 6.0))
-        sender.start()
-        time.sleep(3.0)
-        job.kill()
-        sender.join()
-        job = _start(repo, tmp_path)
-        assert job.restored_from and "/chk-" in job.restored_from, job.restored_from
-        _converge(repo, job, first + second)
+        # Mid-stream, twice: a producer sends 1,000 more events over ~5 s; SIGKILL the job while it runs,
+        # restart it (from the last checkpoint).
+        sent = list(first)
+        for round_ in range(2):
+            more = payments(1000, seed=10 + round_, first_id=10_000 * (round_ + 1))
+            sender = threading.Thread(target=_trickle, args=(repo, more, 5.0))
+            sender.start()
+            time.sleep(2.5)
+            job.kill()
+            sender.join()
+            sent += more
+            job = _start(repo, tmp_path)
+            assert job.restored_from and "/chk-" in job.restored_from, job.restored_from
+        _converge(repo, job, sent)
 
         savepoint = job.stop()
         assert savepoint and "savepoint-" in savepoint
-        third = payments(200, seed=3, first_id=20_000)
+        third = payments(200, seed=3, first_id=50_000)
         produce(repo.broker.bootstrap, repo.topic, third)
         job = _start(repo, tmp_path)
         assert job.restored_from and "savepoint-" in job.restored_from
-        _converge(repo, job, first + second + third)
+        _converge(repo, job, sent + third)
     finally:
         job.kill()
 
