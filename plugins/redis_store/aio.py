@@ -54,6 +54,7 @@ class _Protocol(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.reader = hiredis.Reader()
         self.waiting: collections.deque[asyncio.Future] = collections.deque()
+        self.unsent: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
         self.heard = time.monotonic()  # last reply, or when the queue of due replies last started
@@ -94,8 +95,15 @@ class _Protocol(asyncio.Protocol):
             self.heard = time.monotonic()
         future = self.loop.create_future()
         self.waiting.append(future)
-        self.transport.write(payload)
+        if not self.unsent:  # one write per loop iteration for every command asked for in it
+            self.loop.call_soon(self._flush)
+        self.unsent.append(payload)
         return future
+
+    def _flush(self) -> None:
+        unsent, self.unsent = self.unsent, []
+        if self.lost is None:
+            self.transport.writelines(unsent)
 
 
 def _timed_out(future: asyncio.Future) -> None:

@@ -283,6 +283,9 @@ def soak_with_redis_restart(tmp: Path, rate: float, seconds: float) -> dict:
     return {"result": r, "outside": outside, "recovery_s": max(recovery, 0.0), "down_s": marks["restart"] - marks["kill"]}
 
 
+CPU_CONCURRENCY = (1, 16)  # one client at a time; 16 at once (a loaded worker: Redis commands share writes)
+
+
 def cpu_in_process(fs_repo: Path, floor_env: dict, requests: int) -> dict:
     """CPU us per request of each server's handler, in this process (serve_cpu.py): fs's ServeApp,
     Feast's FastAPI app (the handler every ``feast serve`` variant runs) and the floor app."""
@@ -298,11 +301,12 @@ def cpu_in_process(fs_repo: Path, floor_env: dict, requests: int) -> dict:
     fs_app.warm()
     feast_app = get_app(FeatureStore(repo_path=str(fs_repo)))
     apps = [("fs serve", fs_app, check_served), ("feast serve", feast_app, check_served), ("floor", floor["app"], None)]
-    cases = [((name, e), app, body(e), check) for e in (1, 20) for name, app, check in apps]
+    cases = [((name, e, c), app, body(e), check, c) for c in CPU_CONCURRENCY for e in (1, 20)
+             for name, app, check in apps]
     out = {}
-    for (name, entities), (cpu, wall) in serve_cpu.cpu_per_request(cases, requests).items():
-        out[(name, entities)] = cpu * 1e6
-        print(f"in-process {name:12s} {entities:>2} entities: {cpu * 1e6:7.1f} us CPU/request"
+    for (name, entities, conc), (cpu, wall) in serve_cpu.cpu_per_request(cases, requests).items():
+        out[(name, entities, conc)] = cpu * 1e6
+        print(f"in-process {name:12s} {entities:>2} entities {conc:>2} clients: {cpu * 1e6:7.1f} us CPU/request"
               f" ({wall * 1e6:7.1f} us wall)", flush=True)
     return out
 
@@ -311,10 +315,13 @@ def render_cpu(cpu: dict, requests: int) -> str:
     lines = [f"CPU per request in-process (`serve_cpu.py`: each app's ASGI handler called {requests:,} times on one"
              " uvloop loop, no HTTP server; `time.process_time`, so it holds on a busy machine; Redis's own CPU"
              " not counted):", "",
-             "| entities | fs serve us | feast serve us | floor us | feast / fs | fs / floor |", "|---|---|---|---|---|---|"]
-    for e in (1, 20):
-        fs, feast, floor = (cpu[(n, e)] for n in ("fs serve", "feast serve", "floor"))
-        lines.append(f"| {e} | {fs:.0f} | {feast:.0f} | {floor:.0f} | **{feast / fs:.1f}x** | {fs / floor:.2f}x |")
+             "| entities | concurrent clients | fs serve us | feast serve us | floor us | feast / fs | fs / floor |",
+             "|---|---|---|---|---|---|---|"]
+    for c in CPU_CONCURRENCY:
+        for e in (1, 20):
+            fs, feast, floor = (cpu[(n, e, c)] for n in ("fs serve", "feast serve", "floor"))
+            lines.append(f"| {e} | {c} | {fs:.0f} | {feast:.0f} | {floor:.0f} | **{feast / fs:.1f}x** |"
+                         f" {fs / floor:.2f}x |")
     return "\n".join(lines)
 
 

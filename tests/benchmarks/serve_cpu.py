@@ -1,8 +1,8 @@
 """CPU time per request of the feature servers' handlers, measured in-process.
 
 Each ASGI app (``fs serve``'s ``ServeApp``, Feast's FastAPI app from ``feast.feature_server.get_app``,
-the floor) is called directly on one uvloop event loop, one request after another, with a prebuilt
-request, in 10 rounds of which the least disturbed (lowest CPU) counts (no HTTP server, no sockets, no load generator). ``time.process_time`` over the timed
+the floor) is called directly on one uvloop event loop, one request after another (or from several
+concurrent clients), with a prebuilt request, in 10 rounds of which the least disturbed (lowest CPU) counts (no HTTP server, no sockets, no load generator). ``time.process_time`` over the timed
 requests counts this process's CPU in every thread (Feast hands work to a thread pool) and not Redis's.
 CPU time hardly depends on what else the machine runs, unlike requests/s and latency, so the ratios
 hold on a shared machine. The HTTP parsing and socket work a real server adds (uvicorn, httptools) is
@@ -31,7 +31,8 @@ def scope(path: str = "/get-online-features", body: bytes = b"") -> dict:
     }  # fmt: skip
 
 
-async def _run(app, body: bytes, requests: int, check: Callable[[int, bytes], bool] | None) -> tuple[float, float]:
+async def _run(app, body: bytes, requests: int, check: Callable[[int, bytes], bool] | None,
+               concurrency: int = 1) -> tuple[float, float]:
     request_scope = scope(body=body)
     message = {"type": "http.request", "body": body, "more_body": False}
     out: dict = {}
@@ -45,6 +46,10 @@ async def _run(app, body: bytes, requests: int, check: Callable[[int, bytes], bo
         else:
             out["body"] = m.get("body", b"")
 
+    async def stream(k: int) -> None:  # one of ``concurrency`` clients, one request after another
+        for _ in range(k):
+            await app(dict(request_scope), receive, send)
+
     for _ in range(max(100, requests // 10)):  # warm caches, plans and connections
         await app(dict(request_scope), receive, send)
     if check is not None and not check(out["status"], out["body"]):
@@ -54,19 +59,24 @@ async def _run(app, body: bytes, requests: int, check: Callable[[int, bytes], bo
     for _ in range(ROUNDS):  # the least disturbed round: another process's burst only slows some rounds
         gc.collect()
         cpu, wall = time.process_time(), time.perf_counter()
-        for _ in range(per_round):
-            await app(dict(request_scope), receive, send)
+        if concurrency == 1:
+            for _ in range(per_round):
+                await app(dict(request_scope), receive, send)
+        else:
+            await asyncio.gather(*[stream(per_round // concurrency) for _ in range(concurrency)])
         best = min(best, ((time.process_time() - cpu) / per_round, (time.perf_counter() - wall) / per_round))
     return best
 
 
 def cpu_per_request(cases: list[tuple], requests: int = 2000) -> dict:
-    """``{key: (CPU seconds, wall seconds) per request}`` for ``cases`` of ``(key, app, body, check)``:
-    ``app`` answering ``body`` ``requests`` times, all on one event loop (apps keep loop-bound Redis
-    connections); ``check(status, body)`` validates the last warm-up answer."""
+    """``{key: (CPU seconds, wall seconds) per request}`` for ``cases`` of ``(key, app, body, check,
+    concurrency)``: ``app`` answering ``body`` ``requests`` times from ``concurrency`` clients at once,
+    all on one event loop (apps keep loop-bound Redis connections); ``check(status, body)`` validates
+    the last warm-up answer."""
 
     async def main():
-        return {key: await _run(app, body, requests, check) for key, app, body, check in cases}
+        return {key: await _run(app, body, requests, check, concurrency)
+                for key, app, body, check, concurrency in cases}
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main())
