@@ -1,6 +1,6 @@
 """The newest row per entity: one rule for every path that picks it outside Spark.
 
-The point-in-time join (``plugins/delta/retrieval.py``) picks, per entity, the row with the largest
+The point-in-time join (``plugins/delta/pit_join.py``) picks, per entity, the row with the largest
 event time, then the largest created time (a null created time loses), then the largest
 ``tie_hash`` of the feature values. The online store's ordered write keeps the stored row unless a
 new one is strictly newer in (event, created), so among rows that tie in both, the first written

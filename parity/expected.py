@@ -17,7 +17,8 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from fs_platform.parity.spark_io import SparkIO, ViewSource
-from fs_platform.plugins.delta.retrieval import col, tie_hash
+from fs_platform.plugins.delta.pit_join import tie_hash
+from fs_platform.plugins.delta.retrieval import col
 
 EVENT_TS = "__fs_event_ts"
 CREATED_TS = "__fs_created_ts"

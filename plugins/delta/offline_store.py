@@ -37,7 +37,7 @@ from fs_platform.errors import EntityDataFrameError, OfflineStoreError, SchemaMi
 from fs_platform.feast_compat import requested_views_to_features
 from fs_platform.observability import traced
 from fs_platform.order import in_order, requested_names
-from fs_platform.plugins.delta import aggregation, retrieval
+from fs_platform.plugins.delta import aggregation, pit_join, retrieval
 from fs_platform.plugins.delta.engine import Engine, get_engine
 from fs_platform.plugins.delta.job import DeltaRetrievalJob, Staging
 from fs_platform.plugins.delta.keys import cast_keys, exact_keys
@@ -152,7 +152,7 @@ class DeltaOfflineStore(OfflineStore):
             }
             entity = load_entities()
             plain = [p for p in plans if p.name not in specs]
-            joined = retrieval.point_in_time_join(
+            joined = pit_join.point_in_time_join(
                 entity, ts_col, plain, frames, prune_range, filter_by_created_timestamp
             )
             for plan in plans:
@@ -513,7 +513,7 @@ def _pull(
                 order.append(col(created_timestamp_column).desc_nulls_last())
             # The point-in-time join's last tie-break, so online gets the row training sees.
             hashable = [c for c in feature_name_columns if "map<" not in dtypes.get(c, "")]
-            rows = rows.withColumn("__fs_tie", retrieval.tie_hash(hashable))
+            rows = rows.withColumn("__fs_tie", pit_join.tie_hash(hashable))
             order.append(col("__fs_tie").desc())
             window = Window.partitionBy(*[col(k) for k in join_key_columns]).orderBy(*order)
             rows = rows.withColumn("__fs_rank", F.row_number().over(window)).where("__fs_rank = 1")

@@ -12,7 +12,7 @@ from feast.value_type import ValueType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fs_platform.plugins.delta import DeltaSource, retrieval
+from fs_platform.plugins.delta import DeltaSource, pit_join
 from fs_platform.plugins.delta.offline_store import DeltaOfflineStore
 from tests.plugins.delta.delta_helpers import write_table
 from tests.plugins.delta.delta_reference import point_in_time
@@ -185,7 +185,7 @@ def test_matches_reference_with_all_keys_in_one_window_partition(
 ):
     """The interval window groups many keys per partition; here all of them, so every key boundary
     (including one where only the second column of a two-column key changes) is inside a partition."""
-    monkeypatch.setattr(retrieval, "_WINDOW_PARTITIONS", 1)
+    monkeypatch.setattr(pit_join, "_WINDOW_PARTITIONS", 1)
     check_against_reference(config, registry, a, b, ents, ttl_a, ttl_b, None, False)
 
 

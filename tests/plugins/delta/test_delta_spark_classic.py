@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fs_platform.plugins.delta import retrieval
+from fs_platform.plugins.delta import pit_join, retrieval
 from tests.plugins.delta.test_delta_point_in_time import BASE, views
 
 pytestmark = [pytest.mark.spark_classic, pytest.mark.slow]
@@ -80,7 +80,7 @@ def _run(spark, paths, entity: pd.DataFrame) -> pd.DataFrame:
     ]
     frames = {"a": spark.read.parquet(paths["a"]), "b": spark.read.parquet(paths["b"])}
     ts = entity["event_timestamp"]
-    out = retrieval.point_in_time_join(
+    out = pit_join.point_in_time_join(
         spark.read.parquet(paths["e"]),
         "event_timestamp",
         plans,
