@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fs_platform.cli.args import ViewsOpt
+from fs_platform.cli.args import JsonOpt, ViewsOpt
 from fs_platform.cli.state import state
 
 app = typer.Typer(help="The stream path of aggregation views, on the built-in ingestor or on Apache Flink "
@@ -33,6 +33,7 @@ def run(
     checkpoint_dir: Annotated[str | None, typer.Option("--checkpoint-dir", help="Flink: overrides flink.yaml.")] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="Stop after this many seconds "
                                                    "(Flink: with a savepoint; default: run until SIGTERM).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Consume the views' topics into their tiles until SIGTERM. Flink stops with a savepoint and the
     next run restores it (or the last checkpoint after a crash)."""
@@ -55,10 +56,13 @@ def run(
     config = load_ingest_config(st.platform.repo_path, st.env)
     job = run_flink(st.platform, config, settings, views=views, group=group, fresh=fresh, restore=restore)
     savepoint = job.run_until_stopped(duration)
-    st.out.json({"views": list(job.plan.views), "restored_from": job.restored_from, "savepoint": savepoint}) \
-        if st.as_json else st.out.table("Flink stream run", ["item", "value"], [
-            ["views", ", ".join(job.plan.views)], ["restored from", job.restored_from or "-"],
-            ["savepoint", savepoint or "-"]])
+    out = st.output(as_json)
+    if out.as_json:
+        out.json({"views": list(job.plan.views), "restored_from": job.restored_from, "savepoint": savepoint})
+        return
+    out.table("Flink stream run", ["item", "value"], [
+        ["views", ", ".join(job.plan.views)], ["restored from", job.restored_from or "-"],
+        ["savepoint", savepoint or "none: cancelled while starting (the next run restores the last checkpoint)"]])
 
 
 @app.command("install-flink")

@@ -96,6 +96,25 @@ def _stop_with_savepoint(client, directory: str) -> str:
     return client._j_job_client.stopWithSavepoint(False, directory, canonical).get()
 
 
+def _stop(client, directory: str, patience_s: float = 60.0) -> str | None:
+    """Stop with a savepoint; its path. A savepoint needs every task running: while the job is still
+    starting, retry; past ``patience_s``, cancel (the retained checkpoints stay) and return None."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            path = _stop_with_savepoint(client, directory)
+            log.info("flink job stopped with savepoint %s", path)
+            return path
+        except Exception as e:  # py4j: the job is not running yet (or no longer)
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            if time.monotonic() >= deadline:
+                log.error("no savepoint (%s): cancelling; the next start restores the last checkpoint", reason)
+                client.cancel().result()
+                return None
+            log.info("savepoint not possible yet (%s); retrying", reason)
+            time.sleep(1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
@@ -143,10 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"job_id": job_id, "restored_from": a.restore}), flush=True)
     while True:
         if stop["requested"]:
-            path = _stop_with_savepoint(client, (checkpoint_dir / "savepoints").resolve().as_uri())
-            log.info("flink job %s stopped with savepoint %s", job_id, path)
+            path = _stop(client, (checkpoint_dir / "savepoints").resolve().as_uri())
             print(json.dumps({"job_id": job_id, "savepoint": path}), flush=True)
-            return 0
+            return 0 if path else 1
         status = str(client.get_job_status().result())
         if status in ("FAILED", "CANCELED", "FINISHED"):
             log.error("flink job %s ended: %s", job_id, status)
