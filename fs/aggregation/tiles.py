@@ -68,6 +68,8 @@ class Merger:
         empty = [float("-inf"), *[EMPTY[k] for k, _ in self.slots]]
         self.empty = self.fingerprint + struct.pack(f"<{self.head - 1 + self.width * self.records}d",
                                                     *([float("-inf")] * (self.head - 1)), *(empty * self.records))
+        self._unpack = struct.Struct(f"<{len(self.empty) // 8}d").unpack
+        self._offsets_at: list[tuple[int, list[int], list[float]] | None] = [None] * len(self.rings)
         index: dict[tuple[str, int], int] = {}  # a slot's (first) column
         for i, slot in enumerate(self.slots):
             index.setdefault(slot, i)
@@ -116,30 +118,29 @@ class Merger:
 
 
     def _one(self, blob: bytes | None, now_us: int) -> list:
-        """``values`` of one entity, in plain Python over the records of its windows."""
+        """``values`` of one entity, in plain Python over the records of its windows (the records'
+        offsets computed once per request tile, ``_offsets``; each window's valid records once)."""
         if blob is None or len(blob) != len(self.empty) or blob[:8] != self.fingerprint:
             blob = self.empty
-        data = struct.unpack(f"<{len(self.empty) // 8}d", blob)
-        width, head = self.width, self.head
-        newest_first = []  # per tile size: the offsets of the records holding the tiles asked, newest first
-        for g, ring, base in zip(self.spec.granularities, self.rings, self.bases, strict=True):
-            kt = now_us // g.tile_us
-            offsets = []
-            for index in range(kt, kt - g.tiles - 1, -1):
-                at = head + (base + index % ring) * width
-                offsets.append(at if data[at] == index else None)
-            newest_first.append(offsets)
-        out = []
+        data = self._unpack(blob)
+        held = []  # per tile size: the offsets of the records holding the tiles asked (else -1), newest first
+        for gi, g in enumerate(self.spec.granularities):
+            offsets, indexes = self._offsets(gi, now_us // g.tile_us)
+            held.append([at if data[at] == k else -1 for at, k in zip(offsets, indexes, strict=True)])
+        out, windows = [], {}
         for function, gi, tiles, cols in self.plan:
-            recs = [at for at in newest_first[gi][: tiles + 1] if at is not None]
+            recs = windows.get((gi, tiles))
+            if recs is None:
+                recs = windows[(gi, tiles)] = [at for at in held[gi][: tiles + 1] if at >= 0]
             c0 = cols[0]
             if function == "count":
-                out.append(int(sum(data[at + c0] for at in recs)))
+                out.append(int(sum([data[at + c0] for at in recs])))
             elif function == "sum":
-                out.append(float(sum(data[at + c0] for at in recs)))
+                out.append(float(sum([data[at + c0] for at in recs])))
             elif function == "mean":
-                n = sum(data[at + c0] for at in recs)
-                out.append(sum(data[at + cols[1]] for at in recs) / n if n > 0 else None)
+                n = sum([data[at + c0] for at in recs])
+                c1 = cols[1]
+                out.append(sum([data[at + c1] for at in recs]) / n if n > 0 else None)
             elif function == "approx_count_distinct":
                 words = np.array([data[at + c0 : at + c0 + sketch.WORDS] for at in recs]).reshape(-1, sketch.WORDS)
                 out.append(_distinct(words[None], np.ones((1, len(recs)), dtype=bool))[0])
@@ -158,6 +159,17 @@ class Merger:
                 m2 = sum(q + k * (x / k - mean) ** 2 for k, x, q in tiles_ if k > 0)
                 out.append(stddev(n, m2))
         return out
+
+    def _offsets(self, gi: int, kt: int) -> tuple[list[int], list[float]]:
+        """Tile size ``gi`` at request tile ``kt``: the offsets of the records of tiles ``kt, kt - 1, ...``
+        and the index each must hold to be that tile (cached: the same for every read within a tile)."""
+        hit = self._offsets_at[gi]
+        if hit is None or hit[0] != kt:
+            ring, base, tiles = self.rings[gi], self.bases[gi], self.spec.granularities[gi].tiles
+            indexes = range(kt, kt - tiles - 1, -1)
+            offsets = [self.head + (base + k % ring) * self.width for k in indexes]
+            hit = self._offsets_at[gi] = (kt, offsets, [float(k) for k in indexes])
+        return hit[1], hit[2]
 
 
 def _summed(function: str, totals: np.ndarray, cols: list[int]) -> list:
