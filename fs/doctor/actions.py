@@ -32,148 +32,21 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from fs_platform.doctor.kind import Kind, OpsContext
+from fs_platform.doctor.maintenance import MAINTENANCE_KINDS
 from fs_platform.doctor.model import Action, ActionClass
+from fs_platform.doctor.snapshots import restore_keys, snapshot_keys, view_patterns
 from fs_platform.errors import OpsError, OpsRefused
 from fs_platform.timeutil import parse_time, utcnow
 
 log = logging.getLogger(__name__)
-MARKS = (
-    ":_offsets"  # plugins.redis_store.tile_store.MARKS: an aggregation view's offset marks beside its tiles
-)
-
-
-@dataclass
-class OpsContext:
-    platform: Any
-    snapshots: Path
-    snapshot_max_keys: int = 200_000
-    rollback_retention_days: float = 14
-
-    @property
-    def store(self):
-        return self.platform.store
-
-    def online(self):
-        """The fs Redis store's state (client, key layout) for this environment."""
-        from fs_platform.backfill.online import redis_store
-
-        return redis_store(self.store).state(self.store.config)
-
-
 def new_action(kind: str, params: dict, reason: str) -> Action:
     k = KINDS[kind]
     return Action(
         f"{kind.split('_')[0][:6]}-{uuid.uuid4().hex[:8]}", kind, params, k.classification, reason, k.rollback
     )
-
-
-# -- snapshots of online keys -----------------------------------------------------------------------
-_SNAP = pa.schema([("key", pa.binary()), ("dump", pa.binary()), ("expire_at_ms", pa.int64())])
-
-
-def view_patterns(layout, view: str) -> list[str]:
-    return [layout.view_pattern(view), layout.view_pattern(view) + MARKS]
-
-
-def _scan(client, patterns: Iterable[str], count: int = 1000) -> list[bytes]:
-    keys: list[bytes] = []
-    for pattern in patterns:
-        keys += list(client.scan_iter(match=pattern, count=count))
-    return keys
-
-
-def snapshot_keys(ctx: OpsContext, action_id: str, patterns: list[str], keys: list[bytes] | None = None) -> int:
-    """DUMP every key matching ``patterns`` (or just ``keys``) with its absolute expiry to
-    ``<snapshots>/<id>.keys.parquet``."""
-    from fs_platform.plugins.redis_store.connection import translated
-
-    state = ctx.online()
-    with translated(state.endpoint):
-        keys = _scan(state.client, patterns, state.cfg.delete_scan_count) if keys is None else keys
-        if len(keys) > ctx.snapshot_max_keys:
-            raise OpsError(f"{len(keys)} online keys would change, more than ops.snapshot_max_keys "
-                           f"({ctx.snapshot_max_keys}): no rollback snapshot possible, so not run",
-                           hint="run the manual command instead, or raise ops.snapshot_max_keys")  # fmt: skip
-        rows = {"key": [], "dump": [], "expire_at_ms": []}
-        now_ms = int(utcnow().timestamp() * 1000)
-        for start in range(0, len(keys), 500):
-            page = keys[start : start + 500]
-            pipe = state.client.pipeline(transaction=False)
-            for k in page:
-                pipe.dump(k)
-                pipe.pttl(k)
-            replies = pipe.execute()
-            for k, dump, pttl in zip(page, replies[0::2], replies[1::2], strict=True):
-                if dump is None:  # gone meanwhile
-                    continue
-                rows["key"].append(k)
-                rows["dump"].append(dump)
-                rows["expire_at_ms"].append(now_ms + pttl if pttl and pttl > 0 else 0)
-    ctx.snapshots.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(rows, schema=_SNAP), ctx.snapshots / f"{action_id}.keys.parquet")
-    return len(rows["key"])
-
-
-def prune_snapshots(ctx: OpsContext, older_than: datetime, *, dry_run: bool = False) -> dict[str, int]:
-    """Delete the snapshot files last written before ``older_than``; returns bytes freed per action id
-    (their rollback is no longer possible: ``fs ops rollback`` says so)."""
-    pruned: dict[str, int] = {}
-    if not ctx.snapshots.is_dir():
-        return pruned
-    cutoff = older_than.timestamp()
-    for path in sorted(ctx.snapshots.iterdir()):
-        st = path.stat()
-        if not path.is_file() or st.st_mtime >= cutoff:
-            continue
-        action_id = path.name.split(".", 1)[0]
-        pruned[action_id] = pruned.get(action_id, 0) + st.st_size
-        if not dry_run:
-            path.unlink()
-    return pruned
-
-
-def restore_keys(ctx: OpsContext, action_id: str, patterns: list[str] | None) -> dict:
-    """Make the keys matching ``patterns`` what the snapshot holds: keys created since are deleted
-    (``patterns`` None: only the snapshot's keys are touched), snapshot keys restored (REPLACE) with
-    their original absolute expiry (already expired: left deleted)."""
-    from fs_platform.plugins.redis_store.connection import translated
-
-    path = ctx.snapshots / f"{action_id}.keys.parquet"
-    if not path.is_file():
-        raise OpsError(f"the rollback snapshot of action {action_id} is missing ({path}; pruned after "
-                       "ops.rollback_retention_days?)",
-                       hint="restore the online values with `fs materialize` from offline instead")  # fmt: skip
-    snap = pq.read_table(path).to_pylist()
-    kept = {r["key"] for r in snap}
-    state = ctx.online()
-    now_ms = int(utcnow().timestamp() * 1000)
-    deleted = restored = 0
-    with translated(state.endpoint):
-        found = _scan(state.client, patterns, state.cfg.delete_scan_count) if patterns else []
-        extra = [k for k in found if k not in kept]
-        for start in range(0, len(extra), 500):
-            deleted += state.client.unlink(*extra[start : start + 500])
-        for start in range(0, len(snap), 500):
-            pipe = state.client.pipeline(transaction=False)
-            for r in snap[start : start + 500]:
-                if r["expire_at_ms"] and r["expire_at_ms"] <= now_ms:
-                    pipe.delete(r["key"])  # it would have expired by now
-                    continue
-                pipe.restore(
-                    r["key"], r["expire_at_ms"], r["dump"], replace=True, absttl=bool(r["expire_at_ms"])
-                )
-                restored += 1
-            pipe.execute()
-    return {"keys_restored": restored, "keys_deleted": deleted}
 
 
 def _mark_not_done(ctx: OpsContext, view: str, targets, kind, start, end, action_id: str) -> None:
@@ -197,21 +70,6 @@ def _mark_not_done(ctx: OpsContext, view: str, targets, kind, start, end, action
         )  # fmt: skip
         for t in targets
     )
-
-
-# -- kinds ------------------------------------------------------------------------------------------
-class Kind:
-    kind = ""
-    classification = ActionClass.REVERSIBLE
-    rollback = ""
-    """What ``fs ops rollback`` does; for a forward-only kind, why there is no way back."""
-
-    def execute(self, ctx: OpsContext, action: Action) -> dict:
-        """Do it; returns what changed (counts, versions; ``skipped`` when nothing was left to do)."""
-        raise NotImplementedError
-
-    def undo(self, ctx: OpsContext, action: Action, changed: dict) -> dict:
-        raise OpsError(f"{self.kind} has no rollback")
 
 
 class Rematerialize(Kind):
@@ -463,7 +321,7 @@ class Teardown(Kind):
 
 
 KINDS: dict[str, Kind] = {k.kind: k for k in (Rematerialize(), ResumeBackfill(), ReleaseLease(), DeleteViewKeys(),
-                                              RestoreDelta(), RerunValidation(), Teardown())}  # fmt: skip
+                                              RestoreDelta(), RerunValidation(), Teardown(), *MAINTENANCE_KINDS)}  # fmt: skip
 ORDER = [
     "release_lease",
     "restore_delta",
@@ -497,8 +355,3 @@ def registered_views(store) -> set[str]:
             names |= {v.name for v in fn()}
     return names
 
-
-# The housekeeping kinds subclass Kind (above), so they are registered once this module is complete.
-from fs_platform.doctor.maintenance import MAINTENANCE_KINDS  # noqa: E402
-
-KINDS.update({k.kind: k for k in MAINTENANCE_KINDS})

@@ -22,8 +22,9 @@ import math
 import re
 from pathlib import Path
 
-from fs_platform.doctor.actions import Kind, OpsContext, restore_keys, snapshot_keys
+from fs_platform.doctor.kind import Kind, OpsContext
 from fs_platform.doctor.model import ActionClass
+from fs_platform.doctor.snapshots import restore_keys, snapshot_keys
 from fs_platform.errors import OpsError, OpsRefused
 from fs_platform.timeutil import utcnow
 

@@ -16,10 +16,12 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from fs_platform.doctor.actions import ORDER, OpsContext, kind_of, prune_snapshots
+from fs_platform.doctor.actions import ORDER, kind_of
 from fs_platform.doctor.audit import AuditEvent, AuditLog
+from fs_platform.doctor.kind import OpsContext
 from fs_platform.doctor.model import Action, ActionClass, DoctorReport, Execution, OpsPlan
 from fs_platform.doctor.policy import RATE_WINDOW, Policy, load_ops_settings
+from fs_platform.doctor.snapshots import prune_snapshots
 from fs_platform.errors import FsError, OpsError, OpsRefused
 from fs_platform.plugins.delta.tables import resolve_path
 from fs_platform.scrub import summary
