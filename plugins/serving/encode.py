@@ -61,15 +61,19 @@ def timestamp(us: int) -> str:
 
 def response_json(served: Served) -> bytes:
     results = []
+    # The features of one view share its statuses and event-time lists: each is converted once.
+    converted: dict[int, list[str]] = {}
     for values, vt, statuses, event_us in zip(
         served.values, served.types, served.statuses, served.event_us, strict=True
     ):
         n = len(values)
-        results.append(
-            {
-                "values": json_values(values, vt),
-                "statuses": ["PRESENT"] * n if statuses is None else list(map(_status_name, statuses)),
-                "event_timestamps": [_ZERO] * n if event_us is None else list(map(timestamp, event_us)),
-            }
-        )
+        if statuses is None:
+            names = ["PRESENT"] * n
+        elif (names := converted.get(id(statuses))) is None:
+            names = converted[id(statuses)] = list(map(_status_name, statuses))
+        if event_us is None:
+            stamps = [_ZERO] * n
+        elif (stamps := converted.get(id(event_us))) is None:
+            stamps = converted[id(event_us)] = list(map(timestamp, event_us))
+        results.append({"values": json_values(values, vt), "statuses": names, "event_timestamps": stamps})
     return orjson.dumps({"metadata": {"feature_names": served.names}, "results": results})
