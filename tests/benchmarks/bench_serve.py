@@ -313,8 +313,9 @@ def cpu_in_process(fs_repo: Path, floor_env: dict, requests: int) -> dict:
 
 def render_cpu(cpu: dict, requests: int) -> str:
     lines = [f"CPU per request in-process (`serve_cpu.py`: each app's ASGI handler called {requests:,} times on one"
-             " uvloop loop, no HTTP server; `time.process_time`, so it holds on a busy machine; Redis's own CPU"
-             " not counted):", "",
+             " uvloop loop by 1 or 16 concurrent clients, no HTTP server, the least disturbed of 10 rounds;"
+             " `time.process_time`, so it holds on a busy machine; Redis's own CPU not counted; the floor reads"
+             " through redis.asyncio, fs through its own pipelined connection):", "",
              "| entities | concurrent clients | fs serve us | feast serve us | floor us | feast / fs | fs / floor |",
              "|---|---|---|---|---|---|---|"]
     for c in CPU_CONCURRENCY:
@@ -326,7 +327,7 @@ def render_cpu(cpu: dict, requests: int) -> str:
 
 
 # --- report ---------------------------------------------------------------------------------------
-def render(closed: dict, fixed: dict, soak: dict, seconds: float, rate_s: float, machine: str) -> str:
+def render(closed: dict, fixed: dict, soak: dict, cpu: dict, seconds: float, rate_s: float, machine: str) -> str:
     names = ["fs serve", "feast serve (defaults)", "feast serve tuned, fs store", "feast serve tuned, stock store", "floor"]
     lines = [
         "## Feature server (`fs serve`)",
@@ -373,7 +374,8 @@ def render(closed: dict, fixed: dict, soak: dict, seconds: float, rate_s: float,
               f"(within 1.5x in {sum(x <= 1.5 for x in tail)} of 6 cells); fixed rate "
               f"{'met' if fixed_ok else 'missed'}; Redis restart {'met' if soak_ok else 'missed'}. The floor does no "
               "decoding, no encoding of Feast's JSON, no deadline, metrics or auth: what separates fs serve from it "
-              "is that work (about 70-100 us per request on this machine, in-process profile), not the HTTP stack."]
+              f"is that work ({cpu[('fs serve', 1, 1)] - cpu[('floor', 1, 1)]:.0f} us of CPU per request at 1 entity,"
+              f" {cpu[('fs serve', 20, 1)] - cpu[('floor', 20, 1)]:.0f} us at 20, in-process below), not the HTTP stack."]
     return "\n".join(lines)
 
 
@@ -425,7 +427,7 @@ def main() -> None:
                 client.unlink(*keys[i : i + 1000])
         shutil.rmtree(tmp, ignore_errors=True)
     machine = f"{os.cpu_count()} cores" + (", --quick" if args.quick else "")
-    text = render(closed, fixed, soak, cell_s, rate_s, machine) + "\n\n" + render_cpu(cpu, args.cpu_requests)
+    text = render(closed, fixed, soak, cpu, cell_s, rate_s, machine) + "\n\n" + render_cpu(cpu, args.cpu_requests)
     print(text)
     if not args.no_write:
         report.write_section("serve", text)
