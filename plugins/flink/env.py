@@ -88,6 +88,7 @@ def install(env: Path | None = None, quiet: bool = True) -> Path:
         steps.append([sys.executable if sys.version_info[:2] == (3, 11) else "python3.11", "-m", "venv", str(env)])
     pip = [str(python), "-m", "pip", *q, "install", "--disable-pip-version-check"]
     steps += [
+        [str(python), "-m", "pip", *q, "install", "--disable-pip-version-check", "--upgrade", "pip"],
         [*pip, "-r", str(REQUIREMENTS)],
         [*pip, "--no-deps", "-r", str(OVERRIDES)],
         [*pip, "--no-deps", "--require-hashes", "--upgrade", "--target", str(env / CONNECTOR_DIR), "-r", str(CONNECTOR)],
