@@ -37,7 +37,8 @@ from fs_platform.doctor.policy import RATE_WINDOW
 from fs_platform.errors import FsError, OpsError, OpsRefused
 from fs_platform.mlops import tracking
 from fs_platform.mlops.registry import registered_contents, registry_hash
-from fs_platform.platform import Change, Platform
+from fs_platform.platform import Platform
+from fs_platform.registry_diff import Change
 from fs_platform.scrub import summary
 from fs_platform.timeutil import utcnow
 

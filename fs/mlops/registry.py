@@ -13,7 +13,7 @@ import hashlib
 from feast.feature_view import DUMMY_ENTITY_ID
 from feast.repo_contents import RepoContents
 
-from fs_platform.platform import _without_meta
+from fs_platform.registry_diff import without_meta
 
 KINDS = (
     "entities", "data_sources", "feature_views", "stream_feature_views", "on_demand_feature_views",
@@ -51,7 +51,7 @@ def registry_hash(contents: RepoContents) -> str:
             proto = obj.to_proto()
             body = proto.spec if proto.DESCRIPTOR.fields_by_name.get("spec") else proto
             digest.update(f"{kind}:{obj.name}:".encode())
-            digest.update(_without_pickles(_without_meta(body)).SerializeToString(deterministic=True))
+            digest.update(_without_pickles(without_meta(body)).SerializeToString(deterministic=True))
     return "sha256:" + digest.hexdigest()[:16]
 
 
