@@ -11,6 +11,20 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_REPO = ROOT / "feature_repo"
 
 
+def drop_prefix(url: str, *prefixes: str) -> None:
+    """Remove every key of a test's key prefixes (its own key space on a shared Redis)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for prefix in prefixes:
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                client.unlink(*keys)
+    finally:
+        client.close()
+
+
 def copy_example_repo(dest: Path) -> Path:
     """A private copy of feature_repo/ (definitions and env overlays, no data) under ``dest``."""
     repo = dest / "feature_repo"

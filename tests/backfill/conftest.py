@@ -21,12 +21,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
 import yaml
 
 from fs_platform import datagen
 from fs_platform.platform import Platform
-from tests.conftest import copy_example_repo
+from tests.conftest import copy_example_repo, drop_prefix
 from tests.rolling_view import ROLLING_RETURN, ROLLING_VIEW, add_rolling_view, write_rolling_table
 
 __all__ = ["ROLLING_RETURN", "ROLLING_VIEW"]  # re-exported for the tests
@@ -70,12 +69,7 @@ def make_repo(tmp_path: Path):
         return platform
 
     yield make
-    client = redis.Redis.from_url(REDIS_URL)
-    for prefix in prefixes:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.unlink(*keys)
-    client.close()
+    drop_prefix(REDIS_URL, *prefixes)
 
 
 def apply_views(platform: Platform) -> None:

@@ -8,7 +8,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-import redis
 import yaml
 from typer.testing import CliRunner
 
@@ -17,6 +16,7 @@ from fs_platform.backfill.runner import Backfiller
 from fs_platform.cli.main import app
 from fs_platform.platform import Platform
 from tests.backfill.conftest import END, REDIS_URL, ROLLING_VIEW, apply_views
+from tests.conftest import drop_prefix
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -71,8 +71,4 @@ def test_environments_have_their_own_ledger_entries_and_leases(make_repo):
         assert shown.exit_code == 0 and '"target": "online"' in shown.output, shown.output
         assert staging.materialize_incremental(END, views=[VIEW]).chunks_done > 0
     finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.unlink(*keys)
-        client.close()
+        drop_prefix(REDIS_URL, prefix)

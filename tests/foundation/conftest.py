@@ -8,12 +8,11 @@ import contextlib
 import uuid
 
 import pytest
-import redis
 import yaml
 
 from fs_platform import datagen
 from fs_platform.platform import Platform
-from tests.conftest import copy_example_repo
+from tests.conftest import copy_example_repo, drop_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
@@ -32,11 +31,7 @@ def seeded_copy(root, customers: int = 40, merchants: int = 5, days: int = 3):
     try:
         yield repo
     finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.unlink(*keys)
-        client.close()
+        drop_prefix(REDIS_URL, prefix)
 
 
 @pytest.fixture(scope="module")

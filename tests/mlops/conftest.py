@@ -8,11 +8,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 import yaml
 
 from fs_platform import datagen
-from tests.conftest import copy_example_repo
+from tests.conftest import copy_example_repo, drop_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 
@@ -32,11 +31,7 @@ def seeded_repo(base: Path, envs: dict[str, dict] | None = None) -> tuple[Path, 
 
 
 def drop_keys(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.unlink(*keys)
-    client.close()
+    drop_prefix(REDIS_URL, prefix)
 
 
 @pytest.fixture(scope="module")
