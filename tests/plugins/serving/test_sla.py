@@ -190,3 +190,25 @@ def test_a_full_worker_sheds_with_503_and_retry_after(private_redis, store_on):
     assert shed_in < 0.05  # refused at once, not queued behind the slow ones
     assert [d[0] for d in done] == [200, 200]
     os.kill(private_redis.proc.pid, signal.SIGCONT)
+
+
+def test_a_corrupt_row_fails_only_its_view(repo):
+    from fs_platform.plugins.redis_store.fast_read import FastReader
+
+    reader = FastReader(repo.store, ["txn:amount", "profile:country"])
+    request_ = reader.prepare({"customer_id": [1, 2]})
+    txn = [r.view_name for r in reader._plan.reads].index("txn")
+    key = request_.keys[txn * 2]  # customer 1's txn row
+    client = redis.Redis.from_url(repo.online["url"])
+    stored = client.get(key)
+    client.set(key, b"[1,0,{not json")
+    try:
+        app = make_app(repo.store)
+        status, headers, body = request(app, "POST", "/get-online-features",
+                                        {"features": ["txn:amount", "profile:country"], "entities": {"customer_id": [1, 2]}})
+    finally:
+        client.set(key, stored)
+    assert status == 200 and headers["x-fs-degraded"] == "txn"
+    by_name = dict(zip(body["metadata"]["feature_names"], body["results"], strict=True))
+    assert by_name["amount"]["statuses"] == ["INVALID", "INVALID"]
+    assert by_name["country"]["statuses"] == ["PRESENT", "PRESENT"]
