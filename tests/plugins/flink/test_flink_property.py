@@ -23,10 +23,11 @@ _examples = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, broker):
-    """One repo and one running Flink job for every example (the JVM starts once)."""
+    """One repo and one running Flink job for every example (the JVM starts once), on RocksDB state (the
+    other tests run the default hashmap backend)."""
     root = tmp_path_factory.mktemp("flink-property")
     repo = StreamRepo(root, broker, "redis://127.0.0.1:6379/0")
-    (repo.path / "flink.yaml").write_text(yaml.safe_dump(FAST_FLINK))
+    (repo.path / "flink.yaml").write_text(yaml.safe_dump({**FAST_FLINK, "state_backend": "rocksdb"}))
     job = start(repo, root)
     yield repo, job
     job.kill()
