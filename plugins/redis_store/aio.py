@@ -173,6 +173,9 @@ class PipelinedConnection:
     async def _connect(self, deadline: float | None) -> _Protocol:
         if self._connecting is None:
             self._connecting = self.loop.create_task(self._open())
+            # Callers that gave up (deadline) leave its failure unread: mark it read, it is raised to the
+            # callers that wait for it.
+            self._connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
         connecting = self._connecting
         try:
             if deadline is None:
