@@ -62,8 +62,8 @@ def dlq(
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """List dead letters (reason, origin, size; payloads are never printed: they may hold PII)."""
+    from fs_platform.plugins.kafka_ingest.config import kafka_client_kwargs
     from fs_platform.plugins.kafka_ingest.deadletter import read_dead_letters
-    from fs_platform.plugins.kafka_ingest.ingestor import kafka_client_kwargs
 
     st = state(ctx)
     config = _connected(_config(st, bootstrap=bootstrap))

@@ -42,7 +42,7 @@ def _connected(c):
     if cached is not None:
         return cached
     from fs_platform.plugins.kafka_ingest.broker import require_broker
-    from fs_platform.plugins.kafka_ingest.ingestor import kafka_client_kwargs
+    from fs_platform.plugins.kafka_ingest.config import kafka_client_kwargs
 
     config = _config(c)
     if config is not None:

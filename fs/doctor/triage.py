@@ -170,9 +170,8 @@ def _ops_events(platform, views, start, end) -> list[Event]:
 
 def _dead_letter_events(platform, views, start, end) -> list[Event]:
     """Dead letters per 10 minutes (a spike is a bucket); by reason, never payloads."""
-    from fs_platform.plugins.kafka_ingest.config import FILE_NAME, load_ingest_config
+    from fs_platform.plugins.kafka_ingest.config import FILE_NAME, kafka_client_kwargs, load_ingest_config
     from fs_platform.plugins.kafka_ingest.deadletter import iter_dead_letters
-    from fs_platform.plugins.kafka_ingest.ingestor import kafka_client_kwargs
 
     if not (platform.repo_path / FILE_NAME).is_file():
         return []

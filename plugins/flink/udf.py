@@ -65,9 +65,8 @@ class ApplyRecords(ScalarFunction):
         from kafka import KafkaProducer
 
         from fs_platform.platform import Platform
-        from fs_platform.plugins.kafka_ingest.config import load_ingest_config
+        from fs_platform.plugins.kafka_ingest.config import kafka_client_kwargs, load_ingest_config
         from fs_platform.plugins.kafka_ingest.deadletter import DeadLetters
-        from fs_platform.plugins.kafka_ingest.ingestor import kafka_client_kwargs
         from fs_platform.plugins.kafka_ingest.pipeline import TopicPipeline
         from fs_platform.plugins.kafka_ingest.sinks import EventSink
 

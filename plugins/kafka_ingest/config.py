@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -288,3 +289,15 @@ def load_ingest_config(repo: str | Path, env: str = "dev", overrides: dict | Non
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise ConfigError(f"invalid {path}: {where}: {first.get('msg')}") from None
+
+
+def kafka_client_kwargs(config: IngestConfig) -> dict:
+    """Connection settings shared by the consumer, the dead-letter producer and admin reads."""
+    k = config.kafka
+    kw: dict = {"bootstrap_servers": k.bootstrap_servers.split(","), "client_id": k.client_id,
+                "security_protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        kw["sasl_mechanism"] = k.sasl_mechanism
+        kw["sasl_plain_username"] = os.environ.get(k.sasl_username_env or "", "")
+        kw["sasl_plain_password"] = os.environ.get(k.sasl_password_env or "", "")
+    return kw

@@ -216,7 +216,7 @@ def replay_dead_letters(config, repo, *, start: dict[int, int] | None = None, en
     (default: the topic's current decoder, when ingest.yaml declares its fields), or None."""
     from datetime import UTC, datetime
 
-    from fs_platform.plugins.kafka_ingest.ingestor import kafka_client_kwargs
+    from fs_platform.plugins.kafka_ingest.config import kafka_client_kwargs
 
     kw = kafka_client_kwargs(config)
     check = check or decoder_check(config, repo, datetime.now(UTC))

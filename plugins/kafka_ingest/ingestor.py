@@ -41,7 +41,7 @@ from fs_platform import stopping
 from fs_platform.errors import TransientError
 from fs_platform.observability import span, trace_context
 from fs_platform.plugins.kafka_ingest import metrics as m
-from fs_platform.plugins.kafka_ingest.config import IngestConfig
+from fs_platform.plugins.kafka_ingest.config import IngestConfig, kafka_client_kwargs
 from fs_platform.plugins.kafka_ingest.deadletter import DeadLetters
 from fs_platform.plugins.kafka_ingest.pipeline import Buffer, TopicPipeline
 from fs_platform.plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker, with_retries
@@ -145,20 +145,6 @@ class _Listener(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned):
         self._ingestor._on_assigned(assigned)
-
-
-def kafka_client_kwargs(config: IngestConfig) -> dict:
-    """Connection settings shared by the consumer, the dead-letter producer and admin reads."""
-    import os
-
-    k = config.kafka
-    kw: dict = {"bootstrap_servers": k.bootstrap_servers.split(","), "client_id": k.client_id,
-                "security_protocol": k.security_protocol}
-    if k.sasl_mechanism:
-        kw["sasl_mechanism"] = k.sasl_mechanism
-        kw["sasl_plain_username"] = os.environ.get(k.sasl_username_env or "", "")
-        kw["sasl_plain_password"] = os.environ.get(k.sasl_password_env or "", "")
-    return kw
 
 
 class Ingestor:
