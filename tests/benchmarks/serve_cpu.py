@@ -1,12 +1,13 @@
 """CPU time per request of the feature servers' handlers, measured in-process.
 
 Each ASGI app (``fs serve``'s ``ServeApp``, Feast's FastAPI app from ``feast.feature_server.get_app``,
-the floor) is called directly on one uvloop event loop, one request after another (or from several
-concurrent clients), with a prebuilt request, in 10 rounds of which the least disturbed (lowest CPU) counts (no HTTP server, no sockets, no load generator). ``time.process_time`` over the timed
-requests counts this process's CPU in every thread (Feast hands work to a thread pool) and not Redis's.
-CPU time hardly depends on what else the machine runs, unlike requests/s and latency, so the ratios
-hold on a shared machine. The HTTP parsing and socket work a real server adds (uvicorn, httptools) is
-the same for every app and not counted here.
+the floor) is called directly on one uvloop event loop with a prebuilt request, one request after
+another or from several concurrent clients (no HTTP server, no sockets, no load generator).
+``time.process_time`` counts this process's CPU in every thread (Feast hands work to a thread pool)
+and not Redis's. CPU time depends much less on what else the machine runs than requests/s and
+latency do; the rest of the disturbance is evened out by measuring in 10 rounds that take every app
+in turn and keeping each app's least disturbed round. The HTTP parsing and socket work of a real
+server (uvicorn, httptools) is the same for every app and not counted here.
 """
 
 from __future__ import annotations
@@ -31,52 +32,58 @@ def scope(path: str = "/get-online-features", body: bytes = b"") -> dict:
     }  # fmt: skip
 
 
-async def _run(app, body: bytes, requests: int, check: Callable[[int, bytes], bool] | None,
-               concurrency: int = 1) -> tuple[float, float]:
-    request_scope = scope(body=body)
-    message = {"type": "http.request", "body": body, "more_body": False}
-    out: dict = {}
+class _Case:
+    """One app answering one prebuilt request, from ``concurrency`` clients at once."""
 
-    async def receive():
-        return message
+    def __init__(self, app, body: bytes, check: Callable[[int, bytes], bool] | None, concurrency: int):
+        self.app, self.check, self.concurrency = app, check, concurrency
+        self.scope = scope(body=body)
+        self.message = {"type": "http.request", "body": body, "more_body": False}
+        self.out: dict = {}
+        self.best = (float("inf"), float("inf"))
 
-    async def send(m):
+    async def receive(self):
+        return self.message
+
+    async def send(self, m):
         if m["type"] == "http.response.start":
-            out["status"] = m["status"]
+            self.out["status"] = m["status"]
         else:
-            out["body"] = m.get("body", b"")
+            self.out["body"] = m.get("body", b"")
 
-    async def stream(k: int) -> None:  # one of ``concurrency`` clients, one request after another
+    async def stream(self, k: int) -> None:  # one client, one request after another
         for _ in range(k):
-            await app(dict(request_scope), receive, send)
+            await self.app(dict(self.scope), self.receive, self.send)
 
-    for _ in range(max(100, requests // 10)):  # warm caches, plans and connections
-        await app(dict(request_scope), receive, send)
-    if check is not None and not check(out["status"], out["body"]):
-        raise RuntimeError(f"{type(app).__name__} answered {out['status']}: {out['body'][:300]!r}")
-    best = (float("inf"), float("inf"))
-    per_round = max(1, requests // ROUNDS)
-    for _ in range(ROUNDS):  # the least disturbed round: another process's burst only slows some rounds
+    async def warm(self, k: int) -> None:  # caches, plans and connections
+        await self.stream(k)
+        if self.check is not None and not self.check(self.out["status"], self.out["body"]):
+            raise RuntimeError(f"{type(self.app).__name__} answered {self.out['status']}: {self.out['body'][:300]!r}")
+
+    async def round(self, k: int) -> None:
+        each = max(1, k // self.concurrency)
         gc.collect()
         cpu, wall = time.process_time(), time.perf_counter()
-        if concurrency == 1:
-            for _ in range(per_round):
-                await app(dict(request_scope), receive, send)
-        else:
-            await asyncio.gather(*[stream(per_round // concurrency) for _ in range(concurrency)])
-        best = min(best, ((time.process_time() - cpu) / per_round, (time.perf_counter() - wall) / per_round))
-    return best
+        await asyncio.gather(*[self.stream(each) for _ in range(self.concurrency)])
+        done = each * self.concurrency
+        self.best = min(self.best, ((time.process_time() - cpu) / done, (time.perf_counter() - wall) / done))
 
 
 def cpu_per_request(cases: list[tuple], requests: int = 2000) -> dict:
     """``{key: (CPU seconds, wall seconds) per request}`` for ``cases`` of ``(key, app, body, check,
-    concurrency)``: ``app`` answering ``body`` ``requests`` times from ``concurrency`` clients at once,
-    all on one event loop (apps keep loop-bound Redis connections); ``check(status, body)`` validates
-    the last warm-up answer."""
+    concurrency)``: ``app`` answering ``body`` about ``requests`` times from ``concurrency`` clients at
+    once, all on one event loop (apps keep loop-bound Redis connections), in ``ROUNDS`` rounds that
+    take every case in turn; per case the least disturbed round counts (another process's burst
+    slows only some rounds). ``check(status, body)`` validates the last warm-up answer."""
+    runs = {key: _Case(app, body, check, concurrency) for key, app, body, check, concurrency in cases}
 
     async def main():
-        return {key: await _run(app, body, requests, check, concurrency)
-                for key, app, body, check, concurrency in cases}
+        for case in runs.values():
+            await case.warm(max(100, requests // 10))
+        for _ in range(ROUNDS):
+            for case in runs.values():
+                await case.round(max(1, requests // ROUNDS))
+        return {key: case.best for key, case in runs.items()}
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main())
