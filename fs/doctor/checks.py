@@ -25,8 +25,9 @@ schema          a view's Delta table no longer fits the view                    
 catalog         catalog pages (ops.catalog_docs) differ from the registry          regenerate_catalog_docs
 ==============  =================================================================  ===========================
 
-``deep=True`` adds ``parity`` (a small sample of tier-1 views online vs offline; Spark) and scans
-every key. ``fs doctor cost`` (``fs_platform.doctor.cost``) and ``fs doctor triage``
+``deep=True`` adds ``parity`` (a small sample of tier-1 views online vs offline; Spark), ``drift``
+(tier-1 views' last day vs the week before; ``fs_platform.doctor.drift_check``) and scans every key.
+``fs doctor cost`` (``fs_platform.doctor.cost``) and ``fs doctor triage``
 (``fs_platform.doctor.triage``) build on the same checks.
 
 Evidence holds names, counts, times and versions: never feature values or entity keys.
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from fs_platform.doctor import ingest_checks, online_scan
+from fs_platform.doctor import drift_check, ingest_checks, online_scan
 from fs_platform.doctor.actions import lease_digest, new_action, registered_views
 from fs_platform.doctor.model import DoctorReport, Finding, Severity, error_finding
 from fs_platform.timeutil import utcnow
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHECKS = ("registry", "online_store", "online_memory", "online_expiry", "freshness", "ledger", "ingest",
                   "dead_letters", "validation", "schema", "catalog")  # fmt: skip
-DEEP_CHECKS = ("parity",)
+DEEP_CHECKS = ("parity", "drift")
 VALIDATION_LOOKBACK = timedelta(days=1)
 PARITY_SAMPLE = 200
 PARITY_RELOAD_MAX = timedelta(days=7)
@@ -391,12 +392,13 @@ CHECKS: dict[str, Callable[[_Ctx], list[Finding]]] = {
     "online_expiry": online_scan.check_expiry, "freshness": check_freshness, "ledger": check_ledger,
     "ingest": ingest_checks.check_ingest, "dead_letters": ingest_checks.check_dead_letters,
     "validation": check_validation, "schema": check_schema, "catalog": check_catalog, "parity": check_parity,
+    "drift": drift_check.check_drift,
 }  # fmt: skip
 
 
 def doctor(platform, views: list[str] | None = None, *, deep: bool = False, checks: list[str] | None = None,
            now: datetime | None = None) -> DoctorReport:  # fmt: skip
-    """Run the checks (default: the fast ones; ``deep`` adds parity); never raises for what a check
+    """Run the checks (default: the fast ones; ``deep`` adds parity and drift); never raises for what a check
     finds: a check that cannot run is an ``error`` finding of that check."""
     started = time.monotonic()
     names = list(checks or (*DEFAULT_CHECKS, *(DEEP_CHECKS if deep else ())))
