@@ -11,7 +11,8 @@ Same run, same embedded tansu broker, same topic:
   Redis tiles of the three aggregation views of ``payments_push`` -- ``customer_txn_aggregates``,
   ``merchant_txn_aggregates``, ``customer_amount_stats`` -- once per Kafka offset, the raw events
   appended exactly once to the Delta table ``data/payments``, offset commits). Throughput =
-  N / (last Delta row - first record); the group join is excluded.
+  N / (first record -> the N-th Delta row *and* every event applied online: its online writes run on
+  their own thread and may trail the Delta appends); the group join is excluded.
 - the hand-written transform this replaced (issue #13's baseline): the same ingestor, on the same N
   records, running ``stream_transforms.py:CustomerTxnAggregates`` (the per-customer state machine that
   kept every event of the last 24 h) into the plain ``customer_txn_aggregates`` view, rows online and to
@@ -176,20 +177,23 @@ CPU_US: dict[str, list[float]] = {}  # this process's CPU (the ingestor's thread
 
 def _throughput(tmp: Path, redis_url: str, bootstrap: str, topic: str, n: int, views, legacy: bool = False):
     """Start an ingestor (a fresh repo copy, a new consumer group) on the N records already on the topic;
-    events/s from its first record to its N-th Delta row. Returns the still running ingestor and thread."""
+    events/s from its first record until it has written its N-th Delta row and applied every event online
+    (each view's tiles; the transform's rows). Returns the still running ingestor and thread."""
     ingestor = make_ingestor(make_repo(tmp, redis_url, legacy), bootstrap, topic, views)
     runner = threading.Thread(target=ingestor.run, daemon=True)
     runner.start()
     stats = ingestor.stats
     _wait(lambda: stats.consumed > 0, 120, "the group join", runner)
     t0, c0 = time.perf_counter(), time.process_time()
-    _wait(lambda: stats.written_offline >= n, 300, f"{n:,} rows in Delta", runner)
+    online = n * (1 if legacy else len(views))  # per view, counted whether it changed a value or not
+    _wait(lambda: stats.written_offline >= n and stats.written_online + stats.skipped_stale >= online, 300,
+          f"{n:,} rows in Delta and online", runner)
     eps = n / (time.perf_counter() - t0)
     CPU_US.setdefault("legacy" if legacy else "tiles" if len(views) == len(VIEWS) else "tiles1", []).append(
         (time.process_time() - c0) / n * 1e6)
     if stats.dead_lettered or stats.written_offline != n:
         raise SystemExit(f"bench_ingest: expected {n:,} rows in Delta and no dead letters: {stats.to_dict()}")
-    return ingestor, runner, eps, stats.written_online
+    return ingestor, runner, eps, stats.written_online + stats.skipped_stale
 
 
 def main() -> None:
@@ -270,7 +274,7 @@ def main() -> None:
         "",
         f"Embedded tansu broker, 2 partitions, {n:,} JSON payments (2,000 customers, 200 merchants, the last "
         f"50 minutes) on the example repo's `payments` topic: each event updates the tiles of "
-        f"{', '.join(f'`{v}`' for v in VIEWS)} ({updates:,} tile updates) and is appended to `data/payments`; "
+        f"{', '.join(f'`{v}`' for v in VIEWS)} ({updates:,} event x view tile applications, all done before the clock stops) and is appended to `data/payments`; "
         f"Redis at {args.redis_url.split('@')[-1]}; Delta on local disk; measured "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a shared 2-core machine.",
         "",
@@ -307,7 +311,10 @@ def main() -> None:
         "`feature_repo/stream_transforms.py`, its `ingest.yaml` and the plain view) in "
         "`tests/benchmarks/legacy_transform/`; the current ingestor still runs it (transform hooks with a batch "
         "method, rows written through the plain-view online and Delta sinks). The three views do more work per "
-        "event than the transform did (3 views, 2 entity types, 27 features vs 1 view of 7).",
+        "event than the transform did (3 views, 2 entity types, 27 features vs 1 view of 7). The clock of each path "
+        "stops when both targets hold every event: online writes run on their own thread and trail the Delta appends "
+        "when Redis is the slower target, which it is for the three views (each event touches three keys' tiles in a "
+        "Lua script; the transform wrote one small row per customer and batch).",
         "",
         "Freshness is online write time minus event time (stamped by the producer at send), so it includes "
         "producer batching, the broker, the fetch wait and the online batch interval. "
