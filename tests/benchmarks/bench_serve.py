@@ -1,6 +1,7 @@
 """Feature server benchmark: `fs serve` vs `feast serve` vs a floor ASGI app, same data, same run.
 
     .venv/bin/python tests/benchmarks/bench_serve.py [--quick] [--url redis://127.0.0.1:6379/9]
+    .venv/bin/python tests/benchmarks/bench_serve.py --cpu-only   # CPU per request only: a busy machine is fine
 
 Data: 10,000 customers, 5 features from 2 views (3 from ``txn``, 2 from ``profile``), written to
 the machine's Redis twice: through fs's store and through Feast's stock Redis store (unique
@@ -18,8 +19,10 @@ server has workers:
 Measurements: wrk (closed loop) at 1/8/32 connections x 1/20 entities; a fixed 1,000 requests/s
 open loop for 60 s (latency from each request's scheduled time, so stalls count); a soak at 500
 requests/s against a private redis-server that is SIGKILLed and restarted mid-run (errors only
-while it is down, recovery time after it is back). wrk is installed with apt if missing. Results
-go to the ``serve`` section of docs/benchmarks.md.
+while it is down, recovery time after it is back); before the servers start, each handler's CPU per
+request in-process (serve_cpu.py: fs's app, Feast's app, the floor app on one event loop, 1 and 16
+concurrent clients), the part that holds on a busy machine. wrk is installed with apt if missing.
+Results go to the ``serve`` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
