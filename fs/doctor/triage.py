@@ -9,8 +9,8 @@ in the last hours, the likely causes ranked, and a Markdown incident note.
 Sources (all read-only): the doctor checks of those views (freshness, ledger, validation, schema,
 online store, ingest lag, breakers and dead letters; ``deep``: parity), the ledger's chunk records, the
 validation log, the registry's update times, dead letters by arrival time, and the ops audit log.
-Breaker *transitions* are not recorded by the platform (only the ingestor's live gauge): the note
-says so. Ranking: a cause that explains the others comes first (``WEIGHT``: a broken component, then
+Breaker transitions come from the ingestor's breaker log (``plugins/kafka_ingest/breaker_log.py``).
+Ranking: a cause that explains the others comes first (``WEIGHT``: a broken component, then
 a change that preceded the symptoms, then failed work, then the symptoms themselves); ties by time.
 """
 
@@ -27,11 +27,12 @@ SECTIONS = {
     "registry": "registry", "online_store": "online_store", "online_expiry": "online_store",
     "online_memory": "online_store", "freshness": "freshness", "ledger": "ledger", "ingest": "ingest",
     "dead_letters": "dead_letters", "validation": "validation", "schema": "schema", "catalog": "catalog",
-    "parity": "parity", "registry_change": "registry", "ops_action": "ops",
+    "parity": "parity", "registry_change": "registry", "ops_action": "ops", "breaker_open": "ingest",
 }  # fmt: skip
 WEIGHT = {  # higher: more likely the cause (the others are often its symptoms)
     ("schema", Severity.ERROR): 100, ("online_store", Severity.ERROR): 95, ("ingest", Severity.ERROR): 95,
-    ("registry", Severity.ERROR): 95, ("ingest", Severity.WARNING): 80, ("registry_change", Severity.WARNING): 78,
+    ("registry", Severity.ERROR): 95, ("breaker_open", Severity.WARNING): 85, ("ingest", Severity.WARNING): 80,
+    ("registry_change", Severity.WARNING): 78,
     ("ops_action", Severity.WARNING): 76, ("ledger", Severity.WARNING): 70, ("dead_letters", Severity.WARNING): 65,
     ("registry", Severity.WARNING): 55, ("freshness", Severity.WARNING): 50, ("validation", Severity.WARNING): 45,
     ("online_expiry", Severity.WARNING): 30, ("parity", Severity.WARNING): 25, ("online_store", Severity.WARNING): 20,
@@ -42,7 +43,7 @@ TRIAGE_CHECKS = ("registry", "online_store", "freshness", "ledger", "ingest", "d
 @dataclass(frozen=True)
 class Event:
     at: datetime
-    source: str  # ledger | validation | registry | dead_letters | ops | freshness
+    source: str  # ledger | validation | registry | dead_letters | ops | breaker | freshness
     subject: str
     what: str
 
@@ -113,9 +114,9 @@ def triage(platform, *, feature_service: str | None = None, views: list[str] | N
     plain = [n for n in names if n in {v.name for v in platform.store.list_feature_views()}]
     checks = [*TRIAGE_CHECKS, *(("parity",) if deep else ())]
     report = doctor(platform, plain or None, checks=checks, deep=deep, now=now)
-    timeline, notes = [], ["Breaker transitions are not recorded by the platform: see the history of the "
-                           "ingestor's fs_ingest_breaker_state metric (the current state is a finding)."]  # fmt: skip
-    sources = [_ledger_events, _validation_events, _registry_events, _ops_events, _dead_letter_events]
+    timeline, notes = [], []
+    sources = [_ledger_events, _validation_events, _registry_events, _ops_events, _breaker_events,
+               _dead_letter_events]
     if any(f.check == "ingest" and f.severity == Severity.ERROR for f in report.findings):
         sources.remove(_dead_letter_events)  # the broker did not answer the checks: not waited for twice
         notes.append("dead letters not read: the Kafka broker did not answer (see the ingest finding)")
@@ -168,6 +169,16 @@ def _ops_events(platform, views, start, end) -> list[Event]:
             and (e.view is None or e.view in views)]  # fmt: skip
 
 
+def _breaker_events(platform, views, start, end) -> list[Event]:
+    """The ingestor's breaker transitions (its breakers guard every view's writes: not filtered by view)."""
+    from fs_platform.plugins.kafka_ingest.breaker_log import location, read_transitions
+
+    return [Event(t.at, "breaker", f"{t.breaker} breaker",
+                  f"ingest {t.breaker} breaker {t.from_state} -> {t.to_state}"
+                  + (f" after {t.failures} failed write(s)" if t.to_state == "open" else "") + f" ({t.ingestor})")
+            for t in read_transitions(location(platform), start, end)]  # fmt: skip
+
+
 def _dead_letter_events(platform, views, start, end) -> list[Event]:
     """Dead letters per 10 minutes (a spike is a bucket); by reason, never payloads."""
     from fs_platform.plugins.kafka_ingest.config import FILE_NAME, kafka_client_kwargs, load_ingest_config
@@ -215,11 +226,11 @@ def _rank(findings: list[Finding], timeline: list[Event]) -> list[Cause]:
             score = 10
         if score is not None:
             causes.append(Cause(score, f.check, f.subject, f.message, f.evidence, _link(f.check), f.actions))
-    changed = [e for e in timeline if e.source in ("registry", "ops")]
+    changed = [e for e in timeline if e.source in ("registry", "ops") or (e.source == "breaker" and "-> open" in e.what)]
     first_symptom = next((e.at for e in timeline if e.source in ("ledger", "validation", "dead_letters", "freshness")), None)
     for e in changed:  # a change before the first symptom may have caused it
         before = first_symptom is None or e.at <= first_symptom
-        check = "registry_change" if e.source == "registry" else "ops_action"
+        check = {"registry": "registry_change", "ops": "ops_action", "breaker": "breaker_open"}[e.source]
         score = WEIGHT[(check, Severity.WARNING)] - (0 if before else 30)
         causes.append(Cause(score, check, e.subject, f"{e.what} at {e.at:%H:%M} UTC"
                             + (", before the first symptom" if before and first_symptom else ""), {"at": e.at.isoformat()},

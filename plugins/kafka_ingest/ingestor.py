@@ -41,6 +41,8 @@ from fs_platform import stopping
 from fs_platform.errors import TransientError
 from fs_platform.observability import span, trace_context
 from fs_platform.plugins.kafka_ingest import metrics as m
+from fs_platform.plugins.kafka_ingest.breaker_log import BreakerLog
+from fs_platform.plugins.kafka_ingest.breaker_log import location as breaker_log_location
 from fs_platform.plugins.kafka_ingest.config import IngestConfig, kafka_client_kwargs
 from fs_platform.plugins.kafka_ingest.deadletter import DeadLetters
 from fs_platform.plugins.kafka_ingest.pipeline import Buffer, TopicPipeline
@@ -156,7 +158,9 @@ class Ingestor:
         self.pipes = {t.topic: TopicPipeline(t, Path(platform.repo_path), store, group) for t in config.topics}
         self.stats = m.IngestStats()
         r = config.retry
-        self.breakers = {t: CircuitBreaker(t, r.breaker_failures, r.breaker_reset_ms / 1000) for t in ("online", "offline")}
+        self.breaker_log = BreakerLog(breaker_log_location(platform))  # transitions kept for fs doctor triage
+        self.breakers = {t: CircuitBreaker(t, r.breaker_failures, r.breaker_reset_ms / 1000, on_change=self.breaker_log.record)
+                         for t in ("online", "offline")}  # fmt: skip
         self._deadline_s = {"online": r.online_deadline_ms / 1000, "offline": r.offline_deadline_ms / 1000}
         self._parts: dict[TopicPartition, _Partition] = {}
         self._rebalance_lock = threading.Lock()
@@ -673,3 +677,4 @@ class Ingestor:
             self._consumer.close(autocommit=False)
         if self._dlq is not None:
             self._dlq.close()
+        self.breaker_log.close()

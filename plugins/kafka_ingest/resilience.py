@@ -28,8 +28,12 @@ class BreakerState(Enum):
 
 
 class CircuitBreaker:
-    def __init__(self, name: str, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, name: str, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic,
+                 on_change: Callable[[str, str, str, int], None] | None = None):
+        """``on_change(name, from_state, to_state, consecutive_failures)`` on every transition (e.g.
+        ``BreakerLog.record``: kept for ``fs doctor triage``); it must not block."""
         self.name = name
+        self._on_change = on_change
         self._threshold = failures
         self._reset_s = reset_s
         self._clock = clock
@@ -41,14 +45,14 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """Whether a write may be attempted now (moves OPEN -> HALF_OPEN when the wait is over)."""
         if self.state is BreakerState.OPEN and self._clock() - self._opened_at >= self._reset_s:
-            self.state = BreakerState.HALF_OPEN
+            self._move(BreakerState.HALF_OPEN)
             log.info("breaker %s half-open: probing", self.name)
         return self.state is not BreakerState.OPEN
 
     def success(self) -> None:
         if self.state is not BreakerState.CLOSED:
             log.warning("breaker %s closed: target recovered", self.name)
-        self.state = BreakerState.CLOSED
+            self._move(BreakerState.CLOSED)
         self._consecutive = 0
 
     def failure(self) -> None:
@@ -57,8 +61,13 @@ class CircuitBreaker:
             if self.state is not BreakerState.OPEN:
                 self.opened += 1
                 log.warning("breaker %s open after %d consecutive failed writes", self.name, self._consecutive)
-            self.state = BreakerState.OPEN
+                self._move(BreakerState.OPEN)
             self._opened_at = self._clock()
+
+    def _move(self, to: BreakerState) -> None:
+        old, self.state = self.state, to
+        if self._on_change is not None:
+            self._on_change(self.name, old.name.lower(), to.name.lower(), self._consecutive)
 
 
 def backoff_delays(attempts: int, base_s: float, cap_s: float):

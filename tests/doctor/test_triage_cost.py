@@ -63,7 +63,6 @@ def test_triage_ranks_the_registry_change_before_the_failures_it_preceded(make_r
     note = t.markdown()
     assert "## Likely causes" in note and "docs/runbooks/oncall.md#registry" in note
     assert "docs/runbooks/oncall.md#ledger" in note and "resume_backfill" in note
-    assert "Breaker transitions are not recorded" in note
 
 
 def test_triage_cli_for_a_feature_service_writes_the_note_and_plan(make_repo, tmp_path):
@@ -137,3 +136,22 @@ def test_cost_finds_memory_unused_features_long_ttls_and_delta_files(make_repo):
     cli = runner.invoke(app, ["--repo", str(platform.repo_path), "doctor", "cost", "--json"])
     assert cli.exit_code == 0, cli.output
     assert {f["check"] for f in json.loads(cli.output)["findings"]} >= {"cost_memory", "cost_unused", "cost_ttl"}
+
+
+def test_triage_puts_the_ingest_breaker_opening_first_when_it_came_before_the_failures(make_repo):
+    from fs_platform.plugins.kafka_ingest.breaker_log import BreakerLog, location
+
+    platform = make_repo()
+    _no_ingest(platform)
+    blog = BreakerLog(location(platform))  # what the ingestor's breakers record
+    blog.record("online", "closed", "open", 5)
+    blog.close()
+    failed_chunk(platform)  # then chunks fail
+
+    t = triage(platform, views=[VIEW], since=timedelta(hours=2))
+    assert t.causes[0].check == "breaker_open", [c.check for c in t.causes]
+    assert "online breaker closed -> open after 5 failed write(s)" in t.causes[0].what
+    assert "before the first symptom" in t.causes[0].what
+    assert t.causes[0].runbook.endswith("#ingest")
+    assert "breaker" in {e.source for e in t.timeline}
+    assert "online breaker closed -> open" in t.markdown()

@@ -14,12 +14,16 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from fs_platform.platform import Platform
 from fs_platform.plugins.kafka_ingest import Ingestor
+from fs_platform.plugins.kafka_ingest.breaker_log import location as breaker_log_location
+from fs_platform.plugins.kafka_ingest.breaker_log import read_transitions
+from fs_platform.timeutil import utcnow
 from tests.plugins.kafka_ingest.conftest import (
     ROOT_DIR,
     Running,
@@ -259,6 +263,11 @@ def test_online_store_outage_opens_the_breaker_and_loses_nothing(tmp_path, broke
     assert "degraded" in seen
     assert stats.breaker_opened >= 1 and stats.write_retries >= 1
     assert_exactly_once(repo, events)
+    # the transitions are kept for fs doctor triage, in order: open ... closed
+    moves = [(t.from_state, t.to_state) for t in read_transitions(breaker_log_location(repo.platform),
+                                                                   utcnow() - timedelta(minutes=5), utcnow())
+             if t.breaker == "online"]  # fmt: skip
+    assert ("closed", "open") in moves and moves[-1][1] == "closed", moves
 
 
 def test_failed_delta_appends_are_retried_in_order_and_duplicate_nothing(stream_repo, monkeypatch):

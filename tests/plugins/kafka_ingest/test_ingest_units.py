@@ -234,6 +234,40 @@ def test_breaker_opens_half_opens_and_closes():
     assert b.state is BreakerState.CLOSED and b.opened == 2  # the failed probe counts as a re-open
 
 
+
+def test_breaker_transitions_are_kept_in_a_delta_table(tmp_path):
+    """Every transition goes to the breaker log (a real Delta table), in order, off the caller's thread;
+    an unwritable location keeps them queued instead of failing the breaker."""
+    from datetime import timedelta
+
+    from fs_platform.plugins.kafka_ingest.breaker_log import BreakerLog, read_transitions
+    from fs_platform.timeutil import utcnow
+
+    start = utcnow() - timedelta(seconds=1)
+    where = str(tmp_path / "ingest_breakers")
+    blog = BreakerLog(where)
+    now = [0.0]
+    b = CircuitBreaker("online", failures=2, reset_s=5, clock=lambda: now[0], on_change=blog.record)
+    b.failure()
+    b.failure()  # open
+    b.failure()  # still open: no transition
+    now[0] = 5
+    b.allow()  # half-open
+    b.success()  # closed
+    blog.close()
+    got = read_transitions(where, start, utcnow())
+    assert [(t.breaker, t.from_state, t.to_state) for t in got] == [
+        ("online", "closed", "open"), ("online", "open", "half_open"), ("online", "half_open", "closed")]
+    assert got[0].failures == 2 and got[0].at <= got[1].at <= got[2].at
+    assert read_transitions(str(tmp_path / "never"), start, utcnow()) == []
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    stuck = BreakerLog(str(blocked / "ingest_breakers"))
+    CircuitBreaker("offline", failures=1, reset_s=5, on_change=stuck.record).failure()  # does not raise
+    stuck.close(timeout_s=1.0)
+    assert len(stuck._queue) == 1  # kept for the next try, not lost
+
 @pytest.mark.redis
 @pytest.mark.kafka
 def test_online_batches_keep_the_newest_row_by_event_then_created_time(transform_repo):
