@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fs_platform.config import first_error
 from fs_platform.errors import ConfigError
 from fs_platform.metadata import parse_duration
 from fs_platform.plugins.delta.tables import resolve_path
@@ -67,6 +68,5 @@ def load_settings(repo_config) -> BackfillSettings:
     try:
         return BackfillSettings(**raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise ConfigError(f"invalid backfill.{where} in feature_store.yaml: {first.get('msg')}") from None
+        where, msg = first_error(e)
+        raise ConfigError(f"invalid backfill.{where} in feature_store.yaml: {msg}") from None

@@ -120,6 +120,13 @@ def _refuse_old_type_paths(data: dict[str, Any], repo: Path) -> None:
             )
 
 
+def first_error(e) -> tuple[str, str]:
+    """(field path, message) of a pydantic ``ValidationError``'s first problem: what every settings loader
+    puts in its one-line ``ConfigError``."""
+    first = e.errors()[0]
+    return ".".join(str(p) for p in first.get("loc", ())), first.get("msg", "")
+
+
 def load_config(repo: Path, env: str = DEFAULT_ENV):
     """A Feast ``RepoConfig`` for ``repo`` in environment ``env``."""
     from feast.repo_config import RepoConfig
@@ -130,11 +137,10 @@ def load_config(repo: Path, env: str = DEFAULT_ENV):
     try:
         config = RepoConfig(**data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
+        where, msg = first_error(e)
         raise ConfigError(
             f"invalid configuration for env {env!r} in {repo}/feature_store.yaml: {where}: "
-            f"{first.get('msg', '').removeprefix('Value error, ')}"
+            f"{msg.removeprefix('Value error, ')}"
         ) from None
     except Exception as e:  # Feast raises plain errors for unknown store types etc.
         raise ConfigError(f"invalid configuration for env {env!r} in {repo}: {e}") from None

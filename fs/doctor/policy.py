@@ -32,6 +32,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fs_platform.config import first_error
 from fs_platform.doctor.assistant import AssistantSettings
 from fs_platform.doctor.model import Action, ActionClass, OpsPlan
 from fs_platform.errors import ConfigError, OpsRefused
@@ -84,9 +85,8 @@ def load_ops_settings(repo_config) -> OpsSettings:
     try:
         return OpsSettings(**raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise ConfigError(f"invalid ops.{where} in feature_store.yaml: {first.get('msg')}") from None
+        where, msg = first_error(e)
+        raise ConfigError(f"invalid ops.{where} in feature_store.yaml: {msg}") from None
 
 
 @dataclass(frozen=True)

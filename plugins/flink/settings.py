@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fs_platform.config import expand_env, read_yaml
+from fs_platform.config import expand_env, first_error, read_yaml
 from fs_platform.errors import ConfigError
 
 FILE_NAME = "flink.yaml"
@@ -61,6 +61,5 @@ def load_flink_settings(repo: str | Path, overrides: dict | None = None) -> Flin
     try:
         return FlinkSettings(**data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise ConfigError(f"invalid {path}: {where}: {first.get('msg')}") from None
+        where, msg = first_error(e)
+        raise ConfigError(f"invalid {path}: {where}: {msg}") from None

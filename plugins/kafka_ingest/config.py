@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fs_platform.config import expand_env, merge, read_yaml
+from fs_platform.config import expand_env, first_error, merge, read_yaml
 from fs_platform.errors import ConfigError
 from fs_platform.metadata import parse_duration
 
@@ -286,9 +286,8 @@ def load_ingest_config(repo: str | Path, env: str = "dev", overrides: dict | Non
     try:
         return IngestConfig(**expand_env(data, path))
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise ConfigError(f"invalid {path}: {where}: {first.get('msg')}") from None
+        where, msg = first_error(e)
+        raise ConfigError(f"invalid {path}: {where}: {msg}") from None
 
 
 def kafka_client_kwargs(config: IngestConfig) -> dict:

@@ -28,6 +28,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fs_platform.config import first_error
 from fs_platform.errors import ConfigError
 from fs_platform.governance.pii import ONLINE_READER
 
@@ -127,9 +128,8 @@ def load(repo: Path, path: str | os.PathLike | None = None, **overrides) -> Serv
     try:
         return ServeSettings(**data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"{file.name}: {where}: {first['msg']}") from None
+        where, msg = first_error(e)
+        raise ConfigError(f"{file.name}: {where}: {msg}") from None
 
 
 def key_digest(key: str) -> bytes:
