@@ -114,18 +114,12 @@ class RedisArrowEngine(ComputeEngine):
             return [self._materialize_one(registry, task, platform=platform) for task in tasks]
 
     def _materialize_one(
-        self, registry: BaseRegistry, task: MaterializationTask, platform=None, **kwargs
+        self, registry: BaseRegistry, task: MaterializationTask, platform, **kwargs
     ) -> MaterializationJob:
         view = task.feature_view
         job_id = f"{view.name}-{task.start_time}-{task.end_time}"
         try:
-            if platform is None:
-                from fs_platform.platform import Platform
-
-                with Platform.for_config(self.repo_config) as platform:
-                    result = self._run(task, platform)
-            else:
-                result = self._run(task, platform)
+            result = self._run(task, platform)
         except Exception as e:  # Feast reports the job's error; keep the type for the caller
             logger.error(
                 "materialization of %s failed: %s",
