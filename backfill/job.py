@@ -61,7 +61,6 @@ Progress = Callable[[ProgressEvent], None]
 Group = tuple[Interval, list[PlannedChunk]]  # one interval's planned chunks (one per target)
 
 
-
 def _emit_metrics(kind: str, view: str, r: ChunkResult) -> None:
     """``fs_job_duration_seconds`` and ``fs_job_rows_total`` for one finished chunk."""
     JOB_DURATION.labels(kind, view).observe(r.seconds)
@@ -89,9 +88,18 @@ def failure_message(e: BaseException) -> str:
 class Job:
     """One run: executes chunks (optionally in parallel) and records each state change."""
 
-    def __init__(self, bf: Backfiller, plan: BackfillPlan, run_id: str, holder: str, lease: Lease,
-                 result: BackfillResult, progress: Progress | None, started_at: datetime,
-                 allow_shrink: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        bf: Backfiller,
+        plan: BackfillPlan,
+        run_id: str,
+        holder: str,
+        lease: Lease,
+        result: BackfillResult,
+        progress: Progress | None,
+        started_at: datetime,
+        allow_shrink: bool = False,
+    ):
         self.bf, self.plan, self.run_id, self.holder, self.lease = bf, plan, run_id, holder, lease
         self.allow_shrink = allow_shrink
         # Backfills stamp online rows' created time with the run's start, so a correction at an
@@ -182,8 +190,11 @@ class Job:
         except Exception as e:
             log.warning(
                 "recomputing %d chunks of %s in one pass failed (%s); computing them one at a time",
-                len(groups), self.plan.view, failure_message(e), exc_info=log.isEnabledFor(logging.DEBUG),
-            )  # fmt: skip
+                len(groups),
+                self.plan.view,
+                failure_message(e),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             parts = [None] * len(groups)
         else:
             parts = offline.split(computed, [iv for iv, _ in groups], self.view.batch_source.timestamp_field)
@@ -210,11 +221,23 @@ class Job:
     ) -> LedgerEntry:
         r = r or ChunkResult(target, iv, status)
         return LedgerEntry(
-            run_id=self.run_id, view=self.plan.view, target=target, kind=self.plan.kind, start=iv.start,
-            end=iv.end, status=status, holder=self.holder, recorded_at=utcnow(), rows_in=r.rows_in,
-            rows_written=r.rows_written, rows_skipped=r.rows_skipped, source_version=r.source_version,
-            target_version=r.target_version, validation=r.validation, message=r.message[:2000],
-        )  # fmt: skip
+            run_id=self.run_id,
+            view=self.plan.view,
+            target=target,
+            kind=self.plan.kind,
+            start=iv.start,
+            end=iv.end,
+            status=status,
+            holder=self.holder,
+            recorded_at=utcnow(),
+            rows_in=r.rows_in,
+            rows_written=r.rows_written,
+            rows_skipped=r.rows_skipped,
+            source_version=r.source_version,
+            target_version=r.target_version,
+            validation=r.validation,
+            message=r.message[:2000],
+        )
 
     def _tick(self, target: Target, iv: Interval, stage: str, chunks: int = 1) -> None:
         if self.progress:
@@ -294,8 +317,11 @@ class Job:
             computed = offline.compute(self.definition, iv, ts_field)
         data = computed.data
         if data.num_rows:  # the rows must fit the view before anything is committed (offline or online)
-            check_view(view, arrow_columns(data.schema),
-                       hint=f"fix the batch definition of {view.name!r} (backfills.py) or the view; nothing was committed")  # fmt: skip
+            check_view(
+                view,
+                arrow_columns(data.schema),
+                hint=f"fix the batch definition of {view.name!r} (backfills.py) or the view; nothing was committed",
+            )
         r = ChunkResult(
             Target.OFFLINE, iv, Status.DONE, rows_in=data.num_rows, source_version=computed.source_version
         )
@@ -307,9 +333,11 @@ class Job:
             held = offline.rows_in_range(self.location, ts_field, iv)
             if data.num_rows < held:
                 r.status = Status.REJECTED
-                r.message = (f"recomputed {data.num_rows} rows where the table holds {held}: replacing would "
-                             "delete rows (do the definition's inputs cover this range yet?); "
-                             "rerun with --allow-shrink if the correction removes rows")
+                r.message = (
+                    f"recomputed {data.num_rows} rows where the table holds {held}: replacing would "
+                    "delete rows (do the definition's inputs cover this range yet?); "
+                    "rerun with --allow-shrink if the correction removes rows"
+                )
                 return r, None
         self._tick(Target.OFFLINE, iv, "commit")
         meta = {"fs.backfill.run": self.run_id, "fs.backfill.chunk": str(iv)}
@@ -336,8 +364,13 @@ class Job:
         self._tick(Target.ONLINE, iv, "compute")
         if is_aggregation(self.view):  # tiles rebuilt from the raw events, not rows
             pulled = online.rebuild_tiles(store, self.view, iv)
-            r = ChunkResult(Target.ONLINE, iv, Status.DONE, rows_in=pulled.data.num_rows,
-                            source_version=pulled.source_version)
+            r = ChunkResult(
+                Target.ONLINE,
+                iv,
+                Status.DONE,
+                rows_in=pulled.data.num_rows,
+                source_version=pulled.source_version,
+            )
             self._tick(Target.ONLINE, iv, "commit")
             self.lease.check()
             written = online.write_tiles(store, self.view, pulled.data)

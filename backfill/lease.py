@@ -197,7 +197,9 @@ class LeaseStore:
             with self.calls():
                 taken = self._takeover(keys=[key], args=[current, token, self.ttl_ms])
             if taken:
-                log.warning("took over the lease on %s from %s: that process is gone", view, record.get("holder"))
+                log.warning(
+                    "took over the lease on %s from %s: that process is gone", view, record.get("holder")
+                )
                 return Lease(self, view, holder, token)
         raise LeaseHeldError(
             f"feature view {view!r} is being materialized/backfilled by {record.get('holder', 'another run')}",
@@ -221,7 +223,9 @@ class Lease:
     def _extend_once(self) -> bool:
         """Extend the lease by its TTL if our token still holds it (one atomic script call)."""
         with self.store.calls():
-            return bool(self.store._extend(keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms]))
+            return bool(
+                self.store._extend(keys=[self.store.key(self.view)], args=[self._token, self.store.ttl_ms])
+            )
 
     def _beat(self) -> None:
         interval = self.store.ttl_ms / 5000  # five tries per TTL: a lost heartbeat or two is harmless

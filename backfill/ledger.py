@@ -176,7 +176,10 @@ class Ledger:
         keep = [
             scopes[(v, t)] is not None and scopes[(v, t)] == s
             for v, t, s in zip(
-                table["view"].to_pylist(), table["target"].to_pylist(), table["scope"].to_pylist(), strict=True
+                table["view"].to_pylist(),
+                table["target"].to_pylist(),
+                table["scope"].to_pylist(),
+                strict=True,
             )
         ]
         return table.filter(pa.array(keep, pa.bool_()))
@@ -218,7 +221,9 @@ class Ledger:
         done = coverage(history)
         # The latest entry of each chunk not (or no longer) covered: a failed chunk later covered by a
         # done one (e.g. a rerun with another chunk size) is settled.
-        pending = tuple(e for e in self.latest(view, target) if e.status != Status.DONE and subtract(e.interval, done))
+        pending = tuple(
+            e for e in self.latest(view, target) if e.status != Status.DONE and subtract(e.interval, done)
+        )
         mark = None
         if target == Target.ONLINE:
             mark = _watermark([e for e in history if e.kind in (Kind.MATERIALIZE, Kind.INCREMENTAL)])
@@ -248,7 +253,9 @@ def _watermark(entries: list[LedgerEntry]) -> datetime | None:
     incremental = [e.start for e in entries if e.kind == Kind.INCREMENTAL]
     # Holes only: a planned/running/failed entry whose range a later done entry covers again (every
     # completed run first records its chunks ``planned``) is superseded and holds nothing back.
-    unfinished = [hole.start for e in entries if e.status != Status.DONE for hole in subtract(e.interval, done)]
+    unfinished = [
+        hole.start for e in entries if e.status != Status.DONE for hole in subtract(e.interval, done)
+    ]
     since = min(incremental) if incremental else min(unfinished, default=done[-1].end)
     for iv in done:  # the first time at or after ``since`` that is not done
         if iv.end < since:

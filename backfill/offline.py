@@ -187,7 +187,9 @@ def rows_in_range(location: str, ts_field: str, interval: Interval) -> int:
         return 0
     dataset = DeltaTable(location).to_pyarrow_dataset()
     kind = dataset.schema.field(ts_field).type
-    start, end = (pa.scalar(t, pa.timestamp("us", tz="UTC")).cast(kind) for t in (interval.start, interval.end))
+    start, end = (
+        pa.scalar(t, pa.timestamp("us", tz="UTC")).cast(kind) for t in (interval.start, interval.end)
+    )
     return dataset.count_rows(filter=(ds.field(ts_field) >= start) & (ds.field(ts_field) < end))
 
 

@@ -150,13 +150,20 @@ class Backfiller:
             return stats[target].estimate(iv)
 
         plan = build_plan(
-            self.ledger, view, kind, targets, start_dt, end_dt,
+            self.ledger,
+            view,
+            kind,
+            targets,
+            start_dt,
+            end_dt,
             self.settings.chunk_size if chunk is None else chunk,
-            resume=resume, estimate=estimate, definition=definition.describe if definition else None,
+            resume=resume,
+            estimate=estimate,
+            definition=definition.describe if definition else None,
             lease_holder=holder.holder if holder else None,
             compute_span=compute_span or self.settings.compute_span,
             compute_span_rows=self.settings.compute_span_rows or None,
-        )  # fmt: skip
+        )
         return replace(plan, create_table=True) if create_table else plan
 
     def _check_table(self, fv, targets: tuple[Target, ...], create: bool) -> bool:
@@ -177,7 +184,11 @@ class Backfiller:
                     "a backfill does not recreate it unasked",
                     hint="restore it, or rerun with --create to create it from the recomputed rows",
                 )
-            log.warning("the Delta table of %s does not exist at %s: this run creates it (--create)", fv.name, location)
+            log.warning(
+                "the Delta table of %s does not exist at %s: this run creates it (--create)",
+                fv.name,
+                location,
+            )
             return True
         check_view(fv, table_columns(fv, config), hint="fix the view or its Delta table; nothing was written")
         return False
@@ -195,7 +206,12 @@ class Backfiller:
 
     # -- running ---------------------------------------------------------------------------------
     def run(
-        self, plan: BackfillPlan, *, parallel: int = 1, progress: Progress | None = None, allow_shrink: bool = False
+        self,
+        plan: BackfillPlan,
+        *,
+        parallel: int = 1,
+        progress: Progress | None = None,
+        allow_shrink: bool = False,
     ) -> BackfillResult:
         """Run the plan's chunks under the view's lease; returns per-chunk results (never raises for
         a failed chunk: the failure is recorded and the result says so).

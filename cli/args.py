@@ -25,10 +25,14 @@ TIME_HELP = "2026-11-01, ISO 8601, now, -2d; UTC if no offset"
 START_HELP = f"Start of the range, inclusive ({TIME_HELP})."
 END_HELP = "End of the range, exclusive (same formats as the start)."
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout (same as `fs --json`).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Machine-readable JSON on stdout (same as `fs --json`).")
+]
 ViewsOpt = Annotated[
     list[str] | None,
-    typer.Option("--views", "--view", help="Feature views to include (repeat the option); default: all online views."),
+    typer.Option(
+        "--views", "--view", help="Feature views to include (repeat the option); default: all online views."
+    ),
 ]
 StartArg = Annotated[str, typer.Argument(help=START_HELP)]
 EndArg = Annotated[str, typer.Argument(help=END_HELP)]
@@ -43,8 +47,10 @@ def window_option(text: str, name: str) -> tuple[datetime, datetime]:
     """A ``START..END`` window (each end as :func:`time_option`)."""
     start, sep, end = text.partition("..")
     if not sep or not start or not end:
-        raise InvalidArgument(f"{name}: not a window: {text!r} (use START..END, e.g. 2026-11-01..2026-11-08 "
-                              f"or -14d..-7d; each end {TIME_FORMS})")
+        raise InvalidArgument(
+            f"{name}: not a window: {text!r} (use START..END, e.g. 2026-11-01..2026-11-08 "
+            f"or -14d..-7d; each end {TIME_FORMS})"
+        )
     return time_option(start, name), time_option(end, name)
 
 

@@ -24,8 +24,10 @@ from fs_platform.cli import exit_codes
 from fs_platform.cli.args import JsonOpt, ViewsOpt, time_option
 from fs_platform.cli.state import state
 
-app = typer.Typer(help="Run the actions fs doctor proposed (after approval), roll them back, read the audit log.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Run the actions fs doctor proposed (after approval), roll them back, read the audit log.",
+    no_args_is_help=True,
+)
 
 ApprovedBy = Annotated[
     str | None, typer.Option("--approved-by", help="Who approves (CI). Without it: an interactive yes/no.")
@@ -33,11 +35,23 @@ ApprovedBy = Annotated[
 _STYLE = {"ok": "green", "info": "cyan", "warning": "yellow", "error": "red"}
 
 
-doctor_app = typer.Typer(help="Every health check in one pass (exit 0 ok, 3 warning, 1 error); `fs doctor cost`, "
-                         "`fs doctor triage`.", invoke_without_command=True)  # fmt: skip
-PlanOpt = Annotated[Path | None, typer.Option("--plan", help="Write the proposed actions to this plan file (JSON).")]
-ProposerOpt = Annotated[str | None, typer.Option("--proposer", help="Who proposes the plan (default: your user name).")]
-DeepOpt = Annotated[bool, typer.Option("--deep", help="Also the expensive checks (a parity sample of tier-1 views; full key scans).")]
+doctor_app = typer.Typer(
+    help="Every health check in one pass (exit 0 ok, 3 warning, 1 error); `fs doctor cost`, "
+    "`fs doctor triage`.",
+    invoke_without_command=True,
+)
+PlanOpt = Annotated[
+    Path | None, typer.Option("--plan", help="Write the proposed actions to this plan file (JSON).")
+]
+ProposerOpt = Annotated[
+    str | None, typer.Option("--proposer", help="Who proposes the plan (default: your user name).")
+]
+DeepOpt = Annotated[
+    bool,
+    typer.Option(
+        "--deep", help="Also the expensive checks (a parity sample of tier-1 views; full key scans)."
+    ),
+]
 
 
 @doctor_app.callback()
@@ -47,45 +61,80 @@ def doctor(
     deep: DeepOpt = False,
     plan: PlanOpt = None,
     proposer: ProposerOpt = None,
-    check: Annotated[list[str] | None, typer.Option("--check", help="Run only these checks (repeat).")] = None,
-    assistant: Annotated[bool, typer.Option("--assistant", help="Also ask the environment's AI assistant (ops.assistant) for a summary and proposals.")] = False,
+    check: Annotated[
+        list[str] | None, typer.Option("--check", help="Run only these checks (repeat).")
+    ] = None,
+    assistant: Annotated[
+        bool,
+        typer.Option(
+            "--assistant",
+            help="Also ask the environment's AI assistant (ops.assistant) for a summary and proposals.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Every health check in one pass: findings, evidence and proposed actions (exit 0 ok, 3 warning, 1 error)."""
     if ctx.invoked_subcommand:
         return
     from fs_platform.doctor import doctor as run_doctor
 
     st = state(ctx)
-    _finish(st, st.output(as_json), run_doctor(st.platform, views, deep=deep, checks=check), plan, proposer,
-            f"fs doctor ({st.platform.env}", assistant)  # fmt: skip
+    _finish(
+        st,
+        st.output(as_json),
+        run_doctor(st.platform, views, deep=deep, checks=check),
+        plan,
+        proposer,
+        f"fs doctor ({st.platform.env}",
+        assistant,
+    )
 
 
 @doctor_app.command("cost")
 def cost_cmd(
-    ctx: typer.Context, views: ViewsOpt = None, deep: DeepOpt = False, plan: PlanOpt = None,
-    proposer: ProposerOpt = None, as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+    ctx: typer.Context,
+    views: ViewsOpt = None,
+    deep: DeepOpt = False,
+    plan: PlanOpt = None,
+    proposer: ProposerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Where memory and storage go: online memory per view and feature (sampled), features no service
     uses, ttls far over their SLA, Delta tables with small or unreferenced files; each with its saving."""
     from fs_platform.doctor.cost import cost
 
     st = state(ctx)
-    _finish(st, st.output(as_json), cost(st.platform, views, deep=deep), plan, proposer, f"fs doctor cost ({st.platform.env}")
+    _finish(
+        st,
+        st.output(as_json),
+        cost(st.platform, views, deep=deep),
+        plan,
+        proposer,
+        f"fs doctor cost ({st.platform.env}",
+    )
 
 
 @doctor_app.command("triage")
 def triage_cmd(
     ctx: typer.Context,
-    feature_service: Annotated[str | None, typer.Option("--feature-service", help="The feature service of the incident (its views are triaged).")] = None,
+    feature_service: Annotated[
+        str | None,
+        typer.Option(
+            "--feature-service", help="The feature service of the incident (its views are triaged)."
+        ),
+    ] = None,
     views: ViewsOpt = None,
-    since: Annotated[str, typer.Option("--since", help="How far back the timeline goes (a duration: 30m, 2h, 1d).")] = "2h",
-    note: Annotated[Path | None, typer.Option("--note", help="Write the Markdown incident note to this file.")] = None,
+    since: Annotated[
+        str, typer.Option("--since", help="How far back the timeline goes (a duration: 30m, 2h, 1d).")
+    ] = "2h",
+    note: Annotated[
+        Path | None, typer.Option("--note", help="Write the Markdown incident note to this file.")
+    ] = None,
     deep: DeepOpt = False,
     plan: PlanOpt = None,
     proposer: ProposerOpt = None,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """One timeline of an incident (freshness, ingest lag and dead letters, ledger runs, validations,
     registry changes, fs ops actions), the likely causes ranked, and an incident note."""
     from fs_platform.doctor.triage import triage
@@ -107,10 +156,16 @@ def triage_cmd(
     if out.as_json:
         out.json({**t.to_dict(), "note": str(note) if note else None, "plan": str(plan) if written else None})
     else:
-        out.table(f"likely causes ({t.scope}, last {since})", ["#", "check", "subject", "what", "runbook"],
-                  [[i, c.check, c.subject, c.what, c.runbook] for i, c in enumerate(t.causes, 1)])
-        out.table("timeline (UTC)", ["at", "source", "subject", "what"],
-                  [[f"{e.at:%H:%M:%S}", e.source, e.subject, e.what] for e in t.timeline])
+        out.table(
+            f"likely causes ({t.scope}, last {since})",
+            ["#", "check", "subject", "what", "runbook"],
+            [[i, c.check, c.subject, c.what, c.runbook] for i, c in enumerate(t.causes, 1)],
+        )
+        out.table(
+            "timeline (UTC)",
+            ["at", "source", "subject", "what"],
+            [[f"{e.at:%H:%M:%S}", e.source, e.subject, e.what] for e in t.timeline],
+        )
         if note:
             out.text(f"Incident note written to {note}.")
         _plan_hint(out, t.report, plan, written)
@@ -124,8 +179,10 @@ def ops_write(st, report, plan, proposer):
 
 def _plan_hint(out, report, plan, written) -> None:
     if written:
-        out.text(f"Plan {written.plan_id}: {len(written.actions)} action(s) written to {plan}; review it, then "
-                 f"`fs ops apply {plan}`.")  # fmt: skip
+        out.text(
+            f"Plan {written.plan_id}: {len(written.actions)} action(s) written to {plan}; review it, then "
+            f"`fs ops apply {plan}`."
+        )
     elif report.actions:
         out.text(f"{len(report.actions)} action(s) proposed: `--plan FILE` writes them for review.")
 
@@ -142,16 +199,31 @@ def _finish(st, out, report, plan, proposer, title: str, assistant: bool = False
         report = advice.merged(report)
     written = ops_write(st, report, plan, proposer)
     if out.as_json:
-        out.json({**report.to_dict(), "plan": str(plan) if written else None,
-                  **({"assistant": advice.to_dict()} if advice else {})})  # fmt: skip
+        out.json(
+            {
+                **report.to_dict(),
+                "plan": str(plan) if written else None,
+                **({"assistant": advice.to_dict()} if advice else {}),
+            }
+        )
     else:
-        rows = [[f"[{_STYLE[str(f.severity)]}]{f.severity}[/]", f.check, f.subject, f.message,
-                 "\n".join(f"{a.id} {a.kind}" for a in f.actions) or "-"] for f in report.findings]  # fmt: skip
+        rows = [
+            [
+                f"[{_STYLE[str(f.severity)]}]{f.severity}[/]",
+                f.check,
+                f.subject,
+                f.message,
+                "\n".join(f"{a.id} {a.kind}" for a in f.actions) or "-",
+            ]
+            for f in report.findings
+        ]
         out.table(f"{title}, {report.seconds:.1f}s)", ["", "check", "subject", "finding", "proposed"], rows)
         if advice:
             out.text(advice.render())
         _plan_hint(out, report, plan, written)
-    code = {Severity.ERROR: exit_codes.ERROR, Severity.WARNING: exit_codes.BREACH}.get(report.worst, exit_codes.OK)
+    code = {Severity.ERROR: exit_codes.ERROR, Severity.WARNING: exit_codes.BREACH}.get(
+        report.worst, exit_codes.OK
+    )
     if code:
         raise typer.Exit(code)
 
@@ -178,9 +250,21 @@ def _approver(out, approved_by: str | None, yes: bool, what: str) -> str | None:
 
 
 def _render(out, results) -> None:
-    out.table("fs ops", ["action", "kind", "class", "status", "rule", "changed / message"],
-              [[r.action.id, r.action.kind, r.action.classification.value, r.status, r.rule or "",
-                ", ".join(f"{k}={v}" for k, v in r.changed.items()) or r.message] for r in results])  # fmt: skip
+    out.table(
+        "fs ops",
+        ["action", "kind", "class", "status", "rule", "changed / message"],
+        [
+            [
+                r.action.id,
+                r.action.kind,
+                r.action.classification.value,
+                r.status,
+                r.rule or "",
+                ", ".join(f"{k}={v}" for k, v in r.changed.items()) or r.message,
+            ]
+            for r in results
+        ],
+    )
 
 
 @app.command("apply")
@@ -188,10 +272,15 @@ def apply_cmd(
     ctx: typer.Context,
     plan_file: Annotated[Path, typer.Argument(help="Plan file written by `fs doctor --plan`.")],
     approved_by: ApprovedBy = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the policy and show what would run; change nothing.")] = False,
-    no_input: Annotated[bool, typer.Option("--no-input", help="Never ask (unapproved actions that need approval are refused).")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the policy and show what would run; change nothing.")
+    ] = False,
+    no_input: Annotated[
+        bool,
+        typer.Option("--no-input", help="Never ask (unapproved actions that need approval are refused)."),
+    ] = False,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Execute an approved plan under the environment's policy (exit 1 if an action failed, 3 if one was refused)."""
     from fs_platform.doctor import ops
 
@@ -204,9 +293,22 @@ def apply_cmd(
         approver = _approver(out, None, False, f"{len(plan.actions)} action(s) of {plan.plan_id}")
     results = ops.apply(st.platform, plan, approver=approver, dry_run=dry_run)
     if out.as_json:
-        out.json({"plan_id": plan.plan_id, "approver": approver, "results": [
-            {"action": r.action.to_dict(), "status": r.status, "rule": r.rule, "changed": r.changed, "message": r.message}
-            for r in results]})  # fmt: skip
+        out.json(
+            {
+                "plan_id": plan.plan_id,
+                "approver": approver,
+                "results": [
+                    {
+                        "action": r.action.to_dict(),
+                        "status": r.status,
+                        "rule": r.rule,
+                        "changed": r.changed,
+                        "message": r.message,
+                    }
+                    for r in results
+                ],
+            }
+        )
     else:
         _render(out, results)
     if any(r.status == "failed" for r in results):
@@ -239,9 +341,11 @@ def rollback_cmd(
 @app.command("log")
 def log_cmd(
     ctx: typer.Context,
-    since: Annotated[str | None, typer.Option("--since", help="Only events at or after this time (-1d, ISO 8601).")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only events at or after this time (-1d, ISO 8601).")
+    ] = None,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """The audit log of this environment: proposals, approvals, refusals, executions, rollbacks."""
     from fs_platform.doctor import ops
 
@@ -250,16 +354,32 @@ def log_cmd(
     events = ops.log_events(st.platform, time_option(since, "--since"))
     if out.as_json:
         return out.json([e.to_dict() for e in events])
-    out.table(f"ops audit log ({st.platform.env})", ["at (UTC)", "event", "action", "kind", "view", "actor", "rule / details"],
-              [[f"{e.at:%Y-%m-%d %H:%M:%S}", e.event, e.action_id or "", e.kind or "", e.view or "", e.actor or "",
-                e.rule or ", ".join(f"{k}={v}" for k, v in (e.details.get("changed") or {}).items()) or e.message]
-               for e in events])  # fmt: skip
+    out.table(
+        f"ops audit log ({st.platform.env})",
+        ["at (UTC)", "event", "action", "kind", "view", "actor", "rule / details"],
+        [
+            [
+                f"{e.at:%Y-%m-%d %H:%M:%S}",
+                e.event,
+                e.action_id or "",
+                e.kind or "",
+                e.view or "",
+                e.actor or "",
+                e.rule
+                or ", ".join(f"{k}={v}" for k, v in (e.details.get("changed") or {}).items())
+                or e.message,
+            ]
+            for e in events
+        ],
+    )
 
 
 @app.command("prune")
 def prune_cmd(
     ctx: typer.Context,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete rollback snapshots older than ops.rollback_retention_days (fs ops apply does it too);
@@ -271,8 +391,11 @@ def prune_cmd(
     pruned = ops.prune(st.platform, dry_run=dry_run)
     if out.as_json:
         return out.json({"dry_run": dry_run, "pruned": pruned})
-    out.table(f"rollback snapshots {'to prune' if dry_run else 'pruned'}", ["action", "bytes"],
-              [[a, n] for a, n in pruned.items()])
+    out.table(
+        f"rollback snapshots {'to prune' if dry_run else 'pruned'}",
+        ["action", "bytes"],
+        [[a, n] for a, n in pruned.items()],
+    )
 
 
 def register(root: typer.Typer) -> None:

@@ -9,10 +9,17 @@ import typer
 
 from fs_platform.cli.state import state
 
-app = typer.Typer(help="Kafka ingestion into push sources (declared in <repo>/ingest.yaml).", no_args_is_help=True)
+app = typer.Typer(
+    help="Kafka ingestion into push sources (declared in <repo>/ingest.yaml).", no_args_is_help=True
+)
 
-TopicsOpt = Annotated[list[str] | None, typer.Option("--topic", "--topics", help="Topics to consume (repeat); default: all declared.")]
-BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (overrides ingest.yaml).")]
+TopicsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--topic", "--topics", help="Topics to consume (repeat); default: all declared."),
+]
+BootstrapOpt = Annotated[
+    str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (overrides ingest.yaml).")
+]
 
 
 def _config(st, topics=None, group=None, bootstrap=None, http_port=None):
@@ -38,10 +45,17 @@ def _connected(config, duration: float | None = None):
 def run(
     ctx: typer.Context,
     topics: TopicsOpt = None,
-    group: Annotated[str | None, typer.Option("--group", help="Consumer group (overrides ingest.yaml).")] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Consumer group (overrides ingest.yaml).")
+    ] = None,
     bootstrap: BootstrapOpt = None,
-    http_port: Annotated[int | None, typer.Option("--http-port", help="Serve /metrics and /health on this port.")] = None,
-    duration: Annotated[float | None, typer.Option("--duration", help="Stop after this many seconds (default: run until SIGTERM).")] = None,
+    http_port: Annotated[
+        int | None, typer.Option("--http-port", help="Serve /metrics and /health on this port.")
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", help="Stop after this many seconds (default: run until SIGTERM)."),
+    ] = None,
 ) -> None:
     """Consume the declared topics into the online store and Delta until SIGTERM (drains, then exits)."""
     from fs_platform.plugins.kafka_ingest import Ingestor
@@ -70,9 +84,18 @@ def dlq(
     letters = read_dead_letters(config.dead_letter_topic, limit=limit, **kafka_client_kwargs(config))
     rows = [[d.topic, d.partition, d.offset, d.reason, d.detail, len(d.value or b"")] for d in letters]
     if st.as_json:
-        st.out.json([dict(zip(["topic", "partition", "offset", "reason", "detail", "bytes"], r, strict=True)) for r in rows])
+        st.out.json(
+            [
+                dict(zip(["topic", "partition", "offset", "reason", "detail", "bytes"], r, strict=True))
+                for r in rows
+            ]
+        )
     else:
-        st.out.table(f"Dead letters in {config.dead_letter_topic}", ["topic", "partition", "offset", "reason", "detail", "bytes"], rows)
+        st.out.table(
+            f"Dead letters in {config.dead_letter_topic}",
+            ["topic", "partition", "offset", "reason", "detail", "bytes"],
+            rows,
+        )
 
 
 def _offsets(values: list[str] | None, option: str) -> dict[int, int] | None:
@@ -83,7 +106,9 @@ def _offsets(values: list[str] | None, option: str) -> dict[int, int] | None:
     try:
         return {int(p): int(o) for p, _, o in (v.partition("=") for v in values)}
     except ValueError:
-        raise InvalidArgument(f"{option}: expected PARTITION=OFFSET (e.g. 0=120), got {' '.join(values)!r}") from None
+        raise InvalidArgument(
+            f"{option}: expected PARTITION=OFFSET (e.g. 0=120), got {' '.join(values)!r}"
+        ) from None
 
 
 OffsetsOpt = "PARTITION=OFFSET of the dead-letter topic (repeat per partition)"
@@ -92,9 +117,17 @@ OffsetsOpt = "PARTITION=OFFSET of the dead-letter topic (repeat per partition)"
 @app.command("replay-dlq")
 def replay_dlq(
     ctx: typer.Context,
-    start: Annotated[list[str] | None, typer.Option("--start", help=f"First letter to replay: {OffsetsOpt}; default: the beginning.")] = None,
-    end: Annotated[list[str] | None, typer.Option("--end", help=f"Stop before: {OffsetsOpt}; default: every letter there is.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be replayed; send nothing.")] = False,
+    start: Annotated[
+        list[str] | None,
+        typer.Option("--start", help=f"First letter to replay: {OffsetsOpt}; default: the beginning."),
+    ] = None,
+    end: Annotated[
+        list[str] | None,
+        typer.Option("--end", help=f"Stop before: {OffsetsOpt}; default: every letter there is."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be replayed; send nothing.")
+    ] = False,
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Send dead letters back to their source topic once the cause is fixed (whole letters of declared
@@ -104,22 +137,35 @@ def replay_dlq(
 
     st = state(ctx)
     config = _connected(_config(st, bootstrap=bootstrap))
-    result = replay_dead_letters(config, st.platform.repo_path, start=_offsets(start, "--start"),
-                                 end=_offsets(end, "--end"), dry_run=dry_run)
+    result = replay_dead_letters(
+        config,
+        st.platform.repo_path,
+        start=_offsets(start, "--start"),
+        end=_offsets(end, "--end"),
+        dry_run=dry_run,
+    )
     if st.as_json:
         st.out.json({"dry_run": dry_run, **result.to_dict()})
     else:
-        st.out.table(f"Dead-letter replay{' (dry run)' if dry_run else ''}", ["counter", "value"],
-                     [[k, v] for k, v in result.to_dict().items()])
+        st.out.table(
+            f"Dead-letter replay{' (dry run)' if dry_run else ''}",
+            ["counter", "value"],
+            [[k, v] for k, v in result.to_dict().items()],
+        )
 
 
 @app.command()
 def broker(
     ctx: typer.Context,
     port: Annotated[
-        int | None, typer.Option("--port", help="Port on 127.0.0.1 (default: the port of ingest.yaml's bootstrap address).")
+        int | None,
+        typer.Option(
+            "--port", help="Port on 127.0.0.1 (default: the port of ingest.yaml's bootstrap address)."
+        ),
     ] = None,
-    duration: Annotated[float | None, typer.Option("--duration", help="Stop after this many seconds (default: Ctrl-C).")] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
 ) -> None:
     """Run a local Kafka-compatible broker (embedded tansu, in memory: gone when it stops) with the
     declared topics and the dead-letter topic, for `fs ingest run` on a laptop. Ctrl-C stops it."""
@@ -142,7 +188,9 @@ def broker(
         if st.as_json:
             st.out.json({"bootstrap": running.bootstrap, "topics": [*topics, config.dead_letter_topic]})
         else:
-            st.out.text(f"Kafka broker (embedded tansu, in memory) on {running.bootstrap}, topics "
-                        f"{', '.join([*topics, config.dead_letter_topic])}. Ctrl-C stops it.")
+            st.out.text(
+                f"Kafka broker (embedded tansu, in memory) on {running.bootstrap}, topics "
+                f"{', '.join([*topics, config.dead_letter_topic])}. Ctrl-C stops it."
+            )
         sys.stdout.flush()
         stop.wait(duration)

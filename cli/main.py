@@ -43,14 +43,22 @@ def _global(
     ctx: typer.Context,
     repo: Annotated[
         str | None,
-        typer.Option("--repo", envvar="FS_REPO", help="Feature repo folder (default: ./feature_repo, or $FS_REPO)."),
+        typer.Option(
+            "--repo", envvar="FS_REPO", help="Feature repo folder (default: ./feature_repo, or $FS_REPO)."
+        ),
     ] = None,
     env: Annotated[
         str,
-        typer.Option("--env", envvar="FS_ENV", help="Environment: dev (default), or an overlay in <repo>/envs/<env>.yaml."),
+        typer.Option(
+            "--env",
+            envvar="FS_ENV",
+            help="Environment: dev (default), or an overlay in <repo>/envs/<env>.yaml.",
+        ),
     ] = "dev",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")] = 0,
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+    ] = 0,
     wide: Annotated[
         bool, typer.Option("--wide", help="Tables as wide as their rows (default: wrapped to 100 columns).")
     ] = False,
@@ -58,7 +66,9 @@ def _global(
     if verbose == 0:
         _quiet_library_warnings()
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     if verbose == 0:
         # kafka-python logs every failed connect attempt as a warning/error; fs reports an unreachable
         # broker itself, in one line. -v shows the client's own account.
@@ -112,7 +122,9 @@ def _error_lines(err) -> list[str]:
     problems = getattr(err, "problems", None)
     if not problems:
         return [f"error: {_one_line(str(err))}"]
-    return [f"error: {_one_line(p)}" for p in problems] + ([f"hint: {_one_line(err.hint)}"] if err.hint else [])
+    return [f"error: {_one_line(p)}" for p in problems] + (
+        [f"hint: {_one_line(err.hint)}"] if err.hint else []
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the last line of defence: one line, no traceback unless asked
         if debug:
             raise
-        typer.echo(f"error: {_one_line(f'{type(e).__name__}: {e}')} (FS_DEBUG=1 shows the traceback)", err=True)
+        typer.echo(
+            f"error: {_one_line(f'{type(e).__name__}: {e}')} (FS_DEBUG=1 shows the traceback)", err=True
+        )
     return exit_codes.ERROR
 
 

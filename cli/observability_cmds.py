@@ -10,14 +10,18 @@ import typer
 from fs_platform.cli.args import JsonOpt
 from fs_platform.cli.state import state
 
-app = typer.Typer(help="Dashboards and alert rules for the platform's metrics (docs/observability.md).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Dashboards and alert rules for the platform's metrics (docs/observability.md).",
+    no_args_is_help=True,
+)
 
 
 @app.command("export")
 def export(
     ctx: typer.Context,
-    dest: Annotated[Path, typer.Argument(help="Directory to write grafana/*.json and prometheus/fs-alerts.yaml into.")],
+    dest: Annotated[
+        Path, typer.Argument(help="Directory to write grafana/*.json and prometheus/fs-alerts.yaml into.")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Write the Grafana dashboards (serving, ingest, jobs, parity, quality, freshness; Grafana's JSON

@@ -52,7 +52,9 @@ class Output:
             return
         t = Table(title=title, title_justify="left")
         for i, c in enumerate(columns):
-            t.add_column(c, no_wrap=i == 0, overflow="fold")  # the name stays whole; other cells wrap, never cut
+            t.add_column(
+                c, no_wrap=i == 0, overflow="fold"
+            )  # the name stays whole; other cells wrap, never cut
         for r in rows:
             t.add_row(*["" if v is None else str(v) for v in r])
         self.console.print(t)

@@ -86,12 +86,19 @@ def check_cmd(
 
     st = state(ctx)
     report = check(
-        st.platform.store, views=views, feature_service=feature_service, sample=sample, entities=entities, seed=seed,
-        as_of=time_option(as_of, "--as-of"), tolerances=_tolerances(tolerance),
+        st.platform.store,
+        views=views,
+        feature_service=feature_service,
+        sample=sample,
+        entities=entities,
+        seed=seed,
+        as_of=time_option(as_of, "--as-of"),
+        tolerances=_tolerances(tolerance),
         max_mismatch_rate=max_mismatch_rate,
         allowed_lag=duration_option(allowed_lag, "--allowed-lag"),
-        lookback=duration_option(lookback, "--lookback", positive=True), examples=examples,
-    )  # fmt: skip
+        lookback=duration_option(lookback, "--lookback", positive=True),
+        examples=examples,
+    )
     if prom_file:
         write_prometheus(report, str(prom_file))
     out = st.output(as_json)
@@ -111,14 +118,20 @@ def check_cmd(
         for name, why in report.skipped.items():
             out.text(f"skipped {name}: {why}")
         t = report.timings
-        out.text(f"online reads {t.online_read_s:.2f}s, offline {t.offline_s:.2f}s, sampling {t.sampling_s:.2f}s, "
-                 f"compare {t.compare_s:.2f}s")  # fmt: skip
+        out.text(
+            f"online reads {t.online_read_s:.2f}s, offline {t.offline_s:.2f}s, sampling {t.sampling_s:.2f}s, "
+            f"compare {t.compare_s:.2f}s"
+        )
         for v in (v for v in report.views if v.view in report.no_data):
             if v.entities == 0:  # e.g. a header-only --entities file
-                out.text(f"no data: no entities to check for {v.view} (an empty --entities file, or nothing to sample)")
+                out.text(
+                    f"no data: no entities to check for {v.view} (an empty --entities file, or nothing to sample)"
+                )
                 continue
-            out.text(f"no data: no sampled entity of {v.view} has a row online or offline (check the entity "
-                     f"keys, the view's source freshness, or --lookback)")
+            out.text(
+                f"no data: no sampled entity of {v.view} has a row online or offline (check the entity "
+                f"keys, the view's source freshness, or --lookback)"
+            )
         out.text(f"verdict: {report.verdict.upper()} (max mismatch rate {report.max_mismatch_rate:.2%})")
     if report.breach:
         raise typer.Exit(exit_codes.BREACH)
@@ -159,16 +172,26 @@ def replay_cmd(
 
     st = state(ctx)
     report = replay_view(
-        st.platform, view, events=events, transform=transform, customers=customers, days=days, seed=seed,
-        tolerances=_tolerances(tolerance), max_mismatch_rate=max_mismatch_rate, examples=examples,
-    )  # fmt: skip
+        st.platform,
+        view,
+        events=events,
+        transform=transform,
+        customers=customers,
+        days=days,
+        seed=seed,
+        tolerances=_tolerances(tolerance),
+        max_mismatch_rate=max_mismatch_rate,
+        examples=examples,
+    )
     out = st.output(as_json)
     if out.as_json:
         out.json(report.to_dict())
     else:
         out.text(f"stream path: {report.stream_path}")
-        out.text(f"{report.view}: {report.events} events -> {report.stream_rows} stream rows, {report.batch_rows} batch rows "
-                 f"({report.stream_only} stream-only, {report.batch_only} batch-only)")  # fmt: skip
+        out.text(
+            f"{report.view}: {report.events} events -> {report.stream_rows} stream rows, {report.batch_rows} batch rows "
+            f"({report.stream_only} stream-only, {report.batch_only} batch-only)"
+        )
         out.table(
             "Replay parity",
             ["feature", "compared", "matched", "value_mismatch", "type_mismatch"],
@@ -177,8 +200,11 @@ def replay_cmd(
         if report.examples:
             out.text("\n[bold]Worst examples[/bold]")
             for e in report.examples:
-                out.console.print(f"{e.outcome}  {e.feature}  {e.entity}  at {e.event_timestamp}  "
-                                  f"stream={e.stream_value}  batch={e.batch_value}", markup=False)  # fmt: skip
+                out.console.print(
+                    f"{e.outcome}  {e.feature}  {e.entity}  at {e.event_timestamp}  "
+                    f"stream={e.stream_value}  batch={e.batch_value}",
+                    markup=False,
+                )
         out.text(f"verdict: {report.verdict.upper()} (mismatch rate {report.mismatch_rate:.2%})")
     if report.breach:
         raise typer.Exit(exit_codes.BREACH)
@@ -199,7 +225,8 @@ def skew_cmd(
         typer.Option("--by", help="One report per model_version (or model_name, model): shadow and canary."),
     ] = None,
     table: Annotated[
-        str | None, typer.Option("--table", help="Served-feature log (default: serve.yaml's served_log.path).")
+        str | None,
+        typer.Option("--table", help="Served-feature log (default: serve.yaml's served_log.path)."),
     ] = None,
     max_rows: Annotated[
         int, typer.Option("--max-rows", min=1, help="Logged rows compared at most (a seeded sample).")
@@ -223,24 +250,36 @@ def skew_cmd(
 
     st = state(ctx)
     report = skew(
-        st.platform.store, feature_service, since=duration_option(since, "--since", positive=True),
-        until=time_option(until, "--until"), by=by, table=table, max_rows=max_rows, seed=seed,
-        tolerances=_tolerances(tolerance), max_mismatch_rate=max_mismatch_rate, examples=examples,
-    )  # fmt: skip
+        st.platform.store,
+        feature_service,
+        since=duration_option(since, "--since", positive=True),
+        until=time_option(until, "--until"),
+        by=by,
+        table=table,
+        max_rows=max_rows,
+        seed=seed,
+        tolerances=_tolerances(tolerance),
+        max_mismatch_rate=max_mismatch_rate,
+        examples=examples,
+    )
     out = st.output(as_json)
     if out.as_json:
         out.json(report.to_dict())
     else:
-        out.text(f"{report.logged_rows} rows of {feature_service} served {report.start:%Y-%m-%d %H:%M} .. "
-                 f"{report.end:%Y-%m-%d %H:%M} UTC in {report.location}")  # fmt: skip
+        out.text(
+            f"{report.logged_rows} rows of {feature_service} served {report.start:%Y-%m-%d %H:%M} .. "
+            f"{report.end:%Y-%m-%d %H:%M} UTC in {report.location}"
+        )
         for name, group in report.groups.items():
             out.table(f"Skew: {name}", list(group.SUMMARY_COLUMNS), group.summary_rows())
             for line in group.example_lines():
                 out.console.print(line, markup=False)
         if report.pair is not None:
             p = report.pair
-            out.text(f"{p.a} vs {p.b}: {p.rows} entity rows served to both (same request id), "
-                     f"{p.mismatched} of {p.compared} feature values differ")  # fmt: skip
+            out.text(
+                f"{p.a} vs {p.b}: {p.rows} entity rows served to both (same request id), "
+                f"{p.mismatched} of {p.compared} feature values differ"
+            )
         for name, why in report.skipped.items():
             out.text(f"skipped {name}: {why}")
         if not report.groups:

@@ -38,7 +38,13 @@ def apply(ctx: typer.Context) -> None:
     st = state(ctx)
     result = st.platform.apply()
     if st.as_json:
-        st.out.json({"applied": result.applied, "changes": result.plan.changes, "infra_changes": result.plan.infra_changes})
+        st.out.json(
+            {
+                "applied": result.applied,
+                "changes": result.plan.changes,
+                "infra_changes": result.plan.infra_changes,
+            }
+        )
     else:
         _render_plan(st.out, result.plan, "applied")
 
@@ -50,7 +56,8 @@ def materialize(
     views: ViewsOpt = None,
     chunk_hours: Annotated[int, typer.Option("--chunk-hours", min=1, help="Chunk size in hours.")] = 24,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Skip chunks the backfill ledger records as done (after a crash).")
+        bool,
+        typer.Option("--resume", help="Skip chunks the backfill ledger records as done (after a crash)."),
     ] = False,
 ) -> None:
     """Load feature values with event times in [START, END) from the offline store into the online store.
@@ -79,7 +86,9 @@ def materialize(
 
 def materialize_incremental(
     ctx: typer.Context,
-    end: Annotated[str, typer.Argument(help="Materialize up to this time (exclusive; 2026-11-01, ISO 8601, now).")],
+    end: Annotated[
+        str, typer.Argument(help="Materialize up to this time (exclusive; 2026-11-01, ISO 8601, now).")
+    ],
     views: ViewsOpt = None,
 ) -> None:
     """Load each view's new offline data since its last materialization, up to END."""
@@ -142,8 +151,14 @@ def demo(
             bar.update(task, completed=done, total=total, description=label)
 
         result = run_demo(
-            st.repo, env=st.env, customers=customers, merchants=merchants, days=days, seed=seed,
-            stream_seconds=stream_seconds, progress=tick,
+            st.repo,
+            env=st.env,
+            customers=customers,
+            merchants=merchants,
+            days=days,
+            seed=seed,
+            stream_seconds=stream_seconds,
+            progress=tick,
         )
     if st.as_json:
         st.out.json(result.to_json())

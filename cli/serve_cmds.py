@@ -11,13 +11,16 @@ from fs_platform.cli.state import state
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default 6566, Feast's).")] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per core).")
     ] = None,
     deadline_ms: Annotated[
-        float | None, typer.Option("--deadline-ms", min=1, help="Per-request deadline, Redis time included (default 100).")
+        float | None,
+        typer.Option("--deadline-ms", min=1, help="Per-request deadline, Redis time included (default 100)."),
     ] = None,
     config: Annotated[
         str | None, typer.Option("--config", help="Settings file (default: <repo>/serve.yaml if it exists).")
@@ -41,7 +44,10 @@ def serve(
 
     def ready(s) -> None:
         scheme = "https" if s.tls else "http"
-        typer.echo(f"fs serve: {scheme}://{s.host}:{s.port} ({s.workers} workers, deadline {s.deadline_ms:g} ms)", err=True)
+        typer.echo(
+            f"fs serve: {scheme}://{s.host}:{s.port} ({s.workers} workers, deadline {s.deadline_ms:g} ms)",
+            err=True,
+        )
 
     code = run_server(repo, st.env, settings, on_ready=ready)
     raise typer.Exit(code)

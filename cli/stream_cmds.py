@@ -10,8 +10,10 @@ import typer
 from fs_platform.cli.args import JsonOpt, ViewsOpt
 from fs_platform.cli.state import state
 
-app = typer.Typer(help="The stream path of aggregation views, on the built-in ingestor or on Apache Flink "
-                  "(docs/flink.md).", no_args_is_help=True)
+app = typer.Typer(
+    help="The stream path of aggregation views, on the built-in ingestor or on Apache Flink (docs/flink.md).",
+    no_args_is_help=True,
+)
 
 
 class Engine(StrEnum):
@@ -22,17 +24,41 @@ class Engine(StrEnum):
 @app.command()
 def run(
     ctx: typer.Context,
-    engine: Annotated[Engine, typer.Option("--engine", help="ingestor: `fs ingest run`; flink: a Flink job "
-                                           "(local mini-cluster, or the cluster of flink.yaml).")] = Engine.ingestor,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="ingestor: `fs ingest run`; flink: a Flink job "
+            "(local mini-cluster, or the cluster of flink.yaml).",
+        ),
+    ] = Engine.ingestor,
     views: ViewsOpt = None,
-    group: Annotated[str | None, typer.Option("--group", help="Kafka group whose committed offsets a fresh "
-                                              "Flink job starts from (default: ingest.yaml's group + '-flink').")] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="Kafka group whose committed offsets a fresh "
+            "Flink job starts from (default: ingest.yaml's group + '-flink').",
+        ),
+    ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Flink: ignore checkpoints and savepoints.")] = False,
-    restore: Annotated[str | None, typer.Option("--restore", help="Flink: this checkpoint or savepoint "
-                                                "(default: the newest under checkpoint_dir).")] = None,
-    checkpoint_dir: Annotated[str | None, typer.Option("--checkpoint-dir", help="Flink: overrides flink.yaml.")] = None,
-    duration: Annotated[float | None, typer.Option("--duration", help="Stop after this many seconds "
-                                                   "(Flink: with a savepoint; default: run until SIGTERM).")] = None,
+    restore: Annotated[
+        str | None,
+        typer.Option(
+            "--restore",
+            help="Flink: this checkpoint or savepoint (default: the newest under checkpoint_dir).",
+        ),
+    ] = None,
+    checkpoint_dir: Annotated[
+        str | None, typer.Option("--checkpoint-dir", help="Flink: overrides flink.yaml.")
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration",
+            help="Stop after this many seconds (Flink: with a savepoint; default: run until SIGTERM).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Consume the views' topics into their tiles until SIGTERM. Flink stops with a savepoint and the
@@ -42,8 +68,10 @@ def run(
         if views:
             from fs_platform.errors import InvalidArgument
 
-            raise InvalidArgument("--views: the ingestor runs every view of its topics; select topics with "
-                                  "`fs ingest run --topic`")
+            raise InvalidArgument(
+                "--views: the ingestor runs every view of its topics; select topics with "
+                "`fs ingest run --topic`"
+            )
         from fs_platform.cli import ingest_cmds
 
         ingest_cmds.run(ctx, duration=duration)
@@ -60,9 +88,18 @@ def run(
     if out.as_json:
         out.json({"views": list(job.plan.views), "restored_from": job.restored_from, "savepoint": savepoint})
         return
-    out.table("Flink stream run", ["item", "value"], [
-        ["views", ", ".join(job.plan.views)], ["restored from", job.restored_from or "-"],
-        ["savepoint", savepoint or "none: cancelled while starting (the next run restores the last checkpoint)"]])
+    out.table(
+        "Flink stream run",
+        ["item", "value"],
+        [
+            ["views", ", ".join(job.plan.views)],
+            ["restored from", job.restored_from or "-"],
+            [
+                "savepoint",
+                savepoint or "none: cancelled while starting (the next run restores the last checkpoint)",
+            ],
+        ],
+    )
 
 
 @app.command("install-flink")

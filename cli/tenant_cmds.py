@@ -8,8 +8,10 @@ import typer
 
 from fs_platform.cli.state import state
 
-app = typer.Typer(help="Tenancy: Redis ACL rules for a tenant's users (docs/online_store.md, Tenancy).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Tenancy: Redis ACL rules for a tenant's users (docs/online_store.md, Tenancy).",
+    no_args_is_help=True,
+)
 
 
 @app.command("acl")
@@ -17,7 +19,8 @@ def acl(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Redis ACL user name (letters, digits, '_', '-').")],
     role: Annotated[
-        str, typer.Option("--role", help="serve (reads), write (+ writes, leases) or admin (+ apply/teardown).")
+        str,
+        typer.Option("--role", help="serve (reads), write (+ writes, leases) or admin (+ apply/teardown)."),
     ] = "admin",
 ) -> None:
     """Print the ACL SETUSER command confining NAME to this repo's key prefix (add the password with

@@ -126,7 +126,9 @@ customer_txn_aggregates = aggregation_view(
     source=payments_push,
     aggregations=[
         Aggregation("*", "count", ["10m", "1h", "24h"], name="txn_count", description="Transactions"),
-        Aggregation("amount", "sum", ["10m", "1h", "24h"], name="txn_amount", description="Sum of amounts (USD)"),
+        Aggregation(
+            "amount", "sum", ["10m", "1h", "24h"], name="txn_amount", description="Sum of amounts (USD)"
+        ),
         Aggregation("amount", "mean", ["24h"], name="avg_amount", description="Mean amount (USD)"),
     ],
     description="Rolling transaction counts and sums per customer, fed by the payments stream.",
@@ -139,12 +141,27 @@ merchant_txn_aggregates = aggregation_view(
     entities=[merchant],
     source=payments_push,
     aggregations=[
-        Aggregation("*", "count", ["1h", "24h"], name="merchant_txn_count",
-                    description="Authorisation attempts at the merchant"),
-        Aggregation(declined, "mean", ["1h", "24h"], name="merchant_decline_rate",
-                    description="Share of the merchant's authorisation attempts that were declined"),
-        Aggregation("amount", "sum", ["1h", "24h"], name="merchant_txn_amount",
-                    description="Sum of attempted amounts (USD) at the merchant"),
+        Aggregation(
+            "*",
+            "count",
+            ["1h", "24h"],
+            name="merchant_txn_count",
+            description="Authorisation attempts at the merchant",
+        ),
+        Aggregation(
+            declined,
+            "mean",
+            ["1h", "24h"],
+            name="merchant_decline_rate",
+            description="Share of the merchant's authorisation attempts that were declined",
+        ),
+        Aggregation(
+            "amount",
+            "sum",
+            ["1h", "24h"],
+            name="merchant_txn_amount",
+            description="Sum of attempted amounts (USD) at the merchant",
+        ),
     ],
     description="A merchant's recent volume and decline rate (a burst of declines is a card-testing signal).",
     owner=RISK_TEAM,
@@ -157,9 +174,16 @@ customer_amount_stats = aggregation_view(
     source=payments_push,
     aggregations=[
         Aggregation("amount", "max", ["1h", "24h"], name="max_amount", description="Largest amount (USD)"),
-        Aggregation("amount", "stddev", ["7d"], name="amount_stddev",
-                    description="Sample standard deviation of amounts (USD)"),
-        Aggregation("amount", "last", ["24h"], name="last_amount", description="Amount (USD) of the latest payment"),
+        Aggregation(
+            "amount",
+            "stddev",
+            ["7d"],
+            name="amount_stddev",
+            description="Sample standard deviation of amounts (USD)",
+        ),
+        Aggregation(
+            "amount", "last", ["24h"], name="last_amount", description="Amount (USD) of the latest payment"
+        ),
         Aggregation(declined, "sum", ["10m", "1h"], name="declines", description="Declined payments"),
     ],
     description="Spread and extremes of a customer's payment amounts, and recent declines.",
@@ -178,15 +202,22 @@ transaction_request = RequestSource(
 # bare fields it infers), so their metadata lives in the view's tags: see fs.metadata.feature_meta.
 @on_demand_feature_view(
     sources=[customer_txn_aggregates, transaction_request],
-    schema=[Field(name="amount_to_avg_24h_ratio", dtype=Float64), Field(name="amount_above_avg_24h", dtype=Bool)],
+    schema=[
+        Field(name="amount_to_avg_24h_ratio", dtype=Float64),
+        Field(name="amount_above_avg_24h", dtype=Bool),
+    ],
     description="Payment amount relative to the customer's 24-hour average.",
     owner=FRAUD_TEAM,
     tags={
         "team": "fraud",
         "tier": "1",
         "freshness_sla": "15m",
-        **feature_meta("amount_to_avg_24h_ratio", "Payment amount divided by the customer's 24h mean amount.", "none"),
-        **feature_meta("amount_above_avg_24h", "Whether the payment is above the customer's 24h mean amount.", "none"),
+        **feature_meta(
+            "amount_to_avg_24h_ratio", "Payment amount divided by the customer's 24h mean amount.", "none"
+        ),
+        **feature_meta(
+            "amount_above_avg_24h", "Whether the payment is above the customer's 24h mean amount.", "none"
+        ),
     },
 )
 def txn_amount_vs_history(inputs: pd.DataFrame) -> pd.DataFrame:

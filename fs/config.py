@@ -64,7 +64,7 @@ def env_variables(env: str) -> dict[str, str]:
     (e.g. ``FS_PROD__FS_REGISTRY_URL``) overrides ``NAME``, so that one process (``fs promote``) can
     reach two environments' services."""
     prefix = f"FS_{env.upper().replace('-', '_')}__"
-    return {**os.environ, **{k[len(prefix):]: v for k, v in os.environ.items() if k.startswith(prefix)}}
+    return {**os.environ, **{k[len(prefix) :]: v for k, v in os.environ.items() if k.startswith(prefix)}}
 
 
 def expand_env(value: Any, source: Path, variables: dict[str, str] | None = None) -> Any:

@@ -34,7 +34,9 @@ def default_end() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def _payments(rng, customers: int, merchants: int, start: datetime, end: datetime, per_day: float) -> pd.DataFrame:
+def _payments(
+    rng, customers: int, merchants: int, start: datetime, end: datetime, per_day: float
+) -> pd.DataFrame:
     span = (end - start).total_seconds()
     n = max(1, int(customers * per_day * span / 86400))
     # Heavy-tailed activity: a few customers and merchants do most of the volume.
@@ -85,7 +87,9 @@ def _merchant_daily(pay: pd.DataFrame, end: datetime) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "merchant_id": daily["merchant_id"].astype("int64"),
-            "chargeback_rate_30d": (daily["chargebacks_30d"] / daily["approved_30d"].clip(lower=1)).astype("float64"),
+            "chargeback_rate_30d": (daily["chargebacks_30d"] / daily["approved_30d"].clip(lower=1)).astype(
+                "float64"
+            ),
             "approval_rate_1d": (daily["approved"] / daily["txn_volume_1d"]).astype("float64"),
             "txn_volume_1d": daily["txn_volume_1d"].astype("int64"),
             "txn_amount_1d": daily["txn_amount_1d"].round(2).astype("float64"),

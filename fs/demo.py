@@ -35,8 +35,17 @@ ONLINE_FEATURES = [
 
 
 TRAINING_PREVIEW = [
-    "customer_id", "merchant_id", "event_timestamp", "amount", "is_fraud", "chargeback_rate_30d",
-    "kyc_level", "txn_count_24h", "avg_amount_24h", "merchant_decline_rate_1h", "amount_to_avg_24h_ratio",
+    "customer_id",
+    "merchant_id",
+    "event_timestamp",
+    "amount",
+    "is_fraud",
+    "chargeback_rate_30d",
+    "kyc_level",
+    "txn_count_24h",
+    "avg_amount_24h",
+    "merchant_decline_rate_1h",
+    "amount_to_avg_24h_ratio",
 ]
 
 
@@ -51,13 +60,15 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
 
     def frames(self):
-        yield "Delta tables written (rows)", pd.DataFrame(
-            {"table": list(self.tables), "rows": list(self.tables.values())}
+        yield (
+            "Delta tables written (rows)",
+            pd.DataFrame({"table": list(self.tables), "rows": list(self.tables.values())}),
         )
         yield "Online features for 5 customers (feature service fraud_model_v2, Redis)", self.online
-        yield "Point-in-time training frame (Delta offline store on Spark), latest 10 rows", self.training[
-            [c for c in TRAINING_PREVIEW if c in self.training.columns]
-        ].tail(10)
+        yield (
+            "Point-in-time training frame (Delta offline store on Spark), latest 10 rows",
+            self.training[[c for c in TRAINING_PREVIEW if c in self.training.columns]].tail(10),
+        )
         if self.stream_after is not None:
             yield "Stream-fed features before the Kafka stream", self.stream_before
             yield "... and after (same customers, read online)", self.stream_after
@@ -73,15 +84,19 @@ class DemoResult:
             "training_head": rows(self.training.head(10).astype(str)),
             "stream_before": rows(self.stream_before),
             "stream_after": rows(self.stream_after),
-            "stream": None if self.stream is None else {
-                "produced": self.stream.produced, **self.stream.stats.to_dict()},
+            "stream": None
+            if self.stream is None
+            else {"produced": self.stream.produced, **self.stream.stats.to_dict()},
             "notes": self.notes,
         }
 
 
-def _online(platform: Platform, customers: list[int], merchants: list[int], amounts: list[float]) -> pd.DataFrame:
+def _online(
+    platform: Platform, customers: list[int], merchants: list[int], amounts: list[float]
+) -> pd.DataFrame:
     rows = [
-        {"customer_id": c, "merchant_id": m, "amount": a} for c, m, a in zip(customers, merchants, amounts, strict=True)
+        {"customer_id": c, "merchant_id": m, "amount": a}
+        for c, m, a in zip(customers, merchants, amounts, strict=True)
     ]
     resp = platform.store.get_online_features(features=ONLINE_FEATURES, entity_rows=rows).to_df()
     return resp

@@ -82,7 +82,11 @@ def exact_series(series: pd.Series, kind: ValueType, *, key: str, where: str) ->
     if kind not in ACCEPTED:
         return series
     dtype = series.dtype
-    if kind in INTEGER_KEYS and pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+    if (
+        kind in INTEGER_KEYS
+        and pd.api.types.is_integer_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
+    ):
         values = series.dropna()
         low, high = RANGES[kind]
         bad = int(((values < low) | (values > high)).sum()) if len(values) else 0

@@ -48,7 +48,8 @@ def _sql_lock(url: str, name: str):
         raise ConfigError(
             f"cannot connect to the SQL registry database {engine.url.database or ''!r} at "
             f"{host}:{engine.url.port or ''}" + (f": {reason}" if reason else ""),
-            hint="this role may not use that registry (one registry per tenant: docs/tenancy.md)" if denied
+            hint="this role may not use that registry (one registry per tenant: docs/tenancy.md)"
+            if denied
             else "check FS_REGISTRY_URL and that the database is up",
         ) from None
     try:

@@ -40,7 +40,8 @@ def newest_per_key(
         return np.zeros(0, dtype=np.int64), False
     event = _micros(table[event_col])
     created = (
-        _micros(table[created_col]) if created_col and created_col in table.column_names
+        _micros(table[created_col])
+        if created_col and created_col in table.column_names
         else np.zeros(n, dtype=np.int64)
     )
     codes = [_codes(table[k]) for k in keys]
@@ -60,6 +61,10 @@ def newest_per_key(
         prev = last[last > 0] - 1
         prev = prev[~boundary[prev]]  # the row before an entity's newest, when it is the same entity
         newest = prev + 1
-        tied = bool(np.any((event[order[prev]] == event[order[newest]])
-                           & (created[order[prev]] == created[order[newest]])))
+        tied = bool(
+            np.any(
+                (event[order[prev]] == event[order[newest]])
+                & (created[order[prev]] == created[order[newest]])
+            )
+        )
     return np.sort(order[last]), tied

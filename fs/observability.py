@@ -39,15 +39,21 @@ def _get_tracer():
                 from opentelemetry.sdk.trace import TracerProvider
                 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
             except ImportError as e:  # an exporter that was asked for and is missing is said, once
-                log.warning("FS_OTEL_EXPORTER=console but the OpenTelemetry SDK cannot be imported (%s): "
-                            "spans are not exported; pip install opentelemetry-sdk", e)
+                log.warning(
+                    "FS_OTEL_EXPORTER=console but the OpenTelemetry SDK cannot be imported (%s): "
+                    "spans are not exported; pip install opentelemetry-sdk",
+                    e,
+                )
             else:
                 provider = TracerProvider()
                 provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
                 trace.set_tracer_provider(provider)
         elif exporter:
-            log.warning("FS_OTEL_EXPORTER=%s is not known (only 'console'); spans go to whatever OpenTelemetry "
-                        "SDK the process configured, if any", exporter)
+            log.warning(
+                "FS_OTEL_EXPORTER=%s is not known (only 'console'); spans go to whatever OpenTelemetry "
+                "SDK the process configured, if any",
+                exporter,
+            )
         _tracer = trace.get_tracer("fs")
     return _tracer
 

@@ -133,7 +133,9 @@ class Platform:
         except (ConfigError, RepoError):
             raise
         except Exception as e:
-            raise self._on_demand_error(contents) or RepoError(f"plan failed for repo {self.repo_path}: {e}") from e
+            raise self._on_demand_error(contents) or RepoError(
+                f"plan failed for repo {self.repo_path}: {e}"
+            ) from e
         return PlanResult(changes(registry_diff.feast_object_diffs), changes(infra_diff.infra_object_diffs))
 
     def _on_demand_error(self, contents) -> RepoError | None:
@@ -146,13 +148,21 @@ class Platform:
             except Exception as e:
                 declared = _odfv_inputs(odfv)
                 try:
-                    registered = _odfv_inputs(self.store.registry.get_on_demand_feature_view(odfv.name, self.project))
+                    registered = _odfv_inputs(
+                        self.store.registry.get_on_demand_feature_view(odfv.name, self.project)
+                    )
                 except Exception:
                     registered = {}
-                changed = [f"{name} {registered[name]} -> {kind}" for name, kind in declared.items()
-                           if name in registered and registered[name] != kind]  # fmt: skip
-                inputs = f"retyped input {', '.join(changed)}" if changed else (
-                    "inputs " + ", ".join(f"{name} {kind}" for name, kind in declared.items()))  # fmt: skip
+                changed = [
+                    f"{name} {registered[name]} -> {kind}"
+                    for name, kind in declared.items()
+                    if name in registered and registered[name] != kind
+                ]
+                inputs = (
+                    f"retyped input {', '.join(changed)}"
+                    if changed
+                    else ("inputs " + ", ".join(f"{name} {kind}" for name, kind in declared.items()))
+                )
                 return RepoError(
                     f"on-demand feature view {odfv.name!r} fails on sample values of its inputs' declared types "
                     f"({inputs}): {type(e).__name__}: {_first_line(e)}",
@@ -178,7 +188,9 @@ class Platform:
             self.store.refresh_registry()  # another process may have applied while we waited for the lock
             plan = self._plan(contents)  # also runs Feast's inference (entity columns, features)
             self._check_schemas(contents)
-            to_apply, to_delete, _, _ = extract_objects_for_apply_delete(self.project, self.store.registry, contents)
+            to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
+                self.project, self.store.registry, contents
+            )
             try:
                 self.store.apply(to_apply, objects_to_delete=to_delete, partial=False)
             except Exception as e:
@@ -213,7 +225,10 @@ class Platform:
             if isinstance(view.batch_source, DeltaSource):
                 problems += schema_problems(view, table_columns(view, self.config))
         if problems:
-            raise error(problems, hint="fix the views or their Delta tables, then rerun `fs apply` (nothing was applied)")
+            raise error(
+                problems,
+                hint="fix the views or their Delta tables, then rerun `fs apply` (nothing was applied)",
+            )
 
     # -- training sets (fs_platform.mlops.trainset) ----------------------------------------------
     def training_set(self, feature_service: str, entities, name: str | None = None, path: str | None = None):
@@ -348,10 +363,16 @@ def _materialize_result(start: datetime, end: datetime, names: list[str], runs) 
             result.rows_written += c.rows_written
             result.rows_skipped += c.rows_skipped
             result.chunk_results.append(
-                {"view": run.plan.view, "start": c.interval.start.isoformat(), "end": c.interval.end.isoformat(),
-                 "status": c.status.value, "rows_in": c.rows_in, "rows_written": c.rows_written,
-                 "rows_skipped": c.rows_skipped}
-            )  # fmt: skip
+                {
+                    "view": run.plan.view,
+                    "start": c.interval.start.isoformat(),
+                    "end": c.interval.end.isoformat(),
+                    "status": c.status.value,
+                    "rows_in": c.rows_in,
+                    "rows_written": c.rows_written,
+                    "rows_skipped": c.rows_skipped,
+                }
+            )
     return result
 
 

@@ -33,13 +33,19 @@ class ApplyResult:
 def changes(diffs) -> list[Change]:
     from feast.diff.registry_diff import TransitionType
 
-    names = {TransitionType.CREATE: "create", TransitionType.UPDATE: "update", TransitionType.DELETE: "delete"}
+    names = {
+        TransitionType.CREATE: "create",
+        TransitionType.UPDATE: "update",
+        TransitionType.DELETE: "delete",
+    }
     out = []
     for d in diffs:
         if d.transition_type not in names:
             continue
         kind = getattr(d, "feast_object_type", None) or getattr(d, "infra_object_type", "")
-        props = getattr(d, "feast_object_property_diffs", None) or getattr(d, "infra_object_property_diffs", [])
+        props = getattr(d, "feast_object_property_diffs", None) or getattr(
+            d, "infra_object_property_diffs", []
+        )
         real = [p for p in props if not only_meta_differs(p.val_existing, p.val_declared)]
         if d.transition_type == TransitionType.UPDATE and props and not real:
             continue  # Feast reports the registered source's timestamps as a change: nothing to apply

@@ -52,7 +52,9 @@ def parse_time(text: str | datetime, *, now: datetime | None = None, what: str |
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def parse_range(start: str | datetime, end: str | datetime, *, now: datetime | None = None) -> tuple[datetime, datetime]:
+def parse_range(
+    start: str | datetime, end: str | datetime, *, now: datetime | None = None
+) -> tuple[datetime, datetime]:
     """A half-open ``[start, end)`` (each as :func:`parse_time`, relative to one ``now``);
     ``InvalidArgument`` unless end is after start."""
     now = now or utcnow()

@@ -131,8 +131,15 @@ def check(
     timings = Timings(
         clock["sampling"], clock["online"], clock["offline"], clock["compare"], time.perf_counter() - started
     )
-    return ParityReport(as_of_dt, seed, None if entity_table is not None else sample, max_mismatch_rate,
-                        reports, timings, skipped)  # fmt: skip
+    return ParityReport(
+        as_of_dt,
+        seed,
+        None if entity_table is not None else sample,
+        max_mismatch_rate,
+        reports,
+        timings,
+        skipped,
+    )
 
 
 def _align(keys: pa.Table, online: OnlineRows, expected: pa.Table, target: Target) -> _Aligned:
@@ -172,8 +179,14 @@ def _compare_view(
     ttl_us = duration_micros(target.ttl) if target.ttl else None
     lag_us = duration_micros(target.allowed_lag)
     as_of_us = epoch_micros(as_of)
-    sides = RowSides(a.online.state, a.online.event_us, a.offline_present, a.offline_us,
-                     a.online.created_us, a.offline_created_us)  # fmt: skip
+    sides = RowSides(
+        a.online.state,
+        a.online.event_us,
+        a.offline_present,
+        a.offline_us,
+        a.online.created_us,
+        a.offline_created_us,
+    )
     # Online is read live: an event later than the read (plus clock skew) comes from the future.
     read_us = a.read_us or epoch_micros(utcnow())
     future_us = max(as_of_us, read_us) + FUTURE_SKEW_US
@@ -188,9 +201,16 @@ def _compare_view(
         outcome = row_class.copy()
         score = np.zeros(len(outcome))
         if len(compare_rows):
-            codes, scores = compare_column(vt, a.online.values[feature], a.offline_values[feature], compare_rows,
-                                           tolerances.for_feature(target.name, feature))  # fmt: skip
-            outcome[compare_rows] = np.where(stale_rows & (codes == Outcome.VALUE_MISMATCH), Outcome.ONLINE_STALE, codes)
+            codes, scores = compare_column(
+                vt,
+                a.online.values[feature],
+                a.offline_values[feature],
+                compare_rows,
+                tolerances.for_feature(target.name, feature),
+            )
+            outcome[compare_rows] = np.where(
+                stale_rows & (codes == Outcome.VALUE_MISMATCH), Outcome.ONLINE_STALE, codes
+            )
             score[compare_rows] = scores
         # Row-level classes rank by the timestamp gap: the most out-of-date rows first.
         gap = np.abs(a.online.event_us - a.offline_us).astype(float)
@@ -238,7 +258,16 @@ def _examples(
 
 
 def _example(
-    target, a: _Aligned, outcome: Outcome, i: int, feature: str, key_columns, as_of_us, ttl_us, lag_us, read_us
+    target,
+    a: _Aligned,
+    outcome: Outcome,
+    i: int,
+    feature: str,
+    key_columns,
+    as_of_us,
+    ttl_us,
+    lag_us,
+    read_us,
 ) -> Example:
     sensitive = feature in target.sensitive
     on_state = int(a.online.state[i])
@@ -255,9 +284,19 @@ def _example(
         offline_value=MASK if sensitive and off_value is not None else off_value,
         online_ts=_dt(on_us),
         offline_ts=_dt(off_us),
-        detail=_detail(outcome, on_state, on_us, off_us, on_value, target.types[target.features.index(feature)].name,
-                       as_of_us, ttl_us, lag_us, read_us),
-    )  # fmt: skip
+        detail=_detail(
+            outcome,
+            on_state,
+            on_us,
+            off_us,
+            on_value,
+            target.types[target.features.index(feature)].name,
+            as_of_us,
+            ttl_us,
+            lag_us,
+            read_us,
+        ),
+    )
 
 
 def _dt(us: int | None) -> datetime | None:
@@ -302,7 +341,11 @@ def _detail(
                 f"online event is {_span(on_us - as_of_us)} after as_of: written since (online is read live, "
                 "offline is cut at as_of)"
             )
-        behind = f"offline's newest row is {_span(on_us - off_us)} older" if off_us is not None else "not offline yet"
+        behind = (
+            f"offline's newest row is {_span(on_us - off_us)} older"
+            if off_us is not None
+            else "not offline yet"
+        )
         return f"online event {_span(read_us - on_us)} old, within the allowed lag {lag}; {behind}"
     if outcome is Outcome.TTL_EXPIRED:
         if on_state == SERVED:

@@ -106,9 +106,7 @@ def classify_rows(
     in_flight = (on_us >= read_us - allowed_lag_us) | (on_us > as_of_us)
     newer_online = served & (~off_live | (on_us > off_us))
     # Live at as_of, but its ttl ran out before the read: Redis dropped the key since (PXAT event + ttl).
-    expired_since = (
-        ~served & off_live & (off_us + ttl_us <= read_us) if ttl_us else np.zeros_like(served)
-    )
+    expired_since = ~served & off_live & (off_us + ttl_us <= read_us) if ttl_us else np.zeros_like(served)
 
     out = np.full(len(on_state), Outcome.MATCHED, dtype=np.int8)
     tolerated = np.zeros(len(on_state), dtype=bool)

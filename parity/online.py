@@ -74,11 +74,15 @@ def _read_tiles(online_store, config, target: Target, keys: pa.Table, as_of_us: 
     for start in range(0, keys.num_rows, CHUNK):
         part = keys.slice(start, CHUNK)
         columns = {k: part[k].to_pylist() for k in target.join_keys}
-        result = online_store.read_view(config, target.view, target.features, columns, part.num_rows, as_of_us)
+        result = online_store.read_view(
+            config, target.view, target.features, columns, part.num_rows, as_of_us
+        )
         for f, col in zip(target.features, result.values, strict=True):
             values[f].extend(col)
     n = keys.num_rows
-    return OnlineRows(np.full(n, SERVED, np.int8), np.full(n, as_of_us, np.int64), values, np.zeros(n, np.int64))
+    return OnlineRows(
+        np.full(n, SERVED, np.int8), np.full(n, as_of_us, np.int64), values, np.zeros(n, np.int64)
+    )
 
 
 def _read_generic(online_store, config, target: Target, keys: pa.Table) -> OnlineRows:

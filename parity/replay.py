@@ -92,12 +92,19 @@ class ReplayReport:
 
     def to_dict(self) -> dict:
         return {
-            "verdict": self.verdict, "view": self.view, "stream_path": self.stream_path, "events": self.events, "stream_rows": self.stream_rows,
-            "batch_rows": self.batch_rows, "stream_only": self.stream_only, "batch_only": self.batch_only,
-            "mismatch_rate": self.mismatch_rate, "max_mismatch_rate": self.max_mismatch_rate,
+            "verdict": self.verdict,
+            "view": self.view,
+            "stream_path": self.stream_path,
+            "events": self.events,
+            "stream_rows": self.stream_rows,
+            "batch_rows": self.batch_rows,
+            "stream_only": self.stream_only,
+            "batch_only": self.batch_only,
+            "mismatch_rate": self.mismatch_rate,
+            "max_mismatch_rate": self.max_mismatch_rate,
             "features": [{**vars(f), "matched": f.matched} for f in self.features],
             "examples": [vars(e) for e in self.examples],
-        }  # fmt: skip
+        }
 
 
 def stream_path(
@@ -151,24 +158,37 @@ def replay(
     merged = s_rows.merge(b_rows, on=on, how="outer", suffixes=("__s", "__b"), indicator=True)
     both = np.flatnonzero((merged["_merge"] == "both").to_numpy())
     report = ReplayReport(
-        view=view, events=len(events), stream_rows=len(s_rows), batch_rows=len(b_rows),
-        stream_only=int((merged["_merge"] == "left_only").sum()), batch_only=int((merged["_merge"] == "right_only").sum()),
-        features=[], max_mismatch_rate=max_mismatch_rate,
-    )  # fmt: skip
+        view=view,
+        events=len(events),
+        stream_rows=len(s_rows),
+        batch_rows=len(b_rows),
+        stream_only=int((merged["_merge"] == "left_only").sum()),
+        batch_only=int((merged["_merge"] == "right_only").sum()),
+        features=[],
+        max_mismatch_rate=max_mismatch_rate,
+    )
     for side, label in (("left_only", STREAM_ONLY), ("right_only", BATCH_ONLY)):
         for i in np.flatnonzero((merged["_merge"] == side).to_numpy())[:examples]:
-            report.examples.append(_example(merged, int(i), keys, event_time, "*", label, sensitive, masked_keys))
+            report.examples.append(
+                _example(merged, int(i), keys, event_time, "*", label, sensitive, masked_keys)
+            )
     for name, vt in features.items():
         s_col, b_col = _column(merged, f"{name}__s"), _column(merged, f"{name}__b")
         codes, scores = compare_column(vt, s_col, b_col, both, tolerances.for_feature(view, name))
-        stats = ReplayFeature(name, vt.name, compared=len(both),
-                              value_mismatch=int(np.count_nonzero(codes == Outcome.VALUE_MISMATCH)),
-                              type_mismatch=int(np.count_nonzero(codes == Outcome.TYPE_MISMATCH)))  # fmt: skip
+        stats = ReplayFeature(
+            name,
+            vt.name,
+            compared=len(both),
+            value_mismatch=int(np.count_nonzero(codes == Outcome.VALUE_MISMATCH)),
+            type_mismatch=int(np.count_nonzero(codes == Outcome.TYPE_MISMATCH)),
+        )
         report.features.append(stats)
         bad = np.flatnonzero(codes != Outcome.MATCHED)
         for j in bad[np.argsort(-scores[bad], kind="stable")][:examples]:
             label = Outcome(int(codes[j])).label
-            report.examples.append(_example(merged, int(both[j]), keys, event_time, name, label, sensitive, masked_keys))
+            report.examples.append(
+                _example(merged, int(both[j]), keys, event_time, name, label, sensitive, masked_keys)
+            )
     return report
 
 
@@ -245,12 +265,15 @@ def tile_stream_path(store, view, event_time: str = "event_timestamp") -> Path_:
         try:
             for a, b in zip(bounds[:-1], bounds[1:], strict=True):
                 part = table.slice(a, b - a)
-                online.write_events(config, view, part, ["replay/0"] * (b - a), np.arange(a, b), event_time,
-                                    expire=False)
+                online.write_events(
+                    config, view, part, ["replay/0"] * (b - a), np.arange(a, b), event_time, expire=False
+                )
                 at = pd.Timestamp(times[a])
                 distinct = part.select(keys).group_by(keys).aggregate([])
                 columns = {k: distinct[k].to_pylist() for k in keys}
-                result = online.read_view(config, view, features, columns, distinct.num_rows, int(at.value // 1000))
+                result = online.read_view(
+                    config, view, features, columns, distinct.num_rows, int(at.value // 1000)
+                )
                 rows = {**columns, event_time: [at] * distinct.num_rows}
                 rows.update(zip(features, result.values, strict=True))
                 out.append(pd.DataFrame(rows))
@@ -278,9 +301,13 @@ def spark_batch_path(store, view, event_time: str = "event_timestamp") -> Path_:
         requests = frame[[*keys, event_time]].drop_duplicates()
         raw = microsecond_timestamps(pa.Table.from_pandas(frame, preserve_index=False))
         wanted = microsecond_timestamps(pa.Table.from_pandas(requests, preserve_index=False))
-        renamed = raw.rename_columns([spec.timestamp_field if c == event_time else c for c in raw.column_names])
+        renamed = raw.rename_columns(
+            [spec.timestamp_field if c == event_time else c for c in raw.column_names]
+        )
         names = {f.name: f.name for f in view.features}
-        result = as_of(spark.createDataFrame(wanted), event_time, keys, spec, spark.createDataFrame(renamed), names)
+        result = as_of(
+            spark.createDataFrame(wanted), event_time, keys, spec, spark.createDataFrame(renamed), names
+        )
         return result.toPandas()[[*keys, event_time, *names]]
 
     return run
@@ -363,8 +390,10 @@ def replay_view(
     aggregated = is_aggregation(view)
     if aggregated:
         if transform:
-            raise ParityError(f"{view_name!r} is an aggregation view: it has no transform to replace",
-                              hint="drop --transform; the replay runs its tile script and Spark")
+            raise ParityError(
+                f"{view_name!r} is an aggregation view: it has no transform to replace",
+                hint="drop --transform; the replay runs its tile script and Spark",
+            )
         factory, origin = None, "tiles.lua (the aggregation spec)"
     elif transform:
         from fs_platform.plugins.kafka_ingest.transform import load_transform
@@ -385,11 +414,17 @@ def replay_view(
     else:
         stream, batch = stream_path(factory), batch_definition(platform.repo_path, view_name)
     report = replay(
-        frame, stream=stream, batch=batch, view=view_name,
-        keys=[c.name for c in view.entity_columns], features={f.name: f.dtype.to_value_type() for f in view.features},
-        tolerances=tolerances, sensitive=sensitive_features(view), masked_keys=pii_keys(platform.store, view),
+        frame,
+        stream=stream,
+        batch=batch,
+        view=view_name,
+        keys=[c.name for c in view.entity_columns],
+        features={f.name: f.dtype.to_value_type() for f in view.features},
+        tolerances=tolerances,
+        sensitive=sensitive_features(view),
+        masked_keys=pii_keys(platform.store, view),
         max_mismatch_rate=max_mismatch_rate,
         examples=examples,
-    )  # fmt: skip
+    )
     report.stream_path = origin
     return report

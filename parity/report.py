@@ -126,11 +126,18 @@ class ParityReport:
 
         def stats(s: FeatureStats) -> dict[str, Any]:
             return {
-                "feature": s.feature, "dtype": s.dtype, "sensitive": s.sensitive, "compared": s.compared,
-                "matched": s.matched, "mismatched": s.mismatched, "tolerated": s.tolerated,
-                "breaching": s.breaching, "breach_rate": s.breach_rate, "counts": dict(s.counts),
+                "feature": s.feature,
+                "dtype": s.dtype,
+                "sensitive": s.sensitive,
+                "compared": s.compared,
+                "matched": s.matched,
+                "mismatched": s.mismatched,
+                "tolerated": s.tolerated,
+                "breaching": s.breaching,
+                "breach_rate": s.breach_rate,
+                "counts": dict(s.counts),
                 "rates": {k: s.rate(k) for k in CLASSES},
-            }  # fmt: skip
+            }
 
         return {
             "verdict": self.verdict,
@@ -163,7 +170,7 @@ class ParityReport:
                         }
                         for e in v.examples
                     ],
-                }  # fmt: skip
+                }
                 for v in self.views
             ],
             "skipped": dict(self.skipped),

@@ -75,11 +75,15 @@ def read_entities(path: str | Path) -> pa.Table:
         # cast to the entity's type per view (``keys_for_view``).
         with open(path, newline="") as fh:
             header = next(csv.reader(fh), [])
-        return pc.read_csv(path, convert_options=pc.ConvertOptions(column_types={c: pa.string() for c in header}))
+        return pc.read_csv(
+            path, convert_options=pc.ConvertOptions(column_types={c: pa.string() for c in header})
+        )
     except (pa.ArrowInvalid, OSError) as e:
         # The reader's message may quote file contents (entity keys can be PII): type only.
-        raise ParityError(f"cannot read entities file {path}: {type(e).__name__}",
-                          hint="expected CSV with a header row, parquet, or JSON lines") from e
+        raise ParityError(
+            f"cannot read entities file {path}: {type(e).__name__}",
+            hint="expected CSV with a header row, parquet, or JSON lines",
+        ) from e
 
 
 def keys_for_view(entities: pa.Table, src: ViewSource) -> pa.Table:
@@ -102,7 +106,10 @@ def keys_for_view(entities: pa.Table, src: ViewSource) -> pa.Table:
         table = _ordered_keys(table, src)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         # Arrow's message quotes the offending value (a key may be PII): name columns and types only.
-        wanted = {c.name: str(feast_value_type_to_pa(c.dtype.to_value_type())) for c in src.target.view.entity_columns}
+        wanted = {
+            c.name: str(feast_value_type_to_pa(c.dtype.to_value_type()))
+            for c in src.target.view.entity_columns
+        }
         got = {k: str(table[k].type) for k in src.plan.join_keys}
         raise ParityError(
             f"entity keys for view {src.target.name!r} do not convert to the entity types {wanted} "

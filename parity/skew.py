@@ -121,16 +121,29 @@ class SkewReport:
     def to_dict(self) -> dict[str, Any]:
         pair = None
         if self.pair is not None:
-            pair = {"a": self.pair.a, "b": self.pair.b, "rows": self.pair.rows, "compared": self.pair.compared,
-                    "mismatched": self.pair.mismatched,
-                    "features": [{"feature": f.feature, "compared": f.compared, "mismatched": f.mismatched}
-                                 for f in self.pair.features]}  # fmt: skip
+            pair = {
+                "a": self.pair.a,
+                "b": self.pair.b,
+                "rows": self.pair.rows,
+                "compared": self.pair.compared,
+                "mismatched": self.pair.mismatched,
+                "features": [
+                    {"feature": f.feature, "compared": f.compared, "mismatched": f.mismatched}
+                    for f in self.pair.features
+                ],
+            }
         return {
-            "verdict": self.verdict, "feature_service": self.feature_service, "start": self.start.isoformat(),
-            "end": self.end.isoformat(), "by": self.by, "table": self.location, "logged_rows": self.logged_rows,
-            "groups": {name: g.to_dict() for name, g in self.groups.items()}, "pair": pair,
+            "verdict": self.verdict,
+            "feature_service": self.feature_service,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "by": self.by,
+            "table": self.location,
+            "logged_rows": self.logged_rows,
+            "groups": {name: g.to_dict() for name, g in self.groups.items()},
+            "pair": pair,
             "skipped": dict(self.skipped),
-        }  # fmt: skip
+        }
 
 
 def log_location(repo_path: str | Path, table: str | None = None) -> str:
@@ -230,8 +243,9 @@ def skew(
         timings = Timings(t_read, 0.0, t_offline, time.perf_counter() - t1, time.perf_counter() - started)
         reports[name] = ParityReport(end, seed, max_rows, max_mismatch_rate, views, timings, dict(skipped))
     pair = _pair(targets, parsed, groups_of, tol) if by and len(groups_of) == 2 else None
-    return SkewReport(feature_service, start, end, by, location, logged.num_rows, reports, pair, skipped,
-                      max_mismatch_rate)  # fmt: skip
+    return SkewReport(
+        feature_service, start, end, by, location, logged.num_rows, reports, pair, skipped, max_mismatch_rate
+    )
 
 
 def _sample(logged: pa.Table, max_rows: int, seed: int) -> pa.Table:
@@ -245,8 +259,10 @@ def _groups(rows: pa.Table, by: str | None) -> dict[str, np.ndarray]:
     if by is None:
         return {"all": np.arange(rows.num_rows)} if rows.num_rows else {}
     columns = [rows[c].to_pylist() for c in BY[by]]
-    names = ["@".join(v or UNKNOWN for v in parts) if len(parts) > 1 else (parts[0] or UNKNOWN)
-             for parts in zip(*columns, strict=True)]  # fmt: skip
+    names = [
+        "@".join(v or UNKNOWN for v in parts) if len(parts) > 1 else (parts[0] or UNKNOWN)
+        for parts in zip(*columns, strict=True)
+    ]
     out: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         out.setdefault(name, []).append(i)
@@ -281,8 +297,15 @@ class _Parsed:
             if rows.num_rows
             else np.zeros(0)
         )
-        return cls(rows["request_id"].to_pylist(), rows["row"].to_pylist(), served.astype(np.int64),
-                   js("entities"), js("features"), js("statuses"), js("event_us"))  # fmt: skip
+        return cls(
+            rows["request_id"].to_pylist(),
+            rows["row"].to_pylist(),
+            served.astype(np.int64),
+            js("entities"),
+            js("features"),
+            js("statuses"),
+            js("event_us"),
+        )
 
     def name(self, i: int, target: Target, feature: str) -> str:
         full = f"{target.name}__{feature}"
@@ -392,9 +415,17 @@ def _served_event(parsed: _Parsed, i: int, t: Target) -> int | None:
 
 
 def _view_report(
-    t: Target, parsed: _Parsed, members: np.ndarray, offline: dict, held: set, versions: dict, tol: Tolerances,
-    now_us: int, max_examples: int, pii_keys,
-) -> ViewReport:  # fmt: skip
+    t: Target,
+    parsed: _Parsed,
+    members: np.ndarray,
+    offline: dict,
+    held: set,
+    versions: dict,
+    tol: Tolerances,
+    now_us: int,
+    max_examples: int,
+    pii_keys,
+) -> ViewReport:
     ttl_us = duration_micros(t.ttl) if t.ttl else None
     lag_us = duration_micros(t.allowed_lag)
     aggregated = is_aggregation(t.view)
@@ -474,13 +505,28 @@ def _view_report(
                 if entity in seen or len(seen) >= max_examples:
                     continue
                 seen.add(entity)
-                candidates.append(_example(t, f, Outcome(int(o)), parsed, int(rows[k]), served[k], off_t[k],
-                                           int(event[k]), pii_keys))  # fmt: skip
+                candidates.append(
+                    _example(
+                        t,
+                        f,
+                        Outcome(int(o)),
+                        parsed,
+                        int(rows[k]),
+                        served[k],
+                        off_t[k],
+                        int(event[k]),
+                        pii_keys,
+                    )
+                )
     report = ViewReport(
-        view=t.name, entities=len(rows), with_data=int(np.count_nonzero(with_data)),
-        ttl_s=t.ttl.total_seconds() if t.ttl else None, allowed_lag_s=t.allowed_lag.total_seconds(),
-        delta_version=versions.get(t.view.batch_source.name), features=stats,
-    )  # fmt: skip
+        view=t.name,
+        entities=len(rows),
+        with_data=int(np.count_nonzero(with_data)),
+        ttl_s=t.ttl.total_seconds() if t.ttl else None,
+        allowed_lag_s=t.allowed_lag.total_seconds(),
+        delta_version=versions.get(t.view.batch_source.name),
+        features=stats,
+    )
     report.examples = candidates
     return report
 
@@ -497,8 +543,17 @@ _DETAIL = {
 }
 
 
-def _example(t: Target, feature: str, outcome: Outcome, parsed: _Parsed, i: int, served, offline, event_us: int,
-             pii_keys) -> Example:  # fmt: skip
+def _example(
+    t: Target,
+    feature: str,
+    outcome: Outcome,
+    parsed: _Parsed,
+    i: int,
+    served,
+    offline,
+    event_us: int,
+    pii_keys,
+) -> Example:
     from fs_platform.governance.pii import mask
 
     sensitive = feature in t.sensitive
@@ -506,13 +561,17 @@ def _example(t: Target, feature: str, outcome: Outcome, parsed: _Parsed, i: int,
         k: mask(v) if k in t.masked_keys else v for k, v in parsed.entities[i].items() if k in t.join_keys
     }
     return Example(
-        view=t.name, feature=feature, outcome=outcome.label, entity=entity,
+        view=t.name,
+        feature=feature,
+        outcome=outcome.label,
+        entity=entity,
         online_value=MASK if sensitive and served is not None else served,
         offline_value=MASK if sensitive and offline is not None else offline,
-        online_ts=from_epoch_micros(event_us) if event_us else None, offline_ts=None,
+        online_ts=from_epoch_micros(event_us) if event_us else None,
+        offline_ts=None,
         detail=f"{_DETAIL[outcome]} (request {parsed.request_id[i]}, served "
-               f"{from_epoch_micros(int(parsed.served_us[i])).strftime('%Y-%m-%d %H:%M:%S')})",
-    )  # fmt: skip
+        f"{from_epoch_micros(int(parsed.served_us[i])).strftime('%Y-%m-%d %H:%M:%S')})",
+    )
 
 
 def _pair(

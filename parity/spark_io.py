@@ -41,8 +41,10 @@ def view_source(target: Target, config) -> ViewSource:
     if is_aggregation(target.view):  # its source holds raw events: the spec's columns, not the features
         missing = spec_of(target.view).missing_columns(dict(delta_schema(source, config)))
         if missing:
-            raise SchemaMismatchError(f"aggregation view {target.name!r}: the events table of {source.name!r} "
-                                      f"lacks column(s) {', '.join(missing)}")
+            raise SchemaMismatchError(
+                f"aggregation view {target.name!r}: the events table of {source.name!r} "
+                f"lacks column(s) {', '.join(missing)}"
+            )
     else:
         check_schema(target.view, plan, dict(delta_schema(source, config)))
     if not plan.join_keys:  # entity-less: its one key is Feast's dummy key (``read`` adds the column)
@@ -66,7 +68,9 @@ class SparkIO:
 
     def collect(self, frame: DataFrame, column_types: dict[str, pa.DataType] | None = None) -> pa.Table:
         """The frame as Arrow (local engines exchange parquet files, remote ones stream)."""
-        return DeltaRetrievalJob(self.engine, lambda: frame, self.staging, column_types=column_types).to_arrow()
+        return DeltaRetrievalJob(
+            self.engine, lambda: frame, self.staging, column_types=column_types
+        ).to_arrow()
 
     def upload(self, table: pa.Table) -> DataFrame:
         """An Arrow table (entity keys) as a Spark frame; via a parquet file when Spark shares our disk."""

@@ -54,7 +54,9 @@ def _target(store, view: FeatureView, features: list[str] | None, allowed_lag: t
     unknown = [n for n in names if n not in fields]
     if unknown:
         raise RepoError(f"feature view {view.name!r} has no feature(s) {', '.join(unknown)}")
-    if not view.entity_columns:  # entity-less (Feast hides its dummy entity): one key, the dummy "" (spark_io)
+    if (
+        not view.entity_columns
+    ):  # entity-less (Feast hides its dummy entity): one key, the dummy "" (spark_io)
         view = view.__copy__()
         view.entity_columns = [DUMMY_ENTITY_FIELD]
     # Default lag for the offline copy of stream writes: the view's freshness SLA.
@@ -97,7 +99,11 @@ def resolve(
                 continue
             targets.append(_target(store, view, [f.name for f in proj.features], allowed_lag))
         return [t for t in targets if t.view.online] or _none(feature_service), skipped
-    names = [v.name for v in feature_views(store, views)] if views else [n for n, v in registry_views.items() if v.online]
+    names = (
+        [v.name for v in feature_views(store, views)]
+        if views
+        else [n for n, v in registry_views.items() if v.online]
+    )
     offline_only = [n for n in names if not registry_views[n].online]
     for n in offline_only:
         skipped[n] = "not an online view"

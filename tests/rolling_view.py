@@ -109,19 +109,37 @@ def customer_txn_rolling(ctx):
 # drift thresholds as the repo's defaults.
 ROLLING_SUITE = {
     "name": ROLLING_VIEW,
-    "meta": {"owner": "fraud-ml@payments.example", "gate": "warn",
-             "drift": {"psi": 0.2, "ks": 0.1, "bins": 10}},
+    "meta": {
+        "owner": "fraud-ml@payments.example",
+        "gate": "warn",
+        "drift": {"psi": 0.2, "ks": 0.1, "bins": 10},
+    },
     "expectations": [
-        {"type": "expect_table_columns_to_match_set", "kwargs": {
-            "column_set": ["customer_id", "event_timestamp", "txn_count_1h", "txn_count_24h", "txn_amount_1h",
-                           "txn_amount_24h"], "exact_match": False}},
-        *({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c}}
-          for c in ("customer_id", "event_timestamp", "txn_count_1h", "txn_count_24h")),
+        {
+            "type": "expect_table_columns_to_match_set",
+            "kwargs": {
+                "column_set": [
+                    "customer_id",
+                    "event_timestamp",
+                    "txn_count_1h",
+                    "txn_count_24h",
+                    "txn_amount_1h",
+                    "txn_amount_24h",
+                ],
+                "exact_match": False,
+            },
+        },
+        *(
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c}}
+            for c in ("customer_id", "event_timestamp", "txn_count_1h", "txn_count_24h")
+        ),
         {"type": "expect_column_values_to_be_between", "kwargs": {"column": "txn_count_1h", "min_value": 1}},
-        {"type": "expect_column_pair_values_a_to_be_greater_than_b",
-         "kwargs": {"column_A": "txn_count_24h", "column_B": "txn_count_1h", "or_equal": True}},
+        {
+            "type": "expect_column_pair_values_a_to_be_greater_than_b",
+            "kwargs": {"column_A": "txn_count_24h", "column_B": "txn_count_1h", "or_equal": True},
+        },
     ],
-}  # fmt: skip
+}
 
 
 def add_rolling_view(repo: Path) -> None:

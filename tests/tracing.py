@@ -19,8 +19,9 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 class _Switch(Sampler):
     on = False
 
-    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
-                      trace_state=None) -> SamplingResult:  # fmt: skip
+    def should_sample(
+        self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
+    ) -> SamplingResult:
         return SamplingResult(Decision.RECORD_AND_SAMPLE if self.on else Decision.DROP, attributes)
 
     def get_description(self) -> str:

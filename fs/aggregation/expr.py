@@ -143,8 +143,17 @@ class Expr:
         if self.op == "/":
             return a.cast("double") / b.cast("double")
         return {
-            "==": a.__eq__, "!=": a.__ne__, "<": a.__lt__, "<=": a.__le__, ">": a.__gt__, ">=": a.__ge__,
-            "&": a.__and__, "|": a.__or__, "+": a.__add__, "-": a.__sub__, "*": a.__mul__,
+            "==": a.__eq__,
+            "!=": a.__ne__,
+            "<": a.__lt__,
+            "<=": a.__le__,
+            ">": a.__gt__,
+            ">=": a.__ge__,
+            "&": a.__and__,
+            "|": a.__or__,
+            "+": a.__add__,
+            "-": a.__sub__,
+            "*": a.__mul__,
         }[self.op](b)
 
     def to_arrow(self):
@@ -161,9 +170,18 @@ class Expr:
             return pc.is_null(self.args[0].to_arrow())
         a, b = (x.to_arrow() for x in self.args)
         fn = {
-            "==": "equal", "!=": "not_equal", "<": "less", "<=": "less_equal", ">": "greater",
-            ">=": "greater_equal", "&": "and_kleene", "|": "or_kleene", "+": "add_checked",
-            "-": "subtract_checked", "*": "multiply_checked", "/": "divide",
+            "==": "equal",
+            "!=": "not_equal",
+            "<": "less",
+            "<=": "less_equal",
+            ">": "greater",
+            ">=": "greater_equal",
+            "&": "and_kleene",
+            "|": "or_kleene",
+            "+": "add_checked",
+            "-": "subtract_checked",
+            "*": "multiply_checked",
+            "/": "divide",
         }[self.op]
         if self.op == "/":
             a, b = a.cast("float64"), b.cast("float64")

@@ -41,8 +41,16 @@ _SLOTS = {  # function -> slot kinds it reads: n count, s sum, q M2 (sum of squa
     "stddev": ("n", "s", "q"),
     "approx_count_distinct": ("h",),
 }
-EMPTY = {"n": 0.0, "s": 0.0, "q": 0.0, "m": float("inf"), "M": float("-inf"), "t": float("-inf"),
-         "l": float("nan"), "h": 0.0}
+EMPTY = {
+    "n": 0.0,
+    "s": 0.0,
+    "q": 0.0,
+    "m": float("inf"),
+    "M": float("-inf"),
+    "t": float("-inf"),
+    "l": float("nan"),
+    "h": 0.0,
+}
 _TILE_CHOICES_S = (1, 10, 60, 300, 3600, 86400)
 _MIN_TILES = 6
 ROWS = "*"  # input of count("*"): every event that passes the view's filter
@@ -83,7 +91,13 @@ def window(span: str | timedelta, tile: str | timedelta | None = None) -> Window
     span_td = span if isinstance(span, timedelta) else parse_duration(span)
     if span_td.total_seconds() < 1 or span_td.total_seconds() % 1:
         raise RepoError(f"window {span!r}: must be a whole number of seconds, at least 1s")
-    tile_td = default_tile(span_td) if tile is None else tile if isinstance(tile, timedelta) else parse_duration(tile)
+    tile_td = (
+        default_tile(span_td)
+        if tile is None
+        else tile
+        if isinstance(tile, timedelta)
+        else parse_duration(tile)
+    )
     span_s, tile_s = int(span_td.total_seconds()), int(tile_td.total_seconds())
     if tile_s < 1 or span_s % tile_s:
         raise RepoError(f"window {_label(span_td)}: tile {_label(tile_td)} must divide the window")
@@ -190,8 +204,10 @@ class AggregationSpec:
         sizes = [g.tile_us for g in self.granularities]
         for small, large in zip(sizes, sizes[1:], strict=False):
             if large % small:  # a rebuild widens its range to whole tiles of the largest size
-                raise RepoError(f"aggregation view {self.view!r}: tile sizes must divide each other "
-                                f"({small // 1_000_000}s does not divide {large // 1_000_000}s)")
+                raise RepoError(
+                    f"aggregation view {self.view!r}: tile sizes must divide each other "
+                    f"({small // 1_000_000}s does not divide {large // 1_000_000}s)"
+                )
 
     def __eq__(self, other) -> bool:
         return isinstance(other, AggregationSpec) and self.to_json() == other.to_json()
@@ -225,40 +241,73 @@ class AggregationSpec:
     @property
     def fingerprint(self) -> int:
         """Changes whenever the tile layout changes (slots, tile sizes, inputs, filter)."""
-        layout = {"slots": self.slots, "g": [(g.tile_us, g.tiles) for g in self.granularities],
-                  "inputs": [e.to_obj() for e in self.inputs],
-                  "where": None if self.where is None else self.where.to_obj(), "keys": self.join_keys}
+        layout = {
+            "slots": self.slots,
+            "g": [(g.tile_us, g.tiles) for g in self.granularities],
+            "inputs": [e.to_obj() for e in self.inputs],
+            "where": None if self.where is None else self.where.to_obj(),
+            "keys": self.join_keys,
+        }
         return zlib.crc32(json.dumps(layout, sort_keys=True).encode())
 
     # -- serialisation ------------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps({
-            "view": self.view, "join_keys": list(self.join_keys), "timestamp_field": self.timestamp_field,
-            "inputs": [e.to_obj() for e in self.inputs],
-            "where": None if self.where is None else self.where.to_obj(),
-            "allowed_lateness_us": self.allowed_lateness_us,
-            "features": [{"name": f.name, "function": f.function, "input": f.input, "label": f.window.label,
-                          "span_us": f.window.span_us, "tile_us": f.window.tile_us,
-                          "description": f.description, "pii": f.pii} for f in self.features],
-        }, sort_keys=True)
+        return json.dumps(
+            {
+                "view": self.view,
+                "join_keys": list(self.join_keys),
+                "timestamp_field": self.timestamp_field,
+                "inputs": [e.to_obj() for e in self.inputs],
+                "where": None if self.where is None else self.where.to_obj(),
+                "allowed_lateness_us": self.allowed_lateness_us,
+                "features": [
+                    {
+                        "name": f.name,
+                        "function": f.function,
+                        "input": f.input,
+                        "label": f.window.label,
+                        "span_us": f.window.span_us,
+                        "tile_us": f.window.tile_us,
+                        "description": f.description,
+                        "pii": f.pii,
+                    }
+                    for f in self.features
+                ],
+            },
+            sort_keys=True,
+        )
 
     @staticmethod
     def from_json(text: str) -> AggregationSpec:
         o = json.loads(text)
         return AggregationSpec(
-            view=o["view"], join_keys=tuple(o["join_keys"]), timestamp_field=o["timestamp_field"],
+            view=o["view"],
+            join_keys=tuple(o["join_keys"]),
+            timestamp_field=o["timestamp_field"],
             inputs=tuple(Expr.from_obj(e) for e in o["inputs"]),
             where=None if o["where"] is None else Expr.from_obj(o["where"]),
             allowed_lateness_us=o["allowed_lateness_us"],
-            features=tuple(Feature(f["name"], f["function"], f["input"],
-                                   Window(f["label"], f["span_us"], f["tile_us"]), f["description"], f["pii"])
-                           for f in o["features"]),
+            features=tuple(
+                Feature(
+                    f["name"],
+                    f["function"],
+                    f["input"],
+                    Window(f["label"], f["span_us"], f["tile_us"]),
+                    f["description"],
+                    f["pii"],
+                )
+                for f in o["features"]
+            ),
         )
 
 
 _DESCRIBE = {
-    "count": "Number of events{of}", "sum": "Sum of {input}", "mean": "Mean of {input}",
-    "min": "Minimum of {input}", "max": "Maximum of {input}", "last": "Latest value of {input}",
+    "count": "Number of events{of}",
+    "sum": "Sum of {input}",
+    "mean": "Mean of {input}",
+    "min": "Minimum of {input}",
+    "max": "Maximum of {input}",
+    "last": "Latest value of {input}",
     "stddev": "Sample standard deviation of {input}",
     "approx_count_distinct": "Approximate number of distinct values of {input}",
 }
@@ -294,9 +343,18 @@ def build_spec(
             tile = _label(timedelta(microseconds=win.tile_us))
             desc = f"{text} over the last {win.label} (tiles of {tile}; see docs/aggregations.md)."
             features.append(Feature(name, a.function, index, win, desc, a.pii))
-    lateness = allowed_lateness if isinstance(allowed_lateness, timedelta) else parse_duration(allowed_lateness)
-    return AggregationSpec(view, tuple(join_keys), timestamp_field, tuple(inputs), tuple(features), where,
-                           int(lateness.total_seconds() * 1_000_000))
+    lateness = (
+        allowed_lateness if isinstance(allowed_lateness, timedelta) else parse_duration(allowed_lateness)
+    )
+    return AggregationSpec(
+        view,
+        tuple(join_keys),
+        timestamp_field,
+        tuple(inputs),
+        tuple(features),
+        where,
+        int(lateness.total_seconds() * 1_000_000),
+    )
 
 
 def spec_of(view) -> AggregationSpec | None:

@@ -66,8 +66,11 @@ class Merger:
         self.head = 1 + len(self.rings)  # the fingerprint and the newest tile index per tile size
         self.fingerprint = struct.pack("<d", float(spec.fingerprint))
         empty = [float("-inf"), *[EMPTY[k] for k, _ in self.slots]]
-        self.empty = self.fingerprint + struct.pack(f"<{self.head - 1 + self.width * self.records}d",
-                                                    *([float("-inf")] * (self.head - 1)), *(empty * self.records))
+        self.empty = self.fingerprint + struct.pack(
+            f"<{self.head - 1 + self.width * self.records}d",
+            *([float("-inf")] * (self.head - 1)),
+            *(empty * self.records),
+        )
         self._unpack = struct.Struct(f"<{len(self.empty) // 8}d").unpack
         self._offsets_at: list[tuple[int, list[int], list[float]] | None] = [None] * len(self.rings)
         index: dict[tuple[str, int], int] = {}  # a slot's (first) column
@@ -75,10 +78,24 @@ class Merger:
             index.setdefault(slot, i)
         self.plan = []  # per feature: (function, granularity, tiles, slot columns)
         for f in spec.features:
-            kinds = {"count": "n", "sum": "s", "mean": "ns", "min": "m", "max": "M", "last": "tl",
-                     "stddev": "nsq", "approx_count_distinct": "h"}[f.function]
-            self.plan.append((f.function, spec.granularity(f.window.tile_us), f.window.tiles,
-                              [1 + index[(k, f.input)] for k in kinds]))
+            kinds = {
+                "count": "n",
+                "sum": "s",
+                "mean": "ns",
+                "min": "m",
+                "max": "M",
+                "last": "tl",
+                "stddev": "nsq",
+                "approx_count_distinct": "h",
+            }[f.function]
+            self.plan.append(
+                (
+                    f.function,
+                    spec.granularity(f.window.tile_us),
+                    f.window.tiles,
+                    [1 + index[(k, f.input)] for k in kinds],
+                )
+            )
         # Columns that add up (counts and sums; finite, so a mask can multiply them)
         self.summable = [1 + i for i, (k, _) in enumerate(self.slots) if k in ("n", "s")]
         self.summable_at = {c: j for j, c in enumerate(self.summable)}
@@ -116,7 +133,6 @@ class Merger:
                 out.append(_finish(function, block[:, : tiles + 1, :], valid[:, : tiles + 1], cols))
         return out
 
-
     def _one(self, blob: bytes | None, now_us: int) -> list:
         """``values`` of one entity, in plain Python over the records of its windows (the records'
         offsets computed once per request tile, ``_offsets``; each window's valid records once)."""
@@ -142,7 +158,9 @@ class Merger:
                 c1 = cols[1]
                 out.append(sum([data[at + c1] for at in recs]) / n if n > 0 else None)
             elif function == "approx_count_distinct":
-                words = np.array([data[at + c0 : at + c0 + sketch.WORDS] for at in recs]).reshape(-1, sketch.WORDS)
+                words = np.array([data[at + c0 : at + c0 + sketch.WORDS] for at in recs]).reshape(
+                    -1, sketch.WORDS
+                )
                 out.append(_distinct(words[None], np.ones((1, len(recs)), dtype=bool))[0])
             elif function in ("min", "max"):
                 pick = min if function == "min" else max
@@ -335,7 +353,9 @@ def partials(spec: AggregationSpec, group: np.ndarray, times_us: np.ndarray, val
                 valid = column("valid", i)
                 t = np.where(valid, us.astype(np.float64), -np.inf)
                 last = np.lexsort((column("M", i), t, segment))
-                pick = last[np.append(starts[1:], len(order)) - 1]  # the last row of each segment in that order
+                pick = last[
+                    np.append(starts[1:], len(order)) - 1
+                ]  # the last row of each segment in that order
                 rec[:, c] = t[pick]
                 rec[:, c + 1] = np.where(np.isfinite(t[pick]), column("x", i)[pick], np.nan)
         out_g.append(gs[starts])

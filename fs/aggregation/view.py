@@ -53,7 +53,9 @@ def aggregation_view(
     """
     batch = source.batch_source if isinstance(source, PushSource) else source
     if batch is None:
-        raise RepoError(f"aggregation view {name!r}: the source needs a batch source (the raw events' Delta table)")
+        raise RepoError(
+            f"aggregation view {name!r}: the source needs a batch source (the raw events' Delta table)"
+        )
     join_keys = [e.join_key for e in entities]
     if not join_keys:
         raise RepoError(f"aggregation view {name!r}: needs at least one entity (the key to aggregate by)")
@@ -61,8 +63,12 @@ def aggregation_view(
     # Entity columns declared, not inferred from the raw events (Feast would infer every event column).
     schema = [Field(name=e.join_key, dtype=from_value_type(e.value_type)) for e in entities]
     schema += [
-        Field(name=f.name, dtype=Int64 if f.dtype == "Int64" else Float64, description=f.description,
-              tags={"pii": f.pii})
+        Field(
+            name=f.name,
+            dtype=Int64 if f.dtype == "Int64" else Float64,
+            description=f.description,
+            tags={"pii": f.pii},
+        )
         for f in spec.features
     ]
     return FeatureView(

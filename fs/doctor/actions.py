@@ -42,6 +42,8 @@ from fs_platform.errors import OpsError, OpsRefused
 from fs_platform.timeutil import parse_time, utcnow
 
 log = logging.getLogger(__name__)
+
+
 def new_action(kind: str, params: dict, reason: str) -> Action:
     k = KINDS[kind]
     return Action(
@@ -67,7 +69,7 @@ def _mark_not_done(ctx: OpsContext, view: str, targets, kind, start, end, action
             "fs ops rollback",
             utcnow(),
             message=f"rolled back by fs ops rollback {action_id}",
-        )  # fmt: skip
+        )
         for t in targets
     )
 
@@ -80,10 +82,15 @@ class Rematerialize(Kind):
         p = action.params
         state = ctx.online()
         n = snapshot_keys(ctx, action.id, view_patterns(state.layout, p["view"]))
-        result = ctx.platform.materialize(p["start"], p["end"], views=[p["view"]],
-                                          chunk=timedelta(seconds=p.get("chunk_seconds", 86400)))  # fmt: skip
-        return {"keys_snapshotted": n, "chunks": result.chunks_done, "rows_written": result.rows_written,
-                "rows_skipped": result.rows_skipped}  # fmt: skip
+        result = ctx.platform.materialize(
+            p["start"], p["end"], views=[p["view"]], chunk=timedelta(seconds=p.get("chunk_seconds", 86400))
+        )
+        return {
+            "keys_snapshotted": n,
+            "chunks": result.chunks_done,
+            "rows_written": result.rows_written,
+            "rows_skipped": result.rows_skipped,
+        }
 
     def undo(self, ctx, action, changed):
         from fs_platform.backfill.model import Kind as LedgerKind
@@ -91,15 +98,24 @@ class Rematerialize(Kind):
 
         p = action.params
         out = restore_keys(ctx, action.id, view_patterns(ctx.online().layout, p["view"]))
-        _mark_not_done(ctx, p["view"], [Target.ONLINE], LedgerKind.MATERIALIZE, parse_time(p["start"]),
-                       parse_time(p["end"]), action.id)  # fmt: skip
+        _mark_not_done(
+            ctx,
+            p["view"],
+            [Target.ONLINE],
+            LedgerKind.MATERIALIZE,
+            parse_time(p["start"]),
+            parse_time(p["end"]),
+            action.id,
+        )
         return out
 
 
 class ResumeBackfill(Kind):
     kind = "resume_backfill"
-    rollback = ("restore the view's Delta table to the version before the run and its online keys from the "
-                "snapshot; the range is marked not done in the ledger")  # fmt: skip
+    rollback = (
+        "restore the view's Delta table to the version before the run and its online keys from the "
+        "snapshot; the range is marked not done in the ledger"
+    )
 
     def execute(self, ctx, action):
         from fs_platform.backfill.model import Status, Target
@@ -108,8 +124,14 @@ class ResumeBackfill(Kind):
 
         p = action.params
         bf = Backfiller(ctx.platform)
-        plan = bf.plan(p["view"], p["start"], p["end"], to=p.get("to", "both"),
-                       chunk=timedelta(seconds=p.get("chunk_seconds", 86400)), resume=True)  # fmt: skip
+        plan = bf.plan(
+            p["view"],
+            p["start"],
+            p["end"],
+            to=p.get("to", "both"),
+            chunk=timedelta(seconds=p.get("chunk_seconds", 86400)),
+            resume=True,
+        )
         if not plan.to_run:
             return {"skipped": True, "reason": "every chunk of the range is done in the ledger"}
         fv = ctx.platform.feature_view(p["view"])
@@ -123,10 +145,14 @@ class ResumeBackfill(Kind):
         result = bf.run(plan)
         if Target.OFFLINE in plan.targets:
             changed["delta_version_after"] = current_version(fv.batch_source, ctx.store.config)
-        changed.update(run_id=result.run_id, ok=result.ok, chunks_done=result.count(Status.DONE),
-                       chunks_not_done=len(result.chunks) - result.count(Status.DONE),
-                       rows_written_offline=result.rows_written(Target.OFFLINE),
-                       rows_written_online=result.rows_written(Target.ONLINE))  # fmt: skip
+        changed.update(
+            run_id=result.run_id,
+            ok=result.ok,
+            chunks_done=result.count(Status.DONE),
+            chunks_not_done=len(result.chunks) - result.count(Status.DONE),
+            rows_written_offline=result.rows_written(Target.OFFLINE),
+            rows_written_online=result.rows_written(Target.ONLINE),
+        )
         return changed
 
     def undo(self, ctx, action, changed):
@@ -150,8 +176,15 @@ class ResumeBackfill(Kind):
         if "keys_snapshotted" in changed:
             targets.append(Target.ONLINE)
             out.update(restore_keys(ctx, action.id, view_patterns(ctx.online().layout, p["view"])))
-        _mark_not_done(ctx, p["view"], targets, LedgerKind.BACKFILL, parse_time(p["start"]), parse_time(p["end"]),
-                       action.id)  # fmt: skip
+        _mark_not_done(
+            ctx,
+            p["view"],
+            targets,
+            LedgerKind.BACKFILL,
+            parse_time(p["start"]),
+            parse_time(p["end"]),
+            action.id,
+        )
         return out
 
 
@@ -189,8 +222,9 @@ class ReleaseLease(Kind):
                     "reason": "the lease is held by another holder than the dead one proposed",
                 }
             ctx.snapshots.mkdir(parents=True, exist_ok=True)
-            (ctx.snapshots / f"{action.id}.lease.json").write_text(json.dumps(
-                {"value": base64.b64encode(value).decode(), "pttl": pttl}))  # fmt: skip
+            (ctx.snapshots / f"{action.id}.lease.json").write_text(
+                json.dumps({"value": base64.b64encode(value).decode(), "pttl": pttl})
+            )
             released = client.eval(_RELEASE, 1, key, p["digest"])
         return {"leases_released": int(released)}
 
@@ -234,10 +268,16 @@ class DeleteViewKeys(Kind):
             return {"skipped": True, "reason": "no keys of the view are left"}
         deleted = sum(RedisOnlineStore._delete_matching(state, pattern) for pattern in patterns)
         with translated(state.endpoint):
-            fields = {f: v for f, v in state.client.hgetall(state.layout.schemas_key).items()
-                      if f.decode().rsplit(":", 1)[0] == view}  # fmt: skip
-            (ctx.snapshots / f"{action.id}.schemas.json").write_text(json.dumps(
-                {base64.b64encode(f).decode(): base64.b64encode(v).decode() for f, v in fields.items()}))  # fmt: skip
+            fields = {
+                f: v
+                for f, v in state.client.hgetall(state.layout.schemas_key).items()
+                if f.decode().rsplit(":", 1)[0] == view
+            }
+            (ctx.snapshots / f"{action.id}.schemas.json").write_text(
+                json.dumps(
+                    {base64.b64encode(f).decode(): base64.b64encode(v).decode() for f, v in fields.items()}
+                )
+            )
             if fields:
                 state.client.hdel(state.layout.schemas_key, *fields)
         return {"keys_snapshotted": n, "keys_deleted": deleted, "schema_entries_deleted": len(fields)}
@@ -275,8 +315,11 @@ class RestoreDelta(Kind):
         table = DeltaTable(resolve_location(fv, ctx.store.config))
         before = table.version()
         table.restore(int(action.params["version"]))
-        return {"delta_version_before": before, "restored_to": int(action.params["version"]),
-                "delta_version_after": table.version()}  # fmt: skip
+        return {
+            "delta_version_before": before,
+            "restored_to": int(action.params["version"]),
+            "delta_version_after": table.version(),
+        }
 
     def undo(self, ctx, action, changed):
         from deltalake import DeltaTable
@@ -304,8 +347,12 @@ class RerunValidation(Kind):
         start = parse_time(p["start"]) if p.get("start") else None
         end = parse_time(p["end"]) if p.get("end") else None
         result = validate_offline(ctx.store, p["view"], start, end, mode="warn")
-        return {"outcome": "passed" if result.passed else "failed", "rows": result.rows,
-                "failed_checks": len(result.failures), "validation_run": result.run_id}  # fmt: skip
+        return {
+            "outcome": "passed" if result.passed else "failed",
+            "rows": result.rows,
+            "failed_checks": len(result.failures),
+            "validation_run": result.run_id,
+        }
 
     def undo(self, ctx, action, changed):
         return {}
@@ -320,8 +367,19 @@ class Teardown(Kind):
         raise OpsRefused("irreversible", "teardown is never run by fs ops", hint="run `fs teardown` yourself")
 
 
-KINDS: dict[str, Kind] = {k.kind: k for k in (Rematerialize(), ResumeBackfill(), ReleaseLease(), DeleteViewKeys(),
-                                              RestoreDelta(), RerunValidation(), Teardown(), *MAINTENANCE_KINDS)}  # fmt: skip
+KINDS: dict[str, Kind] = {
+    k.kind: k
+    for k in (
+        Rematerialize(),
+        ResumeBackfill(),
+        ReleaseLease(),
+        DeleteViewKeys(),
+        RestoreDelta(),
+        RerunValidation(),
+        Teardown(),
+        *MAINTENANCE_KINDS,
+    )
+}
 ORDER = [
     "release_lease",
     "restore_delta",
@@ -354,4 +412,3 @@ def registered_views(store) -> set[str]:
         if fn is not None:
             names |= {v.name for v in fn()}
     return names
-

@@ -45,14 +45,26 @@ from fs_platform.doctor.model import Action, DoctorReport, Finding, Severity
 log = logging.getLogger(__name__)
 
 SCHEMA = {
-    "type": "object", "required": ["summary"], "additionalProperties": False,
+    "type": "object",
+    "required": ["summary"],
+    "additionalProperties": False,
     "properties": {
         "summary": {"type": "string", "maxLength": 2000},
-        "actions": {"type": "array", "items": {
-            "type": "object", "required": ["kind", "params"], "additionalProperties": False,
-            "properties": {"kind": {"type": "string"}, "params": {"type": "object"}, "reason": {"type": "string"}}}},
+        "actions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kind", "params"],
+                "additionalProperties": False,
+                "properties": {
+                    "kind": {"type": "string"},
+                    "params": {"type": "object"},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
     },
-}  # fmt: skip
+}
 PARAMS: dict[str, tuple[set[str], set[str]]] = {  # kind: (required, optional)
     "rematerialize": ({"view", "start", "end"}, {"chunk_seconds"}),
     "resume_backfill": ({"view", "start", "end"}, {"to", "chunk_seconds"}),
@@ -68,9 +80,11 @@ PARAMS: dict[str, tuple[set[str], set[str]]] = {  # kind: (required, optional)
     "teardown": (set(), {"env", "project"}),
 }
 _UNREGISTERED_OK = {"delete_view_keys"}  # its view is, by definition, no longer registered
-SYSTEM = ("You help the on-call engineer of a feature platform. You receive the findings of `fs doctor` as "
-          "JSON. Answer with ONE JSON object matching this JSON schema, nothing else: {schema}. Allowed action "
-          "kinds and params: {params}. You only propose: a person reviews and approves every action.")  # fmt: skip
+SYSTEM = (
+    "You help the on-call engineer of a feature platform. You receive the findings of `fs doctor` as "
+    "JSON. Answer with ONE JSON object matching this JSON schema, nothing else: {schema}. Allowed action "
+    "kinds and params: {params}. You only propose: a person reviews and approves every action."
+)
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _ENTITY = re.compile(r"\b(\w+)=([^,}\s]+)")
@@ -121,8 +135,14 @@ class Advice:
         """``report`` plus one ``assistant`` finding carrying the summary and the accepted actions."""
         if not self.enabled or (self.summary is None and not self.accepted):
             return report
-        finding = Finding("assistant", Severity.INFO, "assistant", self.summary or "(no summary)",
-                          {"accepted": len(self.accepted), "rejected": self.rejected}, tuple(self.accepted))  # fmt: skip
+        finding = Finding(
+            "assistant",
+            Severity.INFO,
+            "assistant",
+            self.summary or "(no summary)",
+            {"accepted": len(self.accepted), "rejected": self.rejected},
+            tuple(self.accepted),
+        )
         return replace(report, findings=[*report.findings, finding])
 
     def render(self) -> str:
@@ -133,8 +153,12 @@ class Advice:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"enabled": self.enabled, "summary": self.summary, "accepted": [a.to_dict() for a in self.accepted],
-                "rejected": self.rejected}  # fmt: skip
+        return {
+            "enabled": self.enabled,
+            "summary": self.summary,
+            "accepted": [a.to_dict() for a in self.accepted],
+            "rejected": self.rejected,
+        }
 
 
 def settings_of(platform) -> AssistantSettings | None:
@@ -155,28 +179,56 @@ def advise(platform, report: DoctorReport) -> Advice:
         answer = _ask(cfg, report)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
         rule = "unreachable" if isinstance(e, OSError) else "malformed"
-        advice.rejected.append({"kind": None, "rule": rule, "message": f"the assistant's answer was not usable: {type(e).__name__}"})
+        advice.rejected.append(
+            {
+                "kind": None,
+                "rule": rule,
+                "message": f"the assistant's answer was not usable: {type(e).__name__}",
+            }
+        )
     else:
         _check(platform, cfg, answer, advice)
     audit = Ops(platform).audit
     for r in advice.rejected:
-        audit.append("refused", actor="assistant", rule=r["rule"], message=f"assistant proposal {r['kind'] or ''}: {r['message']}",
-                     details={"kind": r["kind"]})  # fmt: skip
+        audit.append(
+            "refused",
+            actor="assistant",
+            rule=r["rule"],
+            message=f"assistant proposal {r['kind'] or ''}: {r['message']}",
+            details={"kind": r["kind"]},
+        )
     return advice
 
 
 def _ask(cfg: AssistantSettings, report: DoctorReport) -> dict:
     findings = mask([f.to_dict() for f in report.findings])
-    body = {"model": cfg.model, "temperature": 0, "response_format": {"type": "json_object"},
-            "messages": [{"role": "system", "content": SYSTEM.format(schema=json.dumps(SCHEMA), params=json.dumps(
-                             {k: {"required": sorted(r), "optional": sorted(o)} for k, (r, o) in PARAMS.items()}))},
-                         {"role": "user", "content": json.dumps({"env": report.env, "project": report.project,
-                                                                 "findings": findings})}]}  # fmt: skip
+    body = {
+        "model": cfg.model,
+        "temperature": 0,
+        "response_format": {"type": "json_object"},
+        "messages": [
+            {
+                "role": "system",
+                "content": SYSTEM.format(
+                    schema=json.dumps(SCHEMA),
+                    params=json.dumps(
+                        {k: {"required": sorted(r), "optional": sorted(o)} for k, (r, o) in PARAMS.items()}
+                    ),
+                ),
+            },
+            {
+                "role": "user",
+                "content": json.dumps({"env": report.env, "project": report.project, "findings": findings}),
+            },
+        ],
+    }
     headers = {"Content-Type": "application/json"}
     key = os.environ.get(cfg.api_key_env or "", "")
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(cfg.url.rstrip("/") + "/chat/completions", json.dumps(body).encode(), headers)
+    request = urllib.request.Request(
+        cfg.url.rstrip("/") + "/chat/completions", json.dumps(body).encode(), headers
+    )
     with urllib.request.urlopen(request, timeout=cfg.timeout_seconds) as r:  # noqa: S310 - configured endpoint
         reply = json.loads(r.read())
     content = reply["choices"][0]["message"]["content"]
@@ -192,10 +244,21 @@ def _check(platform, cfg: AssistantSettings, answer: dict, advice: Advice) -> No
 
     summary, actions = answer.get("summary"), answer.get("actions") or []
     extra = set(answer) - {"summary", "actions"}
-    if not isinstance(summary, str) or len(summary) > 2000 or not isinstance(actions, list) or extra \
-            or len(actions) > cfg.max_actions:  # fmt: skip
-        advice.rejected.append({"kind": None, "rule": "malformed", "message": "the answer does not match the schema "
-                                f"(summary string <= 2000, at most {cfg.max_actions} actions, no other keys)"})  # fmt: skip
+    if (
+        not isinstance(summary, str)
+        or len(summary) > 2000
+        or not isinstance(actions, list)
+        or extra
+        or len(actions) > cfg.max_actions
+    ):
+        advice.rejected.append(
+            {
+                "kind": None,
+                "rule": "malformed",
+                "message": "the answer does not match the schema "
+                f"(summary string <= 2000, at most {cfg.max_actions} actions, no other keys)",
+            }
+        )
         return
     advice.summary = mask(summary)
     policy = Ops(platform).policy
@@ -204,10 +267,14 @@ def _check(platform, cfg: AssistantSettings, answer: dict, advice: Advice) -> No
         kind = item.get("kind") if isinstance(item, dict) else None
         params = item.get("params") if isinstance(item, dict) else None
         if not isinstance(kind, str) or not isinstance(params, dict):
-            advice.rejected.append({"kind": None, "rule": "malformed", "message": "an action without kind and params"})
+            advice.rejected.append(
+                {"kind": None, "rule": "malformed", "message": "an action without kind and params"}
+            )
             continue
         if kind not in KINDS:
-            advice.rejected.append({"kind": kind, "rule": "unknown_kind", "message": f"fs ops has no action {kind!r}"})
+            advice.rejected.append(
+                {"kind": kind, "rule": "unknown_kind", "message": f"fs ops has no action {kind!r}"}
+            )
             continue
         required, optional = PARAMS[kind]
         wrong = (required - set(params)) | (set(params) - required - optional)
@@ -216,7 +283,9 @@ def _check(platform, cfg: AssistantSettings, answer: dict, advice: Advice) -> No
             what = f"params {sorted(wrong)}" if wrong else f"view {view!r}"
             advice.rejected.append({"kind": kind, "rule": "bad_params", "message": f"{kind}: wrong {what}"})
             continue
-        action = new_action(kind, params, "assistant: " + mask(str(item.get("reason") or "no reason given"))[:300])
+        action = new_action(
+            kind, params, "assistant: " + mask(str(item.get("reason") or "no reason given"))[:300]
+        )
         refused = policy.proposable(action)
         if refused is not None:
             advice.rejected.append({"kind": kind, "rule": refused.rule, "message": refused.message})

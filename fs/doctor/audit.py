@@ -36,29 +36,33 @@ from fs_platform.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 OPS_EVENTS = Counter(
-    "fs_ops_events_total", "fs ops audit events (proposed, approved, refused, executed, skipped, failed, rolled_back).",
-    ["event", "kind"], registry=REGISTRY,
-)  # fmt: skip
+    "fs_ops_events_total",
+    "fs ops audit events (proposed, approved, refused, executed, skipped, failed, rolled_back).",
+    ["event", "kind"],
+    registry=REGISTRY,
+)
 
 _COMPACT_AT_FILES = 200
 EVENTS = ("proposed", "approved", "refused", "executed", "skipped", "failed", "rolled_back", "pruned")
 _TS = pa.timestamp("us", tz="UTC")
-SCHEMA = pa.schema([
-    ("event_id", pa.string()),
-    ("at", _TS),
-    ("event", pa.string()),
-    ("env", pa.string()),
-    ("project", pa.string()),
-    ("plan_id", pa.string()),
-    ("action_id", pa.string()),
-    ("kind", pa.string()),
-    ("classification", pa.string()),
-    ("view", pa.string()),
-    ("actor", pa.string()),
-    ("rule", pa.string()),
-    ("details", pa.string()),
-    ("message", pa.string()),
-])  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("at", _TS),
+        ("event", pa.string()),
+        ("env", pa.string()),
+        ("project", pa.string()),
+        ("plan_id", pa.string()),
+        ("action_id", pa.string()),
+        ("kind", pa.string()),
+        ("classification", pa.string()),
+        ("view", pa.string()),
+        ("actor", pa.string()),
+        ("rule", pa.string()),
+        ("details", pa.string()),
+        ("message", pa.string()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -86,18 +90,39 @@ class AuditLog:
     def __init__(self, location: str, env: str, project: str):
         self.location, self.env, self.project = location, env, project
 
-    def append(self, event: str, *, plan_id=None, action=None, actor=None, rule=None, details=None,
-               message: str = "", action_id: str | None = None) -> AuditEvent:  # fmt: skip
+    def append(
+        self,
+        event: str,
+        *,
+        plan_id=None,
+        action=None,
+        actor=None,
+        rule=None,
+        details=None,
+        message: str = "",
+        action_id: str | None = None,
+    ) -> AuditEvent:
         if event not in EVENTS:
             raise OpsError(f"unknown audit event {event!r}")
         row = AuditEvent(
-            uuid.uuid4().hex[:16], utcnow(), event, self.env, self.project, plan_id,
-            action.id if action else action_id, action.kind if action else None,
-            action.classification.value if action else None, action.view if action else None,
-            actor, rule, dict(details or {}), " ".join(message.split())[:500],
-        )  # fmt: skip
-        table = pa.Table.from_pylist([{**row.__dict__, "details": json.dumps(row.details, sort_keys=True, default=str)}],
-                                     schema=SCHEMA)  # fmt: skip
+            uuid.uuid4().hex[:16],
+            utcnow(),
+            event,
+            self.env,
+            self.project,
+            plan_id,
+            action.id if action else action_id,
+            action.kind if action else None,
+            action.classification.value if action else None,
+            action.view if action else None,
+            actor,
+            rule,
+            dict(details or {}),
+            " ".join(message.split())[:500],
+        )
+        table = pa.Table.from_pylist(
+            [{**row.__dict__, "details": json.dumps(row.details, sort_keys=True, default=str)}], schema=SCHEMA
+        )
         for attempt in range(5):
             try:
                 write_deltalake(self.location, table, mode="append")

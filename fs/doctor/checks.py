@@ -47,8 +47,19 @@ from fs_platform.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKS = ("registry", "online_store", "online_memory", "online_expiry", "freshness", "ledger", "ingest",
-                  "dead_letters", "validation", "schema", "catalog")  # fmt: skip
+DEFAULT_CHECKS = (
+    "registry",
+    "online_store",
+    "online_memory",
+    "online_expiry",
+    "freshness",
+    "ledger",
+    "ingest",
+    "dead_letters",
+    "validation",
+    "schema",
+    "catalog",
+)
 DEEP_CHECKS = ("parity", "drift")
 VALIDATION_LOOKBACK = timedelta(days=1)
 PARITY_SAMPLE = 200
@@ -68,8 +79,11 @@ class _Ctx:
     def online_views(self) -> list:
         from fs_platform.views import feature_views
 
-        return feature_views(self.store, self.views, online=True) if self.views else \
-            [v for v in self.store.list_feature_views() if v.online]  # fmt: skip
+        return (
+            feature_views(self.store, self.views, online=True)
+            if self.views
+            else [v for v in self.store.list_feature_views() if v.online]
+        )
 
     def wanted(self, view: str) -> bool:
         return not self.views or view in self.views
@@ -104,7 +118,7 @@ def check_registry(c: _Ctx) -> list[Finding]:
             f"the registry differs from the repo: {len(changes)} change(s) not applied",
             {"changes": changes[:50]},
         )
-    ]  # fmt: skip  (an apply is a reviewed change: `fs plan`, then `fs apply`)
+    ]  # (an apply is a reviewed change: `fs plan`, then `fs apply`)
 
 
 # -- online store ---------------------------------------------------------------------------------
@@ -122,11 +136,19 @@ def check_online(c: _Ctx) -> list[Finding]:
         if view in known:
             continue
         n = keys.keys
-        a = new_action("delete_view_keys", {"view": view},
-                       f"{n} online key(s) of {view!r}, a view no longer registered")  # fmt: skip
-        findings.append(Finding("online_store", Severity.WARNING, view,
-                                f"{n} online key(s) left behind by deleted feature view {view!r}",
-                                {"keys": n, "scan_complete": complete}, (a,)))  # fmt: skip
+        a = new_action(
+            "delete_view_keys", {"view": view}, f"{n} online key(s) of {view!r}, a view no longer registered"
+        )
+        findings.append(
+            Finding(
+                "online_store",
+                Severity.WARNING,
+                view,
+                f"{n} online key(s) left behind by deleted feature view {view!r}",
+                {"keys": n, "scan_complete": complete},
+                (a,),
+            )
+        )
     if not findings:
         msg = f"reachable; {scanned.scanned} key(s) scanned, none of deleted views" + (
             "" if complete else " (sampled; --deep scans all)"
@@ -150,8 +172,11 @@ def check_freshness(c: _Ctx) -> list[Finding]:
         except Exception as e:
             findings.append(_err("freshness", fv.name, e))
             continue
-        evidence = {"sla_seconds": v.sla_seconds, "offline_newest": _fmt(v.offline.newest),
-                    "online_newest": _fmt(v.online.newest) if v.online else None}  # fmt: skip
+        evidence = {
+            "sla_seconds": v.sla_seconds,
+            "offline_newest": _fmt(v.offline.newest),
+            "online_newest": _fmt(v.online.newest) if v.online else None,
+        }
         if not v.breached:
             findings.append(Finding("freshness", Severity.OK, fv.name, "within its freshness SLA", evidence))
             continue
@@ -162,12 +187,19 @@ def check_freshness(c: _Ctx) -> list[Finding]:
             # online side's newest value (or the view's ttl) up to now.
             start = on if on is not None else c.now - (fv.ttl or timedelta(days=1))
             start = start.replace(minute=0, second=0, microsecond=0)
-            actions = (new_action("rematerialize", {"view": fv.name, "start": start.isoformat(), "end": c.now.isoformat()},
-                                  f"online data of {fv.name!r} is older than offline and its SLA"),)  # fmt: skip
+            actions = (
+                new_action(
+                    "rematerialize",
+                    {"view": fv.name, "start": start.isoformat(), "end": c.now.isoformat()},
+                    f"online data of {fv.name!r} is older than offline and its SLA",
+                ),
+            )
             msg = f"stale online: newest online {_fmt(on) or 'none'}, offline has {_fmt(off)} (SLA {v.sla_seconds:g}s)"
         else:
-            msg = (f"stale offline: newest offline {_fmt(off) or 'none'} (SLA {v.sla_seconds:g}s); the source or the "
-                   "ingest is behind, not materialization (check `fs ingest` and the source jobs)")  # fmt: skip
+            msg = (
+                f"stale offline: newest offline {_fmt(off) or 'none'} (SLA {v.sla_seconds:g}s); the source or the "
+                "ingest is behind, not materialization (check `fs ingest` and the source jobs)"
+            )
         findings.append(Finding("freshness", Severity.WARNING, fv.name, msg, evidence, actions))
     return findings
 
@@ -189,29 +221,60 @@ def check_ledger(c: _Ctx) -> list[Finding]:
             continue
         for e in st.pending:
             interval = {"start": e.start.isoformat(), "end": e.end.isoformat()}
-            evidence = {"target": st.target.value, "kind": e.kind.value, "status": e.status.value, **interval,
-                        "run_id": e.run_id, "recorded_at": _fmt(e.recorded_at)}  # fmt: skip
+            evidence = {
+                "target": st.target.value,
+                "kind": e.kind.value,
+                "status": e.status.value,
+                **interval,
+                "run_id": e.run_id,
+                "recorded_at": _fmt(e.recorded_at),
+            }
             if e.status == Status.RUNNING and st.lease_holder and st.view not in dead:
-                findings.append(Finding("ledger", Severity.INFO, st.view,
-                                        f"{st.target.value} chunk {e.interval} is running (leased)", evidence))  # fmt: skip
+                findings.append(
+                    Finding(
+                        "ledger",
+                        Severity.INFO,
+                        st.view,
+                        f"{st.target.value} chunk {e.interval} is running (leased)",
+                        evidence,
+                    )
+                )
                 continue
-            what = {Status.RUNNING: "interrupted (running, no live run holds the view)",
-                    Status.PLANNED: "planned but never run (half-done run)"}.get(e.status, e.status.value)  # fmt: skip
+            what = {
+                Status.RUNNING: "interrupted (running, no live run holds the view)",
+                Status.PLANNED: "planned but never run (half-done run)",
+            }.get(e.status, e.status.value)
             chunk_s = int((e.end - e.start).total_seconds())
             if e.kind == Kind.BACKFILL:
-                a = new_action("resume_backfill", {"view": st.view, **interval, "to": st.target.value,
-                                                   "chunk_seconds": chunk_s},
-                               f"{st.target.value} backfill chunk {e.interval} {e.status.value}")  # fmt: skip
+                a = new_action(
+                    "resume_backfill",
+                    {"view": st.view, **interval, "to": st.target.value, "chunk_seconds": chunk_s},
+                    f"{st.target.value} backfill chunk {e.interval} {e.status.value}",
+                )
             else:
-                a = new_action("rematerialize", {"view": st.view, **interval, "chunk_seconds": chunk_s},
-                               f"materialization chunk {e.interval} {e.status.value}")  # fmt: skip
-            findings.append(Finding("ledger", Severity.WARNING, st.view,
-                                    f"{st.target.value} {e.kind.value} chunk {e.interval} {what}"
-                                    + (f": {e.message}" if e.message else ""), evidence, (a,)))  # fmt: skip
+                a = new_action(
+                    "rematerialize",
+                    {"view": st.view, **interval, "chunk_seconds": chunk_s},
+                    f"materialization chunk {e.interval} {e.status.value}",
+                )
+            findings.append(
+                Finding(
+                    "ledger",
+                    Severity.WARNING,
+                    st.view,
+                    f"{st.target.value} {e.kind.value} chunk {e.interval} {what}"
+                    + (f": {e.message}" if e.message else ""),
+                    evidence,
+                    (a,),
+                )
+            )
     findings += lease_findings
     if not findings:
-        findings.append(Finding("ledger", Severity.OK, "ledger",
-                                "no failed, interrupted or half-done chunks; no dead leases"))  # fmt: skip
+        findings.append(
+            Finding(
+                "ledger", Severity.OK, "ledger", "no failed, interrupted or half-done chunks; no dead leases"
+            )
+        )
     return findings
 
 
@@ -238,10 +301,21 @@ def _dead_leases(c: _Ctx, bf) -> tuple[list[Finding], set[str]]:
                     continue
                 dead_views.add(view)
                 why = "its holder's process is gone (this host)" if dead else "it never expires (no TTL)"
-                a = new_action("release_lease", {"view": view, "digest": lease_digest(raw)},
-                               f"the lease of {view!r} is dead: {why}")  # fmt: skip
-                findings.append(Finding("ledger", Severity.WARNING, view, f"dead lease on {view!r}: {why}",
-                                        {"pttl_ms": pttl, "holder_digest": lease_digest(raw)[:12]}, (a,)))  # fmt: skip
+                a = new_action(
+                    "release_lease",
+                    {"view": view, "digest": lease_digest(raw)},
+                    f"the lease of {view!r} is dead: {why}",
+                )
+                findings.append(
+                    Finding(
+                        "ledger",
+                        Severity.WARNING,
+                        view,
+                        f"dead lease on {view!r}: {why}",
+                        {"pttl_ms": pttl, "holder_digest": lease_digest(raw)[:12]},
+                        (a,),
+                    )
+                )
     except Exception as e:
         findings.append(_err("ledger", "leases", e))
     return findings, dead_views
@@ -265,14 +339,27 @@ def check_validation(c: _Ctx) -> list[Finding]:
         failed = sorted({f"{x.check}({x.column})" if x.column else x.check for x in r.failures})
         params = {"view": view, "start": _fmt(r.window_start), "end": _fmt(r.window_end)}
         a = new_action("rerun_validation", params, f"the latest validation of {view!r} failed")
-        findings.append(Finding("validation", Severity.WARNING, view,
-                                f"latest validation {r.outcome} ({r.origin}, {_fmt(r.checked_at)}): "
-                                f"{len(r.failures)}/{len(r.checks)} checks failed",
-                                {"run_id": r.run_id, "origin": r.origin, "mode": r.mode, "rows": r.rows,
-                                 "failed_checks": failed[:20]}, (a,)))  # fmt: skip
+        findings.append(
+            Finding(
+                "validation",
+                Severity.WARNING,
+                view,
+                f"latest validation {r.outcome} ({r.origin}, {_fmt(r.checked_at)}): "
+                f"{len(r.failures)}/{len(r.checks)} checks failed",
+                {
+                    "run_id": r.run_id,
+                    "origin": r.origin,
+                    "mode": r.mode,
+                    "rows": r.rows,
+                    "failed_checks": failed[:20],
+                },
+                (a,),
+            )
+        )
     if not findings:
-        findings.append(Finding("validation", Severity.OK, "validation",
-                                "no failed validation in the last 24h"))  # fmt: skip
+        findings.append(
+            Finding("validation", Severity.OK, "validation", "no failed validation in the last 24h")
+        )
     return findings
 
 
@@ -313,12 +400,24 @@ def check_schema(c: _Ctx) -> list[Finding]:
                 break
         actions = ()
         if fits is not None:
-            actions = (new_action("restore_delta", {"view": fv.name, "version": fits},
-                                  f"the Delta table of {fv.name!r} no longer fits the view; version {fits} did"),)  # fmt: skip
-        findings.append(Finding("schema", Severity.ERROR, fv.name,
-                                f"the Delta table of {fv.name!r} does not fit the view: {problems[0]}"
-                                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-                                {"problems": problems, "version": current, "last_fitting_version": fits}, actions))  # fmt: skip
+            actions = (
+                new_action(
+                    "restore_delta",
+                    {"view": fv.name, "version": fits},
+                    f"the Delta table of {fv.name!r} no longer fits the view; version {fits} did",
+                ),
+            )
+        findings.append(
+            Finding(
+                "schema",
+                Severity.ERROR,
+                fv.name,
+                f"the Delta table of {fv.name!r} does not fit the view: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                {"problems": problems, "version": current, "last_fitting_version": fits},
+                actions,
+            )
+        )
     if not findings:
         findings.append(Finding("schema", Severity.OK, "schema", "every view's Delta table fits the view"))
     return findings
@@ -347,18 +446,30 @@ def check_parity(c: _Ctx) -> list[Finding]:
             "classes": {k: n for k, n in total.counts.items() if n},  # docs/runbooks/parity.md
         }
         sev = Severity.WARNING if vr.breach else Severity.OK
-        classes = ", ".join(f"{k} {n}" for k, n in sorted(ev["classes"].items(), key=lambda kv: -kv[1])
-                            if k != "matched")  # fmt: skip
-        msg = (f"online differs from offline for {total.breaching}/{total.compared} sampled values ({classes}; "
-               f"`fs parity check --views {vr.view}` explains the classes)") if vr.breach else "parity sample ok"  # fmt: skip
+        classes = ", ".join(
+            f"{k} {n}" for k, n in sorted(ev["classes"].items(), key=lambda kv: -kv[1]) if k != "matched"
+        )
+        msg = (
+            (
+                f"online differs from offline for {total.breaching}/{total.compared} sampled values ({classes}; "
+                f"`fs parity check --views {vr.view}` explains the classes)"
+            )
+            if vr.breach
+            else "parity sample ok"
+        )
         actions = ()
         fv = views[vr.view]
         if vr.breach and not is_aggregation(fv):
             # Reload what online should serve now: the view's ttl (at most a week) up to now.
             window = min(fv.ttl, PARITY_RELOAD_MAX) if fv.ttl else PARITY_RELOAD_MAX
             start = (c.now - window).replace(minute=0, second=0, microsecond=0)
-            actions = (new_action("rematerialize", {"view": vr.view, "start": start.isoformat(), "end": c.now.isoformat()},
-                                  f"parity breach of {vr.view!r}: reload online from offline over its ttl"),)  # fmt: skip
+            actions = (
+                new_action(
+                    "rematerialize",
+                    {"view": vr.view, "start": start.isoformat(), "end": c.now.isoformat()},
+                    f"parity breach of {vr.view!r}: reload online from offline over its ttl",
+                ),
+            )
         findings.append(Finding("parity", sev, vr.view, msg, ev, actions))
     return findings
 
@@ -373,31 +484,64 @@ def check_catalog(c: _Ctx) -> list[Finding]:
 
     where = load_ops_settings(c.platform.config).catalog_docs
     if not where:
-        return [Finding("catalog", Severity.OK, "catalog", "ops.catalog_docs is not set: catalog pages not checked")]
+        return [
+            Finding(
+                "catalog", Severity.OK, "catalog", "ops.catalog_docs is not set: catalog pages not checked"
+            )
+        ]
     out = Path(resolve_path(where, c.platform.repo_path))
     pages = catalog_pages(build_catalog(c.store))
-    changed = sorted(n for n, text in pages.items() if not (out / n).is_file() or (out / n).read_text() != text)
+    changed = sorted(
+        n for n, text in pages.items() if not (out / n).is_file() or (out / n).read_text() != text
+    )
     removed = stale_pages(pages, out) if out.is_dir() else []
     if not changed and not removed:
-        return [Finding("catalog", Severity.OK, "catalog", f"the catalog pages in {where} match the registry")]
-    a = new_action("regenerate_catalog_docs", {"path": str(out)},
-                   f"{len(changed) + len(removed)} catalog page(s) in {where} differ from the registry")  # fmt: skip
-    return [Finding("catalog", Severity.WARNING, "catalog",
-                    f"the catalog pages in {where} are out of date: {len(changed)} to (re)write, {len(removed)} of "
-                    "deleted views to remove", {"changed": changed[:50], "removed": removed[:50]}, (a,))]  # fmt: skip
+        return [
+            Finding("catalog", Severity.OK, "catalog", f"the catalog pages in {where} match the registry")
+        ]
+    a = new_action(
+        "regenerate_catalog_docs",
+        {"path": str(out)},
+        f"{len(changed) + len(removed)} catalog page(s) in {where} differ from the registry",
+    )
+    return [
+        Finding(
+            "catalog",
+            Severity.WARNING,
+            "catalog",
+            f"the catalog pages in {where} are out of date: {len(changed)} to (re)write, {len(removed)} of "
+            "deleted views to remove",
+            {"changed": changed[:50], "removed": removed[:50]},
+            (a,),
+        )
+    ]
 
 
 CHECKS: dict[str, Callable[[_Ctx], list[Finding]]] = {
-    "registry": check_registry, "online_store": check_online, "online_memory": online_scan.check_memory,
-    "online_expiry": online_scan.check_expiry, "freshness": check_freshness, "ledger": check_ledger,
-    "ingest": ingest_checks.check_ingest, "dead_letters": ingest_checks.check_dead_letters,
-    "validation": check_validation, "schema": check_schema, "catalog": check_catalog, "parity": check_parity,
+    "registry": check_registry,
+    "online_store": check_online,
+    "online_memory": online_scan.check_memory,
+    "online_expiry": online_scan.check_expiry,
+    "freshness": check_freshness,
+    "ledger": check_ledger,
+    "ingest": ingest_checks.check_ingest,
+    "dead_letters": ingest_checks.check_dead_letters,
+    "validation": check_validation,
+    "schema": check_schema,
+    "catalog": check_catalog,
+    "parity": check_parity,
     "drift": drift_check.check_drift,
-}  # fmt: skip
+}
 
 
-def doctor(platform, views: list[str] | None = None, *, deep: bool = False, checks: list[str] | None = None,
-           now: datetime | None = None) -> DoctorReport:  # fmt: skip
+def doctor(
+    platform,
+    views: list[str] | None = None,
+    *,
+    deep: bool = False,
+    checks: list[str] | None = None,
+    now: datetime | None = None,
+) -> DoctorReport:
     """Run the checks (default: the fast ones; ``deep`` adds parity and drift); never raises for what a check
     finds: a check that cannot run is an ``error`` finding of that check."""
     started = time.monotonic()

@@ -80,7 +80,9 @@ def feature_bytes(c, fv) -> dict[str, int]:
         for i, value in enumerate(row[3 : 3 + len(names)]):
             sizes[i] += len(json.dumps(value))
     total = sum(sizes)
-    return {n: round(v.bytes_estimated * s / total) for n, s in zip(names, sizes, strict=True)} if total else {}
+    return (
+        {n: round(v.bytes_estimated * s / total) for n, s in zip(names, sizes, strict=True)} if total else {}
+    )
 
 
 def check_memory(c) -> list[Finding]:
@@ -102,8 +104,12 @@ def check_memory(c) -> list[Finding]:
 
 
 def check_unused(c) -> list[Finding]:
-    used = {(p.name, f.name) for s in c.store.list_feature_services() for p in s.feature_view_projections
-            for f in p.features}  # fmt: skip
+    used = {
+        (p.name, f.name)
+        for s in c.store.list_feature_services()
+        for p in s.feature_view_projections
+        for f in p.features
+    }
     findings = []
     for fv in _online_views(c):
         unused = [f.name for f in fv.features if (fv.name, f.name) not in used]
@@ -112,13 +118,24 @@ def check_unused(c) -> list[Finding]:
         per = feature_bytes(c, fv)
         saving = sum(per.get(n, 0) for n in unused)
         whole = len(unused) == len(fv.features)
-        proposal = (f"set online=False on {fv.name!r} (no service reads it), or delete it" if whole else
-                    f"drop {', '.join(unused)} from {fv.name!r}") + "; a reviewed `fs plan` / `fs apply`"  # fmt: skip
-        findings.append(Finding("cost_unused", Severity.INFO, fv.name,
-                                f"{len(unused)} of {len(fv.features)} feature(s) used by no feature service; "
-                                f"saving about {_mb(saving)} online: {proposal}",
-                                {"unused": unused, "saving_bytes": saving, "proposal": proposal}))  # fmt: skip
-    return findings or [Finding("cost_unused", Severity.OK, "features", "every online feature is in a service")]
+        proposal = (
+            f"set online=False on {fv.name!r} (no service reads it), or delete it"
+            if whole
+            else f"drop {', '.join(unused)} from {fv.name!r}"
+        ) + "; a reviewed `fs plan` / `fs apply`"
+        findings.append(
+            Finding(
+                "cost_unused",
+                Severity.INFO,
+                fv.name,
+                f"{len(unused)} of {len(fv.features)} feature(s) used by no feature service; "
+                f"saving about {_mb(saving)} online: {proposal}",
+                {"unused": unused, "saving_bytes": saving, "proposal": proposal},
+            )
+        )
+    return findings or [
+        Finding("cost_unused", Severity.OK, "features", "every online feature is in a service")
+    ]
 
 
 def check_ttl(c) -> list[Finding]:
@@ -130,7 +147,9 @@ def check_ttl(c) -> list[Finding]:
     findings = []
     for fv in _online_views(c):
         sla = freshness_sla(fv)
-        if not fv.ttl or not sla or fv.ttl <= sla * TTL_SLA_RATIO or is_aggregation(fv):  # tiles: longest window
+        if (
+            not fv.ttl or not sla or fv.ttl <= sla * TTL_SLA_RATIO or is_aggregation(fv)
+        ):  # tiles: longest window
             continue
         needed = sla * TTL_SLA_RATIO
         cutoff_us = int((c.now - needed).timestamp() * 1e6)
@@ -142,13 +161,26 @@ def check_ttl(c) -> list[Finding]:
             old += head.lstrip(b"-").isdigit() and int(head) < cutoff_us
         saving = round(v.bytes_estimated * old / sample) if v and sample else 0
         proposal = f"lower the ttl of {fv.name!r} toward {_dur(needed)} (a reviewed `fs apply`)"
-        findings.append(Finding("cost_ttl", Severity.INFO, fv.name,
-                                f"ttl {_dur(fv.ttl)} is {fv.ttl / sla:.0f}x its freshness SLA {_dur(sla)}: values "
-                                f"older than {_dur(needed)} take about {_mb(saving)} ({old}/{sample} sampled); {proposal}",
-                                {"ttl_seconds": fv.ttl.total_seconds(), "sla_seconds": sla.total_seconds(),
-                                 "older_sampled": old, "sampled": sample, "saving_bytes": saving,
-                                 "proposal": proposal}))  # fmt: skip
-    return findings or [Finding("cost_ttl", Severity.OK, "ttl", f"no ttl over {TTL_SLA_RATIO}x its view's SLA")]
+        findings.append(
+            Finding(
+                "cost_ttl",
+                Severity.INFO,
+                fv.name,
+                f"ttl {_dur(fv.ttl)} is {fv.ttl / sla:.0f}x its freshness SLA {_dur(sla)}: values "
+                f"older than {_dur(needed)} take about {_mb(saving)} ({old}/{sample} sampled); {proposal}",
+                {
+                    "ttl_seconds": fv.ttl.total_seconds(),
+                    "sla_seconds": sla.total_seconds(),
+                    "older_sampled": old,
+                    "sampled": sample,
+                    "saving_bytes": saving,
+                    "proposal": proposal,
+                },
+            )
+        )
+    return findings or [
+        Finding("cost_ttl", Severity.OK, "ttl", f"no ttl over {TTL_SLA_RATIO}x its view's SLA")
+    ]
 
 
 def _local_size(table_uri: str, path: str) -> int:
@@ -183,29 +215,59 @@ def check_delta(c) -> list[Finding]:
             table = DeltaTable(location, storage_options=storage_options(fv.batch_source) or None)
             sizes = pa.table(table.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
             hours = max(window_h, _table_retention_h(table))
-            unreferenced = table.vacuum(retention_hours=math.ceil(hours), dry_run=True, enforce_retention_duration=False)
+            unreferenced = table.vacuum(
+                retention_hours=math.ceil(hours), dry_run=True, enforce_retention_duration=False
+            )
         except Exception as e:
             findings.append(error_finding("cost_delta", fv.name, e))
             continue
         small = [s for s in sizes if s < SMALL_FILE_BYTES]
         if len(small) >= SMALL_FILES:
             after = max(1, math.ceil(sum(small) / TARGET_FILE_BYTES))
-            a = new_action("compact_delta", {"view": fv.name}, f"{len(small)} small files in the table of {fv.name!r}")
-            findings.append(Finding("cost_delta", Severity.INFO, fv.name,
-                                    f"{len(small)} small file(s) ({_mb(sum(small))}): compaction leaves about {after}, "
-                                    "fewer files to list and open per read",
-                                    {"files": len(sizes), "small_files": len(small), "files_after": after,
-                                     "saving_files": len(small) - after}, (a,)))  # fmt: skip
+            a = new_action(
+                "compact_delta", {"view": fv.name}, f"{len(small)} small files in the table of {fv.name!r}"
+            )
+            findings.append(
+                Finding(
+                    "cost_delta",
+                    Severity.INFO,
+                    fv.name,
+                    f"{len(small)} small file(s) ({_mb(sum(small))}): compaction leaves about {after}, "
+                    "fewer files to list and open per read",
+                    {
+                        "files": len(sizes),
+                        "small_files": len(small),
+                        "files_after": after,
+                        "saving_files": len(small) - after,
+                    },
+                    (a,),
+                )
+            )
         if unreferenced:
             freed = sum(_local_size(table.table_uri, p) for p in unreferenced)
-            a = new_action("vacuum_delta", {"view": fv.name},
-                           f"{len(unreferenced)} file(s) of {fv.name!r}'s table no retained version needs")  # fmt: skip
-            findings.append(Finding("cost_delta", Severity.INFO, fv.name,
-                                    f"{len(unreferenced)} file(s) ({_mb(freed)}) belong only to versions older than "
-                                    f"{hours:g} h (the rollback window and the table's retention): vacuum frees them",
-                                    {"unreferenced_files": len(unreferenced), "saving_bytes": freed,
-                                     "retention_hours": hours}, (a,)))  # fmt: skip
-    return findings or [Finding("cost_delta", Severity.OK, "delta", "no Delta table with many small or old files")]
+            a = new_action(
+                "vacuum_delta",
+                {"view": fv.name},
+                f"{len(unreferenced)} file(s) of {fv.name!r}'s table no retained version needs",
+            )
+            findings.append(
+                Finding(
+                    "cost_delta",
+                    Severity.INFO,
+                    fv.name,
+                    f"{len(unreferenced)} file(s) ({_mb(freed)}) belong only to versions older than "
+                    f"{hours:g} h (the rollback window and the table's retention): vacuum frees them",
+                    {
+                        "unreferenced_files": len(unreferenced),
+                        "saving_bytes": freed,
+                        "retention_hours": hours,
+                    },
+                    (a,),
+                )
+            )
+    return findings or [
+        Finding("cost_delta", Severity.OK, "delta", "no Delta table with many small or old files")
+    ]
 
 
 def _table_retention_h(table) -> float:
@@ -219,10 +281,17 @@ def _table_retention_h(table) -> float:
         return 168.0
 
 
-CHECKS = {"cost_memory": check_memory, "cost_unused": check_unused, "cost_ttl": check_ttl, "cost_delta": check_delta}
+CHECKS = {
+    "cost_memory": check_memory,
+    "cost_unused": check_unused,
+    "cost_ttl": check_ttl,
+    "cost_delta": check_delta,
+}
 
 
-def cost(platform, views: list[str] | None = None, *, deep: bool = False, now: datetime | None = None) -> DoctorReport:
+def cost(
+    platform, views: list[str] | None = None, *, deep: bool = False, now: datetime | None = None
+) -> DoctorReport:
     """The cost findings (module docstring); a check that cannot run is an ``error`` finding."""
     from fs_platform.doctor.checks import _Ctx
 
@@ -236,4 +305,6 @@ def cost(platform, views: list[str] | None = None, *, deep: bool = False, now: d
             findings += check(c)
         except Exception as e:
             findings.append(error_finding(name, name, e))
-    return DoctorReport(c.now, platform.env, platform.project, findings, list(CHECKS), time.monotonic() - started)
+    return DoctorReport(
+        c.now, platform.env, platform.project, findings, list(CHECKS), time.monotonic() - started
+    )

@@ -27,7 +27,9 @@ def check_drift(c) -> list[Finding]:
     from fs_platform.governance.drift import detect_drift
     from fs_platform.governance.offline import newest_event_time, read_window
 
-    views = [v for v in c.store.list_feature_views() if (v.tags or {}).get("tier") == "1" and c.wanted(v.name)]
+    views = [
+        v for v in c.store.list_feature_views() if (v.tags or {}).get("tier") == "1" and c.wanted(v.name)
+    ]
     if not views:
         return [Finding("drift", Severity.OK, "drift", "no tier-1 views to check")]
     findings = []
@@ -37,15 +39,23 @@ def check_drift(c) -> list[Finding]:
         try:
             newest = newest_event_time(c.store, view.name)
             if newest is None:
-                findings.append(Finding("drift", Severity.INFO, view.name, "no offline rows: drift not checked"))
+                findings.append(
+                    Finding("drift", Severity.INFO, view.name, "no offline rows: drift not checked")
+                )
                 continue
             end = newest + timedelta(microseconds=1)  # windows are half-open: the newest row is current
             current, reference = (end - CURRENT, end), (end - CURRENT - REFERENCE, end - CURRENT)
             rows = read_window(c.store, view.name, *current).num_rows
             if rows < MIN_ROWS:
-                findings.append(Finding("drift", Severity.INFO, view.name,
-                                        f"{rows} rows in the last day (< {MIN_ROWS}): too few for a drift test",
-                                        {"current_rows": rows}))  # fmt: skip
+                findings.append(
+                    Finding(
+                        "drift",
+                        Severity.INFO,
+                        view.name,
+                        f"{rows} rows in the last day (< {MIN_ROWS}): too few for a drift test",
+                        {"current_rows": rows},
+                    )
+                )
                 continue
             report = detect_drift(c.store, view.name, reference, current)
         except OfflineStoreError as e:  # e.g. no rows in the reference week: a young view
@@ -56,17 +66,24 @@ def check_drift(c) -> list[Finding]:
             continue
         evidence = {
             "current": [current[0].isoformat(timespec="seconds"), current[1].isoformat(timespec="seconds")],
-            "reference": [reference[0].isoformat(timespec="seconds"), reference[1].isoformat(timespec="seconds")],
+            "reference": [
+                reference[0].isoformat(timespec="seconds"),
+                reference[1].isoformat(timespec="seconds"),
+            ],
             "drifted": report.drifted,
             "psi": {f.feature: round(f.psi, 4) for f in report.features},
         }
         if report.drifted:
             window = f"{reference[0]:%Y-%m-%dT%H:%M}..{reference[1]:%Y-%m-%dT%H:%M}"
             now = f"{current[0]:%Y-%m-%dT%H:%M}..{current[1]:%Y-%m-%dT%H:%M}"
-            message = (f"{len(report.drifted)} feature(s) drifted in the last day vs the week before: "
-                       f"{', '.join(report.drifted)} (`fs monitor drift {view.name} --reference {window} "
-                       f"--current {now} --html drift.html` shows the histograms)")  # fmt: skip
+            message = (
+                f"{len(report.drifted)} feature(s) drifted in the last day vs the week before: "
+                f"{', '.join(report.drifted)} (`fs monitor drift {view.name} --reference {window} "
+                f"--current {now} --html drift.html` shows the histograms)"
+            )
             findings.append(Finding("drift", Severity.WARNING, view.name, message, evidence))
         else:
-            findings.append(Finding("drift", Severity.OK, view.name, "no feature drifted in the last day", evidence))
+            findings.append(
+                Finding("drift", Severity.OK, view.name, "no feature drifted in the last day", evidence)
+            )
     return findings

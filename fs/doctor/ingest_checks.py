@@ -84,16 +84,28 @@ def _lag(config, kw) -> list[Finding]:
             done = {tp: o for tp in tps if (o := consumer.committed(tp)) is not None and o >= 0}
             lag = {tp.partition: max(0, ends.get(tp, 0) - done.get(tp, 0)) for tp in tps}
             total = sum(lag.values())
-            evidence = {"group": group, "lag": total, "partitions": len(tps),
-                        "uncommitted_partitions": sum(1 for tp in tps if tp not in done),
-                        "lag_by_partition": {str(p): n for p, n in lag.items() if n}}  # fmt: skip
+            evidence = {
+                "group": group,
+                "lag": total,
+                "partitions": len(tps),
+                "uncommitted_partitions": sum(1 for tp in tps if tp not in done),
+                "lag_by_partition": {str(p): n for p, n in lag.items() if n},
+            }
             if not tps:
                 sev, msg = Severity.WARNING, f"topic {spec.topic!r} does not exist on the broker"
             elif total > LAG_WARN:
-                sev, msg = Severity.WARNING, (f"consumer group {group!r} is {total} record(s) behind on {spec.topic!r}: "
-                                              "the ingestor is down or too slow (run more in the group)")  # fmt: skip
+                sev, msg = (
+                    Severity.WARNING,
+                    (
+                        f"consumer group {group!r} is {total} record(s) behind on {spec.topic!r}: "
+                        "the ingestor is down or too slow (run more in the group)"
+                    ),
+                )
             else:
-                sev, msg = Severity.OK, f"consumer group {group!r} is {total} record(s) behind on {spec.topic!r}"
+                sev, msg = (
+                    Severity.OK,
+                    f"consumer group {group!r} is {total} record(s) behind on {spec.topic!r}",
+                )
             findings.append(Finding("ingest", sev, spec.topic, msg, evidence))
     finally:
         consumer.close(autocommit=False)
@@ -109,17 +121,31 @@ def _breakers(config) -> list[Finding]:
         with urllib.request.urlopen(url, timeout=1.0) as r:  # noqa: S310 - loopback, fixed scheme
             text = r.read().decode()
     except OSError:
-        return [Finding("ingest", Severity.INFO, "ingest", f"no ingestor answers on {url} on this host: breaker "
-                        "state unknown (the ingestor's own alerts watch fs_ingest_breaker_state)")]  # fmt: skip
+        return [
+            Finding(
+                "ingest",
+                Severity.INFO,
+                "ingest",
+                f"no ingestor answers on {url} on this host: breaker "
+                "state unknown (the ingestor's own alerts watch fs_ingest_breaker_state)",
+            )
+        ]
     findings = []
     for line in text.splitlines():
         if line.startswith("fs_ingest_breaker_state{"):
             target = line.split('target="', 1)[1].split('"', 1)[0]
             state = int(float(line.rsplit(" ", 1)[1]))
             if state in BREAKER:
-                findings.append(Finding("ingest", Severity.WARNING, f"breaker:{target}",
-                                        f"the ingestor's {target} circuit breaker is {BREAKER[state]}: writes to "
-                                        f"the {target} store fail (see its logs)", {"target": target, "state": state}))  # fmt: skip
+                findings.append(
+                    Finding(
+                        "ingest",
+                        Severity.WARNING,
+                        f"breaker:{target}",
+                        f"the ingestor's {target} circuit breaker is {BREAKER[state]}: writes to "
+                        f"the {target} store fail (see its logs)",
+                        {"target": target, "state": state},
+                    )
+                )
     return findings
 
 
@@ -142,7 +168,9 @@ def check_dead_letters(c) -> list[Finding]:
     try:
         config, kw = _connected(c)
         if config is None:
-            return [Finding("dead_letters", Severity.OK, "dead_letters", "no ingest.yaml: no dead-letter topic")]
+            return [
+                Finding("dead_letters", Severity.OK, "dead_letters", "no ingest.yaml: no dead-letter topic")
+            ]
         start = replayed_until(c.platform)
         check = decoder_check(config, c.platform.repo_path, c.now)
         reasons, topics, end = Counter(), Counter(), {}
@@ -164,19 +192,35 @@ def check_dead_letters(c) -> list[Finding]:
     topic = config.dead_letter_topic
     if not pending:
         return [Finding("dead_letters", Severity.OK, topic, "no dead letters left to replay")]
-    evidence = {"pending": pending, "last_hour": recent, "by_reason": dict(reasons), "by_topic": dict(topics),
-                "replayable_now": replayable, "truncated": truncated, "complete": limit is None or pending < limit,
-                "start": {str(p): o for p, o in start.items()}, "end": {str(p): o for p, o in end.items()}}  # fmt: skip
+    evidence = {
+        "pending": pending,
+        "last_hour": recent,
+        "by_reason": dict(reasons),
+        "by_topic": dict(topics),
+        "replayable_now": replayable,
+        "truncated": truncated,
+        "complete": limit is None or pending < limit,
+        "start": {str(p): o for p, o in start.items()},
+        "end": {str(p): o for p, o in end.items()},
+    }
     sev = Severity.WARNING if recent else Severity.INFO
     top = ", ".join(f"{r} {n}" for r, n in reasons.most_common(3))
     msg = f"{pending} dead letter(s) not replayed ({top}); {recent} in the last hour"
     actions = ()
     if replayable:
-        params = {"start": {str(p): start.get(p, 0) for p in end}, "end": {str(p): o for p, o in end.items()},
-                  "letters": replayable}  # fmt: skip
-        actions = (new_action("replay_dead_letters", params,
-                              f"{replayable} dead letter(s) decode with the current ingest.yaml: replay them once "
-                              "the producer-side cause is fixed too"),)  # fmt: skip
+        params = {
+            "start": {str(p): start.get(p, 0) for p in end},
+            "end": {str(p): o for p, o in end.items()},
+            "letters": replayable,
+        }
+        actions = (
+            new_action(
+                "replay_dead_letters",
+                params,
+                f"{replayable} dead letter(s) decode with the current ingest.yaml: replay them once "
+                "the producer-side cause is fixed too",
+            ),
+        )
         msg += f"; {replayable} decode now and can be replayed"
     else:
         msg += "; none decodes with the current ingest.yaml yet: fix the cause first (`fs ingest dlq`)"

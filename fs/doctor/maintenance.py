@@ -37,7 +37,9 @@ def _table(ctx: OpsContext, view: str):
     from fs_platform.plugins.delta.tables import resolve_location, storage_options
 
     fv = ctx.platform.feature_view(view)
-    return DeltaTable(resolve_location(fv, ctx.store.config), storage_options=storage_options(fv.batch_source) or None)
+    return DeltaTable(
+        resolve_location(fv, ctx.store.config), storage_options=storage_options(fv.batch_source) or None
+    )
 
 
 class ExpireViewKeys(Kind):
@@ -101,8 +103,11 @@ class RegenerateCatalogDocs(Kind):
             return {"skipped": True, "reason": "the catalog pages are up to date"}
         ctx.snapshots.mkdir(parents=True, exist_ok=True)
         (ctx.snapshots / f"{action.id}.catalog.json").write_text(json.dumps(before))
-        return {"pages_written": len(written), "pages_changed": sum(1 for n, t in after.items() if before.get(n) != t),
-                "pages_removed": len(set(before) - set(after))}  # fmt: skip
+        return {
+            "pages_written": len(written),
+            "pages_changed": sum(1 for n, t in after.items() if before.get(n) != t),
+            "pages_removed": len(set(before) - set(after)),
+        }
 
     def undo(self, ctx, action, changed):
         path = ctx.snapshots / f"{action.id}.catalog.json"
@@ -122,7 +127,9 @@ class RegenerateCatalogDocs(Kind):
 
 class CompactDelta(Kind):
     kind = "compact_delta"
-    rollback = "restore the Delta table to the version before the compaction (same rows, the small files again)"
+    rollback = (
+        "restore the Delta table to the version before the compaction (same rows, the small files again)"
+    )
 
     def execute(self, ctx, action):
         table = _table(ctx, action.params["view"])
@@ -130,8 +137,12 @@ class CompactDelta(Kind):
         metrics = table.optimize.compact()
         if not metrics.get("numFilesRemoved"):
             return {"skipped": True, "reason": "nothing to compact"}
-        return {"delta_version_before": before, "delta_version_after": table.version(), "files_before": files,
-                "files_after": len(table.file_uris())}  # fmt: skip
+        return {
+            "delta_version_before": before,
+            "delta_version_after": table.version(),
+            "files_before": files,
+            "files_after": len(table.file_uris()),
+        }
 
     def undo(self, ctx, action, changed):
         if "delta_version_before" not in changed:
@@ -144,9 +155,11 @@ class CompactDelta(Kind):
 class VacuumDelta(Kind):
     kind = "vacuum_delta"
     classification = ActionClass.FORWARD_ONLY
-    rollback = ("none: vacuum deletes files for good; it never deletes a file of the current version, of any "
-                "version younger than ops.rollback_retention_days or the table's own retention, so every rollback "
-                "`fs ops` still allows can restore its Delta version")  # fmt: skip
+    rollback = (
+        "none: vacuum deletes files for good; it never deletes a file of the current version, of any "
+        "version younger than ops.rollback_retention_days or the table's own retention, so every rollback "
+        "`fs ops` still allows can restore its Delta version"
+    )
 
     def execute(self, ctx, action):
         from deltalake.exceptions import DeltaError
@@ -154,16 +167,22 @@ class VacuumDelta(Kind):
         floor = ctx.rollback_retention_days * 24
         asked = action.params.get("retention_hours")
         if asked is not None and asked < floor:
-            raise OpsRefused("retention", f"vacuum of {action.params['view']!r} with {asked} h retention is shorter "
-                             f"than the rollback window (ops.rollback_retention_days = {floor / 24:g} days)",
-                             hint="ask for at least the rollback window, or shorten it deliberately")  # fmt: skip
+            raise OpsRefused(
+                "retention",
+                f"vacuum of {action.params['view']!r} with {asked} h retention is shorter "
+                f"than the rollback window (ops.rollback_retention_days = {floor / 24:g} days)",
+                hint="ask for at least the rollback window, or shorten it deliberately",
+            )
         hours = math.ceil(max(asked or 0, floor))
         table = _table(ctx, action.params["view"])
         try:
             deleted = table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=True)
         except DeltaError as e:  # shorter than the table's delta.deletedFileRetentionDuration
-            raise OpsRefused("retention", f"vacuum of {action.params['view']!r}: {e}",
-                             hint="the table's delta.deletedFileRetentionDuration is longer") from None  # fmt: skip
+            raise OpsRefused(
+                "retention",
+                f"vacuum of {action.params['view']!r}: {e}",
+                hint="the table's delta.deletedFileRetentionDuration is longer",
+            ) from None
         if not deleted:
             return {"skipped": True, "reason": f"no file older than {hours} h is unreferenced"}
         return {"files_deleted": len(deleted), "retention_hours": hours, "delta_version": table.version()}
@@ -172,8 +191,10 @@ class VacuumDelta(Kind):
 class ReplayDeadLetters(Kind):
     kind = "replay_dead_letters"
     classification = ActionClass.FORWARD_ONLY
-    rollback = ("none: records sent back to their topic cannot be taken back; the ingestor writes them event-time "
-                "ordered (never over a newer value) and dead-letters again what still fails")  # fmt: skip
+    rollback = (
+        "none: records sent back to their topic cannot be taken back; the ingestor writes them event-time "
+        "ordered (never over a newer value) and dead-letters again what still fails"
+    )
 
     def execute(self, ctx, action):
         from fs_platform.doctor.ingest_checks import replayed_until
@@ -190,8 +211,17 @@ class ReplayDeadLetters(Kind):
         config = load_ingest_config(ctx.platform.repo_path, ctx.platform.env)
         require_broker(config.kafka.bootstrap_servers, timeout_s=3.0)
         result = replay_dead_letters(config, ctx.platform.repo_path, start=start, end=end)
-        return {**result.to_dict(), "dlq_start_offsets": {str(k): v for k, v in start.items()},
-                "dlq_end_offsets": {str(k): v for k, v in end.items()}}  # fmt: skip
+        return {
+            **result.to_dict(),
+            "dlq_start_offsets": {str(k): v for k, v in start.items()},
+            "dlq_end_offsets": {str(k): v for k, v in end.items()},
+        }
 
 
-MAINTENANCE_KINDS = (ExpireViewKeys(), RegenerateCatalogDocs(), CompactDelta(), VacuumDelta(), ReplayDeadLetters())
+MAINTENANCE_KINDS = (
+    ExpireViewKeys(),
+    RegenerateCatalogDocs(),
+    CompactDelta(),
+    VacuumDelta(),
+    ReplayDeadLetters(),
+)

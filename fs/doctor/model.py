@@ -59,8 +59,14 @@ class Action:
 
     @staticmethod
     def from_dict(d: dict) -> Action:
-        return Action(d["id"], d["kind"], dict(d.get("params") or {}), ActionClass(d["classification"]),
-                      d.get("reason", ""), d.get("rollback", ""))  # fmt: skip
+        return Action(
+            d["id"],
+            d["kind"],
+            dict(d.get("params") or {}),
+            ActionClass(d["classification"]),
+            d.get("reason", ""),
+            d.get("rollback", ""),
+        )
 
     @property
     def view(self) -> str | None:
@@ -78,9 +84,14 @@ class Finding:
     actions: tuple[Action, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"check": self.check, "severity": str(self.severity), "subject": self.subject,
-                "message": self.message, "evidence": self.evidence,
-                "actions": [a.to_dict() for a in self.actions]}  # fmt: skip
+        return {
+            "check": self.check,
+            "severity": str(self.severity),
+            "subject": self.subject,
+            "message": self.message,
+            "evidence": self.evidence,
+            "actions": [a.to_dict() for a in self.actions],
+        }
 
 
 def error_finding(check: str, subject: str, e: Exception) -> Finding:
@@ -89,7 +100,9 @@ def error_finding(check: str, subject: str, e: Exception) -> Finding:
     from fs_platform.scrub import summary
 
     text = str(e) if isinstance(e, FsError) else summary(e)
-    return Finding(check, Severity.ERROR, subject, f"{check} check failed: {text}", {"error": type(e).__name__})
+    return Finding(
+        check, Severity.ERROR, subject, f"{check} check failed: {text}", {"error": type(e).__name__}
+    )
 
 
 @dataclass(frozen=True)
@@ -117,9 +130,15 @@ class DoctorReport:
         return out
 
     def to_dict(self) -> dict:
-        return {"checked_at": self.checked_at.isoformat(), "env": self.env, "project": self.project,
-                "worst": str(self.worst), "checks": self.checks, "seconds": round(self.seconds, 3),
-                "findings": [f.to_dict() for f in self.findings]}  # fmt: skip
+        return {
+            "checked_at": self.checked_at.isoformat(),
+            "env": self.env,
+            "project": self.project,
+            "worst": str(self.worst),
+            "checks": self.checks,
+            "seconds": round(self.seconds, 3),
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
 
 @dataclass(frozen=True)
@@ -142,15 +161,31 @@ class OpsPlan:
         return hashlib.sha256(body.encode()).hexdigest()
 
     def to_dict(self) -> dict:
-        return {"fs_ops_plan": 1, "plan_id": self.plan_id, "created_at": self.created_at,
-                "project": self.project, "env": self.env, "proposer": self.proposer, "origin": self.origin,
-                "digest": self.digest, "actions": [a.to_dict() for a in self.actions],
-                "findings": self.findings}  # fmt: skip
+        return {
+            "fs_ops_plan": 1,
+            "plan_id": self.plan_id,
+            "created_at": self.created_at,
+            "project": self.project,
+            "env": self.env,
+            "proposer": self.proposer,
+            "origin": self.origin,
+            "digest": self.digest,
+            "actions": [a.to_dict() for a in self.actions],
+            "findings": self.findings,
+        }
 
     @staticmethod
     def from_dict(d: dict) -> OpsPlan:
-        return OpsPlan(d["plan_id"], d["created_at"], d["project"], d["env"], d["proposer"], d["origin"],
-                       [Action.from_dict(a) for a in d.get("actions") or []], list(d.get("findings") or []))  # fmt: skip
+        return OpsPlan(
+            d["plan_id"],
+            d["created_at"],
+            d["project"],
+            d["env"],
+            d["proposer"],
+            d["origin"],
+            [Action.from_dict(a) for a in d.get("actions") or []],
+            list(d.get("findings") or []),
+        )
 
 
 @dataclass

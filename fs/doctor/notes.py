@@ -33,22 +33,33 @@ def incident_note(t) -> str:
         lines.append("Nothing found: every check of these views is ok in this window.")
     for i, c in enumerate(t.causes, 1):
         actions = ", ".join(f"`{a.id}` {a.kind}" for a in c.actions) or "none"
-        lines += [f"{i}. **{c.check}** on `{c.subject}`: {c.what}  ",
-                  f"   evidence: `{_evidence(c.evidence)}`  ",
-                  f"   runbook: [{c.runbook}]({c.runbook}) · proposed: {actions}"]  # fmt: skip
+        lines += [
+            f"{i}. **{c.check}** on `{c.subject}`: {c.what}  ",
+            f"   evidence: `{_evidence(c.evidence)}`  ",
+            f"   runbook: [{c.runbook}]({c.runbook}) · proposed: {actions}",
+        ]
     lines += ["", "## Timeline (UTC)", "", "| at | source | subject | what |", "|---|---|---|---|"]
     lines += [f"| {e.at:%H:%M:%S} | {e.source} | {_cell(e.subject)} | {_cell(e.what)} |" for e in t.timeline]
     if not t.timeline:
         lines.append("| - | - | - | nothing recorded in the window |")
     lines += ["", "## Findings", "", "| severity | check | subject | finding |", "|---|---|---|---|"]
-    lines += [f"| {f.severity} | {f.check} | {_cell(f.subject)} | {_cell(f.message)} |" for f in t.report.findings]
+    lines += [
+        f"| {f.severity} | {f.check} | {_cell(f.subject)} | {_cell(f.message)} |" for f in t.report.findings
+    ]
     actions = t.report.actions
     lines += ["", "## Proposed plan", ""]
     if actions:
-        lines += ["`fs doctor triage ... --plan plan.json` writes these for review; `fs ops apply plan.json` runs "
-                  "them once approved.", "", "| action | kind | class | reason | rollback |", "|---|---|---|---|---|"]  # fmt: skip
-        lines += [f"| `{a.id}` | {a.kind} | {a.classification.value} | {_cell(a.reason)} | {_cell(a.rollback)} |"
-                  for a in actions]  # fmt: skip
+        lines += [
+            "`fs doctor triage ... --plan plan.json` writes these for review; `fs ops apply plan.json` runs "
+            "them once approved.",
+            "",
+            "| action | kind | class | reason | rollback |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{a.id}` | {a.kind} | {a.classification.value} | {_cell(a.reason)} | {_cell(a.rollback)} |"
+            for a in actions
+        ]
     else:
         lines.append("No typed action proposed: follow the runbook links above.")
     if t.notes:

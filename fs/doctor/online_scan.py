@@ -47,8 +47,12 @@ class OnlineScan:
 
     def evidence(self, view: str) -> dict:
         v = self.views[view]
-        return {"keys": v.keys, "sampled": len(v.sample), "bytes_estimated": v.bytes_estimated,
-                "scan_complete": self.complete}  # fmt: skip
+        return {
+            "keys": v.keys,
+            "sampled": len(v.sample),
+            "bytes_estimated": v.bytes_estimated,
+            "scan_complete": self.complete,
+        }
 
 
 def scan(c) -> OnlineScan:
@@ -115,16 +119,27 @@ def check_memory(c) -> list[Finding]:
     used, cap = s.info["used_memory"], s.info["maxmemory"]
     share = used / cap if used and cap else None
     sev = Severity.WARNING if share is not None and share >= MEMORY_WARN else Severity.INFO
-    msg = f"Redis uses {_mb(used)}" + (f" of {_mb(cap)} maxmemory ({share:.0%})" if share is not None else " (no maxmemory)")
+    msg = f"Redis uses {_mb(used)}" + (
+        f" of {_mb(cap)} maxmemory ({share:.0%})" if share is not None else " (no maxmemory)"
+    )
     if sev == Severity.WARNING:
         msg += "; near the limit: `fs doctor cost` lists what to trim"
-    findings.append(Finding("online_memory", sev, "online_store", msg, {**s.info, "scan_complete": s.complete}))
+    findings.append(
+        Finding("online_memory", sev, "online_store", msg, {**s.info, "scan_complete": s.complete})
+    )
     known = registered_views(c.store)
     for name in sorted(s.views):
         if name in known and c.wanted(name):
             e = s.evidence(name)
-            findings.append(Finding("online_memory", Severity.INFO, name,
-                                    f"{e['keys']} key(s), about {_mb(e['bytes_estimated'])} (sampled)", e))  # fmt: skip
+            findings.append(
+                Finding(
+                    "online_memory",
+                    Severity.INFO,
+                    name,
+                    f"{e['keys']} key(s), about {_mb(e['bytes_estimated'])} (sampled)",
+                    e,
+                )
+            )
     return findings
 
 
@@ -142,14 +157,31 @@ def check_expiry(c) -> list[Finding]:
         if not c.wanted(fv.name) or not fv.ttl or is_aggregation(fv) or v is None or not v.persistent:
             continue
         n = v.persistent_estimated
-        a = new_action("expire_view_keys", {"view": fv.name},
-                       f"keys of {fv.name!r} never expire although the view has a ttl")  # fmt: skip
-        findings.append(Finding("online_expiry", Severity.WARNING, fv.name,
-                                f"about {n} key(s) of {fv.name!r} never expire although its ttl is "
-                                f"{fv.ttl}: they hold memory for values no read serves",
-                                {**s.evidence(fv.name), "persistent_sampled": v.persistent,
-                                 "persistent_estimated": n, "ttl_seconds": fv.ttl.total_seconds()}, (a,)))  # fmt: skip
+        a = new_action(
+            "expire_view_keys",
+            {"view": fv.name},
+            f"keys of {fv.name!r} never expire although the view has a ttl",
+        )
+        findings.append(
+            Finding(
+                "online_expiry",
+                Severity.WARNING,
+                fv.name,
+                f"about {n} key(s) of {fv.name!r} never expire although its ttl is "
+                f"{fv.ttl}: they hold memory for values no read serves",
+                {
+                    **s.evidence(fv.name),
+                    "persistent_sampled": v.persistent,
+                    "persistent_estimated": n,
+                    "ttl_seconds": fv.ttl.total_seconds(),
+                },
+                (a,),
+            )
+        )
     if not findings:
-        findings.append(Finding("online_expiry", Severity.OK, "online_store",
-                                "every sampled key of a view with a ttl expires"))  # fmt: skip
+        findings.append(
+            Finding(
+                "online_expiry", Severity.OK, "online_store", "every sampled key of a view with a ttl expires"
+            )
+        )
     return findings

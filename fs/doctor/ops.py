@@ -40,8 +40,12 @@ class Ops:
         self.policy = Policy(self.settings, platform.env, platform.project)
         base = resolve_path(self.settings.ops_path, platform.repo_path)
         self.audit = AuditLog(base.rstrip("/") + "/audit", platform.env, platform.project)
-        self.context = OpsContext(platform, Path(base) / "snapshots", self.settings.snapshot_max_keys,
-                                  self.settings.rollback_retention_days)  # fmt: skip
+        self.context = OpsContext(
+            platform,
+            Path(base) / "snapshots",
+            self.settings.snapshot_max_keys,
+            self.settings.rollback_retention_days,
+        )
 
     @property
     def rollback_window(self) -> timedelta:
@@ -54,10 +58,27 @@ def make_plan(platform, report: DoctorReport, *, proposer: str, origin: str = AU
     o = Ops(platform)
     actions = [a for a in report.actions if o.policy.proposable(a) is None]
     actions.sort(key=lambda a: ORDER.index(a.kind) if a.kind in ORDER else len(ORDER))
-    findings = [{"check": f.check, "severity": str(f.severity), "subject": f.subject, "message": f.message,
-                 "actions": [a.id for a in f.actions]} for f in report.findings if f.actions]  # fmt: skip
-    return OpsPlan(f"plan-{uuid.uuid4().hex[:10]}", utcnow().isoformat(), platform.project, platform.env,
-                   proposer, origin, actions, findings)  # fmt: skip
+    findings = [
+        {
+            "check": f.check,
+            "severity": str(f.severity),
+            "subject": f.subject,
+            "message": f.message,
+            "actions": [a.id for a in f.actions],
+        }
+        for f in report.findings
+        if f.actions
+    ]
+    return OpsPlan(
+        f"plan-{uuid.uuid4().hex[:10]}",
+        utcnow().isoformat(),
+        platform.project,
+        platform.env,
+        proposer,
+        origin,
+        actions,
+        findings,
+    )
 
 
 def write_plan(
@@ -68,8 +89,14 @@ def write_plan(
     Path(path).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
     audit = Ops(platform).audit
     for a in plan.actions:
-        audit.append("proposed", plan_id=plan.plan_id, action=a, actor=proposer,
-                     details={"params": a.params, "origin": origin, "digest": plan.digest}, message=a.reason)  # fmt: skip
+        audit.append(
+            "proposed",
+            plan_id=plan.plan_id,
+            action=a,
+            actor=proposer,
+            details={"params": a.params, "origin": origin, "digest": plan.digest},
+            message=a.reason,
+        )
     return plan
 
 
@@ -82,8 +109,10 @@ def read_plan(path: str | Path) -> OpsPlan:
     except FileNotFoundError:
         raise OpsError(f"no plan file at {path}", hint="write one with `fs doctor --plan FILE`") from None
     except (ValueError, KeyError, TypeError) as e:
-        raise OpsError(f"{path} is not a readable fs ops plan: {summary(e)}",
-                       hint="write one with `fs doctor --plan FILE`") from None  # fmt: skip
+        raise OpsError(
+            f"{path} is not a readable fs ops plan: {summary(e)}",
+            hint="write one with `fs doctor --plan FILE`",
+        ) from None
 
 
 # -- apply ------------------------------------------------------------------------------------------
@@ -114,16 +143,27 @@ def apply(platform, plan: OpsPlan, *, approver: str | None, dry_run: bool = Fals
             continue
         if refusal is not None:
             if not dry_run:
-                o.audit.append("refused", plan_id=plan.plan_id, action=action, actor=approver, rule=refusal.rule,
-                               message=refusal.message)  # fmt: skip
+                o.audit.append(
+                    "refused",
+                    plan_id=plan.plan_id,
+                    action=action,
+                    actor=approver,
+                    rule=refusal.rule,
+                    message=refusal.message,
+                )
             out.append(Execution(action, "refused", rule=refusal.rule, message=str(refusal)))
             continue
         if dry_run:
             out.append(Execution(action, "would_run", message=f"{action.kind} {action.params}"))
             continue
         actor = approver or "policy (no approval needed)"
-        o.audit.append("approved", plan_id=plan.plan_id, action=action, actor=actor,
-                       details={"digest": plan.digest, "proposer": plan.proposer, "origin": plan.origin})  # fmt: skip
+        o.audit.append(
+            "approved",
+            plan_id=plan.plan_id,
+            action=action,
+            actor=actor,
+            details={"digest": plan.digest, "proposer": plan.proposer, "origin": plan.origin},
+        )
         out.append(_execute(o, plan, action, actor))
     if not dry_run:
         _prune(o, utcnow())
@@ -143,13 +183,25 @@ def _execute(o: Ops, plan: OpsPlan, action: Action, actor: str) -> Execution:
     except Exception as e:
         message = str(e) if isinstance(e, FsError) else summary(e)
         log.error("ops action %s (%s) failed: %s", action.id, action.kind, message)
-        o.audit.append("failed", plan_id=plan.plan_id, action=action, actor=actor,
-                       details={"params": action.params}, message=message)  # fmt: skip
+        o.audit.append(
+            "failed",
+            plan_id=plan.plan_id,
+            action=action,
+            actor=actor,
+            details={"params": action.params},
+            message=message,
+        )
         return Execution(action, "failed", message=message)
     details = {"params": action.params, "changed": changed}
     if changed.get("skipped"):
-        o.audit.append("skipped", plan_id=plan.plan_id, action=action, actor=actor, details=details,
-                       message=changed.get("reason", ""))  # fmt: skip
+        o.audit.append(
+            "skipped",
+            plan_id=plan.plan_id,
+            action=action,
+            actor=actor,
+            details=details,
+            message=changed.get("reason", ""),
+        )
         return Execution(action, "skipped", changed, message=changed.get("reason", ""))
     status = "failed" if changed.get("ok") is False else "executed"
     o.audit.append(status, plan_id=plan.plan_id, action=action, actor=actor, details=details)
@@ -164,8 +216,10 @@ def rollback(platform, action_id: str, *, approver: str | None) -> Execution:
     events = o.audit.events(action_id=action_id)
     ran = [e for e in events if e.event in ("executed", "failed") and "changed" in e.details]
     if not ran:
-        raise OpsError(f"no executed action {action_id!r} in the ops audit log of env {platform.env!r}",
-                       hint="`fs ops log` lists action ids")  # fmt: skip
+        raise OpsError(
+            f"no executed action {action_id!r} in the ops audit log of env {platform.env!r}",
+            hint="`fs ops log` lists action ids",
+        )
     last = ran[-1]
     if any(e.event == "rolled_back" and e.at >= last.at for e in events):
         return Execution(_action_of(last), "skipped", message="already rolled back")
@@ -175,19 +229,35 @@ def rollback(platform, action_id: str, *, approver: str | None) -> Execution:
     if action.classification == ActionClass.FORWARD_ONLY:
         raise OpsError(f"{action.kind} ({action.id}) has no rollback: {action.rollback}")
     if last.at < utcnow() - o.rollback_window:
-        raise OpsError(f"{action.kind} ({action.id}) ran at {last.at:%Y-%m-%d %H:%M} UTC, before the rollback window "
-                       f"(ops.rollback_retention_days: {o.settings.rollback_retention_days:g}): its snapshot is "
-                       "pruned and Delta vacuum may have removed the version it would restore",
-                       hint="restore by hand: `fs materialize` from offline, DeltaTable.restore")  # fmt: skip
+        raise OpsError(
+            f"{action.kind} ({action.id}) ran at {last.at:%Y-%m-%d %H:%M} UTC, before the rollback window "
+            f"(ops.rollback_retention_days: {o.settings.rollback_retention_days:g}): its snapshot is "
+            "pruned and Delta vacuum may have removed the version it would restore",
+            hint="restore by hand: `fs materialize` from offline, DeltaTable.restore",
+        )
     if o.policy.needs_approval(action) and not approver:
-        refusal = OpsRefused("approval_required", f"rolling back {action.kind} ({action.id}) needs an approver",
-                             hint="confirm interactively, or pass --approved-by NAME")  # fmt: skip
-        o.audit.append("refused", plan_id=last.plan_id, action=action, actor=approver, rule=refusal.rule,
-                       message=refusal.message)  # fmt: skip
+        refusal = OpsRefused(
+            "approval_required",
+            f"rolling back {action.kind} ({action.id}) needs an approver",
+            hint="confirm interactively, or pass --approved-by NAME",
+        )
+        o.audit.append(
+            "refused",
+            plan_id=last.plan_id,
+            action=action,
+            actor=approver,
+            rule=refusal.rule,
+            message=refusal.message,
+        )
         raise refusal
     undone = kind_of(action).undo(o.context, action, last.details["changed"])
-    o.audit.append("rolled_back", plan_id=last.plan_id, action=action, actor=approver or "policy (no approval needed)",
-                   details={"params": action.params, "changed": undone})  # fmt: skip
+    o.audit.append(
+        "rolled_back",
+        plan_id=last.plan_id,
+        action=action,
+        actor=approver or "policy (no approval needed)",
+        details={"params": action.params, "changed": undone},
+    )
     return Execution(action, "rolled_back", undone)
 
 
@@ -209,9 +279,13 @@ def _prune(o: Ops, now: datetime, *, dry_run: bool = False) -> dict[str, int]:
     pruned = prune_snapshots(o.context, now - o.rollback_window, dry_run=dry_run)
     if not dry_run:
         for action_id, freed in pruned.items():
-            o.audit.append("pruned", action_id=action_id, details={"bytes_freed": freed},
-                           message=f"rollback snapshot of {action_id} pruned after "
-                                   f"{o.settings.rollback_retention_days:g} day(s)")  # fmt: skip
+            o.audit.append(
+                "pruned",
+                action_id=action_id,
+                details={"bytes_freed": freed},
+                message=f"rollback snapshot of {action_id} pruned after "
+                f"{o.settings.rollback_retention_days:g} day(s)",
+            )
     return pruned
 
 

@@ -44,7 +44,11 @@ RATE_WINDOW = timedelta(hours=1)
 class OpsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    approval_required: list[ActionClass] = [ActionClass.REVERSIBLE, ActionClass.FORWARD_ONLY, ActionClass.IRREVERSIBLE]
+    approval_required: list[ActionClass] = [
+        ActionClass.REVERSIBLE,
+        ActionClass.FORWARD_ONLY,
+        ActionClass.IRREVERSIBLE,
+    ]
     """Action classes that run only with a named approver (``--approved-by`` or an interactive yes)."""
 
     distinct_approver: bool | None = None
@@ -119,8 +123,11 @@ class Policy:
     def proposable(self, action: Action) -> OpsRefused | None:
         """Whether automation may propose ``action`` at all (irreversible: never)."""
         if action.classification == ActionClass.IRREVERSIBLE:
-            return OpsRefused("irreversible", f"{action.kind} ({action.id}) is irreversible: automation never "
-                              "proposes or runs it", hint="run the manual command yourself if it is really meant")  # fmt: skip
+            return OpsRefused(
+                "irreversible",
+                f"{action.kind} ({action.id}) is irreversible: automation never proposes or runs it",
+                hint="run the manual command yourself if it is really meant",
+            )
         return None
 
     def check(
@@ -128,24 +135,39 @@ class Policy:
     ) -> OpsRefused | None:
         """The first rule that refuses ``action`` of ``plan`` (module docstring), or None."""
         if self.kill_switch:
-            return OpsRefused("kill_switch", f"the ops kill switch is on in env {self.env!r}: no action runs",
-                              hint=f"turn it off (ops.kill_switch / {KILL_SWITCH_ENV}) once it is safe")  # fmt: skip
+            return OpsRefused(
+                "kill_switch",
+                f"the ops kill switch is on in env {self.env!r}: no action runs",
+                hint=f"turn it off (ops.kill_switch / {KILL_SWITCH_ENV}) once it is safe",
+            )
         if plan.env != self.env or plan.project != self.project:
-            return OpsRefused("env_mismatch", f"the plan was proposed for env {plan.env!r} project {plan.project!r}, "
-                              f"not env {self.env!r} project {self.project!r}",
-                              hint="run `fs doctor --plan FILE` in this environment")  # fmt: skip
+            return OpsRefused(
+                "env_mismatch",
+                f"the plan was proposed for env {plan.env!r} project {plan.project!r}, "
+                f"not env {self.env!r} project {self.project!r}",
+                hint="run `fs doctor --plan FILE` in this environment",
+            )
         refused = self.proposable(action)
         if refused:
             return refused
         if self.needs_approval(action) and not approver:
-            return OpsRefused("approval_required", f"{action.kind} ({action.id}) is {action.classification.value} "
-                              f"and needs an approver in env {self.env!r}",
-                              hint="confirm interactively, or pass --approved-by NAME")  # fmt: skip
+            return OpsRefused(
+                "approval_required",
+                f"{action.kind} ({action.id}) is {action.classification.value} "
+                f"and needs an approver in env {self.env!r}",
+                hint="confirm interactively, or pass --approved-by NAME",
+            )
         if approver and self.distinct_approver and approver.strip().lower() == plan.proposer.strip().lower():
-            return OpsRefused("distinct_approver", f"{approver!r} proposed this plan and cannot approve it in env "
-                              f"{self.env!r}", hint="another person must approve it (--approved-by)")  # fmt: skip
+            return OpsRefused(
+                "distinct_approver",
+                f"{approver!r} proposed this plan and cannot approve it in env {self.env!r}",
+                hint="another person must approve it (--approved-by)",
+            )
         if executed_last_hour >= self.settings.rate_limit_per_hour:
-            return OpsRefused("rate_limit", f"{executed_last_hour} action(s) already executed in env {self.env!r} in "
-                              f"the last hour (ops.rate_limit_per_hour: {self.settings.rate_limit_per_hour})",
-                              hint="wait, or raise ops.rate_limit_per_hour for this environment")  # fmt: skip
+            return OpsRefused(
+                "rate_limit",
+                f"{executed_last_hour} action(s) already executed in env {self.env!r} in "
+                f"the last hour (ops.rate_limit_per_hour: {self.settings.rate_limit_per_hour})",
+                hint="wait, or raise ops.rate_limit_per_hour for this environment",
+            )
         return None

@@ -32,7 +32,9 @@ def _scan(client, patterns: Iterable[str], count: int = 1000) -> list[bytes]:
     return keys
 
 
-def snapshot_keys(ctx: OpsContext, action_id: str, patterns: list[str], keys: list[bytes] | None = None) -> int:
+def snapshot_keys(
+    ctx: OpsContext, action_id: str, patterns: list[str], keys: list[bytes] | None = None
+) -> int:
     """DUMP every key matching ``patterns`` (or just ``keys``) with its absolute expiry to
     ``<snapshots>/<id>.keys.parquet``."""
     from fs_platform.plugins.redis_store.connection import translated
@@ -41,9 +43,11 @@ def snapshot_keys(ctx: OpsContext, action_id: str, patterns: list[str], keys: li
     with translated(state.endpoint):
         keys = _scan(state.client, patterns, state.cfg.delete_scan_count) if keys is None else keys
         if len(keys) > ctx.snapshot_max_keys:
-            raise OpsError(f"{len(keys)} online keys would change, more than ops.snapshot_max_keys "
-                           f"({ctx.snapshot_max_keys}): no rollback snapshot possible, so not run",
-                           hint="run the manual command instead, or raise ops.snapshot_max_keys")  # fmt: skip
+            raise OpsError(
+                f"{len(keys)} online keys would change, more than ops.snapshot_max_keys "
+                f"({ctx.snapshot_max_keys}): no rollback snapshot possible, so not run",
+                hint="run the manual command instead, or raise ops.snapshot_max_keys",
+            )
         rows = {"key": [], "dump": [], "expire_at_ms": []}
         now_ms = int(utcnow().timestamp() * 1000)
         for start in range(0, len(keys), 500):
@@ -90,9 +94,11 @@ def restore_keys(ctx: OpsContext, action_id: str, patterns: list[str] | None) ->
 
     path = ctx.snapshots / f"{action_id}.keys.parquet"
     if not path.is_file():
-        raise OpsError(f"the rollback snapshot of action {action_id} is missing ({path}; pruned after "
-                       "ops.rollback_retention_days?)",
-                       hint="restore the online values with `fs materialize` from offline instead")  # fmt: skip
+        raise OpsError(
+            f"the rollback snapshot of action {action_id} is missing ({path}; pruned after "
+            "ops.rollback_retention_days?)",
+            hint="restore the online values with `fs materialize` from offline instead",
+        )
     snap = pq.read_table(path).to_pylist()
     kept = {r["key"] for r in snap}
     state = ctx.online()

@@ -24,20 +24,50 @@ from fs_platform.doctor.model import Action, DoctorReport, Finding, Severity
 
 RUNBOOK = "docs/runbooks/oncall.md"
 SECTIONS = {
-    "registry": "registry", "online_store": "online_store", "online_expiry": "online_store",
-    "online_memory": "online_store", "freshness": "freshness", "ledger": "ledger", "ingest": "ingest",
-    "dead_letters": "dead_letters", "validation": "validation", "schema": "schema", "catalog": "catalog",
-    "parity": "parity", "registry_change": "registry", "ops_action": "ops", "breaker_open": "ingest",
-}  # fmt: skip
+    "registry": "registry",
+    "online_store": "online_store",
+    "online_expiry": "online_store",
+    "online_memory": "online_store",
+    "freshness": "freshness",
+    "ledger": "ledger",
+    "ingest": "ingest",
+    "dead_letters": "dead_letters",
+    "validation": "validation",
+    "schema": "schema",
+    "catalog": "catalog",
+    "parity": "parity",
+    "registry_change": "registry",
+    "ops_action": "ops",
+    "breaker_open": "ingest",
+}
 WEIGHT = {  # higher: more likely the cause (the others are often its symptoms)
-    ("schema", Severity.ERROR): 100, ("online_store", Severity.ERROR): 95, ("ingest", Severity.ERROR): 95,
-    ("registry", Severity.ERROR): 95, ("breaker_open", Severity.WARNING): 85, ("ingest", Severity.WARNING): 80,
+    ("schema", Severity.ERROR): 100,
+    ("online_store", Severity.ERROR): 95,
+    ("ingest", Severity.ERROR): 95,
+    ("registry", Severity.ERROR): 95,
+    ("breaker_open", Severity.WARNING): 85,
+    ("ingest", Severity.WARNING): 80,
     ("registry_change", Severity.WARNING): 78,
-    ("ops_action", Severity.WARNING): 76, ("ledger", Severity.WARNING): 70, ("dead_letters", Severity.WARNING): 65,
-    ("registry", Severity.WARNING): 55, ("freshness", Severity.WARNING): 50, ("validation", Severity.WARNING): 45,
-    ("online_expiry", Severity.WARNING): 30, ("parity", Severity.WARNING): 25, ("online_store", Severity.WARNING): 20,
-}  # fmt: skip
-TRIAGE_CHECKS = ("registry", "online_store", "freshness", "ledger", "ingest", "dead_letters", "validation", "schema")
+    ("ops_action", Severity.WARNING): 76,
+    ("ledger", Severity.WARNING): 70,
+    ("dead_letters", Severity.WARNING): 65,
+    ("registry", Severity.WARNING): 55,
+    ("freshness", Severity.WARNING): 50,
+    ("validation", Severity.WARNING): 45,
+    ("online_expiry", Severity.WARNING): 30,
+    ("parity", Severity.WARNING): 25,
+    ("online_store", Severity.WARNING): 20,
+}
+TRIAGE_CHECKS = (
+    "registry",
+    "online_store",
+    "freshness",
+    "ledger",
+    "ingest",
+    "dead_letters",
+    "validation",
+    "schema",
+)
 
 
 @dataclass(frozen=True)
@@ -71,10 +101,16 @@ class Triage:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"scope": self.scope, "views": self.views, "start": self.start.isoformat(), "end": self.end.isoformat(),
-                "causes": [{**c.__dict__, "actions": [a.to_dict() for a in c.actions]} for c in self.causes],
-                "timeline": [{**e.__dict__, "at": e.at.isoformat()} for e in self.timeline],
-                "notes": self.notes, "findings": [f.to_dict() for f in self.report.findings]}  # fmt: skip
+        return {
+            "scope": self.scope,
+            "views": self.views,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "causes": [{**c.__dict__, "actions": [a.to_dict() for a in c.actions]} for c in self.causes],
+            "timeline": [{**e.__dict__, "at": e.at.isoformat()} for e in self.timeline],
+            "notes": self.notes,
+            "findings": [f.to_dict() for f in self.report.findings],
+        }
 
     def markdown(self) -> str:
         from fs_platform.doctor.notes import incident_note
@@ -92,7 +128,9 @@ def scope_views(store, feature_service: str | None, views: list[str] | None) -> 
         fs = store.get_feature_service(feature_service)
     except Exception:
         names = sorted(s.name for s in store.list_feature_services())
-        raise InvalidArgument(f"--feature-service: no feature service {feature_service!r} (known: {', '.join(names)})") from None
+        raise InvalidArgument(
+            f"--feature-service: no feature service {feature_service!r} (known: {', '.join(names)})"
+        ) from None
     out = []
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
     for p in fs.feature_view_projections:
@@ -103,8 +141,15 @@ def scope_views(store, feature_service: str | None, views: list[str] | None) -> 
     return sorted(set(out) | set(views or []))
 
 
-def triage(platform, *, feature_service: str | None = None, views: list[str] | None = None,
-           since: timedelta = timedelta(hours=2), deep: bool = False, now: datetime | None = None) -> Triage:  # fmt: skip
+def triage(
+    platform,
+    *,
+    feature_service: str | None = None,
+    views: list[str] | None = None,
+    since: timedelta = timedelta(hours=2),
+    deep: bool = False,
+    now: datetime | None = None,
+) -> Triage:
     from fs_platform.doctor.checks import doctor
     from fs_platform.timeutil import utcnow
 
@@ -115,8 +160,14 @@ def triage(platform, *, feature_service: str | None = None, views: list[str] | N
     checks = [*TRIAGE_CHECKS, *(("parity",) if deep else ())]
     report = doctor(platform, plain or None, checks=checks, deep=deep, now=now)
     timeline, notes = [], []
-    sources = [_ledger_events, _validation_events, _registry_events, _ops_events, _breaker_events,
-               _dead_letter_events]
+    sources = [
+        _ledger_events,
+        _validation_events,
+        _registry_events,
+        _ops_events,
+        _breaker_events,
+        _dead_letter_events,
+    ]
     if any(f.check == "ingest" and f.severity == Severity.ERROR for f in report.findings):
         sources.remove(_dead_letter_events)  # the broker did not answer the checks: not waited for twice
         notes.append("dead letters not read: the Kafka broker did not answer (see the ingest finding)")
@@ -138,16 +189,31 @@ def _ledger_events(platform, views, start, end) -> list[Event]:
     out = []
     for e in Backfiller(platform).ledger.entries():
         if e.view in views and start <= e.recorded_at <= end and e.status.value != "planned":
-            out.append(Event(e.recorded_at, "ledger", e.view, f"{e.target.value} {e.kind.value} chunk {e.interval} "
-                             f"{e.status.value} (run {e.run_id})" + (f": {e.message}" if e.message else "")))  # fmt: skip
+            out.append(
+                Event(
+                    e.recorded_at,
+                    "ledger",
+                    e.view,
+                    f"{e.target.value} {e.kind.value} chunk {e.interval} "
+                    f"{e.status.value} (run {e.run_id})" + (f": {e.message}" if e.message else ""),
+                )
+            )
     return out
 
 
 def _validation_events(platform, views, start, end) -> list[Event]:
     from fs_platform.governance.validate import list_results
 
-    return [Event(r.checked_at, "validation", r.view, f"validation {r.outcome} ({r.origin}, {len(r.failures)} failed check(s))")
-            for r in list_results(platform.store, None, limit=500) if r.view in views and start <= r.checked_at <= end]  # fmt: skip
+    return [
+        Event(
+            r.checked_at,
+            "validation",
+            r.view,
+            f"validation {r.outcome} ({r.origin}, {len(r.failures)} failed check(s))",
+        )
+        for r in list_results(platform.store, None, limit=500)
+        if r.view in views and start <= r.checked_at <= end
+    ]
 
 
 def _registry_events(platform, views, start, end) -> list[Event]:
@@ -157,26 +223,37 @@ def _registry_events(platform, views, start, end) -> list[Event]:
         if v.name in views and at is not None:
             at = at if at.tzinfo else at.replace(tzinfo=start.tzinfo)
             if start <= at <= end:
-                out.append(Event(at, "registry", v.name, "the view's definition changed in the registry (fs apply)"))
+                out.append(
+                    Event(at, "registry", v.name, "the view's definition changed in the registry (fs apply)")
+                )
     return out
 
 
 def _ops_events(platform, views, start, end) -> list[Event]:
     from fs_platform.doctor.ops import log_events
 
-    return [Event(e.at, "ops", e.view or "-", f"fs ops {e.event} {e.kind} ({e.action_id}) by {e.actor}")
-            for e in log_events(platform, start) if e.event in ("executed", "rolled_back", "failed")
-            and (e.view is None or e.view in views)]  # fmt: skip
+    return [
+        Event(e.at, "ops", e.view or "-", f"fs ops {e.event} {e.kind} ({e.action_id}) by {e.actor}")
+        for e in log_events(platform, start)
+        if e.event in ("executed", "rolled_back", "failed") and (e.view is None or e.view in views)
+    ]
 
 
 def _breaker_events(platform, views, start, end) -> list[Event]:
     """The ingestor's breaker transitions (its breakers guard every view's writes: not filtered by view)."""
     from fs_platform.plugins.kafka_ingest.breaker_log import location, read_transitions
 
-    return [Event(t.at, "breaker", f"{t.breaker} breaker",
-                  f"ingest {t.breaker} breaker {t.from_state} -> {t.to_state}"
-                  + (f" after {t.failures} failed write(s)" if t.to_state == "open" else "") + f" ({t.ingestor})")
-            for t in read_transitions(location(platform), start, end)]  # fmt: skip
+    return [
+        Event(
+            t.at,
+            "breaker",
+            f"{t.breaker} breaker",
+            f"ingest {t.breaker} breaker {t.from_state} -> {t.to_state}"
+            + (f" after {t.failures} failed write(s)" if t.to_state == "open" else "")
+            + f" ({t.ingestor})",
+        )
+        for t in read_transitions(location(platform), start, end)
+    ]
 
 
 def _dead_letter_events(platform, views, start, end) -> list[Event]:
@@ -192,14 +269,23 @@ def _dead_letter_events(platform, views, start, end) -> list[Event]:
     require_broker(config.kafka.bootstrap_servers, timeout_s=2.0)
     buckets: dict[int, Counter] = {}
     since_ms = int(start.timestamp() * 1000)
-    for d in iter_dead_letters(config.dead_letter_topic, idle_s=1.0, limit=10_000, **kafka_client_kwargs(config)):
+    for d in iter_dead_letters(
+        config.dead_letter_topic, idle_s=1.0, limit=10_000, **kafka_client_kwargs(config)
+    ):
         if d.timestamp_ms >= since_ms:
             buckets.setdefault(d.timestamp_ms // 600_000, Counter())[d.reason] += 1
     from datetime import UTC
 
-    return [Event(datetime.fromtimestamp(b * 600, UTC), "dead_letters", config.dead_letter_topic,
-                  f"{sum(c.values())} dead letter(s) in 10 min: " + ", ".join(f"{r} {n}" for r, n in c.most_common()))
-            for b, c in sorted(buckets.items())]  # fmt: skip
+    return [
+        Event(
+            datetime.fromtimestamp(b * 600, UTC),
+            "dead_letters",
+            config.dead_letter_topic,
+            f"{sum(c.values())} dead letter(s) in 10 min: "
+            + ", ".join(f"{r} {n}" for r, n in c.most_common()),
+        )
+        for b, c in sorted(buckets.items())
+    ]
 
 
 def _freshness_events(report: DoctorReport, start: datetime) -> list[Event]:
@@ -213,7 +299,9 @@ def _freshness_events(report: DoctorReport, start: datetime) -> list[Event]:
         side = "online" if f.message.startswith("stale online") else "offline"
         at = f.evidence.get(f"{side}_newest")
         if at and parse_time(at) >= start:
-            out.append(Event(parse_time(at), "freshness", f.subject, f"newest {side} value (nothing newer since)"))
+            out.append(
+                Event(parse_time(at), "freshness", f.subject, f"newest {side} value (nothing newer since)")
+            )
     return out
 
 
@@ -226,15 +314,29 @@ def _rank(findings: list[Finding], timeline: list[Event]) -> list[Cause]:
             score = 10
         if score is not None:
             causes.append(Cause(score, f.check, f.subject, f.message, f.evidence, _link(f.check), f.actions))
-    changed = [e for e in timeline if e.source in ("registry", "ops") or (e.source == "breaker" and "-> open" in e.what)]
-    first_symptom = next((e.at for e in timeline if e.source in ("ledger", "validation", "dead_letters", "freshness")), None)
+    changed = [
+        e
+        for e in timeline
+        if e.source in ("registry", "ops") or (e.source == "breaker" and "-> open" in e.what)
+    ]
+    first_symptom = next(
+        (e.at for e in timeline if e.source in ("ledger", "validation", "dead_letters", "freshness")), None
+    )
     for e in changed:  # a change before the first symptom may have caused it
         before = first_symptom is None or e.at <= first_symptom
         check = {"registry": "registry_change", "ops": "ops_action", "breaker": "breaker_open"}[e.source]
         score = WEIGHT[(check, Severity.WARNING)] - (0 if before else 30)
-        causes.append(Cause(score, check, e.subject, f"{e.what} at {e.at:%H:%M} UTC"
-                            + (", before the first symptom" if before and first_symptom else ""), {"at": e.at.isoformat()},
-                            _link(check)))  # fmt: skip
+        causes.append(
+            Cause(
+                score,
+                check,
+                e.subject,
+                f"{e.what} at {e.at:%H:%M} UTC"
+                + (", before the first symptom" if before and first_symptom else ""),
+                {"at": e.at.isoformat()},
+                _link(check),
+            )
+        )
     return sorted(causes, key=lambda c: -c.score)
 
 

@@ -86,7 +86,13 @@ class Catalog:
 
 def _features(view) -> list[FeatureInfo]:
     return [
-        FeatureInfo(f.name, str(f.dtype), field_description(f, view), pii_class(f, view) or "unclassified", dict(f.tags or {}))
+        FeatureInfo(
+            f.name,
+            str(f.dtype),
+            field_description(f, view),
+            pii_class(f, view) or "unclassified",
+            dict(f.tags or {}),
+        )
         for f in view.features
     ]
 
@@ -140,13 +146,26 @@ def build_catalog(store) -> Catalog:
     services = []
     for s in store.list_feature_services():
         refs = [(p.name, f.name) for p in s.feature_view_projections for f in p.features]
-        services.append(ServiceInfo(
-            name=s.name, owner=s.owner or "", description=s.description or "", tags=dict(s.tags or {}),
-            features=[f"{v}:{f}" for v, f in refs], pii_features=[f"{v}:{f}" for v, f in refs if (v, f) in sensitive],
-        ))
+        services.append(
+            ServiceInfo(
+                name=s.name,
+                owner=s.owner or "",
+                description=s.description or "",
+                tags=dict(s.tags or {}),
+                features=[f"{v}:{f}" for v, f in refs],
+                pii_features=[f"{v}:{f}" for v, f in refs if (v, f) in sensitive],
+            )
+        )
     entities = [
-        EntityInfo(e.name, [e.join_key], e.value_type.name, e.owner or "", e.description or "",
-                   entity_pii_class(e) or "unclassified", dict(e.tags or {}))
+        EntityInfo(
+            e.name,
+            [e.join_key],
+            e.value_type.name,
+            e.owner or "",
+            e.description or "",
+            entity_pii_class(e) or "unclassified",
+            dict(e.tags or {}),
+        )
         for e in store.list_entities()
     ]
     return Catalog(
@@ -177,15 +196,29 @@ def _cell(text: str) -> str:
 
 def view_page(view: ViewInfo) -> str:
     lines = [
-        _GENERATED, f"# {view.name}", "", _cell(view.description), "",
-        "| | |", "|---|---|",
-        f"| kind | {view.kind} |", f"| owner | {view.owner} |", f"| team | {view.team} |", f"| tier | {view.tier} |",
-        f"| freshness SLA | {view.freshness_sla or 'none'} |", f"| TTL | {_ttl(view.ttl_seconds)} |",
-        f"| entities | {', '.join(view.entities) or '-'} |", f"| source | {_cell(view.source)} |",
+        _GENERATED,
+        f"# {view.name}",
+        "",
+        _cell(view.description),
+        "",
+        "| | |",
+        "|---|---|",
+        f"| kind | {view.kind} |",
+        f"| owner | {view.owner} |",
+        f"| team | {view.team} |",
+        f"| tier | {view.tier} |",
+        f"| freshness SLA | {view.freshness_sla or 'none'} |",
+        f"| TTL | {_ttl(view.ttl_seconds)} |",
+        f"| entities | {', '.join(view.entities) or '-'} |",
+        f"| source | {_cell(view.source)} |",
         f"| online | {'yes' if view.online else 'no'} |",
         f"| PII features | {', '.join(view.pii_features) or 'none'} |",
         f"| tags | {_cell(', '.join(f'{k}={v}' for k, v in sorted(view.tags.items())))} |",
-        "", "## Features", "", "| feature | type | PII class | description |", "|---|---|---|---|",
+        "",
+        "## Features",
+        "",
+        "| feature | type | PII class | description |",
+        "|---|---|---|---|",
     ]
     lines += [f"| `{f.name}` | {f.dtype} | {f.pii} | {_cell(f.description)} |" for f in view.features]
     return "\n".join(lines) + "\n"
@@ -193,21 +226,41 @@ def view_page(view: ViewInfo) -> str:
 
 def index_page(catalog: Catalog) -> str:
     lines = [
-        _GENERATED, f"# Feature catalog — project `{catalog.project}`", "",
-        "## Entities", "", "| entity | join keys | type | owner | PII class | description |", "|---|---|---|---|---|---|",
+        _GENERATED,
+        f"# Feature catalog — project `{catalog.project}`",
+        "",
+        "## Entities",
+        "",
+        "| entity | join keys | type | owner | PII class | description |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {e.name} | {', '.join(e.join_keys)} | {e.value_type} | {e.owner} | {e.pii} | {_cell(e.description)} |"
-              for e in catalog.entities]
-    lines += ["", "## Feature views", "",
-              "| view | kind | team | tier | owner | freshness SLA | TTL | PII features | description |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| [{v.name}]({v.name}.md) | {v.kind} | {v.team} | {v.tier} | {v.owner} | {v.freshness_sla or '-'} | "
-              f"{_ttl(v.ttl_seconds)} | {', '.join(v.pii_features) or '-'} | {_cell(v.description)} |"
-              for v in catalog.views]
-    lines += ["", "## Feature services", "", "| service | owner | features | PII features | description |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {s.name} | {s.owner} | {len(s.features)} | {', '.join(s.pii_features) or '-'} | {_cell(s.description)} |"
-              for s in catalog.services]
+    lines += [
+        f"| {e.name} | {', '.join(e.join_keys)} | {e.value_type} | {e.owner} | {e.pii} | {_cell(e.description)} |"
+        for e in catalog.entities
+    ]
+    lines += [
+        "",
+        "## Feature views",
+        "",
+        "| view | kind | team | tier | owner | freshness SLA | TTL | PII features | description |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| [{v.name}]({v.name}.md) | {v.kind} | {v.team} | {v.tier} | {v.owner} | {v.freshness_sla or '-'} | "
+        f"{_ttl(v.ttl_seconds)} | {', '.join(v.pii_features) or '-'} | {_cell(v.description)} |"
+        for v in catalog.views
+    ]
+    lines += [
+        "",
+        "## Feature services",
+        "",
+        "| service | owner | features | PII features | description |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {s.name} | {s.owner} | {len(s.features)} | {', '.join(s.pii_features) or '-'} | {_cell(s.description)} |"
+        for s in catalog.services
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -218,8 +271,11 @@ def catalog_pages(catalog: Catalog) -> dict[str, str]:
 
 def stale_pages(pages: dict[str, str], out_dir: str | Path) -> list[str]:
     """Generated pages in ``out_dir`` of views no longer registered (``write_docs`` removes them)."""
-    return sorted(p.name for p in Path(out_dir).glob("*.md")
-                  if p.name not in pages and p.read_text().startswith(_GENERATED))  # fmt: skip
+    return sorted(
+        p.name
+        for p in Path(out_dir).glob("*.md")
+        if p.name not in pages and p.read_text().startswith(_GENERATED)
+    )
 
 
 def write_docs(catalog: Catalog, out_dir: str | Path) -> list[Path]:

@@ -86,7 +86,9 @@ def _shares(counts: np.ndarray) -> np.ndarray:
     return counts / total if total else counts.astype(float)
 
 
-def numeric_histogram(ref: np.ndarray, cur: np.ndarray, bins: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+def numeric_histogram(
+    ref: np.ndarray, cur: np.ndarray, bins: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     inner = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
     edges = np.concatenate([[-np.inf], inner, [np.inf]])
     r, _ = np.histogram(ref, edges)
@@ -123,7 +125,9 @@ def ks_2samp(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def feature_drift(name: str, kind: str, ref: pd.Series, cur: pd.Series, thresholds: dict, pii: bool) -> FeatureDrift:
+def feature_drift(
+    name: str, kind: str, ref: pd.Series, cur: pd.Series, thresholds: dict, pii: bool
+) -> FeatureDrift:
     ref_valid, cur_valid = ref.dropna(), cur.dropna()
     if kind == "numeric":
         r, c = ref_valid.to_numpy(dtype=float), cur_valid.to_numpy(dtype=float)
@@ -139,12 +143,20 @@ def feature_drift(name: str, kind: str, ref: pd.Series, cur: pd.Series, threshol
     score = psi(rs, cs)
     drifted = score > thresholds["psi"] or (ks is not None and ks > thresholds["ks"])
     return FeatureDrift(
-        feature=name, kind=kind, psi=score, ks=ks, ks_pvalue=p,
-        psi_threshold=float(thresholds["psi"]), ks_threshold=float(thresholds["ks"]), drifted=drifted,
-        reference_rows=len(ref), current_rows=len(cur),
+        feature=name,
+        kind=kind,
+        psi=score,
+        ks=ks,
+        ks_pvalue=p,
+        psi_threshold=float(thresholds["psi"]),
+        ks_threshold=float(thresholds["ks"]),
+        drifted=drifted,
+        reference_rows=len(ref),
+        current_rows=len(cur),
         reference_null_rate=float(ref.isna().mean()) if len(ref) else 0.0,
         current_null_rate=float(cur.isna().mean()) if len(cur) else 0.0,
-        pii=pii, histogram=Histogram([str(x) for x in labels], rs.tolist(), cs.tolist()),
+        pii=pii,
+        histogram=Histogram([str(x) for x in labels], rs.tolist(), cs.tolist()),
     )
 
 
@@ -155,7 +167,10 @@ def thresholds_for(config: dict, feature: str) -> dict:
 
 # -- entry point ------------------------------------------------------------------------------
 def detect_drift(
-    store, view: str, reference: tuple[datetime, datetime], current: tuple[datetime, datetime],
+    store,
+    view: str,
+    reference: tuple[datetime, datetime],
+    current: tuple[datetime, datetime],
     features: list[str] | None = None,
 ) -> DriftReport:
     """Compare the view's offline rows in ``current`` against ``reference`` (half-open windows)."""
@@ -180,8 +195,14 @@ def detect_drift(
         kind = "numeric" if vt in _NUMERIC else "categorical" if vt in _CATEGORICAL else None
         if kind is None:
             continue
-        fd = feature_drift(f.name, kind, frames["reference"][f.name], frames["current"][f.name],
-                           thresholds_for(config, f.name), f.name in sensitive)
+        fd = feature_drift(
+            f.name,
+            kind,
+            frames["reference"][f.name],
+            frames["current"][f.name],
+            thresholds_for(config, f.name),
+            f.name in sensitive,
+        )
         report.features.append(fd)
         metrics.DRIFT_SCORE.labels(view, f.name, "psi").set(fd.psi)
         if fd.ks is not None:

@@ -17,16 +17,22 @@ def _svg(fd: FeatureDrift) -> str:
     top = max([*h.reference, *h.current, 1e-9])
     slot = (_W - 2 * _PAD) / n
     bar = slot * 0.38
-    parts = [f'<svg width="{_W}" height="{_H + 40}" role="img" aria-label="{escape(fd.feature)} histogram">',
-             f'<line x1="{_PAD}" y1="{_H}" x2="{_W - _PAD}" y2="{_H}" stroke="#999"/>']
+    parts = [
+        f'<svg width="{_W}" height="{_H + 40}" role="img" aria-label="{escape(fd.feature)} histogram">',
+        f'<line x1="{_PAD}" y1="{_H}" x2="{_W - _PAD}" y2="{_H}" stroke="#999"/>',
+    ]
     for i, (label, r, c) in enumerate(zip(h.labels, h.reference, h.current, strict=True)):
         x = _PAD + i * slot
         for offset, share, color, who in ((0.1, r, _REF, "reference"), (0.5, c, _CUR, "current")):
             height = (share / top) * (_H - 10)
-            parts.append(f'<rect x="{x + slot * offset:.1f}" y="{_H - height:.1f}" width="{bar:.1f}" '
-                         f'height="{height:.1f}" fill="{color}"><title>{escape(label)} {who}: {share:.1%}</title></rect>')
-        parts.append(f'<text x="{x + slot / 2:.1f}" y="{_H + 14}" font-size="9" text-anchor="middle">'
-                     f'{escape(label[:14])}</text>')
+            parts.append(
+                f'<rect x="{x + slot * offset:.1f}" y="{_H - height:.1f}" width="{bar:.1f}" '
+                f'height="{height:.1f}" fill="{color}"><title>{escape(label)} {who}: {share:.1%}</title></rect>'
+            )
+        parts.append(
+            f'<text x="{x + slot / 2:.1f}" y="{_H + 14}" font-size="9" text-anchor="middle">'
+            f"{escape(label[:14])}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -42,7 +48,9 @@ def render_html(report: DriftReport) -> str:
         f"<td>{'DRIFT' if f.drifted else 'ok'}</td></tr>"
         for f in report.features
     )
-    charts = "".join(f'<h3>{escape(f.feature)} — {"DRIFT" if f.drifted else "ok"}</h3>{_svg(f)}' for f in report.features)
+    charts = "".join(
+        f"<h3>{escape(f.feature)} — {'DRIFT' if f.drifted else 'ok'}</h3>{_svg(f)}" for f in report.features
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift: {escape(report.view)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}tr.bad{{background:#fde0dd}}</style>
 </head><body><h1>Drift report: {escape(report.view)}</h1>

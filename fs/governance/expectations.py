@@ -85,8 +85,12 @@ def load_suite(repo_path: str | Path, view: str) -> Suite | None:
             if not isinstance(e.get("type"), str) or not isinstance(e.get("kwargs", {}), dict):
                 raise ValueError("each expectation needs a 'type' string and a 'kwargs' object")
     except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"malformed expectation suite {path}: {e}", hint="fix the JSON, then rerun") from None
-    return Suite(name=data.get("name", view), path=path, expectations=expectations, meta=dict(data.get("meta") or {}))
+        raise ConfigError(
+            f"malformed expectation suite {path}: {e}", hint="fix the JSON, then rerun"
+        ) from None
+    return Suite(
+        name=data.get("name", view), path=path, expectations=expectations, meta=dict(data.get("meta") or {})
+    )
 
 
 def _pandas_datasource():
@@ -126,28 +130,36 @@ def run_suite(suite: Suite, view: str, frame: pd.DataFrame, sample_count: int = 
         definition = _batch_definition(view)
         import great_expectations as gx  # already loaded by _batch_definition
 
-        gx_suite = gx.ExpectationSuite(name=suite.name, expectations=[
-            {"type": e["type"], "kwargs": e.get("kwargs", {}), "meta": e.get("meta", {})} for e in suite.expectations
-        ])
+        gx_suite = gx.ExpectationSuite(
+            name=suite.name,
+            expectations=[
+                {"type": e["type"], "kwargs": e.get("kwargs", {}), "meta": e.get("meta", {})}
+                for e in suite.expectations
+            ],
+        )
         batch = definition.get_batch(batch_parameters={"dataframe": frame})
         # BASIC has all that is read below (counts, a few unexpected values, observed values, details);
         # SUMMARY only adds value counts and row indexes of unexpected values, at ~3x the cost per call.
-        result = batch.validate(gx_suite, result_format={"result_format": "BASIC", "partial_unexpected_count": sample_count})
+        result = batch.validate(
+            gx_suite, result_format={"result_format": "BASIC", "partial_unexpected_count": sample_count}
+        )
     out = []
     for r in result.results:
         res, exc, kwargs = r.result or {}, r.exception_info or {}, r.expectation_config.kwargs
         error = exc.get("exception_message") if exc.get("raised_exception") else None
-        out.append(Outcome(
-            expectation=r.expectation_config.type,
-            column=kwargs.get("column") or kwargs.get("column_A"),
-            success=bool(r.success),
-            unexpected_count=res.get("unexpected_count"),
-            unexpected_percent=res.get("unexpected_percent"),
-            samples=list(res.get("partial_unexpected_list") or []),
-            observed=res.get("details", {}).get("mismatched") or res.get("observed_value"),
-            error=error.splitlines()[0] if error else None,
-            columns=referenced_columns(kwargs),
-        ))
+        out.append(
+            Outcome(
+                expectation=r.expectation_config.type,
+                column=kwargs.get("column") or kwargs.get("column_A"),
+                success=bool(r.success),
+                unexpected_count=res.get("unexpected_count"),
+                unexpected_percent=res.get("unexpected_percent"),
+                samples=list(res.get("partial_unexpected_list") or []),
+                observed=res.get("details", {}).get("mismatched") or res.get("observed_value"),
+                error=error.splitlines()[0] if error else None,
+                columns=referenced_columns(kwargs),
+            )
+        )
     return out
 
 

@@ -120,7 +120,9 @@ def check_view(store, view: str, now: datetime | None = None, probe: int = 100) 
     return result
 
 
-def check_freshness(store, views: list[str] | None = None, now: datetime | None = None, probe: int = 100) -> FreshnessReport:
+def check_freshness(
+    store, views: list[str] | None = None, now: datetime | None = None, probe: int = 100
+) -> FreshnessReport:
     """Freshness of ``views`` (default: every batch/stream view with a freshness SLA)."""
     now = now or utcnow()
     names = views or sorted(v.name for v in store.list_feature_views() if freshness_sla(v))
@@ -136,4 +138,3 @@ def _export(v: ViewFreshness) -> None:
         if state.age_seconds is not None:
             metrics.FRESHNESS_AGE.labels(v.view, where).set(state.age_seconds)
         metrics.FRESHNESS_BREACH.labels(v.view, where).set(1 if state.breached else 0)
-

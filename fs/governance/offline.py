@@ -40,7 +40,9 @@ def view_source(store, name: str) -> ViewSource:
     view = feature_view(store, name)
     source = view.batch_source
     if not isinstance(source, DeltaSource):
-        raise RepoError(f"feature view {name!r} reads {type(source).__name__}; only DeltaSource is supported here")
+        raise RepoError(
+            f"feature view {name!r} reads {type(source).__name__}; only DeltaSource is supported here"
+        )
     return ViewSource(
         view=view,
         source=source,

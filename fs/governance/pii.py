@@ -142,7 +142,9 @@ def pii_permissions(views: Iterable, services: Iterable = ()) -> list:
     classes = {(v.name, f.name): pii_class(f, v) for v in views for f in v.features}
     exposed = {v.name: {classes[v.name, f.name] for f in v.features} for v in views}
     for s in services:
-        exposed[s.name] = {classes.get((p.name, f.name)) for p in s.feature_view_projections for f in p.features}
+        exposed[s.name] = {
+            classes.get((p.name, f.name)) for p in s.feature_view_projections for f in p.features
+        }
     by_class: dict[str, list[str]] = {"pii": [], "pseudonymous": []}
     for name, found in sorted(exposed.items()):
         if "pii" in found:
@@ -153,14 +155,24 @@ def pii_permissions(views: Iterable, services: Iterable = ()) -> list:
     # Negative lookahead: the general read rule must not match guarded names, because Feast
     # grants a request if ANY matching permission allows it.
     others = "(?!(" + "|".join(map(re.escape, guarded)) + ")$).*" if guarded else ".*"
-    perms = [Permission(
-        name="fs-online-read", types=readable, name_patterns=[others], actions=[AuthzedAction.READ_ONLINE],
-        policy=RoleBasedPolicy(roles=[ONLINE_READER, PSEUDONYMOUS_READER, PII_READER]),
-    )]
+    perms = [
+        Permission(
+            name="fs-online-read",
+            types=readable,
+            name_patterns=[others],
+            actions=[AuthzedAction.READ_ONLINE],
+            policy=RoleBasedPolicy(roles=[ONLINE_READER, PSEUDONYMOUS_READER, PII_READER]),
+        )
+    ]
     for cls, names in by_class.items():
         if names:
-            perms.append(Permission(
-                name=f"fs-online-read-{cls}", types=readable, name_patterns=[re.escape(n) for n in names],
-                actions=[AuthzedAction.READ_ONLINE], policy=RoleBasedPolicy(roles=list(GRANTS[cls])),
-            ))
+            perms.append(
+                Permission(
+                    name=f"fs-online-read-{cls}",
+                    types=readable,
+                    name_patterns=[re.escape(n) for n in names],
+                    actions=[AuthzedAction.READ_ONLINE],
+                    policy=RoleBasedPolicy(roles=list(GRANTS[cls])),
+                )
+            )
     return perms

@@ -88,12 +88,16 @@ class ValidationResult:
     def summary(self) -> str:
         failed = ", ".join(f"{c.check}({c.column})" if c.column else c.check for c in self.failures[:5])
         more = f" and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
-        return (f"{self.view}: {self.outcome} — {len(self.failures)}/{len(self.checks)} checks failed "
-                f"on {self.rows} rows" + (f": {failed}{more}" if failed else ""))
+        return (
+            f"{self.view}: {self.outcome} — {len(self.failures)}/{len(self.checks)} checks failed "
+            f"on {self.rows} rows" + (f": {failed}{more}" if failed else "")
+        )
 
     def raise_if_rejected(self) -> None:
         if not self.accepted:
-            raise ValidationFailed(self.summary(), hint=f"see `fs validate {self.view}` or `fs validate --list`")
+            raise ValidationFailed(
+                self.summary(), hint=f"see `fs validate {self.view}` or `fs validate --list`"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -128,7 +132,9 @@ class ResultLog:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def list(self, view: str | None = None, limit: int = 50, failed_only: bool = False) -> list[ValidationResult]:
+    def list(
+        self, view: str | None = None, limit: int = 50, failed_only: bool = False
+    ) -> list[ValidationResult]:
         """Newest first."""
         if not self.path.is_file():
             return []
@@ -195,11 +201,17 @@ def run_checks(view, suite: expectations.Suite | None, data) -> list[CheckResult
     for o in expectations.run_suite(suite, view.name, frame):
         # Samples of a multi-column expectation carry every referenced column's values.
         pii = any(c in sensitive for c in (*o.columns, o.column) if c)
-        checks.append(CheckResult(
-            check=o.expectation, column=o.column, success=o.success, unexpected_count=o.unexpected_count,
-            unexpected_percent=o.unexpected_percent, samples=[_sample(s, pii) for s in o.samples],
-            detail=_detail(o, frame, pii),
-        ))
+        checks.append(
+            CheckResult(
+                check=o.expectation,
+                column=o.column,
+                success=o.success,
+                unexpected_count=o.unexpected_count,
+                unexpected_percent=o.unexpected_percent,
+                samples=[_sample(s, pii) for s in o.samples],
+                detail=_detail(o, frame, pii),
+            )
+        )
     return checks
 
 
@@ -234,15 +246,25 @@ def gate(
     if mode not in ("strict", "warn"):
         raise ConfigError(f"validation mode must be 'strict' or 'warn', got {mode!r}")
     fv = feature_view(store, view)
-    if fv.batch_source.field_mapping:  # data in source column names (e.g. recomputed rows): suites use feature names
+    if (
+        fv.batch_source.field_mapping
+    ):  # data in source column names (e.g. recomputed rows): suites use feature names
         data = to_mapped_names(_to_arrow(data), fv.batch_source)
     suite = expectations.load_suite(store.repo_path, view)
     with span(metrics.SPAN_VALIDATE, view=view, origin=origin, mode=mode):
         checks = run_checks(fv, suite, data)
     result = ValidationResult(
-        view=view, mode=mode, origin=origin, run_id=uuid.uuid4().hex[:12], checked_at=utcnow(),
-        rows=len(data), passed=all(c.success for c in checks), suite=str(suite.path) if suite else None,
-        checks=checks, window_start=window[0] if window else None, window_end=window[1] if window else None,
+        view=view,
+        mode=mode,
+        origin=origin,
+        run_id=uuid.uuid4().hex[:12],
+        checked_at=utcnow(),
+        rows=len(data),
+        passed=all(c.success for c in checks),
+        suite=str(suite.path) if suite else None,
+        checks=checks,
+        window_start=window[0] if window else None,
+        window_end=window[1] if window else None,
     )
     metrics.VALIDATION_RUNS.labels(view, origin, result.outcome).inc()
     if result.failures:
@@ -254,7 +276,11 @@ def gate(
 
 
 def validate_offline(
-    store, view: str, start: datetime | None = None, end: datetime | None = None, mode: Mode = "strict",
+    store,
+    view: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    mode: Mode = "strict",
 ) -> ValidationResult:
     """Run the view's suite on its offline rows with event time in ``[start, end)``."""
     feature_view(store, view)  # unknown view: say so before looking for its suite
@@ -267,5 +293,7 @@ def validate_offline(
     return gate(store, view, table, mode, origin="cli", window=(start, end) if start or end else None)
 
 
-def list_results(store, view: str | None = None, limit: int = 50, failed_only: bool = False) -> Sequence[ValidationResult]:
+def list_results(
+    store, view: str | None = None, limit: int = 50, failed_only: bool = False
+) -> Sequence[ValidationResult]:
     return ResultLog(store.repo_path).list(view, limit, failed_only)

@@ -83,19 +83,37 @@ class Promotion:
         """sha256 of what is promoted: the two registries' hashes (their contents) and the changed
         objects, sorted (Feast lists them in no stable order). Recorded with the proposal; an approval
         applies only the same digest."""
-        body = json.dumps({"source": [self.source, self.source_hash], "target": [self.target, self.target_hash],
-                           "changes": sorted([c.action, c.kind, c.name] for c in self.changes)})  # fmt: skip
+        body = json.dumps(
+            {
+                "source": [self.source, self.source_hash],
+                "target": [self.target, self.target_hash],
+                "changes": sorted([c.action, c.kind, c.name] for c in self.changes),
+            }
+        )
         return hashlib.sha256(body.encode()).hexdigest()
 
     def to_dict(self) -> dict:
-        return {"promotion_id": self.promotion_id, "project": self.project, "from": self.source, "to": self.target,
-                "status": self.status, "rule": self.rule, "message": self.message, "digest": self.digest,
-                "source_registry_hash": self.source_hash, "target_registry_hash": self.target_hash,
-                "changes": [{"action": c.action, "kind": c.kind, "name": c.name, "details": list(c.details)}
-                            for c in self.changes],
-                "policy_problems": self.policy_problems, "models_checked": self.models_checked,
-                "missing_services": [d.__dict__ for d in self.missing_services],
-                "proposer": self.proposer, "approver": self.approver}  # fmt: skip
+        return {
+            "promotion_id": self.promotion_id,
+            "project": self.project,
+            "from": self.source,
+            "to": self.target,
+            "status": self.status,
+            "rule": self.rule,
+            "message": self.message,
+            "digest": self.digest,
+            "source_registry_hash": self.source_hash,
+            "target_registry_hash": self.target_hash,
+            "changes": [
+                {"action": c.action, "kind": c.kind, "name": c.name, "details": list(c.details)}
+                for c in self.changes
+            ],
+            "policy_problems": self.policy_problems,
+            "models_checked": self.models_checked,
+            "missing_services": [d.__dict__ for d in self.missing_services],
+            "proposer": self.proposer,
+            "approver": self.approver,
+        }
 
 
 def compare(source: Platform, target: Platform, promotion_id: str | None = None) -> Promotion:
@@ -108,17 +126,26 @@ def compare(source: Platform, target: Platform, promotion_id: str | None = None)
     services = {s.name for s in contents.feature_services}
     deps = model_dependencies(target)
     result = Promotion(
-        promotion_id or f"promo-{uuid.uuid4().hex[:10]}", target.project, source.env, target.env,
-        source_hash, registry_hash(registered_contents(target.store)),
-        [*plan.changes, *plan.infra_changes], metadata_policy.check_repo(contents),
-        [d for d in deps or [] if d.feature_service not in services], None if deps is None else len(deps),
+        promotion_id or f"promo-{uuid.uuid4().hex[:10]}",
+        target.project,
+        source.env,
+        target.env,
+        source_hash,
+        registry_hash(registered_contents(target.store)),
+        [*plan.changes, *plan.infra_changes],
+        metadata_policy.check_repo(contents),
+        [d for d in deps or [] if d.feature_service not in services],
+        None if deps is None else len(deps),
         contents=contents,
-    )  # fmt: skip
+    )
     refusal = _check_refusal(result)
     if refusal is not None:
         result.status, result.rule, result.message = "refused", refusal.rule, str(refusal)
     elif not result.changes:
-        result.status, result.message = "nothing_to_promote", "the target already has the source's definitions"
+        result.status, result.message = (
+            "nothing_to_promote",
+            "the target already has the source's definitions",
+        )
     return result
 
 
@@ -137,7 +164,11 @@ def model_dependencies(platform: Platform) -> list[ModelDependency] | None:
             for v in page:
                 tags = v.tags or {}
                 service = tags.get("feast.feature_service")
-                if service and v.current_stage != "Archived" and tags.get("feast.project", platform.project) == platform.project:
+                if (
+                    service
+                    and v.current_stage != "Archived"
+                    and tags.get("feast.project", platform.project) == platform.project
+                ):
                     out.append(ModelDependency(v.name, str(v.version), service))
             token = page.token
             if not token:
@@ -148,29 +179,46 @@ def model_dependencies(platform: Platform) -> list[ModelDependency] | None:
 
 def _check_refusal(p: Promotion) -> OpsRefused | None:
     if p.policy_problems:
-        return OpsRefused("policy", f"{len(p.policy_problems)} metadata policy problem(s) in env {p.source!r}: "
-                          f"{p.policy_problems[0]}", hint="fix the definitions and `fs apply` them to the source first")  # fmt: skip
+        return OpsRefused(
+            "policy",
+            f"{len(p.policy_problems)} metadata policy problem(s) in env {p.source!r}: "
+            f"{p.policy_problems[0]}",
+            hint="fix the definitions and `fs apply` them to the source first",
+        )
     if p.missing_services:
         d = p.missing_services[0]
-        return OpsRefused("model_dependency", f"model {d.model} version {d.version} uses feature service "
-                          f"{d.feature_service!r}, which env {p.target!r} would lack after promoting {p.source!r}"
-                          + (f" (and {len(p.missing_services) - 1} more)" if len(p.missing_services) > 1 else ""),
-                          hint="keep the feature service in the source, or archive the model version first")  # fmt: skip
+        return OpsRefused(
+            "model_dependency",
+            f"model {d.model} version {d.version} uses feature service "
+            f"{d.feature_service!r}, which env {p.target!r} would lack after promoting {p.source!r}"
+            + (f" (and {len(p.missing_services) - 1} more)" if len(p.missing_services) > 1 else ""),
+            hint="keep the feature service in the source, or archive the model version first",
+        )
     return None
 
 
 def _action(p: Promotion) -> Action:
     params = {"from": p.source, "to": p.target, "digest": p.digest}
-    return Action(p.promotion_id, KIND, params, ActionClass.REVERSIBLE, f"promote {p.source} to {p.target}", ROLLBACK)
+    return Action(
+        p.promotion_id, KIND, params, ActionClass.REVERSIBLE, f"promote {p.source} to {p.target}", ROLLBACK
+    )
 
 
 def _details(p: Promotion, **extra) -> dict:
     counts: dict[str, int] = {}
     for c in p.changes:
         counts[c.action] = counts.get(c.action, 0) + 1
-    return {"from": p.source, "to": p.target, "digest": p.digest, "source_registry_hash": p.source_hash,
-            "target_registry_hash": p.target_hash, "changes": counts, "models_checked": p.models_checked,
-            "objects": [f"{c.action} {c.kind} {c.name}" for c in p.changes][:50], **extra}  # fmt: skip
+    return {
+        "from": p.source,
+        "to": p.target,
+        "digest": p.digest,
+        "source_registry_hash": p.source_hash,
+        "target_registry_hash": p.target_hash,
+        "changes": counts,
+        "models_checked": p.models_checked,
+        "objects": [f"{c.action} {c.kind} {c.name}" for c in p.changes][:50],
+        **extra,
+    }
 
 
 def _open(repo, source: str, target: str) -> tuple[Platform, Platform]:
@@ -199,12 +247,26 @@ def _record_proposal(ops: Ops, p: Promotion) -> None:
     if p.status == "nothing_to_promote":
         return
     event = "refused" if p.status == "refused" else "proposed"
-    ops.audit.append(event, plan_id=p.promotion_id, action=_action(p), actor=p.proposer, rule=p.rule,
-                     details=_details(p), message=p.message or f"promote {p.source} to {p.target}")  # fmt: skip
+    ops.audit.append(
+        event,
+        plan_id=p.promotion_id,
+        action=_action(p),
+        actor=p.proposer,
+        rule=p.rule,
+        details=_details(p),
+        message=p.message or f"promote {p.source} to {p.target}",
+    )
 
 
-def apply(repo, source: str, target: str, *, approver: str | None, promotion_id: str | None = None,
-          proposer: str | None = None) -> Promotion:  # fmt: skip
+def apply(
+    repo,
+    source: str,
+    target: str,
+    *,
+    approver: str | None,
+    promotion_id: str | None = None,
+    proposer: str | None = None,
+) -> Promotion:
     """Apply a promotion with an approver. ``promotion_id``: an earlier proposal (its proposer and digest
     must still hold); without it the promotion is proposed (by ``proposer``) and approved in one go.
     Refusals are returned (status ``refused``) and recorded; a failed apply is recorded and raised."""
@@ -222,21 +284,44 @@ def apply(repo, source: str, target: str, *, approver: str | None, promotion_id:
         refusal = _approval_refusal(ops, p, proposed)
         if refusal is not None:
             p.status, p.rule, p.message = "refused", refusal.rule, str(refusal)
-            ops.audit.append("refused", plan_id=p.promotion_id, action=_action(p), actor=approver, rule=refusal.rule,
-                             details=_details(p), message=refusal.message)  # fmt: skip
+            ops.audit.append(
+                "refused",
+                plan_id=p.promotion_id,
+                action=_action(p),
+                actor=approver,
+                rule=refusal.rule,
+                details=_details(p),
+                message=refusal.message,
+            )
             return p
-        ops.audit.append("approved", plan_id=p.promotion_id, action=_action(p), actor=approver,
-                         details={"digest": p.digest, "proposer": p.proposer})  # fmt: skip
+        ops.audit.append(
+            "approved",
+            plan_id=p.promotion_id,
+            action=_action(p),
+            actor=approver,
+            details={"digest": p.digest, "proposer": p.proposer},
+        )
         try:
             dst.apply(p.contents)
         except Exception as e:
             message = str(e) if isinstance(e, FsError) else summary(e)
-            ops.audit.append("failed", plan_id=p.promotion_id, action=_action(p), actor=approver,
-                             details=_details(p), message=message)  # fmt: skip
+            ops.audit.append(
+                "failed",
+                plan_id=p.promotion_id,
+                action=_action(p),
+                actor=approver,
+                details=_details(p),
+                message=message,
+            )
             raise
         after = registry_hash(registered_contents(dst.store))
-        ops.audit.append("executed", plan_id=p.promotion_id, action=_action(p), actor=approver,
-                         details=_details(p, target_registry_hash_after=after))  # fmt: skip
+        ops.audit.append(
+            "executed",
+            plan_id=p.promotion_id,
+            action=_action(p),
+            actor=approver,
+            details=_details(p, target_registry_hash_after=after),
+        )
         p.status, p.message = "executed", f"env {target!r} now has registry {after}"
         log.info("promoted %s to %s (%s): %d change(s)", source, target, p.promotion_id, len(p.changes))
         return p
@@ -249,8 +334,10 @@ def _proposal(ops: Ops, promotion_id: str):
     events = [e for e in ops.audit.events(action_id=promotion_id) if e.kind == KIND]
     proposed = [e for e in events if e.event == "proposed"]
     if not proposed:
-        raise OpsError(f"no proposed promotion {promotion_id!r} in the audit log of env {ops.platform.env!r}",
-                       hint="propose one with `fs promote --from ENV --to ENV` (`fs ops log` lists them)")  # fmt: skip
+        raise OpsError(
+            f"no proposed promotion {promotion_id!r} in the audit log of env {ops.platform.env!r}",
+            hint="propose one with `fs promote --from ENV --to ENV` (`fs ops log` lists them)",
+        )
     if any(e.event == "executed" for e in events):
         raise OpsError(f"promotion {promotion_id!r} was already executed", hint="propose a new one")
     return proposed[-1]
@@ -258,17 +345,30 @@ def _proposal(ops: Ops, promotion_id: str):
 
 def _approval_refusal(ops: Ops, p: Promotion, proposed) -> OpsRefused | None:
     if proposed is not None and proposed.details.get("digest") != p.digest:
-        return OpsRefused("changed_since_proposal", f"the diff {p.source} -> {p.target} changed since "
-                          f"{p.promotion_id} was proposed", hint="propose the promotion again and review the new diff")  # fmt: skip
+        return OpsRefused(
+            "changed_since_proposal",
+            f"the diff {p.source} -> {p.target} changed since {p.promotion_id} was proposed",
+            hint="propose the promotion again and review the new diff",
+        )
     checks = _check_refusal(p)
     if checks is not None:
         return checks
-    plan = OpsPlan(p.promotion_id, utcnow().isoformat(), p.project, p.target, p.proposer or "unknown", "person",
-                   [_action(p)])  # fmt: skip
+    plan = OpsPlan(
+        p.promotion_id,
+        utcnow().isoformat(),
+        p.project,
+        p.target,
+        p.proposer or "unknown",
+        "person",
+        [_action(p)],
+    )
     executed = ops.audit.count("executed", utcnow() - RATE_WINDOW)
     refusal = ops.policy.check(plan, plan.actions[0], p.approver, executed)
     if refusal is None and not p.approver:
-        refusal = OpsRefused("approval_required", f"promoting {p.source} to {p.target} needs an approver",
-                             hint=f"`fs promote --from {p.source} --to {p.target} --approve {p.promotion_id} "
-                                  "--approved-by NAME`")  # fmt: skip
+        refusal = OpsRefused(
+            "approval_required",
+            f"promoting {p.source} to {p.target} needs an approver",
+            hint=f"`fs promote --from {p.source} --to {p.target} --approve {p.promotion_id} "
+            "--approved-by NAME`",
+        )
     return refusal

@@ -16,9 +16,14 @@ from feast.repo_contents import RepoContents
 from fs_platform.registry_diff import without_meta
 
 KINDS = (
-    "entities", "data_sources", "feature_views", "stream_feature_views", "on_demand_feature_views",
-    "feature_services", "permissions",
-)  # fmt: skip
+    "entities",
+    "data_sources",
+    "feature_views",
+    "stream_feature_views",
+    "on_demand_feature_views",
+    "feature_services",
+    "permissions",
+)
 
 
 def registered_contents(store) -> RepoContents:
@@ -28,7 +33,9 @@ def registered_contents(store) -> RepoContents:
     stream = registry.list_stream_feature_views(project)
     on_demand = registry.list_on_demand_feature_views(project)
     for view in on_demand:  # as parsed from a repo: Feast's planner re-infers the dummy key and would
-        view.entity_columns = [c for c in view.entity_columns if c.name != DUMMY_ENTITY_ID]  # count it as a feature
+        view.entity_columns = [
+            c for c in view.entity_columns if c.name != DUMMY_ENTITY_ID
+        ]  # count it as a feature
     stream_names = {v.name for v in stream}
     return RepoContents(
         projects=[p for p in registry.list_projects() if p.name == project],

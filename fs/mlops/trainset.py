@@ -81,7 +81,9 @@ class Reproduction:
 
 
 # -- build --------------------------------------------------------------------------------------------
-def build(platform, feature_service: str, entities, *, name: str | None = None, path: str | None = None) -> TrainingSet:
+def build(
+    platform, feature_service: str, entities, *, name: str | None = None, path: str | None = None
+) -> TrainingSet:
     """Retrieve ``feature_service`` for ``entities`` (a pandas frame, a parquet/CSV file or a Spark SQL
     query) and save it as the Delta saved dataset ``name``, inside an MLflow run when MLflow is set up."""
     from fs_platform.plugins.delta import SavedDatasetDeltaStorage
@@ -99,9 +101,12 @@ def build(platform, feature_service: str, entities, *, name: str | None = None, 
         job = store.get_historical_features(entity_df, features=service)
         refs = list(job.metadata.features)
         store.create_saved_dataset(
-            from_=job, name=name, storage=storage, feature_service=service,
+            from_=job,
+            name=name,
+            storage=storage,
+            feature_service=service,
             tags={"fs.training_set": "1", **({"mlflow.run_id": run_id} if run_id else {})},
-        )  # fmt: skip
+        )
         table = DeltaTable(location)
         version = table.version()
         rows = sum(table.get_add_actions(flatten=True).column("num_records").to_pylist())
@@ -118,12 +123,15 @@ def build(platform, feature_service: str, entities, *, name: str | None = None, 
             "full_feature_names": job.full_feature_names,
             "registry_hash": registry_hash(registered_contents(store)),
             "sources": _sources(store, refs, job.source_versions, platform.config),
-            "entities": {**entity_input, "rows": rows,
-                         "columns": [c for c in sample.column_names if c not in outputs]},
+            "entities": {
+                **entity_input,
+                "rows": rows,
+                "columns": [c for c in sample.column_names if c not in outputs],
+            },
             "saved_dataset": {"path": storage.path, "location": location, "version": version},
             "feast_tags": _feast_tags(platform.project, service.name, refs, rows),
             "mlflow": {"run_id": run_id} if run_id else None,
-        }  # fmt: skip
+        }
         if run_id:
             try:
                 _log_run(mlflow, lineage, sample)
@@ -162,8 +170,10 @@ def _entities(entities) -> tuple[Any, dict[str, Any]]:
         try:
             frame = reader(path)
         except Exception as e:
-            raise EntityDataFrameError(f"cannot read entity rows from {path}: {type(e).__name__}",
-                                       hint="pass a parquet or CSV file with the join keys and event_timestamp") from None  # fmt: skip
+            raise EntityDataFrameError(
+                f"cannot read entity rows from {path}: {type(e).__name__}",
+                hint="pass a parquet or CSV file with the join keys and event_timestamp",
+            ) from None
         if path.suffix.lower() == ".csv" and "event_timestamp" in frame:
             frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
         return frame, {"kind": "file", "path": str(path)}
@@ -193,9 +203,13 @@ def _sources(store, refs: list[str], versions: dict[str, int | None], config) ->
         except Exception:  # an on-demand view: no source of its own
             continue
         views.setdefault(source.name, []).append(view_name)
-        tables[source.name] = resolve_location(source, config) if getattr(source, "path", None) else source.table
-    return [{"source": s, "table": tables.get(s), "version": v, "views": views.get(s, [])}
-            for s, v in sorted(versions.items())]  # fmt: skip
+        tables[source.name] = (
+            resolve_location(source, config) if getattr(source, "path", None) else source.table
+        )
+    return [
+        {"source": s, "table": tables.get(s), "version": v, "views": views.get(s, [])}
+        for s, v in sorted(versions.items())
+    ]
 
 
 def _feast_tags(project: str, service: str, refs: list[str], rows: int) -> dict[str, str]:
@@ -227,7 +241,9 @@ class _run:
             name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or self.config.project
             client = self.mlflow.MlflowClient()
             found = client.get_experiment_by_name(name)
-            self.mlflow.set_experiment(experiment_id=found.experiment_id if found else client.create_experiment(name))
+            self.mlflow.set_experiment(
+                experiment_id=found.experiment_id if found else client.create_experiment(name)
+            )
             run = self.mlflow.start_run(run_name=self.name)
         except Exception as e:
             raise tracking.error(e, self.config) from None
@@ -243,25 +259,39 @@ def _log_run(mlflow, lineage: dict[str, Any], sample: pa.Table) -> None:
     from mlflow.data.delta_dataset_source import DeltaDatasetSource
 
     ds = lineage["saved_dataset"]
-    tags = {**lineage["feast_tags"], "fs.training_set": lineage["name"], "fs.registry_hash": lineage["registry_hash"],
-            "fs.env": lineage["env"]}  # fmt: skip
-    params = {"feature_service": lineage["feature_service"], "registry_hash": lineage["registry_hash"],
-              "saved_dataset": ds["location"], "saved_dataset_version": ds["version"]}  # fmt: skip
+    tags = {
+        **lineage["feast_tags"],
+        "fs.training_set": lineage["name"],
+        "fs.registry_hash": lineage["registry_hash"],
+        "fs.env": lineage["env"],
+    }
+    params = {
+        "feature_service": lineage["feature_service"],
+        "registry_hash": lineage["registry_hash"],
+        "saved_dataset": ds["location"],
+        "saved_dataset_version": ds["version"],
+    }
     for s in lineage["sources"]:
         params[f"source.{s['source']}.table"] = s["table"]
         params[f"source.{s['source']}.version"] = s["version"]
     mlflow.set_tags(tags)
     mlflow.log_params(params)
     source = DeltaDatasetSource(path=ds["location"], delta_table_version=ds["version"])
-    with warnings.catch_warnings():  # MLflow's advice on integer columns in model signatures: not a model here
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+    with (
+        warnings.catch_warnings()
+    ):  # MLflow's advice on integer columns in model signatures: not a model here
+        warnings.filterwarnings(
+            "ignore", message="Hint: Inferred schema contains integer", category=UserWarning
+        )
         dataset = mlflow.data.from_pandas(sample.to_pandas(), source=source, name=lineage["name"])
     mlflow.log_input(dataset, context="training")
     mlflow.log_dict(lineage, LINEAGE_ARTIFACT)
 
 
 def _lineage_path(location: str) -> tuple[pafs.FileSystem, str]:
-    filesystem, path = pafs.FileSystem.from_uri(location) if "://" in location else (pafs.LocalFileSystem(), location)
+    filesystem, path = (
+        pafs.FileSystem.from_uri(location) if "://" in location else (pafs.LocalFileSystem(), location)
+    )
     return filesystem, path.rstrip("/") + ".lineage.json"
 
 
@@ -300,18 +330,25 @@ def lineage_of(platform, ref: str) -> dict[str, Any]:
     if dataset is not None:
         lineage = _read_lineage(_location(dataset.storage, platform.config))
         if lineage is None:
-            raise RepoError(f"saved dataset {ref!r} has no lineage file beside it: it was not built by `fs trainset build`")
+            raise RepoError(
+                f"saved dataset {ref!r} has no lineage file beside it: it was not built by `fs trainset build`"
+            )
         return lineage
     mlflow = tracking.mlflow_for(platform.config)
     if mlflow is None:
-        raise RepoError(f"no training set named {ref!r} in env {platform.env!r}",
-                        hint="`fs trainset build` names it; a run id needs MLflow (pip install 'fs-platform[mlflow]', "
-                             "MLFLOW_TRACKING_URI)")  # fmt: skip
+        raise RepoError(
+            f"no training set named {ref!r} in env {platform.env!r}",
+            hint="`fs trainset build` names it; a run id needs MLflow (pip install 'fs-platform[mlflow]', "
+            "MLFLOW_TRACKING_URI)",
+        )
     try:
         return mlflow.artifacts.load_dict(f"runs:/{ref}/{LINEAGE_ARTIFACT}")
     except Exception as e:
-        raise RepoError(f"no training set named {ref!r}, nor an MLflow run {ref!r} with {LINEAGE_ARTIFACT}: "
-                        f"{type(e).__name__}", hint="check the name or run id") from None  # fmt: skip
+        raise RepoError(
+            f"no training set named {ref!r}, nor an MLflow run {ref!r} with {LINEAGE_ARTIFACT}: "
+            f"{type(e).__name__}",
+            hint="check the name or run id",
+        ) from None
 
 
 def reproduce(platform, ref: str) -> Reproduction:

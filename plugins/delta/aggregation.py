@@ -150,20 +150,28 @@ def as_of(
     rows = event_rows(events, spec).withColumn(REQ, F.lit(False))
     request_us = F.unix_micros(col(entity_ts).cast("timestamp"))
     requests = entity.select(
-        *[col(j).cast(key_types[k]).alias(a) for j, k, a in zip(join_keys, spec.join_keys, keys, strict=True)],
+        *[
+            col(j).cast(key_types[k]).alias(a)
+            for j, k, a in zip(join_keys, spec.join_keys, keys, strict=True)
+        ],
         request_us.alias(US),
     )
     requests = requests.where(_all_not_null([*keys, US])).distinct()
     requests = requests.select(
-        *keys, US, *[F.lit(None).cast("double").alias(INPUT.format(i)) for i in range(len(spec.inputs))],
+        *keys,
+        US,
+        *[F.lit(None).cast("double").alias(INPUT.format(i)) for i in range(len(spec.inputs))],
         F.lit(True).alias(REQ),
-    )  # fmt: skip
+    )
     union = rows.unionByName(requests)
     count = partitions or _shuffle_partitions(entity)
     schema = T.StructType(
         [T.StructField(k, key_types[name]) for k, name in zip(keys, spec.join_keys, strict=True)]
         + [T.StructField(US, T.LongType())]
-        + [T.StructField(out, T.LongType() if f.function in COUNTS else T.DoubleType()) for f, out in plan.named]
+        + [
+            T.StructField(out, T.LongType() if f.function in COUNTS else T.DoubleType())
+            for f, out in plan.named
+        ]
     )
     _pickle_by_value()
     values = union.repartition(count, *keys).mapInArrow(_Kernel(plan), schema)
@@ -247,8 +255,16 @@ class KernelPlan:
     def build(spec: AggregationSpec, features: list, outputs: list[str]) -> KernelPlan:
         sizes = sorted({f.window.tile_us for f in features})
         slots: list[list[tuple[str, int]]] = [[] for _ in sizes]
-        kinds = {"count": "n", "sum": "s", "mean": "ns", "min": "m", "max": "M", "last": "tl", "stddev": "nsq",
-                 "approx_count_distinct": "h"}
+        kinds = {
+            "count": "n",
+            "sum": "s",
+            "mean": "ns",
+            "min": "m",
+            "max": "M",
+            "last": "tl",
+            "stddev": "nsq",
+            "approx_count_distinct": "h",
+        }
         planned = []
         for f in features:
             gi = sizes.index(f.window.tile_us)
@@ -295,11 +311,16 @@ class _Kernel:
         order = _sort_order(kid, us, req)
         kid, us, req = kid[order], us[order], req[order]
         # Only events within the longest window before a request of their key can count: drop the rest.
-        reach = max(f.tiles * plan.tile_us[f.granularity] + plan.tile_us[f.granularity] for f in plan.features)
+        reach = max(
+            f.tiles * plan.tile_us[f.granularity] + plan.tile_us[f.granularity] for f in plan.features
+        )
         keep = _near_requests(kid, us, req, reach)
         rows = order[keep]
         kid, us, req = kid[keep], us[keep], req[keep]
-        xs = [_finite(table[INPUT.format(i)].to_numpy(zero_copy_only=False)[rows]) for i in range(plan.input_count)]
+        xs = [
+            _finite(table[INPUT.format(i)].to_numpy(zero_copy_only=False)[rows])
+            for i in range(plan.input_count)
+        ]
         at = np.flatnonzero(req)  # request rows, in sorted order
 
         # Atoms: rows of one (key, tile of the gcd of the tile sizes) up to and including a request row.
@@ -492,7 +513,9 @@ def _take(parts: Partials, index: np.ndarray) -> Partials:
 
 def _empty(parts: Partials, size: int) -> Partials:
     fill = {"n": 0, "s": 0.0, "q": 0.0, "m": np.inf, "M": -np.inf, "t": _INT_MIN, "l": np.nan, "h": 0}
-    return {(kind, i): np.full((size, *v.shape[1:]), fill[kind], dtype=v.dtype) for (kind, i), v in parts.items()}
+    return {
+        (kind, i): np.full((size, *v.shape[1:]), fill[kind], dtype=v.dtype) for (kind, i), v in parts.items()
+    }
 
 
 def _combine(a: Partials, b: Partials) -> Partials:
@@ -562,7 +585,9 @@ def _scan(parts: Partials, segment: np.ndarray, reverse: bool = False) -> Partia
     return out
 
 
-def _granularity(atoms: Partials, kid, tile, ends_request, request_atom, sizes: list[int]) -> dict[int, Partials]:
+def _granularity(
+    atoms: Partials, kid, tile, ends_request, request_atom, sizes: list[int]
+) -> dict[int, Partials]:
     """For one tile size: {n: merged partials per request of its tiles [kt - n, kt - 1] and the
     events of its own tile up to its time}. Inputs are atoms (see ``_Kernel.compute``) with their
     (dense) key number, tile index at this size and whether they end with a request."""
@@ -594,7 +619,9 @@ def _granularity(atoms: Partials, kid, tile, ends_request, request_atom, sizes: 
     out = {}
     for n in sizes:
         near = _reached(tile_kid, tile_index, tile_kid[wanted], tile_index[wanted], n)
-        tail = _tail(_take(totals, near), tile_kid[near], tile_index[near], tile_kid[wanted], tile_index[wanted], n)
+        tail = _tail(
+            _take(totals, near), tile_kid[near], tile_index[near], tile_kid[wanted], tile_index[wanted], n
+        )
         out[n] = _combine(_take(tail, where), head)
     return out
 
@@ -644,8 +671,10 @@ def _tail(totals: Partials, tile_kid, tile_index, request_kid, request_tile, n: 
 
 
 def _pick(parts: Partials, index: np.ndarray, ok: np.ndarray, empty: Partials) -> Partials:
-    return {slot: np.where(ok.reshape(-1, *[1] * (values.ndim - 1)), values[index], empty[slot])
-            for slot, values in parts.items()}
+    return {
+        slot: np.where(ok.reshape(-1, *[1] * (values.ndim - 1)), values[index], empty[slot])
+        for slot, values in parts.items()
+    }
 
 
 def _codes(tile_kid, tile_index, request_kid, first, last):
@@ -653,15 +682,23 @@ def _codes(tile_kid, tile_index, request_kid, first, last):
     low = min(int(tile_index.min()) if len(tile_index) else 0, int(first.min()) if len(first) else 0)
     high = max(int(tile_index.max()) if len(tile_index) else 0, int(last.max()) if len(last) else 0)
     width = high - low + 1
-    keys = max(int(tile_kid.max()) if len(tile_kid) else 0, int(request_kid.max()) if len(request_kid) else 0) + 1
+    keys = (
+        max(int(tile_kid.max()) if len(tile_kid) else 0, int(request_kid.max()) if len(request_kid) else 0)
+        + 1
+    )
     if keys * width < _CODE_LIMIT:
-        return (tile_kid * width + (tile_index - low), request_kid * width + (first - low),
-                request_kid * width + (last - low))  # fmt: skip
+        return (
+            tile_kid * width + (tile_index - low),
+            request_kid * width + (first - low),
+            request_kid * width + (last - low),
+        )
     # Very sparse tile numbers: rank them first (a sort; rare).
     ranks = np.unique(np.concatenate([tile_index, first, last]))
     width = len(ranks)
-    return tuple(k * width + np.searchsorted(ranks, t) for k, t in
-                 ((tile_kid, tile_index), (request_kid, first), (request_kid, last)))  # fmt: skip
+    return tuple(
+        k * width + np.searchsorted(ranks, t)
+        for k, t in ((tile_kid, tile_index), (request_kid, first), (request_kid, last))
+    )
 
 
 def _finish(function: str, i: int, parts: Partials) -> pa.Array:
@@ -742,9 +779,17 @@ def tiles(events: DataFrame, spec: AggregationSpec, start: datetime, end: dateti
         for i in hashed:
             first = slots.index(("h", i))
             words = _sketch_words(tiled, group, f"__fs_h{i}", first)
-            frame = frame.join(words, on=group, how="left").fillna(0.0, subset=list(words.columns[len(group):]))
-        frames.append(frame.select(*keys, F.lit(g.tag).alias("tag"), F.col("__fs_tile").alias("tile"),
-                                   *[F.col(f"s{j}") for j in range(len(slots))]))
+            frame = frame.join(words, on=group, how="left").fillna(
+                0.0, subset=list(words.columns[len(group) :])
+            )
+        frames.append(
+            frame.select(
+                *keys,
+                F.lit(g.tag).alias("tag"),
+                F.col("__fs_tile").alias("tile"),
+                *[F.col(f"s{j}") for j in range(len(slots))],
+            )
+        )
     result = frames[0]
     for frame in frames[1:]:
         result = result.unionByName(frame)
@@ -782,11 +827,18 @@ def _sketch_words(tiled: DataFrame, group: list[str], code: str, first: int) -> 
     """Per group the sketch's ``sketch.WORDS`` slots ``s<first>...``: each register's largest rank (a
     base-64 digit) summed into its word; exact (integers below 2**48)."""
     c = F.col(code)
-    registers = (tiled.where(c > 0)
-                 .select(*group, F.floor(c / 64).cast("bigint").alias("__fs_r"), (c % 64).alias("__fs_k"))
-                 .groupBy(*group, "__fs_r").agg(F.max("__fs_k").alias("__fs_k")))  # fmt: skip
+    registers = (
+        tiled.where(c > 0)
+        .select(*group, F.floor(c / 64).cast("bigint").alias("__fs_r"), (c % 64).alias("__fs_k"))
+        .groupBy(*group, "__fs_r")
+        .agg(F.max("__fs_k").alias("__fs_k"))
+    )
     r, k = F.col("__fs_r"), F.col("__fs_k")
     per = sketch.PER_WORD
-    words = [F.coalesce(F.sum(F.when(F.floor(r / per) == j, k * F.pow(F.lit(64.0), r % per))), F.lit(0.0))
-             .cast("double").alias(f"s{first + j}") for j in range(sketch.WORDS)]
+    words = [
+        F.coalesce(F.sum(F.when(F.floor(r / per) == j, k * F.pow(F.lit(64.0), r % per))), F.lit(0.0))
+        .cast("double")
+        .alias(f"s{first + j}")
+        for j in range(sketch.WORDS)
+    ]
     return registers.groupBy(*group).agg(*words)

@@ -116,7 +116,11 @@ def get_engine(repo_config: Any = None) -> Engine:
             url = remote or _embedded_url()
             session = _connect(url, conf)
             _sessions[key] = session
-        return Engine(session, local_files=remote is None, partitions=_embedded_parallelism() if remote is None else None)
+        return Engine(
+            session,
+            local_files=remote is None,
+            partitions=_embedded_parallelism() if remote is None else None,
+        )
 
 
 def open_sessions() -> list[SparkSession]:

@@ -160,7 +160,9 @@ class DeltaRetrievalJob(RetrievalJob):
         table = super().to_arrow(validation_reference=validation_reference, timeout=timeout)
         if self._metadata is None or not self._metadata.features:
             return table
-        order = in_order(table.column_names, requested_names(self._metadata.features, self._full_feature_names))
+        order = in_order(
+            table.column_names, requested_names(self._metadata.features, self._full_feature_names)
+        )
         return table if order == table.column_names else table.select(order)
 
     def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:

@@ -94,10 +94,18 @@ class DeltaOfflineStore(OfflineStore):
     supports_filter_by_created_timestamp = True
 
     @staticmethod
-    @traced("fs.retrieval.historical", lambda feature_views, feature_refs, entity_df, **_: {
-        "views": ",".join(v.name for v in feature_views), "features": len(feature_refs),
-        "entity_df": "none" if entity_df is None else "sql" if isinstance(entity_df, str) else type(entity_df).__name__,
-    })
+    @traced(
+        "fs.retrieval.historical",
+        lambda feature_views, feature_refs, entity_df, **_: {
+            "views": ",".join(v.name for v in feature_views),
+            "features": len(feature_refs),
+            "entity_df": "none"
+            if entity_df is None
+            else "sql"
+            if isinstance(entity_df, str)
+            else type(entity_df).__name__,
+        },
+    )
     def get_historical_features(
         config: RepoConfig,
         feature_views: list[FeatureView],
@@ -115,8 +123,11 @@ class DeltaOfflineStore(OfflineStore):
         plans = [retrieval.plan_view(v, f, full_feature_names) for v, f in view_features.items()]
         # Aggregation views (fs.aggregation): computed from their raw events as of each entity row.
         specs = {p.name: spec for v, p in zip(view_features, plans, strict=True) if (spec := spec_of(v))}
-        aggregated = {p.name: _aggregation_keys(v, specs[p.name]) for v, p in zip(view_features, plans, strict=True)
-                      if p.name in specs}  # fmt: skip
+        aggregated = {
+            p.name: _aggregation_keys(v, specs[p.name])
+            for v, p in zip(view_features, plans, strict=True)
+            if p.name in specs
+        }
         versions = _check_sources(config, engine, view_features, plans)
         staging = Staging(config.offline_store.staging_dir) if engine.local_files else None
 
@@ -160,9 +171,14 @@ class DeltaOfflineStore(OfflineStore):
                     spec = specs[plan.name]
                     events = _aggregation_events(frames[plan.name], plan, spec, prune_range)
                     joined = aggregation.as_of(
-                        joined, ts_col, aggregated[plan.name], spec, events, dict(plan.features),
+                        joined,
+                        ts_col,
+                        aggregated[plan.name],
+                        spec,
+                        events,
+                        dict(plan.features),
                         partitions=engine.partitions,
-                    )  # fmt: skip
+                    )
             outputs = in_order([out for p in plans for _, out in p.features], order)
             extra = [ROW_ID] if ROW_ID in entity.columns else []
             return joined.select(*[col(c) for c in [*entity_columns, *outputs, *extra]])
@@ -197,9 +213,16 @@ class DeltaOfflineStore(OfflineStore):
         end_date: datetime,
     ) -> DeltaRetrievalJob:
         return _pull(
-            config, data_source, join_key_columns, feature_name_columns, timestamp_field,
-            created_timestamp_column, start_date, end_date, latest=True,
-        )  # fmt: skip
+            config,
+            data_source,
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+            start_date,
+            end_date,
+            latest=True,
+        )
 
     @staticmethod
     def pull_all_from_table_or_query(
@@ -213,9 +236,16 @@ class DeltaOfflineStore(OfflineStore):
         end_date: datetime | None = None,
     ) -> DeltaRetrievalJob:
         return _pull(
-            config, data_source, join_key_columns, feature_name_columns, timestamp_field,
-            created_timestamp_column, start_date, end_date, latest=False,
-        )  # fmt: skip
+            config,
+            data_source,
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+            start_date,
+            end_date,
+            latest=False,
+        )
 
     @staticmethod
     def offline_write_batch(
@@ -291,7 +321,9 @@ def _check_sources(
     return versions
 
 
-def _check_aggregation_schema(view: FeatureView, source: DeltaSource, spec: AggregationSpec, columns: dict) -> None:
+def _check_aggregation_schema(
+    view: FeatureView, source: DeltaSource, spec: AggregationSpec, columns: dict
+) -> None:
     """An aggregation view's features are not columns: its raw events need the keys, the event time
     and every column the spec's inputs and filter read."""
     where = f"aggregation view {view.name!r} (source {source.name!r})"
@@ -444,7 +476,9 @@ def _entities_from_sources(
     views add no entity; with only such views, the one row is ``end`` itself."""
     union: DataFrame | None = None
     if not any(p.join_keys for p in plans):
-        return engine.spark.range(1).select(F.lit(end).cast("timestamp").alias(DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL))
+        return engine.spark.range(1).select(
+            F.lit(end).cast("timestamp").alias(DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL)
+        )
     for plan in (p for p in plans if p.join_keys):
         frame = read_source(engine.spark, plan.source, config, versions[plan.source.name])
         keys = (

@@ -28,6 +28,7 @@ sort placed before ``mapInArrow``, so only a window can order its input).
 ``filter_by_created_timestamp`` makes validity depend on the entity time, so that case keeps the
 candidate join + ``row_number()`` formulation (:func:`_candidate_join`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -265,5 +266,3 @@ def _candidate_join(
         )
     )
     return entity.join(best, on=[*plan.join_keys, entity_ts], how="left")
-
-

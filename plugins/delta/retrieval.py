@@ -76,7 +76,8 @@ def plan_view(view: FeatureView, features: list[str], full_feature_names: bool) 
         ttl=ttl,
         date_partition_column=source.date_partition_column or None,
         tie_columns=tuple(
-            source_column(source, f.name) for f in view.features
+            source_column(source, f.name)
+            for f in view.features
             if not _has_map(feast_value_type_to_pa(f.dtype.to_value_type()))
         ),
         feature_names=tuple(features),
@@ -135,7 +136,9 @@ def schema_problems(view: FeatureView, plan: ViewPlan, columns: dict[str, str]) 
             or (numeric is None and expected in _COMPATIBLE and base not in _COMPATIBLE[expected])
             or (expected.endswith("_LIST") and not actual.startswith("array<"))
         ):
-            problems.append(f"{where}: feature {feature!r} is {field.dtype} in the view but {actual} in Delta")
+            problems.append(
+                f"{where}: feature {feature!r} is {field.dtype} in the view but {actual} in Delta"
+            )
     return problems
 
 

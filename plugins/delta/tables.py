@@ -113,7 +113,9 @@ def delta_schema(source: Any, repo_config: Any = None) -> list[tuple[str, str]]:
                 hint="check the DeltaSource table name and the Spark catalog",
             ) from exc
         # Spark's names, normalised like delta-rs's (timestamp_ntz is read as UTC timestamp).
-        return [(f.name, _SPARK_PRIMITIVES.get(t, t)) for f in schema.fields for t in [f.dataType.simpleString()]]
+        return [
+            (f.name, _SPARK_PRIMITIVES.get(t, t)) for f in schema.fields for t in [f.dataType.simpleString()]
+        ]
     return schema_of(open_table(source, repo_config))
 
 

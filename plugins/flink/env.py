@@ -19,9 +19,18 @@ REQUIREMENTS = HERE / "requirements.txt"
 CONNECTOR = HERE / "connector.txt"
 OVERRIDES = HERE / "overrides.txt"
 CONNECTOR_DIR = "flink-connector"  # under the environment's prefix
-CONNECTOR_JARS = ("flink-connector-kafka.jar", "kafka-clients.jar", "lz4-java.jar", "snappy-java.jar", "zstd-jni.jar")
-EXPECTED_MANIFEST = {"Implementation-Title": "Flink : Connectors : Kafka", "Implementation-Version": "4.0.1-2.0",
-                     "Implementation-Vendor-Id": "org.apache.flink"}
+CONNECTOR_JARS = (
+    "flink-connector-kafka.jar",
+    "kafka-clients.jar",
+    "lz4-java.jar",
+    "snappy-java.jar",
+    "zstd-jni.jar",
+)
+EXPECTED_MANIFEST = {
+    "Implementation-Title": "Flink : Connectors : Kafka",
+    "Implementation-Version": "4.0.1-2.0",
+    "Implementation-Vendor-Id": "org.apache.flink",
+}
 
 
 class FlinkNotInstalled(ConfigError):
@@ -45,16 +54,22 @@ def flink_python(configured: str | None = None) -> Path:
 
 def install_hint(env: Path | None = None) -> str:
     target = env or default_env()
-    return (f"run `fs stream install-flink` (creates {target}: apache-flink 2.0.2 and the hash-pinned Kafka "
-            "connector, ~1.8 GB, ~3 minutes; needs Java 17), or point FS_FLINK_PYTHON at such an environment")
+    return (
+        f"run `fs stream install-flink` (creates {target}: apache-flink 2.0.2 and the hash-pinned Kafka "
+        "connector, ~1.8 GB, ~3 minutes; needs Java 17), or point FS_FLINK_PYTHON at such an environment"
+    )
 
 
 def require_env(python: Path) -> None:
     """``FlinkNotInstalled`` with the exact way to install unless ``python`` runs PyFlink 2.0.2."""
     if not python.is_file():
         raise FlinkNotInstalled(f"the Flink engine is not installed (no {python})", hint=install_hint())
-    probe = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('apache-flink'))"],
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('apache-flink'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if probe.returncode or probe.stdout.strip() != "2.0.2":
         raise FlinkNotInstalled(f"{python} has no apache-flink 2.0.2", hint=install_hint())
 
@@ -66,15 +81,19 @@ def connector_jars(prefix: Path | None = None) -> list[Path]:
     jars = [lib / j for j in CONNECTOR_JARS]
     missing = [j.name for j in jars if not j.is_file()]
     if missing:
-        raise FlinkNotInstalled(f"the Kafka connector is not installed ({', '.join(missing)} missing in {lib})",
-                                hint=install_hint())
+        raise FlinkNotInstalled(
+            f"the Kafka connector is not installed ({', '.join(missing)} missing in {lib})",
+            hint=install_hint(),
+        )
     with zipfile.ZipFile(jars[0]) as z:
         text = z.read("META-INF/MANIFEST.MF").decode()
     manifest = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
     wrong = {k: manifest.get(k) for k, v in EXPECTED_MANIFEST.items() if manifest.get(k) != v}
     if wrong:
-        raise FlinkNotInstalled(f"{jars[0]} is not the expected Apache flink-connector-kafka 4.0.1-2.0 "
-                                f"(manifest: {wrong})", hint=install_hint())
+        raise FlinkNotInstalled(
+            f"{jars[0]} is not the expected Apache flink-connector-kafka 4.0.1-2.0 (manifest: {wrong})",
+            hint=install_hint(),
+        )
     return jars
 
 
@@ -85,20 +104,33 @@ def install(env: Path | None = None, quiet: bool = True) -> Path:
     python = env / "bin" / "python"
     steps = []
     if not python.is_file():
-        steps.append([sys.executable if sys.version_info[:2] == (3, 11) else "python3.11", "-m", "venv", str(env)])
+        steps.append(
+            [sys.executable if sys.version_info[:2] == (3, 11) else "python3.11", "-m", "venv", str(env)]
+        )
     pip = [str(python), "-m", "pip", *q, "install", "--disable-pip-version-check"]
     steps += [
         [str(python), "-m", "pip", *q, "install", "--disable-pip-version-check", "--upgrade", "pip"],
         [*pip, "-r", str(REQUIREMENTS)],
         [*pip, "--no-deps", "-r", str(OVERRIDES)],
-        [*pip, "--no-deps", "--require-hashes", "--upgrade", "--target", str(env / CONNECTOR_DIR), "-r", str(CONNECTOR)],
+        [
+            *pip,
+            "--no-deps",
+            "--require-hashes",
+            "--upgrade",
+            "--target",
+            str(env / CONNECTOR_DIR),
+            "-r",
+            str(CONNECTOR),
+        ],
         [*pip, "--no-deps", "-e", str(project_root())],
     ]
     for cmd in steps:
         done = subprocess.run(cmd, capture_output=quiet, text=True)
         if done.returncode:
             tail = (done.stderr or "").strip().splitlines()[-1:] if quiet else []
-            raise FlinkNotInstalled(f"installing the Flink environment failed at `{' '.join(cmd[:6])} ...`: "
-                                    f"{tail[0] if tail else 'see the output above'}")
+            raise FlinkNotInstalled(
+                f"installing the Flink environment failed at `{' '.join(cmd[:6])} ...`: "
+                f"{tail[0] if tail else 'see the output above'}"
+            )
     connector_jars(env)
     return python

@@ -76,15 +76,20 @@ def source_ddl(topics: list[str], kafka, group: str) -> str:
 
         user = os.environ.get(kafka.sasl_username_env or "", "")
         password = os.environ.get(kafka.sasl_password_env or "", "")
-        module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if kafka.sasl_mechanism == "PLAIN"
-                  else "org.apache.kafka.common.security.scram.ScramLoginModule")
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if kafka.sasl_mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
         props["properties.sasl.mechanism"] = kafka.sasl_mechanism
         props["properties.sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
     options = ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in props.items())
-    return ("CREATE TEMPORARY TABLE fs_source (\n  `k` BYTES,\n  `v` BYTES,\n"
-            "  `topic` STRING METADATA VIRTUAL,\n  `partition` INT METADATA VIRTUAL,\n"
-            "  `offset` BIGINT METADATA VIRTUAL,\n  `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL\n"
-            f") WITH (\n  {options}\n)")
+    return (
+        "CREATE TEMPORARY TABLE fs_source (\n  `k` BYTES,\n  `v` BYTES,\n"
+        "  `topic` STRING METADATA VIRTUAL,\n  `partition` INT METADATA VIRTUAL,\n"
+        "  `offset` BIGINT METADATA VIRTUAL,\n  `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL\n"
+        f") WITH (\n  {options}\n)"
+    )
 
 
 def _stop_with_savepoint(client, directory: str) -> str:
@@ -108,7 +113,9 @@ def _stop(client, directory: str, patience_s: float = 60.0) -> str | None:
         except Exception as e:  # py4j: the job is not running yet (or no longer)
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             if time.monotonic() >= deadline:
-                log.error("no savepoint (%s): cancelling; the next start restores the last checkpoint", reason)
+                log.error(
+                    "no savepoint (%s): cancelling; the next start restores the last checkpoint", reason
+                )
                 client.cancel().result()
                 return None
             log.info("savepoint not possible yet (%s); retrying", reason)
@@ -149,16 +156,24 @@ def main(argv: list[str] | None = None) -> int:
     t_env = TableEnvironment.create(env_settings)
     for k, v in conf.items():
         t_env.get_config().set(k, v)
-    t_env.create_temporary_function("apply_records", apply_records(str(platform.repo_path), a.env, sorted(plan.views),
-                                                                   list(plan.topics)))
+    t_env.create_temporary_function(
+        "apply_records", apply_records(str(platform.repo_path), a.env, sorted(plan.views), list(plan.topics))
+    )
     t_env.execute_sql(source_ddl(list(plan.topics), config.kafka, a.group))
     t_env.execute_sql("CREATE TEMPORARY TABLE fs_sink (`status` STRING) WITH ('connector' = 'blackhole')")
-    result = t_env.execute_sql("INSERT INTO fs_sink SELECT apply_records(`topic`, `partition`, `offset`, `ts`, `k`, `v`) "
-                               "FROM fs_source")
+    result = t_env.execute_sql(
+        "INSERT INTO fs_sink SELECT apply_records(`topic`, `partition`, `offset`, `ts`, `k`, `v`) "
+        "FROM fs_source"
+    )
     client = result.get_job_client()
     job_id = str(client.get_job_id())
-    log.info("flink job %s running: views %s, topics %s%s", job_id, ", ".join(plan.views), ", ".join(plan.topics),
-             f", restored from {a.restore}" if a.restore else "")
+    log.info(
+        "flink job %s running: views %s, topics %s%s",
+        job_id,
+        ", ".join(plan.views),
+        ", ".join(plan.topics),
+        f", restored from {a.restore}" if a.restore else "",
+    )
     print(json.dumps({"job_id": job_id, "restored_from": a.restore}), flush=True)
     while True:
         if stop["requested"]:

@@ -45,15 +45,22 @@ def plan_job(store, config: IngestConfig, views: list[str] | None) -> JobPlan:
 
     fed: dict[str, list] = {}  # topic -> its aggregation views
     for t in config.topics:
-        fed[t.topic] = [v for v in store.list_feature_views()
-                        if isinstance(v.stream_source, PushSource) and v.stream_source.name == t.push_source
-                        and spec_of(v) is not None and v.online]
+        fed[t.topic] = [
+            v
+            for v in store.list_feature_views()
+            if isinstance(v.stream_source, PushSource)
+            and v.stream_source.name == t.push_source
+            and spec_of(v) is not None
+            and v.online
+        ]
     available = {v.name: v for vs in fed.values() for v in vs}
     wanted = sorted(available) if not views else list(dict.fromkeys(views))
     unknown = [v for v in wanted if v not in available]
     if unknown:
-        raise ConfigError(f"not an online aggregation view fed by a topic of ingest.yaml: {', '.join(unknown)}",
-                          hint=f"the Flink engine runs aggregation views; available: {', '.join(sorted(available)) or 'none'}")
+        raise ConfigError(
+            f"not an online aggregation view fed by a topic of ingest.yaml: {', '.join(unknown)}",
+            hint=f"the Flink engine runs aggregation views; available: {', '.join(sorted(available)) or 'none'}",
+        )
     if not wanted:
         raise ConfigError("no topic of ingest.yaml feeds an online aggregation view", hint="run `fs apply`")
     topics = tuple(t for t, vs in fed.items() if any(v.name in wanted for v in vs))
@@ -64,17 +71,28 @@ def check_restore(saved: JobPlan, plan: JobPlan, point: str) -> None:
     """Raise ``RestoreRefused`` unless ``plan`` can continue from a checkpoint taken for ``saved``."""
     changed = sorted(v for v in plan.views if v in saved.views and saved.views[v] != plan.views[v])
     added = sorted(v for v in plan.views if v not in saved.views)
-    hint = ("rebuild the tiles from Delta (`fs materialize START END` over the longest window), then start "
-            "without the checkpoint: `fs stream run --engine flink --fresh`")
+    hint = (
+        "rebuild the tiles from Delta (`fs materialize START END` over the longest window), then start "
+        "without the checkpoint: `fs stream run --engine flink --fresh`"
+    )
     if changed:
-        raise RestoreRefused(f"cannot restore {point}: the tile layout of {', '.join(changed)} changed since it was "
-                             "taken (its tiles would mix two specs)", hint=hint)
+        raise RestoreRefused(
+            f"cannot restore {point}: the tile layout of {', '.join(changed)} changed since it was "
+            "taken (its tiles would mix two specs)",
+            hint=hint,
+        )
     if added:
-        raise RestoreRefused(f"cannot restore {point}: {', '.join(added)} is new since it was taken (its tiles would "
-                             "miss every event before it)", hint=hint)
+        raise RestoreRefused(
+            f"cannot restore {point}: {', '.join(added)} is new since it was taken (its tiles would "
+            "miss every event before it)",
+            hint=hint,
+        )
     if set(plan.topics) != set(saved.topics):
-        raise RestoreRefused(f"cannot restore {point}: it was taken reading topics {', '.join(saved.topics)}, this "
-                             f"job reads {', '.join(plan.topics)}", hint=hint)
+        raise RestoreRefused(
+            f"cannot restore {point}: it was taken reading topics {', '.join(saved.topics)}, this "
+            f"job reads {', '.join(plan.topics)}",
+            hint=hint,
+        )
 
 
 def latest_restore_point(checkpoint_dir: Path) -> Path | None:

@@ -77,8 +77,11 @@ class FlinkRun:
         finally:
             if main:
                 signal.signal(signal.SIGTERM, previous)
-        raise IngestError(f"the Flink job process ended by itself (exit {rc}); nothing was lost: the next "
-                          "start resumes from its last checkpoint", hint="its log is above; FS_DEBUG=1 for more")
+        raise IngestError(
+            f"the Flink job process ended by itself (exit {rc}); nothing was lost: the next "
+            "start resumes from its last checkpoint",
+            hint="its log is above; FS_DEBUG=1 for more",
+        )
 
     def kill(self) -> None:
         try:
@@ -88,9 +91,16 @@ class FlinkRun:
         self.process.wait()
 
 
-def run_flink(platform, ingest_config, settings: FlinkSettings, views: list[str] | None = None,
-              group: str | None = None, fresh: bool = False, restore: str | None = None,
-              log_path: Path | None = None) -> FlinkRun:
+def run_flink(
+    platform,
+    ingest_config,
+    settings: FlinkSettings,
+    views: list[str] | None = None,
+    group: str | None = None,
+    fresh: bool = False,
+    restore: str | None = None,
+    log_path: Path | None = None,
+) -> FlinkRun:
     """Start the Flink job for ``views`` (default: every online aggregation view fed by ingest.yaml).
 
     Restores the newest checkpoint or savepoint under ``settings.checkpoint_dir`` (or ``restore``) unless
@@ -109,15 +119,34 @@ def run_flink(platform, ingest_config, settings: FlinkSettings, views: list[str]
         if saved is not None:
             check_restore(saved, plan, str(point))
     write_manifest(checkpoint_dir, plan)
-    cmd = [str(python), "-m", "fs_platform.plugins.flink.job", "--repo", str(platform.repo_path), "--env", platform.env,
-           "--views", ",".join(plan.views), "--group", group or f"{ingest_config.kafka.group_id}-flink",
-           "--settings", settings.model_dump_json(), "--checkpoint-dir", str(checkpoint_dir)]
+    cmd = [
+        str(python),
+        "-m",
+        "fs_platform.plugins.flink.job",
+        "--repo",
+        str(platform.repo_path),
+        "--env",
+        platform.env,
+        "--views",
+        ",".join(plan.views),
+        "--group",
+        group or f"{ingest_config.kafka.group_id}-flink",
+        "--settings",
+        settings.model_dump_json(),
+        "--checkpoint-dir",
+        str(checkpoint_dir),
+    ]
     if point is not None:
         cmd += ["--restore", point.resolve().as_uri()]
     stderr = open(log_path, "ab") if log_path else None  # noqa: SIM115 (the child owns it)
     output = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed with the run)
-    process = subprocess.Popen(cmd, stdout=output, stderr=stderr, text=True, start_new_session=True,
-                               cwd=str(platform.repo_path))
-    log.info("flink job process %d started (views %s)%s", process.pid, ", ".join(plan.views),
-             f", restoring {point}" if point else "")
+    process = subprocess.Popen(
+        cmd, stdout=output, stderr=stderr, text=True, start_new_session=True, cwd=str(platform.repo_path)
+    )
+    log.info(
+        "flink job process %d started (views %s)%s",
+        process.pid,
+        ", ".join(plan.views),
+        f", restoring {point}" if point else "",
+    )
     return FlinkRun(process, plan, checkpoint_dir, None if point is None else str(point), output)

@@ -77,7 +77,9 @@ class ApplyRecords(ScalarFunction):
         for spec in config.topics:
             if spec.topic in self.topics:
                 pipe = TopicPipeline(spec, Path(self.repo), store, config.kafka.group_id)
-                pipe.online = EventSink(store, [v for v in pipe.views if v.name in self.views], pipe.event_col)
+                pipe.online = EventSink(
+                    store, [v for v in pipe.views if v.name in self.views], pipe.event_col
+                )
                 self.pipes[spec.topic] = pipe
         producer = KafkaProducer(**kafka_client_kwargs(config), linger_ms=5, acks="all")
         self.dlq = DeadLetters(producer, config.dead_letter_topic, config.dead_letter_max_bytes)
@@ -105,7 +107,9 @@ class ApplyRecords(ScalarFunction):
             pipe = self.pipes[t]
             chunk, bad = pipe.process(_TP(t, p), records, now, None)
             if chunk.table.num_rows and pipe.online is not None:
-                result = pipe.online.write(chunk.table, now, ([f"{t}/{p}"] * chunk.table.num_rows, chunk.offsets))
+                result = pipe.online.write(
+                    chunk.table, now, ([f"{t}/{p}"] * chunk.table.num_rows, chunk.offsets)
+                )
                 self.m_applied.inc(result.written)
                 self.m_duplicate.inc(result.skipped_stale)
             if bad:
@@ -124,7 +128,16 @@ class ApplyRecords(ScalarFunction):
 
 
 def apply_records(repo: str, env: str, views: list[str], topics: list[str]):
-    return udf(ApplyRecords(repo, env, views, topics),
-               input_types=[DataTypes.STRING(), DataTypes.INT(), DataTypes.BIGINT(), DataTypes.TIMESTAMP_LTZ(3),
-                            DataTypes.BYTES(), DataTypes.BYTES()],
-               result_type=DataTypes.STRING(), func_type="pandas")
+    return udf(
+        ApplyRecords(repo, env, views, topics),
+        input_types=[
+            DataTypes.STRING(),
+            DataTypes.INT(),
+            DataTypes.BIGINT(),
+            DataTypes.TIMESTAMP_LTZ(3),
+            DataTypes.BYTES(),
+            DataTypes.BYTES(),
+        ],
+        result_type=DataTypes.STRING(),
+        func_type="pandas",
+    )

@@ -28,8 +28,16 @@ log = logging.getLogger(__name__)
 TABLE = "ingest_breakers"
 MAX_QUEUED = 1000
 _TS = pa.timestamp("us", tz="UTC")
-SCHEMA = pa.schema([("at", _TS), ("breaker", pa.string()), ("from_state", pa.string()),
-                    ("to_state", pa.string()), ("failures", pa.int64()), ("ingestor", pa.string())])  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("at", _TS),
+        ("breaker", pa.string()),
+        ("from_state", pa.string()),
+        ("to_state", pa.string()),
+        ("failures", pa.int64()),
+        ("ingestor", pa.string()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,9 @@ class BreakerLog:
                 self._thread.start()
             if len(self._queue) == MAX_QUEUED:
                 self.dropped += 1
-            self._queue.append(Transition(datetime.now(UTC), breaker, from_state, to_state, failures, self._me))
+            self._queue.append(
+                Transition(datetime.now(UTC), breaker, from_state, to_state, failures, self._me)
+            )
             self._wake.notify()
 
     def close(self, timeout_s: float = 5.0) -> None:

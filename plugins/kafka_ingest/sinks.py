@@ -83,8 +83,10 @@ class OnlineSink:
         from fs_platform.plugins.redis_store.online_store import RedisOnlineStoreConfig
 
         if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
-            raise ConfigError("the Kafka ingestor writes online through the fs Redis store",
-                              hint="set online_store.type: fs_platform.plugins.redis_store.online_store.RedisOnlineStore")
+            raise ConfigError(
+                "the Kafka ingestor writes online through the fs Redis store",
+                hint="set online_store.type: fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
+            )
         self._config = store.config
         self._store = online_store(store)  # the store's own instance and pool, not a second one
         self._views = [v for v in views if v.online]
@@ -102,7 +104,9 @@ class OnlineSink:
         written = stale = 0
         for view, schema, keys in zip(self._views, self._schemas, self._keys, strict=True):
             data = _conform(table, schema.remove(schema.get_field_index(self._created_col)))
-            data = data.append_column(pa.field(self._created_col, _TS), _created(table, self._created_col, now))
+            data = data.append_column(
+                pa.field(self._created_col, _TS), _created(table, self._created_col, now)
+            )
             # Only each entity's newest row goes to Redis (the store would skip the others anyway), picked
             # by the point-in-time join's order; exact ties: the first row, as the ordered write keeps it.
             newest, _ = newest_per_key(data, keys, self._event_col, self._created_col)
@@ -131,8 +135,10 @@ class EventSink:
         from fs_platform.plugins.redis_store.online_store import RedisOnlineStoreConfig
 
         if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
-            raise ConfigError("aggregation views are served by the fs Redis store",
-                              hint="set online_store.type: fs_platform.plugins.redis_store.online_store.RedisOnlineStore")
+            raise ConfigError(
+                "aggregation views are served by the fs Redis store",
+                hint="set online_store.type: fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
+            )
         self._config = store.config
         self._store = online_store(store)  # the store's own instance and pool, not a second one
         self._views = [v for v in views if v.online]
@@ -142,7 +148,9 @@ class EventSink:
         """All views' tiles in one pipeline (counts are per view: an event feeding three views is three)."""
         partitions, offsets = origins
         try:
-            result = self._store.write_events(self._config, self._views, table, partitions, offsets, self._event_col)
+            result = self._store.write_events(
+                self._config, self._views, table, partitions, offsets, self._event_col
+            )
         except (TransientError, OnlineWriteError, OnlineAccessDenied):
             raise
         except OnlineStoreError as e:
@@ -156,7 +164,9 @@ def _repeat(now: datetime, n: int) -> pa.Array:
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema``'s columns and types (absent columns are null)."""
-    cols = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema]
+    cols = [
+        table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema
+    ]
     return pa.Table.from_arrays(cols, names=schema.names).cast(schema)
 
 
@@ -173,13 +183,16 @@ class OfflineSink:
     (other group members append to the same table), instead of replaying the log on every append.
     One thread at a time (the ingestor's Delta writer)."""
 
-    def __init__(self, repo_config, push_source, views: list[FeatureView], group: str,
-                 schema: pa.Schema | None = None):
+    def __init__(
+        self, repo_config, push_source, views: list[FeatureView], group: str, schema: pa.Schema | None = None
+    ):
         """``schema``: the rows' columns when they are not the views' (raw events of aggregation views,
         which carry a created column only if the batch source declares one)."""
         batch = push_source.batch_source
         if not hasattr(batch, "path") or not batch.path:
-            raise ConfigError(f"push source {push_source.name!r}: offline target needs a path DeltaSource batch source")
+            raise ConfigError(
+                f"push source {push_source.name!r}: offline target needs a path DeltaSource batch source"
+            )
         self.location = resolve_location(batch, repo_config)
         self._options = storage_options(batch) or None
         self._group = group
@@ -248,20 +261,27 @@ class OfflineSink:
             else:
                 if self._created_col in schema.names:
                     schema = schema.remove(schema.get_field_index(self._created_col))
-                data = _conform(data, schema).append_column(pa.field(self._created_col, _TS),
-                                                            _created(data, self._created_col, now))
+                data = _conform(data, schema).append_column(
+                    pa.field(self._created_col, _TS), _created(data, self._created_col, now)
+                )
             # Through the open handle, which then stands at the version it committed.
-            write_deltalake(table if table is not None else self.location, data, mode="append",
-                            storage_options=None if table is not None else self._options,
-                            commit_properties=CommitProperties(app_transactions=txns))
+            write_deltalake(
+                table if table is not None else self.location,
+                data,
+                mode="append",
+                storage_options=None if table is not None else self._options,
+                commit_properties=CommitProperties(app_transactions=txns),
+            )
         except (OSError, CommitFailedError) as e:
             self._dt = None  # reopen on the retry
             raise SinkUnavailable(f"Delta append to {self.location} failed: {e}") from e
         except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as e:
             self._dt = None
             # Not the exception text: Arrow and delta-rs quote offending values (they may be PII).
-            raise IngestError(f"rows do not fit the Delta table at {self.location}: {type(e).__name__}",
-                              hint="check the transform's output against the feature view schema") from e
+            raise IngestError(
+                f"rows do not fit the Delta table at {self.location}: {type(e).__name__}",
+                hint="check the transform's output against the feature view schema",
+            ) from e
         return OfflineResult(kept, total - kept)
 
 
@@ -270,4 +290,3 @@ def _txn(table: DeltaTable | None, app_id: str) -> int:
         return -1
     version = table.transaction_version(app_id)
     return -1 if version is None else version
-

@@ -17,7 +17,16 @@ from fs_platform.plugins.redis_store.keys import KeyLayout, check_name
 _SERVE = ("+get", "+mget", "+hget", "+ping", "+select")
 _WRITE = (
     *_SERVE,
-    "+evalsha", "+script|load", "+set", "+hsetnx", "+hmget", "+hset", "+del", "+pexpire", "+pexpireat", "+pttl",
+    "+evalsha",
+    "+script|load",
+    "+set",
+    "+hsetnx",
+    "+hmget",
+    "+hset",
+    "+del",
+    "+pexpire",
+    "+pexpireat",
+    "+pttl",
 )
 _ADMIN = (*_WRITE, "+scan", "+unlink", "+hkeys", "+hdel")
 ROLES = {"serve": _SERVE, "write": _WRITE, "admin": _ADMIN}

@@ -122,7 +122,9 @@ class PipelinedConnection:
         self.socket_timeout = cfg.socket_timeout_s
         self.connect_timeout = cfg.connect_timeout_s
         self.attempts = cfg.retry_attempts + 1
-        self.backoff = ExponentialWithJitterBackoff(cap=cfg.retry_backoff_cap_s, base=cfg.retry_backoff_base_s)
+        self.backoff = ExponentialWithJitterBackoff(
+            cap=cfg.retry_backoff_cap_s, base=cfg.retry_backoff_base_s
+        )
         self.loop = asyncio.get_running_loop()
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Future | None = None
@@ -145,7 +147,9 @@ class PipelinedConnection:
                     raise TimeoutError("online store read past the deadline") from None
                 failures += 1
                 pause = self.backoff.compute(failures)
-                if failures >= self.attempts or (deadline is not None and self.loop.time() + pause >= deadline):
+                if failures >= self.attempts or (
+                    deadline is not None and self.loop.time() + pause >= deadline
+                ):
                     raise
                 await asyncio.sleep(pause)
                 continue

@@ -34,10 +34,19 @@ from fs_platform.casts import checked_cast
 from fs_platform.errors import OnlineWriteError
 
 _NATIVE = {
-    ValueType.INT32, ValueType.INT64, ValueType.FLOAT, ValueType.DOUBLE, ValueType.STRING, ValueType.BOOL,
-    ValueType.INT32_LIST, ValueType.INT64_LIST, ValueType.FLOAT_LIST, ValueType.DOUBLE_LIST,
-    ValueType.STRING_LIST, ValueType.BOOL_LIST,
-}  # fmt: skip
+    ValueType.INT32,
+    ValueType.INT64,
+    ValueType.FLOAT,
+    ValueType.DOUBLE,
+    ValueType.STRING,
+    ValueType.BOOL,
+    ValueType.INT32_LIST,
+    ValueType.INT64_LIST,
+    ValueType.FLOAT_LIST,
+    ValueType.DOUBLE_LIST,
+    ValueType.STRING_LIST,
+    ValueType.BOOL_LIST,
+}
 
 # Arrow types accepted per native Feast type; anything else is a type error on write.
 _ARROW_OK = {

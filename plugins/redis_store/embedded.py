@@ -126,7 +126,11 @@ def _same_server(state: dict) -> bool:
         title = Path(f"/proc/{state['pid']}/cmdline").read_bytes().replace(b"\0", b" ").split()
     except OSError:
         return False
-    return len(title) >= 2 and title[0].endswith(b"valkey-server") and title[1] == f"{_HOST}:{state['port']}".encode()
+    return (
+        len(title) >= 2
+        and title[0].endswith(b"valkey-server")
+        and title[1] == f"{_HOST}:{state['port']}".encode()
+    )
 
 
 def stop_server(data_dir: str | Path, timeout_s: float = 10.0) -> bool:
@@ -142,7 +146,9 @@ def stop_server(data_dir: str | Path, timeout_s: float = 10.0) -> bool:
     if _same_server(state):
         # Valkey refuses SIGTERM when its final save fails (e.g. its directory is gone): nothing more
         # can reach the disk, so end it rather than leave it running.
-        logger.warning("embedded Valkey on port %d did not stop within %.0f s; killing it", state["port"], timeout_s)
+        logger.warning(
+            "embedded Valkey on port %d did not stop within %.0f s; killing it", state["port"], timeout_s
+        )
         with contextlib.suppress(ProcessLookupError):
             os.kill(state["pid"], signal.SIGKILL)
         deadline = time.monotonic() + 5

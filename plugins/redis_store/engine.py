@@ -142,7 +142,9 @@ class RedisArrowEngine(ComputeEngine):
             )
         bar = _ChunkBar(task.tqdm_builder)
         try:
-            runs = Backfiller(platform).materialize([view.name], task.start_time, task.end_time, progress=bar.on_event)
+            runs = Backfiller(platform).materialize(
+                [view.name], task.start_time, task.end_time, progress=bar.on_event
+            )
         finally:
             bar.close()
         chunks = [c for run in runs for c in run.chunks]

@@ -76,9 +76,7 @@ class FastReader:
     def refresh(self) -> None:
         """Re-resolve the features against the registry (after an apply)."""
         store = self._store
-        ctx = request_context(
-            store.registry, store.project, self._features, self._full_feature_names
-        )
+        ctx = request_context(store.registry, store.project, self._features, self._full_feature_names)
         (refs, odfvs, name_to_jk, type_map, join_keys_set, grouped_refs, _, request_data, entityless) = ctx
         if any(v.projection.version_tag is not None for v, _ in grouped_refs):
             raise ConfigError("FastReader and fs serve do not serve versioned feature references")
@@ -94,7 +92,11 @@ class FastReader:
         self._key_types = type_map
         # Feast answers with every join key of the project found in the request (request data and
         # unknown columns are dropped): the same columns here.
-        self._echo = {*name_to_jk.values(), *(k for k in join_keys_set if isinstance(k, str)), *self._join_keys}
+        self._echo = {
+            *name_to_jk.values(),
+            *(k for k in join_keys_set if isinstance(k, str)),
+            *self._join_keys,
+        }
         self._echo.discard(DUMMY_ENTITY_ID)
         self._request_fields = sorted(request_data)
         position = {
@@ -147,7 +149,9 @@ class FastReader:
             if jk not in columns:
                 raise InvalidArgument(f"entities lack join key {jk!r}")
             kind = self._key_types.get(jk)
-            if kind in _INT_KEYS and not all(type(v) is int and _INT64_MIN <= v <= _INT64_MAX for v in columns[jk]):
+            if kind in _INT_KEYS and not all(
+                type(v) is int and _INT64_MIN <= v <= _INT64_MAX for v in columns[jk]
+            ):
                 columns[jk] = _exact_column(columns[jk], kind, jk)  # 2.0, "2" -> 2 (fs.entity_keys)
         missing = [f for f in self._request_fields if f not in columns]
         if missing:

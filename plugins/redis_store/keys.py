@@ -125,7 +125,9 @@ class KeyLayout:
         self._hash = None
         if secret is not None:
             if len(secret) < 16:
-                raise ConfigError("the key hash secret must be at least 16 characters (32 random bytes advised)")
+                raise ConfigError(
+                    "the key hash secret must be at least 16 characters (32 random bytes advised)"
+                )
             # A fixed-size BLAKE2b key derived from the secret; the tag text is the message.
             key = hashlib.sha256(b"fs-key-hash:" + secret.encode()).digest()
             blake2b = hashlib.blake2b

@@ -163,18 +163,30 @@ class RedisOnlineStore(OnlineStore):
 
     # --- the public port: what backfill, parity, the ingestor and fs.store use ----------------
     def read_view(
-        self, config: RepoConfig, view: FeatureView, features: Sequence[str], columns: Mapping[str, list],
-        n: int, now_us: int,
+        self,
+        config: RepoConfig,
+        view: FeatureView,
+        features: Sequence[str],
+        columns: Mapping[str, list],
+        n: int,
+        now_us: int,
     ) -> ViewResult:
         """``features`` of ``view`` for ``n`` entity rows given column-wise by join key, as of ``now_us``
         (plain rows: values, statuses, event times; aggregation views: tiles merged at ``now_us``)."""
         state = self.state(config)
-        read = view_read(state.layout, view, state.codec(view), list(features), ttl=state.cfg.enforce_view_ttl)
+        read = view_read(
+            state.layout, view, state.codec(view), list(features), ttl=state.cfg.enforce_view_ttl
+        )
         return state.read([read], columns, n, now_us)[0]
 
     def read_rows_with_created(
-        self, config: RepoConfig, view: FeatureView, features: Sequence[str], columns: Mapping[str, list],
-        n: int, now_us: int,
+        self,
+        config: RepoConfig,
+        view: FeatureView,
+        features: Sequence[str],
+        columns: Mapping[str, list],
+        n: int,
+        now_us: int,
     ) -> tuple[ViewResult, list[int]]:
         """``read_view`` of a plain view, always applying its ttl at ``now_us`` (the offline rule), plus
         each row's stored created time in microseconds (0 where nothing is stored): for parity."""
@@ -244,8 +256,14 @@ class RedisOnlineStore(OnlineStore):
         return result
 
     def write_events(
-        self, config: RepoConfig, table: FeatureView | Sequence[FeatureView], events: pa.Table,
-        partitions: Sequence[str], offsets, time_column: str, expire: bool = True,
+        self,
+        config: RepoConfig,
+        table: FeatureView | Sequence[FeatureView],
+        events: pa.Table,
+        partitions: Sequence[str],
+        offsets,
+        time_column: str,
+        expire: bool = True,
     ) -> TileWriteResult:
         """Apply raw events to the tiles of one or several aggregation views (one round trip per
         ~1000 keys), each (partition, offset) at most once per view."""
@@ -353,7 +371,13 @@ class RedisOnlineStore(OnlineStore):
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
         state, plan, entity = self._fast_path(
-            config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
+            config,
+            features,
+            entity_rows,
+            registry,
+            project,
+            full_feature_names,
+            include_feature_view_version_metadata,
         )
         if entity is None:
             response = super().get_online_features(
@@ -380,7 +404,13 @@ class RedisOnlineStore(OnlineStore):
         include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
         state, plan, entity = self._fast_path(
-            config, features, entity_rows, registry, project, full_feature_names, include_feature_view_version_metadata
+            config,
+            features,
+            entity_rows,
+            registry,
+            project,
+            full_feature_names,
+            include_feature_view_version_metadata,
         )
         if entity is None:
             response = await super().get_online_features_async(
@@ -404,7 +434,9 @@ class RedisOnlineStore(OnlineStore):
 
     def _generic_reads(self, state, grouped_refs, join_key_values):
         reads = [
-            view_read(state.layout, v, state.codec(v), f, v.projection.join_key_map, ttl=state.cfg.enforce_view_ttl)
+            view_read(
+                state.layout, v, state.codec(v), f, v.projection.join_key_map, ttl=state.cfg.enforce_view_ttl
+            )
             for v, f in grouped_refs
         ]
         n = len(next(iter(join_key_values.values()), []))
@@ -470,7 +502,9 @@ class RedisOnlineStore(OnlineStore):
         )
 
     def _online_read_rows(self, state, table, entity_keys, requested_features):
-        read = view_read(state.layout, table, state.codec(table), requested_features, ttl=state.cfg.enforce_view_ttl)
+        read = view_read(
+            state.layout, table, state.codec(table), requested_features, ttl=state.cfg.enforce_view_ttl
+        )
         columns: dict[str, list] = {jk: [] for jk in read.join_keys}
         for ek in entity_keys:
             found = dict(zip(ek.join_keys, ek.entity_values, strict=True))

@@ -30,9 +30,13 @@ class ReadPlan:
         self.feature_types: dict[str, ValueType] = {}
         for view, features in grouped_refs:
             read = view_read(
-                state.layout, view, state.codec(view), features, view.projection.join_key_map,
+                state.layout,
+                view,
+                state.codec(view),
+                features,
+                view.projection.join_key_map,
                 ttl=state.cfg.enforce_view_ttl,
-            )  # fmt: skip
+            )
             self.reads.append(read)
             prefix = view.projection.name_to_use() + "__"
             names = [prefix + f if full_feature_names else f for f in features]

@@ -186,10 +186,17 @@ class StoreState:
             return decode(reads, replies, n, self.old_schema, now_us)
         now_us = time.time_ns() // 1000 if now_us is None else now_us
         plain = [r for r in reads if not isinstance(r, TileRead)]
-        rows = [x for i, r in enumerate(reads) if not isinstance(r, TileRead) for x in replies[i * n : (i + 1) * n]]
+        rows = [
+            x
+            for i, r in enumerate(reads)
+            if not isinstance(r, TileRead)
+            for x in replies[i * n : (i + 1) * n]
+        ]
         decoded = iter(decode(plain, rows, n, self.old_schema, now_us) if plain else [])
-        return [r.result(replies[i * n : (i + 1) * n], now_us) if isinstance(r, TileRead) else next(decoded)
-                for i, r in enumerate(reads)]
+        return [
+            r.result(replies[i * n : (i + 1) * n], now_us) if isinstance(r, TileRead) else next(decoded)
+            for i, r in enumerate(reads)
+        ]
 
 
 def view_read(
@@ -225,5 +232,7 @@ def key_hash_secret(cfg: RedisOnlineStoreConfig) -> str | None:
         return None
     secret = os.environ.get(cfg.key_hash_secret_env)
     if not secret:
-        raise ConfigError(f"online_store.key_hash_secret_env names ${cfg.key_hash_secret_env}, which is not set")
+        raise ConfigError(
+            f"online_store.key_hash_secret_env names ${cfg.key_hash_secret_env}, which is not set"
+        )
     return secret

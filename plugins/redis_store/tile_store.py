@@ -79,8 +79,9 @@ class TileWriteResult:
     filtered: int = 0  # events the view's ``where`` dropped
 
     def __add__(self, other: TileWriteResult) -> TileWriteResult:
-        return TileWriteResult(self.applied + other.applied, self.duplicate + other.duplicate,
-                               self.filtered + other.filtered)
+        return TileWriteResult(
+            self.applied + other.applied, self.duplicate + other.duplicate, self.filtered + other.filtered
+        )
 
 
 def _calls(state, head: list[str], per_key: list[tuple[str, list]]) -> list[tuple[list[str], list]]:
@@ -110,8 +111,10 @@ def _send(state, calls: list[tuple[list[str], list[str]]]) -> tuple[int, list[st
     (first use on a server, or after a failover)."""
     applied, resend = 0, []
     for start in range(0, len(calls), _CALLS_PER_PIPELINE):
-        commands = [("EVALSHA", (TILES_SHA, len(keys), *keys, *argv))
-                    for keys, argv in calls[start : start + _CALLS_PER_PIPELINE]]
+        commands = [
+            ("EVALSHA", (TILES_SHA, len(keys), *keys, *argv))
+            for keys, argv in calls[start : start + _CALLS_PER_PIPELINE]
+        ]
         replies = state.pipelined(commands)
         if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
             with translated(state.endpoint):
@@ -144,8 +147,9 @@ def _entity_codes(state, view: FeatureView, read: ViewRead, table: pa.Table) -> 
         raise OnlineWriteError(f"events for {view.name!r} have a null join key")
     if len(columns) == 1:
         encoded = pc.dictionary_encode(columns[0].combine_chunks())
-        names = state.layout.arrow_keys(view.name, read.join_keys, read.key_types, read.tokens,
-                                        [pa.chunked_array([encoded.dictionary])])
+        names = state.layout.arrow_keys(
+            view.name, read.join_keys, read.key_types, read.tokens, [pa.chunked_array([encoded.dictionary])]
+        )
         return names, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     keys = state.layout.arrow_keys(view.name, read.join_keys, read.key_types, read.tokens, columns)
     encoded = pc.dictionary_encode(pa.array(keys, pa.string()))
@@ -159,8 +163,14 @@ def _compiled(tag: str) -> tuple[AggregationSpec, list[str]]:
     return spec, program(spec)
 
 
-def _blocks(spec: AggregationSpec, group: np.ndarray, groups: int, times: np.ndarray, values: np.ndarray,
-            offsets: np.ndarray) -> list[bytes]:
+def _blocks(
+    spec: AggregationSpec,
+    group: np.ndarray,
+    groups: int,
+    times: np.ndarray,
+    values: np.ndarray,
+    offsets: np.ndarray,
+) -> list[bytes]:
     """Mode b's packed blocks, one per group (entity x partition): little-endian doubles, a header
     ``first offset, last offset, events, tiles`` then per tile ``tile size index, tile index, slots...``
     (``partials``' records): one script argument per block, built with numpy, decoded by one
@@ -187,8 +197,15 @@ def _blocks(spec: AggregationSpec, group: np.ndarray, groups: int, times: np.nda
     return out
 
 
-def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitions: Sequence[str],
-                 offsets: np.ndarray, time_column: str, expire: bool = True) -> TileWriteResult:
+def write_events(
+    state,
+    views: Sequence[FeatureView],
+    events: pa.Table,
+    partitions: Sequence[str],
+    offsets: np.ndarray,
+    time_column: str,
+    expire: bool = True,
+) -> TileWriteResult:
     """Apply raw events (in offset order per partition) to each view's tiles, each at most once, in one
     pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past (replays).
 
@@ -225,8 +242,10 @@ def write_events(state, views: Sequence[FeatureView], events: pa.Table, partitio
         packed = _blocks(spec, group, len(blocks), times[rows], values[rows], offsets[rows])
         entity_of, part_of = np.divmod(blocks, len(part_names))
         if len(blocks) < 2 or bool((entity_of[1:] != entity_of[:-1]).all()):  # one block per entity (usual)
-            per_key = [(names[e], [1, part_names[p], data])
-                       for e, p, data in zip(entity_of.tolist(), part_of.tolist(), packed, strict=True)]
+            per_key = [
+                (names[e], [1, part_names[p], data])
+                for e, p, data in zip(entity_of.tolist(), part_of.tolist(), packed, strict=True)
+            ]
         else:
             per_key = []
             for e, p, data in zip(entity_of.tolist(), part_of.tolist(), packed, strict=True):
@@ -276,8 +295,13 @@ def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
     spec = spec_of(view)
     read = TileRead(state.layout, view, state.codec(view), [])
     width = len(layout(spec))
-    slots = np.column_stack([tiles.column(f"s{i}").to_numpy(zero_copy_only=False).astype("<f8")
-                             for i in range(width)]) if tiles.num_rows else np.empty((0, width))
+    slots = (
+        np.column_stack(
+            [tiles.column(f"s{i}").to_numpy(zero_copy_only=False).astype("<f8") for i in range(width)]
+        )
+        if tiles.num_rows
+        else np.empty((0, width))
+    )
     records = [row.tobytes() for row in np.ascontiguousarray(slots, dtype="<f8")]
     tags = tiles.column("tag").to_pylist()
     index = tiles.column("tile").to_pylist()
@@ -292,4 +316,3 @@ def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
         per_key.append((key, items))
     applied, _ = _send(state, _calls(state, head, per_key))
     return TileWriteResult(applied, tiles.num_rows - applied)
-

@@ -118,7 +118,14 @@ class BatchWriter:
     """Sends prepared batches; one per client (sync or asyncio)."""
 
     def __init__(
-        self, client, endpoint: Endpoint, *, cluster: bool, batch_size: int, schemas_key: str, key_ttl_s: int = 0
+        self,
+        client,
+        endpoint: Endpoint,
+        *,
+        cluster: bool,
+        batch_size: int,
+        schemas_key: str,
+        key_ttl_s: int = 0,
     ):
         """``key_ttl_s``: Feast's ``key_ttl_seconds``, every written key expires that long after the
         write (or earlier, at its view's ttl); 0 = no such expiry."""

@@ -122,7 +122,9 @@ class ServeApp:
                 self.plans.clear()
             try:
                 if service:
-                    plan = Plan(self.store, self.store.get_feature_service(service, allow_cache=True), full, service)
+                    plan = Plan(
+                        self.store, self.store.get_feature_service(service, allow_cache=True), full, service
+                    )
                 else:
                     plan = Plan(self.store, list(features), full, "features")
             except FeastError as e:
@@ -175,7 +177,8 @@ class ServeApp:
                 self.draining = True
                 if self.served_log is not None:  # write what is queued (the drain has finished the requests)
                     await asyncio.get_running_loop().run_in_executor(
-                        None, self.served_log.close, self.settings.shutdown_grace_s)
+                        None, self.served_log.close, self.settings.shutdown_grace_s
+                    )
                 if self._refresher:
                     self._refresher.cancel()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -211,7 +214,8 @@ class ServeApp:
         else:
             status, body, headers = 404, b'{"detail":"not found"}', []
         start_headers = (headers if path == "/metrics" else _JSON + headers) + [
-            (b"content-length", str(len(body)).encode())]  # else uvicorn sends it chunked
+            (b"content-length", str(len(body)).encode())
+        ]  # else uvicorn sends it chunked
         await send({"type": "http.response.start", "status": status, "headers": start_headers})
         await send({"type": "http.response.body", "body": body})
         elapsed = time.perf_counter() - start
@@ -220,7 +224,9 @@ class ServeApp:
             if child is None:  # labels() is a dict lookup behind a lock: resolved once per (service, status)
                 if len(self._latency) > 4096:
                     self._latency.clear()
-                child = self._latency[(label, status)] = metrics.REQUEST_SECONDS.labels(path, label, str(status))
+                child = self._latency[(label, status)] = metrics.REQUEST_SECONDS.labels(
+                    path, label, str(status)
+                )
             child.observe(elapsed)
         sample = self.settings.access_log_sample
         if sample and random.random() < sample:
@@ -381,7 +387,9 @@ def create_app(repo: str | None = None, env: str = "dev", settings: ServeSetting
     from fs_platform.platform import Platform
     from fs_platform.plugins.serving.settings import load
 
-    platform = Platform(repo or os.environ.get("FS_REPO") or "feature_repo", env=os.environ.get("FS_ENV", env))
+    platform = Platform(
+        repo or os.environ.get("FS_REPO") or "feature_repo", env=os.environ.get("FS_ENV", env)
+    )
     app = ServeApp(platform.store, settings or load(Path(platform.repo_path)))
     app.warm()
     return app

@@ -23,7 +23,12 @@ from fs_platform.plugins.redis_store.fast_read import Served
 STATUS_NAMES = ("INVALID", "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE")  # by FieldStatus number
 _status_name = STATUS_NAMES.__getitem__
 _ZERO = "1970-01-01T00:00:00Z"
-_AS_IS = (ValueType.INT64, ValueType.INT32, ValueType.STRING, ValueType.BOOL)  # a tuple: Enum hashing is Python code
+_AS_IS = (
+    ValueType.INT64,
+    ValueType.INT32,
+    ValueType.STRING,
+    ValueType.BOOL,
+)  # a tuple: Enum hashing is Python code
 
 
 def _float(x):

@@ -37,7 +37,9 @@ REDIS_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
-SHED = Counter("fs_serve_shed_total", "Requests refused with 503 because the worker was full.", registry=REGISTRY)
+SHED = Counter(
+    "fs_serve_shed_total", "Requests refused with 503 because the worker was full.", registry=REGISTRY
+)
 VIEW_FAILURES = Counter(
     "fs_serve_view_failures_total",
     "Responses in which a view's features were INVALID (read failed, breaker open, decode failed).",

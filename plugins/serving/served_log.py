@@ -64,20 +64,22 @@ from fs_platform.scrub import summary
 
 log = logging.getLogger(__name__)
 
-SCHEMA = pa.schema([
-    ("request_id", pa.string()),
-    ("served_at", pa.timestamp("us", tz="UTC")),
-    ("served_date", pa.string()),
-    ("model_name", pa.string()),
-    ("model_version", pa.string()),
-    ("feature_service", pa.string()),
-    ("row", pa.int32()),
-    ("entities", pa.string()),
-    ("features", pa.string()),
-    ("statuses", pa.string()),
-    ("event_us", pa.string()),
-    ("source", pa.string()),
-])  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("served_at", pa.timestamp("us", tz="UTC")),
+        ("served_date", pa.string()),
+        ("model_name", pa.string()),
+        ("model_version", pa.string()),
+        ("feature_service", pa.string()),
+        ("row", pa.int32()),
+        ("entities", pa.string()),
+        ("features", pa.string()),
+        ("statuses", pa.string()),
+        ("event_us", pa.string()),
+        ("source", pa.string()),
+    ]
+)
 REQUEST_ID, MODEL_NAME, MODEL_VERSION = b"x-request-id", b"x-model-name", b"x-model-version"
 
 DROPPED = Counter(
@@ -137,7 +139,9 @@ class ServedLog:
         if self._thread is None:
             self._start()
 
-    def record(self, reader, served, feature_service: str = "features", request_id: str | None = None) -> None:
+    def record(
+        self, reader, served, feature_service: str = "features", request_id: str | None = None
+    ) -> None:
         """The SDK's opt-in for ``FastReader``: log a sample of ``served = reader.serve(...)`` (sampled here)."""
         if random.random() < self.rate:
             meta = (request_id, self.model_name, self.model_version)
@@ -152,7 +156,11 @@ class ServedLog:
             service = "features"
         else:
             service = getattr(features, "name", "features")
-        columns = entity_rows.keys() if isinstance(entity_rows, dict) else (entity_rows[0].keys() if entity_rows else ())
+        columns = (
+            entity_rows.keys()
+            if isinstance(entity_rows, dict)
+            else (entity_rows[0].keys() if entity_rows else ())
+        )
         served = ResponseServed(response, frozenset(columns))
         self.offer((None, self.model_name, self.model_version), service, None, served)
 
@@ -165,10 +173,7 @@ class ServedLog:
         last = time.monotonic()
         while True:
             stopping = self._stop.wait(_POLL_S)
-            due = (
-                time.monotonic() - last >= self.settings.flush_s
-                or len(self._queue) >= self._max // 2
-            )
+            due = time.monotonic() - last >= self.settings.flush_s or len(self._queue) >= self._max // 2
             if stopping or due:
                 self.flush()
                 last = time.monotonic()
@@ -190,8 +195,12 @@ class ServedLog:
                     self._append(table)
                 except Exception as e:  # noqa: BLE001 - logging must never take the server down
                     _WRITE_FAILED.inc(len(items))
-                    log.warning("served-feature log: %d sampled requests not written to %s: %s",
-                                len(items), self.location, summary(e))  # fmt: skip
+                    log.warning(
+                        "served-feature log: %d sampled requests not written to %s: %s",
+                        len(items),
+                        self.location,
+                        summary(e),
+                    )
                     continue
                 WRITTEN.inc(table.num_rows)
                 written += table.num_rows
@@ -236,7 +245,9 @@ class ServedLog:
             request_id, model, version = _meta(meta)
             day = days.get(served_us // _DAY_US)
             if day is None:
-                day = days[served_us // _DAY_US] = datetime.fromtimestamp(served_us / 1e6, UTC).strftime("%Y-%m-%d")
+                day = days[served_us // _DAY_US] = datetime.fromtimestamp(served_us / 1e6, UTC).strftime(
+                    "%Y-%m-%d"
+                )
             n = _rows_of(served)
             k = len(served.names) - n_features if n_features is not None else served.key_columns
             columns = []
@@ -414,8 +425,9 @@ def enable(
 
     repo = getattr(store, "repo_path", None)
     default = load(Path(repo)).served_log if repo else ServedLogSettings()
-    config = ServedLogSettings(**{**default.model_dump(), "sample": sample, "pii": pii, **settings,
-                                  "path": path or default.path})  # fmt: skip
+    config = ServedLogSettings(
+        **{**default.model_dump(), "sample": sample, "pii": pii, **settings, "path": path or default.path}
+    )
     log_ = ServedLog(store, resolve_path(config.path, repo), config, "sdk", model_name, model_version)
     store.served_log = log_
     return log_

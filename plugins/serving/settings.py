@@ -148,6 +148,8 @@ def callers(auth: Auth) -> dict[bytes, Caller]:
         if not key:
             raise ConfigError(f"identity {ident.name!r}: environment variable ${ident.key_env} is not set")
         if len(key) < 16:
-            raise ConfigError(f"identity {ident.name!r}: the key in ${ident.key_env} is shorter than 16 characters")
+            raise ConfigError(
+                f"identity {ident.name!r}: the key in ${ident.key_env} is shorter than 16 characters"
+            )
         out[key_digest(key)] = Caller(ident.name, frozenset(ident.roles))
     return out

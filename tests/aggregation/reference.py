@@ -11,8 +11,17 @@ import struct
 
 import pandas as pd
 
-_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-        ">=": operator.ge, "+": operator.add, "-": operator.sub, "*": operator.mul}
+_OPS = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+}
 
 
 def evaluate(expr, row: dict):
@@ -66,9 +75,13 @@ def expected(spec, events: pd.DataFrame, requests: pd.DataFrame) -> pd.DataFrame
     out = []
     for req in requests.to_dict("records"):
         t = _micros(req["event_timestamp"])
-        mine = [r for r in rows
-                if r["__us"] is not None and all(r[k] == req[k] and r[k] is not None for k in spec.join_keys)
-                and (spec.where is None or evaluate(spec.where, r) is True)]
+        mine = [
+            r
+            for r in rows
+            if r["__us"] is not None
+            and all(r[k] == req[k] and r[k] is not None for k in spec.join_keys)
+            and (spec.where is None or evaluate(spec.where, r) is True)
+        ]
         values = {}
         for f in spec.features:
             g = f.window.tile_us

@@ -15,15 +15,19 @@ from fs_platform.aggregation.spec import spec_of
 from fs_platform.aggregation.tiles import Merger
 from tests.aggregation.views import events_view
 
-SPEC = spec_of(events_view([
-    Aggregation("*", "count", ["10m", "1h", "24h"], name="n"),
-    Aggregation("amount", "sum", ["10m", "24h"]),
-    Aggregation("amount", "mean", ["1h", "24h"]),
-    Aggregation("amount", "min", ["1h"]),
-    Aggregation("amount", "max", ["24h"]),
-    Aggregation("amount", "last", ["1h"]),
-    Aggregation("amount", "stddev", ["24h"]),
-]))  # fmt: skip
+SPEC = spec_of(
+    events_view(
+        [
+            Aggregation("*", "count", ["10m", "1h", "24h"], name="n"),
+            Aggregation("amount", "sum", ["10m", "24h"]),
+            Aggregation("amount", "mean", ["1h", "24h"]),
+            Aggregation("amount", "min", ["1h"]),
+            Aggregation("amount", "max", ["24h"]),
+            Aggregation("amount", "last", ["1h"]),
+            Aggregation("amount", "stddev", ["24h"]),
+        ]
+    )
+)
 NOW = 1_767_225_600_000_000  # 2026-01-01 UTC, in microseconds
 
 
@@ -40,8 +44,15 @@ def _blob(merger: Merger, rng: random.Random, now_us: int) -> bytes:
             record = records[base + k % ring]
             record[0] = k
             for c, (kind, _) in enumerate(merger.slots, start=1):
-                record[c] = {"n": n, "s": sum(values), "q": rng.uniform(0, 900), "m": values[0], "M": values[-1],
-                             "t": float(k * g.tile_us + rng.randint(0, g.tile_us - 1)), "l": values[-1]}[kind]
+                record[c] = {
+                    "n": n,
+                    "s": sum(values),
+                    "q": rng.uniform(0, 900),
+                    "m": values[0],
+                    "M": values[-1],
+                    "t": float(k * g.tile_us + rng.randint(0, g.tile_us - 1)),
+                    "l": values[-1],
+                }[kind]
     return bytes(raw)
 
 

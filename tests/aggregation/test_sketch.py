@@ -72,7 +72,9 @@ def test_the_engines_sketch_is_the_documented_one():
 
 
 def test_a_sketch_takes_256_bytes_per_tile():
-    spec = build_spec("v", ["customer_id"], "ts", [Aggregation("merchant_id", "approx_count_distinct", ["24h"])])
+    spec = build_spec(
+        "v", ["customer_id"], "ts", [Aggregation("merchant_id", "approx_count_distinct", ["24h"])]
+    )
     assert [f.dtype for f in spec.features] == ["Int64"]
     assert layout(spec) == (("n", -1), *[("h", 0)] * sketch.WORDS)
     assert sketch.WORDS * 8 == 256

@@ -13,5 +13,10 @@ CUSTOMER = Entity(name="customer", join_keys=["customer_id"], value_type=ValueTy
 
 def events_view(aggregations, where=None, name: str = "agg"):
     source = FileSource(name="events", path="/nonexistent/events.parquet", timestamp_field="event_timestamp")
-    return aggregation_view(name=name, entities=[CUSTOMER], source=PushSource(name="events_push", batch_source=source),
-                            aggregations=aggregations, where=where)
+    return aggregation_view(
+        name=name,
+        entities=[CUSTOMER],
+        source=PushSource(name="events_push", batch_source=source),
+        aggregations=aggregations,
+        where=where,
+    )

@@ -111,9 +111,20 @@ def kill_mid_run(platform: Platform, view: str, args: list[str], committed: int 
         fh.write(SLOW_CHECK)
     env = {**os.environ, "FS_TEST_CHUNK_SLEEP": "1.0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(platform.repo_path), "backfill", view, *args],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fs_platform.cli.main",
+            "--repo",
+            str(platform.repo_path),
+            "backfill",
+            view,
+            *args,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     ledger = Backfiller(platform).ledger
     try:
         done = lambda: sum(e.status == Status.DONE for e in ledger.latest(view, Target.OFFLINE))  # noqa: E731

@@ -81,8 +81,9 @@ def test_materialize_rebuilds_tiles_that_serve_the_windows_of_the_raw_events(mak
     ).to_dict()["merchant_decline_rate_24h"]
     day = _window(payments, datetime.now(UTC), timedelta(days=1), timedelta(hours=1))
     declined = (~day["approved"]).groupby(day["merchant_id"]).mean()
-    assert rates == [pytest.approx(declined[m], rel=1e-9) if m in declined.index else None
-                     for m in range(1, 16)]  # fmt: skip
+    assert rates == [
+        pytest.approx(declined[m], rel=1e-9) if m in declined.index else None for m in range(1, 16)
+    ]
 
 
 def test_backfill_to_online_rebuilds_lost_tiles_and_keeps_newer_stream_events(make_repo):
@@ -95,15 +96,18 @@ def test_backfill_to_online_rebuilds_lost_tiles_and_keeps_newer_stream_events(ma
 
     # The stream (the Kafka ingestor's write path) applies three fresh payments of customer 1.
     fresh_at = datetime.now(UTC) - timedelta(seconds=1)
-    fresh = pa.table({
-        "customer_id": pa.array([1, 1, 1], pa.int64()),
-        "amount": pa.array([10.0, 20.0, 30.0]),
-        "event_timestamp": pa.array([fresh_at] * 3, pa.timestamp("us", "UTC")),
-    })  # fmt: skip
+    fresh = pa.table(
+        {
+            "customer_id": pa.array([1, 1, 1], pa.int64()),
+            "amount": pa.array([10.0, 20.0, 30.0]),
+            "event_timestamp": pa.array([fresh_at] * 3, pa.timestamp("us", "UTC")),
+        }
+    )
     online_store = platform.store._get_provider().online_store
     view = platform.store.get_feature_view(VIEW)
-    applied = online_store.write_events(platform.store.config, view, fresh, ["payments/0"] * 3,
-                                        np.array([1, 2, 3]), "event_timestamp")  # fmt: skip
+    applied = online_store.write_events(
+        platform.store.config, view, fresh, ["payments/0"] * 3, np.array([1, 2, 3]), "event_timestamp"
+    )
     assert applied.applied == 3
     streamed = pd.concat([payments, fresh.to_pandas().assign(payment_id=-1)], ignore_index=True)
     values, now = served(platform)
@@ -113,8 +117,9 @@ def test_backfill_to_online_rebuilds_lost_tiles_and_keeps_newer_stream_events(ma
     apply_views(platform)
     assert all(v == 0 for v in served(platform)[0]["txn_count_24h"])
     # The stream re-applies what it had not committed to Kafka when Redis was lost.
-    online_store.write_events(platform.store.config, view, fresh, ["payments/0"] * 3, np.array([1, 2, 3]),
-                              "event_timestamp")  # fmt: skip
+    online_store.write_events(
+        platform.store.config, view, fresh, ["payments/0"] * 3, np.array([1, 2, 3]), "event_timestamp"
+    )
     bf = Backfiller(platform)
     result = bf.run(bf.plan(VIEW, start, END + timedelta(hours=1), to="online", chunk=timedelta(days=1)))
     assert result.ok and {c.target for c in result.chunks} == {Target.ONLINE}

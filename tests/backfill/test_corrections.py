@@ -113,13 +113,15 @@ def test_online_write_handles_mapped_timestamp_columns(make_repo):
     view = copy.deepcopy(platform.store.get_feature_view(VIEW))
     view.batch_source.field_mapping = {"event_timestamp": "event_ts", "created_at": "created_ts"}
     ts = END - timedelta(minutes=1)
-    rows = pa.table({
-        "customer_id": pa.array([1, 2], pa.int64()),
-        **{f: pa.array([7, 7], pa.int64()) for f in ("txn_count_1h", "txn_count_24h")},
-        **{f: pa.array([77.0, 77.0]) for f in ("txn_amount_1h", "txn_amount_24h")},
-        "event_timestamp": pa.array([ts, ts], pa.timestamp("us", "UTC")),
-        "created_at": pa.array([ts, ts], pa.timestamp("us", "UTC")),
-    })  # fmt: skip
+    rows = pa.table(
+        {
+            "customer_id": pa.array([1, 2], pa.int64()),
+            **{f: pa.array([7, 7], pa.int64()) for f in ("txn_count_1h", "txn_count_24h")},
+            **{f: pa.array([77.0, 77.0]) for f in ("txn_amount_1h", "txn_amount_24h")},
+            "event_timestamp": pa.array([ts, ts], pa.timestamp("us", "UTC")),
+            "created_at": pa.array([ts, ts], pa.timestamp("us", "UTC")),
+        }
+    )
     assert online.write(platform.store, view, rows) == online.Written(2, 0)
     assert amounts(platform)[:2] == [77.0, 77.0]
 
@@ -185,7 +187,9 @@ def test_both_targets_pick_the_same_row_of_an_exact_tie(make_repo):
     bf = Backfiller(platform)
     result = bf.run(bf.plan(VIEW, start, END, to="both", chunk=timedelta(hours=12)))
     assert result.ok, [c.message for c in result.chunks]
-    pulled = online.pull_latest(platform.store, platform.store.get_feature_view(VIEW), Interval(start, END)).data
+    pulled = online.pull_latest(
+        platform.store, platform.store.get_feature_view(VIEW), Interval(start, END)
+    ).data
     expected = dict(zip(pulled["customer_id"].to_pylist(), pulled["txn_amount_24h"].to_pylist(), strict=True))
     served = {c: v for c, v in zip(CUSTOMERS, amounts(platform), strict=True) if v is not None}
     assert len(served) > 10
@@ -206,15 +210,19 @@ def test_a_join_key_renamed_by_field_mapping_backfills_both_targets(make_repo):
     renamed = data.rename_columns(["cust_id" if c == "customer_id" else c for c in data.column_names])
     write_deltalake(table_path, renamed, mode="overwrite", schema_mode="overwrite")
     features = platform.repo_path / "features.py"
-    features.write_text(features.read_text().replace(
-        '    path="data/customer_txn_rolling",\n',
-        '    path="data/customer_txn_rolling",\n    field_mapping={"cust_id": "customer_id"},\n',
-    ))  # fmt: skip
+    features.write_text(
+        features.read_text().replace(
+            '    path="data/customer_txn_rolling",\n',
+            '    path="data/customer_txn_rolling",\n    field_mapping={"cust_id": "customer_id"},\n',
+        )
+    )
     defs = platform.repo_path / "backfills.py"
-    defs.write_text(defs.read_text().replace(
-        ROLLING_RETURN,
-        '    return customer_rolling(ctx.frames["payments"]).rename(columns={"customer_id": "cust_id"})',
-    ))  # fmt: skip
+    defs.write_text(
+        defs.read_text().replace(
+            ROLLING_RETURN,
+            '    return customer_rolling(ctx.frames["payments"]).rename(columns={"customer_id": "cust_id"})',
+        )
+    )
     platform = Platform(platform.repo_path)
     apply_views(platform)
     assert platform.store.get_feature_view(VIEW).batch_source.field_mapping == {"cust_id": "customer_id"}

@@ -30,9 +30,14 @@ def _add_row_at_end(platform) -> tuple[int, int]:
     table = DeltaTable(location).to_pyarrow_table()
     rows = sorted(table.to_pylist(), key=lambda r: r["event_timestamp"])
     last = [r for r in rows if r["event_timestamp"] < END][-1]
-    write_deltalake(location, pa.Table.from_pylist(
-        [{**last, "event_timestamp": END, "created_at": END, FEATURE: MARKER}], schema=table.schema,
-    ), mode="append")  # fmt: skip
+    write_deltalake(
+        location,
+        pa.Table.from_pylist(
+            [{**last, "event_timestamp": END, "created_at": END, FEATURE: MARKER}],
+            schema=table.schema,
+        ),
+        mode="append",
+    )
     return last["customer_id"], last[FEATURE]
 
 

@@ -18,6 +18,7 @@ from tests.backfill.conftest import REDIS_URL
 
 pytestmark = pytest.mark.redis
 
+
 @pytest.fixture
 def store():
     client = redis.Redis.from_url(REDIS_URL)
@@ -45,8 +46,15 @@ def test_a_dead_holder_on_another_host_blocks_only_until_its_lease_expires(store
     import json
 
     leases, namespace = store
-    record = {"holder": "doomed-holder", "token": "t", "host": "elsewhere", "boot": "b", "pidns": "p", "pid": 1,
-              "start": 1}  # fmt: skip
+    record = {
+        "holder": "doomed-holder",
+        "token": "t",
+        "host": "elsewhere",
+        "boot": "b",
+        "pidns": "p",
+        "pid": 1,
+        "start": 1,
+    }
     leases._client.set(leases.key("v"), json.dumps(record), px=1000)  # as it left it, then died
     with pytest.raises(LeaseHeldError, match="doomed-holder"):
         leases.acquire("v", "me")
@@ -174,7 +182,9 @@ while True:  # a run's chunk loop: confirm the lease, then commit
 
 def _holder(namespace: str, ttl: float, *views: str) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLDS, REDIS_URL, namespace, str(ttl), *views], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _HOLDS, REDIS_URL, namespace, str(ttl), *views],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout.readline().strip() == "held"
     return proc

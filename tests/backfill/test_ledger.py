@@ -14,9 +14,19 @@ T0 = parse_time("2026-11-01")
 
 def entry(i: int, status: Status, kind=Kind.INCREMENTAL, days: int = 1) -> LedgerEntry:
     return LedgerEntry(
-        run_id="r", view="v", target=Target.ONLINE, kind=kind, start=T0 + i * DAY, end=T0 + (i + days) * DAY,
-        status=status, holder="test", recorded_at=utcnow(), rows_in=10, rows_written=7, rows_skipped=3,
-    )  # fmt: skip
+        run_id="r",
+        view="v",
+        target=Target.ONLINE,
+        kind=kind,
+        start=T0 + i * DAY,
+        end=T0 + (i + days) * DAY,
+        status=status,
+        holder="test",
+        recorded_at=utcnow(),
+        rows_in=10,
+        rows_written=7,
+        rows_skipped=3,
+    )
 
 
 def test_entries_round_trip_and_latest_state_wins(tmp_path):
@@ -71,7 +81,9 @@ def test_a_newer_unfinished_chunk_inside_an_older_done_range_is_no_longer_done(t
     six = LedgerEntry(**{**entry(1, Status.FAILED).__dict__, "end": T0 + DAY + timedelta(hours=6)})
     ledger.record([six])
     assert [(i.start, i.end) for i in ledger.done("v", Target.ONLINE)] == [
-        (T0, T0 + DAY), (T0 + DAY + timedelta(hours=6), T0 + 3 * DAY)]
+        (T0, T0 + DAY),
+        (T0 + DAY + timedelta(hours=6), T0 + 3 * DAY),
+    ]
     assert [e.status for e in ledger.status("v", Target.ONLINE).pending] == [Status.FAILED]
     # A later run planned days 0-2 and finished day 0 only before it died: days 1-2 are not done.
     ledger.record([entry(i, Status.PLANNED) for i in range(3)])
@@ -85,8 +97,13 @@ def test_the_watermark_stops_at_a_range_never_materialized_between_incremental_r
     ledger.record([entry(10, Status.DONE, kind=Kind.MATERIALIZE)])  # a manual run of day 10
     assert ledger.status("v", Target.ONLINE).watermark == T0 + 5 * DAY
     # Manual materializations before the incremental runs began do not hold it back.
-    old = LedgerEntry(**{**entry(0, Status.DONE, kind=Kind.MATERIALIZE).__dict__, "start": T0 - 60 * DAY,
-                         "end": T0 - 59 * DAY})
+    old = LedgerEntry(
+        **{
+            **entry(0, Status.DONE, kind=Kind.MATERIALIZE).__dict__,
+            "start": T0 - 60 * DAY,
+            "end": T0 - 59 * DAY,
+        }
+    )
     ledger.record([old, *[entry(i, Status.DONE) for i in range(5, 10)]])
     assert ledger.status("v", Target.ONLINE).watermark == T0 + 11 * DAY
 
@@ -96,13 +113,28 @@ def test_resume_of_a_both_backfill_rewrites_online_wherever_it_recomputes_offlin
 
     ledger = Ledger(str(tmp_path / "ledger"))
     ledger.record([entry(0, Status.DONE, kind=Kind.BACKFILL, days=2)])  # an earlier --to online run
-    offline_day0 = LedgerEntry(**{**entry(0, Status.DONE, kind=Kind.BACKFILL).__dict__, "target": Target.OFFLINE})
+    offline_day0 = LedgerEntry(
+        **{**entry(0, Status.DONE, kind=Kind.BACKFILL).__dict__, "target": Target.OFFLINE}
+    )
     ledger.record([offline_day0])
-    plan = build_plan(ledger, "v", Kind.BACKFILL, (Target.OFFLINE, Target.ONLINE), T0, T0 + 2 * DAY, DAY,
-                      resume=True, estimate=lambda *_: None)
+    plan = build_plan(
+        ledger,
+        "v",
+        Kind.BACKFILL,
+        (Target.OFFLINE, Target.ONLINE),
+        T0,
+        T0 + 2 * DAY,
+        DAY,
+        resume=True,
+        estimate=lambda *_: None,
+    )
     runs = {(c.target, c.interval.start): c.will_run for c in plan.chunks}
-    assert runs == {(Target.OFFLINE, T0): False, (Target.OFFLINE, T0 + DAY): True,
-                    (Target.ONLINE, T0): False, (Target.ONLINE, T0 + DAY): True}
+    assert runs == {
+        (Target.OFFLINE, T0): False,
+        (Target.OFFLINE, T0 + DAY): True,
+        (Target.ONLINE, T0): False,
+        (Target.ONLINE, T0 + DAY): True,
+    }
     assert [c.target for c in plan.chunks] == [Target.OFFLINE] * 2 + [Target.ONLINE] * 2
 
 
@@ -121,7 +153,9 @@ def test_a_host_whose_clock_is_behind_still_records_after_what_it_has_read(tmp_p
         assert reader.status("v", Target.ONLINE).watermark is None
     # Entries given together keep their order even when their clock readings are equal.
     at = utcnow() + timedelta(hours=2)
-    later.record([replace(entry(1, Status.RUNNING), recorded_at=at), replace(entry(1, Status.DONE), recorded_at=at)])
+    later.record(
+        [replace(entry(1, Status.RUNNING), recorded_at=at), replace(entry(1, Status.DONE), recorded_at=at)]
+    )
     assert [e.status for e in Ledger(path).latest("v", Target.ONLINE)] == [Status.FAILED, Status.DONE]
 
 
@@ -129,14 +163,19 @@ def test_superseded_planned_and_running_entries_do_not_pull_the_watermark_back(t
     """#14.6: every run records its chunks ``planned`` and ``running`` before ``done``. A completed
     manual run of an older range leaves no hole, so the watermark stays at the newest done end."""
     ledger = Ledger(str(tmp_path / "ledger"))
-    recent = [entry(i, s, kind=Kind.MATERIALIZE) for s in (Status.PLANNED, Status.RUNNING, Status.DONE)
-              for i in (10, 11, 12)]  # fmt: skip
+    recent = [
+        entry(i, s, kind=Kind.MATERIALIZE)
+        for s in (Status.PLANNED, Status.RUNNING, Status.DONE)
+        for i in (10, 11, 12)
+    ]
     ledger.record(recent)
     assert ledger.status("v", Target.ONLINE).watermark == T0 + 13 * DAY
     ledger.record([entry(0, s, kind=Kind.MATERIALIZE) for s in (Status.PLANNED, Status.RUNNING, Status.DONE)])
     assert ledger.status("v", Target.ONLINE).watermark == T0 + 13 * DAY
     # A hole that is still open does hold it back: the older run's second day failed.
-    ledger.record([entry(1, Status.PLANNED, kind=Kind.MATERIALIZE), entry(1, Status.FAILED, kind=Kind.MATERIALIZE)])
+    ledger.record(
+        [entry(1, Status.PLANNED, kind=Kind.MATERIALIZE), entry(1, Status.FAILED, kind=Kind.MATERIALIZE)]
+    )
     assert ledger.status("v", Target.ONLINE).watermark == T0 + DAY
 
 

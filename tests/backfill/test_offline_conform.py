@@ -29,12 +29,14 @@ def test_latest_per_key_picks_as_the_point_in_time_join_does():
 
     t0, t1 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
     ts = pa.timestamp("us", tz="UTC")
-    data = pa.table({
-        "customer_id": pa.array([1, 1, 2, 2, 3, 3]),
-        "event_timestamp": pa.array([t0, t1, t1, t1, t1, t1], ts),
-        "created": pa.array([t1, t0, t0, None, None, t0], ts),
-        "v": pa.array([10, 11, 20, 21, 30, 31]),
-    })
+    data = pa.table(
+        {
+            "customer_id": pa.array([1, 1, 2, 2, 3, 3]),
+            "event_timestamp": pa.array([t0, t1, t1, t1, t1, t1], ts),
+            "created": pa.array([t1, t0, t0, None, None, t0], ts),
+            "v": pa.array([10, 11, 20, 21, 30, 31]),
+        }
+    )
     latest = latest_per_key(data, ["customer_id"], "event_timestamp", "created").to_pydict()
     assert dict(zip(latest["customer_id"], latest["v"], strict=True)) == {1: 11, 2: 20, 3: 31}
 
@@ -51,12 +53,24 @@ def test_latest_per_key_leaves_exact_ties_to_spark():
     ts = pa.timestamp("us", tz="UTC")
 
     def table(events, created, values):
-        return pa.table({
-            "customer_id": pa.array([1] * len(values)), "event_timestamp": pa.array(events, ts),
-            "created": pa.array(created, ts), "v": pa.array(values),
-        })  # fmt: skip
+        return pa.table(
+            {
+                "customer_id": pa.array([1] * len(values)),
+                "event_timestamp": pa.array(events, ts),
+                "created": pa.array(created, ts),
+                "v": pa.array(values),
+            }
+        )
 
-    assert latest_per_key(table([t1, t1], [t0, t0], [1, 2]), ["customer_id"], "event_timestamp", "created") is None
-    assert latest_per_key(table([t1, t1], [None, None], [1, 2]), ["customer_id"], "event_timestamp", "created") is None
-    older_tie = latest_per_key(table([t0, t0, t1], [t0, t0, t0], [1, 2, 3]), ["customer_id"], "event_timestamp", "created")
+    assert (
+        latest_per_key(table([t1, t1], [t0, t0], [1, 2]), ["customer_id"], "event_timestamp", "created")
+        is None
+    )
+    assert (
+        latest_per_key(table([t1, t1], [None, None], [1, 2]), ["customer_id"], "event_timestamp", "created")
+        is None
+    )
+    older_tie = latest_per_key(
+        table([t0, t0, t1], [t0, t0, t0], [1, 2, 3]), ["customer_id"], "event_timestamp", "created"
+    )
     assert older_tie is not None and older_tie["v"].to_pylist() == [3]

@@ -24,9 +24,9 @@ def _corrupt(repo, view: str, column: str, value, days: int = 1) -> pd.Timestamp
 
 
 def _online(platform, feature: str, key: str, ids) -> list:
-    return platform.store.get_online_features(features=[feature], entity_rows=[{key: i} for i in ids]).to_dict()[
-        feature.split(":")[1]
-    ]
+    return platform.store.get_online_features(
+        features=[feature], entity_rows=[{key: i} for i in ids]
+    ).to_dict()[feature.split(":")[1]]
 
 
 def test_strict_suite_rejects_a_bad_chunk_and_keeps_it_offline_only(make_repo):

@@ -26,7 +26,11 @@ def test_killed_backfill_resumes_to_the_same_tables_as_an_uninterrupted_run(make
     bf = Backfiller(killed)
     plan = bf.plan(VIEW, start, end, to="both", chunk=timedelta(hours=6), resume=True)
     assert 0 < len(plan.to_run) < len(plan.chunks)
-    assert any(e.status == Status.RUNNING for e in bf.ledger.status(VIEW, Target.ONLINE).pending + bf.ledger.status(VIEW, Target.OFFLINE).pending)  # fmt: skip
+    assert any(
+        e.status == Status.RUNNING
+        for e in bf.ledger.status(VIEW, Target.ONLINE).pending
+        + bf.ledger.status(VIEW, Target.OFFLINE).pending
+    )
     # The dead run's lease is still there, but its process is provably gone (same host, pid gone):
     # the resume takes it over at once instead of waiting for it to expire.
     assert "pid" in bf.leases.holder(VIEW).holder and bf.leases.holder(VIEW).ttl_ms > 30_000
@@ -49,13 +53,39 @@ def test_cli_dry_run_json_status_and_default_run_command(make_repo):
     start, end = day_range(1)
     runner = CliRunner()
     base = ["--repo", str(platform.repo_path)]
-    dry = runner.invoke(app, [*base, "--json", "backfill", VIEW, "--start", start.isoformat(), "--end",
-                              end.isoformat(), "--dry-run"])  # fmt: skip
+    dry = runner.invoke(
+        app,
+        [
+            *base,
+            "--json",
+            "backfill",
+            VIEW,
+            "--start",
+            start.isoformat(),
+            "--end",
+            end.isoformat(),
+            "--dry-run",
+        ],
+    )
     assert dry.exit_code == 0, dry.output
     assert '"will_run": true' in dry.output and '"estimated_rows"' in dry.output
     assert Backfiller(platform).ledger.entries() == []
-    ran = runner.invoke(app, [*base, "backfill", "run", VIEW, "--start", start.isoformat(), "--end",
-                              end.isoformat(), "--to", "offline", "--json"])  # fmt: skip
+    ran = runner.invoke(
+        app,
+        [
+            *base,
+            "backfill",
+            "run",
+            VIEW,
+            "--start",
+            start.isoformat(),
+            "--end",
+            end.isoformat(),
+            "--to",
+            "offline",
+            "--json",
+        ],
+    )
     assert ran.exit_code == 0, ran.output
     assert '"ok": true' in ran.output
     status = runner.invoke(app, [*base, "backfill", "status", VIEW, "--json"])

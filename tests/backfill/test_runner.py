@@ -75,8 +75,12 @@ def test_sql_definition_recomputes_merchant_risk_and_dry_run_writes_nothing(make
     assert len(after) == len(before)
     # Spark's round() is half-up, numpy's (the original table) half-to-even: a rounded column may
     # differ by one unit in its last place; unrounded ratios must agree to float precision.
-    tolerance = {"chargeback_rate_30d": 1e-9, "approval_rate_1d": 1e-9, "txn_amount_1d": 0.01 + 1e-9,
-                 "avg_ticket_1d": 1e-4 + 1e-9}
+    tolerance = {
+        "chargeback_rate_30d": 1e-9,
+        "approval_rate_1d": 1e-9,
+        "txn_amount_1d": 0.01 + 1e-9,
+        "avg_ticket_1d": 1e-4 + 1e-9,
+    }
     for column, tol in tolerance.items():
         assert (after[column] - before[column]).abs().max() <= tol, column
     assert (after["txn_volume_1d"] == before["txn_volume_1d"]).all()
@@ -96,13 +100,23 @@ def test_backfill_never_overwrites_fresher_stream_values(make_repo):
         n = 0
         while not stop.is_set():
             n += 1
-            rows = pa.table({
-                "customer_id": pa.array(customers, pa.int64()),
-                **{f: pa.array([n] * len(customers), pa.int64()) for f in ("txn_count_1h", "txn_count_24h")},
-                **{f: pa.array([1000.0 + n] * len(customers)) for f in ("txn_amount_1h", "txn_amount_24h")},
-                "event_timestamp": pa.array([stream_ts + timedelta(microseconds=n)] * len(customers), pa.timestamp("us", "UTC")),
-                "created_at": pa.array([stream_ts] * len(customers), pa.timestamp("us", "UTC")),
-            })  # fmt: skip
+            rows = pa.table(
+                {
+                    "customer_id": pa.array(customers, pa.int64()),
+                    **{
+                        f: pa.array([n] * len(customers), pa.int64())
+                        for f in ("txn_count_1h", "txn_count_24h")
+                    },
+                    **{
+                        f: pa.array([1000.0 + n] * len(customers))
+                        for f in ("txn_amount_1h", "txn_amount_24h")
+                    },
+                    "event_timestamp": pa.array(
+                        [stream_ts + timedelta(microseconds=n)] * len(customers), pa.timestamp("us", "UTC")
+                    ),
+                    "created_at": pa.array([stream_ts] * len(customers), pa.timestamp("us", "UTC")),
+                }
+            )
             online.write(platform.store, view, rows)
 
     writer = threading.Thread(target=stream)
@@ -211,8 +225,18 @@ def test_an_aggregation_view_is_refused_offline_with_a_pointer_to_the_tile_rebui
             bf.plan("customer_txn_aggregates", start, end, to=to)
         assert "--to online" in str(err.value) and "\n" not in str(err.value)
     assert bf.ledger.entries() == [] and bf.leases.holder("customer_txn_aggregates") is None
-    code = main(["--repo", str(platform.repo_path), "backfill", "merchant_txn_aggregates",
-                 "--start", start.isoformat(), "--end", end.isoformat()])  # fmt: skip
+    code = main(
+        [
+            "--repo",
+            str(platform.repo_path),
+            "backfill",
+            "merchant_txn_aggregates",
+            "--start",
+            start.isoformat(),
+            "--end",
+            end.isoformat(),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "'merchant_txn_aggregates' is an aggregation view" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -45,7 +45,7 @@ def test_a_view_declaring_a_feature_its_table_lacks_is_refused_before_anything_r
     # Registered behind fs apply's back (Feast's own apply; a registry written before #21.4).
     _edit(
         platform.repo_path / "features.py",
-        '    ],\n    source=merchant_risk_source,',
+        "    ],\n    source=merchant_risk_source,",
         '        _f("refund_rate_1d", Float64, "Refunds / settled transactions over the last day."),\n'
         "    ],\n    source=merchant_risk_source,",
     )
@@ -55,8 +55,10 @@ def test_a_view_declaring_a_feature_its_table_lacks_is_refused_before_anything_r
     version, keys = table.version(), _online_keys(platform)
     start, end = day_range(1)
     bf = Backfiller(platform)
-    expected = (f"feature view {view!r} (source 'merchant_risk_daily_source'): "
-                "feature 'refund_rate_1d' has no Delta column 'refund_rate_1d'")  # fmt: skip
+    expected = (
+        f"feature view {view!r} (source 'merchant_risk_daily_source'): "
+        "feature 'refund_rate_1d' has no Delta column 'refund_rate_1d'"
+    )
     with pytest.raises(SchemaMismatchError) as api:
         bf.plan(view, start, end, to="both")
     assert api.value.problems == [expected]
@@ -104,8 +106,11 @@ def test_recomputed_rows_that_do_not_fit_the_view_fail_before_any_commit(make_re
     platform = make_repo(days=2)
     location = platform.repo_path / "data" / ROLLING_VIEW
     shutil.rmtree(location)
-    _edit(platform.repo_path / "backfills.py", ROLLING_RETURN,
-          ROLLING_RETURN + '.drop(columns=["txn_amount_24h"])')  # fmt: skip
+    _edit(
+        platform.repo_path / "backfills.py",
+        ROLLING_RETURN,
+        ROLLING_RETURN + '.drop(columns=["txn_amount_24h"])',
+    )
     bf = Backfiller(platform)
     start, end = day_range(1)
     result = bf.run(bf.plan(ROLLING_VIEW, start, end, to="both", create=True))
@@ -136,8 +141,10 @@ def test_a_failed_materialize_of_a_view_missing_a_column_gives_a_hint_that_fits(
 
     assert main(["--repo", str(platform.repo_path), "materialize", "-2d", "now", "--views", view]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0] == (f"error: feature view {view!r} (source 'merchant_risk_daily_source'): column 'created_at' "
-                      f"is missing from the Delta table (has {sorted(rows.column_names)})")  # fmt: skip
+    assert err[0] == (
+        f"error: feature view {view!r} (source 'merchant_risk_daily_source'): column 'created_at' "
+        f"is missing from the Delta table (has {sorted(rows.column_names)})"
+    )
     assert "entity_df" not in " ".join(err)
 
     # The pull itself (what a materialize chunk runs), past the check: Spark fails on the column.

@@ -77,8 +77,9 @@ def generate(folder: Path, entity_rows: int, events: int) -> dict:
     entity = pa.table(
         {
             "customer_id": _customers(rng, entity_rows, customers),
-            "event_timestamp": pa.array(recent + rng.integers(0, 20 * 86400 * 1_000_000, entity_rows),
-                                        pa.timestamp("us", tz="UTC")),  # fmt: skip
+            "event_timestamp": pa.array(
+                recent + rng.integers(0, 20 * 86400 * 1_000_000, entity_rows), pa.timestamp("us", tz="UTC")
+            ),
             "row": np.arange(entity_rows, dtype="int64"),
         }
     )
@@ -88,7 +89,9 @@ def generate(folder: Path, entity_rows: int, events: int) -> dict:
 
 
 def _features() -> list[str]:
-    return [f"{kind}_{label}" for label, _, _ in WINDOWS for kind in ("txn_count", "txn_amount", "avg_amount")]
+    return [
+        f"{kind}_{label}" for label, _, _ in WINDOWS for kind in ("txn_count", "txn_amount", "avg_amount")
+    ]
 
 
 def run_delta(folder: Path) -> pa.Table:
@@ -117,7 +120,9 @@ def run_delta(folder: Path) -> pa.Table:
     view = aggregation_view(
         name="txn",
         entities=[customer],
-        source=DeltaSource(name="events", path=str(folder / "events_delta"), timestamp_field="event_timestamp"),
+        source=DeltaSource(
+            name="events", path=str(folder / "events_delta"), timestamp_field="event_timestamp"
+        ),
         aggregations=[
             Aggregation("*", "count", labels, name="txn_count"),
             Aggregation("amount", "sum", labels, name="txn_amount"),
@@ -148,24 +153,33 @@ def _pruned(folder: Path) -> str:
     tile before the first entity row, up to the last one."""
     _, span, tile = WINDOWS[-1]
     entity = f"'{folder / 'entity.parquet'}'"
-    return (f"event_timestamp >= (SELECT min(event_timestamp) FROM {entity}) - INTERVAL {span + tile} SECOND "
-            f"AND event_timestamp <= (SELECT max(event_timestamp) FROM {entity})")  # fmt: skip
+    return (
+        f"event_timestamp >= (SELECT min(event_timestamp) FROM {entity}) - INTERVAL {span + tile} SECOND "
+        f"AND event_timestamp <= (SELECT max(event_timestamp) FROM {entity})"
+    )
 
 
 def run_duckdb(folder: Path) -> pa.Table:
     """Running count/sum per key, ASOF-joined at t and just before the window's first tile."""
     con = _duckdb(folder)
-    starts = ", ".join(f"(us // {g * 10**6} - {w // g}) * {g * 10**6} - 1 AS b_{label}" for label, w, g in WINDOWS)
+    starts = ", ".join(
+        f"(us // {g * 10**6} - {w // g}) * {g * 10**6} - 1 AS b_{label}" for label, w, g in WINDOWS
+    )
     joins = ["ASOF LEFT JOIN running a ON r.customer_id = a.customer_id AND r.us >= a.us"]
     select = ["r.row"]
     for label, _, _ in WINDOWS:
         b = f"b{label}"
-        joins.append(f"ASOF LEFT JOIN running {b} ON r.customer_id = {b}.customer_id AND r.b_{label} >= {b}.us")
+        joins.append(
+            f"ASOF LEFT JOIN running {b} ON r.customer_id = {b}.customer_id AND r.b_{label} >= {b}.us"
+        )
         count = f"coalesce(a.c, 0) - coalesce({b}.c, 0)"
         n = f"coalesce(a.n, 0) - coalesce({b}.n, 0)"
         total = f"coalesce(a.s, 0) - coalesce({b}.s, 0)"
-        select += [f"{count} AS txn_count_{label}", f"{total} AS txn_amount_{label}",
-                   f"({total}) / nullif({n}, 0) AS avg_amount_{label}"]  # fmt: skip
+        select += [
+            f"{count} AS txn_count_{label}",
+            f"{total} AS txn_amount_{label}",
+            f"({total}) / nullif({n}, 0) AS avg_amount_{label}",
+        ]
     sql = f"""
         WITH running AS (
             SELECT customer_id, us, count(*) OVER w AS c, count(amount) OVER w AS n, sum(amount) OVER w AS s
@@ -202,15 +216,24 @@ def run_duckdb_tiles(folder: Path) -> pa.Table:
                   UNION ALL SELECT customer_id, us, NULL, NULL, true FROM rq)
             WINDOW w AS (PARTITION BY customer_id, us // {size} ORDER BY us
                          RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))""")
-        joins.append(f"LEFT JOIN (SELECT * FROM tail_{label} WHERE r) t{label} "
-                     f"ON t{label}.customer_id = e.customer_id AND t{label}.tile = e.us // {size}")  # fmt: skip
-        joins.append(f"LEFT JOIN (SELECT * FROM head_{label} WHERE r) h{label} "
-                     f"ON h{label}.customer_id = e.customer_id AND h{label}.us = e.us")  # fmt: skip
+        joins.append(
+            f"LEFT JOIN (SELECT * FROM tail_{label} WHERE r) t{label} "
+            f"ON t{label}.customer_id = e.customer_id AND t{label}.tile = e.us // {size}"
+        )
+        joins.append(
+            f"LEFT JOIN (SELECT * FROM head_{label} WHERE r) h{label} "
+            f"ON h{label}.customer_id = e.customer_id AND h{label}.us = e.us"
+        )
         n_ = f"coalesce(t{label}.n, 0) + coalesce(h{label}.n, 0)"
         total = f"coalesce(t{label}.s, 0) + coalesce(h{label}.s, 0)"
-        select += [f"coalesce(t{label}.ne, 0) + coalesce(h{label}.ne, 0) AS txn_count_{label}",
-                   f"{total} AS txn_amount_{label}", f"({total}) / nullif({n_}, 0) AS avg_amount_{label}"]  # fmt: skip
-    entity = f"(SELECT row, customer_id, epoch_us(event_timestamp) AS us FROM '{folder / 'entity.parquet'}') e"
+        select += [
+            f"coalesce(t{label}.ne, 0) + coalesce(h{label}.ne, 0) AS txn_count_{label}",
+            f"{total} AS txn_amount_{label}",
+            f"({total}) / nullif({n_}, 0) AS avg_amount_{label}",
+        ]
+    entity = (
+        f"(SELECT row, customer_id, epoch_us(event_timestamp) AS us FROM '{folder / 'entity.parquet'}') e"
+    )
     sql = f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM {entity} {' '.join(joins)}"
     return _timed(lambda: con.sql(sql).to_arrow_table())
 
@@ -259,7 +282,9 @@ def compare(folder: Path, names: list[str]) -> None:
             if column.startswith("txn_count"):
                 assert np.array_equal(a, b), (name, column)
             else:
-                np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=f"{name} {column}")
+                np.testing.assert_allclose(
+                    b, a, rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=f"{name} {column}"
+                )
 
 
 def write_section(lines: list[str]) -> None:
@@ -270,7 +295,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="100k entity rows x 1M events (a quick run)")
     parser.add_argument("--no-write", action="store_true", help="print, do not update docs/benchmarks.md")
-    parser.add_argument("--repeat", type=int, default=None, help="runs per contender, best kept (default 3; 1 with --small)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs per contender, best kept (default 3; 1 with --small)"
+    )
     args = parser.parse_args()
     repeats = args.repeat or (1 if args.small else 3)
     entity_rows, events = (100_000, 1_000_000) if args.small else (1_000_000, 10_000_000)
@@ -323,7 +350,10 @@ def main() -> None:
         "",
         "Every run (seconds, in the order run):",
         "",
-        *[f"- {name}: " + " / ".join(f"{r[0]:.2f}" for r in results) + " s" for name, results in runs.items()],
+        *[
+            f"- {name}: " + " / ".join(f"{r[0]:.2f}" for r in results) + " s"
+            for name, results in runs.items()
+        ],
     ]
     if not args.no_write:
         write_section(lines)

@@ -47,25 +47,48 @@ OUTAGE_EVENTS = 6 * 3600 * 5_000
 def build(tmp: Path, url: str, customers: int):
     now = datetime.now(UTC)
     entity = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
-    rows = pd.DataFrame({"customer_id": np.arange(customers, dtype="int64"),
-                         **{f"f{i}": np.random.default_rng(i).random(customers) for i in range(7)},
-                         "event_timestamp": pd.Timestamp(now - timedelta(minutes=1))})
+    rows = pd.DataFrame(
+        {
+            "customer_id": np.arange(customers, dtype="int64"),
+            **{f"f{i}": np.random.default_rng(i).random(customers) for i in range(7)},
+            "event_timestamp": pd.Timestamp(now - timedelta(minutes=1)),
+        }
+    )
     rows.to_parquet(tmp / "plain.parquet")
-    plain = FeatureView(name="plain", entities=[entity], ttl=timedelta(days=1),
-                        source=FileSource(name="plain_src", path=str(tmp / "plain.parquet"),
-                                          timestamp_field="event_timestamp"),
-                        schema=[Field(name="customer_id", dtype=Int64),
-                                *[Field(name=f"f{i}", dtype=Float64) for i in range(7)]])
-    events_src = FileSource(name="events", path=str(tmp / "events.parquet"), timestamp_field="event_timestamp")
+    plain = FeatureView(
+        name="plain",
+        entities=[entity],
+        ttl=timedelta(days=1),
+        source=FileSource(
+            name="plain_src", path=str(tmp / "plain.parquet"), timestamp_field="event_timestamp"
+        ),
+        schema=[
+            Field(name="customer_id", dtype=Int64),
+            *[Field(name=f"f{i}", dtype=Float64) for i in range(7)],
+        ],
+    )
+    events_src = FileSource(
+        name="events", path=str(tmp / "events.parquet"), timestamp_field="event_timestamp"
+    )
     agg = aggregation_view(
-        name="agg", entities=[entity], source=PushSource(name="events_push", batch_source=events_src),
-        aggregations=[Aggregation("*", "count", ["10m", "1h", "24h"], name="txn_count"),
-                      Aggregation("amount", "sum", ["10m", "1h", "24h"], name="txn_amount"),
-                      Aggregation("amount", "mean", ["24h"], name="avg_amount")])
-    config = RepoConfig(project="bench" + uuid.uuid4().hex[:8], registry=str(tmp / "registry.db"),
-                        provider="local", entity_key_serialization_version=3, repo_path=str(tmp),
-                        online_store={"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": url},
-                        offline_store={"type": "file"})
+        name="agg",
+        entities=[entity],
+        source=PushSource(name="events_push", batch_source=events_src),
+        aggregations=[
+            Aggregation("*", "count", ["10m", "1h", "24h"], name="txn_count"),
+            Aggregation("amount", "sum", ["10m", "1h", "24h"], name="txn_amount"),
+            Aggregation("amount", "mean", ["24h"], name="avg_amount"),
+        ],
+    )
+    config = RepoConfig(
+        project="bench" + uuid.uuid4().hex[:8],
+        registry=str(tmp / "registry.db"),
+        provider="local",
+        entity_key_serialization_version=3,
+        repo_path=str(tmp),
+        online_store={"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": url},
+        offline_store={"type": "file"},
+    )
     store = FeatureStore(config=config)
     store.apply([entity, plain, agg])
     return store, rows, now
@@ -76,17 +99,27 @@ def day_of_events(customers: int, per_hour: float, end: datetime) -> pa.Table:
     n = int(customers * per_hour * 24)
     start_us = int((end - timedelta(hours=24)).timestamp() * 1e6)
     times = np.sort(rng.integers(start_us, int(end.timestamp() * 1e6), n))
-    return pa.table({"customer_id": pa.array(rng.integers(0, customers, n), pa.int64()),
-                     "amount": pa.array(np.round(rng.lognormal(3.2, 1.0, n), 2)),
-                     "event_timestamp": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC"))})
+    return pa.table(
+        {
+            "customer_id": pa.array(rng.integers(0, customers, n), pa.int64()),
+            "amount": pa.array(np.round(rng.lognormal(3.2, 1.0, n), 2)),
+            "event_timestamp": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        }
+    )
 
 
 def write_rate(online, config, view, events: pa.Table, batch: int = 2000) -> float:
     started = time.perf_counter()
     for start in range(0, events.num_rows, batch):
         part = events.slice(start, batch)
-        online.write_events(config, view, part, ["bench/0"] * part.num_rows,
-                            np.arange(start, start + part.num_rows), "event_timestamp")
+        online.write_events(
+            config,
+            view,
+            part,
+            ["bench/0"] * part.num_rows,
+            np.arange(start, start + part.num_rows),
+            "event_timestamp",
+        )
     return events.num_rows / (time.perf_counter() - started)
 
 
@@ -144,8 +177,12 @@ def main() -> None:
             for n in (1, 100):
                 ids = [rng.integers(0, customers, n).tolist() for _ in range(64)]
                 it = iter(range(10**9))
-                p = latencies(lambda ids=ids, it=it: fast_plain.read({"customer_id": ids[next(it) % 64]}), budget)
-                a = latencies(lambda ids=ids, it=it: fast_agg.read({"customer_id": ids[next(it) % 64]}), budget)
+                p = latencies(
+                    lambda ids=ids, it=it: fast_plain.read({"customer_id": ids[next(it) % 64]}), budget
+                )
+                a = latencies(
+                    lambda ids=ids, it=it: fast_agg.read({"customer_id": ids[next(it) % 64]}), budget
+                )
                 reads.append((n, p, a))
 
             # The backlog of a 6 h outage, replayed: a sample of it through the same write path.
@@ -166,9 +203,11 @@ def main() -> None:
         "|---|---:|---:|---:|---:|",
     ]
     for n, p, a in reads:
-        lines.append(f"| {n} entit{'y' if n == 1 else 'ies'} | {pct(p, 50):.3f} / {pct(p, 99):.3f} | "
-                     f"{pct(a, 50):.3f} / {pct(a, 99):.3f} | {pct(a, 50) / pct(p, 50):.2f}x | "
-                     f"{pct(a, 99) / pct(p, 99):.2f}x |")
+        lines.append(
+            f"| {n} entit{'y' if n == 1 else 'ies'} | {pct(p, 50):.3f} / {pct(p, 99):.3f} | "
+            f"{pct(a, 50):.3f} / {pct(a, 99):.3f} | {pct(a, 50) / pct(p, 50):.2f}x | "
+            f"{pct(a, 99) / pct(p, 99):.2f}x |"
+        )
     lines += [
         "",
         "| state | tiles (this) | hand-written transform (deleted) | ratio |",
@@ -177,8 +216,7 @@ def main() -> None:
         f"{old_bytes_per_key:,.0f} | {old_bytes_per_key / bytes_per_key:.1f}x less |",
         f"| bytes per event | {bytes_per_key / events_per_key:.1f} | {OLD_BYTES_PER_EVENT} | "
         f"{OLD_BYTES_PER_EVENT / (bytes_per_key / events_per_key):.1f}x less |",
-        f"| tiles per key (max {max_tiles}) "
-        f"| {tiles_per_key:.1f} | - | - |",
+        f"| tiles per key (max {max_tiles}) | {tiles_per_key:.1f} | - | - |",
         "",
         f"Tile write path (Lua, offsets deduplicated): {events_per_s:,.0f} events/s for the day; "
         f"{backlog_rate:,.0f} events/s on a denser backlog. State per key is bounded by tiles, not events: "

@@ -140,8 +140,10 @@ def main() -> None:
                 seconds, written, chunks, passes = _timed_run(platform, definitions[name], chunk, span)
                 if (name, label) not in results or seconds < results[(name, label)][0]:
                     results[(name, label)] = (seconds, written, chunks, passes)
-                print(f"{name:9} {label:11} {chunks:3} chunk(s) {passes:3} pass(es) {written:>11,} rows "
-                      f"{seconds:7.1f}s {written / seconds:>10,.0f} rows/s")  # fmt: skip
+                print(
+                    f"{name:9} {label:11} {chunks:3} chunk(s) {passes:3} pass(es) {written:>11,} rows "
+                    f"{seconds:7.1f}s {written / seconds:>10,.0f} rows/s"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if prefix:

@@ -55,8 +55,14 @@ PROBE_BASE = 5_000_000
 
 
 def _event(customer: int, payment: int) -> dict:
-    return {"payment_id": payment, "customer_id": customer, "merchant_id": 1, "amount": 1.0, "approved": True,
-            "event_timestamp": datetime.now(UTC).isoformat()}
+    return {
+        "payment_id": payment,
+        "customer_id": customer,
+        "merchant_id": 1,
+        "amount": 1.0,
+        "approved": True,
+        "event_timestamp": datetime.now(UTC).isoformat(),
+    }
 
 
 def _send(bootstrap: str, topic: str, events: list[dict]) -> None:
@@ -72,19 +78,29 @@ def _repo(tmp: Path, redis_url: str, bootstrap: str, topic: str, engine: str) ->
     path = make_repo(tmp, redis_url)
     platform = Platform(path)
     contents = repo_mod.parse(path)
-    platform.store.apply([*contents.entities, *contents.data_sources,
-                          *[v for v in contents.feature_views if v.name in VIEWS]])
+    platform.store.apply(
+        [*contents.entities, *contents.data_sources, *[v for v in contents.feature_views if v.name in VIEWS]]
+    )
     topic_spec = {**load_ingest_config(path).topics[0].model_dump(), "topic": topic, "targets": "online"}
-    doc = {"kafka": {"bootstrap_servers": bootstrap, "group_id": f"bench-{engine}-{uuid.uuid4().hex[:6]}",
-                     "session_timeout_ms": 6000, "heartbeat_interval_ms": 500},
-           "dead_letter_topic": f"{topic}.dlq", "topics": [topic_spec]}
+    doc = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": f"bench-{engine}-{uuid.uuid4().hex[:6]}",
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 500,
+        },
+        "dead_letter_topic": f"{topic}.dlq",
+        "topics": [topic_spec],
+    }
     (path / "ingest.yaml").write_text(yaml.safe_dump(doc))
     (path / "flink.yaml").write_text(yaml.safe_dump({"checkpoint_interval_ms": 2000, "bundle_ms": 100}))
     return platform
 
 
 def _counts(platform: Platform, customers: list[int]) -> list[int]:
-    df = platform.store.get_online_features(features=[FEATURE], entity_rows=[{"customer_id": c} for c in customers]).to_df()
+    df = platform.store.get_online_features(
+        features=[FEATURE], entity_rows=[{"customer_id": c} for c in customers]
+    ).to_df()
     return [int(x) if x == x and x is not None else 0 for x in df["txn_count_24h"].tolist()]
 
 
@@ -149,8 +165,12 @@ def _freshness(platform: Platform, bootstrap: str, topic: str, rate: int, second
     poller.join(120)
     producer.close()
     samples.sort()
-    return samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.99))], len(samples), \
-        done[0] / max(done[1], 1e-9)
+    return (
+        samples[len(samples) // 2],
+        samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+        len(samples),
+        done[0] / max(done[1], 1e-9),
+    )
 
 
 def _bytes_per_key(redis_url: str, prefix: str) -> float:
@@ -190,10 +210,18 @@ def main() -> None:
         c0 = time.process_time()
         eps = _throughput(platform, n, runner.is_alive, sample)
         cpu = (time.process_time() - c0) / n * 1e6
-        p50, p99, probes, achieved = _freshness(platform, broker.bootstrap, topic, rate, rate_s, runner.is_alive, 6_000_000)
-        results["ingestor"] = {"eps": eps, "p50": p50, "p99": p99, "probes": probes, "achieved": achieved,
-                               "bytes": _bytes_per_key(args.redis_url, platform.config.online_store.key_prefix),
-                               "cpu": cpu}
+        p50, p99, probes, achieved = _freshness(
+            platform, broker.bootstrap, topic, rate, rate_s, runner.is_alive, 6_000_000
+        )
+        results["ingestor"] = {
+            "eps": eps,
+            "p50": p50,
+            "p99": p99,
+            "probes": probes,
+            "achieved": achieved,
+            "bytes": _bytes_per_key(args.redis_url, platform.config.online_store.key_prefix),
+            "cpu": cpu,
+        }
         ingestor.stop()
         runner.join(60)
         platform.store.teardown()
@@ -203,18 +231,29 @@ def main() -> None:
         platform = _repo(tmp, args.redis_url, broker.bootstrap, topic, "flink")
         settings = load_flink_settings(platform.repo_path)
         t_start = time.perf_counter()
-        job = run_flink(platform, load_ingest_config(platform.repo_path), settings, log_path=tmp / "flink-job.log")
+        job = run_flink(
+            platform, load_ingest_config(platform.repo_path), settings, log_path=tmp / "flink-job.log"
+        )
         alive = lambda: job.process.poll() is None  # noqa: E731
         try:
             _wait(lambda: any(_counts(platform, sample)), 300, "the first tiles online", alive)
             startup = time.perf_counter() - t_start
             eps = _throughput(platform, n, alive, sample)
-            p50, p99, probes, achieved = _freshness(platform, broker.bootstrap, topic, rate, rate_s, alive, 7_000_000)
+            p50, p99, probes, achieved = _freshness(
+                platform, broker.bootstrap, topic, rate, rate_s, alive, 7_000_000
+            )
             time.sleep(3)  # a checkpoint after the last events
             checkpoints = sorted(job.checkpoint_dir.glob("*/chk-*"), key=lambda p: p.stat().st_mtime)
-            results["flink"] = {"eps": eps, "p50": p50, "p99": p99, "probes": probes, "achieved": achieved,
-                                "bytes": _bytes_per_key(args.redis_url, platform.config.online_store.key_prefix),
-                                "startup": startup, "checkpoint": _dir_bytes(checkpoints[-1]) if checkpoints else 0}
+            results["flink"] = {
+                "eps": eps,
+                "p50": p50,
+                "p99": p99,
+                "probes": probes,
+                "achieved": achieved,
+                "bytes": _bytes_per_key(args.redis_url, platform.config.online_store.key_prefix),
+                "startup": startup,
+                "checkpoint": _dir_bytes(checkpoints[-1]) if checkpoints else 0,
+            }
             t_stop = time.perf_counter()
             job.stop()
             results["flink"]["stop"] = time.perf_counter() - t_stop
@@ -226,37 +265,41 @@ def main() -> None:
 
     i, f = results["ingestor"], results["flink"]
     load = os.getloadavg()[0]
-    section = "\n".join([
-        "## Flink engine vs the built-in ingestor (`tests/benchmarks/bench_flink.py`" + (" --quick" if args.quick else "") + ")",
-        "",
-        f"Embedded tansu broker, one topic of 2 partitions, {n:,} JSON payments (2,000 customers, 200 merchants), "
-        f"the example repo's three aggregation views ({', '.join(f'`{v}`' for v in VIEWS)}), tiles in Redis only "
-        f"(the ingestor's topic has `targets: online`; the Flink job does not write Delta). One process each: "
-        f"the ingestor, and the Flink job on a local mini-cluster (parallelism 1, hashmap state, checkpoints every "
-        f"2 s). Same topic, same run, one after the other; measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a "
-        f"shared 2-core machine (1-minute load average at the end {load:.1f}): single runs, noisy; compare ratios.",
-        "",
-        "| what | ingestor | Flink | Flink / ingestor |",
-        "|---|---:|---:|---:|",
-        f"| events/s (first tile online -> all {n:,} online; start-up excluded) | {i['eps']:,.0f} | {f['eps']:,.0f} "
-        f"| **{f['eps'] / i['eps']:.2f}x** |",
-        f"| freshness p50 / p99 at {rate:,} events/s ({i['achieved']:,.0f} / {f['achieved']:,.0f}/s achieved; "
-        f"{i['probes']} / {f['probes']} probes) | {i['p50'] * 1000:,.0f} / {i['p99'] * 1000:,.0f} ms "
-        f"| {f['p50'] * 1000:,.0f} / {f['p99'] * 1000:,.0f} ms | {f['p50'] / i['p50']:.2f}x / {f['p99'] / i['p99']:.2f}x |",
-        f"| Redis bytes per (customer, `customer_txn_aggregates`): tiles + offset marks | {i['bytes']:,.0f} "
-        f"| {f['bytes']:,.0f} | {f['bytes'] / i['bytes']:.2f}x |",
-        f"| engine state outside Redis | none (offsets committed to Kafka) | last checkpoint {f['checkpoint']:,} bytes "
-        "in all (Kafka positions only: 0 bytes per key) | |",
-        f"| start-up to the first tile online / stop | | {f['startup']:.1f} s (JVM, planning, Python worker) "
-        f"/ {f['stop']:.1f} s with a savepoint | |",
-        "",
-        "Both engines run the same code per record (the ingestor's decoder and `tile_store.write_events`); the "
-        "Flink job adds Arrow batches between the JVM and its Python worker, and scales by parallelism "
-        "(`flink.yaml`) rather than by more ingestor processes. Freshness = the first online read that sees a "
-        "probe payment of a new customer minus its event time (stamped at send), polled every 5 ms: it includes "
-        "the broker, the fetch wait and the engine's batch interval (ingestor `online_interval_ms` 100, Flink "
-        "`bundle_ms` 100).",
-    ])
+    section = "\n".join(
+        [
+            "## Flink engine vs the built-in ingestor (`tests/benchmarks/bench_flink.py`"
+            + (" --quick" if args.quick else "")
+            + ")",
+            "",
+            f"Embedded tansu broker, one topic of 2 partitions, {n:,} JSON payments (2,000 customers, 200 merchants), "
+            f"the example repo's three aggregation views ({', '.join(f'`{v}`' for v in VIEWS)}), tiles in Redis only "
+            f"(the ingestor's topic has `targets: online`; the Flink job does not write Delta). One process each: "
+            f"the ingestor, and the Flink job on a local mini-cluster (parallelism 1, hashmap state, checkpoints every "
+            f"2 s). Same topic, same run, one after the other; measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a "
+            f"shared 2-core machine (1-minute load average at the end {load:.1f}): single runs, noisy; compare ratios.",
+            "",
+            "| what | ingestor | Flink | Flink / ingestor |",
+            "|---|---:|---:|---:|",
+            f"| events/s (first tile online -> all {n:,} online; start-up excluded) | {i['eps']:,.0f} | {f['eps']:,.0f} "
+            f"| **{f['eps'] / i['eps']:.2f}x** |",
+            f"| freshness p50 / p99 at {rate:,} events/s ({i['achieved']:,.0f} / {f['achieved']:,.0f}/s achieved; "
+            f"{i['probes']} / {f['probes']} probes) | {i['p50'] * 1000:,.0f} / {i['p99'] * 1000:,.0f} ms "
+            f"| {f['p50'] * 1000:,.0f} / {f['p99'] * 1000:,.0f} ms | {f['p50'] / i['p50']:.2f}x / {f['p99'] / i['p99']:.2f}x |",
+            f"| Redis bytes per (customer, `customer_txn_aggregates`): tiles + offset marks | {i['bytes']:,.0f} "
+            f"| {f['bytes']:,.0f} | {f['bytes'] / i['bytes']:.2f}x |",
+            f"| engine state outside Redis | none (offsets committed to Kafka) | last checkpoint {f['checkpoint']:,} bytes "
+            "in all (Kafka positions only: 0 bytes per key) | |",
+            f"| start-up to the first tile online / stop | | {f['startup']:.1f} s (JVM, planning, Python worker) "
+            f"/ {f['stop']:.1f} s with a savepoint | |",
+            "",
+            "Both engines run the same code per record (the ingestor's decoder and `tile_store.write_events`); the "
+            "Flink job adds Arrow batches between the JVM and its Python worker, and scales by parallelism "
+            "(`flink.yaml`) rather than by more ingestor processes. Freshness = the first online read that sees a "
+            "probe payment of a new customer minus its event time (stamped at send), polled every 5 ms: it includes "
+            "the broker, the fetch wait and the engine's batch interval (ingestor `online_interval_ms` 100, Flink "
+            "`bundle_ms` 100).",
+        ]
+    )
     write_section("flink", section)
     print(section)
 

@@ -76,10 +76,19 @@ def _payments(n: int, customers: int = 2000, merchants: int = 200) -> list[bytes
     rng = random.Random(0)
     start = datetime.now(UTC) - timedelta(minutes=50)
     step = timedelta(minutes=50) / n
-    return [json.dumps({"payment_id": i, "customer_id": rng.randint(1, customers),
-                        "merchant_id": rng.randint(1, merchants), "amount": round(rng.lognormvariate(3, 1), 2),
-                        "approved": rng.random() > 0.1, "event_timestamp": (start + step * i).isoformat()}).encode()
-            for i in range(n)]
+    return [
+        json.dumps(
+            {
+                "payment_id": i,
+                "customer_id": rng.randint(1, customers),
+                "merchant_id": rng.randint(1, merchants),
+                "amount": round(rng.lognormvariate(3, 1), 2),
+                "approved": rng.random() > 0.1,
+                "event_timestamp": (start + step * i).isoformat(),
+            }
+        ).encode()
+        for i in range(n)
+    ]
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -91,8 +100,9 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 def _bare_consume(bootstrap: str, topic: str, n: int, **settings) -> float:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             **({"max_poll_records": 2000} | settings))
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **({"max_poll_records": 2000} | settings)
+    )
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
@@ -130,15 +140,27 @@ def make_ingestor(repo: Path, bootstrap: str, topic: str, views=VIEWS, group: st
     platform = Platform(repo)
     contents = repo_mod.parse(repo)
     legacy = (repo / "stream_transforms.py").exists()
-    platform.store.apply([*contents.entities, *contents.data_sources,
-                          *[v for v in contents.feature_views if legacy or v.name in views]])
+    platform.store.apply(
+        [
+            *contents.entities,
+            *contents.data_sources,
+            *[v for v in contents.feature_views if legacy or v.name in views],
+        ]
+    )
     shutil.rmtree(repo / "data" / "payments", ignore_errors=True)  # only the ingested events from here on
-    config = load_ingest_config(repo, overrides={
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": group or f"bench-{uuid.uuid4().hex[:6]}",
-                  "session_timeout_ms": 6000, "heartbeat_interval_ms": 500},
-        "dead_letter_topic": f"{topic}.dlq",
-        "topics": [{**load_ingest_config(repo).topics[0].model_dump(), "topic": topic}],
-    })
+    config = load_ingest_config(
+        repo,
+        overrides={
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": group or f"bench-{uuid.uuid4().hex[:6]}",
+                "session_timeout_ms": 6000,
+                "heartbeat_interval_ms": 500,
+            },
+            "dead_letter_topic": f"{topic}.dlq",
+            "topics": [{**load_ingest_config(repo).topics[0].model_dump(), "topic": topic}],
+        },
+    )
     return Ingestor(platform, config)
 
 
@@ -152,9 +174,20 @@ def _rate_producer(bootstrap: str, topic: str, rate: int, seconds: float, done) 
     while sent < total:
         due = min(total, int((time.perf_counter() - t0) * rate))
         while sent < due:
-            producer.send(topic, key=str(sent % 2000 + 1).encode(), value=json.dumps({
-                "payment_id": 10_000_000 + sent, "customer_id": sent % 2000 + 1, "merchant_id": sent % 200 + 1,
-                "amount": 12.5, "approved": sent % 10 != 0, "event_timestamp": datetime.now(UTC).isoformat()}).encode())
+            producer.send(
+                topic,
+                key=str(sent % 2000 + 1).encode(),
+                value=json.dumps(
+                    {
+                        "payment_id": 10_000_000 + sent,
+                        "customer_id": sent % 2000 + 1,
+                        "merchant_id": sent % 200 + 1,
+                        "amount": 12.5,
+                        "approved": sent % 10 != 0,
+                        "event_timestamp": datetime.now(UTC).isoformat(),
+                    }
+                ).encode(),
+            )
             sent += 1
         time.sleep(0.001)
     producer.flush()
@@ -186,11 +219,16 @@ def _throughput(tmp: Path, redis_url: str, bootstrap: str, topic: str, n: int, v
     _wait(lambda: stats.consumed > 0, 120, "the group join", runner)
     t0, c0 = time.perf_counter(), time.process_time()
     online = n * (1 if legacy else len(views))  # per view, counted whether it changed a value or not
-    _wait(lambda: stats.written_offline >= n and stats.written_online + stats.skipped_stale >= online, 300,
-          f"{n:,} rows in Delta and online", runner)
+    _wait(
+        lambda: stats.written_offline >= n and stats.written_online + stats.skipped_stale >= online,
+        300,
+        f"{n:,} rows in Delta and online",
+        runner,
+    )
     eps = n / (time.perf_counter() - t0)
     CPU_US.setdefault("legacy" if legacy else "tiles" if len(views) == len(VIEWS) else "tiles1", []).append(
-        (time.process_time() - c0) / n * 1e6)
+        (time.process_time() - c0) / n * 1e6
+    )
     if stats.dead_lettered or stats.written_offline != n:
         raise SystemExit(f"bench_ingest: expected {n:,} rows in Delta and no dead letters: {stats.to_dict()}")
     return ingestor, runner, eps, stats.written_online + stats.skipped_stale
@@ -200,7 +238,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="Small run (CI smoke).")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    ap.add_argument("--rounds", type=int, default=None, help="Rounds of each path (default 4, 1 with --quick).")
+    ap.add_argument(
+        "--rounds", type=int, default=None, help="Rounds of each path (default 4, 1 with --quick)."
+    )
     args = ap.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 4)
     n = 20_000 if args.quick else 100_000
@@ -215,9 +255,12 @@ def main() -> None:
         broker.create_topic(f"{topic}.dlq", 1)
         _produce(broker.bootstrap, topic, _payments(n))
         k = KafkaSettings()
-        tuned = {"max_poll_records": k.max_poll_records, "fetch_max_bytes": k.fetch_max_bytes,
-                 "max_partition_fetch_bytes": min(k.fetch_max_bytes, 4 * 1024 * 1024),
-                 "fetch_max_wait_ms": k.fetch_max_wait_ms}  # as Ingestor.run configures its consumer
+        tuned = {
+            "max_poll_records": k.max_poll_records,
+            "fetch_max_bytes": k.fetch_max_bytes,
+            "max_partition_fetch_bytes": min(k.fetch_max_bytes, 4 * 1024 * 1024),
+            "fetch_max_wait_ms": k.fetch_max_wait_ms,
+        }  # as Ingestor.run configures its consumer
         bare = max(_bare_consume(broker.bootstrap, topic, n) for _ in range(2))
         bare_tuned = max(_bare_consume(broker.bootstrap, topic, n, **tuned) for _ in range(2))
 
@@ -232,8 +275,9 @@ def main() -> None:
                     ingestor.stop()
                     runner.join(60)
                     ingestor.platform.store.teardown()
-                ingestor, runner, eps, updates_k = _throughput(tmp, args.redis_url, broker.bootstrap, topic, n,
-                                                               views, legacy=kind == "legacy")
+                ingestor, runner, eps, updates_k = _throughput(
+                    tmp, args.redis_url, broker.bootstrap, topic, n, views, legacy=kind == "legacy"
+                )
                 runs[kind].append(eps)
                 best[kind] = max(best.get(kind, 0.0), eps)
                 if kind == "tiles":
@@ -242,7 +286,9 @@ def main() -> None:
         ingest = best["tiles"]
         stats = ingestor.stats
 
-        time.sleep(2)  # the last online writes of the backlog (their own thread) land before the samples reset
+        time.sleep(
+            2
+        )  # the last online writes of the backlog (their own thread) land before the samples reset
         stats.freshness_s.clear()
         ctx = multiprocessing.get_context("spawn")
         done = ctx.Array("d", 2)
@@ -254,8 +300,12 @@ def main() -> None:
         if proc.exitcode != 0 or sent == 0:
             raise SystemExit(f"bench_ingest: the rate producer failed (exit code {proc.exitcode})")
         samples = min(sent, stats.freshness_s.maxlen)
-        _wait(lambda: stats.consumed - before >= sent and len(stats.freshness_s) >= samples, 120,
-              "the fixed-rate events online", runner)
+        _wait(
+            lambda: stats.consumed - before >= sent and len(stats.freshness_s) >= samples,
+            120,
+            "the fixed-rate events online",
+            runner,
+        )
         load = os.getloadavg()[0]
         p50, p99 = stats.freshness_percentile(0.5), stats.freshness_percentile(0.99)
         achieved = sent / took
@@ -268,62 +318,71 @@ def main() -> None:
     legacy, tiles1 = best["legacy"], best["tiles1"]
     med = {k: statistics.median(v) for k, v in runs.items()}
     cpu = {k: statistics.median(v) for k, v in CPU_US.items()}
-    rounds = "; ".join(f"{k}: " + ", ".join(f"{v:,.0f}" for v in runs[k]) for k in ("tiles", "legacy", "tiles1"))
-    section = "\n".join([
-        "## Kafka ingestor (`tests/benchmarks/bench_ingest.py`" + (" --quick" if args.quick else "") + ")",
-        "",
-        f"Embedded tansu broker, 2 partitions, {n:,} JSON payments (2,000 customers, 200 merchants, the last "
-        f"50 minutes) on the example repo's `payments` topic: each event updates the tiles of "
-        f"{', '.join(f'`{v}`' for v in VIEWS)} ({updates:,} event x view tile applications, all done before the clock stops) and is appended to `data/payments`; "
-        f"Redis at {args.redis_url.split('@')[-1]}; Delta on local disk; measured "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a shared 2-core machine.",
-        "",
-        "| what | result | goal |",
-        "|---|---|---|",
-        f"| bare kafka-python consume loop (baseline) | {bare:,.0f} events/s | |",
-        f"| bare loop with the ingestor's fetch settings (stricter baseline) | {bare_tuned:,.0f} events/s | |",
-        f"| one ingestor process (decode, validate, tiles of {len(VIEWS)} aggregation views in Redis, raw events "
-        f"to Delta exactly once, commits) | {ingest:,.0f} events/s (**{ratio:.0%}** of baseline; "
-        f"{ratio_tuned:.0%} of the stricter one) | >= 70% |",
-        f"| freshness at {rate:,} events/s for {rate_s} s ({achieved:,.0f}/s achieved), p50 / p99 "
-        f"| {p50 * 1000:,.0f} ms / {p99 * 1000:,.0f} ms | p99 < 1 s |",
-        "",
-        "Against the hand-written transform it replaced (issue #13), same ingestor, same records, same run, "
-        f"{args.rounds} alternating round(s) per path, best and median:",
-        "",
-        "| path | events/s best / median | vs hand-written transform, best / median | goal |",
-        "|---|---:|---:|---|",
-        "| hand-written transform (baseline): `stream_transforms.py:CustomerTxnAggregates`, per-customer lists "
-        "of every event of the last 24 h, one plain `customer_txn_aggregates` row per event online and to "
-        f"Delta | {legacy:,.0f} / {med['legacy']:,.0f} | 1.00x | |",
-        f"| the three aggregation views (tiles of {len(VIEWS)} views, raw events to Delta) | {ingest:,.0f} / "
-        f"{med['tiles']:,.0f} | **{ingest / legacy:.2f}x / {med['tiles'] / med['legacy']:.2f}x** "
-        "| not slower (>= 1.00x) |",
-        "| `customer_txn_aggregates` alone as an aggregation view (the same 7 features as the transform) "
-        f"| {tiles1:,.0f} / {med['tiles1']:,.0f} | {tiles1 / legacy:.2f}x / {med['tiles1'] / med['legacy']:.2f}x | |",
-        "",
-        f"Per event (medians): wall time transform {1e6 / med['legacy']:.1f} us, one aggregation view "
-        f"{1e6 / med['tiles1']:.1f} us, three {1e6 / med['tiles']:.1f} us; the ingestor process's CPU (steadier "
-        f"than wall time on a shared machine; Redis's and the broker's CPU not included) "
-        f"{cpu['legacy']:.1f} / {cpu['tiles1']:.1f} / {cpu['tiles']:.1f} us "
-        f"({cpu['tiles'] / cpu['legacy']:.2f}x the transform's for the three views). "
-        f"Rounds (events/s): {rounds}. The baseline is restored unchanged from git history (commit 6f9e42e^: "
-        "`feature_repo/stream_transforms.py`, its `ingest.yaml` and the plain view) in "
-        "`tests/benchmarks/legacy_transform/`; the current ingestor still runs it (transform hooks with a batch "
-        "method, rows written through the plain-view online and Delta sinks). The three views do more work per "
-        "event than the transform did (3 views, 2 entity types, 27 features vs 1 view of 7). The clock of each path "
-        "stops when both targets hold every event: online writes run on their own thread and trail the Delta appends "
-        "when Redis is the slower target, which it is for the three views (each event touches three keys' tiles in a "
-        "Lua script; the transform wrote one small row per customer and batch).",
-        "",
-        "Freshness is online write time minus event time (stamped by the producer at send), so it includes "
-        "producer batching, the broker, the fetch wait and the online batch interval. "
-        f"1-minute load average at the end of the freshness phase: {load:.1f} (this benchmark's own producer, "
-        "broker and ingestor account for about 1.5 of it)."
-        + (" With --quick the ingestor's time runs until its last Delta append, which waits for the buffer to "
-           "be `offline_idle_ms` (1 s) old: about as long as the whole consume, so the ratios understate it."
-           if args.quick else ""),
-    ])
+    rounds = "; ".join(
+        f"{k}: " + ", ".join(f"{v:,.0f}" for v in runs[k]) for k in ("tiles", "legacy", "tiles1")
+    )
+    section = "\n".join(
+        [
+            "## Kafka ingestor (`tests/benchmarks/bench_ingest.py`"
+            + (" --quick" if args.quick else "")
+            + ")",
+            "",
+            f"Embedded tansu broker, 2 partitions, {n:,} JSON payments (2,000 customers, 200 merchants, the last "
+            f"50 minutes) on the example repo's `payments` topic: each event updates the tiles of "
+            f"{', '.join(f'`{v}`' for v in VIEWS)} ({updates:,} event x view tile applications, all done before the clock stops) and is appended to `data/payments`; "
+            f"Redis at {args.redis_url.split('@')[-1]}; Delta on local disk; measured "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a shared 2-core machine.",
+            "",
+            "| what | result | goal |",
+            "|---|---|---|",
+            f"| bare kafka-python consume loop (baseline) | {bare:,.0f} events/s | |",
+            f"| bare loop with the ingestor's fetch settings (stricter baseline) | {bare_tuned:,.0f} events/s | |",
+            f"| one ingestor process (decode, validate, tiles of {len(VIEWS)} aggregation views in Redis, raw events "
+            f"to Delta exactly once, commits) | {ingest:,.0f} events/s (**{ratio:.0%}** of baseline; "
+            f"{ratio_tuned:.0%} of the stricter one) | >= 70% |",
+            f"| freshness at {rate:,} events/s for {rate_s} s ({achieved:,.0f}/s achieved), p50 / p99 "
+            f"| {p50 * 1000:,.0f} ms / {p99 * 1000:,.0f} ms | p99 < 1 s |",
+            "",
+            "Against the hand-written transform it replaced (issue #13), same ingestor, same records, same run, "
+            f"{args.rounds} alternating round(s) per path, best and median:",
+            "",
+            "| path | events/s best / median | vs hand-written transform, best / median | goal |",
+            "|---|---:|---:|---|",
+            "| hand-written transform (baseline): `stream_transforms.py:CustomerTxnAggregates`, per-customer lists "
+            "of every event of the last 24 h, one plain `customer_txn_aggregates` row per event online and to "
+            f"Delta | {legacy:,.0f} / {med['legacy']:,.0f} | 1.00x | |",
+            f"| the three aggregation views (tiles of {len(VIEWS)} views, raw events to Delta) | {ingest:,.0f} / "
+            f"{med['tiles']:,.0f} | **{ingest / legacy:.2f}x / {med['tiles'] / med['legacy']:.2f}x** "
+            "| not slower (>= 1.00x) |",
+            "| `customer_txn_aggregates` alone as an aggregation view (the same 7 features as the transform) "
+            f"| {tiles1:,.0f} / {med['tiles1']:,.0f} | {tiles1 / legacy:.2f}x / {med['tiles1'] / med['legacy']:.2f}x | |",
+            "",
+            f"Per event (medians): wall time transform {1e6 / med['legacy']:.1f} us, one aggregation view "
+            f"{1e6 / med['tiles1']:.1f} us, three {1e6 / med['tiles']:.1f} us; the ingestor process's CPU (steadier "
+            f"than wall time on a shared machine; Redis's and the broker's CPU not included) "
+            f"{cpu['legacy']:.1f} / {cpu['tiles1']:.1f} / {cpu['tiles']:.1f} us "
+            f"({cpu['tiles'] / cpu['legacy']:.2f}x the transform's for the three views). "
+            f"Rounds (events/s): {rounds}. The baseline is restored unchanged from git history (commit 6f9e42e^: "
+            "`feature_repo/stream_transforms.py`, its `ingest.yaml` and the plain view) in "
+            "`tests/benchmarks/legacy_transform/`; the current ingestor still runs it (transform hooks with a batch "
+            "method, rows written through the plain-view online and Delta sinks). The three views do more work per "
+            "event than the transform did (3 views, 2 entity types, 27 features vs 1 view of 7). The clock of each path "
+            "stops when both targets hold every event: online writes run on their own thread and trail the Delta appends "
+            "when Redis is the slower target, which it is for the three views (each event touches three keys' tiles in a "
+            "Lua script; the transform wrote one small row per customer and batch).",
+            "",
+            "Freshness is online write time minus event time (stamped by the producer at send), so it includes "
+            "producer batching, the broker, the fetch wait and the online batch interval. "
+            f"1-minute load average at the end of the freshness phase: {load:.1f} (this benchmark's own producer, "
+            "broker and ingestor account for about 1.5 of it)."
+            + (
+                " With --quick the ingestor's time runs until its last Delta append, which waits for the buffer to "
+                "be `offline_idle_ms` (1 s) old: about as long as the whole consume, so the ratios understate it."
+                if args.quick
+                else ""
+            ),
+        ]
+    )
     write_section("ingest", section)
     print(section)
 

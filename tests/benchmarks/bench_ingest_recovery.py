@@ -73,9 +73,16 @@ CAUGHT_UP_WITHIN = RATE  # records: 1 s of traffic
 
 def _payment(i: int, rng: random.Random, ts: datetime, customer: int | None = None) -> tuple[int, bytes]:
     c = customer or rng.randint(1, CUSTOMERS)
-    return c, json.dumps({"payment_id": i, "customer_id": c, "merchant_id": rng.randint(1, MERCHANTS),
-                          "amount": round(rng.lognormvariate(3, 1), 2), "approved": rng.random() > 0.1,
-                          "event_timestamp": ts.isoformat()}).encode()
+    return c, json.dumps(
+        {
+            "payment_id": i,
+            "customer_id": c,
+            "merchant_id": rng.randint(1, MERCHANTS),
+            "amount": round(rng.lognormvariate(3, 1), 2),
+            "approved": rng.random() > 0.1,
+            "event_timestamp": ts.isoformat(),
+        }
+    ).encode()
 
 
 def _produce_backlog(bootstrap: str, topic: str, t_end: float, history: int, outage: int, out) -> None:
@@ -94,8 +101,13 @@ def _produce_backlog(bootstrap: str, topic: str, t_end: float, history: int, out
             ts = start + step * j
             customer, value = _payment(i, rng, ts)
             p = customer % 2
-            last[p] = producer.send(topic, key=str(customer).encode(), value=value, partition=p,
-                                    timestamp_ms=int(ts.timestamp() * 1000))
+            last[p] = producer.send(
+                topic,
+                key=str(customer).encode(),
+                value=value,
+                partition=p,
+                timestamp_ms=int(ts.timestamp() * 1000),
+            )
             i += 1
         producer.flush()
         for p, future in last.items():
@@ -112,7 +124,9 @@ def _live_producer(bootstrap: str, topic: str, rate: int, stop, sent) -> None:
     while not stop.is_set():
         due = int((time.perf_counter() - t0) * rate)
         while n < due:
-            customer, value = _payment(50_000_000 + n, rng, datetime.now(UTC), PROBE if n % 100 == 50 else None)
+            customer, value = _payment(
+                50_000_000 + n, rng, datetime.now(UTC), PROBE if n % 100 == 50 else None
+            )
             producer.send(topic, key=str(customer).encode(), value=value, partition=customer % 2)
             n += 1
             if n % 500 == 0:
@@ -147,8 +161,16 @@ class _DeadlineCount(logging.Handler):
             self.count += 1
 
 
-def _recover(tmp: Path, redis_url: str, bootstrap: str, topic: str, boundary: dict, backlog: int,
-             legacy: bool, timeout_s: float) -> dict:
+def _recover(
+    tmp: Path,
+    redis_url: str,
+    bootstrap: str,
+    topic: str,
+    boundary: dict,
+    backlog: int,
+    legacy: bool,
+    timeout_s: float,
+) -> dict:
     group = f"recovery-{uuid.uuid4().hex[:6]}"
     _commit(bootstrap, group, boundary)
     ingestor = make_ingestor(make_repo(tmp, redis_url, legacy), bootstrap, topic, VIEWS, group=group)
@@ -185,16 +207,18 @@ def _recover(tmp: Path, redis_url: str, bootstrap: str, topic: str, boundary: di
             if not runner.is_alive():
                 raise SystemExit("bench_ingest_recovery: the ingestor stopped during recovery")
             if now - t0 > timeout_s:
-                raise SystemExit(f"bench_ingest_recovery: not recovered after {timeout_s:.0f} s: {marks} "
-                                 f"{stats.to_dict()}")
+                raise SystemExit(
+                    f"bench_ingest_recovery: not recovered after {timeout_s:.0f} s: {marks} {stats.to_dict()}"
+                )
             if "first_write" not in marks and stats.written_online > 0:
                 marks["first_write"] = now
             if "caught_up" not in marks and stats.consumed >= backlog + sent.value - CAUGHT_UP_WITHIN:
                 marks["caught_up"] = now
                 marks["consumed_at_caught_up"] = stats.consumed
             if "fresh" not in marks and "warm" in marks and now >= next_probe:
-                row = store.get_online_features(features=["customer_txn_aggregates:txn_count_24h"],
-                                                entity_rows=[{"customer_id": PROBE}]).to_dict()
+                row = store.get_online_features(
+                    features=["customer_txn_aggregates:txn_count_24h"], entity_rows=[{"customer_id": PROBE}]
+                ).to_dict()
                 if (row["txn_count_24h"][0] or 0) > 0:
                     marks["fresh"] = time.perf_counter()
                 next_probe = now + 0.1
@@ -218,7 +242,9 @@ def _recover(tmp: Path, redis_url: str, bootstrap: str, topic: str, boundary: di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="Small run (CI smoke).")
-    ap.add_argument("--outage-events", type=int, default=None, help="Events of the scaled outage (default 500k).")
+    ap.add_argument(
+        "--outage-events", type=int, default=None, help="Events of the scaled outage (default 500k)."
+    )
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = ap.parse_args()
     outage = args.outage_events or (30_000 if args.quick else 500_000)
@@ -238,20 +264,37 @@ def main() -> None:
         out = ctx.Array("q", 4)
         t_end = time.time()
         t = time.perf_counter()
-        proc = ctx.Process(target=_produce_backlog, args=(broker.bootstrap, topic, t_end, history, outage, out))
+        proc = ctx.Process(
+            target=_produce_backlog, args=(broker.bootstrap, topic, t_end, history, outage, out)
+        )
         proc.start()
         proc.join()
         if proc.exitcode != 0:
-            raise SystemExit(f"bench_ingest_recovery: the backlog producer failed (exit code {proc.exitcode})")
+            raise SystemExit(
+                f"bench_ingest_recovery: the backlog producer failed (exit code {proc.exitcode})"
+            )
         produced_s = time.perf_counter() - t
         boundary = {TopicPartition(topic, p): out[p] for p in (0, 1)}
         if sum(out[2:]) != history + outage:
-            raise SystemExit(f"bench_ingest_recovery: offsets {list(out)} do not add up to {history + outage:,}")
-        print(f"backlog: {history:,} history + {outage:,} outage events produced in {produced_s:.0f} s; "
-              f"outage starts at offsets {list(out[:2])}", flush=True)
+            raise SystemExit(
+                f"bench_ingest_recovery: offsets {list(out)} do not add up to {history + outage:,}"
+            )
+        print(
+            f"backlog: {history:,} history + {outage:,} outage events produced in {produced_s:.0f} s; "
+            f"outage starts at offsets {list(out[:2])}",
+            flush=True,
+        )
         for kind in ("tiles", "legacy"):
-            results[kind] = _recover(tmp, args.redis_url, broker.bootstrap, topic, boundary, outage,
-                                     legacy=kind == "legacy", timeout_s=900)
+            results[kind] = _recover(
+                tmp,
+                args.redis_url,
+                broker.bootstrap,
+                topic,
+                boundary,
+                outage,
+                legacy=kind == "legacy",
+                timeout_s=900,
+            )
             print(kind, {k: round(v, 2) for k, v in results[kind].items()}, flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
     load = os.getloadavg()[0]
@@ -283,57 +326,62 @@ def main() -> None:
 
     def row(name: str, r: dict) -> str:
         warm = r["warm"] - r["assigned"]
-        return (f"| {name} | {r['assigned']:.1f} | {warm:.1f} | {r['first_write']:.1f} | {r['fresh']:.1f} "
-                f"| {r['caught_up']:.1f} |")
+        return (
+            f"| {name} | {r['assigned']:.1f} | {warm:.1f} | {r['first_write']:.1f} | {r['fresh']:.1f} "
+            f"| {r['caught_up']:.1f} |"
+        )
 
     t, lg = results["tiles"], results["legacy"]
-    section = "\n".join([
-        "## Restart recovery after an outage (`tests/benchmarks/bench_ingest_recovery.py`"
-        + (" --quick" if args.quick else "") + ")",
-        "",
-        f"Scaled outage, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a shared 2-core machine (embedded "
-        f"tansu broker, 2 partitions; Redis at {args.redis_url.split('@')[-1]}; Delta on local disk): the "
-        f"ingestor's committed offsets stand at the start of a 6 h outage whose **{outage:,} events** "
-        f"(1/{scale:,.0f} of 6 h at 5k/s, spread over 6 h of event time) wait on the topic behind "
-        f"{history:,} events of the 17.75 h before it (the same scale); the restart happens while live "
-        f"traffic arrives at 5,000 events/s (achieved {t['live_rate']:,.0f}/s and {lg['live_rate']:,.0f}/s). "
-        "Both paths in the same run, on the same records.",
-        "",
-        "| path (seconds after the restart) | partitions assigned (group join) | warm-up | first online write "
-        "| first fresh value served | caught up (within 1 s of traffic) |",
-        "|---|---:|---:|---:|---:|---:|",
-        row("aggregation views (tiles of the three views, raw events to Delta)", t),
-        row("hand-written transform (baseline; warm-up replays the 24 h lookback of raw events)", lg),
-        "",
-        f"Caught up: **{t['caught_up']:.1f} s** vs {lg['caught_up']:.1f} s (**{lg['caught_up'] / t['caught_up']:.1f}x "
-        f"faster**); first fresh value: {t['fresh']:.1f} s vs {lg['fresh']:.1f} s. Measured rates: tile path "
-        f"drains {t_drain:,.0f} records/s (outage backlog plus live traffic); the transform replays "
-        f"{l_warm_rate:,.0f} records/s in its warm-up (writing nothing) and then drains {l_drain:,.0f} records/s. "
-        f"Online writes past their deadline (`online_deadline_ms`, counted as failed by the breaker) during the "
-        f"recovery: {t['deadlines']} (tiles) and {lg['deadlines']} (transform); breaker openings "
-        f"{t['breaker_opened']} and {lg['breaker_opened']}.",
-        "",
-        "**Extrapolation** (not measured) to the real 6 h outage at 5k events/s (108M events) with these rates: "
-        "join + warm-up + backlog / (drain rate - 5,000/s live traffic), where the backlog is the outage plus "
-        "what arrives during the warm-up:",
-        "",
-        "| path | warm-up | caught up after a 6 h outage (extrapolated) |",
-        "|---|---:|---:|",
-        f"| aggregation views | none | {hms(t_full)} |",
-        f"| hand-written transform | {hms(warm_full / l_warm_rate if l_warm_rate else None)} "
-        f"({warm_full / 1e6:,.0f}M records: the 18 h before the outage within its 24 h lookback) | {hms(l_full)} |",
-        "",
-        "One ingestor process each; more ingestors in the consumer group (more partitions) divide both. The "
-        "first fresh value is served when its partition's backlog is drained (records are applied in offset "
-        "order), so it comes with the catch-up on both paths. During the recovery the tile path writes from its "
-        "first poll and serves whatever tiles it holds, merged as of the request time (here the committed "
-        "offsets were set directly, so Redis held no pre-outage tiles); the transform writes nothing until its "
-        "warm-up ends. The extrapolation is linear and favours the transform: it also reads any older retained "
-        "records it then skips (the topic here starts 23 h 45 min before the restart), holds every replayed "
-        "event in memory (80 B each: ~35 GB for 24 h at 5k/s), and at the real rate a customer has "
-        f"~{scale:,.0f}x more events in its lists than here (which it compacts by copying). "
-        f"1-minute load average at the end: {load:.1f}.",
-    ])
+    section = "\n".join(
+        [
+            "## Restart recovery after an outage (`tests/benchmarks/bench_ingest_recovery.py`"
+            + (" --quick" if args.quick else "")
+            + ")",
+            "",
+            f"Scaled outage, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a shared 2-core machine (embedded "
+            f"tansu broker, 2 partitions; Redis at {args.redis_url.split('@')[-1]}; Delta on local disk): the "
+            f"ingestor's committed offsets stand at the start of a 6 h outage whose **{outage:,} events** "
+            f"(1/{scale:,.0f} of 6 h at 5k/s, spread over 6 h of event time) wait on the topic behind "
+            f"{history:,} events of the 17.75 h before it (the same scale); the restart happens while live "
+            f"traffic arrives at 5,000 events/s (achieved {t['live_rate']:,.0f}/s and {lg['live_rate']:,.0f}/s). "
+            "Both paths in the same run, on the same records.",
+            "",
+            "| path (seconds after the restart) | partitions assigned (group join) | warm-up | first online write "
+            "| first fresh value served | caught up (within 1 s of traffic) |",
+            "|---|---:|---:|---:|---:|---:|",
+            row("aggregation views (tiles of the three views, raw events to Delta)", t),
+            row("hand-written transform (baseline; warm-up replays the 24 h lookback of raw events)", lg),
+            "",
+            f"Caught up: **{t['caught_up']:.1f} s** vs {lg['caught_up']:.1f} s (**{lg['caught_up'] / t['caught_up']:.1f}x "
+            f"faster**); first fresh value: {t['fresh']:.1f} s vs {lg['fresh']:.1f} s. Measured rates: tile path "
+            f"drains {t_drain:,.0f} records/s (outage backlog plus live traffic); the transform replays "
+            f"{l_warm_rate:,.0f} records/s in its warm-up (writing nothing) and then drains {l_drain:,.0f} records/s. "
+            f"Online writes past their deadline (`online_deadline_ms`, counted as failed by the breaker) during the "
+            f"recovery: {t['deadlines']} (tiles) and {lg['deadlines']} (transform); breaker openings "
+            f"{t['breaker_opened']} and {lg['breaker_opened']}.",
+            "",
+            "**Extrapolation** (not measured) to the real 6 h outage at 5k events/s (108M events) with these rates: "
+            "join + warm-up + backlog / (drain rate - 5,000/s live traffic), where the backlog is the outage plus "
+            "what arrives during the warm-up:",
+            "",
+            "| path | warm-up | caught up after a 6 h outage (extrapolated) |",
+            "|---|---:|---:|",
+            f"| aggregation views | none | {hms(t_full)} |",
+            f"| hand-written transform | {hms(warm_full / l_warm_rate if l_warm_rate else None)} "
+            f"({warm_full / 1e6:,.0f}M records: the 18 h before the outage within its 24 h lookback) | {hms(l_full)} |",
+            "",
+            "One ingestor process each; more ingestors in the consumer group (more partitions) divide both. The "
+            "first fresh value is served when its partition's backlog is drained (records are applied in offset "
+            "order), so it comes with the catch-up on both paths. During the recovery the tile path writes from its "
+            "first poll and serves whatever tiles it holds, merged as of the request time (here the committed "
+            "offsets were set directly, so Redis held no pre-outage tiles); the transform writes nothing until its "
+            "warm-up ends. The extrapolation is linear and favours the transform: it also reads any older retained "
+            "records it then skips (the topic here starts 23 h 45 min before the restart), holds every replayed "
+            "event in memory (80 B each: ~35 GB for 24 h at 5k/s), and at the real rate a customer has "
+            f"~{scale:,.0f}x more events in its lists than here (which it compacts by copying). "
+            f"1-minute load average at the end: {load:.1f}.",
+        ]
+    )
     write_section("ingest-recovery", section)
     print(section)
 

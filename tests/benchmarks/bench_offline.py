@@ -277,7 +277,9 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix="bench-offline-"))
         try:
             generate(folder, entity_rows, feature_rows)
-            names = ["delta", "duckdb", "floor"] + (["file"] if feature_rows <= FILE_STORE_MAX_FEATURE_ROWS else [])
+            names = ["delta", "duckdb", "floor"] + (
+                ["file"] if feature_rows <= FILE_STORE_MAX_FEATURE_ROWS else []
+            )
             results, all_runs = best_of(names, folder, repeats)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

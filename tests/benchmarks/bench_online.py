@@ -209,10 +209,16 @@ def hashed_key_cost(tmp: Path, ours: FeatureStore, url: str, entity, views, min_
 
     os.environ["FS_BENCH_KEY_SECRET"] = uuid.uuid4().hex
     hashed = make_store(
-        tmp, "fshashed",
-        {"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": url, "key_prefix": "fsh",
-         "key_hash_secret_env": "FS_BENCH_KEY_SECRET"},
-        {"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"}, [entity, *views],
+        tmp,
+        "fshashed",
+        {
+            "type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
+            "url": url,
+            "key_prefix": "fsh",
+            "key_hash_secret_env": "FS_BENCH_KEY_SECRET",
+        },
+        {"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"},
+        [entity, *views],
     )
     tables = [pq.read_table(v.batch_source.path) for v in views]
     n_keys = sum(t.num_rows for t in tables)
@@ -226,13 +232,24 @@ def hashed_key_cost(tmp: Path, ours: FeatureStore, url: str, entity, views, min_
                 online.write_arrow(store.config, v, t)
             out["writes"][name] = n_keys / (time.perf_counter() - t0)
         refs = [f"{v.name}:{n}" for v in views[:5] for n, _ in FEATURES]
-        readers = {name: FastReader(store, refs, full_feature_names=True) for name, store in
-                   (("readable", ours), ("hashed", hashed))}
+        readers = {
+            name: FastReader(store, refs, full_feature_names=True)
+            for name, store in (("readable", ours), ("hashed", hashed))
+        }
         for ne in (1, 100, 500):
             rows = {"customer_id": list(range(ne))}
-            assert readers["readable"].read(rows) == readers["hashed"].read(rows), "hashed keys read other values"
-            out["reads"].append((ne, {k: p(timed(lambda r=r, e=rows: r.read(e), min_iters, budget), 50)
-                                      for k, r in readers.items()}))
+            assert readers["readable"].read(rows) == readers["hashed"].read(rows), (
+                "hashed keys read other values"
+            )
+            out["reads"].append(
+                (
+                    ne,
+                    {
+                        k: p(timed(lambda r=r, e=rows: r.read(e), min_iters, budget), 50)
+                        for k, r in readers.items()
+                    },
+                )
+            )
     finally:
         hashed.teardown()
     return out
@@ -382,8 +399,11 @@ def write_report(rows, writes, memory, hashed, quick: bool) -> None:
         "Keyed-hash key names (`key_hash_secret_env`: SCAN reveals no entity id), same data, same run: "
         f"write_arrow {hashed['writes']['hashed']:,.0f} keys/s vs {hashed['writes']['readable']:,.0f} readable "
         f"({hashed['writes']['hashed'] / hashed['writes']['readable']:.2f}x); FastReader p50 at 5 views: "
-        + "; ".join(f"{ne} entities {r['hashed']:.3f} vs {r['readable']:.3f} ms ({r['hashed'] / r['readable']:.2f}x)"
-                    for ne, r in hashed["reads"]) + ".",
+        + "; ".join(
+            f"{ne} entities {r['hashed']:.3f} vs {r['readable']:.3f} ms ({r['hashed'] / r['readable']:.2f}x)"
+            for ne, r in hashed["reads"]
+        )
+        + ".",
     ]
     section = "\n".join(lines)
     report.write_section("online", section)

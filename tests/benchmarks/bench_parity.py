@@ -72,17 +72,35 @@ def _setup(work: Path, entities: int, prefix: str):
     for name in VIEWS:
         tables[name] = _table(rng, entities, now)
         write_deltalake(str(work / name), to_arrow(tables[name]), mode="overwrite")
-        source = DeltaSource(name=f"{name}_src", path=str(work / name), timestamp_field="event_timestamp",
-                             created_timestamp_column="created_at")  # fmt: skip
-        views.append(FeatureView(name=name, entities=[entity], ttl=timedelta(days=1), source=source, online=True,
-                                 schema=[Field(name=n, dtype=t) for n, t in FEATURES]))  # fmt: skip
+        source = DeltaSource(
+            name=f"{name}_src",
+            path=str(work / name),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created_at",
+        )
+        views.append(
+            FeatureView(
+                name=name,
+                entities=[entity],
+                ttl=timedelta(days=1),
+                source=source,
+                online=True,
+                schema=[Field(name=n, dtype=t) for n, t in FEATURES],
+            )
+        )
     config = RepoConfig(
-        project="paritybench", provider="local", registry=str(work / "registry.db"), repo_path=str(work),
+        project="paritybench",
+        provider="local",
+        registry=str(work / "registry.db"),
+        repo_path=str(work),
         offline_store={"type": "fs_platform.plugins.delta.offline_store.DeltaOfflineStore"},
-        online_store={"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
-                      "url": "redis://127.0.0.1:6379/0", "key_prefix": prefix},
+        online_store={
+            "type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
+            "url": "redis://127.0.0.1:6379/0",
+            "key_prefix": prefix,
+        },
         entity_key_serialization_version=3,
-    )  # fmt: skip
+    )
     store = FeatureStore(config=config)
     store.apply([entity, *views])
     online = store._get_provider().online_store
@@ -146,8 +164,16 @@ def main() -> int:
     offline = t.sampling_s + t.offline_s
     rows = [
         ("parity check, end to end", wall, "target < 60 s"),
-        ("  online reads (fs Redis read path, ttl at as_of)", t.online_read_s, f"{t.online_read_s / mget:.1f}x raw MGET"),
-        ("  offline: sampling + expected values (Sail)", offline, f"{offline / historical:.2f}x get_historical_features"),
+        (
+            "  online reads (fs Redis read path, ttl at as_of)",
+            t.online_read_s,
+            f"{t.online_read_s / mget:.1f}x raw MGET",
+        ),
+        (
+            "  offline: sampling + expected values (Sail)",
+            offline,
+            f"{offline / historical:.2f}x get_historical_features",
+        ),
         ("  compare + classify + report", t.compare_s, ""),
         ("baseline: redis-py pipelined MGET, same keys", mget, "floor"),
         ("baseline: get_historical_features, same entity rows", historical, "training read"),

@@ -60,7 +60,7 @@ N_ENTITIES = 10_000
 NOW = datetime.now(UTC).replace(microsecond=0)
 FEATURES = ["txn:amount_sum", "txn:amount_mean", "txn:count", "profile:country", "profile:age"]
 
-FLOOR_APP = '''
+FLOOR_APP = """
 import json, os
 import orjson
 import redis.asyncio as aioredis
@@ -96,7 +96,7 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": _HEAD + [(b"content-length", str(len(out)).encode())]})
     await send({"type": "http.response.body", "body": out})
-'''
+"""
 
 
 def free_port() -> int:
@@ -120,22 +120,48 @@ def objects(tmp: Path):
     rng = np.random.default_rng(5)
     ids = np.arange(1, N_ENTITIES + 1, dtype="int64")
     stamp = pd.Timestamp(NOW - timedelta(minutes=5))
-    txn = pd.DataFrame({"customer_id": ids, "amount_sum": rng.random(N_ENTITIES) * 500,
-                        "amount_mean": rng.random(N_ENTITIES) * 50, "count": rng.integers(0, 100, N_ENTITIES),
-                        "event_timestamp": stamp})
-    profile = pd.DataFrame({"customer_id": ids, "country": rng.choice(["DE", "FR", "US", "BR"], N_ENTITIES),
-                            "age": rng.integers(18, 90, N_ENTITIES), "event_timestamp": stamp})
+    txn = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "amount_sum": rng.random(N_ENTITIES) * 500,
+            "amount_mean": rng.random(N_ENTITIES) * 50,
+            "count": rng.integers(0, 100, N_ENTITIES),
+            "event_timestamp": stamp,
+        }
+    )
+    profile = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "country": rng.choice(["DE", "FR", "US", "BR"], N_ENTITIES),
+            "age": rng.integers(18, 90, N_ENTITIES),
+            "event_timestamp": stamp,
+        }
+    )
     txn.to_parquet(tmp / "txn.parquet")
     profile.to_parquet(tmp / "profile.parquet")
     views = [
-        FeatureView(name="txn", entities=[customer], ttl=timedelta(days=1),
-                    source=FileSource(name="txn_src", path=str(tmp / "txn.parquet"), timestamp_field="event_timestamp"),
-                    schema=[Field(name="amount_sum", dtype=Float64), Field(name="amount_mean", dtype=Float64),
-                            Field(name="count", dtype=Int64)]),
-        FeatureView(name="profile", entities=[customer], ttl=timedelta(days=1),
-                    source=FileSource(name="profile_src", path=str(tmp / "profile.parquet"),
-                                      timestamp_field="event_timestamp"),
-                    schema=[Field(name="country", dtype=String), Field(name="age", dtype=Int64)]),
+        FeatureView(
+            name="txn",
+            entities=[customer],
+            ttl=timedelta(days=1),
+            source=FileSource(
+                name="txn_src", path=str(tmp / "txn.parquet"), timestamp_field="event_timestamp"
+            ),
+            schema=[
+                Field(name="amount_sum", dtype=Float64),
+                Field(name="amount_mean", dtype=Float64),
+                Field(name="count", dtype=Int64),
+            ],
+        ),
+        FeatureView(
+            name="profile",
+            entities=[customer],
+            ttl=timedelta(days=1),
+            source=FileSource(
+                name="profile_src", path=str(tmp / "profile.parquet"), timestamp_field="event_timestamp"
+            ),
+            schema=[Field(name="country", dtype=String), Field(name="age", dtype=Int64)],
+        ),
     ]
     return [customer, *views]
 
@@ -143,9 +169,14 @@ def objects(tmp: Path):
 def make_repo(tmp: Path, name: str, online: dict, engine: dict | None, objs) -> Path:
     repo = tmp / name
     repo.mkdir()
-    config = {"project": f"benchserve{name.replace('-', '')}{uuid.uuid4().hex[:6]}",
-              "registry": str(repo / "registry.db"), "provider": "local", "online_store": online,
-              "offline_store": {"type": "file"}, "entity_key_serialization_version": 3}
+    config = {
+        "project": f"benchserve{name.replace('-', '')}{uuid.uuid4().hex[:6]}",
+        "registry": str(repo / "registry.db"),
+        "provider": "local",
+        "online_store": online,
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
     if engine:
         config["batch_engine"] = engine
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
@@ -156,7 +187,11 @@ def make_repo(tmp: Path, name: str, online: dict, engine: dict | None, objs) -> 
 
 
 def fs_online(url: str, prefix: str) -> dict:
-    return {"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": url, "key_prefix": prefix}
+    return {
+        "type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
+        "url": url,
+        "key_prefix": prefix,
+    }
 
 
 FS_ENGINE = {"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"}
@@ -164,12 +199,22 @@ FS_ENGINE = {"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"}
 
 # --- servers --------------------------------------------------------------------------------------
 class Server:
-    def __init__(self, name: str, argv: list[str], port: int, env: dict | None = None, cwd: Path | None = None):
+    def __init__(
+        self, name: str, argv: list[str], port: int, env: dict | None = None, cwd: Path | None = None
+    ):
         self.name, self.port = name, port
         self.url = f"http://127.0.0.1:{port}/get-online-features"
-        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-serve-{name.split()[0]}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd,
-                                     env={**os.environ, **(env or {})}, start_new_session=True)
+        self.log = tempfile.NamedTemporaryFile(
+            prefix=f"bench-serve-{name.split()[0]}-", suffix=".log", delete=False
+        )
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         try:
             loadgen.wait_until_up(f"http://127.0.0.1:{port}/health", proc=self.proc)
         except RuntimeError:
@@ -189,14 +234,69 @@ class Server:
 def start_servers(fs_repo: Path, stock_repo: Path, floor_env: dict, tmp: Path) -> list[Server]:
     (tmp / "floor_app.py").write_text(FLOOR_APP)
     specs = [
-        ("fs serve", lambda p: [str(BIN / "fs"), "--repo", str(fs_repo), "serve", "--port", str(p), "--workers", "2"], None),
-        ("feast serve (defaults)", lambda p: [str(BIN / "feast"), "-c", str(fs_repo), "serve", "-p", str(p)], None),
-        ("feast serve tuned, fs store", lambda p: [str(BIN / "feast"), "-c", str(fs_repo), "serve", "-p", str(p),
-                                                  "--no-access-log", "--max-requests", "0", "-w", "2"], None),
-        ("feast serve tuned, stock store", lambda p: [str(BIN / "feast"), "-c", str(stock_repo), "serve", "-p", str(p),
-                                                     "--no-access-log", "--max-requests", "0", "-w", "2"], None),
-        ("floor", lambda p: [str(BIN / "uvicorn"), "floor_app:app", "--port", str(p), "--workers", "2", "--no-access-log",
-                             "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"], floor_env),
+        (
+            "fs serve",
+            lambda p: [str(BIN / "fs"), "--repo", str(fs_repo), "serve", "--port", str(p), "--workers", "2"],
+            None,
+        ),
+        (
+            "feast serve (defaults)",
+            lambda p: [str(BIN / "feast"), "-c", str(fs_repo), "serve", "-p", str(p)],
+            None,
+        ),
+        (
+            "feast serve tuned, fs store",
+            lambda p: [
+                str(BIN / "feast"),
+                "-c",
+                str(fs_repo),
+                "serve",
+                "-p",
+                str(p),
+                "--no-access-log",
+                "--max-requests",
+                "0",
+                "-w",
+                "2",
+            ],
+            None,
+        ),
+        (
+            "feast serve tuned, stock store",
+            lambda p: [
+                str(BIN / "feast"),
+                "-c",
+                str(stock_repo),
+                "serve",
+                "-p",
+                str(p),
+                "--no-access-log",
+                "--max-requests",
+                "0",
+                "-w",
+                "2",
+            ],
+            None,
+        ),
+        (
+            "floor",
+            lambda p: [
+                str(BIN / "uvicorn"),
+                "floor_app:app",
+                "--port",
+                str(p),
+                "--workers",
+                "2",
+                "--no-access-log",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
+            ],
+            floor_env,
+        ),
     ]
     servers = []
     for name, argv, env in specs:
@@ -208,7 +308,9 @@ def start_servers(fs_repo: Path, stock_repo: Path, floor_env: dict, tmp: Path) -
 
 # --- measurements ---------------------------------------------------------------------------------
 def body(n: int, offset: int = 0) -> bytes:
-    return loadgen.post_body(FEATURES, {"customer_id": [1 + (offset + i * 37) % N_ENTITIES for i in range(n)]})
+    return loadgen.post_body(
+        FEATURES, {"customer_id": [1 + (offset + i * 37) % N_ENTITIES for i in range(n)]}
+    )
 
 
 def check_served(status: int, payload: bytes) -> bool:
@@ -223,8 +325,11 @@ def closed_loop(servers: list[Server], seconds: float) -> dict:
             for s in servers:
                 r = loadgen.wrk(s.url, body(entities), conns, seconds)
                 out[(s.name, entities, conns)] = r
-                print(f"{s.name:32s} {entities:>2} entities {conns:>2} conns: {r.rps:8.0f} rps  p50 {r.p50_ms:6.2f}"
-                      f"  p99 {r.p99_ms:7.2f}  p99.9 {r.p999_ms:7.2f} ms  errors {r.errors}", flush=True)
+                print(
+                    f"{s.name:32s} {entities:>2} entities {conns:>2} conns: {r.rps:8.0f} rps  p50 {r.p50_ms:6.2f}"
+                    f"  p99 {r.p99_ms:7.2f}  p99.9 {r.p999_ms:7.2f} ms  errors {r.errors}",
+                    flush=True,
+                )
     return out
 
 
@@ -234,8 +339,11 @@ def fixed_rate(servers: list[Server], rate: float, seconds: float) -> dict:
         check = check_served if s.name != "floor" else None
         r = loadgen.open_loop(s.url, body(1), rate, seconds, connections=32, check=check)
         out[s.name] = r
-        print(f"{s.name:32s} {rate:.0f} rps for {seconds:.0f} s: p50 {r.p50_ms:.2f}  p99 {r.p99_ms:.2f}  "
-              f"p99.9 {r.p999_ms:.2f}  max {r.max_ms:.1f} ms  errors {r.errors}", flush=True)
+        print(
+            f"{s.name:32s} {rate:.0f} rps for {seconds:.0f} s: p50 {r.p50_ms:.2f}  p99 {r.p99_ms:.2f}  "
+            f"p99.9 {r.p999_ms:.2f}  max {r.max_ms:.1f} ms  errors {r.errors}",
+            flush=True,
+        )
     return out
 
 
@@ -244,8 +352,21 @@ def soak_with_redis_restart(tmp: Path, rate: float, seconds: float) -> dict:
     rport = free_port()
     rdir = tmp / "redis-soak"
     rdir.mkdir()
-    argv = ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-            "--dir", str(rdir), "--logfile", str(rdir / "redis.log")]
+    argv = [
+        "redis-server",
+        "--port",
+        str(rport),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--dir",
+        str(rdir),
+        "--logfile",
+        str(rdir / "redis.log"),
+    ]
     state = {"proc": subprocess.Popen(argv)}
     url = f"redis://127.0.0.1:{rport}/0"
     for _ in range(100):
@@ -258,8 +379,11 @@ def soak_with_redis_restart(tmp: Path, rate: float, seconds: float) -> dict:
     redis.Redis.from_url(url).execute_command("BGREWRITEAOF")
     time.sleep(1)
     port = free_port()
-    server = Server("fs serve (soak)", [str(BIN / "fs"), "--repo", str(repo), "serve", "--port", str(port),
-                                        "--workers", "2"], port)
+    server = Server(
+        "fs serve (soak)",
+        [str(BIN / "fs"), "--repo", str(repo), "serve", "--port", str(port), "--workers", "2"],
+        port,
+    )
     kill_at, restart_at = seconds / 3, seconds / 3 + 3.0
     marks = {}
 
@@ -273,17 +397,31 @@ def soak_with_redis_restart(tmp: Path, rate: float, seconds: float) -> dict:
             marks["restart"] = t
 
     try:
-        r = loadgen.open_loop(server.url, body(1), rate, seconds, connections=32, check=check_served, on_tick=on_tick)
+        r = loadgen.open_loop(
+            server.url, body(1), rate, seconds, connections=32, check=check_served, on_tick=on_tick
+        )
     finally:
         server.stop()
         state["proc"].terminate()
         state["proc"].wait()
     failed = np.array(r.extra["failed_at_s"])
-    outside = int(((failed < marks["kill"] - 0.01) | (failed > marks["restart"] + 2.0)).sum()) if failed.size else 0
-    recovery = float(failed.max() - marks["restart"]) if failed.size and failed.max() > marks["restart"] else 0.0
-    print(f"soak: {r.errors} failed of {r.requests}, {outside} outside the outage, recovery {recovery:.2f} s after "
-          f"restart, p99 {r.p99_ms:.2f} ms", flush=True)
-    return {"result": r, "outside": outside, "recovery_s": max(recovery, 0.0), "down_s": marks["restart"] - marks["kill"]}
+    outside = (
+        int(((failed < marks["kill"] - 0.01) | (failed > marks["restart"] + 2.0)).sum()) if failed.size else 0
+    )
+    recovery = (
+        float(failed.max() - marks["restart"]) if failed.size and failed.max() > marks["restart"] else 0.0
+    )
+    print(
+        f"soak: {r.errors} failed of {r.requests}, {outside} outside the outage, recovery {recovery:.2f} s after "
+        f"restart, p99 {r.p99_ms:.2f} ms",
+        flush=True,
+    )
+    return {
+        "result": r,
+        "outside": outside,
+        "recovery_s": max(recovery, 0.0),
+        "down_s": marks["restart"] - marks["kill"],
+    }
 
 
 CPU_CONCURRENCY = (1, 16)  # one client at a time; 16 at once (a loaded worker: Redis commands share writes)
@@ -303,35 +441,59 @@ def cpu_in_process(fs_repo: Path, floor_env: dict, requests: int) -> dict:
     fs_app = ServeApp(FeatureStore(repo_path=str(fs_repo)), ServeSettings(workers=1))
     fs_app.warm()
     feast_app = get_app(FeatureStore(repo_path=str(fs_repo)))
-    apps = [("fs serve", fs_app, check_served), ("feast serve", feast_app, check_served), ("floor", floor["app"], None)]
-    cases = [((name, e, c), app, body(e), check, c) for c in CPU_CONCURRENCY for e in (1, 20)
-             for name, app, check in apps]
+    apps = [
+        ("fs serve", fs_app, check_served),
+        ("feast serve", feast_app, check_served),
+        ("floor", floor["app"], None),
+    ]
+    cases = [
+        ((name, e, c), app, body(e), check, c)
+        for c in CPU_CONCURRENCY
+        for e in (1, 20)
+        for name, app, check in apps
+    ]
     out = {}
     for (name, entities, conc), (cpu, wall) in serve_cpu.cpu_per_request(cases, requests).items():
         out[(name, entities, conc)] = cpu * 1e6
-        print(f"in-process {name:12s} {entities:>2} entities {conc:>2} clients: {cpu * 1e6:7.1f} us CPU/request"
-              f" ({wall * 1e6:7.1f} us wall)", flush=True)
+        print(
+            f"in-process {name:12s} {entities:>2} entities {conc:>2} clients: {cpu * 1e6:7.1f} us CPU/request"
+            f" ({wall * 1e6:7.1f} us wall)",
+            flush=True,
+        )
     return out
 
 
 def render_cpu(cpu: dict, requests: int) -> str:
-    lines = [f"CPU per request in-process (`serve_cpu.py`: each app's ASGI handler called {requests:,} times on one"
-             " uvloop loop by 1 or 16 concurrent clients, no HTTP server, the least disturbed of 10 rounds;"
-             " `time.process_time`, so it holds on a busy machine; Redis's own CPU not counted; the floor reads"
-             " through redis.asyncio, fs through its own pipelined connection):", "",
-             "| entities | concurrent clients | fs serve us | feast serve us | floor us | feast / fs | fs / floor |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"CPU per request in-process (`serve_cpu.py`: each app's ASGI handler called {requests:,} times on one"
+        " uvloop loop by 1 or 16 concurrent clients, no HTTP server, the least disturbed of 10 rounds;"
+        " `time.process_time`, so it holds on a busy machine; Redis's own CPU not counted; the floor reads"
+        " through redis.asyncio, fs through its own pipelined connection):",
+        "",
+        "| entities | concurrent clients | fs serve us | feast serve us | floor us | feast / fs | fs / floor |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in CPU_CONCURRENCY:
         for e in (1, 20):
             fs, feast, floor = (cpu[(n, e, c)] for n in ("fs serve", "feast serve", "floor"))
-            lines.append(f"| {e} | {c} | {fs:.0f} | {feast:.0f} | {floor:.0f} | **{feast / fs:.1f}x** |"
-                         f" {fs / floor:.2f}x |")
+            lines.append(
+                f"| {e} | {c} | {fs:.0f} | {feast:.0f} | {floor:.0f} | **{feast / fs:.1f}x** |"
+                f" {fs / floor:.2f}x |"
+            )
     return "\n".join(lines)
 
 
 # --- report ---------------------------------------------------------------------------------------
-def render(closed: dict, fixed: dict, soak: dict, cpu: dict, seconds: float, rate_s: float, machine: str) -> str:
-    names = ["fs serve", "feast serve (defaults)", "feast serve tuned, fs store", "feast serve tuned, stock store", "floor"]
+def render(
+    closed: dict, fixed: dict, soak: dict, cpu: dict, seconds: float, rate_s: float, machine: str
+) -> str:
+    names = [
+        "fs serve",
+        "feast serve (defaults)",
+        "feast serve tuned, fs store",
+        "feast serve tuned, stock store",
+        "floor",
+    ]
     lines = [
         "## Feature server (`fs serve`)",
         "",
@@ -351,46 +513,73 @@ def render(closed: dict, fixed: dict, soak: dict, cpu: dict, seconds: float, rat
                 err = f", {r.errors} err" if r.errors else ""
                 cells.append(f"{r.rps:,.0f}/s p99 {r.p99_ms:.1f} ms{err}")
             fs, tuned, floor = (closed[(n, entities, conns)] for n in (names[0], names[2], names[4]))
-            lines.append(f"| {entities} | {conns} | " + " | ".join(cells)
-                         + f" | **{fs.rps / tuned.rps:.1f}x** | {fs.p99_ms / floor.p99_ms:.2f}x |")
-    lines += ["", f"Fixed rate, open loop (1,000 requests/s for {rate_s:g} s, 1 entity, latency from the scheduled send"
-              " time, so a stall counts for every request queued behind it):", "",
-              "| server | p50 ms | p99 ms | p99.9 ms | max ms | failed |", "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {entities} | {conns} | "
+                + " | ".join(cells)
+                + f" | **{fs.rps / tuned.rps:.1f}x** | {fs.p99_ms / floor.p99_ms:.2f}x |"
+            )
+    lines += [
+        "",
+        f"Fixed rate, open loop (1,000 requests/s for {rate_s:g} s, 1 entity, latency from the scheduled send"
+        " time, so a stall counts for every request queued behind it):",
+        "",
+        "| server | p50 ms | p99 ms | p99.9 ms | max ms | failed |",
+        "|---|---|---|---|---|---|",
+    ]
     for n, r in fixed.items():
-        lines.append(f"| {n} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p999_ms:.2f} | {r.max_ms:.1f} | {r.errors} of {r.requests} |")
+        lines.append(
+            f"| {n} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p999_ms:.2f} | {r.max_ms:.1f} | {r.errors} of {r.requests} |"
+        )
     s = soak["result"]
-    lines += ["", f"Redis restart under load: `fs serve` at 500 requests/s for {s.seconds:g} s on a private redis-server"
-              f" (AOF) SIGKILLed at 1/3 of the run and restarted {soak['down_s']:.1f} s later: {s.errors} of {s.requests}"
-              f" requests failed, {soak['outside']} of them outside the outage (+2 s); the last failure"
-              f" {soak['recovery_s']:.2f} s after the restart; p99 over the whole run {s.p99_ms:.1f} ms (p50 {s.p50_ms:.2f}).",
-              "", "Goals: throughput >= 5x tuned `feast serve` (fs store); p99 within 1.5x the floor; at 1,000"
-              " requests/s p99 <= 5 ms, p99.9 <= 20 ms, 0 errors; errors only while Redis is down, recovery <= 2 s."]
-    cells = [(closed[(names[0], e, c)], closed[(names[2], e, c)], closed[(names[4], e, c)])
-             for e in (1, 20) for c in (1, 8, 32)]
+    lines += [
+        "",
+        f"Redis restart under load: `fs serve` at 500 requests/s for {s.seconds:g} s on a private redis-server"
+        f" (AOF) SIGKILLed at 1/3 of the run and restarted {soak['down_s']:.1f} s later: {s.errors} of {s.requests}"
+        f" requests failed, {soak['outside']} of them outside the outage (+2 s); the last failure"
+        f" {soak['recovery_s']:.2f} s after the restart; p99 over the whole run {s.p99_ms:.1f} ms (p50 {s.p50_ms:.2f}).",
+        "",
+        "Goals: throughput >= 5x tuned `feast serve` (fs store); p99 within 1.5x the floor; at 1,000"
+        " requests/s p99 <= 5 ms, p99.9 <= 20 ms, 0 errors; errors only while Redis is down, recovery <= 2 s.",
+    ]
+    cells = [
+        (closed[(names[0], e, c)], closed[(names[2], e, c)], closed[(names[4], e, c)])
+        for e in (1, 20)
+        for c in (1, 8, 32)
+    ]
     speed = [fs.rps / tuned.rps for fs, tuned, _ in cells]
     tail = [fs.p99_ms / floor.p99_ms for fs, _, floor in cells]
     r = fixed["fs serve"]
     fixed_ok = r.p99_ms <= 5 and r.p999_ms <= 20 and r.errors == 0
     soak_ok = soak["outside"] == 0 and soak["recovery_s"] <= 2
-    lines += ["", f"Measured against the goals: throughput {min(speed):.1f}-{max(speed):.1f}x tuned `feast serve` "
-              f"(5x reached in {sum(x >= 5 for x in speed)} of 6 cells); p99 {min(tail):.2f}-{max(tail):.2f}x the floor "
-              f"(within 1.5x in {sum(x <= 1.5 for x in tail)} of 6 cells); fixed rate "
-              f"{'met' if fixed_ok else 'missed'}; Redis restart {'met' if soak_ok else 'missed'}. The floor does no "
-              "decoding, no encoding of Feast's JSON, no deadline, metrics or auth: what separates fs serve from it "
-              f"is that work ({cpu[('fs serve', 1, 1)] - cpu[('floor', 1, 1)]:.0f} us of CPU per request at 1 entity,"
-              f" {cpu[('fs serve', 20, 1)] - cpu[('floor', 20, 1)]:.0f} us at 20, in-process below), not the HTTP stack."]
+    lines += [
+        "",
+        f"Measured against the goals: throughput {min(speed):.1f}-{max(speed):.1f}x tuned `feast serve` "
+        f"(5x reached in {sum(x >= 5 for x in speed)} of 6 cells); p99 {min(tail):.2f}-{max(tail):.2f}x the floor "
+        f"(within 1.5x in {sum(x <= 1.5 for x in tail)} of 6 cells); fixed rate "
+        f"{'met' if fixed_ok else 'missed'}; Redis restart {'met' if soak_ok else 'missed'}. The floor does no "
+        "decoding, no encoding of Feast's JSON, no deadline, metrics or auth: what separates fs serve from it "
+        f"is that work ({cpu[('fs serve', 1, 1)] - cpu[('floor', 1, 1)]:.0f} us of CPU per request at 1 entity,"
+        f" {cpu[('fs serve', 20, 1)] - cpu[('floor', 20, 1)]:.0f} us at 20, in-process below), not the HTTP stack.",
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 s per wrk cell, 15 s fixed rate, 15 s soak")
-    parser.add_argument("--cpu-only", action="store_true",
-                        help="only the in-process CPU per request (no servers, no wrk; meaningful on a busy "
-                             "machine; about a minute); prints, does not update docs/benchmarks.md")
-    parser.add_argument("--cpu-requests", type=int, default=3000, help="timed requests per app in the CPU part")
+    parser.add_argument(
+        "--cpu-only",
+        action="store_true",
+        help="only the in-process CPU per request (no servers, no wrk; meaningful on a busy "
+        "machine; about a minute); prints, does not update docs/benchmarks.md",
+    )
+    parser.add_argument(
+        "--cpu-requests", type=int, default=3000, help="timed requests per app in the CPU part"
+    )
     parser.add_argument("--url", default="redis://127.0.0.1:6379/9", help="Redis for the main comparison")
-    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
+    )
     args = parser.parse_args()
     if not args.cpu_only:
         ensure_wrk()
@@ -410,7 +599,9 @@ def main() -> None:
         if args.cpu_only:
             print(render_cpu(cpu, args.cpu_requests))
             return
-        stock_repo = make_repo(tmp, "stock", {"type": "redis", "connection_string": f"127.0.0.1:6379,db={db}"}, None, objs)
+        stock_repo = make_repo(
+            tmp, "stock", {"type": "redis", "connection_string": f"127.0.0.1:6379,db={db}"}, None, objs
+        )
         servers = start_servers(fs_repo, stock_repo, floor_env, tmp)
         for s in servers:  # warm every server and check it answers the contract
             loadgen.wrk(s.url, body(20), 4, 2)
@@ -430,7 +621,11 @@ def main() -> None:
                 client.unlink(*keys[i : i + 1000])
         shutil.rmtree(tmp, ignore_errors=True)
     machine = f"{os.cpu_count()} cores" + (", --quick" if args.quick else "")
-    text = render(closed, fixed, soak, cpu, cell_s, rate_s, machine) + "\n\n" + render_cpu(cpu, args.cpu_requests)
+    text = (
+        render(closed, fixed, soak, cpu, cell_s, rate_s, machine)
+        + "\n\n"
+        + render_cpu(cpu, args.cpu_requests)
+    )
     print(text)
     if not args.no_write:
         report.write_section("serve", text)

@@ -55,8 +55,12 @@ def settings_for(tmp: Path, mode: str) -> dict:
 
 
 async def _calls(app, payload: bytes, n: int) -> None:
-    scope = {"type": "http", "method": "POST", "path": "/get-online-features",
-             "headers": [(b"content-type", b"application/json"), (b"x-model-version", b"v1")]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/get-online-features",
+        "headers": [(b"content-type", b"application/json"), (b"x-model-version", b"v1")],
+    }
     message = {"type": "http.request", "body": payload, "more_body": False}
 
     async def receive():
@@ -104,7 +108,9 @@ def cpu_per_request(repo: Path, tmp: Path, requests: int, rounds: int) -> dict:
         if app.served_log is not None:
             app.served_log.close()
     loop.close()
-    out = {k: min(v) for k, v in samples.items()}  # interference on a shared machine only adds CPU: best of rounds
+    out = {
+        k: min(v) for k, v in samples.items()
+    }  # interference on a shared machine only adds CPU: best of rounds
     for (mode, entities), cpu in out.items():
         print(f"in-process {mode:8s} {entities:>2} entities: {cpu * 1e6:7.1f} us CPU/request", flush=True)
     return out
@@ -130,12 +136,20 @@ def http(repo: Path, tmp: Path, seconds: float, rounds: int) -> dict:
             config = tmp / f"serve-{r}-{mode.replace(' ', '').replace('%', '')}.yaml"
             port = loadgen_port()
             config.write_text(yaml.safe_dump({"port": port, "workers": 2, **settings_for(tmp, mode)}))
-            proc = subprocess.Popen([str(BIN / "fs"), "--repo", str(repo), "serve", "--config", str(config)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                [str(BIN / "fs"), "--repo", str(repo), "serve", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
             try:
                 loadgen.wait_until_up(f"http://127.0.0.1:{port}/health", proc=proc)
-                workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                                          text=True).stdout.split()]  # fmt: skip
+                workers = [
+                    int(p)
+                    for p in subprocess.run(
+                        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+                    ).stdout.split()
+                ]
                 target = f"http://127.0.0.1:{port}/get-online-features"
                 loadgen.wrk(target, body(1), 8, 2)  # warm-up
                 start = {w: _cpu_s(w) or 0.0 for w in workers}
@@ -152,8 +166,11 @@ def http(repo: Path, tmp: Path, seconds: float, rounds: int) -> dict:
             proc.wait(timeout=60)
             cpu = sum(last[w] - start[w] for w in workers) / max(res.requests, 1)
             out.setdefault(mode, []).append((res, cpu))
-            print(f"round {r} {mode:8s}: {res.rps:8.0f} rps  p99 {res.p99_ms:.2f} ms  {cpu * 1e6:6.1f} us CPU/request"
-                  f"  errors {res.errors}", flush=True)  # fmt: skip
+            print(
+                f"round {r} {mode:8s}: {res.rps:8.0f} rps  p99 {res.p99_ms:.2f} ms  {cpu * 1e6:6.1f} us CPU/request"
+                f"  errors {res.errors}",
+                flush=True,
+            )
     return out
 
 
@@ -194,8 +211,10 @@ def render(cpu: dict, web: dict, rows: int, seconds: float, machine: str) -> str
     ]
     for e in (1, 20):
         off, one, ten, full = (cpu[(m, e)] * 1e6 for m in MODES)
-        lines.append(f"| {e} | {off:.0f} | {one:.0f} | {ten:.0f} | {full:.0f} | **{one / off:.2f}x** | "
-                     f"**{ten / off:.2f}x** | {full / off:.2f}x |")  # fmt: skip
+        lines.append(
+            f"| {e} | {off:.0f} | {one:.0f} | {ten:.0f} | {full:.0f} | **{one / off:.2f}x** | "
+            f"**{ten / off:.2f}x** | {full / off:.2f}x |"
+        )
     lines += [
         "",
         f"Over HTTP (`fs serve --workers 2`, wrk 8 connections, 1 entity, {seconds:g} s per run, median of "
@@ -210,13 +229,19 @@ def render(cpu: dict, web: dict, rows: int, seconds: float, machine: str) -> str
         rps, p99 = median([r.rps for r, _ in web[mode]]), median([r.p99_ms for r, _ in web[mode]])
         cpu = median([c for _, c in web[mode]])
         lines.append(f"| {mode} | {rps:,.0f} | {p99:.2f} | {cpu * 1e6:.0f} | **{cpu / base:.2f}x** |")
-    lines += ["", f"Rows the 100% servers logged over all their runs: {rows:,} (flushed on SIGTERM; "
-              "drops are counted in `fs_served_log_dropped_total`)."]  # fmt: skip
+    lines += [
+        "",
+        f"Rows the 100% servers logged over all their runs: {rows:,} (flushed on SIGTERM; "
+        "drops are counted in `fs_served_log_dropped_total`).",
+    ]
     served = {m: median([c for _, c in web[m]]) / base for m in MODES}
     within = [f"{m} ({served[m]:.2f}x)" for m in MODES if m != "off" and served[m] <= 1.10]
-    lines += ["", "Goal, serving with logging on within 10% of serving without it, judged on the servers' CPU per "
-              "request (what holds on a machine shared with other jobs; requests/s moves with their load): met by "
-              f"{', '.join(within) or 'no configuration'}."]  # fmt: skip
+    lines += [
+        "",
+        "Goal, serving with logging on within 10% of serving without it, judged on the servers' CPU per "
+        "request (what holds on a machine shared with other jobs; requests/s moves with their load): met by "
+        f"{', '.join(within) or 'no configuration'}.",
+    ]
     return "\n".join(lines)
 
 

@@ -64,9 +64,20 @@ def wrk(url: str, body: bytes, connections: int, seconds: float, threads: int = 
         script = f.name
     try:
         out = subprocess.run(
-            ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
-             "-s", script, url],
-            capture_output=True, text=True, timeout=seconds + 60,
+            [
+                "wrk",
+                f"-t{min(threads, connections)}",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "5s",
+                "-s",
+                script,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
         )
     finally:
         Path(script).unlink(missing_ok=True)
@@ -93,10 +104,21 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
         body += chunk[:-2]
 
 
-async def _open_loop(host: str, port: int, path: str, body: bytes, rate: float, seconds: float,
-                     connections: int, check: Callable[[int, bytes], bool] | None, on_tick=None):
-    request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+async def _open_loop(
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    rate: float,
+    seconds: float,
+    connections: int,
+    check: Callable[[int, bytes], bool] | None,
+    on_tick=None,
+):
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     total = int(rate * seconds)
     latencies = np.full(total, np.nan)
     ok = np.zeros(total, dtype=bool)
@@ -139,8 +161,15 @@ async def _open_loop(host: str, port: int, path: str, body: bytes, rate: float, 
     return latencies, ok, sent_at
 
 
-def open_loop(url: str, body: bytes, rate: float, seconds: float, connections: int = 16,
-              check: Callable[[int, bytes], bool] | None = None, on_tick=None) -> Result:
+def open_loop(
+    url: str,
+    body: bytes,
+    rate: float,
+    seconds: float,
+    connections: int = 16,
+    check: Callable[[int, bytes], bool] | None = None,
+    on_tick=None,
+) -> Result:
     """Requests at a fixed ``rate`` for ``seconds``; latency from each request's scheduled time.
     ``check(status, body)`` decides success (default: HTTP 200); ``on_tick(t)`` is called with the
     schedule time of each request (for fault injection at a point of the run)."""
@@ -148,10 +177,19 @@ def open_loop(url: str, body: bytes, rate: float, seconds: float, connections: i
 
     m = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
     host, port, path = m.group(1), int(m.group(2)), m.group(3)
-    lat, ok, sent_at = uvloop.run(_open_loop(host, port, path, body, rate, seconds, connections, check, on_tick))
+    lat, ok, sent_at = uvloop.run(
+        _open_loop(host, port, path, body, rate, seconds, connections, check, on_tick)
+    )
     ms = lat * 1e3
-    result = Result(len(lat), seconds, int((~ok).sum()), float(np.nanpercentile(ms, 50)),
-                    float(np.nanpercentile(ms, 99)), float(np.nanpercentile(ms, 99.9)), float(np.nanmax(ms)))
+    result = Result(
+        len(lat),
+        seconds,
+        int((~ok).sum()),
+        float(np.nanpercentile(ms, 50)),
+        float(np.nanpercentile(ms, 99)),
+        float(np.nanpercentile(ms, 99.9)),
+        float(np.nanmax(ms)),
+    )
     result.extra["failed_at_s"] = sent_at[~ok].tolist()
     return result
 

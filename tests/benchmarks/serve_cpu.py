@@ -24,12 +24,23 @@ ROUNDS = 10
 
 def scope(path: str = "/get-online-features", body: bytes = b"") -> dict:
     return {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-        "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-        "query_string": b"", "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 6566),
-        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
-    }  # fmt: skip
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 6566),
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
 
 
 class _Case:
@@ -58,7 +69,9 @@ class _Case:
     async def warm(self, k: int) -> None:  # caches, plans and connections
         await self.stream(k)
         if self.check is not None and not self.check(self.out["status"], self.out["body"]):
-            raise RuntimeError(f"{type(self.app).__name__} answered {self.out['status']}: {self.out['body'][:300]!r}")
+            raise RuntimeError(
+                f"{type(self.app).__name__} answered {self.out['status']}: {self.out['body'][:300]!r}"
+            )
 
     async def round(self, k: int) -> None:
         each = max(1, k // self.concurrency)

@@ -37,7 +37,12 @@ class FakeAssistant:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append((dict(self.headers), body))
                 content = fake.content if isinstance(fake.content, str) else json.dumps(fake.content)
-                out = fake.raw or json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+                out = (
+                    fake.raw
+                    or json.dumps(
+                        {"choices": [{"message": {"role": "assistant", "content": content}}]}
+                    ).encode()
+                )
                 self.send_response(200 if self.path == "/v1/chat/completions" else 404)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -63,17 +68,30 @@ def assistant():
 
 
 def _failed_validation(platform):
-    ResultLog(platform.repo_path).append(ValidationResult(
-        view=VIEW, mode="strict", origin="backfill by alice@example.com", run_id="r1", checked_at=utcnow(), rows=10,
-        passed=False, suite=None, checks=[CheckResult("expect_column_values_to_not_be_null", "txn_count_1h", False, 3, 30.0)],
-    ))  # fmt: skip
+    ResultLog(platform.repo_path).append(
+        ValidationResult(
+            view=VIEW,
+            mode="strict",
+            origin="backfill by alice@example.com",
+            run_id="r1",
+            checked_at=utcnow(),
+            rows=10,
+            passed=False,
+            suite=None,
+            checks=[CheckResult("expect_column_values_to_not_be_null", "txn_count_1h", False, 3, 30.0)],
+        )
+    )
 
 
-def test_assistant_proposals_go_through_policy_plan_approval_and_audit(make_repo, assistant, monkeypatch, tmp_path):
+def test_assistant_proposals_go_through_policy_plan_approval_and_audit(
+    make_repo, assistant, monkeypatch, tmp_path
+):
     platform = make_repo()
     keys = _rows(platform, hours_old=(1, 1, 1, 1))
     _failed_validation(platform)
-    platform = _set_ops(platform, assistant={"url": assistant.url, "model": "ops-test", "api_key_env": "FS_TEST_AI_KEY"})
+    platform = _set_ops(
+        platform, assistant={"url": assistant.url, "model": "ops-test", "api_key_env": "FS_TEST_AI_KEY"}
+    )
     monkeypatch.setenv("FS_TEST_AI_KEY", "sekret-key")
     assistant.content = {
         "summary": "Validation of customer_txn_rolling failed; customer_id=42 (alice@example.com) keys never expire.",
@@ -87,19 +105,40 @@ def test_assistant_proposals_go_through_policy_plan_approval_and_audit(make_repo
     }
     base = ["--repo", str(platform.repo_path)]
     plan = tmp_path / "plan.json"
-    result = runner.invoke(app, [*base, "doctor", "--check", "validation", "--assistant", "--plan", str(plan),
-                                 "--proposer", "alice", "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            *base,
+            "doctor",
+            "--check",
+            "validation",
+            "--assistant",
+            "--plan",
+            str(plan),
+            "--proposer",
+            "alice",
+            "--json",
+        ],
+    )
     assert result.exit_code == 3, result.output  # the validation warning decides, not the assistant
     out = json.loads(result.output)
 
     ((headers, body),) = assistant.requests
     assert headers["Authorization"] == "Bearer sekret-key" and body["model"] == "ops-test"
     sent = body["messages"][1]["content"]
-    assert "expect_column_values_to_not_be_null" in sent and "<email>" in sent and "alice@example.com" not in sent
+    assert (
+        "expect_column_values_to_not_be_null" in sent
+        and "<email>" in sent
+        and "alice@example.com" not in sent
+    )
 
     rules = sorted((r["kind"], r["rule"]) for r in out["assistant"]["rejected"])
-    assert rules == [("compact_delta", "bad_params"), ("drop_database", "unknown_kind"),
-                     ("rematerialize", "bad_params"), ("teardown", "irreversible")]  # fmt: skip
+    assert rules == [
+        ("compact_delta", "bad_params"),
+        ("drop_database", "unknown_kind"),
+        ("rematerialize", "bad_params"),
+        ("teardown", "irreversible"),
+    ]
     (finding,) = [f for f in out["findings"] if f["check"] == "assistant"]
     assert "alice@example.com" not in finding["message"] and "customer_id=<masked>" in finding["message"]
     written = json.loads(plan.read_text())
@@ -122,8 +161,10 @@ def test_assistant_proposals_go_through_policy_plan_approval_and_audit(make_repo
     assert "sekret-key" not in json.dumps([e.to_dict() for e in events], default=str)
 
 
-@pytest.mark.parametrize("answer", [b"this is not json", {"summary": 5}, {"summary": "x", "actions": "all"},
-                                    {"summary": "x", "extra": 1}])  # fmt: skip
+@pytest.mark.parametrize(
+    "answer",
+    [b"this is not json", {"summary": 5}, {"summary": "x", "actions": "all"}, {"summary": "x", "extra": 1}],
+)
 def test_garbage_from_the_assistant_is_refused_as_malformed_and_doctor_stands(make_repo, assistant, answer):
     platform = make_repo()
     _failed_validation(platform)
@@ -132,7 +173,9 @@ def test_garbage_from_the_assistant_is_refused_as_malformed_and_doctor_stands(ma
         assistant.raw = answer
     else:
         assistant.content = answer
-    result = runner.invoke(app, ["--repo", str(platform.repo_path), "doctor", "--check", "validation", "--assistant", "--json"])
+    result = runner.invoke(
+        app, ["--repo", str(platform.repo_path), "doctor", "--check", "validation", "--assistant", "--json"]
+    )
     assert result.exit_code == 3, result.output
     out = json.loads(result.output)
     assert [r["rule"] for r in out["assistant"]["rejected"]] == ["malformed"]
@@ -145,13 +188,24 @@ def test_without_an_assistant_or_with_it_down_doctor_works(make_repo):
     base = ["--repo", str(platform.repo_path), "doctor", "--check", "ledger", "--assistant"]
     off = runner.invoke(app, base)
     assert off.exit_code == 0 and "No assistant configured" in off.output
-    platform = _set_ops(platform, assistant={"url": "http://127.0.0.1:1/v1", "model": "m", "timeout_seconds": 2})
+    platform = _set_ops(
+        platform, assistant={"url": "http://127.0.0.1:1/v1", "model": "m", "timeout_seconds": 2}
+    )
     down = runner.invoke(app, [*base, "--json"])
     assert down.exit_code == 0, down.output
     assert [r["rule"] for r in json.loads(down.output)["assistant"]["rejected"]] == ["unreachable"]
 
 
 def test_mask_hides_emails_entity_tokens_and_long_numbers_in_any_nesting():
-    masked = mask({"a": ["mail bob@x.org", {"k": "customer_id=7,merchant_id=9"}], "n": 123456789012, "t": "4111111111111111"})
-    assert masked == {"a": ["mail <email>", {"k": "customer_id=<masked>,merchant_id=<masked>"}], "n": 123456789012,
-                      "t": "<number>"}  # fmt: skip
+    masked = mask(
+        {
+            "a": ["mail bob@x.org", {"k": "customer_id=7,merchant_id=9"}],
+            "n": 123456789012,
+            "t": "4111111111111111",
+        }
+    )
+    assert masked == {
+        "a": ["mail <email>", {"k": "customer_id=<masked>,merchant_id=<masked>"}],
+        "n": 123456789012,
+        "t": "<number>",
+    }

@@ -32,8 +32,22 @@ def test_stale_view_is_rematerialized_through_an_approved_plan_and_rolled_back(m
     platform = make_repo()
     base = ["--repo", str(platform.repo_path)]
     plan_file = tmp_path / "plan.json"
-    found = runner.invoke(app, [*base, "doctor", "--views", VIEW, "--check", "freshness", "--plan", str(plan_file),
-                                "--proposer", "alice", "--json"])  # fmt: skip
+    found = runner.invoke(
+        app,
+        [
+            *base,
+            "doctor",
+            "--views",
+            VIEW,
+            "--check",
+            "freshness",
+            "--plan",
+            str(plan_file),
+            "--proposer",
+            "alice",
+            "--json",
+        ],
+    )
     assert found.exit_code == 3, found.output  # a breach
     report = json.loads(found.output)
     (stale,) = [f for f in report["findings"] if f["subject"] == VIEW]
@@ -176,11 +190,23 @@ def test_recorded_validation_failure_proposes_a_read_only_rerun(make_repo):
     from fs_platform.timeutil import utcnow
 
     platform = make_repo()
-    ResultLog(platform.repo_path).append(ValidationResult(
-        view=VIEW, mode="strict", origin="backfill", run_id="r1", checked_at=utcnow(), rows=10, passed=False,
-        suite=None, checks=[CheckResult("expect_column_values_to_not_be_null", "txn_count_1h", False, 3, 30.0,
-                                        samples=[None])],
-    ))  # fmt: skip
+    ResultLog(platform.repo_path).append(
+        ValidationResult(
+            view=VIEW,
+            mode="strict",
+            origin="backfill",
+            run_id="r1",
+            checked_at=utcnow(),
+            rows=10,
+            passed=False,
+            suite=None,
+            checks=[
+                CheckResult(
+                    "expect_column_values_to_not_be_null", "txn_count_1h", False, 3, 30.0, samples=[None]
+                )
+            ],
+        )
+    )
     (finding,) = _findings(doctor(platform, checks=["validation"]), "validation", VIEW)
     assert finding.severity == Severity.WARNING
     assert finding.evidence["failed_checks"] == ["expect_column_values_to_not_be_null(txn_count_1h)"]

@@ -25,8 +25,12 @@ def _append_last_day(platform, rows: int, shift: float, seed: int = 3) -> None:
     location = str(platform.repo_path / "data" / VIEW)
     table = DeltaTable(location).to_pyarrow_table()
     newest = max(table.column("event_timestamp").to_pylist())
-    older = table.filter(pa.compute.less(table["event_timestamp"], pa.scalar(newest - timedelta(days=1),
-                                                                            table.schema.field("event_timestamp").type)))  # fmt: skip
+    older = table.filter(
+        pa.compute.less(
+            table["event_timestamp"],
+            pa.scalar(newest - timedelta(days=1), table.schema.field("event_timestamp").type),
+        )
+    )
     rng = np.random.default_rng(seed)
     picked = older.take(pa.array(rng.integers(0, older.num_rows, rows))).to_pylist()
     for i, r in enumerate(picked):

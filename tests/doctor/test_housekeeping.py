@@ -39,8 +39,15 @@ def _set_ops(platform, **settings):
 def _person_plan(platform, kind: str, params: dict) -> OpsPlan:
     from fs_platform.doctor.actions import new_action
 
-    return OpsPlan("plan-test", utcnow().isoformat(), platform.project, platform.env, "alice", "person",
-                   [new_action(kind, params, "test")])  # fmt: skip
+    return OpsPlan(
+        "plan-test",
+        utcnow().isoformat(),
+        platform.project,
+        platform.env,
+        "alice",
+        "person",
+        [new_action(kind, params, "test")],
+    )
 
 
 def _rows(platform, view=VIEW, n=4, persistent=True, hours_old=(1, 1, 48, 48)):
@@ -94,7 +101,10 @@ def test_catalog_pages_out_of_date_are_regenerated_and_rolled_back(make_repo, tm
     (pages / "index.md").unlink()
     report = doctor(platform, checks=["catalog"])
     (finding,) = _findings(report, "catalog")
-    assert finding.severity == Severity.WARNING and finding.evidence["changed"] == ["customer_txn_rolling.md", "index.md"]
+    assert finding.severity == Severity.WARNING and finding.evidence["changed"] == [
+        "customer_txn_rolling.md",
+        "index.md",
+    ]
     (done,) = ops.apply(platform, ops.make_plan(platform, report, proposer="alice"), approver="bob")
     assert done.status == "executed" and done.changed["pages_changed"] == 2
     assert _findings(doctor(platform, checks=["catalog"]), "catalog")[0].severity == Severity.OK
@@ -130,14 +140,19 @@ def test_vacuum_keeps_the_rollback_window_and_has_no_rollback(make_repo):
     # Default window (14 days): nothing removed so recently is deleted; a shorter ask is refused.
     (kept,) = ops.apply(platform, _person_plan(platform, "vacuum_delta", {"view": VIEW}), approver="bob")
     assert kept.status == "skipped", kept.message
-    (short,) = ops.apply(platform, _person_plan(platform, "vacuum_delta", {"view": VIEW, "retention_hours": 1}),
-                         approver="bob")  # fmt: skip
+    (short,) = ops.apply(
+        platform, _person_plan(platform, "vacuum_delta", {"view": VIEW, "retention_hours": 1}), approver="bob"
+    )
     assert short.status == "refused" and short.rule == "retention"
     # Only with the window and the table's own retention at zero do the files go.
     platform = _set_ops(platform, rollback_retention_days=0)
-    (table_rule,) = ops.apply(platform, _person_plan(platform, "vacuum_delta", {"view": VIEW}), approver="bob")
+    (table_rule,) = ops.apply(
+        platform, _person_plan(platform, "vacuum_delta", {"view": VIEW}), approver="bob"
+    )
     assert table_rule.status == "refused" and table_rule.rule == "retention"  # the table's own 7 days hold
-    DeltaTable(location).alter.set_table_properties({"delta.deletedFileRetentionDuration": "interval 0 seconds"})
+    DeltaTable(location).alter.set_table_properties(
+        {"delta.deletedFileRetentionDuration": "interval 0 seconds"}
+    )
     (done,) = ops.apply(platform, _person_plan(platform, "vacuum_delta", {"view": VIEW}), approver="bob")
     assert done.status == "executed" and done.changed["files_deleted"] >= 4
     with pytest.raises(OpsError, match="has no rollback: none: vacuum deletes files"):

@@ -34,8 +34,9 @@ def _ingest(repo, consumed: int, offline: int) -> None:
 def test_dead_letters_are_replayed_after_the_fix_once_and_ingested(stream_repo):  # noqa: F811
     repo = stream_repo
     good = payments(6, customers=3)
-    ahead = payments(4, customers=3, first_id=100, span=timedelta(minutes=5),
-                     end=datetime.now(UTC) + timedelta(minutes=40))  # producer clocks 35-40 min ahead  # fmt: skip
+    ahead = payments(
+        4, customers=3, first_id=100, span=timedelta(minutes=5), end=datetime.now(UTC) + timedelta(minutes=40)
+    )  # producer clocks 35-40 min ahead
     produce(repo.broker.bootstrap, repo.topic, good + ahead)
     before = _one(doctor(repo.platform, checks=["ingest"]), "ingest")
     assert before.subject == repo.topic and before.evidence["uncommitted_partitions"] == 2  # never consumed
@@ -43,7 +44,11 @@ def test_dead_letters_are_replayed_after_the_fix_once_and_ingested(stream_repo):
     _ingest(repo, consumed=10, offline=6)  # max_future 5m: the four are dead-lettered
     report = doctor(repo.platform, checks=["ingest", "dead_letters"])
     lag = _one(report, "ingest")
-    assert lag.severity == Severity.OK and lag.evidence["lag"] == 0 and lag.evidence["uncommitted_partitions"] == 0
+    assert (
+        lag.severity == Severity.OK
+        and lag.evidence["lag"] == 0
+        and lag.evidence["uncommitted_partitions"] == 0
+    )
     letters = _one(report, "dead_letters")
     assert letters.severity == Severity.WARNING  # growth: all four in the last hour
     assert letters.evidence["pending"] == 4 and letters.evidence["by_reason"] == {"future_timestamp": 4}
@@ -99,10 +104,18 @@ def test_an_open_breaker_of_an_ingestor_on_this_host_is_a_warning(stream_repo): 
     try:
         stream_repo.configure(http_port=server.server_address[1])
         metrics.BREAKER.labels("online").set(2)
-        (open_,) = [f for f in doctor(stream_repo.platform, checks=["ingest"]).findings if f.subject.startswith("breaker")]
+        (open_,) = [
+            f
+            for f in doctor(stream_repo.platform, checks=["ingest"]).findings
+            if f.subject.startswith("breaker")
+        ]
         assert open_.severity == Severity.WARNING and open_.evidence == {"target": "online", "state": 2}
         metrics.BREAKER.labels("online").set(0)
-        assert not [f for f in doctor(stream_repo.platform, checks=["ingest"]).findings if f.subject.startswith("breaker")]
+        assert not [
+            f
+            for f in doctor(stream_repo.platform, checks=["ingest"]).findings
+            if f.subject.startswith("breaker")
+        ]
     finally:
         metrics.BREAKER.labels("online").set(0)
         server.shutdown()

@@ -22,8 +22,15 @@ pytestmark = [pytest.mark.redis]
 
 
 def _plan(platform, *actions, proposer="alice") -> OpsPlan:
-    return OpsPlan("plan-test", utcnow().isoformat(), platform.project, platform.env, proposer, "automation",
-                   list(actions))  # fmt: skip
+    return OpsPlan(
+        "plan-test",
+        utcnow().isoformat(),
+        platform.project,
+        platform.env,
+        proposer,
+        "automation",
+        list(actions),
+    )
 
 
 def _delete(view="retired_view"):

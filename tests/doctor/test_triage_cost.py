@@ -37,10 +37,19 @@ def _services(platform):
 def _record_failed_validation(platform):
     from fs_platform.governance.validate import CheckResult, ResultLog, ValidationResult
 
-    ResultLog(platform.repo_path).append(ValidationResult(
-        view=VIEW, mode="strict", origin="backfill", run_id="r1", checked_at=utcnow(), rows=10, passed=False,
-        suite=None, checks=[CheckResult("expect_column_values_to_not_be_null", "txn_count_1h", False, 3, 30.0)],
-    ))  # fmt: skip
+    ResultLog(platform.repo_path).append(
+        ValidationResult(
+            view=VIEW,
+            mode="strict",
+            origin="backfill",
+            run_id="r1",
+            checked_at=utcnow(),
+            rows=10,
+            passed=False,
+            suite=None,
+            checks=[CheckResult("expect_column_values_to_not_be_null", "txn_count_1h", False, 3, 30.0)],
+        )
+    )
 
 
 def test_triage_ranks_the_registry_change_before_the_failures_it_preceded(make_repo, tmp_path):
@@ -71,8 +80,23 @@ def test_triage_cli_for_a_feature_service_writes_the_note_and_plan(make_repo, tm
     _services(platform)
     base = ["--repo", str(platform.repo_path)]
     note, plan = tmp_path / "incident.md", tmp_path / "plan.json"
-    result = runner.invoke(app, [*base, "doctor", "triage", "--feature-service", "fraud_model_v1", "--since", "2h",
-                                 "--note", str(note), "--plan", str(plan), "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            *base,
+            "doctor",
+            "triage",
+            "--feature-service",
+            "fraud_model_v1",
+            "--since",
+            "2h",
+            "--note",
+            str(note),
+            "--plan",
+            str(plan),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["scope"] == "fraud_model_v1"
@@ -98,7 +122,9 @@ def _online_rows(platform, view: str, days_old: int, n: int = 20):
 def test_cost_finds_memory_unused_features_long_ttls_and_delta_files(make_repo):
     platform = make_repo()
     _services(platform)
-    _online_rows(platform, "customer_profile", days_old=100)  # ttl 365 d, SLA 7 d: kept 50x longer than needed
+    _online_rows(
+        platform, "customer_profile", days_old=100
+    )  # ttl 365 d, SLA 7 d: kept 50x longer than needed
     location = resolve_location(platform.feature_view(VIEW), platform.store.config)
     table = DeltaTable(location).to_pyarrow_table()
     for i in range(SMALL_FILES):
@@ -112,7 +138,10 @@ def test_cost_finds_memory_unused_features_long_ttls_and_delta_files(make_repo):
     assert set(per) == {"country", "email_domain", "account_age_days", "kyc_level", "is_verified"}
     assert abs(sum(per.values()) - memory.evidence["bytes_estimated"]) <= len(per)
     unused = by[("cost_unused", "customer_profile")]
-    assert unused.evidence["unused"] == ["email_domain"] and unused.evidence["saving_bytes"] == per["email_domain"]
+    assert (
+        unused.evidence["unused"] == ["email_domain"]
+        and unused.evidence["saving_bytes"] == per["email_domain"]
+    )
     ttl = by[("cost_ttl", "customer_profile")]
     assert ttl.evidence["older_sampled"] == ttl.evidence["sampled"] == 20 and ttl.evidence["saving_bytes"] > 0
     (compact,) = by[("cost_delta", VIEW)].actions
@@ -125,8 +154,12 @@ def test_cost_finds_memory_unused_features_long_ttls_and_delta_files(make_repo):
     assert not [f for f in cost(platform).findings if any(a.kind == "vacuum_delta" for a in f.actions)]
     # ... until the window and the table's retention are both zero.
     config = yaml.safe_load((platform.repo_path / "feature_store.yaml").read_text())
-    (platform.repo_path / "feature_store.yaml").write_text(yaml.safe_dump({**config, "ops": {"rollback_retention_days": 0}}))
-    DeltaTable(location).alter.set_table_properties({"delta.deletedFileRetentionDuration": "interval 0 seconds"})
+    (platform.repo_path / "feature_store.yaml").write_text(
+        yaml.safe_dump({**config, "ops": {"rollback_retention_days": 0}})
+    )
+    DeltaTable(location).alter.set_table_properties(
+        {"delta.deletedFileRetentionDuration": "interval 0 seconds"}
+    )
     from fs_platform.platform import Platform
 
     later = cost(Platform(platform.repo_path), [VIEW])
@@ -135,7 +168,11 @@ def test_cost_finds_memory_unused_features_long_ttls_and_delta_files(make_repo):
 
     cli = runner.invoke(app, ["--repo", str(platform.repo_path), "doctor", "cost", "--json"])
     assert cli.exit_code == 0, cli.output
-    assert {f["check"] for f in json.loads(cli.output)["findings"]} >= {"cost_memory", "cost_unused", "cost_ttl"}
+    assert {f["check"] for f in json.loads(cli.output)["findings"]} >= {
+        "cost_memory",
+        "cost_unused",
+        "cost_ttl",
+    }
 
 
 def test_triage_puts_the_ingest_breaker_opening_first_when_it_came_before_the_failures(make_repo):

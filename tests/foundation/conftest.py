@@ -26,7 +26,9 @@ def seeded_copy(root, customers: int = 40, merchants: int = 5, days: int = 3):
     config = yaml.safe_load((repo / "feature_store.yaml").read_text())
     config["online_store"].update(url=REDIS_URL, key_prefix=prefix)
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    datagen.write_tables(datagen.generate(seed=7, customers=customers, merchants=merchants, days=days), repo / "data")
+    datagen.write_tables(
+        datagen.generate(seed=7, customers=customers, merchants=merchants, days=days), repo / "data"
+    )
     Platform(repo).apply()
     try:
         yield repo

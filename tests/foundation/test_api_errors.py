@@ -37,7 +37,9 @@ def test_an_unknown_feature_of_a_known_view_is_an_fs_error_online_and_offline(se
     with pytest.raises(UnknownFeatureError) as online:
         store.get_online_features(features=[f"{VIEW}:nope"], entity_rows=[{"merchant_id": 1}])
     with pytest.raises(UnknownFeatureError) as offline:
-        store.get_historical_features(entity_df=_entities(), features=[f"{VIEW}:approval_rate_1d", f"{VIEW}:nope"])
+        store.get_historical_features(
+            entity_df=_entities(), features=[f"{VIEW}:approval_rate_1d", f"{VIEW}:nope"]
+        )
     for err in (online.value, offline.value):
         assert isinstance(err, FsError) and isinstance(err, KeyError)  # old `except KeyError` still works
         assert str(err) == expected
@@ -45,7 +47,9 @@ def test_an_unknown_feature_of_a_known_view_is_an_fs_error_online_and_offline(se
 
 def test_an_unknown_view_in_a_feature_reference_is_view_not_found(seeded_repo):
     store = Platform(seeded_repo).store
-    with pytest.raises(ViewNotFoundError, match=r"unknown feature view 'nope' — known: .*merchant_risk_daily"):
+    with pytest.raises(
+        ViewNotFoundError, match=r"unknown feature view 'nope' — known: .*merchant_risk_daily"
+    ):
         store.get_online_features(features=["nope:x"], entity_rows=[{"merchant_id": 1}])
     with pytest.raises(ViewNotFoundError, match="unknown feature view 'nope'"):
         store.get_historical_features(entity_df=_entities(), features=["nope:x"])
@@ -69,7 +73,9 @@ def test_store_writes_name_an_unknown_view_or_push_source_and_missing_columns(se
 
 def test_good_references_still_read(seeded_repo):
     store = Platform(seeded_repo).store
-    online = store.get_online_features(features=[f"{VIEW}:approval_rate_1d"], entity_rows=[{"merchant_id": 1}])
+    online = store.get_online_features(
+        features=[f"{VIEW}:approval_rate_1d"], entity_rows=[{"merchant_id": 1}]
+    )
     assert list(online.to_dict()) == ["merchant_id", "approval_rate_1d"]
 
 
@@ -77,21 +83,36 @@ def test_good_references_still_read(seeded_repo):
     ("call", "argv", "kind"),
     [
         (lambda p: p.materialize("2026-13-45", "now"), ["materialize", "2026-13-45", "now"], InvalidArgument),
-        (lambda p: p.materialize("-1d", "now", views=["nope"]), ["materialize", "-1d", "now", "--views", "nope"],
-         ViewNotFoundError),
+        (
+            lambda p: p.materialize("-1d", "now", views=["nope"]),
+            ["materialize", "-1d", "now", "--views", "nope"],
+            ViewNotFoundError,
+        ),
         (lambda p: p.materialize_incremental("soon"), ["materialize-incremental", "soon"], InvalidArgument),
-        (lambda p: Backfiller(p).plan(VIEW, "2026-13-45", "now", to="online"),
-         ["backfill", VIEW, "--start", "2026-13-45", "--end", "now", "--to", "online"], InvalidArgument),
-        (lambda p: Backfiller(p).plan("nope", "-1d", "now", to="online"),
-         ["backfill", "nope", "--start", "-1d", "--end", "now", "--to", "online"], ViewNotFoundError),
-        (lambda p: Backfiller(p).plan(VIEW, "now", "-1d", to="online"),
-         ["backfill", VIEW, "--start", "now", "--end", "-1d", "--to", "online"], InvalidArgument),
-        (lambda p: Backfiller(p).plan(VIEW, "-1d", "now", to="sideways"),
-         ["backfill", VIEW, "--start", "-1d", "--end", "now", "--to", "sideways"], InvalidArgument),
+        (
+            lambda p: Backfiller(p).plan(VIEW, "2026-13-45", "now", to="online"),
+            ["backfill", VIEW, "--start", "2026-13-45", "--end", "now", "--to", "online"],
+            InvalidArgument,
+        ),
+        (
+            lambda p: Backfiller(p).plan("nope", "-1d", "now", to="online"),
+            ["backfill", "nope", "--start", "-1d", "--end", "now", "--to", "online"],
+            ViewNotFoundError,
+        ),
+        (
+            lambda p: Backfiller(p).plan(VIEW, "now", "-1d", to="online"),
+            ["backfill", VIEW, "--start", "now", "--end", "-1d", "--to", "online"],
+            InvalidArgument,
+        ),
+        (
+            lambda p: Backfiller(p).plan(VIEW, "-1d", "now", to="sideways"),
+            ["backfill", VIEW, "--start", "-1d", "--end", "now", "--to", "sideways"],
+            InvalidArgument,
+        ),
         (lambda p: Backfiller(p).status("nope"), ["backfill", "status", "nope"], ViewNotFoundError),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
-)  # fmt: skip
+)
 def test_platform_and_backfill_api_errors_are_the_cli_line(seeded_repo, capsys, call, argv, kind):
     with pytest.raises(kind) as api:
         call(Platform(seeded_repo))

@@ -39,7 +39,7 @@ def test_apply_refuses_a_view_its_delta_table_cannot_serve_one_line_per_problem(
     _edit(applied_repo, '_f("txn_volume_1d", Int64,', '_f("txn_volume_1d", String,')  # bigint in Delta
     _edit(
         applied_repo,
-        '    ],\n    source=merchant_risk_source,',
+        "    ],\n    source=merchant_risk_source,",
         '        _f("refund_rate_1d", Float64, "Refunds / settled transactions over the last day."),\n'
         "    ],\n    source=merchant_risk_source,",
     )  # no such column
@@ -64,8 +64,11 @@ def test_apply_refuses_a_view_its_delta_table_cannot_serve_one_line_per_problem(
 def test_retyping_an_input_of_an_on_demand_view_names_the_view_and_the_feature(applied_repo, capsys):
     """Feast runs the transformation on sample values of the declared types ('hello world' for a
     string): its error alone ("could not convert string to float") named neither (#21.10)."""
-    _edit(applied_repo, 'Field(name="amount", dtype=Float64, description="Amount (USD) of the payment being scored.")',
-          'Field(name="amount", dtype=String, description="Amount (USD) of the payment being scored.")')  # fmt: skip
+    _edit(
+        applied_repo,
+        'Field(name="amount", dtype=Float64, description="Amount (USD) of the payment being scored.")',
+        'Field(name="amount", dtype=String, description="Amount (USD) of the payment being scored.")',
+    )
     with pytest.raises(RepoError) as api:
         Platform(applied_repo).apply()
     message = str(api.value)
@@ -75,15 +78,18 @@ def test_retyping_an_input_of_an_on_demand_view_names_the_view_and_the_feature(a
     assert main(["--repo", str(applied_repo), "apply"]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
     registered = Platform(applied_repo).store.get_on_demand_feature_view("txn_amount_vs_history")
-    assert {f.name: str(f.dtype) for f in registered.source_request_sources["transaction_request"].schema} == {
-        "amount": "Float64"
-    }  # nothing applied
+    assert {
+        f.name: str(f.dtype) for f in registered.source_request_sources["transaction_request"].schema
+    } == {"amount": "Float64"}  # nothing applied
     assert isinstance(api.value, FsError)
 
 
 def test_apply_refuses_an_aggregation_view_whose_events_lack_an_input_column(applied_repo, capsys):
-    _edit(applied_repo, 'Aggregation("amount", "mean", ["24h"], name="avg_amount"',
-          'Aggregation("amount_usd", "mean", ["24h"], name="avg_amount"')  # fmt: skip
+    _edit(
+        applied_repo,
+        'Aggregation("amount", "mean", ["24h"], name="avg_amount"',
+        'Aggregation("amount_usd", "mean", ["24h"], name="avg_amount"',
+    )
     with pytest.raises(SchemaMismatchError) as api:
         Platform(applied_repo).apply()
     [problem] = api.value.problems

@@ -72,7 +72,9 @@ def test_unreachable_registry_database_one_line_exit_1(example_repo, monkeypatch
 def test_traceback_only_with_fs_debug(tmp_path):
     cmd = [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(tmp_path / "missing"), "plan"]
     quiet = subprocess.run(cmd, capture_output=True, text=True)
-    loud = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, "FS_DEBUG": "1"})
+    loud = subprocess.run(
+        cmd, capture_output=True, text=True, env={**__import__("os").environ, "FS_DEBUG": "1"}
+    )
     assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
     assert loud.returncode != 0 and "Traceback" in loud.stderr
 
@@ -80,7 +82,9 @@ def test_traceback_only_with_fs_debug(tmp_path):
 def test_teardown_asks_for_confirmation(example_repo):
     proc = subprocess.run(
         [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(example_repo), "teardown"],
-        input="n\n", capture_output=True, text=True,
+        input="n\n",
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 1
     assert "Tear down project 'payments'" in proc.stdout + proc.stderr

@@ -30,10 +30,19 @@ def _fs(repo, *args) -> list[str]:
         (["materialize", "2026-13-45", "now"], "start: not a time: '2026-13-45'"),
         (["materialize-incremental", "2026-13-45"], "end: not a time: '2026-13-45'"),
         ([VIEW, "--start", "2026-13-45", "--end", "now"], "--start: not a time: '2026-13-45'"),
-        (["backfill", VIEW, "--start", "-2d", "--end", "now", "--chunk", "1x"], "--chunk: not a positive duration: '1x'"),
-        (["backfill", VIEW, "--start", "-2d", "--end", "now", "--chunk", "0h", "--dry-run"], "--chunk: not a positive duration: '0h'"),
+        (
+            ["backfill", VIEW, "--start", "-2d", "--end", "now", "--chunk", "1x"],
+            "--chunk: not a positive duration: '1x'",
+        ),
+        (
+            ["backfill", VIEW, "--start", "-2d", "--end", "now", "--chunk", "0h", "--dry-run"],
+            "--chunk: not a positive duration: '0h'",
+        ),
         (["validate", VIEW, "--start", "2026-13-45"], "--start: not a time: '2026-13-45'"),
-        (["monitor", "drift", VIEW, "--reference", "-2d", "--current", "-1d..now"], "--reference: not a window: '-2d'"),
+        (
+            ["monitor", "drift", VIEW, "--reference", "-2d", "--current", "-1d..now"],
+            "--reference: not a window: '-2d'",
+        ),
         (["parity", "check", "--as-of", "2026-13-45"], "--as-of: not a time: '2026-13-45'"),
         (["parity", "check", "--allowed-lag", "soon"], "--allowed-lag: not a duration: 'soon'"),
     ],
@@ -78,8 +87,11 @@ def test_relative_times_as_positional_arguments_then_tables_fit_100_columns(seed
     assert out["chunks_done"] >= 2 and out["rows_written"] > 0
     assert main(_fs(seeded_repo, "materialize-incremental", "-1h", "--views", VIEW)) == 0
     capsys.readouterr()
-    for args in (["backfill", "status"], ["backfill", VIEW, "--start", "-3d", "--end", "now", "--dry-run"],
-                 ["catalog", "list"]):
+    for args in (
+        ["backfill", "status"],
+        ["backfill", VIEW, "--start", "-3d", "--end", "now", "--dry-run"],
+        ["catalog", "list"],
+    ):
         assert main(_fs(seeded_repo, *args)) == 0
         lines = capsys.readouterr().out.splitlines()
         assert lines and max(map(len, lines)) <= 100, (args, max(map(len, lines)))
@@ -90,8 +102,15 @@ def test_relative_times_as_positional_arguments_then_tables_fit_100_columns(seed
 def test_no_progress_bar_line_on_error_when_stderr_is_a_pipe(seeded_repo):
     # The materialize fails after the bar started (the view's table is gone): only the error is left.
     proc = subprocess.run(
-        [sys.executable, "-m", "fs_platform.cli.main", *_fs(seeded_repo, "materialize", "-1d", "now", "--views", "nope")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "fs_platform.cli.main",
+            *_fs(seeded_repo, "materialize", "-1d", "now", "--views", "nope"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr

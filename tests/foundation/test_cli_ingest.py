@@ -23,8 +23,12 @@ FS = [sys.executable, "-m", "fs_platform.cli.main"]
 def test_no_broker_is_one_line_within_seconds(example_repo, command):
     address = f"127.0.0.1:{_free_port()}"
     started = time.monotonic()
-    proc = subprocess.run([*FS, "--repo", str(example_repo), "ingest", *command, "--bootstrap", address],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*FS, "--repo", str(example_repo), "ingest", *command, "--bootstrap", address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - started
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 1
@@ -37,12 +41,19 @@ def test_no_broker_is_one_line_within_seconds(example_repo, command):
 
 def test_fs_ingest_broker_serves_the_declared_topics_until_stopped(example_repo, capsys):
     port = _free_port()
-    broker = subprocess.Popen([*FS, "--repo", str(example_repo), "ingest", "broker", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    broker = subprocess.Popen(
+        [*FS, "--repo", str(example_repo), "ingest", "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = broker.stdout.readline()  # printed once the topics exist
         assert f"on 127.0.0.1:{port}" in line and "payments.dead-letter" in line, broker.stderr.read()
-        assert main(["--repo", str(example_repo), "--json", "ingest", "dlq", "--bootstrap", f"127.0.0.1:{port}"]) == 0
+        assert (
+            main(["--repo", str(example_repo), "--json", "ingest", "dlq", "--bootstrap", f"127.0.0.1:{port}"])
+            == 0
+        )
         assert capsys.readouterr().out.strip() == "[]"
     finally:
         os.kill(broker.pid, signal.SIGTERM)

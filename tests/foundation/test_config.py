@@ -69,5 +69,8 @@ def test_old_type_path_names_the_new_one(example_repo):
     yaml_path.write_text(old)
     with pytest.raises(ConfigError) as err:
         load_config(example_repo)
-    assert "online_store.type 'plugins.redis_store.online_store.RedisOnlineStore' uses the old import path" in str(err.value)
+    assert (
+        "online_store.type 'plugins.redis_store.online_store.RedisOnlineStore' uses the old import path"
+        in str(err.value)
+    )
     assert "fs_platform.plugins.redis_store.online_store.RedisOnlineStore" in err.value.hint

@@ -25,8 +25,11 @@ def test_merchant_daily_stats_match_a_direct_count():
     pay, daily = data.payments, data.merchant_risk_daily
     row = daily.iloc[len(daily) // 2]
     day = row.event_timestamp - pd.Timedelta(days=1)
-    window = pay[(pay.merchant_id == row.merchant_id) & (pay.event_timestamp >= day)
-                 & (pay.event_timestamp < row.event_timestamp)]  # fmt: skip
+    window = pay[
+        (pay.merchant_id == row.merchant_id)
+        & (pay.event_timestamp >= day)
+        & (pay.event_timestamp < row.event_timestamp)
+    ]
     assert row.txn_volume_1d == len(window) > 0
     assert abs(row.txn_amount_1d - window.amount.sum()) < 0.01
     assert row.distinct_customers_1d == window.customer_id.nunique()

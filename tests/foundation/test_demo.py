@@ -13,8 +13,22 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_demo_runs_end_to_end_and_ingests_every_streamed_payment(example_repo, capsys):
-    code = main(["--repo", str(example_repo), "--json", "demo", "--customers", "200", "--merchants", "20",
-                 "--days", "3", "--stream-seconds", "2"])
+    code = main(
+        [
+            "--repo",
+            str(example_repo),
+            "--json",
+            "demo",
+            "--customers",
+            "200",
+            "--merchants",
+            "20",
+            "--days",
+            "3",
+            "--stream-seconds",
+            "2",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     out = json.loads(captured.out)

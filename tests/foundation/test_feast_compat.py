@@ -8,7 +8,8 @@ from tests.conftest import ROOT
 
 PRIVATE = re.compile(
     r"\._get_provider\(|_get_cached_request_context|\butils\._[a-z]\w*\("
-    r"|^\s*from feast[\w.]* import [^\n]*\b_[a-z]\w*", re.M
+    r"|^\s*from feast[\w.]* import [^\n]*\b_[a-z]\w*",
+    re.M,
 )
 
 

@@ -20,12 +20,14 @@ TS = pa.timestamp("us", tz="UTC")
 
 def _table(rows):
     keys, events, created, values = zip(*rows, strict=True) if rows else ((), (), (), ())
-    return pa.table({
-        "k": pa.array(keys, pa.string()),
-        "event": pa.array([T0 + timedelta(seconds=e) for e in events], TS),
-        "created": pa.array([None if c is None else T0 + timedelta(seconds=c) for c in created], TS),
-        "v": pa.array(values, pa.int64()),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "k": pa.array(keys, pa.string()),
+            "event": pa.array([T0 + timedelta(seconds=e) for e in events], TS),
+            "created": pa.array([None if c is None else T0 + timedelta(seconds=c) for c in created], TS),
+            "v": pa.array(values, pa.int64()),
+        }
+    )
 
 
 def _reference(rows):
@@ -43,8 +45,12 @@ def _reference(rows):
 
 
 rows_strategy = st.lists(
-    st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 3), st.one_of(st.none(), st.integers(0, 2)),
-              st.integers(0, 9)),
+    st.tuples(
+        st.sampled_from(["a", "b", None]),
+        st.integers(0, 3),
+        st.one_of(st.none(), st.integers(0, 2)),
+        st.integers(0, 9),
+    ),
     max_size=30,
 )
 
@@ -66,5 +72,7 @@ def test_created_time_breaks_an_event_time_tie_and_exact_ties_keep_the_first_row
 
 def test_backfill_defers_exact_ties_to_spark_and_keeps_the_rule_otherwise():
     assert latest_per_key(_table([("a", 5, 1, 1), ("a", 5, 1, 2)]), ["k"], "event", "created") is None
-    out = latest_per_key(_table([("a", 5, None, 1), ("a", 5, 0, 2), ("a", 4, 9, 3)]), ["k"], "event", "created")
+    out = latest_per_key(
+        _table([("a", 5, None, 1), ("a", 5, 0, 2), ("a", 4, 9, 3)]), ["k"], "event", "created"
+    )
     assert out["v"].to_pylist() == [2]

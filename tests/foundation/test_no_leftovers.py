@@ -27,8 +27,15 @@ def test_session_cleanup_stops_servers_started_in_process_and_by_subprocesses(tm
     first = tmp_path / "a" / "data" / "valkey"
     embedded.ensure_server(first)
     second = tmp_path / "b" / "data" / "valkey"
-    subprocess.run([sys.executable, "-c", f"from plugins.redis_store import embedded; embedded.ensure_server({str(second)!r})"],
-                   check=True, timeout=60)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from plugins.redis_store import embedded; embedded.ensure_server({str(second)!r})",
+        ],
+        check=True,
+        timeout=60,
+    )
     pids = [embedded._read_state(d.resolve())["pid"] for d in (first, second)]
     assert all(_running(p) for p in pids)
     stopped = stop_embedded_servers(tmp_path)

@@ -20,8 +20,13 @@ with span("fs.test.op", view="customer_profile"):
 
 def _run(exporter: str, prelude: str = "") -> subprocess.CompletedProcess:
     env = {**os.environ, "FS_OTEL_EXPORTER": exporter}
-    return subprocess.run([sys.executable, "-c", SCRIPT.format(prelude=prelude)], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(prelude=prelude)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_console_exporter_prints_spans():

@@ -21,8 +21,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = {"fs": "fs_platform", "plugins": "fs_platform.plugins", "cli": "fs_platform.cli",
-           "parity": "fs_platform.parity", "backfill": "fs_platform.backfill"}  # fmt: skip
+FOLDERS = {
+    "fs": "fs_platform",
+    "plugins": "fs_platform.plugins",
+    "cli": "fs_platform.cli",
+    "parity": "fs_platform.parity",
+    "backfill": "fs_platform.backfill",
+}
 OLD_IMPORT = re.compile(r"^\s*(?:from|import) (?:fs|plugins|cli|parity|backfill)(?:\.|\s)", re.M)
 OLD_NAMES_ON_PURPOSE = {"tests/foundation/test_config.py"}  # checks the refusal of an old type path
 OLD_PATH = re.compile(r"""["'](?:plugins\.[a-z_]+|cli\.main)""")
@@ -53,8 +58,9 @@ def _folder(package: str) -> Path:
 
 
 def test_no_code_uses_the_old_top_level_names():
-    tracked = subprocess.run(["git", "ls-files", "*.py", "*.yaml", "*.md"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split()  # fmt: skip
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.py", "*.yaml", "*.md"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     offenders = []
     for rel in tracked:
         if rel in OLD_NAMES_ON_PURPOSE:
@@ -71,8 +77,22 @@ def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     leftover = not (ROOT / "build").exists()  # setuptools builds in the tree: leave it as found
     try:
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                        "-w", str(out), str(ROOT)], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(out),
+                str(ROOT),
+            ],
+            check=True,
+            capture_output=True,
+        )
     finally:
         if leftover:
             shutil.rmtree(ROOT / "build", ignore_errors=True)
@@ -86,9 +106,14 @@ def test_wheel_installs_only_fs_platform(wheel):
     top = {n.split("/", 1)[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"fs_platform"}
     # the wheel carries every module and the Lua scripts the Redis store loads at import
-    for must in ("fs_platform/cli/main.py", "fs_platform/plugins/redis_store/writes.lua",
-                 "fs_platform/plugins/redis_store/tiles.lua", "fs_platform/governance/catalog.py",
-                 "fs_platform/plugins/serving/app.py", "fs_platform/backfill/runner.py"):  # fmt: skip
+    for must in (
+        "fs_platform/cli/main.py",
+        "fs_platform/plugins/redis_store/writes.lua",
+        "fs_platform/plugins/redis_store/tiles.lua",
+        "fs_platform/governance/catalog.py",
+        "fs_platform/plugins/serving/app.py",
+        "fs_platform/backfill/runner.py",
+    ):
         assert must in names, must
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "fs = fs_platform.cli.main:run" in zipfile.ZipFile(wheel).read(entry).decode()
@@ -99,10 +124,18 @@ def test_import_layering_contracts_hold(wheel, tmp_path):
     """pyproject's [tool.importlinter] contracts, on the installed layout (import-linter walks a package's
     folder, so it needs fs_platform as installed, not the repository's split folders)."""
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-                    str(wheel)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     lint = Path(sys.executable).with_name("lint-imports")
-    proc = subprocess.run([str(lint), str(ROOT / "pyproject.toml")], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(site)})  # fmt: skip
+    proc = subprocess.run(
+        [str(lint), str(ROOT / "pyproject.toml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " 0 broken" in proc.stdout

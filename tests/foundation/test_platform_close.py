@@ -22,8 +22,11 @@ REDIS_PORT = 6379
 def _redis_connections() -> set:
     """This process's open connections to Redis (local ports). Compared as sets: connections other
     tests left to the garbage collector may close meanwhile, never the ones asserted gone."""
-    return {c.laddr.port for c in psutil.Process().net_connections("tcp")
-            if c.raddr and c.raddr.port == REDIS_PORT and c.status == psutil.CONN_ESTABLISHED}
+    return {
+        c.laddr.port
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == REDIS_PORT and c.status == psutil.CONN_ESTABLISHED
+    }
 
 
 def _sessions() -> list:

@@ -48,8 +48,13 @@ def tenants():
             conn.execute(f"CREATE ROLE {t.role} LOGIN PASSWORD '{t.password}'")
             conn.execute(f'CREATE DATABASE "{t.db}" OWNER {t.role}')
             conn.execute(f'REVOKE CONNECT ON DATABASE "{t.db}" FROM PUBLIC')
-            admin.execute_command("ACL", "SETUSER", t.role, *acl_rules(KeyLayout(t.prefix, "payments"), "admin"),
-                                  f">{t.password}")
+            admin.execute_command(
+                "ACL",
+                "SETUSER",
+                t.role,
+                *acl_rules(KeyLayout(t.prefix, "payments"), "admin"),
+                f">{t.password}",
+            )
     yield pair
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         for t in pair:
@@ -64,8 +69,13 @@ def tenants():
 
 def _fs(repo, registry_url: str, redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "FS_REGISTRY_URL": registry_url, "FS_REDIS_URL": redis_url, "FS_TENANT": prefix}
-    return subprocess.run([sys.executable, "-m", "fs_platform.cli.main", "--repo", str(repo), "--env", "staging", *args],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(repo), "--env", "staging", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _keys(prefix: str) -> dict[bytes, bytes]:
@@ -86,8 +96,17 @@ def test_one_tenants_ci_cannot_change_another_tenants_registry_or_keys(example_r
     datagen.write_tables(datagen.generate(seed=1, customers=20, merchants=5, days=1), example_repo / "data")
     done = _fs(example_repo, b.registry_url(), b.redis_url(), b.prefix, "apply")
     assert done.returncode == 0, done.stderr
-    done = _fs(example_repo, b.registry_url(), b.redis_url(), b.prefix, "materialize", "now-1d", "now",
-               "--views", "customer_profile")
+    done = _fs(
+        example_repo,
+        b.registry_url(),
+        b.redis_url(),
+        b.prefix,
+        "materialize",
+        "now-1d",
+        "now",
+        "--views",
+        "customer_profile",
+    )
     assert done.returncode == 0, done.stderr
     views_before, keys_before = _views(b.db), _keys(b.prefix)
     assert "customer_profile" in views_before and len(keys_before) > 5
@@ -101,8 +120,17 @@ def test_one_tenants_ci_cannot_change_another_tenants_registry_or_keys(example_r
     # A's own registry with B's key prefix: the definitions land in A's registry only, and A's Redis
     # user may not write B's keys.
     _fs(example_repo, a.registry_url(), a.redis_url(), b.prefix, "apply")
-    crossed = _fs(example_repo, a.registry_url(), a.redis_url(), b.prefix, "materialize", "now-1d", "now",
-                  "--views", "customer_profile")
+    crossed = _fs(
+        example_repo,
+        a.registry_url(),
+        a.redis_url(),
+        b.prefix,
+        "materialize",
+        "now-1d",
+        "now",
+        "--views",
+        "customer_profile",
+    )
     assert crossed.returncode == 1
     assert "NOPERM" in crossed.stderr or "permission" in crossed.stderr.lower(), crossed.stderr
     assert a.password not in crossed.stderr

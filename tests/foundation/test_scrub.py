@@ -33,6 +33,8 @@ def test_backfill_chunks_use_the_rule_and_keep_platform_errors():
 
 
 def test_registry_connection_reason_is_scrubbed():
-    error = RuntimeError('connection failed\nFATAL:  password authentication failed for user "tenant_a" pw s3cr3t')
+    error = RuntimeError(
+        'connection failed\nFATAL:  password authentication failed for user "tenant_a" pw s3cr3t'
+    )
     reason = _server_reason(error, "s3cr3t")
     assert reason == "password authentication failed for user … pw …"

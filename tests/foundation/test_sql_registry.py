@@ -35,8 +35,21 @@ def test_two_concurrent_applies_leave_a_consistent_registry(example_repo, regist
         "FS_REDIS_URL": "redis://127.0.0.1:6379/0",
         "FS_TENANT": tenant,
     }
-    cmd = [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(example_repo), "--env", "staging", "--json", "apply"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fs_platform.cli.main",
+        "--repo",
+        str(example_repo),
+        "--env",
+        "staging",
+        "--json",
+        "apply",
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
     for _out, err, code in results:
         assert code == 0, err
@@ -47,8 +60,13 @@ def test_two_concurrent_applies_leave_a_consistent_registry(example_repo, regist
     try:
         store = Platform(example_repo, env="staging").store
         views = sorted(v.name for v in store.list_feature_views())
-        assert views == ["customer_amount_stats", "customer_profile", "customer_txn_aggregates",
-                         "merchant_risk_daily", "merchant_txn_aggregates"]
+        assert views == [
+            "customer_amount_stats",
+            "customer_profile",
+            "customer_txn_aggregates",
+            "merchant_risk_daily",
+            "merchant_txn_aggregates",
+        ]
         assert sorted(e.name for e in store.list_entities()) == ["customer", "merchant"]
         assert sorted(s.name for s in store.list_feature_services()) == ["fraud_model_v1", "fraud_model_v2"]
         # The aggregation spec travels in the view's tags through the SQL registry unchanged.

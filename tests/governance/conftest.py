@@ -33,8 +33,11 @@ def gov(tmp_path_factory):
     tag = uuid.uuid4().hex[:8]
     cfg = yaml.safe_load((repo / "feature_store.yaml").read_text())
     cfg["project"] = f"gov{tag}"
-    cfg["online_store"] = {"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": REDIS_URL,
-                           "key_prefix": f"govtest{tag}"}
+    cfg["online_store"] = {
+        "type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
+        "url": REDIS_URL,
+        "key_prefix": f"govtest{tag}",
+    }
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(cfg))
 
     data = datagen.generate(seed=11, customers=300, merchants=30, days=6)
@@ -43,7 +46,9 @@ def gov(tmp_path_factory):
     platform = Platform(repo)
     platform.apply()
     end = datagen.default_end() + timedelta(seconds=1)
-    platform.store.materialize(end - timedelta(days=7), end, feature_views=["customer_profile", "merchant_risk_daily"])
+    platform.store.materialize(
+        end - timedelta(days=7), end, feature_views=["customer_profile", "merchant_risk_daily"]
+    )
     platform.data = data
     platform.rolling = DeltaTable(str(repo / "data" / ROLLING_VIEW)).to_pandas()
     yield platform

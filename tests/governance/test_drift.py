@@ -35,11 +35,20 @@ def windows(gov):
     profiles = gov.data.customer_profile
     profile_shift = profiles.copy()
     profile_shift["country"] = np.where(rng.uniform(size=len(profiles)) < 0.7, "NG", profile_shift["country"])
-    for frame, table, offset in ((same, VIEW, SHIFT), (shifted, VIEW, 2 * SHIFT),
-                                 (profile_shift, "customer_profile", SHIFT)):
-        moved = frame.assign(event_timestamp=frame["event_timestamp"] - offset, created_at=frame["created_at"] - offset)
+    for frame, table, offset in (
+        (same, VIEW, SHIFT),
+        (shifted, VIEW, 2 * SHIFT),
+        (profile_shift, "customer_profile", SHIFT),
+    ):
+        moved = frame.assign(
+            event_timestamp=frame["event_timestamp"] - offset, created_at=frame["created_at"] - offset
+        )
         write_deltalake(str(gov.repo_path / "data" / table), datagen.to_arrow(moved), mode="append")
-    return {"ref": ref, "same": (ref[0] - SHIFT, ref[1] - SHIFT), "shifted": (ref[0] - 2 * SHIFT, ref[1] - 2 * SHIFT)}
+    return {
+        "ref": ref,
+        "same": (ref[0] - SHIFT, ref[1] - SHIFT),
+        "shifted": (ref[0] - 2 * SHIFT, ref[1] - 2 * SHIFT),
+    }
 
 
 def test_same_distribution_sample_does_not_drift(gov, windows):
@@ -57,7 +66,10 @@ def test_shifted_numeric_features_drift_and_the_rest_do_not(gov, windows):
 
 def test_categorical_pii_drift_is_detected_and_masked_in_the_report(gov, windows, tmp_path):
     profiles = gov.data.customer_profile
-    ref = (profiles["event_timestamp"].min().to_pydatetime(), profiles["event_timestamp"].max().to_pydatetime() + timedelta(seconds=1))
+    ref = (
+        profiles["event_timestamp"].min().to_pydatetime(),
+        profiles["event_timestamp"].max().to_pydatetime() + timedelta(seconds=1),
+    )
     report = detect_drift(gov.store, "customer_profile", ref, (ref[0] - SHIFT, ref[1] - SHIFT))
     country = next(f for f in report.features if f.feature == "country")
     assert country.kind == "categorical" and country.drifted and country.ks is None and country.pii
@@ -81,7 +93,10 @@ def test_cli_drift_exit_code_and_html(gov, windows, tmp_path, capsys):
     html = tmp_path / "drift.html"
     reference = fmt(*(t.isoformat() for t in windows["ref"]))
     args = ["--repo", repo, "--json", "monitor", "drift", VIEW, "--reference", reference]
-    assert main([*args, "--current", fmt(*(t.isoformat() for t in windows["shifted"])), "--html", str(html)]) == 3
+    assert (
+        main([*args, "--current", fmt(*(t.isoformat() for t in windows["shifted"])), "--html", str(html)])
+        == 3
+    )
     assert set(json.loads(capsys.readouterr().out)["drifted"]) == AMOUNTS
     assert html.read_text().count("<svg") == 4  # one histogram per feature
     assert main([*args, "--current", fmt(*(t.isoformat() for t in windows["same"]))]) == 0
@@ -96,7 +111,21 @@ def test_an_aggregation_view_has_no_stored_rows_to_compare(gov, capsys):
     window = (end - timedelta(days=2), end)
     with pytest.raises(RepoError, match="'customer_txn_aggregates' is an aggregation view"):
         detect_drift(gov.store, "customer_txn_aggregates", window, window)
-    assert main(["--repo", str(gov.repo_path), "monitor", "drift", "customer_txn_aggregates",
-                 "--reference", "-6d..-3d", "--current", "-3d..now"]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "--repo",
+                str(gov.repo_path),
+                "monitor",
+                "drift",
+                "customer_txn_aggregates",
+                "--reference",
+                "-6d..-3d",
+                "--current",
+                "-3d..now",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "is an aggregation view" in err and len(err.strip().splitlines()) == 1

@@ -48,8 +48,12 @@ def test_aggregation_view_is_judged_by_its_newest_raw_event_and_not_online(gov):
 def test_report_exports_gauges_and_cli_exits_3_on_breach(gov, capsys):
     report = check_freshness(gov.store)
     assert "customer_txn_rolling" in report.breached
-    assert {v.view for v in report.views} >= {"customer_profile", "customer_txn_aggregates",
-                                               "merchant_risk_daily", "merchant_txn_aggregates"}
+    assert {v.view for v in report.views} >= {
+        "customer_profile",
+        "customer_txn_aggregates",
+        "merchant_risk_daily",
+        "merchant_txn_aggregates",
+    }
     text = generate_latest(REGISTRY).decode()
     assert 'fs_freshness_breach{store="online",view="customer_txn_rolling"} 1.0' in text
     assert 'fs_freshness_sla_seconds{view="merchant_risk_daily"} 129600.0' in text
@@ -66,8 +70,21 @@ def test_report_exports_gauges_and_cli_exits_3_on_breach(gov, capsys):
 
 def test_cli_writes_the_gauges_as_a_prometheus_textfile(gov, tmp_path):
     prom = tmp_path / "freshness.prom"
-    assert main(["--repo", str(gov.repo_path), "monitor", "freshness", "--view", "customer_profile",
-                 "--prom-file", str(prom)]) == 0
+    assert (
+        main(
+            [
+                "--repo",
+                str(gov.repo_path),
+                "monitor",
+                "freshness",
+                "--view",
+                "customer_profile",
+                "--prom-file",
+                str(prom),
+            ]
+        )
+        == 0
+    )
     text = prom.read_text()
     assert 'fs_freshness_age_seconds{store="offline",view="customer_profile"}' in text
     assert 'fs_freshness_breach{store="online",view="customer_profile"} 0.0' in text

@@ -12,8 +12,11 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
 
 def _defined() -> list[str]:
     """Exposed names (prometheus_client keeps a Counter's name without its ``_total``)."""
-    return [m._name + ("_total" if m._type == "counter" else "")
-            for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_labelnames")]
+    return [
+        m._name + ("_total" if m._type == "counter" else "")
+        for m in vars(metrics).values()
+        if hasattr(m, "_name") and hasattr(m, "_labelnames")
+    ]
 
 
 def test_metrics_live_on_the_platform_registry():

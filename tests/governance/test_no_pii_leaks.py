@@ -30,12 +30,18 @@ def test_no_pii_value_reaches_logs_metrics_results_or_reports(gov, caplog):
     warn = gate(gov.store, "customer_profile", bad, "warn", origin="test")
     assert not strict.passed and not warn.passed
     end = datagen.default_end() + timedelta(seconds=1)
-    report = detect_drift(gov.store, "customer_profile", (end - timedelta(days=6), end - timedelta(days=3)),
-                          (end - timedelta(days=3), end))
+    report = detect_drift(
+        gov.store,
+        "customer_profile",
+        (end - timedelta(days=6), end - timedelta(days=3)),
+        (end - timedelta(days=3), end),
+    )
     check_freshness(gov.store)
     with pytest.raises(OnlineAccessDenied):
         pii.get_online_features(gov.store, ["customer_profile:email_domain"], [{"customer_id": 1}])
-    pii.get_online_features(gov.store, ["customer_profile:email_domain"], [{"customer_id": 1}], roles=[pii.PII_READER])
+    pii.get_online_features(
+        gov.store, ["customer_profile:email_domain"], [{"customer_id": 1}], roles=[pii.PII_READER]
+    )
 
     secrets = set(MARKERS) | {"Narnia"} | set(profiles["email_domain"])
     surfaces = {

@@ -38,25 +38,32 @@ def test_sdk_guard_refuses_ungranted_callers(gov):
     with pytest.raises(OnlineAccessDenied, match=r"customer_profile:email_domain \(pii\).*fs-pii-reader"):
         pii.get_online_features(gov.store, ["customer_profile:email_domain"], rows)
     with pytest.raises(OnlineAccessDenied, match="email_domain"):
-        pii.get_online_features(gov.store, ["customer_profile:email_domain"], rows, roles=[pii.PSEUDONYMOUS_READER])
+        pii.get_online_features(
+            gov.store, ["customer_profile:email_domain"], rows, roles=[pii.PSEUDONYMOUS_READER]
+        )
     with pytest.raises(OnlineAccessDenied, match=r"customer_profile:country \(pseudonymous\)"):
         pii.get_online_features(gov.store, gov.store.get_feature_service("fraud_model_v1"), rows)
 
     plain = pii.get_online_features(gov.store, ["customer_profile:kyc_level"], rows).to_dict()
     assert len(plain["kyc_level"]) == 3
-    granted = pii.get_online_features(gov.store, ["customer_profile:email_domain"], rows, roles=[pii.PII_READER])
+    granted = pii.get_online_features(
+        gov.store, ["customer_profile:email_domain"], rows, roles=[pii.PII_READER]
+    )
     assert all(granted.to_dict()["email_domain"])
     pii.check_online_read(gov.store, ["customer_profile:country"], roles=[pii.PSEUDONYMOUS_READER])
 
 
-@pytest.mark.parametrize("ref", [
-    "customer_profile@latest:email_domain",
-    "customer_profile@v2:email_domain",
-    "customer_profile@V0:email_domain",
-    "customer_profile",
-    "customer_profile@latest",
-    "customer_profile@v1",
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "customer_profile@latest:email_domain",
+        "customer_profile@v2:email_domain",
+        "customer_profile@V0:email_domain",
+        "customer_profile",
+        "customer_profile@latest",
+        "customer_profile@v1",
+    ],
+)
 def test_sdk_guard_sees_through_versioned_and_whole_view_refs(gov, ref):
     with pytest.raises(OnlineAccessDenied, match=r"customer_profile:email_domain \(pii\)"):
         pii.check_online_read(gov.store, [ref])
@@ -67,7 +74,9 @@ def test_sdk_guard_sees_through_versioned_and_whole_view_refs(gov, ref):
 
 def test_sdk_guard_whole_view_and_service_refs(gov):
     assert pii.sensitive_refs(gov.store, ["customer_profile"]) == {
-        "customer_profile:email_domain": "pii", "customer_profile:country": "pseudonymous"}
+        "customer_profile:email_domain": "pii",
+        "customer_profile:country": "pseudonymous",
+    }
     pii.check_online_read(gov.store, ["merchant_risk_daily"])  # no sensitive feature: no role needed
     pii.check_online_read(gov.store, "customer_profile:kyc_level")
     with pytest.raises(OnlineAccessDenied, match="email_domain"):
@@ -112,8 +121,11 @@ def feature_server(gov):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(instrument_feature_server(get_app(gov.store)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            instrument_feature_server(get_app(gov.store)), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -131,7 +143,9 @@ def feature_server(gov):
 
 
 def _read(url, token, body):
-    return requests.post(f"{url}/get-online-features", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    return requests.post(
+        f"{url}/get-online-features", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
 
 
 def test_feature_server_refuses_ungranted_callers(gov, feature_server):
@@ -139,8 +153,10 @@ def test_feature_server_refuses_ungranted_callers(gov, feature_server):
     email = {"features": ["customer_profile:email_domain"], "entities": entities}
     assert _read(feature_server, "analyst-token", email).status_code == 403
     assert _read(feature_server, "fraud-model-token", email).status_code == 403
-    service = {"feature_service": "fraud_model_v1",
-               "entities": {**entities, "merchant_id": [1, 2, 3], "amount": [10.0, 20.0, 30.0]}}
+    service = {
+        "feature_service": "fraud_model_v1",
+        "entities": {**entities, "merchant_id": [1, 2, 3], "amount": [10.0, 20.0, 30.0]},
+    }
     assert _read(feature_server, "analyst-token", service).status_code == 403
 
     ok = _read(feature_server, "kyc-token", email)
@@ -156,7 +172,9 @@ def test_feature_server_refuses_ungranted_callers(gov, feature_server):
     merchant = {"features": ["merchant_risk_daily:txn_volume_1d"], "entities": {"merchant_id": [1, 2]}}
     assert _read(feature_server, "analyst-token", merchant).status_code == 200
     assert _read(feature_server, "stranger-token", merchant).status_code == 403
-    assert requests.post(f"{feature_server}/get-online-features", json=merchant, timeout=10).status_code == 401
+    assert (
+        requests.post(f"{feature_server}/get-online-features", json=merchant, timeout=10).status_code == 401
+    )
 
     from prometheus_client import generate_latest
 

@@ -22,9 +22,17 @@ from fs_platform.metadata import (
 CLASSES = {"a_none": "none", "b_pseudo": "pseudonymous", "c_pii": "pii", "d_unclassified": None}
 
 
-@pytest.mark.parametrize(("cls", "sensitive"), [
-    ("pii", True), ("pseudonymous", True), ("none", False), (None, False), ("", False), ("unclassified", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("cls", "sensitive"),
+    [
+        ("pii", True),
+        ("pseudonymous", True),
+        ("none", False),
+        (None, False),
+        ("", False),
+        ("unclassified", False),
+    ],
+)
 def test_the_rule(cls, sensitive):
     assert is_sensitive_class(cls) is sensitive
     assert set(SENSITIVE_CLASSES) == {"pii", "pseudonymous"}
@@ -34,8 +42,13 @@ def _view(name: str, cls: str | None) -> FeatureView:
     customer = Entity(name="customer", join_keys=["customer_id"])
     src = FileSource(name=f"{name}_src", path="unused.parquet", timestamp_field="ts")
     tags = {"pii": cls} if cls else {}
-    return FeatureView(name=name, entities=[customer], ttl=timedelta(days=1), source=src,
-                       schema=[Field(name="x", dtype=Float64, tags=tags)])  # fmt: skip
+    return FeatureView(
+        name=name,
+        entities=[customer],
+        ttl=timedelta(days=1),
+        source=src,
+        schema=[Field(name="x", dtype=Float64, tags=tags)],
+    )
 
 
 def test_masking_catalog_and_grants_ask_the_same_rule():

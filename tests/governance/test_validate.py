@@ -44,9 +44,14 @@ def test_nulls_out_of_range_and_schema_change_are_caught(gov, clean):
         ("expect_column_values_to_be_between", "txn_volume_1d"),
     }
     renamed = clean.rename_columns(["merchant" if c == "merchant_id" else c for c in clean.column_names])
-    retyped = clean.set_column(clean.schema.get_field_index("txn_volume_1d"), "txn_volume_1d",
-                               clean.column("txn_volume_1d").cast(pa.string()))
-    assert ("expect_table_columns_to_match_set", None) in _failed(gate(gov.store, VIEW, renamed, origin="test"))
+    retyped = clean.set_column(
+        clean.schema.get_field_index("txn_volume_1d"),
+        "txn_volume_1d",
+        clean.column("txn_volume_1d").cast(pa.string()),
+    )
+    assert ("expect_table_columns_to_match_set", None) in _failed(
+        gate(gov.store, VIEW, renamed, origin="test")
+    )
     bad_type = gate(gov.store, VIEW, retyped, origin="test")
     assert ("schema_type", "txn_volume_1d") in _failed(bad_type)
     assert "declared INT64, got string" in bad_type.failures[0].detail
@@ -68,7 +73,9 @@ def _guarded_append(gov, table, mode):
 def test_strict_gate_stops_the_write_and_warn_writes_and_records(gov, clean):
     bad = clean.to_pandas()
     bad.loc[0, "approval_rate_1d"] = -3.0
-    bad["event_timestamp"] = bad["event_timestamp"] - datagen.pd.Timedelta(days=400)  # away from other tests' windows
+    bad["event_timestamp"] = bad["event_timestamp"] - datagen.pd.Timedelta(
+        days=400
+    )  # away from other tests' windows
     bad["created_at"] = bad["event_timestamp"]
     bad = datagen.to_arrow(bad)
     before = _delta_rows(gov)
@@ -123,7 +130,11 @@ def test_cli_bad_times_are_usage_errors(gov, capsys):
     assert "--start" in err and "not a time: 'yesterday'" in err and "ValueError" not in err
     assert main(["--repo", repo, "validate", "customer_profile", "--end", "-3x"]) == 2
     assert "--end" in capsys.readouterr().err
-    for option, value in (("--reference", "-14d..soon"), ("--current", "2026-13-01..now"), ("--current", "-7d")):
+    for option, value in (
+        ("--reference", "-14d..soon"),
+        ("--current", "2026-13-01..now"),
+        ("--current", "-7d"),
+    ):
         window = ["--reference", "-14d..-7d", "--current", "-7d..now", option, value]
         assert main(["--repo", repo, "monitor", "drift", "customer_profile", *window]) == 2
         err = capsys.readouterr().err
@@ -140,16 +151,31 @@ def test_multi_column_expectations_mask_when_any_column_is_sensitive(gov):
     frame = gov.data.customer_profile.head(20).copy()
     frame["email_domain"] = "leak.example"
     frame["country"] = "leak.example"  # equal to email_domain: the within-record check fails
-    suite = Suite(name="multi", path=Path("multi.json"), expectations=[
-        # email_domain (pii) only as column_B: samples would show its values
-        {"type": "expect_column_pair_values_to_be_equal", "kwargs": {"column_A": "kyc_level", "column_B": "email_domain"}},
-        # country (pseudonymous) inside a column_list
-        {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["kyc_level", "country"]}},
-        {"type": "expect_select_column_values_to_be_unique_within_record",
-         "kwargs": {"column_list": ["country", "email_domain"]}},
-        # no sensitive column: not masked
-        {"type": "expect_column_pair_values_to_be_equal", "kwargs": {"column_A": "kyc_level", "column_B": "account_age_days"}},
-    ])  # fmt: skip
+    suite = Suite(
+        name="multi",
+        path=Path("multi.json"),
+        expectations=[
+            # email_domain (pii) only as column_B: samples would show its values
+            {
+                "type": "expect_column_pair_values_to_be_equal",
+                "kwargs": {"column_A": "kyc_level", "column_B": "email_domain"},
+            },
+            # country (pseudonymous) inside a column_list
+            {
+                "type": "expect_compound_columns_to_be_unique",
+                "kwargs": {"column_list": ["kyc_level", "country"]},
+            },
+            {
+                "type": "expect_select_column_values_to_be_unique_within_record",
+                "kwargs": {"column_list": ["country", "email_domain"]},
+            },
+            # no sensitive column: not masked
+            {
+                "type": "expect_column_pair_values_to_be_equal",
+                "kwargs": {"column_A": "kyc_level", "column_B": "account_age_days"},
+            },
+        ],
+    )
     checks = [c for c in run_checks(view, suite, frame) if c.check != "schema_type"]
     assert len(checks) == 4 and not any(c.success for c in checks[:3])
     text = json.dumps([c.samples for c in checks[:3]] + [c.detail for c in checks[:3]], default=str)

@@ -12,8 +12,10 @@ from fs_platform.governance.validate import validate_offline
 from fs_platform.parity.replay import replay_view
 from fs_platform.views import feature_view, feature_views
 
-KNOWN = ("known: customer_amount_stats, customer_profile, customer_txn_aggregates, customer_txn_rolling, "
-         "merchant_risk_daily, merchant_txn_aggregates")
+KNOWN = (
+    "known: customer_amount_stats, customer_profile, customer_txn_aggregates, customer_txn_rolling, "
+    "merchant_risk_daily, merchant_txn_aggregates"
+)
 
 
 def test_an_unknown_view_is_the_same_one_line_error_everywhere(gov):

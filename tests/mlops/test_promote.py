@@ -27,8 +27,9 @@ def _registry(name: str) -> dict:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, mlflow_store):
     """Staging has the repo's definitions applied; prod starts with an older set (no fraud_model_v2)."""
-    path, _, prefix = seeded_repo(tmp_path_factory.mktemp("promote"),
-                                  {"staging": _registry("staging"), "prod": _registry("prod")})  # fmt: skip
+    path, _, prefix = seeded_repo(
+        tmp_path_factory.mktemp("promote"), {"staging": _registry("staging"), "prod": _registry("prod")}
+    )
     with Platform(path, env="staging") as staging:
         staging.apply()
     with Platform(path, env="prod") as prod:
@@ -58,7 +59,9 @@ def test_proposal_shows_the_diff_and_changes_nothing(repo):
     before = _hash(repo, "prod")
     p = promote.propose(repo, "staging", "prod", proposer="alice")
     assert p.status == "proposed" and p.policy_problems == [] and p.models_checked == 0
-    assert [(c.action, c.kind, c.name) for c in p.changes] == [("create", "feature service", "fraud_model_v2")]
+    assert [(c.action, c.kind, c.name) for c in p.changes] == [
+        ("create", "feature service", "fraud_model_v2")
+    ]
     assert p.source_hash == _hash(repo, "staging") and p.target_hash == before
     assert _hash(repo, "prod") == before  # only proposed
     assert _promotion_events(repo, p.promotion_id) == ["proposed"]
@@ -72,7 +75,13 @@ def test_proposal_shows_the_diff_and_changes_nothing(repo):
     done = promote.apply(repo, "staging", "prod", promotion_id=p.promotion_id, approver="bob")
     assert done.status == "executed"
     assert _hash(repo, "prod") == _hash(repo, "staging")
-    assert _promotion_events(repo, p.promotion_id) == ["proposed", "refused", "refused", "approved", "executed"]
+    assert _promotion_events(repo, p.promotion_id) == [
+        "proposed",
+        "refused",
+        "refused",
+        "approved",
+        "executed",
+    ]
     with pytest.raises(OpsError, match="already executed"):
         promote.apply(repo, "staging", "prod", promotion_id=p.promotion_id, approver="bob")
     assert promote.propose(repo, "staging", "prod", proposer="alice").status == "nothing_to_promote"
@@ -83,8 +92,11 @@ def test_refused_when_a_model_version_needs_a_service_the_target_would_lack(repo
 
     client = mlflow.MlflowClient(mlflow_store)
     client.create_registered_model("fraud_scorer")
-    version = client.create_model_version("fraud_scorer", source=str(repo.parent / "model"), tags={
-        "feast.feature_service": "fraud_model_v2", "feast.project": "payments"})  # fmt: skip
+    version = client.create_model_version(
+        "fraud_scorer",
+        source=str(repo.parent / "model"),
+        tags={"feast.feature_service": "fraud_model_v2", "feast.project": "payments"},
+    )
     with Platform(repo, env="staging") as staging:  # staging drops the service the model uses
         staging.store.registry.delete_feature_service("fraud_model_v2", staging.project, commit=True)
     try:
@@ -120,13 +132,17 @@ def test_refused_when_staging_changed_since_the_proposal_or_breaks_the_policy(re
         assert (done.status, done.rule) == ("refused", "changed_since_proposal")
         fresh = promote.propose(repo, "staging", "prod", proposer="alice")
         assert (fresh.status, fresh.rule) == ("refused", "policy")
-        assert any("scratch_view" in problem and "missing owner" in problem for problem in fresh.policy_problems)
+        assert any(
+            "scratch_view" in problem and "missing owner" in problem for problem in fresh.policy_problems
+        )
 
         args = ["--repo", str(repo), "promote", "--from", "staging", "--to", "prod", "--no-input", "--json"]
         assert main(args) == 3
         shown = json.loads(capsys.readouterr().out)
         assert shown["rule"] == "policy" and shown["status"] == "refused"
-        assert "scratch_view" not in {v.name for v in registered_contents(Platform(repo, env="prod").store).feature_views}
+        assert "scratch_view" not in {
+            v.name for v in registered_contents(Platform(repo, env="prod").store).feature_views
+        }
     finally:
         with Platform(repo, env="staging") as staging:
             staging.store.delete_feature_view("scratch_view")

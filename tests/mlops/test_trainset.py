@@ -25,7 +25,9 @@ def repo(tmp_path_factory, mlflow_store):
     path, data, prefix = seeded_repo(tmp_path_factory.mktemp("trainset"))
     platform = Platform(path)
     platform.apply()
-    entities = data.payments.sample(24, random_state=5)[["customer_id", "merchant_id", "event_timestamp", "amount"]]
+    entities = data.payments.sample(24, random_state=5)[
+        ["customer_id", "merchant_id", "event_timestamp", "amount"]
+    ]
     entities = entities.reset_index(drop=True).assign(label=[i % 2 for i in range(24)])
     entity_file = path.parent / "entities.parquet"
     entities.to_parquet(entity_file)
@@ -39,7 +41,9 @@ def _append_late_payments(platform, data, entities: pd.DataFrame) -> None:
     late = data.payments.iloc[: len(entities)].assign(
         payment_id=range(10**9, 10**9 + len(entities)),
         customer_id=entities["customer_id"].to_numpy(),
-        event_timestamp=(pd.to_datetime(entities["event_timestamp"], utc=True) - timedelta(seconds=1)).to_numpy(),
+        event_timestamp=(
+            pd.to_datetime(entities["event_timestamp"], utc=True) - timedelta(seconds=1)
+        ).to_numpy(),
     )
     table = DeltaTable(str(platform.repo_path / "data" / "payments"))
     write_deltalake(table, microsecond_timestamps(pa_table(late, table)), mode="append")
@@ -69,7 +73,9 @@ def test_built_in_an_mlflow_run_and_reproduced_after_an_append(repo, mlflow_stor
     payments = str(platform.repo_path / "data" / "payments")
     assert params["source.payments_source.table"] == payments
     assert params["source.payments_source.version"] == "0"
-    assert {"source.customer_profile_source.version", "source.merchant_risk_daily_source.version"} <= set(params)
+    assert {"source.customer_profile_source.version", "source.merchant_risk_daily_source.version"} <= set(
+        params
+    )
     (dataset_input,) = run.inputs.dataset_inputs
     source = json.loads(dataset_input.dataset.source)
     # MLflow leaves version 0 out of the source (a falsy check); the run's params carry it too.
@@ -97,12 +103,18 @@ def test_without_mlflow_the_lineage_beside_reproduces_an_sql_entity_set(repo, mo
     platform, data, _ = repo
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     payments = platform.repo_path / "data" / "payments"
-    sql = (f"SELECT customer_id, merchant_id, event_timestamp, amount FROM delta.`{payments}` "
-           "WHERE payment_id < 1000000000 ORDER BY payment_id LIMIT 15")  # fmt: skip
+    sql = (
+        f"SELECT customer_id, merchant_id, event_timestamp, amount FROM delta.`{payments}` "
+        "WHERE payment_id < 1000000000 ORDER BY payment_id LIMIT 15"
+    )
     built = platform.training_set(SERVICE, sql, name="fraud_v1_sql")
     assert built.run_id is None and built.lineage["mlflow"] is None
-    assert built.lineage["entities"] == {"kind": "sql", "sql": sql, "rows": 15,
-                                         "columns": ["customer_id", "merchant_id", "event_timestamp", "amount"]}  # fmt: skip
+    assert built.lineage["entities"] == {
+        "kind": "sql",
+        "sql": sql,
+        "rows": 15,
+        "columns": ["customer_id", "merchant_id", "event_timestamp", "amount"],
+    }
     before = built.to_df()
     _append_late_payments(platform, data, before)
     again = platform.reproduce_training_set("fraud_v1_sql")  # by name, from the JSON beside it
@@ -113,7 +125,21 @@ def test_without_mlflow_the_lineage_beside_reproduces_an_sql_entity_set(repo, mo
 def test_cli_build_and_reproduce(repo, capsys, tmp_path):
     platform, _, entity_file = repo
     args = ["--repo", str(platform.repo_path), "--json", "trainset"]
-    assert main([*args, "build", "--feature-service", SERVICE, "--entities", str(entity_file), "--name", "cli_set"]) == 0
+    assert (
+        main(
+            [
+                *args,
+                "build",
+                "--feature-service",
+                SERVICE,
+                "--entities",
+                str(entity_file),
+                "--name",
+                "cli_set",
+            ]
+        )
+        == 0
+    )
     built = json.loads(capsys.readouterr().out)
     assert built["rows"] == 24 and built["lineage"]["feature_service"] == SERVICE
     out = tmp_path / "rows.parquet"
@@ -142,10 +168,17 @@ def test_registry_hash_is_the_same_in_another_process(repo):
     from fs_platform.mlops.registry import registered_contents, registry_hash
 
     platform = repo[0]
-    code = ("import sys; from fs_platform.platform import Platform; from fs_platform.mlops.registry import "
-            "registered_contents, registry_hash; print(registry_hash(registered_contents(Platform(sys.argv[1]).store)))")  # fmt: skip
-    other = subprocess.run([sys.executable, "-c", code, str(platform.repo_path)], capture_output=True, text=True,
-                           timeout=120, check=True).stdout.strip()  # fmt: skip
+    code = (
+        "import sys; from fs_platform.platform import Platform; from fs_platform.mlops.registry import "
+        "registered_contents, registry_hash; print(registry_hash(registered_contents(Platform(sys.argv[1]).store)))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code, str(platform.repo_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.strip()
     assert other == registry_hash(registered_contents(platform.store))
 
 
@@ -157,10 +190,15 @@ def test_tracking_uri_from_the_config_wins_over_the_environment(example_repo, mo
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
     assert tracking.tracking_uri(load_config(example_repo)) == "http://from-env:5000"
-    (example_repo / "envs" / "staging.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "http://staging:5000"}}))
+    (example_repo / "envs" / "staging.yaml").write_text(
+        yaml.safe_dump({"mlflow": {"tracking_uri": "http://staging:5000"}})
+    )
     assert tracking.tracking_uri(load_config(example_repo, "staging")) == "http://staging:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.tracking_uri(load_config(example_repo)) is None and tracking.mlflow_for(load_config(example_repo)) is None
+    assert (
+        tracking.tracking_uri(load_config(example_repo)) is None
+        and tracking.mlflow_for(load_config(example_repo)) is None
+    )
 
 
 def test_a_file_store_without_its_flag_is_one_line_naming_the_flag(repo, monkeypatch, tmp_path):

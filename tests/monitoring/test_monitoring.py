@@ -36,8 +36,21 @@ HERE = Path(__file__).resolve().parent
 TARGET_LABELS = {"job", "instance"}
 
 # -- a small PromQL reader: the metric selectors of an expression --------------------------------------
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-             "offset", "inf", "nan"}  # fmt: skip
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 _GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _SELECTOR = re.compile(r"(?<![\w:.$])([a-zA-Z_:][\w:]*)\s*(\{[^}]*\})?(\s*\()?")
 
@@ -57,8 +70,10 @@ def selectors(expr: str) -> list[tuple[str, set[str]]]:
 
 
 def test_the_selector_reader_finds_metrics_and_matchers():
-    expr = ('sum by (topic, le) (rate(a_bucket{topic="x", le!="+Inf"}[5m])) / on (view) group_left '
-            'max by (view) (b) > bool 0.99 or vector(1) and time() - c_total{job=~"fs.*"} offset 5m')
+    expr = (
+        'sum by (topic, le) (rate(a_bucket{topic="x", le!="+Inf"}[5m])) / on (view) group_left '
+        'max by (view) (b) > bool 0.99 or vector(1) and time() - c_total{job=~"fs.*"} offset 5m'
+    )
     assert selectors(expr) == [("a_bucket", {"topic", "le"}), ("b", set()), ("c_total", {"job"})]
 
 
@@ -77,7 +92,9 @@ def _import_every_module() -> None:
 def _parity_textfile(tmp: Path) -> str:
     from fs_platform.parity.report import FeatureStats, ParityReport, Timings, ViewReport, write_prometheus
 
-    view = ViewReport("customer_profile", 10, 10, None, 0.0, 3, [FeatureStats("avg_amount_30d", "float", False, 10)])
+    view = ViewReport(
+        "customer_profile", 10, 10, None, 0.0, 3, [FeatureStats("avg_amount_30d", "float", False, 10)]
+    )
     report = ParityReport(datetime.now(UTC), 0, 10, 0.01, [view], Timings(0, 0, 0, 0, 0))
     path = tmp / "parity.prom"
     write_prometheus(report, str(path))
@@ -135,7 +152,8 @@ def test_every_exported_metric_is_on_a_dashboard(exported):
 def test_export_writes_grafana_models_and_the_rule_file(tmp_path):
     written = export(tmp_path)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == sorted(
-        [f"grafana/{d.uid}.json" for d in DASHBOARDS] + [f"prometheus/{ALERTS_FILE}"])
+        [f"grafana/{d.uid}.json" for d in DASHBOARDS] + [f"prometheus/{ALERTS_FILE}"]
+    )
     for d in DASHBOARDS:
         model = json.loads((tmp_path / "grafana" / f"{d.uid}.json").read_text())
         assert model["uid"] == d.uid and model["templating"]["list"][0]["type"] == "datasource"
@@ -160,9 +178,17 @@ def test_the_cli_exports_and_refuses_a_file_as_the_directory(tmp_path):
     assert done.exit_code == 0, done.output
     assert len(json.loads(done.stdout)["written"]) == len(DASHBOARDS) + 1
     (tmp_path / "file").write_text("")
-    refused = subprocess.run([sys.executable, "-m", "fs_platform.cli.main", "observability", "export",
-                              str(tmp_path / "file")], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert refused.returncode == 2 and "is not a directory" in refused.stderr and "Traceback" not in refused.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "fs_platform.cli.main", "observability", "export", str(tmp_path / "file")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        refused.returncode == 2
+        and "is not a directory" in refused.stderr
+        and "Traceback" not in refused.stderr
+    )
 
 
 # -- promtool -----------------------------------------------------------------------------------------
@@ -199,8 +225,12 @@ def test_every_alert_has_a_firing_unit_test():
 
 
 def test_every_dashboard_expression_parses(tmp_path):
-    rules = [{"record": f"fs:dashboard_check:{i}", "expr": expr.replace(RATE, "5m")}
-             for i, (_, expr) in enumerate(e for e in _all_expressions() if e[0].startswith("dashboard"))]
-    (tmp_path / "dashboards.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    rules = [
+        {"record": f"fs:dashboard_check:{i}", "expr": expr.replace(RATE, "5m")}
+        for i, (_, expr) in enumerate(e for e in _all_expressions() if e[0].startswith("dashboard"))
+    ]
+    (tmp_path / "dashboards.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]})
+    )
     check = _run("check", "rules", "dashboards.yaml", cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -111,8 +111,17 @@ def parity_repo(tmp_path_factory) -> tuple[Path, datagen.Dataset]:
     )
     store = FeatureStore(config=load_config(repo), repo_path=str(repo))
     # The repo's on-demand view and feature services are left out: parity never reads them.
-    store.apply([defs.customer, defs.merchant, defs.merchant_risk_daily, defs.customer_profile,
-                 defs.customer_txn_aggregates, last_payment_view(defs), core])  # fmt: skip
+    store.apply(
+        [
+            defs.customer,
+            defs.merchant,
+            defs.merchant_risk_daily,
+            defs.customer_profile,
+            defs.customer_txn_aggregates,
+            last_payment_view(defs),
+            core,
+        ]
+    )
     return repo, data
 
 
@@ -130,10 +139,16 @@ def last_payment_view(defs):
 
     from fs_platform.plugins.delta import DeltaSource
 
-    source = DeltaSource(name="last_payment_source", path="data/last_payment", timestamp_field="event_timestamp",
-                         created_timestamp_column="created_at")
+    source = DeltaSource(
+        name="last_payment_source",
+        path="data/last_payment",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_at",
+    )
     return FeatureView(
-        name="last_payment", entities=[defs.customer], ttl=timedelta(days=1),
+        name="last_payment",
+        entities=[defs.customer],
+        ttl=timedelta(days=1),
         schema=[Field(name="merchant_id", dtype=Int64), Field(name="amount", dtype=Float64)],
         source=PushSource(name="last_payment_push", batch_source=source),
         tags={"freshness_sla": "15m"},

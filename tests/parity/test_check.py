@@ -88,8 +88,12 @@ def test_changed_value_is_value_mismatch_and_pii_is_masked(stores, tmp_path):
     row = newest(stores.data.customer_profile, "customer_id", customer)
     offline_domain = row.email_domain.iloc[0]
     # Same event, later created_at: the store accepts it as a correction of that event.
-    bad = changed(row, kyc_level=(int(row.kyc_level.iloc[0]) + 1) % 4, email_domain="canary-leak.example",
-                  created_at=row.created_at.iloc[0] + timedelta(seconds=5))  # fmt: skip
+    bad = changed(
+        row,
+        kyc_level=(int(row.kyc_level.iloc[0]) + 1) % 4,
+        email_domain="canary-leak.example",
+        created_at=row.created_at.iloc[0] + timedelta(seconds=5),
+    )
     stores.write("customer_profile", bad)
     report, view, by_feature = _check_profile(stores, customer)
     assert by_feature["kyc_level"].counts["value_mismatch"] == 1
@@ -114,8 +118,11 @@ def test_an_offline_correction_not_yet_materialized_is_online_stale(stores):
     value mismatch, and the example says why."""
     customer = _profile_customer(stores, 1)
     row = newest(stores.data.customer_profile, "customer_id", customer)
-    first_write = changed(row, kyc_level=(int(row.kyc_level.iloc[0]) + 1) % 4,
-                          created_at=row.created_at.iloc[0] - timedelta(seconds=5))  # fmt: skip
+    first_write = changed(
+        row,
+        kyc_level=(int(row.kyc_level.iloc[0]) + 1) % 4,
+        created_at=row.created_at.iloc[0] - timedelta(seconds=5),
+    )
     stores.client().delete(stores.key("customer_profile", customer_id=customer))
     stores.write("customer_profile", first_write)
     report, view, by_feature = _check_profile(stores, customer)
@@ -148,10 +155,16 @@ def test_held_back_offline_copy_is_online_ahead_within_lag_and_missing_offline_a
     row = newest(rows, "customer_id", active)
     now = utcnow()
     # The stream wrote online; the offline sink has not landed it yet (held back).
-    stores.write("last_payment", changed(row, event_timestamp=pd.Timestamp(now), created_at=pd.Timestamp(now),
-                                         amount=99.0))  # fmt: skip
-    ghost = changed(row, customer_id=987654321, event_timestamp=pd.Timestamp(now - timedelta(hours=3)),
-                    created_at=pd.Timestamp(now - timedelta(hours=3)))  # fmt: skip
+    stores.write(
+        "last_payment",
+        changed(row, event_timestamp=pd.Timestamp(now), created_at=pd.Timestamp(now), amount=99.0),
+    )
+    ghost = changed(
+        row,
+        customer_id=987654321,
+        event_timestamp=pd.Timestamp(now - timedelta(hours=3)),
+        created_at=pd.Timestamp(now - timedelta(hours=3)),
+    )
     stores.write("last_payment", ghost)  # online only, three hours ago: the offline write was lost
     keys = pa.table({"customer_id": [active, 987654321]})
     report = check(stores.store, views=["last_payment"], entities=keys, as_of=now + timedelta(seconds=1))
@@ -161,8 +174,13 @@ def test_held_back_offline_copy_is_online_ahead_within_lag_and_missing_offline_a
     assert total.tolerated == 2 and total.breaching == 2
     assert view.allowed_lag_s == 15 * 60  # the view's freshness_sla
     # A wider allowed lag turns the lost write into lag as well.
-    relaxed = check(stores.store, views=["last_payment"], entities=keys, as_of=now + timedelta(seconds=1),
-                    allowed_lag=timedelta(hours=4))  # fmt: skip
+    relaxed = check(
+        stores.store,
+        views=["last_payment"],
+        entities=keys,
+        as_of=now + timedelta(seconds=1),
+        allowed_lag=timedelta(hours=4),
+    )
     assert _only(relaxed, "last_payment").total().counts["online_ahead"] == 4
     assert relaxed.verdict == "ok"
 
@@ -177,7 +195,9 @@ def test_aggregation_view_online_tiles_equal_spark_and_a_lost_tile_is_a_value_mi
     recent = pay[pay.event_timestamp > pay.event_timestamp.max() - timedelta(hours=20)]
     victim = int(recent.customer_id.value_counts().index[0])
     stores.client().delete(stores.key("customer_txn_aggregates", customer_id=victim))
-    report = check(stores.store, views=["customer_txn_aggregates"], entities=pa.table({"customer_id": [victim]}))
+    report = check(
+        stores.store, views=["customer_txn_aggregates"], entities=pa.table({"customer_id": [victim]})
+    )
     by_feature = {f.feature: f for f in _only(report, "customer_txn_aggregates").features}
     assert by_feature["txn_count_24h"].counts["value_mismatch"] == 1
     assert report.verdict == "breach"
@@ -294,7 +314,12 @@ def test_expected_aggregates_equal_the_naive_reference(stores):
     (target,) = resolve(stores.store, ["customer_txn_aggregates"])[0]
     src = view_source(target, stores.store.config)
     keys = sample_keys(io, src, as_of, 40, 2, timedelta(days=1))
-    ours = expected_aggregates(io, src, keys, as_of).to_pandas().sort_values("customer_id").reset_index(drop=True)
+    ours = (
+        expected_aggregates(io, src, keys, as_of)
+        .to_pandas()
+        .sort_values("customer_id")
+        .reset_index(drop=True)
+    )
     requests = pd.DataFrame({"customer_id": ours["customer_id"], "event_timestamp": as_of})
     want = expected(spec_of(target.view), stores.data.payments, requests)
     assert len(ours) == 40
@@ -315,7 +340,9 @@ def test_keys_of_a_pii_entity_are_masked_in_examples(stores):
     try:
         customer = _profile_customer(stores, 1)
         stores.client().delete(stores.key("customer_profile", customer_id=customer))
-        report = check(stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]}))
+        report = check(
+            stores.store, views=["customer_profile"], entities=pa.table({"customer_id": [customer]})
+        )
     finally:
         stores.store.apply([original])
     (example,) = _only(report, "customer_profile").examples

@@ -30,8 +30,15 @@ def test_breach_exits_three_and_masks_pii_in_both_outputs(stores, parity_repo, t
     customer = int(profile.customer_id.value_counts().index[-1])
     row = newest(profile, "customer_id", customer)
     secret = row.email_domain.iloc[0]
-    stores.write("customer_profile", changed(row, email_domain="canary-leak.example", country="QQ",
-                                             created_at=row.created_at.iloc[0] + timedelta(seconds=1)))  # fmt: skip
+    stores.write(
+        "customer_profile",
+        changed(
+            row,
+            email_domain="canary-leak.example",
+            country="QQ",
+            created_at=row.created_at.iloc[0] + timedelta(seconds=1),
+        ),
+    )
     entities = tmp_path / "entities.csv"
     entities.write_text(f"customer_id\n{customer}\n")
     prom = tmp_path / "parity.prom"
@@ -64,8 +71,15 @@ def test_a_header_only_entities_file_is_no_entities_exit_four(stores, parity_rep
     """No keys at all (#21.10: crashed with ArrowNotImplementedError): nothing checked, exit 4."""
     entities = tmp_path / "empty.csv"
     entities.write_text("customer_id,merchant_id\n")
-    human = _run(parity_repo[0], "--views", "customer_profile", "--views", "merchant_risk_daily",
-                 "--entities", str(entities))  # fmt: skip
+    human = _run(
+        parity_repo[0],
+        "--views",
+        "customer_profile",
+        "--views",
+        "merchant_risk_daily",
+        "--entities",
+        str(entities),
+    )
     assert human.exit_code == 4, human.output
     assert "no data: no entities to check for customer_profile" in human.stdout and "NO_DATA" in human.stdout
     machine = _run(parity_repo[0], "--views", "customer_profile", "--entities", str(entities), "--json")
@@ -81,8 +95,19 @@ def test_errors_are_one_line_exit_one(stores, parity_repo, capsys):
 
 
 def test_replay_command_renders_json(parity_repo):
-    args = ["--repo", str(parity_repo[0]), "parity", "replay", "--customers", "40", "--days", "1", "--json",
-            "--tolerance", "avg_amount_24h:abs=0.0002"]  # fmt: skip
+    args = [
+        "--repo",
+        str(parity_repo[0]),
+        "parity",
+        "replay",
+        "--customers",
+        "40",
+        "--days",
+        "1",
+        "--json",
+        "--tolerance",
+        "avg_amount_24h:abs=0.0002",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -96,8 +121,16 @@ def test_a_past_as_of_with_keys_expired_since_exits_zero(stores, parity_repo, tm
     customer, as_of = _expired_since(stores)
     entities = tmp_path / "entities.csv"
     entities.write_text(f"customer_id\n{customer}\n")
-    result = _run(parity_repo[0], "--views", "last_payment", "--entities", str(entities),
-                  "--as-of", as_of.isoformat(), "--json")  # fmt: skip
+    result = _run(
+        parity_repo[0],
+        "--views",
+        "last_payment",
+        "--entities",
+        str(entities),
+        "--as-of",
+        as_of.isoformat(),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     counts = json.loads(result.stdout)["views"][0]["total"]["counts"]
     assert counts["missing_online"] == 0 and counts["ttl_expired"] == 2

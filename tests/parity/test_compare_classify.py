@@ -45,7 +45,13 @@ def test_floats_use_absolute_or_relative_tolerance():
 def test_null_and_nan_are_explicit():
     nan = math.nan
     assert _cmp(V.DOUBLE, [None, nan, nan, None, 1.0, math.inf], [None, nan, 1.0, nan, None, math.inf]) == [
-        M, M, VM, VM, VM, M]  # fmt: skip
+        M,
+        M,
+        VM,
+        VM,
+        VM,
+        M,
+    ]
     assert _cmp(V.DOUBLE, [None, nan], [nan, None], Tolerance(nan_is_null=True)) == [M, M]
 
 
@@ -69,8 +75,12 @@ LAG = HOUR // 4
 
 
 def _classify(on_state, on_us, off_present, off_us):
-    sides = RowSides(np.array([on_state], np.int8), np.array([on_us], np.int64),
-                     np.array([off_present]), np.array([off_us], np.int64))  # fmt: skip
+    sides = RowSides(
+        np.array([on_state], np.int8),
+        np.array([on_us], np.int64),
+        np.array([off_present]),
+        np.array([off_us], np.int64),
+    )
     out, tolerated = classify_rows(sides, NOW, TTL, LAG, future_us=NOW + 60_000_000)
     return int(out[0]), bool(tolerated[0])
 
@@ -114,7 +124,10 @@ def test_same_event_with_an_older_online_created_time_is_compared_as_possibly_st
     event = 1_000
     n = 4
     sides = RowSides(
-        np.full(n, SERVED, np.int8), np.full(n, event, np.int64), np.ones(n, bool), np.full(n, event, np.int64),
+        np.full(n, SERVED, np.int8),
+        np.full(n, event, np.int64),
+        np.ones(n, bool),
+        np.full(n, event, np.int64),
         online_created_us=np.array([5, 9, 9, 9], np.int64),
         offline_created_us=np.array([9, 9, 5, np.iinfo(np.int64).min], np.int64),
     )
@@ -128,7 +141,14 @@ def test_vectorised_path_agrees_with_the_per_value_rules():
     """No nulls and valid types take the numpy path; it must give the same answers."""
     nan = math.nan
     tol = Tolerance(abs_tol=0.01, rel_tol=0.0)
-    assert _cmp(V.DOUBLE, [1.0, 1.005, 1.02, 3, nan, nan], [1.0, 1.0, 1.0, 3.0, nan, 2.0], tol) == [M, M, VM, M, M, VM]
+    assert _cmp(V.DOUBLE, [1.0, 1.005, 1.02, 3, nan, nan], [1.0, 1.0, 1.0, 3.0, nan, 2.0], tol) == [
+        M,
+        M,
+        VM,
+        M,
+        M,
+        VM,
+    ]
     assert _cmp(V.INT64, [1, 2, 2**40], [1, 3, 2**40]) == [M, VM, M]
     assert _cmp(V.STRING, ["NG", "KE"], ["NG", "ke"]) == [M, VM]
     assert _cmp(V.BOOL, [True, False], [True, True]) == [M, VM]
@@ -160,8 +180,12 @@ READ = NOW + 45 * 60_000_000  # a check pinned 45 minutes in the past (the runbo
 )
 def test_a_past_as_of_is_classified_against_the_time_of_the_read(online, offline, expected):
     """#14.7: online keeps no history; the read happens after as_of."""
-    sides = RowSides(np.array([online[0]], np.int8), np.array([online[1]], np.int64),
-                     np.array([offline[0]]), np.array([offline[1]], np.int64))  # fmt: skip
+    sides = RowSides(
+        np.array([online[0]], np.int8),
+        np.array([online[1]], np.int64),
+        np.array([offline[0]]),
+        np.array([offline[1]], np.int64),
+    )
     out, tolerated = classify_rows(sides, NOW, TTL, LAG, future_us=READ + 60_000_000, read_us=READ)
     assert (int(out[0]), bool(tolerated[0])) == (int(expected[0]), expected[1])
 
@@ -171,16 +195,31 @@ def test_ahead_and_lost_details_never_contradict_themselves():
     from fs_platform.parity.check import _detail
 
     minute = 60_000_000
-    ahead = _detail(Outcome.ONLINE_AHEAD, SERVED, NOW - 10 * minute, NOW - 34 * minute, 1.0, "DOUBLE",
-                    NOW, TTL, LAG, NOW)  # fmt: skip
+    ahead = _detail(
+        Outcome.ONLINE_AHEAD, SERVED, NOW - 10 * minute, NOW - 34 * minute, 1.0, "DOUBLE", NOW, TTL, LAG, NOW
+    )
     assert ahead == "online event 10m old, within the allowed lag 15m; offline's newest row is 24m older"
-    since = _detail(Outcome.ONLINE_AHEAD, SERVED, NOW + 24 * minute, NOW - minute, 1.0, "DOUBLE",
-                    NOW, TTL, LAG, READ)  # fmt: skip
+    since = _detail(
+        Outcome.ONLINE_AHEAD, SERVED, NOW + 24 * minute, NOW - minute, 1.0, "DOUBLE", NOW, TTL, LAG, READ
+    )
     assert since.startswith("online event is 24m after as_of: written since")
-    lost = _detail(Outcome.MISSING_OFFLINE, SERVED, NOW - 24 * minute, NOW - 48 * minute, 1.0, "DOUBLE",
-                   NOW, TTL, LAG, NOW)  # fmt: skip
-    assert lost == ("online event 24m old, more than the allowed lag 15m, is not in the offline table "
-                    "(its newest row is 24m older)")
-    expired = _detail(Outcome.TTL_EXPIRED, ABSENT, None, NOW - TTL + 10 * minute, None, "DOUBLE",
-                      NOW, TTL, LAG, READ)  # fmt: skip
+    lost = _detail(
+        Outcome.MISSING_OFFLINE,
+        SERVED,
+        NOW - 24 * minute,
+        NOW - 48 * minute,
+        1.0,
+        "DOUBLE",
+        NOW,
+        TTL,
+        LAG,
+        NOW,
+    )
+    assert lost == (
+        "online event 24m old, more than the allowed lag 15m, is not in the offline table "
+        "(its newest row is 24m older)"
+    )
+    expired = _detail(
+        Outcome.TTL_EXPIRED, ABSENT, None, NOW - TTL + 10 * minute, None, "DOUBLE", NOW, TTL, LAG, READ
+    )
     assert "ran out 35m before the online read" in expired and "not checkable" in expired

@@ -38,8 +38,12 @@ class Totals:
         c = record["customer_id"]
         self.count[c] = self.count.get(c, 0) + 1
         self.total[c] = self.total.get(c, 0.0) + record["amount"]
-        return {"customer_id": c, "event_timestamp": record["event_timestamp"],
-                "txn_count": self.count[c], "amount_total": self.total[c]}
+        return {
+            "customer_id": c,
+            "event_timestamp": record["event_timestamp"],
+            "txn_count": self.count[c],
+            "amount_total": self.total[c],
+        }
 
 
 class _CountsTwiceSometimes(Totals):
@@ -65,8 +69,15 @@ class _DropsEvents(Totals):
 
 
 def _replay(events, hook, **kw):
-    return replay(events, stream=stream_path(hook), batch=batch_totals, view="totals", keys=["customer_id"],
-                  features=FEATURES, **kw)
+    return replay(
+        events,
+        stream=stream_path(hook),
+        batch=batch_totals,
+        view="totals",
+        keys=["customer_id"],
+        features=FEATURES,
+        **kw,
+    )
 
 
 def test_equal_paths_match(events):

@@ -32,10 +32,18 @@ def served(stores, tmp_path, monkeypatch):
     path = tmp_path / "served"
     settings = ServeSettings(
         deadline_ms=5000.0,
-        auth={"mode": "api_key", "identities": [
-            {"name": "scoring", "key_env": "FS_SKEW_TEST_KEY", "roles": [ONLINE_READER, PSEUDONYMOUS_READER]}]},
+        auth={
+            "mode": "api_key",
+            "identities": [
+                {
+                    "name": "scoring",
+                    "key_env": "FS_SKEW_TEST_KEY",
+                    "roles": [ONLINE_READER, PSEUDONYMOUS_READER],
+                }
+            ],
+        },
         served_log={"sample": 1.0, "path": str(path), "flush_s": 3600},
-    )  # fmt: skip
+    )
     app = ServeApp(stores.store, settings)
     app.warm()
     yield app, str(path)
@@ -49,9 +57,19 @@ def _entities(stores, n: int = 3) -> dict[str, list]:
 
 
 def _serve(app, entities, version: str, request_id: str) -> None:
-    headers = {"X-API-Key": KEY, "X-Request-Id": request_id, "X-Model-Name": "fraud", "X-Model-Version": version}
-    status, _, body = request(app, "POST", "/get-online-features", {"feature_service": SERVICE, "entities": entities},
-                              headers=headers)  # fmt: skip
+    headers = {
+        "X-API-Key": KEY,
+        "X-Request-Id": request_id,
+        "X-Model-Name": "fraud",
+        "X-Model-Version": version,
+    }
+    status, _, body = request(
+        app,
+        "POST",
+        "/get-online-features",
+        {"feature_service": SERVICE, "entities": entities},
+        headers=headers,
+    )
     assert status == 200, body
 
 
@@ -59,8 +77,10 @@ def _inject(stores, customer: int) -> int:
     """Overwrite the customer's online kyc_level (a correction the offline store never got); the old value."""
     row = newest(stores.data.customer_profile, "customer_id", customer)
     old = int(row.kyc_level.iloc[0])
-    stores.write("customer_profile", changed(row, kyc_level=(old + 1) % 4,
-                                             created_at=row.created_at.iloc[0] + timedelta(seconds=5)))  # fmt: skip
+    stores.write(
+        "customer_profile",
+        changed(row, kyc_level=(old + 1) % 4, created_at=row.created_at.iloc[0] + timedelta(seconds=5)),
+    )
     return old
 
 
@@ -70,8 +90,22 @@ def _view(report, name):
 
 
 def _cli(stores, parity_repo, table, *args):
-    return CliRunner().invoke(cli, ["--repo", str(parity_repo[0]), "parity", "skew", "--feature-service", SERVICE,
-                                    "--since", "1h", "--table", table, *args])  # fmt: skip
+    return CliRunner().invoke(
+        cli,
+        [
+            "--repo",
+            str(parity_repo[0]),
+            "parity",
+            "skew",
+            "--feature-service",
+            SERVICE,
+            "--since",
+            "1h",
+            "--table",
+            table,
+            *args,
+        ],
+    )
 
 
 def test_a_healthy_system_reports_no_skew(stores, served, parity_repo):
@@ -84,7 +118,11 @@ def test_a_healthy_system_reports_no_skew(stores, served, parity_repo):
     report = skew(stores.store, SERVICE, since=timedelta(hours=1), table=table)
     assert report.verdict == "ok" and report.logged_rows == 12 and list(report.groups) == ["all"]
     group = report.groups["all"]
-    assert {v.view for v in group.views} == {"merchant_risk_daily", "customer_profile", "customer_txn_aggregates"}
+    assert {v.view for v in group.views} == {
+        "merchant_risk_daily",
+        "customer_profile",
+        "customer_txn_aggregates",
+    }
     for v in group.views:
         assert v.entities == 12 and v.total().compared > 0, v.view
         assert v.total().mismatched == 0, (v.view, v.total().counts, group.example_lines())
@@ -151,7 +189,9 @@ def test_by_model_version_separates_a_healthy_version_from_a_skewed_one(stores, 
     assert payload["groups"]["v1"]["verdict"] == "ok" and payload["groups"]["v2"]["verdict"] == "breach"
 
 
-def test_an_empty_window_is_no_data_and_a_missing_log_is_one_line(stores, served, parity_repo, tmp_path, capsys):
+def test_an_empty_window_is_no_data_and_a_missing_log_is_one_line(
+    stores, served, parity_repo, tmp_path, capsys
+):
     from fs_platform.cli.main import main
 
     app, table = served
@@ -160,8 +200,16 @@ def test_an_empty_window_is_no_data_and_a_missing_log_is_one_line(stores, served
     result = _cli(stores, parity_repo, table, "--until", "-2h")
     assert result.exit_code == exit_codes.NO_DATA, result.output
     assert "no data: no logged rows in the window" in result.output
-    args = ["--repo", str(parity_repo[0]), "parity", "skew", "--feature-service", SERVICE, "--table",
-            str(tmp_path / "nothing-here")]  # fmt: skip
+    args = [
+        "--repo",
+        str(parity_repo[0]),
+        "parity",
+        "skew",
+        "--feature-service",
+        SERVICE,
+        "--table",
+        str(tmp_path / "nothing-here"),
+    ]
     assert main(args) == exit_codes.ERROR
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no served-feature log at" in err[0] and "served_log.sample" in err[0]

@@ -59,11 +59,18 @@ class CustomerTxnAggregates:
             raise ValueError("event is more than 24 hours older than the customer's latest")
         n10, c10, n1h, c1h, n24, c24 = out
         a24 = c24 / 100
-        return {"customer_id": payment["customer_id"], "event_timestamp": ts,
-                "txn_count_10m": n10, "txn_count_1h": n1h, "txn_count_24h": n24,
-                "txn_amount_10m": c10 / 100, "txn_amount_1h": c1h / 100, "txn_amount_24h": a24,
-                # numpy's rounding (rint(x * 1e4) / 1e4), as the batch definition's .round(4)
-                "avg_amount_24h": round(a24 / n24 * 10_000) / 10_000}
+        return {
+            "customer_id": payment["customer_id"],
+            "event_timestamp": ts,
+            "txn_count_10m": n10,
+            "txn_count_1h": n1h,
+            "txn_count_24h": n24,
+            "txn_amount_10m": c10 / 100,
+            "txn_amount_1h": c1h / 100,
+            "txn_amount_24h": a24,
+            # numpy's rounding (rint(x * 1e4) / 1e4), as the batch definition's .round(4)
+            "avg_amount_24h": round(a24 / n24 * 10_000) / 10_000,
+        }
 
     # -- per poll batch (the ingestor's fast path) --------------------------------------------------
     def batch(self, columns: dict) -> tuple[dict, list[int]]:
@@ -92,8 +99,12 @@ class CustomerTxnAggregates:
         return {
             "customer_id": np.asarray(customers, dtype=np.int64),
             "event_timestamp": np.asarray(ts_list, dtype=np.int64),
-            "txn_count_10m": agg[:, 0], "txn_count_1h": agg[:, 2], "txn_count_24h": agg[:, 4],
-            "txn_amount_10m": agg[:, 1] / 100, "txn_amount_1h": agg[:, 3] / 100, "txn_amount_24h": a24,
+            "txn_count_10m": agg[:, 0],
+            "txn_count_1h": agg[:, 2],
+            "txn_count_24h": agg[:, 4],
+            "txn_amount_10m": agg[:, 1] / 100,
+            "txn_amount_1h": agg[:, 3] / 100,
+            "txn_amount_24h": a24,
             "avg_amount_24h": np.round(a24 / agg[:, 4], 4),
         }, rejected
 
@@ -151,7 +162,7 @@ class CustomerTxnAggregates:
             out = []
             for span in (_SPAN_10M, _SPAN_1H, _DAY_US):
                 lo = bisect_right(tl, ts - span, c.h24, p)
-                out += (p + 1 - lo, sum(cl[lo:p + 1]))
+                out += (p + 1 - lo, sum(cl[lo : p + 1]))
             out = tuple(out)
         self._bookkeep(ts)
         return out

@@ -37,7 +37,10 @@ def redis_delta_store(repo: Path, redis_url: str, project: str | None = None):
         provider="local",
         registry={"path": str(repo / "registry.db"), "cache_ttl_seconds": 0},
         offline_store={"type": "fs_platform.plugins.delta.offline_store.DeltaOfflineStore"},
-        online_store={"type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore", "url": redis_url},
+        online_store={
+            "type": "fs_platform.plugins.redis_store.online_store.RedisOnlineStore",
+            "url": redis_url,
+        },
         batch_engine={"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"},
         repo_path=str(repo),
         entity_key_serialization_version=3,

@@ -40,7 +40,9 @@ customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueTy
 def _view(source=None, where=col("channel") != "test"):
     """Every function; tiles of 1m, 5m, 1h and 1d; windows of one tile (1h at 1h) up to 168 tiles
     (7d at 1h); boolean and expression inputs; a filter that drops null channels too."""
-    src = source or FileSource(name="events", path="/nonexistent/events.parquet", timestamp_field="event_timestamp")
+    src = source or FileSource(
+        name="events", path="/nonexistent/events.parquet", timestamp_field="event_timestamp"
+    )
     return aggregation_view(
         name="agg",
         entities=[customer],
@@ -84,7 +86,9 @@ def _events(rows: list[tuple]) -> pa.Table:
     )
 
 
-EVENT_SCHEMA = "customer_id bigint, event_timestamp timestamp, amount double, approved boolean, channel string"
+EVENT_SCHEMA = (
+    "customer_id bigint, event_timestamp timestamp, amount double, approved boolean, channel string"
+)
 
 
 def _event_frame(spark, table: pa.Table):
@@ -95,17 +99,28 @@ def _requests(rows: list[tuple], zone: str | None) -> pd.DataFrame:
     """rows: (customer_id, time); times shown in ``zone`` (None: naive UTC)."""
     stamps = pd.to_datetime([t for _, t in rows], utc=True)
     stamps = stamps.tz_convert(zone) if zone else stamps.tz_localize(None)
-    return pd.DataFrame({"label": range(len(rows)), "customer_id": [k for k, _ in rows], "event_timestamp": stamps})
+    return pd.DataFrame(
+        {"label": range(len(rows)), "customer_id": [k for k, _ in rows], "event_timestamp": stamps}
+    )
 
 
 def _run(spark, events: pa.Table, requests: pd.DataFrame, spec=SPEC, partitions: int = 3) -> pd.DataFrame:
     entity = spark.createDataFrame(
-        pa.Table.from_pandas(requests.assign(event_timestamp=pd.to_datetime(requests["event_timestamp"], utc=True)),
-                             preserve_index=False)
-    )  # fmt: skip
+        pa.Table.from_pandas(
+            requests.assign(event_timestamp=pd.to_datetime(requests["event_timestamp"], utc=True)),
+            preserve_index=False,
+        )
+    )
     outputs = {f.name: f"out_{f.name}" for f in spec.features}
-    frame = as_of(entity, "event_timestamp", ["customer_id"], spec, _event_frame(spark, events), outputs,
-                  partitions=partitions)  # fmt: skip
+    frame = as_of(
+        entity,
+        "event_timestamp",
+        ["customer_id"],
+        spec,
+        _event_frame(spark, events),
+        outputs,
+        partitions=partitions,
+    )
     result = frame.toPandas().sort_values("label").reset_index(drop=True)
     assert len(result) == len(requests)
     return result.rename(columns={v: k for k, v in outputs.items()})
@@ -129,14 +144,20 @@ offsets = st.one_of(
     st.builds(lambda s: timedelta(seconds=s), st.integers(-3 * 86400, 2 * 86400)),
 )
 amounts = st.one_of(
-    st.none(), st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 5.0]),
+    st.none(),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 5.0]),
     st.floats(-60, 500, allow_nan=False).map(lambda x: round(x, 2)),
-)  # fmt: skip
+)
 event_rows = st.lists(
-    st.tuples(st.one_of(st.integers(1, 3), st.just(None)), st.one_of(offsets, st.just(None)), amounts,
-              st.one_of(st.booleans(), st.none()), st.sampled_from(["web", "pos", "test", None])),
+    st.tuples(
+        st.one_of(st.integers(1, 3), st.just(None)),
+        st.one_of(offsets, st.just(None)),
+        amounts,
+        st.one_of(st.booleans(), st.none()),
+        st.sampled_from(["web", "pos", "test", None]),
+    ),
     max_size=40,
-)  # fmt: skip
+)
 request_rows = st.lists(st.tuples(st.integers(1, 4), offsets), min_size=1, max_size=15)
 zones = st.sampled_from([None, "UTC", "America/Sao_Paulo", "Asia/Kolkata"])
 
@@ -144,7 +165,9 @@ zones = st.sampled_from([None, "UTC", "America/Sao_Paulo", "Asia/Kolkata"])
 def _check(spark, base: datetime, events: list[tuple], requests: list[tuple], zone: str | None) -> None:
     table = _events([(k, None if o is None else base + o, x, a, c) for k, o, x, a, c in events])
     # Every request time again where an event is (ties with the event at t), and once more (duplicates).
-    at = [(k, base + o) for k, o in requests] + [(k, base + o) for k, o, *_ in events[:5] if k and o is not None]
+    at = [(k, base + o) for k, o in requests] + [
+        (k, base + o) for k, o, *_ in events[:5] if k and o is not None
+    ]
     entity = _requests(at + at[:2], zone)
     got = _run(spark, table, entity)
     want = expected(SPEC, table.to_pandas(), entity)
@@ -205,13 +228,24 @@ def test_edges_of_tiles_and_windows(spark):
 def test_nan_in_a_filtered_column_is_null(spark):
     """NaN read by ``where`` is null (the filter drops the event), not Spark's "NaN is the largest"."""
     src = FileSource(name="events3", path="/nonexistent/e.parquet", timestamp_field="event_timestamp")
-    view = aggregation_view(name="agg3", entities=[customer], source=PushSource(name="p3", batch_source=src),
-                            aggregations=[Aggregation("*", "count", ["1h"])], where=col("amount") > 0)
+    view = aggregation_view(
+        name="agg3",
+        entities=[customer],
+        source=PushSource(name="p3", batch_source=src),
+        aggregations=[Aggregation("*", "count", ["1h"])],
+        where=col("amount") > 0,
+    )
     spec = spec_of(view)
-    table = _events([(1, BASE + timedelta(minutes=m), x, True, "web") for m, x in ((1, math.nan), (2, 3.0), (3, None))])
+    table = _events(
+        [(1, BASE + timedelta(minutes=m), x, True, "web") for m, x in ((1, math.nan), (2, 3.0), (3, None))]
+    )
     entity = _requests([(1, BASE + timedelta(minutes=30))], None)
     got = _run(spark, table, entity, spec)
-    assert got["events_count_1h"].tolist() == expected(spec, table.to_pandas(), entity)["events_count_1h"].tolist() == [1]
+    assert (
+        got["events_count_1h"].tolist()
+        == expected(spec, table.to_pandas(), entity)["events_count_1h"].tolist()
+        == [1]
+    )
 
 
 def test_a_hot_key_among_sparse_ones(spark):
@@ -222,10 +256,14 @@ def test_a_hot_key_among_sparse_ones(spark):
     keys = np.where(rng.random(n) < 0.9, 1, rng.integers(2, 40, n))
     seconds = rng.integers(0, 2 * 86400, n)
     amount = np.round(rng.lognormal(3, 1, n), 2)
-    rows = [(int(k), BASE + timedelta(seconds=int(s)), float(a), bool(a > 20), "web")
-            for k, s, a in zip(keys, seconds, amount, strict=True)]  # fmt: skip
-    requests = [(int(k), BASE + timedelta(seconds=int(s)))
-                for k, s in zip(rng.integers(1, 45, 150), rng.integers(0, 2 * 86400, 150), strict=True)]  # fmt: skip
+    rows = [
+        (int(k), BASE + timedelta(seconds=int(s)), float(a), bool(a > 20), "web")
+        for k, s, a in zip(keys, seconds, amount, strict=True)
+    ]
+    requests = [
+        (int(k), BASE + timedelta(seconds=int(s)))
+        for k, s in zip(rng.integers(1, 45, 150), rng.integers(0, 2 * 86400, 150), strict=True)
+    ]
     requests += [(1, BASE + timedelta(seconds=int(s))) for s in rng.integers(0, 2 * 86400, 150)]
     entity = _requests(requests, None)
     table = _events(rows)
@@ -239,10 +277,17 @@ def test_the_fallbacks_for_huge_key_and_time_ranges_give_the_same_values(spark, 
     from fs_platform.plugins.delta import aggregation
 
     rng = np.random.default_rng(5)
-    rows = [(int(k), BASE + timedelta(seconds=int(s)), float(a), True, "web")
-            for k, s, a in zip(rng.integers(1, 6, 300), rng.integers(0, 86400, 300), rng.random(300), strict=True)]
-    entity = _requests([(int(k), BASE + timedelta(seconds=int(s)))
-                        for k, s in zip(rng.integers(1, 7, 60), rng.integers(0, 86400, 60), strict=True)], None)
+    rows = [
+        (int(k), BASE + timedelta(seconds=int(s)), float(a), True, "web")
+        for k, s, a in zip(rng.integers(1, 6, 300), rng.integers(0, 86400, 300), rng.random(300), strict=True)
+    ]
+    entity = _requests(
+        [
+            (int(k), BASE + timedelta(seconds=int(s)))
+            for k, s in zip(rng.integers(1, 7, 60), rng.integers(0, 86400, 60), strict=True)
+        ],
+        None,
+    )
     table = _events(rows)
     fast = _run(spark, table, entity)
     monkeypatch.setattr(aggregation, "_CODE_LIMIT", 1)
@@ -256,20 +301,40 @@ def test_string_and_multi_column_keys(spark):
     integer width are cast to the events' type."""
     other = Entity(name="terminal", join_keys=["terminal"], value_type=ValueType.STRING)
     src = FileSource(name="events2", path="/nonexistent/e.parquet", timestamp_field="event_timestamp")
-    view = aggregation_view(name="agg2", entities=[customer, other], source=PushSource(name="p2", batch_source=src),
-                            aggregations=[Aggregation("amount", "sum", ["1h"]), Aggregation("*", "count", ["1h"])])
+    view = aggregation_view(
+        name="agg2",
+        entities=[customer, other],
+        source=PushSource(name="p2", batch_source=src),
+        aggregations=[Aggregation("amount", "sum", ["1h"]), Aggregation("*", "count", ["1h"])],
+    )
     spec = spec_of(view)
-    events = pa.table({
-        "customer_id": pa.array([1, 1, 2, 2, 1], pa.int64()),
-        "terminal": pa.array(["a", "b", "a", "a", "a"]),
-        "event_timestamp": pa.array([BASE + timedelta(minutes=m) for m in (1, 2, 3, 4, 70)], pa.timestamp("us", tz="UTC")),
-        "amount": [1.0, 2.0, 3.0, 4.0, 5.0],
-    })  # fmt: skip
-    requests = pd.DataFrame({"label": range(4), "customer_id": pd.array([1, 1, 2, 3], dtype="int32"),
-                             "terminal": ["a", "b", "a", "a"], "event_timestamp": [BASE + timedelta(minutes=30)] * 4})
+    events = pa.table(
+        {
+            "customer_id": pa.array([1, 1, 2, 2, 1], pa.int64()),
+            "terminal": pa.array(["a", "b", "a", "a", "a"]),
+            "event_timestamp": pa.array(
+                [BASE + timedelta(minutes=m) for m in (1, 2, 3, 4, 70)], pa.timestamp("us", tz="UTC")
+            ),
+            "amount": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    requests = pd.DataFrame(
+        {
+            "label": range(4),
+            "customer_id": pd.array([1, 1, 2, 3], dtype="int32"),
+            "terminal": ["a", "b", "a", "a"],
+            "event_timestamp": [BASE + timedelta(minutes=30)] * 4,
+        }
+    )
     entity = spark.createDataFrame(pa.Table.from_pandas(requests, preserve_index=False))
-    frame = as_of(entity, "event_timestamp", ["customer_id", "terminal"], spec, spark.createDataFrame(events),
-                  {"amount_sum_1h": "s", "events_count_1h": "c"})  # fmt: skip
+    frame = as_of(
+        entity,
+        "event_timestamp",
+        ["customer_id", "terminal"],
+        spec,
+        spark.createDataFrame(events),
+        {"amount_sum_1h": "s", "events_count_1h": "c"},
+    )
     got = frame.toPandas().sort_values("label")
     assert got["s"].tolist() == [1.0, 2.0, 7.0, 0.0]
     assert got["c"].tolist() == [1, 1, 2, 0]
@@ -286,7 +351,9 @@ def _naive_tiles(spec, events: pd.DataFrame, start: datetime, end: datetime) -> 
         if row["customer_id"] is None or pd.isna(row["customer_id"]) or pd.isna(row["event_timestamp"]):
             continue
         us = (pd.Timestamp(row["event_timestamp"]) - pd.Timestamp(EPOCH)) // pd.Timedelta(microseconds=1)
-        if not (start <= row["event_timestamp"] < end) or (spec.where is not None and evaluate(spec.where, row) is not True):
+        if not (start <= row["event_timestamp"] < end) or (
+            spec.where is not None and evaluate(spec.where, row) is not True
+        ):
             continue
         values = []
         for e in spec.inputs:
@@ -309,7 +376,9 @@ def _naive_tiles(spec, events: pd.DataFrame, start: datetime, end: datetime) -> 
                     record[f"s{j}"] = _slot(kind, xs)
             out.append(record)
     columns = ["customer_id", "tag", "tile", *[f"s{j}" for j in range(len(slots))]]
-    return pd.DataFrame(out, columns=columns).sort_values(["customer_id", "tag", "tile"]).reset_index(drop=True)
+    return (
+        pd.DataFrame(out, columns=columns).sort_values(["customer_id", "tag", "tile"]).reset_index(drop=True)
+    )
 
 
 def _slot(kind: str, xs: list[tuple[int, float]]) -> float:
@@ -335,7 +404,10 @@ def test_tiles_match_a_naive_per_tile_computation(spark, events, start, length):
     got = tiles(_event_frame(spark, table), SPEC, begin, end).toPandas()
     got = got.sort_values(["customer_id", "tag", "tile"]).reset_index(drop=True)
     want = _naive_tiles(SPEC, table.to_pandas(), begin, end)
-    assert got[["customer_id", "tag", "tile"]].values.tolist() == want[["customer_id", "tag", "tile"]].values.tolist()
+    assert (
+        got[["customer_id", "tag", "tile"]].values.tolist()
+        == want[["customer_id", "tag", "tile"]].values.tolist()
+    )
     for j, (kind, _) in enumerate(layout(SPEC)):
         g, w = got[f"s{j}"].to_numpy(), want[f"s{j}"].to_numpy(dtype=float)
         assert got[f"s{j}"].dtype == np.float64
@@ -362,9 +434,17 @@ def repo(tmp_path_factory, engine):
     mod = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(mod)
     store = FeatureStore(config=make_config(path, project="aggtest"))
-    objects = [mod.customer, mod.merchant, mod.merchant_risk_daily, mod.customer_profile, mod.payments_push,
-               mod.transaction_request, mod.txn_amount_vs_history, mod.fraud_model_v2,
-               *[getattr(mod, name) for name in AGGREGATION_VIEWS]]  # fmt: skip
+    objects = [
+        mod.customer,
+        mod.merchant,
+        mod.merchant_risk_daily,
+        mod.customer_profile,
+        mod.payments_push,
+        mod.transaction_request,
+        mod.txn_amount_vs_history,
+        mod.fraud_model_v2,
+        *[getattr(mod, name) for name in AGGREGATION_VIEWS],
+    ]
     store.apply(objects)
     return store, data, path
 
@@ -381,7 +461,9 @@ def _entity_df(data, n: int, seed: int, zone: str = "Europe/Lisbon") -> pd.DataF
     return df
 
 
-def _assert_view(result: pd.DataFrame, store, name: str, data, entity_df: pd.DataFrame, prefix: str = "") -> None:
+def _assert_view(
+    result: pd.DataFrame, store, name: str, data, entity_df: pd.DataFrame, prefix: str = ""
+) -> None:
     spec = spec_of(store.get_feature_view(name))
     keys = list(spec.join_keys)
     want = expected(spec, data.payments, entity_df[[*keys, "event_timestamp"]])
@@ -401,9 +483,16 @@ def test_feature_service_mixing_plain_aggregation_and_on_demand_views(repo):
     assert result["txn_count_10m"].dtype == "int64" and result["txn_amount_1h"].dtype == "float64"
     for name in AGGREGATION_VIEWS:
         _assert_view(result, store, name, data, entity_df)
-    risk = point_in_time(entity_df, "event_timestamp", data.merchant_risk_daily, ["merchant_id"],
-                         ["chargeback_rate_30d"], timedelta(days=2), ts_field="event_timestamp",
-                         created_field="created_at")  # fmt: skip
+    risk = point_in_time(
+        entity_df,
+        "event_timestamp",
+        data.merchant_risk_daily,
+        ["merchant_id"],
+        ["chargeback_rate_30d"],
+        timedelta(days=2),
+        ts_field="event_timestamp",
+        created_field="created_at",
+    )
     assert [None if pd.isna(v) else v for v in result["chargeback_rate_30d"]] == [
         None if pd.isna(v) else v for v in risk["chargeback_rate_30d"]
     ]
@@ -411,24 +500,40 @@ def test_feature_service_mixing_plain_aggregation_and_on_demand_views(repo):
     ratio = (result["amount"] / avg.where(avg > 0)).fillna(0.0)
     np.testing.assert_allclose(result["amount_to_avg_24h_ratio"], ratio)  # on-demand over the aggregation
     assert result["txn_count_10m"].gt(0).sum() >= 90  # rows at a payment count that payment
-    assert set(job.source_versions) == {"merchant_risk_daily_source", "customer_profile_source", "payments_source"}
+    assert set(job.source_versions) == {
+        "merchant_risk_daily_source",
+        "customer_profile_source",
+        "payments_source",
+    }
 
 
 def test_full_feature_names_subsets_and_a_sql_entity_df(repo):
     store, data, path = repo
     entity_df = _entity_df(data, n=20, seed=2)[["customer_id", "merchant_id", "event_timestamp"]]
-    write_table(path / "entities", entity_df.assign(event_timestamp=entity_df["event_timestamp"].dt.tz_convert("UTC")))
+    write_table(
+        path / "entities", entity_df.assign(event_timestamp=entity_df["event_timestamp"].dt.tz_convert("UTC"))
+    )
     sql = f"SELECT customer_id, merchant_id, event_timestamp FROM delta.`{path / 'entities'}`"
-    features = ["customer_amount_stats:last_amount_24h", "merchant_txn_aggregates:merchant_decline_rate_1h",
-                "customer_profile:country"]  # fmt: skip
+    features = [
+        "customer_amount_stats:last_amount_24h",
+        "merchant_txn_aggregates:merchant_decline_rate_1h",
+        "customer_profile:country",
+    ]
     result = store.get_historical_features(sql, features=features, full_feature_names=True).to_df()
-    assert list(result.columns) == ["customer_id", "merchant_id", "event_timestamp",
-                                    "customer_amount_stats__last_amount_24h",
-                                    "merchant_txn_aggregates__merchant_decline_rate_1h", "customer_profile__country"]
+    assert list(result.columns) == [
+        "customer_id",
+        "merchant_id",
+        "event_timestamp",
+        "customer_amount_stats__last_amount_24h",
+        "merchant_txn_aggregates__merchant_decline_rate_1h",
+        "customer_profile__country",
+    ]
     result = result.sort_values(["customer_id", "merchant_id", "event_timestamp"]).reset_index(drop=True)
     requests = result[["customer_id", "merchant_id", "event_timestamp"]]
-    for view, feature in (("customer_amount_stats", "last_amount_24h"),
-                          ("merchant_txn_aggregates", "merchant_decline_rate_1h")):  # fmt: skip
+    for view, feature in (
+        ("customer_amount_stats", "last_amount_24h"),
+        ("merchant_txn_aggregates", "merchant_decline_rate_1h"),
+    ):
         spec = spec_of(store.get_feature_view(view))
         want = expected(spec, data.payments, requests)[feature].tolist()
         got = result[f"{view}__{feature}"].tolist()
@@ -443,9 +548,13 @@ def test_a_projection_renames_the_entity_key(repo):
     view = store.get_feature_view("customer_txn_aggregates").with_join_key_map({"customer_id": "payer"})
     entity_df = _entity_df(data, n=15, seed=6)[["customer_id", "event_timestamp"]]
     job = DeltaOfflineStore.get_historical_features(
-        store.config, [view], ["customer_txn_aggregates:txn_amount_1h"], entity_df.rename(columns={"customer_id": "payer"}),
-        store.registry, "aggtest",
-    )  # fmt: skip
+        store.config,
+        [view],
+        ["customer_txn_aggregates:txn_amount_1h"],
+        entity_df.rename(columns={"customer_id": "payer"}),
+        store.registry,
+        "aggtest",
+    )
     want = expected(spec_of(view), data.payments, entity_df)["txn_amount_1h"]
     np.testing.assert_allclose(job.to_df()["txn_amount_1h"], want, rtol=1e-9)
 
@@ -460,12 +569,15 @@ def test_a_missing_event_column_is_named(repo, tmp_path):
     store, data, _ = repo
     events = data.payments.drop(columns=["approved"])
     write_table(tmp_path / "payments", events)
-    view = _view(DeltaSource(name="thin", path=str(tmp_path / "payments"), timestamp_field="event_timestamp"),
-                 where=None)  # fmt: skip
+    view = _view(
+        DeltaSource(name="thin", path=str(tmp_path / "payments"), timestamp_field="event_timestamp"),
+        where=None,
+    )
     entity_df = pd.DataFrame({"customer_id": [1], "event_timestamp": [END]})
     with pytest.raises(SchemaMismatchError, match="agg.*'approved' is missing from the raw events"):
-        DeltaOfflineStore.get_historical_features(store.config, [view], ["agg:n_10m"], entity_df, store.registry,
-                                                  "aggtest")  # fmt: skip
+        DeltaOfflineStore.get_historical_features(
+            store.config, [view], ["agg:n_10m"], entity_df, store.registry, "aggtest"
+        )
 
 
 def test_pulls_of_an_aggregation_view_point_to_fs_materialize(repo):
@@ -474,7 +586,11 @@ def test_pulls_of_an_aggregation_view_point_to_fs_materialize(repo):
     view = store.get_feature_view("customer_txn_aggregates")
     with pytest.raises(SchemaMismatchError, match="no column 'txn_count_10m'.*fs materialize"):
         DeltaOfflineStore.pull_all_from_table_or_query(
-            store.config, view.batch_source, ["customer_id"], [f.name for f in view.features], "event_timestamp"
+            store.config,
+            view.batch_source,
+            ["customer_id"],
+            [f.name for f in view.features],
+            "event_timestamp",
         )
 
 
@@ -487,11 +603,24 @@ def test_versions_are_recorded_and_replayed(repo):
     job = store.get_historical_features(entity_df, features=features)
     first = job.to_df()
     late = data.payments.iloc[:0].copy()
-    late = pd.concat([late, pd.DataFrame({
-        "payment_id": [10**9 + i for i in range(len(entity_df))], "customer_id": entity_df["customer_id"],
-        "merchant_id": 1, "amount": 1.0, "approved": True, "chargeback": False,
-        "event_timestamp": pd.to_datetime(entity_df["event_timestamp"], utc=True) - timedelta(seconds=1),
-    })], ignore_index=True)  # fmt: skip
+    late = pd.concat(
+        [
+            late,
+            pd.DataFrame(
+                {
+                    "payment_id": [10**9 + i for i in range(len(entity_df))],
+                    "customer_id": entity_df["customer_id"],
+                    "merchant_id": 1,
+                    "amount": 1.0,
+                    "approved": True,
+                    "chargeback": False,
+                    "event_timestamp": pd.to_datetime(entity_df["event_timestamp"], utc=True)
+                    - timedelta(seconds=1),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     write_table(path / "data" / "payments", late.astype(data.payments.dtypes.to_dict()), mode="append")
     now = store.get_historical_features(entity_df, features=features).to_df()
     assert (now["txn_count_24h"] > first["txn_count_24h"]).all()

@@ -67,14 +67,16 @@ def narrow(tmp_path, engine):
 
 def _rows(n: list, x: list, w: list) -> pd.DataFrame:
     k = len(n)
-    return pd.DataFrame({
-        "customer_id": pd.array(range(1, k + 1), dtype="int64"),
-        "n": pd.array(n, dtype="int64"),  # bigint in Delta
-        "x": pd.array(x, dtype="float64"),  # double
-        "w": pd.array(w, dtype="float64"),  # double, declared Int32
-        "label": [f"l{i}" for i in range(k)],  # string: no number type casts from it
-        "event_timestamp": [T0 - timedelta(hours=i) for i in range(k)],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "customer_id": pd.array(range(1, k + 1), dtype="int64"),
+            "n": pd.array(n, dtype="int64"),  # bigint in Delta
+            "x": pd.array(x, dtype="float64"),  # double
+            "w": pd.array(w, dtype="float64"),  # double, declared Int32
+            "label": [f"l{i}" for i in range(k)],  # string: no number type casts from it
+            "event_timestamp": [T0 - timedelta(hours=i) for i in range(k)],
+        }
+    )
 
 
 def _entity_df(k: int = 3) -> pd.DataFrame:

@@ -40,7 +40,9 @@ def test_a_handed_in_session_reads_naive_timestamps_as_utc(engine):
     use_spark_session(session)
     try:
         assert get_engine(None).spark is session
-        micros = session.sql("SELECT unix_micros(CAST(TIMESTAMP_NTZ '2026-01-01 12:00:00' AS TIMESTAMP)) AS us")
+        micros = session.sql(
+            "SELECT unix_micros(CAST(TIMESTAMP_NTZ '2026-01-01 12:00:00' AS TIMESTAMP)) AS us"
+        )
         assert micros.collect()[0]["us"] == 1767268800 * 1_000_000  # 2026-01-01T12:00:00Z
     finally:
         use_spark_session(None)
@@ -52,7 +54,9 @@ def test_a_catalog_tables_naive_timestamps_pass_the_schema_check(engine, tmp_pat
     from fs_platform.plugins.delta.tables import delta_schema
 
     name = f"ntz_{tmp_path.name.replace('-', '_')}"
-    engine.spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{tmp_path / 't'}' AS "
-                     "SELECT CAST(1 AS BIGINT) AS customer_id, TIMESTAMP_NTZ '2026-01-01 00:00:00' AS ts")
+    engine.spark.sql(
+        f"CREATE TABLE {name} USING delta LOCATION '{tmp_path / 't'}' AS "
+        "SELECT CAST(1 AS BIGINT) AS customer_id, TIMESTAMP_NTZ '2026-01-01 00:00:00' AS ts"
+    )
     source = DeltaSource(name="ntz", table=name, timestamp_field="ts")
     assert dict(delta_schema(source)) == {"customer_id": "bigint", "ts": "timestamp"}

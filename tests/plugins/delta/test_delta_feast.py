@@ -141,11 +141,26 @@ def test_feature_service_with_on_demand_view_matches_reference(repo):
         store.get_feature_view("customer_profile"),
     )
     risk_columns = [f.name for f in risk_view.features]
-    risk = point_in_time(entity_df, "event_timestamp", data.merchant_risk_daily, ["merchant_id"], risk_columns,
-                         risk_view.ttl, ts_field="event_timestamp", created_field="created_at")  # fmt: skip
-    profile = point_in_time(entity_df, "event_timestamp", data.customer_profile, ["customer_id"],
-                            ["country", "kyc_level"], profile_view.ttl, ts_field="event_timestamp",
-                            created_field="created_at")  # fmt: skip
+    risk = point_in_time(
+        entity_df,
+        "event_timestamp",
+        data.merchant_risk_daily,
+        ["merchant_id"],
+        risk_columns,
+        risk_view.ttl,
+        ts_field="event_timestamp",
+        created_field="created_at",
+    )
+    profile = point_in_time(
+        entity_df,
+        "event_timestamp",
+        data.customer_profile,
+        ["customer_id"],
+        ["country", "kyc_level"],
+        profile_view.ttl,
+        ts_field="event_timestamp",
+        created_field="created_at",
+    )
     assert not risk["chargeback_rate_30d"].isna().all() and not profile["country"].isna().all()
     for column in risk_columns:
         _assert_values(result[column], risk[column], exact=True, name=column)
@@ -153,8 +168,12 @@ def test_feature_service_with_on_demand_view_matches_reference(repo):
         _assert_values(result[column], profile[column], exact=True, name=column)
     # The on-demand view over the aggregation view and the request's amount.
     avg = want["avg_amount_24h"].astype("float64")
-    _assert_values(result["amount_to_avg_24h_ratio"], (entity_df["amount"] / avg.where(avg > 0)).fillna(0.0),
-                   exact=False, name="amount_to_avg_24h_ratio")  # fmt: skip
+    _assert_values(
+        result["amount_to_avg_24h_ratio"],
+        (entity_df["amount"] / avg.where(avg > 0)).fillna(0.0),
+        exact=False,
+        name="amount_to_avg_24h_ratio",
+    )
     above = (entity_df["amount"] > avg.fillna(float("inf"))).tolist()
     assert result["amount_above_avg_24h"].tolist() == above
     assert set(job.source_versions) == {
@@ -180,10 +199,12 @@ def _assert_values(got: pd.Series, want: pd.Series, *, exact: bool, name: str) -
 def _rows(df: pd.DataFrame) -> list[tuple]:
     """The rows as tuples (nulls as None, times in UTC), ordered by their first two columns."""
     rows = [
-        tuple(None if pd.isna(v) else pd.Timestamp(v).tz_convert("UTC") if isinstance(v, pd.Timestamp) else v
-              for v in row)
+        tuple(
+            None if pd.isna(v) else pd.Timestamp(v).tz_convert("UTC") if isinstance(v, pd.Timestamp) else v
+            for v in row
+        )
         for row in df.astype(object).itertuples(index=False)
-    ]  # fmt: skip
+    ]
     return sorted(rows, key=lambda r: (r[0], r[1]))
 
 
@@ -198,15 +219,25 @@ def test_sql_entity_df_and_full_feature_names(repo):
         full_feature_names=True,
     ).to_df()
     assert list(result.columns) == [
-        "customer_id", "event_timestamp", "customer_txn_aggregates__txn_count_1h", "customer_profile__country"
-    ]  # fmt: skip
+        "customer_id",
+        "event_timestamp",
+        "customer_txn_aggregates__txn_count_1h",
+        "customer_profile__country",
+    ]
     assert len(result) == 23
 
     # Same values as the references, whatever the row order of a SQL entity_df.
     spec = spec_of(store.get_feature_view("customer_txn_aggregates"))
-    profile = point_in_time(entity_df, "event_timestamp", data.customer_profile, ["customer_id"], ["country"],
-                            store.get_feature_view("customer_profile").ttl, ts_field="event_timestamp",
-                            created_field="created_at")  # fmt: skip
+    profile = point_in_time(
+        entity_df,
+        "event_timestamp",
+        data.customer_profile,
+        ["customer_id"],
+        ["country"],
+        store.get_feature_view("customer_profile").ttl,
+        ts_field="event_timestamp",
+        created_field="created_at",
+    )
     want = entity_df.assign(
         count=expected(spec, data.payments, entity_df)["txn_count_1h"].to_numpy(),
         country=profile["country"].to_numpy(),
@@ -268,9 +299,14 @@ def test_push_to_offline_then_retrieve(repo):
     store, _, _ = repo
     ts = END + timedelta(days=30)
     pushed = pd.DataFrame(
-        {"customer_id": [999_001], "txn_count_1h": [7], "txn_amount_1h": [1.5], "event_timestamp": [ts],
-         "created_at": [ts]}
-    )  # fmt: skip
+        {
+            "customer_id": [999_001],
+            "txn_count_1h": [7],
+            "txn_amount_1h": [1.5],
+            "event_timestamp": [ts],
+            "created_at": [ts],
+        }
+    )
     store.push("customer_txn_snapshot_push", pushed, to=PushMode.OFFLINE)
     entity_df = pd.DataFrame({"customer_id": [999_001], "event_timestamp": [ts + timedelta(minutes=1)]})
     result = store.get_historical_features(
@@ -289,9 +325,15 @@ def test_a_raw_payment_pushed_offline_counts_in_the_aggregation_view(repo):
     )
     store.push("payments_push", pushed, to=PushMode.OFFLINE)
     entity_df = pd.DataFrame(
-        {"customer_id": [999_002] * 3, "event_timestamp": [ts - timedelta(seconds=1), ts + timedelta(minutes=1),
-                                                           ts + timedelta(minutes=2)]}
-    )  # fmt: skip
+        {
+            "customer_id": [999_002] * 3,
+            "event_timestamp": [
+                ts - timedelta(seconds=1),
+                ts + timedelta(minutes=1),
+                ts + timedelta(minutes=2),
+            ],
+        }
+    )
     result = store.get_historical_features(
         entity_df, features=["customer_txn_aggregates:txn_count_1h", "customer_txn_aggregates:txn_amount_1h"]
     ).to_df()

@@ -230,13 +230,21 @@ def test_exact_ties_have_one_winner_whatever_the_row_order(config, registry, cre
         assert job.to_df()[["a_int", "a_float"]].values.tolist() == picks[0]
     # Requesting one feature picks the same row, and so does pull_latest (what materialization writes),
     # whatever the order the rows were written in.
-    one = DeltaOfflineStore.get_historical_features(config, [va], ["a:a_int"], entity_df, registry, config.project)
+    one = DeltaOfflineStore.get_historical_features(
+        config, [va], ["a:a_int"], entity_df, registry, config.project
+    )
     assert one.to_df()["a_int"].tolist() == [a_int, a_int]
     for order in (rows, rows.iloc[::-1], rows.iloc[[3, 0, 5, 1, 4, 2]], rows.iloc[[a_int - 10]]):
         write_table(config.repo_path / "a", pd.concat([order, rows]).drop_duplicates().reset_index(drop=True))
         latest = DeltaOfflineStore.pull_latest_from_table_or_query(
-            config, va.batch_source, ["customer_id"], ["a_int", "a_float"], "ts", "created",
-            BASE, BASE + timedelta(days=1),
+            config,
+            va.batch_source,
+            ["customer_id"],
+            ["a_int", "a_float"],
+            "ts",
+            "created",
+            BASE,
+            BASE + timedelta(days=1),
         ).to_df()
         assert latest[["a_int", "a_float"]].values.tolist() == [[a_int, a_float]]
 
@@ -293,7 +301,9 @@ def test_rows_at_time_bucket_edges_serve_their_whole_ttl(config, registry, ttl, 
     va, _ = views(ttl, None)
     step = ttl / 8
     probes = [stamps[0] + k * step for k in range(-2, 26)]
-    probes += [t + d for t in stamps for d in (ttl - timedelta(microseconds=1), ttl, ttl + timedelta(microseconds=1))]
+    probes += [
+        t + d for t in stamps for d in (ttl - timedelta(microseconds=1), ttl, ttl + timedelta(microseconds=1))
+    ]
     entity_df = pd.DataFrame({"customer_id": [1] * len(probes), "event_timestamp": probes})
     result = DeltaOfflineStore.get_historical_features(
         config, [va], ["a:a_int"], entity_df, registry, config.project
@@ -377,9 +387,17 @@ def test_pull_latest_returns_source_columns_so_a_chained_field_mapping_applies_o
     mapping = {"amount_usd": "amount", "amount": "amount_local"}
     source = DeltaSource(name="chained", path="chained", timestamp_field="ts", field_mapping=mapping)
     t = BASE + timedelta(hours=1)
-    write_table(config.repo_path / "chained", pd.DataFrame(
-        {"customer_id": [1, 1], "ts": [t - timedelta(minutes=1), t], "amount_usd": [1.0, 2.0], "amount": [10.0, 20.0]}
-    ))  # fmt: skip
+    write_table(
+        config.repo_path / "chained",
+        pd.DataFrame(
+            {
+                "customer_id": [1, 1],
+                "ts": [t - timedelta(minutes=1), t],
+                "amount_usd": [1.0, 2.0],
+                "amount": [10.0, 20.0],
+            }
+        ),
+    )
     table = DeltaOfflineStore.pull_latest_from_table_or_query(
         config, source, ["customer_id"], ["amount_usd", "amount"], "ts", None, BASE, BASE + timedelta(days=1)
     ).to_arrow()

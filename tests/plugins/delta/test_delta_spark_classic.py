@@ -144,12 +144,24 @@ def _aggregation_data(tmp_path) -> dict[str, str]:
     rng = np.random.default_rng(12)
     n = 600
     amount = np.where(rng.random(n) < 0.1, np.nan, np.round(rng.lognormal(3, 1, n), 2))
-    rows = [(int(k), pd.Timestamp(BASE) + pd.Timedelta(seconds=int(s)), float(a), bool(a > 20), str(c))
-            for k, s, a, c in zip(rng.integers(1, 12, n), rng.integers(0, 3 * 86400, n), amount,
-                                  rng.choice(["web", "pos", "test"], n), strict=True)]  # fmt: skip
+    rows = [
+        (int(k), pd.Timestamp(BASE) + pd.Timedelta(seconds=int(s)), float(a), bool(a > 20), str(c))
+        for k, s, a, c in zip(
+            rng.integers(1, 12, n),
+            rng.integers(0, 3 * 86400, n),
+            amount,
+            rng.choice(["web", "pos", "test"], n),
+            strict=True,
+        )
+    ]
     pq.write_table(_events(rows), tmp_path / "events.parquet")
-    entity = pd.DataFrame({"label": range(150), "customer_id": rng.integers(1, 14, 150),
-                           "event_timestamp": pd.Timestamp(BASE) + pd.to_timedelta(rng.integers(0, 3 * 86400, 150), "s")})
+    entity = pd.DataFrame(
+        {
+            "label": range(150),
+            "customer_id": rng.integers(1, 14, 150),
+            "event_timestamp": pd.Timestamp(BASE) + pd.to_timedelta(rng.integers(0, 3 * 86400, 150), "s"),
+        }
+    )
     return {"events": str(tmp_path / "events.parquet"), "entity": _write(tmp_path / "entity.parquet", entity)}
 
 
@@ -158,8 +170,15 @@ def _aggregate(spark, paths: dict[str, str]) -> pd.DataFrame:
     from tests.plugins.delta.test_aggregation_retrieval import SPEC
 
     outputs = {f.name: f.name for f in SPEC.features}
-    frame = as_of(spark.read.parquet(paths["entity"]), "event_timestamp", ["customer_id"], SPEC,
-                  spark.read.parquet(paths["events"]), outputs, partitions=3)  # fmt: skip
+    frame = as_of(
+        spark.read.parquet(paths["entity"]),
+        "event_timestamp",
+        ["customer_id"],
+        SPEC,
+        spark.read.parquet(paths["events"]),
+        outputs,
+        partitions=3,
+    )
     return frame.toPandas().sort_values("label").reset_index(drop=True)[["label", *outputs]]
 
 
@@ -175,7 +194,10 @@ def _classic_aggregate_main(data_dir: str, out: str) -> None:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    paths = {"events": str(Path(data_dir) / "events.parquet"), "entity": str(Path(data_dir) / "entity.parquet")}
+    paths = {
+        "events": str(Path(data_dir) / "events.parquet"),
+        "entity": str(Path(data_dir) / "entity.parquet"),
+    }
     _aggregate(spark, paths).to_parquet(out)
     spark.stop()
 
@@ -188,10 +210,16 @@ def test_aggregation_values_agree_on_classic_spark_and_sail(tmp_path, engine):
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parents[2]), env.get("PYTHONPATH", "")])
     env["PYSPARK_PYTHON"] = sys.executable  # workers need numpy and pyarrow
     subprocess.run(
-        [sys.executable, "-c",
-         f"import {Path(__file__).stem} as m; m._classic_aggregate_main({str(tmp_path)!r}, {str(out)!r})"],
-        env=env, check=True, timeout=600, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            f"import {Path(__file__).stem} as m; m._classic_aggregate_main({str(tmp_path)!r}, {str(out)!r})",
+        ],
+        env=env,
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
     on_classic = pd.read_parquet(out)
     on_sail = _aggregate(engine.spark, paths)
     assert on_sail["n_1h"].gt(0).sum() > 50  # the data actually exercises the windows

@@ -43,8 +43,14 @@ def store(tmp_path, engine):
         schema = [Field(name=key, dtype=dtype), Field(name=feature, dtype=Int64)]
         return FeatureView(name=name, entities=[entity], ttl=timedelta(days=1), schema=schema, source=source)
 
-    fs.apply([customer, merchant, view("cust", customer, "customer_id", Int64, "n"),
-              view("merch", merchant, "merchant_id", String, "m")])  # fmt: skip
+    fs.apply(
+        [
+            customer,
+            merchant,
+            view("cust", customer, "customer_id", Int64, "n"),
+            view("merch", merchant, "merchant_id", String, "m"),
+        ]
+    )
     fs.materialize(T0 - timedelta(days=1), T0 + timedelta(seconds=1))
     yield fs
     fs.teardown()

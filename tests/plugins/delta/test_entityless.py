@@ -26,12 +26,14 @@ def store(tmp_path, engine):
     """``global_stats`` (no entities; fraud_rate 0.1/0.2/0.3 at T0-2h/-1h/T0) beside a customer view."""
     write_table(
         tmp_path / "glob",
-        pd.DataFrame({
-            "fraud_rate": [0.1, 0.2, 0.3],
-            "event_timestamp": [T0 - timedelta(hours=2), T0 - timedelta(hours=1), T0],
-            "created": [T0] * 3,
-        }),
-    )  # fmt: skip
+        pd.DataFrame(
+            {
+                "fraud_rate": [0.1, 0.2, 0.3],
+                "event_timestamp": [T0 - timedelta(hours=2), T0 - timedelta(hours=1), T0],
+                "created": [T0] * 3,
+            }
+        ),
+    )
     write_table(
         tmp_path / "cust",
         pd.DataFrame({"customer_id": [1, 2], "n": [5, 6], "event_timestamp": [T0 - timedelta(hours=3)] * 2}),
@@ -62,10 +64,12 @@ def store(tmp_path, engine):
     fs.teardown()
 
 
-ENTITY_DF = pd.DataFrame({
-    "customer_id": [1, 2, 1, 2],
-    "event_timestamp": [T0 - timedelta(minutes=90), T0, T0 - timedelta(hours=5), T0 + timedelta(days=2)],
-})  # fmt: skip
+ENTITY_DF = pd.DataFrame(
+    {
+        "customer_id": [1, 2, 1, 2],
+        "event_timestamp": [T0 - timedelta(minutes=90), T0, T0 - timedelta(hours=5), T0 + timedelta(days=2)],
+    }
+)
 # as of each row: the T0-2h row; the T0 row; nothing yet; past the 1-day ttl
 WANT = [0.1, 0.3, None, None]
 
@@ -85,9 +89,14 @@ def test_retrieval_joins_every_entity_row_with_the_view_rows(store):
 def test_retrieval_with_created_timestamp_filter_and_date_range_mode(store):
     view = store.get_feature_view("global_stats")
     job = DeltaOfflineStore.get_historical_features(
-        store.config, [view], ["global_stats:fraud_rate"], ENTITY_DF, store.registry, store.project,
+        store.config,
+        [view],
+        ["global_stats:fraud_rate"],
+        ENTITY_DF,
+        store.registry,
+        store.project,
         filter_by_created_timestamp=True,
-    )  # fmt: skip
+    )
     # created = T0 for every row: rows are visible only to entity rows at or after T0
     assert _values(job.to_df()["fraud_rate"]) == [None, 0.3, None, None]
     ranged = store.get_historical_features(
@@ -106,7 +115,9 @@ def test_materialize_then_online_reads_and_parity(store):
     assert got == {"customer_id": [1, 2], "fraud_rate": [0.3, 0.3], "n": [5, 6]}
     only_global = store.get_online_features(["global_stats:fraud_rate"], {"customer_id": [1, 2, 3]}).to_dict()
     assert only_global["fraud_rate"] == [0.3, 0.3, 0.3]
-    assert store.get_online_features(["global_stats:fraud_rate"], [{}, {}]).to_dict() == {"fraud_rate": [0.3, 0.3]}
+    assert store.get_online_features(["global_stats:fraud_rate"], [{}, {}]).to_dict() == {
+        "fraud_rate": [0.3, 0.3]
+    }
     reader = FastReader(store, ["cust:n", "global_stats:fraud_rate"])
     assert reader.read({"customer_id": [2, 1, 7]}) == {"n": [6, 5, None], "fraud_rate": [0.3, 0.3, 0.3]}
     only = FastReader(store, ["global_stats:fraud_rate"])

@@ -32,8 +32,15 @@ def store(tmp_path, engine):
         source = DeltaSource(name=name, path=str(tmp_path / name), timestamp_field="ts")
         return FeatureView(name=name, entities=[entity], ttl=timedelta(days=1), schema=schema, source=source)
 
-    a = view("a", [Field(name="id", dtype=Int64), Field(name="x", dtype=Float64), Field(name="y", dtype=Int64),
-                   Field(name="z", dtype=Int64)])  # fmt: skip
+    a = view(
+        "a",
+        [
+            Field(name="id", dtype=Int64),
+            Field(name="x", dtype=Float64),
+            Field(name="y", dtype=Int64),
+            Field(name="z", dtype=Int64),
+        ],
+    )
     b = view(
         "b", [Field(name="id", dtype=Int64), Field(name="p", dtype=Int64), Field(name="q", dtype=Float64)]
     )

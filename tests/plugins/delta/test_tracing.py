@@ -19,13 +19,18 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _store(path) -> FeatureStore:
-    rows = pd.DataFrame({"customer_id": [1, 2, 3], "score": [0.1, 0.2, 0.3],
-                         "event_timestamp": [T0 - timedelta(hours=1)] * 3})
+    rows = pd.DataFrame(
+        {"customer_id": [1, 2, 3], "score": [0.1, 0.2, 0.3], "event_timestamp": [T0 - timedelta(hours=1)] * 3}
+    )
     write_table(path / "scores", rows)
     customer = Entity(name="customer", join_keys=["customer_id"])
-    view = FeatureView(name="customer_score", entities=[customer], ttl=timedelta(days=1),
-                       schema=[Field(name="score", dtype=Float64)],
-                       source=DeltaSource(name="scores", path="scores", timestamp_field="event_timestamp"))
+    view = FeatureView(
+        name="customer_score",
+        entities=[customer],
+        ttl=timedelta(days=1),
+        schema=[Field(name="score", dtype=Float64)],
+        source=DeltaSource(name="scores", path="scores", timestamp_field="event_timestamp"),
+    )
     store = FeatureStore(config=make_config(path))
     store.apply([customer, view])
     return store

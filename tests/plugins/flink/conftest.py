@@ -21,7 +21,9 @@ def flink_installed() -> bool:
     return flink_python().is_file()
 
 
-needs_flink = pytest.mark.skipif(not flink_installed(), reason="no Flink environment: run `fs stream install-flink`")
+needs_flink = pytest.mark.skipif(
+    not flink_installed(), reason="no Flink environment: run `fs stream install-flink`"
+)
 
 
 @pytest.fixture
@@ -33,7 +35,9 @@ def flink_repo(tmp_path, broker):  # noqa: F811
 
 
 def start(repo, tmp_path, **kw):
-    return run_flink(repo.platform, repo.config(), load_flink_settings(repo.path), log_path=tmp_path / "job.log", **kw)
+    return run_flink(
+        repo.platform, repo.config(), load_flink_settings(repo.path), log_path=tmp_path / "job.log", **kw
+    )
 
 
 def converge(repo, job, events, timeout=120.0):
@@ -44,6 +48,8 @@ def converge(repo, job, events, timeout=120.0):
         mismatches = online_mismatches(repo, events)
         if not mismatches:
             return
-        assert job.process.poll() is None, f"the job process ended (exit {job.process.returncode}); see job.log"
+        assert job.process.poll() is None, (
+            f"the job process ended (exit {job.process.returncode}); see job.log"
+        )
         assert time.monotonic() < deadline, f"{len(mismatches)} values still differ: {mismatches[:5]}"
         time.sleep(1.0)

@@ -29,11 +29,15 @@ def test_without_the_engine_the_cli_says_how_to_install_it(example_repo, monkeyp
 def test_restore_is_refused_when_a_spec_changed_or_a_view_is_new():
     check_restore(SAVED, SAVED, "chk-3")  # same specs, same topics
     check_restore(SAVED, JobPlan({"customer_txn_aggregates": 11}, ("payments",)), "chk-3")  # a view dropped
-    with pytest.raises(RestoreRefused, match=r"tile layout of customer_txn_aggregates changed.*fs materialize"):
+    with pytest.raises(
+        RestoreRefused, match=r"tile layout of customer_txn_aggregates changed.*fs materialize"
+    ):
         check_restore(SAVED, JobPlan({**SAVED.views, "customer_txn_aggregates": 12}, ("payments",)), "chk-3")
     with pytest.raises(RestoreRefused, match=r"customer_amount_stats is new since it was taken.*--fresh"):
         check_restore(SAVED, JobPlan({**SAVED.views, "customer_amount_stats": 33}, ("payments",)), "chk-3")
-    with pytest.raises(RestoreRefused, match=r"taken reading topics payments, this job reads payments, refunds"):
+    with pytest.raises(
+        RestoreRefused, match=r"taken reading topics payments, this job reads payments, refunds"
+    ):
         check_restore(SAVED, JobPlan(SAVED.views, ("payments", "refunds")), "chk-3")
 
 
@@ -55,7 +59,10 @@ def test_the_connector_jar_manifest_is_checked(tmp_path):
     fake = tmp_path / CONNECTOR_DIR / "pyflink" / "lib"
     shutil.copytree(prefix / CONNECTOR_DIR / "pyflink" / "lib", fake)
     with zipfile.ZipFile(fake / "flink-connector-kafka.jar", "w") as z:  # same name, another build
-        z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nImplementation-Title: Flink : Connectors : Kafka\n"
-                   "Implementation-Version: 3.3.0-1.20\nImplementation-Vendor-Id: org.apache.flink\n")
+        z.writestr(
+            "META-INF/MANIFEST.MF",
+            "Manifest-Version: 1.0\nImplementation-Title: Flink : Connectors : Kafka\n"
+            "Implementation-Version: 3.3.0-1.20\nImplementation-Vendor-Id: org.apache.flink\n",
+        )
     with pytest.raises(FlinkNotInstalled, match="not the expected Apache flink-connector-kafka 4.0.1-2.0"):
         connector_jars(tmp_path)

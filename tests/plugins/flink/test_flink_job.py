@@ -28,8 +28,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.redis, needs_flin
 def _bad_records() -> list[tuple[bytes, bytes]]:
     """A too-late event (2 h before its record's time; the views allow 1 h), one keyed by another customer,
     and one that is not JSON."""
-    late = {"payment_id": 10**6, "customer_id": 1, "merchant_id": 1, "amount": 5.0, "approved": True,
-            "event_timestamp": (datetime.now(UTC) - timedelta(hours=2)).isoformat()}
+    late = {
+        "payment_id": 10**6,
+        "customer_id": 1,
+        "merchant_id": 1,
+        "amount": 5.0,
+        "approved": True,
+        "event_timestamp": (datetime.now(UTC) - timedelta(hours=2)).isoformat(),
+    }
     other_key = {**late, "payment_id": 10**6 + 1, "event_timestamp": datetime.now(UTC).isoformat()}
     return [(b"1", json.dumps(late).encode()), (b"2", json.dumps(other_key).encode()), (b"1", b"{not json")]
 

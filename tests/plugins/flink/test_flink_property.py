@@ -35,8 +35,9 @@ def live(tmp_path_factory, broker):
 
 
 amounts = st.one_of(st.none(), st.floats(-60, 500, allow_nan=False).map(lambda x: round(x, 2)))
-event = st.tuples(st.integers(1, 3), st.integers(1, 2), st.integers(0, 50 * 60), amounts, st.booleans(),
-                  st.integers(0, 9))
+event = st.tuples(
+    st.integers(1, 3), st.integers(1, 2), st.integers(0, 50 * 60), amounts, st.booleans(), st.integers(0, 9)
+)
 
 
 @settings(max_examples=8, deadline=None)
@@ -47,9 +48,17 @@ def test_flink_values_equal_the_reference_for_random_streams(live, events):
     now = datetime.now(UTC)
     sent, counted = [], []
     for i, (customer, merchant, ago, amount, approved, late) in enumerate(events):
-        when = now - timedelta(seconds=ago) - (timedelta(hours=2) if late == 0 else timedelta())  # 1 in 10 too late
-        e = {"payment_id": base + i, "customer_id": base + customer, "merchant_id": base + merchant,
-             "amount": amount, "approved": approved, "event_timestamp": when.isoformat()}
+        when = (
+            now - timedelta(seconds=ago) - (timedelta(hours=2) if late == 0 else timedelta())
+        )  # 1 in 10 too late
+        e = {
+            "payment_id": base + i,
+            "customer_id": base + customer,
+            "merchant_id": base + merchant,
+            "amount": amount,
+            "approved": approved,
+            "event_timestamp": when.isoformat(),
+        }
         sent.append(e)
         if late and amount is not None:  # a null field is dead-lettered (missing_field), as by the ingestor
             counted.append(e)

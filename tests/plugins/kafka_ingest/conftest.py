@@ -34,10 +34,19 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # Fast group joins on tansu: short session/heartbeat, and a short rebalance timeout (= max poll interval).
 FAST_KAFKA = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "max_poll_interval_ms": 10000}
 # The example repo's aggregation views over payments_push, and the key each aggregates by.
-AGGREGATION_VIEWS = {"customer_txn_aggregates": "customer_id", "merchant_txn_aggregates": "merchant_id",
-                     "customer_amount_stats": "customer_id"}
-EVENT_FIELDS = {"payment_id": "int", "customer_id": "int", "merchant_id": "int", "amount": "float",
-                "approved": "bool", "event_timestamp": "timestamp"}
+AGGREGATION_VIEWS = {
+    "customer_txn_aggregates": "customer_id",
+    "merchant_txn_aggregates": "merchant_id",
+    "customer_amount_stats": "customer_id",
+}
+EVENT_FIELDS = {
+    "payment_id": "int",
+    "customer_id": "int",
+    "merchant_id": "int",
+    "amount": "float",
+    "approved": "bool",
+    "event_timestamp": "timestamp",
+}
 TRANSFORM_VIEW = "customer_txn_counts"
 
 
@@ -83,8 +92,13 @@ class StreamRepo:
         datagen.write_tables(tiny, self.path / "data")  # the sources must exist to be applied
         self.platform = Platform(self.path)
         contents = repo_mod.parse(self.path)
-        self.platform.store.apply([*contents.entities, *contents.data_sources,
-                                   *[v for v in contents.feature_views if v.name in views]])
+        self.platform.store.apply(
+            [
+                *contents.entities,
+                *contents.data_sources,
+                *[v for v in contents.feature_views if v.name in views],
+            ]
+        )
         shutil.rmtree(self.delta_path, ignore_errors=True)  # only ingested rows from here on
         self.broker = broker
         self.topic = unique("payments")
@@ -99,12 +113,23 @@ class StreamRepo:
         if self.transform is None:
             topic = {"push_source": "payments_push", "fields": EVENT_FIELDS, "key_field": "customer_id"}
         else:
-            topic = {"push_source": "txn_counts_push", "transform": f"running_count.py:{self.transform}",
-                     "fields": {"payment_id": "int", "customer_id": "int", "amount": "float",
-                                "event_timestamp": "timestamp"}}
+            topic = {
+                "push_source": "txn_counts_push",
+                "transform": f"running_count.py:{self.transform}",
+                "fields": {
+                    "payment_id": "int",
+                    "customer_id": "int",
+                    "amount": "float",
+                    "event_timestamp": "timestamp",
+                },
+            }
         doc = {
-            "kafka": {"bootstrap_servers": self.broker.bootstrap, "group_id": self.group, **FAST_KAFKA,
-                      **extra.pop("kafka", {})},
+            "kafka": {
+                "bootstrap_servers": self.broker.bootstrap,
+                "group_id": self.group,
+                **FAST_KAFKA,
+                **extra.pop("kafka", {}),
+            },
             "dead_letter_topic": f"{self.topic}.dlq",
             "batch": {"online_interval_ms": 50, "offline_interval_ms": 300, **extra.pop("batch", {})},
             "retry": {"backoff_base_ms": 20, "backoff_max_ms": 200, **extra.pop("retry", {})},
@@ -133,10 +158,13 @@ class StreamRepo:
         if features is None:
             features = [f.name for f in self.platform.store.get_feature_view(view).features]
         return self.platform.store.get_online_features(
-            features=[f"{view}:{f}" for f in features], entity_rows=[{key: int(i)} for i in ids]).to_df()
+            features=[f"{view}:{f}" for f in features], entity_rows=[{key: int(i)} for i in ids]
+        ).to_df()
 
     def committed(self) -> dict[int, int | None]:
-        consumer = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, group_id=self.group, enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.broker.bootstrap, group_id=self.group, enable_auto_commit=False
+        )
         try:
             return {p: consumer.committed(TopicPartition(self.topic, p)) for p in (0, 1)}
         finally:
@@ -157,8 +185,15 @@ def transform_repo(tmp_path, broker):
     repo.platform.store.teardown()
 
 
-def payments(n: int, customers: int = 20, merchants: int = 4, first_id: int = 1, seed: int = 0,
-             span: timedelta = timedelta(minutes=45), end: datetime | None = None) -> list[dict]:
+def payments(
+    n: int,
+    customers: int = 20,
+    merchants: int = 4,
+    first_id: int = 1,
+    seed: int = 0,
+    span: timedelta = timedelta(minutes=45),
+    end: datetime | None = None,
+) -> list[dict]:
     """``n`` payments with distinct event times spread evenly over ``span`` up to ``end`` (default:
     30 s ago), in arrival order: each arrives up to 5 minutes late, so many come after later ones
     (counted in their own, earlier tiles). With the default span every event stays well within the
@@ -170,22 +205,33 @@ def payments(n: int, customers: int = 20, merchants: int = 4, first_id: int = 1,
     step = span / n
     times = [end - span + step * (i + 1) for i in range(n)]
     arrival = sorted(range(n), key=lambda i: times[i] + timedelta(seconds=rng.uniform(0, 300)))
-    return [{"payment_id": first_id + j, "customer_id": rng.randint(1, customers),
-             "merchant_id": rng.randint(1, merchants), "amount": round(rng.lognormvariate(3, 1), 2),
-             "approved": rng.random() > 0.15, "event_timestamp": times[i].isoformat()}
-            for j, i in enumerate(arrival)]
+    return [
+        {
+            "payment_id": first_id + j,
+            "customer_id": rng.randint(1, customers),
+            "merchant_id": rng.randint(1, merchants),
+            "amount": round(rng.lognormvariate(3, 1), 2),
+            "approved": rng.random() > 0.15,
+            "event_timestamp": times[i].isoformat(),
+        }
+        for j, i in enumerate(arrival)
+    ]
 
 
-def produce(bootstrap: str, topic: str, events: list[dict], raw: list[bytes] = (),
-            timestamp_ms: int | None = None) -> None:
+def produce(
+    bootstrap: str, topic: str, events: list[dict], raw: list[bytes] = (), timestamp_ms: int | None = None
+) -> None:
     """Send ``events`` keyed by customer (a customer's events share a partition), then ``raw`` values.
     ``timestamp_ms``: the records' Kafka timestamp (default: the producer's clock at send)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     for e in events:
-        producer.send(topic, key=str(e["customer_id"]).encode(), value=json.dumps(e).encode(),
-                      timestamp_ms=timestamp_ms)
+        producer.send(
+            topic, key=str(e["customer_id"]).encode(), value=json.dumps(e).encode(), timestamp_ms=timestamp_ms
+        )
     for value in raw:
-        producer.send(topic, key=b"bad", value=value, headers=[("origin", b"test")], timestamp_ms=timestamp_ms)
+        producer.send(
+            topic, key=b"bad", value=value, headers=[("origin", b"test")], timestamp_ms=timestamp_ms
+        )
     producer.flush()
     producer.close()
 
@@ -274,7 +320,9 @@ def assert_exactly_once(repo: StreamRepo, events: list[dict]) -> None:
     import pandas as pd
 
     rows = repo.delta_rows()
-    assert rows is not None and len(rows) == len(events), f"{0 if rows is None else len(rows)} rows for {len(events)} events"
+    assert rows is not None and len(rows) == len(events), (
+        f"{0 if rows is None else len(rows)} rows for {len(events)} events"
+    )
     assert not rows["payment_id"].duplicated().any()
     columns = list(EVENT_FIELDS)
     got = rows[columns].sort_values("payment_id").reset_index(drop=True)
@@ -303,8 +351,14 @@ def running_counts(events: list[dict], history: list[dict] = ()):
         count[c] = count.get(c, 0) + 1
         cents[c] = cents.get(c, 0) + round(e["amount"] * 100)
         if i >= len(history):
-            rows.append({"customer_id": c, "event_timestamp": pd.Timestamp(e["event_timestamp"]),
-                         "txn_count": count[c], "amount_total": cents[c] / 100})
+            rows.append(
+                {
+                    "customer_id": c,
+                    "event_timestamp": pd.Timestamp(e["event_timestamp"]),
+                    "txn_count": count[c],
+                    "amount_total": cents[c] / 100,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -314,7 +368,9 @@ def assert_rows(repo: StreamRepo, want) -> None:
     import pandas as pd
 
     rows = repo.delta_rows()
-    assert rows is not None and len(rows) == len(want), f"{0 if rows is None else len(rows)} rows for {len(want)}"
+    assert rows is not None and len(rows) == len(want), (
+        f"{0 if rows is None else len(rows)} rows for {len(want)}"
+    )
     columns = ["customer_id", "event_timestamp", "txn_count", "amount_total"]
     got = rows[columns].sort_values(["customer_id", "event_timestamp"]).reset_index(drop=True)
     want = want[columns].sort_values(["customer_id", "event_timestamp"]).reset_index(drop=True)

@@ -32,26 +32,43 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 def test_events_reach_online_and_offline_exactly_once_and_bad_ones_are_dead_lettered(stream_repo):
     events = payments(400)
-    future = dict(events[0], payment_id=9999, event_timestamp=(datetime.now(UTC) + timedelta(hours=2)).isoformat())
-    bad = [b"\xff\xfe not json", json.dumps({"customer_id": 1}).encode(),
-           json.dumps(dict(events[0], amount="12.50")).encode(), json.dumps(future).encode(),
-           json.dumps(dict(events[0], event_timestamp="yesterday")).encode(),
-           json.dumps(dict(events[0], customer_id=2**64)).encode(),
-           json.dumps(dict(events[0], event_timestamp=(datetime.now(UTC) - timedelta(hours=2)).isoformat())).encode()]
+    future = dict(
+        events[0], payment_id=9999, event_timestamp=(datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    )
+    bad = [
+        b"\xff\xfe not json",
+        json.dumps({"customer_id": 1}).encode(),
+        json.dumps(dict(events[0], amount="12.50")).encode(),
+        json.dumps(future).encode(),
+        json.dumps(dict(events[0], event_timestamp="yesterday")).encode(),
+        json.dumps(dict(events[0], customer_id=2**64)).encode(),
+        json.dumps(
+            dict(events[0], event_timestamp=(datetime.now(UTC) - timedelta(hours=2)).isoformat())
+        ).encode(),
+    ]
     produce(stream_repo.broker.bootstrap, stream_repo.topic, events, raw=bad)
     stream_repo.configure(http_port=0)
 
     ingestor = Ingestor(stream_repo.platform, stream_repo.config())
     run = Running(ingestor)
-    run.wait(lambda s: s.consumed == len(events) + len(bad) and s.written_offline == len(events), what="ingestion")
+    run.wait(
+        lambda s: s.consumed == len(events) + len(bad) and s.written_offline == len(events), what="ingestion"
+    )
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{ingestor.http_port}/metrics").read().decode()
     health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ingestor.http_port}/health").read())
     stats = run.stop()
 
     assert health["status"] == "ok" and health["assigned_partitions"] == 2
     assert "fs_ingest_consumed_records_total" in metrics and "fs_ingest_freshness_seconds_bucket" in metrics
-    assert dict(stats.dead_lettered) == {"undecodable": 1, "missing_field": 1, "wrong_type": 1, "future_timestamp": 1,
-                                         "bad_timestamp": 1, "bad_number": 1, "too_late": 1}
+    assert dict(stats.dead_lettered) == {
+        "undecodable": 1,
+        "missing_field": 1,
+        "wrong_type": 1,
+        "future_timestamp": 1,
+        "bad_timestamp": 1,
+        "bad_number": 1,
+        "too_late": 1,
+    }
     # Each event applied once to each view's tiles (the example views have no row filter).
     assert stats.written_online == len(AGGREGATION_VIEWS) * len(events) and stats.skipped_stale == 0
     assert_exactly_once(stream_repo, events)
@@ -77,11 +94,16 @@ def test_training_reads_the_streamed_events_point_in_time(stream_repo):
     run.stop()
 
     rows = events[-8:]
-    entity_df = pd.DataFrame({"customer_id": [e["customer_id"] for e in rows],
-                              "event_timestamp": [pd.Timestamp(e["event_timestamp"]) for e in rows]})
+    entity_df = pd.DataFrame(
+        {
+            "customer_id": [e["customer_id"] for e in rows],
+            "event_timestamp": [pd.Timestamp(e["event_timestamp"]) for e in rows],
+        }
+    )
     features = ["txn_count_10m", "txn_count_24h", "txn_amount_1h", "avg_amount_24h"]
     hist = stream_repo.platform.store.get_historical_features(
-        entity_df=entity_df, features=[f"customer_txn_aggregates:{f}" for f in features]).to_df()
+        entity_df=entity_df, features=[f"customer_txn_aggregates:{f}" for f in features]
+    ).to_df()
     hist = hist.sort_values(["customer_id", "event_timestamp"]).reset_index(drop=True)
     spec = spec_of(stream_repo.platform.store.get_feature_view("customer_txn_aggregates"))
     want = expected(spec, events_frame(events), hist[["customer_id", "event_timestamp"]])
@@ -95,11 +117,18 @@ def test_late_events_count_within_the_allowed_lateness_of_their_record_timestamp
     though older than now - 1 h) and 61 minutes older (dead-lettered ``too_late``, in neither store).
     Late events land in their own tiles: arriving after newer ones changes nothing."""
     stamp = datetime.now(UTC) - timedelta(minutes=30)
-    in_time = [dict(e, event_timestamp=(stamp - timedelta(minutes=59, seconds=i)).isoformat())
-               for i, e in enumerate(payments(10, customers=3, seed=4))]
-    too_late = [dict(e, payment_id=e["payment_id"] + 100,
-                     event_timestamp=(stamp - timedelta(minutes=61, seconds=i)).isoformat())
-                for i, e in enumerate(payments(3, customers=3, seed=5))]
+    in_time = [
+        dict(e, event_timestamp=(stamp - timedelta(minutes=59, seconds=i)).isoformat())
+        for i, e in enumerate(payments(10, customers=3, seed=4))
+    ]
+    too_late = [
+        dict(
+            e,
+            payment_id=e["payment_id"] + 100,
+            event_timestamp=(stamp - timedelta(minutes=61, seconds=i)).isoformat(),
+        )
+        for i, e in enumerate(payments(3, customers=3, seed=5))
+    ]
     recent = payments(40, customers=3, seed=6, first_id=200, span=timedelta(minutes=20))
     produce(stream_repo.broker.bootstrap, stream_repo.topic, recent)
     stamp_ms = int(stamp.timestamp() * 1000)
@@ -107,7 +136,9 @@ def test_late_events_count_within_the_allowed_lateness_of_their_record_timestamp
 
     run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
     total = len(recent) + len(in_time) + len(too_late)
-    run.wait(lambda s: s.consumed == total and s.written_offline == len(recent) + len(in_time), what="ingestion")
+    run.wait(
+        lambda s: s.consumed == total and s.written_offline == len(recent) + len(in_time), what="ingestion"
+    )
     stats = run.stop()
 
     assert dict(stats.dead_lettered) == {"too_late": len(too_late)}
@@ -144,7 +175,9 @@ def _rewind_group(repo) -> None:
     from kafka import KafkaConsumer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
-    consumer = KafkaConsumer(bootstrap_servers=repo.broker.bootstrap, group_id=repo.group, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=repo.broker.bootstrap, group_id=repo.group, enable_auto_commit=False
+    )
     try:
         tps = [TopicPartition(repo.topic, p) for p in (0, 1)]
         consumer.assign(tps)
@@ -182,7 +215,9 @@ def test_a_stateful_transform_is_warmed_up_from_its_lookback_after_a_restart(tra
     were; records older than the lookback are not replayed, so they drop out of the counts. A
     negative amount is rejected by the transform (dead-lettered ``transform_error``)."""
     repo = transform_repo
-    old = payments(40, customers=6, seed=1, span=timedelta(minutes=10), end=datetime.now(UTC) - timedelta(hours=2))
+    old = payments(
+        40, customers=6, seed=1, span=timedelta(minutes=10), end=datetime.now(UTC) - timedelta(hours=2)
+    )
     produce(repo.broker.bootstrap, repo.topic, old, timestamp_ms=int((time.time() - 7200) * 1000))
     first = payments(100, customers=6, seed=2, first_id=1000, span=timedelta(minutes=20))
     first[10]["amount"] = -1.0
@@ -222,7 +257,9 @@ def test_a_redelivered_record_is_the_same_row_online_and_offline(tmp_path, broke
 
         _rewind_group(repo)
         run = Running(Ingestor(repo.platform, repo.config()))
-        run.wait(lambda s: s.consumed == len(events) and s.skipped_duplicate == len(events) - 1, what="redelivery")
+        run.wait(
+            lambda s: s.consumed == len(events) and s.skipped_duplicate == len(events) - 1, what="redelivery"
+        )
         again = run.stop()
 
         assert again.written_online == 0 and again.written_offline == 0
@@ -230,11 +267,16 @@ def test_a_redelivered_record_is_the_same_row_online_and_offline(tmp_path, broke
         assert_rows(repo, running_counts(events))
         assert repo.online("customer_txn_counts", "customer_id", customers).equals(online_before)
         # Offline created times are the records' Kafka timestamps (the ones online rows carry too).
-        stamps = {(k, pd.Timestamp(t)): ms for k, t, ms in _record_times(repo, len(events)) if (k, t) != (
-            events[7]["customer_id"], events[7]["event_timestamp"])}
+        stamps = {
+            (k, pd.Timestamp(t)): ms
+            for k, t, ms in _record_times(repo, len(events))
+            if (k, t) != (events[7]["customer_id"], events[7]["event_timestamp"])
+        }
         rows = repo.delta_rows()
-        got = {(k, t): c for k, t, c in zip(rows["customer_id"], rows["event_timestamp"], rows["created_at"],
-                                             strict=True)}
+        got = {
+            (k, t): c
+            for k, t, c in zip(rows["customer_id"], rows["event_timestamp"], rows["created_at"], strict=True)
+        }
         assert got == {key: pd.Timestamp(ms, unit="ms", tz="UTC") for key, ms in stamps.items()}
     finally:
         repo.platform.store.teardown()

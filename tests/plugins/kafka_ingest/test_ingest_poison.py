@@ -27,6 +27,7 @@ def _send_null_record(producer: KafkaProducer, topic: str) -> None:
 
 def _poison(event: dict) -> list[tuple[bytes | None, bytes | None, str]]:
     """(key, value, expected reason) of each poison record, built from a valid event."""
+
     def valid(**change) -> bytes:
         return json.dumps({**event, **change}).encode()
 
@@ -56,14 +57,18 @@ def test_poison_of_any_size_or_shape_is_dead_lettered_and_valid_events_still_flo
     total = len(events) + len(poison) + 1
 
     run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
-    run.wait(lambda s: s.consumed == total and s.written_offline == len(events), what="ingestion past the poison")
+    run.wait(
+        lambda s: s.consumed == total and s.written_offline == len(events), what="ingestion past the poison"
+    )
     committed = lambda: sum(v or 0 for v in stream_repo.committed().values())  # noqa: E731
     deadline = time.monotonic() + 30
     while committed() < total and time.monotonic() < deadline:
         time.sleep(0.1)
     stats = run.stop()
 
-    assert dict(stats.dead_lettered) == {"undecodable": 2, "bad_number": 4, "bad_key": 2} and stats.parked == 0
+    assert (
+        dict(stats.dead_lettered) == {"undecodable": 2, "bad_number": 4, "bad_key": 2} and stats.parked == 0
+    )
     assert committed() == total
     assert_exactly_once(stream_repo, events)  # no NaN, no 1e300, no event of a foreign partition counted
     letters = read_dead_letters(f"{stream_repo.topic}.dlq", bootstrap_servers=stream_repo.broker.bootstrap)

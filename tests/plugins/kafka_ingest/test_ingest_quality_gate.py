@@ -30,13 +30,17 @@ def test_strict_gate_dead_letters_a_failing_batch_and_loses_nothing(transform_re
     repo = transform_repo
     _gate(repo, "strict")
     events = payments(120, customers=10)
-    poisoned = dict(events[-1], payment_id=10_000, customer_id=777, amount=500_000.0)  # totals must be <= 100k
+    poisoned = dict(
+        events[-1], payment_id=10_000, customer_id=777, amount=500_000.0
+    )  # totals must be <= 100k
     produce(repo.broker.bootstrap, repo.topic, [*events, poisoned])
 
     run = Running(Ingestor(repo.platform, repo.config()))
     total = len(events) + 1
-    run.wait(lambda s: s.written_offline + s.dead_lettered.get("validation_failed", 0) == total,
-             what="every event written or dead-lettered")
+    run.wait(
+        lambda s: s.written_offline + s.dead_lettered.get("validation_failed", 0) == total,
+        what="every event written or dead-lettered",
+    )
     stats = run.stop()
 
     assert stats.dead_lettered.get("validation_failed", 0) >= 1

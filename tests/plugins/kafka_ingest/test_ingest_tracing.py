@@ -20,23 +20,32 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 def _send_one(bootstrap: str, topic: str, event: dict):
     producer = KafkaProducer(bootstrap_servers=bootstrap)
-    meta = producer.send(topic, key=str(event["customer_id"]).encode(), value=json.dumps(event).encode()).get(30)
+    meta = producer.send(topic, key=str(event["customer_id"]).encode(), value=json.dumps(event).encode()).get(
+        30
+    )
     producer.close()
     return meta.partition, meta.offset
 
 
 def _holding(consumes, partition: int, offset: int):
-    (span,) = [c for c in consumes
-               if c.attributes["partition"] == partition and c.attributes["first_offset"] <= offset
-               <= c.attributes["last_offset"]]  # fmt: skip
+    (span,) = [
+        c
+        for c in consumes
+        if c.attributes["partition"] == partition
+        and c.attributes["first_offset"] <= offset <= c.attributes["last_offset"]
+    ]
     return span
 
 
 def _joined(writes, consume) -> list:
     """The writes that are ``consume``'s child or link it."""
     ctx = consume.context
-    return [w for w in writes if (w.parent and w.parent.span_id == ctx.span_id)
-            or any(link.context.span_id == ctx.span_id for link in w.links)]
+    return [
+        w
+        for w in writes
+        if (w.parent and w.parent.span_id == ctx.span_id)
+        or any(link.context.span_id == ctx.span_id for link in w.links)
+    ]
 
 
 def test_an_event_is_one_trace_from_the_poll_to_the_online_write(stream_repo):
@@ -47,7 +56,9 @@ def test_an_event_is_one_trace_from_the_poll_to_the_online_write(stream_repo):
         run.wait(lambda s: s.consumed == len(bulk) and s.written_offline == len(bulk), what="the bulk")
         tracked = payments(1, first_id=10_000, seed=4)[0]
         partition, offset = _send_one(stream_repo.broker.bootstrap, stream_repo.topic, tracked)
-        run.wait(lambda s: s.consumed == len(bulk) + 1 and s.written_offline == len(bulk) + 1, what="the event")
+        run.wait(
+            lambda s: s.consumed == len(bulk) + 1 and s.written_offline == len(bulk) + 1, what="the event"
+        )
         run.stop()
         spans = exporter.get_finished_spans()
 
@@ -61,7 +72,8 @@ def test_an_event_is_one_trace_from_the_poll_to_the_online_write(stream_repo):
     (store_write,) = [s for s in named(spans, "fs.online.write_events") if parent_of(spans, s) is write]
     assert consume.attributes["topic"] == stream_repo.topic and consume.parent is None
     assert {consume.context.trace_id, write.context.trace_id, store_write.context.trace_id} == {
-        consume.context.trace_id}
+        consume.context.trace_id
+    }
     assert write.start_time >= consume.end_time  # written later, on the writer thread
     (append,) = _joined(offline, consume)
     assert parent_of(spans, append) is consume or append.links
@@ -91,8 +103,12 @@ def test_rows_put_back_after_a_failed_write_keep_their_trace(stream_repo, monkey
     produce(stream_repo.broker.bootstrap, stream_repo.topic, events)
     with collected_spans() as exporter:
         run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
-        run.wait(lambda s: s.consumed == len(events) and s.online_batches >= 1 and s.written_offline == len(events),
-                 what="ingestion")
+        run.wait(
+            lambda s: (
+                s.consumed == len(events) and s.online_batches >= 1 and s.written_offline == len(events)
+            ),
+            what="ingestion",
+        )
         run.stop()
         spans = exporter.get_finished_spans()
 
@@ -101,6 +117,10 @@ def test_rows_put_back_after_a_failed_write_keep_their_trace(stream_repo, monkey
     assert len(calls) >= 2 and len(failed) == 1
     assert any(e.name == "exception" for e in failed[0].events)
     lost = {failed[0].parent.span_id, *(link.context.span_id for link in failed[0].links)}
-    stored = {s for w in online if w.status.is_ok
-              for s in (w.parent.span_id, *(link.context.span_id for link in w.links))}
+    stored = {
+        s
+        for w in online
+        if w.status.is_ok
+        for s in (w.parent.span_id, *(link.context.span_id for link in w.links))
+    }
     assert lost <= stored

@@ -32,7 +32,9 @@ def _reason(decoder, value) -> str:
 
 
 def test_valid_json_is_mapped_and_its_event_time_parsed():
-    d = _decoder(field_mapping={"cust": "customer_id", "ts": "event_timestamp"}, event_time_field="event_timestamp")
+    d = _decoder(
+        field_mapping={"cust": "customer_id", "ts": "event_timestamp"}, event_time_field="event_timestamp"
+    )
     rec = d(json.dumps({"cust": 7, "amount": 3, "ts": "2026-11-01T13:00:00+01:00"}).encode(), NOW)
     assert rec == {"customer_id": 7, "amount": 3, "event_timestamp": datetime(2026, 11, 1, 12, tzinfo=UTC)}
 
@@ -43,37 +45,56 @@ def test_numeric_event_times_use_the_configured_unit():
     assert rec["event_timestamp"] == NOW
 
 
-@pytest.mark.parametrize(("value", "reason"), [
-    (b"\x00\x01", "undecodable"),
-    (None, "undecodable"),
-    (b"[1, 2]", "undecodable"),
-    (b'{"amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "missing_field"),
-    (b'{"customer_id": "7", "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "wrong_type"),
-    (b'{"customer_id": true, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "wrong_type"),
-    (b'{"customer_id": 7, "amount": 1.0}', "missing_field"),
-    (b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "soon"}', "bad_timestamp"),
-    (b'{"customer_id": 7, "amount": NaN, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
-    (b'{"customer_id": 7, "amount": -Infinity, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
-    (b'{"customer_id": 9223372036854775808, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}',
-     "bad_number"),
-    (b'{"customer_id": 100000000000000000000, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}',
-     "bad_number"),
-    (b'{"customer_id": 7, "amount": Infinity, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
-    (b'{"customer_id": 7, "amount": 1e300, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
-    (b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "2026-11-01T13:00:00Z"}', "future_timestamp"),
-])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\x00\x01", "undecodable"),
+        (None, "undecodable"),
+        (b"[1, 2]", "undecodable"),
+        (b'{"amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "missing_field"),
+        (b'{"customer_id": "7", "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "wrong_type"),
+        (b'{"customer_id": true, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', "wrong_type"),
+        (b'{"customer_id": 7, "amount": 1.0}', "missing_field"),
+        (b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "soon"}', "bad_timestamp"),
+        (b'{"customer_id": 7, "amount": NaN, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
+        (b'{"customer_id": 7, "amount": -Infinity, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
+        (
+            b'{"customer_id": 9223372036854775808, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}',
+            "bad_number",
+        ),
+        (
+            b'{"customer_id": 100000000000000000000, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}',
+            "bad_number",
+        ),
+        (b'{"customer_id": 7, "amount": Infinity, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
+        (b'{"customer_id": 7, "amount": 1e300, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
+        (b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "2026-11-01T13:00:00Z"}', "future_timestamp"),
+    ],
+)
 def test_bad_messages_get_a_reason(value, reason):
     assert _reason(_decoder(max_future="5m"), value) == reason
 
 
 def test_numbers_are_checked_against_declared_bounds_and_the_type_in_both_paths():
-    d = RecordDecoder(TopicSpec(topic="t", push_source="p", bounds={"amount": (0, 100)}, max_abs_float=1e6),
-                      {"customer_id": "int32", "amount": "float", "other": "float", "event_timestamp": "timestamp"},
-                      EXAMPLE_REPO)
+    d = RecordDecoder(
+        TopicSpec(topic="t", push_source="p", bounds={"amount": (0, 100)}, max_abs_float=1e6),
+        {"customer_id": "int32", "amount": "float", "other": "float", "event_timestamp": "timestamp"},
+        EXAMPLE_REPO,
+    )
     base = {"customer_id": 7, "amount": 5.0, "other": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}
-    values = [json.dumps({**base, **change}).encode() for change in (
-        {}, {"amount": 100}, {"amount": 100.5}, {"amount": -0.01}, {"other": -1e6}, {"other": 1.5e6},
-        {"customer_id": 2**31 - 1}, {"customer_id": 2**31})]
+    values = [
+        json.dumps({**base, **change}).encode()
+        for change in (
+            {},
+            {"amount": 100},
+            {"amount": 100.5},
+            {"amount": -0.01},
+            {"other": -1e6},
+            {"other": 1.5e6},
+            {"customer_id": 2**31 - 1},
+            {"customer_id": 2**31},
+        )
+    ]
     ok = [True, True, False, False, True, False, True, False]
     for value, accepted in zip(values, ok, strict=True):
         if accepted:
@@ -88,7 +109,9 @@ def test_numbers_are_checked_against_declared_bounds_and_the_type_in_both_paths(
 
 def test_reason_details_never_carry_values():
     with pytest.raises(BadRecord) as e:
-        _decoder()(b'{"customer_id": "secret-4111", "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', NOW)
+        _decoder()(
+            b'{"customer_id": "secret-4111", "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}', NOW
+        )
     assert "secret" not in e.value.detail and "customer_id" in e.value.detail
 
 
@@ -96,16 +119,29 @@ def test_avro_messages_decode_with_the_schema_file(tmp_path):
     fastavro = pytest.importorskip("fastavro")
     import io
 
-    schema = {"type": "record", "name": "Payment", "fields": [
-        {"name": "customer_id", "type": "long"}, {"name": "amount", "type": "double"},
-        {"name": "event_timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+    schema = {
+        "type": "record",
+        "name": "Payment",
+        "fields": [
+            {"name": "customer_id", "type": "long"},
+            {"name": "amount", "type": "double"},
+            {"name": "event_timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        ],
+    }
     (tmp_path / "payment.avsc").write_text(json.dumps(schema))
     buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema),
-                               {"customer_id": 3, "amount": 9.5, "event_timestamp": NOW - timedelta(minutes=1)})
+    fastavro.schemaless_writer(
+        buf,
+        fastavro.parse_schema(schema),
+        {"customer_id": 3, "amount": 9.5, "event_timestamp": NOW - timedelta(minutes=1)},
+    )
     spec = TopicSpec(topic="t", push_source="p", format="avro", avro_schema="payment.avsc")
     d = RecordDecoder(spec, FIELDS, tmp_path)
-    assert d(buf.getvalue(), NOW) == {"customer_id": 3, "amount": 9.5, "event_timestamp": NOW - timedelta(minutes=1)}
+    assert d(buf.getvalue(), NOW) == {
+        "customer_id": 3,
+        "amount": 9.5,
+        "event_timestamp": NOW - timedelta(minutes=1),
+    }
     assert _reason(d, b"\xff") == "undecodable"
 
 
@@ -121,7 +157,9 @@ def test_the_example_repo_config_loads_and_env_vars_expand(monkeypatch):
 
 
 def test_config_mistakes_are_one_line_errors(tmp_path):
-    (tmp_path / "ingest.yaml").write_text(yaml.safe_dump({"topics": [{"topic": "a", "push_source": "p", "colour": 1}]}))
+    (tmp_path / "ingest.yaml").write_text(
+        yaml.safe_dump({"topics": [{"topic": "a", "push_source": "p", "colour": 1}]})
+    )
     with pytest.raises(ConfigError, match=r"topics\.0\.colour"):
         load_ingest_config(tmp_path)
     with pytest.raises(ConfigError, match="no ingest.yaml"):
@@ -136,7 +174,10 @@ def test_transforms_load_from_the_repo_and_classes_are_stateful():
     a, b = factory.new(), factory.new()
     assert a is not b
     pay = {"customer_id": 1, "amount": 10.0, "event_timestamp": NOW}
-    assert a(pay)["txn_count"] == 1 and a(dict(pay, event_timestamp=NOW + timedelta(seconds=1)))["txn_count"] == 2
+    assert (
+        a(pay)["txn_count"] == 1
+        and a(dict(pay, event_timestamp=NOW + timedelta(seconds=1)))["txn_count"] == 2
+    )
     assert b(pay)["txn_count"] == 1
     with pytest.raises(ConfigError, match="no function or class"):
         load_transform(FIXTURES, "running_count.py:nope")
@@ -161,25 +202,47 @@ def applied_repo(tmp_path_factory):
     return platform
 
 
-@pytest.mark.parametrize(("topic", "error"), [
-    ({"transform": "identity.py:identity"}, "aggregate the raw events themselves"),
-    ({"fields": {}}, "declare its message fields"),
-    ({"fields": {k: v for k, v in EVENT_FIELDS.items() if k != "approved"}}, "approved"),
-    ({"quality_gate": True}, "quality gates judge feature rows"),
-    ({"key_field": None}, "set key_field"),  # two join keys: which one producers key by is declared
-    ({"key_field": "card_id"}, "key_field 'card_id' is not among its message fields"),
-])
-def test_a_topic_feeding_aggregation_views_carries_declared_raw_events_and_no_transform(applied_repo, topic, error):
+@pytest.mark.parametrize(
+    ("topic", "error"),
+    [
+        ({"transform": "identity.py:identity"}, "aggregate the raw events themselves"),
+        ({"fields": {}}, "declare its message fields"),
+        ({"fields": {k: v for k, v in EVENT_FIELDS.items() if k != "approved"}}, "approved"),
+        ({"quality_gate": True}, "quality gates judge feature rows"),
+        ({"key_field": None}, "set key_field"),  # two join keys: which one producers key by is declared
+        ({"key_field": "card_id"}, "key_field 'card_id' is not among its message fields"),
+    ],
+)
+def test_a_topic_feeding_aggregation_views_carries_declared_raw_events_and_no_transform(
+    applied_repo, topic, error
+):
     from fs_platform.plugins.kafka_ingest.pipeline import TopicPipeline
 
-    spec = TopicSpec(**{"topic": "payments", "push_source": "payments_push", "fields": EVENT_FIELDS,
-                        "key_field": "customer_id", **topic})
+    spec = TopicSpec(
+        **{
+            "topic": "payments",
+            "push_source": "payments_push",
+            "fields": EVENT_FIELDS,
+            "key_field": "customer_id",
+            **topic,
+        }
+    )
     with pytest.raises(ConfigError, match=error):
         TopicPipeline(spec, applied_repo.repo_path, applied_repo.store, "g")
-    ok = TopicPipeline(TopicSpec(topic="payments", push_source="payments_push", fields=EVENT_FIELDS,
-                                 key_field="customer_id"), applied_repo.repo_path, applied_repo.store, "g")
+    ok = TopicPipeline(
+        TopicSpec(
+            topic="payments", push_source="payments_push", fields=EVENT_FIELDS, key_field="customer_id"
+        ),
+        applied_repo.repo_path,
+        applied_repo.store,
+        "g",
+    )
     assert ok.aggregating and ok.lateness_us == 3_600_000_000
-    assert {v.name for v in ok.views} == {"customer_txn_aggregates", "merchant_txn_aggregates", "customer_amount_stats"}
+    assert {v.name for v in ok.views} == {
+        "customer_txn_aggregates",
+        "merchant_txn_aggregates",
+        "customer_amount_stats",
+    }
 
 
 def test_retries_back_off_on_transient_errors_only():
@@ -194,12 +257,22 @@ def test_retries_back_off_on_transient_errors_only():
     assert with_retries(flaky, attempts=4, base_s=0.1, cap_s=1, sleep=sleeps.append) == "ok"
     assert len(sleeps) == 2 and all(0 <= s <= 0.2 for s in sleeps)
     with pytest.raises(OnlineStoreUnavailable):
-        with_retries(lambda: (_ for _ in ()).throw(OnlineStoreUnavailable("down")), attempts=2, base_s=0, cap_s=0,
-                     sleep=lambda s: None)
+        with_retries(
+            lambda: (_ for _ in ()).throw(OnlineStoreUnavailable("down")),
+            attempts=2,
+            base_s=0,
+            cap_s=0,
+            sleep=lambda s: None,
+        )
     terminal = []
     with pytest.raises(OnlineWriteError):
-        with_retries(lambda: terminal.append(1) or (_ for _ in ()).throw(OnlineWriteError("bad")),
-                     attempts=5, base_s=0, cap_s=0, sleep=lambda s: None)
+        with_retries(
+            lambda: terminal.append(1) or (_ for _ in ()).throw(OnlineWriteError("bad")),
+            attempts=5,
+            base_s=0,
+            cap_s=0,
+            sleep=lambda s: None,
+        )
     assert len(terminal) == 1
 
 
@@ -212,8 +285,15 @@ def test_no_retry_starts_past_the_deadline():
         raise OnlineStoreUnavailable("timed out")
 
     with pytest.raises(OnlineStoreUnavailable):
-        with_retries(hung, attempts=4, base_s=0.1, cap_s=0.1, sleep=lambda s: now.__setitem__(0, now[0] + s),
-                     deadline=2.0, clock=lambda: now[0])
+        with_retries(
+            hung,
+            attempts=4,
+            base_s=0.1,
+            cap_s=0.1,
+            sleep=lambda s: now.__setitem__(0, now[0] + s),
+            deadline=2.0,
+            clock=lambda: now[0],
+        )
     assert len(calls) == 2  # without the deadline: 4 attempts, ~6 s
 
 
@@ -232,7 +312,6 @@ def test_breaker_opens_half_opens_and_closes():
     assert b.allow()
     b.success()
     assert b.state is BreakerState.CLOSED and b.opened == 2  # the failed probe counts as a re-open
-
 
 
 def test_breaker_transitions_are_kept_in_a_delta_table(tmp_path):
@@ -257,7 +336,10 @@ def test_breaker_transitions_are_kept_in_a_delta_table(tmp_path):
     blog.close()
     got = read_transitions(where, start, utcnow())
     assert [(t.breaker, t.from_state, t.to_state) for t in got] == [
-        ("online", "closed", "open"), ("online", "open", "half_open"), ("online", "half_open", "closed")]
+        ("online", "closed", "open"),
+        ("online", "open", "half_open"),
+        ("online", "half_open", "closed"),
+    ]
     assert got[0].failures == 2 and got[0].at <= got[1].at <= got[2].at
     assert read_transitions(str(tmp_path / "never"), start, utcnow()) == []
 
@@ -267,6 +349,7 @@ def test_breaker_transitions_are_kept_in_a_delta_table(tmp_path):
     CircuitBreaker("offline", failures=1, reset_s=5, on_change=stuck.record).failure()  # does not raise
     stuck.close(timeout_s=1.0)
     assert len(stuck._queue) == 1  # kept for the next try, not lost
+
 
 @pytest.mark.redis
 @pytest.mark.kafka
@@ -282,13 +365,17 @@ def test_online_batches_keep_the_newest_row_by_event_then_created_time(transform
     sink = OnlineSink(store, [store.get_feature_view("customer_txn_counts")])
     now = datetime.now(UTC).replace(microsecond=0)
     ts = pa.timestamp("us", tz="UTC")
-    rows = pa.table({
-        "customer_id": pa.array([7, 7, 8, 8], pa.int64()),
-        "txn_count": pa.array([2, 1, 5, 6], pa.int64()),
-        "amount_total": pa.array([2.0, 1.0, 5.0, 6.0]),
-        "event_timestamp": pa.array([now - timedelta(minutes=1)] * 2 + [now - timedelta(minutes=2), now], ts),
-        "created_at": pa.array([now, now - timedelta(seconds=30), now, now], ts),
-    })  # fmt: skip
+    rows = pa.table(
+        {
+            "customer_id": pa.array([7, 7, 8, 8], pa.int64()),
+            "txn_count": pa.array([2, 1, 5, 6], pa.int64()),
+            "amount_total": pa.array([2.0, 1.0, 5.0, 6.0]),
+            "event_timestamp": pa.array(
+                [now - timedelta(minutes=1)] * 2 + [now - timedelta(minutes=2), now], ts
+            ),
+            "created_at": pa.array([now, now - timedelta(seconds=30), now, now], ts),
+        }
+    )
     result = sink.write(rows, now)
     assert (result.written, result.skipped_stale) == (2, 2)
     got = transform_repo.online("customer_txn_counts", "customer_id", [7, 8], ["txn_count"])

@@ -140,19 +140,21 @@ N_CUSTOMERS = 20
 
 def customer_rows() -> pd.DataFrame:
     ids = list(range(1, N_CUSTOMERS + 1))
-    df = pd.DataFrame({
-        "customer_id": ids,
-        "amount": [i * 1.5 for i in ids],
-        "count": ids,
-        "country": [None if i % 7 == 0 else f"c{i}" for i in ids],
-        "ratio": pd.Series([i / 3 for i in ids], dtype="float32"),
-        "flag": [i % 2 == 0 for i in ids],
-        "level": pd.Series([i % 4 for i in ids], dtype="int32"),
-        "tags": [[i, i + 1] for i in ids],
-        "seen_at": [NOW - timedelta(days=i) for i in ids],
-        "event_timestamp": [NOW - timedelta(minutes=i) for i in ids],
-        "created": [NOW] * len(ids),
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "amount": [i * 1.5 for i in ids],
+            "count": ids,
+            "country": [None if i % 7 == 0 else f"c{i}" for i in ids],
+            "ratio": pd.Series([i / 3 for i in ids], dtype="float32"),
+            "flag": [i % 2 == 0 for i in ids],
+            "level": pd.Series([i % 4 for i in ids], dtype="int32"),
+            "tags": [[i, i + 1] for i in ids],
+            "seen_at": [NOW - timedelta(days=i) for i in ids],
+            "event_timestamp": [NOW - timedelta(minutes=i) for i in ids],
+            "created": [NOW] * len(ids),
+        }
+    )
     return df
 
 

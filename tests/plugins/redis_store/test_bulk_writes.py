@@ -86,10 +86,13 @@ def test_script_calls_per_batch_and_exact_expiry(tmp_path, valkey_url):
 
         now = datetime.now(UTC).replace(microsecond=0)
         ev = [now - timedelta(seconds=s, microseconds=333) for s in range(30)]
-        table = pa.table({
-            "customer_id": pa.array(range(30), pa.int64()), "amount": pa.array([1.5] * 30),
-            "event_timestamp": pa.array(ev, pa.timestamp("us", "UTC")),
-        })  # fmt: skip
+        table = pa.table(
+            {
+                "customer_id": pa.array(range(30), pa.int64()),
+                "amount": pa.array([1.5] * 30),
+                "event_timestamp": pa.array(ev, pa.timestamp("us", "UTC")),
+            }
+        )
         before = calls()
         assert repo.online_store.write_arrow(repo.config, repo.txn, table) == WriteResult(30, 0, 0)
         assert calls() - before == math.ceil(30 / 7)
@@ -134,18 +137,20 @@ def _txn_table() -> pa.Table:
         "z",
         "w",
     ]
-    return pa.table({
-        "customer_id": pa.array(range(n), pa.int64()),
-        "amount": pa.array(floats),
-        "count": pa.array([0, -1, 2**62, None, 5, 6, 7, 8, 9, 10, 11, 12, 13], pa.int64()),
-        "country": pa.array(countries),
-        "ratio": pa.array([1 / 3, 2.5, None, *floats[3:]], pa.float32()),
-        "flag": pa.array([True, False, None] + [True] * (n - 3)),
-        "level": pa.array([1, -2, None] + [3] * (n - 3), pa.int32()),
-        "tags": pa.array([[1, 2], [], None] + [[i] for i in range(n - 3)], pa.list_(pa.int64())),
-        "seen_at": pa.array([T0] * (n - 1) + [None], pa.timestamp("us", "UTC")),
-        "event_timestamp": pa.array([T0] * n, pa.timestamp("us", "UTC")),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "customer_id": pa.array(range(n), pa.int64()),
+            "amount": pa.array(floats),
+            "count": pa.array([0, -1, 2**62, None, 5, 6, 7, 8, 9, 10, 11, 12, 13], pa.int64()),
+            "country": pa.array(countries),
+            "ratio": pa.array([1 / 3, 2.5, None, *floats[3:]], pa.float32()),
+            "flag": pa.array([True, False, None] + [True] * (n - 3)),
+            "level": pa.array([1, -2, None] + [3] * (n - 3), pa.int32()),
+            "tags": pa.array([[1, 2], [], None] + [[i] for i in range(n - 3)], pa.list_(pa.int64())),
+            "seen_at": pa.array([T0] * (n - 1) + [None], pa.timestamp("us", "UTC")),
+            "event_timestamp": pa.array([T0] * n, pa.timestamp("us", "UTC")),
+        }
+    )
 
 
 def _same(a, b) -> bool:

@@ -113,21 +113,28 @@ def test_generated_acl_roles_confine_a_tenant(tmp_path, monkeypatch):
             monkeypatch.setenv(f"FS_TEST_{role.upper()}_PW", _acl_user(admin, users[role], prefix, role))
 
         def online(role):
-            return {"url": MACHINE_URL, "key_prefix": prefix, "username_env": f"FS_TEST_{role.upper()}_USER",
-                    "password_env": f"FS_TEST_{role.upper()}_PW"}
+            return {
+                "url": MACHINE_URL,
+                "key_prefix": prefix,
+                "username_env": f"FS_TEST_{role.upper()}_USER",
+                "password_env": f"FS_TEST_{role.upper()}_PW",
+            }
 
         writer = Repo(tmp_path / "w", online("write"), project="shared")
         writer.materialize()
         reader = Repo(tmp_path / "r", online("serve"), project="shared")
-        assert reader.store.get_online_features(["profile:count"], {"customer_id": [3]}).to_dict()["count"] == [3]
+        assert reader.store.get_online_features(["profile:count"], {"customer_id": [3]}).to_dict()[
+            "count"
+        ] == [3]
         with pytest.raises(OnlineAccessDenied, match="ACL"):
             reader.materialize()
         with pytest.raises(OnlineAccessDenied, match="ACL"):
             writer.store.teardown()  # SCAN/UNLINK are admin-only
         neighbour = f"{prefix}a:shared:{{customer_id=3}}:profile"  # 'ten?' would have matched this
         admin.set(neighbour, "x")
-        raw = redis.Redis.from_url(MACHINE_URL, username=users["admin"],
-                                   password=os.environ["FS_TEST_ADMIN_PW"])
+        raw = redis.Redis.from_url(
+            MACHINE_URL, username=users["admin"], password=os.environ["FS_TEST_ADMIN_PW"]
+        )
         with pytest.raises(redis.exceptions.NoPermissionError):
             raw.get(neighbour)
         Repo(tmp_path / "a", online("admin"), project="shared").close()  # teardown
@@ -148,8 +155,19 @@ def test_fs_tenant_acl_prints_the_rules_of_the_repo_prefix(tmp_path, capsys):
     )
     assert main(["--repo", str(tmp_path), "tenant", "acl", "acme_serve", "--role", "serve"]) == 0
     assert capsys.readouterr().out.split() == [
-        "ACL", "SETUSER", "acme_serve", "reset", "on", "~acme_eu:*", "resetchannels", "-@all",
-        "+get", "+mget", "+hget", "+ping", "+select",
+        "ACL",
+        "SETUSER",
+        "acme_serve",
+        "reset",
+        "on",
+        "~acme_eu:*",
+        "resetchannels",
+        "-@all",
+        "+get",
+        "+mget",
+        "+hget",
+        "+ping",
+        "+select",
     ]
 
 
@@ -166,8 +184,10 @@ def test_hashed_key_names_reveal_no_entity_id(tmp_path, monkeypatch):
         key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=4)])
         later = NOW + timedelta(seconds=1)
         repo.online_store.write_batch(  # the per-row (protobuf) path builds the same hashed key
-            repo.config, repo.profile, [(key, {"count": Value(int64_val=40), "country": Value(string_val="x")},
-                                         later, None)])
+            repo.config,
+            repo.profile,
+            [(key, {"count": Value(int64_val=40), "country": Value(string_val="x")}, later, None)],
+        )
         admin = redis.Redis.from_url(MACHINE_URL)
         names = [k.decode() for k in admin.scan_iter(match=f"{prefix}:*")]
         entity_keys = [k for k in names if "{" in k]
@@ -175,13 +195,21 @@ def test_hashed_key_names_reveal_no_entity_id(tmp_path, monkeypatch):
         tags = {}
         for k in entity_keys:
             tags.setdefault(k.split("}:")[1], set()).add(k.split("{")[1].split("}")[0])
-        assert len(tags["profile"]) == 20 and tags["profile"] == tags["txn"]  # same tags for the same entities
-        assert {key_slot(k.encode()) for k in entity_keys if k.endswith(("}:profile", "}:txn"))}.__len__() == 20
-        got = repo.store.get_online_features(["profile:count", "txn:amount"], {"customer_id": [3, 4]}).to_dict()
+        assert (
+            len(tags["profile"]) == 20 and tags["profile"] == tags["txn"]
+        )  # same tags for the same entities
+        assert {
+            key_slot(k.encode()) for k in entity_keys if k.endswith(("}:profile", "}:txn"))
+        }.__len__() == 20
+        got = repo.store.get_online_features(
+            ["profile:count", "txn:amount"], {"customer_id": [3, 4]}
+        ).to_dict()
         assert got["count"] == [3, 40] and got["amount"][1] == 6.0
         monkeypatch.setenv("FS_TEST_KEY_SECRET", uuid.uuid4().hex)  # another secret: another key space
         other = Repo(tmp_path / "other", online, project="shared")
-        assert other.store.get_online_features(["profile:count"], {"customer_id": [3]}).to_dict()["count"] == [None]
+        assert other.store.get_online_features(["profile:count"], {"customer_id": [3]}).to_dict()[
+            "count"
+        ] == [None]
         monkeypatch.delenv("FS_TEST_KEY_SECRET")
         with pytest.raises(ConfigError, match=r"\$FS_TEST_KEY_SECRET, which is not set"):
             Repo(tmp_path / "unset", online, project="shared")

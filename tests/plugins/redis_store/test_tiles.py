@@ -52,9 +52,14 @@ def _view():
 @pytest.fixture
 def online(backend):
     project = "t" + uuid.uuid4().hex[:10]
-    config = RepoConfig(project=project, registry="/tmp/unused-registry.db", provider="local",
-                        online_store={"type": STORE_TYPE, **backend}, offline_store={"type": "file"},
-                        entity_key_serialization_version=3)
+    config = RepoConfig(
+        project=project,
+        registry="/tmp/unused-registry.db",
+        provider="local",
+        online_store={"type": STORE_TYPE, **backend},
+        offline_store={"type": "file"},
+        entity_key_serialization_version=3,
+    )
     store = RedisOnlineStore()
     view = _view()
     yield store, config, view
@@ -63,19 +68,24 @@ def online(backend):
 
 def _events(rows: list[tuple]) -> pa.Table:
     """rows: (customer_id, seconds after T0, amount or None, approved)"""
-    return pa.table({
-        "customer_id": pa.array([r[0] for r in rows], pa.int64()),
-        "amount": pa.array([r[2] for r in rows], pa.float64()),
-        "approved": pa.array([r[3] for r in rows], pa.bool_()),
-        "event_timestamp": pa.array([T0 + timedelta(seconds=r[1]) for r in rows], pa.timestamp("us", tz="UTC")),
-    })
+    return pa.table(
+        {
+            "customer_id": pa.array([r[0] for r in rows], pa.int64()),
+            "amount": pa.array([r[2] for r in rows], pa.float64()),
+            "approved": pa.array([r[3] for r in rows], pa.bool_()),
+            "event_timestamp": pa.array(
+                [T0 + timedelta(seconds=r[1]) for r in rows], pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
 
 
 def _read(store, config, view, customers: list[int], at: datetime) -> dict[str, list]:
     state = store.state(config)
     read = TileRead(state.layout, view, state.codec(view), [f.name for f in view.features])
-    result = state.read([read], {"customer_id": customers}, len(customers),
-                        now_us=int(at.timestamp() * US))[0]
+    result = state.read([read], {"customer_id": customers}, len(customers), now_us=int(at.timestamp() * US))[
+        0
+    ]
     return dict(zip(read.features, result.values, strict=True))
 
 
@@ -103,8 +113,12 @@ events_strategy = st.lists(
 
 @pytest.mark.parametrize("backend", ["redis"], indirect=True)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=events_strategy, lateness=st.lists(st.integers(0, 1200), min_size=40, max_size=40),
-       replay=st.integers(0, 40), delays=st.lists(st.integers(0, 900), min_size=4, max_size=4))
+@given(
+    events=events_strategy,
+    lateness=st.lists(st.integers(0, 1200), min_size=40, max_size=40),
+    replay=st.integers(0, 40),
+    delays=st.lists(st.integers(0, 900), min_size=4, max_size=4),
+)
 def test_tiles_equal_reference_at_request_times(online, events, lateness, replay, delays):
     """Events arrive out of order (each up to 20 min late), a prefix is delivered twice (a restart that
     replays uncommitted offsets); at request times after each quarter of the stream the online value
@@ -125,8 +139,9 @@ def test_tiles_equal_reference_at_request_times(online, events, lateness, replay
             store.write_events(config, view, part, ["t/0"] * len(q), offsets[q], "event_timestamp")
             if replay and q[0] == 0:  # redeliver a prefix: no-op
                 again = min(replay, len(q))
-                result = store.write_events(config, view, table.slice(0, again), ["t/0"] * again,
-                                            offsets[:again], "event_timestamp")
+                result = store.write_events(
+                    config, view, table.slice(0, again), ["t/0"] * again, offsets[:again], "event_timestamp"
+                )
                 assert result.applied == 0
             seen = q[-1] + 1
             arrived = table.slice(0, seen).to_pandas()
@@ -173,12 +188,19 @@ def test_state_is_bounded_by_tiles_not_events(online):
     rows = [(1, i * 29, 1.0, True) for i in range(n)]  # one event every 29 s for a day
     store.write_events(config, view, _events(rows), ["t/0"] * n, np.arange(n), "event_timestamp")
     state = store.state(config)
-    key = state.layout.arrow_keys("agg", ["customer_id"], [ValueType.INT64], [lambda v: str(v)],
-                                  [pa.chunked_array([[1]])])[0]
+    key = state.layout.arrow_keys(
+        "agg", ["customer_id"], [ValueType.INT64], [lambda v: str(v)], [pa.chunked_array([[1]])]
+    )[0]
     merger = Merger(spec)
     small = state.client.get(key)
-    store.write_events(config, view, _events([(1, 2 * 86400, 1.0, True)] * 1), ["t/0"], np.arange(n, n + 1),
-                       "event_timestamp")
+    store.write_events(
+        config,
+        view,
+        _events([(1, 2 * 86400, 1.0, True)] * 1),
+        ["t/0"],
+        np.arange(n, n + 1),
+        "event_timestamp",
+    )
     blob = state.client.get(key)
     assert len(blob) == len(small) == len(merger.empty)  # a fixed size, whatever the number of events
     records = np.frombuffer(blob, "<f8")[merger.head :].reshape(merger.records, merger.width)
@@ -199,7 +221,7 @@ def test_a_row_left_by_the_view_before_it_aggregated_reads_as_no_tiles_and_is_re
     store, config, view = online
     state = store.state(config)
     key = state.layout.view_affixes("agg")[0] + "customer_id=1" + state.layout.view_affixes("agg")[1]
-    state.client.set(key, b'[1,0,1,2.0]')  # a plain row under the same key
+    state.client.set(key, b"[1,0,1,2.0]")  # a plain row under the same key
     assert _read(store, config, view, [1, 2], T0)["n_1h"] == [0, 0]
     store.write_events(config, view, _events([(1, 0, 3.0, True)]), ["t/0"], np.arange(1), "event_timestamp")
     assert _read(store, config, view, [1, 2], T0)["n_1h"] == [1, 0]
@@ -211,8 +233,11 @@ def test_feast_materialize_refuses_an_aggregation_view_with_a_pointer(online, tm
 
     _, config, view = online
     engine = {"type": "fs_platform.plugins.redis_store.engine.RedisArrowEngine"}
-    store = FeatureStore(config=config.model_copy(update={"batch_engine_config": engine,
-                                                         "registry": str(tmp_path / "registry.db")}))
+    store = FeatureStore(
+        config=config.model_copy(
+            update={"batch_engine_config": engine, "registry": str(tmp_path / "registry.db")}
+        )
+    )
     customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
     store.apply([customer, view])
     with pytest.raises(OnlineWriteError, match="fs materialize"):
@@ -233,5 +258,7 @@ def test_a_replay_starting_inside_a_batch_applies_exactly_the_new_events(online)
     again = store.write_events(config, view, table.slice(6, 24), parts[6:], offsets[6:], "event_timestamp")
     assert first.applied == 12 and again.applied == 18 and again.duplicate == 6
     at = T0 + timedelta(seconds=20 * 29)
-    want = expected(spec, table.to_pandas(), pd.DataFrame({"customer_id": [1, 2], "event_timestamp": [at] * 2}))
+    want = expected(
+        spec, table.to_pandas(), pd.DataFrame({"customer_id": [1, 2], "event_timestamp": [at] * 2})
+    )
     _assert_equal(_read(store, config, view, [1, 2], at), want, view)

@@ -87,7 +87,9 @@ def test_a_negative_ttl_means_no_limit_as_offline(repo):
     neg.ttl = timedelta(seconds=-5)
     key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=77)])
     month_ago = datetime.now(UTC) - timedelta(days=30)
-    res = repo.online_store.write_batch(repo.config, neg, [(key, {"count": Value(int64_val=5)}, month_ago, None)])
+    res = repo.online_store.write_batch(
+        repo.config, neg, [(key, {"count": Value(int64_val=5)}, month_ago, None)]
+    )
     assert res.written == 1
     [(event_ts, values)] = repo.online_store.online_read(repo.config, neg, [key], ["count"])
     assert values["count"].int64_val == 5 and event_ts is not None

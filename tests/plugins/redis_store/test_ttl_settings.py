@@ -98,8 +98,12 @@ def test_enforce_view_ttl_off_serves_values_whatever_their_age(make_repo):
     assert reader.read({"customer_id": [1]}) == {"count": [10]}
     served = reader.serve({"customer_id": [1]})
     assert served.statuses[-1] in (None, [FieldStatus.PRESENT])
-    status, _, body = request(make_app(repo.store), "POST", "/get-online-features",
-                              {"features": ["txn:count"], "entities": {"customer_id": [1]}})  # fmt: skip
+    status, _, body = request(
+        make_app(repo.store),
+        "POST",
+        "/get-online-features",
+        {"features": ["txn:count"], "entities": {"customer_id": [1]}},
+    )
     assert status == 200 and body["results"][-1]["values"] == [10], body
     assert body["results"][-1]["statuses"] == ["PRESENT"]
 
@@ -114,7 +118,11 @@ def test_fs_serve_hides_old_values_by_default(make_repo):
     # the same row, its event time rewritten to 2 days ago and its expiry removed: held, past the ttl
     old_us = int((now - timedelta(days=2)).timestamp() * 1_000_000)
     client.set(key, b"[" + str(old_us).encode() + b"," + stored.split(b",", 1)[1])
-    status, _, body = request(make_app(repo.store), "POST", "/get-online-features",
-                              {"features": ["txn:count"], "entities": {"customer_id": [1]}})  # fmt: skip
+    status, _, body = request(
+        make_app(repo.store),
+        "POST",
+        "/get-online-features",
+        {"features": ["txn:count"], "entities": {"customer_id": [1]}},
+    )
     assert status == 200 and body["results"][-1]["values"] == [None], body
     assert body["results"][-1]["statuses"] == ["OUTSIDE_MAX_AGE"]

@@ -59,10 +59,14 @@ def test_ordering_rules(repo):
 
 
 def test_arrow_write_api(repo):
-    table = pa.table({
-        "customer_id": pa.array([7, 8], pa.int64()), "count": pa.array([70, 80], pa.int64()),
-        "country": ["a", "b"], "event_timestamp": pa.array([T0, T0], pa.timestamp("us", "UTC")),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "customer_id": pa.array([7, 8], pa.int64()),
+            "count": pa.array([70, 80], pa.int64()),
+            "country": ["a", "b"],
+            "event_timestamp": pa.array([T0, T0], pa.timestamp("us", "UTC")),
+        }
+    )
     assert repo.online_store.write_arrow(repo.config, repo.profile, table) == WriteResult(2, 0, 0)
     assert repo.online_store.write_arrow(repo.config, repo.profile, table) == WriteResult(0, 2, 0)
     assert read(repo, [7, 8]) == [70, 80]
@@ -71,7 +75,9 @@ def test_arrow_write_api(repo):
         repo.online_store.write_arrow(repo.config, repo.profile, bad)
     # An out-of-range value is refused without quoting it (values may be PII; errors reach logs).
     huge = table.set_column(1, "count", pa.array([2**63 + 5, 1], pa.uint64()))
-    with pytest.raises(ValueDoesNotFitError, match="'profile': 1 value.s. of feature 'count' do not fit") as err:
+    with pytest.raises(
+        ValueDoesNotFitError, match="'profile': 1 value.s. of feature 'count' do not fit"
+    ) as err:
         repo.online_store.write_arrow(repo.config, repo.profile, huge)
     assert str(2**63 + 5) not in str(err.value)
 

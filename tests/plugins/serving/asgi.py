@@ -15,7 +15,9 @@ async def call(app, method: str, path: str, body=None, headers: dict | None = No
     scope = {"type": "http", "method": method, "path": path, "headers": hdrs}
     size = max(1, -(-len(raw) // chunks))
     parts = [raw[i : i + size] for i in range(0, len(raw), size)] or [b""]
-    messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
+    messages = [
+        {"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)
+    ]
 
     async def receive():
         if messages:

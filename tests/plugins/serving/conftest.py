@@ -28,7 +28,9 @@ __all__ = ["MACHINE_URL"]
 def repo(tmp_path):
     r = Repo(tmp_path, {"url": MACHINE_URL})
     r.materialize()
-    r.store.apply([FeatureService(name="scoring", features=[r.txn[["amount", "tags"]], r.profile[["count"]], r.odfv])])
+    r.store.apply(
+        [FeatureService(name="scoring", features=[r.txn[["amount", "tags"]], r.profile[["count"]], r.odfv])]
+    )
     yield r
     r.close()
 
@@ -48,34 +50,46 @@ class AggRepo:
     def __init__(self, tmp):
         self.project = "t" + uuid.uuid4().hex[:10]
         customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
-        self.view = events_view([
-            Aggregation("*", "count", ["10m", "1h"], name="n"),
-            Aggregation("amount", "sum", ["1h"]),
-            Aggregation("amount", "mean", ["1h"]),
-        ])
+        self.view = events_view(
+            [
+                Aggregation("*", "count", ["10m", "1h"], name="n"),
+                Aggregation("amount", "sum", ["1h"]),
+                Aggregation("amount", "mean", ["1h"]),
+            ]
+        )
         request = RequestSource(name="payment", schema=[Field(name="amount", dtype=Float64)])
 
         @on_demand_feature_view(sources=[self.view, request], schema=[Field(name="vs_mean", dtype=Float64)])
         def vs_mean(inputs: pd.DataFrame) -> pd.DataFrame:
             return pd.DataFrame({"vs_mean": inputs["amount"] / inputs["amount_mean_1h"]})
 
-        self.config = RepoConfig(project=self.project, registry=str(tmp / "registry.db"), provider="local",
-                                 online_store={"type": STORE_TYPE, "url": MACHINE_URL},
-                                 offline_store={"type": "file"}, entity_key_serialization_version=3,
-                                 repo_path=str(tmp))
+        self.config = RepoConfig(
+            project=self.project,
+            registry=str(tmp / "registry.db"),
+            provider="local",
+            online_store={"type": STORE_TYPE, "url": MACHINE_URL},
+            offline_store={"type": "file"},
+            entity_key_serialization_version=3,
+            repo_path=str(tmp),
+        )
         self.store = FeatureStore(config=self.config)
         self.store.apply([customer, self.view, vs_mean])
         now = datetime.now(UTC)
         rows = [(1, 30, 10.0), (1, 300, 30.0), (1, 2000, 5.0), (2, 100, 7.5)]
-        events = pa.table({
-            "customer_id": pa.array([r[0] for r in rows], pa.int64()),
-            "amount": pa.array([r[2] for r in rows], pa.float64()),
-            "approved": pa.array([True] * len(rows)),
-            "event_timestamp": pa.array([now - timedelta(seconds=r[1]) for r in rows], pa.timestamp("us", tz="UTC")),
-        })  # fmt: skip
+        events = pa.table(
+            {
+                "customer_id": pa.array([r[0] for r in rows], pa.int64()),
+                "amount": pa.array([r[2] for r in rows], pa.float64()),
+                "approved": pa.array([True] * len(rows)),
+                "event_timestamp": pa.array(
+                    [now - timedelta(seconds=r[1]) for r in rows], pa.timestamp("us", tz="UTC")
+                ),
+            }
+        )
         online = self.store._get_provider().online_store
-        online.write_events(self.config, self.view, events, ["t/0"] * len(rows), np.arange(len(rows)),
-                            "event_timestamp")
+        online.write_events(
+            self.config, self.view, events, ["t/0"] * len(rows), np.arange(len(rows)), "event_timestamp"
+        )
 
 
 @pytest.fixture

@@ -18,10 +18,13 @@ pytestmark = pytest.mark.redis
 
 KEY_A = "k-analyst-0123456789abcdef"
 KEY_S = "k-scoring-0123456789abcdef"
-AUTH = {"mode": "api_key", "identities": [
-    {"name": "scoring", "key_env": "FS_TEST_KEY_SCORING", "roles": [ONLINE_READER]},
-    {"name": "analyst", "key_env": "FS_TEST_KEY_ANALYST", "roles": [ONLINE_READER, PSEUDONYMOUS_READER]},
-]}
+AUTH = {
+    "mode": "api_key",
+    "identities": [
+        {"name": "scoring", "key_env": "FS_TEST_KEY_SCORING", "roles": [ONLINE_READER]},
+        {"name": "analyst", "key_env": "FS_TEST_KEY_ANALYST", "roles": [ONLINE_READER, PSEUDONYMOUS_READER]},
+    ],
+}
 
 
 @pytest.fixture
@@ -33,16 +36,26 @@ def keys(monkeypatch):
 @pytest.fixture
 def pii_repo(repo):
     """A view whose feature is classified pseudonymous, beside the repo's unclassified ones."""
-    secret = FeatureView(name="secret", entities=[repo.customer], source=repo.profile.batch_source, ttl=None,
-                         schema=[Field(name="country", dtype=String, tags={"pii": "pseudonymous"})])
+    secret = FeatureView(
+        name="secret",
+        entities=[repo.customer],
+        source=repo.profile.batch_source,
+        ttl=None,
+        schema=[Field(name="country", dtype=String, tags={"pii": "pseudonymous"})],
+    )
     repo.store.apply([secret])
     repo.store.materialize_incremental(datetime.now(UTC), ["secret"])
     return repo
 
 
 def _read(app, features, headers=None):
-    return request(app, "POST", "/get-online-features",
-                   {"features": features, "entities": {"customer_id": [4242, 1]}}, headers=headers)
+    return request(
+        app,
+        "POST",
+        "/get-online-features",
+        {"features": features, "entities": {"customer_id": [4242, 1]}},
+        headers=headers,
+    )
 
 
 def test_api_keys_are_required_in_api_key_mode(repo, keys):

@@ -22,9 +22,12 @@ from tests.plugins.serving.conftest import make_app
 pytestmark = pytest.mark.redis
 
 KEY = "k-scoring-0123456789abcdef"
-AUTH = {"mode": "api_key", "identities": [
-    {"name": "scoring", "key_env": "FS_TEST_KEY_SCORING", "roles": [ONLINE_READER, PSEUDONYMOUS_READER]},
-]}  # fmt: skip
+AUTH = {
+    "mode": "api_key",
+    "identities": [
+        {"name": "scoring", "key_env": "FS_TEST_KEY_SCORING", "roles": [ONLINE_READER, PSEUDONYMOUS_READER]},
+    ],
+}
 BODY = {"features": ["txn:amount", "profile:count"], "entities": {"customer_id": [1, 2, 999]}}
 
 
@@ -32,9 +35,16 @@ BODY = {"features": ["txn:amount", "profile:count"], "entities": {"customer_id":
 def pii_repo(repo, monkeypatch):
     """A pseudonymous feature and a merchant entity tagged pii beside the repo's unclassified views."""
     monkeypatch.setenv("FS_TEST_KEY_SCORING", KEY)
-    secret = FeatureView(name="secret", entities=[repo.customer], source=repo.profile.batch_source, ttl=None,
-                         schema=[Field(name="country", dtype=String, tags={"pii": "pseudonymous"})])  # fmt: skip
-    merchant = Entity(name="merchant", join_keys=["merchant_id"], value_type=ValueType.STRING, tags={"pii": "pii"})
+    secret = FeatureView(
+        name="secret",
+        entities=[repo.customer],
+        source=repo.profile.batch_source,
+        ttl=None,
+        schema=[Field(name="country", dtype=String, tags={"pii": "pseudonymous"})],
+    )
+    merchant = Entity(
+        name="merchant", join_keys=["merchant_id"], value_type=ValueType.STRING, tags={"pii": "pii"}
+    )
     repo.store.apply([merchant, secret])
     repo.store.materialize_incremental(datetime.now(UTC), ["secret"])
     return repo
@@ -45,7 +55,9 @@ def _dropped(reason: str) -> float:
 
 
 def _rows(path) -> list[dict]:
-    return sorted(DeltaTable(str(path)).to_pyarrow_table().to_pylist(), key=lambda r: (r["request_id"], r["row"]))
+    return sorted(
+        DeltaTable(str(path)).to_pyarrow_table().to_pylist(), key=lambda r: (r["request_id"], r["row"])
+    )
 
 
 @pytest.mark.parametrize("pii", ["hash", "exclude"])
@@ -53,8 +65,11 @@ def test_a_sampled_request_is_logged_with_its_fields_and_pii_hashed_or_excluded(
     path = tmp_path / "served"
     app = make_app(pii_repo.store, auth=AUTH, served_log={"sample": 1.0, "path": str(path), "pii": pii})
     before = datetime.now(UTC)
-    body = {"features": ["txn:amount", "secret:country", "pair:amount"], "full_feature_names": True,
-            "entities": {"customer_id": [1, 2], "merchant_id": ["m1", "m2"]}}  # fmt: skip
+    body = {
+        "features": ["txn:amount", "secret:country", "pair:amount"],
+        "full_feature_names": True,
+        "entities": {"customer_id": [1, 2], "merchant_id": ["m1", "m2"]},
+    }
     headers = {"X-API-Key": KEY, "X-Request-Id": "req-1", "X-Model-Name": "fraud", "X-Model-Version": "v3"}
     status, _, served = request(app, "POST", "/get-online-features", body, headers=headers)
     assert status == 200, served
@@ -67,13 +82,18 @@ def test_a_sampled_request_is_logged_with_its_fields_and_pii_hashed_or_excluded(
     for i, r in enumerate(rows):
         assert (r["request_id"], r["model_name"], r["model_version"]) == ("req-1", "fraud", "v3")
         assert (r["feature_service"], r["source"]) == ("features", "serve")
-        assert before <= r["served_at"] <= datetime.now(UTC) and r["served_date"] == r["served_at"].date().isoformat()
+        assert (
+            before <= r["served_at"] <= datetime.now(UTC)
+            and r["served_date"] == r["served_at"].date().isoformat()
+        )
         entities, features = json.loads(r["entities"]), json.loads(r["features"])
         statuses, events = json.loads(r["statuses"]), json.loads(r["event_us"])
         assert entities["customer_id"] == [1, 2][i]
         assert features["txn__amount"] == results["txn__amount"]["values"][i]
         assert statuses["txn__amount"] == results["txn__amount"]["statuses"][i] == "PRESENT"
-        served_ts = datetime.fromisoformat(results["txn__amount"]["event_timestamps"][i].replace("Z", "+00:00"))
+        served_ts = datetime.fromisoformat(
+            results["txn__amount"]["event_timestamps"][i].replace("Z", "+00:00")
+        )
         assert events["txn__amount"] == int(served_ts.timestamp() * 1_000_000)
         assert statuses["pair__amount"] == results["pair__amount"]["statuses"][i]
         country = results["secret__country"]["values"][i]
@@ -128,8 +148,12 @@ def test_fs_serve_workers_log_sum_their_drops_and_flush_on_sigterm(repo, tmp_pat
         metrics = server.get("/metrics")[1].decode()
     finally:
         assert server.stop() == 0
-    dropped = sum(float(v) for v in re.findall(r'fs_served_log_dropped_total\{reason="queue_full"\} (\S+)', metrics))
-    assert 40 - 16 <= dropped <= 40 - 8  # each worker queues 8 at most (flush_s: nothing written before SIGTERM)
+    dropped = sum(
+        float(v) for v in re.findall(r'fs_served_log_dropped_total\{reason="queue_full"\} (\S+)', metrics)
+    )
+    assert (
+        40 - 16 <= dropped <= 40 - 8
+    )  # each worker queues 8 at most (flush_s: nothing written before SIGTERM)
     rows = _rows(path)
     assert len(rows) == (40 - dropped) * 3  # everything queued was written by the drain
     assert {json.loads(r["entities"])["customer_id"] for r in rows} == {1, 2, 999}
@@ -144,7 +168,9 @@ def test_the_sdk_logs_online_reads_and_fast_reader_reads_when_enabled(repo, tmp_
     store.get_online_features(["txn:amount"], [{"customer_id": 1}])  # not enabled: nothing logged
     path = tmp_path / "served"
     log = served_log.enable(store, path=str(path), model_name="fraud", model_version="7")
-    response = store.get_online_features(["txn:amount", "profile:count"], [{"customer_id": 1}, {"customer_id": 2}])
+    response = store.get_online_features(
+        ["txn:amount", "profile:count"], [{"customer_id": 1}, {"customer_id": 2}]
+    )
     reader = FastReader(store, ["txn:amount"])
     log.record(reader, reader.serve({"customer_id": [999]}), request_id="fast-1")
     store.close()  # flushes

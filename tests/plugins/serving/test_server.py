@@ -43,17 +43,28 @@ def _children(pid: int) -> list[int]:
 
 class Server:
     def __init__(self, repo, settings: dict, scheme: str = "http", env: dict | None = None, stdout=None):
-        (repo.tmp / "feature_store.yaml").write_text(yaml.safe_dump({
-            "project": repo.project, "registry": str(repo.tmp / "registry.db"), "provider": "local",
-            "online_store": repo.online, "offline_store": {"type": "file"},
-            "entity_key_serialization_version": 3,
-        }))  # fmt: skip
+        (repo.tmp / "feature_store.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "project": repo.project,
+                    "registry": str(repo.tmp / "registry.db"),
+                    "provider": "local",
+                    "online_store": repo.online,
+                    "offline_store": {"type": "file"},
+                    "entity_key_serialization_version": 3,
+                }
+            )
+        )
         self.port = _free_port()
         (repo.tmp / "serve.yaml").write_text(yaml.safe_dump({"port": self.port, **settings}))
         self.base = f"{scheme}://127.0.0.1:{self.port}"
         self.ctx = ssl._create_unverified_context() if scheme == "https" else None
-        self.proc = subprocess.Popen([FS, "--repo", str(repo.tmp), "serve"], stdout=stdout or subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env={**os.environ, "FS_DEBUG": "1", **(env or {})})
+        self.proc = subprocess.Popen(
+            [FS, "--repo", str(repo.tmp), "serve"],
+            stdout=stdout or subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "FS_DEBUG": "1", **(env or {})},
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -73,8 +84,11 @@ class Server:
             return e.code, e.read()
 
     def post(self, body=BODY):
-        req = urllib.request.Request(self.base + "/get-online-features", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + "/get-online-features",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=5, context=self.ctx) as r:
                 return r.status, json.loads(r.read())
@@ -109,8 +123,13 @@ def test_workers_metrics_registry_refresh_worker_restart_and_drain(repo):
 
         t = threading.Thread(target=load)
         t.start()
-        late = FeatureView(name="late", entities=[repo.customer], source=repo.profile.batch_source, ttl=None,
-                           schema=[Field(name="amount", dtype=Float64)])
+        late = FeatureView(
+            name="late",
+            entities=[repo.customer],
+            source=repo.profile.batch_source,
+            ttl=None,
+            schema=[Field(name="amount", dtype=Float64)],
+        )
         repo.store.apply([late])
         deadline = time.monotonic() + 10
         while server.post({"features": ["late:amount"], "entities": {"customer_id": [1]}})[0] != 200:
@@ -135,8 +154,26 @@ def test_workers_metrics_registry_refresh_worker_restart_and_drain(repo):
 
 def test_tls(repo, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server = Server(repo, {"workers": 1, "tls": {"certfile": str(cert), "keyfile": str(key)}}, scheme="https")
     try:
         status, body = server.post()
@@ -148,7 +185,9 @@ def test_tls(repo, tmp_path):
 def test_optional_otel_span_per_request(repo, tmp_path):
     out = tmp_path / "stdout"
     with out.open("w") as stdout:
-        server = Server(repo, {"workers": 1, "otel_spans": True}, env={"FS_OTEL_EXPORTER": "console"}, stdout=stdout)
+        server = Server(
+            repo, {"workers": 1, "otel_spans": True}, env={"FS_OTEL_EXPORTER": "console"}, stdout=stdout
+        )
         try:
             assert server.post()[0] == 200
         finally:

@@ -79,8 +79,19 @@ def private_redis(tmp_path):
     if not shutil.which("redis-server"):
         pytest.skip("redis-server not installed")
     port = _free_port()
-    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-           "--dir", str(tmp_path)]
+    cmd = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
 
     class Server:
         url = f"redis://127.0.0.1:{port}/0"
@@ -117,9 +128,17 @@ def store_on(repo):
     def make(url: str) -> FeatureStore:
         online = {**repo.online, "url": url, "socket_timeout_s": 1.0, "connect_timeout_s": 1.0}
         c = repo.config
-        return FeatureStore(config=RepoConfig(
-            project=c.project, registry=str(repo.tmp / "registry.db"), provider="local", online_store=online,
-            offline_store={"type": "file"}, entity_key_serialization_version=3, repo_path=str(repo.tmp)))
+        return FeatureStore(
+            config=RepoConfig(
+                project=c.project,
+                registry=str(repo.tmp / "registry.db"),
+                provider="local",
+                online_store=online,
+                offline_store={"type": "file"},
+                entity_key_serialization_version=3,
+                repo_path=str(repo.tmp),
+            )
+        )
 
     return make
 
@@ -150,7 +169,9 @@ def test_hung_redis_is_cut_at_the_deadline_and_recovery_follows_its_return(priva
 
     async def scenario():
         status, _, raw = await call(app, "POST", "/get-online-features", _body(repo_rows))
-        assert status == 200 and "INVALID" not in _statuses(orjson.loads(raw))  # empty private Redis: NOT_FOUND
+        assert status == 200 and "INVALID" not in _statuses(
+            orjson.loads(raw)
+        )  # empty private Redis: NOT_FOUND
         private_redis.proc.send_signal(signal.SIGSTOP)
         took = []
         for _ in range(4):
@@ -204,8 +225,12 @@ def test_a_corrupt_row_fails_only_its_view(repo):
     client.set(key, b"[1,0,{not json")
     try:
         app = make_app(repo.store)
-        status, headers, body = request(app, "POST", "/get-online-features",
-                                        {"features": ["txn:amount", "profile:country"], "entities": {"customer_id": [1, 2]}})
+        status, headers, body = request(
+            app,
+            "POST",
+            "/get-online-features",
+            {"features": ["txn:amount", "profile:country"], "entities": {"customer_id": [1, 2]}},
+        )
     finally:
         client.set(key, stored)
     assert status == 200 and headers["x-fs-degraded"] == "txn"
