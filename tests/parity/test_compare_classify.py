@@ -192,18 +192,18 @@ def test_a_past_as_of_is_classified_against_the_time_of_the_read(online, offline
 
 def test_ahead_and_lost_details_never_contradict_themselves():
     """#14.7: "online event 24m newer than offline, within the allowed lag 15m" said within and 24m > 15m."""
-    from fs_platform.parity.check import _detail
+    from fs_platform.parity.check_examples import detail
 
     minute = 60_000_000
-    ahead = _detail(
+    ahead = detail(
         Outcome.ONLINE_AHEAD, SERVED, NOW - 10 * minute, NOW - 34 * minute, 1.0, "DOUBLE", NOW, TTL, LAG, NOW
     )
     assert ahead == "online event 10m old, within the allowed lag 15m; offline's newest row is 24m older"
-    since = _detail(
+    since = detail(
         Outcome.ONLINE_AHEAD, SERVED, NOW + 24 * minute, NOW - minute, 1.0, "DOUBLE", NOW, TTL, LAG, READ
     )
     assert since.startswith("online event is 24m after as_of: written since")
-    lost = _detail(
+    lost = detail(
         Outcome.MISSING_OFFLINE,
         SERVED,
         NOW - 24 * minute,
@@ -219,7 +219,7 @@ def test_ahead_and_lost_details_never_contradict_themselves():
         "online event 24m old, more than the allowed lag 15m, is not in the offline table "
         "(its newest row is 24m older)"
     )
-    expired = _detail(
+    expired = detail(
         Outcome.TTL_EXPIRED, ABSENT, None, NOW - TTL + 10 * minute, None, "DOUBLE", NOW, TTL, LAG, READ
     )
     assert "ran out 35m before the online read" in expired and "not checkable" in expired
