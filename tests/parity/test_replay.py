@@ -9,7 +9,8 @@ import pytest
 from feast.value_type import ValueType as V
 
 from fs_platform import datagen
-from fs_platform.parity.replay import replay, replay_view, stream_path
+from fs_platform.parity.replay import replay, replay_view
+from fs_platform.parity.replay_paths import stream_path
 
 FEATURES = {"txn_count": V.INT64, "amount_total": V.DOUBLE}
 
