@@ -191,6 +191,24 @@ customer_amount_stats = aggregation_view(
     tags={"team": "fraud", "tier": "2", "freshness_sla": "15m"},
 )
 
+customer_merchant_spread = aggregation_view(
+    name="customer_merchant_spread",
+    entities=[customer],
+    source=payments_push,
+    aggregations=[
+        Aggregation(
+            "merchant_id",
+            "approx_count_distinct",
+            ["1h", "24h"],
+            name="distinct_merchants",
+            description="Distinct merchants the customer paid (HyperLogLog estimate, ~6.5% error above ~100)",
+        ),
+    ],
+    description="How many different merchants a customer paid recently (card testing spreads across merchants).",
+    owner=FRAUD_TEAM,
+    tags={"team": "fraud", "tier": "2", "freshness_sla": "15m"},
+)
+
 # --- on-demand: the current payment relative to the customer's 24h average --------------------
 transaction_request = RequestSource(
     name="transaction_request",
@@ -251,10 +269,11 @@ fraud_model_v2 = FeatureService(
         customer_txn_aggregates,
         merchant_txn_aggregates,
         customer_amount_stats,
+        customer_merchant_spread,
         txn_amount_vs_history,
     ],
-    description="Features of the card fraud scoring model, version 2: v1 plus merchant decline rates and "
-    "the customer's amount statistics (window aggregations).",
+    description="Features of the card fraud scoring model, version 2: v1 plus merchant decline rates, "
+    "the customer's amount statistics and merchant spread (window aggregations).",
     owner=FRAUD_TEAM,
     tags={"team": "fraud", "tier": "1"},
 )

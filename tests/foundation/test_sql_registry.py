@@ -62,6 +62,7 @@ def test_two_concurrent_applies_leave_a_consistent_registry(example_repo, regist
         views = sorted(v.name for v in store.list_feature_views())
         assert views == [
             "customer_amount_stats",
+            "customer_merchant_spread",
             "customer_profile",
             "customer_txn_aggregates",
             "merchant_risk_daily",
@@ -73,7 +74,12 @@ def test_two_concurrent_applies_leave_a_consistent_registry(example_repo, regist
         from fs_platform.aggregation.spec import spec_of
 
         local = {v.name: v for v in Platform(example_repo, env="staging").definitions().feature_views}
-        for name in ("customer_txn_aggregates", "merchant_txn_aggregates", "customer_amount_stats"):
+        for name in (
+            "customer_txn_aggregates",
+            "merchant_txn_aggregates",
+            "customer_amount_stats",
+            "customer_merchant_spread",
+        ):
             assert spec_of(store.get_feature_view(name)) == spec_of(local[name])
         assert [v.name for v in store.list_on_demand_feature_views()] == ["txn_amount_vs_history"]
         # a third apply sees nothing left to change

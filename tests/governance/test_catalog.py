@@ -12,6 +12,7 @@ def test_catalog_reports_governance_metadata(gov):
     cat = build_catalog(gov.store)
     assert [v.name for v in cat.views] == [
         "customer_amount_stats",
+        "customer_merchant_spread",
         "customer_profile",
         "customer_txn_aggregates",
         "customer_txn_rolling",  # the test-only plain view of tests/rolling_view.py
@@ -50,6 +51,7 @@ def test_docs_pages_are_written_and_stale_pages_removed(gov, tmp_path):
     names = sorted(p.name for p in written)
     assert names == [
         "customer_amount_stats.md",
+        "customer_merchant_spread.md",
         "customer_profile.md",
         "customer_txn_aggregates.md",
         "customer_txn_rolling.md",
@@ -74,6 +76,6 @@ def test_cli_catalog_list_show_docs(gov, tmp_path, capsys):
     assert "risk-ml@payments.example" in capsys.readouterr().out
     assert main(["--repo", repo, "catalog", "show", "nope"]) == 1
     err = capsys.readouterr().err
-    assert "unknown feature view 'nope' — known: customer_amount_stats, customer_profile" in err
+    assert "unknown feature view 'nope' — known: customer_amount_stats, customer_merchant_spread, customer_profile" in err
     assert main(["--repo", repo, "catalog", "docs", "--out", str(tmp_path / "cat")]) == 0
     assert (tmp_path / "cat" / "index.md").is_file()

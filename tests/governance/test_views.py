@@ -13,8 +13,8 @@ from fs_platform.parity.replay import replay_view
 from fs_platform.views import feature_view, feature_views
 
 KNOWN = (
-    "known: customer_amount_stats, customer_profile, customer_txn_aggregates, customer_txn_rolling, "
-    "merchant_risk_daily, merchant_txn_aggregates"
+    "known: customer_amount_stats, customer_merchant_spread, customer_profile, customer_txn_aggregates, "
+    "customer_txn_rolling, merchant_risk_daily, merchant_txn_aggregates"
 )
 
 

@@ -420,7 +420,12 @@ def test_tiles_match_a_naive_per_tile_computation(spark, events, start, length):
 # -- through Feast: the example repo --------------------------------------------------------------------
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
-AGGREGATION_VIEWS = ("customer_txn_aggregates", "merchant_txn_aggregates", "customer_amount_stats")
+AGGREGATION_VIEWS = (
+    "customer_txn_aggregates",
+    "merchant_txn_aggregates",
+    "customer_amount_stats",
+    "customer_merchant_spread",
+)
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ AGGREGATION_VIEWS = {
     "customer_txn_aggregates": "customer_id",
     "merchant_txn_aggregates": "merchant_id",
     "customer_amount_stats": "customer_id",
+    "customer_merchant_spread": "customer_id",
 }
 EVENT_FIELDS = {
     "payment_id": "int",

@@ -242,6 +242,7 @@ def test_a_topic_feeding_aggregation_views_carries_declared_raw_events_and_no_tr
         "customer_txn_aggregates",
         "merchant_txn_aggregates",
         "customer_amount_stats",
+        "customer_merchant_spread",
     }
 
 
