@@ -1,6 +1,7 @@
 """Dashboards and alerts as code for the platform's metrics (``docs/observability.md``).
 
-- ``dashboards.py``: the Grafana dashboards, described in Python and rendered to Grafana's JSON model.
+- ``dashboards.py``: the Grafana dashboards (``dashboard_*.py``), described in Python (``panels.py``) and
+  rendered to Grafana's JSON model (``grafana.py``).
 - ``alerts.yaml``: the Prometheus alerting rules for the SLAs (kept as the rule file Prometheus loads).
 
 ``export(dest)`` writes both (``fs observability export DIR``): ``DIR/grafana/*.json`` for Grafana's
@@ -14,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 from fs_platform.errors import InvalidArgument
-from fs_platform.monitoring.dashboards import DASHBOARDS, render
+from fs_platform.monitoring.dashboards import DASHBOARDS
+from fs_platform.monitoring.grafana import render
 
 ALERTS_FILE = "fs-alerts.yaml"
 

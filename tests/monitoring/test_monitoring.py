@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from fs_platform.monitoring import ALERTS_FILE, export
-from fs_platform.monitoring.dashboards import DASHBOARDS, RATE, expressions
+from fs_platform.monitoring.dashboards import DASHBOARDS, expressions
+from fs_platform.monitoring.panels import RATE
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
