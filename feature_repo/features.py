@@ -199,12 +199,13 @@ customer_merchant_spread = aggregation_view(
         Aggregation(
             "merchant_id",
             "approx_count_distinct",
-            ["1h", "24h"],
+            ["24h"],
             name="distinct_merchants",
             description="Distinct merchants the customer paid (HyperLogLog estimate, ~6.5% error above ~100)",
         ),
     ],
-    description="How many different merchants a customer paid recently (card testing spreads across merchants).",
+    description="How many different merchants a customer paid in the last 24 hours (card testing spreads "
+    "across merchants).",
     owner=FRAUD_TEAM,
     tags={"team": "fraud", "tier": "2", "freshness_sla": "15m"},
 )
