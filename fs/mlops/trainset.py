@@ -12,7 +12,8 @@ hash (``fs_platform.mlops.registry``), per source the Delta table read and its v
 input, the saved dataset's Delta table and version, and Feast's run tags. It is always written beside
 the saved dataset (``<name>.lineage.json``); with MLflow (``fs_platform.mlops.tracking``) the same
 document is the run's ``fs_lineage.json`` artifact, its fields are run tags and params, and the saved
-dataset is the run's input (a Delta dataset source: path + version).
+dataset is the run's input (a Delta dataset source: path + version); ``fs_platform.mlops.lineage``
+writes both.
 
 Reproducing reads the entity rows back from the saved dataset (an entity SQL query may return other
 rows today), retrieves the recorded feature references with every source pinned to its recorded
@@ -21,11 +22,8 @@ version (``pinned_versions``), and compares the result with the saved rows.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +31,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable
-from pyarrow import fs as pafs
 
 from fs_platform.errors import EntityDataFrameError, RepoError
 from fs_platform.mlops import tracking
+from fs_platform.mlops.lineage import LINEAGE_ARTIFACT, log_to_run, mlflow_run, read_lineage, write_lineage
 from fs_platform.mlops.registry import registered_contents, registry_hash
 from fs_platform.order import requested_names
 from fs_platform.timeutil import utcnow
@@ -44,7 +42,6 @@ from fs_platform.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = "data/_fs/trainsets"
-LINEAGE_ARTIFACT = "fs_lineage.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -97,7 +94,7 @@ def build(
     storage = SavedDatasetDeltaStorage(path or f"{DEFAULT_DIR}/{name}")
     location = _location(storage, platform.config)
     mlflow = tracking.mlflow_for(platform.config)
-    with _run(mlflow, platform.config, name) as run_id:
+    with mlflow_run(mlflow, platform.config, name) as run_id:
         job = store.get_historical_features(entity_df, features=service)
         refs = list(job.metadata.features)
         store.create_saved_dataset(
@@ -134,10 +131,10 @@ def build(
         }
         if run_id:
             try:
-                _log_run(mlflow, lineage, sample)
+                log_to_run(mlflow, lineage, sample)
             except Exception as e:
                 raise tracking.error(e, platform.config) from None
-    _write_lineage(location, lineage)
+    write_lineage(location, lineage)
     log.info("training set %s: %d rows, saved dataset version %d", name, rows, version)
     return TrainingSet(name, location, version, rows, lineage, run_id)
 
@@ -225,91 +222,6 @@ def _feast_tags(project: str, service: str, refs: list[str], rows: int) -> dict[
     }
 
 
-class _run:
-    """An MLflow run around the build (or the caller's active run); yields its id, or None without MLflow."""
-
-    def __init__(self, mlflow, config, name: str):
-        self.mlflow, self.config, self.name, self.started = mlflow, config, name, False
-
-    def __enter__(self) -> str | None:
-        if self.mlflow is None:
-            return None
-        try:
-            active = self.mlflow.active_run()
-            if active is not None:
-                return active.info.run_id
-            name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or self.config.project
-            client = self.mlflow.MlflowClient()
-            found = client.get_experiment_by_name(name)
-            self.mlflow.set_experiment(
-                experiment_id=found.experiment_id if found else client.create_experiment(name)
-            )
-            run = self.mlflow.start_run(run_name=self.name)
-        except Exception as e:
-            raise tracking.error(e, self.config) from None
-        self.started = True
-        return run.info.run_id
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.started:
-            self.mlflow.end_run("FAILED" if exc_type else "FINISHED")
-
-
-def _log_run(mlflow, lineage: dict[str, Any], sample: pa.Table) -> None:
-    from mlflow.data.delta_dataset_source import DeltaDatasetSource
-
-    ds = lineage["saved_dataset"]
-    tags = {
-        **lineage["feast_tags"],
-        "fs.training_set": lineage["name"],
-        "fs.registry_hash": lineage["registry_hash"],
-        "fs.env": lineage["env"],
-    }
-    params = {
-        "feature_service": lineage["feature_service"],
-        "registry_hash": lineage["registry_hash"],
-        "saved_dataset": ds["location"],
-        "saved_dataset_version": ds["version"],
-    }
-    for s in lineage["sources"]:
-        params[f"source.{s['source']}.table"] = s["table"]
-        params[f"source.{s['source']}.version"] = s["version"]
-    mlflow.set_tags(tags)
-    mlflow.log_params(params)
-    source = DeltaDatasetSource(path=ds["location"], delta_table_version=ds["version"])
-    with (
-        warnings.catch_warnings()
-    ):  # MLflow's advice on integer columns in model signatures: not a model here
-        warnings.filterwarnings(
-            "ignore", message="Hint: Inferred schema contains integer", category=UserWarning
-        )
-        dataset = mlflow.data.from_pandas(sample.to_pandas(), source=source, name=lineage["name"])
-    mlflow.log_input(dataset, context="training")
-    mlflow.log_dict(lineage, LINEAGE_ARTIFACT)
-
-
-def _lineage_path(location: str) -> tuple[pafs.FileSystem, str]:
-    filesystem, path = (
-        pafs.FileSystem.from_uri(location) if "://" in location else (pafs.LocalFileSystem(), location)
-    )
-    return filesystem, path.rstrip("/") + ".lineage.json"
-
-
-def _write_lineage(location: str, lineage: dict[str, Any]) -> None:
-    filesystem, path = _lineage_path(location)
-    with filesystem.open_output_stream(path) as out:
-        out.write((json.dumps(lineage, indent=2, default=str) + "\n").encode())
-
-
-def _read_lineage(location: str) -> dict[str, Any] | None:
-    filesystem, path = _lineage_path(location)
-    try:
-        with filesystem.open_input_stream(path) as src:
-            return json.loads(src.read())
-    except FileNotFoundError:
-        return None
-
-
 def _read(location: str, version: int) -> pa.Table:
     return DeltaTable(location, version=version).to_pyarrow_table()
 
@@ -328,10 +240,11 @@ def lineage_of(platform, ref: str) -> dict[str, Any]:
     """The lineage of training set ``ref``: a saved dataset name, else an MLflow run id."""
     dataset = _saved_dataset(platform.store, ref)
     if dataset is not None:
-        lineage = _read_lineage(_location(dataset.storage, platform.config))
+        lineage = read_lineage(_location(dataset.storage, platform.config))
         if lineage is None:
             raise RepoError(
-                f"saved dataset {ref!r} has no lineage file beside it: it was not built by `fs trainset build`"
+                f"saved dataset {ref!r} has no lineage file beside it: "
+                "it was not built by `fs trainset build`"
             )
         return lineage
     mlflow = tracking.mlflow_for(platform.config)
