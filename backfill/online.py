@@ -85,7 +85,7 @@ def rebuild_tiles(store, view, interval: Interval) -> Pulled:
     is always rebuilt from all its events, whichever chunk it straddles. Chunks that end before
     anything could still be read online (the longest window plus its tile) produce no tiles."""
     from fs_platform.aggregation.spec import spec_of
-    from fs_platform.plugins.delta.aggregation import tiles
+    from fs_platform.plugins.delta.aggregation_tiles import tiles
     from fs_platform.plugins.delta.engine import get_spark
     from fs_platform.plugins.delta.tables import current_version, read_source
     from fs_platform.timeutil import epoch_micros, from_epoch_micros, utcnow

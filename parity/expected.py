@@ -58,7 +58,7 @@ def expected_aggregates(io: SparkIO, src: ViewSource, keys: pa.Table, as_of: dat
     """An aggregation view's values as of ``as_of`` per key, computed by Spark from the raw events (the
     training path): join keys, ``EVENT_TS`` (= ``as_of``), a null ``CREATED_TS`` and the features."""
     from fs_platform.aggregation.spec import spec_of
-    from fs_platform.plugins.delta.aggregation import as_of as aggregate_as_of
+    from fs_platform.plugins.delta.aggregation_as_of import as_of as aggregate_as_of
 
     plan = src.plan
     spec = spec_of(src.target.view)

@@ -113,7 +113,7 @@ def spark_batch_path(store, view, event_time: str = "event_timestamp") -> Path_:
 
     def run(events: pd.DataFrame) -> pd.DataFrame:
         from fs_platform.aggregation.spec import spec_of
-        from fs_platform.plugins.delta.aggregation import as_of
+        from fs_platform.plugins.delta.aggregation_as_of import as_of
         from fs_platform.plugins.delta.engine import get_engine
         from fs_platform.timeutil import microsecond_timestamps
 

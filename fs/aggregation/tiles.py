@@ -8,9 +8,9 @@ per kind (0, 0, 0, +inf, -inf, -inf, nan, 0). Slot 0 is always the count of even
 (``("n", -1)``): a batch rewrite of a tile compares it (see tiles.lua).
 
 ``Merger`` turns the tiles of ``[tile(t) - w/g, tile(t)]`` into feature values at request time ``t``:
-the Redis store's read path calls it, and Spark's batch retrieval (plugins/delta/aggregation.py) applies
-the same formulas (``stddev`` merges the tiles' n, s and M2 exactly; count and sum of nothing are 0; the
-rest null).
+the Redis store's read path calls it, and Spark's batch retrieval (plugins/delta/aggregation_partials.py)
+applies the same formulas (``stddev`` merges the tiles' n, s and M2 exactly; count and sum of nothing are
+0; the rest null).
 """
 
 from __future__ import annotations

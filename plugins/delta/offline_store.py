@@ -37,7 +37,8 @@ from fs_platform.errors import EntityDataFrameError, OfflineStoreError, SchemaMi
 from fs_platform.feast_compat import requested_views_to_features
 from fs_platform.observability import traced
 from fs_platform.order import in_order, requested_names
-from fs_platform.plugins.delta import aggregation, pit_join, retrieval
+from fs_platform.plugins.delta import pit_join, retrieval
+from fs_platform.plugins.delta.aggregation_as_of import as_of
 from fs_platform.plugins.delta.engine import Engine, get_engine
 from fs_platform.plugins.delta.job import DeltaRetrievalJob, Staging
 from fs_platform.plugins.delta.keys import cast_keys, exact_keys
@@ -170,7 +171,7 @@ class DeltaOfflineStore(OfflineStore):
                 if plan.name in specs:
                     spec = specs[plan.name]
                     events = _aggregation_events(frames[plan.name], plan, spec, prune_range)
-                    joined = aggregation.as_of(
+                    joined = as_of(
                         joined,
                         ts_col,
                         aggregated[plan.name],

@@ -290,8 +290,8 @@ def _resend(state, views, fallbacks, keys_to_send: set[str], partitions, offsets
 
 
 def write_tiles(state, view: FeatureView, tiles: pa.Table) -> TileWriteResult:
-    """Write tiles rebuilt by Spark (``fs_platform.plugins.delta.aggregation.tiles``: join keys, ``tag``,
-    ``tile``, ``s0..``) into the view's hashes; a stored tile that counted more events stays."""
+    """Write tiles rebuilt by Spark (``fs_platform.plugins.delta.aggregation_tiles.tiles``: join keys,
+    ``tag``, ``tile``, ``s0..``) into the view's hashes; a stored tile that counted more events stays."""
     spec = spec_of(view)
     read = TileRead(state.layout, view, state.codec(view), [])
     width = len(layout(spec))

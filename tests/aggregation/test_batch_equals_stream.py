@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fs_platform.aggregation import Aggregation, col, spec_of
-from fs_platform.plugins.delta.aggregation import as_of
+from fs_platform.plugins.delta.aggregation_as_of import as_of
 from fs_platform.plugins.delta.engine import get_engine
 from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
 from fs_platform.plugins.redis_store.tile_store import TileRead

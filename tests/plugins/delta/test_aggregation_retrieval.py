@@ -1,6 +1,6 @@
-"""Aggregation views in training (plugins.delta.aggregation, real Sail): values as of entity rows and
-rebuilt tiles against independent naive computations; through ``get_historical_features`` with plain,
-aggregation and on-demand views in one feature service."""
+"""Aggregation views in training (plugins.delta.aggregation_as_of and _tiles, real Sail): values as of
+entity rows and rebuilt tiles against independent naive computations; through
+``get_historical_features`` with plain, aggregation and on-demand views in one feature service."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from fs_platform.aggregation import Aggregation, aggregation_view, col, spec_of
 from fs_platform.aggregation.tiles import layout
 from fs_platform.errors import OfflineStoreError, SchemaMismatchError
 from fs_platform.plugins.delta import DeltaSource
-from fs_platform.plugins.delta.aggregation import as_of, tiles
+from fs_platform.plugins.delta.aggregation_as_of import as_of
+from fs_platform.plugins.delta.aggregation_tiles import tiles
 from fs_platform.plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
 from tests.aggregation.reference import evaluate, expected, hll_registers, hll_words
 from tests.plugins.delta.delta_helpers import make_config, write_table
@@ -274,7 +275,7 @@ def test_a_hot_key_among_sparse_ones(spark):
 
 def test_the_fallbacks_for_huge_key_and_time_ranges_give_the_same_values(spark, monkeypatch):
     """Keys and times whose combined codes would overflow int64 take other (slower) paths: same values."""
-    from fs_platform.plugins.delta import aggregation
+    from fs_platform.plugins.delta import aggregation_codes
 
     rng = np.random.default_rng(5)
     rows = [
@@ -290,7 +291,7 @@ def test_the_fallbacks_for_huge_key_and_time_ranges_give_the_same_values(spark, 
     )
     table = _events(rows)
     fast = _run(spark, table, entity)
-    monkeypatch.setattr(aggregation, "_CODE_LIMIT", 1)
+    monkeypatch.setattr(aggregation_codes, "_CODE_LIMIT", 1)
     slow = _run(spark, table, entity)
     _assert_equal(slow, fast)
     _assert_equal(slow, expected(SPEC, table.to_pandas(), entity))

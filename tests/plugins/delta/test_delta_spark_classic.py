@@ -166,7 +166,7 @@ def _aggregation_data(tmp_path) -> dict[str, str]:
 
 
 def _aggregate(spark, paths: dict[str, str]) -> pd.DataFrame:
-    from fs_platform.plugins.delta.aggregation import as_of
+    from fs_platform.plugins.delta.aggregation_as_of import as_of
     from tests.plugins.delta.test_aggregation_retrieval import SPEC
 
     outputs = {f.name: f.name for f in SPEC.features}
