@@ -29,7 +29,8 @@ from fs_platform.entity_keys import exact
 from fs_platform.errors import ConfigError, InvalidArgument, OnlineStoreError
 from fs_platform.feast_compat import online_store, parse_feature_ref, request_context
 from fs_platform.plugins.redis_store.on_demand import OnDemand
-from fs_platform.plugins.redis_store.online_store import ReadPlan, RedisOnlineStore
+from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
+from fs_platform.plugins.redis_store.read_plan import ReadPlan
 from fs_platform.plugins.redis_store.reader import build_keys
 
 _INT_KEYS = (ValueType.INT32, ValueType.INT64)

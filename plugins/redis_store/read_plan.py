@@ -4,9 +4,12 @@ assembly of a ``ColumnarOnlineResponse`` from their results."""
 from __future__ import annotations
 
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL
+from feast.online_response import OnlineResponse
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
+from fs_platform.feast_compat import request_context
+from fs_platform.order import requested_names
 from fs_platform.plugins.redis_store.reader import ViewRead, ViewResult
 from fs_platform.plugins.redis_store.response import ColumnarOnlineResponse, entity_meta, in_requested_order
 from fs_platform.plugins.redis_store.state import StoreState, view_read
@@ -97,3 +100,27 @@ class ReadPlan:
                 out[name] = values
                 meta[name] = (vt, result.statuses, result.event_us)
         return in_requested_order(ColumnarOnlineResponse(out, meta, self.feature_types), self.order)
+
+
+def plan_for(state: StoreState, registry, project, features, full_feature_names) -> ReadPlan | None:
+    """The request shape's plan, compiled once per Feast request context; None: Feast's generic path."""
+    ctx = request_context(registry, project, features, full_feature_names)
+    hit = state.plans.get(id(ctx))
+    if hit is not None and hit[0] is ctx:
+        return hit[1]
+    (refs, odfvs, name_to_jk, type_map, join_keys_set, grouped_refs, _, _, entityless) = ctx
+    plan = None
+    # ODFVs and versioned reads keep Feast's generic path (entity-less views: ReadPlan adds the dummy key).
+    if not odfvs and all(v.projection.version_tag is None for v, _ in grouped_refs):
+        plan = ReadPlan(state, grouped_refs, name_to_jk, type_map, join_keys_set, full_feature_names)
+        plan.order = requested_names(refs, full_feature_names)
+    if len(state.plans) > 256:
+        state.plans.clear()
+    state.plans[id(ctx)] = (ctx, plan)
+    return plan
+
+
+def requested_order(registry, project, features, full_feature_names, response) -> OnlineResponse:
+    """Feast's generic path answers per view, in set order: put features in requested order."""
+    refs = request_context(registry, project, features, full_feature_names)[0]
+    return in_requested_order(response, requested_names(refs, full_feature_names))

@@ -22,7 +22,7 @@ from feast.value_type import ValueType
 from fs_platform.plugins.redis_store import WriteResult
 from fs_platform.plugins.redis_store.codec import ViewCodec
 from fs_platform.plugins.redis_store.keys import KeyLayout, token_fn
-from fs_platform.plugins.redis_store.online_store import _arrow_micros
+from fs_platform.plugins.redis_store.write_prep import _arrow_micros
 from tests.plugins.redis_store.conftest import Repo, raw_client
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
