@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fs_platform.aggregation.expr import Expr, col
+from fs_platform.aggregation.windows import Window, duration_label, window
 from fs_platform.errors import RepoError
 from fs_platform.metadata import parse_duration
 
 TAG = "fs.aggregation"  # feature view tag holding the spec as JSON
 FUNCTIONS = ("count", "sum", "mean", "min", "max", "last", "stddev", "approx_count_distinct")
-_SLOTS = {  # function -> slot kinds it reads: n count, s sum, q M2 (sum of squared deviations from the tile mean), m min, M max, t/l last,
-    # h the HyperLogLog registers (sketch.WORDS slots in a tile record)
+# function -> slot kinds it reads: n count, s sum, q M2 (sum of squared deviations from the tile mean),
+# m min, M max, t/l last, h the HyperLogLog registers (sketch.WORDS slots in a tile record)
+_SLOTS = {
     "count": ("n",),
     "sum": ("s",),
     "mean": ("n", "s"),
@@ -51,58 +53,8 @@ EMPTY = {
     "l": float("nan"),
     "h": 0.0,
 }
-_TILE_CHOICES_S = (1, 10, 60, 300, 3600, 86400)
-_MIN_TILES = 6
 ROWS = "*"  # input of count("*"): every event that passes the view's filter
 COUNTS = ("count", "approx_count_distinct")  # integer features, 0 when nothing counts
-
-
-def _label(span: timedelta) -> str:
-    s = int(span.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s % size == 0:
-            return f"{s // size}{unit}"
-    return f"{s}s"
-
-
-def default_tile(span: timedelta) -> timedelta:
-    """The largest standard tile size giving at least 6 tiles per window (and dividing it)."""
-    s = int(span.total_seconds())
-    best = 1
-    for g in _TILE_CHOICES_S:
-        if s % g == 0 and s // g >= _MIN_TILES:
-            best = g
-    return timedelta(seconds=best)
-
-
-@dataclass(frozen=True)
-class Window:
-    label: str  # "10m", as it appears in feature names
-    span_us: int
-    tile_us: int
-
-    @property
-    def tiles(self) -> int:
-        """w / g: tiles before the request's own tile that the window covers."""
-        return self.span_us // self.tile_us
-
-
-def window(span: str | timedelta, tile: str | timedelta | None = None) -> Window:
-    span_td = span if isinstance(span, timedelta) else parse_duration(span)
-    if span_td.total_seconds() < 1 or span_td.total_seconds() % 1:
-        raise RepoError(f"window {span!r}: must be a whole number of seconds, at least 1s")
-    tile_td = (
-        default_tile(span_td)
-        if tile is None
-        else tile
-        if isinstance(tile, timedelta)
-        else parse_duration(tile)
-    )
-    span_s, tile_s = int(span_td.total_seconds()), int(tile_td.total_seconds())
-    if tile_s < 1 or span_s % tile_s:
-        raise RepoError(f"window {_label(span_td)}: tile {_label(tile_td)} must divide the window")
-    label = span.strip() if isinstance(span, str) else _label(span_td)  # "24h" stays "24h"
-    return Window(label, span_s * 1_000_000, tile_s * 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -340,7 +292,7 @@ def build_spec(
                 raise RepoError(f"aggregation view {view!r}: feature {name!r} is declared twice")
             what = "events" if expr is None else repr(a.input) if isinstance(a.input, Expr) else a.input
             text = a.description or _DESCRIBE[a.function].format(input=what, of="")
-            tile = _label(timedelta(microseconds=win.tile_us))
+            tile = duration_label(timedelta(microseconds=win.tile_us))
             desc = f"{text} over the last {win.label} (tiles of {tile}; see docs/aggregations.md)."
             features.append(Feature(name, a.function, index, win, desc, a.pii))
     lateness = (
