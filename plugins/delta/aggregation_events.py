@@ -26,7 +26,7 @@ def event_rows(
     frame = events
     types = dict(events.dtypes)
     floats = [c for c in sorted(spec.columns) if types.get(c) in ("double", "float")]
-    if floats:  # NaN is null, as in SQL (fs.aggregation.tiles.nan_as_null does the same in Arrow)
+    if floats:  # NaN is null, as in SQL (fs.aggregation.tile_records.nan_as_null does the same in Arrow)
         frame = frame.withColumns({c: F.when(~F.isnan(col(c)), col(c)) for c in floats})
     if spec.where is not None:
         frame = frame.where(spec.where.to_spark())

@@ -30,7 +30,8 @@ from feast import FeatureView
 from redis.crc import key_slot
 
 from fs_platform.aggregation.spec import TAG, AggregationSpec, spec_of
-from fs_platform.aggregation.tiles import Merger, inputs_of_views, layout, partials
+from fs_platform.aggregation.tile_records import inputs_of_views, partials
+from fs_platform.aggregation.tiles import Merger, layout
 from fs_platform.errors import OnlineWriteError
 from fs_platform.plugins.redis_store.connection import translated
 from fs_platform.plugins.redis_store.reader import PRESENT, ViewRead, ViewResult
@@ -210,7 +211,7 @@ def write_events(
     pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past (replays).
 
     The events are pre-aggregated here, per (entity, Kafka partition) and tile, with numpy
-    (``fs_platform.aggregation.tiles.partials``) into one packed block per (entity, partition); the
+    (``fs_platform.aggregation.tile_records.partials``) into one packed block per (entity, partition); the
     script merges a block if all its offsets are above the partition's mark, skips it if none is. A
     block straddling the mark (a replay that starts inside it) is rare: those entities are then sent
     again event by event."""
