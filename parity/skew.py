@@ -226,7 +226,7 @@ def _groups(rows: pa.Table, by: str | None) -> dict[str, np.ndarray]:
 
 
 def _sensitive(store):
-    from fs_platform.plugins.serving.served_log import sensitive_names
+    from fs_platform.plugins.serving.served_rows import sensitive_names
 
     return sensitive_names(store)
 

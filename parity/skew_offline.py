@@ -49,7 +49,7 @@ def offline_values(store, targets: list[Target], parsed: Parsed, pii_keys) -> tu
     result = job.to_arrow()
     versions = getattr(job, "source_versions", {}) or {}
     position = {r: j for j, r in enumerate(result[_ROW].to_pylist())}
-    from fs_platform.plugins.serving.served_log import _jsonable
+    from fs_platform.plugins.serving.served_rows import _jsonable
 
     out = {}
     for t in targets:
