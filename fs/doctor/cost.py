@@ -293,10 +293,10 @@ def cost(
     platform, views: list[str] | None = None, *, deep: bool = False, now: datetime | None = None
 ) -> DoctorReport:
     """The cost findings (module docstring); a check that cannot run is an ``error`` finding."""
-    from fs_platform.doctor.checks import _Ctx
+    from fs_platform.doctor.context import CheckContext
 
     started = time.monotonic()
-    c = _Ctx(platform, views, deep, now or utcnow())
+    c = CheckContext(platform, views, deep, now or utcnow())
     if views:
         c.online_views()
     findings: list[Finding] = []

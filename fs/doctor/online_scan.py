@@ -4,6 +4,7 @@ and ``PTTL`` are asked (sampled: the totals are estimates, said so in the eviden
 
 Checks here:
 
+``online_store``   Redis unreachable; keys of views no longer registered: proposes ``delete_view_keys``
 ``online_memory``  memory per view (estimated from the sample), the server's used and max memory
                    (warning above ``MEMORY_WARN`` of ``maxmemory``)
 ``online_expiry``  keys of a plain view with a ttl that never expire (a writer that bypassed the
@@ -106,6 +107,43 @@ def scan(c) -> OnlineScan:
 
 def _mb(n: int | None) -> str:
     return f"{(n or 0) / 1e6:.1f} MB"
+
+
+def check_online(c) -> list[Finding]:
+    from fs_platform.doctor.actions import new_action, registered_views
+
+    try:
+        scanned = scan(c)
+    except Exception as e:
+        return [error_finding("online_store", "online_store", e)]
+    complete = scanned.complete
+    known = registered_views(c.store)
+    findings = []
+    for view, keys in sorted(scanned.views.items()):
+        if view in known:
+            continue
+        n = keys.keys
+        a = new_action(
+            "delete_view_keys", {"view": view}, f"{n} online key(s) of {view!r}, a view no longer registered"
+        )
+        findings.append(
+            Finding(
+                "online_store",
+                Severity.WARNING,
+                view,
+                f"{n} online key(s) left behind by deleted feature view {view!r}",
+                {"keys": n, "scan_complete": complete},
+                (a,),
+            )
+        )
+    if not findings:
+        msg = f"reachable; {scanned.scanned} key(s) scanned, none of deleted views" + (
+            "" if complete else " (sampled; --deep scans all)"
+        )
+        findings.append(
+            Finding("online_store", Severity.OK, "online_store", msg, {"scan_complete": complete})
+        )
+    return findings
 
 
 def check_memory(c) -> list[Finding]:
