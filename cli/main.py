@@ -165,9 +165,10 @@ def run() -> None:
     sys.exit(main())
 
 
-from fs_platform.cli import doctor_cmds  # noqa: E402 - `fs doctor` and `fs ops` (issue #16)
+from fs_platform.cli import doctor_cmds, ops_cmds  # noqa: E402 - `fs doctor` and `fs ops` (issue #16)
 
 doctor_cmds.register(app)
+app.add_typer(ops_cmds.app, name="ops")
 
 from fs_platform.cli import mlops_cmds  # noqa: E402 - `fs trainset` and `fs promote` (issue #18)
 

@@ -12,9 +12,8 @@ from typing import Annotated
 
 import typer
 
-from fs_platform.cli import exit_codes
+from fs_platform.cli import approval, exit_codes
 from fs_platform.cli.args import JsonOpt
-from fs_platform.cli.doctor_cmds import _approver, _interactive, _user
 from fs_platform.cli.state import state
 
 app = typer.Typer(
@@ -137,14 +136,14 @@ def promote(
 
     st = state(ctx)
     out = st.output(as_json)
-    ask = not (no_input or out.as_json or approved_by) and _interactive()
+    ask = not (no_input or out.as_json or approved_by) and approval.interactive()
     if approve is None:
-        p = promotion.propose(st.repo, source, target, proposer=proposer or _user())
+        p = promotion.propose(st.repo, source, target, proposer=proposer or approval.user())
         if p.status != "proposed" or not (approved_by or ask):
             return _exit(out, p)
         _render(out, p, shown_only=True)
         approve = p.promotion_id
-    approver = _approver(
+    approver = approval.approver(
         out, approved_by, no_input or out.as_json, f"promotion {approve} ({source} to {target})"
     )
     _exit(out, promotion.apply(st.repo, source, target, approver=approver, promotion_id=approve))

@@ -136,7 +136,7 @@ def test_rollback_needs_an_approver_where_the_class_does(prod_repo):
 
 
 def test_cli_interactive_approval_and_human_tables(make_repo, tmp_path, monkeypatch):
-    import fs_platform.cli.doctor_cmds as cmds
+    from fs_platform.cli import approval
 
     platform = make_repo()
     base = ["--repo", str(platform.repo_path)]
@@ -146,8 +146,8 @@ def test_cli_interactive_approval_and_human_tables(make_repo, tmp_path, monkeypa
     runner.invoke(
         app, [*base, "doctor", "--check", "online_store", "--plan", str(plan_file), "--proposer", "ci"]
     )
-    monkeypatch.setattr(cmds, "_interactive", lambda: True)  # a person at the terminal
-    monkeypatch.setattr(cmds, "_user", lambda: "carol")
+    monkeypatch.setattr(approval, "interactive", lambda: True)  # a person at the terminal
+    monkeypatch.setattr(approval, "user", lambda: "carol")
     declined = runner.invoke(app, [*base, "ops", "apply", str(plan_file)], input="n\n")
     assert (
         declined.exit_code == 3
