@@ -267,7 +267,7 @@ def lineage_of(platform, ref: str) -> dict[str, Any]:
 def reproduce(platform, ref: str) -> Reproduction:
     """Rebuild training set ``ref`` (name or MLflow run id) on the Delta versions it read."""
     from fs_platform.plugins.delta.job import to_pandas
-    from fs_platform.plugins.delta.offline_store import pinned_versions
+    from fs_platform.plugins.delta.version_pins import pinned_versions
 
     lineage = lineage_of(platform, ref)
     ds = lineage["saved_dataset"]

@@ -78,8 +78,8 @@ class DeltaRetrievalJob(RetrievalJob):
     """Result of a Delta offline store call; nothing runs until ``to_*`` or ``persist``.
 
     ``source_versions`` maps each source name to the Delta version this job reads (``None`` for
-    catalog tables): pass it to :func:`fs_platform.plugins.delta.offline_store.pinned_versions` to replay the
-    retrieval on exactly the same data.
+    catalog tables): pass it to :func:`fs_platform.plugins.delta.version_pins.pinned_versions` to replay
+    the retrieval on exactly the same data.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """A feature view against its Delta table (or against rows about to be written to it): every problem.
 
 The check is retrieval's own (:func:`fs_platform.plugins.delta.retrieval.check_schema` for a plain view, the
-raw-events check of :mod:`fs_platform.plugins.delta.offline_store` for an aggregation view), so ``fs apply``,
+raw-events check of :mod:`fs_platform.plugins.delta.source_checks` for an aggregation view), so ``fs apply``,
 backfills, materialization and retrieval accept and refuse exactly the same views. Retrieval stops at
 the first problem; here every problem is reported, one line each (issue #21.4, #21.5).
 
@@ -37,15 +37,15 @@ def arrow_columns(schema: pa.Schema) -> dict[str, str]:
 
 def schema_problems(view: Any, columns: dict[str, str]) -> list[str]:
     """Every reason ``columns`` cannot serve ``view`` (one line each); empty when it can."""
-    from fs_platform.plugins.delta.offline_store import _check_aggregation_schema, _delta_source
     from fs_platform.plugins.delta.retrieval import plan_view
     from fs_platform.plugins.delta.retrieval import schema_problems as plain_view_problems
+    from fs_platform.plugins.delta.source_checks import check_aggregation_schema, delta_source
 
     spec = spec_of(view)
     if spec is None:
         return plain_view_problems(view, plan_view(view, [], full_feature_names=False), columns)
     try:
-        _check_aggregation_schema(view, _delta_source(view.batch_source, view.name), spec, columns)
+        check_aggregation_schema(view, delta_source(view.batch_source, view.name), spec, columns)
     except SchemaMismatchError as e:
         return [e.message]
     return []

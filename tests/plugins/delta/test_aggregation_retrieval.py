@@ -26,7 +26,8 @@ from fs_platform.errors import OfflineStoreError, SchemaMismatchError
 from fs_platform.plugins.delta import DeltaSource
 from fs_platform.plugins.delta.aggregation_as_of import as_of
 from fs_platform.plugins.delta.aggregation_tiles import tiles
-from fs_platform.plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
+from fs_platform.plugins.delta.offline_store import DeltaOfflineStore
+from fs_platform.plugins.delta.version_pins import pinned_versions
 from tests.aggregation.reference import evaluate, expected, hll_registers, hll_words
 from tests.plugins.delta.delta_helpers import make_config, write_table
 from tests.plugins.delta.delta_reference import point_in_time

@@ -19,8 +19,9 @@ from fs_platform import datagen
 from fs_platform.aggregation import spec_of
 from fs_platform.errors import EntityDataFrameError, SchemaMismatchError, SourceNotFoundError
 from fs_platform.plugins.delta import DeltaSource
-from fs_platform.plugins.delta.offline_store import DeltaOfflineStore, pinned_versions
+from fs_platform.plugins.delta.offline_store import DeltaOfflineStore
 from fs_platform.plugins.delta.storage import SavedDatasetDeltaStorage, recorded_source_versions
+from fs_platform.plugins.delta.version_pins import pinned_versions
 from tests.aggregation.reference import expected
 from tests.plugins.delta.delta_helpers import make_config, write_table
 from tests.plugins.delta.delta_reference import point_in_time
