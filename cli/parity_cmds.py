@@ -125,7 +125,8 @@ def check_cmd(
         for v in (v for v in report.views if v.view in report.no_data):
             if v.entities == 0:  # e.g. a header-only --entities file
                 out.text(
-                    f"no data: no entities to check for {v.view} (an empty --entities file, or nothing to sample)"
+                    f"no data: no entities to check for {v.view} "
+                    "(an empty --entities file, or nothing to sample)"
                 )
                 continue
             out.text(
@@ -189,7 +190,8 @@ def replay_cmd(
     else:
         out.text(f"stream path: {report.stream_path}")
         out.text(
-            f"{report.view}: {report.events} events -> {report.stream_rows} stream rows, {report.batch_rows} batch rows "
+            f"{report.view}: {report.events} events -> {report.stream_rows} stream rows, "
+            f"{report.batch_rows} batch rows "
             f"({report.stream_only} stream-only, {report.batch_only} batch-only)"
         )
         out.table(

@@ -78,9 +78,11 @@ def materialize(
         st.out.json(result)
     else:
         st.out.text(
-            f"Materialized {len(result.views)} view(s) over [{result.start.isoformat()}, {result.end.isoformat()}) "
+            f"Materialized {len(result.views)} view(s) over "
+            f"[{result.start.isoformat()}, {result.end.isoformat()}) "
             f"in {result.chunks_done} chunk(s) ({result.chunks_skipped} already done): "
-            f"{result.rows_written} row(s) written, {result.rows_skipped} skipped (newer value online or expired)."
+            f"{result.rows_written} row(s) written, {result.rows_skipped} skipped "
+            "(newer value online or expired)."
         )
 
 
@@ -119,7 +121,8 @@ def teardown(
     platform = st.platform
     if not yes:
         typer.confirm(
-            f"Tear down project {platform.project!r} (env {platform.env}): delete its online data and registry?",
+            f"Tear down project {platform.project!r} (env {platform.env}): "
+            "delete its online data and registry?",
             abort=True,
         )
     platform.teardown()

@@ -235,7 +235,8 @@ def index_page(catalog: Catalog) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {e.name} | {', '.join(e.join_keys)} | {e.value_type} | {e.owner} | {e.pii} | {_cell(e.description)} |"
+        f"| {e.name} | {', '.join(e.join_keys)} | {e.value_type} | {e.owner} | {e.pii} | "
+        f"{_cell(e.description)} |"
         for e in catalog.entities
     ]
     lines += [
@@ -246,8 +247,9 @@ def index_page(catalog: Catalog) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| [{v.name}]({v.name}.md) | {v.kind} | {v.team} | {v.tier} | {v.owner} | {v.freshness_sla or '-'} | "
-        f"{_ttl(v.ttl_seconds)} | {', '.join(v.pii_features) or '-'} | {_cell(v.description)} |"
+        f"| [{v.name}]({v.name}.md) | {v.kind} | {v.team} | {v.tier} | {v.owner} | "
+        f"{v.freshness_sla or '-'} | {_ttl(v.ttl_seconds)} | {', '.join(v.pii_features) or '-'} | "
+        f"{_cell(v.description)} |"
         for v in catalog.views
     ]
     lines += [
@@ -258,7 +260,8 @@ def index_page(catalog: Catalog) -> str:
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {s.name} | {s.owner} | {len(s.features)} | {', '.join(s.pii_features) or '-'} | {_cell(s.description)} |"
+        f"| {s.name} | {s.owner} | {len(s.features)} | {', '.join(s.pii_features) or '-'} | "
+        f"{_cell(s.description)} |"
         for s in catalog.services
     ]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,13 @@ from fs_platform.governance.drift import DriftReport, FeatureDrift
 
 _REF, _CUR = "#8da0cb", "#fc8d62"
 _W, _H, _PAD = 640, 180, 28
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px;text-align:left}tr.bad{background:#fde0dd}"
+)
+_HEADER = (
+    "<tr><th>feature</th><th>kind</th><th>PSI / threshold</th><th>KS / threshold</th>"
+    "<th>null rate</th><th></th></tr>"
+)
 
 
 def _svg(fd: FeatureDrift) -> str:
@@ -27,7 +34,8 @@ def _svg(fd: FeatureDrift) -> str:
             height = (share / top) * (_H - 10)
             parts.append(
                 f'<rect x="{x + slot * offset:.1f}" y="{_H - height:.1f}" width="{bar:.1f}" '
-                f'height="{height:.1f}" fill="{color}"><title>{escape(label)} {who}: {share:.1%}</title></rect>'
+                f'height="{height:.1f}" fill="{color}">'
+                f"<title>{escape(label)} {who}: {share:.1%}</title></rect>"
             )
         parts.append(
             f'<text x="{x + slot / 2:.1f}" y="{_H + 14}" font-size="9" text-anchor="middle">'
@@ -41,7 +49,8 @@ def render_html(report: DriftReport) -> str:
     ref = f"{report.reference[0].isoformat()} .. {report.reference[1].isoformat()}"
     cur = f"{report.current[0].isoformat()} .. {report.current[1].isoformat()}"
     rows = "".join(
-        f'<tr class="{"bad" if f.drifted else ""}"><td>{escape(f.feature)}{" (PII, masked)" if f.pii else ""}</td>'
+        f'<tr class="{"bad" if f.drifted else ""}">'
+        f"<td>{escape(f.feature)}{' (PII, masked)' if f.pii else ''}</td>"
         f"<td>{f.kind}</td><td>{f.psi:.3f} / {f.psi_threshold}</td>"
         f"<td>{'-' if f.ks is None else f'{f.ks:.3f} / {f.ks_threshold}'}</td>"
         f"<td>{f.reference_null_rate:.1%} → {f.current_null_rate:.1%}</td>"
@@ -51,11 +60,14 @@ def render_html(report: DriftReport) -> str:
     charts = "".join(
         f"<h3>{escape(f.feature)} — {'DRIFT' if f.drifted else 'ok'}</h3>{_svg(f)}" for f in report.features
     )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift: {escape(report.view)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}tr.bad{{background:#fde0dd}}</style>
-</head><body><h1>Drift report: {escape(report.view)}</h1>
-<p>Reference [{escape(ref)}) vs current [{escape(cur)}). Drifted: {escape(", ".join(report.drifted) or "none")}.</p>
-<p><span style="color:{_REF}">■</span> reference <span style="color:{_CUR}">■</span> current (share of non-null rows)</p>
-<table><tr><th>feature</th><th>kind</th><th>PSI / threshold</th><th>KS / threshold</th><th>null rate</th><th></th></tr>{rows}</table>
-{charts}</body></html>
-"""
+    drifted = escape(", ".join(report.drifted) or "none")
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>Drift: {escape(report.view)}</title>\n'
+        f"<style>{_STYLE}</style>\n"
+        f"</head><body><h1>Drift report: {escape(report.view)}</h1>\n"
+        f"<p>Reference [{escape(ref)}) vs current [{escape(cur)}). Drifted: {drifted}.</p>\n"
+        f'<p><span style="color:{_REF}">■</span> reference <span style="color:{_CUR}">■</span> '
+        "current (share of non-null rows)</p>\n"
+        f"<table>{_HEADER}{rows}</table>\n"
+        f"{charts}</body></html>\n"
+    )
