@@ -30,7 +30,8 @@ def build_cmd(
         str,
         typer.Option(
             "--entities",
-            help="Entity rows: a parquet/CSV file (join keys, event_timestamp, labels) or a Spark SQL SELECT.",
+            help="Entity rows: a parquet/CSV file (join keys, event_timestamp, labels) "
+            "or a Spark SQL SELECT.",
         ),
     ],
     name: Annotated[
@@ -45,7 +46,7 @@ def build_cmd(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Point-in-time retrieval saved as a Delta saved dataset, with its lineage (an MLflow run when set up)."""
+    """Point-in-time retrieval saved as a Delta saved dataset with its lineage (an MLflow run when set up)."""
     st = state(ctx)
     out = st.output(as_json)
     ts = st.platform.training_set(feature_service, entities, name=name, path=path)
@@ -131,7 +132,8 @@ def promote(
 ) -> None:
     """Registry diff between environments, policy and model checks; applied only with an approver (audited).
 
-    Without --approve or --approved-by it only proposes (exit 0) or refuses (exit 3); `--approve ID` applies a proposal once approved (--approved-by, or a yes at the terminal)."""
+    Without --approve or --approved-by it only proposes (exit 0) or refuses (exit 3); `--approve ID`
+    applies a proposal once approved (--approved-by, or a yes at the terminal)."""
     from fs_platform.mlops import promote as promotion
 
     st = state(ctx)
