@@ -31,46 +31,20 @@ from feast.errors import FeastError
 
 from fs_platform.errors import FsError, InvalidArgument
 from fs_platform.feast_compat import online_store
-from fs_platform.governance.pii import GRANTS, ONLINE_READER, sensitive_refs
 from fs_platform.observability import span
 from fs_platform.plugins.kafka_ingest.resilience import BreakerState, CircuitBreaker
-from fs_platform.plugins.redis_store.fast_read import FastReader
 from fs_platform.plugins.serving import metrics, served_log
+from fs_platform.plugins.serving.access import authenticate, check_access
 from fs_platform.plugins.serving.encode import response_json
-from fs_platform.plugins.serving.settings import ANONYMOUS, Caller, ServeSettings, callers, key_digest
+from fs_platform.plugins.serving.http_io import HttpError, loop_time, read_body
+from fs_platform.plugins.serving.plans import Plan
+from fs_platform.plugins.serving.settings import ServeSettings, callers
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("fs.serve.access")
 
 _JSON = [(b"content-type", b"application/json")]
-_READER_ROLES = frozenset({ONLINE_READER, *(r for roles in GRANTS.values() for r in roles)})
 _MAX_PLANS = 1024
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, detail: str, headers: list | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.headers = status, detail, headers or []
-
-
-class Plan:
-    """A compiled request shape: the reader, the metric label and the grants its PII features need."""
-
-    def __init__(self, store: FeatureStore, features, full_feature_names: bool, label: str):
-        self.reader = FastReader(store, features, full_feature_names)
-        self.label = label
-        self.entities = metrics.ENTITIES.labels(label)  # resolved once (labels() is a locked lookup)
-        refs = sensitive_refs(store, _refs(features))
-        self.needs = {ref: frozenset(GRANTS[cls]) for ref, cls in refs.items()}  # only sensitive ones
-
-    def denied(self, caller: Caller) -> list[str]:
-        return sorted(ref for ref, roles in self.needs.items() if not caller.roles & roles)
-
-
-def _refs(features) -> list[str]:
-    if isinstance(features, list):
-        return features
-    return [f"{p.name}:{f.name}" for p in features.feature_view_projections for f in p.features]
 
 
 class ServeApp:
@@ -239,10 +213,10 @@ class ServeApp:
         try:
             if scope["method"] != "POST":
                 raise HttpError(405, "use POST", [(b"allow", b"POST")])
-            caller = self._caller(scope)
+            caller = authenticate(self.callers, scope)
             try:
-                async with asyncio.timeout_at(_loop_time(deadline)):
-                    raw = await _read_body(scope, receive, settings.max_body_bytes)
+                async with asyncio.timeout_at(loop_time(deadline)):
+                    raw = await read_body(scope, receive, settings.max_body_bytes)
             except TimeoutError:
                 raise HttpError(408, "request body not received within the deadline") from None
             try:
@@ -255,17 +229,7 @@ class ServeApp:
                 raise HttpError(400, "include_feature_view_version_metadata is not supported by fs serve")
             plan = self.plan(body)
             label = plan.label
-            if not caller.roles & _READER_ROLES:
-                raise HttpError(403, f"caller {caller.name!r} has no online-read role")
-            denied = plan.denied(caller)
-            if denied:
-                from fs_platform.governance.metrics import PII_READS_DENIED
-
-                PII_READS_DENIED.labels("server").inc()
-                need = sorted({r for ref in denied for r in plan.needs[ref]})
-                raise HttpError(
-                    403, f"reading {', '.join(denied)} online needs a PII grant (role {' or '.join(need)})"
-                )
+            check_access(plan, caller)
             entities = body.get("entities")
             if not isinstance(entities, dict):
                 raise HttpError(400, "entities must be an object of column name -> list of values")
@@ -302,7 +266,7 @@ class ServeApp:
         self._probing = probe
         t0 = time.perf_counter()
         try:
-            replies = await plan.reader.fetch(request, _loop_time(deadline))
+            replies = await plan.reader.fetch(request, loop_time(deadline))
         except TimeoutError:
             self._failed()
             return None, "online store timeout (deadline)"
@@ -323,20 +287,6 @@ class ServeApp:
         if self.breaker.state is BreakerState.OPEN:
             metrics.BREAKER_OPEN.set(1)
 
-    def _caller(self, scope) -> Caller:
-        if not self.callers:
-            return ANONYMOUS
-        key = None
-        for name, value in scope["headers"]:
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                key = value[7:].strip()
-            elif name == b"x-api-key":
-                key = value.strip()
-        caller = self.callers.get(key_digest(key.decode("latin-1"))) if key else None
-        if caller is None:
-            raise HttpError(401, "missing or unknown API key", [(b"www-authenticate", b"Bearer")])
-        return caller
-
     async def _ready(self) -> tuple[int, bytes, list]:
         problems = []
         if self.draining:
@@ -353,29 +303,6 @@ class ServeApp:
                 problems.append(f"redis not answering ({type(e).__name__})")
         body = orjson.dumps({"ready": not problems, "problems": problems, "plans": len(self.plans)})
         return (503 if problems else 200), body, []
-
-
-def _loop_time(deadline_monotonic: float) -> float:
-    loop = asyncio.get_running_loop()
-    return loop.time() + (deadline_monotonic - time.monotonic())
-
-
-async def _read_body(scope, receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise HttpError(413, f"request body over {limit} bytes")
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HttpError(499, "client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, f"request body over {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 def create_app(repo: str | None = None, env: str = "dev", settings: ServeSettings | None = None) -> ServeApp:
