@@ -59,7 +59,8 @@ def doctor(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Every health check in one pass: findings, evidence and proposed actions (exit 0 ok, 3 warning, 1 error)."""
+    """Every health check in one pass: findings, evidence and proposed actions (exit 0 ok, 3 warning,
+    1 error)."""
     if ctx.invoked_subcommand:
         return
     from fs_platform.doctor import doctor as run_doctor

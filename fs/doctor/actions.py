@@ -1,24 +1,29 @@
 """Typed, idempotent actions ``fs ops apply`` runs, each through the library code the manual command
 uses, each declaring (and implementing) its rollback.
 
-==================  ============  ===============================================  ==================================
-kind                class         runs                                              rollback
-==================  ============  ===============================================  ==================================
-rematerialize       reversible    ``Platform.materialize`` (``fs materialize``)     restore the view's online keys from
-                                                                                    the snapshot taken before; mark the
-                                                                                    range not done in the ledger
-resume_backfill     reversible    ``Backfiller.plan(..., resume=True)`` + ``run``   restore the Delta table's previous
-                                  (``fs backfill VIEW --resume``)                   version and the online snapshot;
-                                                                                    mark the range not done
-release_lease       reversible    compare-and-delete of the dead holder's lease     put the same lease value back (if
-                                  (only if it is still that exact value)            the view is not leased meanwhile)
-delete_view_keys    reversible    the online store's own deletion of a deleted      RESTORE every key (and its expiry)
-                                  view's keys (SCAN + UNLINK, as ``fs apply``)      from the snapshot taken before
-restore_delta       reversible    ``DeltaTable.restore(version)`` to the last       restore the version it replaced
-                                  version whose schema fits the view
-rerun_validation    read_only     ``validate_offline`` (``fs validate VIEW``)       none needed
-teardown            irreversible  never run by fs ops (policy rule ``irreversible``)  -
-==================  ============  ===============================================  ==================================
+================  ============  ============================================  ================================
+kind              class         runs                                          rollback
+================  ============  ============================================  ================================
+rematerialize     reversible    ``Platform.materialize``                      restore the view's online keys
+                                (``fs materialize``)                          from the snapshot taken before;
+                                                                              mark the range not done in the
+                                                                              ledger
+resume_backfill   reversible    ``Backfiller.plan(..., resume=True)`` +       restore the Delta table's
+                                ``run`` (``fs backfill VIEW --resume``)       previous version and the online
+                                                                              snapshot; mark the range not
+                                                                              done
+release_lease     reversible    compare-and-delete of the dead holder's       put the same lease value back
+                                lease (only if it is still that exact value)  (if the view is not leased
+                                                                              meanwhile)
+delete_view_keys  reversible    the online store's own deletion of a deleted  RESTORE every key (and its
+                                view's keys (SCAN + UNLINK, as ``fs apply``)  expiry) from the snapshot taken
+                                                                              before
+restore_delta     reversible    ``DeltaTable.restore(version)`` to the last   restore the version it replaced
+                                version whose schema fits the view
+rerun_validation  read_only     ``validate_offline`` (``fs validate VIEW``)   none needed
+teardown          irreversible  never run by fs ops (policy rule              -
+                                ``irreversible``)
+================  ============  ============================================  ================================
 
 The kinds live in ``reload_kinds`` (rematerialize, resume_backfill), ``repair_kinds`` (the others above)
 and ``maintenance`` (housekeeping); this module registers them (``KINDS``) and orders a plan (``ORDER``).

@@ -17,8 +17,9 @@ online_memory   memory per view (sampled), Redis used vs maxmemory              
 online_expiry   keys of a view with a ttl that never expire                        expire_view_keys
 freshness       a view older than its SLA (online behind offline, or offline)      rematerialize
 ledger          failed / rejected / interrupted chunks; dead or never-expiring     resume_backfill,
-                leases                                                             rematerialize, release_lease
-ingest          broker unreachable, consumer lag, open breakers (ingest.yaml)     -
+                leases                                                             rematerialize,
+                                                                                   release_lease
+ingest          broker unreachable, consumer lag, open breakers (ingest.yaml)      -
 dead_letters    dead letters not replayed; growth in the last hour                 replay_dead_letters
 validation      the latest recorded validation of a view failed                    rerun_validation
 schema          a view's Delta table no longer fits the view                       restore_delta

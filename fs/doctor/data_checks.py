@@ -53,11 +53,14 @@ def check_freshness(c: CheckContext) -> list[Finding]:
                     f"online data of {fv.name!r} is older than offline and its SLA",
                 ),
             )
-            msg = f"stale online: newest online {fmt_time(on) or 'none'}, offline has {fmt_time(off)} (SLA {v.sla_seconds:g}s)"
+            msg = (
+                f"stale online: newest online {fmt_time(on) or 'none'}, offline has {fmt_time(off)} "
+                f"(SLA {v.sla_seconds:g}s)"
+            )
         else:
             msg = (
-                f"stale offline: newest offline {fmt_time(off) or 'none'} (SLA {v.sla_seconds:g}s); the source or the "
-                "ingest is behind, not materialization (check `fs ingest` and the source jobs)"
+                f"stale offline: newest offline {fmt_time(off) or 'none'} (SLA {v.sla_seconds:g}s); the "
+                "source or the ingest is behind, not materialization (check `fs ingest` and the source jobs)"
             )
         findings.append(Finding("freshness", Severity.WARNING, fv.name, msg, evidence, actions))
     return findings
@@ -131,8 +134,8 @@ def check_parity(c: CheckContext) -> list[Finding]:
         )
         msg = (
             (
-                f"online differs from offline for {total.breaching}/{total.compared} sampled values ({classes}; "
-                f"`fs parity check --views {vr.view}` explains the classes)"
+                f"online differs from offline for {total.breaching}/{total.compared} sampled values "
+                f"({classes}; `fs parity check --views {vr.view}` explains the classes)"
             )
             if vr.breach
             else "parity sample ok"

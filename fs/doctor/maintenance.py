@@ -1,18 +1,21 @@
 """Housekeeping actions of ``fs ops`` (registered in ``fs_platform.doctor.actions.KINDS``):
 
-=======================  ============  ==========================================  ================================
-kind                     class         runs (same code as)                          rollback
-=======================  ============  ==========================================  ================================
-expire_view_keys         reversible    PEXPIREAT each persistent key of the view    RESTORE the keys (no expiry)
-                                       at event time + ttl (the store's own rule)   from the snapshot
-regenerate_catalog_docs  reversible    ``write_docs`` (``fs catalog docs --out``)   put the previous pages back
-compact_delta            reversible    ``DeltaTable.optimize.compact``              restore the version before
-vacuum_delta             forward-only  ``DeltaTable.vacuum`` of files no version    none: deleted files are gone;
-                                       of the last ``rollback_retention_days``      every rollback still allowed
-                                       (nor the table's own retention) needs        keeps its Delta versions
-replay_dead_letters      forward-only  ``replay_dead_letters``                      none: records sent to Kafka
-                                       (``fs ingest replay-dlq --start --end``)     cannot be taken back
-=======================  ============  ==========================================  ================================
+=======================  ============  ========================================  =============================
+kind                     class         runs (same code as)                       rollback
+=======================  ============  ========================================  =============================
+expire_view_keys         reversible    PEXPIREAT each persistent key of the      RESTORE the keys (no expiry)
+                                       view at event time + ttl (the store's     from the snapshot
+                                       own rule)
+regenerate_catalog_docs  reversible    ``write_docs``                            put the previous pages back
+                                       (``fs catalog docs --out``)
+compact_delta            reversible    ``DeltaTable.optimize.compact``           restore the version before
+vacuum_delta             forward-only  ``DeltaTable.vacuum`` of files no         none: deleted files are gone;
+                                       version of the last                       every rollback still allowed
+                                       ``rollback_retention_days`` (nor the      keeps its Delta versions
+                                       table's own retention) needs
+replay_dead_letters      forward-only  ``replay_dead_letters``                   none: records sent to Kafka
+                                       (``fs ingest replay-dlq --start --end``)  cannot be taken back
+=======================  ============  ========================================  =============================
 """
 
 from __future__ import annotations

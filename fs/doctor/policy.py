@@ -10,7 +10,7 @@ per environment like everything else)::
       kill_switch: false                               # true (or FS_OPS_KILL_SWITCH=1): refuse everything
       ops_path: data/_fs/ops                           # audit log (Delta) and rollback snapshots
       rollback_retention_days: 14                      # snapshots pruned after; vacuum keeps this much
-      catalog_docs: ../docs/catalog                    # catalog pages fs doctor keeps in sync (default: unset)
+      catalog_docs: ../docs/catalog                    # catalog pages fs doctor checks (default: unset)
       assistant: {url: http://127.0.0.1:8080/v1, model: ops-helper}   # optional AI assistant (default: off)
 
 Rules, checked in this order for every action (the first that refuses names itself in the

@@ -36,7 +36,10 @@ def _mark_not_done(ctx: OpsContext, view: str, targets, kind, start, end, action
 
 class Rematerialize(Kind):
     kind = "rematerialize"
-    rollback = "restore the view's online keys from the snapshot taken before; the range is marked not done in the ledger"
+    rollback = (
+        "restore the view's online keys from the snapshot taken before; the range is marked not done in "
+        "the ledger"
+    )
 
     def execute(self, ctx, action):
         p = action.params

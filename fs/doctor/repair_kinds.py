@@ -69,7 +69,8 @@ class ReleaseLease(Kind):
             )
         if not ok:
             raise OpsError(
-                f"feature view {action.params['view']!r} is leased by another run now: the old lease was not put back"
+                f"feature view {action.params['view']!r} is leased by another run now: the old lease was not "
+                "put back"
             )
         return {"leases_restored": 1}
 

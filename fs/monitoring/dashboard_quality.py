@@ -7,7 +7,8 @@ from fs_platform.monitoring.panels import Dashboard, Panel, Row, q
 QUALITY = Dashboard(
     "fs-quality",
     "fs / Validation and drift",
-    "Validation gate runs (fs validate, backfill, materialize, ingest, API) and drift scores (fs monitor drift).",
+    "Validation gate runs (fs validate, backfill, materialize, ingest, API) and drift scores "
+    "(fs monitor drift).",
     (
         Row(
             "Validation",

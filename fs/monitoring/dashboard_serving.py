@@ -25,7 +25,8 @@ SERVING = Dashboard(
                         q(p99("fs_serve_request_seconds", quantile=0.999), "p99.9"),
                     ),
                     unit="s",
-                    description="Receipt to the last byte handed to the server; the alert fires on p99 over 5 ms.",
+                    description="Receipt to the last byte handed to the server; the alert fires on p99 "
+                    "over 5 ms.",
                 ),
                 Panel(
                     "p99 by feature service",
@@ -89,7 +90,8 @@ SERVING = Dashboard(
                     "Sampled requests not logged per second",
                     (q(f"sum by (reason) (rate(fs_served_log_dropped_total[{RATE}]))", "{{reason}}"),),
                     unit="ops",
-                    description="queue_full: the worker's queue was full; write_failed: the Delta append failed.",
+                    description="queue_full: the worker's queue was full; write_failed: the Delta append "
+                    "failed.",
                 ),
             ),
         ),
