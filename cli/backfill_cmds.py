@@ -49,7 +49,9 @@ def run(
         str,
         typer.Option(
             "--to",
-            help="online | offline | both. Offline recomputes the range from the view's batch definition (backfills.py) and replaces it in the view's Delta table; online then writes the range's latest values.",
+            help="online | offline | both. Offline recomputes the range from the view's batch definition "
+            "(backfills.py) and replaces it in the view's Delta table; online then writes the range's latest "
+            "values.",
         ),
     ] = "both",
     chunk: Annotated[
@@ -80,14 +82,16 @@ def run(
         bool,
         typer.Option(
             "--allow-shrink",
-            help="Let an offline chunk replace its range with fewer rows than it holds (a correction that removes rows). Without it such a chunk is rejected: its inputs may not cover the range yet.",
+            help="Let an offline chunk replace its range with fewer rows than it holds (a correction that "
+            "removes rows). Without it such a chunk is rejected: its inputs may not cover the range yet.",
         ),
     ] = False,
     create: Annotated[
         bool,
         typer.Option(
             "--create",
-            help="Create the view's Delta table from the recomputed rows if it does not exist (with a warning). Without it a missing table is an error: a deleted table is never recreated silently.",
+            help="Create the view's Delta table from the recomputed rows if it does not exist (with a "
+            "warning). Without it a missing table is an error: a deleted table is never recreated silently.",
         ),
     ] = False,
     compute_span: Annotated[
@@ -95,12 +99,14 @@ def run(
         typer.Option(
             "--compute-span",
             min=1,
-            help="Adjacent chunks recomputed in one pass of the batch definition (lookback read once per pass); each chunk is still committed and recorded on its own. Default backfill.compute_span, 7; 1 = one pass per chunk.",
+            help="Adjacent chunks recomputed in one pass of the batch definition (lookback read once per "
+            "pass); each chunk is still committed and recorded on its own. Default backfill.compute_span, 7; "
+            "1 = one pass per chunk.",
         ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recompute and/or reload [START, END) of VIEW, chunk by chunk (exit 1 if a chunk failed or was rejected)."""
+    """Recompute or reload [START, END) of VIEW, chunk by chunk (exit 1 if a chunk failed or was rejected)."""
     from fs_platform.backfill.runner import Backfiller
 
     st = state(ctx)
@@ -118,7 +124,8 @@ def run(
     )
     if plan.create_table and not out.as_json:
         out.text(
-            f"[yellow]warning: the Delta table of {view} does not exist: this run creates it (--create).[/yellow]"
+            f"[yellow]warning: the Delta table of {view} does not exist: this run creates it "
+            "(--create).[/yellow]"
         )
     if dry_run:
         return out.json({"plan": plan}) if out.as_json else _render_plan(out, plan)
@@ -155,7 +162,7 @@ def status(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """What the ledger records per view and target: done ranges, unfinished chunks, watermark, lease holder."""
+    """What the ledger holds per view and target: done ranges, unfinished chunks, watermark, lease holder."""
     from fs_platform.backfill.runner import Backfiller
 
     st = state(ctx)
@@ -178,7 +185,8 @@ def status(
                 "\n".join(_short(i) for i in s.done) or "-",
                 "\n".join(f"{_short(e.interval)} {e.status.value}" for e in s.pending) or "-",
                 f"{s.watermark:%Y-%m-%d %H:%M}" if s.watermark else "-",
-                f"{s.last.kind.value} {s.last.status.value}\n{s.last.recorded_at:%Y-%m-%d %H:%M:%S}\n{s.last.holder}"
+                f"{s.last.kind.value} {s.last.status.value}\n"
+                f"{s.last.recorded_at:%Y-%m-%d %H:%M:%S}\n{s.last.holder}"
                 if s.last
                 else "-",
                 s.lease_holder or "free",
@@ -208,13 +216,17 @@ def _render_plan(out, plan) -> None:
         ]
         for c in plan.chunks
     ]
-    title = f"Plan: {plan.kind.value} {plan.view} [{plan.start.isoformat()}, {plan.end.isoformat()}) ({plan.definition or 'online only'})"
+    title = (
+        f"Plan: {plan.kind.value} {plan.view} [{plan.start.isoformat()}, {plan.end.isoformat()}) "
+        f"({plan.definition or 'online only'})"
+    )
     out.table(title, ["target", "chunk", "ledger", "action", "compute pass", "est. source rows"], rows)
     if plan.lease_holder:
         out.text(f"[yellow]The view is leased by {plan.lease_holder}: a run now would be refused.[/yellow]")
     passes = f" in {len(plan.spans)} compute pass(es)" if plan.spans else ""
     out.text(
-        f"{len(plan.to_run)} of {len(plan.chunks)} chunk(s) would run{passes}. Nothing was written (--dry-run)."
+        f"{len(plan.to_run)} of {len(plan.chunks)} chunk(s) would run{passes}. "
+        "Nothing was written (--dry-run)."
     )
 
 
