@@ -16,38 +16,22 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
 from fs_platform import policy
 from fs_platform import repo as repo_mod
+from fs_platform.apply_checks import check_schemas, on_demand_error, validate_sources
 from fs_platform.config import DEFAULT_ENV, load_config, resolve_repo
-from fs_platform.errors import ConfigError, FsError, PolicyError, RepoError
+from fs_platform.errors import ConfigError, PolicyError, RepoError
 from fs_platform.locks import registry_lock
+from fs_platform.materialize_result import MaterializeResult, Progress, chunk_progress, materialize_result
 from fs_platform.registry_diff import ApplyResult, PlanResult, changes
 from fs_platform.timeutil import parse_range, parse_time
 from fs_platform.views import feature_view, feature_views
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]  # (label, done, total)
-
-
-@dataclass
-class MaterializeResult:
-    start: datetime
-    end: datetime
-    views: list[str]
-    chunks_done: int = 0
-    chunk_results: list[dict] = field(default_factory=list)
-    """Per chunk: view, start, end, status, rows_in, rows_written, rows_skipped (newer value online)."""
-    chunks_skipped: int = 0
-    """Chunks not rerun because the ledger records them as done (``resume=True``)."""
-    rows_written: int = 0
-    rows_skipped: int = 0
 
 
 class Platform:
@@ -99,8 +83,8 @@ class Platform:
 
     @cached_property
     def store(self):
-        """The Feast ``FeatureStore`` for this repo and environment (``fs_platform.store.FsFeatureStore``: a bad
-        feature reference raises ``UnknownFeatureError`` / ``ViewNotFoundError``, not ``KeyError``)."""
+        """The Feast ``FeatureStore`` for this repo and environment (``fs_platform.store.FsFeatureStore``: a
+        bad feature reference raises ``UnknownFeatureError`` / ``ViewNotFoundError``, not ``KeyError``)."""
         from fs_platform.store import FsFeatureStore
 
         try:
@@ -133,42 +117,10 @@ class Platform:
         except (ConfigError, RepoError):
             raise
         except Exception as e:
-            raise self._on_demand_error(contents) or RepoError(
+            raise on_demand_error(contents, self.store, self.project) or RepoError(
                 f"plan failed for repo {self.repo_path}: {e}"
             ) from e
         return PlanResult(changes(registry_diff.feast_object_diffs), changes(infra_diff.infra_object_diffs))
-
-    def _on_demand_error(self, contents) -> RepoError | None:
-        """Feast runs every on-demand view's transformation on sample values of its inputs' declared
-        types (``'hello world'`` for a string) and lets the transformation's own error through,
-        naming nothing. Find the view that fails and name it with its inputs, the retyped ones first."""
-        for odfv in contents.on_demand_feature_views:
-            try:
-                odfv.infer_features()
-            except Exception as e:
-                declared = _odfv_inputs(odfv)
-                try:
-                    registered = _odfv_inputs(
-                        self.store.registry.get_on_demand_feature_view(odfv.name, self.project)
-                    )
-                except Exception:
-                    registered = {}
-                changed = [
-                    f"{name} {registered[name]} -> {kind}"
-                    for name, kind in declared.items()
-                    if name in registered and registered[name] != kind
-                ]
-                inputs = (
-                    f"retyped input {', '.join(changed)}"
-                    if changed
-                    else ("inputs " + ", ".join(f"{name} {kind}" for name, kind in declared.items()))
-                )
-                return RepoError(
-                    f"on-demand feature view {odfv.name!r} fails on sample values of its inputs' declared types "
-                    f"({inputs}): {type(e).__name__}: {_first_line(e)}",
-                    hint="make the transformation accept the declared types, or declare the input's type back",
-                )
-        return None
 
     def apply(self, contents=None) -> ApplyResult:
         """Register the repo's definitions and create/remove online tables, under a registry lock.
@@ -183,11 +135,11 @@ class Platform:
             problems = policy.check_repo(contents)
             if problems:
                 raise PolicyError(problems)
-        self._validate_sources(contents)
+        validate_sources(contents, self.config)
         with registry_lock(self.config):
             self.store.refresh_registry()  # another process may have applied while we waited for the lock
             plan = self._plan(contents)  # also runs Feast's inference (entity columns, features)
-            self._check_schemas(contents)
+            check_schemas(contents, self.config)
             to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
                 self.project, self.store.registry, contents
             )
@@ -197,38 +149,6 @@ class Platform:
                 raise RepoError(f"apply failed for repo {self.repo_path}: {e}") from e
         log.info("applied %d registry changes", len(plan.changes))
         return ApplyResult(plan=plan, applied=True)
-
-    def _validate_sources(self, contents) -> None:
-        """Every batch source must exist and be readable before anything is registered."""
-        for view in contents.feature_views:
-            source = view.batch_source
-            if source is None:
-                continue
-            try:
-                source.validate(self.config)
-            except Exception as e:
-                if isinstance(e, FsError):  # ours already names the culprit (e.g. SourceNotFoundError)
-                    raise
-                raise RepoError(
-                    f"feature view {view.name!r}: source {source.name!r} is not readable: {e}",
-                    hint="create the table (e.g. `fs demo` writes the example data) or fix its path",
-                ) from e
-
-    def _check_schemas(self, contents) -> None:
-        """Every view with a Delta source must be servable from its table, with retrieval's own check
-        (``fs_platform.plugins.delta.schema``): ``SchemaMismatchError`` listing every problem, nothing applied."""
-        from fs_platform.plugins.delta.schema import error, schema_problems, table_columns
-        from fs_platform.plugins.delta.source import DeltaSource
-
-        problems = []
-        for view in [*contents.feature_views, *contents.stream_feature_views]:
-            if isinstance(view.batch_source, DeltaSource):
-                problems += schema_problems(view, table_columns(view, self.config))
-        if problems:
-            raise error(
-                problems,
-                hint="fix the views or their Delta tables, then rerun `fs apply` (nothing was applied)",
-            )
 
     # -- training sets (fs_platform.mlops.trainset) ----------------------------------------------
     def training_set(self, feature_service: str, entities, name: str | None = None, path: str | None = None):
@@ -280,9 +200,9 @@ class Platform:
         start_dt, end_dt = parse_range(start, end)
         names = self._view_names(views)
         runs = Backfiller(self).materialize(
-            names, start_dt, end_dt, chunk=chunk, resume=resume, progress=_chunk_progress(progress)
+            names, start_dt, end_dt, chunk=chunk, resume=resume, progress=chunk_progress(progress)
         )
-        return _materialize_result(start_dt, end_dt, names, runs)
+        return materialize_result(start_dt, end_dt, names, runs)
 
     def materialize_incremental(
         self, end: str | datetime, views: list[str] | None = None, progress: Progress | None = None
@@ -297,9 +217,9 @@ class Platform:
 
         end_dt = parse_time(end, what="end")
         names = self._view_names(views)
-        runs = Backfiller(self).materialize_incremental(names, end_dt, progress=_chunk_progress(progress))
+        runs = Backfiller(self).materialize_incremental(names, end_dt, progress=chunk_progress(progress))
         start_dt = min((r.plan.start for r in runs), default=end_dt)
-        return _materialize_result(start_dt, end_dt, names, runs)
+        return materialize_result(start_dt, end_dt, names, runs)
 
     def teardown(self) -> None:
         """Remove this project's online data and registry entries (offline Delta tables stay).
@@ -327,53 +247,6 @@ def _open_spark_sessions() -> list:
     looking must not start Spark)."""
     engine = sys.modules.get("fs_platform.plugins.delta.engine")
     return engine.open_sessions() if engine is not None else []
-
-
-def _odfv_inputs(odfv) -> dict[str, str]:
-    """``source:feature -> declared type`` of an on-demand view's inputs (views and request sources)."""
-    inputs = {}
-    for name, projection in odfv.source_feature_view_projections.items():
-        inputs.update({f"{name}:{f.name}": str(f.dtype) for f in projection.features})
-    for name, request in odfv.source_request_sources.items():
-        inputs.update({f"{name}:{f.name}": str(f.dtype) for f in request.schema})
-    return inputs
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [""])[0][:200]
-
-
-def _chunk_progress(progress: Progress | None):
-    """Adapt the ``(label, done, total)`` callback to the backfill runner's per-chunk events."""
-    if progress is None:
-        return None
-
-    def on_event(ev) -> None:
-        progress(f"{ev.view} {ev.interval.start:%Y-%m-%d %H:%M} {ev.stage}", ev.chunks_done, ev.chunks_total)
-
-    return on_event
-
-
-def _materialize_result(start: datetime, end: datetime, names: list[str], runs) -> MaterializeResult:
-    result = MaterializeResult(start, end, names)
-    for run in runs:
-        result.chunks_skipped += len(run.plan.chunks) - len(run.plan.to_run)
-        for c in run.chunks:
-            result.chunks_done += 1
-            result.rows_written += c.rows_written
-            result.rows_skipped += c.rows_skipped
-            result.chunk_results.append(
-                {
-                    "view": run.plan.view,
-                    "start": c.interval.start.isoformat(),
-                    "end": c.interval.end.isoformat(),
-                    "status": c.status.value,
-                    "rows_in": c.rows_in,
-                    "rows_written": c.rows_written,
-                    "rows_skipped": c.rows_skipped,
-                }
-            )
-    return result
 
 
 def _registry_error(config, err: Exception) -> Exception:
