@@ -94,7 +94,8 @@ def test_assistant_proposals_go_through_policy_plan_approval_and_audit(
     )
     monkeypatch.setenv("FS_TEST_AI_KEY", "sekret-key")
     assistant.content = {
-        "summary": "Validation of customer_txn_rolling failed; customer_id=42 (alice@example.com) keys never expire.",
+        "summary": "Validation of customer_txn_rolling failed; customer_id=42 (alice@example.com) keys never "
+        "expire.",
         "actions": [
             {"kind": "expire_view_keys", "params": {"view": VIEW}, "reason": "keys without expiry"},
             {"kind": "teardown", "params": {"env": "prod"}, "reason": "start over"},

@@ -24,7 +24,10 @@ from fs_platform.platform import Platform
 pytestmark = pytest.mark.redis
 
 VIEW = "merchant_risk_daily"
-KNOWN = "chargeback_rate_30d, approval_rate_1d, txn_volume_1d, txn_amount_1d, avg_ticket_1d, distinct_customers_1d"
+KNOWN = (
+    "chargeback_rate_30d, approval_rate_1d, txn_volume_1d, txn_amount_1d, avg_ticket_1d, "
+    "distinct_customers_1d"
+)
 
 
 def _entities() -> pd.DataFrame:

@@ -94,8 +94,8 @@ def test_apply_refuses_an_aggregation_view_whose_events_lack_an_input_column(app
         Platform(applied_repo).apply()
     [problem] = api.value.problems
     assert problem.startswith(
-        "aggregation view 'customer_txn_aggregates' (source 'payments_source'): column 'amount_usd' is missing "
-        "from the raw events' Delta table (has ['amount', "
+        "aggregation view 'customer_txn_aggregates' (source 'payments_source'): column 'amount_usd' is "
+        "missing from the raw events' Delta table (has ['amount', "
     )
     assert main(["--repo", str(applied_repo), "apply"]) == 1
     assert capsys.readouterr().err.splitlines()[0] == f"error: {problem}"

@@ -21,7 +21,8 @@ def test_example_repo_passes_the_policy(example_repo):
 def test_apply_refuses_a_view_without_owner_and_applies_nothing(example_repo, capsys):
     _edit(
         example_repo,
-        'description="Daily merchant risk statistics (chargebacks, approvals, volume).",\n    owner=RISK_TEAM,',
+        'description="Daily merchant risk statistics (chargebacks, approvals, volume).",'
+        "\n    owner=RISK_TEAM,",
         'description="Daily merchant risk statistics (chargebacks, approvals, volume).",',
     )
     code = main(["--repo", str(example_repo), "apply"])
@@ -55,7 +56,8 @@ def test_feature_without_pii_class_is_refused(example_repo, capsys):
     _edit(
         example_repo,
         'return Field(name=name, dtype=dtype, description=description, tags={"pii": pii})',
-        'return Field(name=name, dtype=dtype, description=description, tags={} if name == "kyc_level" else {"pii": pii})',
+        "return Field(name=name, dtype=dtype, description=description, "
+        'tags={} if name == "kyc_level" else {"pii": pii})',
     )
     assert main(["--repo", str(example_repo), "plan"]) == 1
     assert "feature 'kyc_level': missing tag 'pii'" in capsys.readouterr().err

@@ -9,7 +9,10 @@ from fs_platform.scrub import scrub, summary
 
 
 def test_quoted_literals_and_value_like_tokens_go_the_rest_stays():
-    text = """cannot cast 'abc' to "BIGINT" for alice@example.com (row 42, key=7, [1, 2], {x}) here\nsecond line"""
+    text = (
+        """cannot cast 'abc' to "BIGINT" for alice@example.com (row 42, key=7, [1, 2], {x}) here"""
+        "\nsecond line"
+    )
     assert scrub(text) == "cannot cast … to … for … (row … … … … … here"
     assert scrub("\n\n  plain words only  ") == "plain words only"
     assert len(scrub("x" * 500)) == 200

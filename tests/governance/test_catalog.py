@@ -76,6 +76,9 @@ def test_cli_catalog_list_show_docs(gov, tmp_path, capsys):
     assert "risk-ml@payments.example" in capsys.readouterr().out
     assert main(["--repo", repo, "catalog", "show", "nope"]) == 1
     err = capsys.readouterr().err
-    assert "unknown feature view 'nope' — known: customer_amount_stats, customer_merchant_spread, customer_profile" in err
+    assert (
+        "unknown feature view 'nope' — known: customer_amount_stats, customer_merchant_spread, "
+        "customer_profile" in err
+    )
     assert main(["--repo", repo, "catalog", "docs", "--out", str(tmp_path / "cat")]) == 0
     assert (tmp_path / "cat" / "index.md").is_file()
