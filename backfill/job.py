@@ -1,20 +1,19 @@
 """One backfill or materialization run (``Job``): executes its planned chunks, optionally in parallel,
 records every state change on the ledger and reports progress. ``Backfiller`` (runner.py) plans and
-leases; this module does the work of each chunk: compute, check, commit offline then online."""
+leases; this module schedules each chunk's work (chunk_phases.py: compute, check, commit offline then
+online)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from fs_platform.aggregation.spec import is_aggregation
-from fs_platform.backfill import offline, online
+from fs_platform.backfill import offline
+from fs_platform.backfill.chunk_phases import commit_offline, commit_online
 from fs_platform.backfill.lease import Lease
 from fs_platform.backfill.model import (
     BackfillPlan,
@@ -27,14 +26,9 @@ from fs_platform.backfill.model import (
     Status,
     Target,
 )
-from fs_platform.backfill.validation import run_checks
-from fs_platform.errors import FsError
-from fs_platform.field_mapping import source_column
-from fs_platform.governance.metrics import JOB_DURATION, JOB_ROWS
+from fs_platform.backfill.reporting import Progress, ProgressEvent, emit_metrics, failure_message
 from fs_platform.observability import span
-from fs_platform.plugins.delta.schema import arrow_columns, check_view
 from fs_platform.plugins.delta.tables import resolve_location
-from fs_platform.scrub import summary
 from fs_platform.timeutil import utcnow
 from fs_platform.views import feature_view
 
@@ -43,46 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    view: str
-    target: Target
-    interval: Interval
-    stage: str  # compute | validate | commit | done | failed | rejected
-    chunks_done: int
-    chunks_total: int
-    chunks: int = 1
-    """Chunks the event covers: a ``compute`` of several adjacent chunks in one pass covers them all
-    (``interval`` is then the whole span)."""
-
-
-Progress = Callable[[ProgressEvent], None]
 Group = tuple[Interval, list[PlannedChunk]]  # one interval's planned chunks (one per target)
-
-
-def _emit_metrics(kind: str, view: str, r: ChunkResult) -> None:
-    """``fs_job_duration_seconds`` and ``fs_job_rows_total`` for one finished chunk."""
-    JOB_DURATION.labels(kind, view).observe(r.seconds)
-    if r.status == Status.REJECTED:
-        JOB_ROWS.labels(kind, view, "rejected").inc(r.rows_in)
-        return
-    if r.rows_written:
-        JOB_ROWS.labels(kind, view, "written").inc(r.rows_written)
-    if r.rows_skipped:
-        JOB_ROWS.labels(kind, view, "skipped_stale").inc(r.rows_skipped)
-
-
-def failure_message(e: BaseException) -> str:
-    """What the ledger, logs and errors say about a failed chunk, without feature values.
-
-    Platform errors (``FsError``) are written to name places, not values, and are kept; any other
-    exception is summarised by the platform's one scrubbing rule (``fs_platform.scrub.summary``: its type and
-    a scrubbed first line). The full exception is only in DEBUG tracebacks.
-    """
-    if isinstance(e, FsError):
-        return f"{type(e).__name__}: {e}".splitlines()[0]
-    return summary(e)
 
 
 class Job:
@@ -181,7 +136,7 @@ class Job:
             [self._entry(c.target, iv, Status.RUNNING) for iv, chunks in groups for c in chunks]
         )
         started = time.monotonic()
-        self._tick(Target.OFFLINE, span_iv, "compute", chunks=len(groups))
+        self.tick(Target.OFFLINE, span_iv, "compute", chunks=len(groups))
         try:
             with span(
                 "fs.backfill.span", view=self.plan.view, start=span_iv.start.isoformat(), chunks=len(groups)
@@ -239,17 +194,17 @@ class Job:
             message=r.message[:2000],
         )
 
-    def _tick(self, target: Target, iv: Interval, stage: str, chunks: int = 1) -> None:
+    def tick(self, target: Target, iv: Interval, stage: str, chunks: int = 1) -> None:
         if self.progress:
             self.progress(ProgressEvent(self.plan.view, target, iv, stage, self._done, self._total, chunks))
 
     def _finish(self, r: ChunkResult) -> None:
         self.bf.ledger.record([self._entry(r.target, r.interval, r.status, r)])
-        _emit_metrics(self.plan.kind.value, self.plan.view, r)
+        emit_metrics(self.plan.kind.value, self.plan.view, r)
         with self._lock:
             self.result.chunks.append(r)
             self._done += 1
-        self._tick(r.target, r.interval, r.status.value if r.status != Status.DONE else "done")
+        self.tick(r.target, r.interval, r.status.value if r.status != Status.DONE else "done")
 
     def _chunk(
         self,
@@ -272,7 +227,7 @@ class Job:
                 rows, version = None, None
                 if Target.OFFLINE in targets:
                     current = Target.OFFLINE
-                    r, rows = self._offline(iv, computed)
+                    r, rows = commit_offline(self, iv, computed)
                     version = r.target_version
                     r.seconds = time.monotonic() - started + compute_seconds
                     self._finish(r)
@@ -285,7 +240,7 @@ class Job:
                 if Target.ONLINE in targets:
                     current = Target.ONLINE
                     started = time.monotonic()
-                    r = self._online(iv, rows, version)
+                    r = commit_online(self, iv, rows, version)
                     r.seconds = time.monotonic() - started
                     self._finish(r)
         except Exception as e:
@@ -303,89 +258,3 @@ class Job:
                 )
             return False
         return True
-
-    def _validate(self, target: Target, iv: Interval, data) -> tuple[str | None, str]:
-        self._tick(target, iv, "validate")
-        verdict = run_checks(self.bf.checks(self.plan.kind), self.plan.view, iv, data)
-        return verdict.status, verdict.details
-
-    def _offline(self, iv: Interval, computed: offline.Computed | None = None):
-        view = self.view
-        ts_field = view.batch_source.timestamp_field
-        if computed is None:
-            self._tick(Target.OFFLINE, iv, "compute")
-            computed = offline.compute(self.definition, iv, ts_field)
-        data = computed.data
-        if data.num_rows:  # the rows must fit the view before anything is committed (offline or online)
-            check_view(
-                view,
-                arrow_columns(data.schema),
-                hint=f"fix the batch definition of {view.name!r} (backfills.py) or the view; nothing was committed",
-            )
-        r = ChunkResult(
-            Target.OFFLINE, iv, Status.DONE, rows_in=data.num_rows, source_version=computed.source_version
-        )
-        r.validation, r.message = self._validate(Target.OFFLINE, iv, data)
-        if r.validation == "fail":
-            r.status = Status.REJECTED
-            return r, None
-        if not self.allow_shrink:
-            held = offline.rows_in_range(self.location, ts_field, iv)
-            if data.num_rows < held:
-                r.status = Status.REJECTED
-                r.message = (
-                    f"recomputed {data.num_rows} rows where the table holds {held}: replacing would "
-                    "delete rows (do the definition's inputs cover this range yet?); "
-                    "rerun with --allow-shrink if the correction removes rows"
-                )
-                return r, None
-        self._tick(Target.OFFLINE, iv, "commit")
-        meta = {"fs.backfill.run": self.run_id, "fs.backfill.chunk": str(iv)}
-        with self.bf._commit_lock:
-            self.lease.check()
-            r.target_version = offline.replace_range(
-                self.location, data, ts_field, iv, view.name, meta, create=self.plan.create_table
-            )
-        r.rows_written = data.num_rows
-        if Target.ONLINE not in self.plan.targets:
-            return r, None
-        # The recomputed rows carry source column names: a join key renamed by field_mapping is
-        # looked up under its source name.
-        keys = [source_column(view.batch_source, c.name) for c in view.entity_columns]
-        # None (exact ties): the online phase reads the chunk's latest rows back through Spark.
-        latest = offline.latest_per_key(
-            data, keys, ts_field, view.batch_source.created_timestamp_column or None
-        )
-        return r, latest
-
-    def _online(self, iv: Interval, rows, offline_version: int | None):
-        store = self.bf.store
-        source_version = offline_version  # rows just committed offline: that version is the source
-        self._tick(Target.ONLINE, iv, "compute")
-        if is_aggregation(self.view):  # tiles rebuilt from the raw events, not rows
-            pulled = online.rebuild_tiles(store, self.view, iv)
-            r = ChunkResult(
-                Target.ONLINE,
-                iv,
-                Status.DONE,
-                rows_in=pulled.data.num_rows,
-                source_version=pulled.source_version,
-            )
-            self._tick(Target.ONLINE, iv, "commit")
-            self.lease.check()
-            written = online.write_tiles(store, self.view, pulled.data)
-            r.rows_written, r.rows_skipped = written.written, written.skipped
-            return r
-        if rows is None:
-            pulled = online.pull_latest(store, self.view, iv)
-            rows, source_version = pulled.data, pulled.source_version
-        r = ChunkResult(Target.ONLINE, iv, Status.DONE, rows_in=rows.num_rows, source_version=source_version)
-        r.validation, r.message = self._validate(Target.ONLINE, iv, rows)
-        if r.validation == "fail":
-            r.status = Status.REJECTED
-            return r
-        self._tick(Target.ONLINE, iv, "commit")
-        self.lease.check()
-        written = online.write(store, self.view, rows, created_at=self.created_override)
-        r.rows_written, r.rows_skipped = written.written, written.skipped
-        return r

@@ -202,7 +202,8 @@ class LeaseStore:
                 )
                 return Lease(self, view, holder, token)
         raise LeaseHeldError(
-            f"feature view {view!r} is being materialized/backfilled by {record.get('holder', 'another run')}",
+            f"feature view {view!r} is being materialized/backfilled by "
+            f"{record.get('holder', 'another run')}",
             hint=f"wait for it; a holder that died on this host is taken over at once, one on another host "
             f"once its lease expires (at most {self.ttl_ms / 1000:g}s after it died); "
             f"`fs backfill status {view}` shows the holder",
@@ -257,7 +258,8 @@ class Lease:
                 ok = self._extend_once()
             except Exception as e:
                 raise BackfillError(
-                    f"cannot confirm the lease on feature view {self.view!r} before committing: {type(e).__name__}",
+                    f"cannot confirm the lease on feature view {self.view!r} before committing: "
+                    f"{type(e).__name__}",
                     hint=f"check Redis, then rerun with --resume (`fs backfill status {self.view}`)",
                 ) from e
             if not ok:

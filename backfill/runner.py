@@ -31,7 +31,7 @@ from functools import cached_property
 from fs_platform.aggregation.spec import is_aggregation
 from fs_platform.backfill import offline, online
 from fs_platform.backfill.definitions import BatchDefinition, load_repo
-from fs_platform.backfill.job import Job, Progress
+from fs_platform.backfill.job import Job
 from fs_platform.backfill.lease import LeaseStore, describe_self
 from fs_platform.backfill.ledger import Ledger
 from fs_platform.backfill.model import (
@@ -44,6 +44,7 @@ from fs_platform.backfill.model import (
     ViewStatus,
 )
 from fs_platform.backfill.plan import build_plan
+from fs_platform.backfill.reporting import Progress
 from fs_platform.backfill.scope import StoreScopes
 from fs_platform.backfill.settings import load_settings
 from fs_platform.backfill.validation import ChunkCheck, expectation_checks
@@ -129,7 +130,8 @@ class Backfiller:
             raise BackfillError(
                 f"{view!r} is an aggregation view: its offline values are computed from the raw events at "
                 "retrieval, so there are no rows to recompute offline",
-                hint=f"rebuild its online tiles with `fs backfill {view} --to online ...` or `fs materialize`",
+                hint=f"rebuild its online tiles with `fs backfill {view} --to online ...` "
+                "or `fs materialize`",
             )
         definition = self.definition(view) if Target.OFFLINE in targets else None
         start_dt, end_dt = parse_range(start, end)
@@ -278,8 +280,10 @@ class Backfiller:
         if not result.ok:
             bad = next(c for c in result.chunks if c.status != Status.DONE)
             raise BackfillError(
-                f"materialization of {name!r} stopped: chunk {bad.interval} {bad.status.value}: {bad.message}",
-                hint="fix the cause, then rerun `fs materialize-incremental` (or `fs materialize ... --resume`)",
+                f"materialization of {name!r} stopped: chunk {bad.interval} {bad.status.value}: "
+                f"{bad.message}",
+                hint="fix the cause, then rerun `fs materialize-incremental` "
+                "(or `fs materialize ... --resume`)",
             )
         if result.chunks:
             # Keep Feast's own record in step, but only after the work succeeded.

@@ -4,8 +4,8 @@ same runner as ``fs materialize``.
     batch_engine:
       type: fs_platform.plugins.redis_store.engine.RedisArrowEngine
 
-Each view's task is handed to the backfill runner (``fs_platform.backfill.runner.Backfiller.materialize``), so a
-user of either CLI gets one semantics (docs/backfill.md, "Feast's materialize"): the range is half-open
+Each view's task is handed to the backfill runner (``fs_platform.backfill.runner.Backfiller.materialize``),
+so a user of either CLI gets one semantics (docs/backfill.md, "Feast's materialize"): the range is half-open
 ``[start, end)`` (a row at exactly ``end`` belongs to the next run), cut into chunks recorded in the
 backfill ledger, run under the view's lease, checked by the quality gate, and written in event-time
 order through ``RedisOnlineStore.write_arrow`` (Arrow, no protobuf per value). Aggregation views are
@@ -138,7 +138,8 @@ class RedisArrowEngine(ComputeEngine):
         if is_aggregation(view):
             raise OnlineWriteError(
                 f"{view.name!r} is an aggregation view: `feast materialize` would copy raw events as rows",
-                hint=f"rebuild its tiles with `fs materialize START END` (or `fs backfill {view.name} --to online`)",
+                hint=f"rebuild its tiles with `fs materialize START END` "
+                f"(or `fs backfill {view.name} --to online`)",
             )
         bar = _ChunkBar(task.tqdm_builder)
         try:

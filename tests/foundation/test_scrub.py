@@ -28,7 +28,7 @@ def test_summary_keeps_the_type():
 
 
 def test_backfill_chunks_use_the_rule_and_keep_platform_errors():
-    from fs_platform.backfill.job import failure_message
+    from fs_platform.backfill.reporting import failure_message
 
     assert failure_message(ValueError('bad "x" for bob@example.com')) == "ValueError: bad … for …"
     platform_error = SourceNotFoundError("the Delta table of 'v' does not exist")

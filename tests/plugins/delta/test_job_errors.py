@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from fs_platform.backfill.job import failure_message
+from fs_platform.backfill.reporting import failure_message
 from fs_platform.errors import OfflineStoreError
 from fs_platform.plugins.delta.job import DeltaRetrievalJob
 
