@@ -183,11 +183,14 @@ def run_duckdb(folder: Path) -> pa.Table:
     sql = f"""
         WITH running AS (
             SELECT customer_id, us, count(*) OVER w AS c, count(amount) OVER w AS n, sum(amount) OVER w AS s
-            FROM (SELECT customer_id, epoch_us(event_timestamp) AS us, amount FROM '{folder / "events.parquet"}'
+            FROM (SELECT customer_id, epoch_us(event_timestamp) AS us, amount
+                  FROM '{folder / "events.parquet"}'
                   WHERE {_pruned(folder)})
-            WINDOW w AS (PARTITION BY customer_id ORDER BY us RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+            WINDOW w AS (PARTITION BY customer_id ORDER BY us
+                         RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
         ),
-        r AS (SELECT row, customer_id, epoch_us(event_timestamp) AS us, {starts} FROM '{folder / "entity.parquet"}')
+        r AS (SELECT row, customer_id, epoch_us(event_timestamp) AS us, {starts}
+              FROM '{folder / "entity.parquet"}')
         SELECT {", ".join(select)} FROM r {" ".join(joins)}
     """
     return _timed(lambda: con.sql(sql).to_arrow_table())
@@ -197,21 +200,24 @@ def run_duckdb_tiles(folder: Path) -> pa.Table:
     """Tiles per (key, tile); tail = RANGE n PRECEDING over tiles; head = a window per (key, tile)."""
     con = _duckdb(folder)
     ctes = [
-        f"ev AS (SELECT customer_id, epoch_us(event_timestamp) AS us, amount FROM '{folder / 'events.parquet'}' "
-        f"WHERE {_pruned(folder)})",
-        f"rq AS (SELECT DISTINCT customer_id, epoch_us(event_timestamp) AS us FROM '{folder / 'entity.parquet'}')",
+        "ev AS (SELECT customer_id, epoch_us(event_timestamp) AS us, amount FROM "
+        f"'{folder / 'events.parquet'}' WHERE {_pruned(folder)})",
+        "rq AS (SELECT DISTINCT customer_id, epoch_us(event_timestamp) AS us FROM "
+        f"'{folder / 'entity.parquet'}')",
     ]
     joins, select = [], ["e.row"]
     for label, w, g in WINDOWS:
         size, n = g * 10**6, w // g
         ctes.append(f"""tail_{label} AS (
             SELECT customer_id, tile, sum(ne) OVER w AS ne, sum(n) OVER w AS n, sum(s) OVER w AS s, r FROM (
-                SELECT customer_id, us // {size} AS tile, count(*) AS ne, count(amount) AS n, sum(amount) AS s,
-                       false AS r FROM ev GROUP BY ALL
+                SELECT customer_id, us // {size} AS tile, count(*) AS ne, count(amount) AS n,
+                       sum(amount) AS s, false AS r FROM ev GROUP BY ALL
                 UNION ALL SELECT DISTINCT customer_id, us // {size}, NULL, NULL, NULL, true FROM rq)
-            WINDOW w AS (PARTITION BY customer_id ORDER BY tile RANGE BETWEEN {n} PRECEDING AND 1 PRECEDING))""")
+            WINDOW w AS (PARTITION BY customer_id ORDER BY tile
+                         RANGE BETWEEN {n} PRECEDING AND 1 PRECEDING))""")
         ctes.append(f"""head_{label} AS (
-            SELECT customer_id, us, sum(one) OVER w AS ne, count(amount) OVER w AS n, sum(amount) OVER w AS s, r
+            SELECT customer_id, us, sum(one) OVER w AS ne, count(amount) OVER w AS n,
+                   sum(amount) OVER w AS s, r
             FROM (SELECT customer_id, us, amount, 1 AS one, false AS r FROM ev
                   UNION ALL SELECT customer_id, us, NULL, NULL, true FROM rq)
             WINDOW w AS (PARTITION BY customer_id, us // {size} ORDER BY us
@@ -326,16 +332,21 @@ def main() -> None:
     lines = [
         "## Aggregation views: training retrieval (bench_aggregation_offline.py)",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (--small)' if args.small else ''}; shared 2-core machine: "
-        "compare the ratios, not the absolute times.",
-        "One aggregation view: count, sum and mean of `amount` over 10m / 1h / 24h (tiles 1m / 5m / 1h) as of every",
-        f"entity row. Events over {DAYS} days; half the events and entity rows take their customer from zipf(1.6)",
-        f"(as fs/datagen.py), half uniformly ({shape['customers']:,} customers with events; the three largest have "
-        f"{', '.join(f'{c:,}' for c in shape['top'])} events).",
-        "Time = `get_historical_features(...).to_arrow()` through Feast after engine warm-up, or the DuckDB query to",
-        f"Arrow; best of {repeats} run{'s' if repeats > 1 else ''}, contenders alternating, each run in a fresh "
-        "process; memory = largest peak RSS (the Delta store's includes the embedded Sail engine). Checked in the run:",
-        "same rows, equal counts, sums and means within 1e-6 of the Delta store's. All three read only the events that",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (--small)' if args.small else ''}; shared 2-core "
+        "machine: compare the ratios, not the absolute times.",
+        "One aggregation view: count, sum and mean of `amount` over 10m / 1h / 24h (tiles 1m / 5m / 1h) as "
+        "of every",
+        f"entity row. Events over {DAYS} days; half the events and entity rows take their customer from "
+        "zipf(1.6)",
+        f"(as fs/datagen.py), half uniformly ({shape['customers']:,} customers with events; the three "
+        f"largest have {', '.join(f'{c:,}' for c in shape['top'])} events).",
+        "Time = `get_historical_features(...).to_arrow()` through Feast after engine warm-up, or the DuckDB "
+        "query to",
+        f"Arrow; best of {repeats} run{'s' if repeats > 1 else ''}, contenders alternating, each run in a "
+        "fresh process; memory = largest peak RSS (the Delta store's includes the embedded Sail engine). "
+        "Checked in the run:",
+        "same rows, equal counts, sums and means within 1e-6 of the Delta store's. All three read only the "
+        "events that",
         "can count (from the longest window plus its tile before the first entity row to the last one).",
         "",
         "| entity rows | events | Delta store (Sail) | DuckDB running sums + ASOF | Delta / DuckDB "
@@ -343,9 +354,12 @@ def main() -> None:
         "|---:|---:|---:|---:|---:|---:|---:|",
         row,
         "",
-        "DuckDB running sums + ASOF: per key, running count and sum over the events (one window), `ASOF JOIN`ed at",
-        "the request time and at the microsecond before the window's first tile, subtracted (count/sum/mean only).",
-        "DuckDB tiles + windows: the tile formulation in SQL (tiles grouped; the tail a `RANGE n PRECEDING` window",
+        "DuckDB running sums + ASOF: per key, running count and sum over the events (one window), `ASOF "
+        "JOIN`ed at",
+        "the request time and at the microsecond before the window's first tile, subtracted (count/sum/mean "
+        "only).",
+        "DuckDB tiles + windows: the tile formulation in SQL (tiles grouped; the tail a `RANGE n PRECEDING` "
+        "window",
         "over tiles; the head a running window per (key, tile) over events and requests; joined back).",
         "",
         "Every run (seconds, in the order run):",

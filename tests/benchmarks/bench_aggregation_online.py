@@ -8,8 +8,9 @@ Same run, same Redis (the machine's 7.0 on loopback; a unique project, removed a
 - one simulated day of payments (5 per customer per hour) applied to the tiles with the ingestor's write
   path (``write_events``: the Lua tile script, offsets deduplicated);
 - reads through ``FastReader`` (1 and 100 entities), p50/p99, aggregation / plain (goal: within 2x);
-- bytes per key (``MEMORY USAGE``), tiles held, and bytes per event, against the deleted hand-written transform, which
-  kept every event of the last 24 h in memory (80 bytes per event, measured when it was filed);
+- bytes per key (``MEMORY USAGE``), tiles held, and bytes per event, against the deleted hand-written
+  transform, which kept every event of the last 24 h in memory (80 bytes per event, measured when it was
+  filed);
 - the tile write path's rate on a 6 h outage's backlog (a lower bound of the recovery time; the whole
   ingestor's recovery, measured beside the deleted transform's warm-up, is bench_ingest_recovery.py).
 Writes the ``aggregation-online`` section of docs/benchmarks.md.
@@ -194,12 +195,13 @@ def main() -> None:
     lines = [
         "## Aggregation views online (`tests/benchmarks/bench_aggregation_online.py`)",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}; machine Redis 7.0 on "
-        f"loopback; {customers} customers; the example `customer_txn_aggregates` spec (7 features: count and "
-        "sum over 10m/1h/24h with 1m/5m/1h tiles, mean over 24h) vs a plain view of 7 doubles; one simulated day "
-        f"of {events.num_rows:,} payments applied through the ingestor's tile write path.",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}; machine Redis 7.0 "
+        f"on loopback; {customers} customers; the example `customer_txn_aggregates` spec (7 features: count "
+        "and sum over 10m/1h/24h with 1m/5m/1h tiles, mean over 24h) vs a plain view of 7 doubles; one "
+        f"simulated day of {events.num_rows:,} payments applied through the ingestor's tile write path.",
         "",
-        "| read (FastReader) | plain p50 / p99 ms | aggregation p50 / p99 ms | aggregation / plain p50 | p99 |",
+        "| read (FastReader) | plain p50 / p99 ms | aggregation p50 / p99 ms | aggregation / plain p50 | "
+        "p99 |",
         "|---|---:|---:|---:|---:|",
     ]
     for n, p, a in reads:
@@ -220,14 +222,14 @@ def main() -> None:
         "",
         f"Tile write path (Lua, offsets deduplicated): {events_per_s:,.0f} events/s for the day; "
         f"{backlog_rate:,.0f} events/s on a denser backlog. State per key is bounded by tiles, not events: "
-        "at 5k events/s the deleted transform held ~32 GB per day of events; the tiles hold the same bytes per "
-        "key whatever the rate.",
+        "at 5k events/s the deleted transform held ~32 GB per day of events; the tiles hold the same bytes "
+        "per key whatever the rate.",
         "",
-        f"Tile write path alone on a 6 h outage's backlog at 5k events/s ({OUTAGE_EVENTS / 1e6:.0f}M events): "
-        f"~{recovery_s / 60:.0f} min at the rate measured here (an extrapolation, and a lower bound: it leaves out "
-        "Kafka, decoding, the Delta appends and the live traffic that keeps arriving). The restart recovery of "
-        "the whole ingestor, measured on a scaled outage beside the deleted transform's warm-up replay, is in "
-        "the `ingest-recovery` section (`bench_ingest_recovery.py`).",
+        f"Tile write path alone on a 6 h outage's backlog at 5k events/s ({OUTAGE_EVENTS / 1e6:.0f}M "
+        f"events): ~{recovery_s / 60:.0f} min at the rate measured here (an extrapolation, and a lower "
+        "bound: it leaves out Kafka, decoding, the Delta appends and the live traffic that keeps arriving). "
+        "The restart recovery of the whole ingestor, measured on a scaled outage beside the deleted "
+        "transform's warm-up replay, is in the `ingest-recovery` section (`bench_ingest_recovery.py`).",
     ]
     section = "\n".join(lines)
     report.write_section("aggregation-online", section)

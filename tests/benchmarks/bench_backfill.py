@@ -158,17 +158,19 @@ def main() -> None:
 
 def _section(results: dict, rows: int, quick: bool, repeat: int) -> str:
     lines = [
-        f"### Backfill ({'--quick, ' if quick else ''}{rows / 1e6:.0f}M target rows over {DAYS} days, offline target)",
+        f"### Backfill ({'--quick, ' if quick else ''}{rows / 1e6:.0f}M target rows over {DAYS} days, "
+        "offline target)",
         "",
         f"View: `{VIEW}`, the test-only plain view of `tests/rolling_view.py` (per payment, the customer's "
         "payment count and amount over the hour and the day up to it; its own Delta table, a Python batch "
         "definition, a warn-mode Great Expectations suite), installed into a copy of the example repo. "
         "The example repo's `customer_txn_aggregates`, which this benchmark used to run on, is now an "
-        "aggregation view: no stored rows, nothing to backfill offline (its online tiles are rebuilt instead).",
+        "aggregation view: no stored rows, nothing to backfill offline (its online tiles are rebuilt "
+        "instead).",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on this machine (2 shared cores), embedded Sail, delta-rs commits, "
-        "ledger in Delta, lease in the machine's Redis. Baseline: the same definition as one 30-day chunk, same run. "
-        f"Fastest of {repeat} interleaved run(s) per row.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on this machine (2 shared cores), embedded Sail, delta-rs "
+        "commits, ledger in Delta, lease in the machine's Redis. Baseline: the same definition as one "
+        f"30-day chunk, same run. Fastest of {repeat} interleaved run(s) per row.",
         "",
         "| definition | chunks | compute passes | rows | seconds | rows/s | vs single chunk |",
         "|---|---|---|---|---|---|---|",
@@ -183,18 +185,20 @@ def _section(results: dict, rows: int, quick: bool, repeat: int) -> str:
         )
         what = f"{name} (`--compute-span {span}`)" if span else name
         lines.append(
-            f"| {what} | {chunks} | {passes} | {written:,} | {seconds:.1f} | {written / seconds:,.0f} | {ratio} |"
+            f"| {what} | {chunks} | {passes} | {written:,} | {seconds:.1f} | {written / seconds:,.0f} | "
+            f"{ratio} |"
         )
     lines += [
         "",
-        "`copy` isolates the platform's per-chunk cost (goal: daily chunks within 15% of one chunk): per chunk "
-        "one Delta commit, ledger entries and the chunk checks (most of it: the example repo's Great Expectations "
-        "gate, here the view's warn-mode suite, ~0.1 s per chunk whatever its size). `recompute` runs the view's "
-        "Python definition (pandas, one sort and a binary search per customer and window; 24h lookback). "
-        "By default adjacent pending chunks are recomputed in one pass (`backfill.compute_span`, 7: here 5 passes "
-        "of 6 days), then validated, committed and recorded one chunk at a time, so the warm-up day is read and "
-        "aggregated once per pass instead of once per chunk (`--compute-span 1`). One 30-day pass is not the "
-        "fastest way to recompute: it holds all rows at once, where a pass of a few days works on a fifth of them.",
+        "`copy` isolates the platform's per-chunk cost (goal: daily chunks within 15% of one chunk): per "
+        "chunk one Delta commit, ledger entries and the chunk checks (most of it: the example repo's Great "
+        "Expectations gate, here the view's warn-mode suite, ~0.1 s per chunk whatever its size). "
+        "`recompute` runs the view's Python definition (pandas, one sort and a binary search per customer "
+        "and window; 24h lookback). By default adjacent pending chunks are recomputed in one pass "
+        "(`backfill.compute_span`, 7: here 5 passes of 6 days), then validated, committed and recorded one "
+        "chunk at a time, so the warm-up day is read and aggregated once per pass instead of once per chunk "
+        "(`--compute-span 1`). One 30-day pass is not the fastest way to recompute: it holds all rows at "
+        "once, where a pass of a few days works on a fifth of them.",
     ]
     return "\n".join(lines)
 

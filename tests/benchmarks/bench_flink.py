@@ -271,33 +271,36 @@ def main() -> None:
             + (" --quick" if args.quick else "")
             + ")",
             "",
-            f"Embedded tansu broker, one topic of 2 partitions, {n:,} JSON payments (2,000 customers, 200 merchants), "
-            f"the example repo's three aggregation views ({', '.join(f'`{v}`' for v in VIEWS)}), tiles in Redis only "
-            f"(the ingestor's topic has `targets: online`; the Flink job does not write Delta). One process each: "
-            f"the ingestor, and the Flink job on a local mini-cluster (parallelism 1, hashmap state, checkpoints every "
-            f"2 s). Same topic, same run, one after the other; measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a "
-            f"shared 2-core machine (1-minute load average at the end {load:.1f}): single runs, noisy; compare ratios.",
+            f"Embedded tansu broker, one topic of 2 partitions, {n:,} JSON payments (2,000 customers, 200 "
+            "merchants), the example repo's three aggregation views "
+            f"({', '.join(f'`{v}`' for v in VIEWS)}), tiles in Redis only (the ingestor's topic has "
+            "`targets: online`; the Flink job does not write Delta). One process each: the ingestor, and "
+            "the Flink job on a local mini-cluster (parallelism 1, hashmap state, checkpoints every 2 s). "
+            f"Same topic, same run, one after the other; measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on "
+            f"a shared 2-core machine (1-minute load average at the end {load:.1f}): single runs, noisy; "
+            "compare ratios.",
             "",
             "| what | ingestor | Flink | Flink / ingestor |",
             "|---|---:|---:|---:|",
-            f"| events/s (first tile online -> all {n:,} online; start-up excluded) | {i['eps']:,.0f} | {f['eps']:,.0f} "
-            f"| **{f['eps'] / i['eps']:.2f}x** |",
-            f"| freshness p50 / p99 at {rate:,} events/s ({i['achieved']:,.0f} / {f['achieved']:,.0f}/s achieved; "
-            f"{i['probes']} / {f['probes']} probes) | {i['p50'] * 1000:,.0f} / {i['p99'] * 1000:,.0f} ms "
-            f"| {f['p50'] * 1000:,.0f} / {f['p99'] * 1000:,.0f} ms | {f['p50'] / i['p50']:.2f}x / {f['p99'] / i['p99']:.2f}x |",
-            f"| Redis bytes per (customer, `customer_txn_aggregates`): tiles + offset marks | {i['bytes']:,.0f} "
-            f"| {f['bytes']:,.0f} | {f['bytes'] / i['bytes']:.2f}x |",
-            f"| engine state outside Redis | none (offsets committed to Kafka) | last checkpoint {f['checkpoint']:,} bytes "
-            "in all (Kafka positions only: 0 bytes per key) | |",
-            f"| start-up to the first tile online / stop | | {f['startup']:.1f} s (JVM, planning, Python worker) "
-            f"/ {f['stop']:.1f} s with a savepoint | |",
+            f"| events/s (first tile online -> all {n:,} online; start-up excluded) | {i['eps']:,.0f} | "
+            f"{f['eps']:,.0f} | **{f['eps'] / i['eps']:.2f}x** |",
+            f"| freshness p50 / p99 at {rate:,} events/s ({i['achieved']:,.0f} / {f['achieved']:,.0f}/s "
+            f"achieved; {i['probes']} / {f['probes']} probes) | {i['p50'] * 1000:,.0f} / "
+            f"{i['p99'] * 1000:,.0f} ms | {f['p50'] * 1000:,.0f} / {f['p99'] * 1000:,.0f} ms | "
+            f"{f['p50'] / i['p50']:.2f}x / {f['p99'] / i['p99']:.2f}x |",
+            "| Redis bytes per (customer, `customer_txn_aggregates`): tiles + offset marks | "
+            f"{i['bytes']:,.0f} | {f['bytes']:,.0f} | {f['bytes'] / i['bytes']:.2f}x |",
+            "| engine state outside Redis | none (offsets committed to Kafka) | last checkpoint "
+            f"{f['checkpoint']:,} bytes in all (Kafka positions only: 0 bytes per key) | |",
+            f"| start-up to the first tile online / stop | | {f['startup']:.1f} s (JVM, planning, Python "
+            f"worker) / {f['stop']:.1f} s with a savepoint | |",
             "",
-            "Both engines run the same code per record (the ingestor's decoder and `tile_store.write_events`); the "
-            "Flink job adds Arrow batches between the JVM and its Python worker, and scales by parallelism "
-            "(`flink.yaml`) rather than by more ingestor processes. Freshness = the first online read that sees a "
-            "probe payment of a new customer minus its event time (stamped at send), polled every 5 ms: it includes "
-            "the broker, the fetch wait and the engine's batch interval (ingestor `online_interval_ms` 100, Flink "
-            "`bundle_ms` 100).",
+            "Both engines run the same code per record (the ingestor's decoder and "
+            "`tile_store.write_events`); the Flink job adds Arrow batches between the JVM and its Python "
+            "worker, and scales by parallelism (`flink.yaml`) rather than by more ingestor processes. "
+            "Freshness = the first online read that sees a probe payment of a new customer minus its event "
+            "time (stamped at send), polled every 5 ms: it includes the broker, the fetch wait and the "
+            "engine's batch interval (ingestor `online_interval_ms` 100, Flink `bundle_ms` 100).",
         ]
     )
     write_section("flink", section)

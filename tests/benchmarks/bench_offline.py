@@ -190,12 +190,13 @@ def run_duckdb(folder: Path) -> int:
     for i, v in enumerate(VIEWS):
         cols = ", ".join(f"{v}_{f}" for f in FEATURES)
         select += [
-            f"CASE WHEN t{i}.event_timestamp >= e.event_timestamp - INTERVAL {TTL.days} DAY THEN t{i}.{v}_{f} END AS {v}_{f}"
+            f"CASE WHEN t{i}.event_timestamp >= e.event_timestamp - INTERVAL {TTL.days} DAY THEN "
+            f"t{i}.{v}_{f} END AS {v}_{f}"
             for f in FEATURES
         ]
         joins.append(
-            f"ASOF LEFT JOIN (SELECT customer_id, event_timestamp, {cols} FROM '{folder / f'{v}.parquet'}') t{i} "
-            f"ON e.customer_id = t{i}.customer_id AND e.event_timestamp >= t{i}.event_timestamp"
+            f"ASOF LEFT JOIN (SELECT customer_id, event_timestamp, {cols} FROM '{folder / f'{v}.parquet'}') "
+            f"t{i} ON e.customer_id = t{i}.customer_id AND e.event_timestamp >= t{i}.event_timestamp"
         )
     sql = f"SELECT {', '.join(select)} FROM '{folder / 'entity.parquet'}' e " + " ".join(joins)
     con.execute("SELECT 1").fetchall()
@@ -313,24 +314,28 @@ def main() -> None:
     lines = [
         "## Offline store: point-in-time retrieval (bench_offline.py)",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}; shared 2-core machine, "
-        "other work running: compare the ratios, not the absolute times.",
-        "3 feature views x 4 features, one int64 key (feature rows / 90 distinct: ~1 row per key per view per",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}; shared 2-core "
+        "machine, other work running: compare the ratios, not the absolute times.",
+        "3 feature views x 4 features, one int64 key (feature rows / 90 distinct: ~1 row per key per view "
+        "per",
         "day over 30 days), TTL 7 days; feature rows are the total over the 3 views. Time =",
         "`get_historical_features(...).to_arrow()` after engine warm-up, best of "
         f"{repeats} run{'s' if repeats > 1 else ''} per store",
-        "(stores alternate, each run in a fresh process; every run is listed below); memory = the largest peak",
-        "RSS of those processes (for the Delta store it includes the embedded Sail engine). Checked in the run: Delta and",
+        "(stores alternate, each run in a fresh process; every run is listed below); memory = the largest "
+        "peak",
+        "RSS of those processes (for the Delta store it includes the embedded Sail engine). Checked in the "
+        "run: Delta and",
         "DuckDB return every entity row and the same number of non-null feature values; Feast's file store",
         "drops entity rows that miss in any view (its row count is shown).",
         "",
-        "| entity rows | feature rows | Delta store (Sail) | DuckDB ASOF JOIN | Feast file store | Delta / DuckDB "
-        "| vs file store | Sail sort + lead floor (/ DuckDB) |",
+        "| entity rows | feature rows | Delta store (Sail) | DuckDB ASOF JOIN | Feast file store | Delta / "
+        "DuckDB | vs file store | Sail sort + lead floor (/ DuckDB) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows_out,
         "",
         f"Feast's file (dask) store is only run up to {FILE_STORE_MAX_FEATURE_ROWS:,} feature rows.",
-        "The floor is not a retrieval: per view, Sail reads the Delta table, sorts it by (key, time) over the",
+        "The floor is not a retrieval: per view, Sail reads the Delta table, sorts it by (key, time) over "
+        "the",
         "store's 64 hash groups and takes one `lead()` of the time, then counts (`run_sail_floor`). Every",
         "window formulation of the join on Spark needs at least that much; the store adds the tie-break, the",
         "key `lead()`, the join and writing the result.",

@@ -356,11 +356,12 @@ def write_report(rows, writes, memory, hashed, quick: bool) -> None:
     lines = [
         "## Online store (Redis)",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (--quick)' if quick else ''}; machine Redis 7.0 on loopback; "
-        f"views of 11 features (6 double, 4 int64, 1 string); {N_ENTITIES} entities x {N_VIEWS} views loaded. "
-        "Latency in ms per call, p50 / p99. `stock` and `fs` go through "
-        "`FeatureStore.get_online_features(...).to_dict()`; `fast` is `FastReader.read`; `floor` is raw redis-py "
-        "pipelined HMGET of the stock layout, `mget` one raw MGET of the fs keys (neither decodes anything).",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (--quick)' if quick else ''}; machine Redis 7.0 on "
+        f"loopback; views of 11 features (6 double, 4 int64, 1 string); {N_ENTITIES} entities x {N_VIEWS} "
+        "views loaded. Latency in ms per call, p50 / p99. `stock` and `fs` go through "
+        "`FeatureStore.get_online_features(...).to_dict()`; `fast` is `FastReader.read`; `floor` is raw "
+        "redis-py pipelined HMGET of the stock layout, `mget` one raw MGET of the fs keys (neither decodes "
+        "anything).",
         "",
         "| views | entities | stock | fs | fast | floor (HMGET) | mget | stock/fs p50 | fast/floor p50 |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -397,8 +398,9 @@ def write_report(rows, writes, memory, hashed, quick: bool) -> None:
         "(its per-entity hash divided by the number of views).",
         "",
         "Keyed-hash key names (`key_hash_secret_env`: SCAN reveals no entity id), same data, same run: "
-        f"write_arrow {hashed['writes']['hashed']:,.0f} keys/s vs {hashed['writes']['readable']:,.0f} readable "
-        f"({hashed['writes']['hashed'] / hashed['writes']['readable']:.2f}x); FastReader p50 at 5 views: "
+        f"write_arrow {hashed['writes']['hashed']:,.0f} keys/s vs {hashed['writes']['readable']:,.0f} "
+        f"readable ({hashed['writes']['hashed'] / hashed['writes']['readable']:.2f}x); FastReader p50 at 5 "
+        "views: "
         + "; ".join(
             f"{ne} entities {r['hashed']:.3f} vs {r['readable']:.3f} ms ({r['hashed'] / r['readable']:.2f}x)"
             for ne, r in hashed["reads"]

@@ -182,15 +182,16 @@ def main() -> int:
         "## Parity check (`tests/benchmarks/bench_parity.py`)",
         "",
         f"{entities:,} entities x {len(VIEWS)} views x {len(FEATURES)} features = {compared:,} comparisons "
-        f"({mismatched} mismatches), Delta tables of {2 * entities:,} rows per view, the machine's Redis 7.0, "
-        f"embedded Sail. Online load before the check (not timed in the check): {load_s:.1f} s."
+        f"({mismatched} mismatches), Delta tables of {2 * entities:,} rows per view, the machine's Redis "
+        f"7.0, embedded Sail. Online load before the check (not timed in the check): {load_s:.1f} s."
         + (" **--quick run.**" if args.quick else ""),
         "",
         "| phase | seconds | ratio |",
         "|---|---:|---|",
         *[f"| {name} | {sec:.2f} | {ratio} |" for name, sec, ratio in rows],
         "",
-        f"Split: online reads {t.online_read_s / wall:.0%} of the check, offline computation {offline / wall:.0%}.",
+        f"Split: online reads {t.online_read_s / wall:.0%} of the check, offline computation "
+        f"{offline / wall:.0%}.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -1,7 +1,7 @@
 """Feature server benchmark: `fs serve` vs `feast serve` vs a floor ASGI app, same data, same run.
 
     .venv/bin/python tests/benchmarks/bench_serve.py [--quick] [--url redis://127.0.0.1:6379/9]
-    .venv/bin/python tests/benchmarks/bench_serve.py --cpu-only   # CPU per request only: a busy machine is fine
+    .venv/bin/python tests/benchmarks/bench_serve.py --cpu-only   # CPU per request only: busy machine ok
 
 Data: 10,000 customers, 5 features from 2 views (3 from ``txn``, 2 from ``profile``), written to
 the machine's Redis twice: through fs's store and through Feast's stock Redis store (unique
@@ -326,8 +326,8 @@ def closed_loop(servers: list[Server], seconds: float) -> dict:
                 r = loadgen.wrk(s.url, body(entities), conns, seconds)
                 out[(s.name, entities, conns)] = r
                 print(
-                    f"{s.name:32s} {entities:>2} entities {conns:>2} conns: {r.rps:8.0f} rps  p50 {r.p50_ms:6.2f}"
-                    f"  p99 {r.p99_ms:7.2f}  p99.9 {r.p999_ms:7.2f} ms  errors {r.errors}",
+                    f"{s.name:32s} {entities:>2} entities {conns:>2} conns: {r.rps:8.0f} rps  p50 "
+                    f"{r.p50_ms:6.2f}  p99 {r.p99_ms:7.2f}  p99.9 {r.p999_ms:7.2f} ms  errors {r.errors}",
                     flush=True,
                 )
     return out
@@ -348,7 +348,8 @@ def fixed_rate(servers: list[Server], rate: float, seconds: float) -> dict:
 
 
 def soak_with_redis_restart(tmp: Path, rate: float, seconds: float) -> dict:
-    """fs serve on a private redis-server (AOF on) that is SIGKILLed at 1/3 of the run and restarted 3 s later."""
+    """fs serve on a private redis-server (AOF on) that is SIGKILLed at 1/3 of the run and restarted 3 s
+    later."""
     rport = free_port()
     rdir = tmp / "redis-soak"
     rdir.mkdir()
@@ -412,8 +413,8 @@ def soak_with_redis_restart(tmp: Path, rate: float, seconds: float) -> dict:
         float(failed.max() - marks["restart"]) if failed.size and failed.max() > marks["restart"] else 0.0
     )
     print(
-        f"soak: {r.errors} failed of {r.requests}, {outside} outside the outage, recovery {recovery:.2f} s after "
-        f"restart, p99 {r.p99_ms:.2f} ms",
+        f"soak: {r.errors} failed of {r.requests}, {outside} outside the outage, recovery {recovery:.2f} s "
+        f"after restart, p99 {r.p99_ms:.2f} ms",
         flush=True,
     )
     return {
@@ -465,12 +466,13 @@ def cpu_in_process(fs_repo: Path, floor_env: dict, requests: int) -> dict:
 
 def render_cpu(cpu: dict, requests: int) -> str:
     lines = [
-        f"CPU per request in-process (`serve_cpu.py`: each app's ASGI handler called {requests:,} times on one"
-        " uvloop loop by 1 or 16 concurrent clients, no HTTP server, the least disturbed of 10 rounds;"
+        f"CPU per request in-process (`serve_cpu.py`: each app's ASGI handler called {requests:,} times on "
+        "one uvloop loop by 1 or 16 concurrent clients, no HTTP server, the least disturbed of 10 rounds;"
         " `time.process_time`, so it holds on a busy machine; Redis's own CPU not counted; the floor reads"
         " through redis.asyncio, fs through its own pipelined connection):",
         "",
-        "| entities | concurrent clients | fs serve us | feast serve us | floor us | feast / fs | fs / floor |",
+        "| entities | concurrent clients | fs serve us | feast serve us | floor us | feast / fs | fs / "
+        "floor |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in CPU_CONCURRENCY:
@@ -497,7 +499,8 @@ def render(
     lines = [
         "## Feature server (`fs serve`)",
         "",
-        f"`tests/benchmarks/bench_serve.py`, {machine}. 10,000 customers, 5 features from 2 views, machine Redis 7;",
+        f"`tests/benchmarks/bench_serve.py`, {machine}. 10,000 customers, 5 features from 2 views, machine "
+        "Redis 7;",
         "every server a subprocess with 2 workers (except `feast serve` defaults: 1 worker, access log,",
         "worker recycled every ~1,000 requests); wrk 1 thread on the same 2 cores. Floor: a minimal uvicorn",
         f"app doing one MGET of the same keys and no decoding. Closed loop (wrk, {seconds:g} s per cell):",
@@ -528,18 +531,21 @@ def render(
     ]
     for n, r in fixed.items():
         lines.append(
-            f"| {n} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p999_ms:.2f} | {r.max_ms:.1f} | {r.errors} of {r.requests} |"
+            f"| {n} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p999_ms:.2f} | {r.max_ms:.1f} | {r.errors} of "
+            f"{r.requests} |"
         )
     s = soak["result"]
     lines += [
         "",
-        f"Redis restart under load: `fs serve` at 500 requests/s for {s.seconds:g} s on a private redis-server"
-        f" (AOF) SIGKILLed at 1/3 of the run and restarted {soak['down_s']:.1f} s later: {s.errors} of {s.requests}"
-        f" requests failed, {soak['outside']} of them outside the outage (+2 s); the last failure"
-        f" {soak['recovery_s']:.2f} s after the restart; p99 over the whole run {s.p99_ms:.1f} ms (p50 {s.p50_ms:.2f}).",
+        f"Redis restart under load: `fs serve` at 500 requests/s for {s.seconds:g} s on a private "
+        f"redis-server (AOF) SIGKILLed at 1/3 of the run and restarted {soak['down_s']:.1f} s later: "
+        f"{s.errors} of {s.requests} requests failed, {soak['outside']} of them outside the outage (+2 s); "
+        f"the last failure {soak['recovery_s']:.2f} s after the restart; p99 over the whole run "
+        f"{s.p99_ms:.1f} ms (p50 {s.p50_ms:.2f}).",
         "",
         "Goals: throughput >= 5x tuned `feast serve` (fs store); p99 within 1.5x the floor; at 1,000"
-        " requests/s p99 <= 5 ms, p99.9 <= 20 ms, 0 errors; errors only while Redis is down, recovery <= 2 s.",
+        " requests/s p99 <= 5 ms, p99.9 <= 20 ms, 0 errors; errors only while Redis is down, recovery <= 2 "
+        "s.",
     ]
     cells = [
         (closed[(names[0], e, c)], closed[(names[2], e, c)], closed[(names[4], e, c)])
@@ -554,12 +560,13 @@ def render(
     lines += [
         "",
         f"Measured against the goals: throughput {min(speed):.1f}-{max(speed):.1f}x tuned `feast serve` "
-        f"(5x reached in {sum(x >= 5 for x in speed)} of 6 cells); p99 {min(tail):.2f}-{max(tail):.2f}x the floor "
-        f"(within 1.5x in {sum(x <= 1.5 for x in tail)} of 6 cells); fixed rate "
-        f"{'met' if fixed_ok else 'missed'}; Redis restart {'met' if soak_ok else 'missed'}. The floor does no "
-        "decoding, no encoding of Feast's JSON, no deadline, metrics or auth: what separates fs serve from it "
-        f"is that work ({cpu[('fs serve', 1, 1)] - cpu[('floor', 1, 1)]:.0f} us of CPU per request at 1 entity,"
-        f" {cpu[('fs serve', 20, 1)] - cpu[('floor', 20, 1)]:.0f} us at 20, in-process below), not the HTTP stack.",
+        f"(5x reached in {sum(x >= 5 for x in speed)} of 6 cells); p99 {min(tail):.2f}-{max(tail):.2f}x the "
+        f"floor (within 1.5x in {sum(x <= 1.5 for x in tail)} of 6 cells); fixed rate "
+        f"{'met' if fixed_ok else 'missed'}; Redis restart {'met' if soak_ok else 'missed'}. The floor does "
+        "no decoding, no encoding of Feast's JSON, no deadline, metrics or auth: what separates fs serve "
+        f"from it is that work ({cpu[('fs serve', 1, 1)] - cpu[('floor', 1, 1)]:.0f} us of CPU per request "
+        f"at 1 entity, {cpu[('fs serve', 20, 1)] - cpu[('floor', 20, 1)]:.0f} us at 20, in-process below), "
+        "not the HTTP stack.",
     ]
     return "\n".join(lines)
 

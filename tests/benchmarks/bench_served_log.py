@@ -167,8 +167,8 @@ def http(repo: Path, tmp: Path, seconds: float, rounds: int) -> dict:
             cpu = sum(last[w] - start[w] for w in workers) / max(res.requests, 1)
             out.setdefault(mode, []).append((res, cpu))
             print(
-                f"round {r} {mode:8s}: {res.rps:8.0f} rps  p99 {res.p99_ms:.2f} ms  {cpu * 1e6:6.1f} us CPU/request"
-                f"  errors {res.errors}",
+                f"round {r} {mode:8s}: {res.rps:8.0f} rps  p99 {res.p99_ms:.2f} ms  {cpu * 1e6:6.1f} us "
+                f"CPU/request  errors {res.errors}",
                 flush=True,
             )
     return out
@@ -206,7 +206,8 @@ def render(cpu: dict, web: dict, rows: int, seconds: float, machine: str) -> str
         "block of requests ends in its own append, far more appends than the defaults make (one per worker",
         "per 30 s or 10,000 queued requests): an upper bound, highest where few rows share an append:",
         "",
-        "| entities | off us | on 1% us | on 10% us | on 100% us | on 1% / off | on 10% / off | on 100% / off |",
+        "| entities | off us | on 1% us | on 10% us | on 100% us | on 1% / off | on 10% / off | on 100% / "
+        "off |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for e in (1, 20):
@@ -218,8 +219,8 @@ def render(cpu: dict, web: dict, rows: int, seconds: float, machine: str) -> str
     lines += [
         "",
         f"Over HTTP (`fs serve --workers 2`, wrk 8 connections, 1 entity, {seconds:g} s per run, median of "
-        f"{len(web['off'])} runs per mode; the workers' CPU per request is read from /proc, every thread, until "
-        "they exit, so the writer, delta-rs and the drain's last append are included):",
+        f"{len(web['off'])} runs per mode; the workers' CPU per request is read from /proc, every thread, "
+        "until they exit, so the writer, delta-rs and the drain's last append are included):",
         "",
         "| mode | requests/s | p99 ms | workers' CPU us/request | CPU vs off |",
         "|---|---|---|---|---|",

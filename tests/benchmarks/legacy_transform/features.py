@@ -1,9 +1,10 @@
-"""The plain ``customer_txn_aggregates`` view the deleted hand-written transform fed (benchmark baseline only).
+"""The plain ``customer_txn_aggregates`` view the deleted hand-written transform fed (benchmark baseline
+only).
 
 Copied from ``feature_repo/features.py`` as of commit 6f9e42e^ (before aggregation views replaced it):
 the customer entity, the Delta batch source, the push source and the plain view, unchanged. The
-benchmarks copy this folder beside the example repo's ``feature_store.yaml`` (tests/benchmarks/bench_ingest.py,
-bench_ingest_recovery.py); it is not part of the example repo.
+benchmarks copy this folder beside the example repo's ``feature_store.yaml``
+(tests/benchmarks/bench_ingest.py, bench_ingest_recovery.py); it is not part of the example repo.
 """
 
 from datetime import timedelta

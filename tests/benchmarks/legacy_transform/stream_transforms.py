@@ -1,5 +1,6 @@
 # Benchmark baseline only: feature_repo/stream_transforms.py as of commit 6f9e42e^ (deleted there when
-# aggregation views replaced it), unchanged; the current ingestor still runs it (transform hooks, lookback warm-up).
+# aggregation views replaced it), unchanged; the current ingestor still runs it (transform hooks, lookback
+# warm-up).
 """Stream transformations used by ingest.yaml (not Feast definitions: listed in .feastignore).
 
 ``CustomerTxnAggregates`` turns raw payment events into ``customer_txn_aggregates`` rows: rolling
