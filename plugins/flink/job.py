@@ -1,7 +1,8 @@
 """The Flink job (runs in the Flink environment: ``python -m fs_platform.plugins.flink.job``; started
 by ``runner.run_flink``). One Kafka source over the views' topics (key, value and the record's topic,
 partition, offset and timestamp, as raw bytes: the ingestor's decoder validates them), one vectorized
-Python UDF that writes the tiles (``udf.ApplyRecords``), a blackhole sink.
+Python UDF that writes the tiles and appends the raw events to Delta (``udf.ApplyRecords``), a
+blackhole sink.
 
 Unbounded: the job never asks Kafka for end offsets (tansu under-reports them). SIGTERM stops it with a
 savepoint under ``<checkpoint_dir>/savepoints`` (the next start restores the newest savepoint or
@@ -49,6 +50,11 @@ def flink_config(settings, checkpoint_dir: Path, restore: str | None, jars: list
     }
     if restore:
         conf["execution.state-recovery.path"] = restore
+    if settings.flink_metrics_port is not None:
+        conf["metrics.reporter.prom.factory.class"] = (
+            "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+        )
+        conf["metrics.reporter.prom.port"] = str(settings.flink_metrics_port)
     if settings.target == "remote":
         host, _, port = settings.rest_address.rpartition(":")
         conf.update({"execution.target": "remote", "rest.address": host, "rest.port": port})
@@ -157,7 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in conf.items():
         t_env.get_config().set(k, v)
     t_env.create_temporary_function(
-        "apply_records", apply_records(str(platform.repo_path), a.env, sorted(plan.views), list(plan.topics))
+        "apply_records",
+        apply_records(
+            str(platform.repo_path),
+            a.env,
+            sorted(plan.views),
+            list(plan.topics),
+            a.group,
+            settings.model_dump(),
+        ),
     )
     t_env.execute_sql(source_ddl(list(plan.topics), config.kafka, a.group))
     t_env.execute_sql("CREATE TEMPORARY TABLE fs_sink (`status` STRING) WITH ('connector' = 'blackhole')")

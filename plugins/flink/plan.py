@@ -59,7 +59,8 @@ def plan_job(store, config: IngestConfig, views: list[str] | None) -> JobPlan:
     if unknown:
         raise ConfigError(
             f"not an online aggregation view fed by a topic of ingest.yaml: {', '.join(unknown)}",
-            hint=f"the Flink engine runs aggregation views; available: {', '.join(sorted(available)) or 'none'}",
+            hint="the Flink engine runs aggregation views; available: "
+            + (", ".join(sorted(available)) or "none"),
         )
     if not wanted:
         raise ConfigError("no topic of ingest.yaml feeds an online aggregation view", hint="run `fs apply`")

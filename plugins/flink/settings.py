@@ -27,8 +27,9 @@ class FlinkSettings(BaseModel):
     """``host:port`` of the session cluster's REST endpoint (``target: remote``)."""
 
     python: str | None = None
-    """The Flink environment's Python interpreter (default: ``FS_FLINK_PYTHON``, else ``<repo root>/.venv-flink``
-    beside the project's own ``.venv``); on a cluster, its path on the TaskManagers."""
+    """The Flink environment's Python interpreter (default: ``FS_FLINK_PYTHON``, else
+    ``<repo root>/.venv-flink`` beside the project's own ``.venv``); on a cluster, its path on the
+    TaskManagers."""
 
     parallelism: int = Field(1, ge=1)
     """Parallel subtasks of the job (one Kafka partition is read by one subtask)."""
@@ -44,13 +45,22 @@ class FlinkSettings(BaseModel):
     """Flink state backend. The job's only state is the Kafka source's positions, so ``hashmap`` suffices."""
 
     retained_checkpoints: int = Field(3, ge=1)
-    """Completed checkpoints kept on disk (they survive a kill and a cancel: ``--restore`` uses the newest)."""
+    """Completed checkpoints kept on disk (they survive a kill and a cancel: ``--restore`` uses the
+    newest)."""
 
     bundle_ms: int = Field(100, ge=1)
     """Longest a record waits in the Python worker before its batch is written: drives freshness."""
 
     bundle_size: int = Field(5_000, ge=1)
     """Records per batch handed to the tile writer at most."""
+
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    """Serve the ingestor's Prometheus metrics (``fs_ingest_*``) and ``/health`` from the Python worker
+    of subtask ``i`` on this loopback port + ``i`` (None: off)."""
+
+    flink_metrics_port: int | None = Field(None, ge=1, le=65535)
+    """Serve Flink's own metrics (checkpoint duration, restarts, the source's lag) with Flink's
+    Prometheus reporter on this port (None: off)."""
 
 
 def load_flink_settings(repo: str | Path, overrides: dict | None = None) -> FlinkSettings:

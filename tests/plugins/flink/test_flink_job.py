@@ -1,7 +1,8 @@
-"""The Flink job end to end on real Kafka (tansu) and Redis: the same tiles as the ingestor and the
-reference, late and out-of-order events counted, bad ones dead-lettered; SIGKILL mid-stream (twice) and restore
-from the last checkpoint loses and duplicates nothing; stop with a savepoint and restore from it; a
-changed spec refuses to restore. One scenario, so the JVM starts only four times (~15-20 s each)."""
+"""The Flink job end to end on real Kafka (tansu), Redis and Delta: the same tiles as the ingestor and the
+reference, late and out-of-order events counted, bad ones dead-lettered, the raw events appended to Delta
+(the topic's targets are ``both``); SIGKILL mid-stream (twice) and restore from the last checkpoint loses
+and duplicates nothing, online or in Delta; stop with a savepoint and restore from it; a changed spec
+refuses to restore. One scenario, so the JVM starts only four times (~15-20 s each)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from fs_platform.plugins.kafka_ingest.deadletter import read_dead_letters
 from tests.plugins.flink.conftest import converge as _converge
 from tests.plugins.flink.conftest import needs_flink
 from tests.plugins.flink.conftest import start as _start
-from tests.plugins.kafka_ingest.conftest import payments, produce
+from tests.plugins.kafka_ingest.conftest import assert_exactly_once, payments, produce
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.redis, needs_flink]
 
@@ -47,7 +48,20 @@ def _trickle(repo, events, seconds: float) -> None:
         time.sleep(seconds / 30)
 
 
-def test_flink_tiles_equal_the_reference_through_kill_restore_and_savepoint(flink_repo, tmp_path):
+def _converge_delta(repo, job, events, timeout: float = 60.0) -> None:
+    """Wait until Delta holds as many rows as ``events`` (the appends follow the tile writes), then check
+    each event is there exactly once, as produced, and the online values equal the reference."""
+    deadline = time.monotonic() + timeout
+    while (rows := repo.delta_rows()) is None or len(rows) < len(events):
+        assert job.process.poll() is None, f"the job process ended (exit {job.process.returncode})"
+        assert time.monotonic() < deadline, (
+            f"{0 if rows is None else len(rows)} Delta rows, {len(events)} sent"
+        )
+        time.sleep(0.5)
+    assert_exactly_once(repo, events)
+
+
+def test_flink_tiles_and_delta_exact_through_kill_restore_and_savepoint(flink_repo, tmp_path):
     repo = flink_repo
     first = payments(400, seed=1)  # arrive up to 5 min late, out of order
     produce(repo.broker.bootstrap, repo.topic, first)
@@ -78,6 +92,7 @@ def test_flink_tiles_equal_the_reference_through_kill_restore_and_savepoint(flin
             job = _start(repo, tmp_path)
             assert job.restored_from and "/chk-" in job.restored_from, job.restored_from
         _converge(repo, job, sent)
+        _converge_delta(repo, job, sent)  # the replays after each kill appended nothing twice
 
         savepoint = job.stop()
         assert savepoint and "savepoint-" in savepoint
@@ -86,6 +101,7 @@ def test_flink_tiles_equal_the_reference_through_kill_restore_and_savepoint(flin
         job = _start(repo, tmp_path)
         assert job.restored_from and "savepoint-" in job.restored_from
         _converge(repo, job, sent + third)
+        _converge_delta(repo, job, sent + third)
     finally:
         job.kill()
 

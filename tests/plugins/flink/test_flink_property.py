@@ -1,7 +1,8 @@
 """The aggregation contract on Flink, property-based: random event streams (out of order, late within the
 allowed lateness, some too late or with a null amount: both dead-lettered; several customers and
-merchants) go through one running Flink job; its online values must equal the independent reference (``tests/aggregation/reference.py``,
-which the batch path is proven equal to by ``tests/aggregation/test_batch_equals_stream.py``)."""
+merchants) go through one running Flink job; its online values must equal the independent reference
+(``tests/aggregation/reference.py``, which the batch path is proven equal to by
+``tests/aggregation/test_batch_equals_stream.py``)."""
 
 from __future__ import annotations
 
