@@ -1,4 +1,4 @@
-"""One topic's path from Kafka records to buffered rows, and its two write buffers.
+"""One topic's path from Kafka records to buffered rows (its two write buffers: ``buffers.py``).
 
 Per poll batch: decode and validate (``decode.RecordDecoder.decode_batch``), transform (the repo's
 hook: its ``batch`` method when it has one, else per record), and append the rows as one Arrow
@@ -9,20 +9,20 @@ become ``BadRecord``s for the dead-letter topic.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-from feast import FeatureView
-from feast.value_type import ValueType
 
 from fs_platform.aggregation.spec import spec_of
 from fs_platform.errors import ConfigError, IngestError
+from fs_platform.plugins.kafka_ingest import batch_rows
+from fs_platform.plugins.kafka_ingest.buffers import Buffer, Chunk
 from fs_platform.plugins.kafka_ingest.config import FieldType, TopicSpec
 from fs_platform.plugins.kafka_ingest.decode import BadRecord, RecordDecoder
+from fs_platform.plugins.kafka_ingest.fields import ARROW_TYPES, view_fields
+from fs_platform.plugins.kafka_ingest.quality_gates import gate_rejection, quality_gates
 from fs_platform.plugins.kafka_ingest.sinks import (
     EventSink,
     OfflineSink,
@@ -31,105 +31,6 @@ from fs_platform.plugins.kafka_ingest.sinks import (
     row_schema,
 )
 from fs_platform.plugins.kafka_ingest.transform import Hook, TransformFactory, load_transform
-
-_ARROW_TYPES: dict[FieldType, pa.DataType] = {
-    "int": pa.int64(),
-    "int32": pa.int32(),
-    "float": pa.float64(),
-    "string": pa.string(),
-    "bool": pa.bool_(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
-_FIELD_TYPES: dict[ValueType, FieldType] = {
-    ValueType.INT32: "int32",
-    ValueType.INT64: "int",
-    ValueType.FLOAT: "float",
-    ValueType.DOUBLE: "float",
-    ValueType.STRING: "string",
-    ValueType.BOOL: "bool",
-    ValueType.UNIX_TIMESTAMP: "timestamp",
-}
-
-
-def view_fields(views: list[FeatureView], event_time_field: str) -> dict[str, FieldType]:
-    """Message fields required when a topic carries feature rows as is (no transform)."""
-    out: dict[str, FieldType] = {}
-    for v in views:
-        for f in [*v.entity_columns, *v.features]:
-            kind = _FIELD_TYPES.get(f.dtype.to_value_type())
-            if kind:
-                out.setdefault(f.name, kind)
-    out[event_time_field] = "timestamp"
-    return out
-
-
-@dataclass
-class Chunk:
-    """Rows of one poll batch of one partition: ``offsets[i]`` is the Kafka offset of row i."""
-
-    tp: object  # TopicPartition
-    table: pa.Table
-    offsets: np.ndarray
-
-
-@dataclass
-class Buffer:
-    """Rows waiting for one target, and the last offset consumed per partition they cover."""
-
-    chunks: list[Chunk] = field(default_factory=list)
-    n: int = 0  # rows in chunks
-    through: dict = field(default_factory=dict)  # TopicPartition -> last offset consumed
-    since: float | None = None  # monotonic time of the oldest pending record
-
-    def due(self, max_rows: int, interval_s: float, now: float) -> bool:
-        return bool(self.through) and (self.n >= max_rows or now - self.since >= interval_s)
-
-    def table(self) -> pa.Table | None:
-        tables = [c.table for c in self.chunks if c.table.num_rows]
-        return None if not tables else tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-
-    def origins(self) -> tuple[list[str], np.ndarray]:
-        """``topic/partition`` and Kafka offset of each row of ``table()``, in its order."""
-        chunks = [c for c in self.chunks if c.table.num_rows]
-        partitions: list[str] = []
-        for c in chunks:
-            partitions += [f"{c.tp.topic}/{c.tp.partition}"] * c.table.num_rows
-        offsets = np.concatenate([c.offsets for c in chunks]) if chunks else np.empty(0, np.int64)
-        return partitions, offsets
-
-    def take(self) -> Buffer:
-        taken = Buffer(self.chunks, self.n, self.through, self.since)
-        self.chunks, self.n, self.through, self.since = [], 0, {}, None
-        return taken
-
-    def restore(self, taken: Buffer) -> None:
-        """Put back a taken buffer whose write failed, in front of what was buffered since."""
-        self.chunks = taken.chunks + self.chunks
-        self.n += taken.n
-        self.through = {**taken.through, **self.through}  # later offsets win
-        self.since = taken.since if self.since is None else min(taken.since, self.since)
-
-
-def _quality_gates(repo: Path, views: list[FeatureView]) -> list[tuple[str, str]]:
-    """(view, strict|warn) for each view whose expectation suite sets ``meta.gate``."""
-    from fs_platform.governance.expectations import load_suite
-
-    gates = []
-    for view in views:
-        suite = load_suite(repo, view.name)
-        if suite is not None and suite.gate:
-            gates.append((view.name, suite.gate))
-    return gates
-
-
-def _keep(keep: list[int], records, recs, event_us, pos, bad: list, rejected: BadRecord):
-    """The decoded records at indices ``keep``; the others go to ``bad`` (kept in offset order)."""
-    if len(keep) == len(pos):
-        return recs, event_us, pos
-    kept = set(keep)
-    bad.extend((records[p], rejected) for j, p in enumerate(pos) if j not in kept)
-    bad.sort(key=lambda b: b[0].offset)
-    return [recs[j] for j in keep], [event_us[j] for j in keep], [pos[j] for j in keep]
 
 
 class TopicPipeline:
@@ -176,9 +77,9 @@ class TopicPipeline:
             # Raw events: the declared fields, the event time under the batch source's name.
             self.created_col = push.batch_source.created_timestamp_column or None
             self.schema = pa.schema(
-                [pa.field(n, _ARROW_TYPES[t]) for n, t in fields.items() if n != spec.event_time_field]
-                + [pa.field(self.event_col, _ARROW_TYPES["timestamp"])]
-                + ([pa.field(self.created_col, _ARROW_TYPES["timestamp"])] if self.created_col else [])
+                [pa.field(n, ARROW_TYPES[t]) for n, t in fields.items() if n != spec.event_time_field]
+                + [pa.field(self.event_col, ARROW_TYPES["timestamp"])]
+                + ([pa.field(self.created_col, ARROW_TYPES["timestamp"])] if self.created_col else [])
             )
             self.lateness_us = min(s.allowed_lateness_us for s in specs)
             self.online = EventSink(store, views, self.event_col) if spec.online else None
@@ -193,7 +94,7 @@ class TopicPipeline:
         self.key_field = self._key_field(fields)
         self.online_buffer = Buffer()
         self.offline_buffer = Buffer()
-        self.gates = _quality_gates(repo, views) if spec.quality_gate else []
+        self.gates = quality_gates(repo, views) if spec.quality_gate else []
         self._store = store
 
     def _key_field(self, fields: dict[str, FieldType]) -> str:
@@ -278,8 +179,8 @@ class TopicPipeline:
         recs, event_us, pos, failed = self.decoder.decode_batch([r.value for r in records], now)
         bad = [(records[i], e) for i, e in failed]
         if self.lateness_us is not None:
-            recs, event_us, pos = self._drop_late(records, recs, event_us, pos, bad)
-        recs, event_us, pos = self._check_keys(records, recs, event_us, pos, bad)
+            recs, event_us, pos = batch_rows.drop_late(self.lateness_us, records, recs, event_us, pos, bad)
+        recs, event_us, pos = batch_rows.check_keys(self.key_field, records, recs, event_us, pos, bad)
         batch = getattr(hook, "batch", None)
         if batch is not None:
             if recs:
@@ -301,7 +202,9 @@ class TopicPipeline:
                     dropped = set(rejected)
                     pos = [p for j, p in enumerate(pos) if j not in dropped]
                     bad.sort(key=lambda b: b[0].offset)
-                table = self._table(out, len(pos))
+                table = batch_rows.batch_table(
+                    self.schema, self.spec.transform, self.join_keys, self.event_col, out, len(pos)
+                )
             else:
                 table = self.schema.empty_table()
             row_pos = pos
@@ -318,116 +221,19 @@ class TopicPipeline:
             try:
                 table = pa.Table.from_pylist(rows, schema=self.schema)
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                rows, row_pos = self._fitting(rows, row_pos, records, bad)
+                rows, row_pos = batch_rows.fitting(self.schema, rows, row_pos, records, bad)
                 table = pa.Table.from_pylist(rows, schema=self.schema)
             if len(bad) > len(failed):
                 bad.sort(key=lambda b: b[0].offset)
         if gate and self.gates and table.num_rows:
-            rejection = self._check(table)
+            keys = {self.event_col, *self.join_keys}
+            rejection = gate_rejection(self._store, self.gates, self.views, keys, table)
             if rejection is not None:
                 bad.extend((records[p], rejection) for p in sorted(set(row_pos)))
                 bad.sort(key=lambda b: b[0].offset)
                 table, row_pos = self.schema.empty_table(), []
         offsets = np.fromiter((records[p].offset for p in row_pos), dtype=np.int64, count=len(row_pos))
-        return Chunk(tp, self._stamp_created(table, records, row_pos), offsets), bad
-
-    def _check_keys(self, records, recs, event_us, pos, bad):
-        """A record whose Kafka key is not its entity's (null, or another value than ``key_field``'s) was
-        partitioned apart from that entity's other events: dead-lettered (``bad_key``), never aggregated
-        or written apart from them."""
-        name = self.key_field
-        rejected = BadRecord("bad_key", f"the Kafka key is null or is not the value of field {name!r}")
-        keep = [j for j, p in enumerate(pos) if records[p].key == str(recs[j][name]).encode()]
-        return _keep(keep, records, recs, event_us, pos, bad, rejected)
-
-    def _fitting(
-        self, rows: list[dict], row_pos: list[int], records, bad: list
-    ) -> tuple[list[dict], list[int]]:
-        """The rows whose record's rows all fit the schema; the other records are dead-lettered (a
-        transform returned a value its column cannot hold, e.g. an int beyond Int32)."""
-        by_record: dict[int, list[dict]] = {}
-        for row, p in zip(rows, row_pos, strict=True):
-            by_record.setdefault(p, []).append(row)
-        kept_rows, kept_pos = [], []
-        for p, its_rows in by_record.items():
-            try:
-                pa.Table.from_pylist(its_rows, schema=self.schema)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                bad.append(
-                    (
-                        records[p],
-                        BadRecord("transform_error", "transform output does not fit the view's columns"),
-                    )
-                )
-                continue
-            kept_rows += its_rows
-            kept_pos += [p] * len(its_rows)
-        return kept_rows, kept_pos
-
-    def _drop_late(self, records, recs, event_us, pos, bad):
-        """Aggregation topics: an event older than its Kafka record's timestamp minus the allowed
-        lateness is dead-lettered (``too_late``), so neither tiles nor the raw Delta table count it.
-        The record timestamp, not the clock, decides: a replay decides the same way."""
-        keep = []
-        for j, p in enumerate(pos):
-            stamp = records[p].timestamp
-            if stamp is None or stamp < 0 or event_us[j] >= stamp * 1000 - self.lateness_us:
-                keep.append(j)
-        too_late = BadRecord("too_late", "event time is older than the allowed lateness")
-        return _keep(keep, records, recs, event_us, pos, bad, too_late)
-
-    def _stamp_created(self, table: pa.Table, records: list, row_pos: list[int]) -> pa.Table:
-        """Rows' created time (unless the transform set it): their record's Kafka timestamp, the
-        same on every delivery, so online and offline hold the same ``(event, created)`` and a
-        redelivery is the same row. A record without a timestamp (-1) leaves it null (write time)."""
-        if not table.num_rows or self.created_col is None:
-            return table
-        ms = np.fromiter(
-            (-1 if records[p].timestamp is None else records[p].timestamp for p in row_pos),
-            dtype=np.int64,
-            count=len(row_pos),
-        )
-        stamps = pa.array(ms * 1000, pa.int64(), mask=ms < 0).cast(pa.timestamp("us", tz="UTC"))
-        i = table.schema.get_field_index(self.created_col)
-        return table.set_column(i, self.created_col, pc.coalesce(table[self.created_col], stamps))
-
-    def _check(self, table: pa.Table) -> BadRecord | None:
-        """Run the gated views' suites on a batch; the reason to dead-letter it, if a strict one fails."""
-        from fs_platform.governance.validate import gate
-
-        for view, mode in self.gates:
-            columns = [
-                c
-                for c in table.column_names
-                if c == self.event_col
-                or c in self.join_keys
-                or c in {f.name for v in self.views if v.name == view for f in v.features}
-            ]
-            result = gate(self._store, view, table.select(columns), mode=mode, origin="ingest")
-            if not result.accepted:
-                return BadRecord("validation_failed", result.summary())
-        return None
-
-    def _table(self, out: dict, n: int) -> pa.Table:
-        """A batch transform's output columns as a ``row_schema`` table (checked like hook rows)."""
-        arrays = []
-        for f in self.schema:
-            v = out.get(f.name)
-            if v is None:
-                if f.name in self.join_keys or f.name == self.event_col:
-                    raise IngestError(f"transform {self.spec.transform!r} returned no {f.name!r} column")
-                arrays.append(pa.nulls(n, f.type))
-                continue
-            if f.name == self.event_col:
-                a = pa.array(np.asarray(v, dtype=np.int64)).cast(f.type)
-            else:
-                a = pa.array(v, type=f.type)
-            if len(a) != n or (f.name in self.join_keys and a.null_count):
-                raise IngestError(
-                    f"transform {self.spec.transform!r}: column {f.name!r} has nulls or a wrong length"
-                )
-            arrays.append(a)
-        return pa.Table.from_arrays(arrays, schema=self.schema)
+        return Chunk(tp, batch_rows.stamp_created(self.created_col, table, records, row_pos), offsets), bad
 
     def buffer(self, chunk: Chunk, last_offset: int) -> None:
         """Buffer a processed poll batch whose records go up to ``last_offset``."""
