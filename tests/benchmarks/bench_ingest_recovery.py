@@ -185,7 +185,7 @@ def _recover(
 
     ingestor._set_up_partitions = timed_set_up
     deadlines = _DeadlineCount()
-    logging.getLogger("fs_platform.plugins.kafka_ingest.ingestor").addHandler(deadlines)
+    logging.getLogger("fs_platform.plugins.kafka_ingest.writes").addHandler(deadlines)
     ctx = multiprocessing.get_context("spawn")
     stop, sent = ctx.Event(), ctx.Value("q", 0)
     live = ctx.Process(target=_live_producer, args=(bootstrap, topic, RATE, stop, sent))
@@ -229,7 +229,7 @@ def _recover(
         ingestor.stop()
         runner.join(60)
         store.teardown()
-        logging.getLogger("fs_platform.plugins.kafka_ingest.ingestor").removeHandler(deadlines)
+        logging.getLogger("fs_platform.plugins.kafka_ingest.writes").removeHandler(deadlines)
     if stats.dead_lettered_total:
         raise SystemExit(f"bench_ingest_recovery: dead letters during recovery: {stats.to_dict()}")
     r = {k: v - t0 for k, v in marks.items() if k != "consumed_at_caught_up"}

@@ -344,7 +344,7 @@ def test_two_consumers_split_partitions_and_a_rebalance_duplicates_nothing(strea
     # The first consumer holds nothing between the revocation and its new assignment (seen in CI):
     # wait for the split rather than sampling it mid-rebalance.
     first.wait(
-        lambda _: len(first.ingestor._parts) == len(second.ingestor._parts) == 1,
+        lambda _: len(first.ingestor.offsets.parts) == len(second.ingestor.offsets.parts) == 1,
         timeout=60,
         what="one partition per consumer",
     )
@@ -392,7 +392,7 @@ def test_a_hung_redis_opens_the_breaker_and_degrades_health_within_seconds(tmp_p
         while open_after is None and time.monotonic() - hung < 30:
             if degraded_after is None and _health(ingestor.http_port) == "degraded":
                 degraded_after = time.monotonic() - hung
-            if ingestor.breakers["online"].state.name == "OPEN":
+            if ingestor.guard.breakers["online"].state.name == "OPEN":
                 open_after = time.monotonic() - hung
             time.sleep(0.05)
         assert _health(ingestor.http_port) == "degraded"
