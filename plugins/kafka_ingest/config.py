@@ -8,7 +8,8 @@
       - topic: payments                # raw events feeding aggregation views (docs/aggregations.md)
         push_source: payments_push
         format: json
-        fields: {customer_id: int, merchant_id: int, amount: float, approved: bool, event_timestamp: timestamp}
+        fields: {customer_id: int, merchant_id: int, amount: float, approved: bool,
+                 event_timestamp: timestamp}
         key_field: customer_id         # the Kafka key must be this field's value (else dead-lettered)
         bounds: {amount: [-1.0e9, 1.0e9]}
         event_time_field: event_timestamp
@@ -134,7 +135,8 @@ class RetrySettings(_Model):
     (6 s with the defaults) and ``/health`` reports degraded from the first one. No retry starts past it."""
 
     offline_deadline_ms: int = Field(30_000, gt=0)
-    """The same for a Delta append (larger: an append of ``offline_max_rows`` to object storage takes seconds)."""
+    """The same for a Delta append (larger: appending ``offline_max_rows`` to object storage takes
+    seconds)."""
 
     drain_timeout_ms: int = Field(30_000, ge=0)
     """On SIGTERM, how long to keep trying to write and commit what is buffered."""
