@@ -338,48 +338,50 @@ def main() -> None:
             + (" --quick" if args.quick else "")
             + ")",
             "",
-            f"Scaled outage, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a shared 2-core machine (embedded "
-            f"tansu broker, 2 partitions; Redis at {args.redis_url.split('@')[-1]}; Delta on local disk): the "
-            f"ingestor's committed offsets stand at the start of a 6 h outage whose **{outage:,} events** "
-            f"(1/{scale:,.0f} of 6 h at 5k/s, spread over 6 h of event time) wait on the topic behind "
-            f"{history:,} events of the 17.75 h before it (the same scale); the restart happens while live "
-            f"traffic arrives at 5,000 events/s (achieved {t['live_rate']:,.0f}/s and {lg['live_rate']:,.0f}/s). "
-            "Both paths in the same run, on the same records.",
+            f"Scaled outage, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on a shared 2-core machine "
+            f"(embedded tansu broker, 2 partitions; Redis at {args.redis_url.split('@')[-1]}; Delta on "
+            "local disk): the ingestor's committed offsets stand at the start of a 6 h outage whose "
+            f"**{outage:,} events** (1/{scale:,.0f} of 6 h at 5k/s, spread over 6 h of event time) wait on "
+            f"the topic behind {history:,} events of the 17.75 h before it (the same scale); the restart "
+            f"happens while live traffic arrives at 5,000 events/s (achieved {t['live_rate']:,.0f}/s and "
+            f"{lg['live_rate']:,.0f}/s). Both paths in the same run, on the same records.",
             "",
-            "| path (seconds after the restart) | partitions assigned (group join) | warm-up | first online write "
-            "| first fresh value served | caught up (within 1 s of traffic) |",
+            "| path (seconds after the restart) | partitions assigned (group join) | warm-up | first online "
+            "write | first fresh value served | caught up (within 1 s of traffic) |",
             "|---|---:|---:|---:|---:|---:|",
             row("aggregation views (tiles of the three views, raw events to Delta)", t),
             row("hand-written transform (baseline; warm-up replays the 24 h lookback of raw events)", lg),
             "",
-            f"Caught up: **{t['caught_up']:.1f} s** vs {lg['caught_up']:.1f} s (**{lg['caught_up'] / t['caught_up']:.1f}x "
-            f"faster**); first fresh value: {t['fresh']:.1f} s vs {lg['fresh']:.1f} s. Measured rates: tile path "
-            f"drains {t_drain:,.0f} records/s (outage backlog plus live traffic); the transform replays "
-            f"{l_warm_rate:,.0f} records/s in its warm-up (writing nothing) and then drains {l_drain:,.0f} records/s. "
-            f"Online writes past their deadline (`online_deadline_ms`, counted as failed by the breaker) during the "
-            f"recovery: {t['deadlines']} (tiles) and {lg['deadlines']} (transform); breaker openings "
+            f"Caught up: **{t['caught_up']:.1f} s** vs {lg['caught_up']:.1f} s "
+            f"(**{lg['caught_up'] / t['caught_up']:.1f}x faster**); first fresh value: {t['fresh']:.1f} s "
+            f"vs {lg['fresh']:.1f} s. Measured rates: tile path drains {t_drain:,.0f} records/s (outage "
+            f"backlog plus live traffic); the transform replays {l_warm_rate:,.0f} records/s in its warm-up "
+            f"(writing nothing) and then drains {l_drain:,.0f} records/s. Online writes past their deadline "
+            "(`online_deadline_ms`, counted as failed by the breaker) during the recovery: "
+            f"{t['deadlines']} (tiles) and {lg['deadlines']} (transform); breaker openings "
             f"{t['breaker_opened']} and {lg['breaker_opened']}.",
             "",
-            "**Extrapolation** (not measured) to the real 6 h outage at 5k events/s (108M events) with these rates: "
-            "join + warm-up + backlog / (drain rate - 5,000/s live traffic), where the backlog is the outage plus "
-            "what arrives during the warm-up:",
+            "**Extrapolation** (not measured) to the real 6 h outage at 5k events/s (108M events) with "
+            "these rates: join + warm-up + backlog / (drain rate - 5,000/s live traffic), where the backlog "
+            "is the outage plus what arrives during the warm-up:",
             "",
             "| path | warm-up | caught up after a 6 h outage (extrapolated) |",
             "|---|---:|---:|",
             f"| aggregation views | none | {hms(t_full)} |",
             f"| hand-written transform | {hms(warm_full / l_warm_rate if l_warm_rate else None)} "
-            f"({warm_full / 1e6:,.0f}M records: the 18 h before the outage within its 24 h lookback) | {hms(l_full)} |",
+            f"({warm_full / 1e6:,.0f}M records: the 18 h before the outage within its 24 h lookback) | "
+            f"{hms(l_full)} |",
             "",
-            "One ingestor process each; more ingestors in the consumer group (more partitions) divide both. The "
-            "first fresh value is served when its partition's backlog is drained (records are applied in offset "
-            "order), so it comes with the catch-up on both paths. During the recovery the tile path writes from its "
-            "first poll and serves whatever tiles it holds, merged as of the request time (here the committed "
-            "offsets were set directly, so Redis held no pre-outage tiles); the transform writes nothing until its "
-            "warm-up ends. The extrapolation is linear and favours the transform: it also reads any older retained "
-            "records it then skips (the topic here starts 23 h 45 min before the restart), holds every replayed "
-            "event in memory (80 B each: ~35 GB for 24 h at 5k/s), and at the real rate a customer has "
-            f"~{scale:,.0f}x more events in its lists than here (which it compacts by copying). "
-            f"1-minute load average at the end: {load:.1f}.",
+            "One ingestor process each; more ingestors in the consumer group (more partitions) divide both. "
+            "The first fresh value is served when its partition's backlog is drained (records are applied "
+            "in offset order), so it comes with the catch-up on both paths. During the recovery the tile "
+            "path writes from its first poll and serves whatever tiles it holds, merged as of the request "
+            "time (here the committed offsets were set directly, so Redis held no pre-outage tiles); the "
+            "transform writes nothing until its warm-up ends. The extrapolation is linear and favours the "
+            "transform: it also reads any older retained records it then skips (the topic here starts 23 h "
+            "45 min before the restart), holds every replayed event in memory (80 B each: ~35 GB for 24 h "
+            f"at 5k/s), and at the real rate a customer has ~{scale:,.0f}x more events in its lists than "
+            f"here (which it compacts by copying). 1-minute load average at the end: {load:.1f}.",
         ]
     )
     write_section("ingest-recovery", section)
