@@ -61,6 +61,22 @@ def flink_config(settings, checkpoint_dir: Path, restore: str | None, jars: list
     return conf
 
 
+def reporter_on_classpath() -> None:
+    """Flink's Prometheus reporter ships as a plugin (``pyflink/plugins/metrics-prometheus``), but the
+    local mini-cluster loads reporters from the classpath only: put its jar on the JVM's before PyFlink
+    starts it (PyFlink appends ``HADOOP_CLASSPATH`` to the gateway's classpath)."""
+    import os
+
+    import pyflink
+
+    jars = sorted((Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus").glob("*.jar"))
+    if not jars:
+        log.warning("no Flink Prometheus reporter jar in this PyFlink: flink_metrics_port is ignored")
+        return
+    previous = os.environ.get("HADOOP_CLASSPATH")
+    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join([str(jars[0]), *([previous] if previous else [])])
+
+
 def source_ddl(topics: list[str], kafka, group: str) -> str:
     props = {
         "connector": "kafka",
@@ -158,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_job(platform.store, config, [v for v in a.views.split(",") if v] or None)
     checkpoint_dir = Path(a.checkpoint_dir)
     conf = flink_config(settings, checkpoint_dir, a.restore, connector_jars())
+    if settings.flink_metrics_port is not None and settings.target == "local":
+        reporter_on_classpath()
     env_settings = EnvironmentSettings.new_instance().in_streaming_mode().build()
     t_env = TableEnvironment.create(env_settings)
     for k, v in conf.items():

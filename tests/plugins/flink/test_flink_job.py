@@ -2,17 +2,22 @@
 reference, late and out-of-order events counted, bad ones dead-lettered, the raw events appended to Delta
 (the topic's targets are ``both``); SIGKILL mid-stream (twice) and restore from the last checkpoint loses
 and duplicates nothing, online or in Delta; stop with a savepoint and restore from it; a changed spec
-refuses to restore. One scenario, so the JVM starts only four times (~15-20 s each)."""
+refuses to restore; the ingestor's Prometheus metrics and /health from the Python worker, Flink's own from
+its reporter. One scenario, so the JVM starts only four times (~15-20 s each)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from fs_platform.aggregation import col, spec_of
 from fs_platform.aggregation.spec import TAG
@@ -48,6 +53,52 @@ def _trickle(repo, events, seconds: float) -> None:
         time.sleep(seconds / 30)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _samples(text: str) -> dict[tuple, float]:
+    """(name, sorted labels) -> value of every sample of a Prometheus text page."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _check_metrics(repo, ports: dict[str, int], events: int, job) -> None:
+    """The worker's page has the ingestor's metrics with this run's counts, /health says ok; Flink's
+    reporter has the checkpoint duration (polled: a checkpoint and a lag read come every few seconds)."""
+    topic, deadline = repo.topic, time.monotonic() + 60
+    while True:
+        code, health = _scrape(ports["metrics_port"], "/health")
+        worker = _samples(_scrape(ports["metrics_port"])[1])
+        flink = _scrape(ports["flink_metrics_port"])[1]
+        lag = [v for (n, labels), v in worker.items() if n == "fs_ingest_consumer_lag"]
+        if lag and "lastCheckpointDuration" in flink:
+            break
+        assert job.process.poll() is None and time.monotonic() < deadline, (lag, flink[:500])
+        time.sleep(1.0)
+    assert code == 200 and json.loads(health)["status"] == "ok", health
+    assert worker[("fs_ingest_consumed_records_total", (("topic", topic),))] == events + 3
+    assert worker[("fs_ingest_written_rows_total", (("target", "offline"), ("topic", topic)))] == events
+    assert worker[("fs_ingest_written_rows_total", (("target", "online"), ("topic", topic)))] > 0
+    for reason in ("too_late", "bad_key"):
+        assert worker[("fs_ingest_dead_lettered_records_total", (("reason", reason), ("topic", topic)))] == 1
+    assert worker[("fs_ingest_freshness_seconds_count", (("topic", topic),))] > 0
+    assert sum(lag) == 0, lag  # all read: nothing waits
+
+
 def _converge_delta(repo, job, events, timeout: float = 60.0) -> None:
     """Wait until Delta holds as many rows as ``events`` (the appends follow the tile writes), then check
     each event is there exactly once, as produced, and the online values equal the reference."""
@@ -71,9 +122,15 @@ def test_flink_tiles_and_delta_exact_through_kill_restore_and_savepoint(flink_re
     producer.flush()
     producer.close()
 
+    # The first run serves metrics (a later run would find the ports of the killed one still closing).
+    ports = {"metrics_port": _free_port(), "flink_metrics_port": _free_port()}
+    fast = yaml.safe_load((repo.path / "flink.yaml").read_text())
+    (repo.path / "flink.yaml").write_text(yaml.safe_dump({**fast, **ports}))
     job = _start(repo, tmp_path)
+    (repo.path / "flink.yaml").write_text(yaml.safe_dump(fast))
     try:
         _converge(repo, job, first)
+        _check_metrics(repo, ports, len(first), job)
         letters = read_dead_letters(f"{repo.topic}.dlq", bootstrap_servers=repo.broker.bootstrap)
         reasons = {d.reason for d in letters}
         assert {"too_late", "bad_key"} <= reasons and len(reasons) == 3, reasons  # and the undecodable one
