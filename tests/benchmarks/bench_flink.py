@@ -4,7 +4,7 @@ topic in the same run, and state bytes per key.
     .venv/bin/python tests/benchmarks/bench_flink.py [--quick] [--redis-url redis://127.0.0.1:6379/0]
 
 Same embedded tansu broker, same topic (2 partitions), the example repo's three aggregation views of
-``payments``, tiles only (the ingestor's topic has ``targets: online``: the Flink job does not write Delta):
+``payments``, tiles only (the topic has ``targets: online`` for both engines: no Delta appends):
 - throughput: N payments already on the topic, then a few sentinel payments of fresh customers; each
   engine (a fresh consumer group, a fresh Redis prefix) is timed by the same outside observer from its
   first tile visible online to every sentinel visible (a partition is applied in order, so all N are);
@@ -274,7 +274,7 @@ def main() -> None:
             f"Embedded tansu broker, one topic of 2 partitions, {n:,} JSON payments (2,000 customers, 200 "
             "merchants), the example repo's three aggregation views "
             f"({', '.join(f'`{v}`' for v in VIEWS)}), tiles in Redis only (the ingestor's topic has "
-            "`targets: online`; the Flink job does not write Delta). One process each: the ingestor, and "
+            "`targets: online` for both engines: no Delta appends). One process each: the ingestor, and "
             "the Flink job on a local mini-cluster (parallelism 1, hashmap state, checkpoints every 2 s). "
             f"Same topic, same run, one after the other; measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on "
             f"a shared 2-core machine (1-minute load average at the end {load:.1f}): single runs, noisy; "
