@@ -238,26 +238,33 @@ else
   end
 end
 
--- Write back: the header, then the records; only touched ones are re-encoded, the bytes between them
--- are copied as they are.
-local parts = {struct.pack(head_fmt, fpnum, unpack(newest))}
+-- Write back. An existing string is patched in place (SETRANGE of the header and of each run of
+-- touched records: a call writes a few hundred bytes, not the whole ring, and keeps the key's TTL);
+-- a new one (or another layout) is written whole.
+local header = struct.pack(head_fmt, fpnum, unpack(newest))
+local whole = nil
 if blob then
   local order = {}
   for r in pairs(touched) do order[#order + 1] = r end
   table.sort(order)
-  local copied = H * 8  -- bytes of the old blob accounted for
-  for _, r in ipairs(order) do
-    local from = (H + r * W) * 8
-    if from > copied then parts[#parts + 1] = string.sub(blob, copied + 1, from) end
-    parts[#parts + 1] = struct.pack(rec_fmt, unpack(recs[r]))
-    copied = from + W * 8
+  call('SETRANGE', key, 0, header)
+  local i = 1
+  while i <= #order do
+    local j, run = i, {struct.pack(rec_fmt, unpack(recs[order[i]]))}
+    while j < #order and order[j + 1] == order[j] + 1 do
+      j = j + 1
+      run[#run + 1] = struct.pack(rec_fmt, unpack(recs[order[j]]))
+    end
+    call('SETRANGE', key, (H + order[i] * W) * 8, table.concat(run))
+    i = j + 1
   end
-  if copied < size then parts[#parts + 1] = string.sub(blob, copied + 1, size) end
 else
+  local parts = {header}
   for r = 0, total - 1 do
     local t = recs[r]
     parts[#parts + 1] = t and struct.pack(rec_fmt, unpack(t)) or empty_record
   end
+  whole = table.concat(parts)
 end
 
 -- The keys expire when the newest tile leaves every window: a write that does not move that time
@@ -274,13 +281,16 @@ local function expiry(tiles_at)
 end
 local expire = expiry(newest)
 local moved = blob == nil or expire ~= expiry(first_newest)
-local value = table.concat(parts)
-if not expires or expire == nil then
-  call('SET', key, value)
+if whole then
+  if not expires or expire == nil then
+    call('SET', key, whole)
+  else
+    call('SET', key, whole, 'PXAT', string.format('%d', math.ceil(expire)))
+  end
+elseif not expires or expire == nil then
+  call('PERSIST', key)
 elseif moved then
-  call('SET', key, value, 'PXAT', string.format('%d', math.ceil(expire)))
-else
-  call('SET', key, value, 'KEEPTTL')
+  call('PEXPIREAT', key, string.format('%d', math.ceil(expire)))
 end
 if #updates > 0 then
   local ok = redis.pcall('HSET', marks_key, unpack(updates))

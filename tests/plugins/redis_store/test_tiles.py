@@ -262,3 +262,42 @@ def test_a_replay_starting_inside_a_batch_applies_exactly_the_new_events(online)
         spec, table.to_pandas(), pd.DataFrame({"customer_id": [1, 2], "event_timestamp": [at] * 2})
     )
     _assert_equal(_read(store, config, view, [1, 2], at), want, view)
+
+
+@pytest.mark.parametrize("backend", ["redis", "cluster"], indirect=True)
+def test_patched_writes_keep_the_layout_and_move_the_expiry_with_the_newest_tile(online):
+    """Writes to an existing ring patch it in place (SETRANGE): the string keeps its size, the values
+    equal a fresh write of the same events, the key's expiry stays until the newest tile moves, and a
+    replay into a scratch namespace (expire=False) leaves no expiry."""
+    store, config, view = online
+    state = store.state(config)
+    key = state.layout.arrow_keys(
+        "agg", ["customer_id"], [ValueType.INT64], [lambda v: str(v)], [pa.chunked_array([[7]])]
+    )[0]
+    rows = [(7, 0, 5.0, True), (7, 30, 7.0, False), (7, 20 * 60, 9.0, True), (7, 20 * 60 + 5, 1.0, True)]
+    table = _events(rows)
+    store.write_events(config, view, table.slice(0, 1), ["t/0"], np.arange(1), "event_timestamp")
+    size, first_ttl = len(state.client.get(key)), state.client.pttl(key)
+    assert first_ttl > 0 and state.client.pttl(key + MARKS) > 0
+    store.write_events(config, view, table.slice(1, 1), ["t/0"], np.arange(1, 2), "event_timestamp")
+    assert len(state.client.get(key)) == size
+    assert abs(state.client.pttl(key) - first_ttl) < 2000  # same newest tile: the expiry stays
+    store.write_events(config, view, table.slice(2, 2), ["t/0"] * 2, np.arange(2, 4), "event_timestamp")
+    assert len(state.client.get(key)) == size
+    assert state.client.pttl(key) > first_ttl + 15 * 60 * 1000  # the newest tile moved 20 minutes on
+    at = T0 + timedelta(minutes=25)
+    want = expected(
+        spec_of(view), table.to_pandas(), pd.DataFrame({"customer_id": [7], "event_timestamp": [at]})
+    )
+    _assert_equal(_read(store, config, view, [7], at), want, view)
+
+    store.write_events(
+        config,
+        view,
+        _events([(7, 21 * 60, 2.0, True)]),
+        ["t/0"],
+        np.arange(4, 5),
+        "event_timestamp",
+        expire=False,
+    )
+    assert state.client.pttl(key) == -1 and len(state.client.get(key)) == size
