@@ -198,8 +198,8 @@ def latest_per_key(data: pa.Table, keys: list[str], ts_field: str, created: str 
 
     ``None`` when some entity's newest rows tie exactly on (event, created) time: the point-in-time
     join and materialization then pick by a hash of the feature values computed in Spark
-    (``fs_platform.plugins.delta.pit_join.tie_hash``), so the caller reads the chunk's latest rows back through
-    Spark rather than picking another row here."""
+    (``fs_platform.plugins.delta.pit_join.tie_hash``), so the caller reads the chunk's latest rows back
+    through Spark rather than picking another row here."""
     if data.num_rows == 0:
         return data
     newest, tied = newest_per_key(data, keys, ts_field, created)

@@ -22,7 +22,7 @@ def interactive() -> bool:
 
 
 def approver(out, approved_by: str | None, yes: bool, what: str) -> str | None:
-    """``--approved-by``, else an interactive confirmation by the user at the terminal (None: not approved)."""
+    """``--approved-by``, else an interactive confirmation at the terminal (None: not approved)."""
     if approved_by:
         return approved_by
     if yes or not interactive():

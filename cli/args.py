@@ -1,9 +1,9 @@
 """Options every command declares the same way (``--json``, ``--views``, time ranges), and argument
 values every command parses the same way: times, windows, durations.
 
-A bad value is an ``InvalidArgument`` naming the option and the accepted forms; ``fs_platform.cli.main`` prints it
-on one line and exits 2 (``cli.exit_codes.USAGE``), whichever command it came from (no usage box, no
-traceback).
+A bad value is an ``InvalidArgument`` naming the option and the accepted forms; ``fs_platform.cli.main``
+prints it on one line and exits 2 (``cli.exit_codes.USAGE``), whichever command it came from (no usage
+box, no traceback).
 """
 
 from __future__ import annotations

@@ -30,7 +30,9 @@ from fs_platform.cli.state import State
 
 app = typer.Typer(
     name="fs",
-    help="fs: the payments feature platform on Feast (Delta offline store, Redis online store, Kafka ingest).",
+    help=(
+        "fs: the payments feature platform on Feast (Delta offline store, Redis online store, Kafka ingest)."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -1,4 +1,5 @@
-"""`fs observability export DIR`: the Grafana dashboards and Prometheus alert rules (fs_platform.monitoring)."""
+"""`fs observability export DIR`: the Grafana dashboards and Prometheus alert rules
+(``fs_platform.monitoring``)."""
 
 from __future__ import annotations
 

@@ -60,7 +60,9 @@ def apply_cmd(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Execute an approved plan under the environment's policy (exit 1 if an action failed, 3 if one was refused)."""
+    """Execute an approved plan under the environment's policy.
+
+    Exit 1 if an action failed, 3 if one was refused."""
     from fs_platform.doctor import ops
 
     st = state(ctx)

@@ -25,7 +25,7 @@ class State:
         return Output(self.as_json or as_json, self.wide)
 
     def close(self) -> None:
-        """Close the platform if a command opened it (``fs_platform.cli.main`` calls this when the command ends)."""
+        """Close the platform if a command opened it (``fs_platform.cli.main`` calls this at the end)."""
         if self._platform is not None:
             self._platform.close()
             self._platform = None

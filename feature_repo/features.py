@@ -114,7 +114,9 @@ payments_source = DeltaSource(
 payments_push = PushSource(
     name="payments_push",
     batch_source=payments_source,
-    description="Stream path: the Kafka ingestor pushes raw payment events here (topic payments, ingest.yaml).",
+    description=(
+        "Stream path: the Kafka ingestor pushes raw payment events here (topic payments, ingest.yaml)."
+    ),
     owner=FRAUD_TEAM,
 )
 

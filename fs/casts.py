@@ -2,10 +2,10 @@
 
 Feast repos routinely declare ``Int32``/``Float32`` for columns Spark or pandas wrote as
 ``bigint``/``double``. Like Feast's own stores, fs casts to the declared type: in retrieval
-(``fs_platform.plugins.delta.job``), and in every online write, so materialization, backfills and the ingestor
-(``fs_platform.plugins.redis_store.codec``). Unlike a plain cast, a value that does not fit is never wrapped or
-truncated silently: :func:`checked_cast` raises one :class:`~fs.errors.ValueDoesNotFitError` naming
-the view, the feature and how many values do not fit.
+(``fs_platform.plugins.delta.job``), and in every online write, so materialization, backfills and the
+ingestor (``fs_platform.plugins.redis_store.codec``). Unlike a plain cast, a value that does not fit is
+never wrapped or truncated silently: :func:`checked_cast` raises one
+:class:`~fs.errors.ValueDoesNotFitError` naming the view, the feature and how many values do not fit.
 
 - To an integer type: a value fits if it is a whole number within the type's range (``2.0`` fits
   ``Int32``, ``2.5`` and ``2**40`` do not; NaN and infinities never fit).

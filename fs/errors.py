@@ -153,7 +153,7 @@ class ParityError(FsError):
 
 
 class OpsError(FsError):
-    """``fs doctor`` / ``fs ops``: a plan file that cannot be read, an unknown action id, a failed rollback."""
+    """``fs doctor`` / ``fs ops``: an unreadable plan file, an unknown action id, a failed rollback."""
 
 
 class OpsRefused(OpsError):

@@ -39,7 +39,8 @@ def to_mapped_names(table: pa.Table, source) -> pa.Table:
     clashes = sorted({n for n in renamed if renamed.count(n) > 1})
     if clashes:
         raise SchemaMismatchError(
-            f"source {getattr(source, 'name', '?')!r}: field_mapping renames columns onto {', '.join(clashes)}, "
+            f"source {getattr(source, 'name', '?')!r}: "
+            f"field_mapping renames columns onto {', '.join(clashes)}, "
             "which the data already has",
             hint="drop the mapped column from the data or the entry from field_mapping",
         )

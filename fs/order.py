@@ -2,9 +2,10 @@
 
 Feast 0.67 groups requested features per feature view, in set order (so not even stable between
 processes), and appends on-demand features last. fs answers in requested order everywhere:
-``get_online_features`` (``fs_platform.plugins.redis_store``), ``get_historical_features`` (``fs_platform.plugins.delta``),
-``FastReader`` and ``fs serve``. Columns that are not requested features (entity keys, the entity
-frame's own columns, the event timestamp) come first, in the order they came.
+``get_online_features`` (``fs_platform.plugins.redis_store``), ``get_historical_features``
+(``fs_platform.plugins.delta``), ``FastReader`` and ``fs serve``. Columns that are not requested
+features (entity keys, the entity frame's own columns, the event timestamp) come first, in the order
+they came.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ the online store and ``fs serve`` give:
   source, rows lacking a feature column (``OnlineWriteError``; Feast: a bare ``KeyError``).
 
 The registry getters (``get_feature_view``, ...) keep Feast's exceptions: Feast's own code falls back
-on them (``feature_view_utils``). The platform's lookups are ``Platform.feature_view`` / ``fs_platform.views``.
+on them (``feature_view_utils``). The platform's lookups are ``Platform.feature_view`` /
+``fs_platform.views``.
 
 References are only examined when Feast's own call failed, so a good request costs nothing extra.
 """

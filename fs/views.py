@@ -45,7 +45,8 @@ def view_not_found(
     kind = "online feature view" if online else "feature view"
     if len(unknown) == 1 and unknown[0] in on_demand:
         return ViewNotFoundError(
-            f"{unknown[0]!r} is an on-demand feature view: it is computed at request time and has no stored rows"
+            f"{unknown[0]!r} is an on-demand feature view: "
+            "it is computed at request time and has no stored rows"
         )
     what = (
         f"unknown {kind} {unknown[0]!r}"

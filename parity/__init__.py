@@ -1,9 +1,9 @@
 """Offline–online parity checks: does what the online store serves match what training sees?
 
-``check(store, ...)`` returns a ``ParityReport`` (see ``fs_platform.parity.check``); ``replay(...)`` compares a
-stream transformation with its batch definition over a window of events (see ``fs_platform.parity.replay``);
-``skew(...)`` compares what ``fs serve`` logged as served with the offline point-in-time values at the served
-times (see ``fs_platform.parity.skew``).
+``check(store, ...)`` returns a ``ParityReport`` (see ``fs_platform.parity.check``); ``replay(...)``
+compares a stream transformation with its batch definition over a window of events (see
+``fs_platform.parity.replay``); ``skew(...)`` compares what ``fs serve`` logged as served with the
+offline point-in-time values at the served times (see ``fs_platform.parity.skew``).
 """
 
 from fs_platform.parity.check import check

@@ -41,7 +41,8 @@ class Tolerances:
 
     @classmethod
     def parse(cls, specs: list[str]) -> Tolerances:
-        """``abs=1e-6``, ``rel=1e-4,abs=0.01``, ``avg_amount_24h:abs=0.001``, ``view.feature:rel=1e-3``, ``nan_is_null``."""
+        """Parse tolerance specs: ``abs=1e-6``, ``rel=1e-4,abs=0.01``, ``avg_amount_24h:abs=0.001``,
+        ``view.feature:rel=1e-3``, ``nan_is_null``."""
         default = Tolerance()
         overrides: dict[str, Tolerance] = {}
         for spec in specs:

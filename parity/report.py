@@ -198,7 +198,8 @@ class ParityReport:
 
         return [
             f"{e.outcome}  {e.view}.{e.feature}  {','.join(f'{k}={v}' for k, v in e.entity.items())}  "
-            f"online={side(e.online_value, e.online_ts)}  offline={side(e.offline_value, e.offline_ts)}  ({e.detail})"
+            f"online={side(e.online_value, e.online_ts)}  "
+            f"offline={side(e.offline_value, e.offline_ts)}  ({e.detail})"
             for v in self.views
             for e in v.examples
         ]

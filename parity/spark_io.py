@@ -33,7 +33,8 @@ def view_source(target: Target, config) -> ViewSource:
     source = target.view.batch_source
     if not isinstance(source, DeltaSource):
         raise OfflineStoreError(
-            f"feature view {target.name!r} reads {type(source).__name__}; parity needs a DeltaSource batch source"
+            f"feature view {target.name!r} reads {type(source).__name__}; "
+            "parity needs a DeltaSource batch source"
         )
     plan = plan_view(target.view, list(target.features), full_feature_names=False)
     version = None if source.table else open_table(source, config).version()

@@ -8,7 +8,8 @@
             Aggregation("*", "count", ["10m", "1h", "24h"], name="txn_count"),
             Aggregation("amount", "sum", ["10m", "1h", "24h"], name="txn_amount"),
         ],
-        owner="fraud-ml@payments.example", description="...", tags={"team": ..., "tier": ..., "freshness_sla": ...},
+        owner="fraud-ml@payments.example", description="...",
+        tags={"team": ..., "tier": ..., "freshness_sla": ...},
     )
 
 The result is an ordinary Feast ``FeatureView`` (features ``txn_count_10m`` ... with descriptions and

@@ -1,5 +1,5 @@
-"""The entity key rule of ``fs_platform.entity_keys`` for entity frames given to Spark (a SQL string or a Spark
-DataFrame): key columns cast to the join keys' types only where every value is exact, else
+"""The entity key rule of ``fs_platform.entity_keys`` for entity frames given to Spark (a SQL string or
+a Spark DataFrame): key columns cast to the join keys' types only where every value is exact, else
 ``EntityKeyTypeError`` (counted in the query that already reads the entity timestamps' range)."""
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ pick the feature row with
                     [AND created_ts <= entity_ts   when filter_by_created_timestamp]
 
 with the largest ``feature_ts``, ties broken by the largest ``created_ts`` (a null created timestamp
-loses), then by the largest hash of all the view's feature values (``tie_hash``), so that the pick among rows equal
-in both does not depend on the order the engine reads them in. Both TTL bounds are inclusive, as in
-Feast's file/dask store. Rows with a null feature timestamp or a null join key never match. Every
-entity row survives (duplicates included) with nulls where nothing matched.
+loses), then by the largest hash of all the view's feature values (``tie_hash``), so that the pick
+among rows equal in both does not depend on the order the engine reads them in. Both TTL bounds are
+inclusive, as in Feast's file/dask store. Rows with a null feature timestamp or a null join key never
+match. Every entity row survives (duplicates included) with nulls where nothing matched.
 
 Formulation (chosen by measurement on Sail; numbers in docs/offline_store.md "Performance"): per
 view, one sort of the feature rows by (key, ts, created, tie-break) and ``lead()`` turn each row into

@@ -51,7 +51,8 @@ def require_broker(bootstrap_servers: str, timeout_s: float = 5.0) -> None:
                 continue
         if time.monotonic() >= deadline:
             raise BrokerUnavailable(
-                f"no Kafka broker reachable at {', '.join(addresses)} (kafka.bootstrap_servers in ingest.yaml, "
+                f"no Kafka broker reachable at {', '.join(addresses)} "
+                "(kafka.bootstrap_servers in ingest.yaml, "
                 "FS_KAFKA_BOOTSTRAP or --bootstrap)",
                 hint="start a local one with `fs ingest broker` (embedded, in memory) in another terminal",
             )

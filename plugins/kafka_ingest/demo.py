@@ -76,7 +76,8 @@ class StreamDemo:
         fresh = f", freshness p50 {p50 * 1000:.0f} ms" if p50 is not None else ""
         return (
             f"Kafka stream: {self.produced} fresh payments produced; ingested {self.stats.consumed}, "
-            f"{self.stats.written_online} online tile updates, {self.stats.written_offline} Delta rows{fresh}."
+            f"{self.stats.written_online} online tile updates, "
+            f"{self.stats.written_offline} Delta rows{fresh}."
         )
 
 

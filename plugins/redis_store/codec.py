@@ -251,7 +251,7 @@ class ViewCodec:
         return lambda v: _parse_proto(v, vt)
 
     def remap(self, fingerprint: int, old_schema_json: str) -> list[int | None]:
-        """Position in a row of schema ``fingerprint`` for each current feature (None if absent or retyped)."""
+        """Position in a row of schema ``fingerprint`` of each current feature (None: absent or retyped)."""
         out = self._remaps.get(fingerprint)
         if out is None:
             old = {n: (pos, t) for pos, (n, t) in enumerate(json.loads(old_schema_json))}

@@ -28,7 +28,9 @@ def feature_vector(values: list, vt: ValueType, statuses: list[int], event_us: l
 
 
 class ColumnarOnlineResponse(OnlineResponse):
-    """Columns in output order; ``meta[name] = (type, statuses, event_us)`` (event_us None for entity columns)."""
+    """Columns in output order; ``meta[name] = (type, statuses, event_us)``.
+
+    ``event_us`` is None for entity columns."""
 
     def __init__(
         self,

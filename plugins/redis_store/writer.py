@@ -1,10 +1,10 @@
 """The one batch-write path (materialize, push, ingestor): event-time-ordered, atomic per key.
 
 Rows become ``EVALSHA writes.lua`` calls of up to ``batch_size`` keys each (KEYS = the rows'
-keys, ARGV = the view's ttl, the key expiry of ``key_ttl_seconds``, then the encoded rows; grouped by hash slot in Cluster mode), all
-sent in one pipeline: one round trip per batch (per node in Cluster), no read-then-write from
-the client. The script is idempotent, so a batch is retried whole on NOSCRIPT (after loading
-the script) and by redis-py on connection errors.
+keys, ARGV = the view's ttl, the key expiry of ``key_ttl_seconds``, then the encoded rows; grouped
+by hash slot in Cluster mode), all sent in one pipeline: one round trip per batch (per node in
+Cluster), no read-then-write from the client. The script is idempotent, so a batch is retried whole on
+NOSCRIPT (after loading the script) and by redis-py on connection errors.
 
 Arrow input (``prepare_arrow``) is encoded column-wise by Arrow compute: keys, JSON rows and
 the ttl filter cost no per-value Python for scalar features.

@@ -30,10 +30,10 @@ _RESPAWN_MIN_S = 1.0  # a worker that keeps dying is restarted at most once a se
 
 def prepare_metrics_dir() -> str:
     """A fresh directory for the workers' shared metrics, in both variables prometheus_client reads;
-    set before the workers fork (prometheus_client opens its files per process, lazily). An inherited ``PROMETHEUS_MULTIPROC_DIR`` is
-    ignored: ``import feast`` sets one in every process (its own temp dir), so a parent that imported
-    Feast would otherwise pass its samples down to this server's /metrics. Returns the directory to
-    delete at exit."""
+    set before the workers fork (prometheus_client opens its files per process, lazily). An inherited
+    ``PROMETHEUS_MULTIPROC_DIR`` is ignored: ``import feast`` sets one in every process (its own temp
+    dir), so a parent that imported Feast would otherwise pass its samples down to this server's
+    /metrics. Returns the directory to delete at exit."""
     path = tempfile.mkdtemp(prefix="fs-serve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = path
     return path

@@ -55,7 +55,7 @@ class Tls(BaseModel):
 
 
 class ServedLogSettings(BaseModel):
-    """Served-feature logging (``plugins/serving/served_log.py``): a sample of served vectors in a Delta table."""
+    """Served-feature logging (``plugins/serving/served_log.py``): a sample of served vectors in Delta."""
 
     model_config = ConfigDict(extra="forbid")
     sample: float = Field(default=0.0, ge=0.0, le=1.0)

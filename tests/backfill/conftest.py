@@ -89,8 +89,11 @@ import os, time
 from fs_platform.backfill.validation import ChunkCheck
 
 # Test hook: slows each chunk so the test can kill the run between chunks.
-slow = ChunkCheck(lambda view, interval, data: time.sleep(float(os.environ.get("FS_TEST_CHUNK_SLEEP", "0"))) or True,
-                  mode="warn", name="slow")
+slow = ChunkCheck(
+    lambda view, interval, data: time.sleep(float(os.environ.get("FS_TEST_CHUNK_SLEEP", "0"))) or True,
+    mode="warn",
+    name="slow",
+)
 """
 
 

@@ -38,7 +38,7 @@ def sample(name: str, **labels) -> float:
 
 
 def double_the_amounts(platform) -> None:
-    """Fix the definition's logic: amounts doubled, event and created times unchanged (as in the real defs)."""
+    """Fix the definition's logic: amounts doubled, event and created times unchanged (as in real defs)."""
     defs = platform.repo_path / "backfills.py"
     defs.write_text(
         defs.read_text().replace(

@@ -170,7 +170,8 @@ def test_registry_hash_is_the_same_in_another_process(repo):
     platform = repo[0]
     code = (
         "import sys; from fs_platform.platform import Platform; from fs_platform.mlops.registry import "
-        "registered_contents, registry_hash; print(registry_hash(registered_contents(Platform(sys.argv[1]).store)))"
+        "registered_contents, registry_hash; "
+        "print(registry_hash(registered_contents(Platform(sys.argv[1]).store)))"
     )
     other = subprocess.run(
         [sys.executable, "-c", code, str(platform.repo_path)],

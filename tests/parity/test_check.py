@@ -263,8 +263,8 @@ def test_prometheus_textfile_has_rates_and_no_entity_labels(stores, tmp_path):
     write_prometheus(report, str(path))
     text = path.read_text()
     assert (
-        'fs_parity_mismatch_rate{class="value_mismatch",feature="txn_volume_1d",view="merchant_risk_daily"} 0.0'
-        in text
+        'fs_parity_mismatch_rate{class="value_mismatch",feature="txn_volume_1d",'
+        'view="merchant_risk_daily"} 0.0' in text
     )
     assert 'fs_parity_breach{view="merchant_risk_daily"} 0.0' in text
     assert "merchant_id" not in text

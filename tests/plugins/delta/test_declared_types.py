@@ -118,7 +118,7 @@ def test_materialization_casts_and_refuses_values_that_do_not_fit(narrow):
 
     write(_rows([10, 2**40, 30], [1.5, 2.0, 3.0], [4.0, 5.0, 6.25]))
     for view, feature in (("stats", "n"), ("whole", "w")):
-        # Feast's materialize runs the fs runner (#20.3): the failed chunk's error, as `fs materialize` says it
+        # Feast's materialize runs the fs runner (#20.3): the failed chunk's error, as in `fs materialize`
         misfit = rf"ValueDoesNotFitError: feature view '{view}': 1 value\(s\) of feature '{feature}'"
         with pytest.raises(BackfillError, match=misfit):
             store.materialize(T0 - timedelta(days=1), T0 + timedelta(seconds=1), [view])

@@ -63,7 +63,8 @@ def test_numeric_event_times_use_the_configured_unit():
             "bad_number",
         ),
         (
-            b'{"customer_id": 100000000000000000000, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"}',
+            b'{"customer_id": 100000000000000000000, "amount": 1.0, '
+            b'"event_timestamp": "2026-11-01T00:00:00Z"}',
             "bad_number",
         ),
         (b'{"customer_id": 7, "amount": Infinity, "event_timestamp": "2026-11-01T00:00:00Z"}', "bad_number"),
