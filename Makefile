@@ -26,6 +26,7 @@ test: $(BIN)/.installed-test
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(BIN)/.installed
 	for b in tests/benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
