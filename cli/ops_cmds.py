@@ -1,7 +1,7 @@
 """``fs ops apply|rollback|log|prune``: run the actions ``fs doctor`` proposed, under the environment's
 policy and after approval; roll them back; read the audit log (issue #16; docs/operations.md).
 
-    fs ops apply FILE [--approved-by NAME] [--dry-run] [--yes]
+    fs ops apply FILE [--approved-by NAME] [--dry-run] [--no-input]
     fs ops rollback ACTION_ID [--approved-by NAME]
     fs ops log [--since -1d] [--json]
     fs ops prune [--dry-run]

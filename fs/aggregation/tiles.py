@@ -47,7 +47,8 @@ class Merger:
     """Compiled request-time merge of one spec (built once per view, reused for every read).
 
     The stored form (tiles.lua): a header (the layout fingerprint, the newest tile index per tile
-    size), then per tile size a ring of ``tiles + 1`` records ``[index, slots...]``;
+    size), then per tile size a ring of ``tiles + 1`` records ``[index, slots...]`` (then the writers'
+    offset marks, which reads ignore);
     tile ``k`` sits at ring position ``k mod ring`` and is valid only if the record's index is ``k``. A read
     at ``now`` takes, per tile size, the ring positions of ``[tile(now) - tiles, tile(now)]`` newest first
     (the same for every entity), masks records holding other tiles, and reduces each feature's newest
@@ -69,7 +70,7 @@ class Merger:
             *([float("-inf")] * (self.head - 1)),
             *(empty * self.records),
         )
-        self._unpack = struct.Struct(f"<{len(self.empty) // 8}d").unpack
+        self._unpack = struct.Struct(f"<{len(self.empty) // 8}d").unpack_from
         self._offsets_at: list[tuple[int, list[int], list[float]] | None] = [None] * len(self.rings)
         index: dict[tuple[str, int], int] = {}  # a slot's (first) column
         for i, slot in enumerate(self.slots):
@@ -100,14 +101,16 @@ class Merger:
 
     def values(self, blobs: Sequence[bytes | None], now_us: int) -> list[list]:
         """Feature values (``spec.features`` order, one list each) for the entities whose stored tiles
-        are ``blobs`` (None: nothing stored; anything of another length or fingerprint: another layout,
+        are ``blobs`` (None: nothing stored; anything shorter or of another fingerprint: another layout,
         or a row of the view before it aggregated: no tiles), as of ``now_us``."""
         if not blobs:
             return [[] for _ in self.plan]
         if len(blobs) == 1:  # the hot single-entity read: plain Python beats numpy's per-call overhead
             return [[v] for v in self._one(blobs[0], now_us)]
-        size, fp = len(self.empty), self.fingerprint
-        raw = b"".join([b if b is not None and len(b) == size and b[:8] == fp else self.empty for b in blobs])
+        size, fp, empty = len(self.empty), self.fingerprint, self.empty
+        raw = b"".join(
+            [b[:size] if b is not None and len(b) >= size and b[:8] == fp else empty for b in blobs]
+        )
         data = np.frombuffer(raw, dtype="<f8").reshape(len(blobs), -1)[:, self.head :]
         data = data.reshape(len(blobs), self.records, self.width)
         windows = []  # per tile size: records newest first, which hold the tile asked, running sums
@@ -134,9 +137,9 @@ class Merger:
     def _one(self, blob: bytes | None, now_us: int) -> list:
         """``values`` of one entity, in plain Python over the records of its windows (the records'
         offsets computed once per request tile, ``_offsets``; each window's valid records once)."""
-        if blob is None or len(blob) != len(self.empty) or blob[:8] != self.fingerprint:
+        if blob is None or len(blob) < len(self.empty) or blob[:8] != self.fingerprint:
             blob = self.empty
-        data = self._unpack(blob)
+        data = self._unpack(blob)  # the fixed-size part (the offset marks follow it)
         held = []  # per tile size: the offsets of the records holding the tiles asked (else -1), newest first
         for gi, g in enumerate(self.spec.granularities):
             offsets, indexes = self._offsets(gi, now_us // g.tile_us)

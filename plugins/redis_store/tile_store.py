@@ -1,9 +1,10 @@
 """Aggregation views in Redis: tiles written atomically per entity (tiles.lua), merged at read time.
 
-Per (entity, aggregation view) a string of tiles under the key a plain view's row would have
-(``<prefix>:<project>:{<keys>}:<view>``), read by the same MGET as plain rows, and a hash of offset
-marks beside it (``...:<view>:_offsets``, same hash tag). Tenant prefixes, ACLs and Cluster slots work
-unchanged. Writers:
+Per (entity, aggregation view) one string under the key a plain view's row would have
+(``<prefix>:<project>:{<keys>}:<view>``), read by the same MGET as plain rows: the tiles, then the
+writers' Kafka offset marks (earlier versions kept those in a hash beside it, ``...:<view>:_offsets``,
+which the script folds into the string on the entity's next write). Tenant prefixes, ACLs and Cluster
+slots work unchanged. Writers:
 
 * ``write_events``: the Kafka ingestor's raw events with their ``topic/partition`` and offset. Each
   event is applied once: a redelivered offset is a no-op, so replays after a crash add nothing.
@@ -39,7 +40,7 @@ from fs_platform.timeutil import arrow_epoch_micros
 
 TILES_LUA = resources.files("fs_platform.plugins.redis_store").joinpath("tiles.lua").read_text()
 TILES_SHA = hashlib.sha1(TILES_LUA.encode()).hexdigest()
-MARKS = ":_offsets"  # suffix of an entity's offset-marks hash (same hash tag, so the same slot)
+MARKS = ":_offsets"  # suffix of an entity's legacy offset-marks hash (same hash tag, so the same slot)
 _KEYS_PER_CALL = 50  # entities per script call: amortises its set-up, keeps each call short (~1 ms)
 _CALLS_PER_PIPELINE = 40
 
@@ -224,6 +225,9 @@ def write_events(
     offsets = np.asarray(offsets, dtype=np.int64)
     parts = pc.dictionary_encode(pa.array(partitions, pa.string()))
     part_names = parts.dictionary.to_pylist()
+    bad = [p for p in part_names if not p or "=" in p or ";" in p]
+    if bad:  # the script stores the marks as "<partition>=<offset>;"
+        raise OnlineWriteError(f"partition names must be non-empty without '=' or ';': {bad[0]!r}")
     part_codes = parts.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     calls, fallbacks = [], {}
     total = filtered = 0

@@ -6,9 +6,11 @@
 --     slot values; tile k lives at ring position k mod R, and a record whose index is not the tile
 --     asked for is empty (-inf: never written). Anything else under the key (another layout, a row of
 --     the view before it aggregated) is replaced.
---   the marks key (a hash): "_o:<partition>" -> the last Kafka offset applied
--- KEYS: per entity its tiles key then its marks key (one call serves many entities: the set-up below is
--- paid once; Cluster: keys of one slot). ARGV[1] fingerprint, ARGV[2] mode ("b" blocks | "t" tiles; upper
+--   after the records, the offset marks: "<partition>=<last Kafka offset applied>;" per partition (the
+--   readers take the fixed-size part; one GET and one SET per entity, and no second key to expire).
+-- KEYS: per entity its tiles key then its legacy marks key (a hash "_o:<partition>" -> offset, where
+-- earlier versions kept the marks: folded into the string on the entity's next write, then deleted).
+-- One call serves many entities: the set-up below is paid once; Cluster: keys of one slot. ARGV[1] fingerprint, ARGV[2] mode ("b" blocks | "t" tiles; upper
 -- case: the same without key expiry, for replays of history into a scratch namespace), ARGV[3] slot
 -- kinds (one char per slot: n count, s sum, q M2, m min, M max, t/l latest time and value, h 8 sketch
 -- registers as base-64 digits, fs/aggregation/sketch.py), ARGV[4] slot inputs ("-1,0,..."),
@@ -70,10 +72,21 @@ local tile_fmt = '<' .. string.rep('d', S + 2)  -- mode b: tile size, tile index
 
 -- Merges a tile record (S values at ``d[o + 1 .. o + S]``) into the stored record ``v`` (index, then S
 -- values) of the same tile. M2 (q) is pooled first, from the counts and sums before the merge.
-local qslots = {}  -- the M2 slots
-for s = 1, S do if kinds[s] == 'q' then qslots[#qslots + 1] = s end end
+-- The slots by kind, so a merge runs one tight loop per kind (no per-slot dispatch).
+local qslots, adds, mins, maxs, lasts, hlls = {}, {}, {}, {}, {}, {}
+for s = 1, S do
+  local k = kinds[s]
+  if k == 'q' then qslots[#qslots + 1] = s
+  elseif k == 'n' or k == 's' then adds[#adds + 1] = s
+  elseif k == 'm' then mins[#mins + 1] = s
+  elseif k == 'M' then maxs[#maxs + 1] = s
+  elseif k == 't' then lasts[#lasts + 1] = s
+  elseif k == 'h' then hlls[#hlls + 1] = s end
+end
+local Q, A, MI, MA, L, HL = #qslots, #adds, #mins, #maxs, #lasts, #hlls
 local function merge(v, d, o)
-  for _, s in ipairs(qslots) do
+  for j = 1, Q do
+    local s = qslots[j]
     local i = inputs[s]
     local na, nb = v[1 + npos[i]], d[o + npos[i]]
     if nb > 0 then
@@ -85,18 +98,22 @@ local function merge(v, d, o)
       end
     end
   end
-  for s = 1, S do
-    local k, p, x = kinds[s], 1 + s, d[o + s]
-    if k == 'n' or k == 's' then v[p] = v[p] + x
-    elseif k == 'm' then if x < v[p] then v[p] = x end
-    elseif k == 'M' then if x > v[p] then v[p] = x end
-    elseif k == 't' then
-      local vl = v[p + 1]
-      if x > v[p] or (x == v[p] and x > -inf and (vl ~= vl or d[o + s + 1] > vl)) then
-        v[p] = x
-        v[p + 1] = d[o + s + 1]
-      end
-    elseif k == 'h' and x > 0 then  -- register-wise maximum of 8 base-64 digits (exact integers)
+  for j = 1, A do local s = adds[j]; v[1 + s] = v[1 + s] + d[o + s] end
+  for j = 1, MI do local s = mins[j]; local x = d[o + s]; if x < v[1 + s] then v[1 + s] = x end end
+  for j = 1, MA do local s = maxs[j]; local x = d[o + s]; if x > v[1 + s] then v[1 + s] = x end end
+  for j = 1, L do  -- the latest input: its time at s, its value at s + 1 (ties: the larger value)
+    local s = lasts[j]
+    local p, x = 1 + s, d[o + s]
+    local vl = v[p + 1]
+    if x > v[p] or (x == v[p] and x > -inf and (vl ~= vl or d[o + s + 1] > vl)) then
+      v[p] = x
+      v[p + 1] = d[o + s + 1]
+    end
+  end
+  for j = 1, HL do  -- register-wise maximum of 8 base-64 digits (exact integers)
+    local p = 1 + hlls[j]
+    local x = d[o + hlls[j]]
+    if x > 0 then
       local a = v[p]
       if a == 0 then v[p] = x else
         local out, scale = 0, 1
@@ -116,8 +133,7 @@ end
 local function apply(key, marks_key, pos)
 local count = tonumber(ARGV[pos])
 
--- One read of everything the call needs: layout, tiles and the marks of its partitions.
-local parts_seen, fields = {}, {}
+-- One read of everything the call needs: layout, tiles and marks.
 local blocks, next_pos = {}, nil
 if mode == 'b' then
   local at = pos + 1
@@ -126,22 +142,25 @@ if mode == 'b' then
     local first, last, events, tiles = struct.unpack('<dddd', data)
     local block = {part = ARGV[at], first = first, last = last, events = events, tiles = tiles, data = data}
     blocks[b] = block
-    if parts_seen[block.part] == nil then
-      fields[#fields + 1] = '_o:' .. block.part
-      parts_seen[block.part] = #fields
-    end
     at = at + 2
   end
   next_pos = at
 end
-local stored = {}
-if #fields > 0 then
-  stored = redis.pcall('HMGET', marks_key, unpack(fields))
-  if stored.err then stored = {} end
-end
 local blob = redis.pcall('GET', key)
-if type(blob) ~= 'string' or #blob ~= size or struct.unpack('<d', blob) ~= fpnum then
-  blob = nil  -- nothing yet, another layout, or another type: start over
+if type(blob) ~= 'string' or #blob < size or struct.unpack('<d', blob) ~= fpnum then
+  blob = nil  -- nothing yet, another layout, or another type: start over (marks included: the tiles
+end         -- of a new layout have counted nothing yet)
+local marks, legacy = {}, false  -- partition -> last offset applied
+if blob and #blob > size then
+  for part, offset in string.gmatch(string.sub(blob, size + 1), '([^=;]+)=(%-?%d+);') do
+    marks[part] = tonumber(offset)
+  end
+elseif blob and mode == 'b' then  -- written by an earlier version: its marks are in the hash
+  local flat = redis.pcall('HGETALL', marks_key)
+  if type(flat) == 'table' and not flat.err then
+    for i = 1, #flat, 2 do marks[string.sub(flat[i], 4)] = tonumber(flat[i + 1]) end
+    legacy = #flat > 0
+  end
 end
 
 local newest = {}
@@ -186,15 +205,12 @@ local function record(g, index)
 end
 
 local applied = 0
-local updates = {}  -- extra fields written with the tiles (the marks)
 local first_newest = {}
 for i = 1, G do first_newest[i] = newest[i] end
 local resend = false
 if mode == 'b' then
-  local marks = {}
   for _, block in ipairs(blocks) do
-    local mark = marks[block.part]
-    if mark == nil then mark = tonumber(stored[parts_seen[block.part]] or '-1') end
+    local mark = marks[block.part] or -1
     if block.first > mark then
       local data = block.data
       for t = 0, block.tiles - 1 do
@@ -212,10 +228,6 @@ if mode == 'b' then
       resend = true  -- straddles the mark: only event by event is exact
     end
     marks[block.part] = mark
-  end
-  for part, mark in pairs(marks) do
-    updates[#updates + 1] = '_o:' .. part
-    updates[#updates + 1] = string.format('%d', mark)
   end
 else
   for e = 0, count - 1 do
@@ -238,16 +250,27 @@ else
   end
 end
 
--- Write back. An existing string is patched in place (SETRANGE of the header and of each run of
--- touched records: a call writes a few hundred bytes, not the whole ring, and keeps the key's TTL);
--- a new one (or another layout) is written whole.
+-- The marks, after the records: sorted, so the same marks are the same bytes.
+local names = {}
+for part in pairs(marks) do names[#names + 1] = part end
+table.sort(names)
+local trailer = {}
+for _, part in ipairs(names) do trailer[#trailer + 1] = part .. '=' .. string.format('%d', marks[part]) .. ';' end
+trailer = table.concat(trailer)
+local old_trailer = blob and string.sub(blob, size + 1) or ''
+
+-- Write back. An existing string is patched in place (SETRANGE of the header, of each run of touched
+-- records and of the marks if they moved: a call writes a few hundred bytes, not the whole ring, and
+-- keeps the key's TTL); a new one (another layout, marks of another length) is written whole.
 local header = struct.pack(head_fmt, fpnum, unpack(newest))
 local whole = nil
-if blob then
+if blob and #trailer == #old_trailer then  -- (growing a string by SETRANGE over-allocates: SET it)
   local order = {}
   for r in pairs(touched) do order[#order + 1] = r end
   table.sort(order)
-  call('SETRANGE', key, 0, header)
+  local moved_newest = false
+  for gi = 1, G do if newest[gi] ~= first_newest[gi] then moved_newest = true end end
+  if moved_newest then call('SETRANGE', key, 0, header) end
   local i = 1
   while i <= #order do
     local j, run = i, {struct.pack(rec_fmt, unpack(recs[order[i]]))}
@@ -258,17 +281,20 @@ if blob then
     call('SETRANGE', key, (H + order[i] * W) * 8, table.concat(run))
     i = j + 1
   end
+  if trailer ~= old_trailer then call('SETRANGE', key, size, trailer) end
 else
   local parts = {header}
   for r = 0, total - 1 do
     local t = recs[r]
-    parts[#parts + 1] = t and struct.pack(rec_fmt, unpack(t)) or empty_record
+    parts[#parts + 1] = t and struct.pack(rec_fmt, unpack(t))
+      or (blob and string.sub(blob, (H + r * W) * 8 + 1, (H + r * W + W) * 8)) or empty_record
   end
+  parts[#parts + 1] = trailer
   whole = table.concat(parts)
 end
 
--- The keys expire when the newest tile leaves every window: a write that does not move that time
--- keeps the TTLs as they are (one call less per key; the 24 h tile moves once an hour).
+-- The key expires when the newest tile leaves every window: a write that does not move that time
+-- keeps the TTL as it is (the 24 h tile moves once an hour).
 local function expiry(tiles_at)
   local at = nil
   for gi, g in ipairs(grans) do
@@ -280,7 +306,6 @@ local function expiry(tiles_at)
   return at
 end
 local expire = expiry(newest)
-local moved = blob == nil or expire ~= expiry(first_newest)
 if whole then
   if not expires or expire == nil then
     call('SET', key, whole)
@@ -289,22 +314,10 @@ if whole then
   end
 elseif not expires or expire == nil then
   call('PERSIST', key)
-elseif moved then
+elseif expire ~= expiry(first_newest) then
   call('PEXPIREAT', key, string.format('%d', math.ceil(expire)))
 end
-if #updates > 0 then
-  local ok = redis.pcall('HSET', marks_key, unpack(updates))
-  if type(ok) == 'table' and ok.err then  -- another type under the marks key
-    call('DEL', marks_key)
-    call('HSET', marks_key, unpack(updates))
-    moved = true
-  end
-  -- a mark not stored before may be a new marks key, without a TTL yet
-  for i = 1, #fields do if not stored[i] then moved = true end end
-  if expires and expire ~= nil and moved then
-    call('PEXPIREAT', marks_key, string.format('%d', math.ceil(expire)))
-  end
-end
+if legacy then call('DEL', marks_key) end
 return applied, next_pos or (pos + 1 + count * 3), resend
 end
 

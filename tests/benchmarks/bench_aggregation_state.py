@@ -76,14 +76,13 @@ def measure(client: redis.Redis, prefix: str, view, events: pa.Table, end: datet
     spec = spec_of(view)
     keys = [k for k in client.scan_iter(match=f"{prefix}:*:{view.name}", count=1000)]
     sample = keys[:: max(1, len(keys) // 300)]
-    tiles_bytes = [client.memory_usage(k, samples=0) for k in sample]
-    marks_bytes = [client.memory_usage(k + b":_offsets", samples=0) or 0 for k in sample]
+    key_bytes = [client.memory_usage(k, samples=0) for k in sample]
     longest = max(spec.features, key=lambda f: f.window.span_us).window
     since = pa.scalar(end - timedelta(microseconds=longest.span_us), pa.timestamp("us", tz="UTC"))
     in_window = pc.sum(pc.greater(events["event_timestamp"], since)).as_py()
     key = spec.join_keys[0]
     entities = len(np.unique(events[key].to_numpy()))
-    per_key = float(np.mean(tiles_bytes) + np.mean(marks_bytes))
+    per_key = float(np.mean(key_bytes))
     events_per_key = in_window / entities
     return {
         "view": view.name,
@@ -91,8 +90,6 @@ def measure(client: redis.Redis, prefix: str, view, events: pa.Table, end: datet
         "features": len(spec.features),
         "tiles": " / ".join(f"{_label(g.tile_us)} x {g.tiles + 1}" for g in spec.granularities),
         "strlen": int(np.mean([client.strlen(k) for k in sample])),
-        "tiles_bytes": float(np.mean(tiles_bytes)),
-        "marks_bytes": float(np.mean(marks_bytes)),
         "per_key": per_key,
         "longest": longest.label,
         "events_per_key": events_per_key,
@@ -145,19 +142,19 @@ def main() -> None:
         f"{events.num_rows:,} synthetic payments ({args.customers:,} customers paying "
         f"{args.per_hour:g} times an hour, "
         f"{args.merchants} merchants, 8 % declined) through the ingestor's tile write path into every "
-        "aggregation view of `feature_repo/`. Bytes are Redis `MEMORY USAGE` of an entity's tiles key plus "
-        "its offset-marks key (the entity's whole state; the engine keeps nothing else), averaged over up "
-        "to 300 keys; per event = per key / the entity's events in the view's longest window. Bytes do not "
-        "depend on the event rate: a key holds its ring of tiles whatever the traffic.",
+        "aggregation view of `feature_repo/`. Bytes are Redis `MEMORY USAGE` of an entity's key (its tiles "
+        "and its Kafka offset marks: the entity's whole state; the engine keeps nothing else), averaged "
+        "over up to 300 keys; per event = per key / the entity's events in the view's longest window. "
+        "Bytes do not depend on the event rate: a key holds its ring of tiles whatever the traffic.",
         "",
-        "| view | key | features | tile size x ring | string bytes | tiles + marks bytes per key | "
+        "| view | key | features | tile size x ring | string bytes | bytes per key | "
         "longest window | events per key in it | bytes per event |",
         "|---|---|---:|---|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| `{r['view']}` | {r['key']} | {r['features']} | {r['tiles']} | {r['strlen']:,} | "
-            f"{r['tiles_bytes']:,.0f} + {r['marks_bytes']:,.0f} = **{r['per_key']:,.0f}** | {r['longest']} | "
+            f"**{r['per_key']:,.0f}** | {r['longest']} | "
             f"{r['events_per_key']:,.0f} | {r['per_event']:.1f} |"
         )
     customer = sum(r["per_key"] for r in rows if r["key"] == "customer_id")
