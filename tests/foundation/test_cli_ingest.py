@@ -22,21 +22,22 @@ FS = [sys.executable, "-m", "fs_platform.cli.main"]
 @pytest.mark.parametrize("command", [["dlq"], ["run", "--duration", "1"]], ids=" ".join)
 def test_no_broker_is_one_line_within_seconds(example_repo, command):
     address = f"127.0.0.1:{_free_port()}"
-    started = time.monotonic()
     proc = subprocess.run(
         [*FS, "--repo", str(example_repo), "ingest", *command, "--bootstrap", address],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    elapsed = time.monotonic() - started
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 1
     assert len(err) == 1, err  # no kafka-python log lines or warnings without -v
     assert f"no Kafka broker reachable at {address}" in err[0] and "`fs ingest broker`" in err[0]
-    # Interpreter and Feast imports take ~4 s on a loaded 2-core box; the wait itself is <= 3 s
-    # (1 s with --duration 1). kafka-python alone took 34 s before failing.
-    assert elapsed < 20, elapsed
+    # The wait itself is <= 3 s (1 s with --duration 1); kafka-python alone took 34 s before failing.
+    # Timed in-process, so the interpreter's and Feast's imports (seconds on a loaded box) do not count.
+    started = time.monotonic()
+    assert main(["--repo", str(example_repo), "ingest", *command, "--bootstrap", address]) == 1
+    elapsed = time.monotonic() - started
+    assert elapsed < 15, elapsed
 
 
 def test_fs_ingest_broker_serves_the_declared_topics_until_stopped(example_repo, capsys):
