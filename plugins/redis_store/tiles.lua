@@ -1,17 +1,17 @@
 -- Tiles of one (entity, aggregation view), updated atomically. See fs/aggregation/tiles.py for the
--- layout and docs/aggregations.md for the semantics. Two keys per entity, in one hash slot:
---   the tiles key (a string, read by the same MGET as plain views' rows): little-endian doubles: the
---     layout fingerprint, the newest tile index per tile size, then per tile size (in the order given)
---     a ring of R records (R = the longest window's tiles + 1); a record is the tile's index then its S
---     slot values; tile k lives at ring position k mod R, and a record whose index is not the tile
---     asked for is empty (-inf: never written). Anything else under the key (another layout, a row of
---     the view before it aggregated) is replaced.
---   after the records, the offset marks: "<partition>=<last Kafka offset applied>;" per partition (the
---   readers take the fixed-size part; one GET and one SET per entity, and no second key to expire).
+-- layout and docs/aggregations.md for the semantics. One string per entity:
+--   little-endian doubles: the layout fingerprint, the newest tile index per tile size, then per tile
+--     size (in the order given) a ring of R records (R = the longest window's tiles + 1); a record is
+--     the tile's index then its S slot values; tile k lives at ring position k mod R, and a record
+--     whose index is not the tile asked for is empty (-inf: never written). Anything else under the
+--     key (another layout, a row of the view before it aggregated) is replaced. Read by the same MGET
+--     as plain views' rows, which take this fixed-size part;
+--   then the offset marks: "<partition>=<last Kafka offset applied>;" per partition, sorted.
 -- KEYS: per entity its tiles key then its legacy marks key (a hash "_o:<partition>" -> offset, where
 -- earlier versions kept the marks: folded into the string on the entity's next write, then deleted).
--- One call serves many entities: the set-up below is paid once; Cluster: keys of one slot. ARGV[1] fingerprint, ARGV[2] mode ("b" blocks | "t" tiles; upper
--- case: the same without key expiry, for replays of history into a scratch namespace), ARGV[3] slot
+-- One call serves many entities: the set-up below is paid once; Cluster: keys of one slot.
+-- ARGV[1] fingerprint, ARGV[2] mode ("b" blocks | "t" tiles; upper case: the same without key expiry,
+-- for replays of history into a scratch namespace), ARGV[3] slot
 -- kinds (one char per slot: n count, s sum, q M2, m min, M max, t/l latest time and value, h 8 sketch
 -- registers as base-64 digits, fs/aggregation/sketch.py), ARGV[4] slot inputs ("-1,0,..."),
 -- ARGV[5] tile sizes ("tile_us:tiles:tag,..."), then per key in KEYS order: its number of items, then
@@ -151,8 +151,9 @@ if type(blob) ~= 'string' or #blob < size or struct.unpack('<d', blob) ~= fpnum 
   blob = nil  -- nothing yet, another layout, or another type: start over (marks included: the tiles
 end         -- of a new layout have counted nothing yet)
 local marks, legacy = {}, false  -- partition -> last offset applied
-if blob and #blob > size then
-  for part, offset in string.gmatch(string.sub(blob, size + 1), '([^=;]+)=(%-?%d+);') do
+local old_trailer = blob and string.sub(blob, size + 1) or ''
+if old_trailer ~= '' then
+  for part, offset in string.gmatch(old_trailer, '([^=;]+)=(%-?%d+);') do
     marks[part] = tonumber(offset)
   end
 elseif blob and mode == 'b' then  -- written by an earlier version: its marks are in the hash
@@ -257,7 +258,6 @@ table.sort(names)
 local trailer = {}
 for _, part in ipairs(names) do trailer[#trailer + 1] = part .. '=' .. string.format('%d', marks[part]) .. ';' end
 trailer = table.concat(trailer)
-local old_trailer = blob and string.sub(blob, size + 1) or ''
 
 -- Write back. An existing string is patched in place (SETRANGE of the header, of each run of touched
 -- records and of the marks if they moved: a call writes a few hundred bytes, not the whole ring, and

@@ -39,11 +39,10 @@ OLD_BYTES_PER_EVENT = 80  # the deleted transform's retained state per event of 
 WEEK = timedelta(days=7)
 
 
-def week_of_payments(customers: int, merchants: int, per_hour: float, end: datetime) -> pa.Table:
-    rng = np.random.default_rng(7)
-    n = int(customers * per_hour * 24 * 7)
-    start_us = int((end - WEEK).timestamp() * 1e6)
-    times = np.sort(rng.integers(start_us, int(end.timestamp() * 1e6), n))
+def synthetic_payments(n: int, customers: int, merchants: int, start: datetime, end: datetime, seed: int):
+    """``n`` payments at random times in ``[start, end)``, in time order (8 % declined)."""
+    rng = np.random.default_rng(seed)
+    times = np.sort(rng.integers(int(start.timestamp() * 1e6), int(end.timestamp() * 1e6), n))
     return pa.table(
         {
             "payment_id": pa.array(np.arange(n), pa.int64()),
@@ -54,6 +53,11 @@ def week_of_payments(customers: int, merchants: int, per_hour: float, end: datet
             "event_timestamp": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
         }
     )
+
+
+def week_of_payments(customers: int, merchants: int, per_hour: float, end: datetime) -> pa.Table:
+    n = int(customers * per_hour * 24 * 7)
+    return synthetic_payments(n, customers, merchants, end - WEEK, end, seed=7)
 
 
 def example_store(tmp: Path, url: str):

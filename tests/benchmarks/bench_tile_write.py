@@ -38,26 +38,14 @@ sys.path.insert(0, str(ROOT))
 
 from fs_platform import repo as repo_mod  # noqa: E402
 from tests.benchmarks import report  # noqa: E402
-from tests.benchmarks.bench_aggregation_state import example_store  # noqa: E402
+from tests.benchmarks.bench_aggregation_state import example_store, synthetic_payments  # noqa: E402
 
 THREE = ("customer_txn_aggregates", "merchant_txn_aggregates", "customer_amount_stats")
 
 
 def payments(n: int, customers: int = 2000, merchants: int = 200) -> pa.Table:
-    rng = np.random.default_rng(1)
     end = datetime.now(UTC)
-    start_us, end_us = int((end - timedelta(minutes=50)).timestamp() * 1e6), int(end.timestamp() * 1e6)
-    times = np.sort(rng.integers(start_us, end_us, n))
-    return pa.table(
-        {
-            "payment_id": pa.array(np.arange(n), pa.int64()),
-            "customer_id": pa.array(rng.integers(0, customers, n), pa.int64()),
-            "merchant_id": pa.array(rng.integers(0, merchants, n), pa.int64()),
-            "amount": pa.array(np.round(rng.lognormal(3.2, 1.0, n), 2)),
-            "approved": pa.array(rng.random(n) > 0.08),
-            "event_timestamp": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        }
-    )
+    return synthetic_payments(n, customers, merchants, end - timedelta(minutes=50), end, seed=1)
 
 
 def rows_of(batch: pa.Table) -> pa.Table:
