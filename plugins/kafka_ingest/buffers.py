@@ -42,10 +42,33 @@ class Buffer:
         offsets = np.concatenate([c.offsets for c in chunks]) if chunks else np.empty(0, np.int64)
         return partitions, offsets
 
-    def take(self) -> Buffer:
-        taken = Buffer(self.chunks, self.n, self.through, self.since)
-        self.chunks, self.n, self.through, self.since = [], 0, {}, None
-        return taken
+    def take(self, max_rows: int | None = None) -> Buffer:
+        """The buffer whole, or its oldest ``max_rows`` rows (a chunk may be split). A partial take
+        covers, per partition, the offsets up to its last row taken (all of ``through`` for partitions
+        none of whose rows stay behind); the rest keeps ``through``, so marking the two in turn moves
+        each partition's mark forward."""
+        if max_rows is None or self.n <= max_rows:
+            taken = Buffer(self.chunks, self.n, self.through, self.since)
+            self.chunks, self.n, self.through, self.since = [], 0, {}, None
+            return taken
+        chunks, n = [], 0
+        while n < max_rows and self.chunks:
+            c = self.chunks[0]
+            k = min(c.table.num_rows, max_rows - n)
+            if k == c.table.num_rows:
+                self.chunks.pop(0)
+                chunks.append(c)
+            else:
+                chunks.append(Chunk(c.tp, c.table.slice(0, k), c.offsets[:k]))
+                self.chunks[0] = Chunk(c.tp, c.table.slice(k), c.offsets[k:])
+            n += k
+        left = {c.tp for c in self.chunks if c.table.num_rows}
+        through = {tp: o for tp, o in self.through.items() if tp not in left}
+        for c in chunks:
+            if c.tp in left and c.table.num_rows:
+                through[c.tp] = int(c.offsets[-1])
+        self.n -= n
+        return Buffer(chunks, n, through, self.since)
 
     def restore(self, taken: Buffer) -> None:
         """Put back a taken buffer whose write failed, in front of what was buffered since."""

@@ -96,6 +96,11 @@ class BatchSettings(_Model):
     online_interval_ms: int = Field(100, ge=0)
     """... or once the oldest pending row waited this long (drives freshness)."""
 
+    online_write_max_rows: int = Field(50_000, gt=0)
+    """Most rows one online write takes: a backlog (after an outage or lag) is written in pieces of
+    this many, oldest first, each finishing well inside ``retry.online_deadline_ms`` (three aggregation
+    views apply ~50k events in ~0.5 s of Redis time) instead of one write of ``max_buffered_rows``."""
+
     offline_max_rows: int = Field(50_000, gt=0)
     """Append to Delta once this many rows are buffered..."""
 

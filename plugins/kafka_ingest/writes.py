@@ -159,10 +159,10 @@ class Writers:
                 self._start_append(min(due, key=lambda p: p.offline_buffer.since))
         return clean
 
-    def _hand_over(self, buf: Buffer, target: str) -> Buffer | None:
-        """The whole buffer to write to ``target`` (rows and the offsets they run to, one snapshot), or
-        None: nothing pending, only dead letters or filtered records (marked done at once), or the
-        target's breaker refuses."""
+    def _hand_over(self, buf: Buffer, target: str, max_rows: int | None = None) -> Buffer | None:
+        """The buffer (or its oldest ``max_rows`` rows) to write to ``target``: rows and the offsets they
+        run to, one snapshot; or None: nothing pending, only dead letters or filtered records (marked
+        done at once), or the target's breaker refuses."""
         if not buf.through:
             return None
         if not buf.n:
@@ -170,12 +170,13 @@ class Writers:
             return None
         if not self._guard.allow(target):
             return None
-        return buf.take()
+        return buf.take(max_rows)
 
     def _start_online(self, pipe: TopicPipeline) -> None:
         """Hand the online buffer to the online writer thread (none may be in flight), so the loop
         decodes the next records while Redis applies these (it runs on another core)."""
-        taken = self._hand_over(pipe.online_buffer, "online")
+        # A backlog (after an outage) goes out in pieces, each well inside the online write deadline.
+        taken = self._hand_over(pipe.online_buffer, "online", self._batch.online_write_max_rows)
         if taken is None:
             return
         when = datetime.now(UTC)

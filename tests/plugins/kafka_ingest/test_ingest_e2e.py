@@ -300,3 +300,20 @@ def _record_times(repo, n: int) -> list[tuple]:
     finally:
         consumer.close(autocommit=False)
     return out
+
+
+def test_a_backlog_is_written_online_in_bounded_pieces_exactly_once(stream_repo):
+    """A backlog larger than ``online_write_max_rows`` (here every event waits for one 2 s interval) goes
+    online in pieces of at most that many rows, oldest first: every event is applied once to every view
+    and the offsets commit to the end."""
+    events = payments(400, seed=5)
+    produce(stream_repo.broker.bootstrap, stream_repo.topic, events)
+    stream_repo.configure(batch={"online_interval_ms": 2_000, "online_write_max_rows": 60})
+    run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
+    run.wait(lambda s: s.written_online == len(AGGREGATION_VIEWS) * len(events), what="online writes")
+    run.wait(lambda s: s.written_offline == len(events), what="the Delta append")
+    stats = run.stop()
+    assert stats.online_batches >= len(events) // 60  # pieces, not one write of the backlog
+    assert stats.written_online == len(AGGREGATION_VIEWS) * len(events) and stats.skipped_stale == 0
+    assert_exactly_once(stream_repo, events)
+    assert sum(stream_repo.committed().values()) == len(events)

@@ -382,3 +382,41 @@ def test_online_batches_keep_the_newest_row_by_event_then_created_time(transform
     assert (result.written, result.skipped_stale) == (2, 2)
     got = transform_repo.online("customer_txn_counts", "customer_id", [7, 8], ["txn_count"])
     assert got["txn_count"].tolist() == [2, 6]
+
+
+def test_a_partial_take_covers_the_offsets_of_its_rows_only():
+    """``Buffer.take(max_rows)``: the oldest rows (a chunk split where the cap falls); each partition's
+    offsets are covered up to its last row taken while rows of it stay behind, in full otherwise (a
+    partition with only dead letters in the buffer included), and the two takes together are the buffer."""
+    import numpy as np
+    import pyarrow as pa
+    from kafka import TopicPartition
+
+    from fs_platform.plugins.kafka_ingest.buffers import Buffer, Chunk
+
+    p0, p1, p2 = (TopicPartition("t", i) for i in range(3))
+
+    def chunk(tp, offsets):
+        return Chunk(tp, pa.table({"offset": offsets}), np.array(offsets))
+
+    buf = Buffer()
+    buf.chunks = [chunk(p0, [10, 11, 12]), chunk(p1, [5, 7]), chunk(p0, [14, 15, 16]), chunk(p1, [9])]
+    buf.n, buf.since = 9, 1.0
+    buf.through = {p0: 17, p1: 9, p2: 40}  # p0's 17 and p2's 40: records that made no rows
+
+    first = buf.take(6)
+    assert first.n == 6 and first.table().column("offset").to_pylist() == [10, 11, 12, 5, 7, 14]
+    assert first.through == {p0: 14, p1: 7, p2: 40} and first.since == 1.0
+    assert buf.n == 3 and buf.table().column("offset").to_pylist() == [15, 16, 9]
+    assert buf.through == {p0: 17, p1: 9, p2: 40}
+
+    rest = buf.take(6)  # what is left fits: taken whole
+    assert rest.n == 3 and rest.through == {p0: 17, p1: 9, p2: 40}
+    assert buf.n == 0 and not buf.chunks and not buf.through and buf.since is None
+
+    again = Buffer()  # a failed first piece goes back in front of the rest
+    again.chunks, again.n, again.through, again.since = [chunk(p0, [1, 2, 3])], 3, {p0: 3}, 2.0
+    piece = again.take(2)
+    assert piece.through == {p0: 2}
+    again.restore(piece)
+    assert again.table().column("offset").to_pylist() == [1, 2, 3] and again.through == {p0: 3}
