@@ -97,9 +97,10 @@ class BatchSettings(_Model):
     """... or once the oldest pending row waited this long (drives freshness)."""
 
     online_write_max_rows: int = Field(50_000, gt=0)
-    """Most rows one online write takes: a backlog (after an outage or lag) is written in pieces of
-    this many, oldest first, each finishing well inside ``retry.online_deadline_ms`` (three aggregation
-    views apply ~50k events in ~0.5 s of Redis time) instead of one write of ``max_buffered_rows``."""
+    """Most rows one online write takes: a backlog (after an outage or lag) is written in pieces,
+    oldest first, instead of one write of ``max_buffered_rows``. Pieces are also sized by the last
+    write's speed to take at most half of ``retry.online_deadline_ms`` (never fewer than
+    ``online_max_rows``), so a slow but healthy Redis is not counted as a hung one."""
 
     offline_max_rows: int = Field(50_000, gt=0)
     """Append to Delta once this many rows are buffered..."""

@@ -58,6 +58,7 @@ class Writers:
         self._delta_thread: ThreadPoolExecutor | None = None  # the Delta append thread, while running
         self._online_thread: ThreadPoolExecutor | None = None  # the online write thread, while running
         self.online: Write | None = None  # the online write in flight (at most one)
+        self._online_rate: float | None = None  # rows/s of the last online write (sizes the next)
         self.offline: Write | None = None  # the Delta append in flight (at most one)
         # Trace contexts of the consume spans whose rows wait in each (target, topic) buffer: the write
         # that takes the buffer is their child (the first) and links the others. Empty when tracing is off.
@@ -175,8 +176,7 @@ class Writers:
     def _start_online(self, pipe: TopicPipeline) -> None:
         """Hand the online buffer to the online writer thread (none may be in flight), so the loop
         decodes the next records while Redis applies these (it runs on another core)."""
-        # A backlog (after an outage) goes out in pieces, each well inside the online write deadline.
-        taken = self._hand_over(pipe.online_buffer, "online", self._batch.online_write_max_rows)
+        taken = self._hand_over(pipe.online_buffer, "online", self._online_piece())
         if taken is None:
             return
         when = datetime.now(UTC)
@@ -184,12 +184,24 @@ class Writers:
         origins = taken.origins() if pipe.aggregating else None
 
         def write():
-            return sink.write(table, when, origins), time.time()
+            t0 = time.monotonic()
+            result = sink.write(table, when, origins)
+            return result, time.time(), time.monotonic() - t0
 
         traces = self._traces.pop(("online", pipe.spec.topic), [])
         attempts = self._guard.attempts("online")
         future = self._online_thread.submit(self._guard.attempt, "online", write, attempts, traces)
         self.online = Write(pipe, taken, self.generation, future, traces=traces)
+
+    def _online_piece(self) -> int:
+        """Most rows for the next online write: a backlog (after an outage or a lag) goes out in pieces
+        that the last write's speed says take at most half the write deadline (so a slow but healthy
+        Redis is not counted as a hung one), and never more than ``online_write_max_rows``."""
+        b = self._batch
+        if self._online_rate is None:
+            return b.online_write_max_rows
+        fits = int(self._online_rate * self._guard.deadline_s["online"] / 2)
+        return max(b.online_max_rows, min(b.online_write_max_rows, fits))
 
     def _retrace(self, target: str, job: Write) -> None:
         """Rows put back after a failed write keep their consume spans for the write that retries them."""
@@ -212,7 +224,9 @@ class Writers:
                 job.pipe.online_buffer.restore(job.taken)
                 self._retrace("online", job)
             return False
-        result, written_at = outcome
+        result, written_at, took_s = outcome
+        if job.taken.n >= 1_000 and took_s > 0:  # (small writes say little about the speed)
+            self._online_rate = job.taken.n / took_s
         pipe, table = job.pipe, job.taken.table()
         ages = written_at - table[pipe.event_col].cast(pa.int64()).to_numpy() / 1e6
         self._recorder.written_online(pipe.spec.topic, result, ages)
