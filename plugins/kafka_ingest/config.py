@@ -97,10 +97,9 @@ class BatchSettings(_Model):
     """... or once the oldest pending row waited this long (drives freshness)."""
 
     online_write_max_rows: int = Field(50_000, gt=0)
-    """Most rows one online write takes: a backlog (after an outage or lag) is written in pieces,
-    oldest first, instead of one write of ``max_buffered_rows``. Pieces are also sized by the last
-    write's speed to take at most half of ``retry.online_deadline_ms`` (never fewer than
-    ``online_max_rows``), so a slow but healthy Redis is not counted as a hung one."""
+    """Most rows one online write takes: a backlog (after an outage or lag) is written in pieces of
+    this many, oldest first, instead of one write of ``max_buffered_rows`` (each piece's offsets are
+    marked written as soon as it lands)."""
 
     offline_max_rows: int = Field(50_000, gt=0)
     """Append to Delta once this many rows are buffered..."""
@@ -136,9 +135,11 @@ class RetrySettings(_Model):
     """How long the breaker stays open before one probe write (half-open)."""
 
     online_deadline_ms: int = Field(2_000, gt=0)
-    """An online write (with its retries) still unfinished after this long counts as a failed write, and
-    so does each further such period: a hung Redis opens the breaker after ``breaker_failures`` periods
-    (6 s with the defaults) and ``/health`` reports degraded from the first one. No retry starts past it."""
+    """An online write (with its retries) that has had no answer from Redis for this long counts as a
+    failed write, and so does each further such period: a hung Redis opens the breaker after
+    ``breaker_failures`` periods (6 s with the defaults) and ``/health`` reports degraded from the first
+    one. A write answers after each round trip (~2,000 keys), so a long write that keeps answering (a
+    backlog on a slow machine) is not counted. No retry starts later than this after the write began."""
 
     offline_deadline_ms: int = Field(30_000, gt=0)
     """The same for a Delta append (larger: appending ``offline_max_rows`` to object storage takes

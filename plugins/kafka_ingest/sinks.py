@@ -99,8 +99,9 @@ class OnlineSink:
         ]
         self._keys = [v.join_keys for v in self._views]
 
-    def write(self, table: pa.Table, now: datetime, origins=None) -> OnlineResult:
-        """Write a table of rows (``row_schema`` columns) to every online view fed by the source."""
+    def write(self, table: pa.Table, now: datetime, origins=None, progress=None) -> OnlineResult:
+        """Write a table of rows (``row_schema`` columns) to every online view fed by the source;
+        ``progress()`` after each round trip to Redis."""
         written = stale = 0
         for view, schema, keys in zip(self._views, self._schemas, self._keys, strict=True):
             data = _conform(table, schema.remove(schema.get_field_index(self._created_col)))
@@ -114,7 +115,9 @@ class OnlineSink:
                 stale += data.num_rows - len(newest)
                 data = data.take(newest)
             try:
-                result = self._store.write_arrow(self._config, view, data, self._event_col, self._created_col)
+                result = self._store.write_arrow(
+                    self._config, view, data, self._event_col, self._created_col, progress
+                )
             except (TransientError, OnlineWriteError, OnlineAccessDenied):
                 raise
             except OnlineStoreError as e:  # other server errors (LOADING, READONLY in a failover) pass
@@ -144,12 +147,13 @@ class EventSink:
         self._views = [v for v in views if v.online]
         self._event_col = event_col
 
-    def write(self, table: pa.Table, now: datetime, origins) -> OnlineResult:
-        """All views' tiles in one pipeline (counts are per view: an event feeding three views is three)."""
+    def write(self, table: pa.Table, now: datetime, origins, progress=None) -> OnlineResult:
+        """All views' tiles in one pipeline (counts are per view: an event feeding three views is three);
+        ``progress()`` after each round trip to Redis."""
         partitions, offsets = origins
         try:
             result = self._store.write_events(
-                self._config, self._views, table, partitions, offsets, self._event_col
+                self._config, self._views, table, partitions, offsets, self._event_col, progress=progress
             )
         except (TransientError, OnlineWriteError, OnlineAccessDenied):
             raise

@@ -40,10 +40,16 @@ class Write:
     future: Future
     started: float = field(default_factory=time.monotonic)
     missed: int = 0  # write deadlines it has run past, each counted as a failed write
+    beat: list = field(default_factory=lambda: [time.monotonic()])  # [its last answer from the target]
+    silence: tuple = (0.0, 0)  # (the beat it began at, deadlines counted in it)
     traces: list = field(default_factory=list)  # the consume spans of its rows (tracing on)
 
+    def silent_s(self) -> float:
+        """Seconds since the write last heard from its target (since it started, if never)."""
+        return time.monotonic() - self.beat[0]
+
     def stalled(self, deadline_s: float) -> bool:
-        return not self.future.done() and time.monotonic() - self.started >= deadline_s
+        return not self.future.done() and self.silent_s() >= deadline_s
 
 
 class Writers:
@@ -58,7 +64,6 @@ class Writers:
         self._delta_thread: ThreadPoolExecutor | None = None  # the Delta append thread, while running
         self._online_thread: ThreadPoolExecutor | None = None  # the online write thread, while running
         self.online: Write | None = None  # the online write in flight (at most one)
-        self._online_rate: float | None = None  # rows/s of the last online write (sizes the next)
         self.offline: Write | None = None  # the Delta append in flight (at most one)
         # Trace contexts of the consume spans whose rows wait in each (target, topic) buffer: the write
         # that takes the buffer is their child (the first) and links the others. Empty when tracing is off.
@@ -102,20 +107,26 @@ class Writers:
         return in_flight(self.offline), in_flight(self.online)
 
     def watch_deadlines(self) -> None:
-        """Count each write deadline a write in flight has run past as one failed write of its target:
-        a hung target (which holds its writer thread) opens the breaker after ``breaker_failures``
-        deadlines instead of after its client's timeouts and retries have all run out."""
-        now = time.monotonic()
+        """Count each write deadline a write in flight has gone without an answer from its target as
+        one failed write of that target: a hung target (which holds its writer thread) opens the breaker
+        after ``breaker_failures`` deadlines instead of after its client's timeouts and retries have all
+        run out. An online write answers after each round trip, so a long one (a backlog) that keeps
+        answering is not counted; a Delta append answers once, at its end."""
         for target, job in (("online", self.online), ("offline", self.offline)):
             if job is None or job.future.done():
                 continue
             deadline_s = self._guard.deadline_s[target]
-            due = int((now - job.started) / deadline_s)
-            if due > job.missed and not job.missed:
+            if job.silence[0] != job.beat[0]:  # it answered since the last look: a new silence
+                job.silence = (job.beat[0], 0)
+            due = int(job.silent_s() / deadline_s)
+            if due and not job.silence[1]:
                 log.warning(
-                    "%s write unfinished after its %.1f s deadline: counted as failed", target, deadline_s
+                    "%s write without an answer for its %.1f s deadline: counted as failed",
+                    target,
+                    deadline_s,
                 )
-            while job.missed < due:
+            while job.silence[1] < due:
+                job.silence = (job.silence[0], job.silence[1] + 1)
                 job.missed += 1
                 self._guard.failed(target)
 
@@ -176,32 +187,24 @@ class Writers:
     def _start_online(self, pipe: TopicPipeline) -> None:
         """Hand the online buffer to the online writer thread (none may be in flight), so the loop
         decodes the next records while Redis applies these (it runs on another core)."""
-        taken = self._hand_over(pipe.online_buffer, "online", self._online_piece())
+        taken = self._hand_over(pipe.online_buffer, "online", self._batch.online_write_max_rows)
         if taken is None:
             return
         when = datetime.now(UTC)
         table, sink = taken.table(), pipe.online
         origins = taken.origins() if pipe.aggregating else None
+        beat = [time.monotonic()]
+
+        def answered():
+            beat[0] = time.monotonic()
 
         def write():
-            t0 = time.monotonic()
-            result = sink.write(table, when, origins)
-            return result, time.time(), time.monotonic() - t0
+            return sink.write(table, when, origins, answered), time.time()
 
         traces = self._traces.pop(("online", pipe.spec.topic), [])
         attempts = self._guard.attempts("online")
         future = self._online_thread.submit(self._guard.attempt, "online", write, attempts, traces)
-        self.online = Write(pipe, taken, self.generation, future, traces=traces)
-
-    def _online_piece(self) -> int:
-        """Most rows for the next online write: a backlog (after an outage or a lag) goes out in pieces
-        that the last write's speed says take at most half the write deadline (so a slow but healthy
-        Redis is not counted as a hung one), and never more than ``online_write_max_rows``."""
-        b = self._batch
-        if self._online_rate is None:
-            return b.online_write_max_rows
-        fits = int(self._online_rate * self._guard.deadline_s["online"] / 2)
-        return max(b.online_max_rows, min(b.online_write_max_rows, fits))
+        self.online = Write(pipe, taken, self.generation, future, traces=traces, beat=beat)
 
     def _retrace(self, target: str, job: Write) -> None:
         """Rows put back after a failed write keep their consume spans for the write that retries them."""
@@ -224,9 +227,7 @@ class Writers:
                 job.pipe.online_buffer.restore(job.taken)
                 self._retrace("online", job)
             return False
-        result, written_at, took_s = outcome
-        if job.taken.n >= 1_000 and took_s > 0:  # (small writes say little about the speed)
-            self._online_rate = job.taken.n / took_s
+        result, written_at = outcome
         pipe, table = job.pipe, job.taken.table()
         ages = written_at - table[pipe.event_col].cast(pa.int64()).to_numpy() / 1e6
         self._recorder.written_online(pipe.spec.topic, result, ages)

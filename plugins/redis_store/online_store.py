@@ -148,9 +148,11 @@ class RedisOnlineStore(OnlineStore):
         data: pa.Table | pa.RecordBatch,
         event_column: str | None = None,
         created_column: str | None = None,
+        progress: Callable | None = None,
     ) -> WriteResult:
         """Write an Arrow table/batch with join-key, feature and timestamp columns (feature names
-        already mapped). Timestamp columns default to the view's batch source's."""
+        already mapped). Timestamp columns default to the view's batch source's. ``progress()`` after
+        each round trip."""
         state = self.state(config)
         if isinstance(data, pa.RecordBatch):
             data = pa.Table.from_batches([data])
@@ -159,6 +161,8 @@ class RedisOnlineStore(OnlineStore):
             for start in range(0, data.num_rows, _ROWS_PER_SEND):
                 chunk = data.slice(start, _ROWS_PER_SEND)
                 result += state.writer.write(prepare_table(state, table, chunk, event_column, created_column))
+                if progress is not None:
+                    progress()
         return result
 
     def write_events(
@@ -170,12 +174,14 @@ class RedisOnlineStore(OnlineStore):
         offsets,
         time_column: str,
         expire: bool = True,
+        progress: Callable | None = None,
     ) -> TileWriteResult:
         """Apply raw events to the tiles of one or several aggregation views (one round trip per
-        ~1000 keys), each (partition, offset) at most once per view."""
+        ~2000 keys), each (partition, offset) at most once per view; ``progress()`` after each round trip."""
         views = [table] if isinstance(table, FeatureView) else list(table)
+        state = self.state(config)
         with span("fs.online.write_events", views=",".join(v.name for v in views), events=events.num_rows):
-            return write_events(self.state(config), views, events, partitions, offsets, time_column, expire)
+            return write_events(state, views, events, partitions, offsets, time_column, expire, progress)
 
     def write_tiles(self, config: RepoConfig, table: FeatureView, tiles: pa.Table) -> TileWriteResult:
         """Write tiles rebuilt from the raw events (see tile_store.write_tiles)."""

@@ -107,10 +107,10 @@ def _calls(state, head: list[str], per_key: list[tuple[str, list]]) -> list[tupl
     return out
 
 
-def _send(state, calls: list[tuple[list[str], list[str]]]) -> tuple[int, list[str]]:
+def _send(state, calls: list[tuple[list[str], list[str]]], progress=None) -> tuple[int, list[str]]:
     """EVALSHA tiles.lua per call, pipelined; the total applied and the keys the script asks to be sent
     event by event. Every call is idempotent, so a batch is resent whole after loading the script
-    (first use on a server, or after a failover)."""
+    (first use on a server, or after a failover). ``progress()`` after each round trip."""
     applied, resend = 0, []
     for start in range(0, len(calls), _CALLS_PER_PIPELINE):
         commands = [
@@ -128,6 +128,8 @@ def _send(state, calls: list[tuple[list[str], list[str]]]) -> tuple[int, list[st
         for reply in replies:
             applied += reply[0]
             resend += [k.decode() if isinstance(k, bytes) else k for k in reply[1:]]
+        if progress is not None:
+            progress()
     return applied, resend
 
 
@@ -207,9 +209,11 @@ def write_events(
     offsets: np.ndarray,
     time_column: str,
     expire: bool = True,
+    progress=None,
 ) -> TileWriteResult:
     """Apply raw events (in offset order per partition) to each view's tiles, each at most once, in one
     pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past (replays).
+    ``progress()`` is called after each round trip (a long write is not a hung one).
 
     The events are pre-aggregated here, per (entity, Kafka partition) and tile, with numpy
     (``fs_platform.aggregation.tile_records.partials``) into one packed block per (entity, partition); the
@@ -262,7 +266,7 @@ def write_events(
         call_head = [*head[:1], "b" if expire else "B", *head[2:]]
         calls += _calls(state, call_head, per_key)
         fallbacks[view.name] = (spec, names, entity, rows, values)
-    applied, resend = _send(state, calls)
+    applied, resend = _send(state, calls, progress)
     if resend:
         applied += _resend(state, views, fallbacks, set(resend), partitions, offsets, times, expire)
     return TileWriteResult(applied, total - applied, filtered)

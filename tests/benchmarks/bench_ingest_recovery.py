@@ -158,7 +158,7 @@ def _commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> N
 
 
 class _DeadlineCount(logging.Handler):
-    """Counts the ingestor's 'write unfinished after its deadline' warnings (a write counted as failed)."""
+    """Counts the ingestor's 'write without an answer for its deadline' warnings (counted as failed)."""
 
     def __init__(self):
         super().__init__(logging.WARNING)

@@ -91,11 +91,11 @@ def test_rows_put_back_after_a_failed_write_keep_their_trace(stream_repo, monkey
 
     real, calls = sinks.EventSink.write, []
 
-    def flaky(self, table, now, origins):
+    def flaky(self, table, now, origins, progress=None):
         calls.append(table.num_rows)
         if len(calls) == 1:
             raise SinkUnavailable("injected: before the write")
-        return real(self, table, now, origins)
+        return real(self, table, now, origins, progress)
 
     monkeypatch.setattr(sinks.EventSink, "write", flaky)
     stream_repo.configure(retry={"attempts": 1})  # the failure reaches the loop: rows are put back

@@ -420,3 +420,48 @@ def test_a_partial_take_covers_the_offsets_of_its_rows_only():
     assert piece.through == {p0: 2}
     again.restore(piece)
     assert again.table().column("offset").to_pylist() == [1, 2, 3] and again.through == {p0: 3}
+
+
+def test_a_write_that_keeps_answering_is_not_counted_against_its_deadline():
+    """The online deadline counts silence, not length: a write whose round trips keep answering runs
+    past several deadlines uncounted; once it stops answering, each deadline of silence is one failure
+    (and ``breaker_failures`` of them open the breaker)."""
+    import threading
+    import time
+    from concurrent.futures import Future
+
+    from fs_platform.plugins.kafka_ingest.buffers import Buffer
+    from fs_platform.plugins.kafka_ingest.config import BatchSettings, RetrySettings
+    from fs_platform.plugins.kafka_ingest.guard import WriteGuard
+    from fs_platform.plugins.kafka_ingest.recorder import Recorder
+    from fs_platform.plugins.kafka_ingest.writes import Write, Writers
+
+    recorder = Recorder()
+    guard = WriteGuard(RetrySettings(online_deadline_ms=100, breaker_failures=2), recorder)
+    writers = Writers(guard, offsets=None, recorder=recorder, batch=BatchSettings())
+    beat, answering = [time.monotonic()], threading.Event()
+    answering.set()
+
+    def round_trips():  # a long write: one answer every 30 ms while ``answering``
+        while answering.is_set():
+            beat[0] = time.monotonic()
+            time.sleep(0.03)
+
+    thread = threading.Thread(target=round_trips, daemon=True)
+    thread.start()
+    writers.online = Write(pipe=None, taken=Buffer(), generation=0, future=Future(), beat=beat)
+    end = time.monotonic() + 0.6  # six deadlines long
+    while time.monotonic() < end:
+        writers.watch_deadlines()
+        time.sleep(0.01)
+    assert writers.online.missed == 0 and guard.breakers["online"].state.name == "CLOSED"
+    assert writers.stalled() == []
+
+    answering.clear()  # the target stops answering (a hung Redis)
+    thread.join()
+    end = time.monotonic() + 0.35
+    while time.monotonic() < end:
+        writers.watch_deadlines()
+        time.sleep(0.01)
+    assert writers.online.missed >= 2 and guard.breakers["online"].state.name == "OPEN"
+    assert writers.stalled() == ["online"]

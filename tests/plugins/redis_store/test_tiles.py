@@ -349,3 +349,18 @@ def test_patched_writes_keep_the_layout_and_move_the_expiry_with_the_newest_tile
         expire=False,
     )
     assert state.client.pttl(key) == -1 and len(state.client.get(key)) == size
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_a_long_write_reports_each_round_trip(online):
+    """``write_events(progress=...)`` is called after every round trip, so the ingestor can tell a long
+    write (a backlog of many entities) from a hung Redis."""
+    store, config, view = online
+    n = 5_000  # distinct customers: three round trips of up to ~2,000 keys
+    events = _events([(c, c % 600, 1.0, True) for c in range(n)])
+    beats = []
+    result = store.write_events(
+        config, view, events, ["t/0"] * n, np.arange(n), "event_timestamp", progress=lambda: beats.append(1)
+    )
+    assert result.applied == n
+    assert len(beats) == 3
