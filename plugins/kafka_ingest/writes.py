@@ -141,9 +141,14 @@ class Writers:
         idle_s = b.offline_idle_ms / 1000 if idle and b.offline_idle_ms else None
         if force:
             for pipe in pipes:
-                if pipe.online:
+                while pipe.online:  # a backlog goes in pieces (online_write_max_rows): all of them
                     self._start_online(pipe)
-                    clean &= self._reap_online(wait=True)
+                    if self.online is None:
+                        break
+                    ok = self._reap_online(wait=True)
+                    clean &= ok
+                    if not ok or not pipe.online_buffer.n:
+                        break
             for pipe in pipes:
                 if pipe.offline:
                     self._start_append(pipe)

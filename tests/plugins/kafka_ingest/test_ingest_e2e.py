@@ -317,3 +317,23 @@ def test_a_backlog_is_written_online_in_bounded_pieces_exactly_once(stream_repo)
     assert stats.written_online == len(AGGREGATION_VIEWS) * len(events) and stats.skipped_stale == 0
     assert_exactly_once(stream_repo, events)
     assert sum(stream_repo.committed().values()) == len(events)
+
+
+def test_a_stop_writes_the_whole_online_backlog_in_pieces(stream_repo):
+    """A stop (drain) with more rows waiting for Redis than one online write takes writes them all, in
+    pieces, before it commits."""
+    events = payments(300, seed=6)
+    produce(stream_repo.broker.bootstrap, stream_repo.topic, events)
+    stream_repo.configure(
+        batch={"online_interval_ms": 600_000, "online_max_rows": 100_000, "online_write_max_rows": 50}
+    )
+    run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
+    run.wait(
+        lambda s: s.consumed == len(events) and s.written_offline == len(events), what="the Delta append"
+    )
+    assert run.ingestor.stats.written_online == 0  # nothing was due online yet
+    stats = run.stop()
+    assert stats.written_online == len(AGGREGATION_VIEWS) * len(events)
+    assert stats.online_batches >= len(events) // 50
+    assert_exactly_once(stream_repo, events)
+    assert sum(stream_repo.committed().values()) == len(events)
