@@ -41,7 +41,8 @@ class Write:
     started: float = field(default_factory=time.monotonic)
     missed: int = 0  # write deadlines it has run past, each counted as a failed write
     beat: list = field(default_factory=lambda: [time.monotonic()])  # [its last answer from the target]
-    silence: tuple = (0.0, 0)  # (the beat it began at, deadlines counted in it)
+    silent_from: float = 0.0  # the beat its current silence began at ...
+    silent_counted: int = 0  # ... and the deadlines of that silence counted as failures
     traces: list = field(default_factory=list)  # the consume spans of its rows (tracing on)
 
     def silent_s(self) -> float:
@@ -116,17 +117,17 @@ class Writers:
             if job is None or job.future.done():
                 continue
             deadline_s = self._guard.deadline_s[target]
-            if job.silence[0] != job.beat[0]:  # it answered since the last look: a new silence
-                job.silence = (job.beat[0], 0)
+            if job.silent_from != job.beat[0]:  # it answered since the last look: a new silence
+                job.silent_from, job.silent_counted = job.beat[0], 0
             due = int(job.silent_s() / deadline_s)
-            if due and not job.silence[1]:
+            if due and not job.silent_counted:
                 log.warning(
                     "%s write without an answer for its %.1f s deadline: counted as failed",
                     target,
                     deadline_s,
                 )
-            while job.silence[1] < due:
-                job.silence = (job.silence[0], job.silence[1] + 1)
+            while job.silent_counted < due:
+                job.silent_counted += 1
                 job.missed += 1
                 self._guard.failed(target)
 

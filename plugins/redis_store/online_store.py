@@ -179,9 +179,10 @@ class RedisOnlineStore(OnlineStore):
         """Apply raw events to the tiles of one or several aggregation views (one round trip per
         ~2000 keys), each (partition, offset) at most once per view; ``progress()`` after each round trip."""
         views = [table] if isinstance(table, FeatureView) else list(table)
-        state = self.state(config)
         with span("fs.online.write_events", views=",".join(v.name for v in views), events=events.num_rows):
-            return write_events(state, views, events, partitions, offsets, time_column, expire, progress)
+            return write_events(
+                self.state(config), views, events, partitions, offsets, time_column, expire, progress
+            )
 
     def write_tiles(self, config: RepoConfig, table: FeatureView, tiles: pa.Table) -> TileWriteResult:
         """Write tiles rebuilt from the raw events (see tile_store.write_tiles)."""

@@ -247,10 +247,40 @@ def _recover(
     return r
 
 
-def hms_(s: float | None) -> str:
+def hms(s: float | None) -> str:
     if s is None:
         return "never (drains slower than 5k/s)"
     return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min"
+
+
+def _tiles_only_report(outage: int, scale: float, t: dict, t_drain: float, t_full: float | None) -> None:
+    """The ``--tiles-only`` section: the tile path alone at a larger outage."""
+    section = "\n".join(
+        [
+            "### The tile path alone at a larger scale (`bench_ingest_recovery.py --tiles-only "
+            f"--outage-events {outage}`)",
+            "",
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, the same set-up as above without the "
+            f"history (the tile path never reads it): **{outage:,} outage events** (1/{scale:,.0f} of "
+            f"6 h at 5k/s, over 6 h of event time), live traffic at 5,000 events/s (achieved "
+            f"{t['live_rate']:,.0f}/s).",
+            "",
+            "| outage events | group join | first online write | first fresh value | caught up | drain "
+            "rate (records/s) | online writes past their deadline | breaker openings |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {outage:,} | {t['assigned']:.1f} s | {t['first_write']:.1f} s | {t['fresh']:.1f} s | "
+            f"**{t['caught_up']:.1f} s** | {t_drain:,.0f} | {t['deadlines']} | {t['breaker_opened']} |",
+            "",
+            f"Extrapolated from this run's drain rate to the real 6 h outage (108M events): "
+            f"**{hms(t_full)}** to catch up (linear if the drain rate holds: compare it with the 1/216 "
+            "run's in the section above). A backlog goes online in pieces of at most "
+            "`batch.online_write_max_rows` rows, and a write is counted as failed only after a deadline "
+            "without an answer from Redis (each round trip answers). 1-minute load average at the end: "
+            f"{os.getloadavg()[0]:.1f}.",
+        ]
+    )
+    write_section("ingest-recovery-tiles", section)
+    print(section)
 
 
 def main() -> None:
@@ -332,42 +362,14 @@ def main() -> None:
         return r["assigned"] + warm_s + (full + RATE * warm_s) / (drain - RATE)
 
     t_warm_rate, t_drain = rates(results["tiles"], 0)
+    t_full = extrapolate(results["tiles"], 0, 0.0, t_drain)
     if args.tiles_only:
-        t = results["tiles"]
-        t_full = extrapolate(t, 0, 0.0, t_drain)
-        section = "\n".join(
-            [
-                "### The tile path alone at a larger scale (`bench_ingest_recovery.py --tiles-only "
-                f"--outage-events {outage}`)",
-                "",
-                f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, the same set-up as above without the "
-                f"history (the tile path never reads it): **{outage:,} outage events** (1/{scale:,.0f} of "
-                f"6 h at 5k/s, over 6 h of event time), live traffic at 5,000 events/s (achieved "
-                f"{t['live_rate']:,.0f}/s).",
-                "",
-                "| outage events | group join | first online write | first fresh value | caught up | drain "
-                "rate (records/s) | online writes past their deadline | breaker openings |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|",
-                f"| {outage:,} | {t['assigned']:.1f} s | {t['first_write']:.1f} s | {t['fresh']:.1f} s | "
-                f"**{t['caught_up']:.1f} s** | {t_drain:,.0f} | {t['deadlines']} | {t['breaker_opened']} |",
-                "",
-                f"Extrapolated from this run's drain rate to the real 6 h outage (108M events): "
-                f"**{hms_(t_full)}** to catch up (linear if the drain rate holds: compare it with the 1/216 "
-                "run's in the section above). A backlog goes online in pieces sized by the last "
-                "write's speed to half the write deadline (at most `batch.online_write_max_rows`), so no "
-                f"write runs past its deadline. 1-minute load average at the end: {os.getloadavg()[0]:.1f}.",
-            ]
-        )
-        write_section("ingest-recovery-tiles", section)
-        print(section)
+        _tiles_only_report(outage, scale, results["tiles"], t_drain, t_full)
         return
     l_warm_rate, l_drain = rates(results["legacy"], history)
-    t_full = extrapolate(results["tiles"], 0, 0.0, t_drain)
     # At the real restart the transform replays [now - 24 h, committed = now - 6 h): 18 h of events.
     warm_full = RATE * (timedelta(hours=24) - OUTAGE).total_seconds()
     l_full = extrapolate(results["legacy"], warm_full, l_warm_rate, l_drain)
-
-    hms = hms_
 
     def row(name: str, r: dict) -> str:
         warm = r["warm"] - r["assigned"]
