@@ -10,13 +10,13 @@ from fs_platform.plugins.serving.settings import ANONYMOUS, Caller, key_digest
 _READER_ROLES = frozenset({ONLINE_READER, *(r for roles in GRANTS.values() for r in roles)})
 
 
-def authenticate(callers: dict, scope) -> Caller:
+def authenticate(callers: dict, headers: list) -> Caller:
     """The caller whose key the request carries (``Authorization: Bearer`` or ``X-API-Key``); anonymous
     when the server has no keys."""
     if not callers:
         return ANONYMOUS
     key = None
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             key = value[7:].strip()
         elif name == b"x-api-key":

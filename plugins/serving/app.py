@@ -133,66 +133,58 @@ class ServeApp:
             except Exception as e:  # a registry hiccup must not stop serving the current plans
                 log.warning("registry refresh failed (serving the previous definitions): %s", e)
 
-    # --- ASGI ------------------------------------------------------------------------------------
-    async def __call__(self, scope, receive, send):
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+    # --- lifecycle (called by fs serve's HTTP server, or by the ASGI lifespan) --------------------
+    def startup(self) -> None:
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
-    async def _lifespan(self, receive, send):
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.draining = True
-                if self.served_log is not None:  # write what is queued (the drain has finished the requests)
-                    await asyncio.get_running_loop().run_in_executor(
-                        None, self.served_log.close, self.settings.shutdown_grace_s
-                    )
-                if self._refresher:
-                    self._refresher.cancel()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def shutdown(self) -> None:
+        """After the requests in flight have finished: write the queued served-log rows, stop refreshing."""
+        self.draining = True
+        if self.served_log is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.served_log.close, self.settings.shutdown_grace_s
+            )
+        if self._refresher:
+            self._refresher.cancel()
 
-    async def _http(self, scope, receive, send):
-        start = time.perf_counter()
-        path = scope["path"]
+    # --- one request, whatever the transport -----------------------------------------------------
+    async def handle(
+        self, method: str, path: str, headers: list, body: bytes | HttpError, start: float
+    ) -> tuple[int, list, bytes]:
+        """Answer one request: ``(status, response headers, body)``. ``headers`` are the request's as
+        ``(lower-case name, value)`` bytes pairs; ``body`` is the whole request body, or the
+        ``HttpError`` that reading it ended in; ``start`` the ``time.monotonic()`` it arrived at (the
+        deadline counts from there)."""
         label = "-"
         if path == "/get-online-features":
             if self.inflight >= self.settings.max_inflight:
                 metrics.SHED.inc()
-                status, body, headers = 503, b'{"detail":"server busy, retry"}', [(b"retry-after", b"1")]
+                status, out, extra = 503, b'{"detail":"server busy, retry"}', [(b"retry-after", b"1")]
             else:
                 self.inflight += 1
                 try:
                     if self.settings.otel_spans:
                         with span("fs.serve.request") as sp:
-                            status, body, headers, label = await self._online(scope, receive)
+                            status, out, extra, label = await self._online(method, headers, body, start)
                             sp.set_attribute("feature_service", label)
                             sp.set_attribute("http.status_code", status)
                     else:
-                        status, body, headers, label = await self._online(scope, receive)
+                        status, out, extra, label = await self._online(method, headers, body, start)
                 finally:
                     self.inflight -= 1
         elif path == "/health":
-            status, body, headers = 200, b'{"status":"ok"}', []
+            status, out, extra = 200, b'{"status":"ok"}', []
         elif path == "/ready":
-            status, body, headers = await self._ready()
+            status, out, extra = await self._ready()
         elif path == "/metrics":
-            status, body = 200, metrics.exposition()
-            headers = [(b"content-type", b"text/plain; version=0.0.4")]
+            status, out = 200, metrics.exposition()
+            extra = [(b"content-type", b"text/plain; version=0.0.4")]
         else:
-            status, body, headers = 404, b'{"detail":"not found"}', []
-        start_headers = (headers if path == "/metrics" else _JSON + headers) + [
-            (b"content-length", str(len(body)).encode())
-        ]  # else uvicorn sends it chunked
-        await send({"type": "http.response.start", "status": status, "headers": start_headers})
-        await send({"type": "http.response.body", "body": body})
-        elapsed = time.perf_counter() - start
+            status, out, extra = 404, b'{"detail":"not found"}', []
+        response_headers = (extra if path == "/metrics" else _JSON + extra) + [
+            (b"content-length", str(len(out)).encode())
+        ]
+        elapsed = time.monotonic() - start
         if path == "/get-online-features":
             child = self._latency.get((label, status))
             if child is None:  # labels() is a dict lookup behind a lock: resolved once per (service, status)
@@ -204,21 +196,46 @@ class ServeApp:
             child.observe(elapsed)
         sample = self.settings.access_log_sample
         if sample and random.random() < sample:
-            access_log.info("%s %s %d %.2fms service=%s", scope["method"], path, status, elapsed * 1e3, label)
+            access_log.info("%s %s %d %.2fms service=%s", method, path, status, elapsed * 1e3, label)
+        return status, response_headers, out
 
-    async def _online(self, scope, receive) -> tuple[int, bytes, list, str]:
+    # --- ASGI (for people who run their own server; fs serve does not go through it) --------------
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if kind == "http":
+            start = time.monotonic()
+            try:
+                async with asyncio.timeout_at(loop_time(start + self.settings.deadline_ms / 1000)):
+                    body = await read_body(scope, receive, self.settings.max_body_bytes)
+            except TimeoutError:
+                body = HttpError(408, "request body not received within the deadline")
+            except HttpError as e:
+                body = e
+            method, path = scope["method"], scope["path"]
+            status, headers, out = await self.handle(method, path, scope["headers"], body, start)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": out})
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self.startup()
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def _online(self, method: str, headers: list, raw: bytes | HttpError, start: float):
         settings = self.settings
-        deadline = time.monotonic() + settings.deadline_ms / 1000
+        deadline = start + settings.deadline_ms / 1000
         label = "-"
         try:
-            if scope["method"] != "POST":
+            if method != "POST":
                 raise HttpError(405, "use POST", [(b"allow", b"POST")])
-            caller = authenticate(self.callers, scope)
-            try:
-                async with asyncio.timeout_at(loop_time(deadline)):
-                    raw = await read_body(scope, receive, settings.max_body_bytes)
-            except TimeoutError:
-                raise HttpError(408, "request body not received within the deadline") from None
+            caller = authenticate(self.callers, headers)
+            if isinstance(raw, HttpError):
+                raise raw
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
@@ -247,7 +264,7 @@ class ServeApp:
             served = plan.reader.assemble(request, replies, why=why or "read failed")
             log_ = self.served_log
             if log_ is not None and random.random() < log_.rate:  # O(1) enqueue, never blocks or raises
-                log_.offer(scope["headers"], label, len(plan.reader.names), served)
+                log_.offer(headers, label, len(plan.reader.names), served)
             headers = []
             if served.failed:
                 for view, reason in served.failed.items():

@@ -4,9 +4,10 @@ The master installs its signal handlers first, loads the repo and compiles a pla
 service, then ``gc.freeze()``s everything loaded so far: later (gen-2) collections never walk the
 registry, Feast and pandas objects again (in Feast's server those collections paused a worker for up
 to 2.7 s). It then binds the socket and forks the workers, which share the frozen objects
-copy-on-write. Each worker runs uvicorn (uvloop, httptools) with no request-count recycling and no
-access log. The master restarts a worker that dies; on SIGTERM or SIGINT it forwards the signal,
-lets the workers finish their in-flight requests (``shutdown_grace_s``) and exits 0.
+copy-on-write. Each worker runs fs serve's own HTTP server (``http_server``: uvloop, httptools) with
+no request-count recycling and no access log. The master restarts a worker that dies; on SIGTERM or
+SIGINT it forwards the signal, lets the workers finish their in-flight requests (``shutdown_grace_s``)
+and exits 0.
 """
 
 from __future__ import annotations
@@ -141,28 +142,11 @@ class Master:
 
 
 def _worker(app, sock: socket.socket, settings: ServeSettings) -> int:
-    import uvicorn
+    from fs_platform.plugins.serving.http_server import run_worker
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)  # uvicorn installs its own (graceful) handlers
-    tls = settings.tls
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        log_level="warning",
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
-        server_header=False,
-        date_header=False,
-        ssl_certfile=tls.certfile if tls else None,
-        ssl_keyfile=tls.keyfile if tls else None,
-    )
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
+        signal.signal(sig, signal.SIG_DFL)  # the worker's loop installs its own (draining) handlers
+    return run_worker(app, sock, settings)
 
 
 def _signal(pid: int, sig: int) -> None:
