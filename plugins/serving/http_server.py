@@ -134,6 +134,8 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         req = self.partial
+        if self.parser.should_upgrade():  # else the parser stops at this message
+            raise _Reject(400, "protocol upgrades are not supported")
         req.method = self.parser.get_method().decode("latin-1")
         req.keep_alive = self.parser.should_keep_alive()
         limit = self.app.settings.max_body_bytes
