@@ -323,7 +323,8 @@ class ServeApp:
 
 
 def create_app(repo: str | None = None, env: str = "dev", settings: ServeSettings | None = None) -> ServeApp:
-    """The ASGI app for running under your own server: ``uvicorn --factory plugins.serving:create_app``
+    """The ASGI app for running under your own server:
+    ``uvicorn --factory fs_platform.plugins.serving.app:create_app``
     (repo and env from ``$FS_REPO`` / ``$FS_ENV`` when not given)."""
     import os
     from pathlib import Path
