@@ -25,8 +25,8 @@ SERVING = Dashboard(
                         q(p99("fs_serve_request_seconds", quantile=0.999), "p99.9"),
                     ),
                     unit="s",
-                    description="Receipt to the last byte handed to the server; the alert fires on p99 "
-                    "over 5 ms.",
+                    description="The request's first bytes to its response being ready to write; the "
+                    "alert fires on p99 over 5 ms.",
                 ),
                 Panel(
                     "p99 by feature service",
@@ -63,6 +63,14 @@ SERVING = Dashboard(
                     (q(f"sum(rate(fs_serve_shed_total[{RATE}]))", "shed"),),
                     width=6,
                     unit="reqps",
+                ),
+                Panel(
+                    "Refused by the HTTP layer per second",
+                    (q(f"sum by (status) (rate(fs_serve_rejected_total[{RATE}]))", "{{status}}"),),
+                    width=6,
+                    unit="reqps",
+                    description="400 malformed or upgrade, 408 not received within the deadline, 413 body "
+                    "too large, 431 headers too large; each closes its connection.",
                 ),
                 Panel(
                     "Registry refreshes (1h)",

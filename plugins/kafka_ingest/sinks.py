@@ -99,6 +99,10 @@ class OnlineSink:
         ]
         self._keys = [v.join_keys for v in self._views]
 
+    def prepare(self, table: pa.Table, now: datetime, origins=None):
+        """``write`` as a call of ``progress`` alone (rows need no packing ahead of the write)."""
+        return lambda progress=None: self.write(table, now, origins, progress)
+
     def write(self, table: pa.Table, now: datetime, origins=None, progress=None) -> OnlineResult:
         """Write a table of rows (``row_schema`` columns) to every online view fed by the source;
         ``progress()`` after each round trip to Redis."""
@@ -147,19 +151,28 @@ class EventSink:
         self._views = [v for v in views if v.online]
         self._event_col = event_col
 
-    def write(self, table: pa.Table, now: datetime, origins, progress=None) -> OnlineResult:
-        """All views' tiles in one pipeline (counts are per view: an event feeding three views is three);
-        ``progress()`` after each round trip to Redis."""
+    def prepare(self, table: pa.Table, now: datetime, origins):
+        """Pack the events for every view's tiles (CPU only, on the caller's thread); returns the write
+        itself, ``send(progress=None) -> OnlineResult``: all views' tiles in one pipeline (counts are per
+        view: an event feeding three views is three), ``progress()`` after each round trip to Redis."""
         partitions, offsets = origins
-        try:
-            result = self._store.write_events(
-                self._config, self._views, table, partitions, offsets, self._event_col, progress=progress
-            )
-        except (TransientError, OnlineWriteError, OnlineAccessDenied):
-            raise
-        except OnlineStoreError as e:
-            raise SinkUnavailable(f"online tile write failed: {e}") from e
-        return OnlineResult(result.applied, result.duplicate)
+        prepared = self._store.prepare_events(
+            self._config, self._views, table, partitions, offsets, self._event_col
+        )
+
+        def send(progress=None) -> OnlineResult:
+            try:
+                result = prepared.send(progress)
+            except (TransientError, OnlineWriteError, OnlineAccessDenied):
+                raise
+            except OnlineStoreError as e:
+                raise SinkUnavailable(f"online tile write failed: {e}") from e
+            return OnlineResult(result.applied, result.duplicate)
+
+        return send
+
+    def write(self, table: pa.Table, now: datetime, origins, progress=None) -> OnlineResult:
+        return self.prepare(table, now, origins)(progress)
 
 
 def _repeat(now: datetime, n: int) -> pa.Array:

@@ -191,8 +191,9 @@ class Writers:
         return buf.take(max_rows)
 
     def _start_online(self, pipe: TopicPipeline) -> None:
-        """Hand the online buffer to the online writer thread (none may be in flight), so the loop
-        decodes the next records while Redis applies these (it runs on another core)."""
+        """Pack the online buffer's rows and hand them to the online writer thread (none may be in
+        flight), so the loop decodes the next records while Redis applies these (it runs on another
+        core)."""
         taken = self._hand_over(pipe.online_buffer, "online", self._batch.online_write_max_rows)
         if taken is None:
             return
@@ -204,8 +205,15 @@ class Writers:
         def answered():
             beat[0] = time.monotonic()
 
+        try:  # packing here, where the loop holds the GIL anyway (see tile_store.EventWrite)
+            send = sink.prepare(table, when, origins)
+        except Exception as e:  # raised on the writer thread, where a write's errors are handled
+
+            def send(progress=None, error=e):
+                raise error
+
         def write():
-            return sink.write(table, when, origins, answered), time.time()
+            return send(answered), time.time()
 
         traces = self._traces.pop(("online", pipe.spec.topic), [])
         attempts = self._guard.attempts("online")

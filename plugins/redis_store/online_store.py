@@ -37,7 +37,12 @@ from fs_platform.plugins.redis_store.read_plan import plan_for, requested_order
 from fs_platform.plugins.redis_store.reader import ViewRead, ViewResult, build_keys, decode
 from fs_platform.plugins.redis_store.state import StoreState, view_read
 from fs_platform.plugins.redis_store.teardown import delete_project, delete_views
-from fs_platform.plugins.redis_store.tile_store import TileWriteResult, write_events, write_tiles
+from fs_platform.plugins.redis_store.tile_store import (
+    EventWrite,
+    TileWriteResult,
+    prepare_events,
+    write_tiles,
+)
 from fs_platform.plugins.redis_store.write_prep import prepare_protos, prepare_table
 from fs_platform.plugins.redis_store.writer import WriteResult
 
@@ -178,11 +183,23 @@ class RedisOnlineStore(OnlineStore):
     ) -> TileWriteResult:
         """Apply raw events to the tiles of one or several aggregation views (one round trip per
         ~2000 keys), each (partition, offset) at most once per view; ``progress()`` after each round trip."""
+        prepared = self.prepare_events(config, table, events, partitions, offsets, time_column, expire)
+        return prepared.send(progress)
+
+    def prepare_events(
+        self,
+        config: RepoConfig,
+        table: FeatureView | Sequence[FeatureView],
+        events: pa.Table,
+        partitions: Sequence[str],
+        offsets,
+        time_column: str,
+        expire: bool = True,
+    ) -> EventWrite:
+        """``write_events`` in two steps: this packs the events (CPU only), ``.send(progress)`` writes
+        them (see tile_store.EventWrite)."""
         views = [table] if isinstance(table, FeatureView) else list(table)
-        with span("fs.online.write_events", views=",".join(v.name for v in views), events=events.num_rows):
-            return write_events(
-                self.state(config), views, events, partitions, offsets, time_column, expire, progress
-            )
+        return prepare_events(self.state(config), views, events, partitions, offsets, time_column, expire)
 
     def write_tiles(self, config: RepoConfig, table: FeatureView, tiles: pa.Table) -> TileWriteResult:
         """Write tiles rebuilt from the raw events (see tile_store.write_tiles)."""

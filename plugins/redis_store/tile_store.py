@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +35,7 @@ from fs_platform.aggregation.spec import TAG, AggregationSpec, spec_of
 from fs_platform.aggregation.tile_records import inputs_of_views, partials
 from fs_platform.aggregation.tiles import Merger, layout
 from fs_platform.errors import OnlineWriteError
+from fs_platform.observability import span
 from fs_platform.plugins.redis_store.connection import translated
 from fs_platform.plugins.redis_store.reader import PRESENT, ViewRead, ViewResult
 from fs_platform.timeutil import arrow_epoch_micros
@@ -201,7 +203,50 @@ def _blocks(
     return out
 
 
-def write_events(
+@dataclass
+class EventWrite:
+    """Raw events packed for ``tiles.lua`` (``prepare_events``), ready to send: the ingestor packs on
+    its loop thread and sends on its writer thread, so that thread holds the GIL only to send and read
+    (packing there meant ~10 numpy calls per view and tile size, each giving up the GIL and waiting up
+    to the switch interval to take it back from the busy loop thread: most of a write's time)."""
+
+    state: Any
+    views: Sequence[FeatureView]
+    calls: list[tuple[list[str], list]]
+    fallbacks: dict  # view name -> what an entity's event-by-event resend needs
+    partitions: Sequence[str]
+    offsets: np.ndarray
+    times: np.ndarray
+    expire: bool
+    total: int  # events kept by the views' filters, summed over views
+    filtered: int
+
+    def send(self, progress=None) -> TileWriteResult:
+        """Apply the events (idempotent: resent whole after a failure); ``progress()`` after each round
+        trip (a long write is not a hung one)."""
+        if not self.calls:
+            return TileWriteResult(0, 0, self.filtered)
+        names = ",".join(v.name for v in self.views)
+        with span("fs.online.write_events", views=names, events=len(self.offsets)):
+            return self._send(progress)
+
+    def _send(self, progress) -> TileWriteResult:
+        applied, resend = _send(self.state, self.calls, progress)
+        if resend:
+            applied += _resend(
+                self.state,
+                self.views,
+                self.fallbacks,
+                set(resend),
+                self.partitions,
+                self.offsets,
+                self.times,
+                self.expire,
+            )
+        return TileWriteResult(applied, self.total - applied, self.filtered)
+
+
+def prepare_events(
     state,
     views: Sequence[FeatureView],
     events: pa.Table,
@@ -209,24 +254,23 @@ def write_events(
     offsets: np.ndarray,
     time_column: str,
     expire: bool = True,
-    progress=None,
-) -> TileWriteResult:
-    """Apply raw events (in offset order per partition) to each view's tiles, each at most once, in one
-    pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past (replays).
-    ``progress()`` is called after each round trip (a long write is not a hung one).
+) -> EventWrite:
+    """Raw events (in offset order per partition) packed to be applied to each view's tiles, each at
+    most once, in one pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past
+    (replays).
 
     The events are pre-aggregated here, per (entity, Kafka partition) and tile, with numpy
     (``fs_platform.aggregation.tile_records.partials``) into one packed block per (entity, partition); the
     script merges a block if all its offsets are above the partition's mark, skips it if none is. A
     block straddling the mark (a replay that starts inside it) is rare: those entities are then sent
     again event by event."""
+    offsets = np.asarray(offsets, dtype=np.int64)
     if not events.num_rows:
-        return TileWriteResult()
+        return EventWrite(state, views, [], {}, partitions, offsets, np.empty(0, np.int64), expire, 0, 0)
     times = arrow_epoch_micros(events.column(time_column))
     if times.null_count:
         raise OnlineWriteError(f"events have a null {time_column}")
     times = times.to_numpy(zero_copy_only=False)
-    offsets = np.asarray(offsets, dtype=np.int64)
     parts = pc.dictionary_encode(pa.array(partitions, pa.string()))
     part_names = parts.dictionary.to_pylist()
     bad = [p for p in part_names if not p or "=" in p or ";" in p]
@@ -266,10 +310,21 @@ def write_events(
         call_head = [*head[:1], "b" if expire else "B", *head[2:]]
         calls += _calls(state, call_head, per_key)
         fallbacks[view.name] = (spec, names, entity, rows, values)
-    applied, resend = _send(state, calls, progress)
-    if resend:
-        applied += _resend(state, views, fallbacks, set(resend), partitions, offsets, times, expire)
-    return TileWriteResult(applied, total - applied, filtered)
+    return EventWrite(state, views, calls, fallbacks, partitions, offsets, times, expire, total, filtered)
+
+
+def write_events(
+    state,
+    views: Sequence[FeatureView],
+    events: pa.Table,
+    partitions: Sequence[str],
+    offsets: np.ndarray,
+    time_column: str,
+    expire: bool = True,
+    progress=None,
+) -> TileWriteResult:
+    """``prepare_events`` then send; ``progress()`` after each round trip."""
+    return prepare_events(state, views, events, partitions, offsets, time_column, expire).send(progress)
 
 
 def _resend(state, views, fallbacks, keys_to_send: set[str], partitions, offsets, times, expire) -> int:

@@ -337,3 +337,50 @@ def test_a_stop_writes_the_whole_online_backlog_in_pieces(stream_repo):
     assert stats.online_batches >= len(events) // 50
     assert_exactly_once(stream_repo, events)
     assert sum(stream_repo.committed().values()) == len(events)
+
+
+def test_events_are_packed_on_the_loop_thread_and_only_sent_on_the_writer_thread(stream_repo, monkeypatch):
+    """The online writer thread only talks to Redis: packing there (numpy calls that each give up the
+    GIL and wait to take it back from the busy loop) was most of a write's time."""
+    import threading
+
+    from fs_platform.plugins.kafka_ingest import sinks
+
+    real, seen = sinks.EventSink.prepare, []
+
+    def spy(self, table, now, origins):
+        seen.append(("pack", threading.current_thread().name))
+        send = real(self, table, now, origins)
+
+        def sending(progress=None):
+            seen.append(("send", threading.current_thread().name))
+            return send(progress)
+
+        return sending
+
+    monkeypatch.setattr(sinks.EventSink, "prepare", spy)
+    events = payments(200, seed=8)
+    produce(stream_repo.broker.bootstrap, stream_repo.topic, events)
+    run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
+    run.wait(lambda s: s.written_online == len(AGGREGATION_VIEWS) * len(events), what="online writes")
+    run.stop()
+    assert seen and {name for what, name in seen if what == "pack"} == {run.thread.name}
+    assert {name.split("_")[0] for what, name in seen if what == "send"} == {"fs-ingest-online"}
+    assert_exactly_once(stream_repo, events)
+
+
+def test_an_error_while_packing_is_the_write_s_error(stream_repo, monkeypatch):
+    """Packing moved to the loop thread, its errors did not: a terminal one still stops the ingestor
+    with the error, nothing committed."""
+    from fs_platform.errors import OnlineWriteError
+    from fs_platform.plugins.redis_store.online_store import RedisOnlineStore
+
+    def broken(self, *args, **kwargs):
+        raise OnlineWriteError("injected: packing failed")
+
+    monkeypatch.setattr(RedisOnlineStore, "prepare_events", broken)
+    produce(stream_repo.broker.bootstrap, stream_repo.topic, payments(20, seed=9))
+    run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
+    run.thread.join(60)
+    assert not run.thread.is_alive() and isinstance(run.error, OnlineWriteError)
+    assert set(stream_repo.committed().values()) == {None}

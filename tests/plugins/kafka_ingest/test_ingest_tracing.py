@@ -89,15 +89,20 @@ def test_rows_put_back_after_a_failed_write_keep_their_trace(stream_repo, monkey
     from fs_platform.errors import SinkUnavailable
     from fs_platform.plugins.kafka_ingest import sinks
 
-    real, calls = sinks.EventSink.write, []
+    real, calls = sinks.EventSink.prepare, []
 
-    def flaky(self, table, now, origins, progress=None):
-        calls.append(table.num_rows)
-        if len(calls) == 1:
-            raise SinkUnavailable("injected: before the write")
-        return real(self, table, now, origins, progress)
+    def flaky(self, table, now, origins):
+        send = real(self, table, now, origins)
 
-    monkeypatch.setattr(sinks.EventSink, "write", flaky)
+        def first_fails(progress=None):
+            calls.append(table.num_rows)
+            if len(calls) == 1:
+                raise SinkUnavailable("injected: before the write")
+            return send(progress)
+
+        return first_fails
+
+    monkeypatch.setattr(sinks.EventSink, "prepare", flaky)
     stream_repo.configure(retry={"attempts": 1})  # the failure reaches the loop: rows are put back
     events = payments(40, seed=5)
     produce(stream_repo.broker.bootstrap, stream_repo.topic, events)
