@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
+
 from fs_platform.errors import ConfigError
 from fs_platform.plugins.kafka_ingest.config import FieldType, TopicSpec
 
@@ -140,6 +142,11 @@ class RecordDecoder:
     def __init__(self, spec: TopicSpec, fields: dict[str, FieldType], repo: Path):
         self.spec = spec
         self._decode = (_avro_decoder if spec.format == "avro" else _json_decoder)(spec, repo)
+        # The batch path parses JSON with orjson (~3x the standard parser; the parse was a fifth of
+        # the loop's time). What orjson refuses (NaN and Infinity literals, integers past 64 bits, lone
+        # surrogates, UTF-16) takes the per-message path, which parses with ``json.loads`` as before:
+        # the outcome of every message is the standard parser's.
+        self._batch_decode = orjson.loads if spec.format == "json" else self._decode
         self._mapping = dict(spec.field_mapping)
         self._checks = [
             (name, _CHECKS[kind], kind, numeric_range(kind, name, spec))
@@ -190,7 +197,7 @@ class RecordDecoder:
         ``values``, and ``(position, BadRecord)`` for the others, each in order. Fields are checked
         column by column; a message any check flags goes through the per-message path, which
         names its exact reason."""
-        loads, mapping, tf = self._decode, self._mapping, self._time_field
+        loads, mapping, tf = self._batch_decode, self._mapping, self._time_field
         recs: list[dict] = []
         pos: list[int] = []
         slow: list[int] = []  # positions for the per-message path

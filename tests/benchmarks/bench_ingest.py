@@ -370,10 +370,11 @@ def main() -> None:
             "`tests/benchmarks/legacy_transform/`; the current ingestor still runs it (transform hooks with "
             "a batch method, rows written through the plain-view online and Delta sinks). The three views "
             "do more work per event than the transform did (3 views, 2 entity types, 27 features vs 1 view "
-            "of 7). The clock of each path stops when both targets hold every event: online writes run on "
-            "their own thread and trail the Delta appends when Redis is the slower target, which it is for "
-            "the three views (each event touches three keys' tiles in a Lua script; the transform wrote one "
-            "small row per customer and batch).",
+            "of 7). The clock of each path stops when both targets hold every event (online writes run on "
+            "their own thread and may trail the Delta appends). Both paths are bound by the loop thread "
+            "(kafka-python's record parsing and the JSON decode are most of it): the tiles' Lua work runs "
+            "in Redis on the other core, and the events are packed for it on the loop thread so that the "
+            "online writer thread only sends (docs/ingest.md, Performance).",
             "",
             "Freshness is online write time minus event time (stamped by the producer at send), so it "
             "includes producer batching, the broker, the fetch wait and the online batch interval. "

@@ -465,3 +465,37 @@ def test_a_write_that_keeps_answering_is_not_counted_against_its_deadline():
         time.sleep(0.01)
     assert writers.online.missed >= 2 and guard.breakers["online"].state.name == "OPEN"
     assert writers.stalled() == ["online"]
+
+
+def test_the_batch_path_gives_every_message_the_per_message_outcome():
+    """The batch path parses with orjson, the per-message path with the standard parser; what orjson
+    refuses must still get the standard parser's verdict (accepted or its exact reason), in order."""
+    d = _decoder(max_future="5m")
+    ts = '"event_timestamp": "2026-11-01T00:00:00Z"'
+    values = [
+        f'{{"customer_id": 7, "amount": 1.5, {ts}}}'.encode(),
+        f'{{"customer_id": 7, "amount": NaN, {ts}}}'.encode(),  # orjson refuses the literal
+        f'{{"customer_id": 7, "amount": -Infinity, {ts}}}'.encode(),
+        f'{{"customer_id": 100000000000000000000, "amount": 1.0, {ts}}}'.encode(),  # past 64 bits
+        f'{{"customer_id": 18446744073709551615, "amount": 1.0, {ts}}}'.encode(),  # u64, past int64
+        f'{{"customer_id": 7, "amount": 2.0, "note": "\\ud800", {ts}}}'.encode(),  # lone surrogate
+        f'{{"customer_id": 8, "amount": 3.0, {ts}}}'.encode("utf-16"),  # the standard parser reads it
+        f'{{"customer_id": 9, "amount": 1e400, {ts}}}'.encode(),  # inf in the standard parser
+        b'{"customer_id": 7, "amount": 1.0, "event_timestamp": "2026-11-01T00:00:00Z"',  # truncated
+        b"\xff\xfe\x00",
+        None,
+        b"[1, 2]",
+        f'{{"customer_id": 7, "customer_id": 10, "amount": 4.0, {ts}}}'.encode(),  # the last one wins
+        "[" * 5000 + "]" * 5000,
+    ]
+    values[-1] = values[-1].encode()
+    expected_ok, expected_bad = [], []
+    for i, v in enumerate(values):
+        try:
+            expected_ok.append((i, d(v, NOW)))
+        except BadRecord as e:
+            expected_bad.append((i, e.reason, e.detail))
+    recs, _, pos, bad = d.decode_batch(values, NOW)
+    assert list(zip(pos, recs, strict=True)) == expected_ok
+    assert [(i, e.reason, e.detail) for i, e in bad] == expected_bad
+    assert [i for i, _ in expected_ok] == [0, 5, 6, 12]  # the standard parser's accepted messages
