@@ -45,7 +45,8 @@ def check_drift(c) -> list[Finding]:
                 continue
             end = newest + timedelta(microseconds=1)  # windows are half-open: the newest row is current
             current, reference = (end - CURRENT, end), (end - CURRENT - REFERENCE, end - CURRENT)
-            rows = read_window(c.store, view.name, *current).num_rows
+            current_rows = read_window(c.store, view.name, *current)
+            rows = current_rows.num_rows
             if rows < MIN_ROWS:
                 findings.append(
                     Finding(
@@ -57,7 +58,7 @@ def check_drift(c) -> list[Finding]:
                     )
                 )
                 continue
-            report = detect_drift(c.store, view.name, reference, current)
+            report = detect_drift(c.store, view.name, reference, current, current_rows=current_rows)
         except OfflineStoreError as e:  # e.g. no rows in the reference week: a young view
             findings.append(Finding("drift", Severity.INFO, view.name, f"drift not checked: {e}"))
             continue

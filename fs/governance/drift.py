@@ -172,15 +172,18 @@ def detect_drift(
     reference: tuple[datetime, datetime],
     current: tuple[datetime, datetime],
     features: list[str] | None = None,
+    current_rows=None,
 ) -> DriftReport:
-    """Compare the view's offline rows in ``current`` against ``reference`` (half-open windows)."""
+    """Compare the view's offline rows in ``current`` against ``reference`` (half-open windows).
+    ``current_rows``: the current window's rows (``offline.read_window``) if the caller read them already."""
     fv = feature_view(store, view)
     suite = expectations.load_suite(store.repo_path, view)
     config = suite.drift if suite else {}
     sensitive = sensitive_features(fv)
     frames = {}
     for label, (start, end) in (("reference", reference), ("current", current)):
-        table = offline.read_window(store, view, start, end)
+        given = current_rows if label == "current" else None
+        table = offline.read_window(store, view, start, end) if given is None else given
         if table.num_rows == 0:
             raise OfflineStoreError(
                 f"no rows of {view!r} in the {label} window [{start.isoformat()}, {end.isoformat()})",

@@ -50,10 +50,20 @@ def test_too_few_rows_is_no_verdict(make_repo):  # noqa: F811
     assert finding.severity == Severity.INFO and finding.evidence["current_rows"] < MIN_ROWS
 
 
-def test_same_distribution_is_not_drift(make_repo):  # noqa: F811
+def test_same_distribution_is_not_drift(make_repo, monkeypatch):  # noqa: F811
+    from fs_platform.governance import offline
+
     platform = make_repo(days=9)  # a full reference week
     _append_last_day(platform, 1000, shift=1.0)
+    real, windows = offline.read_window, []
+
+    def counted(store, name, start=None, end=None):
+        windows.append((start, end))
+        return real(store, name, start, end)
+
+    monkeypatch.setattr(offline, "read_window", counted)
     finding = _drift(platform)
+    assert len(windows) == len(set(windows)) == 2  # the last day and the week before, each read once
     assert finding.severity == Severity.OK, finding.evidence
     assert finding.evidence["drifted"] == [] and "avg_ticket_1d" in finding.evidence["psi"]
 
