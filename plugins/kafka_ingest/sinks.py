@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -100,13 +101,10 @@ class OnlineSink:
         self._keys = [v.join_keys for v in self._views]
 
     def prepare(self, table: pa.Table, now: datetime, origins=None):
-        """``write`` as a call of ``progress`` alone (rows need no packing ahead of the write)."""
-        return lambda progress=None: self.write(table, now, origins, progress)
-
-    def write(self, table: pa.Table, now: datetime, origins=None, progress=None) -> OnlineResult:
-        """Write a table of rows (``row_schema`` columns) to every online view fed by the source;
+        """Encode a table of rows (``row_schema`` columns) for every online view fed by the source (CPU
+        only, on the caller's thread); returns the write itself, ``send(progress=None) -> OnlineResult``,
         ``progress()`` after each round trip to Redis."""
-        written = stale = 0
+        writes, stale = [], 0
         for view, schema, keys in zip(self._views, self._schemas, self._keys, strict=True):
             data = _conform(table, schema.remove(schema.get_field_index(self._created_col)))
             data = data.append_column(
@@ -118,18 +116,37 @@ class OnlineSink:
             if len(newest) < data.num_rows:
                 stale += data.num_rows - len(newest)
                 data = data.take(newest)
-            try:
-                result = self._store.write_arrow(
-                    self._config, view, data, self._event_col, self._created_col, progress
+            with _sink_errors(f"online write to {view.name!r}"):
+                writes.append(
+                    self._store.prepare_arrow(self._config, view, data, self._event_col, self._created_col)
                 )
-            except (TransientError, OnlineWriteError, OnlineAccessDenied):
-                raise
-            except OnlineStoreError as e:  # other server errors (LOADING, READONLY in a failover) pass
-                raise SinkUnavailable(f"online write to {view.name!r} failed: {e}") from e
-            written += result.written
-            # Rows already past the view's ttl can never be served: as stale as an older event.
-            stale += result.skipped_stale + result.skipped_expired
-        return OnlineResult(written, stale)
+
+        def send(progress=None) -> OnlineResult:
+            written, skipped = 0, stale
+            for write in writes:
+                with _sink_errors(f"online write to {write.view!r}"):
+                    result = write.send(progress)
+                written += result.written
+                # Rows already past the view's ttl can never be served: as stale as an older event.
+                skipped += result.skipped_stale + result.skipped_expired
+            return OnlineResult(written, skipped)
+
+        return send
+
+    def write(self, table: pa.Table, now: datetime, origins=None, progress=None) -> OnlineResult:
+        return self.prepare(table, now, origins)(progress)
+
+
+@contextmanager
+def _sink_errors(what: str):
+    """Store errors as the ingestor's guard classifies them: transient ones and terminal write errors
+    as they are, other server errors (LOADING, READONLY in a failover) as ``SinkUnavailable``."""
+    try:
+        yield
+    except (TransientError, OnlineWriteError, OnlineAccessDenied):
+        raise
+    except OnlineStoreError as e:
+        raise SinkUnavailable(f"{what} failed: {e}") from e
 
 
 class EventSink:
@@ -156,17 +173,14 @@ class EventSink:
         itself, ``send(progress=None) -> OnlineResult``: all views' tiles in one pipeline (counts are per
         view: an event feeding three views is three), ``progress()`` after each round trip to Redis."""
         partitions, offsets = origins
-        prepared = self._store.prepare_events(
-            self._config, self._views, table, partitions, offsets, self._event_col
-        )
+        with _sink_errors("online tile write"):
+            prepared = self._store.prepare_events(
+                self._config, self._views, table, partitions, offsets, self._event_col
+            )
 
         def send(progress=None) -> OnlineResult:
-            try:
+            with _sink_errors("online tile write"):
                 result = prepared.send(progress)
-            except (TransientError, OnlineWriteError, OnlineAccessDenied):
-                raise
-            except OnlineStoreError as e:
-                raise SinkUnavailable(f"online tile write failed: {e}") from e
             return OnlineResult(result.applied, result.duplicate)
 
         return send

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +45,7 @@ from fs_platform.plugins.redis_store.tile_store import (
     write_tiles,
 )
 from fs_platform.plugins.redis_store.write_prep import prepare_protos, prepare_table
-from fs_platform.plugins.redis_store.writer import WriteResult
+from fs_platform.plugins.redis_store.writer import PreparedBatch, WriteResult
 
 __all__ = ["RedisOnlineStore", "RedisOnlineStoreConfig"]
 
@@ -56,6 +57,28 @@ _ROWS_PER_SEND = 20_000  # rows encoded and sent per pipeline: bounds client mem
 class RedisOnlineStoreConfig(RedisStoreSettings):
     """The store's settings (fields: config.py). Declared in this module because Feast finds the store
     class through its config class's module (and the config class through the store's ``type``)."""
+
+
+@dataclass
+class RowWrite:
+    """Rows of one view encoded for writes.lua (``prepare_arrow``), ready to send: the ingestor encodes
+    on its loop thread so that its online writer thread holds the GIL only to send and read (see
+    tile_store.EventWrite)."""
+
+    state: StoreState
+    view: str
+    rows: int
+    batches: list[PreparedBatch]
+
+    def send(self, progress: Callable | None = None) -> WriteResult:
+        """Write the rows (each batch one round trip; idempotent); ``progress()`` after each."""
+        result = WriteResult()
+        with span("fs.online.write", view=self.view, rows=self.rows):
+            for batch in self.batches:
+                result += self.state.writer.write(batch)
+                if progress is not None:
+                    progress()
+        return result
 
 
 class RedisOnlineStore(OnlineStore):
@@ -157,18 +180,31 @@ class RedisOnlineStore(OnlineStore):
     ) -> WriteResult:
         """Write an Arrow table/batch with join-key, feature and timestamp columns (feature names
         already mapped). Timestamp columns default to the view's batch source's. ``progress()`` after
-        each round trip."""
-        state = self.state(config)
+        each round trip. Encoded and sent ``_ROWS_PER_SEND`` rows at a time (bounded client memory)."""
         if isinstance(data, pa.RecordBatch):
             data = pa.Table.from_batches([data])
         result = WriteResult()
-        with span("fs.online.write", view=table.name, rows=data.num_rows):
-            for start in range(0, data.num_rows, _ROWS_PER_SEND):
-                chunk = data.slice(start, _ROWS_PER_SEND)
-                result += state.writer.write(prepare_table(state, table, chunk, event_column, created_column))
-                if progress is not None:
-                    progress()
+        for start in range(0, data.num_rows, _ROWS_PER_SEND):
+            chunk = data.slice(start, _ROWS_PER_SEND)
+            result += self.prepare_arrow(config, table, chunk, event_column, created_column).send(progress)
         return result
+
+    def prepare_arrow(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: pa.Table,
+        event_column: str | None = None,
+        created_column: str | None = None,
+    ) -> RowWrite:
+        """``write_arrow`` in two steps, all of ``data`` at once: this encodes the rows (CPU only),
+        ``.send(progress)`` writes them (the ingestor encodes on its loop thread, see RowWrite)."""
+        state = self.state(config)
+        batches = [
+            prepare_table(state, table, data.slice(start, _ROWS_PER_SEND), event_column, created_column)
+            for start in range(0, data.num_rows, _ROWS_PER_SEND)
+        ]
+        return RowWrite(state, table.name, data.num_rows, batches)
 
     def write_events(
         self,

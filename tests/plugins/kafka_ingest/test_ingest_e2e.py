@@ -339,16 +339,21 @@ def test_a_stop_writes_the_whole_online_backlog_in_pieces(stream_repo):
     assert sum(stream_repo.committed().values()) == len(events)
 
 
-def test_events_are_packed_on_the_loop_thread_and_only_sent_on_the_writer_thread(stream_repo, monkeypatch):
-    """The online writer thread only talks to Redis: packing there (numpy calls that each give up the
-    GIL and wait to take it back from the busy loop) was most of a write's time."""
+@pytest.mark.parametrize("sink", ["EventSink", "OnlineSink"])
+def test_writes_are_packed_on_the_loop_thread_and_only_sent_on_the_writer_thread(
+    sink, request, monkeypatch
+):
+    """The online writer thread only talks to Redis: packing there (numpy and Arrow calls that each give
+    up the GIL and wait to take it back from the busy loop) was most of a write's time. Tiles of raw
+    events (EventSink) and rows of a transform (OnlineSink) alike."""
     import threading
 
     from fs_platform.plugins.kafka_ingest import sinks
 
-    real, seen = sinks.EventSink.prepare, []
+    repo = request.getfixturevalue("stream_repo" if sink == "EventSink" else "transform_repo")
+    real, seen = getattr(sinks, sink).prepare, []
 
-    def spy(self, table, now, origins):
+    def spy(self, table, now, origins=None):
         seen.append(("pack", threading.current_thread().name))
         send = real(self, table, now, origins)
 
@@ -358,15 +363,18 @@ def test_events_are_packed_on_the_loop_thread_and_only_sent_on_the_writer_thread
 
         return sending
 
-    monkeypatch.setattr(sinks.EventSink, "prepare", spy)
-    events = payments(200, seed=8)
-    produce(stream_repo.broker.bootstrap, stream_repo.topic, events)
-    run = Running(Ingestor(stream_repo.platform, stream_repo.config()))
-    run.wait(lambda s: s.written_online == len(AGGREGATION_VIEWS) * len(events), what="online writes")
+    monkeypatch.setattr(getattr(sinks, sink), "prepare", spy)
+    events = payments(200, customers=6, seed=8)
+    produce(repo.broker.bootstrap, repo.topic, events)
+    run = Running(Ingestor(repo.platform, repo.config()))
+    run.wait(lambda s: s.written_offline == len(events) and s.online_batches >= 1, what="the writes")
     run.stop()
     assert seen and {name for what, name in seen if what == "pack"} == {run.thread.name}
     assert {name.split("_")[0] for what, name in seen if what == "send"} == {"fs-ingest-online"}
-    assert_exactly_once(stream_repo, events)
+    if sink == "EventSink":
+        assert_exactly_once(repo, events)
+    else:
+        assert_rows(repo, running_counts(events))
 
 
 def test_an_error_while_packing_is_the_write_s_error(stream_repo, monkeypatch):
