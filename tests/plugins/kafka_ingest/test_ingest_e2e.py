@@ -340,9 +340,7 @@ def test_a_stop_writes_the_whole_online_backlog_in_pieces(stream_repo):
 
 
 @pytest.mark.parametrize("sink", ["EventSink", "OnlineSink"])
-def test_writes_are_packed_on_the_loop_thread_and_only_sent_on_the_writer_thread(
-    sink, request, monkeypatch
-):
+def test_writes_are_packed_on_the_loop_thread_and_only_sent_on_the_writer_thread(sink, request, monkeypatch):
     """The online writer thread only talks to Redis: packing there (numpy and Arrow calls that each give
     up the GIL and wait to take it back from the busy loop) was most of a write's time. Tiles of raw
     events (EventSink) and rows of a transform (OnlineSink) alike."""
