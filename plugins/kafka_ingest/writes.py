@@ -205,7 +205,7 @@ class Writers:
         def answered():
             beat[0] = time.monotonic()
 
-        try:  # packing here, where the loop holds the GIL anyway (see tile_store.EventWrite)
+        try:  # packing here, where the loop holds the GIL anyway (see tile_events.EventWrite)
             send = sink.prepare(table, when, origins)
         except Exception as e:  # raised on the writer thread, where a write's errors are handled
 

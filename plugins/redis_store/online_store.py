@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +23,6 @@ from feast.online_response import OnlineResponse
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from fs_platform.observability import span
 from fs_platform.plugins.redis_store.codec import created_us
 from fs_platform.plugins.redis_store.config import RedisStoreSettings
 from fs_platform.plugins.redis_store.connection import Endpoint
@@ -38,14 +36,10 @@ from fs_platform.plugins.redis_store.read_plan import plan_for, requested_order
 from fs_platform.plugins.redis_store.reader import ViewRead, ViewResult, build_keys, decode
 from fs_platform.plugins.redis_store.state import StoreState, view_read
 from fs_platform.plugins.redis_store.teardown import delete_project, delete_views
-from fs_platform.plugins.redis_store.tile_store import (
-    EventWrite,
-    TileWriteResult,
-    prepare_events,
-    write_tiles,
-)
+from fs_platform.plugins.redis_store.tile_events import EventWrite, prepare_events
+from fs_platform.plugins.redis_store.tile_store import TileWriteResult, write_tiles
 from fs_platform.plugins.redis_store.write_prep import prepare_protos, prepare_table
-from fs_platform.plugins.redis_store.writer import PreparedBatch, WriteResult
+from fs_platform.plugins.redis_store.writer import RowWrite, WriteResult
 
 __all__ = ["RedisOnlineStore", "RedisOnlineStoreConfig"]
 
@@ -57,28 +51,6 @@ _ROWS_PER_SEND = 20_000  # rows encoded and sent per pipeline: bounds client mem
 class RedisOnlineStoreConfig(RedisStoreSettings):
     """The store's settings (fields: config.py). Declared in this module because Feast finds the store
     class through its config class's module (and the config class through the store's ``type``)."""
-
-
-@dataclass
-class RowWrite:
-    """Rows of one view encoded for writes.lua (``prepare_arrow``), ready to send: the ingestor encodes
-    on its loop thread so that its online writer thread holds the GIL only to send and read (see
-    tile_store.EventWrite)."""
-
-    state: StoreState
-    view: str
-    rows: int
-    batches: list[PreparedBatch]
-
-    def send(self, progress: Callable | None = None) -> WriteResult:
-        """Write the rows (each batch one round trip; idempotent); ``progress()`` after each."""
-        result = WriteResult()
-        with span("fs.online.write", view=self.view, rows=self.rows):
-            for batch in self.batches:
-                result += self.state.writer.write(batch)
-                if progress is not None:
-                    progress()
-        return result
 
 
 class RedisOnlineStore(OnlineStore):
@@ -233,7 +205,7 @@ class RedisOnlineStore(OnlineStore):
         expire: bool = True,
     ) -> EventWrite:
         """``write_events`` in two steps: this packs the events (CPU only), ``.send(progress)`` writes
-        them (see tile_store.EventWrite)."""
+        them (see tile_events.EventWrite)."""
         views = [table] if isinstance(table, FeatureView) else list(table)
         return prepare_events(self.state(config), views, events, partitions, offsets, time_column, expire)
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 from redis.crc import key_slot
 
+from fs_platform.observability import span
 from fs_platform.plugins.redis_store.codec import ViewCodec
 from fs_platform.plugins.redis_store.connection import Endpoint, translated
 
@@ -203,3 +206,25 @@ class BatchWriter:
             except redis.exceptions.NoScriptError:
                 await self._client.script_load(WRITE_LUA)
                 return await self._send_async(batch)
+
+
+@dataclass
+class RowWrite:
+    """Rows of one view encoded for writes.lua (``prepare_arrow``), ready to send: the ingestor encodes
+    on its loop thread so that its online writer thread holds the GIL only to send and read (see
+    tile_events.EventWrite)."""
+
+    state: Any  # StoreState (which imports this module)
+    view: str
+    rows: int
+    batches: list[PreparedBatch]
+
+    def send(self, progress: Callable | None = None) -> WriteResult:
+        """Write the rows (each batch one round trip; idempotent); ``progress()`` after each."""
+        result = WriteResult()
+        with span("fs.online.write", view=self.view, rows=self.rows):
+            for batch in self.batches:
+                result += self.state.writer.write(batch)
+                if progress is not None:
+                    progress()
+        return result
