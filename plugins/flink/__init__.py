@@ -2,7 +2,7 @@
 
 The Flink job reads the views' Kafka topics (the Kafka connector, checkpointed offsets) and hands
 each batch of records to the ingestor's own decode/validate path and tile writer
-(``kafka_ingest.pipeline.TopicPipeline``, ``redis_store.tile_events.write_events`` through
+(``kafka_ingest.pipeline.TopicPipeline``, ``redis_store.tile_events.prepare_events`` through
 ``kafka_ingest.sinks.EventSink``) inside a vectorized Python UDF. Tiles live in Redis, keyed and
 offset-marked exactly as the ingestor writes them, so a view moves between engines by configuration,
 a replay after a restore from a checkpoint adds nothing, and serving is unchanged.

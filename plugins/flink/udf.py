@@ -1,7 +1,7 @@
 """The Flink job's one Python step (runs in Flink's Python worker, the Flink environment): a vectorized
 UDF that takes a batch of Kafka records and does exactly what the ingestor does with a poll batch,
 with the ingestor's own code: decode and validate (``TopicPipeline.process``: bad records, ``bad_key``,
-``too_late``), write the tiles (``EventSink`` -> ``tile_events.write_events``: each event applied at
+``too_late``), write the tiles (``EventSink`` -> ``tile_events.prepare_events``: each event applied at
 most once per entity via its ``topic/partition`` offset), append the raw events to Delta when the
 topic's targets include offline (``OfflineSink.append``: one commit per batch and topic that records
 each partition's last offset as a Delta application transaction, and drops rows at or below it),

@@ -28,7 +28,6 @@ from fs_platform.plugins.redis_store.tile_store import (
     TileWriteResult,
     compiled,
     entity_codes,
-    program,
     script_calls,
     send_calls,
 )
@@ -79,7 +78,7 @@ class EventWrite:
     state: Any
     views: Sequence[FeatureView]
     calls: list[tuple[list[str], list]]
-    fallbacks: dict  # view name -> what an entity's event-by-event resend needs
+    fallbacks: dict  # view name -> (spec, script head, key names, entity per row, rows, values): a resend
     partitions: Sequence[str]
     offsets: np.ndarray
     times: np.ndarray
@@ -99,17 +98,30 @@ class EventWrite:
     def _send(self, progress) -> TileWriteResult:
         applied, resend = send_calls(self.state, self.calls, progress)
         if resend:
-            applied += _resend(
-                self.state,
-                self.views,
-                self.fallbacks,
-                set(resend),
-                self.partitions,
-                self.offsets,
-                self.times,
-                self.expire,
-            )
+            applied += self._resend(set(resend))
         return TileWriteResult(applied, self.total - applied, self.filtered)
+
+    def _resend(self, keys_to_send: set[str]) -> int:
+        """The entities whose block straddled a partition's mark, again with one block per event: the
+        script then decides event by event (offsets at or below the mark are skipped)."""
+        calls = []
+        for spec, head, names, entity, rows, values in self.fallbacks.values():
+            send = np.array([names[e] in keys_to_send for e in entity.tolist()], dtype=bool)
+            picked = np.flatnonzero(send)  # in row order: offset order per partition
+            if not len(picked):
+                continue
+            r = rows[picked]
+            packed = _blocks(
+                spec, np.arange(len(picked)), len(picked), self.times[r], values[r], self.offsets[r]
+            )
+            per_key: dict[str, list] = {}
+            for j, data in zip(picked.tolist(), packed, strict=True):
+                items = per_key.setdefault(names[entity[j]], [0])
+                items[0] += 1
+                items += (self.partitions[rows[j]], data)
+            calls += script_calls(self.state, head, list(per_key.items()))
+        applied, _ = send_calls(self.state, calls)
+        return applied
 
 
 def prepare_events(
@@ -122,14 +134,8 @@ def prepare_events(
     expire: bool = True,
 ) -> EventWrite:
     """Raw events (in offset order per partition) packed to be applied to each view's tiles, each at
-    most once, in one pipeline for all views. ``expire=False`` keeps keys whose tiles are all in the past
-    (replays).
-
-    The events are pre-aggregated here, per (entity, Kafka partition) and tile, with numpy
-    (``fs_platform.aggregation.tile_records.partials``) into one packed block per (entity, partition); the
-    script merges a block if all its offsets are above the partition's mark, skips it if none is. A
-    block straddling the mark (a replay that starts inside it) is rare: those entities are then sent
-    again event by event."""
+    most once, in one pipeline for all views (see the module's docstring). ``expire=False`` keeps keys
+    whose tiles are all in the past (replays)."""
     offsets = np.asarray(offsets, dtype=np.int64)
     if not events.num_rows:
         return EventWrite(state, views, [], {}, partitions, offsets, np.empty(0, np.int64), expire, 0, 0)
@@ -175,45 +181,5 @@ def prepare_events(
                 items += (part_names[p], data)
         call_head = [*head[:1], "b" if expire else "B", *head[2:]]
         calls += script_calls(state, call_head, per_key)
-        fallbacks[view.name] = (spec, names, entity, rows, values)
+        fallbacks[view.name] = (spec, call_head, names, entity, rows, values)
     return EventWrite(state, views, calls, fallbacks, partitions, offsets, times, expire, total, filtered)
-
-
-def write_events(
-    state,
-    views: Sequence[FeatureView],
-    events: pa.Table,
-    partitions: Sequence[str],
-    offsets: np.ndarray,
-    time_column: str,
-    expire: bool = True,
-    progress=None,
-) -> TileWriteResult:
-    """``prepare_events`` then send; ``progress()`` after each round trip."""
-    return prepare_events(state, views, events, partitions, offsets, time_column, expire).send(progress)
-
-
-def _resend(state, views, fallbacks, keys_to_send: set[str], partitions, offsets, times, expire) -> int:
-    """The entities whose block straddled a partition's mark, again with one block per event: the
-    script then decides event by event (offsets at or below the mark are skipped)."""
-    calls = []
-    for view in views:
-        if view.name not in fallbacks:
-            continue
-        spec, names, entity, rows, values = fallbacks[view.name]
-        head = program(spec)
-        head[1] = "b" if expire else "B"
-        send = np.array([names[e] in keys_to_send for e in entity.tolist()], dtype=bool)
-        picked = np.flatnonzero(send)  # in row order: offset order per partition
-        if not len(picked):
-            continue
-        r = rows[picked]
-        packed = _blocks(spec, np.arange(len(picked)), len(picked), times[r], values[r], offsets[r])
-        per_key: dict[str, list] = {}
-        for j, data in zip(picked.tolist(), packed, strict=True):
-            items = per_key.setdefault(names[entity[j]], [0])
-            items[0] += 1
-            items += (partitions[rows[j]], data)
-        calls += script_calls(state, head, list(per_key.items()))
-    applied, _ = send_calls(state, calls)
-    return applied

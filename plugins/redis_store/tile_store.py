@@ -6,7 +6,7 @@ writers' Kafka offset marks (earlier versions kept those in a hash beside it, ``
 which the script folds into the string on the entity's next write). Tenant prefixes, ACLs and Cluster
 slots work unchanged. Writers:
 
-* ``tile_events.write_events``: the Kafka ingestor's raw events with their ``topic/partition`` and
+* ``tile_events.prepare_events``: the Kafka ingestor's raw events with their ``topic/partition`` and
   offset. Each event is applied once: a redelivered offset is a no-op, so replays after a crash add
   nothing.
 * ``write_tiles``: tiles rebuilt by Spark from the raw Delta events (``fs materialize`` / backfill).

@@ -296,7 +296,7 @@ def main() -> None:
             f"worker) / {f['stop']:.1f} s with a savepoint | |",
             "",
             "Both engines run the same code per record (the ingestor's decoder and "
-            "`tile_events.write_events`); the Flink job adds Arrow batches between the JVM and its Python "
+            "`tile_events.prepare_events`); the Flink job adds Arrow batches between the JVM and its Python "
             "worker, and scales by parallelism (`flink.yaml`) rather than by more ingestor processes. "
             "Freshness = the first online read that sees a probe payment of a new customer minus its event "
             "time (stamped at send), polled every 5 ms: it includes the broker, the fetch wait and the "
