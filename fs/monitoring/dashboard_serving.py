@@ -35,6 +35,19 @@ SERVING = Dashboard(
                 ),
                 Panel("Redis read p99", (q(p99("fs_serve_redis_seconds"), "p99"),), unit="s"),
                 Panel(
+                    "Redis reads answered directly (share)",
+                    (
+                        q(
+                            f"sum(rate(fs_serve_direct_reads_total[{RATE}])) / "
+                            f"sum(rate(fs_serve_redis_seconds_count[{RATE}]))",
+                            "direct",
+                        ),
+                    ),
+                    unit="percentunit",
+                    description="Reads made in the loop callback because the worker had nothing else to "
+                    "do (low concurrency); the rest share the pipelined connection. See docs/serving.md.",
+                ),
+                Panel(
                     "Entities per request (p50, p99)",
                     (
                         q(p99("fs_serve_entities_per_request", quantile=0.5), "p50"),

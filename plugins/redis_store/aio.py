@@ -34,6 +34,18 @@ def supported(client) -> bool:
     return pool is not None and pool.connection_class is Connection
 
 
+def server_of(client) -> dict:
+    """Where a redis.asyncio ``client`` connects: host, port, db, username and password."""
+    kw = client.connection_pool.connection_kwargs
+    return {
+        "host": kw.get("host", "localhost"),
+        "port": int(kw.get("port", 6379)),
+        "db": int(kw.get("db") or 0),
+        "username": kw.get("username"),
+        "password": kw.get("password"),
+    }
+
+
 def _pack(args: tuple[bytes, ...]) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for a in args:
@@ -115,10 +127,9 @@ class PipelinedConnection:
     """One pipelined connection to a standalone server, for the loop it was created on."""
 
     def __init__(self, client, cfg):
-        kw = client.connection_pool.connection_kwargs
-        self.host, self.port = kw.get("host", "localhost"), int(kw.get("port", 6379))
-        self.db = int(kw.get("db") or 0)
-        self.username, self.password = kw.get("username"), kw.get("password")
+        server = server_of(client)
+        self.host, self.port, self.db = server["host"], server["port"], server["db"]
+        self.username, self.password = server["username"], server["password"]
         self.socket_timeout = cfg.socket_timeout_s
         self.connect_timeout = cfg.connect_timeout_s
         self.attempts = cfg.retry_attempts + 1

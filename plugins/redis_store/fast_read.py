@@ -165,6 +165,11 @@ class FastReader:
         """The one Redis read; ``deadline`` (loop time): the builtin ``TimeoutError`` past it."""
         return await self._state.mget_async(request.keys, deadline)
 
+    def fetch_direct(self, request: Request, timeout: float) -> list | None:
+        """The read answered in the calling thread, or None if it cannot be (``StoreState.mget_direct``):
+        then ``fetch``."""
+        return self._state.mget_direct(request.keys, timeout)
+
     def fetch_sync(self, request: Request) -> list:
         return self._state.mget(request.keys)
 

@@ -15,7 +15,7 @@ from feast import FeatureView, RepoConfig
 
 from fs_platform.aggregation.spec import is_aggregation
 from fs_platform.errors import ConfigError
-from fs_platform.plugins.redis_store import aio, embedded
+from fs_platform.plugins.redis_store import aio, direct, embedded
 from fs_platform.plugins.redis_store.codec import ViewCodec
 from fs_platform.plugins.redis_store.connection import Endpoint, connect, translated
 from fs_platform.plugins.redis_store.keys import KeyLayout
@@ -56,6 +56,7 @@ class StoreState:
         )
         self._async: tuple[asyncio.AbstractEventLoop, Any, BatchWriter] | None = None
         self._aio: aio.PipelinedConnection | None = None  # the async reads' connection (standalone TCP)
+        self._direct: direct.DirectConnection | None | bool = None  # False: not possible for this endpoint
         self._codecs: dict[int, tuple[FeatureView, ViewCodec]] = {}
         self._schemas: dict[tuple[str, int], str | None] = {}
         self.plans: dict[int, tuple[object, ReadPlan | None]] = {}
@@ -66,6 +67,9 @@ class StoreState:
         if self._aio is not None:
             self._aio.close()
             self._aio = None
+        if self._direct:
+            self._direct.close()
+        self._direct = None
         if self._async is not None:  # loop-bound; in the CLI and in scripts its loop has ended by now
             loop, client, _ = self._async
             self._async = None
@@ -158,6 +162,23 @@ class StoreState:
                 return await read
             async with asyncio.timeout_at(deadline):
                 return await read
+
+    def mget_direct(self, keys: list[str], timeout: float) -> list | None:
+        """MGET answered in the calling thread (``direct.py``), or None when it cannot be (not
+        connected yet, failed, past ``timeout`` seconds, or not a standalone TCP server): then read with
+        ``mget_async``, which retries and reports errors."""
+        conn = self._direct
+        if conn is None or (conn and conn.pid != os.getpid()):
+            conn = self._direct = self._direct_connection()
+        if not conn or not keys:
+            return None
+        return conn.mget(aio._mget(keys), timeout)
+
+    def _direct_connection(self) -> direct.DirectConnection | bool:
+        client, _ = self.async_client()
+        if self.cluster or self.endpoint.mode != "standalone" or not aio.supported(client):
+            return False
+        return direct.DirectConnection(**aio.server_of(client), connect_timeout=self.cfg.connect_timeout_s)
 
     def _pipelined(self) -> aio.PipelinedConnection | None:
         client, _ = self.async_client()

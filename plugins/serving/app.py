@@ -45,6 +45,7 @@ access_log = logging.getLogger("fs.serve.access")
 
 _JSON = [(b"content-type", b"application/json")]
 _MAX_PLANS = 1024
+DIRECT_WAIT_S = 0.005  # the longest a direct read may hold up a worker's other connections
 
 
 class ServeApp:
@@ -149,12 +150,20 @@ class ServeApp:
 
     # --- one request, whatever the transport -----------------------------------------------------
     async def handle(
-        self, method: str, path: str, headers: list, body: bytes | HttpError, start: float
+        self,
+        method: str,
+        path: str,
+        headers: list,
+        body: bytes | HttpError,
+        start: float,
+        direct: bool = False,
     ) -> tuple[int, list, bytes]:
         """Answer one request: ``(status, response headers, body)``. ``headers`` are the request's as
         ``(lower-case name, value)`` bytes pairs; ``body`` is the whole request body, or the
         ``HttpError`` that reading it ended in; ``start`` the ``time.monotonic()`` it arrived at (the
-        deadline counts from there)."""
+        deadline counts from there). ``direct``: the worker has nothing else to do, so the Redis read
+        may block the loop for its round trip (see ``_fetch``); the coroutine then finishes without
+        suspending."""
         label = "-"
         if path == "/get-online-features":
             if self.inflight >= self.settings.max_inflight:
@@ -165,11 +174,13 @@ class ServeApp:
                 try:
                     if self.settings.otel_spans:
                         with span("fs.serve.request") as sp:
-                            status, out, extra, label = await self._online(method, headers, body, start)
+                            status, out, extra, label = await self._online(
+                                method, headers, body, start, direct
+                            )
                             sp.set_attribute("feature_service", label)
                             sp.set_attribute("http.status_code", status)
                     else:
-                        status, out, extra, label = await self._online(method, headers, body, start)
+                        status, out, extra, label = await self._online(method, headers, body, start, direct)
                 finally:
                     self.inflight -= 1
         elif path == "/health":
@@ -226,7 +237,7 @@ class ServeApp:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
-    async def _online(self, method: str, headers: list, raw: bytes | HttpError, start: float):
+    async def _online(self, method: str, headers: list, raw: bytes | HttpError, start: float, direct: bool):
         settings = self.settings
         deadline = start + settings.deadline_ms / 1000
         label = "-"
@@ -260,7 +271,7 @@ class ServeApp:
             except FsError as e:  # a key of the wrong type for the store
                 raise HttpError(400, str(e)) from None
             plan.entities.observe(request.n)
-            replies, why = await self._fetch(plan, request, deadline)
+            replies, why = await self._fetch(plan, request, deadline, direct)
             served = plan.reader.assemble(request, replies, why=why or "read failed")
             log_ = self.served_log
             if log_ is not None and random.random() < log_.rate:  # O(1) enqueue, never blocks or raises
@@ -274,8 +285,10 @@ class ServeApp:
         except HttpError as e:
             return e.status, orjson.dumps({"detail": e.detail}), e.headers, label
 
-    async def _fetch(self, plan: Plan, request, deadline: float):
-        """The one Redis read inside what is left of the deadline, behind the breaker."""
+    async def _fetch(self, plan: Plan, request, deadline: float, direct: bool = False):
+        """The one Redis read inside what is left of the deadline, behind the breaker. ``direct``: try
+        the blocking read first (at most ``DIRECT_WAIT_S`` of the loop's time; with the breaker closed
+        only); when it cannot answer, the pipelined read, with its retries, as for any request."""
         breaker = self.breaker
         if not breaker.allow() or (breaker.state is BreakerState.HALF_OPEN and self._probing):
             return None, "online store unavailable (breaker open)"
@@ -283,7 +296,16 @@ class ServeApp:
         self._probing = probe
         t0 = time.perf_counter()
         try:
-            replies = await plan.reader.fetch(request, loop_time(deadline))
+            replies = None
+            if direct and breaker.state is BreakerState.CLOSED:
+                wait = min(DIRECT_WAIT_S, deadline - time.monotonic())
+                replies = plan.reader.fetch_direct(request, wait) if wait > 0 else None
+                if replies is not None:
+                    metrics.DIRECT_READS.inc()
+            if replies is None:
+                if direct:  # leave the eager step (``http_server.run_eagerly``): timeouts need a task
+                    await asyncio.sleep(0)
+                replies = await plan.reader.fetch(request, loop_time(deadline))
         except TimeoutError:
             self._failed()
             return None, "online store timeout (deadline)"

@@ -37,6 +37,11 @@ REDIS_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+DIRECT_READS = Counter(
+    "fs_serve_direct_reads_total",
+    "Redis reads answered within the loop callback (the worker had nothing else to do).",
+    registry=REGISTRY,
+)
 SHED = Counter(
     "fs_serve_shed_total", "Requests refused with 503 because the worker was full.", registry=REGISTRY
 )

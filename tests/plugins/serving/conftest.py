@@ -1,8 +1,14 @@
 """Fixtures for fs serve: the redis_store test repo (many value types, an ODFV, a two-key view) on the
-machine's Redis, and an aggregation view with an ODFV over it."""
+machine's Redis, an aggregation view with an ODFV over it, and a private redis-server to stop, hang and
+restart."""
 
 from __future__ import annotations
 
+import shutil
+import signal
+import socket
+import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import redis
 from feast import Entity, FeatureService, FeatureStore, Field, RepoConfig, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
@@ -97,3 +104,79 @@ def agg_repo(tmp_path):
     r = AggRepo(tmp_path)
     yield r
     r.store.teardown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of our own, to stop, hang (SIGSTOP) and restart without touching the machine's."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server not installed")
+    port = free_port()
+    cmd = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
+
+    class Server:
+        url = f"redis://127.0.0.1:{port}/0"
+        proc = None
+
+        def start(self):
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    redis.Redis(port=port).ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+        def stop(self):
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    server = Server()
+    server.start()
+    yield server
+    if server.proc.poll() is None:
+        server.stop()
+
+
+@pytest.fixture
+def store_on(repo):
+    """The repo's registry with the online store pointed at another Redis URL."""
+
+    def make(url: str) -> FeatureStore:
+        online = {**repo.online, "url": url, "socket_timeout_s": 1.0, "connect_timeout_s": 1.0}
+        c = repo.config
+        return FeatureStore(
+            config=RepoConfig(
+                project=c.project,
+                registry=str(repo.tmp / "registry.db"),
+                provider="local",
+                online_store=online,
+                offline_store={"type": "file"},
+                entity_key_serialization_version=3,
+                repo_path=str(repo.tmp),
+            )
+        )
+
+    return make

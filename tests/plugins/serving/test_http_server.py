@@ -205,7 +205,7 @@ def test_a_request_that_stalls_gets_408_and_an_idle_connection_is_closed(repo, m
 
 
 def test_an_internal_error_is_a_500_whose_log_has_no_request_values(server, caplog):
-    async def broken(method, path, headers, body, start):
+    async def broken(method, path, headers, body, start, direct=False):
         raise ValueError(f"cannot use {body!r}")
 
     server.app.handle = broken
@@ -221,10 +221,10 @@ def test_stop_finishes_the_request_in_flight_and_closes_idle_connections(server)
     release = asyncio.Event()
     handle = server.app.handle
 
-    async def slow(method, path, headers, body, start):
+    async def slow(method, path, headers, body, start, direct=False):
         if path == "/get-online-features":
-            await release.wait()
-        return await handle(method, path, headers, body, start)
+            await release.wait()  # suspends a direct (eager) answer too: a task finishes it
+        return await handle(method, path, headers, body, start, direct)
 
     server.app.handle = slow
     busy, idle = server.connect(), server.connect()

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
 
 import orjson
 import pytest
 import redis
-from feast import FeatureStore, RepoConfig
 
 from tests.plugins.serving.asgi import call, request
-from tests.plugins.serving.conftest import make_app
+from tests.plugins.serving.conftest import free_port, make_app
 
 pytestmark = pytest.mark.redis
 
@@ -67,88 +63,12 @@ def test_wrong_method_and_unknown_path(repo):
     assert request(app, "GET", "/health")[0] == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    """A redis-server of our own, to stop, hang (SIGSTOP) and restart without touching the machine's."""
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server not installed")
-    port = _free_port()
-    cmd = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(tmp_path),
-    ]
-
-    class Server:
-        url = f"redis://127.0.0.1:{port}/0"
-        proc = None
-
-        def start(self):
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    redis.Redis(port=port).ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-
-        def stop(self):
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    server = Server()
-    server.start()
-    yield server
-    if server.proc.poll() is None:
-        server.stop()
-
-
-@pytest.fixture
-def store_on(repo):
-    """The repo's registry with the online store pointed at another Redis URL."""
-
-    def make(url: str) -> FeatureStore:
-        online = {**repo.online, "url": url, "socket_timeout_s": 1.0, "connect_timeout_s": 1.0}
-        c = repo.config
-        return FeatureStore(
-            config=RepoConfig(
-                project=c.project,
-                registry=str(repo.tmp / "registry.db"),
-                provider="local",
-                online_store=online,
-                offline_store={"type": "file"},
-                entity_key_serialization_version=3,
-                repo_path=str(repo.tmp),
-            )
-        )
-
-    return make
-
-
 def _statuses(body) -> set[str]:
     return {s for r in body["results"][1:] for s in r["statuses"]}
 
 
 def test_redis_down_answers_invalid_statuses_then_the_breaker_fails_fast(store_on):
-    app = make_app(store_on(f"redis://127.0.0.1:{_free_port()}/0"), breaker_failures=3, breaker_reset_s=60)
+    app = make_app(store_on(f"redis://127.0.0.1:{free_port()}/0"), breaker_failures=3, breaker_reset_s=60)
     for _ in range(3):
         status, headers, body = request(app, "POST", "/get-online-features", _body())
         assert status == 200, body
