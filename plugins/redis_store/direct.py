@@ -12,12 +12,14 @@ It never raises and never retries: any error, error reply or timeout closes the 
 reply would put it out of step) and returns None; the caller then reads through the pipelined path,
 which has the retries, the backoff and the error reporting. (Re)connecting runs on a thread, at most
 once per ``RECONNECT_S``, so the event loop never waits on a connect; until it is up, ``mget`` returns
-None. Standalone Redis over plain TCP only (``aio.supported``), after the fork (one per process).
+None. Requests whose command is over ``MAX_PAYLOAD`` (about 1,000 keys) are left to the pipelined
+path. Standalone Redis over plain TCP only (``aio.supported``), after the fork (one per process).
 """
 
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
@@ -28,6 +30,7 @@ from fs_platform.plugins.redis_store.aio import _pack
 
 SPIN_S = 100e-6
 RECONNECT_S = 1.0
+MAX_PAYLOAD = 64 * 1024
 
 
 class DirectConnection:
@@ -38,6 +41,8 @@ class DirectConnection:
         self.pid = os.getpid()
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
+        self._buf = bytearray(65536)
+        self._poll = select.poll()
         self._connecting = False
         self._last_attempt = 0.0
         self._lock = threading.Lock()
@@ -49,10 +54,12 @@ class DirectConnection:
         if sock is None:
             self._reconnect_later()
             return None
+        if len(payload) > MAX_PAYLOAD:  # more than a socket buffer may take at once
+            return None
         try:
             sock.sendall(payload)
             reply = self._receive(sock, timeout)
-        except OSError:
+        except (OSError, hiredis.ProtocolError):
             reply = None
         if type(reply) is not list:  # None (timeout, closed) or an error reply
             self.close()
@@ -60,10 +67,9 @@ class DirectConnection:
         return reply
 
     def _receive(self, sock: socket.socket, timeout: float):
-        reader, buf = self._reader, bytearray(65536)
+        reader, buf = self._reader, self._buf
         start = time.perf_counter()
         spin_until = start + min(SPIN_S, timeout)
-        sock.setblocking(False)
         while True:
             try:
                 n = sock.recv_into(buf)
@@ -72,15 +78,9 @@ class DirectConnection:
                 if now < spin_until:
                     continue
                 left = start + timeout - now
-                if left <= 0:
+                if left <= 0 or not self._poll.poll(left * 1000):  # sleeps until the reply or timeout
                     return None
-                sock.settimeout(left)  # poll() then recv: sleeps until the reply or the timeout
-                try:
-                    n = sock.recv_into(buf)
-                except TimeoutError:
-                    return None
-                finally:
-                    sock.setblocking(False)
+                continue
             if n == 0:
                 return None
             reader.feed(buf, 0, n)
@@ -120,7 +120,10 @@ class DirectConnection:
                         reply = reader.gets()
                     if isinstance(reply, hiredis.ReplyError):
                         raise ConnectionError("handshake refused")
-            self._reader = reader
+            sock.setblocking(False)  # sends are small; a full buffer fails the read (the caller falls back)
+            poll = select.poll()
+            poll.register(sock, select.POLLIN)
+            self._reader, self._poll = reader, poll
             self._sock, sock = sock, None
         except (OSError, hiredis.ProtocolError):
             pass  # the pipelined path reports the error; try again after RECONNECT_S

@@ -15,6 +15,7 @@ server has workers:
 - ``floor``                        a minimal uvicorn app (2 workers): parse the JSON, one MGET of the
                                    fs keys, answer the number of hits. No decoding, no Feast: what
                                    any Python server doing this lookup costs.
+- ``fs serve, pipelined reads``    fs serve with ``direct_reads: false``: what the direct reads add
 
 Measurements: wrk (closed loop) at 1/8/32 connections x 1/20 entities; a fixed 1,000 requests/s
 open loop for 60 s (latency from each request's scheduled time, so stalls count); a soak at 500
@@ -58,6 +59,7 @@ from tests.benchmarks import loadgen, report, serve_cpu  # noqa: E402
 BIN = Path(sys.executable).parent
 N_ENTITIES = 10_000
 NOW = datetime.now(UTC).replace(microsecond=0)
+PIPELINED = "fs serve, pipelined reads"  # direct_reads: false (docs/serving.md)
 FEATURES = ["txn:amount_sum", "txn:amount_mean", "txn:count", "profile:country", "profile:age"]
 
 FLOOR_APP = """
@@ -233,6 +235,7 @@ class Server:
 
 def start_servers(fs_repo: Path, stock_repo: Path, floor_env: dict, tmp: Path) -> list[Server]:
     (tmp / "floor_app.py").write_text(FLOOR_APP)
+    (tmp / "pipelined.yaml").write_text("direct_reads: false\n")
     specs = [
         (
             "fs serve",
@@ -296,6 +299,22 @@ def start_servers(fs_repo: Path, stock_repo: Path, floor_env: dict, tmp: Path) -
                 "warning",
             ],
             floor_env,
+        ),
+        (
+            PIPELINED,
+            lambda p: [
+                str(BIN / "fs"),
+                "--repo",
+                str(fs_repo),
+                "serve",
+                "--port",
+                str(p),
+                "--workers",
+                "2",
+                "--config",
+                str(tmp / "pipelined.yaml"),
+            ],
+            None,
         ),
     ]
     servers = []
@@ -469,7 +488,8 @@ def render_cpu(cpu: dict, requests: int) -> str:
         f"CPU per request in-process (`serve_cpu.py`: each app's ASGI handler called {requests:,} times on "
         "one uvloop loop by 1 or 16 concurrent clients, no HTTP server, the least disturbed of 10 rounds;"
         " `time.process_time`, so it holds on a busy machine; Redis's own CPU not counted; the floor reads"
-        " through redis.asyncio, fs through its own pipelined connection):",
+        " through redis.asyncio, fs through its own pipelined connection (the ASGI entry never reads"
+        " directly)):",
         "",
         "| entities | concurrent clients | fs serve us | feast serve us | floor us | feast / fs | fs / "
         "floor |",
@@ -495,6 +515,7 @@ def render(
         "feast serve tuned, fs store",
         "feast serve tuned, stock store",
         "floor",
+        PIPELINED,
     ]
     lines = [
         "## Feature server (`fs serve`)",
@@ -503,10 +524,14 @@ def render(
         "Redis 7;",
         "every server a subprocess with 2 workers (except `feast serve` defaults: 1 worker, access log,",
         "worker recycled every ~1,000 requests); wrk 1 thread on the same 2 cores. Floor: a minimal uvicorn",
-        f"app doing one MGET of the same keys and no decoding. Closed loop (wrk, {seconds:g} s per cell):",
+        "app doing one MGET of the same keys and no decoding. `fs serve, pipelined reads`: fs serve with",
+        "`direct_reads: false`, every Redis read on the pipelined connection (docs/serving.md). Closed loop",
+        f"(wrk, {seconds:g} s per cell), measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC:",
         "",
-        "| entities | conns | " + " | ".join(names) + " | fs / tuned feast (fs store) | fs p99 / floor p99 |",
-        "|---|---|" + "---|" * len(names) + "---|---|",
+        "| entities | conns | "
+        + " | ".join(names)
+        + " | fs / tuned feast (fs store) | fs p99 / floor p99 | fs / pipelined reads |",
+        "|---|---|" + "---|" * len(names) + "---|---|---|",
     ]
     for entities in (1, 20):
         for conns in (1, 8, 32):
@@ -515,11 +540,14 @@ def render(
                 r = closed[(n, entities, conns)]
                 err = f", {r.errors} err" if r.errors else ""
                 cells.append(f"{r.rps:,.0f}/s p99 {r.p99_ms:.1f} ms{err}")
-            fs, tuned, floor = (closed[(n, entities, conns)] for n in (names[0], names[2], names[4]))
+            fs, tuned, floor, pipelined = (
+                closed[(n, entities, conns)] for n in (names[0], names[2], names[4], PIPELINED)
+            )
             lines.append(
                 f"| {entities} | {conns} | "
                 + " | ".join(cells)
-                + f" | **{fs.rps / tuned.rps:.1f}x** | {fs.p99_ms / floor.p99_ms:.2f}x |"
+                + f" | **{fs.rps / tuned.rps:.1f}x** | {fs.p99_ms / floor.p99_ms:.2f}x"
+                + f" | {fs.rps / pipelined.rps:.2f}x |"
             )
     lines += [
         "",
@@ -556,6 +584,7 @@ def render(
     tail = [fs.p99_ms / floor.p99_ms for fs, _, floor in cells]
     ratio = [fs.rps / floor.rps for fs, _, floor in cells]
     one = cells[0]
+    direct = [closed[(names[0], e, 1)].rps / closed[(PIPELINED, e, 1)].rps for e in (1, 20)]
     r = fixed["fs serve"]
     fixed_ok = r.p99_ms <= 5 and r.p999_ms <= 20 and r.errors == 0
     soak_ok = soak["outside"] == 0 and soak["recovery_s"] <= 2
@@ -565,9 +594,11 @@ def render(
         f"(5x reached in {sum(x >= 5 for x in speed)} of 6 cells); p99 {min(tail):.2f}-{max(tail):.2f}x the "
         f"floor (within 1.5x in {sum(x <= 1.5 for x in tail)} of 6 cells); fixed rate "
         f"{'met' if fixed_ok else 'missed'}; Redis restart {'met' if soak_ok else 'missed'}. "
-        f"fs serve / floor requests/s: {min(ratio):.2f}-{max(ratio):.2f}x. At 1 entity and 1 connection "
-        "each request waits for the one before it (wrk, a worker and Redis taking turns on 2 cores): "
-        f"there the floor itself is {one[2].rps / one[1].rps:.1f}x tuned `feast serve`. The floor does "
+        f"fs serve / floor requests/s: {min(ratio):.2f}-{max(ratio):.2f}x. At 1 connection each request "
+        "waits for the one before it (wrk, a worker and Redis taking turns on 2 cores): there the floor "
+        f"itself is {one[2].rps / one[1].rps:.1f}x tuned `feast serve` at 1 entity, and fs serve gets "
+        "past it by reading Redis directly when a worker has nothing else to do (requests/s vs its own "
+        f"pipelined reads: {direct[0]:.2f}x at 1 entity, {direct[1]:.2f}x at 20). The floor does "
         "no decoding, no encoding of Feast's JSON, no deadline, metrics or auth "
         f"({cpu[('fs serve', 1, 1)] - cpu[('floor', 1, 1)]:.0f} us of CPU per request at 1 entity, "
         f"{cpu[('fs serve', 20, 1)] - cpu[('floor', 20, 1)]:.0f} us at 20, in-process below) and runs on "

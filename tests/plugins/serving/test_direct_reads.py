@@ -128,6 +128,9 @@ def test_the_direct_read_returns_what_mget_returns_and_connects_off_the_caller()
         big = "fs-direct-test:big"
         client.set(big, b"x" * 3_000_000)  # a reply over many reads
         assert conn.mget(aio._mget([big, keys[1]]), 2.0) == client.mget([big, keys[1]])
+        many = [f"fs-direct-test:{i:020d}" for i in range(3000)]  # over MAX_PAYLOAD: left to the pipeline
+        assert conn.mget(aio._mget(many), 1.0) is None and conn._sock is not None
+        assert conn.mget(aio._mget(keys[:3]), 1.0) == client.mget(keys[:3])
         conn.close()
     finally:
         client.delete(*keys, "fs-direct-test:big")
