@@ -90,8 +90,8 @@ class ServeSettings(BaseModel):
     direct_reads: bool = True
     """A worker with one request to answer and nothing else in progress reads Redis within the loop
     callback (waits by polling for up to 100 us, then blocks for at most 5 ms) instead of through the
-    pipelined async connection: about a third less time per request at low concurrency. False: always
-    the pipelined read."""
+    pipelined async connection: 1.2-1.3x the requests/s at one connection (docs/serving.md). False:
+    always the pipelined read."""
     breaker_failures: int = 5
     """Consecutive failed Redis reads that open the breaker (reads then fail fast, /ready is 503)."""
     breaker_reset_s: float = 1.0
