@@ -46,14 +46,25 @@ def server_of(client) -> dict:
     }
 
 
-def _pack(args: tuple[bytes, ...]) -> bytes:
+def pack_command(args: tuple[bytes, ...]) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for a in args:
         out.append(b"$%d\r\n%s\r\n" % (len(a), a))
     return b"".join(out)
 
 
-def _mget(keys: list[str]) -> bytes:
+def handshake(username: str | None, password: str | None, db: int) -> list[bytes]:
+    """The commands a new connection sends first: AUTH (with a password), SELECT (db other than 0)."""
+    out = []
+    if password is not None:
+        user = (username.encode(),) if username else ()
+        out.append(pack_command((b"AUTH", *user, password.encode())))
+    if db:
+        out.append(pack_command((b"SELECT", str(db).encode())))
+    return out
+
+
+def pack_mget(keys: list[str]) -> bytes:
     out = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
     for k in keys:
         kb = k.encode()
@@ -143,7 +154,7 @@ class PipelinedConnection:
     async def mget(self, keys: list[str], deadline: float | None = None) -> list:
         """MGET ``keys``; ``deadline`` in loop time (``loop.time()``) bounds the whole call, retries
         included: past it, the builtin ``TimeoutError``."""
-        payload = _mget(keys)
+        payload = pack_mget(keys)
         failures = 0
         while True:
             try:
@@ -207,12 +218,7 @@ class PipelinedConnection:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, proto = await self.loop.create_connection(_Protocol, self.host, self.port)
-                hello = []
-                if self.password is not None:
-                    user = (self.username.encode(),) if self.username else ()
-                    hello.append(proto.send(_pack((b"AUTH", *user, self.password.encode()))))
-                if self.db:
-                    hello.append(proto.send(_pack((b"SELECT", str(self.db).encode()))))
+                hello = [proto.send(c) for c in handshake(self.username, self.password, self.db)]
                 for reply in [await f for f in hello]:
                     if isinstance(reply, hiredis.ReplyError):
                         proto._fail(redis.ConnectionError("handshake failed"))

@@ -26,7 +26,7 @@ import time
 
 import hiredis
 
-from fs_platform.plugins.redis_store.aio import _pack
+from fs_platform.plugins.redis_store.aio import handshake
 
 SPIN_S = 100e-6
 RECONNECT_S = 1.0
@@ -102,12 +102,7 @@ class DirectConnection:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader = hiredis.Reader()
-            hello = []
-            if self.password is not None:
-                user = (self.username.encode(),) if self.username else ()
-                hello.append(_pack((b"AUTH", *user, self.password.encode())))
-            if self.db:
-                hello.append(_pack((b"SELECT", str(self.db).encode())))
+            hello = handshake(self.username, self.password, self.db)
             if hello:
                 sock.sendall(b"".join(hello))
                 for _ in hello:

@@ -172,17 +172,25 @@ class StoreState:
             conn = self._direct = self._direct_connection()
         if not conn or not keys:
             return None
-        return conn.mget(aio._mget(keys), timeout)
+        return conn.mget(aio.pack_mget(keys), timeout)
 
     def _direct_connection(self) -> direct.DirectConnection | bool:
-        client, _ = self.async_client()
-        if self.cluster or self.endpoint.mode != "standalone" or not aio.supported(client):
+        client = self._plain_tcp()
+        if client is None:
             return False
         return direct.DirectConnection(**aio.server_of(client), connect_timeout=self.cfg.connect_timeout_s)
 
-    def _pipelined(self) -> aio.PipelinedConnection | None:
+    def _plain_tcp(self):
+        """The loop's redis.asyncio client if it talks plain TCP to one standalone server (what the
+        pipelined and the direct connections replace), else None."""
         client, _ = self.async_client()
         if self.cluster or self.endpoint.mode != "standalone" or not aio.supported(client):
+            return None
+        return client
+
+    def _pipelined(self) -> aio.PipelinedConnection | None:
+        client = self._plain_tcp()
+        if client is None:
             return None
         if self._aio is not None:
             self._aio.close()

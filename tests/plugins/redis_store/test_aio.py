@@ -44,7 +44,7 @@ def test_concurrent_reads_get_their_own_replies_and_a_late_caller_leaves_it_in_s
         assert got == [[k.split(":")[1].encode() for k in ks] for ks in reads]
         loop = asyncio.get_running_loop()
         # A command ahead of it holds the connection for 0.3 s: this read's reply comes after its deadline
-        blocked = conn._proto.send(aio._pack((b"BLPOP", f"{keys[0]}:none".encode(), b"0.3")))
+        blocked = conn._proto.send(aio.pack_command((b"BLPOP", f"{keys[0]}:none".encode(), b"0.3")))
         with pytest.raises(TimeoutError):
             await conn.mget(keys[:50], deadline=loop.time() + 0.05)
         assert await blocked is None  # then the late replies arrive: the timed-out one is dropped

@@ -103,7 +103,7 @@ def _connected(conn: DirectConnection, keys: list[str]) -> list:
     """Call ``mget`` until the background connect has finished (the first calls return None)."""
     deadline = time.monotonic() + 5
     while True:
-        reply = conn.mget(aio._mget(keys), 1.0)
+        reply = conn.mget(aio.pack_mget(keys), 1.0)
         if reply is not None:
             return reply
         assert time.monotonic() < deadline, "the direct connection never connected"
@@ -122,15 +122,15 @@ def test_the_direct_read_returns_what_mget_returns_and_connects_off_the_caller()
     try:
         conn = _direct(6379)
         t0 = time.perf_counter()
-        assert conn.mget(aio._mget(keys), 1.0) is None  # not connected yet: the caller does not wait
+        assert conn.mget(aio.pack_mget(keys), 1.0) is None  # not connected yet: the caller does not wait
         assert time.perf_counter() - t0 < 0.5
         assert _connected(conn, keys) == client.mget(keys)  # values, empty strings and missing keys
         big = "fs-direct-test:big"
         client.set(big, b"x" * 3_000_000)  # a reply over many reads
-        assert conn.mget(aio._mget([big, keys[1]]), 2.0) == client.mget([big, keys[1]])
+        assert conn.mget(aio.pack_mget([big, keys[1]]), 2.0) == client.mget([big, keys[1]])
         many = [f"fs-direct-test:{i:020d}" for i in range(3000)]  # over MAX_PAYLOAD: left to the pipeline
-        assert conn.mget(aio._mget(many), 1.0) is None and conn._sock is not None
-        assert conn.mget(aio._mget(keys[:3]), 1.0) == client.mget(keys[:3])
+        assert conn.mget(aio.pack_mget(many), 1.0) is None and conn._sock is not None
+        assert conn.mget(aio.pack_mget(keys[:3]), 1.0) == client.mget(keys[:3])
         conn.close()
     finally:
         client.delete(*keys, "fs-direct-test:big")
@@ -143,7 +143,7 @@ def test_a_refused_handshake_or_no_server_never_connects_and_never_blocks():
     for conn in (refused, nothing):
         for _ in range(20):
             t0 = time.perf_counter()
-            assert conn.mget(aio._mget(["k"]), 1.0) is None
+            assert conn.mget(aio.pack_mget(["k"]), 1.0) is None
             assert time.perf_counter() - t0 < 0.2  # connecting happens on a thread, not here
             time.sleep(0.01)
         assert conn._sock is None
@@ -159,11 +159,11 @@ def test_a_hung_server_gives_none_within_the_timeout_and_the_connection_is_dropp
     try:
         deadline = time.monotonic() + 5
         while conn._sock is None:
-            conn.mget(aio._mget(["k"]), 0.01)
+            conn.mget(aio.pack_mget(["k"]), 0.01)
             assert time.monotonic() < deadline
             time.sleep(0.01)
         t0 = time.perf_counter()
-        assert conn.mget(aio._mget(["k"]), 0.05) is None
+        assert conn.mget(aio.pack_mget(["k"]), 0.05) is None
         assert 0.04 < time.perf_counter() - t0 < 1.0
         assert conn._sock is None  # a late reply would put it out of step: dropped
     finally:
