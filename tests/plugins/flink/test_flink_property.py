@@ -70,4 +70,6 @@ def test_flink_values_equal_the_reference_for_random_streams(live, events):
     producer.close()
     if not counted:
         return
-    converge(repo, job, counted, timeout=30.0)
+    # The default 120 s: a passing example converges in seconds; a loaded CI machine has stalled the job
+    # past 30 s (the values arrived on the replay, so Hypothesis reported it flaky).
+    converge(repo, job, counted)
